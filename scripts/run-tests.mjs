@@ -1,0 +1,43 @@
+#!/usr/bin/env node
+// Runs every test/**/*.test.ts through node's built-in test runner (with tsx), over an
+// explicit file list: Node 20 does not expand globs and silently runs 0 tests on a
+// directory. Fails when no test ran. Extra arguments are file filters (substrings).
+
+import { spawn } from 'node:child_process';
+import { readdirSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+
+function findTests(dir) {
+  const out = [];
+  for (const name of readdirSync(dir).sort()) {
+    const path = join(dir, name);
+    if (statSync(path).isDirectory()) out.push(...findTests(path));
+    else if (name.endsWith('.test.ts')) out.push(path);
+  }
+  return out;
+}
+
+const filters = process.argv.slice(2);
+const files = findTests('test').filter((f) => filters.length === 0 || filters.some((s) => f.includes(s)));
+if (files.length === 0) {
+  console.error(`run-tests: no test files matched ${filters.join(' ') || 'test/**/*.test.ts'}`);
+  process.exit(1);
+}
+
+const child = spawn(process.execPath, ['--import', 'tsx', '--test', '--test-reporter=spec', ...files], {
+  stdio: ['ignore', 'pipe', 'inherit'],
+});
+let tail = '';
+child.stdout.on('data', (chunk) => {
+  process.stdout.write(chunk);
+  tail = (tail + chunk.toString()).slice(-4000);
+});
+child.on('close', (code) => {
+  const match = /tests (\d+)/.exec(tail.slice(tail.lastIndexOf('tests ') - 2));
+  const ran = match ? Number(match[1]) : 0;
+  if (ran === 0) {
+    console.error('run-tests: 0 tests ran; failing');
+    process.exit(1);
+  }
+  process.exit(code ?? 1);
+});

@@ -1,0 +1,154 @@
+// Reverse-mode differentiation over the recorded graph. Iterative (no recursion: an
+// unrolled LSTM is tens of thousands of nodes deep), gradients accumulate on fan-out,
+// broadcast gradients are reduced in one place, and each node's saved tensors are freed
+// as soon as they have been used unless retainGraph is set.
+
+import * as ops from '../tensor/ops/index.js';
+import { keep, tidy, withGradMode } from '../tensor/engine.js';
+import { shapesEqual, shapeToString, type Shape } from '../tensor/shape.js';
+import { setBackwardImpl, Tensor, type BackwardOptions } from '../tensor/tensor.js';
+import { freeSaved, Node, targetOf, type GradTarget } from './node.js';
+import { gradRules, isDiffOp, type DiffOp, type RuleContext } from './rules.js';
+
+/** Sums a gradient over the dimensions that broadcasting added or stretched. */
+export function sumToShape(g: Tensor, shape: Shape, op: string, input: number): Tensor {
+  if (shapesEqual(g.shape, shape)) return g;
+  const lead = g.rank - shape.length;
+  const axes: number[] = [];
+  let ok = lead >= 0;
+  for (let i = 0; ok && i < g.rank; i++) {
+    if (i < lead) axes.push(i);
+    else if (shape[i - lead] === 1 && g.shape[i] !== 1) axes.push(i);
+    else if (shape[i - lead] !== g.shape[i]) ok = false;
+  }
+  if (!ok) {
+    throw new Error(`backward of ${op}: the gradient for input ${input} has shape ${shapeToString(g.shape)}, which does not reduce to the input's shape ${shapeToString(shape)}`);
+  }
+  return ops.reshape(ops.sum(g, axes, true), shape);
+}
+
+export interface GradRequest {
+  roots: readonly Tensor[];
+  rootGrads: readonly (Tensor | undefined)[];
+  retainGraph: boolean;
+  createGraph: boolean;
+  /** When given, return these targets' gradients instead of accumulating into leaves. */
+  wanted?: readonly GradTarget[];
+}
+
+/** Nodes reachable from the roots, and for each how many consumers will send it a gradient. */
+function countConsumers(starts: readonly GradTarget[]): Map<Node, number> {
+  const pending = new Map<Node, number>();
+  const stack: Node[] = [];
+  for (const s of starts) if (s instanceof Node && !pending.has(s)) { pending.set(s, 0); stack.push(s); }
+  while (stack.length > 0) {
+    const node = stack.pop()!;
+    for (const t of node.targets) {
+      if (!(t instanceof Node)) continue;
+      const seen = pending.has(t);
+      pending.set(t, (pending.get(t) ?? 0) + 1);
+      if (!seen) stack.push(t);
+    }
+  }
+  return pending;
+}
+
+/** Runs backward; returns the gradient of every leaf reached (or of each wanted target). */
+export function runBackward(request: GradRequest): Map<GradTarget, Tensor> {
+  const { roots, retainGraph, createGraph } = request;
+  const wanted = new Set(request.wanted ?? []);
+  return tidy(() => withGradMode(createGraph, () => {
+    const grads = new Map<GradTarget, Tensor>();
+    // Each stored gradient is its own tensor object, so disposing one never frees another.
+    const accumulate = (target: GradTarget, g: Tensor) => {
+      const previous = grads.get(target);
+      if (previous === undefined) { grads.set(target, g); return; }
+      grads.set(target, ops.add(previous, g));
+      previous.dispose();
+      g.dispose();
+    };
+    const starts: GradTarget[] = [];
+    roots.forEach((root, i) => {
+      const target = targetOf(root);
+      if (target === null) {
+        throw new Error(`backward: output ${i} (shape ${shapeToString(root.shape)}) does not require grad and has no grad_fn`);
+      }
+      let g = request.rootGrads[i];
+      if (g === undefined) {
+        if (root.size !== 1) {
+          throw new Error(`backward: grad can be implicitly created only for one-element outputs; output ${i} has shape ${shapeToString(root.shape)} (pass a gradient)`);
+        }
+        g = ops.onesLike(root.detach());
+      } else if (!shapesEqual(g.shape, root.shape) || g.dtype !== root.dtype) {
+        throw new Error(`backward: the gradient for output ${i} has shape ${shapeToString(g.shape)} (${g.dtype}) but the output has shape ${shapeToString(root.shape)} (${root.dtype})`);
+      }
+      accumulate(target, ops.reshape(g, g.shape));
+      starts.push(target);
+    });
+
+    const pending = countConsumers(starts);
+    const ready = [...pending.keys()].filter((n) => pending.get(n) === 0);
+    const leaves = new Map<GradTarget, Tensor>();
+    while (ready.length > 0) {
+      const node = ready.pop()!;
+      const dy = grads.get(node);
+      if (dy !== undefined) {
+        if (node.released) {
+          throw new Error(`backward: trying to backward through the graph a second time (op ${node.op}); its saved tensors were freed. Pass {retainGraph: true} to the first backward`);
+        }
+        if (!isDiffOp(node.op)) throw new Error(`backward: no gradient rule for op ${node.op}`);
+        const ctx: RuleContext<never> = {
+          inputs: node.inputs, output: node.output, attrs: node.attrs as never, needs: node.targets.map((t) => t !== null),
+        };
+        // The rule's temporaries die with this inner tidy; only the reduced gradients leave it.
+        const inputGrads = tidy(() => {
+          const raw = (gradRules[node.op as DiffOp] as (dy: Tensor, c: RuleContext<never>) => (Tensor | null)[])(dy, ctx);
+          return node.targets.map((target, i) => {
+            const g = raw[i];
+            if (target === null || g === null || g === undefined) return null;
+            const input = node.inputs[i]!;
+            const reduced = sumToShape(g, input.shape, node.op, i);
+            if (reduced.dtype !== input.dtype) {
+              throw new Error(`backward of ${node.op}: the gradient for input ${i} is ${reduced.dtype} but the input is ${input.dtype}`);
+            }
+            return reduced === dy ? ops.reshape(dy, dy.shape) : reduced;
+          });
+        });
+        inputGrads.forEach((g, i) => { if (g) accumulate(node.targets[i]!, g); });
+        if (wanted.has(node)) leaves.set(node, dy);
+        else dy.dispose();
+        grads.delete(node);
+      }
+      if (!retainGraph) freeSaved(node);
+      for (const t of node.targets) {
+        if (!(t instanceof Node)) continue;
+        const left = pending.get(t)! - 1;
+        pending.set(t, left);
+        if (left === 0) ready.push(t);
+      }
+    }
+    for (const [target, g] of grads) if (!(target instanceof Node)) leaves.set(target, g);
+    return leaves;
+  }));
+}
+
+/** Tensor.backward: accumulate into the .grad of every leaf that requires it. */
+function backward(root: Tensor, grad: Tensor | undefined, options: BackwardOptions): void {
+  const leaves = runBackward({
+    roots: [root], rootGrads: [grad], retainGraph: options.retainGraph ?? options.createGraph ?? false,
+    createGraph: options.createGraph ?? false,
+  });
+  for (const [target, g] of leaves) {
+    const leaf = target as Tensor;
+    if (leaf.grad === null) {
+      leaf.grad = keep(g);
+    } else {
+      const sum = withGradMode(options.createGraph ?? false, () => ops.add(leaf.grad!, g));
+      leaf.grad.dispose();
+      g.dispose();
+      leaf.grad = keep(sum);
+    }
+  }
+}
+
+setBackwardImpl(backward);

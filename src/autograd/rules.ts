@@ -1,0 +1,140 @@
+// The gradient rules: one per differentiable op, written with tensor ops so that
+// gradients of gradients work (createGraph, gradgradcheck) and every backend shares them.
+// A rule returns, per input, dL/dinput in the op's output (broadcast) shape or the
+// input's own shape; backward reduces broadcast gradients in one place (sumToShape).
+//
+// Conventions at non-smooth points, tested in test/autograd/conventions.test.ts:
+//   relu'(0) = 0 and abs'(0) = 0 (the minimum-norm subgradient, as in PyTorch);
+//   maximum/minimum split the gradient ½/½ on ties (PyTorch);
+//   max/min reductions and topk send the gradient to the first (lowest-index) extreme.
+
+import type { KernelAttrs } from '../backends/backend.js';
+import * as ops from '../tensor/ops/index.js';
+import type { Tensor } from '../tensor/tensor.js';
+
+export type DiffOp =
+  | 'neg' | 'abs' | 'exp' | 'log' | 'sqrt' | 'tanh' | 'sigmoid' | 'relu' | 'softplus' | 'normalCdf'
+  | 'add' | 'sub' | 'mul' | 'div' | 'pow' | 'maximum' | 'minimum' | 'where'
+  | 'sum' | 'max' | 'min' | 'matmul'
+  | 'reshape' | 'permute' | 'broadcastTo' | 'slice' | 'pad' | 'concat'
+  | 'gather' | 'scatterAdd' | 'indexSelect' | 'indexAdd' | 'cast';
+
+type AttrsOf<K extends DiffOp> = K extends keyof KernelAttrs ? KernelAttrs[K] : Record<string, never>;
+
+export interface RuleContext<K extends DiffOp> {
+  readonly inputs: readonly Tensor[];
+  readonly output: Tensor;
+  readonly attrs: AttrsOf<K>;
+  /** needs[i]: whether input i wants a gradient; a rule may skip the others (return null). */
+  readonly needs: readonly boolean[];
+}
+
+export type GradRule<K extends DiffOp> = (dy: Tensor, ctx: RuleContext<K>) => (Tensor | null)[];
+
+const x0 = (c: { inputs: readonly Tensor[] }) => c.inputs[0]!;
+const x1 = (c: { inputs: readonly Tensor[] }) => c.inputs[1]!;
+const mask = (m: Tensor, like: Tensor) => ops.cast(m, like.dtype);
+
+/** 1 at the first extreme of each slice over `axes`, 0 elsewhere (the tie rule of max/min). */
+function firstExtremeMask(x: Tensor, axes: readonly number[], kind: 'max' | 'min'): Tensor {
+  const kept = x.shape.map((_, i) => i).filter((i) => !axes.includes(i));
+  const perm = [...kept, ...axes];
+  const keptShape = kept.map((i) => x.shape[i]!);
+  const reducedDims = axes.map((i) => x.shape[i]!);
+  const r = reducedDims.reduce((a, b) => a * b, 1);
+  const moved = ops.reshape(ops.permute(x.detach(), perm), [...keptShape, r]);
+  const index = kind === 'max' ? ops.argmax(moved, -1) : ops.argmin(moved, -1);
+  const hot = ops.oneHot(index, r, { dtype: x.dtype });
+  const inverse = perm.map((_, i) => perm.indexOf(i));
+  return ops.permute(ops.reshape(hot, [...keptShape, ...reducedDims]), inverse);
+}
+
+function keepdimsShape(x: Tensor, axes: readonly number[]): number[] {
+  return x.shape.map((d, i) => (axes.includes(i) ? 1 : d));
+}
+
+export const gradRules: { [K in DiffOp]: GradRule<K> } = {
+  neg: (dy) => [ops.neg(dy)],
+  abs: (dy, c) => [ops.mul(dy, ops.sign(x0(c)))],
+  exp: (dy, c) => [ops.mul(dy, c.output)],
+  log: (dy, c) => [ops.div(dy, x0(c))],
+  sqrt: (dy, c) => [ops.div(dy, ops.mul(c.output, 2))],
+  tanh: (dy, c) => [ops.mul(dy, ops.sub(1, ops.square(c.output)))],
+  sigmoid: (dy, c) => [ops.mul(dy, ops.mul(c.output, ops.sub(1, c.output)))],
+  relu: (dy, c) => [ops.mul(dy, mask(ops.greater(x0(c), 0), dy))],
+  softplus: (dy, c) => [ops.mul(dy, ops.sigmoid(x0(c)))],
+  // dΦ/dx is the standard normal density.
+  normalCdf: (dy, c) => [ops.mul(dy, ops.mul(ops.exp(ops.mul(ops.square(x0(c)), -0.5)), 1 / Math.sqrt(2 * Math.PI)))],
+
+  add: (dy) => [dy, dy],
+  sub: (dy, c) => [dy, c.needs[1] ? ops.neg(dy) : null],
+  mul: (dy, c) => [c.needs[0] ? ops.mul(dy, x1(c)) : null, c.needs[1] ? ops.mul(dy, x0(c)) : null],
+  div: (dy, c) => [
+    c.needs[0] ? ops.div(dy, x1(c)) : null,
+    c.needs[1] ? ops.neg(ops.mul(dy, ops.div(c.output, x1(c)))) : null,
+  ],
+  pow: (dy, c) => {
+    const [a, b] = [x0(c), x1(c)];
+    const da = c.needs[0] ? ops.mul(dy, ops.mul(b, ops.pow(a, ops.sub(b, 1)))) : null;
+    // d(aᵇ)/db = aᵇ·log a; PyTorch takes 0 where a = 0.
+    const db = c.needs[1] ? ops.mul(dy, ops.where(ops.equal(a, 0), 0, ops.mul(c.output, ops.log(a)))) : null;
+    return [da, db];
+  },
+  maximum: (dy, c) => {
+    const share = ops.add(mask(ops.greater(x0(c), x1(c)), dy), ops.mul(mask(ops.equal(x0(c), x1(c)), dy), 0.5));
+    return [ops.mul(dy, share), ops.mul(dy, ops.sub(1, share))];
+  },
+  minimum: (dy, c) => {
+    const share = ops.add(mask(ops.less(x0(c), x1(c)), dy), ops.mul(mask(ops.equal(x0(c), x1(c)), dy), 0.5));
+    return [ops.mul(dy, share), ops.mul(dy, ops.sub(1, share))];
+  },
+  where: (dy, c) => [null, c.needs[1] ? ops.where(x0(c), dy, 0) : null, c.needs[2] ? ops.where(x0(c), 0, dy) : null],
+
+  sum: (dy, c) => [ops.broadcastTo(ops.reshape(dy, keepdimsShape(x0(c), c.attrs.axes)), x0(c).shape)],
+  max: (dy, c) => [ops.mul(ops.reshape(dy, keepdimsShape(x0(c), c.attrs.axes)), firstExtremeMask(x0(c), c.attrs.axes, 'max'))],
+  min: (dy, c) => [ops.mul(ops.reshape(dy, keepdimsShape(x0(c), c.attrs.axes)), firstExtremeMask(x0(c), c.attrs.axes, 'min'))],
+
+  matmul: (dy, c) => {
+    const [a, b] = [x0(c), x1(c)];
+    const { transposeA: tA, transposeB: tB } = c.attrs;
+    const mm = (p: Tensor, q: Tensor, transposeA: boolean, transposeB: boolean) => ops.matmul(p, q, { transposeA, transposeB });
+    // C = op(A)·op(B); each case reads the transposes in place.
+    let da: Tensor | null = null, db: Tensor | null = null;
+    if (c.needs[0]) {
+      if (!tA) da = tB ? mm(dy, b, false, false) : mm(dy, b, false, true);
+      else da = tB ? mm(b, dy, true, true) : mm(b, dy, false, true);
+    }
+    if (c.needs[1]) {
+      if (!tB) db = tA ? mm(a, dy, false, false) : mm(a, dy, true, false);
+      else db = tA ? mm(dy, a, true, true) : mm(dy, a, true, false);
+    }
+    return [da, db];
+  },
+
+  reshape: (dy, c) => [ops.reshape(dy, x0(c).shape)],
+  permute: (dy, c) => [ops.permute(dy, c.attrs.perm.map((_, i) => c.attrs.perm.indexOf(i)))],
+  broadcastTo: (dy) => [dy],
+  slice: (dy, c) => {
+    const x = x0(c), begin = c.attrs.begin;
+    return [ops.pad(dy, begin, x.shape.map((d, i) => d - begin[i]! - dy.shape[i]!))];
+  },
+  pad: (dy, c) => [ops.slice(dy, c.attrs.before, x0(c).shape)],
+  concat: (dy, c) => {
+    let start = 0;
+    return c.inputs.map((x) => {
+      const begin = x.shape.map((_, i) => (i === c.attrs.axis ? start : 0));
+      start += x.shape[c.attrs.axis]!;
+      return ops.slice(dy, begin, x.shape);
+    });
+  },
+
+  gather: (dy, c) => [ops.scatterAdd(ops.zeros(x0(c).shape, { dtype: dy.dtype }), c.attrs.axis, x1(c), dy), null],
+  scatterAdd: (dy, c) => [dy, null, c.needs[2] ? ops.gather(dy, c.attrs.axis, x1(c)) : null],
+  indexSelect: (dy, c) => [ops.indexAdd(ops.zeros(x0(c).shape, { dtype: dy.dtype }), c.attrs.axis, x1(c), dy), null],
+  indexAdd: (dy, c) => [dy, null, c.needs[2] ? ops.indexSelect(dy, c.attrs.axis, x1(c)) : null],
+  cast: (dy, c) => [ops.cast(dy, x0(c).dtype)],
+};
+
+export function isDiffOp(op: string): op is DiffOp {
+  return Object.prototype.hasOwnProperty.call(gradRules, op);
+}

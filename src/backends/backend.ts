@@ -1,0 +1,72 @@
+// The backend interface. A backend owns device memory behind opaque handles and runs named
+// kernels on them; the frontend (src/tensor) owns shapes, dtypes, broadcasting and autograd.
+// readSync/read are the only ways back to the host.
+
+import type { DType, TypedArray } from '../tensor/dtype.js';
+import type { Shape } from '../tensor/shape.js';
+
+/** An opaque, reference-counted piece of device memory. */
+export interface Handle { readonly id: number }
+
+/** What a kernel sees of each operand and of its output. */
+export interface TensorInfo { readonly handle: Handle; readonly shape: Shape; readonly dtype: DType }
+export interface OutInfo { readonly shape: Shape; readonly dtype: DType }
+
+export type UnaryKernel =
+  | 'neg' | 'abs' | 'sign' | 'exp' | 'log' | 'sqrt' | 'tanh' | 'sigmoid' | 'relu' | 'softplus'
+  | 'normalCdf';
+export type BinaryKernel = 'add' | 'sub' | 'mul' | 'div' | 'pow' | 'maximum' | 'minimum';
+export type CompareKernel = 'equal' | 'notEqual' | 'less' | 'lessEqual' | 'greater' | 'greaterEqual';
+
+type NoAttrs = Record<string, never>;
+
+/** Every kernel a backend implements, with its attributes. Inputs are listed in comments. */
+export interface KernelAttrs extends Record<UnaryKernel | BinaryKernel | CompareKernel, NoAttrs> {
+  where: NoAttrs;                                         // (cond, a, b), broadcast to out.shape
+  sum: { axes: readonly number[] };                       // (x); out.shape drops or keeps the axes
+  max: { axes: readonly number[] };
+  min: { axes: readonly number[] };
+  argmax: { axis: number };                               // ties and NaN: PyTorch's rule
+  argmin: { axis: number };
+  matmul: { transposeA: boolean; transposeB: boolean };  // (a [..., m, k], b [..., k, n])
+  permute: { perm: readonly number[] };
+  broadcastTo: NoAttrs;
+  slice: { begin: readonly number[] };                    // out.shape is the slice's size
+  pad: { before: readonly number[] };                     // zeros around x
+  concat: { axis: number };                               // (...xs)
+  gather: { axis: number };                               // (x, index): torch.gather
+  scatterAdd: { axis: number };                           // (x, index, src): torch.scatter_add
+  indexSelect: { axis: number };                          // (x, index 1-D)
+  indexAdd: { axis: number };                             // (x, index 1-D, src)
+  oneHot: { depth: number };                              // (index)
+  topkIndices: { k: number };                             // (x): int32 indices on the last axis
+  cast: NoAttrs;                                          // (x) to out.dtype
+  fill: { value: number };                                // (): out filled with value
+  random: { distribution: 'uniform' | 'normal'; key: readonly [number, number]; counter: number };
+}
+export type KernelName = keyof KernelAttrs;
+
+/** A backend's kernel table. Mapped over KernelName, so a missing kernel is a compile error. */
+export type KernelTable<H extends Handle> = {
+  [K in KernelName]: (inputs: readonly (TensorInfo & { handle: H })[], attrs: KernelAttrs[K], out: OutInfo) => H;
+};
+
+export interface MemoryInfo {
+  liveHandles: number;
+  bytes: number;
+  uploads: number;
+  readbacks: number;
+  kernelsCompiled: number;
+}
+
+export interface Backend {
+  readonly name: string;
+  upload(values: TypedArray): Handle;
+  run<K extends KernelName>(kernel: K, inputs: readonly TensorInfo[], attrs: KernelAttrs[K], out: OutInfo): Handle;
+  readSync(handle: Handle, dtype: DType): TypedArray;
+  read(handle: Handle, dtype: DType): Promise<TypedArray>;
+  incRef(handle: Handle): void;
+  decRef(handle: Handle): void;   // frees at zero; a freed handle is an error to use
+  memory(): MemoryInfo;
+  info(): Record<string, unknown>;
+}

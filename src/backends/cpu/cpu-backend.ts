@@ -1,0 +1,241 @@
+// The CPU backend: typed arrays behind reference-counted handles. It is the readable
+// reference every other backend is tested against, and the only one with float64.
+
+import { allocate, bytesPerElement, dtypeOfArray, type DType, type TypedArray } from '../../tensor/dtype.js';
+import { fillRandom } from '../../tensor/philox.js';
+import { sizeOf } from '../../tensor/shape.js';
+import type { Backend, Handle, KernelAttrs, KernelName, KernelTable, MemoryInfo, OutInfo, TensorInfo } from '../backend.js';
+import { addSubMulDivSameShape, binaryBroadcast, binaryFns, broadcastLoop, mapUnary, unaryFns } from './elementwise.js';
+import { gather, indexAdd, indexSelect, oneHot, scatterAdd, topkIndices } from './indexing.js';
+import { matmul } from './matmul.js';
+import { broadcastTo, concat, pad, permute, slice } from './movement.js';
+import { argReduce, reduce } from './reduce.js';
+
+class CpuHandle implements Handle {
+  refs = 1;
+  constructor(readonly id: number, public values: TypedArray | null) {}
+}
+
+type In = readonly (TensorInfo & { handle: CpuHandle })[];
+
+function data(info: TensorInfo & { handle: CpuHandle }): TypedArray {
+  const values = info.handle.values;
+  if (values === null) throw new Error(`cpu backend: handle ${info.handle.id} was used after it was freed`);
+  return values;
+}
+
+const unary = (name: keyof typeof unaryFns) => (inputs: In, _a: unknown, out: OutInfo, be: CpuBackend) => {
+  const y = allocate(out.dtype, sizeOf(out.shape));
+  mapUnary(unaryFns[name], data(inputs[0]!), y);
+  return be.wrap(y);
+};
+
+const binary = (name: keyof typeof binaryFns) => (inputs: In, _a: unknown, out: OutInfo, be: CpuBackend) => {
+  const [a, b] = inputs as [In[0], In[0]];
+  const y = allocate(out.dtype, sizeOf(out.shape));
+  const fast = (name === 'add' || name === 'sub' || name === 'mul' || name === 'div') &&
+    addSubMulDivSameShape(name, data(a), data(b), y);
+  if (!fast) binaryBroadcast(binaryFns[name], data(a), a.shape, data(b), b.shape, y, out.shape);
+  return be.wrap(y);
+};
+
+type CpuKernel<K extends KernelName> = (inputs: In, attrs: KernelAttrs[K], out: OutInfo, be: CpuBackend) => CpuHandle;
+
+function makeKernels(): { [K in KernelName]: CpuKernel<K> } {
+  const alloc = (out: OutInfo) => allocate(out.dtype, sizeOf(out.shape));
+  return {
+    neg: unary('neg'), abs: unary('abs'), sign: unary('sign'), exp: unary('exp'), log: unary('log'),
+    sqrt: unary('sqrt'), tanh: unary('tanh'), sigmoid: unary('sigmoid'), relu: unary('relu'),
+    softplus: unary('softplus'), normalCdf: unary('normalCdf'),
+    add: binary('add'), sub: binary('sub'), mul: binary('mul'), div: binary('div'), pow: binary('pow'),
+    maximum: binary('maximum'), minimum: binary('minimum'),
+    equal: binary('equal'), notEqual: binary('notEqual'), less: binary('less'), lessEqual: binary('lessEqual'),
+    greater: binary('greater'), greaterEqual: binary('greaterEqual'),
+    where: (inputs, _a, out, be) => {
+      const [c, a, b] = inputs as [In[0], In[0], In[0]];
+      const y = alloc(out), cv = data(c), av = data(a), bv = data(b);
+      broadcastLoop(out.shape, [c.shape, a.shape, b.shape], (o, off) => {
+        y[o] = cv[off[0]!] !== 0 ? av[off[1]!]! : bv[off[2]!]!;
+      });
+      return be.wrap(y);
+    },
+    sum: (inputs, { axes }, out, be) => be.wrap(reduce('sum', data(inputs[0]!), inputs[0]!.shape, axes, out.dtype, sizeOf(out.shape))),
+    max: (inputs, { axes }, out, be) => be.wrap(reduce('max', data(inputs[0]!), inputs[0]!.shape, axes, out.dtype, sizeOf(out.shape))),
+    min: (inputs, { axes }, out, be) => be.wrap(reduce('min', data(inputs[0]!), inputs[0]!.shape, axes, out.dtype, sizeOf(out.shape))),
+    argmax: (inputs, { axis }, _o, be) => be.wrap(argReduce('argmax', data(inputs[0]!), inputs[0]!.shape, axis)),
+    argmin: (inputs, { axis }, _o, be) => be.wrap(argReduce('argmin', data(inputs[0]!), inputs[0]!.shape, axis)),
+    matmul: (inputs, { transposeA, transposeB }, out, be) => {
+      const [a, b] = inputs as [In[0], In[0]];
+      const y = alloc(out);
+      matmul(data(a), a.shape, data(b), b.shape, y, out.shape, transposeA, transposeB);
+      return be.wrap(y);
+    },
+    permute: (inputs, { perm }, out, be) => {
+      const y = alloc(out);
+      permute(data(inputs[0]!), inputs[0]!.shape, perm, y);
+      return be.wrap(y);
+    },
+    broadcastTo: (inputs, _a, out, be) => {
+      const y = alloc(out);
+      broadcastTo(data(inputs[0]!), inputs[0]!.shape, y, out.shape);
+      return be.wrap(y);
+    },
+    slice: (inputs, { begin }, out, be) => {
+      const y = alloc(out);
+      slice(data(inputs[0]!), inputs[0]!.shape, begin, y, out.shape);
+      return be.wrap(y);
+    },
+    pad: (inputs, { before }, out, be) => {
+      const y = alloc(out);
+      pad(data(inputs[0]!), inputs[0]!.shape, before, y, out.shape);
+      return be.wrap(y);
+    },
+    concat: (inputs, { axis }, out, be) => {
+      const y = alloc(out);
+      concat(inputs.map(data), inputs.map((i) => i.shape), axis, y, out.shape);
+      return be.wrap(y);
+    },
+    gather: (inputs, { axis }, out, be) => {
+      const [x, index] = inputs as [In[0], In[0]];
+      const y = alloc(out);
+      gather(data(x), x.shape, data(index) as Int32Array, index.shape, axis, y);
+      return be.wrap(y);
+    },
+    scatterAdd: (inputs, { axis }, out, be) => {
+      const [x, index, src] = inputs as [In[0], In[0], In[0]];
+      const y = alloc(out);
+      scatterAdd(data(x), x.shape, data(index) as Int32Array, index.shape, data(src), axis, y);
+      return be.wrap(y);
+    },
+    indexSelect: (inputs, { axis }, out, be) => {
+      const [x, index] = inputs as [In[0], In[0]];
+      const y = alloc(out);
+      indexSelect(data(x), x.shape, data(index) as Int32Array, axis, y);
+      return be.wrap(y);
+    },
+    indexAdd: (inputs, { axis }, out, be) => {
+      const [x, index, src] = inputs as [In[0], In[0], In[0]];
+      const y = alloc(out);
+      indexAdd(data(x), x.shape, data(index) as Int32Array, data(src), axis, y);
+      return be.wrap(y);
+    },
+    oneHot: (inputs, { depth }, out, be) => {
+      const y = alloc(out);
+      oneHot(data(inputs[0]!) as Int32Array, depth, y);
+      return be.wrap(y);
+    },
+    topkIndices: (inputs, { k }, out, be) => {
+      const y = new Int32Array(sizeOf(out.shape));
+      topkIndices(data(inputs[0]!), inputs[0]!.shape, k, y);
+      return be.wrap(y);
+    },
+    cast: (inputs, _a, out, be) => {
+      const x = data(inputs[0]!);
+      const y = alloc(out);
+      if (out.dtype === 'int32') {
+        for (let i = 0; i < x.length; i++) {
+          const v = x[i]!;
+          if (!Number.isFinite(v)) throw new Error(`cast: cannot convert the non-finite value ${v} to int32`);
+          y[i] = Math.trunc(v); // toward zero, as PyTorch
+        }
+      } else {
+        y.set(x);
+      }
+      return be.wrap(y);
+    },
+    fill: (_i, { value }, out, be) => {
+      const y = alloc(out);
+      y.fill(value);
+      return be.wrap(y);
+    },
+    random: (_i, { distribution, key, counter }, out, be) => {
+      const y = alloc(out);
+      if (y instanceof Int32Array) throw new Error('random: int32 output is not supported');
+      fillRandom(y, distribution, key, counter);
+      return be.wrap(y);
+    },
+  };
+}
+
+export class CpuBackend implements Backend {
+  readonly name = 'cpu';
+  private nextId = 1;
+  private live = 0;
+  private liveBytes = 0;
+  private uploads = 0;
+  private readbacks = 0;
+  private readonly kernels = makeKernels();
+  // Typed so that the table above covers every kernel: a missing one fails to compile.
+  private readonly table: KernelTable<CpuHandle> = this.bind();
+
+  private bind(): KernelTable<CpuHandle> {
+    const out = {} as Record<KernelName, unknown>;
+    for (const name of Object.keys(this.kernels) as KernelName[]) {
+      const kernel = this.kernels[name] as CpuKernel<KernelName>;
+      out[name] = (inputs: In, attrs: KernelAttrs[KernelName], info: OutInfo) => kernel(inputs, attrs, info, this);
+    }
+    return out as KernelTable<CpuHandle>;
+  }
+
+  /** Adopts a freshly computed typed array as a new live handle. */
+  wrap(values: TypedArray): CpuHandle {
+    this.live++;
+    this.liveBytes += values.byteLength;
+    return new CpuHandle(this.nextId++, values);
+  }
+
+  upload(values: TypedArray): Handle {
+    this.uploads++;
+    return this.wrap(values.slice());
+  }
+
+  run<K extends KernelName>(kernel: K, inputs: readonly TensorInfo[], attrs: KernelAttrs[K], out: OutInfo): Handle {
+    const handle = this.table[kernel](inputs as In, attrs, out);
+    const expected = sizeOf(out.shape);
+    if (handle.values!.length !== expected || dtypeOfArray(handle.values!) !== out.dtype) {
+      throw new Error(`cpu backend: kernel ${kernel} produced ${handle.values!.length} ${dtypeOfArray(handle.values!)} values, expected ${expected} ${out.dtype}`);
+    }
+    return handle;
+  }
+
+  readSync(handle: Handle, dtype: DType): TypedArray {
+    const values = (handle as CpuHandle).values;
+    if (values === null) throw new Error(`cpu backend: read of freed handle ${handle.id}`);
+    if (dtypeOfArray(values) !== dtype) throw new Error(`cpu backend: handle ${handle.id} holds ${dtypeOfArray(values)}, not ${dtype}`);
+    this.readbacks++;
+    return values.slice();
+  }
+
+  read(handle: Handle, dtype: DType): Promise<TypedArray> {
+    return Promise.resolve(this.readSync(handle, dtype));
+  }
+
+  incRef(handle: Handle): void {
+    const h = handle as CpuHandle;
+    if (h.values === null) throw new Error(`cpu backend: incRef of freed handle ${h.id}`);
+    h.refs++;
+  }
+
+  decRef(handle: Handle): void {
+    const h = handle as CpuHandle;
+    if (h.values === null) throw new Error(`cpu backend: handle ${h.id} freed twice`);
+    if (--h.refs === 0) {
+      this.live--;
+      this.liveBytes -= h.values.byteLength;
+      h.values = null;
+    }
+  }
+
+  memory(): MemoryInfo {
+    return { liveHandles: this.live, bytes: this.liveBytes, uploads: this.uploads, readbacks: this.readbacks, kernelsCompiled: 0 };
+  }
+
+  info(): Record<string, unknown> {
+    return { name: 'cpu', mode: 'cpu', kernelClass: 'typed-array', dtypes: ['float32', 'float64', 'int32'] };
+  }
+
+  /** Internal: a zero-copy view for the frontend's host-side helpers (not a readback). */
+  static bytesOf(dtype: DType, size: number): number {
+    return bytesPerElement(dtype) * size;
+  }
+}

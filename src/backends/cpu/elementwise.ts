@@ -1,0 +1,110 @@
+// Elementwise kernels: unary maps, broadcasting binary ops, comparisons and where.
+
+import type { TypedArray } from '../../tensor/dtype.js';
+import { broadcastStrides, sizeOf, type Shape } from '../../tensor/shape.js';
+import { normalCdf } from '../../tensor/special.js';
+import type { BinaryKernel, CompareKernel, UnaryKernel } from '../backend.js';
+
+export const unaryFns: Record<UnaryKernel, (x: number) => number> = {
+  neg: (x) => -x,
+  abs: Math.abs,
+  sign: (x) => (x > 0 ? 1 : x < 0 ? -1 : x), // sign(±0) = ±0, sign(NaN) = NaN
+  exp: Math.exp,
+  log: Math.log,
+  sqrt: Math.sqrt,
+  tanh: Math.tanh,
+  sigmoid: (x) => (x >= 0 ? 1 / (1 + Math.exp(-x)) : Math.exp(x) / (1 + Math.exp(x))),
+  relu: (x) => (x > 0 ? x : x === x ? 0 : x), // relu(NaN) = NaN, as in PyTorch
+  softplus: (x) => (x > 0 ? x + Math.log1p(Math.exp(-x)) : Math.log1p(Math.exp(x))),
+  normalCdf,
+};
+
+export const binaryFns: Record<BinaryKernel | CompareKernel, (a: number, b: number) => number> = {
+  add: (a, b) => a + b,
+  sub: (a, b) => a - b,
+  mul: (a, b) => a * b,
+  div: (a, b) => a / b,
+  pow: Math.pow,
+  // NaN propagates through maximum/minimum, as in PyTorch.
+  maximum: (a, b) => (a !== a || b !== b ? NaN : a > b ? a : b),
+  minimum: (a, b) => (a !== a || b !== b ? NaN : a < b ? a : b),
+  equal: (a, b) => (a === b ? 1 : 0),
+  notEqual: (a, b) => (a !== b ? 1 : 0),
+  less: (a, b) => (a < b ? 1 : 0),
+  lessEqual: (a, b) => (a <= b ? 1 : 0),
+  greater: (a, b) => (a > b ? 1 : 0),
+  greaterEqual: (a, b) => (a >= b ? 1 : 0),
+};
+
+/** Integer division and pow on int32 must stay exact; the typed array truncates on store. */
+export function mapUnary(f: (x: number) => number, x: TypedArray, out: TypedArray): void {
+  for (let i = 0; i < out.length; i++) out[i] = f(x[i]!);
+}
+
+/**
+ * Visits every element of a broadcast output, calling body(outIndex, offsets) where
+ * offsets[j] is the element of operand j. The innermost dimension runs as a tight loop.
+ */
+export function broadcastLoop(
+  outShape: Shape,
+  operandShapes: readonly Shape[],
+  body: (o: number, offsets: Int32Array) => void,
+): void {
+  const rank = outShape.length;
+  const n = sizeOf(outShape);
+  if (n === 0) return;
+  const strides = operandShapes.map((s) => broadcastStrides(s, outShape));
+  const offsets = new Int32Array(operandShapes.length);
+  if (rank === 0) { body(0, offsets); return; }
+  const inner = outShape[rank - 1]!;
+  const innerStrides = strides.map((s) => s[rank - 1]!);
+  const counter = new Array<number>(rank).fill(0);
+  for (let o = 0; o < n; ) {
+    const base = Int32Array.from(offsets);
+    for (let i = 0; i < inner; i++, o++) {
+      body(o, offsets);
+      for (let j = 0; j < offsets.length; j++) offsets[j]! += innerStrides[j]!;
+    }
+    offsets.set(base);
+    // Advance the odometer over the outer dimensions.
+    for (let d = rank - 2; d >= 0; d--) {
+      counter[d]!++;
+      for (let j = 0; j < offsets.length; j++) offsets[j]! += strides[j]![d]!;
+      if (counter[d]! < outShape[d]!) break;
+      for (let j = 0; j < offsets.length; j++) offsets[j]! -= strides[j]![d]! * outShape[d]!;
+      counter[d] = 0;
+    }
+  }
+}
+
+export function binaryBroadcast(
+  f: (a: number, b: number) => number,
+  a: TypedArray, aShape: Shape, b: TypedArray, bShape: Shape,
+  out: TypedArray, outShape: Shape,
+): void {
+  const n = out.length;
+  if (a.length === n && b.length === n) {
+    for (let i = 0; i < n; i++) out[i] = f(a[i]!, b[i]!);
+  } else if (b.length === 1 && a.length === n) {
+    const bv = b[0]!;
+    for (let i = 0; i < n; i++) out[i] = f(a[i]!, bv);
+  } else if (a.length === 1 && b.length === n) {
+    const av = a[0]!;
+    for (let i = 0; i < n; i++) out[i] = f(av, b[i]!);
+  } else {
+    broadcastLoop(outShape, [aShape, bShape], (o, off) => { out[o] = f(a[off[0]!]!, b[off[1]!]!); });
+  }
+}
+
+/** Same-shape fast paths for the four ops that dominate training, without a call per element. */
+export function addSubMulDivSameShape(op: BinaryKernel, a: TypedArray, b: TypedArray, out: TypedArray): boolean {
+  const n = out.length;
+  if (a.length !== n || b.length !== n) return false;
+  switch (op) {
+    case 'add': for (let i = 0; i < n; i++) out[i] = a[i]! + b[i]!; return true;
+    case 'sub': for (let i = 0; i < n; i++) out[i] = a[i]! - b[i]!; return true;
+    case 'mul': for (let i = 0; i < n; i++) out[i] = a[i]! * b[i]!; return true;
+    case 'div': for (let i = 0; i < n; i++) out[i] = a[i]! / b[i]!; return true;
+    default: return false;
+  }
+}

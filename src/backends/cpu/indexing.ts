@@ -1,0 +1,127 @@
+// Indexing kernels: torch.gather / scatter_add along an axis, index_select / index_add,
+// one_hot and topk. Index values are checked here; an out-of-range index is an error.
+
+import type { TypedArray } from '../../tensor/dtype.js';
+import { sizeOf, stridesOf, type Shape } from '../../tensor/shape.js';
+
+function checkIndex(op: string, index: number, size: number, axis: number): void {
+  if (index < 0 || index >= size) {
+    throw new Error(`${op}: index ${index} is out of range for axis ${axis} of size ${size}`);
+  }
+}
+
+/**
+ * Visits every element of `index` (shape `indexShape`) and reports (position in index,
+ * offset of the same coordinates in a tensor of shape `target`, leaving out the `axis`
+ * coordinate). Callers add index[i]·stride(axis): the index picks that coordinate.
+ */
+function alongAxis(indexShape: Shape, target: Shape, axis: number, body: (i: number, offset: number) => void): void {
+  const rank = indexShape.length;
+  const n = sizeOf(indexShape);
+  const strides = stridesOf(target);
+  strides[axis] = 0;
+  const counter = new Array<number>(rank).fill(0);
+  let offset = 0;
+  for (let i = 0; i < n; i++) {
+    body(i, offset);
+    for (let d = rank - 1; d >= 0; d--) {
+      counter[d]!++;
+      offset += strides[d]!;
+      if (counter[d]! < indexShape[d]!) break;
+      offset -= strides[d]! * indexShape[d]!;
+      counter[d] = 0;
+    }
+  }
+}
+
+/** out[..., j, ...] = x[..., index[..., j, ...], ...] along `axis` (torch.gather). */
+export function gather(x: TypedArray, shape: Shape, index: Int32Array, indexShape: Shape, axis: number, out: TypedArray): void {
+  const stride = stridesOf(shape)[axis]!;
+  const size = shape[axis]!;
+  alongAxis(indexShape, shape, axis, (i, offset) => {
+    const idx = index[i]!;
+    checkIndex('gather', idx, size, axis);
+    out[i] = x[offset + idx * stride]!;
+  });
+}
+
+/** out = x; out[..., index[..., j, ...], ...] += src[..., j, ...] along `axis` (torch.scatter_add). */
+export function scatterAdd(
+  x: TypedArray, shape: Shape, index: Int32Array, indexShape: Shape, src: TypedArray, axis: number, out: TypedArray,
+): void {
+  out.set(x);
+  const stride = stridesOf(shape)[axis]!;
+  const size = shape[axis]!;
+  alongAxis(indexShape, shape, axis, (i, offset) => {
+    const idx = index[i]!;
+    checkIndex('scatterAdd', idx, size, axis);
+    out[offset + idx * stride] = out[offset + idx * stride]! + src[i]!;
+  });
+}
+
+/** out = x with the axis dimension replaced by index (1-D): torch.index_select. */
+export function indexSelect(x: TypedArray, shape: Shape, index: Int32Array, axis: number, out: TypedArray): void {
+  const outer = sizeOf(shape.slice(0, axis)), size = shape[axis]!, inner = sizeOf(shape.slice(axis + 1));
+  const m = index.length;
+  for (let j = 0; j < m; j++) checkIndex('indexSelect', index[j]!, size, axis);
+  for (let o = 0; o < outer; o++) {
+    for (let j = 0; j < m; j++) {
+      const src = (o * size + index[j]!) * inner;
+      out.set(x.subarray(src, src + inner), (o * m + j) * inner);
+    }
+  }
+}
+
+/** out = x; out[..., index[j], ...] += src[..., j, ...]: torch.index_add. */
+export function indexAdd(x: TypedArray, shape: Shape, index: Int32Array, src: TypedArray, axis: number, out: TypedArray): void {
+  out.set(x);
+  const outer = sizeOf(shape.slice(0, axis)), size = shape[axis]!, inner = sizeOf(shape.slice(axis + 1));
+  const m = index.length;
+  for (let j = 0; j < m; j++) checkIndex('indexAdd', index[j]!, size, axis);
+  for (let o = 0; o < outer; o++) {
+    for (let j = 0; j < m; j++) {
+      const dst = (o * size + index[j]!) * inner, s = (o * m + j) * inner;
+      for (let i = 0; i < inner; i++) out[dst + i] = out[dst + i]! + src[s + i]!;
+    }
+  }
+}
+
+export function oneHot(index: Int32Array, depth: number, out: TypedArray): void {
+  for (let i = 0; i < index.length; i++) {
+    const idx = index[i]!;
+    if (idx < 0 || idx >= depth) throw new Error(`oneHot: index ${idx} is out of range for depth ${depth}`);
+    out[i * depth + idx] = 1;
+  }
+}
+
+/** Indices of the k largest values of each row, largest first; ties go to the lowest index, NaN counts as largest. */
+export function topkIndices(x: TypedArray, shape: Shape, k: number, out: Int32Array): void {
+  const n = shape.length === 0 ? 1 : shape[shape.length - 1]!;
+  const rows = n === 0 ? 0 : x.length / n;
+  const before = (a: number, ia: number, b: number, ib: number): boolean => {
+    const aNaN = a !== a, bNaN = b !== b;
+    if (aNaN !== bNaN) return aNaN;
+    if (!aNaN && a !== b) return a > b;
+    return ia < ib;
+  };
+  const order = new Int32Array(n);
+  for (let r = 0; r < rows; r++) {
+    const base = r * n;
+    if (k <= 16) {
+      // Insertion into a sorted list of k: O(n·k), fast for the small k of MoE gating.
+      let len = 0;
+      for (let j = 0; j < n; j++) {
+        const v = x[base + j]!;
+        if (len === k && !before(v, j, x[base + order[k - 1]!]!, order[k - 1]!)) continue;
+        let pos = len < k ? len++ : k - 1;
+        while (pos > 0 && before(v, j, x[base + order[pos - 1]!]!, order[pos - 1]!)) { order[pos] = order[pos - 1]!; pos--; }
+        order[pos] = j;
+      }
+    } else {
+      const idx = Array.from({ length: n }, (_, j) => j);
+      idx.sort((a, b) => (before(x[base + a]!, a, x[base + b]!, b) ? -1 : 1));
+      for (let j = 0; j < k; j++) order[j] = idx[j]!;
+    }
+    for (let j = 0; j < k; j++) out[r * k + j] = order[j]!;
+  }
+}

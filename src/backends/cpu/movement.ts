@@ -1,0 +1,82 @@
+// Data movement: permute, broadcastTo, slice, pad, concat.
+
+import type { TypedArray } from '../../tensor/dtype.js';
+import { sizeOf, stridesOf, type Shape } from '../../tensor/shape.js';
+import { broadcastLoop } from './elementwise.js';
+
+/** Copies a strided view of `x` (element (i₀..iₙ) at offset + Σ iₐ·strides[a]) into `out`. */
+function gatherStrided(x: TypedArray, offset: number, strides: readonly number[], shape: Shape, out: TypedArray): void {
+  const rank = shape.length;
+  const n = out.length;
+  if (n === 0) return;
+  if (rank === 0) { out[0] = x[offset]!; return; }
+  const inner = shape[rank - 1]!, innerStride = strides[rank - 1]!;
+  const counter = new Array<number>(rank).fill(0);
+  let src = offset;
+  for (let o = 0; o < n; ) {
+    if (innerStride === 1) {
+      out.set(x.subarray(src, src + inner), o);
+      o += inner;
+    } else {
+      for (let i = 0, s = src; i < inner; i++, s += innerStride) out[o++] = x[s]!;
+    }
+    for (let d = rank - 2; d >= 0; d--) {
+      counter[d]!++;
+      src += strides[d]!;
+      if (counter[d]! < shape[d]!) break;
+      src -= strides[d]! * shape[d]!;
+      counter[d] = 0;
+    }
+  }
+}
+
+export function permute(x: TypedArray, shape: Shape, perm: readonly number[], out: TypedArray): void {
+  const strides = stridesOf(shape);
+  gatherStrided(x, 0, perm.map((p) => strides[p]!), perm.map((p) => shape[p]!), out);
+}
+
+export function broadcastTo(x: TypedArray, shape: Shape, out: TypedArray, outShape: Shape): void {
+  broadcastLoop(outShape, [shape], (o, off) => { out[o] = x[off[0]!]!; });
+}
+
+export function slice(x: TypedArray, shape: Shape, begin: readonly number[], out: TypedArray, outShape: Shape): void {
+  const strides = stridesOf(shape);
+  let offset = 0;
+  for (let d = 0; d < shape.length; d++) offset += begin[d]! * strides[d]!;
+  gatherStrided(x, offset, strides, outShape, out);
+}
+
+/** Writes x into the zero tensor `out` at offset `before` (the adjoint of slice). */
+export function pad(x: TypedArray, shape: Shape, before: readonly number[], out: TypedArray, outShape: Shape): void {
+  const outStrides = stridesOf(outShape);
+  const rank = shape.length;
+  const n = x.length;
+  if (n === 0) return;
+  if (rank === 0) { out[0] = x[0]!; return; }
+  let dst = 0;
+  for (let d = 0; d < rank; d++) dst += before[d]! * outStrides[d]!;
+  const inner = shape[rank - 1]!;
+  const counter = new Array<number>(rank).fill(0);
+  for (let i = 0; i < n; i += inner) {
+    out.set(x.subarray(i, i + inner), dst);
+    for (let d = rank - 2; d >= 0; d--) {
+      counter[d]!++;
+      dst += outStrides[d]!;
+      if (counter[d]! < shape[d]!) break;
+      dst -= outStrides[d]! * shape[d]!;
+      counter[d] = 0;
+    }
+  }
+}
+
+export function concat(xs: readonly TypedArray[], shapes: readonly Shape[], axis: number, out: TypedArray, outShape: Shape): void {
+  const outer = sizeOf(outShape.slice(0, axis));
+  const inner = sizeOf(outShape.slice(axis + 1));
+  const rowOut = outShape[axis]! * inner;
+  let column = 0;
+  xs.forEach((x, j) => {
+    const chunk = shapes[j]![axis]! * inner;
+    for (let o = 0; o < outer; o++) out.set(x.subarray(o * chunk, (o + 1) * chunk), o * rowOut + column);
+    column += chunk;
+  });
+}

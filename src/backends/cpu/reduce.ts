@@ -1,0 +1,82 @@
+// Reductions over any set of axes (sum, max, min) and arg-reductions over one axis.
+
+import { allocate, type DType, type TypedArray } from '../../tensor/dtype.js';
+import { sizeOf, stridesOf, type Shape } from '../../tensor/shape.js';
+
+/** For each input element, the flat index of the output element it reduces into. */
+function reduceTargets(shape: Shape, axes: readonly number[]): Int32Array {
+  const n = sizeOf(shape);
+  const outShape = shape.map((d, i) => (axes.includes(i) ? 1 : d));
+  const outStrides = stridesOf(outShape).map((s, i) => (axes.includes(i) ? 0 : s));
+  const targets = new Int32Array(n);
+  const counter = new Array<number>(shape.length).fill(0);
+  let o = 0;
+  for (let i = 0; i < n; i++) {
+    targets[i] = o;
+    for (let d = shape.length - 1; d >= 0; d--) {
+      counter[d]!++;
+      o += outStrides[d]!;
+      if (counter[d]! < shape[d]!) break;
+      o -= outStrides[d]! * shape[d]!;
+      counter[d] = 0;
+    }
+  }
+  return targets;
+}
+
+/** [outer, reduced, inner] when the reduced axes are contiguous, else null. */
+function contiguousSplit(shape: Shape, axes: readonly number[]): [number, number, number] | null {
+  if (axes.length === 0) return [sizeOf(shape), 1, 1];
+  for (let i = 1; i < axes.length; i++) if (axes[i] !== axes[i - 1]! + 1) return null;
+  const first = axes[0]!, last = axes[axes.length - 1]!;
+  return [sizeOf(shape.slice(0, first)), sizeOf(shape.slice(first, last + 1)), sizeOf(shape.slice(last + 1))];
+}
+
+type Combine = 'sum' | 'max' | 'min';
+
+export function reduce(kind: Combine, x: TypedArray, shape: Shape, axes: readonly number[], outDtype: DType, outSize: number): TypedArray {
+  const out = allocate(outDtype, outSize);
+  const acc = new Float64Array(outSize);
+  const init = kind === 'sum' ? 0 : kind === 'max' ? -Infinity : Infinity;
+  acc.fill(init);
+  const split = contiguousSplit(shape, axes);
+  if (split) {
+    const [outer, r, inner] = split;
+    for (let o = 0; o < outer; o++) {
+      for (let j = 0; j < r; j++) {
+        const base = (o * r + j) * inner, ob = o * inner;
+        for (let i = 0; i < inner; i++) acc[ob + i] = combine(kind, acc[ob + i]!, x[base + i]!);
+      }
+    }
+  } else {
+    const targets = reduceTargets(shape, axes);
+    for (let i = 0; i < x.length; i++) acc[targets[i]!] = combine(kind, acc[targets[i]!]!, x[i]!);
+  }
+  for (let i = 0; i < outSize; i++) out[i] = acc[i]!;
+  return out;
+}
+
+function combine(kind: Combine, a: number, v: number): number {
+  if (kind === 'sum') return a + v;
+  if (a !== a || v !== v) return NaN; // max/min propagate NaN, as in PyTorch
+  return kind === 'max' ? (v > a ? v : a) : (v < a ? v : a);
+}
+
+/** Index of the first maximum (or minimum) along `axis`; a NaN counts as the extreme, as in PyTorch. */
+export function argReduce(kind: 'argmax' | 'argmin', x: TypedArray, shape: Shape, axis: number): Int32Array {
+  const outer = sizeOf(shape.slice(0, axis)), n = shape[axis]!, inner = sizeOf(shape.slice(axis + 1));
+  const out = new Int32Array(outer * inner);
+  const sign = kind === 'argmax' ? 1 : -1;
+  for (let o = 0; o < outer; o++) {
+    for (let i = 0; i < inner; i++) {
+      const base = o * n * inner + i;
+      let best = x[base]!, bestIndex = 0;
+      for (let j = 1; j < n && best === best; j++) {
+        const v = x[base + j * inner]!;
+        if (v !== v || sign * (v - best) > 0) { best = v; bestIndex = j; }
+      }
+      out[o * inner + i] = bestIndex;
+    }
+  }
+  return out;
+}

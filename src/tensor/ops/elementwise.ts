@@ -1,0 +1,149 @@
+// Elementwise ops: unary math, broadcasting binary ops (numbers accepted for either
+// operand), comparisons (int32 0/1 masks), where, clamp and cast.
+
+import type { BinaryKernel, CompareKernel, UnaryKernel } from '../../backends/backend.js';
+import { noGrad, runOp } from '../engine.js';
+import { floatTypeOf, isDType, type DType } from '../dtype.js';
+import { broadcastShapes } from '../shape.js';
+import type { Tensor } from '../tensor.js';
+import { checkNumber, checkTensor, resultType, scalar, type TensorLike } from './util.js';
+
+/** Casts to a dtype; float→float casts are differentiable, casts to int32 are not. */
+export function cast(x: Tensor, dtype: DType): Tensor {
+  checkTensor('cast', x, 'x');
+  if (!isDType(dtype)) throw new Error(`cast: unknown dtype '${String(dtype)}'`);
+  if (x.dtype === dtype) return x.clone();
+  return runOp('cast', [x], {}, { shape: x.shape, dtype }, dtype === 'int32' ? null : 'cast');
+}
+
+function unary(op: UnaryKernel, keepInt: boolean) {
+  return (x: Tensor): Tensor => {
+    checkTensor(op, x, 'x');
+    if (x.dtype === 'int32' && !keepInt) {
+      const xf = cast(x, 'float32');
+      const y = runOp(op, [xf], {}, { shape: x.shape, dtype: 'float32' });
+      xf.dispose();
+      return y;
+    }
+    return runOp(op, [x], {}, { shape: x.shape, dtype: x.dtype }, op === 'sign' ? null : op);
+  };
+}
+
+export const neg = unary('neg', true);
+export const abs = unary('abs', true);
+/** -1, 0 or 1 (no gradient: the derivative is zero almost everywhere). */
+export const sign = unary('sign', true);
+export const relu = unary('relu', true);
+export const exp = unary('exp', false);
+export const log = unary('log', false);
+export const sqrt = unary('sqrt', false);
+export const tanh = unary('tanh', false);
+export const sigmoid = unary('sigmoid', false);
+/** log(1 + eˣ), computed without overflow. */
+export const softplus = unary('softplus', false);
+/** The standard normal CDF Φ(x). */
+export const normalCdf = unary('normalCdf', false);
+
+/** Turns two operands into tensors of a common dtype; returns temporaries to dispose. */
+function operands(op: string, a: TensorLike, b: TensorLike, dtype: DType): [Tensor, Tensor, Tensor[]] {
+  const temps: Tensor[] = [];
+  const prep = (v: TensorLike, arg: string): Tensor => {
+    if (typeof v === 'number') {
+      checkNumber(op, v, arg === 'a' ? 'a' : 'b');
+      const s = scalar(v, dtype);
+      temps.push(s);
+      return s;
+    }
+    checkTensor(op, v, arg);
+    if (v.dtype === dtype) return v;
+    const c = cast(v, dtype);
+    temps.push(c);
+    return c;
+  };
+  return [prep(a, 'a'), prep(b, 'b'), temps];
+}
+
+function binary(op: BinaryKernel, intToFloat = false) {
+  return (a: TensorLike, b: TensorLike): Tensor => {
+    let dtype = resultType(op, a, b);
+    if (intToFloat && dtype === 'int32') dtype = 'float32'; // true division, as in PyTorch
+    const [x, y, temps] = operands(op, a, b, dtype);
+    const shape = broadcastShapes(x.shape, y.shape, op);
+    const out = runOp(op, [x, y], {}, { shape, dtype });
+    for (const t of temps) t.dispose();
+    return out;
+  };
+}
+
+export const add = binary('add');
+export const sub = binary('sub');
+export const mul = binary('mul');
+export const div = binary('div', true);
+export const pow = binary('pow');
+/** Elementwise maximum; on ties the gradient is split ½/½, as in PyTorch. */
+export const maximum = binary('maximum');
+export const minimum = binary('minimum');
+
+function compare(op: CompareKernel) {
+  return (a: TensorLike, b: TensorLike): Tensor => {
+    const dtype = resultType(op, a, b);
+    const [x, y, temps] = operands(op, a, b, dtype);
+    const shape = broadcastShapes(x.shape, y.shape, op);
+    const out = runOp(op, [x, y], {}, { shape, dtype: 'int32' }, null);
+    for (const t of temps) t.dispose();
+    return out;
+  };
+}
+
+export const equal = compare('equal');
+export const notEqual = compare('notEqual');
+export const less = compare('less');
+export const lessEqual = compare('lessEqual');
+export const greater = compare('greater');
+export const greaterEqual = compare('greaterEqual');
+
+/** Elementwise cond ? a : b with broadcasting of all three; cond is any tensor, nonzero = true. */
+export function where(cond: Tensor, a: TensorLike, b: TensorLike): Tensor {
+  checkTensor('where', cond, 'cond');
+  const dtype = resultType('where', a, b);
+  const [x, y, temps] = operands('where', a, b, dtype);
+  const shape = broadcastShapes(broadcastShapes(cond.shape, x.shape, 'where'), y.shape, 'where');
+  const out = runOp('where', [cond, x, y], {}, { shape, dtype });
+  for (const t of temps) t.dispose();
+  return out;
+}
+
+/** Clamps into [min, max] (either may be omitted); gradient 1 inside and at the bounds, as PyTorch. */
+export function clamp(x: Tensor, min?: number, max?: number): Tensor {
+  checkTensor('clamp', x, 'x');
+  if (min === undefined && max === undefined) throw new Error('clamp: give at least one of min and max');
+  if (min !== undefined && max !== undefined && min > max) throw new Error(`clamp: min ${min} is greater than max ${max}`);
+  let out = x;
+  if (min !== undefined) {
+    const mask = less(out, min);
+    out = where(mask, min, out);
+    mask.dispose();
+  }
+  if (max !== undefined) {
+    const mask = greater(out, max);
+    const next = where(mask, max, out);
+    mask.dispose();
+    if (out !== x) out.dispose();
+    out = next;
+  }
+  return out;
+}
+
+export function square(x: Tensor): Tensor { return mul(x, x); }
+export function reciprocal(x: Tensor): Tensor { return div(1, x); }
+
+/** 1 where x is finite (not ±inf, not NaN), else 0. */
+export function isFinite(x: Tensor): Tensor {
+  checkTensor('isFinite', x, 'x');
+  return noGrad(() => {
+    const d = sub(x, x); // NaN exactly where x is ±inf or NaN
+    const out = equal(d, 0);
+    d.dispose();
+    return out;
+  });
+}

@@ -1,0 +1,54 @@
+// Compositions used everywhere in models: softmax, logSoftmax, dropout. Their gradients
+// come from the primitives they are built of.
+
+import { cast, div, exp, greaterEqual, mul, sub } from './elementwise.js';
+import { logsumexp, max, sum } from './reduction.js';
+import { rand, type Generator } from './creation.js';
+import type { Tensor } from '../tensor.js';
+import { checkFloat, checkTensor } from './util.js';
+import { normalizeAxis } from '../shape.js';
+
+/** exp(x - max) / Σ exp(x - max) along an axis; the max is a constant, so it is stable. */
+export function softmax(x: Tensor, axis = -1): Tensor {
+  checkTensor('softmax', x, 'x');
+  checkFloat('softmax', x, 'x');
+  const a = normalizeAxis(axis, x.rank, 'softmax');
+  const detached = x.detach();
+  const m = max(detached, a, true);
+  const shifted = sub(x, m);
+  const e = exp(shifted);
+  const s = sum(e, a, true);
+  const out = div(e, s);
+  for (const t of [detached, m, shifted, e, s]) t.dispose();
+  return out;
+}
+
+/** x - logsumexp(x) along an axis. */
+export function logSoftmax(x: Tensor, axis = -1): Tensor {
+  checkTensor('logSoftmax', x, 'x');
+  checkFloat('logSoftmax', x, 'x');
+  const a = normalizeAxis(axis, x.rank, 'logSoftmax');
+  const l = logsumexp(x, a, true);
+  const out = sub(x, l);
+  l.dispose();
+  return out;
+}
+
+/**
+ * Inverted dropout: zeroes each element with probability p and scales the rest by
+ * 1/(1-p), so the expectation is unchanged. Identity when training is false or p = 0.
+ */
+export function dropout(x: Tensor, p = 0.5, training = true, options: { generator?: Generator } = {}): Tensor {
+  checkTensor('dropout', x, 'x');
+  checkFloat('dropout', x, 'x');
+  if (typeof p !== 'number' || !(p >= 0 && p <= 1)) throw new Error(`dropout: p must be a probability in [0, 1], got ${p}`);
+  if (!training || p === 0) return x.clone();
+  if (p === 1) return mul(x, 0);
+  const u = rand(x.shape, { dtype: x.dtype, ...(options.generator ? { generator: options.generator } : {}) });
+  const keepMask = greaterEqual(u, p);
+  const maskAsFloat = cast(keepMask, x.dtype);
+  const scaled = mul(maskAsFloat, 1 / (1 - p));
+  const out = mul(x, scaled);
+  for (const t of [u, keepMask, maskAsFloat, scaled]) t.dispose();
+  return out;
+}

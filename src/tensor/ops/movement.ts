@@ -1,0 +1,174 @@
+// Movement ops: reshape (a view: no copy), squeeze/unsqueeze/flatten, permute/transpose,
+// broadcastTo, slice, pad, concat, stack, split.
+
+import { getBackend, recordIfNeeded, runOp } from '../engine.js';
+import { assertValidShape, broadcastShapes, normalizeAxis, shapesEqual, shapeToString, sizeOf, type Shape } from '../shape.js';
+import { Tensor } from '../tensor.js';
+import { checkInt, checkTensor } from './util.js';
+
+/** Same data, new shape; one dimension may be -1 (inferred). Shares the handle: no copy. */
+export function reshape(x: Tensor, shape: readonly number[]): Tensor {
+  checkTensor('reshape', x, 'x');
+  const wanted = [...shape];
+  const inferred = wanted.indexOf(-1);
+  if (inferred !== -1) {
+    if (wanted.indexOf(-1, inferred + 1) !== -1) throw new Error(`reshape: only one dimension can be -1, got ${shapeToString(shape)}`);
+    const known = sizeOf(wanted.filter((_, i) => i !== inferred));
+    if (known === 0 || x.size % known !== 0) {
+      throw new Error(`reshape: cannot reshape a tensor of shape ${shapeToString(x.shape)} (${x.size} elements) into ${shapeToString(shape)}`);
+    }
+    wanted[inferred] = x.size / known;
+  }
+  assertValidShape(wanted, 'reshape');
+  if (sizeOf(wanted) !== x.size) {
+    throw new Error(`reshape: cannot reshape a tensor of shape ${shapeToString(x.shape)} (${x.size} elements) into ${shapeToString(shape)} (${sizeOf(wanted)} elements)`);
+  }
+  const backend = getBackend();
+  backend.incRef(x.handle);
+  const y = new Tensor(x.handle, wanted, x.dtype, backend);
+  recordIfNeeded('reshape', [x], y, {});
+  return y;
+}
+
+export function flatten(x: Tensor, startAxis = 0, endAxis = -1): Tensor {
+  checkTensor('flatten', x, 'x');
+  if (x.rank === 0) return reshape(x, [1]);
+  const s = normalizeAxis(startAxis, x.rank, 'flatten', 'startAxis'), e = normalizeAxis(endAxis, x.rank, 'flatten', 'endAxis');
+  if (s > e) throw new Error(`flatten: startAxis ${startAxis} comes after endAxis ${endAxis}`);
+  return reshape(x, [...x.shape.slice(0, s), sizeOf(x.shape.slice(s, e + 1)), ...x.shape.slice(e + 1)]);
+}
+
+/** Removes size-1 dimensions (all of them, or the given axis/axes). */
+export function squeeze(x: Tensor, axis?: number | readonly number[]): Tensor {
+  checkTensor('squeeze', x, 'x');
+  const axes = axis === undefined ? x.shape.map((_, i) => i).filter((i) => x.shape[i] === 1)
+    : (typeof axis === 'number' ? [axis] : [...axis]).map((a) => normalizeAxis(a, x.rank, 'squeeze'));
+  return reshape(x, x.shape.filter((d, i) => !(axes.includes(i) && d === 1)));
+}
+
+/** Inserts a size-1 dimension at `axis` (which may equal the rank). */
+export function unsqueeze(x: Tensor, axis: number): Tensor {
+  checkTensor('unsqueeze', x, 'x');
+  const a = normalizeAxis(axis, x.rank + 1, 'unsqueeze');
+  return reshape(x, [...x.shape.slice(0, a), 1, ...x.shape.slice(a)]);
+}
+
+export function permute(x: Tensor, perm: readonly number[]): Tensor {
+  checkTensor('permute', x, 'x');
+  if (!Array.isArray(perm) || perm.length !== x.rank) {
+    throw new Error(`permute: perm ${Array.isArray(perm) ? shapeToString(perm) : String(perm)} must list all ${x.rank} axes of a tensor of shape ${shapeToString(x.shape)}`);
+  }
+  const p = perm.map((a) => normalizeAxis(a, x.rank, 'permute', 'perm'));
+  if (new Set(p).size !== p.length) throw new Error(`permute: perm ${shapeToString(perm)} repeats an axis`);
+  return runOp('permute', [x], { perm: p }, { shape: p.map((a) => x.shape[a]!), dtype: x.dtype });
+}
+
+/** Swaps two axes (default: the last two). */
+export function transpose(x: Tensor, axis0 = -2, axis1 = -1): Tensor {
+  checkTensor('transpose', x, 'x');
+  if (x.rank < 2 && axis0 === -2 && axis1 === -1) return reshape(x, x.shape);
+  const a = normalizeAxis(axis0, x.rank, 'transpose', 'axis0'), b = normalizeAxis(axis1, x.rank, 'transpose', 'axis1');
+  const perm = x.shape.map((_, i) => i);
+  perm[a] = b; perm[b] = a;
+  return permute(x, perm);
+}
+
+export function broadcastTo(x: Tensor, shape: Shape): Tensor {
+  checkTensor('broadcastTo', x, 'x');
+  assertValidShape(shape, 'broadcastTo');
+  const out = broadcastShapes(x.shape, shape, 'broadcastTo');
+  if (!shapesEqual(out, shape)) {
+    throw new Error(`broadcastTo: a tensor of shape ${shapeToString(x.shape)} cannot be broadcast to ${shapeToString(shape)}`);
+  }
+  if (shapesEqual(x.shape, shape)) return reshape(x, shape);
+  return runOp('broadcastTo', [x], {}, { shape: [...shape], dtype: x.dtype });
+}
+
+/**
+ * A contiguous block: `begin` per axis (negative counts from the end) and `size` per axis
+ * (-1 = to the end). Shorter lists leave the remaining axes whole.
+ */
+export function slice(x: Tensor, begin: readonly number[], size?: readonly number[]): Tensor {
+  checkTensor('slice', x, 'x');
+  if (begin.length > x.rank || (size && size.length > x.rank)) {
+    throw new Error(`slice: begin ${shapeToString(begin)} / size ${shapeToString(size ?? [])} have more entries than the rank of shape ${shapeToString(x.shape)}`);
+  }
+  const b: number[] = [], s: number[] = [];
+  for (let d = 0; d < x.rank; d++) {
+    const dim = x.shape[d]!;
+    let start = checkInt('slice', begin[d] ?? 0, 'begin');
+    if (start < 0) start += dim;
+    const len = checkInt('slice', size?.[d] ?? -1, 'size', -1);
+    const count = len === -1 ? dim - start : len;
+    if (start < 0 || start > dim || count < 0 || start + count > dim) {
+      throw new Error(`slice: begin ${shapeToString(begin)} with size ${shapeToString(size ?? [])} is out of range for shape ${shapeToString(x.shape)} (axis ${d})`);
+    }
+    b.push(start); s.push(count);
+  }
+  return runOp('slice', [x], { begin: b }, { shape: s, dtype: x.dtype });
+}
+
+/** Pads with zeros: `before[d]` and `after[d]` elements on each axis (the adjoint of slice). */
+export function pad(x: Tensor, before: readonly number[], after: readonly number[]): Tensor {
+  checkTensor('pad', x, 'x');
+  if (before.length !== x.rank || after.length !== x.rank) {
+    throw new Error(`pad: before ${shapeToString(before)} and after ${shapeToString(after)} need one entry per axis of shape ${shapeToString(x.shape)}`);
+  }
+  before.forEach((v) => checkInt('pad', v, 'before', 0));
+  after.forEach((v) => checkInt('pad', v, 'after', 0));
+  return runOp('pad', [x], { before: [...before] }, { shape: x.shape.map((d, i) => d + before[i]! + after[i]!), dtype: x.dtype });
+}
+
+export function concat(xs: readonly Tensor[], axis = 0): Tensor {
+  if (!Array.isArray(xs) || xs.length === 0) throw new Error('concat: needs a non-empty array of tensors');
+  xs.forEach((t, i) => checkTensor('concat', t, `xs[${i}]`));
+  const first = xs[0]!;
+  const a = normalizeAxis(axis, first.rank, 'concat');
+  if (first.rank === 0) throw new Error('concat: zero-dimensional tensors cannot be concatenated (use stack)');
+  xs.forEach((t, i) => {
+    if (t.dtype !== first.dtype) throw new Error(`concat: dtype mismatch, xs[0] is ${first.dtype} and xs[${i}] is ${t.dtype}`);
+    if (t.rank !== first.rank || t.shape.some((d: number, j: number) => j !== a && d !== first.shape[j])) {
+      throw new Error(`concat: xs[${i}] has shape ${shapeToString(t.shape)}, incompatible with xs[0] ${shapeToString(first.shape)} along axis ${a}`);
+    }
+  });
+  const shape = [...first.shape];
+  shape[a] = xs.reduce((n, t) => n + t.shape[a]!, 0);
+  return runOp('concat', xs, { axis: a }, { shape, dtype: first.dtype });
+}
+
+/** Stacks equal-shaped tensors along a new axis. */
+export function stack(xs: readonly Tensor[], axis = 0): Tensor {
+  if (!Array.isArray(xs) || xs.length === 0) throw new Error('stack: needs a non-empty array of tensors');
+  xs.forEach((t, i) => {
+    checkTensor('stack', t, `xs[${i}]`);
+    if (!shapesEqual(t.shape, xs[0]!.shape)) throw new Error(`stack: xs[${i}] has shape ${shapeToString(t.shape)} but xs[0] has ${shapeToString(xs[0]!.shape)}`);
+  });
+  const a = normalizeAxis(axis, xs[0]!.rank + 1, 'stack');
+  const expanded = xs.map((t) => unsqueeze(t, a));
+  const out = concat(expanded, a);
+  for (const t of expanded) t.dispose();
+  return out;
+}
+
+/** Splits along an axis into pieces of the given sizes (or `sections` equal pieces). */
+export function split(x: Tensor, sizes: number | readonly number[], axis = 0): Tensor[] {
+  checkTensor('split', x, 'x');
+  const a = normalizeAxis(axis, x.rank, 'split');
+  const dim = x.shape[a]!;
+  let parts: number[];
+  if (typeof sizes === 'number') {
+    checkInt('split', sizes, 'sections', 1);
+    if (dim % sizes !== 0) throw new Error(`split: axis ${a} of size ${dim} does not split into ${sizes} equal sections`);
+    parts = new Array<number>(sizes).fill(dim / sizes);
+  } else {
+    parts = [...sizes];
+    if (parts.reduce((s, v) => s + v, 0) !== dim) throw new Error(`split: sizes ${shapeToString(parts)} do not add up to ${dim}, the size of axis ${a}`);
+  }
+  let start = 0;
+  return parts.map((len) => {
+    const begin = x.shape.map((_, d) => (d === a ? start : 0));
+    const size = x.shape.map((n, d) => (d === a ? len : n));
+    start += len;
+    return slice(x, begin, size);
+  });
+}

@@ -1,0 +1,79 @@
+// Philox4x32-10 (Salmon et al., "Parallel random numbers: as easy as 1, 2, 3", SC'11), the
+// counter-based generator PyTorch uses on CUDA. Counter-based means element i of any draw is
+// a pure function of (key, counter): every backend can produce the same numbers in any order.
+
+const M0 = 0xd2511f53;
+const M1 = 0xcd9e8d57;
+const W0 = 0x9e3779b9;
+const W1 = 0xbb67ae85;
+
+/** High 32 bits of the 64-bit product of two uint32s, exactly, in double arithmetic. */
+function mulhi(a: number, b: number): number {
+  const aLo = a & 0xffff, aHi = a >>> 16, bLo = b & 0xffff, bHi = b >>> 16;
+  const lh = aLo * bHi, hl = aHi * bLo;
+  const mid = ((aLo * bLo) >>> 16) + (lh & 0xffff) + (hl & 0xffff);
+  return (aHi * bHi + (lh >>> 16) + (hl >>> 16) + (mid >>> 16)) >>> 0;
+}
+
+/** One Philox4x32-10 block: 4 uint32 words from a 128-bit counter and a 64-bit key. */
+export function philox4x32(counter: readonly number[], key: readonly [number, number], out: Uint32Array): void {
+  let c0 = counter[0]! >>> 0, c1 = counter[1]! >>> 0, c2 = counter[2]! >>> 0, c3 = counter[3]! >>> 0;
+  let k0 = key[0] >>> 0, k1 = key[1] >>> 0;
+  for (let round = 0; round < 10; round++) {
+    const hi0 = mulhi(M0, c0), lo0 = Math.imul(M0, c0) >>> 0;
+    const hi1 = mulhi(M1, c2), lo1 = Math.imul(M1, c2) >>> 0;
+    c0 = (hi1 ^ c1 ^ k0) >>> 0;
+    c1 = lo1;
+    c2 = (hi0 ^ c3 ^ k1) >>> 0;
+    c3 = lo0;
+    k0 = (k0 + W0) >>> 0;
+    k1 = (k1 + W1) >>> 0;
+  }
+  out[0] = c0; out[1] = c1; out[2] = c2; out[3] = c3;
+}
+
+const TWO_POW_26 = 67108864;
+const TWO_POW_53 = 9007199254740992;
+
+/** A 53-bit uniform in [0, 1) from two words; its top 24 bits are the float32 draw. */
+function uniform53(w0: number, w1: number): number {
+  return ((w0 >>> 5) * TWO_POW_26 + (w1 >>> 6)) / TWO_POW_53;
+}
+
+/**
+ * Fills `out` with draws number `counter`, `counter + 1`, ... of the stream `key`.
+ * Each Philox block gives two values: two uniforms, or the Box–Muller pair (cos, sin).
+ * float32 uniforms are the float64 ones truncated to 24 bits, so they stay below 1.
+ */
+export function fillRandom(
+  out: Float32Array | Float64Array,
+  distribution: 'uniform' | 'normal',
+  key: readonly [number, number],
+  counter: number,
+): void {
+  const words = new Uint32Array(4);
+  const ctr = [0, 0, 0, 0];
+  const single = out instanceof Float32Array;
+  const n = out.length;
+  // Element i of the draw is value (counter + i) of the stream: block (counter+i)>>1, half (counter+i)&1.
+  for (let i = 0; i < n; ) {
+    const position = counter + i;
+    const block = Math.floor(position / 2);
+    ctr[0] = block % 4294967296;
+    ctr[1] = Math.floor(block / 4294967296);
+    philox4x32(ctr, key, words);
+    let u1 = uniform53(words[0]!, words[1]!);
+    let u2 = uniform53(words[2]!, words[3]!);
+    for (let half = position % 2; half < 2 && i < n; half++, i++) {
+      if (distribution === 'uniform') {
+        const u = half === 0 ? u1 : u2;
+        out[i] = single ? Math.floor(u * 16777216) / 16777216 : u;
+      } else {
+        // Box–Muller; 1 - u1 lies in (0, 1], so the log is finite.
+        const r = Math.sqrt(-2 * Math.log(1 - u1));
+        out[i] = half === 0 ? r * Math.cos(2 * Math.PI * u2) : r * Math.sin(2 * Math.PI * u2);
+      }
+    }
+    u1 = 0; u2 = 0;
+  }
+}

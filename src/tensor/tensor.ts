@@ -1,0 +1,212 @@
+// The Tensor: an immutable n-d array on a backend, plus what autograd needs to know about
+// it. Every op exists as a function (src/tensor/ops) and as a method here.
+
+import { inspect } from 'node:util';
+import type { Backend, Handle } from '../backends/backend.js';
+import { isFloat, type DType, type TypedArray } from './dtype.js';
+import * as engine from './engine.js';
+import type { Axis } from './ops/reduction.js';
+import * as ops from './ops/index.js';
+import type { TensorLike } from './ops/util.js';
+import { sizeOf, stridesOf, type Shape } from './shape.js';
+
+let nextId = 1;
+
+/** What autograd attaches to a tensor that an op produced (see src/autograd/node.ts). */
+export interface GraphNode { readonly op: string; refs: number }
+
+export interface BackwardOptions { retainGraph?: boolean; createGraph?: boolean }
+
+type BackwardFn = (root: Tensor, grad: Tensor | undefined, options: BackwardOptions) => void;
+let backwardImpl: BackwardFn | null = null;
+/** Internal: src/autograd installs backward. */
+export function setBackwardImpl(fn: BackwardFn): void { backwardImpl = fn; }
+type ReleaseFn = (node: GraphNode) => void;
+let releaseNode: ReleaseFn = () => {};
+/** Internal: src/autograd installs the function that drops a tensor's reference to its node. */
+export function setReleaseNode(fn: ReleaseFn): void { releaseNode = fn; }
+
+export class Tensor {
+  readonly id = nextId++;
+  readonly shape: readonly number[];
+  readonly size: number;
+  /** @internal The graph node that produced this tensor (null for leaves and constants). */
+  node: GraphNode | null = null;
+  /** @internal For autograd's private copies of a leaf: the leaf whose .grad they feed. */
+  origin: Tensor | null = null;
+  /** @internal Autograd's private copy, held by a graph node: it does not own a node reference. */
+  saved = false;
+  /** @internal Set by keep(): no tidy disposes it. */
+  kept = false;
+  /** The accumulated gradient of a leaf after backward(). */
+  grad: Tensor | null = null;
+  private disposed = false;
+  private needsGrad = false;
+
+  /** @internal Tensors are made by ops, not by `new`. */
+  constructor(
+    /** @internal */ readonly handle: Handle,
+    shape: Shape,
+    readonly dtype: DType,
+    /** @internal */ readonly backend: Backend,
+    trackInScope = true,
+  ) {
+    this.shape = Object.freeze([...shape]);
+    this.size = sizeOf(shape);
+    if (trackInScope) engine.track(this);
+  }
+
+  get rank(): number { return this.shape.length; }
+  get isDisposed(): boolean { return this.disposed; }
+  /** A leaf is a tensor no recorded op produced (PyTorch's is_leaf). */
+  get isLeaf(): boolean { return this.node === null; }
+  /** The name of the op that produced this tensor, or null (PyTorch's grad_fn). */
+  get gradFn(): string | null { return this.node?.op ?? null; }
+
+  get requiresGrad(): boolean { return this.needsGrad || this.node !== null; }
+  set requiresGrad(value: boolean) {
+    if (value && !isFloat(this.dtype)) throw new Error(`requiresGrad: only float tensors can require gradients, this one is ${this.dtype}`);
+    if (!value && this.node !== null && !this.saved) throw new Error('requiresGrad: cannot turn off gradients of a non-leaf tensor; use detach()');
+    this.needsGrad = value;
+  }
+  /** Sets requiresGrad and returns this tensor (PyTorch's requires_grad_). */
+  requiresGrad_(value = true): this { this.requiresGrad = value; return this; }
+
+  // ---- reading back ------------------------------------------------------------------
+
+  private live(op: string): void {
+    if (this.disposed) throw new Error(`${op}: tensor #${this.id} of shape [${this.shape.join(', ')}] was disposed`);
+  }
+  /** The values as a flat typed array (a copy): a synchronous readback. */
+  dataSync(): TypedArray { this.live('dataSync'); return this.backend.readSync(this.handle, this.dtype); }
+  /** The values as a flat typed array (a copy). */
+  async data(): Promise<TypedArray> { this.live('data'); return this.backend.read(this.handle, this.dtype); }
+  /** The values as nested JS arrays (a number for a 0-d tensor). */
+  toArray(): unknown {
+    const flat = this.dataSync();
+    if (this.rank === 0) return flat[0]!;
+    const strides = stridesOf(this.shape);
+    const build = (dim: number, offset: number): unknown[] =>
+      Array.from({ length: this.shape[dim]! }, (_, i) =>
+        dim === this.rank - 1 ? flat[offset + i]! : build(dim + 1, offset + i * strides[dim]!));
+    return build(0, 0);
+  }
+  /** The single value of a one-element tensor. */
+  item(): number {
+    if (this.size !== 1) throw new Error(`item: only one-element tensors can be converted to a number, this one has shape [${this.shape.join(', ')}]`);
+    return this.dataSync()[0]!;
+  }
+
+  toString(): string {
+    if (this.disposed) return `tensor(<disposed>, shape=[${this.shape.join(', ')}], dtype=${this.dtype})`;
+    const body = this.size > 1000 ? `<${this.size} values>` : JSON.stringify(this.toArray());
+    const extra = [`shape=[${this.shape.join(', ')}]`, `dtype=${this.dtype}`];
+    if (this.node) extra.push(`gradFn=${this.node.op}`);
+    else if (this.needsGrad) extra.push('requiresGrad=true');
+    return `tensor(${body}, ${extra.join(', ')})`;
+  }
+  [inspect.custom](): string { return this.toString(); }
+
+  // ---- lifetime and autograd ---------------------------------------------------------
+
+  /** Frees this tensor's reference to its data; using it afterwards is an error. */
+  dispose(): void {
+    if (this.disposed) return;
+    this.disposed = true;
+    this.backend.decRef(this.handle);
+    if (this.node !== null && !this.saved) releaseNode(this.node);
+  }
+
+  /** The same data without a gradient history (shares memory). */
+  detach(): Tensor {
+    this.live('detach');
+    this.backend.incRef(this.handle);
+    return new Tensor(this.handle, this.shape, this.dtype, this.backend);
+  }
+
+  /** Reverse-mode differentiation from this tensor; gradients accumulate into leaves' .grad. */
+  backward(grad?: Tensor, options: BackwardOptions = {}): void {
+    this.live('backward');
+    if (backwardImpl === null) throw new Error('backward: autograd is not loaded (import mixtape from its index)');
+    backwardImpl(this, grad, options);
+  }
+
+  /** Drops the leaf's accumulated gradient. */
+  zeroGrad(): void {
+    this.grad?.dispose();
+    this.grad = null;
+  }
+
+  // ---- ops as methods (see src/tensor/ops for documentation) ---------------------------
+
+  clone(): Tensor { return ops.reshape(this, this.shape); }
+  cast(dtype: DType): Tensor { return ops.cast(this, dtype); }
+  float(): Tensor { return ops.cast(this, 'float32'); }
+  double(): Tensor { return ops.cast(this, 'float64'); }
+  int(): Tensor { return ops.cast(this, 'int32'); }
+
+  add(other: TensorLike): Tensor { return ops.add(this, other); }
+  sub(other: TensorLike): Tensor { return ops.sub(this, other); }
+  mul(other: TensorLike): Tensor { return ops.mul(this, other); }
+  div(other: TensorLike): Tensor { return ops.div(this, other); }
+  pow(other: TensorLike): Tensor { return ops.pow(this, other); }
+  maximum(other: TensorLike): Tensor { return ops.maximum(this, other); }
+  minimum(other: TensorLike): Tensor { return ops.minimum(this, other); }
+  equal(other: TensorLike): Tensor { return ops.equal(this, other); }
+  notEqual(other: TensorLike): Tensor { return ops.notEqual(this, other); }
+  less(other: TensorLike): Tensor { return ops.less(this, other); }
+  lessEqual(other: TensorLike): Tensor { return ops.lessEqual(this, other); }
+  greater(other: TensorLike): Tensor { return ops.greater(this, other); }
+  greaterEqual(other: TensorLike): Tensor { return ops.greaterEqual(this, other); }
+  /** PyTorch's Tensor.where: this where cond is nonzero, else other. */
+  where(cond: Tensor, other: TensorLike): Tensor { return ops.where(cond, this, other); }
+  clamp(min?: number, max?: number): Tensor { return ops.clamp(this, min, max); }
+
+  neg(): Tensor { return ops.neg(this); }
+  abs(): Tensor { return ops.abs(this); }
+  sign(): Tensor { return ops.sign(this); }
+  exp(): Tensor { return ops.exp(this); }
+  log(): Tensor { return ops.log(this); }
+  sqrt(): Tensor { return ops.sqrt(this); }
+  square(): Tensor { return ops.square(this); }
+  reciprocal(): Tensor { return ops.reciprocal(this); }
+  tanh(): Tensor { return ops.tanh(this); }
+  sigmoid(): Tensor { return ops.sigmoid(this); }
+  relu(): Tensor { return ops.relu(this); }
+  softplus(): Tensor { return ops.softplus(this); }
+  normalCdf(): Tensor { return ops.normalCdf(this); }
+  isFinite(): Tensor { return ops.isFinite(this); }
+
+  sum(axis?: Axis, keepdims = false): Tensor { return ops.sum(this, axis, keepdims); }
+  mean(axis?: Axis, keepdims = false): Tensor { return ops.mean(this, axis, keepdims); }
+  max(axis?: Axis, keepdims = false): Tensor { return ops.max(this, axis, keepdims); }
+  min(axis?: Axis, keepdims = false): Tensor { return ops.min(this, axis, keepdims); }
+  logsumexp(axis?: Axis, keepdims = false): Tensor { return ops.logsumexp(this, axis, keepdims); }
+  argmax(axis?: number, keepdims = false): Tensor { return ops.argmax(this, axis, keepdims); }
+  argmin(axis?: number, keepdims = false): Tensor { return ops.argmin(this, axis, keepdims); }
+  softmax(axis = -1): Tensor { return ops.softmax(this, axis); }
+  logSoftmax(axis = -1): Tensor { return ops.logSoftmax(this, axis); }
+  dropout(p = 0.5, training = true): Tensor { return ops.dropout(this, p, training); }
+
+  matmul(other: Tensor, options?: ops.MatmulOptions): Tensor { return ops.matmul(this, other, options); }
+
+  reshape(shape: readonly number[]): Tensor { return ops.reshape(this, shape); }
+  view(shape: readonly number[]): Tensor { return ops.reshape(this, shape); }
+  flatten(startAxis = 0, endAxis = -1): Tensor { return ops.flatten(this, startAxis, endAxis); }
+  squeeze(axis?: number | readonly number[]): Tensor { return ops.squeeze(this, axis); }
+  unsqueeze(axis: number): Tensor { return ops.unsqueeze(this, axis); }
+  permute(perm: readonly number[]): Tensor { return ops.permute(this, perm); }
+  transpose(axis0 = -2, axis1 = -1): Tensor { return ops.transpose(this, axis0, axis1); }
+  broadcastTo(shape: Shape): Tensor { return ops.broadcastTo(this, shape); }
+  expand(shape: Shape): Tensor { return ops.broadcastTo(this, shape); }
+  slice(begin: readonly number[], size?: readonly number[]): Tensor { return ops.slice(this, begin, size); }
+  pad(before: readonly number[], after: readonly number[]): Tensor { return ops.pad(this, before, after); }
+  split(sizes: number | readonly number[], axis = 0): Tensor[] { return ops.split(this, sizes, axis); }
+
+  gather(axis: number, index: Tensor): Tensor { return ops.gather(this, axis, index); }
+  scatterAdd(axis: number, index: Tensor, src: Tensor): Tensor { return ops.scatterAdd(this, axis, index, src); }
+  indexSelect(axis: number, index: Tensor): Tensor { return ops.indexSelect(this, axis, index); }
+  indexAdd(axis: number, index: Tensor, src: Tensor): Tensor { return ops.indexAdd(this, axis, index, src); }
+  oneHot(numClasses: number, options?: { dtype?: DType }): Tensor { return ops.oneHot(this, numClasses, options); }
+  topk(k: number, options?: { largest?: boolean }): { values: Tensor; indices: Tensor } { return ops.topk(this, k, options); }
+}
