@@ -109,10 +109,11 @@ export class Tensor {
 
   // ---- lifetime and autograd ---------------------------------------------------------
 
-  /** Frees this tensor's reference to its data; using it afterwards is an error. */
+  /** Frees this tensor's reference to its data (and its .grad); using it afterwards is an error. */
   dispose(): void {
     if (this.disposed) return;
     this.disposed = true;
+    this.zeroGrad();
     this.backend.decRef(this.handle);
     if (this.node !== null && !this.saved) releaseNode(this.node);
   }
