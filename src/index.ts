@@ -16,3 +16,5 @@ export type { Backend, MemoryInfo, KernelName } from './backends/backend.js';
 export { autograd, autogradGrad, grad, valueAndGrad, type AutogradGradOptions, type GradOptions } from './autograd/grad.js';
 export { gradcheck, gradgradcheck, GradcheckError, type GradcheckOptions, type GradgradcheckOptions } from './autograd/gradcheck.js';
 export { gradRules, type DiffOp } from './autograd/rules.js';
+export * from './nn/index.js';
+export * as nn from './nn/index.js';

@@ -45,9 +45,11 @@ export class Tensor {
 
   /** @internal Tensors are made by ops, not by `new`. */
   constructor(
-    /** @internal */ readonly handle: Handle,
+    /** @internal Replaced only by assign() (optimizer steps, loading weights). */
+    public handle: Handle,
     shape: Shape,
-    readonly dtype: DType,
+    /** The element type; assign() may change it on a leaf (Module.to). */
+    public dtype: DType,
     /** @internal */ readonly backend: Backend,
     trackInScope = true,
   ) {
@@ -130,6 +132,27 @@ export class Tensor {
     this.live('backward');
     if (backwardImpl === null) throw new Error('backward: autograd is not loaded (import mixtape from its index)');
     backwardImpl(this, grad, options);
+  }
+
+  /**
+   * Replaces a leaf's data in place with a copy of `value`'s (same shape; the dtype
+   * becomes value's), like PyTorch's `p.data = value`. Graphs recorded before keep the old
+   * values: they hold their own references. Used by optimizers and loadStateDict.
+   */
+  assign(value: Tensor): this {
+    this.live('assign');
+    if (this.node !== null) throw new Error('assign: only leaf tensors can be assigned (this one was produced by an op)');
+    if (!(value instanceof Tensor) || value.isDisposed) throw new Error('assign: value must be a live Tensor');
+    if (value.shape.length !== this.shape.length || value.shape.some((d, i) => d !== this.shape[i])) {
+      throw new Error(`assign: value has shape [${value.shape.join(', ')}] but the tensor has shape [${this.shape.join(', ')}]`);
+    }
+    if (value.backend !== this.backend) throw new Error(`assign: value lives on the ${value.backend.name} backend, the tensor on ${this.backend.name}`);
+    if (this.needsGrad && value.dtype === 'int32') throw new Error('assign: a tensor that requires grad cannot hold int32 values');
+    value.backend.incRef(value.handle);
+    this.backend.decRef(this.handle);
+    this.handle = value.handle;
+    this.dtype = value.dtype;
+    return this;
   }
 
   /** Drops the leaf's accumulated gradient. */

@@ -1,0 +1,165 @@
+// LSTMCell and LSTM, equal to PyTorch's: gate order (i, f, g, o), parameters
+// weight_ih_l{n} [4H, I], weight_hh_l{n} [4H, H], bias_ih_l{n}, bias_hh_l{n} [4H], all
+// initialized U(±1/√H); forward returns {output, h, c} with h, c shaped [numLayers, B, H].
+//
+//   i = σ(W_ii x + b_ii + W_hi h + b_hi)      f = σ(W_if x + b_if + W_hf h + b_hf)
+//   g = tanh(W_ig x + b_ig + W_hg h + b_hg)   o = σ(W_io x + b_io + W_ho h + b_ho)
+//   c' = f ⊙ c + i ⊙ g                        h' = o ⊙ tanh(c')
+
+import { dropout } from '../tensor/ops/functional.js';
+import { matmul } from '../tensor/ops/linalg.js';
+import { reshape, slice, split, stack } from '../tensor/ops/movement.js';
+import { zeros } from '../tensor/ops/creation.js';
+import { tidy } from '../tensor/engine.js';
+import { shapeToString } from '../tensor/shape.js';
+import { Tensor } from '../tensor/tensor.js';
+import { uniform, type InitOptions } from './init.js';
+import { checkDType, Module, parameter } from './module.js';
+
+export interface LSTMState { h: Tensor; c: Tensor }
+
+/** One LSTM step from precomputed input projections xw = x·W_ihᵀ + b_ih + b_hh. */
+function step(xw: Tensor, h: Tensor, c: Tensor, weightHH: Tensor): LSTMState {
+  const gates = xw.add(matmul(h, weightHH, { transposeB: true }));
+  const [i, f, g, o] = split(gates, 4, 1) as [Tensor, Tensor, Tensor, Tensor];
+  const cNext = f.sigmoid().mul(c).add(i.sigmoid().mul(g.tanh()));
+  return { h: o.sigmoid().mul(cNext.tanh()), c: cNext };
+}
+
+function checkPositive(op: string, name: string, v: unknown): number {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 1) throw new Error(`${op}: ${name} must be a positive integer, got ${String(v)}`);
+  return v;
+}
+
+export class LSTMCell extends Module {
+  weight_ih: Tensor;
+  weight_hh: Tensor;
+  bias_ih: Tensor | null;
+  bias_hh: Tensor | null;
+  constructor(readonly inputSize: number, readonly hiddenSize: number, options: { bias?: boolean } & InitOptions = {}) {
+    super();
+    checkPositive('LSTMCell', 'inputSize', inputSize);
+    checkPositive('LSTMCell', 'hiddenSize', hiddenSize);
+    const init = { dtype: checkDType('LSTMCell', options.dtype), ...(options.generator ? { generator: options.generator } : {}) };
+    const bound = 1 / Math.sqrt(hiddenSize);
+    this.weight_ih = parameter(uniform([4 * hiddenSize, inputSize], bound, init));
+    this.weight_hh = parameter(uniform([4 * hiddenSize, hiddenSize], bound, init));
+    this.bias_ih = options.bias === false ? null : parameter(uniform([4 * hiddenSize], bound, init));
+    this.bias_hh = options.bias === false ? null : parameter(uniform([4 * hiddenSize], bound, init));
+  }
+
+  /** x [B, I] and optional state {h, c} [B, H] (zeros by default) → the next {h, c}. */
+  forward(x: Tensor, state?: LSTMState): LSTMState {
+    if (!(x instanceof Tensor) || x.rank !== 2 || x.shape[1] !== this.inputSize) {
+      throw new Error(`LSTMCell: expected input [batch, ${this.inputSize}], got ${x instanceof Tensor ? shapeToString(x.shape) : typeof x}`);
+    }
+    const batch = x.shape[0]!;
+    checkState('LSTMCell', state, [batch, this.hiddenSize]);
+    return tidy(() => {
+      let xw = matmul(x, this.weight_ih, { transposeB: true });
+      if (this.bias_ih && this.bias_hh) xw = xw.add(this.bias_ih.add(this.bias_hh));
+      const h = state?.h ?? zeros([batch, this.hiddenSize], { dtype: x.dtype });
+      const c = state?.c ?? zeros([batch, this.hiddenSize], { dtype: x.dtype });
+      return step(xw, h, c, this.weight_hh);
+    });
+  }
+}
+
+function checkState(op: string, state: LSTMState | undefined, shape: number[]): void {
+  if (state === undefined) return;
+  for (const key of ['h', 'c'] as const) {
+    const t = state[key];
+    if (!(t instanceof Tensor) || t.shape.length !== shape.length || t.shape.some((d, i) => d !== shape[i])) {
+      throw new Error(`${op}: initial state ${key} must have shape ${shapeToString(shape)}, got ${t instanceof Tensor ? shapeToString(t.shape) : String(t)}`);
+    }
+  }
+}
+
+export interface LSTMOptions extends InitOptions {
+  inputSize: number;
+  hiddenSize: number;
+  numLayers?: number;
+  /** Input and output as [batch, time, features] instead of [time, batch, features]. */
+  batchFirst?: boolean;
+  /** Dropout on the outputs of every layer but the last, while training (PyTorch). */
+  dropout?: number;
+  bias?: boolean;
+}
+
+export class LSTM extends Module {
+  readonly inputSize: number;
+  readonly hiddenSize: number;
+  readonly numLayers: number;
+  readonly batchFirst: boolean;
+  readonly dropout: number;
+  readonly bias: boolean;
+
+  constructor(options: LSTMOptions) {
+    super();
+    this.inputSize = checkPositive('LSTM', 'inputSize', options.inputSize);
+    this.hiddenSize = checkPositive('LSTM', 'hiddenSize', options.hiddenSize);
+    this.numLayers = checkPositive('LSTM', 'numLayers', options.numLayers ?? 1);
+    this.batchFirst = options.batchFirst ?? false;
+    this.dropout = options.dropout ?? 0;
+    this.bias = options.bias ?? true;
+    if (!(this.dropout >= 0 && this.dropout <= 1)) throw new Error(`LSTM: dropout must be a probability in [0, 1], got ${this.dropout}`);
+    const init = { dtype: checkDType('LSTM', options.dtype), ...(options.generator ? { generator: options.generator } : {}) };
+    const bound = 1 / Math.sqrt(this.hiddenSize);
+    const self = this as unknown as Record<string, Tensor>;
+    // PyTorch's order: for each layer, weight_ih, weight_hh, bias_ih, bias_hh.
+    for (let l = 0; l < this.numLayers; l++) {
+      const inSize = l === 0 ? this.inputSize : this.hiddenSize;
+      self[`weight_ih_l${l}`] = parameter(uniform([4 * this.hiddenSize, inSize], bound, init));
+      self[`weight_hh_l${l}`] = parameter(uniform([4 * this.hiddenSize, this.hiddenSize], bound, init));
+      if (this.bias) {
+        self[`bias_ih_l${l}`] = parameter(uniform([4 * this.hiddenSize], bound, init));
+        self[`bias_hh_l${l}`] = parameter(uniform([4 * this.hiddenSize], bound, init));
+      }
+    }
+  }
+
+  private weights(l: number): { ih: Tensor; hh: Tensor; bias: Tensor | null } {
+    const self = this as unknown as Record<string, Tensor>;
+    return {
+      ih: self[`weight_ih_l${l}`]!,
+      hh: self[`weight_hh_l${l}`]!,
+      bias: this.bias ? self[`bias_ih_l${l}`]!.add(self[`bias_hh_l${l}`]!) : null,
+    };
+  }
+
+  /**
+   * x [T, B, I] (or [B, T, I] with batchFirst), optional initial {h, c} [numLayers, B, H]
+   * → {output [T, B, H] (or [B, T, H]), h, c [numLayers, B, H]}.
+   */
+  forward(x: Tensor, state?: LSTMState): { output: Tensor; h: Tensor; c: Tensor } {
+    if (!(x instanceof Tensor) || x.rank !== 3 || x.shape[2] !== this.inputSize) {
+      const layout = this.batchFirst ? '[batch, time, ' : '[time, batch, ';
+      throw new Error(`LSTM: expected input ${layout}${this.inputSize}], got ${x instanceof Tensor ? shapeToString(x.shape) : typeof x}`);
+    }
+    const [T, B] = this.batchFirst ? [x.shape[1]!, x.shape[0]!] : [x.shape[0]!, x.shape[1]!];
+    const H = this.hiddenSize;
+    checkState('LSTM', state, [this.numLayers, B, H]);
+    return tidy(() => {
+      let input = this.batchFirst ? x.transpose(0, 1) : x;
+      const hs: Tensor[] = [], cs: Tensor[] = [];
+      for (let l = 0; l < this.numLayers; l++) {
+        const w = this.weights(l);
+        // The input projection of every time step in one matmul; only h·W_hhᵀ is sequential.
+        let xw = matmul(reshape(input, [T * B, input.shape[2]!]), w.ih, { transposeB: true });
+        if (w.bias) xw = xw.add(w.bias);
+        const steps = T === 0 ? [] : split(reshape(xw, [T, B * 4 * H]), T, 0);
+        let h = state ? reshape(slice(state.h, [l, 0, 0], [1, B, H]), [B, H]) : zeros([B, H], { dtype: x.dtype });
+        let c = state ? reshape(slice(state.c, [l, 0, 0], [1, B, H]), [B, H]) : zeros([B, H], { dtype: x.dtype });
+        const outputs: Tensor[] = [];
+        for (let t = 0; t < T; t++) {
+          ({ h, c } = step(reshape(steps[t]!, [B, 4 * H]), h, c, w.hh));
+          outputs.push(h);
+        }
+        input = T === 0 ? zeros([0, B, H], { dtype: x.dtype }) : stack(outputs, 0);
+        if (l < this.numLayers - 1 && this.dropout > 0 && this.training) input = dropout(input, this.dropout, true);
+        hs.push(h); cs.push(c);
+      }
+      return { output: this.batchFirst ? input.transpose(0, 1) : input, h: stack(hs, 0), c: stack(cs, 0) };
+    });
+  }
+}
