@@ -131,11 +131,12 @@ export abstract class Module {
   /** A PyTorch-like one-line-per-module summary with parameter shapes. */
   toString(): string {
     const lines: string[] = [];
-    for (const [name, m] of this.namedModules()) {
-      const depth = name === '' ? 0 : name.split('.').length;
+    const visit = (m: Module, name: string, depth: number): void => {
       const own = Object.entries(m).filter(([, v]) => isParameter(v)).map(([k, v]) => `${k}${shapeToString((v as Tensor).shape)}`);
-      lines.push(`${'  '.repeat(depth)}${name === '' ? '' : `(${name}): `}${m.constructor.name}${own.length ? ` ${own.join(' ')}` : ''}`);
-    }
+      lines.push(`${'  '.repeat(depth)}${name ? `(${name}): ` : ''}${m.constructor.name}${own.length ? ` ${own.join(' ')}` : ''}`);
+      for (const [childName, child] of m.namedChildren()) visit(child, childName, depth + 1);
+    };
+    visit(this, '', 0);
     return lines.join('\n');
   }
 }

@@ -9,8 +9,9 @@ export abstract class LRScheduler {
   lastEpoch = 0;
   constructor(readonly optimizer: Optimizer) {
     this.baseLr = optimizer.lr;
-    optimizer.lr = this.lrAt(0);
   }
+  /** Subclasses call this at the end of their constructors, once their fields are set. */
+  protected start(): void { this.optimizer.lr = this.lrAt(0); }
   abstract lrAt(epoch: number): number;
   step(): number {
     this.lastEpoch++;
@@ -24,6 +25,7 @@ export class StepLR extends LRScheduler {
   constructor(optimizer: Optimizer, readonly stepSize: number, readonly gamma = 0.1) {
     if (!(Number.isInteger(stepSize) && stepSize > 0)) throw new Error(`StepLR: stepSize must be a positive integer, got ${stepSize}`);
     super(optimizer);
+    this.start();
   }
   lrAt(epoch: number): number { return this.baseLr * this.gamma ** Math.floor(epoch / this.stepSize); }
 }
@@ -33,6 +35,7 @@ export class CosineAnnealingLR extends LRScheduler {
   constructor(optimizer: Optimizer, readonly tMax: number, readonly etaMin = 0) {
     if (!(Number.isInteger(tMax) && tMax > 0)) throw new Error(`CosineAnnealingLR: tMax must be a positive integer, got ${tMax}`);
     super(optimizer);
+    this.start();
   }
   lrAt(epoch: number): number {
     return this.etaMin + (this.baseLr - this.etaMin) * (1 + Math.cos((Math.PI * epoch) / this.tMax)) / 2;
@@ -50,6 +53,7 @@ export class LinearLR extends LRScheduler {
     }
     if (!(Number.isInteger(totalIters) && totalIters > 0)) throw new Error(`LinearLR: totalIters must be a positive integer, got ${totalIters}`);
     super(optimizer);
+    this.start();
   }
   lrAt(epoch: number): number {
     const t = Math.min(epoch, this.totalIters) / this.totalIters;
@@ -64,6 +68,7 @@ export class WarmupCosineLR extends LRScheduler {
       throw new Error(`WarmupCosineLR: need integers 0 <= warmup < total, got ${warmup}, ${total}`);
     }
     super(optimizer);
+    this.start();
   }
   lrAt(epoch: number): number {
     if (epoch < this.warmup) return this.baseLr * (epoch + 1) / (this.warmup + 1);
