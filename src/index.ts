@@ -18,3 +18,5 @@ export { gradcheck, gradgradcheck, GradcheckError, type GradcheckOptions, type G
 export { gradRules, type DiffOp } from './autograd/rules.js';
 export * from './nn/index.js';
 export * as nn from './nn/index.js';
+export * from './moe/index.js';
+export * as moe from './moe/index.js';

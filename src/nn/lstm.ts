@@ -87,6 +87,8 @@ export interface LSTMOptions extends InitOptions {
 }
 
 export class LSTM extends Module {
+  /** weight_ih_l0, weight_hh_l0, bias_ih_l0, bias_hh_l0, ... (PyTorch's names). */
+  readonly [param: `${'weight' | 'bias'}_${'ih' | 'hh'}_l${number}`]: Tensor;
   readonly inputSize: number;
   readonly hiddenSize: number;
   readonly numLayers: number;

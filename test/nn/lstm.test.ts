@@ -40,7 +40,7 @@ describe('LSTM', () => {
       const { output } = lstm.forward(x);
       output.slice([1999, 0, 0]).sum().backward();
     });
-    const g = lstm.weight_hh_l0.grad!.dataSync();
+    const g = Array.from(lstm.weight_hh_l0!.grad!.dataSync());
     assert.ok(g.every(Number.isFinite));
     assert.ok(g.some((v) => v !== 0));
     lstm.zeroGrad();

@@ -77,7 +77,7 @@ describe('Module', () => {
     assert.ok(Math.max(...w) > 0.95 * bound && Math.min(...w) < -0.95 * bound);
     const lstm = new mt.LSTM({ inputSize: 8, hiddenSize: 16 });
     assert.ok(lstm.parameters().every((p) => p.dataSync().every((v) => Math.abs(v) <= 0.25)));
-    const e = new mt.Embedding(100, 100).weight.dataSync();
+    const e = Array.from(new mt.Embedding(100, 100).weight.dataSync());
     const mean = e.reduce((a, b) => a + b, 0) / e.length;
     const std = Math.sqrt(e.reduce((a, b) => a + (b - mean) ** 2, 0) / e.length);
     assert.ok(Math.abs(mean) < 0.03 && Math.abs(std - 1) < 0.03, `mean ${mean}, std ${std}`);

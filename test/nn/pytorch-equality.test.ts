@@ -28,12 +28,12 @@ describe(`equality with PyTorch ${fixture.torch_version} (float64)`, () => {
     const c = cases.linear as { state: Record<string, Flat>; x: Flat; r: Flat; y: Flat; grads: Record<string, number[]>; x_grad: Flat };
     const lin = new mt.Linear(4, 3, { dtype: 'float64' });
     load(lin, c.state);
-    const x = t64(c.x, true);
+    const x = t64(c.x!, true);
     const y = lin.forward(x);
     expect(y, c.y, 'y');
     y.mul(t64(c.r)).sum().backward();
     expectGrads(lin, c.grads);
-    expect(x.grad!, c.x_grad, 'x.grad');
+    expect(x.grad!, c.x_grad!, 'x.grad');
   });
 
   test('Embedding with repeated indices: output and accumulated gradient', () => {
@@ -50,15 +50,15 @@ describe(`equality with PyTorch ${fixture.torch_version} (float64)`, () => {
     const c = cases.lstm_cell as Record<string, Flat> & { state: Record<string, Flat>; grads: Record<string, number[]> };
     const cell = new mt.LSTMCell(3, 4, { dtype: 'float64' });
     load(cell, c.state);
-    const x = t64(c.x, true), h0 = t64(c.h0, true), c0 = t64(c.c0, true);
+    const x = t64(c.x!, true), h0 = t64(c.h0!, true), c0 = t64(c.c0!, true);
     const { h, c: c1 } = cell.forward(x, { h: h0, c: c0 });
-    expect(h, c.h1, 'h1');
-    expect(c1, c.c1, 'c1');
-    h.mul(t64(c.r1)).sum().add(c1.mul(t64(c.r2)).sum()).backward();
+    expect(h, c.h1!, 'h1');
+    expect(c1, c.c1!, 'c1');
+    h.mul(t64(c.r1!)).sum().add(c1.mul(t64(c.r2!)).sum()).backward();
     expectGrads(cell, c.grads);
-    expect(x.grad!, c.x_grad, 'x.grad');
-    expect(h0.grad!, c.h0_grad, 'h0.grad');
-    expect(c0.grad!, c.c0_grad, 'c0.grad');
+    expect(x.grad!, c.x_grad!, 'x.grad');
+    expect(h0.grad!, c.h0_grad!, 'h0.grad');
+    expect(c0.grad!, c.c0_grad!, 'c0.grad');
   });
 
   for (const name of ['lstm_1layer_seq_first_state', 'lstm_1layer_batch_first', 'lstm_2layer_seq_first', 'lstm_2layer_batch_first_state']) {
@@ -69,48 +69,48 @@ describe(`equality with PyTorch ${fixture.torch_version} (float64)`, () => {
       };
       const lstm = new mt.LSTM({ inputSize: c.input_size, hiddenSize: c.hidden_size, numLayers: c.num_layers, batchFirst: c.batch_first, dtype: 'float64' });
       load(lstm, c.state);
-      const x = t64(c.x, true);
-      const h0 = c.with_state ? t64(c.h0, true) : null, c0 = c.with_state ? t64(c.c0, true) : null;
+      const x = t64(c.x!, true);
+      const h0 = c.with_state ? t64(c.h0!, true) : null, c0 = c.with_state ? t64(c.c0!, true) : null;
       const out = lstm.forward(x, h0 && c0 ? { h: h0, c: c0 } : undefined);
-      expect(out.output, c.output, 'output');
-      expect(out.h, c.h, 'h_n');
-      expect(out.c, c.c, 'c_n');
-      out.output.mul(t64(c.r_out)).sum().add(out.h.mul(t64(c.r_h)).sum()).add(out.c.mul(t64(c.r_c)).sum()).backward();
+      expect(out.output, c.output!, 'output');
+      expect(out.h, c.h!, 'h_n');
+      expect(out.c, c.c!, 'c_n');
+      out.output.mul(t64(c.r_out!)).sum().add(out.h.mul(t64(c.r_h!)).sum()).add(out.c.mul(t64(c.r_c!)).sum()).backward();
       expectGrads(lstm, c.grads);
-      expect(x.grad!, c.x_grad, 'x.grad');
+      expect(x.grad!, c.x_grad!, 'x.grad');
       if (h0 && c0) {
-        expect(h0.grad!, c.h0_grad, 'h0.grad');
-        expect(c0.grad!, c.c0_grad, 'c0.grad');
+        expect(h0.grad!, c.h0_grad!, 'h0.grad');
+        expect(c0.grad!, c.c0_grad!, 'c0.grad');
       }
     });
   }
 
   test('crossEntropy: mean over non-ignored targets, sum, and a [2, 3, C] batch', () => {
     const c = cases.cross_entropy as Record<string, Flat> & { loss_mean: number; loss_sum: number; loss3: number };
-    const logits = t64(c.logits, true);
-    const mean = mt.crossEntropy(logits, ti32(c.targets));
+    const logits = t64(c.logits!, true);
+    const mean = mt.crossEntropy(logits, ti32(c.targets!));
     assertClose([mean.item()], [c.loss_mean], { ...tol, what: 'mean loss' });
     mean.backward();
-    expect(logits.grad!, c.grad_mean, 'grad (mean)');
+    expect(logits.grad!, c.grad_mean!, 'grad (mean)');
     logits.zeroGrad();
-    const sum = mt.crossEntropy(logits, ti32(c.targets), { reduction: 'sum' });
+    const sum = mt.crossEntropy(logits, ti32(c.targets!), { reduction: 'sum' });
     assertClose([sum.item()], [c.loss_sum], { ...tol, what: 'sum loss' });
     sum.backward();
-    expect(logits.grad!, c.grad_sum, 'grad (sum)');
-    const logits3 = t64(c.logits3, true);
-    const loss3 = mt.crossEntropy(logits3, ti32(c.targets3));
+    expect(logits.grad!, c.grad_sum!, 'grad (sum)');
+    const logits3 = t64(c.logits3!, true);
+    const loss3 = mt.crossEntropy(logits3, ti32(c.targets3!));
     assertClose([loss3.item()], [c.loss3], { ...tol, what: '[2, 3, C] loss' });
     loss3.backward();
-    expect(logits3.grad!, c.grad3, 'grad ([2, 3, C])');
+    expect(logits3.grad!, c.grad3!, 'grad ([2, 3, C])');
   });
 
   test('mse', () => {
     const c = cases.mse as Record<string, Flat> & { loss: number };
-    const a = t64(c.a, true);
-    const loss = mt.mse(a, t64(c.b));
+    const a = t64(c.a!, true);
+    const loss = mt.mse(a, t64(c.b!));
     assertClose([loss.item()], [c.loss], tol);
     loss.backward();
-    expect(a.grad!, c.grad, 'grad');
+    expect(a.grad!, c.grad!, 'grad');
   });
 
   const optimizers: [string, (ps: mt.Tensor[]) => mt.Optimizer][] = [

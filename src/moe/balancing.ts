@@ -1,0 +1,65 @@
+// The balancing statistics of Shazeer et al. 2017 §4 and App. A: importance (eq. 6), the
+// squared coefficient of variation used by both losses (eqs. 7, 11), the smooth load
+// estimator P(x, i) (eqs. 8–10, tensor2tensor's prob_in_top_k), and hard counts.
+
+import { noGrad } from '../tensor/engine.js';
+import type { Tensor } from '../tensor/tensor.js';
+import { sum, mean } from '../tensor/ops/reduction.js';
+import { slice } from '../tensor/ops/movement.js';
+import { cast, greater, normalCdf, sub, div, where } from '../tensor/ops/elementwise.js';
+import { tidy } from '../tensor/engine.js';
+
+/**
+ * cv_squared(v) = Var(v) / (Mean(v)² + 1e-10), with the population variance (÷n), as in
+ * tensor2tensor. 0 for a single expert or a constant vector. A 0-d tensor.
+ */
+export function cvSquared(v: Tensor): Tensor {
+  return tidy(() => {
+    const flat = v.reshape([v.size]);
+    const m = mean(flat);
+    const variance = mean(flat.sub(m).square());
+    return variance.div(m.square().add(1e-10));
+  });
+}
+
+/** Importance(X) = Σ_x G(x) (eq. 6): the batchwise sum of gate values per expert. */
+export function importance(gates: Tensor): Tensor {
+  return sum(gates, 0);
+}
+
+/** The number of examples routed to each expert (nonzero gates), as a float vector without gradient. */
+export function gatesToLoad(gates: Tensor): Tensor {
+  return noGrad(() => tidy(() => sum(cast(greater(gates, 0), gates.dtype), 0)));
+}
+
+/**
+ * prob_in_top_k: P(x, i) = Φ((clean_i − kth_excluding(H, k, i)) / stddev_i) (eq. 9), the
+ * probability that expert i stays in the top k under a fresh draw of its own noise,
+ * the other experts' noise held fixed.
+ *
+ * `topValues` holds the k+1 largest noisy logits per row, sorted descending. For an expert
+ * inside the top k the threshold is the (k+1)-th largest; for one outside, the k-th: this
+ * equals "the k-th largest of the others" without sorting per expert. "Inside" is strict
+ * (H_i > threshold_if_in), so a tie counts as outside, as in tensor2tensor.
+ */
+export function probInTopK(clean: Tensor, noisy: Tensor, stddev: Tensor, topValues: Tensor, k: number): Tensor {
+  return tidy(() => {
+    const rows = clean.shape[0]!;
+    const thresholdIfIn = slice(topValues, [0, k], [rows, 1]);
+    const thresholdIfOut = slice(topValues, [0, k - 1], [rows, 1]);
+    const isIn = greater(noisy, thresholdIfIn);
+    const probIfIn = normalCdf(div(sub(clean, thresholdIfIn), stddev));
+    const probIfOut = normalCdf(div(sub(clean, thresholdIfOut), stddev));
+    return where(isIn, probIfIn, probIfOut);
+  });
+}
+
+/** Mean over examples of the gate distribution's entropy −Σᵢ gᵢ log gᵢ (0·log 0 = 0), in nats. */
+export function gateEntropy(gates: Tensor): Tensor {
+  return noGrad(() => tidy(() => {
+    const positive = greater(gates, 0);
+    const safe = where(positive, gates, 1);
+    const terms = where(positive, gates.mul(safe.log()), 0);
+    return mean(sum(terms, -1)).neg();
+  }));
+}

@@ -1,0 +1,157 @@
+// Gating networks (Shazeer et al. 2017 §2.1): dense softmax gating (eq. 2) and noisy
+// top-k gating (eqs. 3–5), with tensor2tensor's conventions: w_gate and w_noise [d, E],
+// zero-initialized (App. A); noise stddev softplus(x·w_noise) + noiseEpsilon; noise only
+// in training; ties to the lowest expert index; load by prob_in_top_k when noisy.
+
+import { tidy } from '../tensor/engine.js';
+import { randn, zeros, type Generator } from '../tensor/ops/creation.js';
+import { softmax } from '../tensor/ops/functional.js';
+import { scatterAdd, topk } from '../tensor/ops/indexing.js';
+import { matmul } from '../tensor/ops/linalg.js';
+import { slice } from '../tensor/ops/movement.js';
+import { softplus } from '../tensor/ops/elementwise.js';
+import { shapeToString } from '../tensor/shape.js';
+import { Tensor } from '../tensor/tensor.js';
+import { checkDType, Module, parameter } from '../nn/module.js';
+import type { DType } from '../tensor/dtype.js';
+import { gatesToLoad, importance, probInTopK } from './balancing.js';
+
+export interface GatingOutput {
+  /** [N, E]: exactly k nonzero gates per row (noisy top-k), summing to 1. */
+  gates: Tensor;
+  /** [N, k] int32: the chosen experts, best first. */
+  indices: Tensor;
+  /** [E]: Σ_x G(x) (eq. 6). */
+  importance: Tensor;
+  /** [E]: the smooth load Σ_x P(x, ·) (eq. 10) when noisy and training, else the hard counts. */
+  load: Tensor;
+  /** [N, E]: x·w_gate. */
+  cleanLogits: Tensor;
+  /** [N, E]: clean + ε·stddev (equal to cleanLogits when no noise is added). */
+  noisyLogits: Tensor;
+  /** [N, E]: softplus(x·w_noise) + noiseEpsilon, or null when no noise is added. */
+  noiseStddev: Tensor | null;
+}
+
+export interface GateForwardOptions {
+  /** ε ~ N(0, 1) per (example, expert), [N, E]: supply it for gradient checks and comparisons. */
+  noise?: Tensor;
+}
+
+function positiveInt(op: string, name: string, v: unknown): number {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 1) throw new Error(`${op}: ${name} must be a positive integer, got ${String(v)}`);
+  return v;
+}
+
+export function checkGateInput(op: string, x: unknown, inputSize: number): Tensor {
+  if (!(x instanceof Tensor) || x.rank !== 2 || x.shape[1] !== inputSize) {
+    throw new Error(`${op}: expected input [N, ${inputSize}], got ${x instanceof Tensor ? shapeToString(x.shape) : typeof x}`);
+  }
+  return x;
+}
+
+export interface NoisyTopKGatingOptions {
+  inputSize: number;
+  numExperts: number;
+  k: number;
+  noisy?: boolean;
+  noiseEpsilon?: number;
+  dtype?: DType;
+  /** Where the noise comes from when forward() is not given any (default: the global generator). */
+  generator?: Generator;
+}
+
+/** noisy_top_k_gating: G(x) = Softmax(KeepTopK(H(x), k)), H(x) = x·W_g + ε·(softplus(x·W_noise) + noiseEpsilon). */
+export class NoisyTopKGating extends Module {
+  w_gate: Tensor;
+  w_noise: Tensor;
+  readonly inputSize: number;
+  readonly numExperts: number;
+  readonly k: number;
+  readonly noisy: boolean;
+  readonly noiseEpsilon: number;
+  generator: Generator | undefined;
+
+  constructor(options: NoisyTopKGatingOptions) {
+    super();
+    this.inputSize = positiveInt('NoisyTopKGating', 'inputSize', options.inputSize);
+    this.numExperts = positiveInt('NoisyTopKGating', 'numExperts', options.numExperts);
+    this.k = positiveInt('NoisyTopKGating', 'k', options.k);
+    if (this.k > this.numExperts) throw new Error(`NoisyTopKGating: k (${this.k}) cannot exceed numExperts (${this.numExperts})`);
+    this.noisy = options.noisy ?? true;
+    this.noiseEpsilon = options.noiseEpsilon ?? 1e-2;
+    if (!(this.noiseEpsilon >= 0)) throw new Error(`NoisyTopKGating: noiseEpsilon must be non-negative, got ${this.noiseEpsilon}`);
+    this.generator = options.generator;
+    const dtype = checkDType('NoisyTopKGating', options.dtype);
+    // Both zero-initialized: "no signal and some noise" (App. A), so early routing is balanced.
+    this.w_gate = parameter(zeros([this.inputSize, this.numExperts], { dtype }));
+    this.w_noise = parameter(zeros([this.inputSize, this.numExperts], { dtype }));
+  }
+
+  /** Whether this forward adds noise: noisy gating, in training mode. */
+  get addsNoise(): boolean { return this.noisy && this.training; }
+
+  forward(x: Tensor, options: GateForwardOptions = {}): GatingOutput {
+    checkGateInput('NoisyTopKGating', x, this.inputSize);
+    const [N, E, k] = [x.shape[0]!, this.numExperts, this.k];
+    if (options.noise !== undefined && this.addsNoise) {
+      const n = options.noise;
+      if (!(n instanceof Tensor) || n.rank !== 2 || n.shape[0] !== N || n.shape[1] !== E) {
+        throw new Error(`NoisyTopKGating: noise must have shape [${N}, ${E}], got ${n instanceof Tensor ? shapeToString(n.shape) : typeof n}`);
+      }
+    }
+    return tidy(() => {
+      const clean = matmul(x, this.w_gate); // eq. 3, first term
+      let noisy = clean, stddev: Tensor | null = null;
+      if (this.addsNoise) {
+        stddev = softplus(matmul(x, this.w_noise)).add(this.noiseEpsilon);
+        const eps = options.noise ?? randn([N, E], { dtype: x.dtype, ...(this.generator ? { generator: this.generator } : {}) });
+        noisy = clean.add(eps.mul(stddev)); // eq. 4
+      }
+      // One more than k for the load estimator's thresholds (tensor2tensor's min(k+1, n)).
+      const m = Math.min(k + 1, E);
+      const top = topk(noisy, m);
+      const topKValues = m === k ? top.values : slice(top.values, [0, 0], [N, k]);
+      const indices = m === k ? top.indices : slice(top.indices, [0, 0], [N, k]);
+      const gatesTopK = softmax(topKValues, -1); // eq. 5: softmax over the kept noisy logits
+      const gates = scatterAdd(zeros([N, E], { dtype: x.dtype }), 1, indices, gatesTopK);
+      const load = stddev !== null && k < E
+        ? probInTopK(clean, noisy, stddev, top.values, k).sum(0)
+        : gatesToLoad(gates);
+      return {
+        gates, indices, importance: importance(gates), load,
+        cleanLogits: clean, noisyLogits: noisy, noiseStddev: stddev,
+      };
+    });
+  }
+}
+
+export interface SoftmaxGatingOptions { inputSize: number; numExperts: number; dtype?: DType }
+
+/** Dense softmax gating, G_σ(x) = Softmax(x·W_g) (eq. 2): every expert gets every example. */
+export class SoftmaxGating extends Module {
+  w_gate: Tensor;
+  readonly inputSize: number;
+  readonly numExperts: number;
+  constructor(options: SoftmaxGatingOptions) {
+    super();
+    this.inputSize = positiveInt('SoftmaxGating', 'inputSize', options.inputSize);
+    this.numExperts = positiveInt('SoftmaxGating', 'numExperts', options.numExperts);
+    this.w_gate = parameter(zeros([this.inputSize, this.numExperts], { dtype: checkDType('SoftmaxGating', options.dtype) }));
+  }
+
+  forward(x: Tensor): GatingOutput {
+    checkGateInput('SoftmaxGating', x, this.inputSize);
+    const E = this.numExperts;
+    return tidy(() => {
+      const clean = matmul(x, this.w_gate);
+      const gates = softmax(clean, -1);
+      // All experts are "chosen", best first.
+      const { indices } = topk(clean.detach(), E);
+      return {
+        gates, indices, importance: importance(gates), load: gatesToLoad(gates),
+        cleanLogits: clean, noisyLogits: clean, noiseStddev: null,
+      };
+    });
+  }
+}

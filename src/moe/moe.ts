@@ -1,0 +1,176 @@
+// The Sparsely-Gated Mixture-of-Experts layer (Shazeer et al. 2017, eq. 1):
+// y = Σᵢ G(x)ᵢ·Eᵢ(x), computing Eᵢ only on the examples routed to expert i. Applied to
+// every row of a [..., d] input at once (the paper's "convolutional" batching over time).
+
+import { tidy } from '../tensor/engine.js';
+import { reshape } from '../tensor/ops/movement.js';
+import { shapeToString } from '../tensor/shape.js';
+import { Tensor } from '../tensor/tensor.js';
+import type { DType } from '../tensor/dtype.js';
+import { Linear } from '../nn/linear.js';
+import { checkDType, Module } from '../nn/module.js';
+import type { Generator } from '../tensor/ops/creation.js';
+import { cvSquared, gateEntropy } from './balancing.js';
+import { SparseDispatcher } from './dispatcher.js';
+import { BatchwiseGating } from './batchwise.js';
+import { NoisyTopKGating, SoftmaxGating, type GatingOutput } from './gating.js';
+
+/** An expert: Linear → ReLU → Linear (paper §3.2, App. C: one ReLU hidden layer). */
+export class Expert extends Module {
+  fc1: Linear;
+  fc2: Linear;
+  constructor(inputSize: number, hiddenSize: number, outputSize: number, options: { dtype?: DType; generator?: Generator } = {}) {
+    super();
+    this.fc1 = new Linear(inputSize, hiddenSize, options);
+    this.fc2 = new Linear(hiddenSize, outputSize, options);
+  }
+  forward(x: Tensor): Tensor {
+    return tidy(() => this.fc2.forward(this.fc1.forward(x).relu()));
+  }
+}
+
+export type GatingKind = 'noisy-topk' | 'softmax' | 'batchwise';
+
+export interface MoEOptions {
+  inputSize: number;
+  outputSize: number;
+  hiddenSize: number;
+  numExperts: number;
+  k: number;
+  /** Gate type: noisy top-k (eqs. 3–5, default), dense softmax (eq. 2), or strictly balanced batchwise (App. F). */
+  gating?: GatingKind;
+  noisyGating?: boolean;
+  noiseEpsilon?: number;
+  /** Weight of CV²(importance) (eq. 7); the paper's LM uses 0.1. */
+  wImportance?: number;
+  /** Weight of CV²(load) (eq. 11); the paper's LM uses 0.1. */
+  wLoad?: number;
+  /** Weight of the batchwise threshold loss (eq. 20), batchwise gating only. */
+  wBatchwise?: number;
+  dtype?: DType;
+  generator?: Generator;
+}
+
+/** Everything a person studying routing wants from one forward pass. Tensors carry no gradient. */
+export interface MoEStats {
+  /** [N, E] gate values (k nonzero per row for noisy top-k). */
+  gates: Tensor;
+  /** [N, k] int32: the chosen experts, best first. */
+  indices: Tensor;
+  /** [E]: Σ_x G(x) (eq. 6). */
+  importance: Tensor;
+  /** [E]: smooth load (eq. 10) in training with noise, else hard counts. */
+  load: Tensor;
+  /** Per expert: how many examples it processed (known on the host, no readback). */
+  expertCounts: number[];
+  /** 0-d: CV(importance) = √cv_squared. */
+  cvImportance: Tensor;
+  /** 0-d: CV(load). */
+  cvLoad: Tensor;
+  /** 0-d: mean entropy of the gate distribution, nats. */
+  gateEntropy: Tensor;
+  /** 0-d: the batchwise threshold loss (eq. 20), batchwise gating in training only. */
+  batchwiseLoss?: Tensor;
+}
+
+export interface MoEOutput {
+  output: Tensor;
+  /** wImportance·CV²(importance) + wLoad·CV²(load) (+ wBatchwise·L_batchwise). */
+  auxLoss: Tensor;
+  stats: MoEStats;
+}
+
+export interface MoEForwardOptions {
+  /** ε ~ N(0, 1), [N, E] over the flattened rows, for deterministic noisy gating. */
+  noise?: Tensor;
+}
+
+function positiveInt(name: string, v: unknown): number {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 1) throw new Error(`MoE: ${name} must be a positive integer, got ${String(v)}`);
+  return v;
+}
+
+export class MoE extends Module {
+  gate: NoisyTopKGating | SoftmaxGating | BatchwiseGating;
+  experts: Expert[];
+  readonly inputSize: number;
+  readonly outputSize: number;
+  readonly hiddenSize: number;
+  readonly numExperts: number;
+  readonly k: number;
+  readonly gating: GatingKind;
+  wImportance: number;
+  wLoad: number;
+  wBatchwise: number;
+
+  constructor(options: MoEOptions) {
+    super();
+    this.inputSize = positiveInt('inputSize', options.inputSize);
+    this.outputSize = positiveInt('outputSize', options.outputSize);
+    this.hiddenSize = positiveInt('hiddenSize', options.hiddenSize);
+    this.numExperts = positiveInt('numExperts', options.numExperts);
+    this.gating = options.gating ?? 'noisy-topk';
+    this.k = this.gating === 'softmax' ? this.numExperts : positiveInt('k', options.k);
+    if (this.k > this.numExperts) throw new Error(`MoE: k (${this.k}) cannot exceed numExperts (${this.numExperts})`);
+    this.wImportance = options.wImportance ?? 0.1;
+    this.wLoad = options.wLoad ?? 0.1;
+    this.wBatchwise = options.wBatchwise ?? 1;
+    for (const [name, w] of [['wImportance', this.wImportance], ['wLoad', this.wLoad], ['wBatchwise', this.wBatchwise]] as const) {
+      if (!(typeof w === 'number' && w >= 0 && Number.isFinite(w))) throw new Error(`MoE: ${name} must be a non-negative number, got ${w}`);
+    }
+    const dtype = checkDType('MoE', options.dtype);
+    const common = { inputSize: this.inputSize, numExperts: this.numExperts, dtype };
+    if (this.gating === 'noisy-topk') {
+      this.gate = new NoisyTopKGating({
+        ...common, k: this.k, noisy: options.noisyGating ?? true, noiseEpsilon: options.noiseEpsilon ?? 1e-2,
+        ...(options.generator ? { generator: options.generator } : {}),
+      });
+    } else if (this.gating === 'softmax') {
+      this.gate = new SoftmaxGating(common);
+    } else if (this.gating === 'batchwise') {
+      this.gate = new BatchwiseGating({ ...common, k: this.k });
+    } else {
+      throw new Error(`MoE: unknown gating '${String(this.gating)}' (expected 'noisy-topk', 'softmax' or 'batchwise')`);
+    }
+    const init = { dtype, ...(options.generator ? { generator: options.generator } : {}) };
+    this.experts = Array.from({ length: this.numExperts }, () => new Expert(this.inputSize, this.hiddenSize, this.outputSize, init));
+  }
+
+  /** x [..., inputSize] → {output [..., outputSize], auxLoss, stats}. */
+  forward(x: Tensor, options: MoEForwardOptions = {}): MoEOutput {
+    if (!(x instanceof Tensor) || x.rank < 1 || x.shape[x.rank - 1] !== this.inputSize) {
+      throw new Error(`MoE: expected input [..., ${this.inputSize}], got ${x instanceof Tensor ? shapeToString(x.shape) : typeof x}`);
+    }
+    return tidy(() => {
+      const rows = reshape(x, [x.size / this.inputSize, this.inputSize]);
+      const g: GatingOutput & { batchwiseLoss?: Tensor } = this.gate instanceof NoisyTopKGating
+        ? this.gate.forward(rows, options.noise ? { noise: options.noise } : {})
+        : this.gate.forward(rows);
+      // Batchwise gating routes by its mask (a variable number of experts per example).
+      const dispatcher = new SparseDispatcher(this.numExperts, g.gates, this.gating === 'batchwise' ? undefined : g.indices);
+      const inputs = dispatcher.dispatch(rows);
+      // An expert with no examples sees a [0, d] input: no arithmetic, exact zero gradients.
+      const outputs = inputs.map((input, e) => this.experts[e]!.forward(input));
+      const combined = dispatcher.combine(outputs);
+      dispatcher.dispose();
+      const cvImp = cvSquared(g.importance), cvLoad = cvSquared(g.load);
+      let auxLoss = cvImp.mul(this.wImportance).add(cvLoad.mul(this.wLoad));
+      if (g.batchwiseLoss) auxLoss = auxLoss.add(g.batchwiseLoss.mul(this.wBatchwise));
+      const stats: MoEStats = {
+        gates: g.gates.detach(), indices: g.indices, importance: g.importance.detach(), load: g.load.detach(),
+        expertCounts: [...dispatcher.partSizes],
+        cvImportance: cvImp.detach().sqrt(), cvLoad: cvLoad.detach().sqrt(), gateEntropy: gateEntropy(g.gates),
+        ...(g.batchwiseLoss ? { batchwiseLoss: g.batchwiseLoss.detach() } : {}),
+      };
+      return { output: reshape(combined, [...x.shape.slice(0, -1), this.outputSize]), auxLoss, stats };
+    });
+  }
+
+  /** Forward multiply-adds per example: gating matmuls plus k experts (the paper's ops/timestep). */
+  multiplyAddsPerExample(): number {
+    const gateMatmuls = this.gate instanceof NoisyTopKGating && this.gate.noisy ? 2 : 1;
+    const gating = gateMatmuls * this.inputSize * this.numExperts;
+    const experts = this.k * (this.inputSize * this.hiddenSize + this.hiddenSize * this.outputSize);
+    return gating + experts;
+  }
+}
