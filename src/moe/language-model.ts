@@ -1,0 +1,200 @@
+// The paper's language model (Shazeer et al. 2017, App. C.1), at any scale:
+//   h0 = drop(Emb(w))
+//   h1 = h0 + drop(LSTM₁(h0))
+//   h2 = h1 + drop(sigmoid(MoE(h1)))      the MoE runs once over every time step of the batch
+//   h3 = h2 + drop(LSTM₂(h2))
+//   logits = Linear(h3)
+// and DenseLanguageModel, the same stack with a dense feed-forward block of hidden size
+// k × expert hidden in place of the MoE: the compute-matched baseline (the paper's MoE-1-Wide).
+
+import { dropout } from '../tensor/ops/functional.js';
+import { tidy } from '../tensor/engine.js';
+import { zeros } from '../tensor/ops/creation.js';
+import { shapeToString } from '../tensor/shape.js';
+import { Tensor } from '../tensor/tensor.js';
+import type { DType } from '../tensor/dtype.js';
+import type { Generator } from '../tensor/ops/creation.js';
+import { Embedding, Linear } from '../nn/linear.js';
+import { LSTM, type LSTMState } from '../nn/lstm.js';
+import { checkDType, Module } from '../nn/module.js';
+import { HierarchicalMoE, type HierarchicalNoise } from './hierarchical.js';
+import { MoE, Expert, type GatingKind, type MoEStats } from './moe.js';
+
+export interface LanguageModelOptions {
+  vocabSize: number;
+  /** d: embedding size = LSTM units = MoE input and output size (512 in the paper). */
+  modelSize: number;
+  /** Hidden size of one expert (1024 in the paper). */
+  expertHidden: number;
+  /** Experts per example (k). */
+  k: number;
+  /** Dropout after every layer but the softmax (DropProb). */
+  dropout?: number;
+  dtype?: DType;
+  generator?: Generator;
+}
+
+export interface MoELanguageModelOptions extends LanguageModelOptions {
+  numExperts: number;
+  gating?: GatingKind;
+  noisyGating?: boolean;
+  wImportance?: number;
+  wLoad?: number;
+  /** Use a hierarchical MoE with this many groups (numExperts must be divisible by it). */
+  hierarchicalGroups?: number;
+}
+
+export interface LMState { lstm1: LSTMState; lstm2: LSTMState }
+
+export interface LMOutput {
+  /** [B, T, vocab] */
+  logits: Tensor;
+  /** The MoE's balancing loss (0 for the dense model); add it to the task loss. */
+  auxLoss: Tensor;
+  /** The MoE's routing statistics over the B·T positions (null for the dense model). */
+  stats: MoEStats | null;
+  /** The LSTMs' final states, to carry into the next segment (truncated BPTT). */
+  state: LMState;
+}
+
+export interface OpsPerToken {
+  lstm: number;
+  mixture: number;
+  softmax: number;
+  /** The paper's ops/timestep: forward multiply-adds per token excluding the softmax. */
+  excludingSoftmax: number;
+  total: number;
+}
+
+function positiveInt(op: string, name: string, v: unknown): number {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 1) throw new Error(`${op}: ${name} must be a positive integer, got ${String(v)}`);
+  return v;
+}
+
+/** Shared stack; subclasses provide the middle block. */
+abstract class StackedLSTMModel extends Module {
+  embedding: Embedding;
+  lstm1: LSTM;
+  lstm2: LSTM;
+  softmax: Linear;
+  readonly vocabSize: number;
+  readonly modelSize: number;
+  readonly dropoutProb: number;
+
+  constructor(op: string, options: LanguageModelOptions) {
+    super();
+    this.vocabSize = positiveInt(op, 'vocabSize', options.vocabSize);
+    this.modelSize = positiveInt(op, 'modelSize', options.modelSize);
+    positiveInt(op, 'expertHidden', options.expertHidden);
+    positiveInt(op, 'k', options.k);
+    this.dropoutProb = options.dropout ?? 0;
+    if (!(this.dropoutProb >= 0 && this.dropoutProb < 1)) throw new Error(`${op}: dropout must be in [0, 1), got ${this.dropoutProb}`);
+    const init = { dtype: checkDType(op, options.dtype), ...(options.generator ? { generator: options.generator } : {}) };
+    const d = this.modelSize;
+    this.embedding = new Embedding(this.vocabSize, d, init);
+    this.lstm1 = new LSTM({ inputSize: d, hiddenSize: d, batchFirst: true, ...init });
+    this.lstm2 = new LSTM({ inputSize: d, hiddenSize: d, batchFirst: true, ...init });
+    this.softmax = new Linear(d, this.vocabSize, init);
+  }
+
+  protected abstract middle(h: Tensor, noise: unknown): { output: Tensor; auxLoss: Tensor; stats: MoEStats | null };
+  protected abstract middleOps(): number;
+
+  private drop(x: Tensor): Tensor {
+    return this.dropoutProb > 0 ? dropout(x, this.dropoutProb, this.training) : x;
+  }
+
+  /** ids [B, T] int32 → logits [B, T, vocab], the balancing loss, routing stats and the LSTM states. */
+  protected run(ids: Tensor, options: { state?: LMState; noise?: unknown }): LMOutput {
+    if (!(ids instanceof Tensor) || ids.dtype !== 'int32' || ids.rank !== 2) {
+      throw new Error(`${this.constructor.name}: expected int32 token ids [batch, time], got ${ids instanceof Tensor ? `${ids.dtype} ${shapeToString(ids.shape)}` : typeof ids}`);
+    }
+    return tidy(() => {
+      const h0 = this.drop(this.embedding.forward(ids));
+      const r1 = this.lstm1.forward(h0, options.state?.lstm1 ? toLayers(options.state.lstm1) : undefined);
+      const h1 = h0.add(this.drop(r1.output));
+      const mid = this.middle(h1, options.noise);
+      const h2 = h1.add(this.drop(mid.output.sigmoid()));
+      const r2 = this.lstm2.forward(h2, options.state?.lstm2 ? toLayers(options.state.lstm2) : undefined);
+      const h3 = h2.add(this.drop(r2.output));
+      return {
+        logits: this.softmax.forward(h3), auxLoss: mid.auxLoss, stats: mid.stats,
+        state: { lstm1: fromLayers(r1), lstm2: fromLayers(r2) },
+      };
+    });
+  }
+
+  /** Forward multiply-adds per token (the paper's ops/timestep is `excludingSoftmax`). */
+  opsPerToken(): OpsPerToken {
+    const d = this.modelSize;
+    const lstm = 2 * 4 * (d + d) * d;
+    const mixture = this.middleOps();
+    const softmax = d * this.vocabSize;
+    return { lstm, mixture, softmax, excludingSoftmax: lstm + mixture, total: lstm + mixture + softmax };
+  }
+}
+
+// The LSTMs keep [1, B, H] states; the model exposes [B, H] ones.
+const toLayers = (s: LSTMState): LSTMState => ({ h: s.h.unsqueeze(0), c: s.c.unsqueeze(0) });
+const fromLayers = (r: { h: Tensor; c: Tensor }): LSTMState => ({ h: r.h.squeeze(0), c: r.c.squeeze(0) });
+
+export class MoELanguageModel extends StackedLSTMModel {
+  moe: MoE | HierarchicalMoE;
+  constructor(options: MoELanguageModelOptions) {
+    super('MoELanguageModel', options);
+    const d = this.modelSize;
+    const common = {
+      inputSize: d, outputSize: d, hiddenSize: options.expertHidden,
+      noisyGating: options.noisyGating ?? true, wImportance: options.wImportance ?? 0.1, wLoad: options.wLoad ?? 0.1,
+      dtype: checkDType('MoELanguageModel', options.dtype), ...(options.generator ? { generator: options.generator } : {}),
+    };
+    const groups = options.hierarchicalGroups;
+    if (groups !== undefined) {
+      positiveInt('MoELanguageModel', 'hierarchicalGroups', groups);
+      if (options.numExperts % groups !== 0) {
+        throw new Error(`MoELanguageModel: numExperts (${options.numExperts}) must be divisible by hierarchicalGroups (${groups})`);
+      }
+      // k experts per token in all: k groups × 1 expert would lose the secondary gradient; use
+      // kPrimary = min(k, groups), kSecondary = k / kPrimary when it divides, as in App. C (2 × 2).
+      const kPrimary = Math.min(options.k, groups);
+      const kSecondary = Math.max(1, Math.floor(options.k / kPrimary));
+      this.moe = new HierarchicalMoE({ ...common, numGroups: groups, expertsPerGroup: options.numExperts / groups, kPrimary, kSecondary });
+    } else {
+      this.moe = new MoE({ ...common, numExperts: options.numExperts, k: options.k, gating: options.gating ?? 'noisy-topk' });
+    }
+  }
+
+  forward(ids: Tensor, options: { state?: LMState; noise?: Tensor | HierarchicalNoise } = {}): LMOutput {
+    return this.run(ids, options);
+  }
+
+  protected middle(h: Tensor, noise: unknown): { output: Tensor; auxLoss: Tensor; stats: MoEStats } {
+    if (this.moe instanceof HierarchicalMoE) {
+      return this.moe.forward(h, noise ? { noise: noise as HierarchicalNoise } : {});
+    }
+    return this.moe.forward(h, noise ? { noise: noise as Tensor } : {});
+  }
+
+  protected middleOps(): number { return this.moe.multiplyAddsPerExample(); }
+}
+
+export class DenseLanguageModel extends StackedLSTMModel {
+  /** The compute-matched feed-forward block: d → k·expertHidden → d (an Expert of that width). */
+  ffn: Expert;
+  constructor(options: LanguageModelOptions) {
+    super('DenseLanguageModel', options);
+    const init = { dtype: checkDType('DenseLanguageModel', options.dtype), ...(options.generator ? { generator: options.generator } : {}) };
+    this.ffn = new Expert(this.modelSize, options.k * options.expertHidden, this.modelSize, init);
+  }
+
+  forward(ids: Tensor, options: { state?: LMState } = {}): LMOutput { return this.run(ids, options); }
+
+  protected middle(h: Tensor): { output: Tensor; auxLoss: Tensor; stats: null } {
+    return { output: this.ffn.forward(h), auxLoss: zeros([], { dtype: h.dtype }), stats: null };
+  }
+
+  protected middleOps(): number {
+    const d = this.modelSize, hidden = this.ffn.fc1.outFeatures;
+    return d * hidden + hidden * d;
+  }
+}
