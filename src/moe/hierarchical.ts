@@ -59,6 +59,8 @@ export interface HierarchicalStats extends MoEStats {
   primaryLoad: Tensor;
   /** Per group: how many examples it received, |X⁽ⁱ⁾|. */
   groupCounts: number[];
+  /** [numGroups, expertsPerGroup]: each secondary gate's load over its own examples, Loadᵢ(X⁽ⁱ⁾). */
+  secondaryLoad: Tensor;
 }
 
 export class HierarchicalMoE extends Module {
@@ -119,7 +121,7 @@ export class HierarchicalMoE extends Module {
       const groupInputs = primaryDispatch.dispatch(rows);
       const groupPrimaryGates = primaryDispatch.expertToGates();
       const groupRows = primaryDispatch.expertToBatchIndices();
-      const groupOutputs: Tensor[] = [], importanceRows: Tensor[] = [], loadRows: Tensor[] = [], jointColumns: Tensor[] = [];
+      const groupOutputs: Tensor[] = [], importanceRows: Tensor[] = [], loadRows: Tensor[] = [], jointColumns: Tensor[] = [], secondaryLoads: Tensor[] = [];
       const expertCounts: number[] = [];
       this.groups.forEach((group, i) => {
         const rowsOfGroup = tensor(groupRows[i]!, [groupRows[i]!.length], { dtype: 'int32' });
@@ -134,6 +136,7 @@ export class HierarchicalMoE extends Module {
         // G_primary(x)ᵢ·Gᵢ(x)ⱼ for the examples of group i.
         const joint = gi.gates.mul(reshape(groupPrimaryGates[i]!, [n, 1]));
         importanceRows.push(joint.sum(0));
+        secondaryLoads.push(gi.load.detach());
         loadRows.push(n > 0 ? gi.load.mul(gp.load.slice([i], [1])).div(n) : zeros([b], { dtype: x.dtype }));
         jointColumns.push(indexAdd(zeros([N, b], { dtype: x.dtype }), 0, rowsOfGroup, joint));
       });
@@ -152,7 +155,7 @@ export class HierarchicalMoE extends Module {
         load: reshape(loadH, [this.numExperts]).detach(),
         expertCounts,
         cvImportance: cvImp.detach().sqrt(), cvLoad: cvLoad.detach().sqrt(), gateEntropy: gateEntropy(jointGates),
-        primaryGates: gp.gates.detach(), primaryLoad: gp.load.detach(), groupCounts,
+        primaryGates: gp.gates.detach(), primaryLoad: gp.load.detach(), groupCounts, secondaryLoad: stack(secondaryLoads, 0),
       };
       return { output: reshape(combined, [...x.shape.slice(0, -1), this.outputSize]), auxLoss, stats };
     });
