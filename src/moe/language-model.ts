@@ -42,6 +42,8 @@ export interface MoELanguageModelOptions extends LanguageModelOptions {
   wLoad?: number;
   /** Use a hierarchical MoE with this many groups (numExperts must be divisible by it). */
   hierarchicalGroups?: number;
+  /** Hierarchical only: groups per token (default 2, at most the number of groups); k / kPrimary experts are chosen in each. */
+  kPrimary?: number;
 }
 
 export interface LMState { lstm1: LSTMState; lstm2: LSTMState }
@@ -154,10 +156,12 @@ export class MoELanguageModel extends StackedLSTMModel {
       if (options.numExperts % groups !== 0) {
         throw new Error(`MoELanguageModel: numExperts (${options.numExperts}) must be divisible by hierarchicalGroups (${groups})`);
       }
-      // k experts per token in all: k groups × 1 expert would lose the secondary gradient; use
-      // kPrimary = min(k, groups), kSecondary = k / kPrimary when it divides, as in App. C (2 × 2).
-      const kPrimary = Math.min(options.k, groups);
-      const kSecondary = Math.max(1, Math.floor(options.k / kPrimary));
+      // k experts per token in all, kPrimary groups × kSecondary experts; App. C uses 2 × 2.
+      const kPrimary = options.kPrimary ?? Math.min(2, groups, options.k);
+      const kSecondary = options.k / kPrimary;
+      if (!Number.isInteger(kSecondary)) {
+        throw new Error(`MoELanguageModel: k (${options.k}) must be a multiple of kPrimary (${kPrimary}) for a hierarchical MoE`);
+      }
       this.moe = new HierarchicalMoE({ ...common, numGroups: groups, expertsPerGroup: options.numExperts / groups, kPrimary, kSecondary });
     } else {
       this.moe = new MoE({ ...common, numExperts: options.numExperts, k: options.k, gating: options.gating ?? 'noisy-topk' });
