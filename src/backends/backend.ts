@@ -39,7 +39,7 @@ export interface KernelAttrs extends Record<UnaryKernel | BinaryKernel | Compare
   indexSelect: { axis: number };                          // (x, index 1-D)
   indexAdd: { axis: number };                             // (x, index 1-D, src)
   oneHot: { depth: number };                              // (index)
-  topkIndices: { k: number };                             // (x): int32 indices on the last axis
+  topkIndices: { k: number; largest: boolean };           // (x): int32 indices on the last axis
   cast: NoAttrs;                                          // (x) to out.dtype
   fill: { value: number };                                // (): out filled with value
   random: { distribution: 'uniform' | 'normal'; key: readonly [number, number]; counter: number };

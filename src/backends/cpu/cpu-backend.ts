@@ -124,9 +124,9 @@ function makeKernels(): { [K in KernelName]: CpuKernel<K> } {
       oneHot(data(inputs[0]!) as Int32Array, depth, y);
       return be.wrap(y);
     },
-    topkIndices: (inputs, { k }, out, be) => {
+    topkIndices: (inputs, { k, largest }, out, be) => {
       const y = new Int32Array(sizeOf(out.shape));
-      topkIndices(data(inputs[0]!), inputs[0]!.shape, k, y);
+      topkIndices(data(inputs[0]!), inputs[0]!.shape, k, y, largest);
       return be.wrap(y);
     },
     cast: (inputs, _a, out, be) => {

@@ -94,14 +94,17 @@ export function oneHot(index: Int32Array, depth: number, out: TypedArray): void 
   }
 }
 
-/** Indices of the k largest values of each row, largest first; ties go to the lowest index, NaN counts as largest. */
-export function topkIndices(x: TypedArray, shape: Shape, k: number, out: Int32Array): void {
+/**
+ * Indices of the k largest (or, with largest = false, smallest) values of each row, in that
+ * order; ties go to the lowest index, NaN counts as the largest value (first, or last).
+ */
+export function topkIndices(x: TypedArray, shape: Shape, k: number, out: Int32Array, largest = true): void {
   const n = shape.length === 0 ? 1 : shape[shape.length - 1]!;
   const rows = n === 0 ? 0 : x.length / n;
   const before = (a: number, ia: number, b: number, ib: number): boolean => {
     const aNaN = a !== a, bNaN = b !== b;
-    if (aNaN !== bNaN) return aNaN;
-    if (!aNaN && a !== b) return a > b;
+    if (aNaN !== bNaN) return largest ? aNaN : bNaN;
+    if (!aNaN && a !== b) return largest ? a > b : a < b;
     return ia < ib;
   };
   const order = new Int32Array(n);

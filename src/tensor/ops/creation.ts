@@ -96,18 +96,20 @@ export function tensor(values: NestedArray | TypedArray, shape?: Shape | CreateO
   return finish(new Tensor(backend.upload(typed), finalShape, dtype, backend), options);
 }
 
-export function full(shape: Shape, value: number, options: CreateOptions = {}): Tensor {
-  assertValidShape(shape, 'full');
-  const dtype = checkDType('full', options.dtype ?? 'float32');
-  if (typeof value !== 'number') throw new Error(`full: value must be a number, got ${typeof value}`);
-  if (dtype === 'int32' && !Number.isInteger(value)) throw new Error(`full: value ${value} is not representable as int32`);
+/** full() under the name of the op the caller used, so that errors name it. */
+function filled(op: string, shape: Shape, value: number, options: CreateOptions): Tensor {
+  assertValidShape(shape, op);
+  const dtype = checkDType(op, options.dtype ?? 'float32');
+  if (typeof value !== 'number') throw new Error(`${op}: value must be a number, got ${typeof value}`);
+  if (dtype === 'int32' && !Number.isInteger(value)) throw new Error(`${op}: value ${value} is not representable as int32`);
   return finish(runOp('fill', [], { value }, { shape: [...shape], dtype }, null), options);
 }
 
-export function zeros(shape: Shape, options: CreateOptions = {}): Tensor { return full(shape, 0, options); }
-export function ones(shape: Shape, options: CreateOptions = {}): Tensor { return full(shape, 1, options); }
-export function zerosLike(t: Tensor, options: CreateOptions = {}): Tensor { return full(t.shape, 0, { dtype: t.dtype, ...options }); }
-export function onesLike(t: Tensor, options: CreateOptions = {}): Tensor { return full(t.shape, 1, { dtype: t.dtype, ...options }); }
+export function full(shape: Shape, value: number, options: CreateOptions = {}): Tensor { return filled('full', shape, value, options); }
+export function zeros(shape: Shape, options: CreateOptions = {}): Tensor { return filled('zeros', shape, 0, options); }
+export function ones(shape: Shape, options: CreateOptions = {}): Tensor { return filled('ones', shape, 1, options); }
+export function zerosLike(t: Tensor, options: CreateOptions = {}): Tensor { return filled('zerosLike', t.shape, 0, { dtype: t.dtype, ...options }); }
+export function onesLike(t: Tensor, options: CreateOptions = {}): Tensor { return filled('onesLike', t.shape, 1, { dtype: t.dtype, ...options }); }
 
 /**
  * Values start, start+step, ... below end (torch.arange). arange(n) is 0..n-1. The dtype is
@@ -122,7 +124,7 @@ export function arange(start: number, end?: number, step = 1, options: CreateOpt
   if ((end - start) / step < 0) throw new Error(`arange: step ${step} never reaches end ${end} from start ${start}`);
   const allInt = Number.isInteger(start) && Number.isInteger(end) && Number.isInteger(step);
   const dtype = checkDType('arange', options.dtype ?? (allInt ? 'int32' : 'float32'));
-  const n = Math.ceil((end - start) / step);
+  const n = Math.max(0, Math.ceil((end - start) / step)); // max: an empty range gives 0, not -0
   const values = allocate(dtype, n);
   for (let i = 0; i < n; i++) values[i] = start + i * step;
   const backend = getBackend();

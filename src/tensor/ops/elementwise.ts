@@ -44,23 +44,30 @@ export const softplus = unary('softplus', false);
 /** The standard normal CDF Φ(x). */
 export const normalCdf = unary('normalCdf', false);
 
-/** Turns two operands into tensors of a common dtype; returns temporaries to dispose. */
+/** One operand as a tensor of `dtype`; a scalar or cast made for it is pushed to temps. */
+function operand(op: string, v: TensorLike, arg: 'a' | 'b', dtype: DType, temps: Tensor[]): Tensor {
+  if (typeof v === 'number') {
+    checkNumber(op, v, arg);
+    const s = scalar(v, dtype);
+    temps.push(s);
+    return s;
+  }
+  checkTensor(op, v, arg);
+  if (v.dtype === dtype) return v;
+  const c = cast(v, dtype);
+  temps.push(c);
+  return c;
+}
+
+/**
+ * Turns two operands into tensors of a common dtype; returns temporaries to dispose.
+ * (operand is a module-level function, not a closure made per call: under tsx, esbuild's
+ * keepNames wraps every named closure in __name(), which tripled the cost of a tiny op.)
+ */
 function operands(op: string, a: TensorLike, b: TensorLike, dtype: DType): [Tensor, Tensor, Tensor[]] {
   const temps: Tensor[] = [];
-  const prep = (v: TensorLike, arg: string): Tensor => {
-    if (typeof v === 'number') {
-      checkNumber(op, v, arg === 'a' ? 'a' : 'b');
-      const s = scalar(v, dtype);
-      temps.push(s);
-      return s;
-    }
-    checkTensor(op, v, arg);
-    if (v.dtype === dtype) return v;
-    const c = cast(v, dtype);
-    temps.push(c);
-    return c;
-  };
-  return [prep(a, 'a'), prep(b, 'b'), temps];
+  const x = operand(op, a, 'a', dtype, temps);
+  return [x, operand(op, b, 'b', dtype, temps), temps];
 }
 
 function binary(op: BinaryKernel, intToFloat = false) {

@@ -6,7 +6,6 @@ import { runOp } from '../engine.js';
 import { isDType, type DType } from '../dtype.js';
 import { normalizeAxis, shapesEqual, shapeToString } from '../shape.js';
 import type { Tensor } from '../tensor.js';
-import { neg } from './elementwise.js';
 import { checkInt, checkTensor } from './util.js';
 
 function checkIndexTensor(op: string, index: Tensor, arg = 'index'): void {
@@ -94,17 +93,12 @@ export function topk(x: Tensor, k: number, options: { largest?: boolean } = {}):
   if (typeof k !== 'number' || !Number.isInteger(k) || k < 0 || k > n) {
     throw new Error(`topk: k must be an integer from 0 to ${n} (the size of the last axis of shape ${shapeToString(x.shape)}), got ${String(k)}`);
   }
-  if (options.largest === false) {
-    const negated = neg(x);
-    const { values, indices } = topk(negated, k);
-    const out = neg(values);
-    negated.dispose();
-    values.dispose();
-    return { values: out, indices };
-  }
+  // The kernel orders smallest-first itself: negating x would put NaN (the largest value, as
+  // in PyTorch) first among the smallest, and -(-2³¹) overflows int32.
+  const largest = options.largest ?? true;
   const x2 = x.rank === 0 ? x.reshape([1]) : x;
   const shape = [...x2.shape.slice(0, -1), k];
-  const indices = runOp('topkIndices', [x2], { k }, { shape, dtype: 'int32' }, null);
+  const indices = runOp('topkIndices', [x2], { k, largest }, { shape, dtype: 'int32' }, null);
   const values = gather(x2, -1, indices);
   if (x2 !== x) x2.dispose();
   return { values, indices };

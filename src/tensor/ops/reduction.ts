@@ -4,6 +4,7 @@
 import { runOp } from '../engine.js';
 import { normalizeAxes, normalizeAxis, reducedShape, sizeOf } from '../shape.js';
 import type { Tensor } from '../tensor.js';
+import { full } from './creation.js';
 import { add, exp, isFinite, log, sub, where } from './elementwise.js';
 import { reshape } from './movement.js';
 import { checkFloat, checkTensor } from './util.js';
@@ -44,7 +45,10 @@ export function logsumexp(x: Tensor, axis?: Axis, keepdims = false): Tensor {
   checkTensor('logsumexp', x, 'x');
   checkFloat('logsumexp', x, 'x');
   const axes = normalizeAxes(axis, x.rank, 'logsumexp');
-  const m = max(x.detach(), axes, true);
+  // Over an empty axis the sum is 0 and the result -inf, as in PyTorch; max would reject it, so shift by 0.
+  const m = axes.some((a) => x.shape[a] === 0)
+    ? full(reducedShape(x.shape, axes, true), 0, { dtype: x.dtype })
+    : max(x.detach(), axes, true);
   // An all -inf slice would give -inf - -inf = NaN; shift by 0 there instead.
   const finite = isFinite(m);
   const shift = where(finite, m, 0);
