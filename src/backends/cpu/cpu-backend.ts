@@ -136,7 +136,9 @@ function makeKernels(): { [K in KernelName]: CpuKernel<K> } {
         for (let i = 0; i < x.length; i++) {
           const v = x[i]!;
           if (!Number.isFinite(v)) throw new Error(`cast: cannot convert the non-finite value ${v} to int32`);
-          y[i] = Math.trunc(v); // toward zero, as PyTorch
+          const t = Math.trunc(v); // toward zero, as PyTorch
+          if (t < -2147483648 || t > 2147483647) throw new Error(`cast: ${v} is out of the int32 range`);
+          y[i] = t;
         }
       } else {
         y.set(x);

@@ -52,7 +52,11 @@ export function reduce(kind: Combine, x: TypedArray, shape: Shape, axes: readonl
     const targets = reduceTargets(shape, axes);
     for (let i = 0; i < x.length; i++) acc[targets[i]!] = combine(kind, acc[targets[i]!]!, x[i]!);
   }
-  for (let i = 0; i < outSize; i++) out[i] = acc[i]!;
+  for (let i = 0; i < outSize; i++) {
+    const v = acc[i]!;
+    if (outDtype === 'int32' && (v < -2147483648 || v > 2147483647)) throw new Error(`${kind}: the int32 result ${v} overflows int32 (cast to float64 first)`);
+    out[i] = v;
+  }
   return out;
 }
 

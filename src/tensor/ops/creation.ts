@@ -101,7 +101,7 @@ function filled(op: string, shape: Shape, value: number, options: CreateOptions)
   assertValidShape(shape, op);
   const dtype = checkDType(op, options.dtype ?? 'float32');
   if (typeof value !== 'number') throw new Error(`${op}: value must be a number, got ${typeof value}`);
-  if (dtype === 'int32' && !Number.isInteger(value)) throw new Error(`${op}: value ${value} is not representable as int32`);
+  if (dtype === 'int32' && (!Number.isInteger(value) || value < -2147483648 || value > 2147483647)) throw new Error(`${op}: value ${value} is not representable as int32`);
   return finish(runOp('fill', [], { value }, { shape: [...shape], dtype }, null), options);
 }
 
@@ -125,6 +125,9 @@ export function arange(start: number, end?: number, step = 1, options: CreateOpt
   const allInt = Number.isInteger(start) && Number.isInteger(end) && Number.isInteger(step);
   const dtype = checkDType('arange', options.dtype ?? (allInt ? 'int32' : 'float32'));
   const n = Math.max(0, Math.ceil((end - start) / step)); // max: an empty range gives 0, not -0
+  if (dtype === 'int32' && (Math.min(start, start + (n - 1) * step) < -2147483648 || Math.max(start, start + (n - 1) * step) > 2147483647)) {
+    throw new Error(`arange: the range from ${start} to ${end} does not fit in int32`);
+  }
   const values = allocate(dtype, n);
   for (let i = 0; i < n; i++) values[i] = start + i * step;
   const backend = getBackend();

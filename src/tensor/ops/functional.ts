@@ -1,8 +1,8 @@
 // Compositions used everywhere in models: softmax, logSoftmax, dropout. Their gradients
 // come from the primitives they are built of.
 
-import { cast, div, exp, greaterEqual, mul, sub } from './elementwise.js';
-import { logsumexp, max, sum } from './reduction.js';
+import { cast, div, exp, greaterEqual, isFinite, log, mul, sub, where } from './elementwise.js';
+import { max, sum } from './reduction.js';
 import { rand, type Generator } from './creation.js';
 import type { Tensor } from '../tensor.js';
 import { checkFloat, checkTensor } from './util.js';
@@ -23,14 +23,24 @@ export function softmax(x: Tensor, axis = -1): Tensor {
   return out;
 }
 
-/** x - logsumexp(x) along an axis. */
+/** log softmax along an axis: x - logsumexp(x), computed stably. */
 export function logSoftmax(x: Tensor, axis = -1): Tensor {
   checkTensor('logSoftmax', x, 'x');
   checkFloat('logSoftmax', x, 'x');
   const a = normalizeAxis(axis, x.rank, 'logSoftmax');
-  const l = logsumexp(x, a, true);
-  const out = sub(x, l);
-  l.dispose();
+  if (x.shape[a] === 0) return x.clone();
+  // (x − m) − log Σ exp(x − m), with m = max (a constant): the error is a few ulps of the
+  // result, not of |x| (x − logsumexp(x) loses digits when |x| is large).
+  const detached = x.detach();
+  const m = max(detached, a, true);
+  const isFiniteMax = isFinite(m);
+  const shift = where(isFiniteMax, m, 0);
+  const shifted = sub(x, shift);
+  const e = exp(shifted);
+  const s = sum(e, a, true);
+  const l = log(s);
+  const out = sub(shifted, l);
+  for (const t of [detached, m, isFiniteMax, shift, shifted, e, s, l]) t.dispose();
   return out;
 }
 

@@ -17,6 +17,11 @@ export function matmul(a: Tensor, b: Tensor, options: MatmulOptions = {}): Tenso
   if (a.rank === 0 || b.rank === 0) throw new Error(`matmul: both operands need at least 1 dimension, got shapes ${shapeToString(a.shape)} and ${shapeToString(b.shape)}`);
   // 1-D operands are promoted to matrices and the added dimension removed afterwards.
   if (a.rank === 1 || b.rank === 1) {
+    const ka1 = a.rank === 1 ? a.shape[0]! : (transposeA ? a.shape[a.rank - 2]! : a.shape[a.rank - 1]!);
+    const kb1 = b.rank === 1 ? b.shape[0]! : (transposeB ? b.shape[b.rank - 1]! : b.shape[b.rank - 2]!);
+    if (ka1 !== kb1) {
+      throw new Error(`matmul: inner dimensions differ: a ${shapeToString(a.shape)} contributes ${ka1}, b ${shapeToString(b.shape)} contributes ${kb1}`);
+    }
     const a2 = a.rank === 1 ? reshape(a, [1, a.shape[0]!]) : a;
     const b2 = b.rank === 1 ? reshape(b, [b.shape[0]!, 1]) : b;
     if ((a.rank === 1 && transposeA) || (b.rank === 1 && transposeB)) throw new Error('matmul: a 1-D operand cannot be transposed');
