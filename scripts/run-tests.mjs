@@ -33,8 +33,9 @@ child.stdout.on('data', (chunk) => {
   tail = (tail + chunk.toString()).slice(-4000);
 });
 child.on('close', (code) => {
-  const match = /tests (\d+)/.exec(tail.slice(tail.lastIndexOf('tests ') - 2));
-  const ran = match ? Number(match[1]) : 0;
+  // The summary's "ℹ tests N" line (not the "failing tests:" section that may follow it).
+  const counts = [...tail.matchAll(/^\S* ?tests (\d+)$/gm)];
+  const ran = counts.length ? Number(counts[counts.length - 1][1]) : 0;
   if (ran === 0) {
     console.error('run-tests: 0 tests ran; failing');
     process.exit(1);
