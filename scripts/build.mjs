@@ -1,16 +1,9 @@
-// Bundles src/index.ts into dist/index.js (Node ESM). Type declarations come from
-// `tsc -p tsconfig.build.json` (esbuild does not emit them); `npm run build` runs both.
+// Bundles the library (src/index.ts → dist/index.js) and the command line
+// (src/cli/entry.ts → dist/cli.js) as Node ESM. Type declarations come from
+// `tsc -p tsconfig.build.json` (esbuild emits none); `npm run build` runs both.
 import { build } from 'esbuild';
 
-await build({
-  entryPoints: ['src/index.ts'],
-  outfile: 'dist/index.js',
-  bundle: true,
-  format: 'esm',
-  platform: 'node',
-  target: 'node20',
-  sourcemap: true,
-  packages: 'external',
-  logLevel: 'warning',
-});
-console.log('built dist/index.js');
+const common = { bundle: true, format: 'esm', platform: 'node', target: 'node20', sourcemap: true, packages: 'external', logLevel: 'warning' };
+await build({ ...common, entryPoints: ['src/index.ts'], outfile: 'dist/index.js' });
+await build({ ...common, entryPoints: ['src/cli/entry.ts'], outfile: 'dist/cli.js' });
+console.log('built dist/index.js and dist/cli.js');

@@ -76,3 +76,20 @@ export class WarmupCosineLR extends LRScheduler {
     return this.etaMin + (this.baseLr - this.etaMin) * (1 + Math.cos(Math.PI * t)) / 2;
   }
 }
+
+/**
+ * The paper's schedule (App. C.1): a linear warm-up for `warmup` steps, then ∝ 1/√step:
+ * lr = base · min(t / warmup, √(warmup / t)) with t = epoch + 1. It does not depend on the
+ * total number of steps, so a run extended with more steps continues the same curve.
+ */
+export class InverseSqrtLR extends LRScheduler {
+  constructor(optimizer: Optimizer, readonly warmup: number) {
+    if (!(Number.isInteger(warmup) && warmup >= 1)) throw new Error(`InverseSqrtLR: warmup must be a positive integer, got ${warmup}`);
+    super(optimizer);
+    this.start();
+  }
+  lrAt(epoch: number): number {
+    const t = epoch + 1;
+    return this.baseLr * Math.min(t / this.warmup, Math.sqrt(this.warmup / t));
+  }
+}

@@ -1,0 +1,123 @@
+// `mixtape compare`: the MoE model, its compute-matched dense model and (by default) the
+// same MoE without balancing losses, trained on the same data with the same budget, two
+// at a time in child processes; then one report over all of them.
+
+import { spawn } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { CompareManifest, RunConfig } from '../report/schema.js';
+import { formatDuration, formatRate } from './progress.js';
+import { writeReport } from './report.js';
+import { UsageError } from './run.js';
+
+export interface CompareOptions {
+  base: RunConfig;
+  experts: number[];
+  out: string;
+  parallel: number;
+  unbalanced: boolean;
+  quiet: boolean;
+  /** The flags the user gave (passed on to every run). */
+  flags: Record<string, string | boolean | undefined>;
+}
+
+interface Plan { dir: string; label: string; flags: Record<string, string> }
+
+function plans(o: CompareOptions): Plan[] {
+  const out: Plan[] = [];
+  for (const E of o.experts) {
+    out.push({ dir: `moe-${E}`, label: `MoE-${E} (k=${o.base.k})`, flags: { model: o.base.model === 'dense' ? 'moe' : o.base.model, experts: String(E) } });
+  }
+  out.push({ dir: 'dense', label: `dense (hidden ${o.base.k}×${o.base.expertHidden})`, flags: { model: 'dense' } });
+  if (o.unbalanced) {
+    const E = o.experts[o.experts.length - 1]!;
+    out.push({ dir: `moe-${E}-no-balancing`, label: `MoE-${E}, no balancing losses`, flags: { model: o.base.model === 'dense' ? 'moe' : o.base.model, experts: String(E), 'w-importance': '0', 'w-load': '0' } });
+  }
+  return out;
+}
+
+/** Flags shared by every run (data, budget, sizes), from what the user typed. */
+function sharedFlags(flags: CompareOptions['flags']): string[] {
+  const skip = new Set(['experts', 'model', 'out', 'parallel', 'no-unbalanced', 'label', 'quiet', 'help', 'debug', 'w-importance', 'w-load']);
+  const args: string[] = [];
+  for (const [k, v] of Object.entries(flags)) {
+    if (skip.has(k) || v === undefined || v === false) continue;
+    args.push(`--${k}`);
+    if (v !== true) args.push(String(v));
+  }
+  return args;
+}
+
+interface Live { label: string; step: number; total: number; loss: number; tokensPerSec: number; elapsed: number; done: boolean; val?: number }
+
+export async function compare(o: CompareOptions): Promise<string> {
+  if (!(o.parallel >= 1)) throw new UsageError(`--parallel must be a positive integer, got ${o.parallel}`);
+  mkdirSync(o.out, { recursive: true });
+  const runs = plans(o);
+  const manifest: CompareManifest = { runs: runs.map((r) => r.dir), createdAt: new Date().toISOString(), note: `compare: ${runs.map((r) => r.label).join(', ')}` };
+  writeFileSync(join(o.out, 'compare.json'), `${JSON.stringify(manifest, null, 2)}\n`);
+  const shared = sharedFlags(o.flags);
+  const balance = [
+    ...(o.flags['w-importance'] !== undefined ? ['--w-importance', String(o.flags['w-importance'])] : []),
+    ...(o.flags['w-load'] !== undefined ? ['--w-load', String(o.flags['w-load'])] : []),
+  ];
+  const live: Live[] = runs.map((r) => ({ label: r.label, step: 0, total: o.base.steps, loss: NaN, tokensPerSec: 0, elapsed: 0, done: false }));
+  const tty = Boolean(process.stderr.isTTY) && !o.quiet;
+  let drawn = 0, lastDraw = 0;
+  const draw = (force = false) => {
+    if (o.quiet) return;
+    const now = Date.now();
+    if (!force && now - lastDraw < (tty ? 200 : 10_000)) return;
+    lastDraw = now;
+    const lines = live.map((l) => {
+      const eta = l.step > 0 ? (l.elapsed / l.step) * (l.total - l.step) : NaN;
+      const state = l.done ? `done, validation loss ${l.val?.toFixed(4)}` : l.step === 0 ? 'waiting' : `step ${l.step}/${l.total}  loss ${l.loss.toFixed(3)}  ${formatRate(l.tokensPerSec)} tok/s  ETA ${formatDuration(eta)}`;
+      return `  ${l.label.padEnd(36)} ${state}`;
+    });
+    if (tty) process.stderr.write(`${drawn ? `\x1b[${drawn}A` : ''}${lines.map((l) => `\r\x1b[2K${l}`).join('\n')}\n`);
+    else process.stderr.write(`${lines.join('\n')}\n`);
+    drawn = lines.length;
+  };
+  if (!o.quiet) process.stderr.write(`mixtape compare: ${runs.length} runs of ${o.base.steps} steps, ${o.parallel} at a time, in ${o.out}\n`);
+  let next = 0;
+  const failures: string[] = [];
+  const worker = async () => {
+    while (next < runs.length) {
+      const i = next++;
+      const r = runs[i]!;
+      const args = [...process.execArgv, process.argv[1]!, 'train', ...shared, ...(r.flags['w-importance'] ? [] : balance),
+        ...Object.entries(r.flags).flatMap(([k, v]) => [`--${k}`, v]), '--label', r.label, '--out', join(o.out, r.dir), '--progress-json'];
+      const code = await new Promise<number>((resolveRun) => {
+        const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+        let buffer = '', errors = '';
+        child.stdout.on('data', (chunk: Buffer) => {
+          buffer += chunk.toString();
+          let nl: number;
+          while ((nl = buffer.indexOf('\n')) >= 0) {
+            const line = buffer.slice(0, nl);
+            buffer = buffer.slice(nl + 1);
+            try {
+              const p = JSON.parse(line) as Partial<Live> & { type?: string };
+              if (p.type === 'progress') Object.assign(live[i]!, { step: p.step, total: p.total, loss: p.loss, tokensPerSec: p.tokensPerSec, elapsed: p.elapsed });
+              if (p.type === 'done') Object.assign(live[i]!, { done: true, val: p.val });
+            } catch { /* a plain line: ignore */ }
+            draw();
+          }
+        });
+        child.stderr.on('data', (chunk: Buffer) => { errors += chunk.toString(); });
+        const onSigint = () => child.kill('SIGINT');
+        process.on('SIGINT', onSigint);
+        child.on('close', (c) => {
+          process.off('SIGINT', onSigint);
+          if (c !== 0) failures.push(`${r.label}: ${errors.trim().split('\n').pop() ?? `exit code ${c}`}`);
+          resolveRun(c ?? 1);
+        });
+      });
+      void code;
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(o.parallel, runs.length) }, worker));
+  draw(true);
+  if (failures.length) throw new Error(`compare: ${failures.length} run(s) failed: ${failures.join('; ')}`);
+  return writeReport(o.out);
+}

@@ -1,0 +1,282 @@
+// Training one model: builds the corpus and model from a RunConfig, trains with Adam,
+// validates periodically, writes metrics.jsonl and atomic safetensors checkpoints, and
+// resumes from a checkpoint to exactly the numbers an uninterrupted run would produce
+// (the data of step s is a pure function of s; the RNG, optimizer and schedule state are
+// saved with the weights).
+
+import { existsSync, mkdirSync, readFileSync, writeFileSync, appendFileSync } from 'node:fs';
+import { join } from 'node:path';
+import * as mt from '../index.js';
+import { defaultGenerator } from '../tensor/ops/creation.js';
+import { saveSafetensors, loadSafetensors } from '../nn/safetensors.js';
+import type { Corpus, Batch } from '../data/corpus.js';
+import { SyntheticCorpus } from '../data/synthetic.js';
+import { TextCorpus } from '../data/text.js';
+import type { MetricsRecord, RunConfig, TrainRecord, ValRecord } from '../report/schema.js';
+import { ProgressBar } from './progress.js';
+
+export const CHECKPOINT = 'checkpoint.safetensors';
+
+export interface DataOptions { text?: string; wordLevel?: boolean; domains?: number; vocab?: number }
+
+/** A clear, expected failure: the CLI prints its message on one line, without a stack trace. */
+export class UsageError extends Error { override name = 'UsageError'; }
+
+export function makeCorpus(data: DataOptions, seed: number, seqLen: number): Corpus {
+  if (data.text) return new TextCorpus(data.text, { level: data.wordLevel ? 'word' : 'char', seed });
+  const corpus = new SyntheticCorpus({ domains: data.domains ?? 16, vocab: data.vocab ?? 32, seed: 0 });
+  corpus.floorsFor(seqLen);
+  return corpus;
+}
+
+export type AnyLM = mt.MoELanguageModel | mt.DenseLanguageModel;
+
+export function makeModel(config: RunConfig): AnyLM {
+  const common = {
+    vocabSize: config.vocabSize, modelSize: config.modelSize, expertHidden: config.expertHidden, k: config.k,
+    dropout: config.dropout,
+  };
+  if (config.model === 'dense') return new mt.DenseLanguageModel(common);
+  if (config.model !== 'moe' && config.model !== 'hmoe') throw new UsageError(`unknown --model '${config.model}' (expected moe, dense or hmoe)`);
+  return new mt.MoELanguageModel({
+    ...common, numExperts: config.experts, gating: config.gating as mt.GatingKind, wImportance: config.wImportance, wLoad: config.wLoad,
+    ...(config.model === 'hmoe' ? { hierarchicalGroups: config.groups ?? 4 } : {}),
+  });
+}
+
+/** Checks a configuration before any work, with CLI-flag wording. */
+export function validateConfig(c: RunConfig): void {
+  const positive = (flag: string, v: number) => {
+    if (!Number.isInteger(v) || v < 1) throw new UsageError(`--${flag} must be a positive integer, got ${v}`);
+  };
+  positive('experts', c.experts); positive('k', c.k); positive('d', c.modelSize); positive('expert-hidden', c.expertHidden);
+  positive('steps', c.steps); positive('warmup', c.warmup); positive('batch', c.batch); positive('seq-len', c.seqLen); positive('eval-every', c.evalEvery);
+  if (c.model !== 'dense' && c.k > c.experts) throw new UsageError(`--k ${c.k} is larger than --experts ${c.experts}: each token picks k of the experts`);
+  if (c.model === 'hmoe') {
+    const g = c.groups ?? 4;
+    positive('groups', g);
+    if (c.experts % g !== 0) throw new UsageError(`--experts ${c.experts} must be divisible by --groups ${g} for --model hmoe`);
+    const kPrimary = Math.min(2, g, c.k);
+    if (c.k % kPrimary !== 0) throw new UsageError(`--k ${c.k} must be a multiple of ${kPrimary} (groups per token) for --model hmoe`);
+    if (c.k / kPrimary > c.experts / g) throw new UsageError(`--k ${c.k} needs ${c.k / kPrimary} experts per group but each group has ${c.experts / g}`);
+  }
+  if (!['noisy-topk', 'softmax', 'batchwise'].includes(c.gating)) throw new UsageError(`unknown --gating '${c.gating}' (expected noisy-topk, softmax or batchwise)`);
+  if (!(c.lr > 0 && Number.isFinite(c.lr))) throw new UsageError(`--lr must be a positive number, got ${c.lr}`);
+  if (!(c.dropout >= 0 && c.dropout < 1)) throw new UsageError(`--dropout must be in [0, 1), got ${c.dropout}`);
+  for (const [flag, v] of [['w-importance', c.wImportance], ['w-load', c.wLoad]] as const) {
+    if (!(v >= 0 && Number.isFinite(v))) throw new UsageError(`--${flag} must be a non-negative number, got ${v}`);
+  }
+  if (!Number.isSafeInteger(c.seed) || c.seed < 0) throw new UsageError(`--seed must be a non-negative integer, got ${c.seed}`);
+}
+
+interface Stats { cvImportance: number; cvLoad: number; gateEntropy: number; importance: number[]; load: number[]; expertCounts: number[] }
+
+function readStats(s: mt.MoEStats | null): Stats | null {
+  if (!s) return null;
+  return {
+    cvImportance: s.cvImportance.item(), cvLoad: s.cvLoad.item(), gateEntropy: s.gateEntropy.item(),
+    importance: Array.from(s.importance.dataSync()), load: Array.from(s.load.dataSync()), expertCounts: [...s.expertCounts],
+  };
+}
+
+function toTensors(b: Batch, batch: number, seqLen: number): { x: mt.Tensor; y: mt.Tensor } {
+  return { x: mt.tensor(b.x, [batch, seqLen], { dtype: 'int32' }), y: mt.tensor(b.y, [batch, seqLen], { dtype: 'int32' }) };
+}
+
+/** Mean validation loss and routing statistics (eval mode: no noise, no dropout). */
+export function evaluate(model: AnyLM, corpus: Corpus, config: RunConfig): Omit<ValRecord, 'step' | 'type'> {
+  model.eval();
+  let lossSum = 0, tokens = 0;
+  const E = config.model === 'dense' ? 0 : config.experts;
+  const counts = new Array<number>(E).fill(0);
+  const domainExpert = corpus.domains && E ? Array.from({ length: corpus.domains }, () => new Array<number>(E).fill(0)) : null;
+  let importance = new Array<number>(E).fill(0), load = new Array<number>(E).fill(0), entropySum = 0, batches = 0;
+  mt.noGrad(() => {
+    for (const b of corpus.validation(config.batch, config.seqLen)) {
+      const rows = b.x.length / config.seqLen;
+      mt.tidy(() => {
+        const { x, y } = toTensors(b, rows, config.seqLen);
+        const out = model.forward(x);
+        lossSum += mt.crossEntropy(out.logits, y, { reduction: 'sum' }).item();
+        tokens += y.size;
+        const s = out.stats;
+        if (s) {
+          s.expertCounts.forEach((c, e) => { counts[e]! += c; });
+          importance = importance.map((v, e) => v + s.importance.dataSync()[e]!);
+          load = load.map((v, e) => v + s.load.dataSync()[e]!);
+          entropySum += s.gateEntropy.item();
+          batches++;
+          if (domainExpert && b.domains) {
+            const idx = s.indices.dataSync(), k = s.indices.shape[1]!;
+            for (let n = 0; n < idx.length / k; n++) {
+              const d = b.domains[Math.floor(n / config.seqLen)]!;
+              for (let j = 0; j < k; j++) domainExpert[d]![idx[n * k + j]!]!++;
+            }
+          }
+        }
+      });
+    }
+  });
+  model.train();
+  const loss = lossSum / tokens;
+  const cv = (v: number[]) => (E ? Math.sqrt(mt.tidy(() => mt.cvSquared(mt.tensor(v, { dtype: 'float64' })).item())) : null);
+  return {
+    loss, perplexity: Math.exp(loss),
+    cvImportance: E ? cv(importance) : null, cvLoad: E ? cv(load) : null,
+    gateEntropy: E ? entropySum / batches : null, expertCounts: E ? counts : null, domainExpert,
+  };
+}
+
+export interface TrainOptions {
+  out: string;
+  resume?: boolean;
+  quiet?: boolean;
+  /** Called after each step (used by compare to show several runs). */
+  onStep?: (r: TrainRecord) => void;
+  /** Checked between steps; when it returns true, a checkpoint is saved and training stops. */
+  shouldStop?: () => boolean;
+}
+
+function saveCheckpoint(dir: string, model: AnyLM, opt: mt.Optimizer, config: RunConfig, step: number): void {
+  const optState = opt.stateDict();
+  const tensors: Record<string, mt.Tensor> = { ...model.stateDict() };
+  for (const [k, t] of Object.entries(optState.tensors)) tensors[`optimizer.${k}`] = t;
+  saveSafetensors(join(dir, CHECKPOINT), tensors, {
+    format: 'mixtape', mixtape_config: JSON.stringify(config), step: String(step),
+    rng: JSON.stringify(defaultGenerator.getState()), optimizer: JSON.stringify(optState.scalars),
+  });
+}
+
+export interface LoadedCheckpoint { config: RunConfig; step: number; tensors: Record<string, mt.Tensor>; metadata: Record<string, string> }
+
+export function readCheckpoint(path: string): LoadedCheckpoint {
+  if (!existsSync(path)) throw new UsageError(`no checkpoint at ${path}`);
+  const { tensors, metadata } = loadSafetensors(path);
+  if (metadata.format !== 'mixtape' || !metadata.mixtape_config) throw new UsageError(`${path} is a safetensors file but not a mixtape checkpoint (no mixtape_config in its metadata)`);
+  let config: RunConfig;
+  try { config = JSON.parse(metadata.mixtape_config) as RunConfig; } catch { throw new UsageError(`${path}: its mixtape_config metadata is not valid JSON`); }
+  return { config, step: Number(metadata.step ?? 0), tensors, metadata };
+}
+
+/** Loads model weights from a checkpoint, with a one-line error if they belong to another configuration. */
+export function loadWeights(model: AnyLM, ckpt: LoadedCheckpoint, path: string): void {
+  const weights = Object.fromEntries(Object.entries(ckpt.tensors).filter(([k]) => !k.startsWith('optimizer.')));
+  try {
+    model.loadStateDict(weights);
+  } catch (e) {
+    throw new UsageError(`${path} does not fit this model configuration: ${(e as Error).message.replace(/^loadStateDict: /, '')}`);
+  }
+}
+
+/** Trains (or resumes) one run in `options.out`. Returns the final validation record. */
+export async function train(config: RunConfig, options: TrainOptions): Promise<ValRecord> {
+  validateConfig(config);
+  const dir = options.out;
+  mkdirSync(dir, { recursive: true });
+  const corpus = makeCorpus(dataOf(config), config.seed, config.seqLen);
+  mt.manualSeed(config.seed);
+  const model = makeModel(config);
+  const opt = new mt.Adam(model.parameters(), { lr: config.lr });
+  // Independent of the total number of steps, so --resume with more --steps continues exactly.
+  const schedule = new mt.InverseSqrtLR(opt, config.warmup);
+  let startStep = 0;
+  const metricsPath = join(dir, 'metrics.jsonl');
+  if (options.resume) {
+    const path = join(dir, CHECKPOINT);
+    const ckpt = readCheckpoint(path);
+    const mismatch = diffConfig(ckpt.config, config);
+    if (mismatch) throw new UsageError(`the checkpoint in ${dir} was trained with ${mismatch}; resume with the same flags (only --steps may grow)`);
+    loadWeights(model, ckpt, path);
+    const optTensors = Object.fromEntries(Object.entries(ckpt.tensors).filter(([k]) => k.startsWith('optimizer.')).map(([k, t]) => [k.slice('optimizer.'.length), t]));
+    opt.loadStateDict({ tensors: optTensors, scalars: JSON.parse(ckpt.metadata.optimizer ?? '{}') as Record<string, number> });
+    defaultGenerator.setState(JSON.parse(ckpt.metadata.rng!) as { key: [number, number]; counter: number });
+    startStep = ckpt.step;
+    for (let i = 0; i < startStep; i++) schedule.step();
+    // Drop metrics written after the checkpoint (an interrupted run may have gone further).
+    const kept = existsSync(metricsPath)
+      ? readFileSync(metricsPath, 'utf8').split('\n').filter((l) => { try { return (JSON.parse(l) as MetricsRecord).step <= startStep; } catch { return false; } })
+      : [];
+    writeFileSync(metricsPath, kept.map((l) => `${l}\n`).join(''));
+  } else {
+    writeFileSync(metricsPath, '');
+  }
+  config.parameters = model.numParameters();
+  const ops = model.opsPerToken();
+  config.opsPerToken = { excludingSoftmax: ops.excludingSoftmax, total: ops.total };
+  if (corpus.floors) config.floors = corpus.floors;
+  if (corpus.domains) config.domains = corpus.domains;
+  writeFileSync(join(dir, 'config.json'), `${JSON.stringify(config, null, 2)}\n`);
+
+  const bar = new ProgressBar(process.stderr, options.quiet);
+  const write = (r: MetricsRecord) => appendFileSync(metricsPath, `${JSON.stringify(r)}\n`);
+  const started = Date.now();
+  let lastVal: ValRecord | null = null;
+  let step = startStep;
+  let trainedTokens = startStep * config.batch * config.seqLen;
+  while (step < config.steps) {
+    const batch = corpus.trainBatch(step, config.batch, config.seqLen);
+    opt.zeroGrad();
+    const t0 = Date.now();
+    const { loss, aux, stats } = mt.tidy(() => {
+      const { x, y } = toTensors(batch, config.batch, config.seqLen);
+      const out = model.forward(x);
+      const task = mt.crossEntropy(out.logits, y);
+      task.add(out.auxLoss).backward();
+      return { loss: task.item(), aux: out.auxLoss.item(), stats: readStats(out.stats) };
+    });
+    if (!Number.isFinite(loss)) throw new Error(`training diverged at step ${step + 1}: the loss is ${loss}; try a smaller --lr`);
+    mt.clipGradNorm(model.parameters(), 1);
+    opt.step();
+    schedule.step();
+    step++;
+    trainedTokens += config.batch * config.seqLen;
+    const elapsed = (Date.now() - started) / 1000;
+    const record: TrainRecord = {
+      type: 'train', step, tokens: trainedTokens, loss, auxLoss: aux, lr: opt.lr, elapsed,
+      tokensPerSec: (config.batch * config.seqLen) / Math.max(1e-3, (Date.now() - t0) / 1000),
+      cvImportance: stats?.cvImportance ?? null, cvLoad: stats?.cvLoad ?? null, gateEntropy: stats?.gateEntropy ?? null,
+      importance: stats?.importance ?? null, load: stats?.load ?? null, expertCounts: stats?.expertCounts ?? null,
+    };
+    write(record);
+    options.onStep?.(record);
+    bar.update({ step, total: config.steps, tokensPerSec: ((step - startStep) * config.batch * config.seqLen) / Math.max(1e-3, elapsed), loss, cvLoad: record.cvLoad, elapsed, label: config.label });
+    if (step % config.evalEvery === 0 || step === config.steps) {
+      lastVal = { type: 'val', step, ...evaluate(model, corpus, config) };
+      write(lastVal);
+      saveCheckpoint(dir, model, opt, config, step);
+      bar.log(`${config.label}: step ${step}: validation loss ${lastVal.loss.toFixed(4)} (perplexity ${lastVal.perplexity.toFixed(2)})${lastVal.cvLoad !== null ? `, CV(load) ${lastVal.cvLoad.toFixed(3)}` : ''}`);
+    }
+    // Let signal handlers run between steps.
+    await new Promise((resolve) => setImmediate(resolve));
+    if (options.shouldStop?.() && step < config.steps) {
+      saveCheckpoint(dir, model, opt, config, step);
+      bar.done();
+      throw new Interrupted(step, dir);
+    }
+  }
+  bar.done();
+  return lastVal ?? { type: 'val', step, ...evaluate(model, corpus, config) };
+}
+
+export class Interrupted extends Error {
+  constructor(readonly step: number, readonly dir: string) {
+    super(`interrupted at step ${step}; checkpoint saved in ${dir} (continue with: mixtape train --out ${dir} --resume)`);
+    this.name = 'Interrupted';
+  }
+}
+
+export function dataOf(config: RunConfig): DataOptions {
+  if (config.data === 'synthetic') return { domains: config.domains ?? 16 };
+  const wordLevel = config.data.startsWith('word:');
+  return { text: wordLevel ? config.data.slice(5) : config.data, wordLevel };
+}
+
+/** The first setting that differs between a checkpoint's config and the requested one (ignoring steps and bookkeeping). */
+function diffConfig(saved: RunConfig, wanted: RunConfig): string | null {
+  const keys: (keyof RunConfig)[] = ['model', 'experts', 'k', 'groups', 'modelSize', 'expertHidden', 'gating', 'wImportance', 'wLoad', 'dropout', 'batch', 'seqLen', 'lr', 'warmup', 'seed', 'data', 'vocabSize', 'evalEvery'];
+  for (const key of keys) {
+    if (JSON.stringify(saved[key]) !== JSON.stringify(wanted[key])) return `${String(key)} = ${JSON.stringify(saved[key])}, not ${JSON.stringify(wanted[key])}`;
+  }
+  if (wanted.steps < saved.steps && wanted.steps < 0) return 'fewer steps';
+  return null;
+}

@@ -1,0 +1,98 @@
+// The run directory's files, as written by `mixtape train` and read by `mixtape report`.
+//
+//   RUN_DIR/config.json              RunConfig
+//   RUN_DIR/metrics.jsonl            one MetricsRecord per line
+//   RUN_DIR/checkpoint.safetensors   the model (+ optimizer state), metadata holds the config
+//   RUN_DIR/report.html              written by `mixtape report`
+//
+// `mixtape compare` writes COMPARE_DIR/compare.json (CompareManifest) and one RUN_DIR per
+// model under it; its report covers all of them.
+
+export interface CorpusFloors {
+  /** Mean per-token loss of the Bayes-optimal predictor that knows each document's domain (nats). */
+  knownDomain: number;
+  /** Mean per-token loss of the Bayes-optimal predictor that infers the domain from the prefix (exact forward filter) on the validation set. */
+  bayes: number;
+  /** Best loss of a model that ignores the domain: the true pooled bigram P(next | previous) on the validation set. */
+  pooledBigram: number;
+  /** ln(vocabulary size): a uniform guess. */
+  uniform: number;
+}
+
+export interface RunConfig {
+  /** 'moe' | 'dense' | 'hmoe' */
+  model: string;
+  label: string;
+  experts: number;
+  k: number;
+  groups?: number;
+  modelSize: number;
+  expertHidden: number;
+  gating: string;
+  wImportance: number;
+  wLoad: number;
+  dropout: number;
+  steps: number;
+  batch: number;
+  seqLen: number;
+  lr: number;
+  /** Linear warm-up steps of the paper's schedule (then ∝ 1/√step). */
+  warmup: number;
+  seed: number;
+  backend: string;
+  evalEvery: number;
+  /** 'synthetic' or the text file's path */
+  data: string;
+  vocabSize: number;
+  /** Synthetic corpus only: number of domains and their names. */
+  domains?: number;
+  floors?: CorpusFloors;
+  /** Forward multiply-adds per token excluding the softmax (the paper's ops/timestep), and in total. */
+  opsPerToken: { excludingSoftmax: number; total: number };
+  parameters: number;
+}
+
+export interface TrainRecord {
+  type: 'train';
+  step: number;
+  /** Tokens trained on so far. */
+  tokens: number;
+  /** Task loss (cross-entropy, nats per token) of this step's batch. */
+  loss: number;
+  auxLoss: number;
+  lr: number;
+  /** Seconds since the run started (excluding time before a resume). */
+  elapsed: number;
+  tokensPerSec: number;
+  /** MoE models only (null for dense): routing statistics of this step's batch. */
+  cvImportance: number | null;
+  cvLoad: number | null;
+  gateEntropy: number | null;
+  /** Per expert, [E] (flattened groups × experts for hmoe). */
+  importance: number[] | null;
+  load: number[] | null;
+  expertCounts: number[] | null;
+}
+
+export interface ValRecord {
+  type: 'val';
+  step: number;
+  loss: number;
+  perplexity: number;
+  /** MoE models: routing on the validation set. */
+  cvImportance: number | null;
+  cvLoad: number | null;
+  gateEntropy: number | null;
+  expertCounts: number[] | null;
+  /** Synthetic corpus + MoE: [domain][expert] = how many validation tokens of that domain were routed to that expert. */
+  domainExpert: number[][] | null;
+}
+
+export type MetricsRecord = TrainRecord | ValRecord;
+
+export interface CompareManifest {
+  /** Subdirectories (relative), one per run, in display order. */
+  runs: string[];
+  createdAt: string;
+  note?: string;
+}

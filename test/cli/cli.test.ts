@@ -1,0 +1,132 @@
+// The `mixtape` command line, run as a user runs it (a child process): help, bad input
+// (one line on stderr, non-zero exit, no stack trace), train → checkpoint → exact resume,
+// Ctrl-C, gradcheck, inspect and report.
+
+import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, test } from 'node:test';
+
+const entry = join(process.cwd(), 'src/cli/entry.ts');
+// Absolute, so the CLI can run with a temporary directory as its working directory.
+const tsx = import.meta.resolve('tsx');
+const tmp = mkdtempSync(join(tmpdir(), 'mixtape-cli-'));
+after(() => rmSync(tmp, { recursive: true, force: true }));
+
+function run(...args: string[]): { code: number; stdout: string; stderr: string } {
+  const r = spawnSync(process.execPath, ['--import', tsx, entry, ...args], { encoding: 'utf8', cwd: tmp, timeout: 120_000 });
+  return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
+}
+
+/** A failure is one line on stderr starting with "mixtape:", a non-zero exit code, no stack trace. */
+function assertCleanError(r: ReturnType<typeof run>, pattern: RegExp, code = 2): void {
+  assert.equal(r.code, code, `exit code (stderr: ${r.stderr})`);
+  const lines = r.stderr.trim().split('\n');
+  assert.equal(lines.length, 1, `expected one line on stderr, got:\n${r.stderr}`);
+  assert.match(lines[0]!, /^mixtape: /);
+  assert.match(lines[0]!, pattern);
+  assert.doesNotMatch(r.stderr, /\n\s+at /);
+}
+
+const small = ['--steps', '6', '--eval-every', '3', '--batch', '4', '--seq-len', '8', '--d', '8', '--expert-hidden', '8', '--experts', '4', '--domains', '4', '--quiet'];
+
+describe('mixtape CLI', () => {
+  test('--help lists the commands; each command has --help', () => {
+    const r = run('--help');
+    assert.equal(r.code, 0);
+    for (const c of ['train', 'compare', 'report', 'gradcheck', 'inspect']) assert.match(r.stdout, new RegExp(`\\b${c}\\b`));
+    for (const c of ['train', 'compare', 'report', 'gradcheck', 'inspect']) assert.match(run(c, '--help').stdout, /Usage: mixtape/);
+  });
+
+  test('bad input: unknown command or flag, impossible configurations, bad numbers', () => {
+    assertCleanError(run('fly'), /unknown command 'fly'/);
+    assertCleanError(run('train', '--expertz', '4'), /unknown flag --expertz/);
+    assertCleanError(run('train', '--experts', '4', '--k', '5'), /--k 5 is larger than --experts 4/);
+    assertCleanError(run('train', '--steps', 'ten'), /--steps must be an integer, got 'ten'/);
+    assertCleanError(run('train', '--lr=-1'), /--lr must be a positive number, got -1/);
+    assertCleanError(run('train', '--lr', '-1'), /--lr needs a value; write a value that starts with '-' as --lr=-X/);
+    assertCleanError(run('train', '--model', 'hmoe', '--experts', '6', '--groups', '4'), /--experts 6 must be divisible by --groups 4/);
+    assertCleanError(run('train', '--gating', 'switch'), /unknown --gating 'switch'/);
+    assertCleanError(run('train', '--backend', 'tpu'), /--backend must be cpu or gpu, got 'tpu'/);
+  });
+
+  test('bad input: missing, empty and binary text files', () => {
+    writeFileSync(join(tmp, 'empty.txt'), '');
+    writeFileSync(join(tmp, 'binary.bin'), Buffer.from([0x89, 0x50, 0x4e, 0x47, 0, 0, 1, 2]));
+    writeFileSync(join(tmp, 'latin1.txt'), Buffer.from([0x63, 0x61, 0x66, 0xe9, 0x0a]));
+    assertCleanError(run('train', '--text', 'nope.txt'), /--text nope.txt: no such file/);
+    assertCleanError(run('train', '--text', 'empty.txt'), /--text empty.txt: the file is empty/);
+    assertCleanError(run('train', '--text', 'binary.bin'), /--text binary.bin: looks like a binary file/);
+    assertCleanError(run('train', '--text', 'latin1.txt'), /--text latin1.txt: is not valid UTF-8 text/);
+  });
+
+  test('train writes a run directory; resume continues to exactly the numbers of an uninterrupted run', () => {
+    const full = join(tmp, 'full'), split = join(tmp, 'split');
+    assert.equal(run('train', ...small, '--out', full).code, 0);
+    for (const f of ['config.json', 'metrics.jsonl', 'checkpoint.safetensors']) assert.ok(existsSync(join(full, f)), f);
+    const first = run('train', ...small.map((a) => (a === '6' ? '3' : a)), '--out', split);
+    assert.equal(first.code, 0, first.stderr);
+    assertCleanError(run('train', ...small, '--out', split), /already holds a run; pass --resume/);
+    const resumed = run('train', '--out', split, '--resume', '--steps', '6', '--quiet');
+    assert.equal(resumed.code, 0, resumed.stderr);
+    const strip = (dir: string) => readFileSync(join(dir, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => {
+      const r = JSON.parse(l) as Record<string, unknown>;
+      delete r.elapsed; delete r.tokensPerSec;
+      return r;
+    });
+    assert.deepEqual(strip(split), strip(full));
+    assert.deepEqual(readFileSync(join(split, 'checkpoint.safetensors')).subarray(-4096), readFileSync(join(full, 'checkpoint.safetensors')).subarray(-4096));
+  });
+
+  test('a checkpoint from another configuration is refused in one line', () => {
+    const dir = join(tmp, 'other');
+    assert.equal(run('train', ...small, '--out', dir).code, 0);
+    assertCleanError(run('train', '--out', dir, '--resume', '--experts', '8'), /trained with experts = 4, but the flags say 8/);
+    writeFileSync(join(tmp, 'not-a-checkpoint.safetensors'), 'hello');
+    assertCleanError(run('inspect', 'not-a-checkpoint.safetensors'), /not-a-checkpoint\.safetensors/, 1);
+  });
+
+  test('Ctrl-C saves a checkpoint and exits cleanly; the run can be resumed', async () => {
+    const dir = join(tmp, 'interrupted');
+    const child = spawn(process.execPath, ['--import', tsx, entry, 'train', ...small.map((a) => (a === '6' ? '400' : a === '3' ? '1000' : a)), '--out', dir, '--progress-json'], { cwd: tmp });
+    let stderr = '';
+    child.stderr.on('data', (c: Buffer) => { stderr += c.toString(); });
+    const code = await new Promise<number>((resolve) => {
+      let sent = false;
+      child.stdout.on('data', (c: Buffer) => {
+        if (!sent && /"step":5\b/.test(c.toString())) { sent = true; child.kill('SIGINT'); }
+      });
+      child.on('close', (c) => resolve(c ?? -1));
+    });
+    assert.equal(code, 130);
+    assert.match(stderr, /^mixtape: interrupted at step \d+; checkpoint saved in .*--resume\)\n$/);
+    assert.ok(existsSync(join(dir, 'checkpoint.safetensors')));
+    const resumed = run('train', '--out', dir, '--resume', '--steps', '12', '--quiet');
+    assert.equal(resumed.code, 0, resumed.stderr);
+  });
+
+  test('gradcheck prints the worst error per parameter and passes', () => {
+    const r = run('gradcheck', '--experts', '3', '--k', '2', '--d', '2', '--hidden', '2', '--batch', '4');
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    assert.match(r.stdout, /gate\.w_gate/);
+    assert.match(r.stdout, /experts\.2\.fc2\.bias/);
+    assert.match(r.stdout, /all \d+ checks passed/);
+    assert.equal(run('gradcheck', '--noise', 'off', '--experts', '2', '--k', '1', '--d', '2', '--hidden', '2').code, 0);
+  });
+
+  test('inspect prints the configuration and routing; report writes a self-contained HTML file', () => {
+    const dir = join(tmp, 'full');
+    const r = run('inspect', join(dir, 'checkpoint.safetensors'), '--batch', '4');
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /4 experts, k = 2/);
+    assert.match(r.stdout, /CV\(load\)/);
+    assert.match(r.stdout, /domain × expert routing/);
+    const rep = run('report', dir);
+    assert.equal(rep.code, 0, rep.stderr);
+    const html = readFileSync(join(dir, 'report.html'), 'utf8');
+    assert.match(html, /<svg/);
+    assert.doesNotMatch(html, /https?:\/\//);
+  });
+});
