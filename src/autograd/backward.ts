@@ -67,6 +67,17 @@ export function runBackward(request: GradRequest): Map<GradTarget, Tensor> {
       previous.dispose();
       g.dispose();
     };
+    // Gradients of slices of one tensor are collected and assembled in one op when the
+    // tensor's own turn comes (a pad + add per slice would cost O(slices × size)).
+    const sliceGrads = new Map<GradTarget, { pieces: Tensor[]; begins: (readonly number[])[]; shape: readonly number[] }>();
+    const flushSlices = (target: GradTarget) => {
+      const pending = sliceGrads.get(target);
+      if (!pending) return;
+      sliceGrads.delete(target);
+      const assembled = ops.assembleSlices(pending.pieces, pending.begins, pending.shape);
+      for (const p of pending.pieces) p.dispose();
+      accumulate(target, assembled);
+    };
     const starts: GradTarget[] = [];
     roots.forEach((root, i) => {
       const target = targetOf(root);
@@ -91,6 +102,7 @@ export function runBackward(request: GradRequest): Map<GradTarget, Tensor> {
     const leaves = new Map<GradTarget, Tensor>();
     while (ready.length > 0) {
       const node = ready.pop()!;
+      flushSlices(node);
       const dy = grads.get(node);
       if (dy !== undefined) {
         if (node.released) {
@@ -101,7 +113,15 @@ export function runBackward(request: GradRequest): Map<GradTarget, Tensor> {
           inputs: node.inputs, output: node.output, attrs: node.attrs as never, needs: node.targets.map((t) => t !== null),
         };
         // The rule's temporaries die with this inner tidy; only the reduced gradients leave it.
-        const inputGrads = tidy(() => {
+        const target0 = node.targets[0];
+        if (node.op === 'slice' && target0 !== null && target0 !== undefined) {
+          // Defer: the piece is dy itself, placed at the slice's offset later.
+          const pending = sliceGrads.get(target0) ?? { pieces: [], begins: [], shape: node.inputs[0]!.shape };
+          pending.pieces.push(ops.reshape(dy, dy.shape));
+          pending.begins.push((node.attrs as { begin: readonly number[] }).begin);
+          sliceGrads.set(target0, pending);
+        }
+        const inputGrads = node.op === 'slice' ? [] : tidy(() => {
           const raw = (gradRules[node.op as DiffOp] as (dy: Tensor, c: RuleContext<never>) => (Tensor | null)[])(dy, ctx);
           return node.targets.map((target, i) => {
             const g = raw[i];
@@ -127,6 +147,7 @@ export function runBackward(request: GradRequest): Map<GradTarget, Tensor> {
         if (left === 0) ready.push(t);
       }
     }
+    for (const target of [...sliceGrads.keys()]) flushSlices(target);
     for (const [target, g] of grads) if (!(target instanceof Node)) leaves.set(target, g);
     return leaves;
   }));

@@ -16,7 +16,7 @@ export type DiffOp =
   | 'neg' | 'abs' | 'exp' | 'log' | 'sqrt' | 'tanh' | 'sigmoid' | 'relu' | 'softplus' | 'normalCdf'
   | 'add' | 'sub' | 'mul' | 'div' | 'pow' | 'maximum' | 'minimum' | 'where'
   | 'sum' | 'max' | 'min' | 'matmul'
-  | 'reshape' | 'permute' | 'broadcastTo' | 'slice' | 'pad' | 'concat'
+  | 'reshape' | 'permute' | 'broadcastTo' | 'slice' | 'pad' | 'assembleSlices' | 'concat'
   | 'gather' | 'scatterAdd' | 'indexSelect' | 'indexAdd' | 'cast';
 
 type AttrsOf<K extends DiffOp> = K extends keyof KernelAttrs ? KernelAttrs[K] : Record<string, never>;
@@ -119,6 +119,7 @@ export const gradRules: { [K in DiffOp]: GradRule<K> } = {
     return [ops.pad(dy, begin, x.shape.map((d, i) => d - begin[i]! - dy.shape[i]!))];
   },
   pad: (dy, c) => [ops.slice(dy, c.attrs.before, x0(c).shape)],
+  assembleSlices: (dy, c) => c.inputs.map((piece, i) => (c.needs[i] ? ops.slice(dy, c.attrs.begins[i]!, piece.shape) : null)),
   concat: (dy, c) => {
     let start = 0;
     return c.inputs.map((x) => {

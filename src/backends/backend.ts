@@ -33,6 +33,7 @@ export interface KernelAttrs extends Record<UnaryKernel | BinaryKernel | Compare
   broadcastTo: NoAttrs;
   slice: { begin: readonly number[] };                    // out.shape is the slice's size
   pad: { before: readonly number[] };                     // zeros around x
+  assembleSlices: { begins: readonly (readonly number[])[] }; // (...pieces): Σ pad(piece, begin), out.shape
   concat: { axis: number };                               // (...xs)
   gather: { axis: number };                               // (x, index): torch.gather
   scatterAdd: { axis: number };                           // (x, index, src): torch.scatter_add

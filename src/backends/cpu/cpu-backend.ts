@@ -90,6 +90,11 @@ function makeKernels(): { [K in KernelName]: CpuKernel<K> } {
       pad(data(inputs[0]!), inputs[0]!.shape, before, y, out.shape);
       return be.wrap(y);
     },
+    assembleSlices: (inputs, { begins }, out, be) => {
+      const y = alloc(out);
+      inputs.forEach((piece, i) => pad(data(piece), piece.shape, begins[i]!, y, out.shape, true));
+      return be.wrap(y);
+    },
     concat: (inputs, { axis }, out, be) => {
       const y = alloc(out);
       concat(inputs.map(data), inputs.map((i) => i.shape), axis, y, out.shape);

@@ -92,8 +92,39 @@ export function binaryBroadcast(
     const av = a[0]!;
     for (let i = 0; i < n; i++) out[i] = f(av, b[i]!);
   } else {
-    broadcastLoop(outShape, [aShape, bShape], (o, off) => { out[o] = f(a[off[0]!]!, b[off[1]!]!); });
+    const ka = stride(aShape, outShape), kb = stride(bShape, outShape);
+    if (ka !== null && kb !== null) {
+      // Each operand is whole, a repeated row or a repeated column: one index formula each.
+      const ia = indexOf(ka), ib = indexOf(kb);
+      for (let o = 0; o < n; o++) out[o] = f(a[ia(o)]!, b[ib(o)]!);
+    } else {
+      broadcastLoop(outShape, [aShape, bShape], (o, off) => { out[o] = f(a[off[0]!]!, b[off[1]!]!); });
+    }
   }
+}
+
+/**
+ * How an operand of `shape` maps into a broadcast output: 'whole' (same size), a row of
+ * `period` elements repeated (shape = trailing dims of out), a column repeated `period`
+ * times per element (shape = leading dims of out, then 1s), or null for anything else.
+ */
+type Stride = { kind: 'whole' } | { kind: 'row'; period: number } | { kind: 'column'; period: number };
+function stride(shape: Shape, outShape: Shape): Stride | null {
+  const r = outShape.length;
+  const s = [...new Array<number>(r - shape.length).fill(1), ...shape];
+  if (sizeOf(s) === sizeOf(outShape)) return { kind: 'whole' };
+  let j = 0;
+  while (j < r && s[j] === 1) j++;
+  if (s.slice(j).every((d, i) => d === outShape[j + i])) return { kind: 'row', period: sizeOf(outShape.slice(j)) };
+  j = r;
+  while (j > 0 && s[j - 1] === 1) j--;
+  if (s.slice(0, j).every((d, i) => d === outShape[i])) return { kind: 'column', period: sizeOf(outShape.slice(j)) };
+  return null;
+}
+function indexOf(k: Stride): (o: number) => number {
+  if (k.kind === 'whole') return (o) => o;
+  const p = k.period;
+  return k.kind === 'row' ? (o) => o % p : (o) => (o / p) | 0;
 }
 
 /** Same-shape fast paths for the four ops that dominate training, without a call per element. */

@@ -46,8 +46,11 @@ export function slice(x: TypedArray, shape: Shape, begin: readonly number[], out
   gatherStrided(x, offset, strides, outShape, out);
 }
 
-/** Writes x into the zero tensor `out` at offset `before` (the adjoint of slice). */
-export function pad(x: TypedArray, shape: Shape, before: readonly number[], out: TypedArray, outShape: Shape): void {
+/**
+ * Writes x into `out` at offset `before` (the adjoint of slice; `out` starts as zeros), or
+ * adds it there with `accumulate` (to assemble several slices' gradients in one buffer).
+ */
+export function pad(x: TypedArray, shape: Shape, before: readonly number[], out: TypedArray, outShape: Shape, accumulate = false): void {
   const outStrides = stridesOf(outShape);
   const rank = shape.length;
   const n = x.length;
@@ -58,7 +61,8 @@ export function pad(x: TypedArray, shape: Shape, before: readonly number[], out:
   const inner = shape[rank - 1]!;
   const counter = new Array<number>(rank).fill(0);
   for (let i = 0; i < n; i += inner) {
-    out.set(x.subarray(i, i + inner), dst);
+    if (accumulate) for (let j = 0; j < inner; j++) out[dst + j] = out[dst + j]! + x[i + j]!;
+    else out.set(x.subarray(i, i + inner), dst);
     for (let d = rank - 2; d >= 0; d--) {
       counter[d]!++;
       dst += outStrides[d]!;

@@ -119,6 +119,24 @@ export function pad(x: Tensor, before: readonly number[], after: readonly number
   return runOp('pad', [x], { before: [...before] }, { shape: x.shape.map((d, i) => d + before[i]! + after[i]!), dtype: x.dtype });
 }
 
+/**
+ * Σᵢ pad(pieces[i]) placed at begins[i] in a zero tensor of `shape`, in one pass: how
+ * backward assembles the gradients of many slices of one tensor (an LSTM's time steps)
+ * without a full-size pad and add per slice.
+ */
+export function assembleSlices(pieces: readonly Tensor[], begins: readonly (readonly number[])[], shape: readonly number[]): Tensor {
+  if (pieces.length === 0 || pieces.length !== begins.length) throw new Error(`assembleSlices: got ${pieces.length} pieces and ${begins.length} offsets`);
+  pieces.forEach((p, i) => {
+    checkTensor('assembleSlices', p, `pieces[${i}]`);
+    const b = begins[i]!;
+    if (p.dtype !== pieces[0]!.dtype) throw new Error(`assembleSlices: dtype mismatch, pieces[0] is ${pieces[0]!.dtype} and pieces[${i}] is ${p.dtype}`);
+    if (b.length !== shape.length || p.rank !== shape.length || p.shape.some((d, j) => b[j]! < 0 || b[j]! + d > shape[j]!)) {
+      throw new Error(`assembleSlices: pieces[${i}] ${shapeToString(p.shape)} at ${shapeToString(b)} does not fit in ${shapeToString(shape)}`);
+    }
+  });
+  return runOp('assembleSlices', pieces, { begins: begins.map((b) => [...b]) }, { shape: [...shape], dtype: pieces[0]!.dtype });
+}
+
 export function concat(xs: readonly Tensor[], axis = 0): Tensor {
   if (!Array.isArray(xs) || xs.length === 0) throw new Error('concat: needs a non-empty array of tensors');
   xs.forEach((t, i) => checkTensor('concat', t, `xs[${i}]`));
