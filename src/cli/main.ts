@@ -51,12 +51,12 @@ Model:
   --w-importance X, --w-load X             balancing-loss weights (default 0.1 each, as the paper's LM)
   --dropout X              dropout after every layer but the softmax (default 0)
 Training:
-  --steps N (default 800)  --batch N (16)  --seq-len N (32)  --lr X (0.005)  --warmup N (50)  --seed N (0)  --eval-every N (100)
+  --steps N (default 1000)  --batch N (32)  --seq-len N (16)  --lr X (0.01)  --warmup N (50)  --seed N (0)  --eval-every N (100)
                            Adam, gradient-norm clipping at 1, the paper's schedule: linear warm-up, then ∝ 1/√step
   --backend cpu|gpu        (default cpu)
 Data:
   --text FILE              train on a UTF-8 text file (character level; --word-level for words) instead of
-                           the built-in synthetic multi-domain corpus; --domains N for the synthetic corpus (default 16)
+                           the built-in synthetic multi-domain corpus; --domains N for the synthetic corpus (default 8)
 Output:
   --out DIR                run directory: config.json, metrics.jsonl, checkpoint.safetensors (default runs/<model>)
   --resume                 continue the run in --out from its checkpoint, to exactly the numbers of an uninterrupted run
@@ -125,18 +125,18 @@ export function configFromFlags(v: Values, overrides: Partial<RunConfig> = {}): 
     gating: s('gating') ?? 'noisy-topk',
     wImportance: num('w-importance', s('w-importance'), 0.1), wLoad: num('w-load', s('w-load'), 0.1),
     dropout: num('dropout', s('dropout'), 0),
-    steps: int('steps', s('steps'), 800), batch: int('batch', s('batch'), 16), seqLen: int('seq-len', s('seq-len'), 32),
-    lr: num('lr', s('lr'), 0.005), warmup: int('warmup', s('warmup'), 50), seed: int('seed', s('seed'), 0), backend,
+    steps: int('steps', s('steps'), 1000), batch: int('batch', s('batch'), 32), seqLen: int('seq-len', s('seq-len'), 16),
+    lr: num('lr', s('lr'), 0.01), warmup: int('warmup', s('warmup'), 50), seed: int('seed', s('seed'), 0), backend,
     evalEvery: int('eval-every', s('eval-every'), 100),
     data: text ? (v['word-level'] ? `word:${text}` : text) : 'synthetic',
-    ...(text ? {} : { domains: int('domains', s('domains'), 16) }),
+    ...(text ? {} : { domains: int('domains', s('domains'), 8) }),
     vocabSize: 0, opsPerToken: { excludingSoftmax: 0, total: 0 }, parameters: 0,
     ...overrides,
   };
   validateConfig(config);
   let corpus;
   try {
-    corpus = makeCorpus(text ? { text, wordLevel: Boolean(v['word-level']) } : { domains: config.domains ?? 16 }, config.seed, config.seqLen);
+    corpus = makeCorpus(text ? { text, wordLevel: Boolean(v['word-level']) } : { domains: config.domains ?? 8 }, config.seed, config.seqLen);
   } catch (e) {
     throw new UsageError((e as Error).message);
   }
@@ -200,7 +200,7 @@ function flagsOf(c: RunConfig): Values {
     d: String(c.modelSize), 'expert-hidden': String(c.expertHidden), gating: c.gating,
     'w-importance': String(c.wImportance), 'w-load': String(c.wLoad), dropout: String(c.dropout), steps: String(c.steps), warmup: String(c.warmup),
     batch: String(c.batch), 'seq-len': String(c.seqLen), lr: String(c.lr), seed: String(c.seed), 'eval-every': String(c.evalEvery),
-    backend: c.backend, label: c.label, ...(text ? { text, 'word-level': c.data.startsWith('word:') } : { domains: String(c.domains ?? 16) }),
+    backend: c.backend, label: c.label, ...(text ? { text, 'word-level': c.data.startsWith('word:') } : { domains: String(c.domains ?? 8) }),
   };
 }
 

@@ -24,7 +24,7 @@ export class UsageError extends Error { override name = 'UsageError'; }
 
 export function makeCorpus(data: DataOptions, seed: number, seqLen: number): Corpus {
   if (data.text) return new TextCorpus(data.text, { level: data.wordLevel ? 'word' : 'char', seed });
-  const corpus = new SyntheticCorpus({ domains: data.domains ?? 16, vocab: data.vocab ?? 32, seed: 0 });
+  const corpus = new SyntheticCorpus({ domains: data.domains ?? 8, vocab: data.vocab ?? 32, seed: 0 });
   corpus.floorsFor(seqLen);
   return corpus;
 }
@@ -266,7 +266,7 @@ export class Interrupted extends Error {
 }
 
 export function dataOf(config: RunConfig): DataOptions {
-  if (config.data === 'synthetic') return { domains: config.domains ?? 16 };
+  if (config.data === 'synthetic') return { domains: config.domains ?? 8 };
   const wordLevel = config.data.startsWith('word:');
   return { text: wordLevel ? config.data.slice(5) : config.data, wordLevel };
 }
