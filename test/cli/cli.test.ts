@@ -116,6 +116,20 @@ describe('mixtape CLI', () => {
     assert.equal(run('gradcheck', '--noise', 'off', '--experts', '2', '--k', '1', '--d', '2', '--hidden', '2').code, 0);
   });
 
+  test('compare trains the MoE, the compute-matched dense model and the unbalanced MoE, then writes one report', () => {
+    const dir = join(tmp, 'cmp');
+    const r = run('compare', ...small, '--out', dir);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /report: .*cmp\/report\.html/);
+    const manifest = JSON.parse(readFileSync(join(dir, 'compare.json'), 'utf8')) as { runs: string[] };
+    assert.deepEqual(manifest.runs, ['moe-4', 'dense', 'moe-4-no-balancing']);
+    const configs = manifest.runs.map((d) => JSON.parse(readFileSync(join(dir, d, 'config.json'), 'utf8')) as { model: string; wLoad: number; steps: number; expertHidden: number; opsPerToken: { excludingSoftmax: number } });
+    assert.deepEqual(configs.map((c) => [c.model, c.wLoad, c.steps]), [['moe', 0.1, 6], ['dense', 0.1, 6], ['moe', 0, 6]]);
+    // Compute-matched: the dense block's multiply-adds equal the k experts' (gating aside).
+    assert.equal(configs[0]!.opsPerToken.excludingSoftmax - configs[1]!.opsPerToken.excludingSoftmax, 2 * 8 * 4);
+    assert.match(readFileSync(join(dir, 'report.html'), 'utf8'), /MoE-4, no balancing losses/);
+  });
+
   test('inspect prints the configuration and routing; report writes a self-contained HTML file', () => {
     const dir = join(tmp, 'full');
     const r = run('inspect', join(dir, 'checkpoint.safetensors'), '--batch', '4');
