@@ -48,9 +48,9 @@ export function probInTopK(clean: Tensor, noisy: Tensor, stddev: Tensor, topValu
     const thresholdIfIn = slice(topValues, [0, k], [rows, 1]);
     const thresholdIfOut = slice(topValues, [0, k - 1], [rows, 1]);
     const isIn = greater(noisy, thresholdIfIn);
-    const probIfIn = normalCdf(div(sub(clean, thresholdIfIn), stddev));
-    const probIfOut = normalCdf(div(sub(clean, thresholdIfOut), stddev));
-    return where(isIn, probIfIn, probIfOut);
+    // One Φ per (example, expert): pick the threshold first (the gradient follows the pick).
+    const threshold = where(isIn, thresholdIfIn, thresholdIfOut);
+    return normalCdf(div(sub(clean, threshold), stddev));
   });
 }
 
