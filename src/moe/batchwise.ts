@@ -12,7 +12,7 @@ import { matmul } from '../tensor/ops/linalg.js';
 import { cast, greater, where } from '../tensor/ops/elementwise.js';
 import type { Tensor } from '../tensor/tensor.js';
 import type { DType } from '../tensor/dtype.js';
-import { checkDType, Module, parameter } from '../nn/module.js';
+import { checkDType, checkPositiveInt, Module, parameter } from '../nn/module.js';
 import { gatesToLoad, importance } from './balancing.js';
 import { checkGateInput, type GatingOutput } from './gating.js';
 
@@ -54,10 +54,7 @@ export class BatchwiseGating extends Module {
 
   constructor(options: BatchwiseGatingOptions) {
     super();
-    const check = (name: string, v: number) => {
-      if (!Number.isInteger(v) || v < 1) throw new Error(`BatchwiseGating: ${name} must be a positive integer, got ${v}`);
-      return v;
-    };
+    const check = (name: string, v: number) => checkPositiveInt('BatchwiseGating', name, v);
     this.inputSize = check('inputSize', options.inputSize);
     this.numExperts = check('numExperts', options.numExperts);
     this.k = check('k', options.k);

@@ -12,7 +12,7 @@ import { slice } from '../tensor/ops/movement.js';
 import { softplus } from '../tensor/ops/elementwise.js';
 import { shapeToString } from '../tensor/shape.js';
 import { Tensor } from '../tensor/tensor.js';
-import { checkDType, Module, parameter } from '../nn/module.js';
+import { checkDType, checkPositiveInt, Module, parameter } from '../nn/module.js';
 import type { DType } from '../tensor/dtype.js';
 import { gatesToLoad, importance, probInTopK } from './balancing.js';
 
@@ -38,10 +38,6 @@ export interface GateForwardOptions {
   noise?: Tensor;
 }
 
-function positiveInt(op: string, name: string, v: unknown): number {
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < 1) throw new Error(`${op}: ${name} must be a positive integer, got ${String(v)}`);
-  return v;
-}
 
 export function checkGateInput(op: string, x: unknown, inputSize: number): Tensor {
   if (!(x instanceof Tensor) || x.rank !== 2 || x.shape[1] !== inputSize) {
@@ -74,9 +70,9 @@ export class NoisyTopKGating extends Module {
 
   constructor(options: NoisyTopKGatingOptions) {
     super();
-    this.inputSize = positiveInt('NoisyTopKGating', 'inputSize', options.inputSize);
-    this.numExperts = positiveInt('NoisyTopKGating', 'numExperts', options.numExperts);
-    this.k = positiveInt('NoisyTopKGating', 'k', options.k);
+    this.inputSize = checkPositiveInt('NoisyTopKGating', 'inputSize', options.inputSize);
+    this.numExperts = checkPositiveInt('NoisyTopKGating', 'numExperts', options.numExperts);
+    this.k = checkPositiveInt('NoisyTopKGating', 'k', options.k);
     if (this.k > this.numExperts) throw new Error(`NoisyTopKGating: k (${this.k}) cannot exceed numExperts (${this.numExperts})`);
     this.noisy = options.noisy ?? true;
     this.noiseEpsilon = options.noiseEpsilon ?? 1e-2;
@@ -135,8 +131,8 @@ export class SoftmaxGating extends Module {
   readonly numExperts: number;
   constructor(options: SoftmaxGatingOptions) {
     super();
-    this.inputSize = positiveInt('SoftmaxGating', 'inputSize', options.inputSize);
-    this.numExperts = positiveInt('SoftmaxGating', 'numExperts', options.numExperts);
+    this.inputSize = checkPositiveInt('SoftmaxGating', 'inputSize', options.inputSize);
+    this.numExperts = checkPositiveInt('SoftmaxGating', 'numExperts', options.numExperts);
     this.w_gate = parameter(zeros([this.inputSize, this.numExperts], { dtype: checkDType('SoftmaxGating', options.dtype) }));
   }
 

@@ -14,7 +14,7 @@ import { shapeToString } from '../tensor/shape.js';
 import { Tensor } from '../tensor/tensor.js';
 import type { DType } from '../tensor/dtype.js';
 import type { Generator } from '../tensor/ops/creation.js';
-import { checkDType, Module } from '../nn/module.js';
+import { checkDType, checkPositiveInt, Module } from '../nn/module.js';
 import { cvSquared, gateEntropy } from './balancing.js';
 import { SparseDispatcher } from './dispatcher.js';
 import { NoisyTopKGating } from './gating.js';
@@ -78,10 +78,7 @@ export class HierarchicalMoE extends Module {
 
   constructor(options: HierarchicalMoEOptions) {
     super();
-    const check = (name: string, v: unknown) => {
-      if (typeof v !== 'number' || !Number.isInteger(v) || v < 1) throw new Error(`HierarchicalMoE: ${name} must be a positive integer, got ${String(v)}`);
-      return v;
-    };
+    const check = (name: string, v: unknown) => checkPositiveInt('HierarchicalMoE', name, v);
     this.inputSize = check('inputSize', options.inputSize);
     this.outputSize = check('outputSize', options.outputSize);
     this.hiddenSize = check('hiddenSize', options.hiddenSize);

@@ -16,7 +16,7 @@ import type { DType } from '../tensor/dtype.js';
 import type { Generator } from '../tensor/ops/creation.js';
 import { Embedding, Linear } from '../nn/linear.js';
 import { LSTM, type LSTMState } from '../nn/lstm.js';
-import { checkDType, Module } from '../nn/module.js';
+import { checkDType, checkPositiveInt, Module } from '../nn/module.js';
 import { HierarchicalMoE, type HierarchicalNoise } from './hierarchical.js';
 import { MoE, Expert, type GatingKind, type MoEStats } from './moe.js';
 
@@ -68,10 +68,6 @@ export interface OpsPerToken {
   total: number;
 }
 
-function positiveInt(op: string, name: string, v: unknown): number {
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < 1) throw new Error(`${op}: ${name} must be a positive integer, got ${String(v)}`);
-  return v;
-}
 
 /** Shared stack; subclasses provide the middle block. */
 abstract class StackedLSTMModel extends Module {
@@ -85,10 +81,10 @@ abstract class StackedLSTMModel extends Module {
 
   constructor(op: string, options: LanguageModelOptions) {
     super();
-    this.vocabSize = positiveInt(op, 'vocabSize', options.vocabSize);
-    this.modelSize = positiveInt(op, 'modelSize', options.modelSize);
-    positiveInt(op, 'expertHidden', options.expertHidden);
-    positiveInt(op, 'k', options.k);
+    this.vocabSize = checkPositiveInt(op, 'vocabSize', options.vocabSize);
+    this.modelSize = checkPositiveInt(op, 'modelSize', options.modelSize);
+    checkPositiveInt(op, 'expertHidden', options.expertHidden);
+    checkPositiveInt(op, 'k', options.k);
     this.dropoutProb = options.dropout ?? 0;
     if (!(this.dropoutProb >= 0 && this.dropoutProb < 1)) throw new Error(`${op}: dropout must be in [0, 1), got ${this.dropoutProb}`);
     const init = { dtype: checkDType(op, options.dtype), ...(options.generator ? { generator: options.generator } : {}) };
@@ -152,7 +148,7 @@ export class MoELanguageModel extends StackedLSTMModel {
     };
     const groups = options.hierarchicalGroups;
     if (groups !== undefined) {
-      positiveInt('MoELanguageModel', 'hierarchicalGroups', groups);
+      checkPositiveInt('MoELanguageModel', 'hierarchicalGroups', groups);
       if (options.numExperts % groups !== 0) {
         throw new Error(`MoELanguageModel: numExperts (${options.numExperts}) must be divisible by hierarchicalGroups (${groups})`);
       }

@@ -8,7 +8,7 @@ import { shapeToString } from '../tensor/shape.js';
 import { Tensor } from '../tensor/tensor.js';
 import type { DType } from '../tensor/dtype.js';
 import { Linear } from '../nn/linear.js';
-import { checkDType, Module } from '../nn/module.js';
+import { checkDType, checkPositiveInt, Module } from '../nn/module.js';
 import type { Generator } from '../tensor/ops/creation.js';
 import { cvSquared, gateEntropy } from './balancing.js';
 import { SparseDispatcher } from './dispatcher.js';
@@ -85,10 +85,6 @@ export interface MoEForwardOptions {
   noise?: Tensor;
 }
 
-function positiveInt(name: string, v: unknown): number {
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < 1) throw new Error(`MoE: ${name} must be a positive integer, got ${String(v)}`);
-  return v;
-}
 
 export class MoE extends Module {
   gate: NoisyTopKGating | SoftmaxGating | BatchwiseGating;
@@ -105,12 +101,12 @@ export class MoE extends Module {
 
   constructor(options: MoEOptions) {
     super();
-    this.inputSize = positiveInt('inputSize', options.inputSize);
-    this.outputSize = positiveInt('outputSize', options.outputSize);
-    this.hiddenSize = positiveInt('hiddenSize', options.hiddenSize);
-    this.numExperts = positiveInt('numExperts', options.numExperts);
+    this.inputSize = checkPositiveInt('MoE', 'inputSize', options.inputSize);
+    this.outputSize = checkPositiveInt('MoE', 'outputSize', options.outputSize);
+    this.hiddenSize = checkPositiveInt('MoE', 'hiddenSize', options.hiddenSize);
+    this.numExperts = checkPositiveInt('MoE', 'numExperts', options.numExperts);
     this.gating = options.gating ?? 'noisy-topk';
-    this.k = this.gating === 'softmax' ? this.numExperts : positiveInt('k', options.k);
+    this.k = this.gating === 'softmax' ? this.numExperts : checkPositiveInt('MoE', 'k', options.k);
     if (this.k > this.numExperts) throw new Error(`MoE: k (${this.k}) cannot exceed numExperts (${this.numExperts})`);
     this.wImportance = options.wImportance ?? 0.1;
     this.wLoad = options.wLoad ?? 0.1;

@@ -8,12 +8,8 @@ import { tidy } from '../tensor/engine.js';
 import { shapeToString } from '../tensor/shape.js';
 import { Tensor } from '../tensor/tensor.js';
 import { linearBound, normalInit, uniform, type InitOptions } from './init.js';
-import { checkDType, Module, parameter } from './module.js';
+import { checkDType, checkPositiveInt, Module, parameter } from './module.js';
 
-function checkSize(op: string, name: string, v: unknown): number {
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < 1) throw new Error(`${op}: ${name} must be a positive integer, got ${String(v)}`);
-  return v;
-}
 
 function checkInput(op: string, x: unknown, lastDim: number, what: string): Tensor {
   if (!(x instanceof Tensor)) throw new Error(`${op}: input must be a Tensor`);
@@ -29,8 +25,8 @@ export class Linear extends Module {
   bias: Tensor | null;
   constructor(readonly inFeatures: number, readonly outFeatures: number, options: { bias?: boolean } & InitOptions = {}) {
     super();
-    checkSize('Linear', 'inFeatures', inFeatures);
-    checkSize('Linear', 'outFeatures', outFeatures);
+    checkPositiveInt('Linear', 'inFeatures', inFeatures);
+    checkPositiveInt('Linear', 'outFeatures', outFeatures);
     const init = { dtype: checkDType('Linear', options.dtype), ...(options.generator ? { generator: options.generator } : {}) };
     const bound = linearBound(inFeatures);
     this.weight = parameter(uniform([outFeatures, inFeatures], bound, init));
@@ -54,8 +50,8 @@ export class Embedding extends Module {
   weight: Tensor;
   constructor(readonly numEmbeddings: number, readonly embeddingDim: number, options: InitOptions = {}) {
     super();
-    checkSize('Embedding', 'numEmbeddings', numEmbeddings);
-    checkSize('Embedding', 'embeddingDim', embeddingDim);
+    checkPositiveInt('Embedding', 'numEmbeddings', numEmbeddings);
+    checkPositiveInt('Embedding', 'embeddingDim', embeddingDim);
     const init = { dtype: checkDType('Embedding', options.dtype), ...(options.generator ? { generator: options.generator } : {}) };
     this.weight = parameter(normalInit([numEmbeddings, embeddingDim], 1, init));
   }

@@ -14,7 +14,7 @@ import { tidy } from '../tensor/engine.js';
 import { shapeToString } from '../tensor/shape.js';
 import { Tensor } from '../tensor/tensor.js';
 import { uniform, type InitOptions } from './init.js';
-import { checkDType, Module, parameter } from './module.js';
+import { checkDType, checkPositiveInt, Module, parameter } from './module.js';
 
 export interface LSTMState { h: Tensor; c: Tensor }
 
@@ -26,10 +26,6 @@ function step(xw: Tensor, h: Tensor, c: Tensor, weightHH: Tensor): LSTMState {
   return { h: o.sigmoid().mul(cNext.tanh()), c: cNext };
 }
 
-function checkPositive(op: string, name: string, v: unknown): number {
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < 1) throw new Error(`${op}: ${name} must be a positive integer, got ${String(v)}`);
-  return v;
-}
 
 export class LSTMCell extends Module {
   weight_ih: Tensor;
@@ -38,8 +34,8 @@ export class LSTMCell extends Module {
   bias_hh: Tensor | null;
   constructor(readonly inputSize: number, readonly hiddenSize: number, options: { bias?: boolean } & InitOptions = {}) {
     super();
-    checkPositive('LSTMCell', 'inputSize', inputSize);
-    checkPositive('LSTMCell', 'hiddenSize', hiddenSize);
+    checkPositiveInt('LSTMCell', 'inputSize', inputSize);
+    checkPositiveInt('LSTMCell', 'hiddenSize', hiddenSize);
     const init = { dtype: checkDType('LSTMCell', options.dtype), ...(options.generator ? { generator: options.generator } : {}) };
     const bound = 1 / Math.sqrt(hiddenSize);
     this.weight_ih = parameter(uniform([4 * hiddenSize, inputSize], bound, init));
@@ -98,9 +94,9 @@ export class LSTM extends Module {
 
   constructor(options: LSTMOptions) {
     super();
-    this.inputSize = checkPositive('LSTM', 'inputSize', options.inputSize);
-    this.hiddenSize = checkPositive('LSTM', 'hiddenSize', options.hiddenSize);
-    this.numLayers = checkPositive('LSTM', 'numLayers', options.numLayers ?? 1);
+    this.inputSize = checkPositiveInt('LSTM', 'inputSize', options.inputSize);
+    this.hiddenSize = checkPositiveInt('LSTM', 'hiddenSize', options.hiddenSize);
+    this.numLayers = checkPositiveInt('LSTM', 'numLayers', options.numLayers ?? 1);
     this.batchFirst = options.batchFirst ?? false;
     this.dropout = options.dropout ?? 0;
     this.bias = options.bias ?? true;

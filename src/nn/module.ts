@@ -24,6 +24,12 @@ export function isParameter(value: unknown): value is Tensor {
 
 export interface ModuleOptions { dtype?: DType }
 
+/** A size argument of a layer: a positive integer, or an error naming the layer and the argument. */
+export function checkPositiveInt(op: string, name: string, v: unknown): number {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 1) throw new Error(`${op}: ${name} must be a positive integer, got ${String(v)}`);
+  return v;
+}
+
 export function checkDType(op: string, dtype: DType | undefined): DType {
   const d = dtype ?? 'float32';
   if (!isDType(d) || d === 'int32') throw new Error(`${op}: dtype must be 'float32' or 'float64', got '${String(d)}'`);

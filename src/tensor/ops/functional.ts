@@ -1,8 +1,8 @@
 // Compositions used everywhere in models: softmax, logSoftmax, dropout. Their gradients
 // come from the primitives they are built of.
 
-import { cast, div, exp, greaterEqual, isFinite, log, mul, sub, where } from './elementwise.js';
-import { max, sum } from './reduction.js';
+import { cast, div, exp, greaterEqual, log, mul, sub } from './elementwise.js';
+import { logsumexpShift, max, sum } from './reduction.js';
 import { rand, type Generator } from './creation.js';
 import type { Tensor } from '../tensor.js';
 import { checkFloat, checkTensor } from './util.js';
@@ -31,16 +31,13 @@ export function logSoftmax(x: Tensor, axis = -1): Tensor {
   if (x.shape[a] === 0) return x.clone();
   // (x − m) − log Σ exp(x − m), with m = max (a constant): the error is a few ulps of the
   // result, not of |x| (x − logsumexp(x) loses digits when |x| is large).
-  const detached = x.detach();
-  const m = max(detached, a, true);
-  const isFiniteMax = isFinite(m);
-  const shift = where(isFiniteMax, m, 0);
+  const shift = logsumexpShift(x, [a]);
   const shifted = sub(x, shift);
   const e = exp(shifted);
   const s = sum(e, a, true);
   const l = log(s);
   const out = sub(shifted, l);
-  for (const t of [detached, m, isFiniteMax, shift, shifted, e, s, l]) t.dispose();
+  for (const t of [shift, shifted, e, s, l]) t.dispose();
   return out;
 }
 

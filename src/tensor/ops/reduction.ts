@@ -40,25 +40,34 @@ export function mean(x: Tensor, axis?: Axis, keepdims = false): Tensor {
   return out;
 }
 
+/**
+ * The stable shift for log Σ exp over `axes` (keepdims): the maximum, treated as a constant;
+ * 0 where the maximum is not finite (an all −inf slice would give −inf − −inf = NaN) and
+ * over empty axes (the sum is 0 and the result −inf, as in PyTorch).
+ */
+export function logsumexpShift(x: Tensor, axes: readonly number[]): Tensor {
+  if (axes.some((a) => x.shape[a] === 0)) return full(reducedShape(x.shape, axes, true), 0, { dtype: x.dtype });
+  const detached = x.detach();
+  const m = max(detached, axes, true);
+  const finite = isFinite(m);
+  const shift = where(finite, m, 0);
+  for (const t of [detached, m, finite]) t.dispose();
+  return shift;
+}
+
 /** log Σ exp(x), stable: the maximum is subtracted first (and treated as a constant). */
 export function logsumexp(x: Tensor, axis?: Axis, keepdims = false): Tensor {
   checkTensor('logsumexp', x, 'x');
   checkFloat('logsumexp', x, 'x');
   const axes = normalizeAxes(axis, x.rank, 'logsumexp');
-  // Over an empty axis the sum is 0 and the result -inf, as in PyTorch; max would reject it, so shift by 0.
-  const m = axes.some((a) => x.shape[a] === 0)
-    ? full(reducedShape(x.shape, axes, true), 0, { dtype: x.dtype })
-    : max(x.detach(), axes, true);
-  // An all -inf slice would give -inf - -inf = NaN; shift by 0 there instead.
-  const finite = isFinite(m);
-  const shift = where(finite, m, 0);
+  const shift = logsumexpShift(x, axes);
   const shifted = sub(x, shift);
   const e = exp(shifted);
   const s = sum(e, axes, true);
   const l = log(s);
   const withShift = add(l, shift);
   const out = keepdims ? withShift : reshape(withShift, reducedShape(x.shape, axes, false));
-  for (const t of [m, finite, shift, shifted, e, s, l]) t.dispose();
+  for (const t of [shift, shifted, e, s, l]) t.dispose();
   if (out !== withShift) withShift.dispose();
   return out;
 }
