@@ -226,6 +226,10 @@ export class Tensor {
   slice(begin: readonly number[], size?: readonly number[]): Tensor { return ops.slice(this, begin, size); }
   pad(before: readonly number[], after: readonly number[]): Tensor { return ops.pad(this, before, after); }
   split(sizes: number | readonly number[], axis = 0): Tensor[] { return ops.split(this, sizes, axis); }
+  /** concat([this, ...others], axis) */
+  concat(others: readonly Tensor[], axis = 0): Tensor { return ops.concat([this, ...others], axis); }
+  /** stack([this, ...others], axis) */
+  stack(others: readonly Tensor[], axis = 0): Tensor { return ops.stack([this, ...others], axis); }
 
   gather(axis: number, index: Tensor): Tensor { return ops.gather(this, axis, index); }
   scatterAdd(axis: number, index: Tensor, src: Tensor): Tensor { return ops.scatterAdd(this, axis, index, src); }
