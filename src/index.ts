@@ -9,7 +9,7 @@ export type { DType, TypedArray } from './tensor/dtype.js';
 export type { Shape } from './tensor/shape.js';
 export * from './tensor/ops/index.js';
 export {
-  setBackend, backendInfo, memory, noGrad, enableGrad, isGradEnabled, tidy, keep, dispose,
+  setBackend, backendInfo, ready, shutdownGpu, memory, noGrad, enableGrad, isGradEnabled, tidy, keep, dispose,
   type BackendName, type BackendOptions,
 } from './tensor/engine.js';
 export type { Backend, MemoryInfo, KernelName } from './backends/backend.js';

@@ -2,7 +2,7 @@
 // y = Σᵢ G(x)ᵢ·Eᵢ(x), computing Eᵢ only on the examples routed to expert i. Applied to
 // every row of a [..., d] input at once (the paper's "convolutional" batching over time).
 
-import { tidy } from '../tensor/engine.js';
+import { getBackend, tidy } from '../tensor/engine.js';
 import { reshape } from '../tensor/ops/movement.js';
 import { shapeToString } from '../tensor/shape.js';
 import { Tensor } from '../tensor/tensor.js';
@@ -11,7 +11,7 @@ import { Linear } from '../nn/linear.js';
 import { checkDType, checkPositiveInt, Module } from '../nn/module.js';
 import type { Generator } from '../tensor/ops/creation.js';
 import { cvSquared, gateEntropy } from './balancing.js';
-import { SparseDispatcher } from './dispatcher.js';
+import { DeviceDispatcher, SparseDispatcher } from './dispatcher.js';
 import { BatchwiseGating } from './batchwise.js';
 import { NoisyTopKGating, SoftmaxGating, type GatingOutput } from './gating.js';
 
@@ -49,6 +49,16 @@ export interface MoEOptions {
   wBatchwise?: number;
   dtype?: DType;
   generator?: Generator;
+  /**
+   * How examples reach their experts. 'sparse' (SparseDispatcher): exactly the routed rows,
+   * grouped on the host, so the routing is read back and shapes change every batch.
+   * 'device' (DeviceDispatcher): fixed-size expert buffers computed on the device, no
+   * readback and no recompilation; equal results. 'auto' (default): 'sparse' on the CPU
+   * backend, 'device' on the others. Batchwise gating and the CPU path are unchanged.
+   */
+  dispatch?: 'auto' | 'sparse' | 'device';
+  /** Rows per expert with 'device' dispatch (default: all N, so nothing is dropped). */
+  capacity?: number;
 }
 
 /** Everything a person studying routing wants from one forward pass. Tensors carry no gradient. */
@@ -61,7 +71,10 @@ export interface MoEStats {
   importance: Tensor;
   /** [E]: smooth load (eq. 10) in training with noise, else hard counts. */
   load: Tensor;
-  /** Per expert: how many examples it processed (known on the host, no readback). */
+  /**
+   * Per expert: how many examples it processed (known on the host with sparse dispatch;
+   * with device dispatch it is computed from `indices` when first read: a readback).
+   */
   expertCounts: number[];
   /** 0-d: CV(importance) = √cv_squared. */
   cvImportance: Tensor;
@@ -78,6 +91,15 @@ export interface MoEOutput {
   /** wImportance·CV²(importance) + wLoad·CV²(load) (+ wBatchwise·L_batchwise). */
   auxLoss: Tensor;
   stats: MoEStats;
+}
+
+/** Examples per expert from the chosen indices [N, k], or from the nonzero gates [N, E]. */
+function hostCounts(E: number, t: Tensor, isIndices: boolean): number[] {
+  const counts = new Array<number>(E).fill(0);
+  const v = t.dataSync();
+  if (isIndices) for (const e of v) counts[e]!++;
+  else for (let i = 0; i < v.length; i++) if (v[i]! > 0) counts[i % E]!++;
+  return counts;
 }
 
 export interface MoEForwardOptions {
@@ -98,6 +120,8 @@ export class MoE extends Module {
   wImportance: number;
   wLoad: number;
   wBatchwise: number;
+  dispatch: 'auto' | 'sparse' | 'device';
+  capacity: number | undefined;
 
   constructor(options: MoEOptions) {
     super();
@@ -111,6 +135,9 @@ export class MoE extends Module {
     this.wImportance = options.wImportance ?? 0.1;
     this.wLoad = options.wLoad ?? 0.1;
     this.wBatchwise = options.wBatchwise ?? 1;
+    this.dispatch = options.dispatch ?? 'auto';
+    if (!['auto', 'sparse', 'device'].includes(this.dispatch)) throw new Error(`MoE: dispatch must be 'auto', 'sparse' or 'device', got '${String(this.dispatch)}'`);
+    this.capacity = options.capacity === undefined ? undefined : checkPositiveInt('MoE', 'capacity', options.capacity);
     for (const [name, w] of [['wImportance', this.wImportance], ['wLoad', this.wLoad], ['wBatchwise', this.wBatchwise]] as const) {
       if (!(typeof w === 'number' && w >= 0 && Number.isFinite(w))) throw new Error(`MoE: ${name} must be a non-negative number, got ${w}`);
     }
@@ -143,7 +170,11 @@ export class MoE extends Module {
         ? this.gate.forward(rows, options.noise ? { noise: options.noise } : {})
         : this.gate.forward(rows);
       // Batchwise gating routes by its mask (a variable number of experts per example).
-      const dispatcher = new SparseDispatcher(this.numExperts, g.gates, this.gating === 'batchwise' ? undefined : g.indices);
+      const routes = this.gating === 'batchwise' ? undefined : g.indices;
+      const onDevice = this.dispatch === 'device' || (this.dispatch === 'auto' && getBackend().name !== 'cpu');
+      const dispatcher = onDevice
+        ? new DeviceDispatcher(this.numExperts, g.gates, routes, this.capacity)
+        : new SparseDispatcher(this.numExperts, g.gates, routes);
       const inputs = dispatcher.dispatch(rows);
       // An expert with no examples sees a [0, d] input: no arithmetic, exact zero gradients.
       const outputs = inputs.map((input, e) => this.experts[e]!.forward(input));
@@ -154,10 +185,20 @@ export class MoE extends Module {
       if (g.batchwiseLoss) auxLoss = auxLoss.add(g.batchwiseLoss.mul(this.wBatchwise));
       const stats: MoEStats = {
         gates: g.gates.detach(), indices: g.indices, importance: g.importance.detach(), load: g.load.detach(),
-        expertCounts: [...dispatcher.partSizes],
+        expertCounts: dispatcher instanceof SparseDispatcher ? [...dispatcher.partSizes] : [],
         cvImportance: cvImp.detach().sqrt(), cvLoad: cvLoad.detach().sqrt(), gateEntropy: gateEntropy(g.gates),
         ...(g.batchwiseLoss ? { batchwiseLoss: g.batchwiseLoss.detach() } : {}),
       };
+      if (dispatcher instanceof DeviceDispatcher) {
+        // Counted when asked for (a readback), from tensors the caller owns; not enumerable,
+        // so that tidy does not read it while collecting the result's tensors.
+        const E = this.numExperts, C = dispatcher.capacity;
+        let cached: number[] | null = null;
+        Object.defineProperty(stats, 'expertCounts', {
+          enumerable: false,
+          get: () => (cached ??= hostCounts(E, routes ? stats.indices : stats.gates, routes !== undefined).map((c) => Math.min(c, C))),
+        });
+      }
       return { output: reshape(combined, [...x.shape.slice(0, -1), this.outputSize]), auxLoss, stats };
     });
   }

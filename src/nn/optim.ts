@@ -3,7 +3,7 @@
 // Updates replace each parameter's data in place (Tensor.assign), outside autograd.
 
 import { zerosLike } from '../tensor/ops/creation.js';
-import { keep, noGrad, tidy } from '../tensor/engine.js';
+import { getBackend, keep, noGrad, tidy } from '../tensor/engine.js';
 import { Tensor } from '../tensor/tensor.js';
 
 export interface OptimizerState {
@@ -174,10 +174,16 @@ export function clipGradNorm(params: Iterable<Tensor>, maxNorm: number): number 
   if (!(maxNorm > 0)) throw new Error(`clipGradNorm: maxNorm must be positive, got ${maxNorm}`);
   const withGrad = [...params].filter((p) => p.grad !== null);
   if (withGrad.length === 0) return 0;
+  // In float64 where it exists (the CPU backend); the GPU stores float32. The sum of squares
+  // is formed on the backend and read back once.
+  const dtype = getBackend().name === 'cpu' ? 'float64' : 'float32';
   const total = noGrad(() => tidy(() => {
-    let sumSq: number = 0;
-    for (const p of withGrad) sumSq += p.grad!.cast('float64').square().sum().item();
-    return Math.sqrt(sumSq);
+    let sumSq: Tensor | null = null;
+    for (const p of withGrad) {
+      const sq = p.grad!.cast(dtype).square().sum();
+      sumSq = sumSq === null ? sq : sumSq.add(sq);
+    }
+    return Math.sqrt(sumSq!.item());
   }));
   if (!Number.isFinite(total)) throw new Error(`clipGradNorm: the total gradient norm is ${total}`);
   const coef = maxNorm / (total + 1e-6);

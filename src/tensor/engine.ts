@@ -3,28 +3,67 @@
 
 import type { Backend, KernelAttrs, KernelName, MemoryInfo, OutInfo } from '../backends/backend.js';
 import { CpuBackend } from '../backends/cpu/cpu-backend.js';
+import type { GpuMode } from '../backends/gpu/device.js';
+import { GpuBackend } from '../backends/gpu/gpu-backend.js';
 import type { DType } from './dtype.js';
 import type { Shape } from './shape.js';
 import { Tensor } from './tensor.js';
 
 let active: Backend = new CpuBackend();
+/** One backend per name and mode, kept while the process runs: switching back finds its tensors alive. */
+const started = new Map<string, Backend>([['cpu', active]]);
 
 export type BackendName = 'cpu' | 'gpu';
-export interface BackendOptions { mode?: 'headlessgl' | 'webgpu' | 'webgl2' }
+export interface BackendOptions { mode?: GpuMode }
 
-/** Selects the backend new tensors live on. Asking for one that cannot run is an error, never a fallback. */
+/** gpu.js mode used when none is given: headless-gl in Node, WebGPU (else WebGL2) in a browser. */
+function defaultGpuMode(): GpuMode {
+  if (typeof (globalThis as { document?: unknown }).document === 'undefined') return 'headlessgl';
+  return (globalThis as { navigator?: { gpu?: unknown } }).navigator?.gpu ? 'webgpu' : 'webgl2';
+}
+
+/**
+ * Selects the backend new tensors live on. Asking for one that cannot run is an error
+ * naming the reason and the fix, never a fallback. Tensors stay on the backend that made
+ * them: using one with another backend is an error. For webgpu, `await ready()` reports a
+ * missing adapter before the first op does.
+ */
 export function setBackend(name: BackendName, options: BackendOptions = {}): void {
   if (name === 'cpu') {
-    if (active.name !== 'cpu') active = new CpuBackend();
+    active = started.get('cpu')!;
     return;
   }
   if (name === 'gpu') {
-    throw new Error(
-      `setBackend: the gpu backend${options.mode ? ` (mode '${options.mode}')` : ''} is not available in this build of mixtape; ` +
-      `use setBackend('cpu')`,
-    );
+    const mode = options.mode ?? defaultGpuMode();
+    const key = `gpu:${String(mode)}`;
+    let backend = started.get(key);
+    if (!backend) {
+      backend = new GpuBackend(mode);
+      started.set(key, backend);
+    }
+    active = backend;
+    return;
   }
   throw new Error(`setBackend: unknown backend '${String(name)}' (expected 'cpu' or 'gpu')`);
+}
+
+/** Resolves when the active backend can run (webgpu: once an adapter answered); rejects saying why not. */
+export async function ready(): Promise<void> {
+  await (active as Backend & { ready?: () => Promise<void> }).ready?.();
+}
+
+/**
+ * Frees every GPU backend started so far (their tensors become unusable) and makes the CPU
+ * backend active. In webgpu mode Node does not exit while the Dawn device lives: call this
+ * (or process.exit) at the end of a script.
+ */
+export function shutdownGpu(): void {
+  for (const [key, backend] of started) {
+    if (key === 'cpu') continue;
+    (backend as Backend & { shutdown?: () => void }).shutdown?.();
+    started.delete(key);
+  }
+  active = started.get('cpu')!;
 }
 
 export function getBackend(): Backend { return active; }

@@ -1,0 +1,142 @@
+// Which gpu.js modes the GPU tests run in, and the CPU-vs-GPU comparison they share.
+//
+// MIXTAPE_GPU_MODES (default "headlessgl,webgpu"): the modes to try. A mode that cannot
+// start is skipped with its reason printed, unless it is listed in MIXTAPE_GPU_REQUIRED
+// (.ci/run sets "headlessgl,webgpu"): then the suite fails. Every suite also checks that
+// the kernel class that really ran is the mode's own (no silent CPU fallback passes).
+
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { mt } from '../helpers.js';
+
+export type Mode = 'headlessgl' | 'webgpu';
+const CLASS: Record<Mode, string> = { headlessgl: 'HeadlessGLKernel', webgpu: 'WebGPUKernel' };
+
+const list = (v: string | undefined, fallback: string) => (v ?? fallback).split(',').map((s) => s.trim()).filter(Boolean);
+export const MODES = list(process.env.MIXTAPE_GPU_MODES, 'headlessgl,webgpu') as Mode[];
+export const REQUIRED = list(process.env.MIXTAPE_GPU_REQUIRED, '') as Mode[];
+
+/** Starts `mode` once and runs one kernel; the reason it cannot run, or null. */
+async function probe(mode: Mode): Promise<string | null> {
+  try {
+    mt.setBackend('gpu', { mode });
+    await mt.ready();
+    const y = mt.tensor([1, 2, 3]).add(1);
+    const v = Array.from(await y.data());
+    y.dispose();
+    if (v.join() !== '2,3,4') return `a probe kernel computed [${v.join(', ')}] instead of [2, 3, 4]`;
+    const info = mt.backendInfo();
+    if (info.kernelClass !== CLASS[mode]) return `it runs ${info.kernelClass}, not ${CLASS[mode]}`;
+    return null;
+  } catch (e) {
+    return (e as Error).message;
+  } finally {
+    mt.shutdownGpu(); // a live Dawn device keeps Node running; suites start their own
+  }
+}
+
+const reasons = new Map<Mode, string | null>();
+for (const mode of MODES) reasons.set(mode, await probe(mode));
+
+/**
+ * describe() once per mode: the body's tests run with that GPU backend active. Skipped
+ * (with the reason printed) when the mode cannot start, or failed when it is required.
+ */
+export function gpuSuite(title: string, body: (mode: Mode) => void): void {
+  for (const mode of MODES) {
+    const reason = reasons.get(mode) ?? null;
+    const name = `${title} [gpu ${mode}]`;
+    if (reason !== null) {
+      if (REQUIRED.includes(mode)) {
+        test(`${name}: the mode runs (required by MIXTAPE_GPU_REQUIRED)`, () => { assert.fail(`gpu mode ${mode} cannot run: ${reason}`); });
+      } else {
+        console.log(`# skipping ${name}: ${reason}`);
+        test(name, { skip: `gpu mode ${mode} cannot run here: ${reason.split('. ')[0]}` }, () => {});
+      }
+      continue;
+    }
+    describe(name, { concurrency: false }, () => {
+      before(async () => {
+        mt.setBackend('gpu', { mode });
+        await mt.ready();
+        await mt.tensor([1]).neg().data(); // a first kernel: the device then describes itself
+        const info = mt.backendInfo();
+        console.log(`# ${name}: mode ${info.mode}, kernel class ${info.kernelClass}, device ${JSON.stringify(info.device)}`);
+      });
+      after(() => {
+        mt.setBackend('gpu', { mode });
+        assert.equal(mt.backendInfo().kernelClass, CLASS[mode]);
+        mt.shutdownGpu();
+      });
+      body(mode);
+    });
+  }
+}
+
+// ---- CPU float64 vs GPU float32 -------------------------------------------------------------
+
+export interface Input { values: readonly number[]; shape: readonly number[]; int?: boolean; grad?: boolean }
+
+/** A deterministic upstream gradient for backward: small, signed, varied. */
+function upstream(n: number): number[] {
+  return Array.from({ length: n }, (_, i) => (((i * 7 + 3) % 11) - 5) / 4);
+}
+
+const EPS32 = 2 ** -24;
+
+/**
+ * Tolerance of a float32 GPU result against the float64 CPU result: per element
+ * |gpu − ref| ≤ c·ε32·√K·(|ref| + max|ref|), K the longest sum behind an element (the
+ * notes' rule: rounding errors of a K-term float32 sum grow like √K·ε; the max|ref| term
+ * covers cancellation near zero). c = 64 leaves room for transcendental functions and
+ * for summation orders of real GPUs.
+ */
+export function assertNear(gpu: ArrayLike<number>, ref: ArrayLike<number>, K: number, what: string, c = 64, atol = 0): void {
+  assert.equal(gpu.length, ref.length, `${what}: length ${gpu.length} vs ${ref.length}`);
+  let scale = 0;
+  for (let i = 0; i < ref.length; i++) if (Number.isFinite(ref[i]!)) scale = Math.max(scale, Math.abs(ref[i]!));
+  for (let i = 0; i < ref.length; i++) {
+    const g = gpu[i]!, r = ref[i]!;
+    if (g === r || (Number.isNaN(g) && Number.isNaN(r))) continue;
+    const tol = c * EPS32 * Math.sqrt(Math.max(K, 1)) * (Math.abs(r) + scale) + atol + 1e-30;
+    if (!(Math.abs(g - r) <= tol)) {
+      assert.fail(`${what}: element ${i}: gpu ${g}, cpu float64 ${r} (|diff| ${Math.abs(g - r)} > tol ${tol}, K ${K})`);
+    }
+  }
+}
+
+export interface Result { y: number[]; grads: (number[] | null)[] }
+
+/** Runs build on the active backend; float inputs in `dtype`, backward with the fixed upstream. */
+async function evaluate(build: (...xs: mt.Tensor[]) => mt.Tensor, inputs: readonly Input[], dtype: 'float32' | 'float64'): Promise<Result> {
+  const made = mt.tidy(() => {
+    const xs = inputs.map((i) => mt.tensor(i.values.map(Math.fround), i.shape, { dtype: i.int ? 'int32' : dtype, requiresGrad: !!i.grad }));
+    const y = build(...xs);
+    if (inputs.some((i) => i.grad) && y.requiresGrad) y.backward(mt.tensor(upstream(y.size), y.shape, { dtype: y.dtype }));
+    return { xs, y };
+  });
+  const y = Array.from(await made.y.data());
+  const grads: (number[] | null)[] = [];
+  for (const x of made.xs) grads.push(x.grad ? Array.from(await x.grad.data()) : null);
+  mt.dispose(made);
+  return { y, grads };
+}
+
+/**
+ * The op's forward value and input gradients on the GPU (float32) against the CPU
+ * (float64) on the same float32-representable inputs. Integer outputs must be equal.
+ */
+export async function parity(mode: Mode, what: string, build: (...xs: mt.Tensor[]) => mt.Tensor, inputs: readonly Input[], K = 1, c = 64, atol = 0): Promise<void> {
+  mt.setBackend('cpu');
+  const ref = await evaluate(build, inputs, 'float64');
+  mt.setBackend('gpu', { mode });
+  const live = mt.memory().liveHandles;
+  const got = await evaluate(build, inputs, 'float32');
+  assert.equal(mt.memory().liveHandles, live, `${what}: the gpu backend leaked handles`);
+  assertNear(got.y, ref.y, K, `${what} forward`, c, atol);
+  ref.grads.forEach((g, i) => {
+    if (g === null) return;
+    assert.ok(got.grads[i], `${what}: input ${i} has a gradient on the CPU but not on the GPU`);
+    assertNear(got.grads[i]!, g, K, `${what} gradient of input ${i}`, c, atol);
+  });
+}

@@ -1,0 +1,132 @@
+// Layers on the GPU against the CPU in float64: LSTM and the MoE layer, forward and
+// backward, from the same float32 weights. Seeded random numbers are the CPU's.
+
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { mt } from '../helpers.js';
+import { gatingCase } from '../moe/moe-helpers.js';
+import { assertNear, gpuSuite, type Mode } from './gpu-env.js';
+
+/** arch() makes the module; setup() (once, on the CPU) may set its weights and makes the inputs. */
+interface Build { arch: () => mt.Module; setup: (m: mt.Module) => mt.Tensor[]; run: (m: mt.Module, xs: mt.Tensor[]) => mt.Tensor[] }
+
+/** Host copies of every named parameter (to rebuild the same module on another backend). */
+function weightsOf(m: mt.Module): Map<string, { values: number[]; shape: readonly number[] }> {
+  return new Map(m.namedParameters().map(([name, p]) => [name, { values: Array.from(p.dataSync()), shape: p.shape }]));
+}
+
+/**
+ * Builds the module on the CPU in float32 (its weights), evaluates outputs and gradients
+ * on the CPU in float64 and on the GPU in float32 from those weights and inputs, and
+ * compares: the outputs (each reduced to a loss-weighted sum for backward), the gradients of
+ * every input and parameter.
+ */
+async function compareLayer(mode: Mode, what: string, build: Build, K: number): Promise<void> {
+  mt.setBackend('cpu');
+  const proto = build.arch();
+  const protoInputs = build.setup(proto);
+  const weights = weightsOf(proto);
+  const inputValues = protoInputs.map((t) => ({ values: Array.from(t.dataSync()), shape: t.shape, dtype: t.dtype, grad: t.requiresGrad }));
+  mt.dispose([protoInputs, proto.parameters()]);
+
+  const evaluate = async (dtype: 'float32' | 'float64') => {
+    const module = build.arch(), run = build.run;
+    const made = mt.tidy(() => {
+      if (dtype === 'float64') module.to('float64');
+      for (const [name, p] of module.namedParameters()) {
+        const w = weights.get(name)!;
+        p.assign(mt.tensor(w.values, w.shape, { dtype }));
+      }
+      const xs = inputValues.map((i) => mt.tensor(i.values, i.shape, { dtype: i.dtype === 'int32' ? 'int32' : dtype, requiresGrad: i.grad }));
+      const outs = run(module, xs);
+      // Σ_j Σ_i w_i·out_j[i] with fixed weights: every output element gets a distinct cotangent.
+      const loss = outs.map((o) => o.mul(mt.tensor(Array.from({ length: o.size }, (_, i) => ((i % 5) - 2) / 3), o.shape, { dtype })).sum())
+        .reduce((a, b) => a.add(b));
+      loss.backward();
+      return { outs, xs };
+    });
+    const outs: number[][] = [], grads = new Map<string, number[]>();
+    for (const o of made.outs) outs.push(Array.from(await o.data()));
+    for (const [i, x] of made.xs.entries()) if (x.grad) grads.set(`input ${i}`, Array.from(await x.grad.data()));
+    for (const [name, p] of module.namedParameters()) if (p.grad) grads.set(name, Array.from(await p.grad.data()));
+    mt.dispose([made, module.parameters()]);
+    return { outs, grads };
+  };
+
+  const ref = await evaluate('float64');
+  mt.setBackend('gpu', { mode });
+  const live = mt.memory().liveHandles;
+  const got = await evaluate('float32');
+  assert.equal(mt.memory().liveHandles, live, `${what}: leaked handles on the gpu`);
+  ref.outs.forEach((o, i) => assertNear(got.outs[i]!, o, K, `${what} output ${i}`));
+  assert.deepEqual([...got.grads.keys()].sort(), [...ref.grads.keys()].sort(), `${what}: the same gradients exist`);
+  for (const [name, g] of ref.grads) assertNear(got.grads.get(name)!, g, K, `${what} gradient of ${name}`);
+}
+
+gpuSuite('layers', (mode) => {
+  test('LSTM (2 layers, batchFirst) forward and backward equal the CPU', async () => {
+    const [B, T, I, H] = [3, 5, 4, 6];
+    await compareLayer(mode, 'LSTM', {
+      arch: () => new mt.LSTM({ inputSize: I, hiddenSize: H, numLayers: 2, batchFirst: true, generator: new mt.Generator(11) }),
+      setup: () => [mt.randn([B, T, I], { generator: new mt.Generator(12) }).requiresGrad_()],
+      run: (m, [xs]) => { const r = (m as mt.LSTM).forward(xs!); return [r.output, r.h, r.c]; },
+    }, 4 * H * T);
+  });
+
+  test('MoE layer (noisy top-k, given noise) forward and backward equal the CPU', async () => {
+    const [N, d, E, k] = [24, 6, 5, 2];
+    await compareLayer(mode, 'MoE', {
+      arch: () => new mt.MoE({ inputSize: d, outputSize: 4, hiddenSize: 7, numExperts: E, k, generator: new mt.Generator(5) }),
+      setup: (m) => {
+        // Noisy logits planned with a 0.3 margin between experts: float32 never flips a route.
+        const c = mt.tidy(() => {
+          const g = gatingCase(N, d, E, 7);
+          return { x: g.x.float(), wGate: g.wGate.float(), wNoise: g.wNoise.float(), noise: g.noise.float() };
+        });
+        m.loadStateDict({ 'gate.w_gate': c.wGate, 'gate.w_noise': c.wNoise }, { strict: false });
+        mt.dispose([c.wGate, c.wNoise]);
+        return [c.x.requiresGrad_(), c.noise];
+      },
+      run: (m, [xs, noise]) => {
+        const r = (m as mt.MoE).forward(xs!, { noise: noise! });
+        return [r.output, r.auxLoss, r.stats.gates, r.stats.load];
+      },
+    }, N * 4);
+  });
+
+  test('MoE with its own noise: seeded randn on the GPU is the CPU\'s, so routing and output match', async () => {
+    const run = async () => {
+      const gen = new mt.Generator(99);
+      const moe = new mt.MoE({ inputSize: 5, outputSize: 3, hiddenSize: 6, numExperts: 4, k: 2, generator: gen });
+      const w = mt.tensor(Array.from({ length: 20 }, (_, i) => Math.sin(i) * 2), [5, 4]);
+      moe.loadStateDict({ 'gate.w_gate': w }, { strict: false });
+      const x = mt.randn([16, 5], { generator: gen });
+      const { output, stats } = moe.forward(x);
+      const out = { y: Array.from(await output.data()), idx: Array.from(await stats.indices.data()) };
+      mt.dispose([moe.parameters(), w, x, output, stats]);
+      return out;
+    };
+    mt.setBackend('cpu');
+    const cpu = await run();
+    mt.setBackend('gpu', { mode });
+    const gpu = await run();
+    assert.deepEqual(gpu.idx, cpu.idx);
+    assertNear(gpu.y, cpu.y, 16, 'MoE output with generated noise');
+  });
+
+  test('seeded rand/randn/dropout on the GPU are exactly the CPU\'s (float32)', async () => {
+    const draw = async () => {
+      mt.manualSeed(1234);
+      const u = mt.rand([3, 7]), z = mt.randn([33]);
+      const d = mt.dropout(mt.ones([40]), 0.5);
+      const out = [Array.from(await u.data()), Array.from(await z.data()), Array.from(await d.data())];
+      mt.dispose([u, z, d]);
+      return out;
+    };
+    mt.setBackend('cpu');
+    const cpu = await draw();
+    mt.setBackend('gpu', { mode });
+    const gpu = await draw();
+    assert.deepEqual(gpu, cpu);
+  });
+});
