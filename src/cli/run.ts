@@ -119,7 +119,13 @@ export function evaluate(model: AnyLM, corpus: Corpus, config: RunConfig): Omit<
   });
   model.train();
   const loss = lossSum / tokens;
-  const cv = (v: number[]) => (E ? Math.sqrt(mt.tidy(() => mt.cvSquared(mt.tensor(v, { dtype: 'float64' })).item())) : null);
+  // cv_squared on the host (the same formula as mt.cvSquared), whatever the backend.
+  const cv = (v: number[]) => {
+    if (!E) return null;
+    const mean = v.reduce((a, b) => a + b, 0) / v.length;
+    const variance = v.reduce((a, b) => a + (b - mean) ** 2, 0) / v.length;
+    return Math.sqrt(variance / (mean * mean + 1e-10));
+  };
   return {
     loss, perplexity: Math.exp(loss),
     cvImportance: E ? cv(importance) : null, cvLoad: E ? cv(load) : null,

@@ -13,7 +13,8 @@
 // A model between pooledBigram and bayes has learned to use the domain; MoE experts that
 // specialize by domain show up in the domain × expert routing heatmap.
 
-import { Generator, rand } from '../tensor/ops/creation.js';
+import { Generator } from '../tensor/ops/creation.js';
+import { fillRandom } from '../tensor/philox.js';
 import type { CorpusFloors } from '../report/schema.js';
 import type { Batch, Corpus } from './corpus.js';
 
@@ -26,12 +27,16 @@ export interface SyntheticOptions {
   seed?: number;
 }
 
-/** Draws `n` uniforms in [0, 1) from a seeded Philox stream (float64). */
-function uniforms(n: number, seed: number): Float64Array {
-  const t = rand([n], { dtype: 'float64', generator: new Generator(seed) });
-  const u = t.dataSync() as Float64Array;
-  t.dispose();
-  return u;
+/**
+ * `n` uniforms in [0, 1) from a seeded Philox stream (float64), drawn on the host: the
+ * data is the same whichever backend trains on it (the numbers equal rand([n]) with a
+ * Generator(seed) in float64).
+ */
+export function uniforms(n: number, seed: number): Float64Array {
+  const { key, counter } = new Generator(seed).take(n);
+  const out = new Float64Array(n);
+  fillRandom(out, 'uniform', key, counter);
+  return out;
 }
 
 export class SyntheticCorpus implements Corpus {

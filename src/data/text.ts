@@ -2,7 +2,7 @@
 // 10% held out for validation. Missing, empty or binary files are clear errors.
 
 import { readFileSync, statSync } from 'node:fs';
-import { Generator, rand } from '../tensor/ops/creation.js';
+import { uniforms } from './synthetic.js';
 import type { Batch, Corpus } from './corpus.js';
 
 export interface TextOptions {
@@ -56,10 +56,7 @@ export class TextCorpus implements Corpus {
 
   trainBatch(step: number, batch: number, seqLen: number): Batch {
     if (this.train.length < seqLen + 1) throw new Error(`--text ${this.path}: the training text (${this.train.length} tokens) is shorter than one sequence (${seqLen + 1})`);
-    const gen = new Generator(this.seed * 1_000_003 + step + 1);
-    const u = rand([batch], { dtype: 'float64', generator: gen });
-    const starts = u.dataSync();
-    u.dispose();
+    const starts = uniforms(batch, this.seed * 1_000_003 + step + 1);
     const x = new Int32Array(batch * seqLen), y = new Int32Array(batch * seqLen);
     starts.forEach((v, r) => {
       const s = Math.floor(v * (this.train.length - seqLen - 1));

@@ -107,6 +107,19 @@ describe('mixtape CLI', () => {
     assert.equal(resumed.code, 0, resumed.stderr);
   });
 
+  test('train --backend gpu trains on the device (headlessgl), or says why it cannot start', (t) => {
+    const dir = join(tmp, 'gpu');
+    const r = run('train', ...small.map((a) => (a === '6' ? '2' : a === '3' ? '1' : a)), '--out', dir, '--backend', 'gpu');
+    if (!process.env.DISPLAY) {
+      assertCleanError(r, /--backend gpu: the gpu backend \(mode 'headlessgl'\) cannot start: there is no X display/);
+      if (!(process.env.MIXTAPE_GPU_REQUIRED ?? '').includes('headlessgl')) t.skip('no X display: only the refusal was checked (run under xvfb-run -a)');
+      else assert.fail('MIXTAPE_GPU_REQUIRED includes headlessgl but there is no DISPLAY');
+      return;
+    }
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8')).backend, 'gpu');
+  });
+
   test('gradcheck prints the worst error per parameter and passes', () => {
     const r = run('gradcheck', '--experts', '3', '--k', '2', '--d', '2', '--hidden', '2', '--batch', '4');
     assert.equal(r.code, 0, r.stdout + r.stderr);
