@@ -1,0 +1,87 @@
+// Runs the benchmark suites (all, or those named on the command line) and prints a summary
+// in Markdown, ready for BENCHMARKS.md.
+//
+//   npm run bench                      every suite
+//   npm run bench -- matmul reduce     only these suites
+//   npm run bench -- matmul:512        only matmul cases with the word "512" in their name
+//   npm run bench -- "matmul:float32 512"   or containing this phrase
+
+import { execSync } from 'node:child_process';
+import { cpus, loadavg } from 'node:os';
+import { elementwiseSuite } from './elementwise.bench.js';
+import { format, ratio, results, runSuite, type Result, type Suite } from './harness.js';
+import { lstmSuite } from './lstm.bench.js';
+import { matmulSuite } from './matmul.bench.js';
+import { moeSuite } from './moe.bench.js';
+import { overheadSuite } from './overhead.bench.js';
+import { reduceSuite } from './reduce.bench.js';
+
+const SUITES: Suite[] = [matmulSuite, elementwiseSuite, reduceSuite, overheadSuite, lstmSuite, moeSuite];
+
+function selection(args: string[]): { suite: Suite; filter?: string }[] {
+  if (args.length === 0) return SUITES.map((suite) => ({ suite }));
+  return args.map((arg) => {
+    const [name, filter] = arg.split(':', 2) as [string, string | undefined];
+    const suite = SUITES.find((s) => s.name === name);
+    if (!suite) throw new Error(`bench: unknown suite '${name}' (expected one of ${SUITES.map((s) => s.name).join(', ')})`);
+    return { suite, filter };
+  });
+}
+
+function shell(cmd: string): string {
+  try { return execSync(cmd, { encoding: 'utf8' }).trim(); } catch { return '?'; }
+}
+
+const load = () => loadavg().map((l) => l.toFixed(2)).join(', ');
+
+function machine(): string[] {
+  return [
+    `date: ${shell('date')}`,
+    `cpu: ${cpus()[0]?.model ?? '?'} (nproc ${shell('nproc')})`,
+    `node: ${process.version}, tfjs-core ${tfjsVersion()}`,
+  ];
+}
+
+function tfjsVersion(): string {
+  return shell(`node -p "require('@tensorflow/tfjs-core/package.json').version"`);
+}
+
+function find(suite: string, name: string): Result | undefined {
+  return results.find((r) => r.suite === suite && r.name === name);
+}
+
+function targets(): string[] {
+  const lines: string[] = [];
+  const mm = find('matmul', 'float32 512');
+  if (mm) {
+    const q = ratio(mm)!;
+    lines.push(`- float32 matmul 512×512 ≥ 3× tfjs-cpu: ${q.toFixed(2)}× (${format(mm.metric, mm.mixtape)}) — ${q >= 3 ? 'met' : 'NOT met'}`);
+  }
+  for (const r of results.filter((x) => x.suite === 'overhead')) {
+    const q = ratio(r)!;
+    lines.push(`- per-op overhead (${r.name}) no worse than tfjs-cpu: ${format(r.metric, r.mixtape)} vs ${format(r.metric, r.tfjs)}, ratio ${q.toFixed(2)}× — ${q >= 1 ? 'met' : 'NOT met'}`);
+  }
+  return lines;
+}
+
+async function main(): Promise<void> {
+  const selected = selection(process.argv.slice(2));
+  const loadBefore = load();
+  console.log(`# mixtape benchmarks\n\n${machine().join('\n')}\nload average before (1, 5, 15 min): ${loadBefore}`);
+  const started = performance.now();
+  for (const { suite, filter } of selected) await runSuite(suite, filter);
+  const seconds = (performance.now() - started) / 1e3;
+
+  console.log('\n## Summary (Markdown)\n');
+  console.log('| suite | case | mixtape | tfjs-cpu | ratio (mixtape/tfjs) |');
+  console.log('|---|---|---:|---:|---:|');
+  for (const r of results) {
+    const q = ratio(r);
+    console.log(`| ${r.suite} | ${r.name} | ${format(r.metric, r.mixtape)} | ${format(r.metric, r.tfjs)} | ${q === null ? '—' : `${q.toFixed(2)}×`} |`);
+  }
+  const t = targets();
+  if (t.length > 0) console.log(`\nTargets:\n${t.join('\n')}`);
+  console.log(`\nload average before: ${loadBefore}; after: ${load()}; total ${seconds.toFixed(0)} s`);
+}
+
+await main();
