@@ -84,6 +84,18 @@ describe('memory', () => {
     assert.equal(live(), base);
   });
 
+  test('a failing op frees the scalars and casts it made for its operands', () => {
+    const a = mt.tensor([1, 2, 3]), b = mt.tensor([1, 2], { dtype: 'float64' });
+    const z = mt.zeros([4]), cond = mt.ones([2], { dtype: 'int32' }), a2 = a.mul(2);
+    const base = live();
+    assert.throws(() => a.add(b), /cannot be broadcast/);        // a cast of a to float64
+    assert.throws(() => a2.add(z.add(1)).sub(1), /cannot be broadcast/);
+    assert.throws(() => mt.where(cond, 1.5, a), /cannot be broadcast/); // a scalar for 1.5
+    assert.throws(() => a.less(b), /cannot be broadcast/);
+    assert.throws(() => a.add(Number.NaN), /add: argument 'b' must be a number/);
+    assert.equal(live(), base + 1, 'only z.add(1) survives');
+  });
+
   test('an exception inside tidy still frees its tensors', () => {
     const base = live();
     assert.throws(() => mt.tidy(() => { mt.ones([5]).exp(); throw new Error('boom'); }), /boom/);

@@ -40,7 +40,17 @@ export function reduce(kind: Combine, x: TypedArray, shape: Shape, axes: readonl
   const init = kind === 'sum' ? 0 : kind === 'max' ? -Infinity : Infinity;
   acc.fill(init);
   const split = contiguousSplit(shape, axes);
-  if (split) {
+  if (split && split[2] === 1) {
+    // The reduced elements are contiguous (innermost axes, or everything): a local accumulator.
+    const [outer, r] = split;
+    for (let o = 0; o < outer; o++) {
+      const base = o * r;
+      let a = init;
+      if (kind === 'sum') for (let j = 0; j < r; j++) a += x[base + j]!;
+      else for (let j = 0; j < r; j++) a = combine(kind, a, x[base + j]!);
+      acc[o] = a;
+    }
+  } else if (split) {
     const [outer, r, inner] = split;
     for (let o = 0; o < outer; o++) {
       for (let j = 0; j < r; j++) {

@@ -66,8 +66,17 @@ function operand(op: string, v: TensorLike, arg: 'a' | 'b', dtype: DType, temps:
  */
 function operands(op: string, a: TensorLike, b: TensorLike, dtype: DType): [Tensor, Tensor, Tensor[]] {
   const temps: Tensor[] = [];
-  const x = operand(op, a, 'a', dtype, temps);
-  return [x, operand(op, b, 'b', dtype, temps), temps];
+  try {
+    const x = operand(op, a, 'a', dtype, temps);
+    return [x, operand(op, b, 'b', dtype, temps), temps];
+  } catch (e) {
+    disposeAll(temps); // a bad second operand must not leak the first one's scalar or cast
+    throw e;
+  }
+}
+
+function disposeAll(temps: readonly Tensor[]): void {
+  for (const t of temps) t.dispose();
 }
 
 function binary(op: BinaryKernel, intToFloat = false) {
@@ -75,10 +84,11 @@ function binary(op: BinaryKernel, intToFloat = false) {
     let dtype = resultType(op, a, b);
     if (intToFloat && dtype === 'int32') dtype = 'float32'; // true division, as in PyTorch
     const [x, y, temps] = operands(op, a, b, dtype);
-    const shape = broadcastShapes(x.shape, y.shape, op);
-    const out = runOp(op, [x, y], {}, { shape, dtype });
-    for (const t of temps) t.dispose();
-    return out;
+    try {
+      return runOp(op, [x, y], {}, { shape: broadcastShapes(x.shape, y.shape, op), dtype });
+    } finally {
+      disposeAll(temps);
+    }
   };
 }
 
@@ -95,10 +105,11 @@ function compare(op: CompareKernel) {
   return (a: TensorLike, b: TensorLike): Tensor => {
     const dtype = resultType(op, a, b);
     const [x, y, temps] = operands(op, a, b, dtype);
-    const shape = broadcastShapes(x.shape, y.shape, op);
-    const out = runOp(op, [x, y], {}, { shape, dtype: 'int32' }, null);
-    for (const t of temps) t.dispose();
-    return out;
+    try {
+      return runOp(op, [x, y], {}, { shape: broadcastShapes(x.shape, y.shape, op), dtype: 'int32' }, null);
+    } finally {
+      disposeAll(temps);
+    }
   };
 }
 
@@ -114,10 +125,12 @@ export function where(cond: Tensor, a: TensorLike, b: TensorLike): Tensor {
   checkTensor('where', cond, 'cond');
   const dtype = resultType('where', a, b);
   const [x, y, temps] = operands('where', a, b, dtype);
-  const shape = broadcastShapes(broadcastShapes(cond.shape, x.shape, 'where'), y.shape, 'where');
-  const out = runOp('where', [cond, x, y], {}, { shape, dtype });
-  for (const t of temps) t.dispose();
-  return out;
+  try {
+    const shape = broadcastShapes(broadcastShapes(cond.shape, x.shape, 'where'), y.shape, 'where');
+    return runOp('where', [cond, x, y], {}, { shape, dtype });
+  } finally {
+    disposeAll(temps);
+  }
 }
 
 /** Clamps into [min, max] (either may be omitted); gradient 1 inside and at the bounds, as PyTorch. */
