@@ -52,7 +52,7 @@ describe('noisy top-k gating', () => {
     }), numRuns(30));
   });
 
-  test('the smooth load: P(x,i) in (0,1), and the k+1-th value trick equals brute-force kth_excluding', () => {
+  test('the smooth load: P(x,i) in (0,1) (up to float64 rounding), and the k+1-th value trick equals brute-force kth_excluding', () => {
     fc.assert(fc.property(dims, ({ N, d, E: e, kRaw, seed }) => {
       const E = Math.max(2, e);
       const k = Math.min(kRaw, E - 1);
@@ -65,7 +65,9 @@ describe('noisy top-k gating', () => {
           const others = c.H.slice(n * E, (n + 1) * E).filter((_, j) => j !== i).sort((a, b) => b - a);
           const kth = others[k - 1]!;
           const p = mt.tensor([(clean[n * E + i]! - kth) / std[n * E + i]!], { dtype: 'float64' }).normalCdf().item();
-          assert.ok(p > 0 && p < 1);
+          // In (0, 1) mathematically; in float64 Φ(z) rounds to exactly 1 beyond z ≈ 8.3.
+          const z = (clean[n * E + i]! - kth) / std[n * E + i]!;
+          assert.ok(p >= 0 && p <= 1 && (Math.abs(z) > 8 || (p > 0 && p < 1)), `P = ${p} at z = ${z}`);
           expectedLoad[i]! += p;
         }
       }
