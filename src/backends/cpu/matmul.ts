@@ -199,6 +199,50 @@ function gemmDotBt(
 }
 
 /**
+ * C = A·B for a short inner dimension (k below the packed kernel's threshold, e.g. an
+ * MoE expert's weight gradient dyᵀ·x over its few examples): a 2×4 tile of C stays in
+ * registers for the whole (short) sum and is stored once, instead of once per step of k.
+ */
+function gemmSmallK(
+  A: TypedArray, aOff: number, sAi: number, sAp: number,
+  B: TypedArray, bOff: number, C: TypedArray, cOff: number, m: number, n: number, k: number,
+): void {
+  let i = 0;
+  for (; i + 1 < m; i += 2) {
+    const a0Row = aOff + i * sAi, a1Row = a0Row + sAi, c0 = cOff + i * n, c1 = c0 + n;
+    let j = 0;
+    for (; j + 3 < n; j += 4) {
+      let s00 = 0, s01 = 0, s02 = 0, s03 = 0, s10 = 0, s11 = 0, s12 = 0, s13 = 0;
+      for (let p = 0; p < k; p++) {
+        const a0 = A[a0Row + p * sAp]!, a1 = A[a1Row + p * sAp]!;
+        const b = bOff + p * n + j;
+        const b0 = B[b]!, b1 = B[b + 1]!, b2 = B[b + 2]!, b3 = B[b + 3]!;
+        s00 += a0 * b0; s01 += a0 * b1; s02 += a0 * b2; s03 += a0 * b3;
+        s10 += a1 * b0; s11 += a1 * b1; s12 += a1 * b2; s13 += a1 * b3;
+      }
+      C[c0 + j] = s00; C[c0 + j + 1] = s01; C[c0 + j + 2] = s02; C[c0 + j + 3] = s03;
+      C[c1 + j] = s10; C[c1 + j + 1] = s11; C[c1 + j + 2] = s12; C[c1 + j + 3] = s13;
+    }
+    for (; j < n; j++) {
+      let s0 = 0, s1 = 0;
+      for (let p = 0; p < k; p++) {
+        const b = B[bOff + p * n + j]!;
+        s0 += A[a0Row + p * sAp]! * b; s1 += A[a1Row + p * sAp]! * b;
+      }
+      C[c0 + j] = s0; C[c1 + j] = s1;
+    }
+  }
+  for (; i < m; i++) {
+    const aRow = aOff + i * sAi, c0 = cOff + i * n;
+    for (let j = 0; j < n; j++) {
+      let s0 = 0;
+      for (let p = 0; p < k; p++) s0 += A[aRow + p * sAp]! * B[bOff + p * n + j]!;
+      C[c0 + j] = s0;
+    }
+  }
+}
+
+/**
  * Whether the packed kernel pays off. Measured crossovers (float32, this file's kernels): it
  * wins once every dimension reaches about 8–16 and the product about 24³ multiply-adds.
  */
@@ -235,6 +279,7 @@ export function matmul(
     const aOff = aIdx * aMat, bOff = bIdx * bMat, cOff = batch * cMat;
     if (!packed) {
       if (transposeB) gemmDotBt(a, aOff, sAi, sAp, b, bOff, out, cOff, m, n, k);
+      else if (k < 16) gemmSmallK(a, aOff, sAi, sAp, b, bOff, out, cOff, m, n, k);
       else gemmRowsB(a, aOff, sAi, sAp, b, bOff, out, cOff, m, n, k);
     } else if (acc === null) {
       A.off = aOff; B.off = bOff;
