@@ -112,29 +112,32 @@ export function runBackward(request: GradRequest): Map<GradTarget, Tensor> {
         const ctx: RuleContext<never> = {
           inputs: node.inputs, output: node.output, attrs: node.attrs as never, needs: node.targets.map((t) => t !== null),
         };
-        // The rule's temporaries die with this inner tidy; only the reduced gradients leave it.
-        const target0 = node.targets[0];
-        if (node.op === 'slice' && target0 !== null && target0 !== undefined) {
-          // Defer: the piece is dy itself, placed at the slice's offset later.
-          const pending = sliceGrads.get(target0) ?? { pieces: [], begins: [], shape: node.inputs[0]!.shape };
-          pending.pieces.push(ops.reshape(dy, dy.shape));
-          pending.begins.push((node.attrs as { begin: readonly number[] }).begin);
-          sliceGrads.set(target0, pending);
-        }
-        const inputGrads = node.op === 'slice' ? [] : tidy(() => {
-          const raw = (gradRules[node.op as DiffOp] as (dy: Tensor, c: RuleContext<never>) => (Tensor | null)[])(dy, ctx);
-          return node.targets.map((target, i) => {
-            const g = raw[i];
-            if (target === null || g === null || g === undefined) return null;
-            const input = node.inputs[i]!;
-            const reduced = sumToShape(g, input.shape, node.op, i);
-            if (reduced.dtype !== input.dtype) {
-              throw new Error(`backward of ${node.op}: the gradient for input ${i} is ${reduced.dtype} but the input is ${input.dtype}`);
-            }
-            return reduced === dy ? ops.reshape(dy, dy.shape) : reduced;
+        if (node.op === 'slice') {
+          // Defer: the piece is dy itself, placed at the slice's offset when the sliced tensor's turn comes.
+          const target = node.targets[0];
+          if (target) {
+            const pending = sliceGrads.get(target) ?? { pieces: [], begins: [], shape: node.inputs[0]!.shape };
+            pending.pieces.push(ops.reshape(dy, dy.shape));
+            pending.begins.push((node.attrs as { begin: readonly number[] }).begin);
+            sliceGrads.set(target, pending);
+          }
+        } else {
+          // The rule's temporaries die with this inner tidy; only the reduced gradients leave it.
+          const inputGrads = tidy(() => {
+            const raw = (gradRules[node.op as DiffOp] as (dy: Tensor, c: RuleContext<never>) => (Tensor | null)[])(dy, ctx);
+            return node.targets.map((target, i) => {
+              const g = raw[i];
+              if (target === null || g === null || g === undefined) return null;
+              const input = node.inputs[i]!;
+              const reduced = sumToShape(g, input.shape, node.op, i);
+              if (reduced.dtype !== input.dtype) {
+                throw new Error(`backward of ${node.op}: the gradient for input ${i} is ${reduced.dtype} but the input is ${input.dtype}`);
+              }
+              return reduced === dy ? ops.reshape(dy, dy.shape) : reduced;
+            });
           });
-        });
-        inputGrads.forEach((g, i) => { if (g) accumulate(node.targets[i]!, g); });
+          inputGrads.forEach((g, i) => { if (g) accumulate(node.targets[i]!, g); });
+        }
         if (wanted.has(node)) leaves.set(node, dy);
         else dy.dispose();
         grads.delete(node);

@@ -102,8 +102,9 @@ export function evaluate(model: AnyLM, corpus: Corpus, config: RunConfig): Omit<
         const s = out.stats;
         if (s) {
           s.expertCounts.forEach((c, e) => { counts[e]! += c; });
-          importance = importance.map((v, e) => v + s.importance.dataSync()[e]!);
-          load = load.map((v, e) => v + s.load.dataSync()[e]!);
+          const imp = s.importance.dataSync(), ld = s.load.dataSync(); // one readback each, not one per expert
+          importance = importance.map((v, e) => v + imp[e]!);
+          load = load.map((v, e) => v + ld[e]!);
           entropySum += s.gateEntropy.item();
           batches++;
           if (domainExpert && b.domains) {

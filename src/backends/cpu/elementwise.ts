@@ -59,8 +59,9 @@ export function broadcastLoop(
   const inner = outShape[rank - 1]!;
   const innerStrides = strides.map((s) => s[rank - 1]!);
   const counter = new Array<number>(rank).fill(0);
+  const base = new Int32Array(offsets.length); // offsets at the start of the current row
   for (let o = 0; o < n; ) {
-    const base = Int32Array.from(offsets);
+    base.set(offsets);
     for (let i = 0; i < inner; i++, o++) {
       body(o, offsets);
       for (let j = 0; j < offsets.length; j++) offsets[j]! += innerStrides[j]!;
