@@ -96,6 +96,26 @@ describe('matmul', () => {
     }), numRuns(50));
   });
 
+  test('every kernel path (thin, short inner dimension, few rows, packed) with odd sizes, batches and transposes', () => {
+    // Sizes straddle each kernel choice in src/backends/cpu/matmul.ts: m < 8 / < 32 / ≥ 32,
+    // n < 8, k < 16 / > 256 (one KC block), and tile remainders of 3 rows and 4 columns.
+    const dim = (max: number) => fc.oneof(fc.integer({ min: 1, max: 9 }), fc.integer({ min: 10, max: max }));
+    const arb = fc.record({ batch: fc.integer({ min: 1, max: 2 }), m: dim(70), n: dim(40), k: dim(300), tA: fc.boolean(), tB: fc.boolean() })
+      .chain((c) => {
+        const aShape = [c.batch, ...(c.tA ? [c.k, c.m] : [c.m, c.k])], bShape = c.tB ? [c.n, c.k] : [c.k, c.n];
+        return fc.tuple(fc.constant({ ...c, aShape, bShape }), fc.constantFrom(...FLOATS));
+      });
+    let seed = 10;
+    fc.assert(fc.property(arb, ([{ aShape, bShape, tA, tB }, dtype]) => {
+      const va = lcgValues(size(aShape), seed++).map((v) => round(dtype, v)), vb = lcgValues(size(bShape), seed++).map((v) => round(dtype, v));
+      const a = mt.tensor(va, aShape, { dtype }), b = mt.tensor(vb, bShape, { dtype });
+      const ref = matmulRef(va, aShape, vb, bShape, tA, tB);
+      const y = mt.matmul(a, b, { transposeA: tA, transposeB: tB });
+      checkMatmul(y, ref, ref.shape, dtype, `matmul [${aShape}]${tA ? 'ᵀ' : ''} [${bShape}]${tB ? 'ᵀ' : ''} ${dtype}`);
+      mt.dispose([a, b, y]);
+    }), numRuns(60));
+  });
+
   test('sizes that cross the kernel blocking (k = 300, odd m and n) in every transpose combination', () => {
     const m = 9, k = 300, n = 7;
     for (const dtype of FLOATS) {

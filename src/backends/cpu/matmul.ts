@@ -242,6 +242,95 @@ function gemmSmallK(
   }
 }
 
+// ---- few rows ---------------------------------------------------------------------------
+// An MoE expert sees a handful of rows (≈ 8 per expert at 256 experts, k = 2 of 1024 tokens),
+// against a weight of hundreds × hundreds. Packing the weight costs about a multiply-add per
+// element, and each weight element is used only m times, so below m ≈ 32 packing is a large
+// share of the product (the packed kernel ran 3.8–4.2 GFLOP/s at m = 8, against 5.9 for this).
+// Instead the same 3×4 register tile reads both operands in place, through their strides,
+// whatever the transposition; rows past the last whole tile use a 2×4 or 1×4 tile.
+
+type Arr = TypedArray;
+
+/** C[3×4 at c, row stride ldc] = Σ_p A(i, p)·B(p, j), A(i, p) = A[a0 + i·sAi + p·sAp], B(p, j) = B[b0 + p·sBp + j·sBj]. */
+function tile3x4(A: Arr, a0: number, sAi: number, sAp: number, B: Arr, b0: number, sBp: number, sBj: number, C: Arr, c: number, ldc: number, k: number): void {
+  const a1 = a0 + sAi, a2 = a1 + sAi, b1 = b0 + sBj, b2 = b1 + sBj, b3 = b2 + sBj;
+  let c00 = 0, c01 = 0, c02 = 0, c03 = 0, c10 = 0, c11 = 0, c12 = 0, c13 = 0, c20 = 0, c21 = 0, c22 = 0, c23 = 0;
+  for (let p = 0, a = 0, b = 0; p < k; p++, a += sAp, b += sBp) {
+    const x0 = A[a0 + a]!, x1 = A[a1 + a]!, x2 = A[a2 + a]!;
+    let w = B[b0 + b]!;
+    c00 += x0 * w; c10 += x1 * w; c20 += x2 * w;
+    w = B[b1 + b]!;
+    c01 += x0 * w; c11 += x1 * w; c21 += x2 * w;
+    w = B[b2 + b]!;
+    c02 += x0 * w; c12 += x1 * w; c22 += x2 * w;
+    w = B[b3 + b]!;
+    c03 += x0 * w; c13 += x1 * w; c23 += x2 * w;
+  }
+  C[c] = c00; C[c + 1] = c01; C[c + 2] = c02; C[c + 3] = c03;
+  c += ldc;
+  C[c] = c10; C[c + 1] = c11; C[c + 2] = c12; C[c + 3] = c13;
+  c += ldc;
+  C[c] = c20; C[c + 1] = c21; C[c + 2] = c22; C[c + 3] = c23;
+}
+
+/** tile3x4 for the last two rows. */
+function tile2x4(A: Arr, a0: number, sAi: number, sAp: number, B: Arr, b0: number, sBp: number, sBj: number, C: Arr, c: number, ldc: number, k: number): void {
+  const a1 = a0 + sAi, b1 = b0 + sBj, b2 = b1 + sBj, b3 = b2 + sBj;
+  let c00 = 0, c01 = 0, c02 = 0, c03 = 0, c10 = 0, c11 = 0, c12 = 0, c13 = 0;
+  for (let p = 0, a = 0, b = 0; p < k; p++, a += sAp, b += sBp) {
+    const x0 = A[a0 + a]!, x1 = A[a1 + a]!;
+    let w = B[b0 + b]!;
+    c00 += x0 * w; c10 += x1 * w;
+    w = B[b1 + b]!;
+    c01 += x0 * w; c11 += x1 * w;
+    w = B[b2 + b]!;
+    c02 += x0 * w; c12 += x1 * w;
+    w = B[b3 + b]!;
+    c03 += x0 * w; c13 += x1 * w;
+  }
+  C[c] = c00; C[c + 1] = c01; C[c + 2] = c02; C[c + 3] = c03;
+  c += ldc;
+  C[c] = c10; C[c + 1] = c11; C[c + 2] = c12; C[c + 3] = c13;
+}
+
+/** tile3x4 for the last row. */
+function tile1x4(A: Arr, a0: number, sAp: number, B: Arr, b0: number, sBp: number, sBj: number, C: Arr, c: number, k: number): void {
+  const b1 = b0 + sBj, b2 = b1 + sBj, b3 = b2 + sBj;
+  let c00 = 0, c01 = 0, c02 = 0, c03 = 0;
+  for (let p = 0, a = 0, b = 0; p < k; p++, a += sAp, b += sBp) {
+    const x = A[a0 + a]!;
+    c00 += x * B[b0 + b]!; c01 += x * B[b1 + b]!; c02 += x * B[b2 + b]!; c03 += x * B[b3 + b]!;
+  }
+  C[c] = c00; C[c + 1] = c01; C[c + 2] = c02; C[c + 3] = c03;
+}
+
+/**
+ * C (m×n at cOff, row-major) = A·B with both operands read in place, A(i, p) at
+ * aOff + i·sAi + p·sAp and B(p, j) at bOff + p·sBp + j·sBj. Column blocks outside, row
+ * tiles inside: the four columns of B a block reads stay in L1 while every row tile uses them.
+ */
+function gemmFewRows(
+  A: Arr, aOff: number, sAi: number, sAp: number,
+  B: Arr, bOff: number, sBp: number, sBj: number, C: Arr, cOff: number, m: number, n: number, k: number,
+): void {
+  const n4 = n - (n % 4);
+  for (let j = 0; j < n4; j += 4) {
+    const b0 = bOff + j * sBj;
+    let i = 0;
+    for (; i + 2 < m; i += 3) tile3x4(A, aOff + i * sAi, sAi, sAp, B, b0, sBp, sBj, C, cOff + i * n + j, n, k);
+    if (m - i === 2) tile2x4(A, aOff + i * sAi, sAi, sAp, B, b0, sBp, sBj, C, cOff + i * n + j, n, k);
+    else if (m - i === 1) tile1x4(A, aOff + i * sAi, sAp, B, b0, sBp, sBj, C, cOff + i * n + j, k);
+  }
+  for (let i = 0; i < m; i++) {
+    for (let j = n4; j < n; j++) {
+      let s = 0;
+      for (let p = 0; p < k; p++) s += A[aOff + i * sAi + p * sAp]! * B[bOff + p * sBp + j * sBj]!;
+      C[cOff + i * n + j] = s;
+    }
+  }
+}
+
 /**
  * Whether the packed kernel pays off. Measured crossovers (float32, this file's kernels): it
  * wins once every dimension reaches about 8–16 and the product about 24³ multiply-adds.
@@ -265,7 +354,10 @@ export function matmul(
   const aMat = m * k, bMat = k * n, cMat = m * n;
   // A(i, p) = a[off + i·sAi + p·sAp] and B(p, j) likewise: transposition only swaps strides.
   const sAi = transposeA ? 1 : k, sAp = transposeA ? m : 1;
-  const packed = usePacked(m, n, k);
+  // Few rows against a wide operand, and an inner dimension long enough that the 3×4 tile's
+  // 12 stores per k steps are noise (shorter ones: gemmSmallK).
+  const fewRows = m < 32 && n >= 8 && k >= 16;
+  const packed = !fewRows && usePacked(m, n, k);
   const A: Strided = { data: a, off: 0, sR: sAi, sC: sAp };
   const B: Strided = { data: b, off: 0, sR: transposeB ? 1 : n, sC: transposeB ? k : 1 };
   const mPad = Math.ceil(m / MR) * MR, nPad = Math.ceil(n / NR) * NR;
@@ -277,7 +369,9 @@ export function matmul(
   let aIdx = 0, bIdx = 0;
   for (let batch = 0; batch < batches; batch++) {
     const aOff = aIdx * aMat, bOff = bIdx * bMat, cOff = batch * cMat;
-    if (!packed) {
+    if (fewRows) {
+      gemmFewRows(a, aOff, sAi, sAp, b, bOff, B.sR, B.sC, out, cOff, m, n, k);
+    } else if (!packed) {
       if (transposeB) gemmDotBt(a, aOff, sAi, sAp, b, bOff, out, cOff, m, n, k);
       else if (k < 16) gemmSmallK(a, aOff, sAi, sAp, b, bOff, out, cOff, m, n, k);
       else gemmRowsB(a, aOff, sAi, sAp, b, bOff, out, cOff, m, n, k);
