@@ -6,7 +6,7 @@ import { fillRandom } from '../../tensor/philox.js';
 import { normalCdfFloat32 } from '../../tensor/special.js';
 import { sizeOf } from '../../tensor/shape.js';
 import type { Backend, Handle, KernelAttrs, KernelName, KernelTable, MemoryInfo, OutInfo, TensorInfo } from '../backend.js';
-import { addSubMulDivSameShape, binaryBroadcast, binaryFns, broadcastLoop, mapUnary, unaryFns } from './elementwise.js';
+import { binaryBroadcast, binaryFast, binaryFns, broadcastLoop, mapUnary, unaryFns, whereFast } from './elementwise.js';
 import { gather, indexAdd, indexSelect, oneHot, scatterAdd, topkIndices } from './indexing.js';
 import { matmul } from './matmul.js';
 import { broadcastTo, concat, pad, permute, slice } from './movement.js';
@@ -36,9 +36,7 @@ const unary = (name: keyof typeof unaryFns) => (inputs: In, _a: unknown, out: Ou
 const binary = (name: keyof typeof binaryFns) => (inputs: In, _a: unknown, out: OutInfo, be: CpuBackend) => {
   const [a, b] = inputs as [In[0], In[0]];
   const y = allocate(out.dtype, sizeOf(out.shape));
-  const fast = (name === 'add' || name === 'sub' || name === 'mul' || name === 'div') &&
-    addSubMulDivSameShape(name, data(a), data(b), y);
-  if (!fast) binaryBroadcast(binaryFns[name], data(a), a.shape, data(b), b.shape, y, out.shape);
+  if (!binaryFast(name, data(a), a.shape, data(b), b.shape, y, out.shape)) binaryBroadcast(binaryFns[name], data(a), a.shape, data(b), b.shape, y, out.shape);
   return be.wrap(y);
 };
 
@@ -57,7 +55,7 @@ function makeKernels(): { [K in KernelName]: CpuKernel<K> } {
     where: (inputs, _a, out, be) => {
       const [c, a, b] = inputs as [In[0], In[0], In[0]];
       const y = alloc(out), cv = data(c), av = data(a), bv = data(b);
-      broadcastLoop(out.shape, [c.shape, a.shape, b.shape], (o, off) => {
+      if (!whereFast(cv, c.shape, av, a.shape, bv, b.shape, y, out.shape)) broadcastLoop(out.shape, [c.shape, a.shape, b.shape], (o, off) => {
         y[o] = cv[off[0]!] !== 0 ? av[off[1]!]! : bv[off[2]!]!;
       });
       return be.wrap(y);

@@ -52,7 +52,17 @@ export function reduce(kind: Combine, x: TypedArray, shape: Shape, axes: readonl
     }
   } else if (split) {
     const [outer, r, inner] = split;
-    for (let o = 0; o < outer; o++) {
+    // Reduced elements `inner` apart: sweep whole rows into the accumulator row (for a sum,
+    // with the + written in: a bias gradient sums a [rows, n] gradient over its rows).
+    if (kind === 'sum') {
+      for (let o = 0; o < outer; o++) {
+        const ob = o * inner;
+        for (let j = 0; j < r; j++) {
+          const base = (o * r + j) * inner;
+          for (let i = 0; i < inner; i++) acc[ob + i] = acc[ob + i]! + x[base + i]!;
+        }
+      }
+    } else for (let o = 0; o < outer; o++) {
       for (let j = 0; j < r; j++) {
         const base = (o * r + j) * inner, ob = o * inner;
         for (let i = 0; i < inner; i++) acc[ob + i] = combine(kind, acc[ob + i]!, x[base + i]!);
