@@ -36,6 +36,11 @@ export interface GatingOutput {
 export interface GateForwardOptions {
   /** ε ~ N(0, 1) per (example, expert), [N, E]: supply it for gradient checks and comparisons. */
   noise?: Tensor;
+  /**
+   * [N] 0/1: which rows count. Rows with 0 are padding (the fixed-size buffers of device
+   * dispatch): they are gated like any row, but importance and load sum the rows with 1 only.
+   */
+  mask?: Tensor;
 }
 
 
@@ -96,6 +101,10 @@ export class NoisyTopKGating extends Module {
         throw new Error(`NoisyTopKGating: noise must have shape [${N}, ${E}], got ${n instanceof Tensor ? shapeToString(n.shape) : typeof n}`);
       }
     }
+    const mask = options.mask;
+    if (mask !== undefined && (!(mask instanceof Tensor) || mask.rank !== 1 || mask.shape[0] !== N || mask.dtype === 'int32')) {
+      throw new Error(`NoisyTopKGating: mask must be a float [${N}] tensor, got ${mask instanceof Tensor ? `${mask.dtype} ${shapeToString(mask.shape)}` : typeof mask}`);
+    }
     return tidy(() => {
       const clean = matmul(x, this.w_gate); // eq. 3, first term
       let noisy = clean, stddev: Tensor | null = null;
@@ -111,11 +120,13 @@ export class NoisyTopKGating extends Module {
       const indices = m === k ? top.indices : slice(top.indices, [0, 0], [N, k]);
       const gatesTopK = softmax(topKValues, -1); // eq. 5: softmax over the kept noisy logits
       const gates = scatterAdd(zeros([N, E], { dtype: x.dtype }), 1, indices, gatesTopK);
+      const rowMask = mask ? mask.reshape([N, 1]) : null;
+      const counted = rowMask ? gates.mul(rowMask) : gates;
       const load = stddev !== null && k < E
-        ? probInTopK(clean, noisy, stddev, top.values, k).sum(0)
-        : gatesToLoad(gates);
+        ? (rowMask ? probInTopK(clean, noisy, stddev, top.values, k).mul(rowMask) : probInTopK(clean, noisy, stddev, top.values, k)).sum(0)
+        : gatesToLoad(counted);
       return {
-        gates, indices, importance: importance(gates), load,
+        gates, indices, importance: importance(counted), load,
         cleanLogits: clean, noisyLogits: noisy, noiseStddev: stddev,
       };
     });

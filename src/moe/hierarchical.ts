@@ -5,19 +5,26 @@
 //   Load_H(X)ᵢⱼ = Load_primary(X)ᵢ · Loadᵢ(X⁽ⁱ⁾)ⱼ / |X⁽ⁱ⁾|              (eq. 14)
 // where X⁽ⁱ⁾ are the examples routed to group i; Loadᵢ is computed over X⁽ⁱ⁾ only. The
 // primary factor keeps a gradient path to the primary gate (the paper's reason for eq. 14).
+//
+// Both routing levels use SparseDispatcher (exact rows, grouped on the host) or
+// DeviceDispatcher (fixed-size buffers on the device: no readback, fixed shapes), as MoE's
+// `dispatch` option says. With device dispatch, group i's buffer holds its examples first and
+// padding rows after them; a 0/1 row mask keeps the padding out of Importance_H and Load_H,
+// and the padding's outputs are never combined, so the results equal the sparse path's.
 
-import { tidy } from '../tensor/engine.js';
-import { tensor, zeros } from '../tensor/ops/creation.js';
+import { getBackend, noGrad, tidy } from '../tensor/engine.js';
+import { arange, tensor, zeros } from '../tensor/ops/creation.js';
+import { cast, less, maximum, minimum } from '../tensor/ops/elementwise.js';
 import { indexAdd, indexSelect, topk } from '../tensor/ops/indexing.js';
-import { concat, reshape, stack } from '../tensor/ops/movement.js';
+import { concat, pad, reshape, slice, stack } from '../tensor/ops/movement.js';
 import { shapeToString } from '../tensor/shape.js';
 import { Tensor } from '../tensor/tensor.js';
 import type { DType } from '../tensor/dtype.js';
 import type { Generator } from '../tensor/ops/creation.js';
 import { checkDType, checkPositiveInt, Module } from '../nn/module.js';
 import { cvSquared, gateEntropy } from './balancing.js';
-import { SparseDispatcher } from './dispatcher.js';
-import { NoisyTopKGating } from './gating.js';
+import { DeviceDispatcher, SparseDispatcher } from './dispatcher.js';
+import { NoisyTopKGating, type GatingOutput } from './gating.js';
 import { Expert, type MoEOutput, type MoEStats } from './moe.js';
 
 export interface HierarchicalMoEOptions {
@@ -38,6 +45,17 @@ export interface HierarchicalMoEOptions {
   wLoad?: number;
   dtype?: DType;
   generator?: Generator;
+  /**
+   * How examples reach their groups and experts, at both levels (as MoE's option):
+   * 'sparse' (SparseDispatcher, the routing is read back to the host and shapes change every
+   * batch), 'device' (DeviceDispatcher: fixed-size buffers, no readback, no recompilation;
+   * equal results), or 'auto' (default): 'sparse' on the CPU backend, 'device' on the others.
+   */
+  dispatch?: 'auto' | 'sparse' | 'device';
+  /** Rows per group buffer with 'device' dispatch (default: all N, so nothing is dropped). */
+  capacity?: number;
+  /** Rows per expert buffer inside a group with 'device' dispatch (default: the group capacity). */
+  expertCapacity?: number;
 }
 
 /** A group: its secondary gate and its experts (names groups.{i}.gate.*, groups.{i}.experts.{j}.*). */
@@ -57,10 +75,35 @@ export interface HierarchicalStats extends MoEStats {
   primaryGates: Tensor;
   /** [numGroups]: the primary load (smooth when noisy and training). */
   primaryLoad: Tensor;
-  /** Per group: how many examples it received, |X⁽ⁱ⁾|. */
+  /**
+   * Per group: how many examples it received, |X⁽ⁱ⁾| (known on the host with sparse dispatch;
+   * with device dispatch it is counted from `primaryGates` when first read: a readback).
+   */
   groupCounts: number[];
   /** [numGroups, expertsPerGroup]: each secondary gate's load over its own examples, Loadᵢ(X⁽ⁱ⁾). */
   secondaryLoad: Tensor;
+}
+
+/** What one routing path (sparse or device) hands to forward's shared tail. */
+interface Routed {
+  combined: Tensor;
+  importanceRows: Tensor[];
+  loadRows: Tensor[];
+  secondaryLoads: Tensor[];
+  jointGates: Tensor;
+  /** Known on the host (sparse dispatch). */
+  expertCounts?: number[];
+  groupCounts?: number[];
+  /** Device dispatch: [group capacity, expert capacity]; the counts are read lazily. */
+  capacities?: [number, number];
+}
+
+/** Per column of [N, M], how many rows are nonzero (a readback). */
+function nonzeroPerColumn(t: Tensor): number[] {
+  const M = t.shape[1]!, v = t.dataSync();
+  const counts = new Array<number>(M).fill(0);
+  for (let i = 0; i < v.length; i++) if (v[i]! > 0) counts[i % M]!++;
+  return counts;
 }
 
 export class HierarchicalMoE extends Module {
@@ -75,6 +118,9 @@ export class HierarchicalMoE extends Module {
   readonly kSecondary: number;
   wImportance: number;
   wLoad: number;
+  dispatch: 'auto' | 'sparse' | 'device';
+  capacity: number | undefined;
+  expertCapacity: number | undefined;
 
   constructor(options: HierarchicalMoEOptions) {
     super();
@@ -90,6 +136,10 @@ export class HierarchicalMoE extends Module {
     if (this.kSecondary > this.expertsPerGroup) throw new Error(`HierarchicalMoE: kSecondary (${this.kSecondary}) cannot exceed expertsPerGroup (${this.expertsPerGroup})`);
     this.wImportance = options.wImportance ?? 0.1;
     this.wLoad = options.wLoad ?? 0.1;
+    this.dispatch = options.dispatch ?? 'auto';
+    if (!['auto', 'sparse', 'device'].includes(this.dispatch)) throw new Error(`HierarchicalMoE: dispatch must be 'auto', 'sparse' or 'device', got '${String(this.dispatch)}'`);
+    this.capacity = options.capacity === undefined ? undefined : check('capacity', options.capacity);
+    this.expertCapacity = options.expertCapacity === undefined ? undefined : check('expertCapacity', options.expertCapacity);
     const dtype = checkDType('HierarchicalMoE', options.dtype);
     const gen = options.generator ? { generator: options.generator } : {};
     const gateOptions = { inputSize: this.inputSize, noisy: options.noisyGating ?? true, noiseEpsilon: options.noiseEpsilon ?? 1e-2, dtype, ...gen };
@@ -111,51 +161,126 @@ export class HierarchicalMoE extends Module {
       throw new Error(`HierarchicalMoE: noise.secondary needs ${this.numGroups} tensors, got ${noise.secondary.length}`);
     }
     return tidy(() => {
-      const N = x.size / this.inputSize, b = this.expertsPerGroup;
+      const N = x.size / this.inputSize;
       const rows = reshape(x, [N, this.inputSize]);
+      for (const [i, t] of (noise.secondary ?? []).entries()) {
+        if (this.groups[i]!.gate.addsNoise && (!(t instanceof Tensor) || t.rank !== 2 || t.shape[0] !== N || t.shape[1] !== this.expertsPerGroup)) {
+          throw new Error(`HierarchicalMoE: noise.secondary[${i}] must have shape [${N}, ${this.expertsPerGroup}], got ${t instanceof Tensor ? shapeToString(t.shape) : typeof t}`);
+        }
+      }
       const gp = this.primary.forward(rows, noise.primary ? { noise: noise.primary } : {});
-      const primaryDispatch = new SparseDispatcher(this.numGroups, gp.gates, gp.indices);
-      const groupInputs = primaryDispatch.dispatch(rows);
-      const groupPrimaryGates = primaryDispatch.expertToGates();
-      const groupRows = primaryDispatch.expertToBatchIndices();
-      const groupOutputs: Tensor[] = [], importanceRows: Tensor[] = [], loadRows: Tensor[] = [], jointColumns: Tensor[] = [], secondaryLoads: Tensor[] = [];
-      const expertCounts: number[] = [];
-      this.groups.forEach((group, i) => {
-        const rowsOfGroup = tensor(groupRows[i]!, [groupRows[i]!.length], { dtype: 'int32' });
-        const n = groupRows[i]!.length;
-        const groupNoise = noise.secondary ? indexSelect(noise.secondary[i]!, 0, rowsOfGroup) : undefined;
-        const gi = group.gate.forward(groupInputs[i]!, groupNoise ? { noise: groupNoise } : {});
-        const dispatch = new SparseDispatcher(b, gi.gates, gi.indices);
-        const outs = dispatch.dispatch(groupInputs[i]!).map((input, j) => group.experts[j]!.forward(input));
-        groupOutputs.push(dispatch.combine(outs));
-        expertCounts.push(...dispatch.partSizes);
-        dispatch.dispose();
-        // G_primary(x)ᵢ·Gᵢ(x)ⱼ for the examples of group i.
-        const joint = gi.gates.mul(reshape(groupPrimaryGates[i]!, [n, 1]));
-        importanceRows.push(joint.sum(0));
-        secondaryLoads.push(gi.load.detach());
-        loadRows.push(n > 0 ? gi.load.mul(gp.load.slice([i], [1])).div(n) : zeros([b], { dtype: x.dtype }));
-        jointColumns.push(indexAdd(zeros([N, b], { dtype: x.dtype }), 0, rowsOfGroup, joint));
-      });
-      // The secondary outputs already include Gᵢ; the primary combine multiplies by G_primary once.
-      const combined = primaryDispatch.combine(groupOutputs);
-      const groupCounts = [...primaryDispatch.partSizes];
-      primaryDispatch.dispose();
-      const importanceH = stack(importanceRows, 0), loadH = stack(loadRows, 0);
+      // An empty batch has no routing to read back; the sparse path handles it without buffers.
+      const onDevice = N > 0 && (this.dispatch === 'device' || (this.dispatch === 'auto' && getBackend().name !== 'cpu'));
+      const r = onDevice ? this.routeOnDevice(rows, gp, noise.secondary) : this.routeSparse(rows, gp, noise.secondary);
+      const importanceH = stack(r.importanceRows, 0), loadH = stack(r.loadRows, 0);
       const cvImp = cvSquared(importanceH), cvLoad = cvSquared(loadH);
       const auxLoss = cvImp.mul(this.wImportance).add(cvLoad.mul(this.wLoad));
-      const jointGates = concat(jointColumns, 1).detach();
+      const jointGates = r.jointGates;
       const stats: HierarchicalStats = {
         gates: jointGates,
         indices: topk(jointGates, this.kPrimary * this.kSecondary).indices,
         importance: reshape(importanceH, [this.numExperts]).detach(),
         load: reshape(loadH, [this.numExperts]).detach(),
-        expertCounts,
+        expertCounts: r.expertCounts ?? [],
         cvImportance: cvImp.detach().sqrt(), cvLoad: cvLoad.detach().sqrt(), gateEntropy: gateEntropy(jointGates),
-        primaryGates: gp.gates.detach(), primaryLoad: gp.load.detach(), groupCounts, secondaryLoad: stack(secondaryLoads, 0),
+        primaryGates: gp.gates.detach(), primaryLoad: gp.load.detach(), groupCounts: r.groupCounts ?? [], secondaryLoad: stack(r.secondaryLoads, 0),
       };
-      return { output: reshape(combined, [...x.shape.slice(0, -1), this.outputSize]), auxLoss, stats };
+      if (r.capacities) {
+        // Counted when asked for (a readback), from the nonzero gates of tensors the caller
+        // owns; not enumerable, so that tidy does not read them while collecting the result.
+        const [groupCapacity, expertCapacity] = r.capacities;
+        let groups: number[] | null = null, experts: number[] | null = null;
+        Object.defineProperty(stats, 'groupCounts', {
+          enumerable: false,
+          get: () => (groups ??= nonzeroPerColumn(stats.primaryGates).map((c) => Math.min(c, groupCapacity))),
+        });
+        Object.defineProperty(stats, 'expertCounts', {
+          enumerable: false,
+          get: () => (experts ??= nonzeroPerColumn(stats.gates).map((c) => Math.min(c, expertCapacity))),
+        });
+      }
+      return { output: reshape(r.combined, [...x.shape.slice(0, -1), this.outputSize]), auxLoss, stats };
     });
+  }
+
+  /** Both levels through SparseDispatcher: exactly the routed rows (host readback of the routing). */
+  private routeSparse(rows: Tensor, gp: GatingOutput, secondaryNoise: readonly Tensor[] | undefined): Routed {
+    const N = rows.shape[0]!, b = this.expertsPerGroup, dtype = rows.dtype;
+    const primaryDispatch = new SparseDispatcher(this.numGroups, gp.gates, gp.indices);
+    const groupInputs = primaryDispatch.dispatch(rows);
+    const groupPrimaryGates = primaryDispatch.expertToGates();
+    const groupRows = primaryDispatch.expertToBatchIndices();
+    const groupOutputs: Tensor[] = [], importanceRows: Tensor[] = [], loadRows: Tensor[] = [], jointColumns: Tensor[] = [], secondaryLoads: Tensor[] = [];
+    const expertCounts: number[] = [];
+    this.groups.forEach((group, i) => {
+      const rowsOfGroup = tensor(groupRows[i]!, [groupRows[i]!.length], { dtype: 'int32' });
+      const n = groupRows[i]!.length;
+      const groupNoise = secondaryNoise && group.gate.addsNoise ? indexSelect(secondaryNoise[i]!, 0, rowsOfGroup) : undefined;
+      const gi = group.gate.forward(groupInputs[i]!, groupNoise ? { noise: groupNoise } : {});
+      const dispatch = new SparseDispatcher(b, gi.gates, gi.indices);
+      const outs = dispatch.dispatch(groupInputs[i]!).map((input, j) => group.experts[j]!.forward(input));
+      groupOutputs.push(dispatch.combine(outs));
+      expertCounts.push(...dispatch.partSizes);
+      dispatch.dispose();
+      // G_primary(x)ᵢ·Gᵢ(x)ⱼ for the examples of group i.
+      const joint = gi.gates.mul(reshape(groupPrimaryGates[i]!, [n, 1]));
+      importanceRows.push(joint.sum(0));
+      secondaryLoads.push(gi.load.detach());
+      loadRows.push(n > 0 ? gi.load.mul(gp.load.slice([i], [1])).div(n) : zeros([b], { dtype }));
+      jointColumns.push(indexAdd(zeros([N, b], { dtype }), 0, rowsOfGroup, joint));
+    });
+    // The secondary outputs already include Gᵢ; the primary combine multiplies by G_primary once.
+    const combined = primaryDispatch.combine(groupOutputs);
+    const groupCounts = [...primaryDispatch.partSizes];
+    primaryDispatch.dispose();
+    return { combined, importanceRows, loadRows, secondaryLoads, jointGates: concat(jointColumns, 1).detach(), expertCounts, groupCounts };
+  }
+
+  /**
+   * Both levels through DeviceDispatcher: group i gets a [C, d] buffer (its examples first, in
+   * increasing order, then padding rows); its secondary gate and experts run on the whole
+   * buffer, with the padding masked out of importance and load and never combined.
+   */
+  private routeOnDevice(rows: Tensor, gp: GatingOutput, secondaryNoise: readonly Tensor[] | undefined): Routed {
+    const N = rows.shape[0]!, a = this.numGroups, b = this.expertsPerGroup, dtype = rows.dtype;
+    const C = Math.min(this.capacity ?? N, N), Ce = Math.min(this.expertCapacity ?? C, C);
+    const primaryDispatch = new DeviceDispatcher(a, gp.gates, gp.indices, C);
+    const groupInputs = primaryDispatch.dispatch(rows);
+    // Per buffer row, the primary gates of the example it holds (differentiable), [C, a] per group.
+    const bufferGates = primaryDispatch.dispatch(gp.gates);
+    // mask[i][r] = 1 when row r of group i's buffer holds a routed example: r < min(count_i, C).
+    const { masks, sizes } = noGrad(() => tidy(() => {
+      const sizes = minimum(primaryDispatch.counts, C);                                     // [a]
+      const all = cast(less(arange(C, undefined, 1, { dtype }).reshape([1, C]), sizes.reshape([a, 1])), dtype);
+      return { masks: Array.from({ length: a }, (_, i) => reshape(slice(all, [i, 0], [1, C]), [C])), sizes };
+    }));
+    const needNoise = secondaryNoise && this.groups.some((g) => g.gate.addsNoise);
+    const noiseParts = needNoise ? primaryDispatch.dispatch(concat(secondaryNoise, 1)) : null;
+    const groupOutputs: Tensor[] = [], importanceRows: Tensor[] = [], loadRows: Tensor[] = [], gateBlocks: Tensor[] = [], secondaryLoads: Tensor[] = [];
+    this.groups.forEach((group, i) => {
+      const mask = masks[i]!;
+      const groupNoise = noiseParts && group.gate.addsNoise ? slice(noiseParts[i]!, [0, i * b], [C, b]) : undefined;
+      const gi = group.gate.forward(groupInputs[i]!, { mask, ...(groupNoise ? { noise: groupNoise } : {}) });
+      const dispatch = new DeviceDispatcher(b, gi.gates, gi.indices, Ce);
+      const outs = dispatch.dispatch(groupInputs[i]!).map((input, j) => group.experts[j]!.forward(input));
+      groupOutputs.push(dispatch.combine(outs));
+      dispatch.dispose();
+      // G_primary(x)ᵢ·Gᵢ(x)ⱼ for the examples of group i, 0 on padding rows.
+      const primaryGate = slice(bufferGates[i]!, [0, i], [C, 1]).mul(mask.reshape([C, 1]));
+      const joint = gi.gates.mul(primaryGate);
+      importanceRows.push(joint.sum(0));
+      secondaryLoads.push(gi.load.detach());
+      // Loadᵢ is 0 when the group got no example, so dividing by max(|X⁽ⁱ⁾|, 1) gives the sparse path's 0.
+      const n = maximum(slice(sizes, [i], [1]), 1);
+      loadRows.push(gi.load.mul(gp.load.slice([i], [1])).div(n));
+      // Group i's secondary gates in its own columns of [C, a·b]; the primary combine below
+      // weights them by G_primary and scatters them to their examples: the joint gates.
+      gateBlocks.push(noGrad(() => pad(gi.gates.detach(), [0, i * b], [0, (a - 1 - i) * b])));
+    });
+    const combined = primaryDispatch.combine(groupOutputs);
+    const jointGates = noGrad(() => primaryDispatch.combine(gateBlocks));
+    primaryDispatch.dispose();
+    return { combined, importanceRows, loadRows, secondaryLoads, jointGates, capacities: [C, Ce] };
   }
 
   /** Forward multiply-adds per example: both gating levels plus kPrimary·kSecondary experts. */

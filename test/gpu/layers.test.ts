@@ -94,6 +94,32 @@ gpuSuite('layers', (mode) => {
     }, N * 4);
   });
 
+  test('hierarchical MoE (noisy top-k at both levels, given noise) forward and backward equal the CPU', async () => {
+    // The CPU runs float64 with sparse dispatch (its default), the GPU float32 with device dispatch.
+    const [N, d, a, b] = [16, 5, 3, 3];
+    await compareLayer(mode, 'hierarchical MoE', {
+      arch: () => new mt.HierarchicalMoE({ inputSize: d, outputSize: 4, hiddenSize: 6, numGroups: a, expertsPerGroup: b, kPrimary: 2, kSecondary: 2, generator: new mt.Generator(6) }),
+      setup: (m) => {
+        const h = m as mt.HierarchicalMoE;
+        // Every gate's noisy logits planned with a 0.3 margin (noise solved for them): float32 never flips a route.
+        const made = mt.tidy(() => {
+          const x = gatingCase(N, d, a, 21).x;
+          const pin = (gate: mt.NoisyTopKGating, E: number, seed: number) => {
+            const c = gatingCase(N, d, E, seed);
+            gate.loadStateDict({ w_gate: c.wGate.float(), w_noise: c.wNoise.float() });
+            return mt.tensor(c.H, [N, E], { dtype: 'float64' }).sub(x.matmul(c.wGate)).div(x.matmul(c.wNoise).softplus().add(0.01)).float();
+          };
+          return { x: x.float(), noise: [pin(h.primary, a, 22), ...h.groups.map((g, i) => pin(g.gate, b, 23 + i))] };
+        });
+        return [made.x.requiresGrad_(), ...made.noise];
+      },
+      run: (m, [xs, primary, ...secondary]) => {
+        const r = (m as mt.HierarchicalMoE).forward(xs!, { noise: { primary: primary!, secondary } });
+        return [r.output, r.auxLoss, r.stats.gates, r.stats.importance, r.stats.load, r.stats.secondaryLoad];
+      },
+    }, N * 4);
+  });
+
   test('MoE with its own noise: seeded randn on the GPU is the CPU\'s, so routing and output match', async () => {
     const run = async () => {
       const gen = new mt.Generator(99);

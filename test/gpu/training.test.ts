@@ -48,6 +48,43 @@ gpuSuite('training', () => {
     assert.ok(losses.every(Number.isFinite));
   });
 
+  test('a training step of the hierarchical MoE (device dispatch at both levels) reads back once and compiles nothing after the first step', async () => {
+    const gen = new mt.Generator(5);
+    const moe = new mt.HierarchicalMoE({ inputSize: 6, outputSize: 3, hiddenSize: 8, numGroups: 3, expertsPerGroup: 2, kPrimary: 2, kSecondary: 1, generator: gen });
+    const opt = new mt.Adam(moe.parameters(), { lr: 0.01 });
+    const x = mt.randn([12, 6], { generator: gen });
+    const y = mt.randn([12, 3], { generator: gen });
+    const step = async (): Promise<number> => {
+      const loss = mt.tidy(() => {
+        const out = moe.forward(x); // noise drawn from the generator: the routing changes every step
+        const l = mt.mse(out.output, y).add(out.auxLoss);
+        l.backward();
+        return l;
+      });
+      opt.step();
+      opt.zeroGrad();
+      const value = (await loss.data())[0]!;
+      loss.dispose();
+      return value;
+    };
+    const first = await step();
+    assert.ok(Number.isFinite(first), `loss ${first}`);
+    const compiled = mt.memory().kernelsCompiled;
+    const losses: number[] = [];
+    let live = 0;
+    for (let i = 0; i < 4; i++) {
+      const before = mt.memory();
+      losses.push(await step());
+      const after = mt.memory();
+      assert.equal(after.readbacks - before.readbacks, 1, 'exactly one readback per step');
+      assert.equal(after.kernelsCompiled, compiled, 'no kernel compiled after the first step');
+      if (i === 0) live = after.liveHandles;
+      else assert.equal(after.liveHandles, live, 'live handles stay flat');
+    }
+    assert.ok(losses.every(Number.isFinite));
+    mt.dispose([moe.parameters(), x, y]);
+  });
+
   test(`${LEAK_STEPS} training steps (MoE layer + SGD) keep the live-handle count and bytes constant`, async () => {
     const gen = new mt.Generator(8);
     const moe = new mt.MoE({ inputSize: 6, outputSize: 3, hiddenSize: 8, numExperts: 4, k: 2, generator: gen });

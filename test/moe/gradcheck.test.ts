@@ -95,9 +95,9 @@ describe('gradcheck: MoE layers', () => {
     });
   }
 
-  test('the hierarchical MoE: output and auxLoss (Importance_H, Load_H) w.r.t. x and every parameter', () => {
+  for (const dispatch of ['sparse', 'device'] as const) test(`the hierarchical MoE (${dispatch} dispatch): output and auxLoss (Importance_H, Load_H) w.r.t. x and every parameter`, () => {
     mt.manualSeed(9);
-    const h = new mt.HierarchicalMoE({ inputSize: 2, outputSize: 2, hiddenSize: 2, numGroups: 3, expertsPerGroup: 2, kPrimary: 2, kSecondary: 1, dtype: 'float64' });
+    const h = new mt.HierarchicalMoE({ inputSize: 2, outputSize: 2, hiddenSize: 2, numGroups: 3, expertsPerGroup: 2, kPrimary: 2, kSecondary: 1, dtype: 'float64', dispatch });
     const N = 4;
     const x = mt.tensor(values(N * 2, 91), [N, 2], { dtype: 'float64' });
     // Gate weights with spread, and noise solved so every gate's noisy logits are well separated.

@@ -246,6 +246,81 @@ describe('MoE layer', () => {
   });
 });
 
+/**
+ * A float64 hierarchical MoE with random weights (gates included), its output, aux loss, stats
+ * and every gradient, with the given dispatch; noise is fixed ([N, a] and [N, b] per group).
+ */
+function runHierarchical(dispatch: 'sparse' | 'device', o: { N: number; d: number; a: number; b: number; kP: number; kS: number; seed: number; noisy: boolean; training: boolean; capacity?: number }) {
+  return mt.tidy(() => {
+    const gen = new mt.Generator(o.seed);
+    const h = new mt.HierarchicalMoE({
+      inputSize: o.d, outputSize: 3, hiddenSize: 4, numGroups: o.a, expertsPerGroup: o.b, kPrimary: o.kP, kSecondary: o.kS,
+      noisyGating: o.noisy, dtype: 'float64', generator: gen, dispatch, ...(o.capacity ? { capacity: o.capacity } : {}),
+    });
+    if (!o.training) h.eval();
+    // Gate weights with spread (they are zero-initialized), from the same seed for both paths.
+    for (const [name, p] of h.namedParameters()) if (/w_(gate|noise)$/.test(name)) p.assign(mt.randn(p.shape, { dtype: 'float64', generator: gen }));
+    const x = mt.randn([o.N, o.d], { dtype: 'float64', generator: gen }).requiresGrad_();
+    const noise = { primary: mt.randn([o.N, o.a], { dtype: 'float64', generator: gen }), secondary: Array.from({ length: o.a }, () => mt.randn([o.N, o.b], { dtype: 'float64', generator: gen })) };
+    const out = h.forward(x, { noise });
+    const w = mt.tensor(values(out.output.size, o.seed + 5), out.output.shape, { dtype: 'float64' });
+    out.output.mul(w).sum().add(out.auxLoss).backward();
+    const s = out.stats;
+    return {
+      y: Array.from(out.output.dataSync()), aux: out.auxLoss.item(),
+      stats: Object.fromEntries((['gates', 'indices', 'importance', 'load', 'cvImportance', 'cvLoad', 'gateEntropy', 'primaryGates', 'primaryLoad', 'secondaryLoad'] as const)
+        .map((k) => [k, Array.from(s[k].dataSync())])),
+      expertCounts: s.expertCounts, groupCounts: s.groupCounts,
+      grads: [['x', x] as const, ...h.namedParameters()].map(([n, p]) => [n, Array.from(p.grad?.dataSync() ?? new Float64Array(p.size))] as const),
+    };
+  });
+}
+
+describe('hierarchical MoE: device dispatch', () => {
+  const hdims = fc.record({
+    N: fc.integer({ min: 1, max: 8 }), d: fc.integer({ min: 1, max: 3 }), a: fc.integer({ min: 1, max: 4 }), b: fc.integer({ min: 1, max: 4 }),
+    kP: fc.integer({ min: 1, max: 4 }), kS: fc.integer({ min: 1, max: 4 }), seed: fc.integer({ min: 0, max: 1e6 }),
+    mode: fc.constantFrom('noisy', 'no noise', 'eval'),
+  });
+
+  test("dispatch 'device' equals 'sparse': output, aux loss (Importance_H, Load_H), every stat and every gradient", () => {
+    fc.assert(fc.property(hdims, ({ N, d, a, b, kP, kS, seed, mode }) => {
+      const o = { N, d, a, b, kP: Math.min(kP, a), kS: Math.min(kS, b), seed, noisy: mode !== 'no noise', training: mode !== 'eval' };
+      const sparse = runHierarchical('sparse', o), device = runHierarchical('device', o);
+      const tol = { rtol: 1e-12, atol: 1e-14 };
+      assertClose(device.y, sparse.y, { ...tol, what: 'output' });
+      assertClose([device.aux], [sparse.aux], { ...tol, what: 'aux loss' });
+      for (const [k, v] of Object.entries(sparse.stats)) assertClose(device.stats[k]!, v, { ...tol, what: `stats.${k}` });
+      assert.deepEqual(device.expertCounts, sparse.expertCounts, 'stats.expertCounts');
+      assert.deepEqual(device.groupCounts, sparse.groupCounts, 'stats.groupCounts');
+      device.grads.forEach(([name, g], i) => {
+        assert.equal(name, sparse.grads[i]![0]);
+        assertClose(g, sparse.grads[i]![1], { rtol: 1e-10, atol: 1e-13, what: `gradient of ${name}` });
+      });
+    }), numRuns(30));
+  });
+
+  test('a capacity at least N changes nothing; a smaller one drops the latest examples of a group, and its counts say so', () => {
+    const o = { N: 7, d: 3, a: 3, b: 2, kP: 2, kS: 1, seed: 17, noisy: true, training: true };
+    const sparse = runHierarchical('sparse', o);
+    const roomy = runHierarchical('device', { ...o, capacity: 7 });
+    assertClose(roomy.y, sparse.y, { rtol: 1e-12, atol: 1e-14, what: 'output with capacity N' });
+    const tight = runHierarchical('device', { ...o, capacity: 3 });
+    assert.deepEqual(tight.groupCounts, sparse.groupCounts.map((c) => Math.min(c, 3)));
+    assert.ok(tight.y.every(Number.isFinite) && tight.grads.every(([, g]) => g.every(Number.isFinite)));
+  });
+
+  test('device dispatch: stats keep their contract; the host counts are not enumerable (tidy never reads them)', () => {
+    const h = new mt.HierarchicalMoE({ inputSize: 3, outputSize: 2, hiddenSize: 4, numGroups: 3, expertsPerGroup: 2, dispatch: 'device', generator: new mt.Generator(3) });
+    const out = h.forward(mt.randn([5, 3], { generator: new mt.Generator(4) }));
+    assert.ok(!Object.keys(out.stats).includes('expertCounts') && !Object.keys(out.stats).includes('groupCounts'));
+    assert.equal(out.stats.groupCounts.reduce((x, y) => x + y, 0), 5 * 2);
+    assert.equal(out.stats.expertCounts.reduce((x, y) => x + y, 0), 5 * 2 * 2);
+    assert.throws(() => new mt.HierarchicalMoE({ inputSize: 2, outputSize: 2, hiddenSize: 2, numGroups: 2, expertsPerGroup: 2, dispatch: 'magic' as 'sparse' }), /HierarchicalMoE: dispatch must be 'auto', 'sparse' or 'device', got 'magic'/);
+    assert.throws(() => new mt.HierarchicalMoE({ inputSize: 2, outputSize: 2, hiddenSize: 2, numGroups: 2, expertsPerGroup: 2, capacity: 0 }), /HierarchicalMoE: capacity must be a positive integer, got 0/);
+  });
+});
+
 describe('strictly balanced (batchwise) gating', () => {
   test('in training every expert takes exactly m = k·N/E examples; L_batchwise >= 0; thresholds at inference', () => {
     fc.assert(fc.property(fc.integer({ min: 1, max: 4 }), fc.integer({ min: 2, max: 5 }), fc.integer({ min: 0, max: 1e6 }), (mult, E, seed) => {
