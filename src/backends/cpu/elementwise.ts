@@ -223,3 +223,18 @@ export function whereFast(c: TypedArray, cShape: Shape, a: TypedArray, aShape: S
   }
   return true;
 }
+
+/** broadcastTo by segments: each one a copy of a contiguous run or a fill of one value; false when broadcastLoop is needed. */
+export function broadcastFast(x: TypedArray, shape: Shape, out: TypedArray, outShape: Shape): boolean {
+  const n = out.length;
+  if (n === 0) return true;
+  const plan = planSegments([shape], outShape);
+  if (plan === null) return false;
+  const { len, starts: [start], steps: [step] } = plan as { len: number; starts: [(s: number) => number]; steps: [number] };
+  for (let s = 0, o = 0; o < n; s++, o += len) {
+    const i = start(s);
+    if (step === 0) out.fill(x[i]!, o, o + len);
+    else out.set(x.subarray(i, i + len), o);
+  }
+  return true;
+}

@@ -242,13 +242,15 @@ function gemmSmallK(
   }
 }
 
-// ---- few rows ---------------------------------------------------------------------------
+// ---- in place -----------------------------------------------------------------------------
 // An MoE expert sees a handful of rows (≈ 8 per expert at 256 experts, k = 2 of 1024 tokens),
 // against a weight of hundreds × hundreds. Packing the weight costs about a multiply-add per
-// element, and each weight element is used only m times, so below m ≈ 32 packing is a large
-// share of the product (the packed kernel ran 3.8–4.2 GFLOP/s at m = 8, against 5.9 for this).
-// Instead the same 3×4 register tile reads both operands in place, through their strides,
-// whatever the transposition; rows past the last whole tile use a 2×4 or 1×4 tile.
+// element, and each weight element is used only m times, so for few rows packing is a large
+// share of the product (the packed kernel ran 3.8–4.2 GFLOP/s at m = 8). Instead the same 3×4
+// register tile reads both operands in place: 6.4–6.7 GFLOP/s from m = 9 to 48, against 7.0
+// for the packed kernel on large products. The tiles for the three layouts an MoE step uses
+// (x·Wᵀ, dy·W, dyᵀ·x) are written out with one index per operand; others take the strided
+// tile. Rows past the last whole tile use a 2×4 or 1×4 tile.
 
 type Arr = TypedArray;
 
@@ -265,6 +267,78 @@ function tile3x4(A: Arr, a0: number, sAi: number, sAp: number, B: Arr, b0: numbe
     w = B[b2 + b]!;
     c02 += x0 * w; c12 += x1 * w; c22 += x2 * w;
     w = B[b3 + b]!;
+    c03 += x0 * w; c13 += x1 * w; c23 += x2 * w;
+  }
+  C[c] = c00; C[c + 1] = c01; C[c + 2] = c02; C[c + 3] = c03;
+  c += ldc;
+  C[c] = c10; C[c + 1] = c11; C[c + 2] = c12; C[c + 3] = c13;
+  c += ldc;
+  C[c] = c20; C[c + 1] = c21; C[c + 2] = c22; C[c + 3] = c23;
+}
+
+/**
+ * tile3x4 for A·Bᵀ with both operands row-major (a forward x·Wᵀ): A(i, p) = A[a0 + i·lda + p],
+ * B(p, j) = B[b0 + j·ldb + p]. One index serves all seven streams: ~8% faster than the
+ * strided tile (6.6 vs 6.1 GFLOP/s at m = 9 to 33).
+ */
+function tile3x4NT(A: Arr, a0: number, lda: number, B: Arr, b0: number, ldb: number, C: Arr, c: number, ldc: number, k: number): void {
+  const a1 = a0 + lda, a2 = a1 + lda, b1 = b0 + ldb, b2 = b1 + ldb, b3 = b2 + ldb;
+  let c00 = 0, c01 = 0, c02 = 0, c03 = 0, c10 = 0, c11 = 0, c12 = 0, c13 = 0, c20 = 0, c21 = 0, c22 = 0, c23 = 0;
+  for (let p = 0; p < k; p++) {
+    const x0 = A[a0 + p]!, x1 = A[a1 + p]!, x2 = A[a2 + p]!;
+    let w = B[b0 + p]!;
+    c00 += x0 * w; c10 += x1 * w; c20 += x2 * w;
+    w = B[b1 + p]!;
+    c01 += x0 * w; c11 += x1 * w; c21 += x2 * w;
+    w = B[b2 + p]!;
+    c02 += x0 * w; c12 += x1 * w; c22 += x2 * w;
+    w = B[b3 + p]!;
+    c03 += x0 * w; c13 += x1 * w; c23 += x2 * w;
+  }
+  C[c] = c00; C[c + 1] = c01; C[c + 2] = c02; C[c + 3] = c03;
+  c += ldc;
+  C[c] = c10; C[c + 1] = c11; C[c + 2] = c12; C[c + 3] = c13;
+  c += ldc;
+  C[c] = c20; C[c + 1] = c21; C[c + 2] = c22; C[c + 3] = c23;
+}
+
+/** tile3x4 for A·B with both operands row-major (a gradient dy·W): B(p, j) = B[b0 + p·ldb + j]. */
+function tile3x4NN(A: Arr, a0: number, lda: number, B: Arr, b0: number, ldb: number, C: Arr, c: number, ldc: number, k: number): void {
+  const a1 = a0 + lda, a2 = a1 + lda;
+  let c00 = 0, c01 = 0, c02 = 0, c03 = 0, c10 = 0, c11 = 0, c12 = 0, c13 = 0, c20 = 0, c21 = 0, c22 = 0, c23 = 0;
+  for (let p = 0, b = b0; p < k; p++, b += ldb) {
+    const x0 = A[a0 + p]!, x1 = A[a1 + p]!, x2 = A[a2 + p]!;
+    let w = B[b]!;
+    c00 += x0 * w; c10 += x1 * w; c20 += x2 * w;
+    w = B[b + 1]!;
+    c01 += x0 * w; c11 += x1 * w; c21 += x2 * w;
+    w = B[b + 2]!;
+    c02 += x0 * w; c12 += x1 * w; c22 += x2 * w;
+    w = B[b + 3]!;
+    c03 += x0 * w; c13 += x1 * w; c23 += x2 * w;
+  }
+  C[c] = c00; C[c + 1] = c01; C[c + 2] = c02; C[c + 3] = c03;
+  c += ldc;
+  C[c] = c10; C[c + 1] = c11; C[c + 2] = c12; C[c + 3] = c13;
+  c += ldc;
+  C[c] = c20; C[c + 1] = c21; C[c + 2] = c22; C[c + 3] = c23;
+}
+
+/**
+ * tile3x4 for Aᵀ·B with both operands row-major (a weight gradient dyᵀ·x over an expert's few
+ * examples): A(i, p) = A[a0 + p·lda + i], B(p, j) = B[b0 + p·ldb + j].
+ */
+function tile3x4TN(A: Arr, a0: number, lda: number, B: Arr, b0: number, ldb: number, C: Arr, c: number, ldc: number, k: number): void {
+  let c00 = 0, c01 = 0, c02 = 0, c03 = 0, c10 = 0, c11 = 0, c12 = 0, c13 = 0, c20 = 0, c21 = 0, c22 = 0, c23 = 0;
+  for (let p = 0, a = a0, b = b0; p < k; p++, a += lda, b += ldb) {
+    const x0 = A[a]!, x1 = A[a + 1]!, x2 = A[a + 2]!;
+    let w = B[b]!;
+    c00 += x0 * w; c10 += x1 * w; c20 += x2 * w;
+    w = B[b + 1]!;
+    c01 += x0 * w; c11 += x1 * w; c21 += x2 * w;
+    w = B[b + 2]!;
+    c02 += x0 * w; c12 += x1 * w; c22 += x2 * w;
+    w = B[b + 3]!;
     c03 += x0 * w; c13 += x1 * w; c23 += x2 * w;
   }
   C[c] = c00; C[c + 1] = c01; C[c + 2] = c02; C[c + 3] = c03;
@@ -310,7 +384,7 @@ function tile1x4(A: Arr, a0: number, sAp: number, B: Arr, b0: number, sBp: numbe
  * aOff + i·sAi + p·sAp and B(p, j) at bOff + p·sBp + j·sBj. Column blocks outside, row
  * tiles inside: the four columns of B a block reads stay in L1 while every row tile uses them.
  */
-function gemmFewRows(
+function gemmInPlace(
   A: Arr, aOff: number, sAi: number, sAp: number,
   B: Arr, bOff: number, sBp: number, sBj: number, C: Arr, cOff: number, m: number, n: number, k: number,
 ): void {
@@ -318,7 +392,10 @@ function gemmFewRows(
   for (let j = 0; j < n4; j += 4) {
     const b0 = bOff + j * sBj;
     let i = 0;
-    for (; i + 2 < m; i += 3) tile3x4(A, aOff + i * sAi, sAi, sAp, B, b0, sBp, sBj, C, cOff + i * n + j, n, k);
+    if (sAp === 1 && sBp === 1) for (; i + 2 < m; i += 3) tile3x4NT(A, aOff + i * sAi, sAi, B, b0, sBj, C, cOff + i * n + j, n, k);
+    else if (sAi === 1 && sBj === 1) for (; i + 2 < m; i += 3) tile3x4TN(A, aOff + i, sAp, B, b0, sBp, C, cOff + i * n + j, n, k);
+    else if (sAp === 1 && sBj === 1) for (; i + 2 < m; i += 3) tile3x4NN(A, aOff + i * sAi, sAi, B, b0, sBp, C, cOff + i * n + j, n, k);
+    else for (; i + 2 < m; i += 3) tile3x4(A, aOff + i * sAi, sAi, sAp, B, b0, sBp, sBj, C, cOff + i * n + j, n, k);
     if (m - i === 2) tile2x4(A, aOff + i * sAi, sAi, sAp, B, b0, sBp, sBj, C, cOff + i * n + j, n, k);
     else if (m - i === 1) tile1x4(A, aOff + i * sAi, sAp, B, b0, sBp, sBj, C, cOff + i * n + j, k);
   }
@@ -354,10 +431,11 @@ export function matmul(
   const aMat = m * k, bMat = k * n, cMat = m * n;
   // A(i, p) = a[off + i·sAi + p·sAp] and B(p, j) likewise: transposition only swaps strides.
   const sAi = transposeA ? 1 : k, sAp = transposeA ? m : 1;
-  // Few rows against a wide operand, and an inner dimension long enough that the 3×4 tile's
-  // 12 stores per k steps are noise (shorter ones: gemmSmallK).
-  const fewRows = m < 32 && n >= 8 && k >= 16;
-  const packed = !fewRows && usePacked(m, n, k);
+  // In-place 3×4 tiles where packing does not pay: few rows against a wide operand (with an
+  // inner dimension long enough that a tile's 12 stores are noise), or Aᵀ·B over a short
+  // inner dimension (a weight gradient over an expert's few examples).
+  const inPlace = n >= 8 && ((m < 48 && k >= 16) || (transposeA && !transposeB && m >= 8 && k < 48));
+  const packed = !inPlace && usePacked(m, n, k);
   const A: Strided = { data: a, off: 0, sR: sAi, sC: sAp };
   const B: Strided = { data: b, off: 0, sR: transposeB ? 1 : n, sC: transposeB ? k : 1 };
   const mPad = Math.ceil(m / MR) * MR, nPad = Math.ceil(n / NR) * NR;
@@ -369,8 +447,8 @@ export function matmul(
   let aIdx = 0, bIdx = 0;
   for (let batch = 0; batch < batches; batch++) {
     const aOff = aIdx * aMat, bOff = bIdx * bMat, cOff = batch * cMat;
-    if (fewRows) {
-      gemmFewRows(a, aOff, sAi, sAp, b, bOff, B.sR, B.sC, out, cOff, m, n, k);
+    if (inPlace) {
+      gemmInPlace(a, aOff, sAi, sAp, b, bOff, B.sR, B.sC, out, cOff, m, n, k);
     } else if (!packed) {
       if (transposeB) gemmDotBt(a, aOff, sAi, sAp, b, bOff, out, cOff, m, n, k);
       else if (k < 16) gemmSmallK(a, aOff, sAi, sAp, b, bOff, out, cOff, m, n, k);

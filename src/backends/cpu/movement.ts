@@ -2,7 +2,7 @@
 
 import type { TypedArray } from '../../tensor/dtype.js';
 import { sizeOf, stridesOf, type Shape } from '../../tensor/shape.js';
-import { broadcastLoop } from './elementwise.js';
+import { broadcastFast, broadcastLoop } from './elementwise.js';
 
 /** Copies a strided view of `x` (element (i₀..iₙ) at offset + Σ iₐ·strides[a]) into `out`. */
 function gatherStrided(x: TypedArray, offset: number, strides: readonly number[], shape: Shape, out: TypedArray): void {
@@ -36,7 +36,7 @@ export function permute(x: TypedArray, shape: Shape, perm: readonly number[], ou
 }
 
 export function broadcastTo(x: TypedArray, shape: Shape, out: TypedArray, outShape: Shape): void {
-  broadcastLoop(outShape, [shape], (o, off) => { out[o] = x[off[0]!]!; });
+  if (!broadcastFast(x, shape, out, outShape)) broadcastLoop(outShape, [shape], (o, off) => { out[o] = x[off[0]!]!; });
 }
 
 export function slice(x: TypedArray, shape: Shape, begin: readonly number[], out: TypedArray, outShape: Shape): void {
