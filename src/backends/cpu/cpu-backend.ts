@@ -3,7 +3,6 @@
 
 import { allocate, bytesPerElement, dtypeOfArray, type DType, type TypedArray } from '../../tensor/dtype.js';
 import { fillRandom } from '../../tensor/philox.js';
-import { normalCdfFloat32 } from '../../tensor/special.js';
 import { sizeOf } from '../../tensor/shape.js';
 import type { Backend, Handle, KernelAttrs, KernelName, KernelTable, MemoryInfo, OutInfo, TensorInfo } from '../backend.js';
 import { binaryBroadcast, binaryFast, binaryFns, broadcastLoop, mapUnary, unaryFns, whereFast } from './elementwise.js';
@@ -28,8 +27,7 @@ function data(info: TensorInfo & { handle: CpuHandle }): TypedArray {
 const unary = (name: keyof typeof unaryFns) => (inputs: In, _a: unknown, out: OutInfo, be: CpuBackend) => {
   const y = allocate(out.dtype, sizeOf(out.shape));
   // float32 results need only float32 accuracy: Φ has a cheaper formula for them.
-  const f = name === 'normalCdf' && out.dtype === 'float32' ? normalCdfFloat32 : unaryFns[name];
-  mapUnary(f, data(inputs[0]!), y);
+  mapUnary(name, data(inputs[0]!), y, out.dtype === 'float32');
   return be.wrap(y);
 };
 
