@@ -58,6 +58,8 @@ export interface MemoryInfo {
   uploads: number;
   readbacks: number;
   kernelsCompiled: number;
+  /** Bytes a caching allocator holds for reuse, in no tensor (the CPU backend's buffer pool). */
+  cachedBytes?: number;
 }
 
 export interface Backend {

@@ -118,7 +118,7 @@ describe('memory', () => {
     assert.equal(mt.memory().readbacks, mid.readbacks + 1);
     t.dispose();
     assert.equal(mt.memory().bytes, before.bytes);
-    assert.deepEqual(Object.keys(mt.memory()).sort(), ['bytes', 'kernelsCompiled', 'liveHandles', 'readbacks', 'uploads']);
+    assert.deepEqual(Object.keys(mt.memory()).sort(), ['bytes', 'cachedBytes', 'kernelsCompiled', 'liveHandles', 'readbacks', 'uploads']);
   });
 
   test('reshape is a view: no copy, one more reference to the same data', () => {

@@ -1,7 +1,8 @@
 // The CPU backend: typed arrays behind reference-counted handles. It is the readable
 // reference every other backend is tested against, and the only one with float64.
 
-import { allocate, bytesPerElement, dtypeOfArray, type DType, type TypedArray } from '../../tensor/dtype.js';
+import { bytesPerElement, dtypeOfArray, type DType, type TypedArray } from '../../tensor/dtype.js';
+import { cpuPool } from './pool.js';
 import { fillRandom } from '../../tensor/philox.js';
 import { sizeOf } from '../../tensor/shape.js';
 import type { Backend, Handle, KernelAttrs, KernelName, KernelTable, MemoryInfo, OutInfo, TensorInfo } from '../backend.js';
@@ -25,7 +26,7 @@ function data(info: TensorInfo & { handle: CpuHandle }): TypedArray {
 }
 
 const unary = (name: keyof typeof unaryFns) => (inputs: In, _a: unknown, out: OutInfo, be: CpuBackend) => {
-  const y = allocate(out.dtype, sizeOf(out.shape));
+  const y = cpuPool.take(out.dtype, sizeOf(out.shape));
   // float32 results need only float32 accuracy: Φ has a cheaper formula for them.
   mapUnary(name, data(inputs[0]!), y, out.dtype === 'float32');
   return be.wrap(y);
@@ -33,7 +34,7 @@ const unary = (name: keyof typeof unaryFns) => (inputs: In, _a: unknown, out: Ou
 
 const binary = (name: keyof typeof binaryFns) => (inputs: In, _a: unknown, out: OutInfo, be: CpuBackend) => {
   const [a, b] = inputs as [In[0], In[0]];
-  const y = allocate(out.dtype, sizeOf(out.shape));
+  const y = cpuPool.take(out.dtype, sizeOf(out.shape));
   if (!binaryFast(name, data(a), a.shape, data(b), b.shape, y, out.shape)) binaryBroadcast(binaryFns[name], data(a), a.shape, data(b), b.shape, y, out.shape);
   return be.wrap(y);
 };
@@ -41,7 +42,7 @@ const binary = (name: keyof typeof binaryFns) => (inputs: In, _a: unknown, out: 
 type CpuKernel<K extends KernelName> = (inputs: In, attrs: KernelAttrs[K], out: OutInfo, be: CpuBackend) => CpuHandle;
 
 function makeKernels(): { [K in KernelName]: CpuKernel<K> } {
-  const alloc = (out: OutInfo) => allocate(out.dtype, sizeOf(out.shape));
+  const alloc = (out: OutInfo) => cpuPool.take(out.dtype, sizeOf(out.shape));
   return {
     neg: unary('neg'), abs: unary('abs'), sign: unary('sign'), exp: unary('exp'), log: unary('log'),
     sqrt: unary('sqrt'), tanh: unary('tanh'), sigmoid: unary('sigmoid'), relu: unary('relu'),
@@ -129,7 +130,7 @@ function makeKernels(): { [K in KernelName]: CpuKernel<K> } {
       return be.wrap(y);
     },
     topkIndices: (inputs, { k, largest }, out, be) => {
-      const y = new Int32Array(sizeOf(out.shape));
+      const y = alloc(out) as Int32Array;
       topkIndices(data(inputs[0]!), inputs[0]!.shape, k, y, largest);
       return be.wrap(y);
     },
@@ -187,12 +188,15 @@ export class CpuBackend implements Backend {
   wrap(values: TypedArray): CpuHandle {
     this.live++;
     this.liveBytes += values.byteLength;
+    if (this.liveBytes > cpuPool.limitBytes) cpuPool.limitBytes = this.liveBytes;
     return new CpuHandle(this.nextId++, values);
   }
 
   upload(values: TypedArray): Handle {
     this.uploads++;
-    return this.wrap(values.slice());
+    const copy = cpuPool.take(dtypeOfArray(values), values.length);
+    copy.set(values);
+    return this.wrap(copy);
   }
 
   run<K extends KernelName>(kernel: K, inputs: readonly TensorInfo[], attrs: KernelAttrs[K], out: OutInfo): Handle {
@@ -228,12 +232,13 @@ export class CpuBackend implements Backend {
     if (--h.refs === 0) {
       this.live--;
       this.liveBytes -= h.values.byteLength;
+      cpuPool.give(h.values);
       h.values = null;
     }
   }
 
   memory(): MemoryInfo {
-    return { liveHandles: this.live, bytes: this.liveBytes, uploads: this.uploads, readbacks: this.readbacks, kernelsCompiled: 0 };
+    return { liveHandles: this.live, bytes: this.liveBytes, uploads: this.uploads, readbacks: this.readbacks, kernelsCompiled: 0, cachedBytes: cpuPool.cachedBytes };
   }
 
   info(): Record<string, unknown> {

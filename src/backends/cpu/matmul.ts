@@ -32,6 +32,7 @@
 
 import type { TypedArray } from '../../tensor/dtype.js';
 import { broadcastStrides, sizeOf, type Shape } from '../../tensor/shape.js';
+import { cpuPool } from './pool.js';
 
 const MR = 3;   // rows of a micro-tile (the micro-kernel is written out for 3×4)
 const NR = 4;   // columns of a micro-tile
@@ -442,7 +443,7 @@ export function matmul(
   // The packed kernel accumulates a float64 output with no padding in place (out is
   // freshly zeroed); anything else goes through a padded float64 accumulator.
   const direct = out instanceof Float64Array && mPad === m && nPad === n;
-  const acc = packed && !direct ? new Float64Array(mPad * nPad) : null;
+  const acc = packed && !direct ? cpuPool.take('float64', mPad * nPad) as Float64Array : null;
   const counter = new Array<number>(batchShape.length).fill(0);
   let aIdx = 0, bIdx = 0;
   for (let batch = 0; batch < batches; batch++) {
@@ -472,4 +473,5 @@ export function matmul(
       counter[d] = 0;
     }
   }
+  if (acc !== null) cpuPool.give(acc);
 }

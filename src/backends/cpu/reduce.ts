@@ -1,6 +1,7 @@
 // Reductions over any set of axes (sum, max, min) and arg-reductions over one axis.
 
-import { allocate, type DType, type TypedArray } from '../../tensor/dtype.js';
+import type { DType, TypedArray } from '../../tensor/dtype.js';
+import { cpuPool } from './pool.js';
 import { sizeOf, stridesOf, type Shape } from '../../tensor/shape.js';
 
 /** For each input element, the flat index of the output element it reduces into. */
@@ -35,7 +36,7 @@ function contiguousSplit(shape: Shape, axes: readonly number[]): [number, number
 type Combine = 'sum' | 'max' | 'min';
 
 export function reduce(kind: Combine, x: TypedArray, shape: Shape, axes: readonly number[], outDtype: DType, outSize: number): TypedArray {
-  const out = allocate(outDtype, outSize);
+  const out = cpuPool.take(outDtype, outSize);
   const acc = new Float64Array(outSize);
   const init = kind === 'sum' ? 0 : kind === 'max' ? -Infinity : Infinity;
   acc.fill(init);
@@ -89,7 +90,7 @@ function combine(kind: Combine, a: number, v: number): number {
 /** Index of the first maximum (or minimum) along `axis`; a NaN counts as the extreme, as in PyTorch. */
 export function argReduce(kind: 'argmax' | 'argmin', x: TypedArray, shape: Shape, axis: number): Int32Array {
   const outer = sizeOf(shape.slice(0, axis)), n = shape[axis]!, inner = sizeOf(shape.slice(axis + 1));
-  const out = new Int32Array(outer * inner);
+  const out = cpuPool.take('int32', outer * inner) as Int32Array;
   const sign = kind === 'argmax' ? 1 : -1;
   for (let o = 0; o < outer; o++) {
     for (let i = 0; i < inner; i++) {
