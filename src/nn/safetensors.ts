@@ -19,7 +19,6 @@ import { randomBytes } from 'node:crypto';
 // The default import (not `import { writeSync }`) on purpose: tests replace fs methods with
 // node:test's mock.method to simulate a disk that fails in the middle of a save.
 import fs from 'node:fs';
-import { endianness } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import type { DType, TypedArray } from '../tensor/dtype.js';
 import { tensor } from '../tensor/ops/creation.js';
@@ -46,8 +45,21 @@ const FORMATS: Record<DType, Format> = {
 };
 const FORMAT_BY_CODE = new Map<string, Format>(Object.values(FORMATS).map((f) => [f.code, f]));
 
-/** Typed arrays use the host's byte order; the file is little-endian. */
-const HOST_IS_LITTLE_ENDIAN = endianness() === 'LE';
+/**
+ * Typed arrays use the host's byte order; the file is little-endian. (Read off a typed
+ * array rather than node:os's endianness(), so that parsing and serializing also run in a browser.)
+ */
+const HOST_IS_LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+
+/** UTF-8 bytes of a string (names and metadata; lone surrogates are rejected before this). */
+const utf8 = (s: string): Uint8Array => new TextEncoder().encode(s);
+
+/** Byte-wise order of two byte strings, as Buffer.compare (a shorter prefix sorts first). */
+function compareBytes(a: Uint8Array, b: Uint8Array): number {
+  const n = Math.min(a.length, b.length);
+  for (let i = 0; i < n; i++) if (a[i] !== b[i]) return a[i]! < b[i]! ? -1 : 1;
+  return a.length === b.length ? 0 : a.length < b.length ? -1 : 1;
+}
 
 // ---- errors ------------------------------------------------------------------------------
 
@@ -139,17 +151,17 @@ function serialize(ctx: Context, stateDict: Record<string, Tensor>, metadata: Re
     if (t.isDisposed) throw problem(ctx, `tensor ${show(name)} was disposed`);
     if (name === '__metadata__') throw problem(ctx, 'a tensor cannot be named "__metadata__": the format reserves that key for the metadata');
     if (LONE_SURROGATE.test(name)) throw problem(ctx, `tensor name ${show(name)} holds a lone UTF-16 surrogate, which UTF-8 cannot encode`);
-    return { name, tensor: t, format: FORMATS[t.dtype], utf8: Buffer.from(name, 'utf8') };
+    return { name, tensor: t, format: FORMATS[t.dtype], utf8: utf8(name) };
   });
   // The reference writer's order: descending dtype, then name. Rust compares names as UTF-8
   // bytes (= code points), which is not JS's UTF-16 order for characters above U+FFFF.
-  items.sort((a, b) => b.format.rank - a.format.rank || Buffer.compare(a.utf8, b.utf8));
+  items.sort((a, b) => b.format.rank - a.format.rank || compareBytes(a.utf8, b.utf8));
 
   // The header, written by hand rather than by JSON.stringify(object): JS objects list
   // integer-like keys ("0", "10") first, which would break the order above.
   const parts: string[] = [];
   if (metaEntries.length > 0) {
-    const sorted = metaEntries.map(([k, v]) => ({ k, v, utf8: Buffer.from(k, 'utf8') })).sort((a, b) => Buffer.compare(a.utf8, b.utf8));
+    const sorted = metaEntries.map(([k, v]) => ({ k, v, utf8: utf8(k) })).sort((a, b) => compareBytes(a.utf8, b.utf8));
     parts.push(`"__metadata__":{${sorted.map(({ k, v }) => `${JSON.stringify(k)}:${JSON.stringify(v)}`).join(',')}}`);
   }
   const values: TypedArray[] = [];
@@ -162,7 +174,7 @@ function serialize(ctx: Context, stateDict: Record<string, Tensor>, metadata: Re
     values.push(data);
     offset += nbytes;
   }
-  const json = Buffer.from(`{${parts.join(',')}}`, 'utf8');
+  const json = utf8(`{${parts.join(',')}}`);
   // Pad with spaces so that the data buffer starts at a multiple of 8 (8 + N ≡ 0 mod 8).
   const headerLength = json.length + ((8 - (json.length % 8)) % 8);
   if (headerLength > MAX_HEADER_BYTES) throw problem(ctx, `the header would be ${headerLength} bytes, over the ${MAX_HEADER_BYTES}-byte limit that safetensors readers accept`);

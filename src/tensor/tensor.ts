@@ -1,7 +1,6 @@
 // The Tensor: an immutable n-d array on a backend, plus what autograd needs to know about
 // it. Every op exists as a function (src/tensor/ops) and as a method here.
 
-import { inspect } from 'node:util';
 import type { Backend, Handle } from '../backends/backend.js';
 import { isFloat, type DType, type TypedArray } from './dtype.js';
 import * as engine from './engine.js';
@@ -9,6 +8,12 @@ import type { Axis } from './ops/reduction.js';
 import * as ops from './ops/index.js';
 import type { TensorLike } from './ops/util.js';
 import { sizeOf, stridesOf, type Shape } from './shape.js';
+
+/**
+ * The symbol Node's util.inspect (console.log, the REPL) looks for: the same registered
+ * symbol as `inspect.custom`, without importing node:util, so the engine also runs in a browser.
+ */
+const INSPECT_CUSTOM = Symbol.for('nodejs.util.inspect.custom');
 
 let nextId = 1;
 
@@ -107,7 +112,7 @@ export class Tensor {
     else if (this.needsGrad) extra.push('requiresGrad=true');
     return `tensor(${body}, ${extra.join(', ')})`;
   }
-  [inspect.custom](): string { return this.toString(); }
+  [INSPECT_CUSTOM](): string { return this.toString(); }
 
   // ---- lifetime and autograd ---------------------------------------------------------
 

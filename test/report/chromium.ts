@@ -41,6 +41,27 @@ export interface PageLoad {
 
 const TIMEOUT_MS = 20_000;
 
+export interface LaunchOptions {
+  /**
+   * Flags about the GPU, replacing the default `--disable-gpu` (the report test renders
+   * without one). The GPU-backend browser test passes ANGLE/WebGPU flags here.
+   */
+  gpuFlags?: string[];
+  /** Milliseconds each protocol command may take (default 20 s). */
+  timeoutMs?: number;
+}
+
+/** A console error, uncaught exception or error log entry as one line of text; null for other events. */
+export function pageError(m: { method?: string; params?: any }): string | null {
+  const p = m.params;
+  if (m.method === 'Runtime.consoleAPICalled' && (p.type === 'error' || p.type === 'assert')) {
+    return `console.${p.type}: ${p.args.map((a: any) => a.value ?? a.description).join(' ')}`;
+  }
+  if (m.method === 'Runtime.exceptionThrown') return `exception: ${p.exceptionDetails.exception?.description ?? p.exceptionDetails.text}`;
+  if (m.method === 'Log.entryAdded' && p.entry.level === 'error') return `log: ${p.entry.text} ${p.entry.url ?? ''}`;
+  return null;
+}
+
 export class Browser {
   private nextId = 0;
   private readonly pending = new Map<number, { resolve: (m: Message) => void; reject: (e: Error) => void }>();
@@ -48,7 +69,7 @@ export class Browser {
   private stderr = '';
   private session = '';
 
-  private constructor(private readonly proc: ChildProcess, private readonly profile: string) {
+  private constructor(private readonly proc: ChildProcess, private readonly profile: string, private readonly timeoutMs = TIMEOUT_MS) {
     let buffer = '';
     proc.stdio[4]!.on('data', (chunk: Buffer) => {
       buffer += chunk.toString('utf8');
@@ -65,13 +86,13 @@ export class Browser {
   }
 
   /** Starts headless Chromium with a fresh profile and attaches to its page. */
-  static async launch(): Promise<Browser> {
+  static async launch(options: LaunchOptions = {}): Promise<Browser> {
     const profile = mkdtempSync(join(tmpdir(), 'mixtape-chromium-'));
     const proc = spawn(CHROMIUM, [
-      '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
+      '--headless', '--no-sandbox', ...(options.gpuFlags ?? ['--disable-gpu']), '--disable-quic', '--no-first-run', '--disable-background-networking',
       '--disable-component-update', '--disable-sync', '--hide-scrollbars', `--user-data-dir=${profile}`, '--remote-debugging-pipe', 'about:blank',
     ], { stdio: ['ignore', 'ignore', 'pipe', 'pipe', 'pipe'] });
-    const browser = new Browser(proc, profile);
+    const browser = new Browser(proc, profile, options.timeoutMs);
     try {
       const { targetInfos } = await browser.send('Target.getTargets');
       const page = (targetInfos as Array<{ type: string; targetId: string }>).find((t) => t.type === 'page');
@@ -99,10 +120,13 @@ export class Browser {
 
   /** One protocol command on the attached page (browser-level before attaching). */
   send(method: string, params: object = {}): Promise<any> {
+    if (this.proc.exitCode !== null || this.proc.signalCode !== null) {
+      return Promise.reject(new Error(`chromium: ${method}: the browser has exited (${this.proc.exitCode ?? this.proc.signalCode}); stderr:\n${this.stderr}`));
+    }
     const id = ++this.nextId;
     const msg = { id, method, params, ...(this.session ? { sessionId: this.session } : {}) };
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => { this.pending.delete(id); reject(new Error(`chromium: ${method} timed out`)); }, TIMEOUT_MS);
+      const timer = setTimeout(() => { this.pending.delete(id); reject(new Error(`chromium: ${method} timed out`)); }, this.timeoutMs);
       this.pending.set(id, {
         resolve: (m) => { clearTimeout(timer); resolve(m.result); },
         reject: (e) => { clearTimeout(timer); reject(e); },
@@ -111,20 +135,26 @@ export class Browser {
     });
   }
 
-  /** Opens a file, waits for its load event, and reports errors and requests seen meanwhile. */
+  /** The last lines Chromium wrote to stderr (GPU process errors land there). */
+  get stderrTail(): string { return this.stderr; }
+
+  /** Calls fn with every protocol event of the page until the returned function is called. */
+  listen(fn: (m: { method?: string; params?: any }) => void): () => void {
+    this.listeners.push(fn);
+    return () => { const i = this.listeners.indexOf(fn); if (i >= 0) this.listeners.splice(i, 1); };
+  }
+
+  /** Opens a file (or an http:// URL), waits for its load event, and reports errors and requests seen meanwhile. */
   async open(path: string): Promise<PageLoad> {
-    const url = pathToFileURL(path).href;
+    const url = /^https?:\/\//.test(path) ? path : pathToFileURL(path).href;
     const result: PageLoad = { errors: [], requests: [] };
     let loaded!: () => void;
     const loadEvent = new Promise<void>((resolve) => { loaded = resolve; });
     const listener = (m: Message): void => {
       const p = m.params;
-      if (m.method === 'Runtime.consoleAPICalled' && (p.type === 'error' || p.type === 'assert')) {
-        result.errors.push(`console.${p.type}: ${p.args.map((a: any) => a.value ?? a.description).join(' ')}`);
-      } else if (m.method === 'Runtime.exceptionThrown') {
-        result.errors.push(`exception: ${p.exceptionDetails.exception?.description ?? p.exceptionDetails.text}`);
-      } else if (m.method === 'Log.entryAdded' && p.entry.level === 'error') {
-        result.errors.push(`log: ${p.entry.text} ${p.entry.url ?? ''}`);
+      const error = pageError(m);
+      if (error !== null) {
+        result.errors.push(error);
       } else if (m.method === 'Network.requestWillBeSent' && p.request.url !== url) {
         result.requests.push(p.request.url);
       } else if (m.method === 'Page.loadEventFired') {
@@ -136,7 +166,7 @@ export class Browser {
     try {
       const nav = await this.send('Page.navigate', { url });
       if (nav.errorText) throw new Error(`chromium: cannot open ${url}: ${nav.errorText}`);
-      await Promise.race([loadEvent, new Promise((_, reject) => { timer = setTimeout(() => reject(new Error(`chromium: ${url} did not load`)), TIMEOUT_MS); })]);
+      await Promise.race([loadEvent, new Promise((_, reject) => { timer = setTimeout(() => reject(new Error(`chromium: ${url} did not load`)), this.timeoutMs); })]);
       await new Promise((resolve) => setTimeout(resolve, 250)); // late console messages
     } finally {
       clearTimeout(timer); // a pending timer would keep the test process alive
@@ -145,10 +175,16 @@ export class Browser {
     return result;
   }
 
-  /** Evaluates a JavaScript expression in the page and returns its (JSON) value. */
-  async evaluate<T>(expression: string): Promise<T> {
-    const r = await this.send('Runtime.evaluate', { expression, returnByValue: true });
-    if (r.exceptionDetails) throw new Error(`chromium: evaluate failed: ${r.exceptionDetails.text}`);
+  /**
+   * Evaluates a JavaScript expression in the page and returns its (JSON) value; with
+   * awaitPromise, the value a returned promise resolves to.
+   */
+  async evaluate<T>(expression: string, { awaitPromise = false } = {}): Promise<T> {
+    const r = await this.send('Runtime.evaluate', { expression, returnByValue: true, awaitPromise });
+    if (r.exceptionDetails) {
+      const d = r.exceptionDetails;
+      throw new Error(`chromium: evaluate failed: ${d.exception?.description ?? d.text}`);
+    }
     return r.result.value as T;
   }
 
@@ -173,6 +209,15 @@ export class Browser {
       await Promise.race([exited, new Promise((resolve) => { timer = setTimeout(resolve, 5000); })]);
       clearTimeout(timer);
     }
-    rmSync(this.profile, { recursive: true, force: true, maxRetries: 3 });
+    // A crashed GPU process's children may still write into the profile for a moment.
+    for (let attempt = 0; ; attempt++) {
+      try {
+        rmSync(this.profile, { recursive: true, force: true, maxRetries: 3 });
+        break;
+      } catch (e) {
+        if (attempt >= 3) { console.log(`# chromium: could not remove its profile ${this.profile}: ${(e as Error).message}`); break; }
+        await new Promise((resolve) => setTimeout(resolve, 250));
+      }
+    }
   }
 }

@@ -51,7 +51,12 @@ function fail(mode: GpuMode, why: string, fix: string): never {
 function loadGpuJs(mode: GpuMode, req: Require | null): GpuJsModule {
   const global = (globalThis as { GPU?: unknown }).GPU;
   if (req === null) {
-    if (typeof global === 'function') return { GPU: global as GpuJsModule['GPU'] };
+    // gpu.js's browser build hangs every export off the global GPU (GPU.WebGPUContext, ...):
+    // webgpu mode needs WebGPUContext to ask for the adapter that ready() waits on.
+    if (typeof global === 'function') {
+      const GPU = global as GpuJsModule['GPU'] & { WebGPUContext?: GpuJsModule['WebGPUContext'] };
+      return { GPU, WebGPUContext: GPU.WebGPUContext };
+    }
     fail(mode, 'gpu.js is not loaded', 'In a browser, load gpu.js 2.24.1 (its browser build defines the global GPU) before mixtape');
   }
   try {
@@ -146,7 +151,9 @@ export function startDevice(mode: GpuMode): Device {
       },
       (e: Error) => {
         throw new Error(`setBackend: the gpu backend (mode 'webgpu') cannot start: no WebGPU adapter (${e.message.split('\n')[0]}). ` +
-          'Without a GPU, install a Vulkan driver: Mesa lavapipe >= 25 (mesa-vulkan-drivers; on Debian 12 from bookworm-backports, see scripts/setup.sh)');
+          (req === null
+            ? "The browser offers no WebGPU adapter: check chrome://gpu (headless Chromium needs --enable-unsafe-webgpu), or use {mode: 'webgl2'}"
+            : 'Without a GPU, install a Vulkan driver: Mesa lavapipe >= 25 (mesa-vulkan-drivers; on Debian 12 from bookworm-backports, see scripts/setup.sh)'));
       },
     );
     ready.catch(() => {}); // reported where it is awaited (ready(), or the first op)
