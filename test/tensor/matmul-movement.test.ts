@@ -97,10 +97,10 @@ describe('matmul', () => {
   });
 
   test('every kernel path (thin, short inner dimension, few rows, packed) with odd sizes, batches and transposes', () => {
-    // Sizes straddle each kernel choice in src/backends/cpu/matmul.ts: m < 8 / < 32 / ≥ 32,
-    // n < 8, k < 16 / > 256 (one KC block), and tile remainders of 3 rows and 4 columns.
+    // Sizes straddle each kernel choice in src/backends/cpu/matmul.ts: m < 8 / < 96 / ≥ 96,
+    // n < 8, k < 16 / < 96 / > 256 (one KC block), and tile remainders of 3 rows and 4 columns.
     const dim = (max: number) => fc.oneof(fc.integer({ min: 1, max: 9 }), fc.integer({ min: 10, max: max }));
-    const arb = fc.record({ batch: fc.integer({ min: 1, max: 2 }), m: dim(70), n: dim(40), k: dim(300), tA: fc.boolean(), tB: fc.boolean() })
+    const arb = fc.record({ batch: fc.integer({ min: 1, max: 2 }), m: dim(110), n: dim(40), k: dim(300), tA: fc.boolean(), tB: fc.boolean() })
       .chain((c) => {
         const aShape = [c.batch, ...(c.tA ? [c.k, c.m] : [c.m, c.k])], bShape = c.tB ? [c.n, c.k] : [c.k, c.n];
         return fc.tuple(fc.constant({ ...c, aShape, bShape }), fc.constantFrom(...FLOATS));

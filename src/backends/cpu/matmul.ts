@@ -37,6 +37,9 @@ import { cpuPool } from './pool.js';
 const MR = 3;   // rows of a micro-tile (the micro-kernel is written out for 3×4)
 const NR = 4;   // columns of a micro-tile
 const KC = 256; // inner-dimension block (see above)
+// Below this many rows (or inner steps, for Aᵀ·B), gemmInPlace is at or above the packed
+// kernel: 6.6–6.8 against 6.1–6.6 GFLOP/s at 48 and 63 rows, about equal at 96.
+const IN_PLACE_ROWS = 96;
 
 /** Operand element (r, c) sits at off + r·sR + c·sC: transposition is only a swap of strides. */
 interface Strided { data: TypedArray; off: number; sR: number; sC: number }
@@ -247,46 +250,24 @@ function gemmSmallK(
 // An MoE expert sees a handful of rows (≈ 8 per expert at 256 experts, k = 2 of 1024 tokens),
 // against a weight of hundreds × hundreds. Packing the weight costs about a multiply-add per
 // element, and each weight element is used only m times, so for few rows packing is a large
-// share of the product (the packed kernel ran 3.8–4.2 GFLOP/s at m = 8). Instead the same 3×4
-// register tile reads both operands in place: 6.4–6.7 GFLOP/s from m = 9 to 48, against 7.0
-// for the packed kernel on large products. The tiles for the three layouts an MoE step uses
-// (x·Wᵀ, dy·W, dyᵀ·x) are written out with one index per operand; others take the strided
-// tile. Rows past the last whole tile use a 2×4 or 1×4 tile.
+// share of the product (the packed kernel ran 3.8–4.2 GFLOP/s at m = 8). Here only the small
+// operand A is packed (float64, 3-row panels, O(mk)) and the weight is read in place, four
+// columns at a time, by the same 3×4 register tile: 6.6–7.0 GFLOP/s from m = 9 to 95, at or
+// above the packed kernel there (6.1–6.7). Each of the three layouts an MoE step uses (x·Wᵀ,
+// dy·W, dyᵀ·x) reads B either along its rows or along its columns, one index into B each.
+// Rows past the last whole panel use a 2×4 or 1×4 tile reading A in place.
 
 type Arr = TypedArray;
 
-/** C[3×4 at c, row stride ldc] = Σ_p A(i, p)·B(p, j), A(i, p) = A[a0 + i·sAi + p·sAp], B(p, j) = B[b0 + p·sBp + j·sBj]. */
-function tile3x4(A: Arr, a0: number, sAi: number, sAp: number, B: Arr, b0: number, sBp: number, sBj: number, C: Arr, c: number, ldc: number, k: number): void {
-  const a1 = a0 + sAi, a2 = a1 + sAi, b1 = b0 + sBj, b2 = b1 + sBj, b3 = b2 + sBj;
-  let c00 = 0, c01 = 0, c02 = 0, c03 = 0, c10 = 0, c11 = 0, c12 = 0, c13 = 0, c20 = 0, c21 = 0, c22 = 0, c23 = 0;
-  for (let p = 0, a = 0, b = 0; p < k; p++, a += sAp, b += sBp) {
-    const x0 = A[a0 + a]!, x1 = A[a1 + a]!, x2 = A[a2 + a]!;
-    let w = B[b0 + b]!;
-    c00 += x0 * w; c10 += x1 * w; c20 += x2 * w;
-    w = B[b1 + b]!;
-    c01 += x0 * w; c11 += x1 * w; c21 += x2 * w;
-    w = B[b2 + b]!;
-    c02 += x0 * w; c12 += x1 * w; c22 += x2 * w;
-    w = B[b3 + b]!;
-    c03 += x0 * w; c13 += x1 * w; c23 += x2 * w;
-  }
-  C[c] = c00; C[c + 1] = c01; C[c + 2] = c02; C[c + 3] = c03;
-  c += ldc;
-  C[c] = c10; C[c + 1] = c11; C[c + 2] = c12; C[c + 3] = c13;
-  c += ldc;
-  C[c] = c20; C[c + 1] = c21; C[c + 2] = c22; C[c + 3] = c23;
-}
-
 /**
- * tile3x4 for A·Bᵀ with both operands row-major (a forward x·Wᵀ): A(i, p) = A[a0 + i·lda + p],
- * B(p, j) = B[b0 + j·ldb + p]. One index serves all seven streams: ~8% faster than the
- * strided tile (6.6 vs 6.1 GFLOP/s at m = 9 to 33).
+ * C[3×4 at c, row stride ldc] = Ap-panel (k×3, p-major, float64 at ap) · B(p, j) for four
+ * columns, B read in place: its rows hold the columns here (x·Wᵀ: B(p, j) = B[b0 + j·ldb + p]).
  */
-function tile3x4NT(A: Arr, a0: number, lda: number, B: Arr, b0: number, ldb: number, C: Arr, c: number, ldc: number, k: number): void {
-  const a1 = a0 + lda, a2 = a1 + lda, b1 = b0 + ldb, b2 = b1 + ldb, b3 = b2 + ldb;
+function panelBRows(Ap: Float64Array, ap: number, B: Arr, b0: number, ldb: number, C: Arr, c: number, ldc: number, k: number): void {
+  const b1 = b0 + ldb, b2 = b1 + ldb, b3 = b2 + ldb;
   let c00 = 0, c01 = 0, c02 = 0, c03 = 0, c10 = 0, c11 = 0, c12 = 0, c13 = 0, c20 = 0, c21 = 0, c22 = 0, c23 = 0;
-  for (let p = 0; p < k; p++) {
-    const x0 = A[a0 + p]!, x1 = A[a1 + p]!, x2 = A[a2 + p]!;
+  for (let p = 0, a = ap; p < k; p++, a += 3) {
+    const x0 = Ap[a]!, x1 = Ap[a + 1]!, x2 = Ap[a + 2]!;
     let w = B[b0 + p]!;
     c00 += x0 * w; c10 += x1 * w; c20 += x2 * w;
     w = B[b1 + p]!;
@@ -303,12 +284,11 @@ function tile3x4NT(A: Arr, a0: number, lda: number, B: Arr, b0: number, ldb: num
   C[c] = c20; C[c + 1] = c21; C[c + 2] = c22; C[c + 3] = c23;
 }
 
-/** tile3x4 for A·B with both operands row-major (a gradient dy·W): B(p, j) = B[b0 + p·ldb + j]. */
-function tile3x4NN(A: Arr, a0: number, lda: number, B: Arr, b0: number, ldb: number, C: Arr, c: number, ldc: number, k: number): void {
-  const a1 = a0 + lda, a2 = a1 + lda;
+/** panelBRows for B row-major (dy·W, dyᵀ·x): B(p, j) = B[b0 + p·ldb + j]. */
+function panelBCols(Ap: Float64Array, ap: number, B: Arr, b0: number, ldb: number, C: Arr, c: number, ldc: number, k: number): void {
   let c00 = 0, c01 = 0, c02 = 0, c03 = 0, c10 = 0, c11 = 0, c12 = 0, c13 = 0, c20 = 0, c21 = 0, c22 = 0, c23 = 0;
-  for (let p = 0, b = b0; p < k; p++, b += ldb) {
-    const x0 = A[a0 + p]!, x1 = A[a1 + p]!, x2 = A[a2 + p]!;
+  for (let p = 0, a = ap, b = b0; p < k; p++, a += 3, b += ldb) {
+    const x0 = Ap[a]!, x1 = Ap[a + 1]!, x2 = Ap[a + 2]!;
     let w = B[b]!;
     c00 += x0 * w; c10 += x1 * w; c20 += x2 * w;
     w = B[b + 1]!;
@@ -325,31 +305,8 @@ function tile3x4NN(A: Arr, a0: number, lda: number, B: Arr, b0: number, ldb: num
   C[c] = c20; C[c + 1] = c21; C[c + 2] = c22; C[c + 3] = c23;
 }
 
-/**
- * tile3x4 for Aᵀ·B with both operands row-major (a weight gradient dyᵀ·x over an expert's few
- * examples): A(i, p) = A[a0 + p·lda + i], B(p, j) = B[b0 + p·ldb + j].
- */
-function tile3x4TN(A: Arr, a0: number, lda: number, B: Arr, b0: number, ldb: number, C: Arr, c: number, ldc: number, k: number): void {
-  let c00 = 0, c01 = 0, c02 = 0, c03 = 0, c10 = 0, c11 = 0, c12 = 0, c13 = 0, c20 = 0, c21 = 0, c22 = 0, c23 = 0;
-  for (let p = 0, a = a0, b = b0; p < k; p++, a += lda, b += ldb) {
-    const x0 = A[a]!, x1 = A[a + 1]!, x2 = A[a + 2]!;
-    let w = B[b]!;
-    c00 += x0 * w; c10 += x1 * w; c20 += x2 * w;
-    w = B[b + 1]!;
-    c01 += x0 * w; c11 += x1 * w; c21 += x2 * w;
-    w = B[b + 2]!;
-    c02 += x0 * w; c12 += x1 * w; c22 += x2 * w;
-    w = B[b + 3]!;
-    c03 += x0 * w; c13 += x1 * w; c23 += x2 * w;
-  }
-  C[c] = c00; C[c + 1] = c01; C[c + 2] = c02; C[c + 3] = c03;
-  c += ldc;
-  C[c] = c10; C[c + 1] = c11; C[c + 2] = c12; C[c + 3] = c13;
-  c += ldc;
-  C[c] = c20; C[c + 1] = c21; C[c + 2] = c22; C[c + 3] = c23;
-}
 
-/** tile3x4 for the last two rows. */
+/** The last two rows of gemmInPlace, A and B read in place through their strides. */
 function tile2x4(A: Arr, a0: number, sAi: number, sAp: number, B: Arr, b0: number, sBp: number, sBj: number, C: Arr, c: number, ldc: number, k: number): void {
   const a1 = a0 + sAi, b1 = b0 + sBj, b2 = b1 + sBj, b3 = b2 + sBj;
   let c00 = 0, c01 = 0, c02 = 0, c03 = 0, c10 = 0, c11 = 0, c12 = 0, c13 = 0;
@@ -369,7 +326,7 @@ function tile2x4(A: Arr, a0: number, sAi: number, sAp: number, B: Arr, b0: numbe
   C[c] = c10; C[c + 1] = c11; C[c + 2] = c12; C[c + 3] = c13;
 }
 
-/** tile3x4 for the last row. */
+/** The last row of gemmInPlace. */
 function tile1x4(A: Arr, a0: number, sAp: number, B: Arr, b0: number, sBp: number, sBj: number, C: Arr, c: number, k: number): void {
   const b1 = b0 + sBj, b2 = b1 + sBj, b3 = b2 + sBj;
   let c00 = 0, c01 = 0, c02 = 0, c03 = 0;
@@ -380,25 +337,51 @@ function tile1x4(A: Arr, a0: number, sAp: number, B: Arr, b0: number, sBp: numbe
   C[c] = c00; C[c + 1] = c01; C[c + 2] = c02; C[c + 3] = c03;
 }
 
+// One sweep per B layout, each calling one panel kernel, so that V8 inlines each alone.
+function sweepBRows(Ap: Float64Array, panels: number, B: Arr, bOff: number, ldb: number, C: Arr, cOff: number, n: number, k: number): void {
+  const n4 = n - (n % 4);
+  for (let j = 0; j < n4; j += 4) for (let t = 0; t < panels; t++) panelBRows(Ap, t * 3 * k, B, bOff + j * ldb, ldb, C, cOff + t * 3 * n + j, n, k);
+}
+function sweepBCols(Ap: Float64Array, panels: number, B: Arr, bOff: number, ldb: number, C: Arr, cOff: number, n: number, k: number): void {
+  const n4 = n - (n % 4);
+  for (let j = 0; j < n4; j += 4) for (let t = 0; t < panels; t++) panelBCols(Ap, t * 3 * k, B, bOff + j, ldb, C, cOff + t * 3 * n + j, n, k);
+}
+
+/** Scratch for gemmInPlace's packed rows of A. */
+let apFew = new Float64Array(0);
+
 /**
- * C (m×n at cOff, row-major) = A·B with both operands read in place, A(i, p) at
- * aOff + i·sAi + p·sAp and B(p, j) at bOff + p·sBp + j·sBj. Column blocks outside, row
- * tiles inside: the four columns of B a block reads stay in L1 while every row tile uses them.
+ * C (m×n at cOff, row-major) = A·B with A(i, p) at aOff + i·sAi + p·sAp and B(p, j) at
+ * bOff + p·sBp + j·sBj. Whole groups of 3 rows of A are packed (p-major float64, as the
+ * packed kernel's Ap: O(mk), small here); B, the large operand, is read in place. Column
+ * blocks outside, row panels inside: the four columns of B a block reads stay in L1 while
+ * every panel uses them. The last 1–2 rows use in-place tiles.
  */
 function gemmInPlace(
   A: Arr, aOff: number, sAi: number, sAp: number,
   B: Arr, bOff: number, sBp: number, sBj: number, C: Arr, cOff: number, m: number, n: number, k: number,
 ): void {
-  const n4 = n - (n % 4);
-  for (let j = 0; j < n4; j += 4) {
-    const b0 = bOff + j * sBj;
-    let i = 0;
-    if (sAp === 1 && sBp === 1) for (; i + 2 < m; i += 3) tile3x4NT(A, aOff + i * sAi, sAi, B, b0, sBj, C, cOff + i * n + j, n, k);
-    else if (sAi === 1 && sBj === 1) for (; i + 2 < m; i += 3) tile3x4TN(A, aOff + i, sAp, B, b0, sBp, C, cOff + i * n + j, n, k);
-    else if (sAp === 1 && sBj === 1) for (; i + 2 < m; i += 3) tile3x4NN(A, aOff + i * sAi, sAi, B, b0, sBp, C, cOff + i * n + j, n, k);
-    else for (; i + 2 < m; i += 3) tile3x4(A, aOff + i * sAi, sAi, sAp, B, b0, sBp, sBj, C, cOff + i * n + j, n, k);
-    if (m - i === 2) tile2x4(A, aOff + i * sAi, sAi, sAp, B, b0, sBp, sBj, C, cOff + i * n + j, n, k);
-    else if (m - i === 1) tile1x4(A, aOff + i * sAi, sAp, B, b0, sBp, sBj, C, cOff + i * n + j, k);
+  const panels = Math.floor(m / 3), m3 = panels * 3, n4 = n - (n % 4);
+  let Ap = apFew;
+  if (Ap.length < m3 * k) {
+    Ap = new Float64Array(m3 * k);
+    if (Ap.length <= KEEP_SCRATCH) apFew = Ap;
+  }
+  for (let t = 0; t < panels; t++) {
+    for (let ii = 0; ii < 3; ii++) {
+      let src = aOff + (t * 3 + ii) * sAi;
+      for (let p = 0, dst = t * 3 * k + ii; p < k; p++, dst += 3, src += sAp) Ap[dst] = A[src]!;
+    }
+  }
+  // matmul's B is row-major, read directly (sBj = 1) or transposed (sBp = 1).
+  if (sBp === 1) sweepBRows(Ap, panels, B, bOff, sBj, C, cOff, n, k);
+  else sweepBCols(Ap, panels, B, bOff, sBp, C, cOff, n, k);
+  if (m > m3) {
+    for (let j = 0; j < n4; j += 4) {
+      const b0 = bOff + j * sBj, c0 = cOff + m3 * n + j;
+      if (m - m3 === 2) tile2x4(A, aOff + m3 * sAi, sAi, sAp, B, b0, sBp, sBj, C, c0, n, k);
+      else tile1x4(A, aOff + m3 * sAi, sAp, B, b0, sBp, sBj, C, c0, k);
+    }
   }
   for (let i = 0; i < m; i++) {
     for (let j = n4; j < n; j++) {
@@ -435,7 +418,7 @@ export function matmul(
   // In-place 3×4 tiles where packing does not pay: few rows against a wide operand (with an
   // inner dimension long enough that a tile's 12 stores are noise), or Aᵀ·B over a short
   // inner dimension (a weight gradient over an expert's few examples).
-  const inPlace = n >= 8 && ((m < 48 && k >= 16) || (transposeA && !transposeB && m >= 8 && k < 48));
+  const inPlace = n >= 8 && ((m < IN_PLACE_ROWS && k >= 16) || (transposeA && !transposeB && m >= 8 && k < IN_PLACE_ROWS));
   const packed = !inPlace && usePacked(m, n, k);
   const A: Strided = { data: a, off: 0, sR: sAi, sC: sAp };
   const B: Strided = { data: b, off: 0, sR: transposeB ? 1 : n, sC: transposeB ? k : 1 };
