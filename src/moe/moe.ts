@@ -2,7 +2,8 @@
 // y = Σᵢ G(x)ᵢ·Eᵢ(x), computing Eᵢ only on the examples routed to expert i. Applied to
 // every row of a [..., d] input at once (the paper's "convolutional" batching over time).
 
-import { getBackend, tidy } from '../tensor/engine.js';
+import { getBackend, noGrad, tidy } from '../tensor/engine.js';
+import { gather } from '../tensor/ops/indexing.js';
 import { reshape } from '../tensor/ops/movement.js';
 import { shapeToString } from '../tensor/shape.js';
 import { Tensor } from '../tensor/tensor.js';
@@ -183,10 +184,11 @@ export class MoE extends Module {
       const cvImp = cvSquared(g.importance), cvLoad = cvSquared(g.load);
       let auxLoss = cvImp.mul(this.wImportance).add(cvLoad.mul(this.wLoad));
       if (g.batchwiseLoss) auxLoss = auxLoss.add(g.batchwiseLoss.mul(this.wBatchwise));
+      // The entropy sums over nonzero gates only: with top-k routing, over the k chosen ones.
       const stats: MoEStats = {
         gates: g.gates.detach(), indices: g.indices, importance: g.importance.detach(), load: g.load.detach(),
         expertCounts: dispatcher instanceof SparseDispatcher ? [...dispatcher.partSizes] : [],
-        cvImportance: cvImp.detach().sqrt(), cvLoad: cvLoad.detach().sqrt(), gateEntropy: gateEntropy(g.gates),
+        cvImportance: cvImp.detach().sqrt(), cvLoad: cvLoad.detach().sqrt(), gateEntropy: gateEntropy(routes ? noGrad(() => gather(g.gates, 1, routes)) : g.gates),
         ...(g.batchwiseLoss ? { batchwiseLoss: g.batchwiseLoss.detach() } : {}),
       };
       if (dispatcher instanceof DeviceDispatcher) {
