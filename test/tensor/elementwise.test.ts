@@ -88,6 +88,16 @@ describe('unary ops', () => {
     assertNear(y.dataSync(), xs.map((x) => normalCdfRef(x)), { rtol: 1e-12, what: 'normalCdf tail' });
   });
 
+  test('branch-free kernels keep no state between calls: relu after where, where after where', () => {
+    // The CPU kernels select through a small scratch array (src/backends/cpu/elementwise.ts);
+    // a value left there by one op must never leak into the next.
+    const c = mt.tensor([1, 0], { dtype: 'int32' });
+    mt.where(c, mt.tensor([1, 2]), mt.tensor([40, 50]));
+    assert.deepEqual(mt.tensor([-1, 2, -3]).relu().toArray(), [0, 2, 0]);
+    assert.deepEqual(mt.where(mt.tensor([0, 1], { dtype: 'int32' }), mt.tensor([7, 8]), mt.tensor([-5, -6])).toArray(), [-5, 8]);
+    assert.deepEqual(mt.tensor([-4, 0.5]).relu().toArray(), [0, 0.5]);
+  });
+
   test('conventions: relu(0) = 0, sign(0) = 0, sign(NaN) = NaN, relu(NaN) = NaN', () => {
     for (const dtype of FLOATS) {
       const x = mt.tensor([0, -0, NaN, -2, 3], { dtype });

@@ -42,6 +42,8 @@ export const binaryFns: Record<BinaryKernel | CompareKernel, (a: number, b: numb
  * reading pick[+c] costs ~1.5. The comparisons likewise write +(a > b), not a ternary.
  */
 const pick = new Float64Array(2);
+/** relu's pick: [0, x] (its own array: where's pick holds whatever b was last). */
+const reluPick = new Float64Array(2);
 
 /**
  * out[i] = op(x[i]), one loop per op. A single loop calling the op through a function value
@@ -61,7 +63,7 @@ export function mapUnary(op: UnaryKernel, x: TypedArray, out: TypedArray, float3
     case 'sqrt': for (let i = 0; i < n; i++) out[i] = Math.sqrt(x[i]!); return;
     case 'tanh': for (let i = 0; i < n; i++) out[i] = Math.tanh(x[i]!); return;
     case 'sigmoid': { const g = f.sigmoid; for (let i = 0; i < n; i++) out[i] = g(x[i]!); return; }
-    case 'relu': for (let i = 0; i < n; i++) { const v = x[i]!; pick[1] = v; out[i] = pick[+(v > 0) | +(v !== v)]!; } return;
+    case 'relu': reluPick[0] = 0; for (let i = 0; i < n; i++) { const v = x[i]!; reluPick[1] = v; out[i] = reluPick[+(v > 0) | +(v !== v)]!; } return;
     case 'softplus': { const g = f.softplus; for (let i = 0; i < n; i++) out[i] = g(x[i]!); return; }
     case 'normalCdf':
       if (float32) for (let i = 0; i < n; i++) out[i] = normalCdfFloat32(x[i]!);
