@@ -27,15 +27,19 @@ if (files.length === 0) {
 const child = spawn(process.execPath, ['--import', 'tsx', '--test', '--test-reporter=spec', ...files], {
   stdio: ['ignore', 'pipe', 'inherit'],
 });
-let tail = '';
+// The summary's "ℹ tests N" line, read line by line (a long "failing tests:" section may follow it).
+let partial = '';
+let ran = 0;
 child.stdout.on('data', (chunk) => {
   process.stdout.write(chunk);
-  tail = (tail + chunk.toString()).slice(-4000);
+  const lines = (partial + chunk.toString()).split('\n');
+  partial = lines.pop() ?? '';
+  for (const line of lines) {
+    const m = /^\S* ?tests (\d+)$/.exec(line);
+    if (m) ran = Number(m[1]);
+  }
 });
 child.on('close', (code) => {
-  // The summary's "ℹ tests N" line (not the "failing tests:" section that may follow it).
-  const counts = [...tail.matchAll(/^\S* ?tests (\d+)$/gm)];
-  const ran = counts.length ? Number(counts[counts.length - 1][1]) : 0;
   if (ran === 0) {
     console.error('run-tests: 0 tests ran; failing');
     process.exit(1);
