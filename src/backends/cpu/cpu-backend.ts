@@ -26,7 +26,7 @@ function data(info: TensorInfo & { handle: CpuHandle }): TypedArray {
 }
 
 const unary = (name: keyof typeof unaryFns) => (inputs: In, _a: unknown, out: OutInfo, be: CpuBackend) => {
-  const y = cpuPool.take(out.dtype, sizeOf(out.shape));
+  const y = cpuPool.take(out.dtype, sizeOf(out.shape), false); // every element is written
   // float32 results need only float32 accuracy: Φ has a cheaper formula for them.
   mapUnary(name, data(inputs[0]!), y, out.dtype === 'float32');
   return be.wrap(y);
@@ -34,7 +34,7 @@ const unary = (name: keyof typeof unaryFns) => (inputs: In, _a: unknown, out: Ou
 
 const binary = (name: keyof typeof binaryFns) => (inputs: In, _a: unknown, out: OutInfo, be: CpuBackend) => {
   const [a, b] = inputs as [In[0], In[0]];
-  const y = cpuPool.take(out.dtype, sizeOf(out.shape));
+  const y = cpuPool.take(out.dtype, sizeOf(out.shape), false); // every element is written
   if (!binaryFast(name, data(a), a.shape, data(b), b.shape, y, out.shape)) binaryBroadcast(binaryFns[name], data(a), a.shape, data(b), b.shape, y, out.shape);
   return be.wrap(y);
 };
@@ -53,7 +53,7 @@ function makeKernels(): { [K in KernelName]: CpuKernel<K> } {
     greater: binary('greater'), greaterEqual: binary('greaterEqual'),
     where: (inputs, _a, out, be) => {
       const [c, a, b] = inputs as [In[0], In[0], In[0]];
-      const y = alloc(out), cv = data(c), av = data(a), bv = data(b);
+      const y = cpuPool.take(out.dtype, sizeOf(out.shape), false), cv = data(c), av = data(a), bv = data(b); // every element is written
       if (!whereFast(cv, c.shape, av, a.shape, bv, b.shape, y, out.shape)) broadcastLoop(out.shape, [c.shape, a.shape, b.shape], (o, off) => {
         y[o] = cv[off[0]!] !== 0 ? av[off[1]!]! : bv[off[2]!]!;
       });
@@ -194,7 +194,7 @@ export class CpuBackend implements Backend {
 
   upload(values: TypedArray): Handle {
     this.uploads++;
-    const copy = cpuPool.take(dtypeOfArray(values), values.length);
+    const copy = cpuPool.take(dtypeOfArray(values), values.length, false);
     copy.set(values);
     return this.wrap(copy);
   }

@@ -13,7 +13,7 @@
 // of two (at most 25% slack) so that results whose row count varies from step to step, as
 // an expert's does, still find a buffer.
 
-import { bytesPerElement, type DType, type TypedArray } from '../../tensor/dtype.js';
+import { allocate, bytesPerElement, type DType, type TypedArray } from '../../tensor/dtype.js';
 
 const MIN_BYTES = 16384;
 
@@ -40,10 +40,13 @@ export class BufferPool {
   hits = 0;
   misses = 0;
 
-  /** A zeroed array of `size` elements, on a cached buffer when one of its class is free. */
-  take(dtype: DType, size: number): TypedArray {
+  /**
+   * An array of `size` elements, on a cached buffer when one of its class is free. Zeroed
+   * unless `zeroed` is false, for a kernel that writes every element itself.
+   */
+  take(dtype: DType, size: number, zeroed = true): TypedArray {
     const bytes = size * bytesPerElement(dtype);
-    if (bytes < MIN_BYTES) return view(dtype, new ArrayBuffer(bytes), size);
+    if (bytes < MIN_BYTES) return allocate(dtype, size);
     const cls = sizeClass(bytes);
     const buffer = this.free.get(cls)?.pop();
     if (buffer === undefined) {
@@ -53,7 +56,7 @@ export class BufferPool {
     this.hits++;
     this.cachedBytes -= cls;
     const values = view(dtype, buffer, size);
-    values.fill(0);
+    if (zeroed) values.fill(0);
     return values;
   }
 
@@ -62,6 +65,9 @@ export class BufferPool {
    * buffer (the CPU backend owns every handle's array: uploads and readbacks copy).
    */
   give(values: TypedArray): void {
+    // Checked before touching .buffer: V8 keeps small typed arrays on its heap and would
+    // create an ArrayBuffer for them on that access.
+    if (values.byteLength < MIN_BYTES) return;
     const buffer = values.buffer as ArrayBuffer;
     const cls = buffer.byteLength;
     if (cls < MIN_BYTES || values.byteOffset !== 0 || sizeClass(cls) !== cls) return; // not one of ours

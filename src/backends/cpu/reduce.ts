@@ -36,7 +36,7 @@ function contiguousSplit(shape: Shape, axes: readonly number[]): [number, number
 type Combine = 'sum' | 'max' | 'min';
 
 export function reduce(kind: Combine, x: TypedArray, shape: Shape, axes: readonly number[], outDtype: DType, outSize: number): TypedArray {
-  const out = cpuPool.take(outDtype, outSize);
+  const out = cpuPool.take(outDtype, outSize, false); // every element is written below
   const acc = new Float64Array(outSize);
   const init = kind === 'sum' ? 0 : kind === 'max' ? -Infinity : Infinity;
   acc.fill(init);
@@ -90,7 +90,7 @@ function combine(kind: Combine, a: number, v: number): number {
 /** Index of the first maximum (or minimum) along `axis`; a NaN counts as the extreme, as in PyTorch. */
 export function argReduce(kind: 'argmax' | 'argmin', x: TypedArray, shape: Shape, axis: number): Int32Array {
   const outer = sizeOf(shape.slice(0, axis)), n = shape[axis]!, inner = sizeOf(shape.slice(axis + 1));
-  const out = cpuPool.take('int32', outer * inner) as Int32Array;
+  const out = cpuPool.take('int32', outer * inner, false) as Int32Array; // every element is written
   const sign = kind === 'argmax' ? 1 : -1;
   for (let o = 0; o < outer; o++) {
     for (let i = 0; i < inner; i++) {
