@@ -69,3 +69,55 @@ test('through the engine: results computed on reused buffers are exact, and free
   assert.equal(after.bytes, base.bytes);
   assert.ok((after.cachedBytes ?? 0) > 0, 'freed results are cached for reuse');
 });
+
+test('every kernel writes its whole result: with every size cached and reused buffers poisoned, results are unchanged', async () => {
+  const { cpuPool } = await import('../../src/backends/cpu/pool.js');
+  // One workload over every kernel family: matmul on each of its paths (thin, short inner
+  // dimension, few rows, packed; every transpose), broadcasting arithmetic and comparisons,
+  // where, reductions, indexing, movement, cast, and an MoE layer and an LSTM forward and
+  // backward, in float64 and float32.
+  const workload = (): number[][] => mt.tidy(() => {
+    mt.manualSeed(7);
+    const outs: mt.Tensor[] = [];
+    for (const [m, k, n] of [[5, 20, 9], [9, 8, 40], [40, 300, 13], [100, 40, 30], [3, 3, 3]] as const) {
+      for (const [tA, tB] of [[false, false], [true, false], [false, true], [true, true]] as const) {
+        const a = mt.randn(tA ? [k, m] : [m, k]), b = mt.randn(tB ? [n, k] : [k, n]);
+        outs.push(mt.matmul(a, b, { transposeA: tA, transposeB: tB }));
+      }
+    }
+    const x = mt.randn([30, 40], { dtype: 'float64' }), row = mt.randn([40], { dtype: 'float64' }), col = mt.randn([30, 1], { dtype: 'float64' });
+    outs.push(x.add(row), x.mul(col), x.sub(2), mt.greater(x, row), mt.where(mt.greater(x, col), x, row), x.relu(), x.exp(), x.sigmoid());
+    outs.push(x.sum(0), x.sum(1), x.max(0), mt.argmax(x, 1), x.softmax(-1), x.permute([1, 0]), x.slice([2, 3], [10, 20]));
+    outs.push(mt.pad(x, [1, 2], [3, 0]), mt.concat([x, x.mul(2)], 1), row.broadcastTo([30, 40]), x.cast('float32'), mt.cast(x.mul(10), 'int32'));
+    const idx = mt.tensor(Array.from({ length: 50 }, (_, i) => (i * 7) % 30), [50], { dtype: 'int32' });
+    outs.push(mt.indexSelect(x, 0, idx), mt.indexAdd(x, 0, idx, mt.randn([50, 40], { dtype: 'float64' })), mt.oneHot(idx, 30));
+    const gidx = mt.tensor(Array.from({ length: 30 * 5 }, (_, i) => (i * 11) % 40), [30, 5], { dtype: 'int32' });
+    outs.push(mt.gather(x, 1, gidx), mt.scatterAdd(x, 1, gidx, mt.randn([30, 5], { dtype: 'float64' })), mt.topk(x, 3).values, mt.topk(x, 3).indices);
+    for (const dtype of ['float64', 'float32'] as const) {
+      const moe = new mt.MoE({ inputSize: 12, outputSize: 12, hiddenSize: 24, numExperts: 6, k: 2, dtype });
+      const input = mt.randn([50, 12], { dtype }).requiresGrad_();
+      const out = moe.forward(input, { noise: mt.randn([50, 6], { dtype }) });
+      out.output.square().sum().add(out.auxLoss).backward();
+      outs.push(out.output, out.auxLoss, input.grad!, ...moe.parameters().map((p) => p.grad!));
+      const lstm = new mt.LSTM({ inputSize: 12, hiddenSize: 16, numLayers: 2, dtype });
+      const seq = mt.randn([7, 5, 12], { dtype }).requiresGrad_();
+      lstm.forward(seq).output.sum().backward();
+      outs.push(seq.grad!, ...lstm.parameters().map((p) => p.grad!));
+    }
+    return outs.map((t) => Array.from(t.dataSync()));
+  });
+  const reference = workload();
+  const saved = { minBytes: cpuPool.minBytes, poison: cpuPool.poison };
+  try {
+    cpuPool.minBytes = 0;
+    cpuPool.poison = true;
+    for (let round = 0; round < 2; round++) {
+      const hits = cpuPool.hits;
+      const got = workload();
+      assert.ok(cpuPool.hits > hits, 'the workload ran on reused buffers');
+      got.forEach((v, i) => assert.deepEqual(v, reference[i], `result ${i} (round ${round})`));
+    }
+  } finally {
+    Object.assign(cpuPool, saved);
+  }
+});

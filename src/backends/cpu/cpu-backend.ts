@@ -43,6 +43,8 @@ type CpuKernel<K extends KernelName> = (inputs: In, attrs: KernelAttrs[K], out: 
 
 function makeKernels(): { [K in KernelName]: CpuKernel<K> } {
   const alloc = (out: OutInfo) => cpuPool.take(out.dtype, sizeOf(out.shape));
+  // For kernels that write every element of their result: no zeroing of a reused buffer.
+  const full = (out: OutInfo) => cpuPool.take(out.dtype, sizeOf(out.shape), false);
   return {
     neg: unary('neg'), abs: unary('abs'), sign: unary('sign'), exp: unary('exp'), log: unary('log'),
     sqrt: unary('sqrt'), tanh: unary('tanh'), sigmoid: unary('sigmoid'), relu: unary('relu'),
@@ -66,22 +68,22 @@ function makeKernels(): { [K in KernelName]: CpuKernel<K> } {
     argmin: (inputs, { axis }, _o, be) => be.wrap(argReduce('argmin', data(inputs[0]!), inputs[0]!.shape, axis)),
     matmul: (inputs, { transposeA, transposeB }, out, be) => {
       const [a, b] = inputs as [In[0], In[0]];
-      const y = alloc(out);
+      const y = full(out);
       matmul(data(a), a.shape, data(b), b.shape, y, out.shape, transposeA, transposeB);
       return be.wrap(y);
     },
     permute: (inputs, { perm }, out, be) => {
-      const y = alloc(out);
+      const y = full(out);
       permute(data(inputs[0]!), inputs[0]!.shape, perm, y);
       return be.wrap(y);
     },
     broadcastTo: (inputs, _a, out, be) => {
-      const y = alloc(out);
+      const y = full(out);
       broadcastTo(data(inputs[0]!), inputs[0]!.shape, y, out.shape);
       return be.wrap(y);
     },
     slice: (inputs, { begin }, out, be) => {
-      const y = alloc(out);
+      const y = full(out);
       slice(data(inputs[0]!), inputs[0]!.shape, begin, y, out.shape);
       return be.wrap(y);
     },
@@ -96,31 +98,31 @@ function makeKernels(): { [K in KernelName]: CpuKernel<K> } {
       return be.wrap(y);
     },
     concat: (inputs, { axis }, out, be) => {
-      const y = alloc(out);
+      const y = full(out);
       concat(inputs.map(data), inputs.map((i) => i.shape), axis, y, out.shape);
       return be.wrap(y);
     },
     gather: (inputs, { axis }, out, be) => {
       const [x, index] = inputs as [In[0], In[0]];
-      const y = alloc(out);
+      const y = full(out);
       gather(data(x), x.shape, data(index) as Int32Array, index.shape, axis, y);
       return be.wrap(y);
     },
     scatterAdd: (inputs, { axis }, out, be) => {
       const [x, index, src] = inputs as [In[0], In[0], In[0]];
-      const y = alloc(out);
+      const y = full(out);
       scatterAdd(data(x), x.shape, data(index) as Int32Array, index.shape, data(src), axis, y);
       return be.wrap(y);
     },
     indexSelect: (inputs, { axis }, out, be) => {
       const [x, index] = inputs as [In[0], In[0]];
-      const y = alloc(out);
+      const y = full(out);
       indexSelect(data(x), x.shape, data(index) as Int32Array, axis, y);
       return be.wrap(y);
     },
     indexAdd: (inputs, { axis }, out, be) => {
       const [x, index, src] = inputs as [In[0], In[0], In[0]];
-      const y = alloc(out);
+      const y = full(out);
       indexAdd(data(x), x.shape, data(index) as Int32Array, data(src), axis, y);
       return be.wrap(y);
     },
@@ -130,13 +132,13 @@ function makeKernels(): { [K in KernelName]: CpuKernel<K> } {
       return be.wrap(y);
     },
     topkIndices: (inputs, { k, largest }, out, be) => {
-      const y = alloc(out) as Int32Array;
+      const y = full(out) as Int32Array;
       topkIndices(data(inputs[0]!), inputs[0]!.shape, k, y, largest);
       return be.wrap(y);
     },
     cast: (inputs, _a, out, be) => {
       const x = data(inputs[0]!);
-      const y = alloc(out);
+      const y = full(out);
       if (out.dtype === 'int32') {
         for (let i = 0; i < x.length; i++) {
           const v = x[i]!;
@@ -151,12 +153,12 @@ function makeKernels(): { [K in KernelName]: CpuKernel<K> } {
       return be.wrap(y);
     },
     fill: (_i, { value }, out, be) => {
-      const y = alloc(out);
+      const y = full(out);
       y.fill(value);
       return be.wrap(y);
     },
     random: (_i, { distribution, key, counter }, out, be) => {
-      const y = alloc(out);
+      const y = full(out);
       if (y instanceof Int32Array) throw new Error('random: int32 output is not supported');
       fillRandom(y, distribution, key, counter);
       return be.wrap(y);

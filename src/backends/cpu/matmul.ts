@@ -427,6 +427,9 @@ export function matmul(
   // freshly zeroed); anything else goes through a padded float64 accumulator.
   const direct = out instanceof Float64Array && mPad === m && nPad === n;
   const acc = packed && !direct ? cpuPool.take('float64', mPad * nPad) as Float64Array : null;
+  // `out` comes unzeroed; only the kernels that add into C need it zeroed.
+  const addsIntoC = (packed && acc === null) || (!inPlace && !packed && !transposeB && k >= 16);
+  if (addsIntoC) out.fill(0);
   const counter = new Array<number>(batchShape.length).fill(0);
   let aIdx = 0, bIdx = 0;
   for (let batch = 0; batch < batches; batch++) {

@@ -39,6 +39,13 @@ export class BufferPool {
   limitBytes = 0;
   hits = 0;
   misses = 0;
+  /** Arrays below this many bytes bypass the cache (tests lower it to put small tensors through it). */
+  minBytes = MIN_BYTES;
+  /**
+   * Tests: fill every unzeroed buffer handed out with NaN, so that a kernel that claims to write
+   * every element of its result but does not shows up as NaN instead of stale numbers.
+   */
+  poison = false;
 
   /**
    * An array of `size` elements, on a cached buffer when one of its class is free. Zeroed
@@ -46,17 +53,20 @@ export class BufferPool {
    */
   take(dtype: DType, size: number, zeroed = true): TypedArray {
     const bytes = size * bytesPerElement(dtype);
-    if (bytes < MIN_BYTES) return allocate(dtype, size);
+    if (bytes < this.minBytes || bytes < 16) return allocate(dtype, size);
     const cls = sizeClass(bytes);
     const buffer = this.free.get(cls)?.pop();
     if (buffer === undefined) {
       this.misses++;
-      return view(dtype, new ArrayBuffer(cls), size);
+      const fresh = view(dtype, new ArrayBuffer(cls), size);
+      if (!zeroed && this.poison) fresh.fill(dtype === 'int32' ? -123456789 : NaN);
+      return fresh;
     }
     this.hits++;
     this.cachedBytes -= cls;
     const values = view(dtype, buffer, size);
     if (zeroed) values.fill(0);
+    else if (this.poison) values.fill(dtype === 'int32' ? -123456789 : NaN);
     return values;
   }
 
@@ -67,10 +77,10 @@ export class BufferPool {
   give(values: TypedArray): void {
     // Checked before touching .buffer: V8 keeps small typed arrays on its heap and would
     // create an ArrayBuffer for them on that access.
-    if (values.byteLength < MIN_BYTES) return;
+    if (values.byteLength < this.minBytes || values.byteLength < 16) return;
     const buffer = values.buffer as ArrayBuffer;
     const cls = buffer.byteLength;
-    if (cls < MIN_BYTES || values.byteOffset !== 0 || sizeClass(cls) !== cls) return; // not one of ours
+    if (values.byteOffset !== 0 || sizeClass(cls) !== cls) return; // not one of ours
     if (this.cachedBytes + cls > this.limitBytes) return; // left to the garbage collector
     let list = this.free.get(cls);
     if (list === undefined) this.free.set(cls, (list = []));
