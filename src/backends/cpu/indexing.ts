@@ -115,7 +115,13 @@ export function topkIndices(x: TypedArray, shape: Shape, k: number, out: Int32Ar
       let len = 0;
       for (let j = 0; j < n; j++) {
         const v = x[base + j]!;
-        if (len === k && !before(v, j, x[base + order[k - 1]!]!, order[k - 1]!)) continue;
+        if (len === k) {
+          // Most values fall short of the k-th: reject them with one comparison. (Largest
+          // first: a number not above the k-th stays out, a tie included, since the k-th has
+          // the lower index; a NaN k-th outranks every number. NaN values take the full test.)
+          if (largest && v === v && !(v > x[base + order[k - 1]!]!)) continue;
+          if (!before(v, j, x[base + order[k - 1]!]!, order[k - 1]!)) continue;
+        }
         let pos = len < k ? len++ : k - 1;
         while (pos > 0 && before(v, j, x[base + order[pos - 1]!]!, order[pos - 1]!)) { order[pos] = order[pos - 1]!; pos--; }
         order[pos] = j;
