@@ -18,6 +18,6 @@ export { gradcheck, gradgradcheck, GradcheckError, type GradcheckOptions, type G
 export { gradRules, type DiffOp } from './autograd/rules.js';
 export * from './nn/index.js';
 export * as nn from './nn/index.js';
-export { saveSafetensors, loadSafetensors, serializeSafetensors, parseSafetensors, type SafetensorsContents } from './nn/safetensors.js';
+export { saveSafetensors, saveSafetensorsAsync, loadSafetensors, serializeSafetensors, serializeSafetensorsAsync, parseSafetensors, type SafetensorsContents } from './nn/safetensors.js';
 export * from './moe/index.js';
 export * as moe from './moe/index.js';

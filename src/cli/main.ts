@@ -21,7 +21,7 @@ const trainFlags: Options = {
   d: { type: 'string' }, 'expert-hidden': { type: 'string' }, gating: { type: 'string' },
   'w-importance': { type: 'string' }, 'w-load': { type: 'string' }, dropout: { type: 'string' },
   steps: { type: 'string' }, warmup: { type: 'string' }, batch: { type: 'string' }, 'seq-len': { type: 'string' }, lr: { type: 'string' },
-  seed: { type: 'string' }, 'eval-every': { type: 'string' }, backend: { type: 'string' },
+  seed: { type: 'string' }, 'eval-every': { type: 'string' }, backend: { type: 'string' }, 'gpu-mode': { type: 'string' },
   out: { type: 'string' }, text: { type: 'string' }, 'word-level': { type: 'boolean' }, domains: { type: 'string' },
   label: { type: 'string' }, quiet: { type: 'boolean' }, 'progress-json': { type: 'boolean' },
 };
@@ -39,7 +39,7 @@ Commands:
   gradcheck  float64 gradient checks of the gating math and the MoE layer, worst error per parameter
   inspect    print a checkpoint's configuration and routing statistics on a batch
 
-Common flags: --out DIR, --steps N, --seed N, --backend cpu|gpu, --experts N, --k N, --text FILE, --debug`,
+Common flags: --out DIR, --steps N, --seed N, --backend cpu|gpu [--gpu-mode headlessgl|webgpu], --experts N, --k N, --text FILE, --debug`,
   train: `Usage: mixtape train [flags]
 
 Model:
@@ -54,6 +54,8 @@ Training:
   --steps N (default 1000)  --batch N (32)  --seq-len N (16)  --lr X (0.01)  --warmup N (50)  --seed N (0)  --eval-every N (100)
                            Adam, gradient-norm clipping at 1, the paper's schedule: linear warm-up, then ∝ 1/√step
   --backend cpu|gpu        (default cpu)
+  --gpu-mode headlessgl|webgpu   with --backend gpu: gpu.js's mode (default headlessgl: needs an X display, e.g.
+                           xvfb-run -a; webgpu: Dawn, a Vulkan driver). A mode that cannot start stops with the reason
 Data:
   --text FILE              train on a UTF-8 text file (character level; --word-level for words) instead of
                            the built-in synthetic multi-domain corpus; --domains N for the synthetic corpus (default 8)
@@ -116,6 +118,11 @@ export function configFromFlags(v: Values, overrides: Partial<RunConfig> = {}): 
   const model = s('model') ?? 'moe';
   const backend = s('backend') ?? 'cpu';
   if (backend !== 'cpu' && backend !== 'gpu') throw new UsageError(`--backend must be cpu or gpu, got '${backend}'`);
+  const gpuMode = s('gpu-mode');
+  if (gpuMode !== undefined && !(GPU_MODES as readonly string[]).includes(gpuMode)) {
+    throw new UsageError(`--gpu-mode must be ${GPU_MODES.join(' or ')}, got '${gpuMode}'`);
+  }
+  if (gpuMode !== undefined && backend !== 'gpu') throw new UsageError(`--gpu-mode ${gpuMode} needs --backend gpu (the backend is ${backend})`);
   const text = s('text');
   const config: RunConfig = {
     model, label: s('label') ?? model,
@@ -127,6 +134,8 @@ export function configFromFlags(v: Values, overrides: Partial<RunConfig> = {}): 
     dropout: num('dropout', s('dropout'), 0),
     steps: int('steps', s('steps'), 1000), batch: int('batch', s('batch'), 32), seqLen: int('seq-len', s('seq-len'), 16),
     lr: num('lr', s('lr'), 0.01), warmup: int('warmup', s('warmup'), 50), seed: int('seed', s('seed'), 0), backend,
+    // Recorded for GPU runs only (CPU runs' config.json is as before).
+    ...(backend === 'gpu' ? { gpuMode: gpuMode ?? 'headlessgl' } : {}),
     evalEvery: int('eval-every', s('eval-every'), 100),
     data: text ? (v['word-level'] ? `word:${text}` : text) : 'synthetic',
     ...(text ? {} : { domains: int('domains', s('domains'), 8) }),
@@ -144,12 +153,24 @@ export function configFromFlags(v: Values, overrides: Partial<RunConfig> = {}): 
   return config;
 }
 
-/** Selects the backend, or fails with the reason (never a silent CPU fallback). */
-function useBackend(name: string): void {
+/** gpu.js modes the CLI offers (webgl2 needs a browser). */
+const GPU_MODES = ['headlessgl', 'webgpu'] as const;
+
+/**
+ * Selects the backend and waits until it can run (webgpu: an adapter answered), or fails
+ * with the backend's reason (never a silent CPU fallback).
+ */
+async function useBackend(config: Pick<RunConfig, 'backend' | 'gpuMode'>): Promise<void> {
   try {
-    mt.setBackend(name as 'cpu' | 'gpu');
+    if (config.backend === 'gpu') {
+      mt.setBackend('gpu', { mode: (config.gpuMode ?? 'headlessgl') as (typeof GPU_MODES)[number] });
+      await mt.ready();
+    } else {
+      mt.setBackend('cpu');
+    }
   } catch (e) {
-    throw new UsageError(`--backend ${name}: ${(e as Error).message.replace(/^setBackend: /, '')}`);
+    mt.shutdownGpu(); // a device that started but is not usable must not keep the process alive
+    throw new UsageError(`--backend ${config.backend}: ${(e as Error).message.replace(/^setBackend: /, '')}`);
   }
 }
 
@@ -160,9 +181,13 @@ async function trainCommand(args: string[]): Promise<void> {
   const out = resolve((values.out as string | undefined) ?? join('runs', (values.model as string | undefined) ?? 'moe'));
   if (values.resume) {
     const saved = readCheckpoint(join(out, CHECKPOINT)).config;
-    // Flags given explicitly must agree with the checkpoint; --steps may grow the run.
-    const explicit = configFromFlags({ ...flagsOf(saved), ...values }, {});
-    config = { ...saved, steps: explicit.steps };
+    // Flags given explicitly must agree with the checkpoint; --steps may grow the run, and
+    // --backend / --gpu-mode may move it (they default to the checkpoint's).
+    const flags: Values = { ...flagsOf(saved), ...values };
+    if (values['gpu-mode'] === undefined && flags.backend === 'gpu' && saved.gpuMode) flags['gpu-mode'] = saved.gpuMode;
+    const explicit = configFromFlags(flags, {});
+    const { gpuMode: _, ...rest } = saved;
+    config = { ...rest, steps: explicit.steps, backend: explicit.backend, ...(explicit.gpuMode ? { gpuMode: explicit.gpuMode } : {}) };
     for (const key of ['model', 'experts', 'k', 'modelSize', 'expertHidden', 'gating', 'wImportance', 'wLoad', 'batch', 'seqLen', 'lr', 'warmup', 'seed', 'data'] as const) {
       if (JSON.stringify(explicit[key]) !== JSON.stringify(saved[key])) {
         throw new UsageError(`the checkpoint in ${out} was trained with ${key} = ${JSON.stringify(saved[key])}, but the flags say ${JSON.stringify(explicit[key])}`);
@@ -174,7 +199,7 @@ async function trainCommand(args: string[]): Promise<void> {
       throw new UsageError(`${out} already holds a run; pass --resume to continue it or choose another --out`);
     }
   }
-  useBackend(config.backend);
+  await useBackend(config);
   let stop = false;
   const onSigint = () => { stop = true; };
   process.on('SIGINT', onSigint);
@@ -189,6 +214,8 @@ async function trainCommand(args: string[]): Promise<void> {
     else console.log(`done: ${config.label}, validation loss ${result.loss.toFixed(4)} nats/token (perplexity ${result.perplexity.toFixed(2)}); run directory ${out}`);
   } finally {
     process.off('SIGINT', onSigint);
+    // A live Dawn (webgpu) device keeps Node running: free the device at the end of the run.
+    if (config.backend === 'gpu') mt.shutdownGpu();
   }
 }
 
@@ -209,7 +236,9 @@ async function compareCommand(args: string[]): Promise<void> {
   if (values.help) { console.log(HELP.compare); return; }
   const experts = ((values.experts as string | undefined) ?? '16').split(',').map((e) => int('experts', e, 16));
   const base = configFromFlags({ ...values, experts: String(experts[0]) });
-  useBackend(base.backend);
+  // The runs train in child processes: here only check that the backend can start.
+  await useBackend(base);
+  if (base.backend === 'gpu') mt.shutdownGpu();
   const out = resolve((values.out as string | undefined) ?? join('runs', 'compare'));
   const report = await compare({
     base, experts, out, parallel: int('parallel', values.parallel as string | undefined, 2),

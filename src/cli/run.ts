@@ -8,7 +8,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync, appendFileSync } fr
 import { join } from 'node:path';
 import * as mt from '../index.js';
 import { defaultGenerator } from '../tensor/ops/creation.js';
-import { saveSafetensors, loadSafetensors } from '../nn/safetensors.js';
+import { saveSafetensorsAsync, loadSafetensors } from '../nn/safetensors.js';
 import type { Corpus, Batch } from '../data/corpus.js';
 import { SyntheticCorpus } from '../data/synthetic.js';
 import { TextCorpus } from '../data/text.js';
@@ -71,11 +71,67 @@ export function validateConfig(c: RunConfig): void {
 
 interface Stats { cvImportance: number; cvLoad: number; gateEntropy: number; importance: number[]; load: number[]; expertCounts: number[] }
 
-function readStats(s: mt.MoEStats | null): Stats | null {
-  if (!s) return null;
+// ---- readbacks -------------------------------------------------------------------------
+// The trainer reads the device only with `await t.data()` (webgpu mode has no synchronous
+// readback) and as rarely as it can: a training step reads once (the loss, the balancing
+// loss, the gradient norm and the routing statistics, concatenated on the device), an
+// evaluation once per READ_EVERY validation batches, a checkpoint once per tensor.
+
+/**
+ * Reads several tensors with one readback: flattened, cast to one dtype (float64 if any
+ * is, else float32: every value is carried exactly, int32 too as the GPU stores it as
+ * float32) and concatenated on the backend. Returns one view per tensor, in order.
+ */
+async function readTogether(tensors: readonly mt.Tensor[]): Promise<ArrayLike<number>[]> {
+  const dtype = tensors.some((t) => t.dtype === 'float64') ? 'float64' : 'float32';
+  const flat = mt.noGrad(() => mt.tidy(() => mt.concat(tensors.map((t) => {
+    const flat = t.reshape([t.size]);
+    return flat.dtype === dtype ? flat : flat.cast(dtype); // (a cast to the same dtype would copy)
+  }), 0)));
+  let values: ArrayLike<number> & { subarray(begin: number, end: number): ArrayLike<number> };
+  try {
+    values = (await flat.data()) as Float32Array | Float64Array;
+  } finally {
+    flat.dispose();
+  }
+  let at = 0;
+  return tensors.map((t) => values.subarray(at, (at += t.size)));
+}
+
+/** Examples per expert, when the MoE already counted them on the host (sparse dispatch: no readback). */
+function countsOnHost(s: mt.MoEStats): number[] | null {
+  // With device dispatch, expertCounts is a getter that reads back synchronously (and would
+  // be one more readback per step): countOnDevice counts the same thing on the device instead.
+  const own = Object.getOwnPropertyDescriptor(s, 'expertCounts');
+  return own && 'value' in own ? [...(own.value as number[])] : null;
+}
+
+/**
+ * [E] examples per expert, on the device, as the device-dispatch getter counts them: the
+ * chosen indices, or the nonzero gates with batchwise gating and in the hierarchical MoE.
+ * (The getter also caps them at the expert capacity, which the language model leaves at
+ * the number of rows, where no count can reach it.)
+ */
+function countOnDevice(s: mt.MoEStats, config: RunConfig): mt.Tensor {
+  const E = s.importance.size;
+  if (config.model === 'hmoe' || config.gating === 'batchwise') return s.gates.greater(0).sum(0);
+  return mt.oneHot(s.indices.reshape([s.indices.size]), E, { dtype: 'int32' }).sum(0);
+}
+
+/** The tensors readStats needs, in its order, and the counts if they are known on the host. */
+function statsTensors(s: mt.MoEStats, config: RunConfig): { tensors: mt.Tensor[]; counts: number[] | null } {
+  const counts = countsOnHost(s);
+  const tensors = [s.cvImportance, s.cvLoad, s.gateEntropy, s.importance, s.load];
+  if (counts === null) tensors.push(countOnDevice(s, config));
+  return { tensors, counts };
+}
+
+/** Stats from the values of statsTensors' tensors, as read back. */
+function readStats(values: readonly ArrayLike<number>[], counts: number[] | null): Stats {
+  const [cvImportance, cvLoad, gateEntropy, importance, load, deviceCounts] = values;
   return {
-    cvImportance: s.cvImportance.item(), cvLoad: s.cvLoad.item(), gateEntropy: s.gateEntropy.item(),
-    importance: Array.from(s.importance.dataSync()), load: Array.from(s.load.dataSync()), expertCounts: [...s.expertCounts],
+    cvImportance: cvImportance![0]!, cvLoad: cvLoad![0]!, gateEntropy: gateEntropy![0]!,
+    importance: Array.from(importance!), load: Array.from(load!), expertCounts: counts ?? Array.from(deviceCounts!),
   };
 }
 
@@ -83,42 +139,73 @@ function toTensors(b: Batch, batch: number, seqLen: number): { x: mt.Tensor; y: 
   return { x: mt.tensor(b.x, [batch, seqLen], { dtype: 'int32' }), y: mt.tensor(b.y, [batch, seqLen], { dtype: 'int32' }) };
 }
 
+/** Validation batches whose results stay on the device before one readback. */
+const READ_EVERY = 256;
+
 /** Mean validation loss and routing statistics (eval mode: no noise, no dropout). */
-export function evaluate(model: AnyLM, corpus: Corpus, config: RunConfig): Omit<ValRecord, 'step' | 'type'> {
+export async function evaluate(model: AnyLM, corpus: Corpus, config: RunConfig): Promise<Omit<ValRecord, 'step' | 'type'>> {
   model.eval();
   let lossSum = 0, tokens = 0;
   const E = config.model === 'dense' ? 0 : config.experts;
   const counts = new Array<number>(E).fill(0);
   const domainExpert = corpus.domains && E ? Array.from({ length: corpus.domains }, () => new Array<number>(E).fill(0)) : null;
   let importance = new Array<number>(E).fill(0), load = new Array<number>(E).fill(0), entropySum = 0, batches = 0;
-  mt.noGrad(() => {
+  // Per batch, the tensors to read (kept on the device) and what the host already knows.
+  interface Pending { batch: Batch; tensors: mt.Tensor[]; counts: number[] | null; k: number }
+  let pending: Pending[] = [];
+  // Accumulates in the batches' order, in doubles, as one readback per batch would.
+  const flush = async () => {
+    if (pending.length === 0) return;
+    const batch = pending;
+    pending = [];
+    let values: ArrayLike<number>[];
+    try {
+      values = await readTogether(batch.flatMap((p) => p.tensors));
+    } finally {
+      for (const p of batch) mt.dispose(p.tensors);
+    }
+    let at = 0;
+    for (const p of batch) {
+      const v = values.slice(at, (at += p.tensors.length));
+      lossSum += v[0]![0]!;
+      if (p.tensors.length === 1) continue;
+      const [imp, ld, entropy, deviceCounts, idx] = [v[1]!, v[2]!, v[3]!, p.counts ? null : v[4]!, p.counts ? v[4] : v[5]];
+      (p.counts ?? Array.from(deviceCounts!)).forEach((c, e) => { counts[e]! += c; });
+      importance = importance.map((x, e) => x + imp[e]!);
+      load = load.map((x, e) => x + ld[e]!);
+      entropySum += entropy[0]!;
+      batches++;
+      if (domainExpert && p.batch.domains && idx) {
+        for (let n = 0; n < idx.length / p.k; n++) {
+          const d = p.batch.domains[Math.floor(n / config.seqLen)]!;
+          for (let j = 0; j < p.k; j++) domainExpert[d]![idx[n * p.k + j]!]!++;
+        }
+      }
+    }
+  };
+  try {
     for (const b of corpus.validation(config.batch, config.seqLen)) {
       const rows = b.x.length / config.seqLen;
-      mt.tidy(() => {
+      tokens += b.y.length;
+      pending.push(mt.noGrad(() => mt.tidy(() => {
         const { x, y } = toTensors(b, rows, config.seqLen);
         const out = model.forward(x);
-        lossSum += mt.crossEntropy(out.logits, y, { reduction: 'sum' }).item();
-        tokens += y.size;
+        const tensors = [mt.crossEntropy(out.logits, y, { reduction: 'sum' })];
         const s = out.stats;
-        if (s) {
-          s.expertCounts.forEach((c, e) => { counts[e]! += c; });
-          const imp = s.importance.dataSync(), ld = s.load.dataSync(); // one readback each, not one per expert
-          importance = importance.map((v, e) => v + imp[e]!);
-          load = load.map((v, e) => v + ld[e]!);
-          entropySum += s.gateEntropy.item();
-          batches++;
-          if (domainExpert && b.domains) {
-            const idx = s.indices.dataSync(), k = s.indices.shape[1]!;
-            for (let n = 0; n < idx.length / k; n++) {
-              const d = b.domains[Math.floor(n / config.seqLen)]!;
-              for (let j = 0; j < k; j++) domainExpert[d]![idx[n * k + j]!]!++;
-            }
-          }
-        }
-      });
+        if (!s) return { batch: b, tensors, counts: null, k: 0 };
+        const counts = countsOnHost(s);
+        tensors.push(s.importance, s.load, s.gateEntropy);
+        if (counts === null) tensors.push(countOnDevice(s, config));
+        if (domainExpert && b.domains) tensors.push(s.indices);
+        return { batch: b, tensors, counts, k: s.indices.shape[1]! };
+      })));
+      if (pending.length >= READ_EVERY) await flush();
     }
-  });
-  model.train();
+    await flush();
+  } finally {
+    for (const p of pending) mt.dispose(p.tensors);
+    model.train();
+  }
   const loss = lossSum / tokens;
   // cv_squared on the host (the same formula as mt.cvSquared), whatever the backend.
   const cv = (v: number[]) => {
@@ -144,11 +231,12 @@ export interface TrainOptions {
   shouldStop?: () => boolean;
 }
 
-function saveCheckpoint(dir: string, model: AnyLM, opt: mt.Optimizer, config: RunConfig, step: number): void {
+/** Reads the weights and optimizer state with async readbacks, then writes the file atomically (saveSafetensorsAsync). */
+async function saveCheckpoint(dir: string, model: AnyLM, opt: mt.Optimizer, config: RunConfig, step: number): Promise<void> {
   const optState = opt.stateDict();
   const tensors: Record<string, mt.Tensor> = { ...model.stateDict() };
   for (const [k, t] of Object.entries(optState.tensors)) tensors[`optimizer.${k}`] = t;
-  saveSafetensors(join(dir, CHECKPOINT), tensors, {
+  await saveSafetensorsAsync(join(dir, CHECKPOINT), tensors, {
     format: 'mixtape', mixtape_config: JSON.stringify(config), step: String(step),
     rng: JSON.stringify(defaultGenerator.getState()), optimizer: JSON.stringify(optState.scalars),
   });
@@ -224,15 +312,28 @@ export async function train(config: RunConfig, options: TrainOptions): Promise<V
     const batch = corpus.trainBatch(step, config.batch, config.seqLen);
     opt.zeroGrad();
     const t0 = Date.now();
-    const { loss, aux, stats } = mt.tidy(() => {
+    // Everything this step reports, kept on the device and read back once, below.
+    const { reported, counts } = mt.tidy(() => {
       const { x, y } = toTensors(batch, config.batch, config.seqLen);
       const out = model.forward(x);
       const task = mt.crossEntropy(out.logits, y);
       task.add(out.auxLoss).backward();
-      return { loss: task.item(), aux: out.auxLoss.item(), stats: readStats(out.stats) };
+      const routing = out.stats ? statsTensors(out.stats, config) : { tensors: [], counts: null };
+      return { reported: [task.detach(), out.auxLoss.detach(), ...routing.tensors], counts: routing.counts };
     });
+    // Clipping at 1 on the device: the norm is read with the rest (no readback of its own).
+    const norm = mt.clipGradNormTensor(model.parameters(), 1);
+    let values: ArrayLike<number>[];
+    try {
+      values = await readTogether([norm, ...reported]);
+    } finally {
+      norm.dispose();
+      mt.dispose(reported);
+    }
+    const [gradNorm, lossValue, auxValue, ...routing] = values;
+    const loss = lossValue![0]!, aux = auxValue![0]!, stats = routing.length ? readStats(routing, counts) : null;
     if (!Number.isFinite(loss)) throw new Error(`training diverged at step ${step + 1}: the loss is ${loss}; try a smaller --lr`);
-    mt.clipGradNorm(model.parameters(), 1);
+    if (!Number.isFinite(gradNorm![0]!)) throw new Error(`training diverged at step ${step + 1}: the gradient norm is ${gradNorm![0]!}; try a smaller --lr`);
     opt.step();
     schedule.step();
     step++;
@@ -248,21 +349,21 @@ export async function train(config: RunConfig, options: TrainOptions): Promise<V
     options.onStep?.(record);
     bar.update({ step, total: config.steps, tokensPerSec: ((step - startStep) * config.batch * config.seqLen) / Math.max(1e-3, elapsed), loss, cvLoad: record.cvLoad, elapsed, label: config.label });
     if (step % config.evalEvery === 0 || step === config.steps) {
-      lastVal = { type: 'val', step, ...evaluate(model, corpus, config) };
+      lastVal = { type: 'val', step, ...(await evaluate(model, corpus, config)) };
       write(lastVal);
-      saveCheckpoint(dir, model, opt, config, step);
+      await saveCheckpoint(dir, model, opt, config, step);
       bar.log(`${config.label}: step ${step}: validation loss ${lastVal.loss.toFixed(4)} (perplexity ${lastVal.perplexity.toFixed(2)})${lastVal.cvLoad !== null ? `, CV(load) ${lastVal.cvLoad.toFixed(3)}` : ''}`);
     }
     // Let signal handlers run between steps.
     await new Promise((resolve) => setImmediate(resolve));
     if (options.shouldStop?.() && step < config.steps) {
-      saveCheckpoint(dir, model, opt, config, step);
+      await saveCheckpoint(dir, model, opt, config, step);
       bar.done();
       throw new Interrupted(step, dir);
     }
   }
   bar.done();
-  return lastVal ?? { type: 'val', step, ...evaluate(model, corpus, config) };
+  return lastVal ?? { type: 'val', step, ...(await evaluate(model, corpus, config)) };
 }
 
 export class Interrupted extends Error {

@@ -3,5 +3,5 @@ export { uniform, normalInit, linearBound, type InitOptions } from './init.js';
 export { Linear, Embedding, Dropout, Sequential, ReLU, Tanh } from './linear.js';
 export { LSTM, LSTMCell, type LSTMOptions, type LSTMState } from './lstm.js';
 export { crossEntropy, mse, perplexity, type CrossEntropyOptions, type Reduction } from './losses.js';
-export { Optimizer, SGD, Adam, AdamW, clipGradNorm, type SGDOptions, type AdamOptions, type OptimizerState } from './optim.js';
+export { Optimizer, SGD, Adam, AdamW, clipGradNorm, clipGradNormTensor, type SGDOptions, type AdamOptions, type OptimizerState } from './optim.js';
 export { LRScheduler, StepLR, CosineAnnealingLR, LinearLR, WarmupCosineLR, InverseSqrtLR } from './schedule.js';

@@ -2,7 +2,9 @@
 // gradient-norm clipping, and the state needed to resume a run exactly.
 // Updates replace each parameter's data in place (Tensor.assign), outside autograd.
 
-import { zerosLike } from '../tensor/ops/creation.js';
+import { zeros, zerosLike } from '../tensor/ops/creation.js';
+import { div } from '../tensor/ops/elementwise.js';
+import type { DType } from '../tensor/dtype.js';
 import { getBackend, keep, noGrad, tidy } from '../tensor/engine.js';
 import { Tensor } from '../tensor/tensor.js';
 
@@ -165,26 +167,35 @@ export class AdamW extends Adam {
   }
 }
 
+/** The gradients' joint sum of squares, on the backend (float64 on the CPU, float32 on the GPU). */
+function gradSumOfSquares(withGrad: readonly Tensor[]): Tensor {
+  // In float64 where it exists (the CPU backend); the GPU stores float32.
+  const dtype = getBackend().name === 'cpu' ? 'float64' : 'float32';
+  let sumSq: Tensor | null = null;
+  for (const p of withGrad) {
+    const g = p.grad!.dtype === dtype ? p.grad! : p.grad!.cast(dtype); // cast to the same dtype would copy
+    const sq = g.square().sum();
+    sumSq = sumSq === null ? sq : sumSq.add(sq);
+  }
+  return sumSq!;
+}
+
+function checkMaxNorm(fn: string, maxNorm: number): void {
+  if (!(maxNorm > 0)) throw new Error(`${fn}: maxNorm must be positive, got ${maxNorm}`);
+}
+
 /**
  * Scales all gradients so that their joint norm is at most maxNorm (torch.nn.utils.
  * clip_grad_norm_ with norm_type 2, coefficient maxNorm / (norm + 1e-6)). Returns the
- * norm before clipping.
+ * norm before clipping. Reads the norm back (once); see clipGradNormTensor for the
+ * variant that stays on the device.
  */
 export function clipGradNorm(params: Iterable<Tensor>, maxNorm: number): number {
-  if (!(maxNorm > 0)) throw new Error(`clipGradNorm: maxNorm must be positive, got ${maxNorm}`);
+  checkMaxNorm('clipGradNorm', maxNorm);
   const withGrad = [...params].filter((p) => p.grad !== null);
   if (withGrad.length === 0) return 0;
-  // In float64 where it exists (the CPU backend); the GPU stores float32. The sum of squares
-  // is formed on the backend and read back once.
-  const dtype = getBackend().name === 'cpu' ? 'float64' : 'float32';
-  const total = noGrad(() => tidy(() => {
-    let sumSq: Tensor | null = null;
-    for (const p of withGrad) {
-      const sq = p.grad!.cast(dtype).square().sum();
-      sumSq = sumSq === null ? sq : sumSq.add(sq);
-    }
-    return Math.sqrt(sumSq!.item());
-  }));
+  // The sum of squares is formed on the backend and read back once.
+  const total = noGrad(() => tidy(() => Math.sqrt(gradSumOfSquares(withGrad).item())));
   if (!Number.isFinite(total)) throw new Error(`clipGradNorm: the total gradient norm is ${total}`);
   const coef = maxNorm / (total + 1e-6);
   if (coef < 1) {
@@ -197,4 +208,42 @@ export function clipGradNorm(params: Iterable<Tensor>, maxNorm: number): number 
     });
   }
   return total;
+}
+
+/**
+ * clipGradNorm without a readback, as torch.nn.utils.clip_grad_norm_ computes it: the
+ * norm, the coefficient min(1, maxNorm / (norm + 1e-6)) and the scaling are tensor ops on
+ * the device, and the result is the 0-d norm before clipping (float64 on the CPU backend,
+ * float32 on the GPU), which the caller owns and reads when it wants (`await norm.data()`),
+ * e.g. together with the loss in one readback. Gradients are always multiplied (by 1 when
+ * under the limit, which leaves them bit-identical), so on the CPU the result equals
+ * clipGradNorm's exactly. A non-finite norm cannot be refused without reading it: as
+ * PyTorch with error_if_nonfinite=False, an infinite norm scales the gradients by 0 and a
+ * NaN norm makes them NaN; check the returned norm (clipGradNorm throws instead).
+ *
+ * A separate function rather than an option of clipGradNorm: the return type stays static
+ * (number vs Tensor, no overload on a flag), clipGradNorm keeps its contract (a number;
+ * throws on a non-finite norm), and the name says what comes back, like item() / data().
+ * Without gradients it returns a 0-d zero, as PyTorch does.
+ */
+export function clipGradNormTensor(params: Iterable<Tensor>, maxNorm: number): Tensor {
+  checkMaxNorm('clipGradNormTensor', maxNorm);
+  const withGrad = [...params].filter((p) => p.grad !== null);
+  if (withGrad.length === 0) return zeros([], { dtype: getBackend().name === 'cpu' ? 'float64' : 'float32' });
+  return noGrad(() => {
+    const norm = tidy(() => gradSumOfSquares(withGrad).sqrt());
+    tidy(() => {
+      // PyTorch: clip_coef = max_norm / (total_norm + 1e-6), clamped at 1.
+      const coef = div(maxNorm, norm.add(1e-6)).clamp(undefined, 1);
+      const byDType = new Map<DType, Tensor>(); // cast once per gradient dtype (as the number maxNorm/… would be)
+      for (const p of withGrad) {
+        const dtype = p.grad!.dtype;
+        if (!byDType.has(dtype)) byDType.set(dtype, dtype === coef.dtype ? coef : coef.cast(dtype));
+        const scaled = keep(p.grad!.mul(byDType.get(dtype)!));
+        p.grad!.dispose();
+        p.grad = scaled;
+      }
+    });
+    return norm;
+  });
 }

@@ -137,7 +137,11 @@ export function encodeLittleEndian(values: TypedArray, out: Uint8Array, offset: 
 
 // ---- writing -----------------------------------------------------------------------------
 
-function serialize(ctx: Context, stateDict: Record<string, Tensor>, metadata: Record<string, string> | undefined): Uint8Array {
+/**
+ * `read` holds values already read back (asynchronously) by name; tensors missing from it
+ * are read with dataSync().
+ */
+function serialize(ctx: Context, stateDict: Record<string, Tensor>, metadata: Record<string, string> | undefined, read?: ReadonlyMap<string, TypedArray>): Uint8Array {
   if (!isPlainObject(stateDict)) throw problem(ctx, `the state dict must be an object mapping names to tensors, got ${typeName(stateDict)}`);
   if (metadata !== undefined && !isPlainObject(metadata)) throw problem(ctx, `metadata must be an object of strings, got ${typeName(metadata)}`);
   const metaEntries = Object.entries(metadata ?? {});
@@ -167,7 +171,7 @@ function serialize(ctx: Context, stateDict: Record<string, Tensor>, metadata: Re
   const values: TypedArray[] = [];
   let offset = 0;
   for (const { name, tensor: t, format } of items) {
-    const data = t.dataSync();
+    const data = read?.get(name) ?? t.dataSync();
     if (data.length !== t.size) throw problem(ctx, `tensor ${show(name)} read back ${data.length} values for shape [${t.shape.join(', ')}]`);
     const nbytes = t.size * format.itemSize;
     parts.push(`${JSON.stringify(name)}:{"dtype":"${format.code}","shape":[${t.shape.join(',')}],"data_offsets":[${offset},${offset + nbytes}]}`);
@@ -207,6 +211,38 @@ export function serializeSafetensors(stateDict: Record<string, Tensor>, metadata
 export function saveSafetensors(path: string, stateDict: Record<string, Tensor>, metadata?: Record<string, string>): void {
   const ctx: Context = { fn: 'saveSafetensors', source: path };
   const bytes = serialize(ctx, stateDict, metadata);
+  writeAtomically(ctx, path, bytes);
+}
+
+/**
+ * Reads every live tensor of a state dict with `await t.data()`, one after another (the
+ * only way to the host in webgpu mode). Anything else is left to serialize's checks.
+ */
+async function readAll(stateDict: Record<string, Tensor>): Promise<Map<string, TypedArray>> {
+  const read = new Map<string, TypedArray>();
+  if (!isPlainObject(stateDict)) return read;
+  for (const [name, t] of Object.entries(stateDict)) {
+    if (t instanceof Tensor && !t.isDisposed) read.set(name, await t.data());
+  }
+  return read;
+}
+
+/**
+ * serializeSafetensors with asynchronous readbacks (`await t.data()`), for backends that
+ * have no synchronous ones (the GPU backend in webgpu mode). The same bytes.
+ */
+export async function serializeSafetensorsAsync(stateDict: Record<string, Tensor>, metadata?: Record<string, string>): Promise<Uint8Array> {
+  return serialize({ fn: 'serializeSafetensorsAsync', source: 'state dict' }, stateDict, metadata, await readAll(stateDict));
+}
+
+/**
+ * saveSafetensors with asynchronous readbacks (`await t.data()`, which every backend and
+ * GPU mode supports): the tensors are read first, then the file is written atomically
+ * exactly as saveSafetensors writes it (same bytes; a failed save leaves the previous file).
+ */
+export async function saveSafetensorsAsync(path: string, stateDict: Record<string, Tensor>, metadata?: Record<string, string>): Promise<void> {
+  const ctx: Context = { fn: 'saveSafetensorsAsync', source: path };
+  const bytes = serialize(ctx, stateDict, metadata, await readAll(stateDict));
   writeAtomically(ctx, path, bytes);
 }
 

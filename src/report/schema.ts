@@ -40,6 +40,8 @@ export interface RunConfig {
   warmup: number;
   seed: number;
   backend: string;
+  /** GPU runs only: the gpu.js mode (headlessgl or webgpu). */
+  gpuMode?: string;
   evalEvery: number;
   /** 'synthetic' or the text file's path */
   data: string;

@@ -2,9 +2,10 @@
 // are compiled during the first step only, and a long run keeps the live-handle count flat.
 
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { test } from 'node:test';
 import { mt } from '../helpers.js';
-import { gpuSuite } from './gpu-env.js';
+import { assertNear, gpuSuite } from './gpu-env.js';
 
 const LEAK_STEPS = Number(process.env.MIXTAPE_GPU_LEAK_STEPS ?? 1000);
 
@@ -31,7 +32,40 @@ function languageModelStep() {
   return { step };
 }
 
-gpuSuite('training', () => {
+gpuSuite('training', (mode) => {
+  test('clipGradNormTensor clips on the device (no readback) as clipGradNorm does on the CPU in float64', async () => {
+    const shapes = [[6, 5], [7], [3, 2, 4]];
+    const grads = shapes.map((s, i) => Array.from({ length: s.reduce((a, b) => a * b, 1) }, (_, j) => Math.fround((((j * 7 + i * 3) % 13) - 6) / 4)));
+    for (const maxNorm of [1, 1e3]) {
+      mt.setBackend('cpu');
+      const ref = shapes.map((s) => mt.zeros(s, { dtype: 'float64', requiresGrad: true }));
+      ref.forEach((p, i) => { p.grad = mt.keep(mt.tensor(grads[i]!, shapes[i], { dtype: 'float64' })); });
+      const refNorm = mt.clipGradNorm(ref, maxNorm);
+      mt.setBackend('gpu', { mode });
+      const params = shapes.map((s) => mt.zeros(s, { requiresGrad: true }));
+      params.forEach((p, i) => { p.grad = mt.keep(mt.tensor(grads[i]!, shapes[i])); });
+      const before = mt.memory();
+      const norm = mt.clipGradNormTensor(params, maxNorm);
+      assert.equal(mt.memory().readbacks, before.readbacks, 'no readback');
+      assert.equal(mt.memory().liveHandles, before.liveHandles + 1, 'only the norm stays alive');
+      assertNear(await norm.data(), [refNorm], 100, `maxNorm ${maxNorm}: the norm`);
+      for (const [i, p] of params.entries()) assertNear(await p.grad!.data(), ref[i]!.grad!.dataSync(), 100, `maxNorm ${maxNorm}: gradient ${i}`);
+      mt.dispose([norm, params, params.map((p) => p.grad!)]);
+    }
+  });
+
+  test('shutdownGpu with kernels still in flight lets the process exit', () => {
+    const script = `import * as mt from ${JSON.stringify(new URL('../../src/index.ts', import.meta.url).href)};
+      mt.setBackend('gpu', { mode: '${mode}' }); await mt.ready();
+      const a = mt.randn([128, 128]); let b = a;
+      for (let i = 0; i < 20; i++) b = b.matmul(a).tanh(); // queued, never read
+      mt.shutdownGpu(); console.log('shut down');`;
+    const r = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { encoding: 'utf8', timeout: 30_000 });
+    assert.equal(r.signal, null, 'the process did not exit within 30 s of shutdownGpu()');
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stdout, /shut down/);
+  });
+
   test('a training step of the MoE language model reads back once (the loss) and compiles nothing after the first step', async () => {
     const { step } = languageModelStep();
     const first = await step();

@@ -51,6 +51,51 @@ describe('optimizers', () => {
     assert.equal(mt.memory().liveHandles, base);
   });
 
+  test('clipGradNormTensor equals clipGradNorm (float64 and float32, clipped or not) and never reads back', () => {
+    for (const dtype of ['float64', 'float32'] as const) {
+      for (const maxNorm of [0.5, 3, 1e6]) {
+        const gen = new mt.Generator(7);
+        const shapes = [[3, 4], [5], [2, 2, 3]];
+        const make = () => shapes.map((s) => mt.zeros(s, { dtype, requiresGrad: true }));
+        const [a, b] = [make(), make()];
+        const frozen = mt.tensor([1, 2], { dtype, requiresGrad: true }); // no gradient: skipped by both
+        shapes.forEach((s, i) => {
+          const g = mt.randn(s, { generator: gen, dtype: 'float64' }).dataSync(); // joint norm ≈ 5
+          a[i]!.grad = mt.keep(mt.tensor(g, s, { dtype }));
+          b[i]!.grad = mt.keep(mt.tensor(g, s, { dtype }));
+        });
+        const expected = mt.clipGradNorm([...a, frozen], maxNorm);
+        const before = mt.memory();
+        const norm = mt.clipGradNormTensor([...b, frozen], maxNorm);
+        const after = mt.memory();
+        assert.equal(after.readbacks, before.readbacks, 'clipGradNormTensor read back');
+        assert.equal(after.liveHandles, before.liveHandles + 1, 'only the returned norm stays alive');
+        assert.deepEqual(norm.shape, []);
+        assert.equal(norm.dtype, 'float64', 'the norm is formed in float64 on the CPU');
+        assert.equal(norm.item(), expected, `${dtype}, maxNorm ${maxNorm}: the norm`);
+        a.forEach((p, i) => {
+          assert.equal(b[i]!.grad!.dtype, dtype);
+          assert.deepEqual(Array.from(b[i]!.grad!.dataSync()), Array.from(p.grad!.dataSync()), `${dtype}, maxNorm ${maxNorm}: gradient ${i}`);
+        });
+        assert.equal(frozen.grad, null);
+        norm.dispose();
+      }
+    }
+    const none = mt.clipGradNormTensor([mt.tensor([1], { requiresGrad: true })], 1);
+    assert.deepEqual([none.shape, none.item()], [[], 0]);
+    assert.throws(() => mt.clipGradNormTensor([], 0), /clipGradNormTensor: maxNorm must be positive, got 0/);
+  });
+
+  test('clipGradNormTensor follows PyTorch on a non-finite norm: infinite scales by 0, NaN gives NaN', () => {
+    const p = mt.tensor([1, 2], { dtype: 'float64', requiresGrad: true });
+    p.grad = mt.keep(mt.tensor([Infinity, 3], { dtype: 'float64' }));
+    assert.equal(mt.clipGradNormTensor([p], 1).item(), Infinity);
+    assert.deepEqual(Array.from(p.grad.dataSync()), [NaN, 0]); // inf·0 = NaN, as in PyTorch
+    p.grad = mt.keep(mt.tensor([NaN, 3], { dtype: 'float64' }));
+    assert.ok(Number.isNaN(mt.clipGradNormTensor([p], 1).item()));
+    assert.ok(Array.from(p.grad.dataSync()).every(Number.isNaN));
+  });
+
   test('clipGradNorm scales gradients to the max norm and returns the norm before clipping', () => {
     const a = mt.tensor([3], { dtype: 'float64', requiresGrad: true }), b = mt.tensor([4], { dtype: 'float64', requiresGrad: true });
     a.grad = mt.keep(mt.tensor([3], { dtype: 'float64' }));

@@ -477,6 +477,30 @@ describe('safetensors: saving', () => {
       assert.deepEqual(metadata, {});
     });
 
+    test('saveSafetensorsAsync reads with data() only and writes the same bytes, atomically', async (t) => {
+      const before = setUp();
+      const dict = everyDtype(), metadata = { format: 'pt', step: '7' };
+      const expected = mt.serializeSafetensors(dict, metadata);
+      // No synchronous readback anywhere (as on the GPU backend in webgpu mode).
+      const sync = t.mock.method(mt.Tensor.prototype, 'dataSync', () => { throw new Error('dataSync called'); });
+      assert.deepEqual(await mt.serializeSafetensorsAsync(dict, metadata), expected);
+      await mt.saveSafetensorsAsync(path, dict, metadata);
+      sync.mock.restore();
+      assert.deepEqual(new Uint8Array(fs.readFileSync(path)), expected);
+      assert.deepEqual(fs.readdirSync(dir), ['model.safetensors']);
+      // A failing write leaves the previous file; errors name the async function.
+      mt.saveSafetensors(path, good, { format: 'pt' });
+      const m = t.mock.method(fs, 'renameSync', () => { throw new Error('EIO: i/o error, renameSync'); });
+      await assert.rejects(mt.saveSafetensorsAsync(path, { w: mt.tensor([9, 9, 9]) }), /^Error: saveSafetensorsAsync: .*model\.safetensors: could not write the file \(EIO/);
+      m.mock.restore();
+      assertUntouched(before);
+      const gone = mt.ones([2]);
+      gone.dispose();
+      await assert.rejects(mt.saveSafetensorsAsync(path, { gone }), /^Error: saveSafetensorsAsync: .*: tensor "gone" was disposed/);
+      await assert.rejects(mt.serializeSafetensorsAsync({ w: [1] as unknown as mt.Tensor }), /^Error: serializeSafetensorsAsync: state dict: the value for "w" is not a Tensor/);
+      assertUntouched(before);
+    });
+
     test('a directory that does not exist', () => {
       assert.throws(() => mt.saveSafetensors(join(scratch, 'no', 'such', 'dir', 'm.safetensors'), good), /saveSafetensors: .*m\.safetensors: could not write the file \(ENOENT/);
     });

@@ -190,6 +190,9 @@ export class GpuBackend implements Backend {
     const ready = inputs.every((h) => h.res !== null);
     const start = ready ? Promise.resolve(inputs.map((h) => h.res!)) : Promise.all(inputs.map((h) => h.res ?? h.pending!));
     const run = start.then(async (resolved) => {
+      // After shutdown(), queued kernels must not run: run on the destroyed device, they
+      // kept Dawn, and so Node, running forever (test/gpu/training.test.ts).
+      if (this.shut) throw new Error('the backend was shut down');
       let res: DeviceResult;
       try {
         res = await (entry.kernel(...resolved, ...extra) as Promise<DeviceResult>);
