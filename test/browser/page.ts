@@ -11,6 +11,7 @@
 // readback.
 
 import * as mt from '../../src/index.js';
+import { probeGpu } from '../gpu/probe.js';
 
 type Mode = 'webgl2' | 'webgpu';
 
@@ -198,15 +199,7 @@ async function environment(): Promise<Record<string, unknown>> {
 /** Starts the mode and runs one kernel: the backend's info, or the reason it cannot run. */
 async function probe(mode: Mode): Promise<{ info?: Record<string, unknown>; reason?: string }> {
   try {
-    mt.setBackend('gpu', { mode });
-    await mt.ready();
-    const y = mt.tensor([1, 2, 3]).add(1);
-    const v = Array.from(await y.data());
-    y.dispose();
-    if (v.join() !== '2,3,4') return { reason: `a probe kernel computed [${v.join(', ')}] instead of [2, 3, 4]` };
-    return { info: mt.backendInfo() };
-  } catch (e) {
-    return { reason: (e as Error).message };
+    return await probeGpu(mt, mode);
   } finally {
     mt.setBackend('cpu');
   }

@@ -8,6 +8,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { mt } from '../helpers.js';
+import { probeGpu } from './probe.js';
 
 export type Mode = 'headlessgl' | 'webgpu';
 const CLASS: Record<Mode, string> = { headlessgl: 'HeadlessGLKernel', webgpu: 'WebGPUKernel' };
@@ -19,17 +20,9 @@ export const REQUIRED = list(process.env.MIXTAPE_GPU_REQUIRED, '') as Mode[];
 /** Starts `mode` once and runs one kernel; the reason it cannot run, or null. */
 async function probe(mode: Mode): Promise<string | null> {
   try {
-    mt.setBackend('gpu', { mode });
-    await mt.ready();
-    const y = mt.tensor([1, 2, 3]).add(1);
-    const v = Array.from(await y.data());
-    y.dispose();
-    if (v.join() !== '2,3,4') return `a probe kernel computed [${v.join(', ')}] instead of [2, 3, 4]`;
-    const info = mt.backendInfo();
-    if (info.kernelClass !== CLASS[mode]) return `it runs ${info.kernelClass}, not ${CLASS[mode]}`;
-    return null;
-  } catch (e) {
-    return (e as Error).message;
+    const { info, reason } = await probeGpu(mt, mode);
+    if (reason !== undefined) return reason;
+    return info!.kernelClass === CLASS[mode] ? null : `it runs ${String(info!.kernelClass)}, not ${CLASS[mode]}`;
   } finally {
     mt.shutdownGpu(); // a live Dawn device keeps Node running; suites start their own
   }

@@ -16,20 +16,26 @@ function languageModelStep() {
   const opt = new mt.Adam(model.parameters(), { lr: 0.01 });
   const ids = mt.tensor(Array.from({ length: 2 * 5 }, (_, i) => (i * 7) % 11), [2, 5], { dtype: 'int32' });
   const targets = mt.tensor(Array.from({ length: 2 * 5 }, (_, i) => (i * 3 + 1) % 11), [2, 5], { dtype: 'int32' });
-  const step = async (): Promise<number> => {
-    const loss = mt.tidy(() => {
-      const out = model.forward(ids);
-      const l = mt.crossEntropy(out.logits, targets).add(out.auxLoss);
-      l.backward();
-      return l;
+  return { step: trainingStep(opt, () => {
+    const out = model.forward(ids);
+    return mt.crossEntropy(out.logits, targets).add(out.auxLoss);
+  }) };
+}
+
+/** One optimizer step on `loss()` (built and differentiated inside a tidy); reads the loss back: the step's one readback. */
+function trainingStep(opt: mt.Optimizer, loss: () => mt.Tensor): () => Promise<number> {
+  return async () => {
+    const l = mt.tidy(() => {
+      const value = loss();
+      value.backward();
+      return value;
     });
     opt.step();
     opt.zeroGrad();
-    const value = (await loss.data())[0]!;
-    loss.dispose();
+    const value = (await l.data())[0]!;
+    l.dispose();
     return value;
   };
-  return { step };
 }
 
 gpuSuite('training', (mode) => {
@@ -88,19 +94,10 @@ gpuSuite('training', (mode) => {
     const opt = new mt.Adam(moe.parameters(), { lr: 0.01 });
     const x = mt.randn([12, 6], { generator: gen });
     const y = mt.randn([12, 3], { generator: gen });
-    const step = async (): Promise<number> => {
-      const loss = mt.tidy(() => {
-        const out = moe.forward(x); // noise drawn from the generator: the routing changes every step
-        const l = mt.mse(out.output, y).add(out.auxLoss);
-        l.backward();
-        return l;
-      });
-      opt.step();
-      opt.zeroGrad();
-      const value = (await loss.data())[0]!;
-      loss.dispose();
-      return value;
-    };
+    const step = trainingStep(opt, () => {
+      const out = moe.forward(x); // noise drawn from the generator: the routing changes every step
+      return mt.mse(out.output, y).add(out.auxLoss);
+    });
     const first = await step();
     assert.ok(Number.isFinite(first), `loss ${first}`);
     const compiled = mt.memory().kernelsCompiled;
@@ -125,19 +122,14 @@ gpuSuite('training', (mode) => {
     const opt = new mt.SGD(moe.parameters(), { lr: 0.05 });
     const x = mt.randn([16, 6], { generator: gen });
     const y = mt.randn([16, 3], { generator: gen });
+    const step = trainingStep(opt, () => {
+      const out = moe.forward(x);
+      return mt.mse(out.output, y).add(out.auxLoss);
+    });
     let baseline: mt.MemoryInfo | null = null;
     let last = NaN;
     for (let i = 0; i < LEAK_STEPS; i++) {
-      const loss = mt.tidy(() => {
-        const out = moe.forward(x);
-        const l = mt.mse(out.output, y).add(out.auxLoss);
-        l.backward();
-        return l;
-      });
-      opt.step();
-      opt.zeroGrad();
-      last = (await loss.data())[0]!;
-      loss.dispose();
+      last = await step();
       if (i === 1) baseline = mt.memory();
     }
     const end = mt.memory();
