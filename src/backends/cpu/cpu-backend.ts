@@ -25,8 +25,11 @@ function data(info: TensorInfo & { handle: CpuHandle }): TypedArray {
   return values;
 }
 
+/** The result array of a kernel that writes every element: a reused buffer is not zeroed first. */
+const full = (out: OutInfo) => cpuPool.take(out.dtype, sizeOf(out.shape), false);
+
 const unary = (name: keyof typeof unaryFns) => (inputs: In, _a: unknown, out: OutInfo, be: CpuBackend) => {
-  const y = cpuPool.take(out.dtype, sizeOf(out.shape), false); // every element is written
+  const y = full(out);
   // float32 results need only float32 accuracy: Φ has a cheaper formula for them.
   mapUnary(name, data(inputs[0]!), y, out.dtype === 'float32');
   return be.wrap(y);
@@ -34,7 +37,7 @@ const unary = (name: keyof typeof unaryFns) => (inputs: In, _a: unknown, out: Ou
 
 const binary = (name: keyof typeof binaryFns) => (inputs: In, _a: unknown, out: OutInfo, be: CpuBackend) => {
   const [a, b] = inputs as [In[0], In[0]];
-  const y = cpuPool.take(out.dtype, sizeOf(out.shape), false); // every element is written
+  const y = full(out);
   if (!binaryFast(name, data(a), a.shape, data(b), b.shape, y, out.shape)) binaryBroadcast(binaryFns[name], data(a), a.shape, data(b), b.shape, y, out.shape);
   return be.wrap(y);
 };
@@ -43,8 +46,6 @@ type CpuKernel<K extends KernelName> = (inputs: In, attrs: KernelAttrs[K], out: 
 
 function makeKernels(): { [K in KernelName]: CpuKernel<K> } {
   const alloc = (out: OutInfo) => cpuPool.take(out.dtype, sizeOf(out.shape));
-  // For kernels that write every element of their result: no zeroing of a reused buffer.
-  const full = (out: OutInfo) => cpuPool.take(out.dtype, sizeOf(out.shape), false);
   return {
     neg: unary('neg'), abs: unary('abs'), sign: unary('sign'), exp: unary('exp'), log: unary('log'),
     sqrt: unary('sqrt'), tanh: unary('tanh'), sigmoid: unary('sigmoid'), relu: unary('relu'),
@@ -55,7 +56,7 @@ function makeKernels(): { [K in KernelName]: CpuKernel<K> } {
     greater: binary('greater'), greaterEqual: binary('greaterEqual'),
     where: (inputs, _a, out, be) => {
       const [c, a, b] = inputs as [In[0], In[0], In[0]];
-      const y = cpuPool.take(out.dtype, sizeOf(out.shape), false), cv = data(c), av = data(a), bv = data(b); // every element is written
+      const y = full(out), cv = data(c), av = data(a), bv = data(b);
       if (!whereFast(cv, c.shape, av, a.shape, bv, b.shape, y, out.shape)) broadcastLoop(out.shape, [c.shape, a.shape, b.shape], (o, off) => {
         y[o] = cv[off[0]!] !== 0 ? av[off[1]!]! : bv[off[2]!]!;
       });
