@@ -12,7 +12,7 @@ import { elementwiseSuite } from './elementwise.bench.js';
 import { format, ratio, results, runSuite, type Result, type Suite } from './harness.js';
 import { lstmSuite } from './lstm.bench.js';
 import { matmulSuite } from './matmul.bench.js';
-import { moeSuite } from './moe.bench.js';
+import { MOE_EXPERTS, moeSuite } from './moe.bench.js';
 import { overheadSuite } from './overhead.bench.js';
 import { reduceSuite } from './reduce.bench.js';
 
@@ -60,6 +60,32 @@ function targets(): string[] {
   for (const r of results.filter((x) => x.suite === 'overhead')) {
     const q = ratio(r)!;
     lines.push(`- per-op overhead (${r.name}) no worse than tfjs-cpu: ${format(r.metric, r.mixtape)} vs ${format(r.metric, r.tfjs)}, ratio ${q.toFixed(2)}× — ${q >= 1 ? 'met' : 'NOT met'}`);
+  }
+  const lstm = find('lstm', 'forward + backward');
+  if (lstm) {
+    const q = ratio(lstm)!;
+    lines.push(`- LSTM forward + backward ≥ 2× tfjs-cpu: ${q.toFixed(2)}× — ${q >= 2 ? 'met' : 'NOT met'}`);
+  }
+  // MoE: against the compute-matched dense block, and E = 256 against E = 4, same run.
+  const ms = (r: Result | undefined) => (r ? 1000 / r.mixtape.hz : undefined);
+  const dense = ms(results.find((r) => r.suite === 'moe' && r.name.startsWith('dense')));
+  const moe = (E: number) => ms(find('moe', `MoE E=${E}`));
+  if (dense !== undefined) {
+    for (const E of MOE_EXPERTS.filter((e) => e <= 64)) {
+      const t = moe(E);
+      if (t !== undefined) lines.push(`- MoE E=${E} / dense ≤ 1.15: ${(t / dense).toFixed(3)} — ${t / dense <= 1.15 ? 'met' : 'NOT met'}`);
+    }
+  }
+  const [e4, e256] = [moe(4), moe(256)];
+  if (e4 !== undefined && e256 !== undefined) {
+    lines.push(`- MoE time(E=256) / time(E=4) ≤ 1.3: ${(e256 / e4).toFixed(3)} — ${e256 / e4 <= 1.3 ? 'met' : 'NOT met'}`);
+  }
+  const alone = (what: string, E: number) => ms(find('moe', `${what} products alone E=${E}`));
+  const [x4, x256, g4, g256] = [alone('expert', 4), alone('expert', 256), alone('gating', 4), alone('gating', 256)];
+  if (e4 !== undefined && x4 !== undefined && x256 !== undefined && g4 !== undefined && g256 !== undefined) {
+    // If everything but the products cost at E = 256 what it costs at E = 4.
+    const floor = (e4 + (x256 - x4) + (g256 - g4)) / e4;
+    lines.push(`  floor from the products alone: experts ${x4.toFixed(0)} → ${x256.toFixed(0)} ms, gating ${g4.toFixed(0)} → ${g256.toFixed(0)} ms; with nothing else growing, E=256 / E=4 would be ${floor.toFixed(3)}`);
   }
   return lines;
 }

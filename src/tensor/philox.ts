@@ -44,6 +44,8 @@ function uniform53(w0: number, w1: number): number {
  * Fills `out` with draws number `counter`, `counter + 1`, ... of the stream `key`.
  * Each Philox block gives two values: two uniforms, or the Box–Muller pair (cos, sin).
  * float32 uniforms are the float64 ones truncated to 24 bits, so they stay below 1.
+ * (philox4x32 written out on local words: no arrays per block, one log and sqrt per pair;
+ * the numbers are the same bit for bit.)
  */
 export function fillRandom(
   out: Float32Array | Float64Array,
@@ -51,29 +53,35 @@ export function fillRandom(
   key: readonly [number, number],
   counter: number,
 ): void {
-  const words = new Uint32Array(4);
-  const ctr = [0, 0, 0, 0];
-  const single = out instanceof Float32Array;
-  const n = out.length;
+  const single = out instanceof Float32Array, normal = distribution === 'normal';
+  const n = out.length, key0 = key[0] >>> 0, key1 = key[1] >>> 0;
   // Element i of the draw is value (counter + i) of the stream: block (counter+i)>>1, half (counter+i)&1.
-  for (let i = 0; i < n; ) {
-    const position = counter + i;
-    const block = Math.floor(position / 2);
-    ctr[0] = block % 4294967296;
-    ctr[1] = Math.floor(block / 4294967296);
-    philox4x32(ctr, key, words);
-    let u1 = uniform53(words[0]!, words[1]!);
-    let u2 = uniform53(words[2]!, words[3]!);
-    for (let half = position % 2; half < 2 && i < n; half++, i++) {
-      if (distribution === 'uniform') {
-        const u = half === 0 ? u1 : u2;
-        out[i] = single ? Math.floor(u * 16777216) / 16777216 : u;
-      } else {
-        // Box–Muller; 1 - u1 lies in (0, 1], so the log is finite.
-        const r = Math.sqrt(-2 * Math.log(1 - u1));
-        out[i] = half === 0 ? r * Math.cos(2 * Math.PI * u2) : r * Math.sin(2 * Math.PI * u2);
-      }
+  let block = Math.floor(counter / 2), half = counter % 2;
+  for (let i = 0; i < n; block++, half = 0) {
+    let c0 = block % 4294967296, c1 = Math.floor(block / 4294967296), c2 = 0, c3 = 0;
+    let k0 = key0, k1 = key1;
+    for (let round = 0; round < 10; round++) {
+      const hi0 = mulhi(M0, c0), lo0 = Math.imul(M0, c0) >>> 0;
+      const hi1 = mulhi(M1, c2), lo1 = Math.imul(M1, c2) >>> 0;
+      c0 = (hi1 ^ c1 ^ k0) >>> 0;
+      c1 = lo1;
+      c2 = (hi0 ^ c3 ^ k1) >>> 0;
+      c3 = lo0;
+      k0 = (k0 + W0) >>> 0;
+      k1 = (k1 + W1) >>> 0;
     }
-    u1 = 0; u2 = 0;
+    const u1 = uniform53(c0, c1), u2 = uniform53(c2, c3);
+    if (normal) {
+      // Box–Muller; 1 - u1 lies in (0, 1], so the log is finite.
+      const r = Math.sqrt(-2 * Math.log(1 - u1));
+      if (half === 0) out[i++] = r * Math.cos(2 * Math.PI * u2);
+      if (i < n) out[i++] = r * Math.sin(2 * Math.PI * u2);
+    } else if (single) {
+      if (half === 0) out[i++] = Math.floor(u1 * 16777216) / 16777216;
+      if (i < n) out[i++] = Math.floor(u2 * 16777216) / 16777216;
+    } else {
+      if (half === 0) out[i++] = u1;
+      if (i < n) out[i++] = u2;
+    }
   }
 }
