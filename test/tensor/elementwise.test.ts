@@ -304,6 +304,20 @@ describe('comparisons and where', () => {
     assert.deepEqual(values(a.where(c, -1)), [1, -1, 3]);
   });
 
+  test('where(cond, number, number): PyTorch\'s result type, cond\'s shape', () => {
+    const c = mt.tensor([[1, 0, 2], [0, 0, -1]], [2, 3], { dtype: 'int32' });
+    const ints = mt.where(c, 1, 0);      // torch.where(c, 1, 0): integers (int64 there, int32 here)
+    assert.equal(ints.dtype, 'int32');
+    assert.deepEqual([...ints.shape], [2, 3]);
+    assert.deepEqual(values(ints), [1, 0, 1, 0, 0, 1]);
+    const floats = mt.where(mt.greater(mt.tensor([0.5, -2, 3]), 0), 0.5, -Infinity); // the default float dtype
+    assert.equal(floats.dtype, 'float32');
+    assert.deepEqual(values(floats), [0.5, -Infinity, 0.5]);
+    assert.throws(() => mt.where(c, 2 ** 40, 0), /where: the integer 1099511627776 does not fit int32/);
+    assert.throws(() => mt.where(c, 'x' as unknown as number, 0), /where/);
+    mt.dispose([c, ints, floats]);
+  });
+
   test('clamp, isFinite', () => {
     fc.assert(fc.property(shapeValuesArb(shapeArb(3, 4)), fc.constantFrom(...FLOATS), fc.integer({ min: -3, max: 3 }), fc.integer({ min: 0, max: 3 }),
       fc.constantFrom('both', 'min', 'max'), ([shape, vals], dtype, lo, width, which) => {

@@ -123,7 +123,9 @@ export const greaterEqual = compare('greaterEqual');
 /** Elementwise cond ? a : b with broadcasting of all three; cond is any tensor, nonzero = true. */
 export function where(cond: Tensor, a: TensorLike, b: TensorLike): Tensor {
   checkTensor('where', cond, 'cond');
-  const dtype = resultType('where', a, b);
+  // Two numbers, as torch.where(cond, 1.0, 0.0): the default float dtype, or the integer
+  // dtype when both are integers (int64 in PyTorch, int32 here); the shape is cond's.
+  const dtype = typeof a === 'number' && typeof b === 'number' ? twoNumbersType(a, b) : resultType('where', a, b);
   const [x, y, temps] = operands('where', a, b, dtype);
   try {
     const shape = broadcastShapes(broadcastShapes(cond.shape, x.shape, 'where'), y.shape, 'where');
@@ -131,6 +133,14 @@ export function where(cond: Tensor, a: TensorLike, b: TensorLike): Tensor {
   } finally {
     disposeAll(temps);
   }
+}
+
+function twoNumbersType(a: number, b: number): DType {
+  if (!(Number.isInteger(a) && Number.isInteger(b))) return 'float32';
+  for (const v of [a, b]) {
+    if (v < -2147483648 || v > 2147483647) throw new Error(`where: the integer ${v} does not fit int32 (mixtape's integer dtype); pass it as a float or in a float tensor`);
+  }
+  return 'int32';
 }
 
 /** Clamps into [min, max] (either may be omitted); gradient 1 inside and at the bounds, as PyTorch. */
