@@ -82,10 +82,11 @@ function targets(): string[] {
   }
   const alone = (what: string, E: number) => ms(find('moe', `${what} products alone E=${E}`));
   const [x4, x256, g4, g256] = [alone('expert', 4), alone('expert', 256), alone('gating', 4), alone('gating', 256)];
-  if (e4 !== undefined && x4 !== undefined && x256 !== undefined && g4 !== undefined && g256 !== undefined) {
+  if (e4 !== undefined && e256 !== undefined && x4 !== undefined && x256 !== undefined && g4 !== undefined && g256 !== undefined) {
     // If everything but the products cost at E = 256 what it costs at E = 4.
     const floor = (e4 + (x256 - x4) + (g256 - g4)) / e4;
     lines.push(`  floor from the products alone: experts ${x4.toFixed(0)} → ${x256.toFixed(0)} ms, gating ${g4.toFixed(0)} → ${g256.toFixed(0)} ms; with nothing else growing, E=256 / E=4 would be ${floor.toFixed(3)}`);
+    lines.push(`  the step without its gating products (the growth the target allows): E=256 / E=4 = ${((e256 - g256) / (e4 - g4)).toFixed(3)}`);
   }
   return lines;
 }
