@@ -34,6 +34,30 @@ describe('Philox4x32-10', () => {
     }
     assert.deepEqual(r, expected);
   });
+
+  test('float64 randn draws are Box–Muller pairs (cos, sin) of consecutive blocks, also from an odd position', () => {
+    const seed = 11;
+    const words = new Uint32Array(4);
+    const pair = (block: number): [number, number] => {
+      philox4x32([block, 0, 0, 0], [seed, 0], words);
+      const u1 = ((words[0]! >>> 5) * 2 ** 26 + (words[1]! >>> 6)) / 2 ** 53;
+      const u2 = ((words[2]! >>> 5) * 2 ** 26 + (words[3]! >>> 6)) / 2 ** 53;
+      const r = Math.sqrt(-2 * Math.log(1 - u1));
+      return [r * Math.cos(2 * Math.PI * u2), r * Math.sin(2 * Math.PI * u2)];
+    };
+    mt.manualSeed(seed);
+    const first = values(mt.randn([3], { dtype: 'float64' }));  // values 0, 1, 2 of the stream
+    const next = values(mt.randn([2], { dtype: 'float64' }));   // a draw starts on a whole block: 4, 5
+    assert.deepEqual(first, [...pair(0), pair(1)[0]]);
+    assert.deepEqual(next, pair(2));
+    // A state restored to an odd position starts on a sin half.
+    const g = new mt.Generator(0);
+    g.setState({ key: [seed, 0], counter: 3 });
+    assert.deepEqual(values(mt.randn([4], { dtype: 'float64', generator: g })), [pair(1)[1], ...pair(2), pair(3)[0]]);
+    // float32 draws are the same numbers rounded (normals) or truncated to 24 bits (uniforms).
+    mt.manualSeed(seed);
+    assert.deepEqual(values(mt.randn([3])), first.map(Math.fround));
+  });
 });
 
 describe('seeded generators', () => {
