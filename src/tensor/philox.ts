@@ -17,8 +17,11 @@ function mulhi(a: number, b: number): number {
 
 /** One Philox4x32-10 block: 4 uint32 words from a 128-bit counter and a 64-bit key. */
 export function philox4x32(counter: readonly number[], key: readonly [number, number], out: Uint32Array): void {
-  let c0 = counter[0]! >>> 0, c1 = counter[1]! >>> 0, c2 = counter[2]! >>> 0, c3 = counter[3]! >>> 0;
-  let k0 = key[0] >>> 0, k1 = key[1] >>> 0;
+  block(counter[0]! >>> 0, counter[1]! >>> 0, counter[2]! >>> 0, counter[3]! >>> 0, key[0] >>> 0, key[1] >>> 0, out);
+}
+
+/** The ten rounds on words held in locals (fillRandom calls this per block: no arrays made). */
+function block(c0: number, c1: number, c2: number, c3: number, k0: number, k1: number, out: Uint32Array): void {
   for (let round = 0; round < 10; round++) {
     const hi0 = mulhi(M0, c0), lo0 = Math.imul(M0, c0) >>> 0;
     const hi1 = mulhi(M1, c2), lo1 = Math.imul(M1, c2) >>> 0;
@@ -40,12 +43,13 @@ function uniform53(w0: number, w1: number): number {
   return ((w0 >>> 5) * TWO_POW_26 + (w1 >>> 6)) / TWO_POW_53;
 }
 
+const words = new Uint32Array(4);
+
 /**
  * Fills `out` with draws number `counter`, `counter + 1`, ... of the stream `key`.
  * Each Philox block gives two values: two uniforms, or the Box–Muller pair (cos, sin).
  * float32 uniforms are the float64 ones truncated to 24 bits, so they stay below 1.
- * (philox4x32 written out on local words: no arrays per block, one log and sqrt per pair;
- * the numbers are the same bit for bit.)
+ * (One reused array of words and one log and sqrt per Box–Muller pair.)
  */
 export function fillRandom(
   out: Float32Array | Float64Array,
@@ -56,21 +60,11 @@ export function fillRandom(
   const single = out instanceof Float32Array, normal = distribution === 'normal';
   const n = out.length, key0 = key[0] >>> 0, key1 = key[1] >>> 0;
   // Element i of the draw is value (counter + i) of the stream: block (counter+i)>>1, half (counter+i)&1.
-  let block = Math.floor(counter / 2), half = counter % 2;
-  for (let i = 0; i < n; block++, half = 0) {
-    let c0 = block % 4294967296, c1 = Math.floor(block / 4294967296), c2 = 0, c3 = 0;
-    let k0 = key0, k1 = key1;
-    for (let round = 0; round < 10; round++) {
-      const hi0 = mulhi(M0, c0), lo0 = Math.imul(M0, c0) >>> 0;
-      const hi1 = mulhi(M1, c2), lo1 = Math.imul(M1, c2) >>> 0;
-      c0 = (hi1 ^ c1 ^ k0) >>> 0;
-      c1 = lo1;
-      c2 = (hi0 ^ c3 ^ k1) >>> 0;
-      c3 = lo0;
-      k0 = (k0 + W0) >>> 0;
-      k1 = (k1 + W1) >>> 0;
-    }
-    const u1 = uniform53(c0, c1), u2 = uniform53(c2, c3);
+  const w = words;
+  let b = Math.floor(counter / 2), half = counter % 2;
+  for (let i = 0; i < n; b++, half = 0) {
+    block(b % 4294967296, Math.floor(b / 4294967296), 0, 0, key0, key1, w);
+    const u1 = uniform53(w[0]!, w[1]!), u2 = uniform53(w[2]!, w[3]!);
     if (normal) {
       // Box–Muller; 1 - u1 lies in (0, 1], so the log is finite.
       const r = Math.sqrt(-2 * Math.log(1 - u1));
