@@ -22,6 +22,26 @@ function languageModelStep() {
   }) };
 }
 
+/**
+ * Runs a first step (which compiles), then `n` more asserting each reads back exactly once and
+ * compiles nothing; returns the later steps' losses (all finite) and memory after each.
+ */
+async function stepsReadBackOnce(step: () => Promise<number>, n: number): Promise<{ losses: number[]; after: mt.MemoryInfo[] }> {
+  const first = await step();
+  assert.ok(Number.isFinite(first), `loss ${first}`);
+  const compiled = mt.memory().kernelsCompiled;
+  const losses: number[] = [], after: mt.MemoryInfo[] = [];
+  for (let i = 0; i < n; i++) {
+    const before = mt.memory();
+    losses.push(await step());
+    after.push(mt.memory());
+    assert.equal(after[i]!.readbacks - before.readbacks, 1, 'exactly one readback per step');
+    assert.equal(after[i]!.kernelsCompiled, compiled, 'no kernel compiled after the first step');
+  }
+  assert.ok(losses.every(Number.isFinite));
+  return { losses, after };
+}
+
 /** One optimizer step on `loss()` (built and differentiated inside a tidy); reads the loss back: the step's one readback. */
 function trainingStep(opt: mt.Optimizer, loss: () => mt.Tensor): () => Promise<number> {
   return async () => {
@@ -74,18 +94,7 @@ gpuSuite('training', (mode) => {
 
   test('a training step of the MoE language model reads back once (the loss) and compiles nothing after the first step', async () => {
     const { step } = languageModelStep();
-    const first = await step();
-    assert.ok(Number.isFinite(first), `loss ${first}`);
-    const compiled = mt.memory().kernelsCompiled;
-    const losses: number[] = [];
-    for (let i = 0; i < 4; i++) {
-      const before = mt.memory();
-      losses.push(await step());
-      const after = mt.memory();
-      assert.equal(after.readbacks - before.readbacks, 1, 'exactly one readback per step');
-      assert.equal(after.kernelsCompiled, compiled, 'no kernel compiled after the first step');
-    }
-    assert.ok(losses.every(Number.isFinite));
+    await stepsReadBackOnce(step, 4);
   });
 
   test('a training step of the hierarchical MoE (device dispatch at both levels) reads back once and compiles nothing after the first step', async () => {
@@ -98,21 +107,8 @@ gpuSuite('training', (mode) => {
       const out = moe.forward(x); // noise drawn from the generator: the routing changes every step
       return mt.mse(out.output, y).add(out.auxLoss);
     });
-    const first = await step();
-    assert.ok(Number.isFinite(first), `loss ${first}`);
-    const compiled = mt.memory().kernelsCompiled;
-    const losses: number[] = [];
-    let live = 0;
-    for (let i = 0; i < 4; i++) {
-      const before = mt.memory();
-      losses.push(await step());
-      const after = mt.memory();
-      assert.equal(after.readbacks - before.readbacks, 1, 'exactly one readback per step');
-      assert.equal(after.kernelsCompiled, compiled, 'no kernel compiled after the first step');
-      if (i === 0) live = after.liveHandles;
-      else assert.equal(after.liveHandles, live, 'live handles stay flat');
-    }
-    assert.ok(losses.every(Number.isFinite));
+    const { after } = await stepsReadBackOnce(step, 4);
+    for (const m of after) assert.equal(m.liveHandles, after[0]!.liveHandles, 'live handles stay flat');
     mt.dispose([moe.parameters(), x, y]);
   });
 
