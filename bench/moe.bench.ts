@@ -16,13 +16,13 @@ const owned: { dispose(): void }[] = [];
  * gradients). Their growth from E = 4 to E = 256 is a floor under the layer's: what the
  * kernels cost before any framework, routing or elementwise work.
  */
-function productsAlone(moe: InstanceType<typeof mt.MoE>, x: InstanceType<typeof mt.Tensor>): Case[] {
+function productsAlone(moe: mt.MoE, x: mt.Tensor): Case[] {
   const E = moe.numExperts;
   const counts = mt.noGrad(() => mt.tidy(() => moe.forward(x).stats.expertCounts));
   const per = counts.map((m) => ({ x: mt.randn([m, d]), dy: mt.randn([m, d]), h: mt.randn([m, h]), dh: mt.randn([m, h]) }));
   const dLogits = mt.randn([T, E]);
   owned.push(...per.flatMap((t) => [t.x, t.dy, t.h, t.dh]), dLogits);
-  const gate = moe.gate as InstanceType<typeof mt.NoisyTopKGating>;
+  const gate = moe.gate as mt.NoisyTopKGating;
   const metric = { kind: 'time', unit: 'ms' } as const;
   const options = { maxTime: 3, minSamples: 5 };
   return [{
