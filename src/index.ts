@@ -1,21 +1,26 @@
-// mixtape: tensors, reverse-mode autograd and a CPU backend (src/tensor, src/autograd,
-// src/backends). Importing this module wires autograd into the tensor layer.
+// mixtape: tensors, reverse-mode autograd, the cpu and gpu backends, nn and the MoE.
+// Importing this module connects the layers that do not import each other (see
+// docs/ARCHITECTURE.md): autograd into the tensor layer, the backends into the registry.
 
-import './autograd/node.js';
-import './autograd/backward.js';
+import { autogradHooks } from './autograd/hooks.js';
+import { registerBuiltinBackends } from './backends/index.js';
+import { installAutograd } from './tensor/autograd-hooks.js';
+
+installAutograd(autogradHooks);
+registerBuiltinBackends();
 
 export { Tensor, type BackwardOptions } from './tensor/tensor.js';
-export type { DType, TypedArray } from './tensor/dtype.js';
-export type { Shape } from './tensor/shape.js';
+export type { DType, TypedArray } from './core/dtype.js';
+export type { Shape } from './core/shape.js';
 export * from './tensor/ops/index.js';
 export {
   setBackend, backendInfo, ready, shutdownGpu, memory, noGrad, enableGrad, isGradEnabled, tidy, keep, dispose,
   type BackendName, type BackendOptions,
 } from './tensor/engine.js';
-export type { Backend, MemoryInfo, KernelName } from './backends/backend.js';
+export type { Backend, MemoryInfo, KernelName } from './core/backend.js';
 export { autograd, autogradGrad, grad, valueAndGrad, type AutogradGradOptions, type GradOptions } from './autograd/grad.js';
 export { gradcheck, gradgradcheck, GradcheckError, type GradcheckOptions, type GradgradcheckOptions } from './autograd/gradcheck.js';
-export { gradRules, type DiffOp } from './autograd/rules.js';
+export { gradRules, withGradRuleOverride, type DiffOp, type GradRule, type AssemblingRule } from './autograd/rules.js';
 export * from './nn/index.js';
 export * as nn from './nn/index.js';
 export { saveSafetensors, saveSafetensorsAsync, loadSafetensors, serializeSafetensors, serializeSafetensorsAsync, parseSafetensors, type SafetensorsContents } from './nn/safetensors.js';

@@ -5,10 +5,10 @@
 
 import * as ops from '../tensor/ops/index.js';
 import { keep, tidy, withGradMode } from '../tensor/engine.js';
-import { shapesEqual, shapeToString, type Shape } from '../tensor/shape.js';
-import { setBackwardImpl, Tensor, type BackwardOptions } from '../tensor/tensor.js';
+import { shapesEqual, shapeToString, type Shape } from '../core/shape.js';
+import { Tensor, type BackwardOptions } from '../tensor/tensor.js';
 import { freeSaved, Node, targetOf, type GradTarget } from './node.js';
-import { gradRules, isDiffOp, type DiffOp, type RuleContext } from './rules.js';
+import { isAssemblingRule, ruleFor, type AssemblingRule, type GradRule, type RuleContext } from './rules.js';
 
 /** Sums a gradient over the dimensions that broadcasting added or stretched. */
 export function sumToShape(g: Tensor, shape: Shape, op: string, input: number): Tensor {
@@ -67,14 +67,13 @@ export function runBackward(request: GradRequest): Map<GradTarget, Tensor> {
       previous.dispose();
       g.dispose();
     };
-    // Gradients of slices of one tensor are collected and assembled in one op when the
-    // tensor's own turn comes (a pad + add per slice would cost O(slices × size)).
-    const sliceGrads = new Map<GradTarget, { pieces: Tensor[]; begins: (readonly number[])[]; shape: readonly number[] }>();
-    const flushSlices = (target: GradTarget) => {
-      const pending = sliceGrads.get(target);
+    // Pieces for assembling rules (slice), per target: assembled in one op when the target's own turn comes.
+    const assembling = new Map<GradTarget, { rule: AssemblingRule<never>; pieces: Tensor[]; begins: (readonly number[])[]; shape: readonly number[] }>();
+    const flushPieces = (target: GradTarget) => {
+      const pending = assembling.get(target);
       if (!pending) return;
-      sliceGrads.delete(target);
-      const assembled = ops.assembleSlices(pending.pieces, pending.begins, pending.shape);
+      assembling.delete(target);
+      const assembled = pending.rule.assemble(pending.pieces, pending.begins, pending.shape);
       for (const p of pending.pieces) p.dispose();
       accumulate(target, assembled);
     };
@@ -102,29 +101,29 @@ export function runBackward(request: GradRequest): Map<GradTarget, Tensor> {
     const leaves = new Map<GradTarget, Tensor>();
     while (ready.length > 0) {
       const node = ready.pop()!;
-      flushSlices(node);
+      flushPieces(node);
       const dy = grads.get(node);
       if (dy !== undefined) {
         if (node.released) {
           throw new Error(`backward: trying to backward through the graph a second time (op ${node.op}); its saved tensors were freed. Pass {retainGraph: true} to the first backward`);
         }
-        if (!isDiffOp(node.op)) throw new Error(`backward: no gradient rule for op ${node.op}`);
         const ctx: RuleContext<never> = {
           inputs: node.inputs, output: node.output, attrs: node.attrs as never, needs: node.targets.map((t) => t !== null),
         };
-        if (node.op === 'slice') {
-          // Defer: the piece is dy itself, placed at the slice's offset when the sliced tensor's turn comes.
+        const rule = ruleFor(node.op);
+        if (isAssemblingRule(rule)) {
           const target = node.targets[0];
           if (target) {
-            const pending = sliceGrads.get(target) ?? { pieces: [], begins: [], shape: node.inputs[0]!.shape };
-            pending.pieces.push(ops.reshape(dy, dy.shape));
-            pending.begins.push((node.attrs as { begin: readonly number[] }).begin);
-            sliceGrads.set(target, pending);
+            const { piece, begin } = (rule as AssemblingRule<never>).piece(dy, ctx);
+            const pending = assembling.get(target) ?? { rule: rule as AssemblingRule<never>, pieces: [], begins: [], shape: node.inputs[0]!.shape };
+            pending.pieces.push(piece === dy ? ops.reshape(dy, dy.shape) : piece);
+            pending.begins.push(begin);
+            assembling.set(target, pending);
           }
         } else {
           // The rule's temporaries die with this inner tidy; only the reduced gradients leave it.
           const inputGrads = tidy(() => {
-            const raw = (gradRules[node.op as DiffOp] as (dy: Tensor, c: RuleContext<never>) => (Tensor | null)[])(dy, ctx);
+            const raw = (rule as GradRule<never>)(dy, ctx);
             return node.targets.map((target, i) => {
               const g = raw[i];
               if (target === null || g === null || g === undefined) return null;
@@ -150,14 +149,14 @@ export function runBackward(request: GradRequest): Map<GradTarget, Tensor> {
         if (left === 0) ready.push(t);
       }
     }
-    for (const target of [...sliceGrads.keys()]) flushSlices(target);
+    for (const target of [...assembling.keys()]) flushPieces(target);
     for (const [target, g] of grads) if (!(target instanceof Node)) leaves.set(target, g);
     return leaves;
   }));
 }
 
 /** Tensor.backward: accumulate into the .grad of every leaf that requires it. */
-function backward(root: Tensor, grad: Tensor | undefined, options: BackwardOptions): void {
+export function backward(root: Tensor, grad: Tensor | undefined, options: BackwardOptions): void {
   const leaves = runBackward({
     roots: [root], rootGrads: [grad], retainGraph: options.retainGraph ?? options.createGraph ?? false,
     createGraph: options.createGraph ?? false,
@@ -175,4 +174,3 @@ function backward(root: Tensor, grad: Tensor | undefined, options: BackwardOptio
   }
 }
 
-setBackwardImpl(backward);

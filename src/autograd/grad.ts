@@ -3,7 +3,7 @@
 
 import * as ops from '../tensor/ops/index.js';
 import { enableGrad } from '../tensor/engine.js';
-import { shapeToString } from '../tensor/shape.js';
+import { shapeToString } from '../core/shape.js';
 import { Tensor } from '../tensor/tensor.js';
 import { runBackward } from './backward.js';
 import { targetOf } from './node.js';

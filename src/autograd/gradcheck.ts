@@ -5,7 +5,7 @@
 
 import { Generator, rand, randn, tensor } from '../tensor/ops/creation.js';
 import { noGrad, tidy } from '../tensor/engine.js';
-import { shapeToString, stridesOf, type Shape } from '../tensor/shape.js';
+import { shapeToString, stridesOf, type Shape } from '../core/shape.js';
 import { Tensor } from '../tensor/tensor.js';
 import { autogradGrad } from './grad.js';
 import { targetOf } from './node.js';

@@ -3,8 +3,8 @@
 // reference-counted: by its output tensor and by the nodes that consume it. When nothing
 // refers to it, or backward has used it, its copies are freed.
 
-import { setRecorder } from '../tensor/engine.js';
-import { setReleaseNode, Tensor, type GraphNode } from '../tensor/tensor.js';
+import type { RecordedOp } from '../tensor/recorded-ops.js';
+import { Tensor, type GraphNode } from '../tensor/tensor.js';
 
 /** Where an input's gradient goes: the node that produced it, or the leaf itself. */
 export type GradTarget = Node | Tensor;
@@ -14,7 +14,7 @@ export class Node implements GraphNode {
   /** True once backward has consumed the saved tensors (without retainGraph). */
   released = false;
   constructor(
-    readonly op: string,
+    readonly op: RecordedOp,
     readonly attrs: Record<string, unknown>,
     /** Private copies of the inputs, as the gradient rule sees them. */
     readonly inputs: readonly Tensor[],
@@ -45,7 +45,7 @@ export function savedCopy(t: Tensor): Tensor {
   return copy;
 }
 
-function record(op: string, inputs: readonly Tensor[], output: Tensor, attrs: object): void {
+export function record(op: RecordedOp, inputs: readonly Tensor[], output: Tensor, attrs: object): void {
   const targets = inputs.map(targetOf);
   for (const target of targets) if (target instanceof Node) target.refs++;
   const node = new Node(op, attrs as Record<string, unknown>, inputs.map(savedCopy), targets);
@@ -62,7 +62,7 @@ export function freeSaved(node: Node): void {
 }
 
 /** Drops one reference; a node nobody refers to frees its tensors and its own references. */
-function release(start: GraphNode): void {
+export function release(start: GraphNode): void {
   const stack = [start as Node];
   while (stack.length > 0) {
     const node = stack.pop()!;
@@ -72,5 +72,3 @@ function release(start: GraphNode): void {
   }
 }
 
-setRecorder(record);
-setReleaseNode(release);

@@ -3,21 +3,23 @@
 // A rule returns, per input, dL/dinput in the op's output (broadcast) shape or the
 // input's own shape; backward reduces broadcast gradients in one place (sumToShape).
 //
+// Every op the tensor layer records (RecordedOp) has its rule here: the table is mapped over
+// that type, so a recorded op without a rule does not compile. Most rules map one node's dy
+// to its inputs' gradients; `slice` is an assembling rule (see AssemblingRule): backward
+// collects the pieces of every slice of one tensor and assembles them in one op.
+//
 // Conventions at non-smooth points, tested in test/autograd/conventions.test.ts:
 //   relu'(0) = 0 and abs'(0) = 0 (the minimum-norm subgradient, as in PyTorch);
 //   maximum/minimum split the gradient ½/½ on ties (PyTorch);
 //   max/min reductions and topk send the gradient to the first (lowest-index) extreme.
 
-import type { KernelAttrs } from '../backends/backend.js';
+import type { KernelAttrs } from '../core/backend.js';
 import * as ops from '../tensor/ops/index.js';
+import type { RecordedOp } from '../tensor/recorded-ops.js';
 import type { Tensor } from '../tensor/tensor.js';
 
-export type DiffOp =
-  | 'neg' | 'abs' | 'exp' | 'log' | 'sqrt' | 'tanh' | 'sigmoid' | 'relu' | 'softplus' | 'normalCdf'
-  | 'add' | 'sub' | 'mul' | 'div' | 'pow' | 'maximum' | 'minimum' | 'where'
-  | 'sum' | 'max' | 'min' | 'matmul'
-  | 'reshape' | 'permute' | 'broadcastTo' | 'slice' | 'pad' | 'assembleSlices' | 'concat'
-  | 'gather' | 'scatterAdd' | 'indexSelect' | 'indexAdd' | 'cast';
+/** The differentiable ops: every op the tensor layer records. */
+export type DiffOp = RecordedOp;
 
 type AttrsOf<K extends DiffOp> = K extends keyof KernelAttrs ? KernelAttrs[K] : Record<string, never>;
 
@@ -30,6 +32,23 @@ export interface RuleContext<K extends DiffOp> {
 }
 
 export type GradRule<K extends DiffOp> = (dy: Tensor, ctx: RuleContext<K>) => (Tensor | null)[];
+
+/**
+ * A rule for an op whose input receives many small gradients (the slices of one tensor, as
+ * an unrolled LSTM takes its steps apart): `piece` says where each node's dy goes in its
+ * input, and backward calls `assemble` once with every piece when that input's own turn
+ * comes, instead of a pad + add per node (O(pieces × size)). Only input 0 gets a gradient.
+ */
+export interface AssemblingRule<K extends DiffOp> {
+  readonly piece: (dy: Tensor, ctx: RuleContext<K>) => { piece: Tensor; begin: readonly number[] };
+  readonly assemble: (pieces: readonly Tensor[], begins: readonly (readonly number[])[], shape: readonly number[]) => Tensor;
+}
+
+export type RuleOf<K extends DiffOp> = GradRule<K> | AssemblingRule<K>;
+
+export function isAssemblingRule<K extends DiffOp>(rule: RuleOf<K>): rule is AssemblingRule<K> {
+  return typeof rule === 'object';
+}
 
 const x0 = (c: { inputs: readonly Tensor[] }) => c.inputs[0]!;
 const x1 = (c: { inputs: readonly Tensor[] }) => c.inputs[1]!;
@@ -53,7 +72,9 @@ function keepdimsShape(x: Tensor, axes: readonly number[]): number[] {
   return x.shape.map((d, i) => (axes.includes(i) ? 1 : d));
 }
 
-export const gradRules: { [K in DiffOp]: GradRule<K> } = {
+export type GradRules = { readonly [K in DiffOp]: RuleOf<K> };
+
+const rules: GradRules = {
   neg: (dy) => [ops.neg(dy)],
   abs: (dy, c) => [ops.mul(dy, ops.sign(x0(c)))],
   exp: (dy, c) => [ops.mul(dy, c.output)],
@@ -114,9 +135,10 @@ export const gradRules: { [K in DiffOp]: GradRule<K> } = {
   reshape: (dy, c) => [ops.reshape(dy, x0(c).shape)],
   permute: (dy, c) => [ops.permute(dy, c.attrs.perm.map((_, i) => c.attrs.perm.indexOf(i)))],
   broadcastTo: (dy) => [dy],
-  slice: (dy, c) => {
-    const x = x0(c), begin = c.attrs.begin;
-    return [ops.pad(dy, begin, x.shape.map((d, i) => d - begin[i]! - dy.shape[i]!))];
+  // dx of one slice is dy padded with zeros to x's shape; backward sums all slices of x in one assembleSlices.
+  slice: {
+    piece: (dy, c) => ({ piece: dy, begin: c.attrs.begin }),
+    assemble: (pieces, begins, shape) => ops.assembleSlices(pieces, begins, shape),
   },
   pad: (dy, c) => [ops.slice(dy, c.attrs.before, x0(c).shape)],
   assembleSlices: (dy, c) => c.inputs.map((piece, i) => (c.needs[i] ? ops.slice(dy, c.attrs.begins[i]!, piece.shape) : null)),
@@ -129,6 +151,7 @@ export const gradRules: { [K in DiffOp]: GradRule<K> } = {
     });
   },
 
+  // Also top-k's gradient: topk records gather(x, -1, indices), so dy goes to the chosen positions.
   gather: (dy, c) => [ops.scatterAdd(ops.zeros(x0(c).shape, { dtype: dy.dtype }), c.attrs.axis, x1(c), dy), null],
   scatterAdd: (dy, c) => [dy, null, c.needs[2] ? ops.gather(dy, c.attrs.axis, x1(c)) : null],
   indexSelect: (dy, c) => [ops.indexAdd(ops.zeros(x0(c).shape, { dtype: dy.dtype }), c.attrs.axis, x1(c), dy), null],
@@ -136,6 +159,25 @@ export const gradRules: { [K in DiffOp]: GradRule<K> } = {
   cast: (dy, c) => [ops.cast(dy, x0(c).dtype)],
 };
 
-export function isDiffOp(op: string): op is DiffOp {
-  return Object.prototype.hasOwnProperty.call(gradRules, op);
+let overrides: Partial<Record<DiffOp, RuleOf<never>>> = {};
+
+/**
+ * The gradient rule table, frozen: one rule per recorded op. To perturb a rule (tests that
+ * check that a broken rule is caught), use withGradRuleOverride.
+ */
+export const gradRules: GradRules = Object.freeze(rules);
+
+/** The rule backward uses for op: an override installed by withGradRuleOverride, else the table's. */
+export function ruleFor<K extends DiffOp>(op: K): RuleOf<K> {
+  return (overrides[op] ?? gradRules[op]) as RuleOf<K>;
+}
+
+/**
+ * Runs fn with op's gradient rule replaced (for tests: gradcheck must catch a wrong rule).
+ * The table itself stays frozen; the override ends when fn returns or throws.
+ */
+export function withGradRuleOverride<K extends DiffOp, T>(op: K, rule: RuleOf<K>, fn: () => T): T {
+  const previous = overrides;
+  overrides = { ...overrides, [op]: rule };
+  try { return fn(); } finally { overrides = previous; }
 }

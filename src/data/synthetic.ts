@@ -14,7 +14,7 @@
 // specialize by domain show up in the domain × expert routing heatmap.
 
 import { Generator } from '../tensor/ops/creation.js';
-import { fillRandom } from '../tensor/philox.js';
+import { fillRandom } from '../core/philox.js';
 import type { CorpusFloors } from '../report/schema.js';
 import type { Batch, Corpus } from './corpus.js';
 

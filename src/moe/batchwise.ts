@@ -11,7 +11,7 @@ import { scatterAdd, topk } from '../tensor/ops/indexing.js';
 import { matmul } from '../tensor/ops/linalg.js';
 import { cast, greater, where } from '../tensor/ops/elementwise.js';
 import type { Tensor } from '../tensor/tensor.js';
-import type { DType } from '../tensor/dtype.js';
+import type { DType } from '../core/dtype.js';
 import { checkDType, checkPositiveInt, Module, parameter } from '../nn/module.js';
 import { gatesToLoad, importance } from './balancing.js';
 import { checkGateInput, type GatingOutput } from './gating.js';

@@ -9,7 +9,7 @@ import { gather, indexAdd, indexSelect, oneHot } from '../tensor/ops/indexing.js
 import { matmul } from '../tensor/ops/linalg.js';
 import { concat, reshape, slice, split } from '../tensor/ops/movement.js';
 import { sum } from '../tensor/ops/reduction.js';
-import { shapeToString } from '../tensor/shape.js';
+import { shapeToString } from '../core/shape.js';
 import { Tensor } from '../tensor/tensor.js';
 
 export class SparseDispatcher {

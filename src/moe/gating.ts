@@ -10,10 +10,10 @@ import { scatterAdd, topk } from '../tensor/ops/indexing.js';
 import { matmul } from '../tensor/ops/linalg.js';
 import { slice } from '../tensor/ops/movement.js';
 import { softplus } from '../tensor/ops/elementwise.js';
-import { shapeToString } from '../tensor/shape.js';
+import { shapeToString } from '../core/shape.js';
 import { Tensor } from '../tensor/tensor.js';
 import { checkDType, checkPositiveInt, Module, parameter } from '../nn/module.js';
-import type { DType } from '../tensor/dtype.js';
+import type { DType } from '../core/dtype.js';
 import { gatesToLoad, importance, probInTopK } from './balancing.js';
 
 export interface GatingOutput {

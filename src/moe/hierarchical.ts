@@ -17,9 +17,9 @@ import { arange, tensor, zeros } from '../tensor/ops/creation.js';
 import { cast, less, maximum, minimum } from '../tensor/ops/elementwise.js';
 import { indexAdd, indexSelect, topk } from '../tensor/ops/indexing.js';
 import { concat, pad, reshape, slice, stack } from '../tensor/ops/movement.js';
-import { shapeToString } from '../tensor/shape.js';
+import { shapeToString } from '../core/shape.js';
 import { Tensor } from '../tensor/tensor.js';
-import type { DType } from '../tensor/dtype.js';
+import type { DType } from '../core/dtype.js';
 import type { Generator } from '../tensor/ops/creation.js';
 import { checkDType, checkPositiveInt, Module } from '../nn/module.js';
 import { cvSquared, gateEntropy } from './balancing.js';
@@ -170,7 +170,7 @@ export class HierarchicalMoE extends Module {
       }
       const gp = this.primary.forward(rows, noise.primary ? { noise: noise.primary } : {});
       // An empty batch has no routing to read back; the sparse path handles it without buffers.
-      const onDevice = N > 0 && (this.dispatch === 'device' || (this.dispatch === 'auto' && getBackend().name !== 'cpu'));
+      const onDevice = N > 0 && (this.dispatch === 'device' || (this.dispatch === 'auto' && !getBackend().capabilities.hostResident));
       const r = onDevice ? this.routeOnDevice(rows, gp, noise.secondary) : this.routeSparse(rows, gp, noise.secondary);
       const importanceH = stack(r.importanceRows, 0), loadH = stack(r.loadRows, 0);
       const cvImp = cvSquared(importanceH), cvLoad = cvSquared(loadH);

@@ -10,9 +10,9 @@
 import { dropout } from '../tensor/ops/functional.js';
 import { tidy } from '../tensor/engine.js';
 import { zeros } from '../tensor/ops/creation.js';
-import { shapeToString } from '../tensor/shape.js';
+import { shapeToString } from '../core/shape.js';
 import { Tensor } from '../tensor/tensor.js';
-import type { DType } from '../tensor/dtype.js';
+import type { DType } from '../core/dtype.js';
 import type { Generator } from '../tensor/ops/creation.js';
 import { Embedding, Linear } from '../nn/linear.js';
 import { LSTM, type LSTMState } from '../nn/lstm.js';

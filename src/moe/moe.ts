@@ -5,9 +5,9 @@
 import { getBackend, noGrad, tidy } from '../tensor/engine.js';
 import { gather } from '../tensor/ops/indexing.js';
 import { reshape } from '../tensor/ops/movement.js';
-import { shapeToString } from '../tensor/shape.js';
+import { shapeToString } from '../core/shape.js';
 import { Tensor } from '../tensor/tensor.js';
-import type { DType } from '../tensor/dtype.js';
+import type { DType } from '../core/dtype.js';
 import { Linear } from '../nn/linear.js';
 import { checkDType, checkPositiveInt, Module } from '../nn/module.js';
 import type { Generator } from '../tensor/ops/creation.js';
@@ -172,7 +172,7 @@ export class MoE extends Module {
         : this.gate.forward(rows);
       // Batchwise gating routes by its mask (a variable number of experts per example).
       const routes = this.gating === 'batchwise' ? undefined : g.indices;
-      const onDevice = this.dispatch === 'device' || (this.dispatch === 'auto' && getBackend().name !== 'cpu');
+      const onDevice = this.dispatch === 'device' || (this.dispatch === 'auto' && !getBackend().capabilities.hostResident);
       const dispatcher = onDevice
         ? new DeviceDispatcher(this.numExperts, g.gates, routes, this.capacity)
         : new SparseDispatcher(this.numExperts, g.gates, routes);

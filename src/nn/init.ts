@@ -2,7 +2,7 @@
 
 import { rand, randn, type Generator } from '../tensor/ops/creation.js';
 import { noGrad, tidy } from '../tensor/engine.js';
-import type { DType } from '../tensor/dtype.js';
+import type { DType } from '../core/dtype.js';
 import type { Tensor } from '../tensor/tensor.js';
 
 export interface InitOptions { dtype?: DType; generator?: Generator }

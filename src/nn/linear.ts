@@ -5,7 +5,7 @@ import { indexSelect } from '../tensor/ops/indexing.js';
 import { matmul } from '../tensor/ops/linalg.js';
 import { reshape } from '../tensor/ops/movement.js';
 import { tidy } from '../tensor/engine.js';
-import { shapeToString } from '../tensor/shape.js';
+import { shapeToString } from '../core/shape.js';
 import { Tensor } from '../tensor/tensor.js';
 import { linearBound, normalInit, uniform, type InitOptions } from './init.js';
 import { checkDType, checkPositiveInt, Module, parameter } from './module.js';

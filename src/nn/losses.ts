@@ -6,7 +6,7 @@ import { logSoftmax } from '../tensor/ops/functional.js';
 import { reshape } from '../tensor/ops/movement.js';
 import { notEqual, where } from '../tensor/ops/elementwise.js';
 import { tidy } from '../tensor/engine.js';
-import { shapeToString } from '../tensor/shape.js';
+import { shapeToString } from '../core/shape.js';
 import { Tensor } from '../tensor/tensor.js';
 
 export type Reduction = 'mean' | 'sum' | 'none';

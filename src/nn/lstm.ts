@@ -11,7 +11,7 @@ import { matmul } from '../tensor/ops/linalg.js';
 import { reshape, slice, split, stack } from '../tensor/ops/movement.js';
 import { zeros } from '../tensor/ops/creation.js';
 import { tidy } from '../tensor/engine.js';
-import { shapeToString } from '../tensor/shape.js';
+import { shapeToString } from '../core/shape.js';
 import { Tensor } from '../tensor/tensor.js';
 import { uniform, type InitOptions } from './init.js';
 import { checkDType, checkPositiveInt, Module, parameter } from './module.js';

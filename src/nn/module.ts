@@ -4,8 +4,8 @@
 
 import { cast } from '../tensor/ops/elementwise.js';
 import { keep, noGrad } from '../tensor/engine.js';
-import { isDType, type DType } from '../tensor/dtype.js';
-import { shapeToString } from '../tensor/shape.js';
+import { isDType, type DType } from '../core/dtype.js';
+import { shapeToString } from '../core/shape.js';
 import { Tensor } from '../tensor/tensor.js';
 
 const parameterSet = new WeakSet<Tensor>();

@@ -4,7 +4,7 @@
 
 import { zeros, zerosLike } from '../tensor/ops/creation.js';
 import { div } from '../tensor/ops/elementwise.js';
-import type { DType } from '../tensor/dtype.js';
+import type { DType } from '../core/dtype.js';
 import { getBackend, keep, noGrad, tidy } from '../tensor/engine.js';
 import { Tensor } from '../tensor/tensor.js';
 
@@ -170,7 +170,7 @@ export class AdamW extends Adam {
 /** The gradients' joint sum of squares, on the backend (float64 on the CPU, float32 on the GPU). */
 function gradSumOfSquares(withGrad: readonly Tensor[]): Tensor {
   // In float64 where it exists (the CPU backend); the GPU stores float32.
-  const dtype = getBackend().name === 'cpu' ? 'float64' : 'float32';
+  const dtype = getBackend().capabilities.dtypes.includes('float64') ? 'float64' : 'float32';
   let sumSq: Tensor | null = null;
   for (const p of withGrad) {
     const g = p.grad!.dtype === dtype ? p.grad! : p.grad!.cast(dtype); // cast to the same dtype would copy
@@ -229,7 +229,7 @@ export function clipGradNorm(params: Iterable<Tensor>, maxNorm: number): number 
 export function clipGradNormTensor(params: Iterable<Tensor>, maxNorm: number): Tensor {
   checkMaxNorm('clipGradNormTensor', maxNorm);
   const withGrad = [...params].filter((p) => p.grad !== null);
-  if (withGrad.length === 0) return zeros([], { dtype: getBackend().name === 'cpu' ? 'float64' : 'float32' });
+  if (withGrad.length === 0) return zeros([], { dtype: getBackend().capabilities.dtypes.includes('float64') ? 'float64' : 'float32' });
   return noGrad(() => {
     const norm = tidy(() => gradSumOfSquares(withGrad).sqrt());
     tidy(() => {

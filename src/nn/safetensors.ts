@@ -20,7 +20,7 @@ import { randomBytes } from 'node:crypto';
 // node:test's mock.method to simulate a disk that fails in the middle of a save.
 import fs from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
-import type { DType, TypedArray } from '../tensor/dtype.js';
+import type { DType, TypedArray } from '../core/dtype.js';
 import { tensor } from '../tensor/ops/creation.js';
 import { Tensor } from '../tensor/tensor.js';
 

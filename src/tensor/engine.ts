@@ -1,80 +1,75 @@
 // The one small runtime context: the active backend, gradient mode, tidy scopes and the
 // function every op goes through (runOp). Autograd recording is delegated to src/autograd.
 
-import type { Backend, KernelAttrs, KernelName, MemoryInfo, OutInfo } from '../backends/backend.js';
-import { CpuBackend } from '../backends/cpu/cpu-backend.js';
-import type { GpuMode } from '../backends/gpu/device.js';
-import { GpuBackend } from '../backends/gpu/gpu-backend.js';
-import type { DType } from './dtype.js';
-import type { Shape } from './shape.js';
+import type { Backend, BackendInfo, KernelAttrs, KernelName, MemoryInfo, OutInfo } from '../core/backend.js';
+import type { DType } from '../core/dtype.js';
+import { registrationOf, type BackendName, type BackendOptionsOf } from '../core/registry.js';
+import type { Shape } from '../core/shape.js';
+import { autogradHooks } from './autograd-hooks.js';
+import type { RecordedOp } from './recorded-ops.js';
 import { Tensor } from './tensor.js';
 
-let active: Backend = new CpuBackend();
-/** One backend per name and mode, kept while the process runs: switching back finds its tensors alive. */
-const started = new Map<string, Backend>([['cpu', active]]);
+export type { BackendName } from '../core/registry.js';
+/** setBackend's options (the gpu backend's `mode`, ...); each backend declares its own. */
+export type BackendOptions = BackendOptionsOf<BackendName>;
 
-export type BackendName = 'cpu' | 'gpu';
-export interface BackendOptions { mode?: GpuMode }
+/** Started backends by instance key, kept while the process runs: switching back finds their tensors alive. */
+const started = new Map<string, Backend>();
+let current: Backend | null = null;
 
-/** gpu.js mode used when none is given: headless-gl in Node, WebGPU (else WebGL2) in a browser. */
-function defaultGpuMode(): GpuMode {
-  if (typeof (globalThis as { document?: unknown }).document === 'undefined') return 'headlessgl';
-  return (globalThis as { navigator?: { gpu?: unknown } }).navigator?.gpu ? 'webgpu' : 'webgl2';
+function start(name: string, options: Record<string, unknown>, op: string): Backend {
+  const registration = registrationOf(name, op);
+  const key = `${name}:${registration.instanceKey?.(options) ?? ''}`;
+  let backend = started.get(key);
+  if (!backend) {
+    backend = registration.create(options);
+    started.set(key, backend);
+  }
+  return backend;
+}
+
+/** The active backend; the CPU backend until setBackend chooses another. */
+function active(): Backend {
+  return current ??= start('cpu', {}, 'mixtape');
 }
 
 /**
- * Selects the backend new tensors live on. Asking for one that cannot run is an error
- * naming the reason and the fix, never a fallback. Tensors stay on the backend that made
- * them: using one with another backend is an error. For webgpu, `await ready()` reports a
- * missing adapter before the first op does.
+ * Selects the backend new tensors live on, by its registered name ('cpu', 'gpu', or one
+ * registered with registerBackend). Asking for one that cannot run is an error naming the
+ * reason and the fix, never a fallback. Tensors stay on the backend that made them: using
+ * one with another backend is an error. For webgpu, `await ready()` reports a missing
+ * adapter before the first op does.
  */
-export function setBackend(name: BackendName, options: BackendOptions = {}): void {
-  if (name === 'cpu') {
-    active = started.get('cpu')!;
-    return;
-  }
-  if (name === 'gpu') {
-    const mode = options.mode ?? defaultGpuMode();
-    const key = `gpu:${String(mode)}`;
-    let backend = started.get(key);
-    if (!backend) {
-      backend = new GpuBackend(mode);
-      started.set(key, backend);
-    }
-    active = backend;
-    return;
-  }
-  throw new Error(`setBackend: unknown backend '${String(name)}' (expected 'cpu' or 'gpu')`);
+export function setBackend<N extends string>(name: N, options?: BackendOptionsOf<N>): void {
+  current = start(name, (options ?? {}) as Record<string, unknown>, 'setBackend');
 }
 
 /** Resolves when the active backend can run (webgpu: once an adapter answered); rejects saying why not. */
 export async function ready(): Promise<void> {
-  await (active as Backend & { ready?: () => Promise<void> }).ready?.();
+  await active().ready?.();
 }
 
 /**
- * Frees every GPU backend started so far (their tensors become unusable) and makes the CPU
- * backend active. In webgpu mode Node does not exit while the Dawn device lives: call this
- * (or process.exit) at the end of a script.
+ * Frees every started backend that holds a device (their tensors become unusable) and makes
+ * the CPU backend active. In webgpu mode Node does not exit while the Dawn device lives: call
+ * this (or process.exit) at the end of a script.
  */
 export function shutdownGpu(): void {
   for (const [key, backend] of started) {
-    if (key === 'cpu') continue;
-    (backend as Backend & { shutdown?: () => void }).shutdown?.();
+    if (!backend.shutdown) continue;
+    backend.shutdown();
     started.delete(key);
   }
-  active = started.get('cpu')!;
+  current = start('cpu', {}, 'shutdownGpu');
 }
 
-export function getBackend(): Backend { return active; }
+export function getBackend(): Backend { return active(); }
 
 /** What really runs: backend name, mode and kernel class. */
-export function backendInfo(): { name: string; mode: string; kernelClass: string; [key: string]: unknown } {
-  return active.info() as { name: string; mode: string; kernelClass: string };
-}
+export function backendInfo(): BackendInfo { return active().info(); }
 
 /** Counters of the active backend: live handles, bytes, uploads, readbacks, kernels compiled. */
-export function memory(): MemoryInfo { return active.memory(); }
+export function memory(): MemoryInfo { return active().memory(); }
 
 // ---- gradient mode --------------------------------------------------------------------
 
@@ -164,34 +159,33 @@ export function dispose(value: unknown): void {
 
 // ---- running ops ----------------------------------------------------------------------
 
-type Recorder = (op: string, inputs: readonly Tensor[], output: Tensor, attrs: object) => void;
-let recorder: Recorder | null = null;
-
-/** Internal: src/autograd installs the function that records graph nodes. */
-export function setRecorder(r: Recorder): void { recorder = r; }
-
 export function checkLive(op: string, t: Tensor, arg: string): void {
   if (t.isDisposed) throw new Error(`${op}: argument '${arg}' (tensor #${t.id}, shape [${t.shape.join(', ')}]) was disposed`);
-  if (t.backend !== active) {
-    throw new Error(`${op}: argument '${arg}' lives on the ${t.backend.name} backend but the active backend is ${active.name}`);
+  const backend = active();
+  if (t.backend !== backend) {
+    throw new Error(`${op}: argument '${arg}' lives on the ${t.backend.name} backend but the active backend is ${backend.name}`);
   }
 }
 
 /**
- * Runs a kernel on the active backend and wraps the result. When `record` names a
- * differentiable op and an input requires grad, the autograd recorder adds a graph node.
+ * Runs a kernel on the active backend and wraps the result. `record` names the op autograd
+ * records (its gradient rule in src/autograd/rules.ts; the type makes a recorded op without
+ * a rule a compile error), or null for an op with no gradient; when an input requires grad,
+ * a graph node is added.
  */
 export function runOp<K extends KernelName>(
   kernel: K, inputs: readonly Tensor[], attrs: KernelAttrs[K], out: { shape: Shape; dtype: DType },
-  record: string | null = kernel,
+  record: RecordedOp | null,
 ): Tensor {
+  const backend = active();
   const info: OutInfo = { shape: out.shape, dtype: out.dtype };
-  const handle = active.run(kernel, inputs.map((t) => ({ handle: t.handle, shape: t.shape, dtype: t.dtype })), attrs, info);
-  const y = new Tensor(handle, out.shape, out.dtype, active);
+  const handle = backend.run(kernel, inputs.map((t) => ({ handle: t.handle, shape: t.shape, dtype: t.dtype })), attrs, info);
+  const y = new Tensor(handle, out.shape, out.dtype, backend);
   if (record !== null) recordIfNeeded(record, inputs, y, attrs);
   return y;
 }
 
-export function recordIfNeeded(op: string, inputs: readonly Tensor[], y: Tensor, attrs: object): void {
-  if (gradEnabled && recorder !== null && inputs.some((t) => t.requiresGrad)) recorder(op, inputs, y, attrs);
+export function recordIfNeeded(op: RecordedOp, inputs: readonly Tensor[], y: Tensor, attrs: object): void {
+  if (!gradEnabled || !inputs.some((t) => t.requiresGrad)) return;
+  autogradHooks()?.record(op, inputs, y, attrs);
 }

@@ -1,13 +1,14 @@
 // The Tensor: an immutable n-d array on a backend, plus what autograd needs to know about
 // it. Every op exists as a function (src/tensor/ops) and as a method here.
 
-import type { Backend, Handle } from '../backends/backend.js';
-import { isFloat, type DType, type TypedArray } from './dtype.js';
+import type { Backend, Handle } from '../core/backend.js';
+import { isFloat, type DType, type TypedArray } from '../core/dtype.js';
+import { autogradHooks } from './autograd-hooks.js';
 import * as engine from './engine.js';
 import type { Axis } from './ops/reduction.js';
 import * as ops from './ops/index.js';
 import type { TensorLike } from './ops/util.js';
-import { sizeOf, stridesOf, type Shape } from './shape.js';
+import { sizeOf, stridesOf, type Shape } from '../core/shape.js';
 
 /**
  * The symbol Node's util.inspect (console.log, the REPL) looks for: the same registered
@@ -21,15 +22,6 @@ let nextId = 1;
 export interface GraphNode { readonly op: string; refs: number }
 
 export interface BackwardOptions { retainGraph?: boolean; createGraph?: boolean }
-
-type BackwardFn = (root: Tensor, grad: Tensor | undefined, options: BackwardOptions) => void;
-let backwardImpl: BackwardFn | null = null;
-/** Internal: src/autograd installs backward. */
-export function setBackwardImpl(fn: BackwardFn): void { backwardImpl = fn; }
-type ReleaseFn = (node: GraphNode) => void;
-let releaseNode: ReleaseFn = () => {};
-/** Internal: src/autograd installs the function that drops a tensor's reference to its node. */
-export function setReleaseNode(fn: ReleaseFn): void { releaseNode = fn; }
 
 export class Tensor {
   readonly id = nextId++;
@@ -122,7 +114,7 @@ export class Tensor {
     this.disposed = true;
     this.zeroGrad();
     this.backend.decRef(this.handle);
-    if (this.node !== null && !this.saved) releaseNode(this.node);
+    if (this.node !== null && !this.saved) autogradHooks()?.releaseNode(this.node);
   }
 
   /** The same data without a gradient history (shares memory). */
@@ -135,8 +127,9 @@ export class Tensor {
   /** Reverse-mode differentiation from this tensor; gradients accumulate into leaves' .grad. */
   backward(grad?: Tensor, options: BackwardOptions = {}): void {
     this.live('backward');
-    if (backwardImpl === null) throw new Error('backward: autograd is not loaded (import mixtape from its index)');
-    backwardImpl(this, grad, options);
+    const hooks = autogradHooks();
+    if (hooks === null) throw new Error('backward: autograd is not installed (import mixtape from its index, which calls installAutograd)');
+    hooks.backward(this, grad, options);
   }
 
   /**

@@ -2,20 +2,25 @@
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import type { Handle, KernelTable } from '../../src/backends/backend.js';
+import type { Handle, KernelTable } from '../../src/core/backend.js';
 import { CpuBackend } from '../../src/backends/cpu/cpu-backend.js';
-import type { DiffOp, GradRule } from '../../src/autograd/rules.js';
+import type { GradRules } from '../../src/autograd/rules.js';
+import { runOp } from '../../src/tensor/engine.js';
 import { mt } from '../helpers.js';
 
-test('a kernel table or gradient-rule table with a missing entry does not compile', () => {
+test('a kernel table or gradient-rule table with a missing entry, or a recorded op without a rule, does not compile', () => {
   // Checked by `tsc --noEmit` (part of npm test): each @ts-expect-error must see an error.
   const partialKernels = {} as Omit<KernelTable<Handle>, 'matmul'>;
   // @ts-expect-error: 'matmul' is missing
   const kernels: KernelTable<Handle> = partialKernels;
-  const partialRules = {} as Omit<{ [K in DiffOp]: GradRule<K> }, 'exp'>;
+  const partialRules = {} as Omit<GradRules, 'exp'>;
   // @ts-expect-error: the rule for 'exp' is missing
-  const rules: { [K in DiffOp]: GradRule<K> } = partialRules;
+  const rules: GradRules = partialRules;
   assert.ok(kernels !== undefined && rules !== undefined);
+  // runOp records only ops that have a rule: 'sign' has none (its gradient is zero almost everywhere).
+  // @ts-expect-error: 'sign' is not a recorded op
+  const record = () => runOp('sign', [mt.tensor([1])], {}, { shape: [1], dtype: 'float32' }, 'sign');
+  assert.equal(typeof record, 'function');
 });
 
 test('handles are reference-counted; a freed handle cannot be read or freed again', () => {

@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { mt } from '../helpers.js';
-import { philox4x32 } from '../../src/tensor/philox.js';
+import { philox4x32 } from '../../src/core/philox.js';
 
 const values = (t: mt.Tensor) => Array.from(t.dataSync());
 const hex = (w: Uint32Array) => Array.from(w, (v) => v.toString(16).padStart(8, '0'));

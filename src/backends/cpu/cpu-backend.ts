@@ -1,25 +1,29 @@
 // The CPU backend: typed arrays behind reference-counted handles. It is the readable
 // reference every other backend is tested against, and the only one with float64.
 
-import { bytesPerElement, dtypeOfArray, type DType, type TypedArray } from '../../tensor/dtype.js';
+import { bytesPerElement, dtypeOfArray, type DType, type TypedArray } from '../../core/dtype.js';
 import { cpuPool } from './pool.js';
-import { fillRandom } from '../../tensor/philox.js';
-import { sizeOf } from '../../tensor/shape.js';
-import type { Backend, Handle, KernelAttrs, KernelName, KernelTable, MemoryInfo, OutInfo, TensorInfo } from '../backend.js';
+import { fillRandom } from '../../core/philox.js';
+import { sizeOf } from '../../core/shape.js';
+import type { Backend, BackendInfo, Handle, KernelAttrs, KernelName, KernelTable, MemoryInfo, OutInfo, TensorInfo } from '../../core/backend.js';
 import { binaryBroadcast, binaryFast, binaryFns, broadcastLoop, mapUnary, unaryFns, whereFast } from './elementwise.js';
 import { gather, indexAdd, indexSelect, oneHot, scatterAdd, topkIndices } from './indexing.js';
 import { matmul } from './matmul.js';
 import { broadcastTo, concat, pad, permute, slice } from './movement.js';
 import { argReduce, reduce } from './reduce.js';
 
-class CpuHandle implements Handle {
+/** A CPU tensor's storage: a typed array (null once freed) and its reference count. */
+export class CpuHandle implements Handle {
   refs = 1;
   constructor(readonly id: number, public values: TypedArray | null) {}
 }
 
-type In = readonly (TensorInfo & { handle: CpuHandle })[];
+/** A CPU kernel's operands. */
+export type CpuInputs = readonly (TensorInfo & { handle: CpuHandle })[];
+type In = CpuInputs;
 
-function data(info: TensorInfo & { handle: CpuHandle }): TypedArray {
+/** An operand's values (an error if its handle was freed). */
+export function data(info: TensorInfo & { handle: CpuHandle }): TypedArray {
   const values = info.handle.values;
   if (values === null) throw new Error(`cpu backend: handle ${info.handle.id} was used after it was freed`);
   return values;
@@ -42,9 +46,12 @@ const binary = (name: keyof typeof binaryFns) => (inputs: In, _a: unknown, out: 
   return be.wrap(y);
 };
 
-type CpuKernel<K extends KernelName> = (inputs: In, attrs: KernelAttrs[K], out: OutInfo, be: CpuBackend) => CpuHandle;
+/** A CPU kernel: computes a new typed array and returns it wrapped by `be.wrap`. */
+export type CpuKernel<K extends KernelName> = (inputs: CpuInputs, attrs: KernelAttrs[K], out: OutInfo, be: CpuBackend) => CpuHandle;
+/** The CPU kernel table: one kernel per KernelName (a missing one is a compile error). */
+export type CpuKernelTable = { readonly [K in KernelName]: CpuKernel<K> };
 
-function makeKernels(): { [K in KernelName]: CpuKernel<K> } {
+function makeKernels(): CpuKernelTable {
   const alloc = (out: OutInfo) => cpuPool.take(out.dtype, sizeOf(out.shape));
   return {
     neg: unary('neg'), abs: unary('abs'), sign: unary('sign'), exp: unary('exp'), log: unary('log'),
@@ -167,16 +174,39 @@ function makeKernels(): { [K in KernelName]: CpuKernel<K> } {
   };
 }
 
+/**
+ * The CPU kernels, frozen. Another backend can reuse them and replace a few:
+ * `new CpuBackend({ name: 'mine', kernels: { matmul: myMatmul } })`.
+ */
+export const cpuKernels: CpuKernelTable = Object.freeze(makeKernels());
+
+export interface CpuBackendOptions {
+  /** The backend's name (default 'cpu'); a backend built on these kernels names itself. */
+  name?: string;
+  /** Kernels that replace the CPU's own; the others are `cpuKernels`. */
+  kernels?: Partial<CpuKernelTable>;
+  /** What info() reports as the kernel class (default 'typed-array'). */
+  kernelClass?: string;
+}
+
 export class CpuBackend implements Backend {
-  readonly name = 'cpu';
+  readonly name: string;
+  readonly capabilities = { hostResident: true, dtypes: ['float32', 'float64', 'int32'] } as const;
   private nextId = 1;
   private live = 0;
   private liveBytes = 0;
   private uploads = 0;
   private readbacks = 0;
-  private readonly kernels = makeKernels();
-  // Typed so that the table above covers every kernel: a missing one fails to compile.
-  private readonly table: KernelTable<CpuHandle> = this.bind();
+  private readonly kernels: CpuKernelTable;
+  private readonly kernelClass: string;
+  private readonly table: KernelTable<CpuHandle>;
+
+  constructor(options: CpuBackendOptions = {}) {
+    this.name = options.name ?? 'cpu';
+    this.kernelClass = options.kernelClass ?? 'typed-array';
+    this.kernels = { ...cpuKernels, ...options.kernels };
+    this.table = this.bind();
+  }
 
   private bind(): KernelTable<CpuHandle> {
     const out = {} as Record<KernelName, unknown>;
@@ -244,12 +274,7 @@ export class CpuBackend implements Backend {
     return { liveHandles: this.live, bytes: this.liveBytes, uploads: this.uploads, readbacks: this.readbacks, kernelsCompiled: 0, cachedBytes: cpuPool.cachedBytes };
   }
 
-  info(): Record<string, unknown> {
-    return { name: 'cpu', mode: 'cpu', kernelClass: 'typed-array', dtypes: ['float32', 'float64', 'int32'] };
-  }
-
-  /** Internal: a zero-copy view for the frontend's host-side helpers (not a readback). */
-  static bytesOf(dtype: DType, size: number): number {
-    return bytesPerElement(dtype) * size;
+  info(): BackendInfo {
+    return { name: this.name, mode: 'cpu', kernelClass: this.kernelClass, dtypes: this.capabilities.dtypes };
   }
 }

@@ -1,9 +1,9 @@
 // Elementwise kernels: unary maps, broadcasting binary ops, comparisons and where.
 
-import type { TypedArray } from '../../tensor/dtype.js';
-import { broadcastStrides, sizeOf, type Shape } from '../../tensor/shape.js';
-import { normalCdf, normalCdfFloat32 } from '../../tensor/special.js';
-import type { BinaryKernel, CompareKernel, UnaryKernel } from '../backend.js';
+import type { TypedArray } from '../../core/dtype.js';
+import { broadcastStrides, sizeOf, type Shape } from '../../core/shape.js';
+import { normalCdf, normalCdfFloat32 } from '../../core/special.js';
+import type { BinaryKernel, CompareKernel, UnaryKernel } from '../../core/backend.js';
 
 export const unaryFns: Record<UnaryKernel, (x: number) => number> = {
   neg: (x) => -x,

@@ -1,8 +1,8 @@
 // Indexing kernels: torch.gather / scatter_add along an axis, index_select / index_add,
 // one_hot and topk. Index values are checked here; an out-of-range index is an error.
 
-import type { TypedArray } from '../../tensor/dtype.js';
-import { sizeOf, stridesOf, type Shape } from '../../tensor/shape.js';
+import type { TypedArray } from '../../core/dtype.js';
+import { sizeOf, stridesOf, type Shape } from '../../core/shape.js';
 
 function checkIndex(op: string, index: number, size: number, axis: number): void {
   if (index < 0 || index >= size) {

@@ -30,8 +30,8 @@
 //
 // Thin products (a dimension below about 8–16) skip packing: see usePacked below.
 
-import type { TypedArray } from '../../tensor/dtype.js';
-import { broadcastStrides, sizeOf, type Shape } from '../../tensor/shape.js';
+import type { TypedArray } from '../../core/dtype.js';
+import { broadcastStrides, sizeOf, type Shape } from '../../core/shape.js';
 import { cpuPool } from './pool.js';
 
 const MR = 3;   // rows of a micro-tile (the micro-kernel is written out for 3×4)

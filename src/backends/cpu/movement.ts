@@ -1,7 +1,7 @@
 // Data movement: permute, broadcastTo, slice, pad, concat.
 
-import type { TypedArray } from '../../tensor/dtype.js';
-import { sizeOf, stridesOf, type Shape } from '../../tensor/shape.js';
+import type { TypedArray } from '../../core/dtype.js';
+import { sizeOf, stridesOf, type Shape } from '../../core/shape.js';
 import { broadcastFast, broadcastLoop } from './elementwise.js';
 
 /** Copies a strided view of `x` (element (i₀..iₙ) at offset + Σ iₐ·strides[a]) into `out`. */

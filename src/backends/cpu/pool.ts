@@ -13,7 +13,7 @@
 // of two (at most 25% slack) so that results whose row count varies from step to step, as
 // an expert's does, still find a buffer.
 
-import { allocate, bytesPerElement, type DType, type TypedArray } from '../../tensor/dtype.js';
+import { allocate, bytesPerElement, type DType, type TypedArray } from '../../core/dtype.js';
 
 const MIN_BYTES = 16384;
 

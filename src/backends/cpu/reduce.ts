@@ -1,8 +1,8 @@
 // Reductions over any set of axes (sum, max, min) and arg-reductions over one axis.
 
-import type { DType, TypedArray } from '../../tensor/dtype.js';
+import type { DType, TypedArray } from '../../core/dtype.js';
 import { cpuPool } from './pool.js';
-import { sizeOf, stridesOf, type Shape } from '../../tensor/shape.js';
+import { sizeOf, stridesOf, type Shape } from '../../core/shape.js';
 
 /** For each input element, the flat index of the output element it reduces into. */
 function reduceTargets(shape: Shape, axes: readonly number[]): Int32Array {

@@ -9,8 +9,8 @@
 // limit of this backend). Division is the one inexact step: WGSL allows 2.5 ulp, so each
 // quotient is corrected by one in either direction (idiv below).
 
-import type { Shape } from '../../tensor/shape.js';
-import type { BinaryKernel, CompareKernel, UnaryKernel } from '../backend.js';
+import type { Shape } from '../../core/shape.js';
+import type { BinaryKernel, CompareKernel, UnaryKernel } from '../../core/backend.js';
 
 /** A literal for kernel source: integers as written, other finite floats with full precision. */
 export function lit(v: number): string {

@@ -10,9 +10,9 @@
 // promises): a handle then holds the promise of its buffer, kernels run as soon as their
 // inputs exist, and only `await t.data()` reads back. The other modes are synchronous.
 
-import type { DType, TypedArray } from '../../tensor/dtype.js';
-import { sizeOf, shapeToString } from '../../tensor/shape.js';
-import type { Backend, Handle, KernelAttrs, KernelName, KernelTable, MemoryInfo, OutInfo, TensorInfo } from '../backend.js';
+import type { DType, TypedArray } from '../../core/dtype.js';
+import { sizeOf, shapeToString } from '../../core/shape.js';
+import type { Backend, BackendInfo, Handle, KernelAttrs, KernelName, KernelTable, MemoryInfo, OutInfo, TensorInfo } from '../../core/backend.js';
 import { KERNEL_CLASS, startDevice, type Device, type GpuJsKernel, type GpuMode } from './device.js';
 import { intRange, type IntRange } from './int-range.js';
 import { makeKernels } from './kernels.js';
@@ -57,6 +57,7 @@ function float64Error(where: string): Error {
 
 export class GpuBackend implements Backend {
   readonly name = 'gpu';
+  readonly capabilities = { hostResident: false, dtypes: ['float32', 'int32'] } as const;
   readonly mode: GpuMode;
   private readonly device: Device;
   private readonly sync: boolean;
@@ -344,9 +345,9 @@ export class GpuBackend implements Backend {
     return { liveHandles: this.live, bytes: this.liveBytes, uploads: this.uploads, readbacks: this.readbacks, kernelsCompiled: this.compiled };
   }
 
-  info(): Record<string, unknown> {
+  info(): BackendInfo {
     return {
-      name: 'gpu', mode: this.mode, kernelClass: KERNEL_CLASS[this.mode], dtypes: ['float32', 'int32'],
+      name: 'gpu', mode: this.mode, kernelClass: KERNEL_CLASS[this.mode], dtypes: this.capabilities.dtypes,
       maxElements: MAX_ELEMENTS, device: this.device.describe(),
     };
   }

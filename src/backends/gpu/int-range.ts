@@ -5,8 +5,8 @@
 // op by interval arithmetic; a cast from float gives unknown bounds (±Infinity), which a
 // clamp (maximum/minimum with known values) makes known again.
 
-import { sizeOf } from '../../tensor/shape.js';
-import type { KernelAttrs, KernelName, TensorInfo } from '../backend.js';
+import { sizeOf } from '../../core/shape.js';
+import type { KernelAttrs, KernelName, TensorInfo } from '../../core/backend.js';
 
 /** lo..hi bounds every value; exact: lo and hi both occur (uploads, fills, pure moves). */
 export interface IntRange { lo: number; hi: number; exact: boolean }

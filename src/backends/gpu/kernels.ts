@@ -2,9 +2,9 @@
 // that computes one output element per thread (see codegen.ts), keyed by op, shapes and
 // attributes. The CPU kernels (src/backends/cpu) are the reference for every semantic.
 
-import { fillRandom } from '../../tensor/philox.js';
-import { broadcastStrides, sizeOf, stridesOf, type Shape } from '../../tensor/shape.js';
-import type { BinaryKernel, CompareKernel, KernelAttrs, KernelName, OutInfo, TensorInfo, UnaryKernel } from '../backend.js';
+import { fillRandom } from '../../core/philox.js';
+import { broadcastStrides, sizeOf, stridesOf, type Shape } from '../../core/shape.js';
+import type { BinaryKernel, CompareKernel, KernelAttrs, KernelName, OutInfo, TensorInfo, UnaryKernel } from '../../core/backend.js';
 import { binaryBody, coordinates, idiv, kernelSource, offsets, unaryBody } from './codegen.js';
 import type { GpuBackend, GpuHandle } from './gpu-backend.js';
 

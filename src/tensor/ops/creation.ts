@@ -1,8 +1,8 @@
 // Creation ops: tensor(), zeros/ones/full, arange, and seeded rand/randn.
 
 import { getBackend, runOp } from '../engine.js';
-import { allocate, dtypeOfArray, isDType, type DType, type TypedArray } from '../dtype.js';
-import { assertValidShape, shapeToString, sizeOf, type Shape } from '../shape.js';
+import { allocate, dtypeOfArray, isDType, type DType, type TypedArray } from '../../core/dtype.js';
+import { assertValidShape, shapeToString, sizeOf, type Shape } from '../../core/shape.js';
 import { Tensor } from '../tensor.js';
 import { checkNumber } from './util.js';
 

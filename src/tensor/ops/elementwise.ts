@@ -1,10 +1,10 @@
 // Elementwise ops: unary math, broadcasting binary ops (numbers accepted for either
 // operand), comparisons (int32 0/1 masks), where, clamp and cast.
 
-import type { BinaryKernel, CompareKernel, UnaryKernel } from '../../backends/backend.js';
+import type { BinaryKernel, CompareKernel, UnaryKernel } from '../../core/backend.js';
 import { noGrad, runOp } from '../engine.js';
-import { floatTypeOf, isDType, type DType } from '../dtype.js';
-import { broadcastShapes } from '../shape.js';
+import { floatTypeOf, isDType, type DType } from '../../core/dtype.js';
+import { broadcastShapes } from '../../core/shape.js';
 import type { Tensor } from '../tensor.js';
 import { checkNumber, checkTensor, resultType, scalar, type TensorLike } from './util.js';
 
@@ -21,7 +21,7 @@ function unary(op: UnaryKernel, keepInt: boolean) {
     checkTensor(op, x, 'x');
     if (x.dtype === 'int32' && !keepInt) {
       const xf = cast(x, 'float32');
-      const y = runOp(op, [xf], {}, { shape: x.shape, dtype: 'float32' });
+      const y = runOp(op, [xf], {}, { shape: x.shape, dtype: 'float32' }, op === 'sign' ? null : op);
       xf.dispose();
       return y;
     }
@@ -85,7 +85,7 @@ function binary(op: BinaryKernel, intToFloat = false) {
     if (intToFloat && dtype === 'int32') dtype = 'float32'; // true division, as in PyTorch
     const [x, y, temps] = operands(op, a, b, dtype);
     try {
-      return runOp(op, [x, y], {}, { shape: broadcastShapes(x.shape, y.shape, op), dtype });
+      return runOp(op, [x, y], {}, { shape: broadcastShapes(x.shape, y.shape, op), dtype }, op);
     } finally {
       disposeAll(temps);
     }
@@ -129,7 +129,7 @@ export function where(cond: Tensor, a: TensorLike, b: TensorLike): Tensor {
   const [x, y, temps] = operands('where', a, b, dtype);
   try {
     const shape = broadcastShapes(broadcastShapes(cond.shape, x.shape, 'where'), y.shape, 'where');
-    return runOp('where', [cond, x, y], {}, { shape, dtype });
+    return runOp('where', [cond, x, y], {}, { shape, dtype }, 'where');
   } finally {
     disposeAll(temps);
   }

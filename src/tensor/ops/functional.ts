@@ -6,7 +6,7 @@ import { logsumexpShift, max, sum } from './reduction.js';
 import { rand, type Generator } from './creation.js';
 import type { Tensor } from '../tensor.js';
 import { checkFloat, checkTensor } from './util.js';
-import { normalizeAxis } from '../shape.js';
+import { normalizeAxis } from '../../core/shape.js';
 
 /** exp(x - max) / Σ exp(x - max) along an axis; the max is a constant, so it is stable. */
 export function softmax(x: Tensor, axis = -1): Tensor {

@@ -3,8 +3,8 @@
 // oneHot and topk. Each pair is the other's gradient.
 
 import { runOp } from '../engine.js';
-import { isDType, type DType } from '../dtype.js';
-import { normalizeAxis, shapesEqual, shapeToString } from '../shape.js';
+import { isDType, type DType } from '../../core/dtype.js';
+import { normalizeAxis, shapesEqual, shapeToString } from '../../core/shape.js';
 import type { Tensor } from '../tensor.js';
 import { checkInt, checkTensor } from './util.js';
 
@@ -31,7 +31,7 @@ export function gather(x: Tensor, axis: number, index: Tensor): Tensor {
   checkTensor('gather', x, 'x');
   checkIndexTensor('gather', index);
   const a = checkAlongAxis('gather', x, axis, index);
-  return runOp('gather', [x, index], { axis: a }, { shape: index.shape, dtype: x.dtype });
+  return runOp('gather', [x, index], { axis: a }, { shape: index.shape, dtype: x.dtype }, 'gather');
 }
 
 /** out = x, then out[i][index[i][j]] += src[i][j] for axis 1 (torch.scatter_add; src shaped like index). */
@@ -44,7 +44,7 @@ export function scatterAdd(x: Tensor, axis: number, index: Tensor, src: Tensor):
     throw new Error(`scatterAdd: src of shape ${shapeToString(src.shape)} must have the shape of index ${shapeToString(index.shape)}`);
   }
   if (src.dtype !== x.dtype) throw new Error(`scatterAdd: dtype mismatch, x is ${x.dtype} and src is ${src.dtype}`);
-  return runOp('scatterAdd', [x, index, src], { axis: a }, { shape: x.shape, dtype: x.dtype });
+  return runOp('scatterAdd', [x, index, src], { axis: a }, { shape: x.shape, dtype: x.dtype }, 'scatterAdd');
 }
 
 /** Selects whole slices along an axis by a 1-D index (torch.index_select). */
@@ -55,7 +55,7 @@ export function indexSelect(x: Tensor, axis: number, index: Tensor): Tensor {
   const a = normalizeAxis(axis, x.rank, 'indexSelect');
   const shape = [...x.shape];
   shape[a] = index.shape[0]!;
-  return runOp('indexSelect', [x, index], { axis: a }, { shape, dtype: x.dtype });
+  return runOp('indexSelect', [x, index], { axis: a }, { shape, dtype: x.dtype }, 'indexSelect');
 }
 
 /** out = x, then out[..., index[j], ...] += src[..., j, ...] (torch.index_add). */
@@ -71,7 +71,7 @@ export function indexAdd(x: Tensor, axis: number, index: Tensor, src: Tensor): T
     throw new Error(`indexAdd: src has shape ${shapeToString(src.shape)} but x ${shapeToString(x.shape)} with ${index.shape[0]} indices on axis ${a} needs ${shapeToString(expected)}`);
   }
   if (src.dtype !== x.dtype) throw new Error(`indexAdd: dtype mismatch, x is ${x.dtype} and src is ${src.dtype}`);
-  return runOp('indexAdd', [x, index, src], { axis: a }, { shape: x.shape, dtype: x.dtype });
+  return runOp('indexAdd', [x, index, src], { axis: a }, { shape: x.shape, dtype: x.dtype }, 'indexAdd');
 }
 
 /** One-hot encoding on a new last axis (int32 by default, as PyTorch's integer one_hot). */

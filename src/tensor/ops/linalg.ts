@@ -2,7 +2,7 @@
 // torch.matmul. Transposed operands are read in place (transposeA/transposeB).
 
 import { runOp } from '../engine.js';
-import { broadcastShapes, shapeToString } from '../shape.js';
+import { broadcastShapes, shapeToString } from '../../core/shape.js';
 import type { Tensor } from '../tensor.js';
 import { reshape } from './movement.js';
 import { checkTensor } from './util.js';
@@ -42,5 +42,5 @@ export function matmul(a: Tensor, b: Tensor, options: MatmulOptions = {}): Tenso
     );
   }
   const batch = broadcastShapes(a.shape.slice(0, -2), b.shape.slice(0, -2), 'matmul (batch dimensions)');
-  return runOp('matmul', [a, b], { transposeA, transposeB }, { shape: [...batch, m, n], dtype: a.dtype });
+  return runOp('matmul', [a, b], { transposeA, transposeB }, { shape: [...batch, m, n], dtype: a.dtype }, 'matmul');
 }

@@ -2,7 +2,7 @@
 // broadcastTo, slice, pad, concat, stack, split.
 
 import { getBackend, recordIfNeeded, runOp } from '../engine.js';
-import { assertValidShape, broadcastShapes, normalizeAxis, shapesEqual, shapeToString, sizeOf, type Shape } from '../shape.js';
+import { assertValidShape, broadcastShapes, normalizeAxis, shapesEqual, shapeToString, sizeOf, type Shape } from '../../core/shape.js';
 import { Tensor } from '../tensor.js';
 import { checkInt, checkTensor } from './util.js';
 
@@ -60,7 +60,7 @@ export function permute(x: Tensor, perm: readonly number[]): Tensor {
   }
   const p = perm.map((a) => normalizeAxis(a, x.rank, 'permute', 'perm'));
   if (new Set(p).size !== p.length) throw new Error(`permute: perm ${shapeToString(perm)} repeats an axis`);
-  return runOp('permute', [x], { perm: p }, { shape: p.map((a) => x.shape[a]!), dtype: x.dtype });
+  return runOp('permute', [x], { perm: p }, { shape: p.map((a) => x.shape[a]!), dtype: x.dtype }, 'permute');
 }
 
 /** Swaps two axes (default: the last two). */
@@ -81,7 +81,7 @@ export function broadcastTo(x: Tensor, shape: Shape): Tensor {
     throw new Error(`broadcastTo: a tensor of shape ${shapeToString(x.shape)} cannot be broadcast to ${shapeToString(shape)}`);
   }
   if (shapesEqual(x.shape, shape)) return reshape(x, shape);
-  return runOp('broadcastTo', [x], {}, { shape: [...shape], dtype: x.dtype });
+  return runOp('broadcastTo', [x], {}, { shape: [...shape], dtype: x.dtype }, 'broadcastTo');
 }
 
 /**
@@ -105,7 +105,7 @@ export function slice(x: Tensor, begin: readonly number[], size?: readonly numbe
     }
     b.push(start); s.push(count);
   }
-  return runOp('slice', [x], { begin: b }, { shape: s, dtype: x.dtype });
+  return runOp('slice', [x], { begin: b }, { shape: s, dtype: x.dtype }, 'slice');
 }
 
 /** Pads with zeros: `before[d]` and `after[d]` elements on each axis (the adjoint of slice). */
@@ -116,7 +116,7 @@ export function pad(x: Tensor, before: readonly number[], after: readonly number
   }
   before.forEach((v) => checkInt('pad', v, 'before', 0));
   after.forEach((v) => checkInt('pad', v, 'after', 0));
-  return runOp('pad', [x], { before: [...before] }, { shape: x.shape.map((d, i) => d + before[i]! + after[i]!), dtype: x.dtype });
+  return runOp('pad', [x], { before: [...before] }, { shape: x.shape.map((d, i) => d + before[i]! + after[i]!), dtype: x.dtype }, 'pad');
 }
 
 /**
@@ -134,7 +134,7 @@ export function assembleSlices(pieces: readonly Tensor[], begins: readonly (read
       throw new Error(`assembleSlices: pieces[${i}] ${shapeToString(p.shape)} at ${shapeToString(b)} does not fit in ${shapeToString(shape)}`);
     }
   });
-  return runOp('assembleSlices', pieces, { begins: begins.map((b) => [...b]) }, { shape: [...shape], dtype: pieces[0]!.dtype });
+  return runOp('assembleSlices', pieces, { begins: begins.map((b) => [...b]) }, { shape: [...shape], dtype: pieces[0]!.dtype }, 'assembleSlices');
 }
 
 export function concat(xs: readonly Tensor[], axis = 0): Tensor {
@@ -151,7 +151,7 @@ export function concat(xs: readonly Tensor[], axis = 0): Tensor {
   });
   const shape = [...first.shape];
   shape[a] = xs.reduce((n, t) => n + t.shape[a]!, 0);
-  return runOp('concat', xs, { axis: a }, { shape, dtype: first.dtype });
+  return runOp('concat', xs, { axis: a }, { shape, dtype: first.dtype }, 'concat');
 }
 
 /** Stacks equal-shaped tensors along a new axis. */

@@ -2,7 +2,7 @@
 // arg-reductions over one axis (argmax, argmin; ties go to the lowest index).
 
 import { runOp } from '../engine.js';
-import { normalizeAxes, normalizeAxis, reducedShape, sizeOf } from '../shape.js';
+import { normalizeAxes, normalizeAxis, reducedShape, sizeOf } from '../../core/shape.js';
 import type { Tensor } from '../tensor.js';
 import { full } from './creation.js';
 import { add, exp, isFinite, log, sub, where } from './elementwise.js';
@@ -20,7 +20,7 @@ function reduction(op: 'sum' | 'max' | 'min') {
         if (x.shape[a] === 0) throw new Error(`${op}: cannot reduce over axis ${a} of size 0 (shape [${x.shape.join(', ')}])`);
       }
     }
-    return runOp(op, [x], { axes }, { shape: reducedShape(x.shape, axes, keepdims), dtype: x.dtype });
+    return runOp(op, [x], { axes }, { shape: reducedShape(x.shape, axes, keepdims), dtype: x.dtype }, op);
   };
 }
 

@@ -1,7 +1,7 @@
 // Helpers shared by the op files: operand checks and number → tensor conversion.
 
 import { checkLive, runOp } from '../engine.js';
-import { promoteTypes, promoteWithNumber, type DType } from '../dtype.js';
+import { promoteTypes, promoteWithNumber, type DType } from '../../core/dtype.js';
 import { Tensor } from '../tensor.js';
 
 export type TensorLike = Tensor | number;

@@ -1,9 +1,11 @@
 // The backend interface. A backend owns device memory behind opaque handles and runs named
 // kernels on them; the frontend (src/tensor) owns shapes, dtypes, broadcasting and autograd.
-// readSync/read are the only ways back to the host.
+// readSync/read are the only ways back to the host. Concrete backends live in
+// src/backends/<name>/ and are registered by name (src/core/registry.ts); nothing below
+// src/backends names one.
 
-import type { DType, TypedArray } from '../tensor/dtype.js';
-import type { Shape } from '../tensor/shape.js';
+import type { DType, TypedArray } from './dtype.js';
+import type { Shape } from './shape.js';
 
 /** An opaque, reference-counted piece of device memory. */
 export interface Handle { readonly id: number }
@@ -62,8 +64,29 @@ export interface MemoryInfo {
   cachedBytes?: number;
 }
 
+/** What a backend can do, asked by the layers above instead of comparing backend names. */
+export interface BackendCapabilities {
+  /**
+   * Tensor data lives in host memory, so reading it costs no transfer. The MoE routes on the
+   * host there (SparseDispatcher) and on the device otherwise (DeviceDispatcher).
+   */
+  readonly hostResident: boolean;
+  /** The dtypes it stores (every backend has float32 and int32; float64 is the CPU's). */
+  readonly dtypes: readonly DType[];
+}
+
+/** What really runs: backend name, mode and kernel class, plus backend-specific details. */
+export interface BackendInfo {
+  readonly name: string;
+  readonly mode: string;
+  readonly kernelClass: string;
+  readonly dtypes: readonly DType[];
+  readonly [detail: string]: unknown;
+}
+
 export interface Backend {
   readonly name: string;
+  readonly capabilities: BackendCapabilities;
   upload(values: TypedArray): Handle;
   run<K extends KernelName>(kernel: K, inputs: readonly TensorInfo[], attrs: KernelAttrs[K], out: OutInfo): Handle;
   readSync(handle: Handle, dtype: DType): TypedArray;
@@ -71,5 +94,9 @@ export interface Backend {
   incRef(handle: Handle): void;
   decRef(handle: Handle): void;   // frees at zero; a freed handle is an error to use
   memory(): MemoryInfo;
-  info(): Record<string, unknown>;
+  info(): BackendInfo;
+  /** Resolves once the backend can run (webgpu: an adapter answered); rejects saying why not. */
+  ready?(): Promise<void>;
+  /** Frees the device; the backend's tensors become unusable. */
+  shutdown?(): void;
 }
