@@ -17,7 +17,9 @@ export {
   setBackend, backendInfo, ready, shutdownGpu, memory, noGrad, enableGrad, isGradEnabled, tidy, keep, dispose,
   type BackendName, type BackendOptions,
 } from './tensor/engine.js';
-export type { Backend, MemoryInfo, KernelName } from './core/backend.js';
+export type { Backend, BackendCapabilities, BackendInfo, MemoryInfo, KernelName, KernelAttrs, KernelTable, Handle, TensorInfo, OutInfo } from './core/backend.js';
+export { registerBackend, registeredBackends, unregisterBackend, type BackendRegistration, type BackendOptionsByName } from './core/registry.js';
+export { CpuBackend, cpuKernels, type CpuBackendOptions, type CpuKernel, type CpuKernelTable } from './backends/cpu/cpu-backend.js';
 export { autograd, autogradGrad, grad, valueAndGrad, type AutogradGradOptions, type GradOptions } from './autograd/grad.js';
 export { gradcheck, gradgradcheck, GradcheckError, type GradcheckOptions, type GradgradcheckOptions } from './autograd/gradcheck.js';
 export { gradRules, withGradRuleOverride, type DiffOp, type GradRule, type AssemblingRule } from './autograd/rules.js';

@@ -2,7 +2,17 @@
 // (so a resumed run sees exactly the same data), a fixed validation set, and for the
 // synthetic corpus the domains and the exact loss floors.
 
-import type { CorpusFloors } from '../report/schema.js';
+/** The exact loss floors of a corpus (synthetic corpus only), shown against the loss curves. */
+export interface CorpusFloors {
+  /** Mean per-token loss of the Bayes-optimal predictor that knows each document's domain (nats). */
+  knownDomain: number;
+  /** Mean per-token loss of the Bayes-optimal predictor that infers the domain from the prefix (exact forward filter) on the validation set. */
+  bayes: number;
+  /** Best loss of a model that ignores the domain: the true pooled bigram P(next | previous) on the validation set. */
+  pooledBigram: number;
+  /** ln(vocabulary size): a uniform guess. */
+  uniform: number;
+}
 
 export interface Batch {
   /** [batch × seqLen] input ids, row-major. */

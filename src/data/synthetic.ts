@@ -15,7 +15,7 @@
 
 import { Generator } from '../tensor/ops/creation.js';
 import { fillRandom } from '../core/philox.js';
-import type { CorpusFloors } from '../report/schema.js';
+import type { CorpusFloors } from './corpus.js';
 import type { Batch, Corpus } from './corpus.js';
 
 export interface SyntheticOptions {

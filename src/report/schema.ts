@@ -8,16 +8,9 @@
 // `mixtape compare` writes COMPARE_DIR/compare.json (CompareManifest) and one RUN_DIR per
 // model under it; its report covers all of them.
 
-export interface CorpusFloors {
-  /** Mean per-token loss of the Bayes-optimal predictor that knows each document's domain (nats). */
-  knownDomain: number;
-  /** Mean per-token loss of the Bayes-optimal predictor that infers the domain from the prefix (exact forward filter) on the validation set. */
-  bayes: number;
-  /** Best loss of a model that ignores the domain: the true pooled bigram P(next | previous) on the validation set. */
-  pooledBigram: number;
-  /** ln(vocabulary size): a uniform guess. */
-  uniform: number;
-}
+import type { CorpusFloors } from '../data/corpus.js';
+
+export type { CorpusFloors };
 
 export interface RunConfig {
   /** 'moe' | 'dense' | 'hmoe' */

@@ -1,4 +1,4 @@
-// The gpu.js kernel table: for each kernel of src/backends/backend.ts, the gpu.js source
+// The gpu.js kernel table: for each kernel of src/core/backend.ts, the gpu.js source
 // that computes one output element per thread (see codegen.ts), keyed by op, shapes and
 // attributes. The CPU kernels (src/backends/cpu) are the reference for every semantic.
 
