@@ -159,7 +159,7 @@ const rules: GradRules = {
   cast: (dy, c) => [ops.cast(dy, x0(c).dtype)],
 };
 
-let overrides: Partial<Record<DiffOp, RuleOf<never>>> = {};
+let overrides: Partial<Record<DiffOp, RuleOf<never>>> | null = null;
 
 /**
  * The gradient rule table, frozen: one rule per recorded op. To perturb a rule (tests that
@@ -169,7 +169,7 @@ export const gradRules: GradRules = Object.freeze(rules);
 
 /** The rule backward uses for op: an override installed by withGradRuleOverride, else the table's. */
 export function ruleFor<K extends DiffOp>(op: K): RuleOf<K> {
-  return (overrides[op] ?? gradRules[op]) as RuleOf<K>;
+  return ((overrides !== null && overrides[op]) || gradRules[op]) as RuleOf<K>;
 }
 
 /**
