@@ -93,8 +93,9 @@ describe('matmul', () => {
   });
 
   test('every kernel path (thin, short inner dimension, few rows, packed) with odd sizes, batches and transposes', () => {
-    // Sizes straddle each kernel choice in src/backends/cpu/matmul/choose-kernel.ts: m < 8 / < 96 / ≥ 96,
-    // n < 8, k < 16 / < 96 / > 256 (one KC block), and tile remainders of 3 rows and 4 columns.
+    // Sizes straddle each kernel choice (src/backends/cpu/matmul/choose-kernel.ts):
+    // m < 8 / < 96 / ≥ 96, n < 8, k < 16 / < 96 / > 256 (one KC block), and tile remainders
+    // of 3 rows and 4 columns.
     const dim = (max: number) => fc.oneof(fc.integer({ min: 1, max: 9 }), fc.integer({ min: 10, max: max }));
     const arb = fc.record({ batch: fc.integer({ min: 1, max: 2 }), m: dim(110), n: dim(40), k: dim(300), tA: fc.boolean(), tB: fc.boolean() })
       .chain((c) => {
