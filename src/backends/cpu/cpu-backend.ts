@@ -8,7 +8,7 @@ import { sizeOf } from '../../core/shape.js';
 import type { Backend, BackendInfo, Handle, KernelAttrs, KernelName, KernelTable, MemoryInfo, OutInfo, TensorInfo } from '../../core/backend.js';
 import { binaryBroadcast, binaryFast, binaryFns, broadcastLoop, mapUnary, unaryFns, whereFast } from './elementwise.js';
 import { gather, indexAdd, indexSelect, oneHot, scatterAdd, topkIndices } from './indexing.js';
-import { matmul } from './matmul.js';
+import { matmul } from './matmul/matmul.js';
 import { broadcastTo, concat, pad, permute, slice } from './movement.js';
 import { argReduce, reduce } from './reduce.js';
 
