@@ -1,247 +1,72 @@
-// SparseDispatcher (tensor2tensor's expert_utils): routes each example to exactly the
-// experts whose gate is nonzero, and combines their outputs as a gate-weighted
-// scatter-add. Rows are grouped by expert, then by example index. No example is dropped.
+// A Dispatcher sends each example to the experts its gates chose and brings their outputs
+// back, in tensor2tensor's SparseDispatcher words (dispatch, combine, expert_to_gates,
+// part_sizes). For gates [N, E] with a few nonzero entries per row it computes
+//
+//   output[b] = Σᵢ gates[b, i] · expertᵢ(inputs[b])
+//
+// running expertᵢ only on the examples whose gate i is nonzero:
+//
+//   const dispatcher = makeDispatcher(E, gates, { indices });   // indices [N, k]: the chosen experts
+//   const expertInputs = dispatcher.dispatch(inputs);           // E tensors of rows
+//   const expertOutputs = expertInputs.map((rows, i) => experts[i].forward(rows));
+//   const outputs = dispatcher.combine(expertOutputs);          // [N, d_out]
+//   dispatcher.dispose();
+//
+// Two implementations, equal in value and gradient at the default capacity:
+// SparseDispatcher reads the routing to the host and hands expert i exactly its
+// partSizes()[i] rows; DeviceDispatcher keeps the routing on the device and hands every
+// expert a fixed buffer of `capacity` rows, so a GPU step reads nothing back and compiles no
+// new kernel. makeDispatcher chooses between them.
 
-import { noGrad, tidy } from '../tensor/engine.js';
-import { arange, tensor, zeros } from '../tensor/ops/creation.js';
-import { cast, greater, less, maximum, minimum, where } from '../tensor/ops/elementwise.js';
-import { gather, indexAdd, indexSelect, oneHot } from '../tensor/ops/indexing.js';
-import { matmul } from '../tensor/ops/linalg.js';
-import { concat, reshape, slice, split } from '../tensor/ops/movement.js';
-import { sum } from '../tensor/ops/reduction.js';
-import { shapeToString } from '../core/shape.js';
-import { Tensor } from '../tensor/tensor.js';
+import { getBackend } from '../tensor/engine.js';
+import type { Tensor } from '../tensor/tensor.js';
+import { DeviceDispatcher } from './device-dispatcher.js';
+import { SparseDispatcher } from './sparse-dispatcher.js';
 
-export class SparseDispatcher {
-  /** part_sizes: how many examples each expert receives. */
-  readonly partSizes: number[];
-  /** For each routed (expert, example) pair, in expert-major order: the example index. */
-  readonly batchIndex: Int32Array;
-  private readonly batchIndexTensor: Tensor;
-  /** The nonzero gate values in the same order (differentiable w.r.t. the gates). */
-  readonly nonzeroGates: Tensor;
+/** 'sparse', 'device', or 'auto': sparse where data is host resident (CPU), device elsewhere. */
+export type DispatchMode = 'auto' | 'sparse' | 'device';
+
+export interface Dispatcher {
+  readonly numExperts: number;
+  /** N: the rows of `gates`, and of every tensor dispatch takes. */
   readonly numExamples: number;
+  /** The most examples one expert processes; later routes are dropped (SparseDispatcher: N, none is). */
+  readonly capacity: number;
+  /** Whether partSizes() is known on the host (SparseDispatcher) or is a readback (DeviceDispatcher). */
+  readonly partSizesOnHost: boolean;
+  /** dispatch(x [N, d]): one tensor of rows per expert, its examples first in increasing order. */
+  dispatch(x: Tensor): Tensor[];
+  /** combine(expertOutputs): y[n] = Σ over n's experts of gate · output (the plain sum without multiplyByGates). */
+  combine(expertOutputs: readonly Tensor[], multiplyByGates?: boolean): Tensor;
+  /** expert_to_gates: per expert, the gate of each row dispatch gave it (0 on padding rows). */
+  expertToGates(): Tensor[];
+  /** part_sizes: per expert, how many examples it processed. */
+  partSizes(): number[];
+  /** Frees the dispatcher's own tensors (not those it returned). */
+  dispose(): void;
+}
 
-  /**
-   * `gates` [N, E] (gradients flow through nonzeroGates). `indices` [N, k] int32 says which
-   * experts each example uses; without it, every nonzero gate is a route (a variable
-   * number per example, as batchwise gating produces). Reading the routing is the one host
-   * readback of dispatch.
-   */
-  constructor(readonly numExperts: number, gates: Tensor, indices?: Tensor) {
-    const [N, E] = gates.shape as [number, number];
-    if (gates.rank !== 2 || E !== numExperts) {
-      throw new Error(`SparseDispatcher: gates must be [N, ${numExperts}], got ${shapeToString(gates.shape)}`);
-    }
-    this.numExamples = N;
-    // routes[n] = the experts of example n.
-    const routes: number[][] = [];
-    if (indices !== undefined) {
-      if (indices.dtype !== 'int32' || indices.rank !== 2 || indices.shape[0] !== N) {
-        throw new Error(`SparseDispatcher: indices must be int32 [${N}, k], got ${indices.dtype} ${shapeToString(indices.shape)}`);
-      }
-      const k = indices.shape[1]!, chosen = indices.dataSync();
-      for (let n = 0; n < N; n++) routes.push(Array.from(chosen.subarray(n * k, (n + 1) * k)));
-    } else {
-      const g = gates.dataSync();
-      for (let n = 0; n < N; n++) {
-        const r: number[] = [];
-        for (let e = 0; e < E; e++) if (g[n * E + e]! > 0) r.push(e);
-        routes.push(r);
-      }
-    }
-    // Counting sort by expert keeps examples in increasing order within each expert.
-    this.partSizes = new Array<number>(E).fill(0);
-    let total = 0;
-    for (const r of routes) {
-      for (const e of r) {
-        if (!(e >= 0 && e < E)) throw new Error(`SparseDispatcher: expert index ${e} is out of range for ${E} experts`);
-        this.partSizes[e]!++;
-        total++;
-      }
-    }
-    const starts = new Array<number>(E).fill(0);
-    for (let e = 1; e < E; e++) starts[e] = starts[e - 1]! + this.partSizes[e - 1]!;
-    this.batchIndex = new Int32Array(total);
-    const flatGateIndex = new Int32Array(total);
-    routes.forEach((r, n) => {
-      for (const e of r) {
-        const slot = starts[e]!++;
-        this.batchIndex[slot] = n;
-        flatGateIndex[slot] = n * E + e;
-      }
-    });
-    this.batchIndexTensor = noGrad(() => tensor(this.batchIndex, [this.batchIndex.length], { dtype: 'int32' }));
-    const flatIndex = noGrad(() => tensor(flatGateIndex, [flatGateIndex.length], { dtype: 'int32' }));
-    const flatGates = reshape(gates, [N * E]);
-    this.nonzeroGates = indexSelect(flatGates, 0, flatIndex);
-    flatIndex.dispose();
-    flatGates.dispose();
-  }
-
-  /** dispatch(x): one [partSizes[e], d] tensor per expert, holding exactly its examples. */
-  dispatch(x: Tensor): Tensor[] {
-    if (!(x instanceof Tensor) || x.rank !== 2 || x.shape[0] !== this.numExamples) {
-      throw new Error(`SparseDispatcher.dispatch: expected [${this.numExamples}, d], got ${x instanceof Tensor ? shapeToString(x.shape) : typeof x}`);
-    }
-    const routed = indexSelect(x, 0, this.batchIndexTensor);
-    const parts = split(routed, this.partSizes, 0);
-    routed.dispose();
-    return parts;
-  }
-
-  /**
-   * combine(expertOutputs): y[n] = Σ over n's experts of gate · output, a scatter-add by
-   * example index (unsorted_segment_sum). Examples routed nowhere get zeros.
-   */
-  combine(expertOutputs: readonly Tensor[], multiplyByGates = true): Tensor {
-    if (expertOutputs.length !== this.numExperts) {
-      throw new Error(`SparseDispatcher.combine: expected ${this.numExperts} expert outputs, got ${expertOutputs.length}`);
-    }
-    expertOutputs.forEach((o, e) => {
-      if (o.rank !== 2 || o.shape[0] !== this.partSizes[e]) {
-        throw new Error(`SparseDispatcher.combine: expert ${e} returned ${shapeToString(o.shape)}, expected [${this.partSizes[e]}, d]`);
-      }
-    });
-    const stitched = concat(expertOutputs, 0);
-    const weighted = multiplyByGates ? stitched.mul(reshape(this.nonzeroGates, [this.nonzeroGates.size, 1])) : stitched;
-    const out = indexAdd(zeros([this.numExamples, stitched.shape[1]!], { dtype: stitched.dtype }), 0, this.batchIndexTensor, weighted);
-    if (weighted !== stitched) weighted.dispose();
-    stitched.dispose();
-    return out;
-  }
-
-  /** expert_to_gates: per expert, the gate values of its examples. */
-  expertToGates(): Tensor[] { return split(this.nonzeroGates, this.partSizes, 0); }
-
-  /** expert_to_batch_indices: per expert, the indices of its examples. */
-  expertToBatchIndices(): Int32Array[] {
-    const out: Int32Array[] = [];
-    let start = 0;
-    for (const size of this.partSizes) { out.push(this.batchIndex.slice(start, start + size)); start += size; }
-    return out;
-  }
-
-  /** Frees the dispatcher's own tensors. */
-  dispose(): void {
-    this.batchIndexTensor.dispose();
-    this.nonzeroGates.dispose();
-  }
+export interface MakeDispatcherOptions {
+  /** [N, k] int32: the experts of each example. Without it, every nonzero gate is a route (batchwise gating). */
+  indices?: Tensor | undefined;
+  dispatch?: DispatchMode;
+  /** Rows per expert buffer with device dispatch (default: all N, so nothing is dropped). */
+  capacity?: number | undefined;
 }
 
 /**
- * A dispatcher that never reads the routing back to the host, for backends whose data
- * lives on a device (the GPU backend): a training step stays at one readback, and every
- * shape is fixed, so no kernel is compiled again after the first step.
- *
- * Each expert gets a fixed buffer of `capacity` rows (default: all N examples, so nothing is
- * ever dropped and the result equals SparseDispatcher's). Its routed examples fill the first
- * rows in increasing example order (their slot is a running count, computed as a matmul
- * with a strictly lower-triangular matrix of ones); the other rows hold a copy of example 0,
- * whose output is never combined and whose gradient is therefore exactly zero. Routes past
- * the capacity (only when a smaller capacity is given) are dropped, as in Switch Transformer.
- *
- *   slot(n, r)  = expert(n, r)·C + #{n' < n routed to expert(n, r)}   (or the dump slot E·C)
- *   dispatch(x) = x[source(slot)] split into E blocks of C rows
- *   combine(y)  = Σ_r gate(n, expert(n, r)) · [y; 0][slot(n, r)]
+ * Whether `mode` dispatches on the device. Reading the routing costs nothing where data is
+ * host resident; elsewhere it is a readback per step, and the sparse parts' changing shapes
+ * would compile new kernels.
  */
-export class DeviceDispatcher {
-  readonly numExamples: number;
-  readonly capacity: number;
-  /** [N, R] int32: each route's row in the stacked expert buffers (E·C for dropped routes). */
-  private readonly slots: Tensor;
-  /** [E·C] int32: the example each buffer row holds (0 for padding rows). */
-  private readonly sources: Tensor;
-  /** [N, R]: the gate of each kept route (0 for dropped ones), differentiable w.r.t. the gates. */
-  private readonly routeGates: Tensor;
-  /** [E] float: examples routed to each expert, dropped ones included (reading it is a readback). */
-  readonly counts: Tensor;
-
-  /**
-   * `gates` [N, E]; `indices` [N, k] int32 names each example's experts (without it, the
-   * nonzero gates are the routes, as batchwise gating produces); `capacity` rows per expert.
-   */
-  constructor(readonly numExperts: number, gates: Tensor, indices?: Tensor, capacity?: number) {
-    const [N, E] = gates.shape as [number, number];
-    if (gates.rank !== 2 || E !== numExperts) {
-      throw new Error(`DeviceDispatcher: gates must be [N, ${numExperts}], got ${shapeToString(gates.shape)}`);
-    }
-    if (indices !== undefined && (indices.dtype !== 'int32' || indices.rank !== 2 || indices.shape[0] !== N)) {
-      throw new Error(`DeviceDispatcher: indices must be int32 [${N}, k], got ${indices.dtype} ${shapeToString(indices.shape)}`);
-    }
-    const C = capacity ?? N;
-    if (!Number.isInteger(C) || C < 1) throw new Error(`DeviceDispatcher: capacity must be a positive integer, got ${C}`);
-    this.numExamples = N;
-    this.capacity = C;
-    const dtype = gates.dtype;
-    const routing = noGrad(() => tidy(() => {
-      // The routes: (example, expert) pairs, R per example, with a 0/1 validity.
-      const experts = indices ?? arange(E).reshape([1, E]).broadcastTo([N, E]);
-      const valid = indices ? null : cast(greater(gates, 0), dtype);
-      const R = experts.shape[1]!;
-      const hot = cast(oneHot(experts, E), dtype);                                  // [N, R, E]
-      const routed = sum(valid ? hot.mul(valid.reshape([N, R, 1])) : hot, 1);     // [N, E] 0/1
-      const rows = arange(N).reshape([N, 1]), cols = arange(N).reshape([1, N]);
-      const before = cast(less(cols, rows), dtype);                              // [N, N]: n' < n
-      const position = gather(matmul(before, routed), 1, experts);              // [N, R]
-      let keep = cast(less(position, C), dtype);
-      if (valid) keep = keep.mul(valid);
-      const slotF = where(keep, cast(experts, dtype).mul(C).add(position), E * C);
-      const slots = toIndex(slotF, E * C);
-      const example = cast(arange(N).reshape([N, 1]).broadcastTo([N, R]), dtype);
-      const sourceF = indexAdd(zeros([E * C + 1], { dtype }), 0, slots.reshape([N * R]), example.reshape([N * R]));
-      const sources = toIndex(slice(sourceF, [0], [E * C]), N - 1);
-      return { slots, sources, keep, counts: sum(routed, 0) };
-    }));
-    this.slots = routing.slots;
-    this.sources = routing.sources;
-    this.counts = routing.counts;
-    const experts = indices ?? noGrad(() => arange(E).reshape([1, E]).broadcastTo([N, E]));
-    this.routeGates = tidy(() => gather(gates, 1, experts).mul(routing.keep));
-    if (!indices) experts.dispose();
-    routing.keep.dispose();
-  }
-
-  /** dispatch(x): one [capacity, d] tensor per expert; its routed examples come first. */
-  dispatch(x: Tensor): Tensor[] {
-    if (!(x instanceof Tensor) || x.rank !== 2 || x.shape[0] !== this.numExamples) {
-      throw new Error(`DeviceDispatcher.dispatch: expected [${this.numExamples}, d], got ${x instanceof Tensor ? shapeToString(x.shape) : typeof x}`);
-    }
-    const stacked = indexSelect(x, 0, this.sources);
-    const parts = split(stacked, this.numExperts, 0);
-    stacked.dispose();
-    return parts;
-  }
-
-  /** combine(expertOutputs): y[n] = Σ over n's routes of gate · output row. */
-  combine(expertOutputs: readonly Tensor[]): Tensor {
-    if (expertOutputs.length !== this.numExperts) {
-      throw new Error(`DeviceDispatcher.combine: expected ${this.numExperts} expert outputs, got ${expertOutputs.length}`);
-    }
-    expertOutputs.forEach((o, e) => {
-      if (o.rank !== 2 || o.shape[0] !== this.capacity) {
-        throw new Error(`DeviceDispatcher.combine: expert ${e} returned ${shapeToString(o.shape)}, expected [${this.capacity}, d]`);
-      }
-    });
-    return tidy(() => {
-      const d = expertOutputs[0]!.shape[1]!;
-      const [N, R] = this.slots.shape as [number, number];
-      // One zero row after the experts' rows: dropped routes read it.
-      const padded = concat([...expertOutputs, zeros([1, d], { dtype: expertOutputs[0]!.dtype })], 0);
-      const picked = indexSelect(padded, 0, this.slots.reshape([N * R])).reshape([N, R, d]);
-      return sum(picked.mul(this.routeGates.reshape([N, R, 1])), 1);
-    });
-  }
-
-  /** Per expert, how many examples it processed (at most the capacity): a readback of `counts`. */
-  partSizes(): number[] { return Array.from(this.counts.dataSync(), (c) => Math.min(Math.round(c), this.capacity)); }
-
-  dispose(): void {
-    for (const t of [this.slots, this.sources, this.routeGates, this.counts]) t.dispose();
-  }
+export function dispatchesOnDevice(mode: DispatchMode): boolean {
+  if (!['auto', 'sparse', 'device'].includes(mode)) throw new Error(`makeDispatcher: dispatch must be 'auto', 'sparse' or 'device', got '${String(mode)}'`);
+  return mode === 'device' || (mode === 'auto' && !getBackend().capabilities.hostResident);
 }
 
-/** Float values known to lie in [0, hi] as an int32 index tensor whose bounds the backend can see. */
-function toIndex(values: Tensor, hi: number): Tensor {
-  return minimum(maximum(cast(values, 'int32'), 0), hi);
+/** The dispatcher for gates [N, numExperts]: a SparseDispatcher or a DeviceDispatcher, as dispatchesOnDevice says. */
+export function makeDispatcher(numExperts: number, gates: Tensor, options: MakeDispatcherOptions = {}): Dispatcher {
+  return dispatchesOnDevice(options.dispatch ?? 'auto')
+    ? new DeviceDispatcher(numExperts, gates, options.indices, options.capacity)
+    : new SparseDispatcher(numExperts, gates, options.indices);
 }

@@ -8,11 +8,14 @@
 //
 // Both routing levels use SparseDispatcher (exact rows, grouped on the host) or
 // DeviceDispatcher (fixed-size buffers on the device: no readback, fixed shapes), as MoE's
-// `dispatch` option says. With device dispatch, group i's buffer holds its examples first and
-// padding rows after them; a 0/1 row mask keeps the padding out of Importance_H and Load_H,
-// and the padding's outputs are never combined, so the results equal the sparse path's.
+// `dispatch` option says (by makeDispatcher's rule, dispatchesOnDevice). Each path builds
+// its own kind, as it uses more than the Dispatcher interface: the sparse path the example
+// indices of each group, the device path the counts that mask the padding. With device
+// dispatch, group i's buffer holds its examples first and padding rows after them; a 0/1 row
+// mask keeps the padding out of Importance_H and Load_H, and the padding's outputs are never
+// combined, so the results equal the sparse path's.
 
-import { getBackend, noGrad, tidy } from '../tensor/engine.js';
+import { noGrad, tidy } from '../tensor/engine.js';
 import { arange, tensor, zeros } from '../tensor/ops/creation.js';
 import { cast, less, maximum, minimum } from '../tensor/ops/elementwise.js';
 import { indexAdd, indexSelect, topk } from '../tensor/ops/indexing.js';
@@ -23,9 +26,13 @@ import type { DType } from '../core/dtype.js';
 import type { Generator } from '../tensor/ops/creation.js';
 import { checkDType, checkPositiveInt, Module } from '../nn/module.js';
 import { cvSquared, gateEntropy } from './balancing.js';
-import { DeviceDispatcher, SparseDispatcher } from './dispatcher.js';
+import { GroupAndExpertCountsOnRead } from './counts-on-read.js';
+import { DeviceDispatcher } from './device-dispatcher.js';
+import { dispatchesOnDevice, type DispatchMode } from './dispatcher.js';
+import { Expert } from './expert.js';
 import { NoisyTopKGating, type GatingOutput } from './gating.js';
-import { Expert, type MoEOutput, type MoEStats } from './moe.js';
+import type { MoEOutput, MoEStats } from './moe.js';
+import { SparseDispatcher } from './sparse-dispatcher.js';
 
 export interface HierarchicalMoEOptions {
   inputSize: number;
@@ -51,7 +58,7 @@ export interface HierarchicalMoEOptions {
    * batch), 'device' (DeviceDispatcher: fixed-size buffers, no readback, no recompilation;
    * equal results), or 'auto' (default): 'sparse' on the CPU backend, 'device' on the others.
    */
-  dispatch?: 'auto' | 'sparse' | 'device';
+  dispatch?: DispatchMode;
   /** Rows per group buffer with 'device' dispatch (default: all N, so nothing is dropped). */
   capacity?: number;
   /** Rows per expert buffer inside a group with 'device' dispatch (default: the group capacity). */
@@ -85,18 +92,18 @@ export interface HierarchicalStats extends MoEStats {
 }
 
 /** What one routing path (sparse or device) hands to forward's shared tail. */
-interface Routed {
+type Routed = {
   combined: Tensor;
   importanceRows: Tensor[];
   loadRows: Tensor[];
   secondaryLoads: Tensor[];
   jointGates: Tensor;
-  /** Known on the host (sparse dispatch). */
-  expertCounts?: number[];
-  groupCounts?: number[];
-  /** Device dispatch: [group capacity, expert capacity]; the counts are read lazily. */
-  capacities?: [number, number];
-}
+} & (
+  /** Sparse dispatch: the counts are known on the host. */
+  | { counts: { groups: number[]; experts: number[] }; capacities?: undefined }
+  /** Device dispatch: [group capacity, expert capacity]; the counts are read when asked for. */
+  | { counts?: undefined; capacities: [number, number] }
+);
 
 /** Per column of [N, M], how many rows are nonzero (a readback). */
 function nonzeroPerColumn(t: Tensor): number[] {
@@ -118,7 +125,7 @@ export class HierarchicalMoE extends Module {
   readonly kSecondary: number;
   wImportance: number;
   wLoad: number;
-  dispatch: 'auto' | 'sparse' | 'device';
+  dispatch: DispatchMode;
   capacity: number | undefined;
   expertCapacity: number | undefined;
 
@@ -170,34 +177,31 @@ export class HierarchicalMoE extends Module {
       }
       const gp = this.primary.forward(rows, noise.primary ? { noise: noise.primary } : {});
       // An empty batch has no routing to read back; the sparse path handles it without buffers.
-      const onDevice = N > 0 && (this.dispatch === 'device' || (this.dispatch === 'auto' && !getBackend().capabilities.hostResident));
+      const onDevice = N > 0 && dispatchesOnDevice(this.dispatch);
       const r = onDevice ? this.routeOnDevice(rows, gp, noise.secondary) : this.routeSparse(rows, gp, noise.secondary);
       const importanceH = stack(r.importanceRows, 0), loadH = stack(r.loadRows, 0);
       const cvImp = cvSquared(importanceH), cvLoad = cvSquared(loadH);
       const auxLoss = cvImp.mul(this.wImportance).add(cvLoad.mul(this.wLoad));
       const jointGates = r.jointGates;
-      const stats: HierarchicalStats = {
+      const fields = {
         gates: jointGates,
         indices: topk(jointGates, this.kPrimary * this.kSecondary).indices,
         importance: reshape(importanceH, [this.numExperts]).detach(),
         load: reshape(loadH, [this.numExperts]).detach(),
-        expertCounts: r.expertCounts ?? [],
         cvImportance: cvImp.detach().sqrt(), cvLoad: cvLoad.detach().sqrt(), gateEntropy: gateEntropy(jointGates),
-        primaryGates: gp.gates.detach(), primaryLoad: gp.load.detach(), groupCounts: r.groupCounts ?? [], secondaryLoad: stack(r.secondaryLoads, 0),
+        primaryGates: gp.gates.detach(), primaryLoad: gp.load.detach(), secondaryLoad: stack(r.secondaryLoads, 0),
       };
-      if (r.capacities) {
-        // Counted when asked for (a readback), from the nonzero gates of tensors the caller
-        // owns; not enumerable, so that tidy does not read them while collecting the result.
+      let stats: HierarchicalStats;
+      if (r.counts) {
+        stats = { ...fields, expertCounts: r.counts.experts, groupCounts: r.counts.groups };
+      } else {
+        // With the routing on the device, counted from the nonzero gates of tensors the caller
+        // owns when first read (a readback), capped at the buffers' capacities.
         const [groupCapacity, expertCapacity] = r.capacities;
-        let groups: number[] | null = null, experts: number[] | null = null;
-        Object.defineProperty(stats, 'groupCounts', {
-          enumerable: false,
-          get: () => (groups ??= nonzeroPerColumn(stats.primaryGates).map((c) => Math.min(c, groupCapacity))),
-        });
-        Object.defineProperty(stats, 'expertCounts', {
-          enumerable: false,
-          get: () => (experts ??= nonzeroPerColumn(stats.gates).map((c) => Math.min(c, expertCapacity))),
-        });
+        stats = Object.assign(new GroupAndExpertCountsOnRead(
+          () => nonzeroPerColumn(fields.primaryGates).map((c) => Math.min(c, groupCapacity)),
+          () => nonzeroPerColumn(fields.gates).map((c) => Math.min(c, expertCapacity)),
+        ), fields);
       }
       return { output: reshape(r.combined, [...x.shape.slice(0, -1), this.outputSize]), auxLoss, stats };
     });
@@ -220,7 +224,7 @@ export class HierarchicalMoE extends Module {
       const dispatch = new SparseDispatcher(b, gi.gates, gi.indices);
       const outs = dispatch.dispatch(groupInputs[i]!).map((input, j) => group.experts[j]!.forward(input));
       groupOutputs.push(dispatch.combine(outs));
-      expertCounts.push(...dispatch.partSizes);
+      expertCounts.push(...dispatch.partSizes());
       dispatch.dispose();
       // G_primary(x)ᵢ·Gᵢ(x)ⱼ for the examples of group i.
       const joint = gi.gates.mul(reshape(groupPrimaryGates[i]!, [n, 1]));
@@ -231,9 +235,9 @@ export class HierarchicalMoE extends Module {
     });
     // The secondary outputs already include Gᵢ; the primary combine multiplies by G_primary once.
     const combined = primaryDispatch.combine(groupOutputs);
-    const groupCounts = [...primaryDispatch.partSizes];
+    const groupCounts = primaryDispatch.partSizes();
     primaryDispatch.dispose();
-    return { combined, importanceRows, loadRows, secondaryLoads, jointGates: concat(jointColumns, 1).detach(), expertCounts, groupCounts };
+    return { combined, importanceRows, loadRows, secondaryLoads, jointGates: concat(jointColumns, 1).detach(), counts: { groups: groupCounts, experts: expertCounts } };
   }
 
   /**

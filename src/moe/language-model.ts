@@ -18,7 +18,8 @@ import { Embedding, Linear } from '../nn/linear.js';
 import { LSTM, type LSTMState } from '../nn/lstm.js';
 import { checkDType, checkPositiveInt, Module } from '../nn/module.js';
 import { HierarchicalMoE, type HierarchicalNoise } from './hierarchical.js';
-import { MoE, Expert, type GatingKind, type MoEStats } from './moe.js';
+import { Expert } from './expert.js';
+import { MoE, type GatingKind, type MoEStats } from './moe.js';
 
 export interface LanguageModelOptions {
   vocabSize: number;

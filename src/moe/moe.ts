@@ -2,33 +2,20 @@
 // y = Σᵢ G(x)ᵢ·Eᵢ(x), computing Eᵢ only on the examples routed to expert i. Applied to
 // every row of a [..., d] input at once (the paper's "convolutional" batching over time).
 
-import { getBackend, noGrad, tidy } from '../tensor/engine.js';
+import { noGrad, tidy } from '../tensor/engine.js';
 import { gather } from '../tensor/ops/indexing.js';
 import { reshape } from '../tensor/ops/movement.js';
 import { shapeToString } from '../core/shape.js';
 import { Tensor } from '../tensor/tensor.js';
 import type { DType } from '../core/dtype.js';
-import { Linear } from '../nn/linear.js';
 import { checkDType, checkPositiveInt, Module } from '../nn/module.js';
 import type { Generator } from '../tensor/ops/creation.js';
 import { cvSquared, gateEntropy } from './balancing.js';
-import { DeviceDispatcher, SparseDispatcher } from './dispatcher.js';
+import { ExpertCountsOnRead } from './counts-on-read.js';
+import { makeDispatcher, type DispatchMode } from './dispatcher.js';
+import { Expert } from './expert.js';
 import { BatchwiseGating } from './batchwise.js';
 import { NoisyTopKGating, SoftmaxGating, type GatingOutput } from './gating.js';
-
-/** An expert: Linear → ReLU → Linear (paper §3.2, App. C: one ReLU hidden layer). */
-export class Expert extends Module {
-  fc1: Linear;
-  fc2: Linear;
-  constructor(inputSize: number, hiddenSize: number, outputSize: number, options: { dtype?: DType; generator?: Generator } = {}) {
-    super();
-    this.fc1 = new Linear(inputSize, hiddenSize, options);
-    this.fc2 = new Linear(hiddenSize, outputSize, options);
-  }
-  forward(x: Tensor): Tensor {
-    return tidy(() => this.fc2.forward(this.fc1.forward(x).relu()));
-  }
-}
 
 export type GatingKind = 'noisy-topk' | 'softmax' | 'batchwise';
 
@@ -51,13 +38,13 @@ export interface MoEOptions {
   dtype?: DType;
   generator?: Generator;
   /**
-   * How examples reach their experts. 'sparse' (SparseDispatcher): exactly the routed rows,
-   * grouped on the host, so the routing is read back and shapes change every batch.
-   * 'device' (DeviceDispatcher): fixed-size expert buffers computed on the device, no
+   * How examples reach their experts (makeDispatcher). 'sparse' (SparseDispatcher): exactly
+   * the routed rows, grouped on the host, so the routing is read back and shapes change every
+   * batch. 'device' (DeviceDispatcher): fixed-size expert buffers computed on the device, no
    * readback and no recompilation; equal results. 'auto' (default): 'sparse' on the CPU
    * backend, 'device' on the others. Batchwise gating and the CPU path are unchanged.
    */
-  dispatch?: 'auto' | 'sparse' | 'device';
+  dispatch?: DispatchMode;
   /** Rows per expert with 'device' dispatch (default: all N, so nothing is dropped). */
   capacity?: number;
 }
@@ -121,7 +108,7 @@ export class MoE extends Module {
   wImportance: number;
   wLoad: number;
   wBatchwise: number;
-  dispatch: 'auto' | 'sparse' | 'device';
+  dispatch: DispatchMode;
   capacity: number | undefined;
 
   constructor(options: MoEOptions) {
@@ -172,35 +159,27 @@ export class MoE extends Module {
         : this.gate.forward(rows);
       // Batchwise gating routes by its mask (a variable number of experts per example).
       const routes = this.gating === 'batchwise' ? undefined : g.indices;
-      const onDevice = this.dispatch === 'device' || (this.dispatch === 'auto' && !getBackend().capabilities.hostResident);
-      const dispatcher = onDevice
-        ? new DeviceDispatcher(this.numExperts, g.gates, routes, this.capacity)
-        : new SparseDispatcher(this.numExperts, g.gates, routes);
+      const dispatcher = makeDispatcher(this.numExperts, g.gates, { indices: routes, dispatch: this.dispatch, capacity: this.capacity });
       const inputs = dispatcher.dispatch(rows);
       // An expert with no examples sees a [0, d] input: no arithmetic, exact zero gradients.
       const outputs = inputs.map((input, e) => this.experts[e]!.forward(input));
       const combined = dispatcher.combine(outputs);
+      const counts = dispatcher.partSizesOnHost ? dispatcher.partSizes() : null, capacity = dispatcher.capacity;
       dispatcher.dispose();
       const cvImp = cvSquared(g.importance), cvLoad = cvSquared(g.load);
       let auxLoss = cvImp.mul(this.wImportance).add(cvLoad.mul(this.wLoad));
       if (g.batchwiseLoss) auxLoss = auxLoss.add(g.batchwiseLoss.mul(this.wBatchwise));
       // The entropy sums over nonzero gates only: with top-k routing, over the k chosen ones.
-      const stats: MoEStats = {
+      const fields = {
         gates: g.gates.detach(), indices: g.indices, importance: g.importance.detach(), load: g.load.detach(),
-        expertCounts: dispatcher instanceof SparseDispatcher ? [...dispatcher.partSizes] : [],
         cvImportance: cvImp.detach().sqrt(), cvLoad: cvLoad.detach().sqrt(), gateEntropy: gateEntropy(routes ? noGrad(() => gather(g.gates, 1, routes)) : g.gates),
         ...(g.batchwiseLoss ? { batchwiseLoss: g.batchwiseLoss.detach() } : {}),
       };
-      if (dispatcher instanceof DeviceDispatcher) {
-        // Counted when asked for (a readback), from tensors the caller owns; not enumerable,
-        // so that tidy does not read it while collecting the result's tensors.
-        const E = this.numExperts, C = dispatcher.capacity;
-        let cached: number[] | null = null;
-        Object.defineProperty(stats, 'expertCounts', {
-          enumerable: false,
-          get: () => (cached ??= hostCounts(E, routes ? stats.indices : stats.gates, routes !== undefined).map((c) => Math.min(c, C))),
-        });
-      }
+      // With the routing on the device, the counts come from tensors the caller owns, when
+      // first read (a readback), capped at the capacity as the dispatcher's buffers are.
+      const E = this.numExperts;
+      const countOnRead = () => hostCounts(E, routes ? fields.indices : fields.gates, routes !== undefined).map((c) => Math.min(c, capacity));
+      const stats: MoEStats = counts ? { ...fields, expertCounts: counts } : Object.assign(new ExpertCountsOnRead(countOnRead), fields);
       return { output: reshape(combined, [...x.shape.slice(0, -1), this.outputSize]), auxLoss, stats };
     });
   }

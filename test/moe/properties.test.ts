@@ -126,8 +126,8 @@ describe('sparse dispatch and combine', () => {
       const out = gateWith(c, k).forward(c.x, { noise: c.noise });
       const disp = new mt.SparseDispatcher(E, out.gates, out.indices);
       const parts = disp.dispatch(c.x);
-      assert.deepEqual(parts.map((p) => p.shape[0]), disp.partSizes);
-      assert.equal(disp.partSizes.reduce((a, b) => a + b, 0), N * k);
+      assert.deepEqual(parts.map((p) => p.shape[0]), disp.partSizes());
+      assert.equal(disp.partSizes().reduce((a, b) => a + b, 0), N * k);
       assertClose(disp.combine(parts).dataSync(), c.x.dataSync(), { rtol: 1e-12, atol: 1e-15 });
       assertClose(disp.combine(parts, false).dataSync(), Array.from(c.x.dataSync(), (v) => k * v), { rtol: 1e-12, atol: 1e-15 });
       // expertToGates / expertToBatchIndices agree with the dense gates.

@@ -1,0 +1,136 @@
+// SparseDispatcher (tensor2tensor's expert_utils): routes each example to exactly the
+// experts whose gate is nonzero, and combines their outputs as a gate-weighted
+// scatter-add. Rows are grouped by expert, then by example index. No example is dropped.
+// Grouping needs the routing on the host: the one readback of dispatch (free on the CPU).
+
+import { noGrad } from '../tensor/engine.js';
+import { tensor, zeros } from '../tensor/ops/creation.js';
+import { indexAdd, indexSelect } from '../tensor/ops/indexing.js';
+import { concat, reshape, split } from '../tensor/ops/movement.js';
+import { shapeToString } from '../core/shape.js';
+import { Tensor } from '../tensor/tensor.js';
+import type { Dispatcher } from './dispatcher.js';
+
+export class SparseDispatcher implements Dispatcher {
+  /** For each routed (expert, example) pair, in expert-major order: the example index. */
+  readonly batchIndex: Int32Array;
+  private readonly batchIndexTensor: Tensor;
+  /** The nonzero gate values in the same order (differentiable w.r.t. the gates). */
+  readonly nonzeroGates: Tensor;
+  readonly numExamples: number;
+  /** Every example fits: an expert receives at most all N of them. */
+  readonly capacity: number;
+  readonly partSizesOnHost = true;
+  /** part_sizes: how many examples each expert receives. */
+  private readonly sizes: number[];
+
+  /**
+   * `gates` [N, E] (gradients flow through nonzeroGates). `indices` [N, k] int32 says which
+   * experts each example uses; without it, every nonzero gate is a route (a variable
+   * number per example, as batchwise gating produces). Reading the routing is the one host
+   * readback of dispatch.
+   */
+  constructor(readonly numExperts: number, gates: Tensor, indices?: Tensor) {
+    const [N, E] = gates.shape as [number, number];
+    if (gates.rank !== 2 || E !== numExperts) {
+      throw new Error(`SparseDispatcher: gates must be [N, ${numExperts}], got ${shapeToString(gates.shape)}`);
+    }
+    this.numExamples = N;
+    this.capacity = N;
+    // routes[n] = the experts of example n.
+    const routes: number[][] = [];
+    if (indices !== undefined) {
+      if (indices.dtype !== 'int32' || indices.rank !== 2 || indices.shape[0] !== N) {
+        throw new Error(`SparseDispatcher: indices must be int32 [${N}, k], got ${indices.dtype} ${shapeToString(indices.shape)}`);
+      }
+      const k = indices.shape[1]!, chosen = indices.dataSync();
+      for (let n = 0; n < N; n++) routes.push(Array.from(chosen.subarray(n * k, (n + 1) * k)));
+    } else {
+      const g = gates.dataSync();
+      for (let n = 0; n < N; n++) {
+        const r: number[] = [];
+        for (let e = 0; e < E; e++) if (g[n * E + e]! > 0) r.push(e);
+        routes.push(r);
+      }
+    }
+    // Counting sort by expert keeps examples in increasing order within each expert.
+    this.sizes = new Array<number>(E).fill(0);
+    let total = 0;
+    for (const r of routes) {
+      for (const e of r) {
+        if (!(e >= 0 && e < E)) throw new Error(`SparseDispatcher: expert index ${e} is out of range for ${E} experts`);
+        this.sizes[e]!++;
+        total++;
+      }
+    }
+    const starts = new Array<number>(E).fill(0);
+    for (let e = 1; e < E; e++) starts[e] = starts[e - 1]! + this.sizes[e - 1]!;
+    this.batchIndex = new Int32Array(total);
+    const flatGateIndex = new Int32Array(total);
+    routes.forEach((r, n) => {
+      for (const e of r) {
+        const slot = starts[e]!++;
+        this.batchIndex[slot] = n;
+        flatGateIndex[slot] = n * E + e;
+      }
+    });
+    this.batchIndexTensor = noGrad(() => tensor(this.batchIndex, [this.batchIndex.length], { dtype: 'int32' }));
+    const flatIndex = noGrad(() => tensor(flatGateIndex, [flatGateIndex.length], { dtype: 'int32' }));
+    const flatGates = reshape(gates, [N * E]);
+    this.nonzeroGates = indexSelect(flatGates, 0, flatIndex);
+    flatIndex.dispose();
+    flatGates.dispose();
+  }
+
+  /** dispatch(x): one [partSizes()[e], d] tensor per expert, holding exactly its examples. */
+  dispatch(x: Tensor): Tensor[] {
+    if (!(x instanceof Tensor) || x.rank !== 2 || x.shape[0] !== this.numExamples) {
+      throw new Error(`SparseDispatcher.dispatch: expected [${this.numExamples}, d], got ${x instanceof Tensor ? shapeToString(x.shape) : typeof x}`);
+    }
+    const routed = indexSelect(x, 0, this.batchIndexTensor);
+    const parts = split(routed, this.sizes, 0);
+    routed.dispose();
+    return parts;
+  }
+
+  /**
+   * combine(expertOutputs): y[n] = Σ over n's experts of gate · output, a scatter-add by
+   * example index (unsorted_segment_sum). Examples routed nowhere get zeros.
+   */
+  combine(expertOutputs: readonly Tensor[], multiplyByGates = true): Tensor {
+    if (expertOutputs.length !== this.numExperts) {
+      throw new Error(`SparseDispatcher.combine: expected ${this.numExperts} expert outputs, got ${expertOutputs.length}`);
+    }
+    expertOutputs.forEach((o, e) => {
+      if (o.rank !== 2 || o.shape[0] !== this.sizes[e]) {
+        throw new Error(`SparseDispatcher.combine: expert ${e} returned ${shapeToString(o.shape)}, expected [${this.sizes[e]}, d]`);
+      }
+    });
+    const stitched = concat(expertOutputs, 0);
+    const weighted = multiplyByGates ? stitched.mul(reshape(this.nonzeroGates, [this.nonzeroGates.size, 1])) : stitched;
+    const out = indexAdd(zeros([this.numExamples, stitched.shape[1]!], { dtype: stitched.dtype }), 0, this.batchIndexTensor, weighted);
+    if (weighted !== stitched) weighted.dispose();
+    stitched.dispose();
+    return out;
+  }
+
+  /** expert_to_gates: per expert, the gate values of its examples. */
+  expertToGates(): Tensor[] { return split(this.nonzeroGates, this.sizes, 0); }
+
+  /** expert_to_batch_indices: per expert, the indices of its examples. */
+  expertToBatchIndices(): Int32Array[] {
+    const out: Int32Array[] = [];
+    let start = 0;
+    for (const size of this.sizes) { out.push(this.batchIndex.slice(start, start + size)); start += size; }
+    return out;
+  }
+
+  /** part_sizes: how many examples each expert receives (known on the host: no readback). */
+  partSizes(): number[] { return [...this.sizes]; }
+
+  /** Frees the dispatcher's own tensors. */
+  dispose(): void {
+    this.batchIndexTensor.dispose();
+    this.nonzeroGates.dispose();
+  }
+}
