@@ -19,6 +19,7 @@ export {
 } from './tensor/engine.js';
 export type { Backend, MemoryInfo, KernelName } from './core/backend.js';
 export { autograd, autogradGrad, grad, valueAndGrad, type AutogradGradOptions, type GradOptions } from './autograd/grad.js';
+export { checkpoint } from './autograd/checkpoint.js';
 export { gradcheck, gradgradcheck, GradcheckError, type GradcheckOptions, type GradgradcheckOptions } from './autograd/gradcheck.js';
 export { gradRules, withGradRuleOverride, type DiffOp, type GradRule, type AssemblingRule } from './autograd/rules.js';
 export * from './nn/index.js';
