@@ -4,4 +4,5 @@ export { BatchwiseGating, batchwiseMask, thresholdMask, batchwiseThresholdLoss, 
 export { DeviceDispatcher, SparseDispatcher } from './dispatcher.js';
 export { MoE, Expert, type MoEOptions, type MoEOutput, type MoEStats, type MoEForwardOptions, type GatingKind } from './moe.js';
 export { HierarchicalMoE, ExpertGroup, type HierarchicalMoEOptions, type HierarchicalNoise, type HierarchicalStats } from './hierarchical.js';
-export { MoELanguageModel, DenseLanguageModel, type LanguageModelOptions, type MoELanguageModelOptions, type LMOutput, type LMState, type OpsPerToken } from './language-model.js';
+export { RecurrentMoE, RecurrentMoECell, RecurrentExpert, type RecurrentMoEOptions, type RecurrentMoEOutput, type RecurrentMoEStepOutput } from './recurrent.js';
+export { MoELanguageModel, RecurrentMoELanguageModel, DenseLanguageModel, type LanguageModelOptions, type MoELanguageModelOptions, type LMOutput, type LMState, type OpsPerToken } from './language-model.js';
