@@ -73,6 +73,14 @@ export interface OpsPerToken {
   /** The paper's ops/timestep: forward multiply-adds per token excluding the softmax. */
   excludingSoftmax: number;
   total: number;
+  /**
+   * Floating-point operations per token of one training step, counted as the paper counts
+   * its TFLOPS (§5.1): forward and backward, the softmax included, a multiply-add as 2 FLOPs,
+   * and the backward pass as twice the forward (a matmul's gradient is two matmuls of its
+   * size): 2 · 3 · total. Elementwise ops, the embedding lookup and the balancing losses are
+   * not counted (O(d) per token against O(d²)). Achieved GFLOP/s = this × tokens/s / 10⁹.
+   */
+  trainingFlops: number;
 }
 
 
@@ -138,7 +146,8 @@ abstract class StackedLSTMModel extends Module {
     const lstm = 2 * 4 * (d + d) * d;
     const mixture = this.middleOps();
     const softmax = d * this.vocabSize;
-    return { lstm, mixture, softmax, excludingSoftmax: lstm + mixture, total: lstm + mixture + softmax };
+    const total = lstm + mixture + softmax;
+    return { lstm, mixture, softmax, excludingSoftmax: lstm + mixture, total, trainingFlops: 2 * 3 * total };
   }
 }
 

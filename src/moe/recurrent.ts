@@ -134,10 +134,11 @@ export class RecurrentMoECell extends Module {
       const cvImp = cvSquared(g.importance), cvLoad = cvSquared(g.load);
       const stats: MoEStats = {
         gates: g.gates.detach(), indices: g.indices, importance: g.importance.detach(), load: g.load.detach(),
-        expertCounts: dispatcher instanceof SparseDispatcher ? [...dispatcher.partSizes] : countsOf(g.indices, this.numExperts),
+        expertCounts: dispatcher instanceof SparseDispatcher ? [...dispatcher.partSizes] : [],
         cvImportance: cvImp.detach().sqrt(), cvLoad: cvLoad.detach().sqrt(),
         gateEntropy: gateEntropy(noGrad(() => gather(g.gates, 1, g.indices))),
       };
+      if (!(dispatcher instanceof SparseDispatcher)) countLazily(stats, this.numExperts);
       return { ...next, auxLoss: cvImp.mul(this.wImportance).add(cvLoad.mul(this.wLoad)), stats };
     });
   }
@@ -149,11 +150,28 @@ export class RecurrentMoECell extends Module {
   }
 }
 
-/** Examples per expert from the chosen indices (a readback: device dispatch does not know them on the host). */
-function countsOf(indices: Tensor, E: number): number[] {
-  const counts = new Array<number>(E).fill(0);
-  for (const e of indices.dataSync()) counts[e]!++;
-  return counts;
+/**
+ * With device dispatch the host does not know the counts: expertCounts becomes a getter
+ * that counts stats.indices when first read (a readback), as MoE does; not enumerable, so
+ * that tidy and checkpoint do not read it while walking the result.
+ */
+function countLazily(stats: MoEStats, E: number): void {
+  let cached: number[] | null = null;
+  Object.defineProperty(stats, 'expertCounts', {
+    enumerable: false,
+    get: () => {
+      if (cached) return cached;
+      cached = new Array<number>(E).fill(0);
+      for (const e of stats.indices.dataSync()) cached[e]!++;
+      return cached;
+    },
+  });
+}
+
+/** The host's counts, when it has them without a readback (sparse dispatch). */
+function hostCounts(stats: MoEStats): number[] | null {
+  const own = Object.getOwnPropertyDescriptor(stats, 'expertCounts');
+  return own && 'value' in own ? (own.value as number[]) : null;
 }
 
 export interface RecurrentMoEOutput {
@@ -224,7 +242,8 @@ interface Segment {
   /** [L, B, E], [L, B, k] */
   gates: Tensor; indices: Tensor;
   importance: Tensor; load: Tensor; entropy: Tensor;
-  counts: number[];
+  /** Examples per expert, when known on the host. */
+  counts: number[] | null;
 }
 
 function runSegment(cell: RecurrentMoECell, h: Tensor, c: Tensor, xs: Tensor): Segment {
@@ -242,7 +261,7 @@ function runSegment(cell: RecurrentMoECell, h: Tensor, c: Tensor, xs: Tensor): S
     gates: stack(steps.map((s) => s.stats.gates), 0), indices: stack(steps.map((s) => s.stats.indices), 0),
     importance: sum(steps.map((s) => s.stats.importance)), load: sum(steps.map((s) => s.stats.load)),
     entropy: sum(steps.map((s) => s.stats.gateEntropy)),
-    counts: steps.map((s) => s.stats.expertCounts).reduce((a, b) => a.map((v, e) => v + b[e]!)),
+    counts: steps.map((s) => hostCounts(s.stats)).reduce((a, b) => (a && b ? a.map((v, e) => v + b[e]!) : null)),
   };
 }
 
@@ -255,11 +274,14 @@ function sequenceStats(segments: readonly Segment[], E: number): MoEStats {
     };
     const importance = segments.map((s) => s.importance).reduce((a, b) => a.add(b));
     const load = segments.map((s) => s.load).reduce((a, b) => a.add(b));
-    return {
+    const counts = segments.map((s) => s.counts).reduce<number[] | null>((a, b) => (a && b ? a.map((v, e) => v + b[e]!) : null), new Array<number>(E).fill(0));
+    const stats: MoEStats = {
       gates: rows(concat(segments.map((s) => s.gates), 0)), indices: rows(concat(segments.map((s) => s.indices), 0)),
       importance, load, cvImportance: cvSquared(importance).sqrt(), cvLoad: cvSquared(load).sqrt(),
       gateEntropy: segments.map((s) => s.entropy).reduce((a, b) => a.add(b)).div(T),
-      expertCounts: segments.map((s) => s.counts).reduce((a, b) => a.map((v, e) => v + b[e]!), new Array<number>(E).fill(0)),
+      expertCounts: counts ?? [],
     };
+    if (counts === null) countLazily(stats, E);
+    return stats;
   });
 }
