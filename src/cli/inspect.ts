@@ -56,7 +56,7 @@ async function printContexts(model: AnyLM, corpus: Corpus, c: RunConfig): Promis
   if (!val.expertContexts) return;
   console.log(`  contexts each expert is most strongly gated on (validation set, ${c.data.startsWith('word:') ? 'words' : 'characters'} around the [token], best first):`);
   val.expertContexts.forEach((contexts, e) => {
-    const shown = contexts.map((x) => `${formatContext(x)} (${x.gate.toFixed(2)})`);
+    const shown = contexts.map((x) => `«${formatContext(x)}» ${x.gate.toFixed(2)}`);
     console.log(`    expert ${String(e).padStart(2)}: ${shown.length ? shown.join('  ') : '(never chosen)'}`);
   });
 }

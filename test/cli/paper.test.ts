@@ -87,7 +87,7 @@ describe('mixtape CLI: recurrent MoE, GFLOP/s, expert contexts', () => {
     const i = run('inspect', join(dir, 'checkpoint.safetensors'));
     assert.equal(i.code, 0, i.stderr);
     assert.match(i.stdout, /contexts each expert is most strongly gated on/);
-    assert.match(i.stdout, /expert  0: .*\[.+\]/);
+    assert.match(i.stdout, /expert  0: «.*\[.+\].*» \d\.\d\d/);
     assert.equal(run('report', dir).code, 0);
     assert.match(readFileSync(join(dir, 'report.html'), 'utf8'), /contexts each expert is most strongly gated on/);
   });
