@@ -21,6 +21,7 @@ export type { Backend, BackendCapabilities, BackendInfo, MemoryInfo, KernelName,
 export { registerBackend, registeredBackends, unregisterBackend, type BackendRegistration, type BackendOptionsByName } from './core/registry.js';
 export { CpuBackend, cpuKernels, type CpuBackendOptions, type CpuKernel, type CpuKernelTable } from './backends/cpu/cpu-backend.js';
 export { autograd, autogradGrad, grad, valueAndGrad, type AutogradGradOptions, type GradOptions } from './autograd/grad.js';
+export { checkpoint } from './autograd/checkpoint.js';
 export { gradcheck, gradgradcheck, GradcheckError, type GradcheckOptions, type GradgradcheckOptions } from './autograd/gradcheck.js';
 export { gradRules, withGradRuleOverride, type DiffOp, type GradRule, type AssemblingRule } from './autograd/rules.js';
 export * from './nn/index.js';

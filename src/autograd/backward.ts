@@ -34,20 +34,24 @@ export interface GradRequest {
   createGraph: boolean;
   /** When given, return these targets' gradients instead of accumulating into leaves. */
   wanted?: readonly GradTarget[];
+  /** Nodes where this pass ends: their gradient is returned and their rule not run (a checkpoint's inputs). */
+  stopAt?: ReadonlySet<GradTarget>;
+  /** Sums already begun for some targets, which this pass continues (a checkpoint's recomputation). */
+  initial?: ReadonlyMap<GradTarget, Tensor>;
 }
 
 /** Nodes reachable from the roots, and for each how many consumers will send it a gradient. */
-function countConsumers(starts: readonly GradTarget[]): Map<Node, number> {
+function countConsumers(starts: readonly GradTarget[], stopAt: ReadonlySet<GradTarget>): Map<Node, number> {
   const pending = new Map<Node, number>();
   const stack: Node[] = [];
-  for (const s of starts) if (s instanceof Node && !pending.has(s)) { pending.set(s, 0); stack.push(s); }
+  for (const s of starts) if (s instanceof Node && !pending.has(s)) { pending.set(s, 0); if (!stopAt.has(s)) stack.push(s); }
   while (stack.length > 0) {
     const node = stack.pop()!;
     for (const t of node.targets) {
       if (!(t instanceof Node)) continue;
       const seen = pending.has(t);
       pending.set(t, (pending.get(t) ?? 0) + 1);
-      if (!seen) stack.push(t);
+      if (!seen && !stopAt.has(t)) stack.push(t);
     }
   }
   return pending;
@@ -57,6 +61,7 @@ function countConsumers(starts: readonly GradTarget[]): Map<Node, number> {
 export function runBackward(request: GradRequest): Map<GradTarget, Tensor> {
   const { roots, retainGraph, createGraph } = request;
   const wanted = new Set(request.wanted ?? []);
+  const stopAt = request.stopAt ?? new Set<GradTarget>();
   return tidy(() => withGradMode(createGraph, () => {
     const grads = new Map<GradTarget, Tensor>();
     // Each stored gradient is its own tensor object, so disposing one never frees another.
@@ -77,6 +82,7 @@ export function runBackward(request: GradRequest): Map<GradTarget, Tensor> {
       for (const p of pending.pieces) p.dispose();
       accumulate(target, assembled);
     };
+    for (const [target, g] of request.initial ?? []) grads.set(target, g);
     const starts: GradTarget[] = [];
     roots.forEach((root, i) => {
       const target = targetOf(root);
@@ -96,19 +102,25 @@ export function runBackward(request: GradRequest): Map<GradTarget, Tensor> {
       starts.push(target);
     });
 
-    const pending = countConsumers(starts);
+    const pending = countConsumers(starts, stopAt);
     const ready = [...pending.keys()].filter((n) => pending.get(n) === 0);
     const leaves = new Map<GradTarget, Tensor>();
     while (ready.length > 0) {
       const node = ready.pop()!;
       flushPieces(node);
+      if (stopAt.has(node)) continue;
       const dy = grads.get(node);
       if (dy !== undefined) {
         if (node.released) {
           throw new Error(`backward: trying to backward through the graph a second time (op ${node.op}); its saved tensors were freed. Pass {retainGraph: true} to the first backward`);
         }
+        const take = (i: number) => {
+          const target = node.targets[i], g = target ? grads.get(target) : undefined;
+          if (g !== undefined) grads.delete(target!);
+          return g;
+        };
         const ctx: RuleContext<never> = {
-          inputs: node.inputs, output: node.output, attrs: node.attrs as never, needs: node.targets.map((t) => t !== null),
+          inputs: node.inputs, output: node.output, attrs: node.attrs as never, needs: node.targets.map((t) => t !== null), takeSum: take,
         };
         const rule = ruleFor(node.op);
         if (isAssemblingRule(rule)) {
@@ -150,7 +162,7 @@ export function runBackward(request: GradRequest): Map<GradTarget, Tensor> {
       }
     }
     for (const target of [...assembling.keys()]) flushPieces(target);
-    for (const [target, g] of grads) if (!(target instanceof Node)) leaves.set(target, g);
+    for (const [target, g] of grads) if (!(target instanceof Node) || stopAt.has(target)) leaves.set(target, g);
     return leaves;
   }));
 }

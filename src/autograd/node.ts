@@ -9,7 +9,11 @@ import { Tensor, type GraphNode } from '../tensor/tensor.js';
 /** Where an input's gradient goes: the node that produced it, or the leaf itself. */
 export type GradTarget = Node | Tensor;
 
+let nextSerial = 0;
+
 export class Node implements GraphNode {
+  /** Creation order: a checkpoint tells the nodes its function made from those it found (checkpoint.ts). */
+  readonly serial = nextSerial++;
   refs = 1; // the output tensor
   /** True once backward has consumed the saved tensors (without retainGraph). */
   released = false;
@@ -44,6 +48,9 @@ export function savedCopy(t: Tensor): Tensor {
   }
   return copy;
 }
+
+/** The serial the next node will get. */
+export function nextNodeSerial(): number { return nextSerial; }
 
 export function record(op: RecordedOp, inputs: readonly Tensor[], output: Tensor, attrs: object): void {
   const targets = inputs.map(targetOf);

@@ -21,7 +21,10 @@ import type { Tensor } from '../tensor/tensor.js';
 /** The differentiable ops: every op the tensor layer records. */
 export type DiffOp = RecordedOp;
 
-type AttrsOf<K extends DiffOp> = K extends keyof KernelAttrs ? KernelAttrs[K] : Record<string, never>;
+/** A checkpoint node carries its own backward: recompute the function, then differentiate it (checkpoint.ts). */
+export interface CheckpointAttrs { readonly backward: GradRule<'checkpoint'> }
+
+type AttrsOf<K extends DiffOp> = K extends keyof KernelAttrs ? KernelAttrs[K] : K extends 'checkpoint' ? CheckpointAttrs : Record<string, never>;
 
 export interface RuleContext<K extends DiffOp> {
   readonly inputs: readonly Tensor[];
@@ -29,6 +32,13 @@ export interface RuleContext<K extends DiffOp> {
   readonly attrs: AttrsOf<K>;
   /** needs[i]: whether input i wants a gradient; a rule may skip the others (return null). */
   readonly needs: readonly boolean[];
+  /**
+   * Removes and returns what this backward pass has summed so far for input i's gradient.
+   * A rule that returns that sum plus its own contribution keeps the order of the additions
+   * of an un-checkpointed graph (floating-point addition is not associative); only
+   * checkpoint does, so that its gradients are bit-equal.
+   */
+  readonly takeSum: (i: number) => Tensor | undefined;
 }
 
 export type GradRule<K extends DiffOp> = (dy: Tensor, ctx: RuleContext<K>) => (Tensor | null)[];
@@ -157,6 +167,9 @@ const rules: GradRules = {
   indexSelect: (dy, c) => [ops.indexAdd(ops.zeros(x0(c).shape, { dtype: dy.dtype }), c.attrs.axis, x1(c), dy), null],
   indexAdd: (dy, c) => [dy, null, c.needs[2] ? ops.indexSelect(dy, c.attrs.axis, x1(c)) : null],
   cast: (dy, c) => [ops.cast(dy, x0(c).dtype)],
+
+  // Recomputes the checkpointed function with the same random numbers and differentiates it.
+  checkpoint: (dy, c) => c.attrs.backward(dy, c),
 };
 
 let overrides: Partial<Record<DiffOp, RuleOf<never>>> | null = null;

@@ -25,13 +25,16 @@ interface Plan { dir: string; label: string; flags: Record<string, string> }
 
 function plans(o: CompareOptions): Plan[] {
   const out: Plan[] = [];
+  const name = o.base.model === 'rmoe' ? 'recurrent MoE' : 'MoE';
   for (const E of o.experts) {
-    out.push({ dir: `moe-${E}`, label: `MoE-${E} (k=${o.base.k})`, flags: { model: o.base.model === 'dense' ? 'moe' : o.base.model, experts: String(E) } });
+    out.push({ dir: `moe-${E}`, label: `${name}-${E} (k=${o.base.k})`, flags: { model: o.base.model === 'dense' ? 'moe' : o.base.model, experts: String(E) } });
   }
-  out.push({ dir: 'dense', label: `dense (hidden ${o.base.k}×${o.base.expertHidden})`, flags: { model: 'dense' } });
+  // A recurrent MoE's k experts cost k·4d·2d per token: the dense block of k × 4d matches it.
+  const denseHidden = o.base.model === 'rmoe' ? 4 * o.base.modelSize : o.base.expertHidden;
+  out.push({ dir: 'dense', label: `dense (hidden ${o.base.k}×${denseHidden})`, flags: { model: 'dense', ...(o.base.model === 'rmoe' ? { 'expert-hidden': String(denseHidden) } : {}) } });
   if (o.unbalanced) {
     const E = o.experts[o.experts.length - 1]!;
-    out.push({ dir: `moe-${E}-no-balancing`, label: `MoE-${E}, no balancing losses`, flags: { model: o.base.model === 'dense' ? 'moe' : o.base.model, experts: String(E), 'w-importance': '0', 'w-load': '0' } });
+    out.push({ dir: `moe-${E}-no-balancing`, label: `${name}-${E}, no balancing losses`, flags: { model: o.base.model === 'dense' ? 'moe' : o.base.model, experts: String(E), 'w-importance': '0', 'w-load': '0' } });
   }
   return out;
 }

@@ -2,9 +2,12 @@
 // validation batch.
 
 import * as mt from '../index.js';
-import { loadWeights, makeCorpus, makeModel, readCheckpoint, dataOf, UsageError } from './run.js';
+import { formatContext } from '../report/expert-contexts.js';
+import type { Corpus } from '../data/corpus.js';
+import type { RunConfig } from '../report/schema.js';
+import { evaluate, loadWeights, makeCorpus, makeModel, readCheckpoint, dataOf, UsageError, type AnyLM } from './run.js';
 
-export function inspect(path: string, batch: number): void {
+export async function inspect(path: string, batch: number): Promise<void> {
   if (!(batch >= 1)) throw new UsageError(`--batch must be a positive integer, got ${batch}`);
   const ckpt = readCheckpoint(path);
   const c = ckpt.config;
@@ -13,7 +16,7 @@ export function inspect(path: string, batch: number): void {
   model.eval();
   console.log(`checkpoint ${path} (step ${ckpt.step} of ${c.steps})`);
   console.log(`  model ${c.model}${c.model === 'dense' ? '' : `, ${c.experts} experts, k = ${c.k}${c.groups ? `, ${c.groups} groups` : ''}, gating ${c.gating}`}`);
-  console.log(`  d = ${c.modelSize}, expert hidden ${c.expertHidden}, vocabulary ${c.vocabSize}, ${c.parameters} parameters, ${c.opsPerToken.excludingSoftmax} multiply-adds per token (excluding the softmax)`);
+  console.log(`  d = ${c.modelSize}, expert hidden ${c.expertHidden}, vocabulary ${c.vocabSize}, ${c.parameters} parameters, ${c.opsPerToken.excludingSoftmax} multiply-adds per token (excluding the softmax)${c.opsPerToken.trainingFlops ? `, ${c.opsPerToken.trainingFlops} FLOPs per token per training step` : ''}`);
   console.log(`  trained with batch ${c.batch}, sequence length ${c.seqLen}, lr ${c.lr}, seed ${c.seed}, balancing weights ${c.wImportance} / ${c.wLoad}, data ${c.data}`);
   if (c.floors) console.log(`  corpus floors (nats/token): known domain ${c.floors.knownDomain.toFixed(4)}, Bayes ${c.floors.bayes.toFixed(4)}, pooled bigram ${c.floors.pooledBigram.toFixed(4)}`);
   const corpus = makeCorpus(dataOf(c), c.seed, c.seqLen);
@@ -41,4 +44,19 @@ export function inspect(path: string, batch: number): void {
       table.forEach((row, d) => { if (row.some((v) => v > 0)) console.log(`    domain ${String(d).padStart(2)}: ${row.map((v) => String(v).padStart(4)).join('')}`); });
     }
   }));
+  if (c.model !== 'dense' && !corpus.domains) await printContexts(model, corpus, c);
+}
+
+/**
+ * Text corpora (Appendix E, Table 9): per expert, the validation contexts with the highest
+ * gate values for it, from one pass over the validation set.
+ */
+async function printContexts(model: AnyLM, corpus: Corpus, c: RunConfig): Promise<void> {
+  const val = await evaluate(model, corpus, c);
+  if (!val.expertContexts) return;
+  console.log(`  contexts each expert is most strongly gated on (validation set, ${c.data.startsWith('word:') ? 'words' : 'characters'} around the [token], best first):`);
+  val.expertContexts.forEach((contexts, e) => {
+    const shown = contexts.map((x) => `«${formatContext(x)}» ${x.gate.toFixed(2)}`);
+    console.log(`    expert ${String(e).padStart(2)}: ${shown.length ? shown.join('  ') : '(never chosen)'}`);
+  });
 }

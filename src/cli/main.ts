@@ -17,7 +17,7 @@ const VERSION = '0.1.0';
 type Options = NonNullable<ParseArgsConfig['options']>;
 
 const trainFlags: Options = {
-  model: { type: 'string' }, experts: { type: 'string' }, k: { type: 'string' }, groups: { type: 'string' },
+  model: { type: 'string' }, experts: { type: 'string' }, k: { type: 'string' }, groups: { type: 'string' }, 'checkpoint-every': { type: 'string' },
   d: { type: 'string' }, 'expert-hidden': { type: 'string' }, gating: { type: 'string' },
   'w-importance': { type: 'string' }, 'w-load': { type: 'string' }, dropout: { type: 'string' },
   steps: { type: 'string' }, warmup: { type: 'string' }, batch: { type: 'string' }, 'seq-len': { type: 'string' }, lr: { type: 'string' },
@@ -33,7 +33,7 @@ const HELP: Record<string, string> = {
 Usage: mixtape <command> [flags]   (mixtape <command> --help for its flags)
 
 Commands:
-  train      train one model (moe, dense or hmoe) on the built-in corpus or a text file
+  train      train one model (moe, dense, hmoe or rmoe) on the built-in corpus or a text file
   compare    train an MoE model, its compute-matched dense model and an MoE without balancing losses, then write one report
   report     write report.html for a run or compare directory
   gradcheck  float64 gradient checks of the gating math and the MoE layer, worst error per parameter
@@ -43,9 +43,13 @@ Common flags: --out DIR, --steps N, --seed N, --backend cpu|gpu [--gpu-mode head
   train: `Usage: mixtape train [flags]
 
 Model:
-  --model moe|dense|hmoe   the paper's LM with an MoE, the compute-matched dense baseline, or a hierarchical MoE (default moe)
+  --model moe|dense|hmoe|rmoe   the paper's LM with an MoE, the compute-matched dense baseline, a hierarchical MoE,
+                           or a recurrent MoE (§3.1: an LSTM whose weights are k of E expert weight sets, in the MoE's place)
+                           (default moe)
   --experts N              number of experts (default 16); --k N experts per token (default 2)
   --groups N               hmoe: number of groups (default 4)
+  --checkpoint-every N     run the recurrent layers in checkpointed segments of N steps: backward recomputes
+                           their activations instead of storing them (less memory, one more forward pass)
   --d N                    embedding = LSTM = MoE size (default 32); --expert-hidden N (default 64)
   --gating noisy-topk|softmax|batchwise   (default noisy-topk)
   --w-importance X, --w-load X             balancing-loss weights (default 0.1 each, as the paper's LM)
@@ -80,7 +84,8 @@ Runs float64 gradient checks (central differences, eps 1e-6; PyTorch's atol 1e-5
 noisy top-k gates, the smooth load, both CV² losses and the MoE layer, and prints the worst error per parameter.`,
   inspect: `Usage: mixtape inspect CHECKPOINT [--batch N]
 
-Prints the configuration stored in a checkpoint and the routing statistics on one validation batch.`,
+Prints the configuration stored in a checkpoint and the routing statistics on one validation batch; for a model
+trained on --text, also the contexts each expert is most strongly gated on over the validation set (the paper's Table 9).`,
 };
 
 function parse(args: string[], options: Options, allowPositionals = false): { values: Values; positionals: string[] } {
@@ -128,6 +133,7 @@ export function configFromFlags(v: Values, overrides: Partial<RunConfig> = {}): 
     model, label: s('label') ?? model,
     experts: int('experts', s('experts'), 16), k: int('k', s('k'), 2),
     ...(model === 'hmoe' ? { groups: int('groups', s('groups'), 4) } : {}),
+    ...(s('checkpoint-every') !== undefined ? { checkpointEvery: int('checkpoint-every', s('checkpoint-every'), 0) } : {}),
     modelSize: int('d', s('d'), 32), expertHidden: int('expert-hidden', s('expert-hidden'), 64),
     gating: s('gating') ?? 'noisy-topk',
     wImportance: num('w-importance', s('w-importance'), 0.1), wLoad: num('w-load', s('w-load'), 0.1),
@@ -188,7 +194,7 @@ async function trainCommand(args: string[]): Promise<void> {
     const explicit = configFromFlags(flags, {});
     const { gpuMode: _, ...rest } = saved;
     config = { ...rest, steps: explicit.steps, backend: explicit.backend, ...(explicit.gpuMode ? { gpuMode: explicit.gpuMode } : {}) };
-    for (const key of ['model', 'experts', 'k', 'modelSize', 'expertHidden', 'gating', 'wImportance', 'wLoad', 'batch', 'seqLen', 'lr', 'warmup', 'seed', 'data'] as const) {
+    for (const key of ['model', 'experts', 'k', 'checkpointEvery', 'modelSize', 'expertHidden', 'gating', 'wImportance', 'wLoad', 'batch', 'seqLen', 'lr', 'warmup', 'seed', 'data'] as const) {
       if (JSON.stringify(explicit[key]) !== JSON.stringify(saved[key])) {
         throw new UsageError(`the checkpoint in ${out} was trained with ${key} = ${JSON.stringify(saved[key])}, but the flags say ${JSON.stringify(explicit[key])}`);
       }
@@ -224,6 +230,7 @@ function flagsOf(c: RunConfig): Values {
   const text = c.data === 'synthetic' ? undefined : c.data.replace(/^word:/, '');
   return {
     model: c.model, experts: String(c.experts), k: String(c.k), ...(c.groups ? { groups: String(c.groups) } : {}),
+    ...(c.checkpointEvery ? { 'checkpoint-every': String(c.checkpointEvery) } : {}),
     d: String(c.modelSize), 'expert-hidden': String(c.expertHidden), gating: c.gating,
     'w-importance': String(c.wImportance), 'w-load': String(c.wLoad), dropout: String(c.dropout), steps: String(c.steps), warmup: String(c.warmup),
     batch: String(c.batch), 'seq-len': String(c.seqLen), lr: String(c.lr), seed: String(c.seed), 'eval-every': String(c.evalEvery),
@@ -274,7 +281,7 @@ async function inspectCommand(args: string[]): Promise<void> {
   const { values, positionals } = parse(args, { batch: { type: 'string' } }, true);
   if (values.help) { console.log(HELP.inspect); return; }
   if (positionals.length !== 1) throw new UsageError('inspect needs exactly one CHECKPOINT (mixtape inspect RUN_DIR/checkpoint.safetensors)');
-  inspect(resolve(positionals[0]!), int('batch', values.batch as string | undefined, 8));
+  await inspect(resolve(positionals[0]!), int('batch', values.batch as string | undefined, 8));
 }
 
 const commands: Record<string, (args: string[]) => Promise<void>> = {

@@ -5,6 +5,8 @@ export interface ProgressState {
   step: number;
   total: number;
   tokensPerSec: number;
+  /** Achieved GFLOP/s (training FLOPs per token × tokens/s), when known. */
+  gflops?: number;
   loss: number;
   cvLoad: number | null;
   elapsed: number;
@@ -23,6 +25,10 @@ export function formatRate(tokensPerSec: number): string {
   return tokensPerSec >= 1000 ? `${(tokensPerSec / 1000).toFixed(1)}k` : tokensPerSec.toFixed(0);
 }
 
+export function formatGflops(gflops: number): string {
+  return gflops >= 100 ? gflops.toFixed(0) : gflops >= 1 ? gflops.toFixed(2) : gflops.toPrecision(2);
+}
+
 export function progressLine(p: ProgressState, width = 24): string {
   const frac = p.total > 0 ? Math.min(1, p.step / p.total) : 1;
   const filled = Math.round(frac * width);
@@ -34,6 +40,7 @@ export function progressLine(p: ProgressState, width = 24): string {
     `[${bar}]`,
     `${(frac * 100).toFixed(0).padStart(3)}%`,
     `${formatRate(p.tokensPerSec)} tok/s`,
+    p.gflops === undefined ? '' : `${formatGflops(p.gflops)} GFLOP/s`,
     `loss ${p.loss.toFixed(3)}`,
     p.cvLoad === null ? '' : `CV(load) ${p.cvLoad.toFixed(3)}`,
     `ETA ${formatDuration(eta)}`,

@@ -14,6 +14,7 @@ import { SyntheticCorpus } from '../data/synthetic.js';
 import { TextCorpus } from '../data/text.js';
 import type { MetricsRecord, RunConfig, TrainRecord, ValRecord } from '../report/schema.js';
 import { ProgressBar } from './progress.js';
+import { topGatedContexts, type GatedContext } from '../report/expert-contexts.js';
 
 export const CHECKPOINT = 'checkpoint.safetensors';
 
@@ -29,15 +30,18 @@ export function makeCorpus(data: DataOptions, seed: number, seqLen: number): Cor
   return corpus;
 }
 
-export type AnyLM = mt.MoELanguageModel | mt.DenseLanguageModel;
+export type AnyLM = mt.MoELanguageModel | mt.DenseLanguageModel | mt.RecurrentMoELanguageModel;
 
 export function makeModel(config: RunConfig): AnyLM {
   const common = {
     vocabSize: config.vocabSize, modelSize: config.modelSize, expertHidden: config.expertHidden, k: config.k,
-    dropout: config.dropout,
+    dropout: config.dropout, ...(config.checkpointEvery ? { checkpointEvery: config.checkpointEvery } : {}),
   };
   if (config.model === 'dense') return new mt.DenseLanguageModel(common);
-  if (config.model !== 'moe' && config.model !== 'hmoe') throw new UsageError(`unknown --model '${config.model}' (expected moe, dense or hmoe)`);
+  if (config.model === 'rmoe') {
+    return new mt.RecurrentMoELanguageModel({ ...common, numExperts: config.experts, wImportance: config.wImportance, wLoad: config.wLoad });
+  }
+  if (config.model !== 'moe' && config.model !== 'hmoe') throw new UsageError(`unknown --model '${config.model}' (expected moe, dense, hmoe or rmoe)`);
   return new mt.MoELanguageModel({
     ...common, numExperts: config.experts, gating: config.gating as mt.GatingKind, wImportance: config.wImportance, wLoad: config.wLoad,
     ...(config.model === 'hmoe' ? { hierarchicalGroups: config.groups ?? 4 } : {}),
@@ -60,6 +64,8 @@ export function validateConfig(c: RunConfig): void {
     if (c.k % kPrimary !== 0) throw new UsageError(`--k ${c.k} must be a multiple of ${kPrimary} (groups per token) for --model hmoe`);
     if (c.k / kPrimary > c.experts / g) throw new UsageError(`--k ${c.k} needs ${c.k / kPrimary} experts per group but each group has ${c.experts / g}`);
   }
+  if (c.checkpointEvery !== undefined) positive('checkpoint-every', c.checkpointEvery);
+  if (c.model === 'rmoe' && c.gating !== 'noisy-topk') throw new UsageError(`--model rmoe routes with noisy top-k gating; --gating ${c.gating} is not available for it`);
   if (!['noisy-topk', 'softmax', 'batchwise'].includes(c.gating)) throw new UsageError(`unknown --gating '${c.gating}' (expected noisy-topk, softmax or batchwise)`);
   if (!(c.lr > 0 && Number.isFinite(c.lr))) throw new UsageError(`--lr must be a positive number, got ${c.lr}`);
   if (!(c.dropout >= 0 && c.dropout < 1)) throw new UsageError(`--dropout must be in [0, 1), got ${c.dropout}`);
@@ -149,6 +155,8 @@ export async function evaluate(model: AnyLM, corpus: Corpus, config: RunConfig):
   const E = config.model === 'dense' ? 0 : config.experts;
   const counts = new Array<number>(E).fill(0);
   const domainExpert = corpus.domains && E ? Array.from({ length: corpus.domains }, () => new Array<number>(E).fill(0)) : null;
+  // Text corpora: every position's input token, chosen experts and their gates, for the contexts table (App. E).
+  const contexts = !corpus.domains && E ? { tokens: [] as number[], indices: [] as number[], gates: [] as number[] } : null;
   let importance = new Array<number>(E).fill(0), load = new Array<number>(E).fill(0), entropySum = 0, batches = 0;
   // Per batch, the tensors to read (kept on the device) and what the host already knows.
   interface Pending { batch: Batch; tensors: mt.Tensor[]; counts: number[] | null; k: number }
@@ -169,12 +177,16 @@ export async function evaluate(model: AnyLM, corpus: Corpus, config: RunConfig):
       const v = values.slice(at, (at += p.tensors.length));
       lossSum += v[0]![0]!;
       if (p.tensors.length === 1) continue;
-      const [imp, ld, entropy, deviceCounts, idx] = [v[1]!, v[2]!, v[3]!, p.counts ? null : v[4]!, p.counts ? v[4] : v[5]];
+      const [imp, ld, entropy, deviceCounts, idx, chosen] = [v[1]!, v[2]!, v[3]!, p.counts ? null : v[4]!, p.counts ? v[4] : v[5], p.counts ? v[5] : v[6]];
       (p.counts ?? Array.from(deviceCounts!)).forEach((c, e) => { counts[e]! += c; });
       importance = importance.map((x, e) => x + imp[e]!);
       load = load.map((x, e) => x + ld[e]!);
       entropySum += entropy[0]!;
       batches++;
+      if (contexts && idx && chosen) {
+        for (let i = 0; i < idx.length; i++) { contexts.indices.push(idx[i]!); contexts.gates.push(chosen[i]!); }
+        for (const id of p.batch.x) contexts.tokens.push(id);
+      }
       if (domainExpert && p.batch.domains && idx) {
         for (let n = 0; n < idx.length / p.k; n++) {
           const d = p.batch.domains[Math.floor(n / config.seqLen)]!;
@@ -196,7 +208,8 @@ export async function evaluate(model: AnyLM, corpus: Corpus, config: RunConfig):
         const counts = countsOnHost(s);
         tensors.push(s.importance, s.load, s.gateEntropy);
         if (counts === null) tensors.push(countOnDevice(s, config));
-        if (domainExpert && b.domains) tensors.push(s.indices);
+        if ((domainExpert && b.domains) || contexts) tensors.push(s.indices);
+        if (contexts) tensors.push(mt.gather(s.gates, 1, s.indices));
         return { batch: b, tensors, counts, k: s.indices.shape[1]! };
       })));
       if (pending.length >= READ_EVERY) await flush();
@@ -218,7 +231,15 @@ export async function evaluate(model: AnyLM, corpus: Corpus, config: RunConfig):
     loss, perplexity: Math.exp(loss),
     cvImportance: E ? cv(importance) : null, cvLoad: E ? cv(load) : null,
     gateEntropy: E ? entropySum / batches : null, expertCounts: E ? counts : null, domainExpert,
+    ...(contexts ? { expertContexts: expertContextsOf(contexts, corpus, config, E) } : {}),
   };
+}
+
+/** The contexts table from the validation routing: characters or words around each gated token. */
+function expertContextsOf(c: { tokens: number[]; indices: number[]; gates: number[] }, corpus: Corpus, config: RunConfig, E: number): GatedContext[][] {
+  const words = config.data.startsWith('word:');
+  return topGatedContexts({ indices: c.indices, gates: c.gates, k: c.indices.length / c.tokens.length }, c.tokens, config.seqLen, E,
+    (ids) => corpus.decode(ids), words ? { top: 5, before: 3, after: 1 } : { top: 5, before: 8, after: 3 });
 }
 
 export interface TrainOptions {
@@ -297,7 +318,7 @@ export async function train(config: RunConfig, options: TrainOptions): Promise<V
   }
   config.parameters = model.numParameters();
   const ops = model.opsPerToken();
-  config.opsPerToken = { excludingSoftmax: ops.excludingSoftmax, total: ops.total };
+  config.opsPerToken = { excludingSoftmax: ops.excludingSoftmax, total: ops.total, trainingFlops: ops.trainingFlops };
   if (corpus.floors) config.floors = corpus.floors;
   if (corpus.domains) config.domains = corpus.domains;
   writeFileSync(join(dir, 'config.json'), `${JSON.stringify(config, null, 2)}\n`);
@@ -339,15 +360,17 @@ export async function train(config: RunConfig, options: TrainOptions): Promise<V
     step++;
     trainedTokens += config.batch * config.seqLen;
     const elapsed = (Date.now() - started) / 1000;
+    const tokensPerSec = (config.batch * config.seqLen) / Math.max(1e-3, (Date.now() - t0) / 1000);
     const record: TrainRecord = {
       type: 'train', step, tokens: trainedTokens, loss, auxLoss: aux, lr: opt.lr, elapsed,
-      tokensPerSec: (config.batch * config.seqLen) / Math.max(1e-3, (Date.now() - t0) / 1000),
+      tokensPerSec, gflops: (ops.trainingFlops * tokensPerSec) / 1e9,
       cvImportance: stats?.cvImportance ?? null, cvLoad: stats?.cvLoad ?? null, gateEntropy: stats?.gateEntropy ?? null,
       importance: stats?.importance ?? null, load: stats?.load ?? null, expertCounts: stats?.expertCounts ?? null,
     };
     write(record);
     options.onStep?.(record);
-    bar.update({ step, total: config.steps, tokensPerSec: ((step - startStep) * config.batch * config.seqLen) / Math.max(1e-3, elapsed), loss, cvLoad: record.cvLoad, elapsed, label: config.label });
+    const averageRate = ((step - startStep) * config.batch * config.seqLen) / Math.max(1e-3, elapsed);
+    bar.update({ step, total: config.steps, tokensPerSec: averageRate, gflops: (ops.trainingFlops * averageRate) / 1e9, loss, cvLoad: record.cvLoad, elapsed, label: config.label });
     if (step % config.evalEvery === 0 || step === config.steps) {
       lastVal = { type: 'val', step, ...(await evaluate(model, corpus, config)) };
       write(lastVal);
@@ -381,7 +404,7 @@ export function dataOf(config: RunConfig): DataOptions {
 
 /** The first setting that differs between a checkpoint's config and the requested one (ignoring steps and bookkeeping). */
 function diffConfig(saved: RunConfig, wanted: RunConfig): string | null {
-  const keys: (keyof RunConfig)[] = ['model', 'experts', 'k', 'groups', 'modelSize', 'expertHidden', 'gating', 'wImportance', 'wLoad', 'dropout', 'batch', 'seqLen', 'lr', 'warmup', 'seed', 'data', 'vocabSize', 'evalEvery'];
+  const keys: (keyof RunConfig)[] = ['model', 'experts', 'k', 'groups', 'checkpointEvery', 'modelSize', 'expertHidden', 'gating', 'wImportance', 'wLoad', 'dropout', 'batch', 'seqLen', 'lr', 'warmup', 'seed', 'data', 'vocabSize', 'evalEvery'];
   for (const key of keys) {
     if (JSON.stringify(saved[key]) !== JSON.stringify(wanted[key])) return `${String(key)} = ${JSON.stringify(saved[key])}, not ${JSON.stringify(wanted[key])}`;
   }

@@ -7,4 +7,5 @@ export { DeviceDispatcher } from './device-dispatcher.js';
 export { Expert } from './expert.js';
 export { MoE, type MoEOptions, type MoEOutput, type MoEStats, type MoEForwardOptions, type GatingKind } from './moe.js';
 export { HierarchicalMoE, ExpertGroup, type HierarchicalMoEOptions, type HierarchicalNoise, type HierarchicalStats } from './hierarchical.js';
-export { MoELanguageModel, DenseLanguageModel, type LanguageModelOptions, type MoELanguageModelOptions, type LMOutput, type LMState, type OpsPerToken } from './language-model.js';
+export { RecurrentMoE, RecurrentMoECell, RecurrentExpert, type RecurrentMoEOptions, type RecurrentMoEOutput, type RecurrentMoEStepOutput } from './recurrent.js';
+export { MoELanguageModel, RecurrentMoELanguageModel, DenseLanguageModel, type LanguageModelOptions, type MoELanguageModelOptions, type LMOutput, type LMState, type OpsPerToken } from './language-model.js';

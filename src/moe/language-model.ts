@@ -6,6 +6,10 @@
 //   logits = Linear(h3)
 // and DenseLanguageModel, the same stack with a dense feed-forward block of hidden size
 // k × expert hidden in place of the MoE: the compute-matched baseline (the paper's MoE-1-Wide).
+// RecurrentMoELanguageModel puts a recurrent MoE (§3.1, recurrent.ts) where the MoE is:
+//   h2 = h1 + drop(sigmoid(RecurrentMoE(h1)))   a d → d LSTM whose weights are k of E experts
+// Every model takes `checkpointEvery`: its recurrent layers then run in checkpointed
+// segments of that many steps (activations recomputed in backward).
 
 import { dropout } from '../tensor/ops/functional.js';
 import { tidy } from '../tensor/engine.js';
@@ -20,6 +24,7 @@ import { checkDType, checkPositiveInt, Module } from '../nn/module.js';
 import { HierarchicalMoE, type HierarchicalNoise } from './hierarchical.js';
 import { Expert } from './expert.js';
 import { MoE, type GatingKind, type MoEStats } from './moe.js';
+import { RecurrentMoE } from './recurrent.js';
 
 export interface LanguageModelOptions {
   vocabSize: number;
@@ -31,6 +36,8 @@ export interface LanguageModelOptions {
   k: number;
   /** Dropout after every layer but the softmax (DropProb). */
   dropout?: number;
+  /** Run the recurrent layers in checkpointed segments of this many steps (recomputed in backward). */
+  checkpointEvery?: number;
   dtype?: DType;
   generator?: Generator;
 }
@@ -67,6 +74,14 @@ export interface OpsPerToken {
   /** The paper's ops/timestep: forward multiply-adds per token excluding the softmax. */
   excludingSoftmax: number;
   total: number;
+  /**
+   * Floating-point operations per token of one training step, counted as the paper counts
+   * its TFLOPS (§5.1): forward and backward, the softmax included, a multiply-add as 2 FLOPs,
+   * and the backward pass as twice the forward (a matmul's gradient is two matmuls of its
+   * size): 2 · 3 · total. Elementwise ops, the embedding lookup and the balancing losses are
+   * not counted (O(d) per token against O(d²)). Achieved GFLOP/s = this × tokens/s / 10⁹.
+   */
+  trainingFlops: number;
 }
 
 
@@ -79,6 +94,7 @@ abstract class StackedLSTMModel extends Module {
   readonly vocabSize: number;
   readonly modelSize: number;
   readonly dropoutProb: number;
+  readonly checkpointEvery: number | undefined;
 
   constructor(op: string, options: LanguageModelOptions) {
     super();
@@ -87,6 +103,7 @@ abstract class StackedLSTMModel extends Module {
     checkPositiveInt(op, 'expertHidden', options.expertHidden);
     checkPositiveInt(op, 'k', options.k);
     this.dropoutProb = options.dropout ?? 0;
+    this.checkpointEvery = options.checkpointEvery === undefined ? undefined : checkPositiveInt(op, 'checkpointEvery', options.checkpointEvery);
     if (!(this.dropoutProb >= 0 && this.dropoutProb < 1)) throw new Error(`${op}: dropout must be in [0, 1), got ${this.dropoutProb}`);
     const init = { dtype: checkDType(op, options.dtype), ...(options.generator ? { generator: options.generator } : {}) };
     const d = this.modelSize;
@@ -110,11 +127,12 @@ abstract class StackedLSTMModel extends Module {
     }
     return tidy(() => {
       const h0 = this.drop(this.embedding.forward(ids));
-      const r1 = this.lstm1.forward(h0, options.state?.lstm1 ? toLayers(options.state.lstm1) : undefined);
+      const every = this.checkpointEvery === undefined ? {} : { checkpointEvery: this.checkpointEvery };
+      const r1 = this.lstm1.forward(h0, options.state?.lstm1 ? toLayers(options.state.lstm1) : undefined, every);
       const h1 = h0.add(this.drop(r1.output));
       const mid = this.middle(h1, options.noise);
       const h2 = h1.add(this.drop(mid.output.sigmoid()));
-      const r2 = this.lstm2.forward(h2, options.state?.lstm2 ? toLayers(options.state.lstm2) : undefined);
+      const r2 = this.lstm2.forward(h2, options.state?.lstm2 ? toLayers(options.state.lstm2) : undefined, every);
       const h3 = h2.add(this.drop(r2.output));
       return {
         logits: this.softmax.forward(h3), auxLoss: mid.auxLoss, stats: mid.stats,
@@ -129,7 +147,8 @@ abstract class StackedLSTMModel extends Module {
     const lstm = 2 * 4 * (d + d) * d;
     const mixture = this.middleOps();
     const softmax = d * this.vocabSize;
-    return { lstm, mixture, softmax, excludingSoftmax: lstm + mixture, total: lstm + mixture + softmax };
+    const total = lstm + mixture + softmax;
+    return { lstm, mixture, softmax, excludingSoftmax: lstm + mixture, total, trainingFlops: 2 * 3 * total };
   }
 }
 
@@ -177,6 +196,40 @@ export class MoELanguageModel extends StackedLSTMModel {
   }
 
   protected middleOps(): number { return this.moe.multiplyAddsPerExample(); }
+}
+
+export interface RecurrentMoELanguageModelOptions extends LanguageModelOptions {
+  numExperts: number;
+  noisyGating?: boolean;
+  wImportance?: number;
+  wLoad?: number;
+}
+
+/**
+ * The paper's stack with a recurrent MoE (§3.1) in the MoE's place: an LSTM of size d whose
+ * weights are a mixture of E expert weight sets, k per example and step. Its multiply-adds
+ * per token are k·4d·2d (plus the gate), so the compute-matched dense model is
+ * DenseLanguageModel with expertHidden = 4d (k·expertHidden·2d); `mixtape compare` uses that.
+ */
+export class RecurrentMoELanguageModel extends StackedLSTMModel {
+  rmoe: RecurrentMoE;
+  constructor(options: RecurrentMoELanguageModelOptions) {
+    super('RecurrentMoELanguageModel', options);
+    this.rmoe = new RecurrentMoE({
+      inputSize: this.modelSize, hiddenSize: this.modelSize, numExperts: options.numExperts, k: options.k, batchFirst: true,
+      noisyGating: options.noisyGating ?? true, wImportance: options.wImportance ?? 0.1, wLoad: options.wLoad ?? 0.1,
+      dtype: checkDType('RecurrentMoELanguageModel', options.dtype), ...(options.generator ? { generator: options.generator } : {}),
+    });
+  }
+
+  forward(ids: Tensor, options: { state?: LMState } = {}): LMOutput { return this.run(ids, options); }
+
+  protected middle(h: Tensor): { output: Tensor; auxLoss: Tensor; stats: MoEStats } {
+    const r = this.rmoe.forward(h, undefined, this.checkpointEvery === undefined ? {} : { checkpointEvery: this.checkpointEvery });
+    return { output: r.output, auxLoss: r.auxLoss, stats: r.stats };
+  }
+
+  protected middleOps(): number { return this.rmoe.multiplyAddsPerExample(); }
 }
 
 export class DenseLanguageModel extends StackedLSTMModel {

@@ -8,9 +8,10 @@
 
 import { dropout } from '../tensor/ops/functional.js';
 import { matmul } from '../tensor/ops/linalg.js';
-import { reshape, slice, split, stack } from '../tensor/ops/movement.js';
+import { concat, reshape, slice, split, stack } from '../tensor/ops/movement.js';
 import { zeros } from '../tensor/ops/creation.js';
 import { tidy } from '../tensor/engine.js';
+import { checkpoint } from '../autograd/checkpoint.js';
 import { shapeToString } from '../core/shape.js';
 import { Tensor } from '../tensor/tensor.js';
 import { uniform, type InitOptions } from './init.js';
@@ -18,14 +19,17 @@ import { checkDType, checkPositiveInt, Module, parameter } from './module.js';
 
 export interface LSTMState { h: Tensor; c: Tensor }
 
-/** One LSTM step from precomputed input projections xw = x·W_ihᵀ + b_ih + b_hh. */
-function step(xw: Tensor, h: Tensor, c: Tensor, weightHH: Tensor): LSTMState {
-  const gates = xw.add(matmul(h, weightHH, { transposeB: true }));
-  const [i, f, g, o] = split(gates, 4, 1) as [Tensor, Tensor, Tensor, Tensor];
+/** The LSTM update from the gate pre-activations z = (i, f, g, o) [B, 4H] and the cell state c. */
+export function lstmUpdate(z: Tensor, c: Tensor): LSTMState {
+  const [i, f, g, o] = split(z, 4, 1) as [Tensor, Tensor, Tensor, Tensor];
   const cNext = f.sigmoid().mul(c).add(i.sigmoid().mul(g.tanh()));
   return { h: o.sigmoid().mul(cNext.tanh()), c: cNext };
 }
 
+/** One LSTM step from precomputed input projections xw = x·W_ihᵀ + b_ih + b_hh. */
+function step(xw: Tensor, h: Tensor, c: Tensor, weightHH: Tensor): LSTMState {
+  return lstmUpdate(xw.add(matmul(h, weightHH, { transposeB: true })), c);
+}
 
 export class LSTMCell extends Module {
   weight_ih: Tensor;
@@ -116,20 +120,32 @@ export class LSTM extends Module {
     }
   }
 
-  private weights(l: number): { ih: Tensor; hh: Tensor; bias: Tensor | null } {
+  /**
+   * Layer l over the steps of xs [L, B, In] from state (h, c): [h, c, outputs [L, B, H]].
+   * The input projection of every step is one matmul; only h·W_hhᵀ is sequential.
+   */
+  private runSteps(l: number, h: Tensor, c: Tensor, xs: Tensor): [Tensor, Tensor, Tensor] {
     const self = this as unknown as Record<string, Tensor>;
-    return {
-      ih: self[`weight_ih_l${l}`]!,
-      hh: self[`weight_hh_l${l}`]!,
-      bias: this.bias ? self[`bias_ih_l${l}`]!.add(self[`bias_hh_l${l}`]!) : null,
-    };
+    const [L, B] = [xs.shape[0]!, xs.shape[1]!], H = this.hiddenSize;
+    let xw = matmul(reshape(xs, [L * B, xs.shape[2]!]), self[`weight_ih_l${l}`]!, { transposeB: true });
+    if (this.bias) xw = xw.add(self[`bias_ih_l${l}`]!.add(self[`bias_hh_l${l}`]!));
+    const steps = split(reshape(xw, [L, B * 4 * H]), L, 0);
+    const outputs: Tensor[] = [];
+    for (let t = 0; t < L; t++) {
+      ({ h, c } = step(reshape(steps[t]!, [B, 4 * H]), h, c, self[`weight_hh_l${l}`]!));
+      outputs.push(h);
+    }
+    return [h, c, stack(outputs, 0)];
   }
 
   /**
    * x [T, B, I] (or [B, T, I] with batchFirst), optional initial {h, c} [numLayers, B, H]
-   * → {output [T, B, H] (or [B, T, H]), h, c [numLayers, B, H]}.
+   * → {output [T, B, H] (or [B, T, H]), h, c [numLayers, B, H]}. With `checkpointEvery: N`
+   * each layer runs in checkpointed segments of N steps (autograd's checkpoint): backward
+   * recomputes a segment's activations instead of keeping them, so an unrolled sequence
+   * holds O(T/N + N) steps of activations instead of O(T).
    */
-  forward(x: Tensor, state?: LSTMState): { output: Tensor; h: Tensor; c: Tensor } {
+  forward(x: Tensor, state?: LSTMState, options: { checkpointEvery?: number } = {}): { output: Tensor; h: Tensor; c: Tensor } {
     if (!(x instanceof Tensor) || x.rank !== 3 || x.shape[2] !== this.inputSize) {
       const layout = this.batchFirst ? '[batch, time, ' : '[time, batch, ';
       throw new Error(`LSTM: expected input ${layout}${this.inputSize}], got ${x instanceof Tensor ? shapeToString(x.shape) : typeof x}`);
@@ -137,23 +153,28 @@ export class LSTM extends Module {
     const [T, B] = this.batchFirst ? [x.shape[1]!, x.shape[0]!] : [x.shape[0]!, x.shape[1]!];
     const H = this.hiddenSize;
     checkState('LSTM', state, [this.numLayers, B, H]);
+    const every = options.checkpointEvery;
+    if (every !== undefined) checkPositiveInt('LSTM', 'checkpointEvery', every);
     return tidy(() => {
       let input = this.batchFirst ? x.transpose(0, 1) : x;
       const hs: Tensor[] = [], cs: Tensor[] = [];
       for (let l = 0; l < this.numLayers; l++) {
-        const w = this.weights(l);
-        // The input projection of every time step in one matmul; only h·W_hhᵀ is sequential.
-        let xw = matmul(reshape(input, [T * B, input.shape[2]!]), w.ih, { transposeB: true });
-        if (w.bias) xw = xw.add(w.bias);
-        const steps = T === 0 ? [] : split(reshape(xw, [T, B * 4 * H]), T, 0);
         let h = state ? reshape(slice(state.h, [l, 0, 0], [1, B, H]), [B, H]) : zeros([B, H], { dtype: x.dtype });
         let c = state ? reshape(slice(state.c, [l, 0, 0], [1, B, H]), [B, H]) : zeros([B, H], { dtype: x.dtype });
-        const outputs: Tensor[] = [];
-        for (let t = 0; t < T; t++) {
-          ({ h, c } = step(reshape(steps[t]!, [B, 4 * H]), h, c, w.hh));
-          outputs.push(h);
+        if (T === 0) {
+          input = zeros([0, B, H], { dtype: x.dtype });
+        } else if (every === undefined || every >= T) {
+          [h, c, input] = this.runSteps(l, h, c, input);
+        } else {
+          const segments: Tensor[] = [];
+          for (let start = 0; start < T; start += every) {
+            const xs = slice(input, [start, 0, 0], [Math.min(every, T - start), B, input.shape[2]!]);
+            let out: Tensor;
+            [h, c, out] = checkpoint((h0: Tensor, c0: Tensor, seg: Tensor) => this.runSteps(l, h0, c0, seg), h, c, xs);
+            segments.push(out);
+          }
+          input = concat(segments, 0);
         }
-        input = T === 0 ? zeros([0, B, H], { dtype: x.dtype }) : stack(outputs, 0);
         if (l < this.numLayers - 1 && this.dropout > 0 && this.training) input = dropout(input, this.dropout, true);
         hs.push(h); cs.push(c);
       }

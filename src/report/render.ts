@@ -5,6 +5,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { CompareManifest, CorpusFloors, RunConfig, TrainRecord, ValRecord } from './schema.js';
+import { visibleText } from './expert-contexts.js';
 import { esc, fmt, heatmap, lineChart, maxOf, minOf, type RefLine, type Series } from './svg.js';
 
 export interface LoadedRun {
@@ -53,7 +54,7 @@ function checkConfig(v: unknown, path: string): RunConfig {
   return v as unknown as RunConfig;
 }
 
-const NULLABLE_FIELDS = ['cvImportance', 'cvLoad', 'gateEntropy', 'importance', 'load', 'expertCounts', 'domainExpert'] as const;
+const NULLABLE_FIELDS = ['cvImportance', 'cvLoad', 'gateEntropy', 'importance', 'load', 'expertCounts', 'domainExpert', 'gflops'] as const;
 
 /**
  * Parses metrics.jsonl. A final line without its newline that does not parse is the
@@ -366,11 +367,25 @@ function specialization(run: LoadedRun, reorder: boolean): string {
     `Even rows mean the router ignores the domain.`);
 }
 
+/** Appendix E, Table 9: per expert, the validation contexts with the highest gate values for it. */
+function contextsTable(run: LoadedRun): string {
+  const rec = [...run.val].reverse().find((r) => Array.isArray(r.expertContexts) && r.expertContexts.length > 0);
+  if (!rec) return '';
+  const rows = rec.expertContexts!.map((contexts, e) => {
+    const cells = contexts.map((c) => `<span class="ctx" title="gate ${c.gate.toFixed(3)}">${esc(visibleText(c.before))}<b>${esc(visibleText(c.token))}</b>${esc(visibleText(c.after))}</span>`);
+    return `<tr><td>e${e}</td><td>${cells.length ? cells.join(' ') : '<span class="none">(never chosen)</span>'}</td></tr>`;
+  }).join('');
+  return `<figure><h3>${esc(run.config.label)}: contexts each expert is most strongly gated on (validation, step ${rec.step})</h3>` +
+    `<div class="table"><table class="contexts"><thead><tr><th>Expert</th><th>Highest-gate contexts, best first (the gated token in bold; hover for the gate value)</th></tr></thead><tbody>${rows}</tbody></table></div>` +
+    '<figcaption>As the paper\'s Table 9 (Appendix E): for each expert, the input tokens of the validation set with the highest gate value for that expert, with the text around them. ' +
+    'Experts that specialise show a common thread per row — a character class or punctuation (syntax), or a topic (semantics). ⏎ marks a line break.</figcaption></figure>';
+}
+
 function specializationSection(runs: LoadedRun[], reorder: boolean): string {
-  const parts = runs.filter(isMoE).map((r) => specialization(r, reorder)).filter((s) => s !== '');
+  const parts = runs.filter(isMoE).map((r) => specialization(r, reorder) + contextsTable(r)).filter((s) => s !== '');
   const body = parts.length > 0 ? parts.join('')
-    : '<p class="none">No run has domain × expert counts (they need the synthetic corpus, a MoE model and a validation pass).</p>';
-  return section('specialization', 'Domain specialization', body);
+    : '<p class="none">No run has domain × expert counts or expert contexts (they need a MoE model and a validation pass: the synthetic corpus gives the domain × expert table, a --text corpus the contexts table).</p>';
+  return section('specialization', 'Expert specialization', body);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -384,6 +399,7 @@ interface Summary {
   gap: number | null;
   cvLoad: number | null;
   tokensPerSec: number | null;
+  gflops: number | null;
 }
 
 function summarize(run: LoadedRun): Summary {
@@ -395,6 +411,7 @@ function summarize(run: LoadedRun): Summary {
     gap: last && bayes !== undefined ? last.loss - bayes : null,
     cvLoad: finalMean(run.train, (r) => r.cvLoad),
     tokensPerSec: finalMean(run.train, (r) => r.tokensPerSec),
+    gflops: finalMean(run.train, (r) => r.gflops),
   };
 }
 
@@ -404,7 +421,7 @@ const fixed = (d: number) => (v: number): string => v.toFixed(d);
 function summaryTable(runs: LoadedRun[]): string {
   const rows = runs.map(summarize);
   const bestLoss = minOf(rows.map((r) => r.best?.loss ?? Infinity));
-  const head = ['Run', 'Model', 'Experts', 'k', 'Parameters', 'Ops/token', 'Final train loss', 'Best val loss', 'Best val ppl', 'Final val loss', 'Final val ppl', 'Gap to Bayes', 'CV(load)', 'Tokens/s'];
+  const head = ['Run', 'Model', 'Experts', 'k', 'Parameters', 'Ops/token', 'Final train loss', 'Best val loss', 'Best val ppl', 'Final val loss', 'Final val ppl', 'Gap to Bayes', 'CV(load)', 'Tokens/s', 'GFLOP/s'];
   const body = rows.map((s, i) => {
     const c = s.run.config;
     const dense = c.model === 'dense';
@@ -424,13 +441,15 @@ function summaryTable(runs: LoadedRun[]): string {
       `<td>${num(s.gap, (v) => (v >= 0 ? '+' : '') + v.toFixed(3))}</td>`,
       `<td>${num(s.cvLoad, fixed(3))}</td>`,
       `<td>${num(s.tokensPerSec, (v) => fmt(v))}</td>`,
+      `<td>${num(s.gflops, (v) => v.toPrecision(3))}</td>`,
     ];
     return `<tr>${cells.join('')}</tr>`;
   }).join('');
   return section('summary', 'Summary',
     `<div class="table"><table><thead><tr>${head.map((h) => `<th>${h}</th>`).join('')}</tr></thead><tbody>${body}</tbody></table></div>` +
     '<p class="caption">Final train loss, CV(load) and tokens/s average the last 10 % of training steps. Best and final val are the lowest and the last validation loss (perplexity = e<sup>loss</sup>); ' +
-    'gap to Bayes = final validation loss − the corpus\'s Bayes floor (nats/token). Ops/token: forward multiply-adds per token, excluding the softmax. The best validation loss is highlighted.</p>');
+    'gap to Bayes = final validation loss − the corpus\'s Bayes floor (nats/token). Ops/token: forward multiply-adds per token, excluding the softmax (the paper\'s ops/timestep). ' +
+    'GFLOP/s: achieved floating-point operations per second, counted as the paper counts its TFLOPS/GPU (§5.1): forward and backward, softmax included, a multiply-add as 2 FLOPs and the backward pass as twice the forward (6 × the forward multiply-adds per token × tokens/s); compare it with the machine\'s peak to see what fraction the model uses. The best validation loss is highlighted.</p>');
 }
 
 // ---------------------------------------------------------------------------------------
@@ -471,7 +490,8 @@ body{margin:0;background:var(--bg);color:var(--fg);font:14px/1.45 system-ui,-app
 main{max-width:1120px;margin:0 auto;padding:24px 24px 48px}
 h1{font-size:22px;margin:0 0 4px}h2{font-size:18px;margin:36px 0 10px;padding-bottom:4px;border-bottom:1px solid var(--border)}
 h3{font-size:14px;margin:0 0 6px}h4{margin:14px 0 4px}.pair h4{margin:4px 0 0;font-size:13px;font-weight:600;color:var(--muted)}
-.meta,.caption,figcaption,.none,small{color:var(--muted)}.meta{margin:2px 0}.note{margin:8px 0;white-space:pre-wrap}
+.meta,.caption,figcaption,.none,small{color:var(--muted)}
+.contexts td{vertical-align:top}.ctx{display:inline-block;margin:1px 8px 1px 0;padding:0 4px;background:var(--bg);border:1px solid var(--border);border-radius:4px;font-family:ui-monospace,monospace;white-space:pre}.meta{margin:2px 0}.note{margin:8px 0;white-space:pre-wrap}
 figure{margin:0 0 22px;padding:14px;background:var(--card);border:1px solid var(--border);border-radius:8px;min-width:0}
 figcaption,.caption{font-size:13px;margin-top:6px;max-width:80ch}
 .pair{margin:0 0 22px;padding:14px;background:var(--card);border:1px solid var(--border);border-radius:8px}

@@ -9,16 +9,19 @@
 // model under it; its report covers all of them.
 
 import type { CorpusFloors } from '../data/corpus.js';
+import type { GatedContext } from './expert-contexts.js';
 
 export type { CorpusFloors };
 
 export interface RunConfig {
-  /** 'moe' | 'dense' | 'hmoe' */
+  /** 'moe' | 'dense' | 'hmoe' | 'rmoe' */
   model: string;
   label: string;
   experts: number;
   k: number;
   groups?: number;
+  /** Recurrent layers run in checkpointed segments of this many steps (absent: no recomputation). */
+  checkpointEvery?: number;
   modelSize: number;
   expertHidden: number;
   gating: string;
@@ -42,8 +45,13 @@ export interface RunConfig {
   /** Synthetic corpus only: number of domains and their names. */
   domains?: number;
   floors?: CorpusFloors;
-  /** Forward multiply-adds per token excluding the softmax (the paper's ops/timestep), and in total. */
-  opsPerToken: { excludingSoftmax: number; total: number };
+  /**
+   * Forward multiply-adds per token excluding the softmax (the paper's ops/timestep), and in
+   * total; trainingFlops: FLOPs per token of a training step as the paper counts its TFLOPS
+   * (2 per multiply-add, backward = 2 × forward, softmax included: 6 × total; absent in runs
+   * written before it existed).
+   */
+  opsPerToken: { excludingSoftmax: number; total: number; trainingFlops?: number };
   parameters: number;
 }
 
@@ -59,6 +67,8 @@ export interface TrainRecord {
   /** Seconds since the run started (excluding time before a resume). */
   elapsed: number;
   tokensPerSec: number;
+  /** Achieved GFLOP/s of this step: opsPerToken.trainingFlops × tokensPerSec / 10⁹ (null in older runs). */
+  gflops: number | null;
   /** MoE models only (null for dense): routing statistics of this step's batch. */
   cvImportance: number | null;
   cvLoad: number | null;
@@ -81,6 +91,11 @@ export interface ValRecord {
   expertCounts: number[] | null;
   /** Synthetic corpus + MoE: [domain][expert] = how many validation tokens of that domain were routed to that expert. */
   domainExpert: number[][] | null;
+  /**
+   * Text corpus + MoE (Appendix E, Table 9): per expert, the validation contexts with the
+   * highest gate values for it, best first (see expert-contexts.ts). Absent in older runs.
+   */
+  expertContexts?: GatedContext[][] | null;
 }
 
 export type MetricsRecord = TrainRecord | ValRecord;

@@ -3,11 +3,14 @@
 // takes only these names, so an op recorded without a rule is a compile error.
 //
 // Most are the kernel of the same name; `reshape` has no kernel (it shares the input's data)
-// and `topk` records a `gather` of its indices (top-k's gradient is gather's).
+// and `topk` records a `gather` of its indices (top-k's gradient is gather's). `checkpoint`
+// is no kernel either: autograd's checkpoint() records it for a whole function whose
+// activations it recomputes in backward (src/autograd/checkpoint.ts).
 
 export type RecordedOp =
   | 'neg' | 'abs' | 'exp' | 'log' | 'sqrt' | 'tanh' | 'sigmoid' | 'relu' | 'softplus' | 'normalCdf'
   | 'add' | 'sub' | 'mul' | 'div' | 'pow' | 'maximum' | 'minimum' | 'where'
   | 'sum' | 'max' | 'min' | 'matmul'
   | 'reshape' | 'permute' | 'broadcastTo' | 'slice' | 'pad' | 'assembleSlices' | 'concat'
-  | 'gather' | 'scatterAdd' | 'indexSelect' | 'indexAdd' | 'cast';
+  | 'gather' | 'scatterAdd' | 'indexSelect' | 'indexAdd' | 'cast'
+  | 'checkpoint';

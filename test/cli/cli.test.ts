@@ -80,7 +80,7 @@ describe('mixtape CLI', () => {
     assert.equal(resumed.code, 0, resumed.stderr);
     const strip = (dir: string) => readFileSync(join(dir, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => {
       const r = JSON.parse(l) as Record<string, unknown>;
-      delete r.elapsed; delete r.tokensPerSec;
+      delete r.elapsed; delete r.tokensPerSec; delete r.gflops; // timings
       return r;
     });
     assert.deepEqual(strip(split), strip(full));
@@ -161,7 +161,7 @@ describe('mixtape CLI', () => {
       const resumed = run('train', '--out', split, '--resume', '--steps', '3', '--quiet');
       assert.equal(resumed.code, 0, resumed.stderr);
       assert.equal((JSON.parse(readFileSync(join(split, 'config.json'), 'utf8')) as { gpuMode: string }).gpuMode, mode);
-      const strip = (d: string) => records(d).map((m) => { delete m.elapsed; delete m.tokensPerSec; return m; });
+      const strip = (d: string) => records(d).map((m) => { delete m.elapsed; delete m.tokensPerSec; delete m.gflops; return m; });
       assert.deepEqual(strip(split), strip(dir));
     });
   }

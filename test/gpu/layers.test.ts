@@ -94,6 +94,24 @@ gpuSuite('layers', (mode) => {
     }, N * 4);
   });
 
+  test('recurrent MoE (device dispatch, checkpointed every 2 steps) forward and backward equal the CPU', async () => {
+    // Eval mode (no noise) with large gate weights: float32 never flips a route on these inputs.
+    const [B, T, I, H, E] = [5, 4, 3, 4, 4];
+    await compareLayer(mode, 'recurrent MoE', {
+      arch: () => new mt.RecurrentMoE({ inputSize: I, hiddenSize: H, numExperts: E, k: 2, batchFirst: true, generator: new mt.Generator(8) }).eval() as mt.Module,
+      setup: (m) => {
+        const w = mt.tensor(Array.from({ length: (I + H) * E }, (_, i) => 3 * Math.sin(1.7 * i + 0.3)), [I + H, E]);
+        m.loadStateDict({ 'cell.gate.w_gate': w }, { strict: false });
+        w.dispose();
+        return [mt.randn([B, T, I], { generator: new mt.Generator(9) }).requiresGrad_()];
+      },
+      run: (m, [xs]) => {
+        const r = (m as mt.RecurrentMoE).forward(xs!, undefined, { checkpointEvery: 2 });
+        return [r.output, r.h, r.c, r.stats.gates];
+      },
+    }, 4 * H * T);
+  });
+
   test('hierarchical MoE (noisy top-k at both levels, given noise) forward and backward equal the CPU', async () => {
     // The CPU runs float64 with sparse dispatch (its default), the GPU float32 with device dispatch.
     const [N, d, a, b] = [16, 5, 3, 3];

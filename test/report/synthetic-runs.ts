@@ -24,7 +24,7 @@ export function config(over: Partial<RunConfig>): RunConfig {
     model: 'moe', label: 'moe', experts: 8, k: 2, modelSize: 64, expertHidden: 128, gating: 'noisy-top-k',
     wImportance: 0.1, wLoad: 0.1, dropout: 0, steps: 400, batch: 16, seqLen: 32, lr: 0.01, warmup: 20, seed: 1,
     backend: 'cpu', evalEvery: 50, data: 'synthetic', vocabSize: 64, domains: 4, floors: FLOORS,
-    opsPerToken: { excludingSoftmax: 41_472, total: 45_568 }, parameters: 123_456,
+    opsPerToken: { excludingSoftmax: 41_472, total: 45_568, trainingFlops: 6 * 45_568 }, parameters: 123_456,
     ...over,
   };
 }
@@ -65,9 +65,10 @@ export function metrics(c: RunConfig, shape: RunShape): MetricsRecord[] {
     const p = step / c.steps;
     const imp = shape.routing ? shares(shape.routing, c.experts, p, r) : null;
     const load = imp ? imp.map((s) => s * (0.95 + 0.1 * r())) : null;
+    const tokensPerSec = 10_000 + 500 * r();
     const rec: TrainRecord = {
       type: 'train', step, tokens: step * tokensPerStep, loss: lossAt(step) + 0.12 * (r() - 0.5), auxLoss: imp ? 0.1 * cv(imp) ** 2 : 0,
-      lr: c.lr, elapsed: step * 0.05, tokensPerSec: 10_000 + 500 * r(),
+      lr: c.lr, elapsed: step * 0.05, tokensPerSec, gflops: (c.opsPerToken.trainingFlops! * tokensPerSec) / 1e9,
       cvImportance: imp ? cv(imp) : null, cvLoad: load ? cv(load) : null,
       gateEntropy: imp ? Math.log(c.k) * (shape.routing === 'collapsed' ? 0.3 + 0.5 * (1 - p) : 0.6 + 0.3 * p) : null,
       importance: imp ? imp.map((s) => s * tokensPerStep) : null, load: load ? load.map((s) => s * tokensPerStep) : null,
