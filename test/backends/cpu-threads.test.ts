@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { WasmMatmul } from '../../src/backends/cpu/wasm/wasm-matmul.js';
+import { THREAD_MACS, WasmMatmul } from '../../src/backends/cpu/wasm/wasm-matmul.js';
 import { mt } from '../helpers.js';
 
 const engine = WasmMatmul.create();
@@ -26,8 +26,9 @@ function values(n: number, seed: number, f64: boolean): Float32Array | Float64Ar
 
 /** Products big enough to be split (≥ THREAD_MACS), with ragged edges: every layout, both dtypes. */
 const cases = [
-  { m: 130, n: 197, k: 83 }, { m: 9, n: 520, k: 300 }, { m: 301, n: 12, k: 400 }, { m: 64, n: 256, k: 128 },
+  { m: 130, n: 197, k: 283 }, { m: 9, n: 520, k: 900 }, { m: 301, n: 12, k: 1200 }, { m: 64, n: 256, k: 256 },
 ];
+for (const c of cases) assert.ok(c.m * c.n * c.k >= THREAD_MACS);
 
 function product(c: { m: number; n: number; k: number }, tA: boolean, tB: boolean, f64: boolean): Float32Array | Float64Array {
   const a = values(c.m * c.k, c.m + c.k, f64), b = values(c.k * c.n, c.n * 3 + 1, f64);
@@ -89,7 +90,7 @@ test('results are bit-identical for 1, 2 and 3 threads, and the workers really c
 
 test('through the engine: setBackend(cpu, { threads }) keeps tensors usable and the numbers identical', () => {
   mt.setBackend('cpu', { threads: 1 });
-  const x = mt.randn([96, 200], { dtype: 'float32' }), w = mt.randn([300, 200], { dtype: 'float32' });
+  const x = mt.randn([96, 200], { dtype: 'float32' }), w = mt.randn([300, 200], { dtype: 'float32' }); // 5.8M multiply-adds
   const one = x.matmul(w, { transposeB: true }).dataSync();
   mt.setBackend('cpu', { threads: 2 });
   assert.equal(mt.backendInfo().threads, pool === null ? 1 : 2);

@@ -23,10 +23,14 @@ const MAX_PAGES = 32768;
 /** Below this many multiply-adds the scalar kernels win (copies and call overhead dominate). */
 export const MIN_MACS = 4096;
 /**
- * Below this many multiply-adds a product runs on one thread: waking a worker costs 2–7 µs,
- * and on a busy machine a descheduled worker can cost far more (notes/wasm-simd.md, pitfall 8).
+ * Below this many multiply-adds (64 × 256 × 256) a product runs on one thread. Waking a
+ * worker costs 2–7 µs, and when the machine runs more threads than it has cores a worker
+ * descheduled while it holds a chunk costs a time slice: expert-sized products (16–32 ×
+ * 256 × 512) ran 4–6× slower on 2 threads than on 1 at load 12 on 2 cores (bench simd),
+ * and only about even on a quiet machine (notes/wasm-simd.md). Experts gain from threads
+ * by running side by side, not by splitting one small product.
  */
-export const THREAD_MACS = 1 << 20;
+export const THREAD_MACS = 1 << 22;
 
 const align16 = (x: number) => Math.ceil(x / 16) * 16;
 
