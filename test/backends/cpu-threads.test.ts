@@ -113,3 +113,21 @@ test('a Node process that ran threaded products exits by itself (the workers are
   assert.equal(r.status, 0, r.stderr);
   assert.match(r.stdout, /threads 2/);
 });
+
+test('stop() retires the workers for good; products then run on the calling thread, same numbers', { skip: pool === null ? 'no pool' : false }, () => {
+  const own = WasmMatmul.create() as WasmMatmul;
+  own.pool!.resize(2);
+  const a = values(64 * 256, 3, false), b = values(256 * 256, 4, false);
+  const run = () => {
+    const out = new Float32Array(64 * 256);
+    assert.ok(own.matmul(a, [64, 256], b, [256, 256], out, [64, 256], false, false));
+    return out;
+  };
+  const before = run();
+  own.pool!.stop();
+  assert.equal(own.pool!.running, 0);
+  const chunks = own.pool!.chunksByThread()[0]!;
+  const after = run();
+  assert.ok(Buffer.from(after.buffer).equals(Buffer.from(before.buffer)));
+  assert.ok(own.pool!.chunksByThread()[0]! > chunks, 'the calling thread computed the chunks');
+});

