@@ -49,6 +49,7 @@ export async function runSimdMatmulBench(filter?: string): Promise<string[]> {
     { name: 'float64 512 A·B', m: 512, k: 512, n: 512, tA: false, tB: false, dtype: 'float64' as const },
     { name: 'expert 16×256·(512×256)ᵀ float32', m: 16, k: 256, n: 512, tA: false, tB: true, dtype: 'float32' as const },
     { name: 'expert 32×512·512×256 float32', m: 32, k: 512, n: 256, tA: false, tB: false, dtype: 'float32' as const },
+    { name: 'LSTM gates 32×256·(1024×256)ᵀ float32', m: 32, k: 256, n: 1024, tA: false, tB: true, dtype: 'float32' as const },
   ].filter((c) => filter === undefined || c.name.includes(filter));
   for (const c of cases) {
     const aShape = c.tA ? [c.k, c.m] : [c.m, c.k], bShape = c.tB ? [c.n, c.k] : [c.k, c.n];
