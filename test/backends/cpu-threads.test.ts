@@ -26,7 +26,7 @@ function values(n: number, seed: number, f64: boolean): Float32Array | Float64Ar
 
 /** Products big enough to be split (≥ THREAD_MACS), with ragged edges: every layout, both dtypes. */
 const cases = [
-  { m: 130, n: 197, k: 283 }, { m: 9, n: 520, k: 900 }, { m: 301, n: 12, k: 1200 }, { m: 64, n: 256, k: 256 },
+  { m: 130, n: 197, k: 683 }, { m: 9, n: 1040, k: 1800 }, { m: 601, n: 12, k: 2400 }, { m: 256, n: 256, k: 256 },
 ];
 for (const c of cases) assert.ok(c.m * c.n * c.k >= THREAD_MACS);
 
@@ -90,7 +90,7 @@ test('results are bit-identical for 1, 2 and 3 threads, and the workers really c
 
 test('through the engine: setBackend(cpu, { threads }) keeps tensors usable and the numbers identical', () => {
   mt.setBackend('cpu', { threads: 1 });
-  const x = mt.randn([96, 200], { dtype: 'float32' }), w = mt.randn([300, 200], { dtype: 'float32' }); // 5.8M multiply-adds
+  const x = mt.randn([264, 256], { dtype: 'float32' }), w = mt.randn([300, 256], { dtype: 'float32' }); // 20M multiply-adds
   const one = x.matmul(w, { transposeB: true }).dataSync();
   mt.setBackend('cpu', { threads: 2 });
   assert.equal(mt.backendInfo().threads, pool === null ? 1 : 2);
@@ -117,10 +117,10 @@ test('a Node process that ran threaded products exits by itself (the workers are
 test('stop() retires the workers for good; products then run on the calling thread, same numbers', { skip: pool === null ? 'no pool' : false }, () => {
   const own = WasmMatmul.create() as WasmMatmul;
   own.pool!.resize(2);
-  const a = values(64 * 256, 3, false), b = values(256 * 256, 4, false);
+  const a = values(256 * 256, 3, false), b = values(256 * 256, 4, false);
   const run = () => {
-    const out = new Float32Array(64 * 256);
-    assert.ok(own.matmul(a, [64, 256], b, [256, 256], out, [64, 256], false, false));
+    const out = new Float32Array(256 * 256);
+    assert.ok(own.matmul(a, [256, 256], b, [256, 256], out, [256, 256], false, false));
     return out;
   };
   const before = run();

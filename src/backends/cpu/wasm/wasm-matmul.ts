@@ -23,14 +23,16 @@ const MAX_PAGES = 32768;
 /** Below this many multiply-adds the scalar kernels win (copies and call overhead dominate). */
 export const MIN_MACS = 4096;
 /**
- * Below this many multiply-adds (64 × 256 × 256) a product runs on one thread. Waking a
- * worker costs 2–7 µs, and when the machine runs more threads than it has cores a worker
- * descheduled while it holds a chunk costs a time slice: expert-sized products (16–32 ×
- * 256 × 512) ran 4–6× slower on 2 threads than on 1 at load 12 on 2 cores (bench simd),
- * and only about even on a quiet machine (notes/wasm-simd.md). Experts gain from threads
- * by running side by side, not by splitting one small product.
+ * Below this many multiply-adds (256³) a product runs on one thread. Waking a worker costs
+ * 2–7 µs, but when the machine runs more threads than it has cores, a worker descheduled
+ * while it holds a chunk costs the product a whole time slice: at load 9–12 on this 2-core
+ * machine an LSTM gate product 32×256·(1024×256)ᵀ (8.4M) ran 0.12× as fast on 2 threads as
+ * on 1, and 512² (134M) 0.86–1.03× (bench simd). On a quiet machine 2 threads gained
+ * 1.3–1.8× from about 8M up (notes/wasm-simd.md); this threshold gives up that gain below
+ * 16.7M for not losing 8× on a busy one. Experts gain from threads by running side by
+ * side, not by splitting one small product.
  */
-export const THREAD_MACS = 1 << 22;
+export const THREAD_MACS = 1 << 24;
 
 const align16 = (x: number) => Math.ceil(x / 16) * 16;
 
