@@ -15,15 +15,19 @@ import { matmulSuite } from './matmul.bench.js';
 import { MOE_EXPERTS, moeSuite } from './moe.bench.js';
 import { overheadSuite } from './overhead.bench.js';
 import { reduceSuite } from './reduce.bench.js';
+import { runSimdMatmulBench } from './simd-matmul.bench.js';
 
 const SUITES: Suite[] = [matmulSuite, elementwiseSuite, reduceSuite, overheadSuite, lstmSuite, moeSuite];
 
+/** Suites that alternate their contenders themselves (not benchmark.js): name → runner. */
+const ALTERNATING: Record<string, (filter?: string) => Promise<string[]>> = { simd: runSimdMatmulBench };
+
 function selection(args: string[]): { suite: Suite; filter?: string }[] {
   if (args.length === 0) return SUITES.map((suite) => ({ suite }));
-  return args.map((arg) => {
+  return args.filter((arg) => !(arg.split(':')[0]! in ALTERNATING)).map((arg) => {
     const [name, filter] = arg.split(':', 2) as [string, string | undefined];
     const suite = SUITES.find((s) => s.name === name);
-    if (!suite) throw new Error(`bench: unknown suite '${name}' (expected one of ${SUITES.map((s) => s.name).join(', ')})`);
+    if (!suite) throw new Error(`bench: unknown suite '${name}' (expected one of ${[...SUITES.map((s) => s.name), ...Object.keys(ALTERNATING)].join(', ')})`);
     return { suite, filter };
   });
 }
@@ -97,6 +101,12 @@ async function main(): Promise<void> {
   console.log(`# mixtape benchmarks\n\n${machine().join('\n')}\nload average before (1, 5, 15 min): ${loadBefore}`);
   const started = performance.now();
   for (const { suite, filter } of selected) await runSuite(suite, filter);
+  const args = process.argv.slice(2);
+  const alternatingTargets: string[] = [];
+  for (const [name, runner] of Object.entries(ALTERNATING)) {
+    const arg = args.find((a) => a.split(':')[0] === name);
+    if (args.length === 0 || arg !== undefined) alternatingTargets.push(...await runner(arg?.split(':', 2)[1]));
+  }
   const seconds = (performance.now() - started) / 1e3;
 
   console.log('\n## Summary (Markdown)\n');
@@ -106,7 +116,7 @@ async function main(): Promise<void> {
     const q = ratio(r);
     console.log(`| ${r.suite} | ${r.name} | ${format(r.metric, r.mixtape)} | ${format(r.metric, r.tfjs)} | ${q === null ? '—' : `${q.toFixed(2)}×`} |`);
   }
-  const t = targets();
+  const t = [...targets(), ...alternatingTargets];
   if (t.length > 0) console.log(`\nTargets:\n${t.join('\n')}`);
   console.log(`\nload average before: ${loadBefore}; after: ${load()}; total ${seconds.toFixed(0)} s`);
 }

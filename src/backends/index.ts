@@ -2,17 +2,17 @@
 // and one line here (or a registerBackend call of its own, from outside the library).
 
 import { registerBackend } from '../core/registry.js';
-import { CpuBackend } from './cpu/cpu-backend.js';
+import { cpuRegistration, type CpuOptions } from './cpu/register.js';
 import { gpuRegistration, type GpuBackendOptions } from './gpu/register.js';
 
 declare module '../core/registry.js' {
   interface BackendOptionsByName {
-    cpu: Record<string, never>;
+    cpu: CpuOptions;
     gpu: GpuBackendOptions;
   }
 }
 
 export function registerBuiltinBackends(): void {
-  registerBackend('cpu', { create: () => new CpuBackend() });
+  registerBackend('cpu', cpuRegistration);
   registerBackend('gpu', gpuRegistration);
 }

@@ -26,6 +26,11 @@ export interface BackendRegistration<O> {
    * one per gpu.js mode, so switching back finds its tensors alive.
    */
   instanceKey?(options: O): string;
+  /**
+   * Applies options to an instance already started, when setBackend names it again (the
+   * cpu's thread count). Without it, options matter only when the instance starts.
+   */
+  configure?(backend: Backend, options: O): void;
 }
 
 const registrations = new Map<string, BackendRegistration<never>>();

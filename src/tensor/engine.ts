@@ -24,6 +24,8 @@ function start(name: string, options: Record<string, unknown>, op: string): Back
   if (!backend) {
     backend = registration.create(options);
     started.set(key, backend);
+  } else {
+    registration.configure?.(backend, options);
   }
   return backend;
 }

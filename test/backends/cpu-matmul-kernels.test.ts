@@ -1,9 +1,10 @@
 // The CPU matmul's kernel choice (src/backends/cpu/matmul/choose-kernel.ts) and the
-// precision its table documents: which kernels sum a float32 result in float64 and round it
-// once, and which one (rows-b) accumulates in float32.
+// precision its table documents: which scalar kernels sum a float32 result in float64 and
+// round it once, which one (rows-b) accumulates in float32, and that the SIMD kernels
+// (the default for products of at least 4096 multiply-adds) accumulate in float32.
 
 import assert from 'node:assert/strict';
-import { test } from 'node:test';
+import { after, before, test } from 'node:test';
 import { chooseMatmulKernel, type MatmulKernel } from '../../src/backends/cpu/matmul/matmul.js';
 import { mt } from '../helpers.js';
 
@@ -75,6 +76,11 @@ const PER_KERNEL: [Product, MatmulKernel, 'float64' | 'float32'][] = [
   [{ what: 'rows-b: Aᵀ·B, 3 columns', m: 201, n: 3, k: 300, tA: true }, 'rows-b', 'float32'],
 ];
 
+// The scalar kernels' claims are checked with SIMD off; the SIMD path's at the end.
+const simdBefore = mt.backendInfo().simd === true;
+before(() => mt.setBackend('cpu', { simd: false }));
+after(() => mt.setBackend('cpu', { simd: simdBefore }));
+
 test('float32 matmul: every kernel but rows-b sums in float64 and rounds once; rows-b accumulates in float32', () => {
   // A row [1, 2⁻²⁴, 2⁻²⁴, ...] against a column of ones: in float64 every partial sum is
   // exact (whatever the order or blocking), so rounding once gives 1 + (k-1)·2⁻²⁴ to the
@@ -109,4 +115,22 @@ test('float32 gate logits [200×300]·[300×4] (rows-b) equal float32 step-by-st
   console.log(`# gate logits: ${differFromOnce} of 800 entries differ from float32(float64 sum)`);
   assert.ok(differFromOnce > 400, `float32 accumulation shows in most entries (${differFromOnce} of 800)`);
   mt.dispose([x, w]);
+});
+
+test('with SIMD (the default), float32 products of at least 4096 multiply-adds accumulate in float32, in k order', (t) => {
+  if (!simdBefore) { t.skip(`WebAssembly SIMD is not available here: ${String(mt.backendInfo().simdReason)}`); return; }
+  mt.setBackend('cpu', { simd: true });
+  try {
+    for (const [shape] of PER_KERNEL) {
+      const { m, n, k, what } = shape;
+      if (m * n * k < 4096) continue;
+      const row = (p: number) => (p === 0 ? 1 : 2 ** -24);
+      const { stepwise } = references(Array.from({ length: k }, (_, p) => row(p)), new Array<number>(k).fill(1));
+      const c = product(shape, row, () => 1);
+      const wrong = c.findIndex((v) => v !== stepwise);
+      assert.equal(wrong, -1, `${what} on SIMD: entry ${wrong} is ${c[wrong]}, expected the float32 step-by-step sum ${stepwise}`);
+    }
+  } finally {
+    mt.setBackend('cpu', { simd: false });
+  }
 });

@@ -187,6 +187,8 @@ export interface CpuBackendOptions {
   kernels?: Partial<CpuKernelTable>;
   /** What info() reports as the kernel class (default 'typed-array'). */
   kernelClass?: string;
+  /** Backend-specific details info() adds (the SIMD matmul's state and thread count). */
+  details?: () => Record<string, unknown>;
 }
 
 export class CpuBackend implements Backend {
@@ -199,11 +201,13 @@ export class CpuBackend implements Backend {
   private readbacks = 0;
   private readonly kernels: CpuKernelTable;
   private readonly kernelClass: string;
+  private readonly details: (() => Record<string, unknown>) | undefined;
   private readonly table: KernelTable<CpuHandle>;
 
   constructor(options: CpuBackendOptions = {}) {
     this.name = options.name ?? 'cpu';
     this.kernelClass = options.kernelClass ?? 'typed-array';
+    this.details = options.details;
     this.kernels = { ...cpuKernels, ...options.kernels };
     this.table = this.bind();
   }
@@ -275,6 +279,6 @@ export class CpuBackend implements Backend {
   }
 
   info(): BackendInfo {
-    return { name: this.name, mode: 'cpu', kernelClass: this.kernelClass, dtypes: this.capabilities.dtypes };
+    return { ...this.details?.(), name: this.name, mode: 'cpu', kernelClass: this.kernelClass, dtypes: this.capabilities.dtypes };
   }
 }

@@ -1,4 +1,8 @@
-// Which of the five CPU matmul kernels computes C (m×n) = op(A) (m×k) · op(B) (k×n).
+// Which of the five scalar CPU matmul kernels computes C (m×n) = op(A) (m×k) · op(B) (k×n).
+// They run for int32, for products below MIN_MACS (4096) multiply-adds, and everywhere with
+// setBackend('cpu', { simd: false }) or without WebAssembly SIMD; the other float32 and
+// float64 products run on the SIMD kernels (src/backends/cpu/wasm/), which sum each entry
+// over k in order in the result's dtype (a float32 result is accumulated in float32).
 // The choice depends on the shape and the transposes only, never on the dtype, and is the
 // same for every matrix of a batch. The first row that matches wins:
 //

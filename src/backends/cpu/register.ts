@@ -1,0 +1,102 @@
+// How setBackend('cpu', { threads, simd }) starts and reconfigures the CPU backend: the
+// typed-array kernels, with matmul on WebAssembly SIMD128 over a worker pool where this
+// JavaScript engine allows it (src/backends/cpu/wasm/). One instance: the thread count and
+// the SIMD switch change how products are computed, never where tensors live, so calling
+// setBackend('cpu', …) again reconfigures it and every tensor stays usable.
+
+import type { BackendRegistration } from '../../core/registry.js';
+import { sizeOf } from '../../core/shape.js';
+import { CpuBackend, cpuKernels, data, type CpuKernel } from './cpu-backend.js';
+import { cpuPool } from './pool.js';
+import { WasmMatmul } from './wasm/wasm-matmul.js';
+
+export interface CpuOptions {
+  /**
+   * Threads a large matrix product is split over (default: the number of cores). Results
+   * are bit-identical for any count. Without shared memory (a browser page that is not
+   * cross-origin isolated) products run on one thread and backendInfo().threadsReason says why.
+   */
+  threads?: number;
+  /**
+   * false: the scalar typed-array matmul (the reference the SIMD kernels are tested
+   * against). true: require WebAssembly SIMD (an error where it is missing). Default: SIMD
+   * where available, else scalar, with backendInfo().simdReason saying why.
+   */
+  simd?: boolean;
+}
+
+/** The SIMD matmul's state for one CPU backend instance. */
+class SimdState {
+  /** The SIMD module, or why it cannot run here; built on first use of the backend. */
+  private wasm: WasmMatmul | string | null = null;
+  enabled = true;
+  /** Threads requested (null: the pool's default, the core count). */
+  private requested: number | null = null;
+
+  engine(): WasmMatmul | string {
+    if (this.wasm === null) {
+      this.wasm = WasmMatmul.create();
+      if (typeof this.wasm !== 'string' && this.requested !== null) this.wasm.pool?.resize(this.requested);
+    }
+    return this.wasm;
+  }
+
+  configure(options: CpuOptions): void {
+    const { threads, simd } = options;
+    if (simd !== undefined && typeof simd !== 'boolean') throw new Error(`setBackend('cpu', { simd }): simd must be true or false, got ${String(simd)}`);
+    if (threads !== undefined && (!Number.isInteger(threads) || threads < 1 || threads > 64)) {
+      throw new Error(`setBackend('cpu', { threads }): threads must be an integer from 1 to 64, got ${String(threads)}`);
+    }
+    if (simd === true) {
+      const engine = this.engine();
+      if (typeof engine === 'string') throw new Error(`setBackend('cpu', { simd: true }): ${engine}; use simd: false for the scalar kernels`);
+    }
+    if (simd !== undefined) this.enabled = simd;
+    if (threads !== undefined) {
+      this.requested = threads;
+      const engine = this.wasm;
+      if (engine !== null && typeof engine !== 'string') engine.pool?.resize(threads);
+    }
+  }
+
+  details(): Record<string, unknown> {
+    const engine = this.engine();
+    if (typeof engine === 'string') return { simd: false, simdReason: engine, threads: 1, threadsReason: 'the scalar kernels run on one thread' };
+    if (!this.enabled) return { simd: false, simdReason: "setBackend('cpu', { simd: false }): the scalar kernels", threads: 1, threadsReason: 'the scalar kernels run on one thread' };
+    const s = engine.status;
+    return {
+      simd: true, simdReason: s.simdReason,
+      threads: engine.threads,
+      threadsReason: s.threadsReason,
+      simdProducts: engine.products,
+      chunksByThread: engine.pool?.chunksByThread() ?? [],
+    };
+  }
+
+  matmul(): CpuKernel<'matmul'> {
+    return (inputs, attrs, out, be) => {
+      const engine = this.enabled ? this.engine() : null;
+      if (engine !== null && typeof engine !== 'string') {
+        const [a, b] = inputs as [typeof inputs[0], typeof inputs[0]];
+        const y = cpuPool.take(out.dtype, sizeOf(out.shape), false);
+        if (engine.matmul(data(a), a.shape, data(b), b.shape, y, out.shape, attrs.transposeA, attrs.transposeB)) return be.wrap(y);
+        cpuPool.give(y);
+      }
+      // Not a product for SIMD (int32, too small to pay for the copies) or SIMD is off.
+      return cpuKernels.matmul(inputs, attrs, out, be);
+    };
+  }
+}
+
+/** A CPU backend with the SIMD matmul, configured by `options`. */
+export function createCpuBackend(options: CpuOptions = {}): CpuBackend & { readonly simd: SimdState } {
+  const state = new SimdState();
+  state.configure(options);
+  const backend = new CpuBackend({ kernels: { matmul: state.matmul() }, details: () => state.details() });
+  return Object.assign(backend, { simd: state });
+}
+
+export const cpuRegistration: BackendRegistration<CpuOptions> = {
+  create: (options) => createCpuBackend(options),
+  configure: (backend, options) => (backend as ReturnType<typeof createCpuBackend>).simd.configure(options),
+};

@@ -1,0 +1,375 @@
+// The SIMD128 matrix-product module, emitted at load time (see wasm-emitter.ts).
+//
+//   C (m × n) = A (m × k) · B (k × n), float32 with f32x4 or float64 with f64x2
+//
+// The scheme is XNNPACK's on x86 wasm, measured here against alternatives in one process
+// (/work/shared/notes/wasm-simd.md, "Design choices"):
+// - B is packed, one panel of NR = 8 columns at a time, k-major (panel[p·8 + j]), into a
+//   per-thread scratch that stays in L1 while every row tile of A sweeps it. Reading B
+//   strided in place ran at 0.75–0.95× of this. A·Bᵀ packs with 4×4 (2×2 for f64) lane
+//   transposes made of i8x16.shuffle.
+// - The micro-kernel keeps an MR × 8 tile of C in registers: float32 4 rows × 2 f32x4,
+//   float64 2 rows × 4 f64x2 — 8 accumulators, the B vectors and one broadcast stay within
+//   the 15 xmm registers V8 allocates on x64. Bigger tiles spilled and ran at 0.55–0.78×;
+//   unrolling the k loop made TurboFan hoist loads and spill (0.6–0.87×).
+// - A is broadcast (load32_splat / load64_splat) from its rows in place: 4 (2) row pointers
+//   advanced by a k-stride. Aᵀ·B first packs Aᵀ into MR-row k-major panels (one v128 copy
+//   per k), because broadcasting from a K × M layout with stride M aliased cache sets
+//   (2.27× slower at 1024²).
+// - Rows past the last whole tile use a 1 × 8 kernel, not a padded tile (decode-sized
+//   products would waste 3/4 of the work). Columns past the last whole panel are packed as
+//   zeros and land in C's padding, which the caller drops.
+// - Every element of C is summed by one kernel call, p = 0, 1, …, k-1 in order, starting
+//   from +0, one multiply and one add per step (no FMA): its value does not depend on which
+//   kernel (MR × 8 or 1 × 8) or which thread computed it. That is why results are
+//   bit-identical for any thread count, and why float64 results equal a sequential float64
+//   dot product exactly.
+//
+// With threads, the same module runs in every worker over one shared memory; `work` claims
+// chunks (a group of panels × a block of rows) from a counter in a control block at address
+// 0, and `worker` is the loop a worker thread runs forever (see thread-pool.ts).
+
+import { ModuleBuilder, type Code, type Local } from './wasm-emitter.js';
+
+export type SimdDType = 'float32' | 'float64';
+
+/** Per-dtype constants of the kernels. */
+export const GEMM = {
+  float32: { bytes: 4, lanes: 4, mr: 4 },
+  float64: { bytes: 8, lanes: 2, mr: 2 },
+} as const;
+/** Columns of a packed B panel (and of a micro-tile). */
+export const NR = 8;
+
+/** Words (i32 indices) of the control block at address 0 that threads share. */
+export const CTRL = {
+  seq: 0,        // job sequence number; workers wait on it
+  claim: 1,      // (generation << 16) | next chunk; generation = seq & 0x7fff
+  finished: 2,   // chunks finished in this job
+  total: 3,      // chunks in this job
+  spin: 4,       // how many times a worker polls seq before it sleeps in atomic.wait
+  dtype: 5,      // 0 float32, 1 float64
+  aPtr: 6, aRs: 7, aKs: 8, bPtr: 9, sBp: 10, sBj: 11, cPtr: 12, ldc: 13, n: 14, k: 15,
+  m: 16, groups: 17, groupPanels: 18, blockRows: 19, panels: 20, scratch: 21, scratchStride: 22,
+  active: 23,    // threads a job uses: workers numbered at or above it sleep through jobs
+  alive: 24,     // workers numbered at or above this leave their loop (the pool stopping)
+  chunksBy: 64,  // words 64 … 127: chunks computed by each thread (observability)
+} as const;
+/** Most threads (main + workers) the control block has a chunk counter for. */
+export const MAX_THREADS = 64;
+/** Bytes the control block takes at the start of memory. */
+export const CTRL_BYTES = (CTRL.chunksBy + MAX_THREADS) * 4;
+/** The claim index that closes a job: above any chunk count. */
+export const CLOSED = 0xffff;
+
+export interface GemmExports {
+  /** Packs Aᵀ (A stored k × m at src) into MR-row, k-major panels at dst. */
+  packAT_f32(src: number, m: number, k: number, dst: number): void;
+  packAT_f64(src: number, m: number, k: number, dst: number): void;
+  /**
+   * C rows r0..r1-1, panels p0..p1-1 (columns 8·p0 … 8·p1-1) of A·B. A(i, p) for i in a
+   * row tile of MR starting at a multiple of MR lies at aPtr + i·k·bytes + (i mod MR)·aRs
+   * + p·aKs; B(p, j) at bPtr + p·sBp + j·sBj; C(i, j) at cPtr + i·ldc + j·bytes. Byte units.
+   */
+  gemm_f32(aPtr: number, aRs: number, aKs: number, bPtr: number, sBp: number, sBj: number, cPtr: number, ldc: number,
+    n: number, k: number, p0: number, p1: number, r0: number, r1: number, scratch: number): void;
+  gemm_f64(aPtr: number, aRs: number, aKs: number, bPtr: number, sBp: number, sBj: number, cPtr: number, ldc: number,
+    n: number, k: number, p0: number, p1: number, r0: number, r1: number, scratch: number): void;
+  /** Claims and computes chunks of the job in the control block until none is left (threads only). */
+  work?(generation: number, thread: number): void;
+  /** A worker thread's loop: wait for a job, work, forever (threads only). */
+  worker?(thread: number): void;
+}
+
+type Spec = { t: 'f32' | 'f64'; bytes: number; lanes: number; mr: number; vn: number };
+
+function specOf(dtype: SimdDType): Spec {
+  const g = GEMM[dtype];
+  return { t: dtype === 'float32' ? 'f32' : 'f64', bytes: g.bytes, lanes: g.lanes, mr: g.mr, vn: NR / g.lanes };
+}
+
+/** The i8x16.shuffle byte lanes that pick whole elements of `bytes` each (0.. from a, then b). */
+function elementLanes(elements: number[], bytes: number): number[] {
+  return elements.flatMap((e) => Array.from({ length: bytes }, (_, i) => e * bytes + i));
+}
+
+/** c += x · b over vectors, as separate multiply and add (no FMA: the same bits as scalar a·b + c). */
+function madd(c: Code, s: Spec, acc: Local, x: Local, b: Local): void {
+  c.get(acc).get(x).get(b);
+  if (s.t === 'f32') c.f32x4Mul().f32x4Add(); else c.f64x2Mul().f64x2Add();
+  c.set(acc);
+}
+
+function splat(c: Code, s: Spec): void {
+  if (s.t === 'f32') c.v128Load32Splat(); else c.v128Load64Splat();
+}
+
+/** tile(a, aRs, aKs, b, c, ldc, k): the rows-× 8 micro-kernel, C tile = Σ_p A(·, p) B(p, ·). */
+function emitTile(mod: ModuleBuilder, s: Spec, rows: number): number {
+  return mod.func(null, ['i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32'], [], (c, a, aRs, aKs, b, cPtr, ldc, k) => {
+    const ar = Array.from({ length: rows }, () => c.local('i32'));
+    const acc = Array.from({ length: rows }, () => Array.from({ length: s.vn }, () => c.local('v128')));
+    const bv = Array.from({ length: s.vn }, () => c.local('v128'));
+    const x = c.local('v128'), p = c.local('i32');
+    c.get(a).set(ar[0]!);
+    for (let r = 1; r < rows; r++) c.get(ar[r - 1]!).get(aRs).i32Add().set(ar[r]!);
+    c.get(k).set(p);
+    c.block(() => {
+      c.get(p).i32Eqz().brIf(0);
+      c.loop(() => {
+        for (let v = 0; v < s.vn; v++) c.get(b).v128Load(16 * v).set(bv[v]!);
+        for (let r = 0; r < rows; r++) {
+          c.get(ar[r]!); splat(c, s); c.set(x);
+          for (let v = 0; v < s.vn; v++) madd(c, s, acc[r]![v]!, x, bv[v]!);
+          c.get(ar[r]!).get(aKs).i32Add().set(ar[r]!);
+        }
+        c.get(b).i32(NR * s.bytes).i32Add().set(b);
+        c.get(p).i32(1).i32Sub().tee(p).brIf(0);
+      });
+    });
+    for (let r = 0; r < rows; r++) {
+      for (let v = 0; v < s.vn; v++) c.get(cPtr).get(acc[r]![v]!).v128Store(16 * v);
+      if (r + 1 < rows) c.get(cPtr).get(ldc).i32Add().set(cPtr);
+    }
+  });
+}
+
+/**
+ * packPanel(bPtr, sBp, sBj, j0, cols, k, dst): dst[p·8 + jj] = B(p, j0 + jj) for jj < cols,
+ * 0 beyond (the padding columns of C). Whole panels of a row-major B copy two (four)
+ * vectors per k; whole panels of a transposed B (sBp = one element) transpose lanes-square
+ * blocks with shuffles; anything else goes element by element.
+ */
+function emitPackPanel(mod: ModuleBuilder, s: Spec): number {
+  const { t, bytes, lanes, vn } = s;
+  return mod.func(null, ['i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32'], [], (c, bPtr, sBp, sBj, j0, cols, k, dst) => {
+    const p = c.local('i32'), src = c.local('i32'), jj = c.local('i32'), eight = c.local('i32');
+    c.i32(NR).set(eight);
+    const whole = () => c.get(cols).i32(NR).i32Eq();
+    const rowMajor = () => c.get(sBj).i32(bytes).i32Eq();
+    const transposed = () => c.get(sBp).i32(bytes).i32Eq();
+    // B(p, j) starts at bPtr + j0·sBj.
+    c.get(bPtr).get(j0).get(sBj).i32Mul().i32Add().set(src);
+    whole(); rowMajor(); c.i32And();
+    c.if(() => {
+      c.forRange(p, 0, k, 1, () => {
+        for (let v = 0; v < vn; v++) c.get(dst).get(src).v128Load(16 * v).v128Store(16 * v);
+        c.get(src).get(sBp).i32Add().set(src);
+        c.get(dst).i32(NR * bytes).i32Add().set(dst);
+      });
+    }, () => {
+      whole(); transposed(); c.i32And();
+      c.if(() => {
+        // Column jj of the panel is a contiguous run of k elements at col[jj].
+        const col = Array.from({ length: NR }, () => c.local('i32'));
+        const r = Array.from({ length: lanes }, () => c.local('v128'));
+        const tmp = Array.from({ length: lanes }, () => c.local('v128'));
+        const kWhole = c.local('i32'), off = c.local('i32');
+        for (let q = 0; q < NR; q++) c.get(src).i32(q).get(sBj).i32Mul().i32Add().set(col[q]!);
+        c.get(k).get(k).i32(lanes).i32RemU().i32Sub().set(kWhole);
+        c.forRange(p, 0, kWhole, lanes, () => {
+          c.get(p).i32(bytes).i32Mul().set(off);
+          for (let g = 0; g < NR / lanes; g++) {
+            for (let q = 0; q < lanes; q++) c.get(col[g * lanes + q]!).get(off).i32Add().v128Load().set(r[q]!);
+            // out[q] = (r0[q], r1[q], …): row p + q of the panel, columns g·lanes …
+            const out: Array<() => void> = [];
+            if (lanes === 4) {
+              const lo = elementLanes([0, 4, 1, 5], 4), hi = elementLanes([2, 6, 3, 7], 4);
+              c.get(r[0]!).get(r[1]!).i8x16Shuffle(lo).set(tmp[0]!);
+              c.get(r[0]!).get(r[1]!).i8x16Shuffle(hi).set(tmp[1]!);
+              c.get(r[2]!).get(r[3]!).i8x16Shuffle(lo).set(tmp[2]!);
+              c.get(r[2]!).get(r[3]!).i8x16Shuffle(hi).set(tmp[3]!);
+              const first = elementLanes([0, 1, 4, 5], 4), second = elementLanes([2, 3, 6, 7], 4);
+              out.push(() => c.get(tmp[0]!).get(tmp[2]!).i8x16Shuffle(first));
+              out.push(() => c.get(tmp[0]!).get(tmp[2]!).i8x16Shuffle(second));
+              out.push(() => c.get(tmp[1]!).get(tmp[3]!).i8x16Shuffle(first));
+              out.push(() => c.get(tmp[1]!).get(tmp[3]!).i8x16Shuffle(second));
+            } else {
+              out.push(() => c.get(r[0]!).get(r[1]!).i8x16Shuffle(elementLanes([0, 2], 8)));
+              out.push(() => c.get(r[0]!).get(r[1]!).i8x16Shuffle(elementLanes([1, 3], 8)));
+            }
+            for (let q = 0; q < lanes; q++) {
+              // dst + ((p + q)·8 + g·lanes)·bytes
+              c.get(dst).get(p).i32(q).i32Add().i32(NR * bytes).i32Mul().i32Add();
+              out[q]!();
+              c.v128Store(g * lanes * bytes);
+            }
+          }
+        });
+        c.forRange(p, kWhole, k, 1, () => {
+          for (let q = 0; q < NR; q++) {
+            c.get(dst).get(p).i32(NR * bytes).i32Mul().i32Add();
+            c.get(col[q]!).get(p).i32(bytes).i32Mul().i32Add().load(t);
+            c.store(t, q * bytes);
+          }
+        });
+      }, () => {
+        // Partial panel or a general layout: element by element, zeros past `cols`.
+        c.forRange(p, 0, k, 1, () => {
+          c.forRange(jj, 0, eight, 1, () => {
+            const at = () => c.get(dst).get(p).i32(NR).i32Mul().get(jj).i32Add().i32(bytes).i32Mul().i32Add();
+            c.get(jj).get(cols).i32LtS();
+            c.if(() => {
+              at();
+              c.get(src).get(p).get(sBp).i32Mul().i32Add().get(jj).get(sBj).i32Mul().i32Add().load(t);
+              c.store(t);
+            }, () => {
+              at();
+              if (t === 'f32') c.f32Zero(); else c.f64Zero();
+              c.store(t);
+            });
+          });
+        });
+      });
+    });
+  });
+}
+
+/** packAT(src, m, k, dst): Aᵀ stored k × m → panels of MR rows, dst[(i0·k + p·MR + r)] = A(i0 + r, p). */
+function emitPackAT(mod: ModuleBuilder, s: Spec, name: string): number {
+  const { t, bytes, mr } = s;
+  return mod.func(name, ['i32', 'i32', 'i32', 'i32'], [], (c, src, m, k, dst) => {
+    const i0 = c.local('i32'), p = c.local('i32'), from = c.local('i32'), to = c.local('i32');
+    const mWhole = c.local('i32'), rowBytes = c.local('i32'), r = c.local('i32');
+    c.get(m).get(m).i32(mr).i32RemU().i32Sub().set(mWhole);
+    c.get(m).i32(bytes).i32Mul().set(rowBytes);
+    // Whole panels: MR consecutive elements of one row of the stored K × M are one vector.
+    c.forRange(i0, 0, mWhole, mr, () => {
+      c.get(src).get(i0).i32(bytes).i32Mul().i32Add().set(from);
+      c.get(dst).get(i0).get(k).i32Mul().i32(bytes).i32Mul().i32Add().set(to);
+      c.forRange(p, 0, k, 1, () => {
+        c.get(to).get(from).v128Load().v128Store();
+        c.get(from).get(rowBytes).i32Add().set(from);
+        c.get(to).i32(mr * bytes).i32Add().set(to);
+      });
+    });
+    // The last rows (fewer than MR), element by element, in the same panel layout.
+    c.forRange(r, mWhole, m, 1, () => {
+      c.forRange(p, 0, k, 1, () => {
+        c.get(dst).get(mWhole).get(k).i32Mul().get(p).i32(mr).i32Mul().i32Add().get(r).i32Add().get(mWhole).i32Sub().i32(bytes).i32Mul().i32Add();
+        c.get(src).get(p).get(m).i32Mul().get(r).i32Add().i32(bytes).i32Mul().i32Add().load(t);
+        c.store(t);
+      });
+    });
+  });
+}
+
+/** The macro-kernel: for each panel, pack it, then sweep the rows with the tiles. */
+function emitGemm(mod: ModuleBuilder, s: Spec, name: string): number {
+  const tile = emitTile(mod, s, s.mr);
+  const tile1 = emitTile(mod, s, 1);
+  const pack = emitPackPanel(mod, s);
+  const P = Array(15).fill('i32') as 'i32'[];
+  return mod.func(name, P, [], (c, aPtr, aRs, aKs, bPtr, sBp, sBj, cPtr, ldc, n, k, p0, p1, r0, r1, scratch) => {
+    const jp = c.local('i32'), j0 = c.local('i32'), cols = c.local('i32'), cCol = c.local('i32');
+    const i = c.local('i32'), rowBytes = c.local('i32'), lastTile = c.local('i32'), rem = c.local('i32');
+    c.get(k).i32(s.bytes).i32Mul().set(rowBytes);
+    c.get(r1).i32(s.mr).i32Sub().set(lastTile);
+    c.forRange(jp, p0, p1, 1, () => {
+      c.get(jp).i32(NR).i32Mul().set(j0);
+      // cols = min(8, n - j0)
+      c.get(n).get(j0).i32Sub().i32(NR).get(n).get(j0).i32Sub().i32(NR).i32LtS().select().set(cols);
+      c.get(bPtr).get(sBp).get(sBj).get(j0).get(cols).get(k).get(scratch).call(pack);
+      c.get(cPtr).get(j0).i32(s.bytes).i32Mul().i32Add().set(cCol);
+      c.get(r0).set(i);
+      c.block(() => c.loop(() => {
+        c.get(i).get(lastTile).i32GtS().brIf(1);
+        c.get(aPtr).get(i).get(rowBytes).i32Mul().i32Add().get(aRs).get(aKs).get(scratch);
+        c.get(cCol).get(i).get(ldc).i32Mul().i32Add().get(ldc).get(k).call(tile);
+        c.get(i).i32(s.mr).i32Add().set(i).br(0);
+      }));
+      c.block(() => c.loop(() => {
+        c.get(i).get(r1).i32GeS().brIf(1);
+        // Row i of A: its panel's start (i rounded down to MR) plus (i mod MR) rows in it.
+        c.get(aPtr).get(i).get(i).i32(s.mr - 1).i32And().tee(rem).i32Sub().get(rowBytes).i32Mul().i32Add();
+        c.get(rem).get(aRs).i32Mul().i32Add();
+        c.get(aRs).get(aKs).get(scratch).get(cCol).get(i).get(ldc).i32Mul().i32Add().get(ldc).get(k).call(tile1);
+        c.get(i).i32(1).i32Add().set(i).br(0);
+      }));
+    });
+  });
+}
+
+/** The chunk loop threads share (see thread-pool.ts for the protocol's reasoning). */
+function emitWork(mod: ModuleBuilder, gemm32: number, gemm64: number): number {
+  const w = (word: number) => word * 4;
+  return mod.func('work', ['i32', 'i32'], [], (c, gen, thread) => {
+    const v = c.local('i32'), idx = c.local('i32'), group = c.local('i32'), block = c.local('i32');
+    const p0 = c.local('i32'), p1 = c.local('i32'), r0 = c.local('i32'), r1 = c.local('i32');
+    const ctrl = (word: number) => c.i32(0).load('i32', w(word));
+    c.block(() => c.loop(() => {
+      c.i32(0).i32AtomicLoad(w(CTRL.claim)).tee(v).i32(16).i32ShrU().get(gen).i32Ne().brIf(1);
+      c.get(v).i32(0xffff).i32And().tee(idx);
+      c.i32(0).i32AtomicLoad(w(CTRL.total)).i32GeU().brIf(1);
+      // Claim chunk idx only if nobody moved the counter since we read it.
+      c.i32(0).get(v).get(v).i32(1).i32Add().i32AtomicCmpxchg(w(CTRL.claim)).get(v).i32Ne().brIf(0);
+      c.get(idx); ctrl(CTRL.groups); c.i32RemU().set(group);
+      c.get(idx); ctrl(CTRL.groups); c.i32DivU().set(block);
+      c.get(group); ctrl(CTRL.groupPanels); c.i32Mul().set(p0);
+      // p1 = min(p0 + groupPanels, panels), r1 = min(r0 + blockRows, m)
+      c.get(p0); ctrl(CTRL.groupPanels); c.i32Add().set(p1);
+      c.get(p1); ctrl(CTRL.panels); c.get(p1); ctrl(CTRL.panels); c.i32LtS().select().set(p1);
+      c.get(block); ctrl(CTRL.blockRows); c.i32Mul().set(r0);
+      c.get(r0); ctrl(CTRL.blockRows); c.i32Add().set(r1);
+      c.get(r1); ctrl(CTRL.m); c.get(r1); ctrl(CTRL.m); c.i32LtS().select().set(r1);
+      // A block sees none of the operand stack outside it: each branch pushes the arguments.
+      const args = () => {
+        for (const word of [CTRL.aPtr, CTRL.aRs, CTRL.aKs, CTRL.bPtr, CTRL.sBp, CTRL.sBj, CTRL.cPtr, CTRL.ldc, CTRL.n, CTRL.k]) ctrl(word);
+        c.get(p0).get(p1).get(r0).get(r1);
+        ctrl(CTRL.scratch); c.get(thread); ctrl(CTRL.scratchStride); c.i32Mul().i32Add();
+      };
+      ctrl(CTRL.dtype);
+      c.if(() => { args(); c.call(gemm64); }, () => { args(); c.call(gemm32); });
+      c.get(thread).i32(4).i32Mul().i32(1).i32AtomicAdd(w(CTRL.chunksBy)).drop();
+      // The last chunk wakes the main thread if it sleeps waiting for it.
+      c.i32(0).i32(1).i32AtomicAdd(w(CTRL.finished)).i32(1).i32Add();
+      c.i32(0).i32AtomicLoad(w(CTRL.total)).i32Eq();
+      c.if(() => c.i32(0).i32(1).atomicNotify(w(CTRL.finished)).drop());
+      c.br(0);
+    }));
+  });
+}
+
+/** A worker thread's loop: poll seq `spin` times, then sleep on it; on a new job, work. */
+function emitWorker(mod: ModuleBuilder, work: number): number {
+  const seqAddr = CTRL.seq * 4;
+  return mod.func('worker', ['i32'], [], (c, thread) => {
+    const seen = c.local('i32'), s = c.local('i32'), spins = c.local('i32');
+    c.i32(0).i32AtomicLoad(seqAddr).set(seen);
+    const inJobs = () => { c.get(thread); c.i32(0).load('i32', CTRL.active * 4); c.i32LtS(); };
+    c.loop(() => {
+      // A worker outside the active count goes straight to sleep; an active one polls first.
+      c.i32(0).load('i32', CTRL.spin * 4).i32(0);
+      inJobs();
+      c.select().set(spins);
+      c.block(() => c.loop(() => {
+        c.i32(0).i32AtomicLoad(seqAddr).tee(s).get(seen).i32Ne().brIf(1);
+        c.get(spins).i32Eqz();
+        c.if(() => {
+          c.i32(0).get(seen).i64(-1n).atomicWait32(seqAddr).drop();
+        }, () => {
+          c.get(spins).i32(1).i32Sub().set(spins);
+        });
+        c.br(0);
+      }));
+      c.get(s).set(seen);
+      c.get(thread); c.i32(0).load('i32', CTRL.alive * 4); c.i32GeS();
+      c.if(() => c.return());
+      inJobs();
+      c.if(() => c.get(s).i32(0x7fff).i32And().get(thread).call(work));
+      c.br(0);
+    });
+  });
+}
+
+/** The module's bytes: kernels for both dtypes, plus the thread entry points when `threads`. */
+export function gemmModuleBytes(memory: { shared: boolean; initialPages: number; maximumPages: number }, threads: boolean): Uint8Array {
+  const mod = new ModuleBuilder(memory);
+  const f32 = specOf('float32'), f64 = specOf('float64');
+  emitPackAT(mod, f32, 'packAT_f32');
+  emitPackAT(mod, f64, 'packAT_f64');
+  const g32 = emitGemm(mod, f32, 'gemm_f32');
+  const g64 = emitGemm(mod, f64, 'gemm_f64');
+  if (threads) emitWorker(mod, emitWork(mod, g32, g64));
+  return mod.bytes();
+}

@@ -1,0 +1,234 @@
+// A small WebAssembly binary emitter: TypeScript writes the module's bytes at load time, so
+// the SIMD kernels need no toolchain and no .wasm file (the way jax-js's wasmblr builds its
+// kernels). It covers what our kernels use: one imported memory, functions with typed
+// locals, structured control flow, integer arithmetic, SIMD128 and the atomics of the
+// threads proposal. The binary format is in the WebAssembly core specification §5
+// (https://webassembly.github.io/spec/core/binary/); SIMD and atomics opcodes follow a
+// prefix byte (0xfd, 0xfe) as an unsigned LEB128 number.
+
+export type ValType = 'i32' | 'i64' | 'f32' | 'f64' | 'v128';
+
+const VALTYPE: Record<ValType, number> = { i32: 0x7f, i64: 0x7e, f32: 0x7d, f64: 0x7c, v128: 0x7b };
+
+/** Unsigned LEB128 (§5.2.2): 7 bits per byte, low first, high bit = more bytes follow. */
+export function uleb(value: number): number[] {
+  const out: number[] = [];
+  let v = value >>> 0;
+  do {
+    const byte = v & 0x7f;
+    v >>>= 7;
+    out.push(v === 0 ? byte : byte | 0x80);
+  } while (v !== 0);
+  return out;
+}
+
+/** Signed LEB128, for i32.const / i64.const immediates (two's complement, sign-extended). */
+export function sleb(value: number | bigint): number[] {
+  const out: number[] = [];
+  let v = BigInt(value);
+  for (;;) {
+    const byte = Number(v & 0x7fn);
+    v >>= 7n;
+    const done = (v === 0n && (byte & 0x40) === 0) || (v === -1n && (byte & 0x40) !== 0);
+    out.push(done ? byte : byte | 0x80);
+    if (done) return out;
+  }
+}
+
+function utf8(name: string): number[] {
+  const bytes = [...new TextEncoder().encode(name)];
+  return [...uleb(bytes.length), ...bytes];
+}
+
+/** A vector: its length, then its items (§5.1.3). */
+function vec(items: number[][]): number[] {
+  return [...uleb(items.length), ...items.flat()];
+}
+
+/** A local variable (or parameter) of a function being emitted: its index. */
+export interface Local { readonly index: number; readonly type: ValType }
+
+/** Natural alignment exponents (log2 bytes) of the memory accesses we emit. */
+const ALIGN = { i32: 2, i64: 3, f32: 2, f64: 3, v128: 4 } as const;
+
+/**
+ * One function's body. Each method appends one instruction (with its immediates); blocks
+ * and loops take a callback for their body, so the nesting in TypeScript is the nesting in
+ * wasm. Branch depths count enclosing labels from the innermost (0).
+ */
+export class Code {
+  readonly bytes: number[] = [];
+  private readonly locals: Local[] = [];
+
+  constructor(readonly params: Local[]) {}
+
+  /** A fresh local of a type (zero-initialised at each call, as wasm defines). */
+  local(type: ValType): Local {
+    const l = { index: this.params.length + this.locals.length, type };
+    this.locals.push(l);
+    return l;
+  }
+
+  /** The locals section of the body: runs of equal types (§5.5.13). */
+  localDecls(): number[] {
+    const runs: number[][] = [];
+    for (let i = 0; i < this.locals.length;) {
+      let j = i;
+      while (j < this.locals.length && this.locals[j]!.type === this.locals[i]!.type) j++;
+      runs.push([...uleb(j - i), VALTYPE[this.locals[i]!.type]]);
+      i = j;
+    }
+    return vec(runs);
+  }
+
+  private op(...bytes: number[]): this { this.bytes.push(...bytes); return this; }
+  private simd(code: number, ...imm: number[]): this { return this.op(0xfd, ...uleb(code), ...imm); }
+  private atomic(code: number, ...imm: number[]): this { return this.op(0xfe, ...uleb(code), ...imm); }
+  private memarg(align: number, offset: number): number[] { return [...uleb(align), ...uleb(offset)]; }
+
+  // ---- control (§5.4.1) ----
+  block(body: () => void): this { this.op(0x02, 0x40); body(); return this.op(0x0b); }
+  loop(body: () => void): this { this.op(0x03, 0x40); body(); return this.op(0x0b); }
+  if(then: () => void, otherwise?: () => void): this {
+    this.op(0x04, 0x40);
+    then();
+    if (otherwise) { this.op(0x05); otherwise(); }
+    return this.op(0x0b);
+  }
+  br(depth: number): this { return this.op(0x0c, ...uleb(depth)); }
+  brIf(depth: number): this { return this.op(0x0d, ...uleb(depth)); }
+  return(): this { return this.op(0x0f); }
+  call(func: number): this { return this.op(0x10, ...uleb(func)); }
+  drop(): this { return this.op(0x1a); }
+
+  // ---- variables ----
+  get(l: Local): this { return this.op(0x20, ...uleb(l.index)); }
+  set(l: Local): this { return this.op(0x21, ...uleb(l.index)); }
+  tee(l: Local): this { return this.op(0x22, ...uleb(l.index)); }
+
+  // ---- scalar memory and numbers ----
+  load(type: 'i32' | 'f32' | 'f64', offset = 0): this {
+    return this.op({ i32: 0x28, f32: 0x2a, f64: 0x2b }[type], ...this.memarg(ALIGN[type], offset));
+  }
+  store(type: 'i32' | 'f32' | 'f64', offset = 0): this {
+    return this.op({ i32: 0x36, f32: 0x38, f64: 0x39 }[type], ...this.memarg(ALIGN[type], offset));
+  }
+  i32(value: number): this { return this.op(0x41, ...sleb(value | 0)); }
+  i64(value: bigint): this { return this.op(0x42, ...sleb(value)); }
+  f32Zero(): this { return this.op(0x43, 0, 0, 0, 0); }
+  f64Zero(): this { return this.op(0x44, 0, 0, 0, 0, 0, 0, 0, 0); }
+  i32Eqz(): this { return this.op(0x45); }
+  i32Eq(): this { return this.op(0x46); }
+  i32Ne(): this { return this.op(0x47); }
+  i32LtS(): this { return this.op(0x48); }
+  i32LtU(): this { return this.op(0x49); }
+  i32GtS(): this { return this.op(0x4a); }
+  i32LeS(): this { return this.op(0x4c); }
+  i32GeS(): this { return this.op(0x4e); }
+  i32GeU(): this { return this.op(0x4f); }
+  i32Add(): this { return this.op(0x6a); }
+  i32Sub(): this { return this.op(0x6b); }
+  i32Mul(): this { return this.op(0x6c); }
+  i32DivU(): this { return this.op(0x6e); }
+  i32RemU(): this { return this.op(0x70); }
+  i32And(): this { return this.op(0x71); }
+  i32Shl(): this { return this.op(0x74); }
+  i32ShrU(): this { return this.op(0x76); }
+  select(): this { return this.op(0x1b); }
+
+  // ---- SIMD128 (opcodes after 0xfd) ----
+  v128Load(offset = 0): this { return this.simd(0x00, ...this.memarg(4, offset)); }
+  /** One 32-bit value, broadcast to the four lanes. */
+  v128Load32Splat(offset = 0): this { return this.simd(0x09, ...this.memarg(2, offset)); }
+  /** One 64-bit value, broadcast to the two lanes. */
+  v128Load64Splat(offset = 0): this { return this.simd(0x0a, ...this.memarg(3, offset)); }
+  v128Store(offset = 0): this { return this.simd(0x0b, ...this.memarg(4, offset)); }
+  /** Bytes of the result chosen from the 32 bytes of the two operands (0–15 first, 16–31 second). */
+  i8x16Shuffle(lanes: readonly number[]): this {
+    if (lanes.length !== 16 || lanes.some((l) => l < 0 || l > 31)) throw new Error(`i8x16Shuffle: 16 lanes in 0..31, got ${lanes}`);
+    return this.simd(0x0d, ...lanes);
+  }
+  f32x4Add(): this { return this.simd(0xe4); }
+  f32x4Mul(): this { return this.simd(0xe6); }
+  f64x2Add(): this { return this.simd(0xf0); }
+  f64x2Mul(): this { return this.simd(0xf2); }
+
+  // ---- atomics (threads proposal, after 0xfe); alignment must be natural ----
+  /** (address, count) → woken: wakes up to count waiters on the i32 at address. */
+  atomicNotify(offset = 0): this { return this.atomic(0x00, ...this.memarg(2, offset)); }
+  /** (address, expected, timeout ns i64, -1 = forever) → 0 woken, 1 not-equal, 2 timed out. */
+  atomicWait32(offset = 0): this { return this.atomic(0x01, ...this.memarg(2, offset)); }
+  i32AtomicLoad(offset = 0): this { return this.atomic(0x10, ...this.memarg(2, offset)); }
+  i32AtomicStore(offset = 0): this { return this.atomic(0x17, ...this.memarg(2, offset)); }
+  /** (address, value) → old value. */
+  i32AtomicAdd(offset = 0): this { return this.atomic(0x1e, ...this.memarg(2, offset)); }
+  /** (address, expected, replacement) → old value; stores only when old = expected. */
+  i32AtomicCmpxchg(offset = 0): this { return this.atomic(0x48, ...this.memarg(2, offset)); }
+
+  // ---- structured helpers ----
+  /** for (i = start; i < end; i += step) body(), with end and step i32 locals or constants. */
+  forRange(i: Local, start: number | Local, end: Local, step: number | Local, body: () => void): this {
+    const push = (v: number | Local) => (typeof v === 'number' ? this.i32(v) : this.get(v));
+    push(start).set(i);
+    return this.block(() => this.loop(() => {
+      this.get(i).get(end).i32GeS().brIf(1);
+      body();
+      this.get(i); push(step); this.i32Add().set(i).br(0);
+    }));
+  }
+}
+
+interface FuncDef { name: string | null; params: ValType[]; results: ValType[]; code: Code }
+
+export interface MemoryImport { shared: boolean; initialPages: number; maximumPages: number }
+
+/**
+ * A module importing one memory (`env.memory`) and defining functions. Functions are
+ * referred to by index (in declaration order), so they can call each other.
+ */
+export class ModuleBuilder {
+  private readonly funcs: FuncDef[] = [];
+
+  constructor(private readonly memory: MemoryImport) {}
+
+  /**
+   * Declares a function; `body` emits its code given its parameters as locals. Returns its
+   * index for `call`. A named function is exported under its name.
+   */
+  func(name: string | null, params: ValType[], results: ValType[], body: (c: Code, ...args: Local[]) => void): number {
+    const code = new Code(params.map((type, index) => ({ index, type })));
+    const index = this.funcs.length;
+    this.funcs.push({ name, params, results, code });
+    body(code, ...code.params);
+    return index;
+  }
+
+  /** Declares a function whose body is emitted later (for mutual or forward calls). */
+  declare(name: string | null, params: ValType[], results: ValType[]): { index: number; define(body: (c: Code, ...args: Local[]) => void): void } {
+    const code = new Code(params.map((type, index) => ({ index, type })));
+    const index = this.funcs.length;
+    this.funcs.push({ name, params, results, code });
+    return { index, define: (body) => body(code, ...code.params) };
+  }
+
+  bytes(): Uint8Array {
+    const section = (id: number, payload: number[]) => [id, ...uleb(payload.length), ...payload];
+    // Types: one per function (duplicates are legal; dedupe would only save bytes).
+    const types = vec(this.funcs.map((f) => [0x60, ...vec(f.params.map((t) => [VALTYPE[t]])), ...vec(f.results.map((t) => [VALTYPE[t]]))]));
+    const { shared, initialPages, maximumPages } = this.memory;
+    // Limits flag: bit 0 = has maximum, bit 1 = shared (threads proposal).
+    const limits = [shared ? 0x03 : 0x01, ...uleb(initialPages), ...uleb(maximumPages)];
+    const imports = vec([[...utf8('env'), ...utf8('memory'), 0x02, ...limits]]);
+    const funcIndex = vec(this.funcs.map((_, i) => uleb(i)));
+    const exports = vec(this.funcs.flatMap((f, i) => (f.name === null ? [] : [[...utf8(f.name), 0x00, ...uleb(i)]])));
+    const codes = vec(this.funcs.map((f) => {
+      const body = [...f.code.localDecls(), ...f.code.bytes, 0x0b];
+      return [...uleb(body.length), ...body];
+    }));
+    return new Uint8Array([
+      0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, // "\0asm", version 1
+      ...section(1, types), ...section(2, imports), ...section(3, funcIndex),
+      ...section(7, exports), ...section(10, codes),
+    ]);
+  }
+}

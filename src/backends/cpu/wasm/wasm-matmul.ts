@@ -1,0 +1,203 @@
+// The CPU backend's matmul on WebAssembly SIMD128 (gemm-module.ts), over all its threads.
+//
+// Where the data lives: tensors stay JavaScript typed arrays (every other CPU kernel reads
+// them); each product copies its operands into the wasm memory and its result out. That
+// costs O(mk + kn + mn) against the O(mnk) product: at 512² about 3–4% of the kernel, and on
+// an expert-sized product (16 × 256 · 256 × 512) it still leaves the SIMD path several times
+// faster than the scalar one (bench/matmul-simd.bench.ts measures both). Products too small
+// to pay for the copies (below MIN_MACS multiply-adds) stay on the scalar kernels.
+//
+// Memory layout of one product, in bytes from 0:
+//   control block (threads) | B-panel scratch, one per thread | A | packed Aᵀ | B | C (m × nPad)
+// C's rows are padded to whole 8-column panels; the padding is dropped on the copy out.
+
+import { broadcastStrides, sizeOf, type Shape } from '../../../core/shape.js';
+import type { TypedArray } from '../../../core/dtype.js';
+import { CTRL, CTRL_BYTES, GEMM, NR, gemmModuleBytes, type GemmExports, type SimdDType } from './gemm-module.js';
+import { ThreadPool, coreCount, workerSupport } from './thread-pool.js';
+import { wasmApi, type WasmApi, type WasmMemory, type WasmModule } from './wasm-api.js';
+
+const PAGE = 65536;
+/** 2 GiB: addresses stay below 2³¹, so the kernels' signed i32 arithmetic never wraps. */
+const MAX_PAGES = 32768;
+/** Below this many multiply-adds the scalar kernels win (copies and call overhead dominate). */
+export const MIN_MACS = 4096;
+/**
+ * Below this many multiply-adds (256³) a product runs on one thread. Waking a worker costs
+ * 2–7 µs, but when the machine runs more threads than it has cores, a worker descheduled
+ * while it holds a chunk costs the product a whole time slice: at load 9–12 on this 2-core
+ * machine an LSTM gate product 32×256·(1024×256)ᵀ (8.4M) ran 0.12× as fast on 2 threads as
+ * on 1, and 512² (134M) 0.86–1.03× (bench simd). On a quiet machine 2 threads gained
+ * 1.3–1.8× from about 8M up (notes/wasm-simd.md); this threshold gives up that gain below
+ * 16.7M for not losing 8× on a busy one. Experts gain from threads by running side by
+ * side, not by splitting one small product.
+ */
+export const THREAD_MACS = 1 << 24;
+
+const align16 = (x: number) => Math.ceil(x / 16) * 16;
+
+/** What the SIMD path is and why it is (or is not) what runs. */
+export interface SimdStatus {
+  simd: boolean;
+  simdReason: string;
+  /** Whether worker threads over shared memory can run here. */
+  sharedMemory: boolean;
+  threadsReason: string;
+}
+
+export class WasmMatmul {
+  private views: { buffer: ArrayBuffer | SharedArrayBuffer; f32: Float32Array; f64: Float64Array } | null = null;
+  /** Products computed here (the others went to the scalar kernels). */
+  products = 0;
+
+  private constructor(
+    private readonly memory: WasmMemory,
+    private readonly kernels: GemmExports,
+    readonly pool: ThreadPool | null,
+    readonly status: SimdStatus,
+  ) {}
+
+  /**
+   * Builds the module and its memory, shared when threads can run here. Returns the reason
+   * instead when WebAssembly SIMD128 cannot run (the caller reports it and keeps the scalar
+   * kernels). `wasm` is the engine's WebAssembly (null: none; a test passes one without SIMD).
+   */
+  static create(wasm: WasmApi | null = wasmApi ?? null): WasmMatmul | string {
+    if (wasm === null) return 'no WebAssembly in this JavaScript engine';
+    let threadsReason = 'worker threads over a shared WebAssembly.Memory';
+    let shared: WasmMemory | null = null;
+    const workers = workerSupport();
+    if (typeof SharedArrayBuffer === 'undefined') {
+      threadsReason = 'no SharedArrayBuffer (a browser page without cross-origin isolation): one thread';
+    } else if (typeof workers === 'string') {
+      threadsReason = `${workers}: one thread`;
+    } else {
+      try {
+        shared = new wasm.Memory({ initial: 1, maximum: MAX_PAGES, shared: true });
+      } catch (e) {
+        threadsReason = `a shared WebAssembly.Memory could not be created (${(e as Error).message}): one thread`;
+      }
+    }
+    const memory = shared ?? new wasm.Memory({ initial: 1, maximum: MAX_PAGES });
+    let module: WasmModule;
+    try {
+      module = new wasm.Module(gemmModuleBytes({ shared: shared !== null, initialPages: 1, maximumPages: MAX_PAGES }, shared !== null));
+    } catch (e) {
+      return `WebAssembly SIMD128 is not available here (${(e as Error).message})`;
+    }
+    const kernels = new wasm.Instance(module, { env: { memory } }).exports as unknown as GemmExports;
+    const pool = shared !== null && typeof workers !== 'string'
+      ? new ThreadPool(module, memory, workers, (g, t) => kernels.work!(g, t))
+      : null;
+    if (pool) pool.resize(coreCount());
+    const status = { simd: true, simdReason: 'WebAssembly SIMD128 matmul (f32x4, f64x2)', sharedMemory: pool !== null, threadsReason };
+    return new WasmMatmul(memory, kernels, pool, status);
+  }
+
+  /** Threads a large product runs on. */
+  get threads(): number { return this.pool?.threads ?? 1; }
+
+  private view(dtype: SimdDType): Float32Array | Float64Array {
+    const buffer = this.memory.buffer;
+    if (this.views === null || this.views.buffer !== buffer) {
+      this.views = { buffer, f32: new Float32Array(buffer), f64: new Float64Array(buffer) };
+    }
+    return dtype === 'float32' ? this.views.f32 : this.views.f64;
+  }
+
+  private reserve(bytes: number): boolean {
+    const have = this.memory.buffer.byteLength;
+    if (bytes <= have) return true;
+    const pages = Math.ceil((bytes - have) / PAGE);
+    if (have / PAGE + pages > MAX_PAGES) return false;
+    this.memory.grow(pages);
+    return true;
+  }
+
+  /**
+   * out = op(a) · op(b) with broadcast batch dimensions, as the scalar matmul. Returns false
+   * (having written nothing) when the product is not one for this path: int32, mixed dtypes,
+   * below MIN_MACS, or larger than the wasm memory.
+   */
+  matmul(
+    a: TypedArray, aShape: Shape, b: TypedArray, bShape: Shape,
+    out: TypedArray, outShape: Shape, transposeA: boolean, transposeB: boolean,
+  ): boolean {
+    const dtype: SimdDType | null = out instanceof Float32Array ? 'float32' : out instanceof Float64Array ? 'float64' : null;
+    if (dtype === null || a.constructor !== out.constructor || b.constructor !== out.constructor) return false;
+    const r = outShape.length;
+    const m = outShape[r - 2]!, n = outShape[r - 1]!;
+    const k = transposeA ? aShape[aShape.length - 2]! : aShape[aShape.length - 1]!;
+    if (m * n * k < MIN_MACS) return false;
+    const { bytes, mr } = GEMM[dtype];
+    const panels = Math.ceil(n / NR), nPad = panels * NR;
+    const threads = m * n * k >= THREAD_MACS ? this.threads : 1;
+    const scratchStride = align16(k * NR * bytes);
+    const aPtr = align16(CTRL_BYTES + scratchStride * this.threads);
+    const apPtr = align16(aPtr + m * k * bytes);
+    // Packed Aᵀ fills whole MR-row panels, the last one included.
+    const bPtr = align16(apPtr + (transposeA ? Math.ceil(m / mr) * mr * k * bytes : 0));
+    const cPtr = align16(bPtr + k * n * bytes);
+    if (!this.reserve(cPtr + m * nPad * bytes)) return false;
+    this.products++;
+
+    const batchShape = outShape.slice(0, -2);
+    const aBatch = broadcastStrides(aShape.slice(0, -2), batchShape);
+    const bBatch = broadcastStrides(bShape.slice(0, -2), batchShape);
+    const counter = new Array<number>(batchShape.length).fill(0);
+    const aSrc = transposeA ? apPtr : aPtr;
+    const aRs = transposeA ? bytes : k * bytes, aKs = transposeA ? mr * bytes : bytes;
+    const sBp = transposeB ? bytes : n * bytes, sBj = transposeB ? k * bytes : bytes;
+    const ldc = nPad * bytes;
+    const gemm = dtype === 'float32' ? this.kernels.gemm_f32 : this.kernels.gemm_f64;
+    let aIdx = 0, bIdx = 0, bCopied = -1;
+    for (let batch = 0, cOff = 0; batch < sizeOf(batchShape); batch++, cOff += m * n) {
+      const mem = this.view(dtype);
+      mem.set(a.subarray(aIdx * m * k, (aIdx + 1) * m * k), aPtr / bytes);
+      if (transposeA) (dtype === 'float32' ? this.kernels.packAT_f32 : this.kernels.packAT_f64)(aPtr, m, k, apPtr);
+      if (bIdx !== bCopied) mem.set(b.subarray(bIdx * k * n, (bIdx + 1) * k * n), bPtr / bytes);
+      bCopied = bIdx;
+      if (threads > 1) {
+        this.runThreaded(dtype, { aSrc, aRs, aKs, bPtr, sBp, sBj, cPtr, ldc, n, k, m, panels, scratchStride }, threads);
+      } else {
+        gemm(aSrc, aRs, aKs, bPtr, sBp, sBj, cPtr, ldc, n, k, 0, panels, 0, m, CTRL_BYTES);
+      }
+      const c0 = cPtr / bytes;
+      if (nPad === n) out.set(mem.subarray(c0, c0 + m * n), cOff);
+      else for (let i = 0; i < m; i++) out.set(mem.subarray(c0 + i * nPad, c0 + i * nPad + n), cOff + i * n);
+      for (let d = batchShape.length - 1; d >= 0; d--) {
+        counter[d]!++;
+        aIdx += aBatch[d]!; bIdx += bBatch[d]!;
+        if (counter[d]! < batchShape[d]!) break;
+        aIdx -= aBatch[d]! * batchShape[d]!; bIdx -= bBatch[d]! * batchShape[d]!;
+        counter[d] = 0;
+      }
+    }
+    return true;
+  }
+
+  /**
+   * Splits the product into chunks: groups of up to 4 panels (32 columns, as measured best at
+   * 512²), about 4 per thread; when that gives too few chunks, row blocks too.
+   */
+  private runThreaded(
+    dtype: SimdDType,
+    p: { aSrc: number; aRs: number; aKs: number; bPtr: number; sBp: number; sBj: number; cPtr: number; ldc: number; n: number; k: number; m: number; panels: number; scratchStride: number },
+    threads: number,
+  ): void {
+    const mr = GEMM[dtype].mr;
+    const groupPanels = Math.min(4, Math.max(1, Math.ceil(p.panels / (4 * threads))));
+    const groups = Math.ceil(p.panels / groupPanels);
+    const wantBlocks = groups >= 2 * threads ? 1 : Math.ceil((2 * threads) / groups);
+    const blockRows = Math.ceil(Math.ceil(p.m / wantBlocks) / mr) * mr;
+    const blocks = Math.ceil(p.m / blockRows);
+    this.pool!.run(groups * blocks, (ctrl) => {
+      ctrl[CTRL.dtype] = dtype === 'float64' ? 1 : 0;
+      ctrl[CTRL.aPtr] = p.aSrc; ctrl[CTRL.aRs] = p.aRs; ctrl[CTRL.aKs] = p.aKs;
+      ctrl[CTRL.bPtr] = p.bPtr; ctrl[CTRL.sBp] = p.sBp; ctrl[CTRL.sBj] = p.sBj;
+      ctrl[CTRL.cPtr] = p.cPtr; ctrl[CTRL.ldc] = p.ldc; ctrl[CTRL.n] = p.n; ctrl[CTRL.k] = p.k; ctrl[CTRL.m] = p.m;
+      ctrl[CTRL.groups] = groups; ctrl[CTRL.groupPanels] = groupPanels; ctrl[CTRL.blockRows] = blockRows;
+      ctrl[CTRL.panels] = p.panels; ctrl[CTRL.scratch] = CTRL_BYTES; ctrl[CTRL.scratchStride] = p.scratchStride;
+    });
+  }
+}

@@ -1,0 +1,192 @@
+// The WebAssembly SIMD matmul (src/backends/cpu/wasm/) against the references: a float64
+// triple loop, the scalar CPU kernels, and — for float64 — a sequential dot product, which
+// it must equal bit for bit (it sums p = 0 … k-1 in order, one multiply and one add each).
+// Also what backendInfo() reports and the scalar fallback where SIMD is missing.
+
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import fc from 'fast-check';
+import { WasmMatmul, MIN_MACS } from '../../src/backends/cpu/wasm/wasm-matmul.js';
+import { gemmModuleBytes } from '../../src/backends/cpu/wasm/gemm-module.js';
+import { sleb, uleb } from '../../src/backends/cpu/wasm/wasm-emitter.js';
+import { wasmApi, type WasmApi } from '../../src/backends/cpu/wasm/wasm-api.js';
+import { cpuKernels } from '../../src/backends/cpu/cpu-backend.js';
+import { createCpuBackend } from '../../src/backends/cpu/register.js';
+import { assertClose, mt, numRuns } from '../helpers.js';
+
+type Float = 'float32' | 'float64';
+
+const engine = WasmMatmul.create();
+if (typeof engine === 'string') throw new Error(`these tests need WebAssembly SIMD (Node 20 has it): ${engine}`);
+const simd = engine;
+simd.pool?.resize(1);
+
+/** Deterministic values in [-2, 2) (a 32-bit LCG), rounded to the dtype. */
+function values(n: number, seed: number, dtype: Float): Float32Array | Float64Array {
+  let s = seed >>> 0;
+  const out = dtype === 'float32' ? new Float32Array(n) : new Float64Array(n);
+  for (let i = 0; i < n; i++) {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    out[i] = (s / 2 ** 32) * 4 - 2;
+  }
+  return out;
+}
+
+interface Case { m: number; n: number; k: number; transposeA: boolean; transposeB: boolean; dtype: Float; batchA?: number[]; batchB?: number[] }
+
+/** The operands of a case, and the shapes the matmul kernel sees. */
+function operands(c: Case, seed: number) {
+  const { m, n, k, transposeA, transposeB, dtype } = c;
+  const batchA = c.batchA ?? [], batchB = c.batchB ?? [];
+  const aShape = [...batchA, ...(transposeA ? [k, m] : [m, k])];
+  const bShape = [...batchB, ...(transposeB ? [n, k] : [k, n])];
+  const batch = batchA.length >= batchB.length ? batchA.map((d, i) => Math.max(d, batchB[i - batchA.length + batchB.length] ?? 1)) : batchB.map((d, i) => Math.max(d, batchA[i - batchB.length + batchA.length] ?? 1));
+  const size = (s: number[]) => s.reduce((x, y) => x * y, 1);
+  return { a: values(size(aShape), seed, dtype), b: values(size(bShape), seed ^ 0x9e3779b9, dtype), aShape, bShape, outShape: [...batch, m, n] };
+}
+
+/** C by the definition for one unbatched case: Σ_p A(i,p)·B(p,j), summed p = 0 … k-1 in float64. */
+function sequential(c: Case, a: ArrayLike<number>, b: ArrayLike<number>): Float64Array {
+  const { m, n, k, transposeA, transposeB } = c;
+  const out = new Float64Array(m * n);
+  for (let i = 0; i < m; i++) {
+    for (let j = 0; j < n; j++) {
+      let s = 0;
+      for (let p = 0; p < k; p++) s += a[transposeA ? p * m + i : i * k + p]! * b[transposeB ? j * k + p : p * n + j]!;
+      out[i * n + j] = s;
+    }
+  }
+  return out;
+}
+
+function runSimd(c: Case, seed: number) {
+  const o = operands(c, seed);
+  const out = c.dtype === 'float32' ? new Float32Array(o.outShape.reduce((x, y) => x * y, 1)) : new Float64Array(o.outShape.reduce((x, y) => x * y, 1));
+  const before = simd.products;
+  const took = simd.matmul(o.a, o.aShape, o.b, o.bShape, out, o.outShape, c.transposeA, c.transposeB);
+  assert.equal(took, true, `the SIMD path takes ${JSON.stringify(c)}`);
+  assert.equal(simd.products, before + 1);
+  return { ...o, out };
+}
+
+const shapes = [
+  [16, 16, 16], [37, 53, 29], [130, 7, 66], [5, 300, 17], [1, 512, 8], [3, 64, 33], [64, 64, 64], [9, 33, 260], [8, 512, 256], [33, 8, 100],
+] as const;
+
+test('SIMD matmul: float64 equals the sequential float64 dot product bit for bit, every layout', () => {
+  for (const [m, n, k] of shapes) {
+    for (const transposeA of [false, true]) {
+      for (const transposeB of [false, true]) {
+        const c: Case = { m, n, k, transposeA, transposeB, dtype: 'float64' };
+        const r = runSimd(c, m * 1000 + n + k);
+        assert.deepEqual(Array.from(r.out), Array.from(sequential(c, r.a, r.b)), `float64 ${m}×${k}·${k}×${n} tA=${transposeA} tB=${transposeB}`);
+      }
+    }
+  }
+});
+
+test('SIMD matmul: float32 within the rounding bound of a k-term float32 sum, every layout', () => {
+  for (const [m, n, k] of shapes) {
+    for (const transposeA of [false, true]) {
+      for (const transposeB of [false, true]) {
+        const c: Case = { m, n, k, transposeA, transposeB, dtype: 'float32' };
+        const r = runSimd(c, 7 * m + n + 13 * k);
+        // |Σ fl − Σ| ≤ k·u·Σ|a||b| ≤ k·2⁻²⁴·4·k·... : with |a|,|b| < 2, a bound of k·2⁻²³·4 per term, ×4 for safety.
+        assertClose(r.out, sequential(c, r.a, r.b), { rtol: 0, atol: k * 2 ** -23 * 4 * 4, what: `float32 ${m}×${k}·${k}×${n} tA=${transposeA} tB=${transposeB}` });
+      }
+    }
+  }
+});
+
+test('SIMD matmul agrees with the scalar CPU kernels over random shapes, layouts, dtypes and broadcast batches', () => {
+  const be = createCpuBackend({ simd: false });
+  const arb = fc.record({
+    m: fc.integer({ min: 1, max: 70 }), n: fc.integer({ min: 1, max: 70 }), k: fc.integer({ min: 1, max: 90 }),
+    transposeA: fc.boolean(), transposeB: fc.boolean(), dtype: fc.constantFrom<Float>('float32', 'float64'),
+    batch: fc.constantFrom<[number[], number[]]>([[], []], [[3], [3]], [[2, 1], [3]], [[], [2]], [[4], []]),
+    seed: fc.integer(),
+  }).filter((c) => c.m * c.n * c.k >= MIN_MACS);
+  fc.assert(fc.property(arb, ({ batch, seed, ...rest }) => {
+    const c: Case = { ...rest, batchA: batch[0], batchB: batch[1] };
+    const r = runSimd(c, seed);
+    const ha = be.upload(r.a), hb = be.upload(r.b);
+    const info = (h: typeof ha, shape: number[]) => ({ handle: h, shape, dtype: c.dtype });
+    const hc = cpuKernels.matmul([info(ha, r.aShape), info(hb, r.bShape)] as never, { transposeA: c.transposeA, transposeB: c.transposeB }, { shape: r.outShape, dtype: c.dtype }, be);
+    const scalar = be.readSync(hc, c.dtype);
+    const eps = c.dtype === 'float32' ? 2 ** -23 : 2 ** -52;
+    assertClose(r.out, scalar, { rtol: 0, atol: c.k * eps * 4 * 8, what: JSON.stringify(c) });
+    for (const h of [ha, hb, hc]) be.decRef(h);
+  }), numRuns(120));
+});
+
+test('SIMD matmul: NaN and ±Inf propagate like the definition (no zero padding reaches a real element)', () => {
+  const c: Case = { m: 13, n: 21, k: 40, transposeA: true, transposeB: true, dtype: 'float64' };
+  const o = operands(c, 5);
+  o.a[3] = Number.POSITIVE_INFINITY; o.b[7] = Number.NaN;
+  const out = new Float64Array(c.m * c.n);
+  assert.ok(simd.matmul(o.a, o.aShape, o.b, o.bShape, out, o.outShape, true, true));
+  assert.deepEqual(Array.from(out), Array.from(sequential(c, o.a, o.b)));
+});
+
+test('small, int32 and mixed-dtype products are left to the scalar kernels', () => {
+  const small = new Float32Array(8 * 8);
+  assert.equal(simd.matmul(small, [8, 8], small, [8, 8], new Float32Array(64), [8, 8], false, false), false);
+  const big = new Int32Array(64 * 64);
+  assert.equal(simd.matmul(big, [64, 64], big, [64, 64], new Int32Array(64 * 64), [64, 64], false, false), false);
+});
+
+test('through the engine: simd on and off give the same float64 numbers (1e-12) and int32 stays exact', () => {
+  mt.setBackend('cpu', { simd: true });
+  const x = mt.randn([24, 96], { dtype: 'float64' }), w = mt.randn([80, 96], { dtype: 'float64' });
+  const before = mt.backendInfo().simdProducts as number;
+  const withSimd = x.matmul(w, { transposeB: true }).toArray() as number[][];
+  assert.equal(mt.backendInfo().simdProducts, before + 1, 'the product ran on the SIMD kernels');
+  mt.setBackend('cpu', { simd: false });
+  assert.equal(mt.backendInfo().simd, false);
+  const scalar = x.matmul(w, { transposeB: true }).toArray() as number[][];
+  mt.setBackend('cpu', { simd: true });
+  assertClose(withSimd.flat(), scalar.flat(), { rtol: 1e-12, atol: 1e-12, what: 'x·Wᵀ' });
+  const i = mt.arange(0, 40 * 50, 1, { dtype: 'int32' }).reshape([40, 50]).sub(1000);
+  const j = mt.arange(0, 50 * 30, 1, { dtype: 'int32' }).reshape([50, 30]).sub(700);
+  const ij = i.matmul(j).toArray() as number[][];
+  assert.equal(ij[3]![4], Array.from({ length: 50 }, (_, p) => (3 * 50 + p - 1000) * (p * 30 + 4 - 700)).reduce((s, v) => s + v, 0));
+});
+
+test('backendInfo reports SIMD and threads; bad options are errors naming the option', () => {
+  const info = mt.backendInfo();
+  assert.equal(info.kernelClass, 'typed-array');
+  assert.equal(info.simd, true);
+  assert.match(String(info.simdReason), /SIMD128/);
+  assert.equal(typeof info.threads, 'number');
+  assert.match(String(info.threadsReason), /shared/);
+  assert.throws(() => mt.setBackend('cpu', { threads: 0 }), /setBackend\('cpu', \{ threads \}\): threads must be an integer from 1 to 64, got 0/);
+  assert.throws(() => mt.setBackend('cpu', { threads: 2.5 }), /threads must be an integer/);
+  assert.throws(() => mt.setBackend('cpu', { simd: 'yes' as unknown as boolean }), /simd must be true or false/);
+});
+
+test('without WebAssembly SIMD, create() returns the reason (the backend reports it and keeps the scalar kernels)', () => {
+  // An engine whose compiler rejects the module, as one without SIMD128 does.
+  const noSimd: WasmApi = {
+    ...wasmApi!,
+    Module: class { constructor() { throw new Error('Compiling function #2 failed: invalid simd opcode'); } } as unknown as WasmApi['Module'],
+    Memory: wasmApi!.Memory, Instance: wasmApi!.Instance, validate: () => false,
+  };
+  const reason = WasmMatmul.create(noSimd);
+  assert.equal(typeof reason, 'string');
+  assert.match(reason as string, /WebAssembly SIMD128 is not available here \(Compiling function #2 failed: invalid simd opcode\)/);
+  assert.equal(WasmMatmul.create(null), 'no WebAssembly in this JavaScript engine');
+});
+
+test('the emitter: LEB128 encodings of the binary format, and a module that validates', () => {
+  assert.deepEqual(uleb(0), [0]);
+  assert.deepEqual(uleb(127), [0x7f]);
+  assert.deepEqual(uleb(128), [0x80, 0x01]);
+  assert.deepEqual(uleb(0xe4), [0xe4, 0x01]); // f32x4.add after the 0xfd prefix
+  assert.deepEqual(sleb(-1), [0x7f]);
+  assert.deepEqual(sleb(63), [0x3f]);
+  assert.deepEqual(sleb(64), [0xc0, 0x00]);
+  assert.deepEqual(sleb(-65), [0xbf, 0x7f]);
+  for (const shared of [false, true]) {
+    assert.ok(wasmApi!.validate(gemmModuleBytes({ shared, initialPages: 1, maximumPages: 16 }, shared)), `shared=${shared}`);
+  }
+});
