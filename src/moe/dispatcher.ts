@@ -7,7 +7,7 @@ import { arange, tensor, zeros } from '../tensor/ops/creation.js';
 import { cast, greater, less, maximum, minimum, where } from '../tensor/ops/elementwise.js';
 import { gather, indexAdd, indexSelect, oneHot } from '../tensor/ops/indexing.js';
 import { matmul } from '../tensor/ops/linalg.js';
-import { concat, reshape, slice, split } from '../tensor/ops/movement.js';
+import { chunk, concat, reshape, slice, split } from '../tensor/ops/movement.js';
 import { sum } from '../tensor/ops/reduction.js';
 import { shapeToString } from '../core/shape.js';
 import { Tensor } from '../tensor/tensor.js';
@@ -208,7 +208,7 @@ export class DeviceDispatcher {
       throw new Error(`DeviceDispatcher.dispatch: expected [${this.numExamples}, d], got ${x instanceof Tensor ? shapeToString(x.shape) : typeof x}`);
     }
     const stacked = indexSelect(x, 0, this.sources);
-    const parts = split(stacked, this.numExperts, 0);
+    const parts = chunk(stacked, this.numExperts, 0);
     stacked.dispose();
     return parts;
   }

@@ -8,7 +8,7 @@
 
 import { dropout } from '../tensor/ops/functional.js';
 import { matmul } from '../tensor/ops/linalg.js';
-import { reshape, slice, split, stack } from '../tensor/ops/movement.js';
+import { chunk, reshape, slice, split, stack } from '../tensor/ops/movement.js';
 import { zeros } from '../tensor/ops/creation.js';
 import { tidy } from '../tensor/engine.js';
 import { shapeToString } from '../core/shape.js';
@@ -21,7 +21,7 @@ export interface LSTMState { h: Tensor; c: Tensor }
 /** One LSTM step from precomputed input projections xw = x·W_ihᵀ + b_ih + b_hh. */
 function step(xw: Tensor, h: Tensor, c: Tensor, weightHH: Tensor): LSTMState {
   const gates = xw.add(matmul(h, weightHH, { transposeB: true }));
-  const [i, f, g, o] = split(gates, 4, 1) as [Tensor, Tensor, Tensor, Tensor];
+  const [i, f, g, o] = chunk(gates, 4, 1) as [Tensor, Tensor, Tensor, Tensor];
   const cNext = f.sigmoid().mul(c).add(i.sigmoid().mul(g.tanh()));
   return { h: o.sigmoid().mul(cNext.tanh()), c: cNext };
 }
@@ -145,7 +145,7 @@ export class LSTM extends Module {
         // The input projection of every time step in one matmul; only h·W_hhᵀ is sequential.
         let xw = matmul(reshape(input, [T * B, input.shape[2]!]), w.ih, { transposeB: true });
         if (w.bias) xw = xw.add(w.bias);
-        const steps = T === 0 ? [] : split(reshape(xw, [T, B * 4 * H]), T, 0);
+        const steps = T === 0 ? [] : split(reshape(xw, [T, B * 4 * H]), 1, 0);
         let h = state ? reshape(slice(state.h, [l, 0, 0], [1, B, H]), [B, H]) : zeros([B, H], { dtype: x.dtype });
         let c = state ? reshape(slice(state.c, [l, 0, 0], [1, B, H]), [B, H]) : zeros([B, H], { dtype: x.dtype });
         const outputs: Tensor[] = [];

@@ -223,9 +223,13 @@ export class Tensor {
   expand(shape: Shape): Tensor { return ops.broadcastTo(this, shape); }
   slice(begin: readonly number[], size?: readonly number[]): Tensor { return ops.slice(this, begin, size); }
   pad(before: readonly number[], after: readonly number[]): Tensor { return ops.pad(this, before, after); }
-  split(sizes: number | readonly number[], axis = 0): Tensor[] { return ops.split(this, sizes, axis); }
+  /** torch.split: a number is the chunk size (the last may be smaller), an array the sizes. */
+  split(splitSize: number | readonly number[], axis = 0): Tensor[] { return ops.split(this, splitSize, axis); }
+  chunk(chunks: number, axis = 0): Tensor[] { return ops.chunk(this, chunks, axis); }
   /** concat([this, ...others], axis) */
   concat(others: readonly Tensor[], axis = 0): Tensor { return ops.concat([this, ...others], axis); }
+  /** cat([this, ...others], axis) */
+  cat(others: readonly Tensor[], axis = 0): Tensor { return ops.concat([this, ...others], axis); }
   /** stack([this, ...others], axis) */
   stack(others: readonly Tensor[], axis = 0): Tensor { return ops.stack([this, ...others], axis); }
 
