@@ -1,8 +1,8 @@
 // Movement ops: reshape (a view: no copy), squeeze/unsqueeze/flatten, permute/transpose,
-// broadcastTo, slice, pad, concat/cat, stack, split, chunk.
+// broadcastTo, slice, flip, pad, concat/cat, stack, split, chunk, repeat.
 
 import { getBackend, recordIfNeeded, runOp } from '../engine.js';
-import { assertValidShape, broadcastShapes, normalizeAxis, shapesEqual, shapeToString, sizeOf, type Shape } from '../../core/shape.js';
+import { assertValidShape, broadcastShapes, normalizeAxes, normalizeAxis, shapesEqual, shapeToString, sizeOf, type Shape } from '../../core/shape.js';
 import { Tensor } from '../tensor.js';
 import { checkInt, checkTensor } from './util.js';
 
@@ -106,6 +106,37 @@ export function slice(x: Tensor, begin: readonly number[], size?: readonly numbe
     b.push(start); s.push(count);
   }
   return runOp('slice', [x], { begin: b }, { shape: s, dtype: x.dtype }, 'slice');
+}
+
+/** Reverses the order of elements along the given axes (torch.flip). */
+export function flip(x: Tensor, axis: number | readonly number[]): Tensor {
+  checkTensor('flip', x, 'x');
+  if (axis === undefined) throw new Error('flip: give the axis or axes to reverse (torch.flip needs dims)');
+  const axes = normalizeAxes(axis, x.rank, 'flip').filter((a) => x.shape[a]! > 1);
+  if (axes.length === 0) return reshape(x, x.shape);
+  return runOp('flip', [x], { axes }, { shape: x.shape, dtype: x.dtype }, 'flip');
+}
+
+/**
+ * Tiles x `repeats[d]` times along each axis (torch.Tensor.repeat, numpy.tile); extra
+ * leading repeats add leading axes. A broadcast of x with a size-1 axis before each of its
+ * axes, then a reshape, so the gradient is broadcastTo's: the sum over the copies.
+ */
+export function repeat(x: Tensor, repeats: readonly number[]): Tensor {
+  checkTensor('repeat', x, 'x');
+  if (!Array.isArray(repeats)) throw new Error(`repeat: repeats must be an array of counts, got ${typeof repeats}`);
+  repeats.forEach((r) => checkInt('repeat', r, 'repeats', 0));
+  if (repeats.length < x.rank) {
+    throw new Error(`repeat: ${repeats.length} repeat count(s) for a tensor of shape ${shapeToString(x.shape)}: give at least one per axis`);
+  }
+  const shape = [...new Array<number>(repeats.length - x.rank).fill(1), ...x.shape];
+  const interleaved = shape.flatMap((d) => [1, d]);
+  const tiled = shape.flatMap((d, i) => [repeats[i]!, d]);
+  const r = reshape(x, interleaved);
+  const b = broadcastTo(r, tiled);
+  const out = reshape(b, shape.map((d, i) => d * repeats[i]!));
+  r.dispose(); b.dispose();
+  return out;
 }
 
 /** Pads with zeros: `before[d]` and `after[d]` elements on each axis (the adjoint of slice). */
