@@ -1,7 +1,7 @@
 // Compositions used everywhere in models: softmax, logSoftmax, dropout, gelu, silu. Their
 // gradients come from the primitives they are built of.
 
-import { add, cast, div, exp, greaterEqual, log, mul, normalCdf, sigmoid, sub, tanh } from './elementwise.js';
+import { add, cast, div, exp, greaterEqual, log, mul, normalCdf, sigmoid, sub } from './elementwise.js';
 import { logsumexpShift, max, sum } from './reduction.js';
 import { rand, type Generator } from './creation.js';
 import type { Tensor } from '../tensor.js';
@@ -81,9 +81,11 @@ export function gelu(x: Tensor, options: GeluOptions = {}): Tensor {
     return out;
   }
   if (approximate !== 'tanh') throw new Error(`gelu: approximate must be 'none' or 'tanh', got '${String(approximate)}'`);
+  // ½(1 + tanh u) = σ(2u) exactly; the σ form does not cancel where tanh u → −1 (x ≪ 0),
+  // which costs 1 + tanh u all its float32 digits (1e-5 relative at x = −3).
   return tidy(() => {
-    const inner = mul(add(x, mul(mul(mul(x, x), x), 0.044715)), Math.sqrt(2 / Math.PI));
-    return mul(mul(x, 0.5), add(tanh(inner), 1));
+    const twiceInner = mul(add(x, mul(mul(mul(x, x), x), 0.044715)), 2 * Math.sqrt(2 / Math.PI));
+    return mul(x, sigmoid(twiceInner));
   });
 }
 
