@@ -34,7 +34,7 @@ export type AnyLM = mt.MoELanguageModel | mt.DenseLanguageModel;
 export function makeModel(config: RunConfig): AnyLM {
   const common = {
     vocabSize: config.vocabSize, modelSize: config.modelSize, expertHidden: config.expertHidden, k: config.k,
-    dropout: config.dropout,
+    dropout: config.dropout, ...(config.expert ? { expert: config.expert as mt.ExpertKind } : {}),
   };
   if (config.model === 'dense') return new mt.DenseLanguageModel(common);
   if (config.model !== 'moe' && config.model !== 'hmoe') throw new UsageError(`unknown --model '${config.model}' (expected moe, dense or hmoe)`);
@@ -60,6 +60,8 @@ export function validateConfig(c: RunConfig): void {
     if (c.k % kPrimary !== 0) throw new UsageError(`--k ${c.k} must be a multiple of ${kPrimary} (groups per token) for --model hmoe`);
     if (c.k / kPrimary > c.experts / g) throw new UsageError(`--k ${c.k} needs ${c.k / kPrimary} experts per group but each group has ${c.experts / g}`);
   }
+  if (c.expert !== undefined && c.expert !== 'mlp' && c.expert !== 'swiglu') throw new UsageError(`unknown --expert '${c.expert}' (expected mlp or swiglu)`);
+  if (c.expert === 'swiglu' && c.model === 'hmoe') throw new UsageError('--expert swiglu needs --model moe or dense (the hierarchical MoE has MLP experts only)');
   if (!['noisy-topk', 'softmax', 'batchwise'].includes(c.gating)) throw new UsageError(`unknown --gating '${c.gating}' (expected noisy-topk, softmax or batchwise)`);
   if (!(c.lr > 0 && Number.isFinite(c.lr))) throw new UsageError(`--lr must be a positive number, got ${c.lr}`);
   if (!(c.dropout >= 0 && c.dropout < 1)) throw new UsageError(`--dropout must be in [0, 1), got ${c.dropout}`);
@@ -381,7 +383,7 @@ export function dataOf(config: RunConfig): DataOptions {
 
 /** The first setting that differs between a checkpoint's config and the requested one (ignoring steps and bookkeeping). */
 function diffConfig(saved: RunConfig, wanted: RunConfig): string | null {
-  const keys: (keyof RunConfig)[] = ['model', 'experts', 'k', 'groups', 'modelSize', 'expertHidden', 'gating', 'wImportance', 'wLoad', 'dropout', 'batch', 'seqLen', 'lr', 'warmup', 'seed', 'data', 'vocabSize', 'evalEvery'];
+  const keys: (keyof RunConfig)[] = ['model', 'experts', 'k', 'groups', 'modelSize', 'expertHidden', 'expert', 'gating', 'wImportance', 'wLoad', 'dropout', 'batch', 'seqLen', 'lr', 'warmup', 'seed', 'data', 'vocabSize', 'evalEvery'];
   for (const key of keys) {
     if (JSON.stringify(saved[key]) !== JSON.stringify(wanted[key])) return `${String(key)} = ${JSON.stringify(saved[key])}, not ${JSON.stringify(wanted[key])}`;
   }
