@@ -136,8 +136,10 @@ export function arange(start: number, end?: number, step = 1, options: CreateOpt
 
 /**
  * `steps` values evenly spaced from start to end, both included (torch.linspace). Computed
- * as PyTorch does, from the nearer end (start + i·step in the first half, end − (steps−1−i)·step
- * in the second), so the values match its bit for bit in float64.
+ * as PyTorch's scalar loop does, from the nearer end (start + i·step in the first half,
+ * end − (steps−1−i)·step in the second), so the last value is `end` exactly. (PyTorch's
+ * vectorized loop adds multiples of step to the start of each SIMD block instead, which
+ * can differ in the last bit, depending on the CPU's vector width.)
  */
 export function linspace(start: number, end: number, steps: number, options: CreateOptions = {}): Tensor {
   for (const [name, v] of [['start', start], ['end', end]] as const) {
