@@ -40,6 +40,9 @@ gpuSuite('parity ops', (mode) => {
     await check('round halves', mt.round, [input([10], [-2.5, -1.5, -0.5, 0.5, 1.5, 2.5, 3.5, 1e6 + 0.5, 7, -4], false)]);
     await check('floor/ceil on integers', (t) => mt.floor(t).add(mt.ceil(t)), [input([4], [-3, 0, 5, 1e6], false)]);
     await check('erf tails', mt.erf, [input([6], [-6, -2.5, -0.75, 0.75, 2.5, 6])]);
+    // Every quadrant and larger arguments (the kernel reduces by π/2 itself).
+    const angles = input([12], [-100.3, -20.1, -7.9, -4.7, -3.2, -1.6, 1.6, 3.2, 4.7, 7.9, 20.1, 100.3]);
+    await check('sin/cos over many periods', (t) => mt.sin(t).add(mt.cos(t).mul(2)), [angles], 1, 64, 1e-6, 1e-6);
   });
 
   test('prod and cumsum over random axes; flip', async () => {

@@ -92,6 +92,29 @@ export function kernelSource(args: readonly string[], body: readonly string[]): 
 }
 
 /**
+ * sin or cos written out (Cephes' sinf/cosf): x − k·π/2 in three parts (Cody–Waite, exact
+ * products for |k| < 2^12 or so), then a minimax polynomial on [−π/4, π/4] chosen by the
+ * quadrant k mod 4. GPU sin/cos are not bound to float32 accuracy: SwiftShader's are off
+ * by 1.6e-4 at x = 1.5, beyond any float32 tolerance.
+ */
+function trigonometric(fn: 'sin' | 'cos'): string[] {
+  // quadrant q: sin x = [s, c, −s, −c][q], cos x = [c, −s, −c, s][q]
+  const pick = fn === 'sin' ? ['s', 'c', '-s', '-c'] : ['c', '-s', '-c', 's'];
+  return [
+    'const k = Math.floor(x * 0.63661977236758134 + 0.5);',
+    'const r = ((x - k * 1.5703125) - k * 0.0004837512969970703125) - k * 0.0000000754978995489188216;',
+    'const z = r * r;',
+    'const s = r + r * z * (-0.16666654611 + z * (0.0083321608736 + z * -0.00019515295891));',
+    'const c = 1 - 0.5 * z + z * z * (0.041666645683 + z * (-0.0013887316255 + z * 0.000024433157118));',
+    'const q = k - 4 * Math.floor(k * 0.25);',
+    `if (q < 0.5) { return ${pick[0]}; }`,
+    `if (q < 1.5) { return ${pick[1]}; }`,
+    `if (q < 2.5) { return ${pick[2]}; }`,
+    `return ${pick[3]};`,
+  ];
+}
+
+/**
  * Unary maps as statements over x, ending in a return. Written for float32 on GPUs:
  * tanh from exp(-2|x|) (GLSL's tanh is NaN past |x| ≈ 44), softplus as
  * max(x, 0) + log(1 + exp(-|x|)), Φ by Numerical Recipes' erfc (fractional error < 1.2e-7).
@@ -129,8 +152,8 @@ export const unaryBody: Record<UnaryKernel, string[]> = {
     'if (Math.abs(x) < 0.1) { return x * (1 + x * 0.5 * (1 + x * 0.33333333333333333 * (1 + x * 0.25 * (1 + x * 0.2 * (1 + x * 0.16666666666666667 * (1 + x * 0.14285714285714286)))))); }',
     'return Math.exp(x) - 1;',
   ],
-  sin: ['return Math.sin(x);'],
-  cos: ['return Math.cos(x);'],
+  sin: trigonometric('sin'),
+  cos: trigonometric('cos'),
   floor: ['return Math.floor(x);'],
   ceil: ['return Math.ceil(x);'],
   round: [
