@@ -222,6 +222,8 @@ describe('errors name the op, the argument and the shapes', () => {
     assert.throws(() => x.norm(-1), /norm: p must be a number >= 0, Infinity or -Infinity, got -1/);
     assert.throws(() => mt.zeros([0]).norm(Infinity), /norm: p = Infinity over axis 0 of size 0/);
     assert.throws(() => x.cumsum(2), /cumsum: axis 2 is out of range/);
+    assert.throws(() => mt.tensor([2147483647, 1], { dtype: 'int32' }).cumsum(0), /cumsum: the int32 running sum reaches 2147483648, which overflows int32/);
+    assert.deepEqual(mt.tensor([2147483647, -1], { dtype: 'int32' }).cumsum(0).toArray(), [2147483647, 2147483646]);
     assert.throws(() => x.flip(3), /flip: axis 3 is out of range/);
     assert.throws(() => x.repeat(2), /repeat: 1 repeat count\(s\) for a tensor of shape \[2, 3\]: give at least one per axis/);
     assert.throws(() => x.repeat(2, -1), /repeat: argument 'repeats' must be an integer >= 0, got -1/);

@@ -110,6 +110,12 @@ export function argReduce(kind: 'argmax' | 'argmin', x: TypedArray, shape: Shape
 
 /** Inclusive running sum along `axis` (torch.cumsum), accumulated in float64. */
 export function cumsum(x: TypedArray, shape: Shape, axis: number, out: TypedArray): void {
+  if (out instanceof Int32Array) {
+    // Bounds first: a running sum past int32 must not wrap around silently.
+    let total = 0;
+    for (let i = 0; i < x.length; i++) total += Math.abs(x[i]!);
+    if (total > 2147483647) checkInt32Cumsum(x, shape, axis);
+  }
   const outer = sizeOf(shape.slice(0, axis)), n = shape[axis]!, inner = sizeOf(shape.slice(axis + 1));
   for (let o = 0; o < outer; o++) {
     for (let i = 0; i < inner; i++) {
@@ -120,5 +126,13 @@ export function cumsum(x: TypedArray, shape: Shape, axis: number, out: TypedArra
         out[base + j * inner] = acc;
       }
     }
+  }
+}
+
+function checkInt32Cumsum(x: TypedArray, shape: Shape, axis: number): void {
+  const probe = new Float64Array(x.length);
+  cumsum(Float64Array.from(x), shape, axis, probe);
+  for (const v of probe) {
+    if (v < -2147483648 || v > 2147483647) throw new Error(`cumsum: the int32 running sum reaches ${v}, which overflows int32 (cast to float64 first)`);
   }
 }
