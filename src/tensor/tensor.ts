@@ -219,6 +219,7 @@ export class Tensor {
   prod(axis?: Axis, keepdims = false): Tensor { return ops.prod(this, axis, keepdims); }
   /** torch.var: correction 1 (Bessel) unless given. */
   var(axis?: Axis, options?: ops.VarOptions): Tensor { return ops.variance(this, axis, options); }
+  variance(axis?: Axis, options?: ops.VarOptions): Tensor { return ops.variance(this, axis, options); }
   std(axis?: Axis, options?: ops.VarOptions): Tensor { return ops.std(this, axis, options); }
   norm(p = 2, axis?: Axis, keepdims = false): Tensor { return ops.norm(this, p, axis, keepdims); }
   any(axis?: Axis, keepdims = false): Tensor { return ops.any(this, axis, keepdims); }
