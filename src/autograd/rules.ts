@@ -11,11 +11,18 @@
 // Conventions at non-smooth points, tested in test/autograd/conventions.test.ts:
 //   relu'(0) = 0 and abs'(0) = 0 (the minimum-norm subgradient, as in PyTorch);
 //   maximum/minimum split the gradient ½/½ on ties (PyTorch);
-//   max/min reductions and topk send the gradient to the first (lowest-index) extreme.
+//   max/min reductions and topk send the gradient to the first (lowest-index) extreme;
+//   floor, ceil and round have gradient 0 everywhere, their jumps included (PyTorch);
+//   sort sends each value's gradient to the position it came from; equal values keep their
+//   order (a stable sort), so on ties the first of them in x gets the first sorted slot's;
+//   prod's gradient is the product of the other entries, also where x has zeros;
+//   norm's gradient is 0 where the norm is 0 (every p), p = 1 uses sign(0) = 0, and
+//   p = ±∞ shares the gradient equally among the entries tied at the extreme (PyTorch);
+//   std's gradient is 0 where the deviation is 0 (a constant slice; PyTorch).
 
 import type { KernelAttrs } from '../core/backend.js';
 import * as ops from '../tensor/ops/index.js';
-import type { RecordedOp } from '../tensor/recorded-ops.js';
+import type { CompositeAttrs, RecordedOp } from '../tensor/recorded-ops.js';
 import type { Tensor } from '../tensor/tensor.js';
 
 /** The differentiable ops: every op the tensor layer records. */
@@ -24,7 +31,9 @@ export type DiffOp = RecordedOp;
 /** A checkpoint node carries its own backward: recompute the function, then differentiate it (checkpoint.ts). */
 export interface CheckpointAttrs { readonly backward: GradRule<'checkpoint'> }
 
-type AttrsOf<K extends DiffOp> = K extends keyof KernelAttrs ? KernelAttrs[K] : K extends 'checkpoint' ? CheckpointAttrs : Record<string, never>;
+type AttrsOf<K extends DiffOp> = K extends keyof KernelAttrs ? KernelAttrs[K]
+  : K extends keyof CompositeAttrs ? CompositeAttrs[K]
+  : K extends 'checkpoint' ? CheckpointAttrs : Record<string, never>;
 
 export interface RuleContext<K extends DiffOp> {
   readonly inputs: readonly Tensor[];
@@ -82,6 +91,42 @@ function keepdimsShape(x: Tensor, axes: readonly number[]): number[] {
   return x.shape.map((d, i) => (axes.includes(i) ? 1 : d));
 }
 
+/** dy and the op's output reshaped to keep the reduced axes (size 1), to broadcast against x. */
+function keptDims(dy: Tensor, c: RuleContext<'prod' | 'norm' | 'std'>): [Tensor, Tensor] {
+  const shape = keepdimsShape(x0(c), c.attrs.axes);
+  return [ops.reshape(dy, shape), ops.reshape(c.output, shape)];
+}
+
+/** Zero gradient (floor, ceil, round): PyTorch's convention, the derivative almost everywhere. */
+const zeroRule = (dy: Tensor, c: { inputs: readonly Tensor[] }) => [ops.zerosLike(x0(c), { dtype: dy.dtype })];
+
+/** ∂‖x‖ₚ/∂x times dy (torch's norm_backward), 0 where the norm is 0. */
+function normRule(dy: Tensor, c: RuleContext<'norm'>): Tensor {
+  const x = x0(c), p = c.attrs.p;
+  const [g, n] = keptDims(dy, c);
+  if (p === 0) return ops.zerosLike(x);
+  if (p === 1) return ops.mul(ops.sign(x), g);
+  const zeroNorm = ops.equal(n, 0);
+  // The norm where it is nonzero, 1 elsewhere, so that no 0/0 enters even the unused branch.
+  const safe = ops.where(zeroNorm, 1, n);
+  if (p === Infinity || p === -Infinity) {
+    const ax = ops.abs(x);
+    const tied = mask(ops.equal(ax, n), x);
+    const count = ops.sum(tied, c.attrs.axes, true);
+    return ops.mul(ops.sign(x), ops.mul(ops.div(g, count), tied));
+  }
+  const scale = ops.where(zeroNorm, 0, ops.div(g, p === 2 ? safe : ops.pow(safe, p - 1)));
+  if (p === 2) return ops.mul(x, scale);
+  const ax = ops.abs(x);
+  // p < 2: sign(x)·|x|^{p−1} (0 at x = 0 for p < 1, where the power is infinite); p > 2: x·|x|^{p−2}.
+  if (p < 2) {
+    const zeroX = ops.equal(x, 0);
+    const powered = ops.where(zeroX, 0, ops.pow(ops.where(zeroX, 1, ax), p - 1));
+    return ops.mul(ops.mul(ops.sign(x), powered), scale);
+  }
+  return ops.mul(ops.mul(x, ops.pow(ax, p - 2)), scale);
+}
+
 export type GradRules = { readonly [K in DiffOp]: RuleOf<K> };
 
 const rules: GradRules = {
@@ -96,6 +141,15 @@ const rules: GradRules = {
   softplus: (dy, c) => [ops.mul(dy, ops.sigmoid(x0(c)))],
   // dΦ/dx is the standard normal density.
   normalCdf: (dy, c) => [ops.mul(dy, ops.mul(ops.exp(ops.mul(ops.square(x0(c)), -0.5)), 1 / Math.sqrt(2 * Math.PI)))],
+  log1p: (dy, c) => [ops.div(dy, ops.add(x0(c), 1))],
+  expm1: (dy, c) => [ops.mul(dy, ops.add(c.output, 1))],
+  sin: (dy, c) => [ops.mul(dy, ops.cos(x0(c)))],
+  cos: (dy, c) => [ops.neg(ops.mul(dy, ops.sin(x0(c))))],
+  // d erf/dx = 2/√π · e^{−x²}.
+  erf: (dy, c) => [ops.mul(dy, ops.mul(ops.exp(ops.neg(ops.square(x0(c)))), 2 / Math.sqrt(Math.PI)))],
+  floor: zeroRule,
+  ceil: zeroRule,
+  round: zeroRule,
 
   add: (dy) => [dy, dy],
   sub: (dy, c) => [dy, c.needs[1] ? ops.neg(dy) : null],
@@ -124,6 +178,30 @@ const rules: GradRules = {
   sum: (dy, c) => [ops.broadcastTo(ops.reshape(dy, keepdimsShape(x0(c), c.attrs.axes)), x0(c).shape)],
   max: (dy, c) => [ops.mul(ops.reshape(dy, keepdimsShape(x0(c), c.attrs.axes)), firstExtremeMask(x0(c), c.attrs.axes, 'max'))],
   min: (dy, c) => [ops.mul(ops.reshape(dy, keepdimsShape(x0(c), c.attrs.axes)), firstExtremeMask(x0(c), c.attrs.axes, 'min'))],
+  // Π_{j≠i} x_j: out/x_i where x_i ≠ 0 (a safe divisor, so no 0/0 enters the unused branch);
+  // at a zero, the product of the nonzero entries when it is the slice's only zero, else 0.
+  prod: (dy, c) => {
+    const x = x0(c), axes = c.attrs.axes;
+    const [g, out] = keptDims(dy, c);
+    const isZero = ops.equal(x, 0);
+    const others = ops.div(out, ops.where(isZero, 1, x));
+    const zeros = ops.sum(isZero, axes, true);
+    const nonzeroProd = ops.prod(ops.where(isZero, 1, x), axes, true);
+    const atZero = ops.mul(nonzeroProd, mask(ops.equal(zeros, 1), x));
+    return [ops.mul(g, ops.where(isZero, atZero, others))];
+  },
+  // The reversed running sum: x_i feeds every output from i on.
+  cumsum: (dy, c) => [ops.flip(ops.cumsum(ops.flip(dy, c.attrs.axis), c.attrs.axis), c.attrs.axis)],
+  norm: (dy, c) => [normRule(dy, c)],
+  // (x − mean)/((N − correction)·std), 0 where std = 0.
+  std: (dy, c) => {
+    const x = x0(c), axes = c.attrs.axes;
+    const [g, s] = keptDims(dy, c);
+    const n = axes.reduce((k, a) => k * x.shape[a]!, 1);
+    const zero = ops.equal(s, 0);
+    const scale = ops.where(zero, 0, ops.div(g, ops.mul(ops.where(zero, 1, s), n - c.attrs.correction)));
+    return [ops.mul(ops.sub(x, ops.mean(x, axes, true)), scale)];
+  },
 
   matmul: (dy, c) => {
     const [a, b] = [x0(c), x1(c)];
@@ -151,6 +229,7 @@ const rules: GradRules = {
     assemble: (pieces, begins, shape) => ops.assembleSlices(pieces, begins, shape),
   },
   pad: (dy, c) => [ops.slice(dy, c.attrs.before, x0(c).shape)],
+  flip: (dy, c) => [ops.flip(dy, c.attrs.axes)],
   assembleSlices: (dy, c) => c.inputs.map((piece, i) => (c.needs[i] ? ops.slice(dy, c.attrs.begins[i]!, piece.shape) : null)),
   concat: (dy, c) => {
     let start = 0;

@@ -18,7 +18,7 @@ type Options = NonNullable<ParseArgsConfig['options']>;
 
 const trainFlags: Options = {
   model: { type: 'string' }, experts: { type: 'string' }, k: { type: 'string' }, groups: { type: 'string' }, 'checkpoint-every': { type: 'string' },
-  d: { type: 'string' }, 'expert-hidden': { type: 'string' }, gating: { type: 'string' },
+  d: { type: 'string' }, 'expert-hidden': { type: 'string' }, expert: { type: 'string' }, gating: { type: 'string' },
   'w-importance': { type: 'string' }, 'w-load': { type: 'string' }, dropout: { type: 'string' },
   steps: { type: 'string' }, warmup: { type: 'string' }, batch: { type: 'string' }, 'seq-len': { type: 'string' }, lr: { type: 'string' },
   seed: { type: 'string' }, 'eval-every': { type: 'string' }, backend: { type: 'string' }, 'gpu-mode': { type: 'string' },
@@ -51,6 +51,8 @@ Model:
   --checkpoint-every N     run the recurrent layers in checkpointed segments of N steps: backward recomputes
                            their activations instead of storing them (less memory, one more forward pass)
   --d N                    embedding = LSTM = MoE size (default 32); --expert-hidden N (default 64)
+  --expert mlp|swiglu      expert type (default mlp, the paper's); swiglu: Mixtral's w2(silu(w1·x) ⊙ w3·x)
+                           with hidden size round(2/3 · expert-hidden), the same multiply-adds (moe, dense)
   --gating noisy-topk|softmax|batchwise   (default noisy-topk)
   --w-importance X, --w-load X             balancing-loss weights (default 0.1 each, as the paper's LM)
   --dropout X              dropout after every layer but the softmax (default 0)
@@ -135,6 +137,8 @@ export function configFromFlags(v: Values, overrides: Partial<RunConfig> = {}): 
     ...(model === 'hmoe' ? { groups: int('groups', s('groups'), 4) } : {}),
     ...(s('checkpoint-every') !== undefined ? { checkpointEvery: int('checkpoint-every', s('checkpoint-every'), 0) } : {}),
     modelSize: int('d', s('d'), 32), expertHidden: int('expert-hidden', s('expert-hidden'), 64),
+    // Recorded for SwiGLU runs only (MLP runs' config.json is as before).
+    ...(s('expert') !== undefined && s('expert') !== 'mlp' ? { expert: s('expert')! } : {}),
     gating: s('gating') ?? 'noisy-topk',
     wImportance: num('w-importance', s('w-importance'), 0.1), wLoad: num('w-load', s('w-load'), 0.1),
     dropout: num('dropout', s('dropout'), 0),
@@ -194,9 +198,11 @@ async function trainCommand(args: string[]): Promise<void> {
     const explicit = configFromFlags(flags, {});
     const { gpuMode: _, ...rest } = saved;
     config = { ...rest, steps: explicit.steps, backend: explicit.backend, ...(explicit.gpuMode ? { gpuMode: explicit.gpuMode } : {}) };
-    for (const key of ['model', 'experts', 'k', 'checkpointEvery', 'modelSize', 'expertHidden', 'gating', 'wImportance', 'wLoad', 'batch', 'seqLen', 'lr', 'warmup', 'seed', 'data'] as const) {
+    for (const key of ['model', 'experts', 'k', 'checkpointEvery', 'modelSize', 'expertHidden', 'expert', 'gating', 'wImportance', 'wLoad', 'batch', 'seqLen', 'lr', 'warmup', 'seed', 'data'] as const) {
       if (JSON.stringify(explicit[key]) !== JSON.stringify(saved[key])) {
-        throw new UsageError(`the checkpoint in ${out} was trained with ${key} = ${JSON.stringify(saved[key])}, but the flags say ${JSON.stringify(explicit[key])}`);
+        // An absent expert is the paper's MLP expert (configs record only 'swiglu').
+        const show = (v: unknown) => JSON.stringify(v === undefined && key === 'expert' ? 'mlp' : v);
+        throw new UsageError(`the checkpoint in ${out} was trained with ${key} = ${show(saved[key])}, but the flags say ${show(explicit[key])}`);
       }
     }
   } else {
@@ -231,7 +237,7 @@ function flagsOf(c: RunConfig): Values {
   return {
     model: c.model, experts: String(c.experts), k: String(c.k), ...(c.groups ? { groups: String(c.groups) } : {}),
     ...(c.checkpointEvery ? { 'checkpoint-every': String(c.checkpointEvery) } : {}),
-    d: String(c.modelSize), 'expert-hidden': String(c.expertHidden), gating: c.gating,
+    d: String(c.modelSize), 'expert-hidden': String(c.expertHidden), ...(c.expert ? { expert: c.expert } : {}), gating: c.gating,
     'w-importance': String(c.wImportance), 'w-load': String(c.wLoad), dropout: String(c.dropout), steps: String(c.steps), warmup: String(c.warmup),
     batch: String(c.batch), 'seq-len': String(c.seqLen), lr: String(c.lr), seed: String(c.seed), 'eval-every': String(c.evalEvery),
     backend: c.backend, label: c.label, ...(text ? { text, 'word-level': c.data.startsWith('word:') } : { domains: String(c.domains ?? 8) }),

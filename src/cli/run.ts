@@ -36,6 +36,7 @@ export function makeModel(config: RunConfig): AnyLM {
   const common = {
     vocabSize: config.vocabSize, modelSize: config.modelSize, expertHidden: config.expertHidden, k: config.k,
     dropout: config.dropout, ...(config.checkpointEvery ? { checkpointEvery: config.checkpointEvery } : {}),
+    ...(config.expert ? { expert: config.expert as mt.ExpertKind } : {}),
   };
   if (config.model === 'dense') return new mt.DenseLanguageModel(common);
   if (config.model === 'rmoe') {
@@ -66,6 +67,8 @@ export function validateConfig(c: RunConfig): void {
   }
   if (c.checkpointEvery !== undefined) positive('checkpoint-every', c.checkpointEvery);
   if (c.model === 'rmoe' && c.gating !== 'noisy-topk') throw new UsageError(`--model rmoe routes with noisy top-k gating; --gating ${c.gating} is not available for it`);
+  if (c.expert !== undefined && c.expert !== 'mlp' && c.expert !== 'swiglu') throw new UsageError(`unknown --expert '${c.expert}' (expected mlp or swiglu)`);
+  if (c.expert === 'swiglu' && c.model === 'hmoe') throw new UsageError('--expert swiglu needs --model moe or dense (the hierarchical MoE has MLP experts only)');
   if (!['noisy-topk', 'softmax', 'batchwise'].includes(c.gating)) throw new UsageError(`unknown --gating '${c.gating}' (expected noisy-topk, softmax or batchwise)`);
   if (!(c.lr > 0 && Number.isFinite(c.lr))) throw new UsageError(`--lr must be a positive number, got ${c.lr}`);
   if (!(c.dropout >= 0 && c.dropout < 1)) throw new UsageError(`--dropout must be in [0, 1), got ${c.dropout}`);
@@ -404,7 +407,7 @@ export function dataOf(config: RunConfig): DataOptions {
 
 /** The first setting that differs between a checkpoint's config and the requested one (ignoring steps and bookkeeping). */
 function diffConfig(saved: RunConfig, wanted: RunConfig): string | null {
-  const keys: (keyof RunConfig)[] = ['model', 'experts', 'k', 'groups', 'checkpointEvery', 'modelSize', 'expertHidden', 'gating', 'wImportance', 'wLoad', 'dropout', 'batch', 'seqLen', 'lr', 'warmup', 'seed', 'data', 'vocabSize', 'evalEvery'];
+  const keys: (keyof RunConfig)[] = ['model', 'experts', 'k', 'groups', 'checkpointEvery', 'modelSize', 'expertHidden', 'expert', 'gating', 'wImportance', 'wLoad', 'dropout', 'batch', 'seqLen', 'lr', 'warmup', 'seed', 'data', 'vocabSize', 'evalEvery'];
   for (const key of keys) {
     if (JSON.stringify(saved[key]) !== JSON.stringify(wanted[key])) return `${String(key)} = ${JSON.stringify(saved[key])}, not ${JSON.stringify(wanted[key])}`;
   }

@@ -16,7 +16,7 @@ export interface OutInfo { readonly shape: Shape; readonly dtype: DType }
 
 export type UnaryKernel =
   | 'neg' | 'abs' | 'sign' | 'exp' | 'log' | 'sqrt' | 'tanh' | 'sigmoid' | 'relu' | 'softplus'
-  | 'normalCdf';
+  | 'normalCdf' | 'log1p' | 'expm1' | 'sin' | 'cos' | 'floor' | 'ceil' | 'round' | 'erf';
 export type BinaryKernel = 'add' | 'sub' | 'mul' | 'div' | 'pow' | 'maximum' | 'minimum';
 export type CompareKernel = 'equal' | 'notEqual' | 'less' | 'lessEqual' | 'greater' | 'greaterEqual';
 
@@ -28,6 +28,8 @@ export interface KernelAttrs extends Record<UnaryKernel | BinaryKernel | Compare
   sum: { axes: readonly number[] };                       // (x); out.shape drops or keeps the axes
   max: { axes: readonly number[] };
   min: { axes: readonly number[] };
+  prod: { axes: readonly number[] };
+  cumsum: { axis: number };                               // (x): inclusive running sum along axis
   argmax: { axis: number };                               // ties and NaN: PyTorch's rule
   argmin: { axis: number };
   matmul: { transposeA: boolean; transposeB: boolean };  // (a [..., m, k], b [..., k, n])
@@ -35,6 +37,7 @@ export interface KernelAttrs extends Record<UnaryKernel | BinaryKernel | Compare
   broadcastTo: NoAttrs;
   slice: { begin: readonly number[] };                    // out.shape is the slice's size
   pad: { before: readonly number[] };                     // zeros around x
+  flip: { axes: readonly number[] };                      // (x) reversed along each of axes
   assembleSlices: { begins: readonly (readonly number[])[] }; // (...pieces): Σ pad(piece, begin), out.shape
   concat: { axis: number };                               // (...xs)
   gather: { axis: number };                               // (x, index): torch.gather
@@ -43,6 +46,7 @@ export interface KernelAttrs extends Record<UnaryKernel | BinaryKernel | Compare
   indexAdd: { axis: number };                             // (x, index 1-D, src)
   oneHot: { depth: number };                              // (index)
   topkIndices: { k: number; largest: boolean };           // (x): int32 indices on the last axis
+  argsort: { descending: boolean };                       // (x): int32, last axis; stable, NaN largest
   cast: NoAttrs;                                          // (x) to out.dtype
   fill: { value: number };                                // (): out filled with value
   random: { distribution: 'uniform' | 'normal'; key: readonly [number, number]; counter: number };

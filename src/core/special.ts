@@ -1,4 +1,4 @@
-// Special functions in float64: erfc and the standard normal CDF Φ (used by the MoE smooth
+// Special functions in float64: erf, erfc and the standard normal CDF Φ (used by the MoE smooth
 // load estimator, paper eq. 9). Accurate to a few ulps over the whole real line.
 
 const SQRT_PI = Math.sqrt(Math.PI);
@@ -31,6 +31,13 @@ export function erfc(z: number): number {
   if (Number.isNaN(z)) return NaN;
   if (z < 0) return 2 - erfc(-z);
   return z < 1.5 ? 1 - erfSeries(z) : erfcContinuedFraction(z);
+}
+
+/** erf(z): the series below 1.5 keeps its relative accuracy near 0 (1 − erfc(z) would not). */
+export function erf(z: number): number {
+  if (Number.isNaN(z)) return NaN;
+  if (z < 0) return -erf(-z);
+  return z < 1.5 ? erfSeries(z) : 1 - erfcContinuedFraction(z);
 }
 
 /** Φ(x) = P(N(0,1) <= x) = erfc(-x/√2) / 2. */

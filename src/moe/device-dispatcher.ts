@@ -6,7 +6,7 @@ import { arange, zeros } from '../tensor/ops/creation.js';
 import { cast, greater, less, maximum, minimum, where } from '../tensor/ops/elementwise.js';
 import { gather, indexAdd, indexSelect, oneHot } from '../tensor/ops/indexing.js';
 import { matmul } from '../tensor/ops/linalg.js';
-import { concat, slice, split } from '../tensor/ops/movement.js';
+import { chunk, concat, slice } from '../tensor/ops/movement.js';
 import { sum } from '../tensor/ops/reduction.js';
 import { shapeToString } from '../core/shape.js';
 import { Tensor } from '../tensor/tensor.js';
@@ -93,7 +93,7 @@ export class DeviceDispatcher implements Dispatcher {
       throw new Error(`DeviceDispatcher.dispatch: expected [${this.numExamples}, d], got ${x instanceof Tensor ? shapeToString(x.shape) : typeof x}`);
     }
     const stacked = indexSelect(x, 0, this.sources);
-    const parts = split(stacked, this.numExperts, 0);
+    const parts = chunk(stacked, this.numExperts, 0);
     stacked.dispose();
     return parts;
   }
@@ -131,7 +131,7 @@ export class DeviceDispatcher implements Dispatcher {
       const EC = this.numExperts * this.capacity;
       // Kept routes have distinct slots; dropped ones all land in the dump slot E·C, cut off.
       const byRow = indexAdd(zeros([EC + 1], { dtype: this.routeGates.dtype }), 0, this.slots.reshape([N * R]), this.routeGates.reshape([N * R]));
-      return split(slice(byRow, [0], [EC]), this.numExperts, 0);
+      return chunk(slice(byRow, [0], [EC]), this.numExperts, 0);
     });
   }
 

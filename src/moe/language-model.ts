@@ -25,6 +25,7 @@ import { HierarchicalMoE, type HierarchicalNoise } from './hierarchical.js';
 import { Expert } from './expert.js';
 import { MoE, type GatingKind, type MoEStats } from './moe.js';
 import { RecurrentMoE } from './recurrent.js';
+import { checkExpertKind, expertMultiplyAdds, SwiGLUExpert, swigluHidden, type ExpertKind } from './swiglu-expert.js';
 
 export interface LanguageModelOptions {
   vocabSize: number;
@@ -34,6 +35,11 @@ export interface LanguageModelOptions {
   expertHidden: number;
   /** Experts per example (k). */
   k: number;
+  /**
+   * 'mlp' (default) or 'swiglu'. Compute-matched: a SwiGLU expert gets hidden size
+   * round(2/3 · expertHidden), the multiply-adds and weights of the MLP expert it replaces.
+   */
+  expert?: ExpertKind;
   /** Dropout after every layer but the softmax (DropProb). */
   dropout?: number;
   /** Run the recurrent layers in checkpointed segments of this many steps (recomputed in backward). */
@@ -157,18 +163,20 @@ const toLayers = (s: LSTMState): LSTMState => ({ h: s.h.unsqueeze(0), c: s.c.uns
 const fromLayers = (r: { h: Tensor; c: Tensor }): LSTMState => ({ h: r.h.squeeze(0), c: r.c.squeeze(0) });
 
 export class MoELanguageModel extends StackedLSTMModel {
-  moe: MoE | HierarchicalMoE;
+  moe: MoE<ExpertKind> | HierarchicalMoE;
   constructor(options: MoELanguageModelOptions) {
     super('MoELanguageModel', options);
     const d = this.modelSize;
+    const expert = checkExpertKind('MoELanguageModel', options.expert);
     const common = {
-      inputSize: d, outputSize: d, hiddenSize: options.expertHidden,
+      inputSize: d, outputSize: d, hiddenSize: expert === 'swiglu' ? swigluHidden(options.expertHidden) : options.expertHidden,
       noisyGating: options.noisyGating ?? true, wImportance: options.wImportance ?? 0.1, wLoad: options.wLoad ?? 0.1,
       dtype: checkDType('MoELanguageModel', options.dtype), ...(options.generator ? { generator: options.generator } : {}),
     };
     const groups = options.hierarchicalGroups;
     if (groups !== undefined) {
       checkPositiveInt('MoELanguageModel', 'hierarchicalGroups', groups);
+      if (expert !== 'mlp') throw new Error(`MoELanguageModel: the hierarchical MoE has MLP experts only; expert '${expert}' needs a flat MoE (no hierarchicalGroups)`);
       if (options.numExperts % groups !== 0) {
         throw new Error(`MoELanguageModel: numExperts (${options.numExperts}) must be divisible by hierarchicalGroups (${groups})`);
       }
@@ -180,7 +188,7 @@ export class MoELanguageModel extends StackedLSTMModel {
       }
       this.moe = new HierarchicalMoE({ ...common, numGroups: groups, expertsPerGroup: options.numExperts / groups, kPrimary, kSecondary });
     } else {
-      this.moe = new MoE({ ...common, numExperts: options.numExperts, k: options.k, gating: options.gating ?? 'noisy-topk' });
+      this.moe = new MoE<ExpertKind>({ ...common, numExperts: options.numExperts, k: options.k, gating: options.gating ?? 'noisy-topk', expert });
     }
   }
 
@@ -233,12 +241,20 @@ export class RecurrentMoELanguageModel extends StackedLSTMModel {
 }
 
 export class DenseLanguageModel extends StackedLSTMModel {
-  /** The compute-matched feed-forward block: d → k·expertHidden → d (an Expert of that width). */
-  ffn: Expert;
+  /**
+   * The compute-matched feed-forward block: d → k·expertHidden → d (an Expert of that width),
+   * or with expert 'swiglu' a SwiGLU block of hidden size round(2/3 · k·expertHidden).
+   */
+  ffn: Expert | SwiGLUExpert;
+  readonly expert: ExpertKind;
   constructor(options: LanguageModelOptions) {
     super('DenseLanguageModel', options);
     const init = { dtype: checkDType('DenseLanguageModel', options.dtype), ...(options.generator ? { generator: options.generator } : {}) };
-    this.ffn = new Expert(this.modelSize, options.k * options.expertHidden, this.modelSize, init);
+    this.expert = checkExpertKind('DenseLanguageModel', options.expert);
+    const hidden = options.k * options.expertHidden;
+    this.ffn = this.expert === 'swiglu'
+      ? new SwiGLUExpert(this.modelSize, swigluHidden(hidden), this.modelSize, init)
+      : new Expert(this.modelSize, hidden, this.modelSize, init);
   }
 
   forward(ids: Tensor, options: { state?: LMState } = {}): LMOutput { return this.run(ids, options); }
@@ -248,7 +264,7 @@ export class DenseLanguageModel extends StackedLSTMModel {
   }
 
   protected middleOps(): number {
-    const d = this.modelSize, hidden = this.ffn.fc1.outFeatures;
-    return d * hidden + hidden * d;
+    const d = this.modelSize, hidden = this.ffn instanceof SwiGLUExpert ? this.ffn.w1.outFeatures : this.ffn.fc1.outFeatures;
+    return expertMultiplyAdds(this.expert, d, hidden, d);
   }
 }

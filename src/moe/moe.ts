@@ -16,10 +16,11 @@ import { makeDispatcher, type DispatchMode } from './dispatcher.js';
 import { Expert } from './expert.js';
 import { BatchwiseGating } from './batchwise.js';
 import { NoisyTopKGating, SoftmaxGating, type GatingOutput } from './gating.js';
+import { checkExpertKind, expertMultiplyAdds, SwiGLUExpert, type ExpertKind } from './swiglu-expert.js';
 
 export type GatingKind = 'noisy-topk' | 'softmax' | 'batchwise';
 
-export interface MoEOptions {
+export interface MoEOptions<K extends ExpertKind = ExpertKind> {
   inputSize: number;
   outputSize: number;
   hiddenSize: number;
@@ -47,6 +48,8 @@ export interface MoEOptions {
   dispatch?: DispatchMode;
   /** Rows per expert with 'device' dispatch (default: all N, so nothing is dropped). */
   capacity?: number;
+  /** The experts: 'mlp' (default, the paper's ReLU MLP) or 'swiglu' (Mixtral's w2(silu(w1·x) ⊙ w3·x)). */
+  expert?: K;
 }
 
 /** Everything a person studying routing wants from one forward pass. Tensors carry no gradient. */
@@ -96,9 +99,14 @@ export interface MoEForwardOptions {
 }
 
 
-export class MoE extends Module {
+/** The expert class of an ExpertKind. */
+export type ExpertOf<K extends ExpertKind> = K extends 'swiglu' ? SwiGLUExpert : Expert;
+
+/** K: the expert kind ('mlp' unless options.expert says otherwise), which types `experts`. */
+export class MoE<K extends ExpertKind = 'mlp'> extends Module {
   gate: NoisyTopKGating | SoftmaxGating | BatchwiseGating;
-  experts: Expert[];
+  experts: ExpertOf<K>[];
+  readonly expert: K;
   readonly inputSize: number;
   readonly outputSize: number;
   readonly hiddenSize: number;
@@ -111,7 +119,7 @@ export class MoE extends Module {
   dispatch: DispatchMode;
   capacity: number | undefined;
 
-  constructor(options: MoEOptions) {
+  constructor(options: MoEOptions<K>) {
     super();
     this.inputSize = checkPositiveInt('MoE', 'inputSize', options.inputSize);
     this.outputSize = checkPositiveInt('MoE', 'outputSize', options.outputSize);
@@ -129,6 +137,7 @@ export class MoE extends Module {
     for (const [name, w] of [['wImportance', this.wImportance], ['wLoad', this.wLoad], ['wBatchwise', this.wBatchwise]] as const) {
       if (!(typeof w === 'number' && w >= 0 && Number.isFinite(w))) throw new Error(`MoE: ${name} must be a non-negative number, got ${w}`);
     }
+    this.expert = checkExpertKind('MoE', options.expert) as K;
     const dtype = checkDType('MoE', options.dtype);
     const common = { inputSize: this.inputSize, numExperts: this.numExperts, dtype };
     if (this.gating === 'noisy-topk') {
@@ -144,7 +153,8 @@ export class MoE extends Module {
       throw new Error(`MoE: unknown gating '${String(this.gating)}' (expected 'noisy-topk', 'softmax' or 'batchwise')`);
     }
     const init = { dtype, ...(options.generator ? { generator: options.generator } : {}) };
-    this.experts = Array.from({ length: this.numExperts }, () => new Expert(this.inputSize, this.hiddenSize, this.outputSize, init));
+    const Kind = this.expert === 'swiglu' ? SwiGLUExpert : Expert;
+    this.experts = Array.from({ length: this.numExperts }, () => new Kind(this.inputSize, this.hiddenSize, this.outputSize, init) as ExpertOf<K>);
   }
 
   /** x [..., inputSize] → {output [..., outputSize], auxLoss, stats}. */
@@ -188,7 +198,7 @@ export class MoE extends Module {
   multiplyAddsPerExample(): number {
     const gateMatmuls = this.gate instanceof NoisyTopKGating && this.gate.noisy ? 2 : 1;
     const gating = gateMatmuls * this.inputSize * this.numExperts;
-    const experts = this.k * (this.inputSize * this.hiddenSize + this.hiddenSize * this.outputSize);
+    const experts = this.k * expertMultiplyAdds(this.expert, this.inputSize, this.hiddenSize, this.outputSize);
     return gating + experts;
   }
 }

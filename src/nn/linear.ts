@@ -1,6 +1,6 @@
 // Linear, Embedding, Dropout and Sequential with PyTorch's names, layouts and defaults.
 
-import { dropout } from '../tensor/ops/functional.js';
+import { dropout, gelu, silu, type GeluOptions } from '../tensor/ops/functional.js';
 import { indexSelect } from '../tensor/ops/indexing.js';
 import { matmul } from '../tensor/ops/linalg.js';
 import { reshape } from '../tensor/ops/movement.js';
@@ -102,4 +102,20 @@ export class ReLU extends Module {
 /** Tanh as a module, for Sequential. */
 export class Tanh extends Module {
   forward(x: Tensor): Tensor { return x.tanh(); }
+}
+
+/** torch.nn.GELU: the exact x·Φ(x), or { approximate: 'tanh' }. */
+export class GELU extends Module {
+  readonly approximate: 'none' | 'tanh';
+  constructor(options: GeluOptions = {}) {
+    super();
+    this.approximate = options.approximate ?? 'none';
+    if (this.approximate !== 'none' && this.approximate !== 'tanh') throw new Error(`GELU: approximate must be 'none' or 'tanh', got '${String(this.approximate)}'`);
+  }
+  forward(x: Tensor): Tensor { return gelu(x, { approximate: this.approximate }); }
+}
+
+/** torch.nn.SiLU: x·σ(x). */
+export class SiLU extends Module {
+  forward(x: Tensor): Tensor { return silu(x); }
 }

@@ -8,7 +8,7 @@
 
 import { dropout } from '../tensor/ops/functional.js';
 import { matmul } from '../tensor/ops/linalg.js';
-import { concat, reshape, slice, split, stack } from '../tensor/ops/movement.js';
+import { chunk, concat, reshape, slice, split, stack } from '../tensor/ops/movement.js';
 import { zeros } from '../tensor/ops/creation.js';
 import { tidy } from '../tensor/engine.js';
 import { checkpoint } from '../autograd/checkpoint.js';
@@ -21,7 +21,7 @@ export interface LSTMState { h: Tensor; c: Tensor }
 
 /** The LSTM update from the gate pre-activations z = (i, f, g, o) [B, 4H] and the cell state c. */
 export function lstmUpdate(z: Tensor, c: Tensor): LSTMState {
-  const [i, f, g, o] = split(z, 4, 1) as [Tensor, Tensor, Tensor, Tensor];
+  const [i, f, g, o] = chunk(z, 4, 1) as [Tensor, Tensor, Tensor, Tensor];
   const cNext = f.sigmoid().mul(c).add(i.sigmoid().mul(g.tanh()));
   return { h: o.sigmoid().mul(cNext.tanh()), c: cNext };
 }
@@ -129,7 +129,7 @@ export class LSTM extends Module {
     const [L, B] = [xs.shape[0]!, xs.shape[1]!], H = this.hiddenSize;
     let xw = matmul(reshape(xs, [L * B, xs.shape[2]!]), self[`weight_ih_l${l}`]!, { transposeB: true });
     if (this.bias) xw = xw.add(self[`bias_ih_l${l}`]!.add(self[`bias_hh_l${l}`]!));
-    const steps = split(reshape(xw, [L, B * 4 * H]), L, 0);
+    const steps = chunk(reshape(xw, [L, B * 4 * H]), L, 0);
     const outputs: Tensor[] = [];
     for (let t = 0; t < L; t++) {
       ({ h, c } = step(reshape(steps[t]!, [B, 4 * H]), h, c, self[`weight_hh_l${l}`]!));

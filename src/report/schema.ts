@@ -24,6 +24,8 @@ export interface RunConfig {
   checkpointEvery?: number;
   modelSize: number;
   expertHidden: number;
+  /** Runs with SwiGLU experts only: 'swiglu' (absent: the paper's ReLU MLP experts). */
+  expert?: string;
   gating: string;
   wImportance: number;
   wLoad: number;

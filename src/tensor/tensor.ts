@@ -197,13 +197,34 @@ export class Tensor {
   relu(): Tensor { return ops.relu(this); }
   softplus(): Tensor { return ops.softplus(this); }
   normalCdf(): Tensor { return ops.normalCdf(this); }
+  log1p(): Tensor { return ops.log1p(this); }
+  expm1(): Tensor { return ops.expm1(this); }
+  sin(): Tensor { return ops.sin(this); }
+  cos(): Tensor { return ops.cos(this); }
+  erf(): Tensor { return ops.erf(this); }
+  floor(): Tensor { return ops.floor(this); }
+  ceil(): Tensor { return ops.ceil(this); }
+  round(): Tensor { return ops.round(this); }
+  gelu(options?: ops.GeluOptions): Tensor { return ops.gelu(this, options); }
+  silu(): Tensor { return ops.silu(this); }
   isFinite(): Tensor { return ops.isFinite(this); }
+  /** torch.Tensor.masked_fill: value where mask is nonzero. */
+  maskedFill(mask: Tensor, value: number): Tensor { return ops.maskedFill(this, mask, value); }
 
   sum(axis?: Axis, keepdims = false): Tensor { return ops.sum(this, axis, keepdims); }
   mean(axis?: Axis, keepdims = false): Tensor { return ops.mean(this, axis, keepdims); }
   max(axis?: Axis, keepdims = false): Tensor { return ops.max(this, axis, keepdims); }
   min(axis?: Axis, keepdims = false): Tensor { return ops.min(this, axis, keepdims); }
   logsumexp(axis?: Axis, keepdims = false): Tensor { return ops.logsumexp(this, axis, keepdims); }
+  prod(axis?: Axis, keepdims = false): Tensor { return ops.prod(this, axis, keepdims); }
+  /** torch.var: correction 1 (Bessel) unless given. */
+  var(axis?: Axis, options?: ops.VarOptions): Tensor { return ops.variance(this, axis, options); }
+  variance(axis?: Axis, options?: ops.VarOptions): Tensor { return ops.variance(this, axis, options); }
+  std(axis?: Axis, options?: ops.VarOptions): Tensor { return ops.std(this, axis, options); }
+  norm(p = 2, axis?: Axis, keepdims = false): Tensor { return ops.norm(this, p, axis, keepdims); }
+  any(axis?: Axis, keepdims = false): Tensor { return ops.any(this, axis, keepdims); }
+  all(axis?: Axis, keepdims = false): Tensor { return ops.all(this, axis, keepdims); }
+  cumsum(axis: number): Tensor { return ops.cumsum(this, axis); }
   argmax(axis?: number, keepdims = false): Tensor { return ops.argmax(this, axis, keepdims); }
   argmin(axis?: number, keepdims = false): Tensor { return ops.argmin(this, axis, keepdims); }
   softmax(axis = -1): Tensor { return ops.softmax(this, axis); }
@@ -223,9 +244,20 @@ export class Tensor {
   expand(shape: Shape): Tensor { return ops.broadcastTo(this, shape); }
   slice(begin: readonly number[], size?: readonly number[]): Tensor { return ops.slice(this, begin, size); }
   pad(before: readonly number[], after: readonly number[]): Tensor { return ops.pad(this, before, after); }
-  split(sizes: number | readonly number[], axis = 0): Tensor[] { return ops.split(this, sizes, axis); }
+  flip(axis: number | readonly number[]): Tensor { return ops.flip(this, axis); }
+  /** torch.Tensor.repeat: x.repeat(2, 3) or x.repeat([2, 3]). */
+  repeat(...repeats: number[] | [readonly number[]]): Tensor {
+    return ops.repeat(this, Array.isArray(repeats[0]) ? repeats[0] : (repeats as number[]));
+  }
+  tril(diagonal = 0): Tensor { return ops.tril(this, diagonal); }
+  triu(diagonal = 0): Tensor { return ops.triu(this, diagonal); }
+  /** torch.split: a number is the chunk size (the last may be smaller), an array the sizes. */
+  split(splitSize: number | readonly number[], axis = 0): Tensor[] { return ops.split(this, splitSize, axis); }
+  chunk(chunks: number, axis = 0): Tensor[] { return ops.chunk(this, chunks, axis); }
   /** concat([this, ...others], axis) */
   concat(others: readonly Tensor[], axis = 0): Tensor { return ops.concat([this, ...others], axis); }
+  /** cat([this, ...others], axis) */
+  cat(others: readonly Tensor[], axis = 0): Tensor { return ops.concat([this, ...others], axis); }
   /** stack([this, ...others], axis) */
   stack(others: readonly Tensor[], axis = 0): Tensor { return ops.stack([this, ...others], axis); }
 
@@ -235,4 +267,6 @@ export class Tensor {
   indexAdd(axis: number, index: Tensor, src: Tensor): Tensor { return ops.indexAdd(this, axis, index, src); }
   oneHot(numClasses: number, options?: { dtype?: DType }): Tensor { return ops.oneHot(this, numClasses, options); }
   topk(k: number, options?: { largest?: boolean }): { values: Tensor; indices: Tensor } { return ops.topk(this, k, options); }
+  sort(axis = -1, descending = false): { values: Tensor; indices: Tensor } { return ops.sort(this, axis, descending); }
+  argsort(axis = -1, descending = false): Tensor { return ops.argsort(this, axis, descending); }
 }

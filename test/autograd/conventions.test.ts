@@ -55,3 +55,42 @@ test('d(aᵇ)/db is 0 where a = 0 (PyTorch), and clamp passes the gradient at it
   assert.deepEqual(Array.from(b.grad!.dataSync()), [0, 8 * Math.log(2)]);
   assert.deepEqual(gradOf((x) => x.clamp(-1, 1), [-2, -1, 0, 1, 2]), [0, 1, 1, 1, 0]);
 });
+
+test('floor, ceil and round have gradient 0, their jumps included (PyTorch)', () => {
+  for (const name of ['floor', 'ceil', 'round'] as const) {
+    assert.deepEqual(gradOf((x) => x[name](), [-1.5, -1, 0, 0.5, 2.5, 3.7]), [0, 0, 0, 0, 0, 0]);
+  }
+});
+
+test('sort: each value\'s gradient goes back to its position; ties keep their order (stable)', () => {
+  const x = leaf([3, 1, 3, 2], [4]);
+  const { values, indices } = x.sort();
+  assert.deepEqual(Array.from(indices.dataSync()), [1, 3, 0, 2]);
+  values.mul(mt.tensor([1, 10, 100, 1000], { dtype: 'float64' })).sum().backward();
+  assert.deepEqual(Array.from(x.grad!.dataSync()), [100, 1, 1000, 10]);
+  const y = leaf([3, 1, 3, 2], [4]);
+  const down = y.sort(0, true);
+  assert.deepEqual(Array.from(down.indices.dataSync()), [0, 2, 3, 1]); // the first 3 first
+  down.values.mul(mt.tensor([1, 10, 100, 1000], { dtype: 'float64' })).sum().backward();
+  assert.deepEqual(Array.from(y.grad!.dataSync()), [1, 1000, 10, 100]);
+});
+
+test('prod: the gradient is the product of the other entries, zeros included', () => {
+  assert.deepEqual(gradOf((x) => x.prod(), [2, 0, 3]), [0, 6, 0]);       // one zero
+  assert.deepEqual(gradOf((x) => x.prod(), [2, 0, 0, 3]), [0, 0, 0, 0]);  // two zeros
+  assert.deepEqual(gradOf((x) => x.prod(1), [2, 4, 0, 5], [2, 2]), [4, 2, 5, 0]);
+});
+
+test('norm: gradient 0 where the norm is 0 (every p); p = ±∞ shares it equally among ties', () => {
+  for (const p of [2, 1, 3, 1.5, 0.5, Infinity]) {
+    assert.deepEqual(gradOf((x) => x.norm(p), [0, 0, 0]), [0, 0, 0], `p = ${p}`);
+  }
+  assert.deepEqual(gradOf((x) => x.norm(1), [-2, 0, 3]), [-1, 0, 1]); // sign(0) = 0
+  assert.deepEqual(gradOf((x) => x.norm(Infinity), [-3, 1, 3, 2]), [-0.5, 0, 0.5, 0]);
+  assert.deepEqual(gradOf((x) => x.norm(-Infinity), [-1, 1, 3]), [-0.5, 0.5, 0]);
+  assert.deepEqual(gradOf((x) => x.norm(0), [0, 1, 3]), [0, 0, 0]);
+});
+
+test('std: gradient 0 where a slice is constant (PyTorch), not 0·∞ = NaN', () => {
+  assert.deepEqual(gradOf((x) => x.std(1), [2, 2, 1, 3], [2, 2]), [0, 0, -1 / Math.SQRT2, 1 / Math.SQRT2]);
+});

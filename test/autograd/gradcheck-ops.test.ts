@@ -185,13 +185,13 @@ describe('gradcheck: movement', () => {
     ), numRuns(15));
   });
 
-  test('concat, stack and split', () => {
+  test('concat, stack, split and chunk', () => {
     fc.assert(fc.property(
       shapeArb(3, 3, 1).chain((s) => fc.tuple(fc.constant(s), fc.integer({ min: 0, max: s.length - 1 }), valuesArb(size(s)), valuesArb(size(s)))),
       ([s, axis, va, vb]) => {
         check((a, b) => mt.concat([a, b, a], axis), [leaf(va, s), leaf(vb, s)]);
         check((a, b) => mt.stack([a, b], -1).mul(2), [leaf(va, s), leaf(vb, s)]);
-        check((a) => { const [p, q] = mt.split(mt.concat([a, a], axis), 2, axis); return p!.mul(q!.exp()); }, [leaf(va, s)]);
+        check((a) => { const [p, q] = mt.chunk(mt.concat([a, a], axis), 2, axis); return p!.mul(q!.exp()); }, [leaf(va, s)]);
       },
     ), numRuns(10));
   });
@@ -259,7 +259,7 @@ describe('gradcheck: compositions', () => {
     const h0 = leaf([0.1, -0.2, 0.3, 0.4], [2, 2]);
     check((xx, ww, h) => {
       const z = xx.matmul(ww);
-      const [i, f, g, o] = mt.split(z, 4, 1) as [T, T, T, T];
+      const [i, f, g, o] = mt.chunk(z, 4, 1) as [T, T, T, T];
       const c = f.sigmoid().mul(h).add(i.sigmoid().mul(g.tanh()));
       return o.sigmoid().mul(c.tanh());
     }, [x, w, h0], true);

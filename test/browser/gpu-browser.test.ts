@@ -167,7 +167,7 @@ function compare(r: CaseResult): void {
 }
 
 /** Runs a group of cases in the page and compares each; failures carry the page's errors. */
-async function runGroup(mode: Mode, group: 'ops' | 'lstm' | 'moe'): Promise<void> {
+async function runGroup(mode: Mode, group: 'ops' | 'lstm' | 'moe' | 'parity'): Promise<void> {
   const from = pageErrors.length;
   const started = Date.now();
   const { results, info } = await inPage<{ results: CaseResult[]; info: Record<string, unknown> }>(`mixtapeBrowserTest.run('${mode}', '${group}')`);
@@ -250,6 +250,9 @@ for (const mode of MODES) {
     });
     test('MoE layer (device dispatch, given noise) forward and backward equal the CPU float64 backend', async () => {
       await runGroup(mode, 'moe');
+    });
+    test('PyTorch-parity ops and layers (new kernels, compositions, LayerNorm/RMSNorm/GELU/SiLU, SwiGLU experts) equal the CPU float64 backend', async () => {
+      await runGroup(mode, 'parity');
     });
   });
 }

@@ -128,7 +128,47 @@ const moeCase: Case = {
   },
 };
 
-const GROUPS: Record<string, Case[]> = { ops: opCases, lstm: [lstmCase], moe: [moeCase] };
+// The ops and layers added for PyTorch parity (issue 17): each new kernel and each composition.
+const parityCases: Case[] = [
+  {
+    name: 'log1p expm1 sin cos erf gelu silu [5,7]', K: 1, inputs: [x([5, 7], 41, 2)],
+    run: (_, [a]) => [mt.log1p(a!.abs()), mt.expm1(a!), mt.sin(a!), mt.cos(a!), mt.erf(a!), mt.gelu(a!), mt.gelu(a!, { approximate: 'tanh' }), mt.silu(a!)],
+  },
+  { name: 'floor ceil round [4,6] (zero gradient)', K: 1, inputs: [x([4, 6], 42, 3)], run: (_, [a]) => [mt.floor(a!), mt.ceil(a!), mt.round(a!.mul(2)).mul(a!)] },
+  { name: 'prod [3,5] axis 1, cumsum [3,5] axes 0 and 1', K: 5, inputs: [x([3, 5], 43, 1.5)], run: (_, [a]) => [mt.prod(a!, 1), mt.cumsum(a!, 0), a!.cumsum(1)] },
+  { name: 'flip [3,4,2] axes [0,2], repeat(2,1,3)', K: 6, inputs: [x([3, 4, 2], 44)], run: (_, [a]) => [mt.flip(a!, [0, 2]).mul(a!), a!.repeat(2, 1, 3).square()] },
+  {
+    name: 'sort and argsort [4,6] both directions (distinct values)', K: 1, inputs: [{ shape: [4, 6], values: distinct(24, 45), grad: true }],
+    run: (_, [a]) => { const s = mt.sort(a!, 1, true); return [s.values, s.indices, mt.argsort(a!, 0), mt.sort(a!, 0).values]; },
+  },
+  {
+    name: 'var std norm (p = 2, 3, ∞) [4,6]', K: 24, inputs: [{ shape: [4, 6], values: distinct(24, 46), grad: true }],
+    run: (_, [a]) => [mt.var(a!, 1), a!.std(0, { correction: 0 }), mt.norm(a!, 2, 1), a!.norm(3), a!.norm(Infinity, 0)],
+  },
+  {
+    name: 'tril triu maskedFill any all eye linspace chunk cat [4,5]', K: 2, inputs: [x([4, 5], 47)],
+    run: (_, [a]) => {
+      const hot = a!.greater(0.2);
+      const [p, q] = mt.chunk(a!, 2, 1) as [mt.Tensor, mt.Tensor];
+      return [
+        mt.tril(a!, 1).add(a!.triu(-1).mul(0.5)), a!.maskedFill(hot, -3).mul(a!), hot.any(1), mt.all(hot, 0),
+        mt.eye(4, 5).mul(mt.linspace(-1, 1, 5)).add(a!), mt.cat([q, p.mul(2)], 1),
+      ];
+    },
+  },
+  {
+    name: 'LayerNorm → GELU tanh → RMSNorm → SiLU [4,6]', K: 6, inputs: [x([4, 6], 48, 2)],
+    module: () => new mt.Sequential(new mt.LayerNorm(6), new mt.GELU({ approximate: 'tanh' }), new mt.RMSNorm(6, { eps: 1e-6 }), new mt.SiLU()),
+    run: (m, [a]) => [(m as mt.Sequential).forward(a!)],
+  },
+  {
+    ...moeCase,
+    name: `MoE layer with SwiGLU experts (device dispatch) N=${N} d=${d} E=${E} k=${k}`,
+    module: () => new mt.MoE({ inputSize: d, outputSize: 3, hiddenSize: 5, numExperts: E, k, dispatch: 'device', expert: 'swiglu', generator: new mt.Generator(6) }),
+  },
+];
+
+const GROUPS: Record<string, Case[]> = { ops: opCases, lstm: [lstmCase], moe: [moeCase], parity: parityCases };
 
 // ---- running a case on both backends ------------------------------------------------------
 

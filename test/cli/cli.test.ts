@@ -87,6 +87,22 @@ describe('mixtape CLI', () => {
     assert.deepEqual(readFileSync(join(split, 'checkpoint.safetensors')).subarray(-4096), readFileSync(join(full, 'checkpoint.safetensors')).subarray(-4096));
   });
 
+  test('--expert swiglu trains MoE with Mixtral-named SwiGLU experts, resumes, and refuses bad combinations', () => {
+    assertCleanError(run('train', '--expert', 'geglu'), /unknown --expert 'geglu' \(expected mlp or swiglu\)/);
+    assertCleanError(run('train', '--model', 'hmoe', '--expert', 'swiglu'), /--expert swiglu needs --model moe or dense/);
+    const dir = join(tmp, 'swiglu');
+    const r = run('train', ...small, '--expert', 'swiglu', '--out', dir);
+    assert.equal(r.code, 0, r.stderr);
+    const config = JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8')) as { expert?: string };
+    assert.equal(config.expert, 'swiglu');
+    const { tensors } = mt.parseSafetensors(readFileSync(join(dir, 'checkpoint.safetensors')));
+    assert.deepEqual(tensors['moe.experts.0.w1.weight']!.shape, [5, 8]); // round(2/3 · 8) = 5
+    assert.ok(!('moe.experts.0.fc1.weight' in tensors));
+    assertCleanError(run('train', '--out', dir, '--resume', '--steps', '8', '--expert', 'mlp'), /trained with expert = "swiglu", but the flags say "mlp"/);
+    const resumed = run('train', '--out', dir, '--resume', '--steps', '8', '--quiet');
+    assert.equal(resumed.code, 0, resumed.stderr);
+  });
+
   test('a checkpoint from another configuration is refused in one line', () => {
     const dir = join(tmp, 'other');
     assert.equal(run('train', ...small, '--out', dir).code, 0);

@@ -128,12 +128,12 @@ gpuSuite('primitives', (mode) => {
       await check(`concat ${JSON.stringify(s)}`, (t) => mt.concat([t, t.mul(2), t.neg()], s.length - 1), [x]);
       await check(`stack ${JSON.stringify(s)}`, (t) => mt.stack([t, t.exp()], 0), [x]);
       // Many slices of one tensor: backward assembles them in one op (several kernels of <= 7 pieces).
-      await check(`split into ${s[0]} (assembleSlices)`, (t) => mt.stack(mt.split(t, s[0]!, 0).map((p, i) => p.mul(i + 1)), 0), [x]);
+      await check(`split into ${s[0]} (assembleSlices)`, (t) => mt.stack(mt.split(t, 1, 0).map((p, i) => p.mul(i + 1)), 0), [x]);
     }), runs);
     const pieces = Array.from({ length: 11 }, (_, i) => input([2, i % 3 + 1], Array.from({ length: 2 * (i % 3 + 1) }, (_, j) => i - j / 4)));
     await check('concat of 11 tensors (more than one kernel holds)', (...ts) => mt.concat(ts, 1), pieces);
     const long = input([13, 3], Array.from({ length: 39 }, (_, i) => (i % 7) - 3));
-    await check('split into 13 rows and back (assembleSlices of 13 pieces)', (t) => mt.concat(mt.split(t, 13, 0).map((p) => p.square()), 0), [long]);
+    await check('split into 13 rows and back (assembleSlices of 13 pieces)', (t) => mt.concat(mt.chunk(t, 13, 0).map((p) => p.square()), 0), [long]);
   });
 
   test('indexing: gather scatterAdd indexSelect indexAdd oneHot topk', async () => {

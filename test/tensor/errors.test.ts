@@ -49,7 +49,8 @@ describe('shape errors', () => {
     assert.throws(() => mt.concat([]), /concat: needs a non-empty array of tensors/);
     assert.throws(() => mt.concat([f32([])]), /concat: zero-dimensional tensors cannot be concatenated \(use stack\)/);
     assert.throws(() => mt.stack([x, f32([3, 2])]), /stack: xs\[1\] has shape \[3, 2\] but xs\[0\] has \[2, 3\]/);
-    assert.throws(() => x.split(4, 1), /split: axis 1 of size 3 does not split into 4 equal sections/);
+    assert.throws(() => x.split(0, 1), /split: argument 'splitSize' must be an integer >= 1, got 0/);
+    assert.throws(() => x.chunk(0, 1), /chunk: argument 'chunks' must be an integer >= 1, got 0/);
     assert.throws(() => x.split([1, 1], 1), /split: sizes \[1, 1\] do not add up to 3, the size of axis 1/);
     assert.throws(() => x.slice([0, 2], [2, 2]), /slice: begin \[0, 2\] with size \[2, 2\] is out of range for shape \[2, 3\] \(axis 1\)/);
     assert.throws(() => x.slice([-3]), /slice: begin \[-3\] with size \[\] is out of range for shape \[2, 3\] \(axis 0\)/);

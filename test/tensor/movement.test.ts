@@ -206,7 +206,7 @@ describe('movement', () => {
     }), numRuns(50));
   });
 
-  test('split into equal sections or given sizes; the pieces concatenate back', () => {
+  test('chunk into equal sections, split by given sizes; the pieces concatenate back', () => {
     const arb = fc.tuple(shapeArb(3, 3, 1), fc.nat(), fc.oneof(
       fc.tuple(fc.integer({ min: 1, max: 3 }), fc.integer({ min: 1, max: 3 })).map(([count, len]) => ({ sections: count, lens: new Array<number>(count).fill(len) })),
       fc.array(fc.nat(3), { minLength: 1, maxLength: 4 }).map((lens) => ({ sections: null, lens }))), fc.constantFrom(...DTYPES))
@@ -217,7 +217,7 @@ describe('movement', () => {
       });
     fc.assert(fc.property(arb, ([{ shape, a, spec, dtype }, vals]) => {
       const x = make(vals, shape, dtype);
-      const parts = spec.sections !== null ? x.split(spec.sections, a) : mt.split(x, spec.lens, a - shape.length);
+      const parts = spec.sections !== null ? x.chunk(spec.sections, a) : mt.split(x, spec.lens, a - shape.length);
       assert.equal(parts.length, spec.lens.length);
       let start = 0;
       parts.forEach((p, j) => {

@@ -15,7 +15,7 @@ test('a matmul → relu → sum graph gives the hand-computed value and gradient
 
 test('every public op is also a tensor method (creation functions and multi-tensor helpers aside)', () => {
   const notMethods = new Set([
-    'tensor', 'full', 'zeros', 'ones', 'zerosLike', 'onesLike', 'arange', 'randn', 'rand', 'normal', 'manualSeed',
+    'tensor', 'full', 'zeros', 'ones', 'zerosLike', 'onesLike', 'arange', 'linspace', 'eye', 'randn', 'rand', 'normal', 'manualSeed',
     'Generator', 'defaultGenerator', 'assembleSlices', 'logsumexpShift',
   ]);
   const proto = mt.Tensor.prototype as unknown as Record<string, unknown>;

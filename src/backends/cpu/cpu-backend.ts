@@ -9,8 +9,8 @@ import type { Backend, BackendInfo, Handle, KernelAttrs, KernelName, KernelTable
 import { binaryBroadcast, binaryFast, binaryFns, broadcastLoop, mapUnary, unaryFns, whereFast } from './elementwise.js';
 import { gather, indexAdd, indexSelect, oneHot, scatterAdd, topkIndices } from './indexing.js';
 import { matmul } from './matmul/matmul.js';
-import { broadcastTo, concat, pad, permute, slice } from './movement.js';
-import { argReduce, reduce } from './reduce.js';
+import { broadcastTo, concat, flip, pad, permute, slice } from './movement.js';
+import { argReduce, cumsum, reduce } from './reduce.js';
 
 /** A CPU tensor's storage: a typed array (null once freed) and its reference count. */
 export class CpuHandle implements Handle {
@@ -57,6 +57,8 @@ function makeKernels(): CpuKernelTable {
     neg: unary('neg'), abs: unary('abs'), sign: unary('sign'), exp: unary('exp'), log: unary('log'),
     sqrt: unary('sqrt'), tanh: unary('tanh'), sigmoid: unary('sigmoid'), relu: unary('relu'),
     softplus: unary('softplus'), normalCdf: unary('normalCdf'),
+    log1p: unary('log1p'), expm1: unary('expm1'), sin: unary('sin'), cos: unary('cos'),
+    floor: unary('floor'), ceil: unary('ceil'), round: unary('round'), erf: unary('erf'),
     add: binary('add'), sub: binary('sub'), mul: binary('mul'), div: binary('div'), pow: binary('pow'),
     maximum: binary('maximum'), minimum: binary('minimum'),
     equal: binary('equal'), notEqual: binary('notEqual'), less: binary('less'), lessEqual: binary('lessEqual'),
@@ -72,6 +74,12 @@ function makeKernels(): CpuKernelTable {
     sum: (inputs, { axes }, out, be) => be.wrap(reduce('sum', data(inputs[0]!), inputs[0]!.shape, axes, out.dtype, sizeOf(out.shape))),
     max: (inputs, { axes }, out, be) => be.wrap(reduce('max', data(inputs[0]!), inputs[0]!.shape, axes, out.dtype, sizeOf(out.shape))),
     min: (inputs, { axes }, out, be) => be.wrap(reduce('min', data(inputs[0]!), inputs[0]!.shape, axes, out.dtype, sizeOf(out.shape))),
+    prod: (inputs, { axes }, out, be) => be.wrap(reduce('prod', data(inputs[0]!), inputs[0]!.shape, axes, out.dtype, sizeOf(out.shape))),
+    cumsum: (inputs, { axis }, out, be) => {
+      const y = full(out);
+      cumsum(data(inputs[0]!), inputs[0]!.shape, axis, y);
+      return be.wrap(y);
+    },
     argmax: (inputs, { axis }, _o, be) => be.wrap(argReduce('argmax', data(inputs[0]!), inputs[0]!.shape, axis)),
     argmin: (inputs, { axis }, _o, be) => be.wrap(argReduce('argmin', data(inputs[0]!), inputs[0]!.shape, axis)),
     matmul: (inputs, { transposeA, transposeB }, out, be) => {
@@ -93,6 +101,11 @@ function makeKernels(): CpuKernelTable {
     slice: (inputs, { begin }, out, be) => {
       const y = full(out);
       slice(data(inputs[0]!), inputs[0]!.shape, begin, y, out.shape);
+      return be.wrap(y);
+    },
+    flip: (inputs, { axes }, out, be) => {
+      const y = full(out);
+      flip(data(inputs[0]!), inputs[0]!.shape, axes, y);
       return be.wrap(y);
     },
     pad: (inputs, { before }, out, be) => {
@@ -142,6 +155,13 @@ function makeKernels(): CpuKernelTable {
     topkIndices: (inputs, { k, largest }, out, be) => {
       const y = full(out) as Int32Array;
       topkIndices(data(inputs[0]!), inputs[0]!.shape, k, y, largest);
+      return be.wrap(y);
+    },
+    // A full stable sort: top-k of all n, in the same (value, then index) order, NaN largest.
+    argsort: (inputs, { descending }, out, be) => {
+      const x = inputs[0]!;
+      const y = full(out) as Int32Array;
+      topkIndices(data(x), x.shape, x.shape.length === 0 ? 1 : x.shape[x.shape.length - 1]!, y, descending);
       return be.wrap(y);
     },
     cast: (inputs, _a, out, be) => {

@@ -2,7 +2,7 @@
 
 import type { TypedArray } from '../../core/dtype.js';
 import { broadcastStrides, sizeOf, type Shape } from '../../core/shape.js';
-import { normalCdf, normalCdfFloat32 } from '../../core/special.js';
+import { erf, normalCdf, normalCdfFloat32 } from '../../core/special.js';
 import type { BinaryKernel, CompareKernel, UnaryKernel } from '../../core/backend.js';
 
 export const unaryFns: Record<UnaryKernel, (x: number) => number> = {
@@ -17,7 +17,21 @@ export const unaryFns: Record<UnaryKernel, (x: number) => number> = {
   relu: (x) => (x > 0 ? x : x === x ? 0 : x), // relu(NaN) = NaN, as in PyTorch
   softplus: (x) => (x > 0 ? x + Math.log1p(Math.exp(-x)) : Math.log1p(Math.exp(x))),
   normalCdf,
+  log1p: Math.log1p,
+  expm1: Math.expm1,
+  sin: Math.sin,
+  cos: Math.cos,
+  floor: Math.floor,
+  ceil: Math.ceil,
+  round: roundHalfToEven,
+  erf,
 };
+
+/** torch.round: halves go to the even neighbour (2.5 → 2, -0.5 → -0), not up as Math.round. */
+function roundHalfToEven(x: number): number {
+  const r = Math.round(x); // halves up
+  return r - x === 0.5 && r % 2 !== 0 ? r - 1 : r;
+}
 
 export const binaryFns: Record<BinaryKernel | CompareKernel, (a: number, b: number) => number> = {
   add: (a, b) => a + b,
@@ -65,6 +79,14 @@ export function mapUnary(op: UnaryKernel, x: TypedArray, out: TypedArray, float3
     case 'sigmoid': { const g = f.sigmoid; for (let i = 0; i < n; i++) out[i] = g(x[i]!); return; }
     case 'relu': reluPick[0] = 0; for (let i = 0; i < n; i++) { const v = x[i]!; reluPick[1] = v; out[i] = reluPick[+(v > 0) | +(v !== v)]!; } return;
     case 'softplus': { const g = f.softplus; for (let i = 0; i < n; i++) out[i] = g(x[i]!); return; }
+    case 'log1p': for (let i = 0; i < n; i++) out[i] = Math.log1p(x[i]!); return;
+    case 'expm1': for (let i = 0; i < n; i++) out[i] = Math.expm1(x[i]!); return;
+    case 'sin': for (let i = 0; i < n; i++) out[i] = Math.sin(x[i]!); return;
+    case 'cos': for (let i = 0; i < n; i++) out[i] = Math.cos(x[i]!); return;
+    case 'floor': for (let i = 0; i < n; i++) out[i] = Math.floor(x[i]!); return;
+    case 'ceil': for (let i = 0; i < n; i++) out[i] = Math.ceil(x[i]!); return;
+    case 'round': for (let i = 0; i < n; i++) out[i] = roundHalfToEven(x[i]!); return;
+    case 'erf': for (let i = 0; i < n; i++) out[i] = erf(x[i]!); return;
     case 'normalCdf':
       if (float32) for (let i = 0; i < n; i++) out[i] = normalCdfFloat32(x[i]!);
       else for (let i = 0; i < n; i++) out[i] = normalCdf(x[i]!);

@@ -1,4 +1,4 @@
-// Data movement: permute, broadcastTo, slice, pad, concat.
+// Data movement: permute, broadcastTo, slice, flip, pad, concat.
 
 import type { TypedArray } from '../../core/dtype.js';
 import { sizeOf, stridesOf, type Shape } from '../../core/shape.js';
@@ -44,6 +44,19 @@ export function slice(x: TypedArray, shape: Shape, begin: readonly number[], out
   let offset = 0;
   for (let d = 0; d < shape.length; d++) offset += begin[d]! * strides[d]!;
   gatherStrided(x, offset, strides, outShape, out);
+}
+
+/** x reversed along `axes`: a strided read from each flipped axis's last element, stride negated. */
+export function flip(x: TypedArray, shape: Shape, axes: readonly number[], out: TypedArray): void {
+  if (out.length === 0) return;
+  const strides = stridesOf(shape);
+  let offset = 0;
+  const walk = strides.map((s, d) => {
+    if (!axes.includes(d)) return s;
+    offset += (shape[d]! - 1) * s;
+    return -s;
+  });
+  gatherStrided(x, offset, walk, shape, out);
 }
 
 /**

@@ -1,4 +1,5 @@
-// Reductions over any set of axes (sum, max, min) and arg-reductions over one axis.
+// Reductions over any set of axes (sum, max, min, prod), arg-reductions over one axis and
+// the running sum (cumsum).
 
 import type { DType, TypedArray } from '../../core/dtype.js';
 import { cpuPool } from './pool.js';
@@ -33,12 +34,12 @@ function contiguousSplit(shape: Shape, axes: readonly number[]): [number, number
   return [sizeOf(shape.slice(0, first)), sizeOf(shape.slice(first, last + 1)), sizeOf(shape.slice(last + 1))];
 }
 
-type Combine = 'sum' | 'max' | 'min';
+type Combine = 'sum' | 'max' | 'min' | 'prod';
 
 export function reduce(kind: Combine, x: TypedArray, shape: Shape, axes: readonly number[], outDtype: DType, outSize: number): TypedArray {
   const out = cpuPool.take(outDtype, outSize, false); // every element is written below
   const acc = new Float64Array(outSize);
-  const init = kind === 'sum' ? 0 : kind === 'max' ? -Infinity : Infinity;
+  const init = kind === 'sum' ? 0 : kind === 'prod' ? 1 : kind === 'max' ? -Infinity : Infinity;
   acc.fill(init);
   const split = contiguousSplit(shape, axes);
   if (split && split[2] === 1) {
@@ -83,6 +84,7 @@ export function reduce(kind: Combine, x: TypedArray, shape: Shape, axes: readonl
 
 function combine(kind: Combine, a: number, v: number): number {
   if (kind === 'sum') return a + v;
+  if (kind === 'prod') return a * v;
   if (a !== a || v !== v) return NaN; // max/min propagate NaN, as in PyTorch
   return kind === 'max' ? (v > a ? v : a) : (v < a ? v : a);
 }
@@ -104,4 +106,33 @@ export function argReduce(kind: 'argmax' | 'argmin', x: TypedArray, shape: Shape
     }
   }
   return out;
+}
+
+/** Inclusive running sum along `axis` (torch.cumsum), accumulated in float64. */
+export function cumsum(x: TypedArray, shape: Shape, axis: number, out: TypedArray): void {
+  if (out instanceof Int32Array) {
+    // Bounds first: a running sum past int32 must not wrap around silently.
+    let total = 0;
+    for (let i = 0; i < x.length; i++) total += Math.abs(x[i]!);
+    if (total > 2147483647) checkInt32Cumsum(x, shape, axis);
+  }
+  const outer = sizeOf(shape.slice(0, axis)), n = shape[axis]!, inner = sizeOf(shape.slice(axis + 1));
+  for (let o = 0; o < outer; o++) {
+    for (let i = 0; i < inner; i++) {
+      const base = o * n * inner + i;
+      let acc = 0;
+      for (let j = 0; j < n; j++) {
+        acc += x[base + j * inner]!;
+        out[base + j * inner] = acc;
+      }
+    }
+  }
+}
+
+function checkInt32Cumsum(x: TypedArray, shape: Shape, axis: number): void {
+  const probe = new Float64Array(x.length);
+  cumsum(Float64Array.from(x), shape, axis, probe);
+  for (const v of probe) {
+    if (v < -2147483648 || v > 2147483647) throw new Error(`cumsum: the int32 running sum reaches ${v}, which overflows int32 (cast to float64 first)`);
+  }
 }

@@ -92,9 +92,35 @@ export function kernelSource(args: readonly string[], body: readonly string[]): 
 }
 
 /**
+ * sin or cos written out (Cephes' sinf/cosf): x − k·π/2 in three parts (Cody–Waite, exact
+ * products for |k| < 2^12 or so), then a minimax polynomial on [−π/4, π/4] chosen by the
+ * quadrant k mod 4. GPU sin/cos are not bound to float32 accuracy: SwiftShader's are off
+ * by 1.6e-4 at x = 1.5, beyond any float32 tolerance.
+ */
+function trigonometric(fn: 'sin' | 'cos'): string[] {
+  // quadrant q: sin x = [s, c, −s, −c][q], cos x = [c, −s, −c, s][q]
+  const pick = fn === 'sin' ? ['s', 'c', '-s', '-c'] : ['c', '-s', '-c', 's'];
+  return [
+    'const k = Math.floor(x * 0.63661977236758134 + 0.5);',
+    'const r = ((x - k * 1.5703125) - k * 0.0004837512969970703125) - k * 0.0000000754978995489188216;',
+    'const z = r * r;',
+    'const s = r + r * z * (-0.16666654611 + z * (0.0083321608736 + z * -0.00019515295891));',
+    'const c = 1 - 0.5 * z + z * z * (0.041666645683 + z * (-0.0013887316255 + z * 0.000024433157118));',
+    'const q = k - 4 * Math.floor(k * 0.25);',
+    `if (q < 0.5) { return ${pick[0]}; }`,
+    `if (q < 1.5) { return ${pick[1]}; }`,
+    `if (q < 2.5) { return ${pick[2]}; }`,
+    `return ${pick[3]};`,
+  ];
+}
+
+/**
  * Unary maps as statements over x, ending in a return. Written for float32 on GPUs:
  * tanh from exp(-2|x|) (GLSL's tanh is NaN past |x| ≈ 44), softplus as
  * max(x, 0) + log(1 + exp(-|x|)), Φ by Numerical Recipes' erfc (fractional error < 1.2e-7).
+ * log1p/expm1/erf take a Taylor series near 0, where GPU log(1 + x) and exp(x) − 1 lose all
+ * relative accuracy (7 % at 1e-3 on llvmpipe) and 1 − erfc(x) too; round sends halves to the
+ * even neighbour (torch.round) from x − ⌊x⌋, which is exact in float32 (x + 0.5 is not).
  */
 export const unaryBody: Record<UnaryKernel, string[]> = {
   neg: ['return -x;'],
@@ -115,6 +141,42 @@ export const unaryBody: Record<UnaryKernel, string[]> = {
       't * (-0.18628806 + t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277)))))))));',
     'if (z >= 0) { return 0.5 * e; }',
     'return 1 - 0.5 * e;',
+  ],
+  // |x| < 0.1: Σ (−1)ⁿ⁺¹xⁿ/n to x⁸ (error < x⁹/9 ≈ 1e-10).
+  log1p: [
+    'if (Math.abs(x) < 0.1) { return x * (1 - x * (0.5 - x * (0.33333333333333333 - x * (0.25 - x * (0.2 - x * (0.16666666666666667 - x * (0.14285714285714286 - x * 0.125))))))); }',
+    'return Math.log(1 + x);',
+  ],
+  // |x| < 0.1: Σ xⁿ/n! to x⁷ (error < x⁸/8! ≈ 2.5e-13).
+  expm1: [
+    'if (Math.abs(x) < 0.1) { return x * (1 + x * 0.5 * (1 + x * 0.33333333333333333 * (1 + x * 0.25 * (1 + x * 0.2 * (1 + x * 0.16666666666666667 * (1 + x * 0.14285714285714286)))))); }',
+    'return Math.exp(x) - 1;',
+  ],
+  sin: trigonometric('sin'),
+  cos: trigonometric('cos'),
+  floor: ['return Math.floor(x);'],
+  ceil: ['return Math.ceil(x);'],
+  round: [
+    'const f = Math.floor(x);',
+    'const d = x - f;',
+    'if (d > 0.5) { return f + 1; }',
+    'if (d < 0.5) { return f; }',
+    'const half = Math.floor(f * 0.5);',
+    'if (f - half * 2 === 1) { return f + 1; }',
+    'return f;',
+  ],
+  // |x| < 0.5: 2/√π · Σ (−1)ⁿx²ⁿ⁺¹/(n!(2n+1)) to x¹¹ (error < 2e-8); beyond, 1 − erfc as in Φ.
+  erf: [
+    'const a = Math.abs(x);',
+    'if (a < 0.5) {',
+    'const s = x * x;',
+    'return 1.1283791670955126 * x * (1 - s * (0.33333333333333333 - s * (0.1 - s * (0.023809523809523810 - s * (0.0046296296296296296 - s * 0.00075757575757575758)))));',
+    '}',
+    'const t = 1 / (1 + 0.5 * a);',
+    'const e = t * Math.exp(-a * a - 1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418 + ' +
+      't * (-0.18628806 + t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277)))))))));',
+    'if (x < 0) { return e - 1; }',
+    'return 1 - e;',
   ],
 };
 

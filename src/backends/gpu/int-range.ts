@@ -30,7 +30,7 @@ function compute<K extends KernelName>(kernel: K, inputs: readonly Info[], attrs
     case 'equal': case 'notEqual': case 'less': case 'lessEqual': case 'greater': case 'greaterEqual': case 'oneHot':
       return of(0, 1);
     case 'argmax': case 'argmin': return of(0, Math.max(0, (inputs[0]!.shape[a.axis as number] ?? 1) - 1));
-    case 'topkIndices': return of(0, Math.max(0, (inputs[0]!.shape[inputs[0]!.shape.length - 1] ?? 1) - 1));
+    case 'topkIndices': case 'argsort': return of(0, Math.max(0, (inputs[0]!.shape[inputs[0]!.shape.length - 1] ?? 1) - 1));
     case 'fill': return of(a.value as number, a.value as number, true);
     case 'cast': return r(0);
   }
@@ -52,7 +52,13 @@ function compute<K extends KernelName>(kernel: K, inputs: readonly Info[], attrs
     case 'where': return hull([rs[1]!, rs[2]!]);
     case 'sum': return scaled(x, sizeOf((a.axes as number[]).map((d) => inputs[0]!.shape[d]!)));
     case 'max': case 'min': case 'slice': case 'gather': case 'indexSelect': return of(x.lo, x.hi);
-    case 'permute': case 'broadcastTo': return x;
+    case 'permute': case 'broadcastTo': case 'flip': case 'floor': case 'ceil': case 'round': return x;
+    case 'cumsum': return scaled(x, inputs[0]!.shape[a.axis as number] ?? 1);
+    case 'prod': {
+      const n = sizeOf((a.axes as number[]).map((d) => inputs[0]!.shape[d]!));
+      const m = Math.max(Math.abs(x.lo), Math.abs(x.hi), 1) ** n;
+      return x.lo >= 0 ? of(0, m) : of(-m, m);
+    }
     case 'pad': return hull([x, of(0, 0)]);
     case 'concat': return hull(rs as IntRange[]);
     case 'assembleSlices': return (rs as IntRange[]).reduce((acc, p) => plus(acc, hull([p, of(0, 0)])), of(0, 0));

@@ -49,7 +49,7 @@ function copyKernel(op: string, inputs: In, attrs: unknown, out: OutInfo, be: Gp
  * x[o0 + Σ j·stride] into `acc`. Sums add each innermost run into a partial first, which
  * keeps long float32 sums about √n·ε accurate instead of n·ε.
  */
-function reduceLoops(kind: 'sum' | 'max' | 'min', dimsR: number[], stridesR: number[]): { lines: string[]; loop: number } {
+function reduceLoops(kind: 'sum' | 'max' | 'min' | 'prod', dimsR: number[], stridesR: number[]): { lines: string[]; loop: number } {
   // Merge neighbours walked contiguously; split a long innermost run into blocks of 64.
   const ds: number[] = [], ss: number[] = [];
   dimsR.forEach((d, i) => {
@@ -78,6 +78,7 @@ function reduceLoops(kind: 'sum' | 'max' | 'min', dimsR: number[], stridesR: num
   const read = `a0[${index}]`;
   let body: string;
   if (kind === 'sum') body = `part += ${read};`;
+  else if (kind === 'prod') body = `acc = acc * ${read};`;
   else body = `const v = ${read}; if (v ${kind === 'max' ? '>' : '<'} acc) { acc = v; }`;
   lines.push(guard ? `if (${guard}) { ${body} }` : body);
   // Close the loops; a sum adds its partial after the innermost (or block) loop.
@@ -89,24 +90,70 @@ function reduceLoops(kind: 'sum' | 'max' | 'min', dimsR: number[], stridesR: num
   return { lines, loop };
 }
 
-function reduction(kind: 'sum' | 'max' | 'min'): GpuKernel<'sum' | 'max' | 'min'> {
+function reduction(kind: 'sum' | 'max' | 'min' | 'prod'): GpuKernel<'sum' | 'max' | 'min' | 'prod'> {
   return (inputs, attrs, out, be) => {
     const x = inputs[0]!;
     const strides = stridesOf(x.shape);
     const kept = x.shape.map((_, i) => i).filter((i) => !attrs.axes.includes(i));
     const reducedDims = attrs.axes.map((a) => x.shape[a]!);
-    if (sizeOf(reducedDims) === 0) return be.fill(out, kind === 'sum' ? 0 : NaN);
+    if (sizeOf(reducedDims) === 0) return be.fill(out, kind === 'sum' ? 0 : kind === 'prod' ? 1 : NaN);
     if (reducedDims.length === 0) return be.copy(x.handle, out); // over no axis: the identity
     const { lines, loop } = reduceLoops(kind, reducedDims, attrs.axes.map((a) => strides[a]!));
     const body = [
       ...offsets(kept.map((i) => x.shape[i]!), [kept.map((i) => strides[i]!)]),
-      kind === 'sum' ? 'let acc = 0;' : 'let acc = a0[o0];',
+      kind === 'sum' ? 'let acc = 0;' : kind === 'prod' ? 'let acc = 1;' : 'let acc = a0[o0];',
       ...lines,
       'return acc;',
     ];
     return be.launch({ key: keyOf(kind, inputs, attrs, out), inputs: [x.handle], size: sizeOf(out.shape), loop, source: kernelSource(['a0'], body) });
   };
 }
+
+/** Inclusive running sum: element j of a row adds the row's first j + 1 entries (a literal loop). */
+const cumsum: GpuKernel<'cumsum'> = (inputs, attrs, out, be) => {
+  const x = inputs[0]!;
+  const n = x.shape[attrs.axis]!, inner = sizeOf(x.shape.slice(attrs.axis + 1));
+  const body = [
+    ...coordinates([sizeOf(x.shape.slice(0, attrs.axis)), n, inner]),
+    `const base = c0 * ${n * inner} + c2;`,
+    'let acc = 0;',
+    `for (let j = 0; j < ${n}; j++) {`,
+    `if (j <= c1) { acc += a0[base + j * ${inner}]; }`,
+    '}', 'return acc;',
+  ];
+  return be.launch({ key: keyOf('cumsum', inputs, attrs, out), inputs: [x.handle], size: sizeOf(out.shape), loop: n, source: kernelSource(['a0'], body) });
+};
+
+/**
+ * A stable sort of each last-axis row in two passes of O(n) per thread: the rank of each
+ * entry (how many entries come before it: a better value, or an equal one at a lower index),
+ * then, for each output slot, the entry of that rank. NaN ordering is the CPU's only where
+ * the device compares NaN as the CPU does (WebGPU does not promise it).
+ */
+const argsort: GpuKernel<'argsort'> = (inputs, attrs, out, be) => {
+  const x = inputs[0]!;
+  const n = x.shape[x.shape.length - 1] ?? 1;
+  const better = attrs.descending ? '>' : '<';
+  const rowOf = [...idiv('row', 'this.thread.x', n), `const i = this.thread.x - row * ${n};`, `const base = row * ${n};`];
+  const rank = [
+    ...rowOf, 'const v = a0[this.thread.x];', 'let r = 0;',
+    `for (let j = 0; j < ${n}; j++) {`,
+    'const u = a0[base + j];',
+    `if (u ${better} v || (u === v && j < i)) { r = r + 1; }`,
+    '}', 'return r;',
+  ];
+  const size = sizeOf(out.shape);
+  const ranks = be.launch({ key: keyOf('argsort.rank', inputs, attrs, out), inputs: [x.handle], size, loop: n, source: kernelSource(['a0'], rank) });
+  const place = [
+    ...rowOf, 'let at = 0;',
+    `for (let j = 0; j < ${n}; j++) {`,
+    'if (a0[base + j] === i) { at = j; }',
+    '}', 'return at;',
+  ];
+  const indices = be.launch({ key: keyOf('argsort.place', inputs, attrs, out), inputs: [ranks], size, loop: n, source: kernelSource(['a0'], place) });
+  be.decRef(ranks);
+  return indices;
+};
 
 /** Index of the first extreme along one axis (ties to the lowest index). */
 function argReduction(kind: 'argmax' | 'argmin'): GpuKernel<'argmax' | 'argmin'> {
@@ -313,6 +360,8 @@ export function makeKernels(): { [K in KernelName]: GpuKernel<K> } {
     neg: unary('neg'), abs: unary('abs'), sign: unary('sign'), exp: unary('exp'), log: unary('log'),
     sqrt: unary('sqrt'), tanh: unary('tanh'), sigmoid: unary('sigmoid'), relu: unary('relu'),
     softplus: unary('softplus'), normalCdf: unary('normalCdf'),
+    log1p: unary('log1p'), expm1: unary('expm1'), sin: unary('sin'), cos: unary('cos'),
+    floor: unary('floor'), ceil: unary('ceil'), round: unary('round'), erf: unary('erf'),
     add: binary('add'), sub: binary('sub'), mul: binary('mul'), div: binary('div'), pow: binary('pow'),
     maximum: binary('maximum'), minimum: binary('minimum'),
     equal: binary('equal'), notEqual: binary('notEqual'), less: binary('less'), lessEqual: binary('lessEqual'),
@@ -324,7 +373,8 @@ export function makeKernels(): { [K in KernelName]: GpuKernel<K> } {
       ];
       return be.launch({ key: keyOf('where', inputs, attrs, out), inputs: inputs.map((t) => t.handle), size: sizeOf(out.shape), source: kernelSource(['a0', 'a1', 'a2'], body) });
     },
-    sum: reduction('sum'), max: reduction('max'), min: reduction('min'),
+    sum: reduction('sum'), max: reduction('max'), min: reduction('min'), prod: reduction('prod'),
+    cumsum,
     argmax: argReduction('argmax'), argmin: argReduction('argmin'),
     matmul,
     permute: (inputs, attrs, out, be) => {
@@ -340,10 +390,19 @@ export function makeKernels(): { [K in KernelName]: GpuKernel<K> } {
       if (start !== 0) body.push(`o0 = o0 + ${start};`);
       return copyKernel('slice', inputs, attrs, out, be, body);
     },
+    // x reversed along axes: the flipped axes walk backwards from their last element.
+    flip: (inputs, attrs, out, be) => {
+      const x = inputs[0]!;
+      const strides = stridesOf(x.shape);
+      const start = attrs.axes.reduce((s, d) => s + (x.shape[d]! - 1) * strides[d]!, 0);
+      const body = offsets(out.shape, [strides.map((s, d) => (attrs.axes.includes(d) ? -s : s))]);
+      if (start !== 0) body.push(`o0 = o0 + ${start};`);
+      return copyKernel('flip', inputs, attrs, out, be, body);
+    },
     pad,
     assembleSlices,
     concat,
-    gather, scatterAdd, indexSelect, indexAdd, oneHot, topkIndices,
+    gather, scatterAdd, indexSelect, indexAdd, oneHot, topkIndices, argsort,
     cast: (inputs, _attrs, out, be) => {
       const x = inputs[0]!;
       // int32 values are stored as exact floats already: a float view shares the data.

@@ -1,4 +1,4 @@
-// Creation ops: tensor(), zeros/ones/full, arange, and seeded rand/randn.
+// Creation ops: tensor(), zeros/ones/full, arange, linspace, eye, and seeded rand/randn.
 
 import { getBackend, runOp } from '../engine.js';
 import { allocate, dtypeOfArray, isDType, type DType, type TypedArray } from '../../core/dtype.js';
@@ -132,6 +132,42 @@ export function arange(start: number, end?: number, step = 1, options: CreateOpt
   for (let i = 0; i < n; i++) values[i] = start + i * step;
   const backend = getBackend();
   return finish(new Tensor(backend.upload(values), [n], dtype, backend), options);
+}
+
+/**
+ * `steps` values evenly spaced from start to end, both included (torch.linspace). Computed
+ * as PyTorch's scalar loop does, from the nearer end (start + i·step in the first half,
+ * end − (steps−1−i)·step in the second), so the last value is `end` exactly. (PyTorch's
+ * vectorized loop adds multiples of step to the start of each SIMD block instead, which
+ * can differ in the last bit, depending on the CPU's vector width.)
+ */
+export function linspace(start: number, end: number, steps: number, options: CreateOptions = {}): Tensor {
+  for (const [name, v] of [['start', start], ['end', end]] as const) {
+    if (typeof v !== 'number' || !Number.isFinite(v)) throw new Error(`linspace: ${name} must be a finite number, got ${v}`);
+  }
+  if (typeof steps !== 'number' || !Number.isInteger(steps) || steps < 0) throw new Error(`linspace: steps must be a non-negative integer, got ${steps}`);
+  const dtype = checkDType('linspace', options.dtype ?? 'float32');
+  const values = allocate(dtype, steps);
+  const step = steps > 1 ? (end - start) / (steps - 1) : 0;
+  const half = Math.floor(steps / 2);
+  for (let i = 0; i < steps; i++) {
+    const v = steps === 1 ? start : i < half ? start + step * i : end - step * (steps - 1 - i);
+    values[i] = dtype === 'int32' ? Math.trunc(v) : v; // int32: truncated toward zero, as PyTorch
+  }
+  const backend = getBackend();
+  return finish(new Tensor(backend.upload(values), [steps], dtype, backend), options);
+}
+
+/** The n×m identity: ones on the main diagonal (torch.eye; m defaults to n). */
+export function eye(n: number, m: number = n, options: CreateOptions = {}): Tensor {
+  for (const [name, v] of [['n', n], ['m', m]] as const) {
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < 0) throw new Error(`eye: ${name} must be a non-negative integer, got ${v}`);
+  }
+  const dtype = checkDType('eye', options.dtype ?? 'float32');
+  const values = allocate(dtype, n * m);
+  for (let i = 0; i < Math.min(n, m); i++) values[i * m + i] = 1;
+  const backend = getBackend();
+  return finish(new Tensor(backend.upload(values), [n, m], dtype, backend), options);
 }
 
 // ---- random numbers -------------------------------------------------------------------

@@ -43,6 +43,20 @@ export const sigmoid = unary('sigmoid', false);
 export const softplus = unary('softplus', false);
 /** The standard normal CDF Φ(x). */
 export const normalCdf = unary('normalCdf', false);
+/** log(1 + x), accurate near 0. */
+export const log1p = unary('log1p', false);
+/** eˣ − 1, accurate near 0. */
+export const expm1 = unary('expm1', false);
+export const sin = unary('sin', false);
+export const cos = unary('cos', false);
+/** The error function erf(x) = 2/√π ∫₀ˣ e^{−t²} dt. */
+export const erf = unary('erf', false);
+/** Rounds down; its gradient is zero (PyTorch). int32 stays int32. */
+export const floor = unary('floor', true);
+/** Rounds up; its gradient is zero (PyTorch). */
+export const ceil = unary('ceil', true);
+/** Rounds to the nearest integer, halves to even (torch.round: 2.5 → 2); zero gradient. */
+export const round = unary('round', true);
 
 /** One operand as a tensor of `dtype`; a scalar or cast made for it is pushed to temps. */
 function operand(op: string, v: TensorLike, arg: 'a' | 'b', dtype: DType, temps: Tensor[]): Tensor {
@@ -162,6 +176,29 @@ export function clamp(x: Tensor, min?: number, max?: number): Tensor {
     out = next;
   }
   return out;
+}
+
+/**
+ * x with `value` wherever mask is nonzero (torch.masked_fill); mask broadcasts to x's shape
+ * and the result keeps x's shape and dtype. The gradient flows to x where mask is 0.
+ */
+export function maskedFill(x: Tensor, mask: Tensor, value: number): Tensor {
+  checkTensor('maskedFill', x, 'x');
+  checkTensor('maskedFill', mask, 'mask');
+  checkNumber('maskedFill', value, 'value');
+  const shape = broadcastShapes(x.shape, mask.shape, 'maskedFill');
+  if (shape.length !== x.rank || shape.some((d, i) => d !== x.shape[i])) {
+    throw new Error(`maskedFill: mask of shape [${mask.shape.join(', ')}] must broadcast to x's shape [${x.shape.join(', ')}]`);
+  }
+  if (x.dtype === 'int32' && !(Number.isInteger(value) && value >= -2147483648 && value <= 2147483647)) {
+    throw new Error(`maskedFill: value ${value} does not fit x's dtype int32`);
+  }
+  const fill = scalar(value, x.dtype);
+  try {
+    return where(mask, fill, x);
+  } finally {
+    fill.dispose();
+  }
 }
 
 export function square(x: Tensor): Tensor { return mul(x, x); }

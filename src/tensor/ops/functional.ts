@@ -1,12 +1,13 @@
-// Compositions used everywhere in models: softmax, logSoftmax, dropout. Their gradients
-// come from the primitives they are built of.
+// Compositions used everywhere in models: softmax, logSoftmax, dropout, gelu, silu. Their
+// gradients come from the primitives they are built of.
 
-import { cast, div, exp, greaterEqual, log, mul, sub } from './elementwise.js';
+import { add, cast, div, exp, greaterEqual, log, mul, normalCdf, sigmoid, sub } from './elementwise.js';
 import { logsumexpShift, max, sum } from './reduction.js';
 import { rand, type Generator } from './creation.js';
 import type { Tensor } from '../tensor.js';
 import { checkFloat, checkTensor } from './util.js';
 import { normalizeAxis } from '../../core/shape.js';
+import { tidy } from '../engine.js';
 
 /** exp(x - max) / Σ exp(x - max) along an axis; the max is a constant, so it is stable. */
 export function softmax(x: Tensor, axis = -1): Tensor {
@@ -57,5 +58,43 @@ export function dropout(x: Tensor, p = 0.5, training = true, options: { generato
   const scaled = mul(maskAsFloat, 1 / (1 - p));
   const out = mul(x, scaled);
   for (const t of [u, keepMask, maskAsFloat, scaled]) t.dispose();
+  return out;
+}
+
+export interface GeluOptions {
+  /** 'none' (default): x·Φ(x), the exact form; 'tanh': PyTorch's tanh approximation. */
+  approximate?: 'none' | 'tanh';
+}
+
+/**
+ * GELU (Hendrycks & Gimpel 2016; torch.nn.functional.gelu): x·Φ(x) = x·½(1 + erf(x/√2)),
+ * or with approximate 'tanh', ½x(1 + tanh(√(2/π)(x + 0.044715x³))).
+ */
+export function gelu(x: Tensor, options: GeluOptions = {}): Tensor {
+  checkTensor('gelu', x, 'x');
+  checkFloat('gelu', x, 'x');
+  const approximate = options.approximate ?? 'none';
+  if (approximate === 'none') {
+    const phi = normalCdf(x);
+    const out = mul(x, phi);
+    phi.dispose();
+    return out;
+  }
+  if (approximate !== 'tanh') throw new Error(`gelu: approximate must be 'none' or 'tanh', got '${String(approximate)}'`);
+  // ½(1 + tanh u) = σ(2u) exactly; the σ form does not cancel where tanh u → −1 (x ≪ 0),
+  // which costs 1 + tanh u all its float32 digits (1e-5 relative at x = −3).
+  return tidy(() => {
+    const twiceInner = mul(add(x, mul(mul(mul(x, x), x), 0.044715)), 2 * Math.sqrt(2 / Math.PI));
+    return mul(x, sigmoid(twiceInner));
+  });
+}
+
+/** SiLU / swish (torch.nn.functional.silu): x·σ(x). */
+export function silu(x: Tensor): Tensor {
+  checkTensor('silu', x, 'x');
+  checkFloat('silu', x, 'x');
+  const s = sigmoid(x);
+  const out = mul(x, s);
+  s.dispose();
   return out;
 }

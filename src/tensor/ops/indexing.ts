@@ -1,10 +1,11 @@
 // Indexing ops with PyTorch's names and argument order: gather / scatterAdd (along an
 // axis, index shaped like the output), indexSelect / indexAdd (a 1-D index of slices),
-// oneHot and topk. Each pair is the other's gradient.
+// oneHot, topk, sort and argsort. Each pair is the other's gradient.
 
 import { runOp } from '../engine.js';
 import { isDType, type DType } from '../../core/dtype.js';
 import { normalizeAxis, shapesEqual, shapeToString } from '../../core/shape.js';
+import { transpose } from './movement.js';
 import type { Tensor } from '../tensor.js';
 import { checkInt, checkTensor } from './util.js';
 
@@ -102,4 +103,45 @@ export function topk(x: Tensor, k: number, options: { largest?: boolean } = {}):
   const values = gather(x2, -1, indices);
   if (x2 !== x) x2.dispose();
   return { values, indices };
+}
+
+/** x with `axis` moved last (by swapping it with the last axis), and the inverse of that move. */
+function axisLast(x: Tensor, a: number): [Tensor, (t: Tensor) => Tensor] {
+  if (x.rank === 0 || a === x.rank - 1) return [x, (t) => t];
+  return [transpose(x, a, -1), (t) => { const back = transpose(t, a, -1); t.dispose(); return back; }];
+}
+
+function checkDescending(op: string, descending: unknown): boolean {
+  if (typeof descending !== 'boolean') throw new Error(`${op}: descending must be true or false, got ${typeof descending}`);
+  return descending;
+}
+
+/**
+ * Indices that sort x along an axis (torch.argsort): stable (equal values keep their order),
+ * NaN counted as the largest value, as torch.sort. int32, no gradient.
+ */
+export function argsort(x: Tensor, axis = -1, descending = false): Tensor {
+  checkTensor('argsort', x, 'x');
+  checkDescending('argsort', descending);
+  const a = x.rank === 0 ? 0 : normalizeAxis(axis, x.rank, 'argsort');
+  const [moved, back] = axisLast(x, a);
+  const indices = runOp('argsort', [moved], { descending }, { shape: moved.shape, dtype: 'int32' }, null);
+  if (moved !== x) moved.dispose();
+  return back(indices);
+}
+
+/**
+ * Sorts along an axis (torch.sort): `{values, indices}`, stable, ascending unless
+ * `descending`. values = gather(x, indices), so the gradient goes back to each value's
+ * original position; indices carry none.
+ */
+export function sort(x: Tensor, axis = -1, descending = false): { values: Tensor; indices: Tensor } {
+  checkTensor('sort', x, 'x');
+  checkDescending('sort', descending);
+  const a = x.rank === 0 ? 0 : normalizeAxis(axis, x.rank, 'sort');
+  const [moved, back] = axisLast(x, a);
+  const order = runOp('argsort', [moved], { descending }, { shape: moved.shape, dtype: 'int32' }, null);
+  const values = moved.rank === 0 ? moved.clone() : gather(moved, -1, order);
+  if (moved !== x) moved.dispose();
+  return { values: back(values), indices: back(order) };
 }

@@ -1,11 +1,14 @@
 // matmul: 2-D, batched with broadcast batch dimensions, and 1-D operands as in
-// torch.matmul. Transposed operands are read in place (transposeA/transposeB).
+// torch.matmul. Transposed operands are read in place (transposeA/transposeB). And the
+// triangular masks tril/triu.
 
 import { runOp } from '../engine.js';
 import { broadcastShapes, shapeToString } from '../../core/shape.js';
 import type { Tensor } from '../tensor.js';
 import { reshape } from './movement.js';
-import { checkTensor } from './util.js';
+import { arange } from './creation.js';
+import { greaterEqual, lessEqual, sub, where } from './elementwise.js';
+import { checkInt, checkTensor } from './util.js';
 
 export interface MatmulOptions { transposeA?: boolean; transposeB?: boolean }
 
@@ -44,3 +47,26 @@ export function matmul(a: Tensor, b: Tensor, options: MatmulOptions = {}): Tenso
   const batch = broadcastShapes(a.shape.slice(0, -2), b.shape.slice(0, -2), 'matmul (batch dimensions)');
   return runOp('matmul', [a, b], { transposeA, transposeB }, { shape: [...batch, m, n], dtype: a.dtype }, 'matmul');
 }
+
+/**
+ * Keeps the entries of the last two axes on and below (tril) or on and above (triu) the
+ * `diagonal`-th diagonal (0 the main one, > 0 above it, < 0 below), zeros elsewhere: a where
+ * over the mask col − row ≤ diagonal (tril) or ≥ diagonal (triu), so the gradient is masked alike.
+ */
+function triangle(op: 'tril' | 'triu') {
+  return (x: Tensor, diagonal = 0): Tensor => {
+    checkTensor(op, x, 'x');
+    checkInt(op, diagonal, 'diagonal');
+    if (x.rank < 2) throw new Error(`${op}: x must have at least 2 dimensions, got shape ${shapeToString(x.shape)}`);
+    const rows = arange(x.shape[x.rank - 2]!), cols = arange(x.shape[x.rank - 1]!);
+    const r = reshape(rows, [rows.size, 1]);
+    const offset = sub(cols, r);
+    const keep = op === 'tril' ? lessEqual(offset, diagonal) : greaterEqual(offset, diagonal);
+    const out = where(keep, x, 0);
+    for (const t of [rows, cols, r, offset, keep]) t.dispose();
+    return out;
+  };
+}
+
+export const tril = triangle('tril');
+export const triu = triangle('triu');

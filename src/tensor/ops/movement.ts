@@ -1,8 +1,8 @@
 // Movement ops: reshape (a view: no copy), squeeze/unsqueeze/flatten, permute/transpose,
-// broadcastTo, slice, pad, concat, stack, split.
+// broadcastTo, slice, flip, pad, concat/cat, stack, split, chunk, repeat.
 
 import { getBackend, recordIfNeeded, runOp } from '../engine.js';
-import { assertValidShape, broadcastShapes, normalizeAxis, shapesEqual, shapeToString, sizeOf, type Shape } from '../../core/shape.js';
+import { assertValidShape, broadcastShapes, normalizeAxes, normalizeAxis, shapesEqual, shapeToString, sizeOf, type Shape } from '../../core/shape.js';
 import { Tensor } from '../tensor.js';
 import { checkInt, checkTensor } from './util.js';
 
@@ -108,6 +108,37 @@ export function slice(x: Tensor, begin: readonly number[], size?: readonly numbe
   return runOp('slice', [x], { begin: b }, { shape: s, dtype: x.dtype }, 'slice');
 }
 
+/** Reverses the order of elements along the given axes (torch.flip). */
+export function flip(x: Tensor, axis: number | readonly number[]): Tensor {
+  checkTensor('flip', x, 'x');
+  if (axis === undefined) throw new Error('flip: give the axis or axes to reverse (torch.flip needs dims)');
+  const axes = normalizeAxes(axis, x.rank, 'flip').filter((a) => x.shape[a]! > 1);
+  if (axes.length === 0) return reshape(x, x.shape);
+  return runOp('flip', [x], { axes }, { shape: x.shape, dtype: x.dtype }, 'flip');
+}
+
+/**
+ * Tiles x `repeats[d]` times along each axis (torch.Tensor.repeat, numpy.tile); extra
+ * leading repeats add leading axes. A broadcast of x with a size-1 axis before each of its
+ * axes, then a reshape, so the gradient is broadcastTo's: the sum over the copies.
+ */
+export function repeat(x: Tensor, repeats: readonly number[]): Tensor {
+  checkTensor('repeat', x, 'x');
+  if (!Array.isArray(repeats)) throw new Error(`repeat: repeats must be an array of counts, got ${typeof repeats}`);
+  repeats.forEach((r) => checkInt('repeat', r, 'repeats', 0));
+  if (repeats.length < x.rank) {
+    throw new Error(`repeat: ${repeats.length} repeat count(s) for a tensor of shape ${shapeToString(x.shape)}: give at least one per axis`);
+  }
+  const shape = [...new Array<number>(repeats.length - x.rank).fill(1), ...x.shape];
+  const interleaved = shape.flatMap((d) => [1, d]);
+  const tiled = shape.flatMap((d, i) => [repeats[i]!, d]);
+  const r = reshape(x, interleaved);
+  const b = broadcastTo(r, tiled);
+  const out = reshape(b, shape.map((d, i) => d * repeats[i]!));
+  r.dispose(); b.dispose();
+  return out;
+}
+
 /** Pads with zeros: `before[d]` and `after[d]` elements on each axis (the adjoint of slice). */
 export function pad(x: Tensor, before: readonly number[], after: readonly number[]): Tensor {
   checkTensor('pad', x, 'x');
@@ -168,18 +199,24 @@ export function stack(xs: readonly Tensor[], axis = 0): Tensor {
   return out;
 }
 
-/** Splits along an axis into pieces of the given sizes (or `sections` equal pieces). */
-export function split(x: Tensor, sizes: number | readonly number[], axis = 0): Tensor[] {
+/**
+ * Splits along an axis as torch.split: a number is the size of each chunk (the last one may
+ * be smaller), an array the size of every piece. Note: before 0.2 a number here was the
+ * count of equal sections; that is chunk(x, n, axis) now.
+ */
+export function split(x: Tensor, splitSize: number | readonly number[], axis = 0): Tensor[] {
   checkTensor('split', x, 'x');
   const a = normalizeAxis(axis, x.rank, 'split');
   const dim = x.shape[a]!;
   let parts: number[];
-  if (typeof sizes === 'number') {
-    checkInt('split', sizes, 'sections', 1);
-    if (dim % sizes !== 0) throw new Error(`split: axis ${a} of size ${dim} does not split into ${sizes} equal sections`);
-    parts = new Array<number>(sizes).fill(dim / sizes);
+  if (typeof splitSize === 'number') {
+    // As PyTorch: a chunk size of 0 is allowed only for an empty axis (one empty piece).
+    checkInt('split', splitSize, 'splitSize', dim === 0 ? 0 : 1);
+    const count = dim === 0 ? 1 : Math.ceil(dim / splitSize);
+    parts = Array.from({ length: count }, (_, i) => Math.min(splitSize, dim - i * splitSize));
   } else {
-    parts = [...sizes];
+    if (!Array.isArray(splitSize)) throw new Error(`split: splitSize must be a chunk size or an array of sizes, got ${typeof splitSize}`);
+    parts = splitSize.map((v) => checkInt('split', v, 'splitSize', 0));
     if (parts.reduce((s, v) => s + v, 0) !== dim) throw new Error(`split: sizes ${shapeToString(parts)} do not add up to ${dim}, the size of axis ${a}`);
   }
   let start = 0;
@@ -189,4 +226,22 @@ export function split(x: Tensor, sizes: number | readonly number[], axis = 0): T
     start += len;
     return slice(x, begin, size);
   });
+}
+
+/**
+ * Splits into `chunks` pieces along an axis as torch.chunk: each of size ⌈dim / chunks⌉, the
+ * last smaller, so fewer than `chunks` pieces come back when dim does not fill them all.
+ */
+export function chunk(x: Tensor, chunks: number, axis = 0): Tensor[] {
+  checkTensor('chunk', x, 'x');
+  checkInt('chunk', chunks, 'chunks', 1);
+  const a = normalizeAxis(axis, x.rank, 'chunk');
+  const dim = x.shape[a]!;
+  // An empty axis gives `chunks` empty pieces (PyTorch), not split's single one.
+  return split(x, dim === 0 ? new Array<number>(chunks).fill(0) : Math.ceil(dim / chunks), a);
+}
+
+/** concat under PyTorch's name (torch.cat). */
+export function cat(xs: readonly Tensor[], axis = 0): Tensor {
+  return concat(xs, axis);
 }
