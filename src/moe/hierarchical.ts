@@ -24,7 +24,7 @@ import type { Generator } from '../tensor/ops/creation.js';
 import { checkDType, checkPositiveInt, Module } from '../nn/module.js';
 import { cvSquared, gateEntropy } from './balancing.js';
 import { DeviceDispatcher, SparseDispatcher } from './dispatcher.js';
-import { NoisyTopKGating, type GatingOutput } from './gating.js';
+import { checkLayerDType, NoisyTopKGating, type GatingOutput } from './gating.js';
 import { Expert, type MoEOutput, type MoEStats } from './moe.js';
 
 export interface HierarchicalMoEOptions {
@@ -156,6 +156,7 @@ export class HierarchicalMoE extends Module {
     if (!(x instanceof Tensor) || x.rank < 1 || x.shape[x.rank - 1] !== this.inputSize) {
       throw new Error(`HierarchicalMoE: expected input [..., ${this.inputSize}], got ${x instanceof Tensor ? shapeToString(x.shape) : typeof x}`);
     }
+    checkLayerDType('HierarchicalMoE', x, this.primary.w_gate.dtype);
     const noise = options.noise ?? {};
     if (noise.secondary && noise.secondary.length !== this.numGroups) {
       throw new Error(`HierarchicalMoE: noise.secondary needs ${this.numGroups} tensors, got ${noise.secondary.length}`);

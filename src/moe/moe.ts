@@ -14,7 +14,7 @@ import type { Generator } from '../tensor/ops/creation.js';
 import { cvSquared, gateEntropy } from './balancing.js';
 import { DeviceDispatcher, SparseDispatcher } from './dispatcher.js';
 import { BatchwiseGating } from './batchwise.js';
-import { NoisyTopKGating, SoftmaxGating, type GatingOutput } from './gating.js';
+import { checkLayerDType, NoisyTopKGating, SoftmaxGating, type GatingOutput } from './gating.js';
 
 /** An expert: Linear → ReLU → Linear (paper §3.2, App. C: one ReLU hidden layer). */
 export class Expert extends Module {
@@ -165,6 +165,7 @@ export class MoE extends Module {
     if (!(x instanceof Tensor) || x.rank < 1 || x.shape[x.rank - 1] !== this.inputSize) {
       throw new Error(`MoE: expected input [..., ${this.inputSize}], got ${x instanceof Tensor ? shapeToString(x.shape) : typeof x}`);
     }
+    checkLayerDType('MoE', x, this.experts[0]!.fc1.weight.dtype);
     return tidy(() => {
       const rows = reshape(x, [x.size / this.inputSize, this.inputSize]);
       const g: GatingOutput & { batchwiseLoss?: Tensor } = this.gate instanceof NoisyTopKGating
