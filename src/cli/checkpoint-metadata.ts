@@ -85,6 +85,9 @@ export function checkCheckpoint(path: string, metadata: Record<string, string>, 
     const m = /^optimizer\.(\d+)\.(.+)$/.exec(name);
     if (name.startsWith('optimizer.') && (!m || Number(m[1]) >= weights.length || !OPTIMIZER_BUFFERS.includes(m[2]!))) fail(`tensor ${name} is not optimizer state mixtape writes`);
     if (t.dtype !== 'float32' && t.dtype !== 'float64') fail(`tensor ${name} is ${t.dtype}; weights and optimizer state are float`);
+    // Read where that costs nothing: on a device backend (webgpu reads asynchronously only)
+    // the CLI has already checked the same file on the CPU, before selecting the backend.
+    if (!t.backend.capabilities.hostResident) continue;
     const values = t.dataSync();
     for (let i = 0; i < values.length; i++) {
       if (!Number.isFinite(values[i]!)) fail(`tensor ${name} holds a non-finite value (${values[i]}) at index ${i}`);
