@@ -14,7 +14,7 @@ export type { DType, TypedArray } from './core/dtype.js';
 export type { Shape } from './core/shape.js';
 export * from './tensor/ops/index.js';
 export {
-  setBackend, backendInfo, ready, shutdownGpu, memory, noGrad, enableGrad, isGradEnabled, tidy, keep, dispose,
+  setBackend, backendInfo, ready, shutdownGpu, memory, emptyCache, OutOfMemoryError, noGrad, enableGrad, isGradEnabled, tidy, keep, dispose,
   type BackendName, type BackendOptions,
 } from './tensor/engine.js';
 export type { Backend, BackendCapabilities, BackendInfo, MemoryInfo, KernelName, KernelAttrs, KernelTable, Handle, TensorInfo, OutInfo } from './core/backend.js';

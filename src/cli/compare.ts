@@ -1,14 +1,18 @@
 // `mixtape compare`: the MoE model, its compute-matched dense model and (by default) the
 // same MoE without balancing losses, trained on the same data with the same budget, two
 // at a time in child processes; then one report over all of them.
+//
+// Ctrl-C stops every run: the running ones save their checkpoints (each child gets the
+// SIGINT), the waiting ones do not start; `compare --resume` then continues each run from
+// its checkpoint (or starts the ones that never ran) to its end.
 
 import { spawn } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { CompareManifest, RunConfig } from '../report/schema.js';
 import { formatDuration, formatRate } from './progress.js';
 import { writeReport } from './report.js';
-import { UsageError } from './run.js';
+import { CHECKPOINT, Interrupted, UsageError } from './run.js';
 
 export interface CompareOptions {
   base: RunConfig;
@@ -19,6 +23,8 @@ export interface CompareOptions {
   quiet: boolean;
   /** The flags the user gave (passed on to every run). */
   flags: Record<string, string | boolean | undefined>;
+  /** Continue the runs of an interrupted compare in `out` (each from its checkpoint). */
+  resume?: boolean;
 }
 
 interface Plan { dir: string; label: string; flags: Record<string, string> }
@@ -41,7 +47,7 @@ function plans(o: CompareOptions): Plan[] {
 
 /** Flags shared by every run (data, budget, sizes), from what the user typed. */
 function sharedFlags(flags: CompareOptions['flags']): string[] {
-  const skip = new Set(['experts', 'model', 'out', 'parallel', 'no-unbalanced', 'label', 'quiet', 'help', 'debug', 'w-importance', 'w-load']);
+  const skip = new Set(['experts', 'model', 'out', 'parallel', 'no-unbalanced', 'label', 'quiet', 'help', 'debug', 'w-importance', 'w-load', 'resume']);
   const args: string[] = [];
   for (const [k, v] of Object.entries(flags)) {
     if (skip.has(k) || v === undefined || v === false) continue;
@@ -55,10 +61,12 @@ interface Live { label: string; step: number; total: number; loss: number; token
 
 export async function compare(o: CompareOptions): Promise<string> {
   if (!(o.parallel >= 1)) throw new UsageError(`--parallel must be a positive integer, got ${o.parallel}`);
-  mkdirSync(o.out, { recursive: true });
   const runs = plans(o);
-  const manifest: CompareManifest = { runs: runs.map((r) => r.dir), createdAt: new Date().toISOString(), note: `compare: ${runs.map((r) => r.label).join(', ')}` };
-  writeFileSync(join(o.out, 'compare.json'), `${JSON.stringify(manifest, null, 2)}\n`);
+  if (!o.resume) {
+    const flags = Object.fromEntries(Object.entries(o.flags).filter(([k, v]) => v !== undefined && !['out', 'resume', 'help', 'debug'].includes(k))) as Record<string, string | boolean>;
+    const manifest: CompareManifest = { runs: runs.map((r) => r.dir), createdAt: new Date().toISOString(), note: `compare: ${runs.map((r) => r.label).join(', ')}`, flags };
+    writeFileSync(join(o.out, 'compare.json'), `${JSON.stringify(manifest, null, 2)}\n`);
+  }
   const shared = sharedFlags(o.flags);
   const balance = [
     ...(o.flags['w-importance'] !== undefined ? ['--w-importance', String(o.flags['w-importance'])] : []),
@@ -84,13 +92,24 @@ export async function compare(o: CompareOptions): Promise<string> {
   if (!o.quiet) process.stderr.write(`mixtape compare: ${runs.length} runs of ${o.base.steps} steps, ${o.parallel} at a time, in ${o.out}\n`);
   let next = 0;
   const failures: string[] = [];
+  // Ctrl-C: every running child saves its checkpoint and stops; no further run starts.
+  let interrupted = false;
+  const children = new Set<ReturnType<typeof spawn>>();
+  const onSigint = () => {
+    interrupted = true;
+    for (const child of children) child.kill('SIGINT');
+  };
+  process.on('SIGINT', onSigint);
   const worker = async () => {
-    while (next < runs.length) {
+    while (next < runs.length && !interrupted) {
       const i = next++;
       const r = runs[i]!;
-      const args = [...process.execArgv, process.argv[1]!, 'train', ...shared, ...(r.flags['w-importance'] ? [] : balance),
-        ...Object.entries(r.flags).flatMap(([k, v]) => [`--${k}`, v]), '--label', r.label, '--out', join(o.out, r.dir), '--progress-json'];
-      const code = await new Promise<number>((resolveRun) => {
+      const dir = join(o.out, r.dir);
+      // A run with a checkpoint continues from it (with the checkpoint's settings; --steps may grow).
+      const resumeRun = o.resume === true && existsSync(join(dir, CHECKPOINT));
+      const args = [...process.execArgv, process.argv[1]!, 'train', ...(resumeRun ? ['--resume', '--steps', String(o.base.steps)] : [...shared, ...(r.flags['w-importance'] ? [] : balance),
+        ...Object.entries(r.flags).flatMap(([k, v]) => [`--${k}`, v]), '--label', r.label]), '--out', dir, '--progress-json'];
+      await new Promise<void>((resolveRun) => {
         const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
         let buffer = '', errors = '';
         child.stdout.on('data', (chunk: Buffer) => {
@@ -108,19 +127,29 @@ export async function compare(o: CompareOptions): Promise<string> {
           }
         });
         child.stderr.on('data', (chunk: Buffer) => { errors += chunk.toString(); });
-        const onSigint = () => child.kill('SIGINT');
-        process.on('SIGINT', onSigint);
-        child.on('close', (c) => {
-          process.off('SIGINT', onSigint);
-          if (c !== 0) failures.push(`${r.label}: ${errors.trim().split('\n').pop() ?? `exit code ${c}`}`);
-          resolveRun(c ?? 1);
+        children.add(child);
+        if (interrupted) child.kill('SIGINT');
+        child.on('close', (c, signal) => {
+          children.delete(child);
+          // Stopped by Ctrl-C (130: it saved its checkpoint; killed by the signal before training began: nothing to save).
+          const stopped = interrupted && (c === 130 || signal === 'SIGINT');
+          if (c !== 0 && !stopped) failures.push(`${r.label}: ${errors.trim().split('\n').pop() ?? `exit code ${c}`}`);
+          resolveRun();
         });
       });
-      void code;
     }
   };
-  await Promise.all(Array.from({ length: Math.min(o.parallel, runs.length) }, worker));
+  try {
+    await Promise.all(Array.from({ length: Math.min(o.parallel, runs.length) }, worker));
+  } finally {
+    process.off('SIGINT', onSigint);
+  }
   draw(true);
   if (failures.length) throw new Error(`compare: ${failures.length} run(s) failed: ${failures.join('; ')}`);
+  if (interrupted) {
+    const stop = new Interrupted(0, o.out);
+    stop.message = `interrupted; the runs saved their checkpoints in ${o.out} (continue with: mixtape compare --out ${o.out} --resume)`;
+    throw stop;
+  }
   return writeReport(o.out);
 }

@@ -5,12 +5,19 @@ import * as mt from '../index.js';
 import { formatContext } from '../report/expert-contexts.js';
 import type { Corpus } from '../data/corpus.js';
 import type { RunConfig } from '../report/schema.js';
+import { checkMemory } from './memory-estimate.js';
 import { evaluate, loadWeights, makeCorpus, makeModel, readCheckpoint, dataOf, UsageError, type AnyLM } from './run.js';
 
-export async function inspect(path: string, batch: number): Promise<void> {
+/**
+ * `text`: the text file to take the validation batch from, for a checkpoint trained on one.
+ * The path stored in the checkpoint is never opened: a checkpoint is someone else's file,
+ * and inspecting it must not read whatever path it names.
+ */
+export async function inspect(path: string, batch: number, text?: string): Promise<void> {
   if (!(batch >= 1)) throw new UsageError(`--batch must be a positive integer, got ${batch}`);
   const ckpt = readCheckpoint(path);
   const c = ckpt.config;
+  checkMemory(c, "the checkpoint's ");
   const model = makeModel(c);
   loadWeights(model, ckpt, path);
   model.eval();
@@ -19,7 +26,18 @@ export async function inspect(path: string, batch: number): Promise<void> {
   console.log(`  d = ${c.modelSize}, expert hidden ${c.expertHidden}, vocabulary ${c.vocabSize}, ${c.parameters} parameters, ${c.opsPerToken.excludingSoftmax} multiply-adds per token (excluding the softmax)${c.opsPerToken.trainingFlops ? `, ${c.opsPerToken.trainingFlops} FLOPs per token per training step` : ''}`);
   console.log(`  trained with batch ${c.batch}, sequence length ${c.seqLen}, lr ${c.lr}, seed ${c.seed}, balancing weights ${c.wImportance} / ${c.wLoad}, data ${c.data}`);
   if (c.floors) console.log(`  corpus floors (nats/token): known domain ${c.floors.knownDomain.toFixed(4)}, Bayes ${c.floors.bayes.toFixed(4)}, pooled bigram ${c.floors.pooledBigram.toFixed(4)}`);
-  const corpus = makeCorpus(dataOf(c), c.seed, c.seqLen);
+  if (c.data !== 'synthetic' && text === undefined) {
+    console.log(`routing: not shown; the model was trained on the text file ${c.data.replace(/^word:/, '')}: pass --text FILE to route one of its validation batches`);
+    return;
+  }
+  const data = c.data === 'synthetic' ? dataOf(c) : { text: text!, wordLevel: c.data.startsWith('word:') };
+  let corpus;
+  try {
+    corpus = makeCorpus(data, c.seed, c.seqLen);
+  } catch (e) {
+    throw new UsageError((e as Error).message);
+  }
+  if (corpus.vocabSize !== c.vocabSize) throw new UsageError(`--text ${text}: its vocabulary has ${corpus.vocabSize} tokens but the model was trained on ${c.vocabSize}: not the text it was trained on`);
   const b = corpus.validation(batch, c.seqLen)[0]!;
   const rows = b.x.length / c.seqLen;
   mt.noGrad(() => mt.tidy(() => {

@@ -2,11 +2,13 @@
 // Errors are one line on stderr and a non-zero exit code (a stack trace only with --debug).
 
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { existsSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { existsSync, readFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
 import * as mt from '../index.js';
 import type { RunConfig } from '../report/schema.js';
 import { CHECKPOINT, Interrupted, makeCorpus, readCheckpoint, train, UsageError, validateConfig } from './run.js';
+import { checkMemory } from './memory-estimate.js';
+import { claimRunDirectory, type RunLock } from './run-directory.js';
 import { compare } from './compare.js';
 import { gradcheckCommand } from './gradcheck.js';
 import { inspect } from './inspect.js';
@@ -67,7 +69,8 @@ Data:
                            the built-in synthetic multi-domain corpus; --domains N for the synthetic corpus (default 8)
 Output:
   --out DIR                run directory: config.json, metrics.jsonl, checkpoint.safetensors (default runs/<model>)
-  --resume                 continue the run in --out from its checkpoint, to exactly the numbers of an uninterrupted run
+  --resume                 continue the run in --out from its checkpoint, to exactly the numbers of an uninterrupted run;
+                           --steps, --eval-every, --label, --backend and --gpu-mode may change (said in one line), other flags must match
   --label NAME, --quiet
 Ctrl-C saves a checkpoint and stops.`,
   compare: `Usage: mixtape compare [flags]
@@ -76,7 +79,10 @@ Trains, on the same data and budget: the MoE model, its compute-matched dense mo
 (hidden size k × expert hidden), and the same MoE without balancing losses; with
 --experts 4,16,64 one MoE per expert count. Then writes report.html. Runs two at a time.
 Flags: all of train's (--experts may be a comma-separated list), plus
-  --out DIR (default runs/compare)  --parallel N (default 2)  --no-unbalanced (skip the run without balancing losses)`,
+  --out DIR (default runs/compare)  --parallel N (default 2)  --no-unbalanced (skip the run without balancing losses)
+  --resume   continue the compare in --out after Ctrl-C: each run from its checkpoint, to its end
+             (only --steps, --parallel and --quiet may change)
+Ctrl-C stops every run, each saving its checkpoint.`,
   report: `Usage: mixtape report RUN_DIR [--out FILE]
 
 Writes a self-contained HTML report (SVG charts, no network access) for a run directory or a compare directory.`,
@@ -84,10 +90,12 @@ Writes a self-contained HTML report (SVG charts, no network access) for a run di
 
 Runs float64 gradient checks (central differences, eps 1e-6; PyTorch's atol 1e-5, rtol 1e-3) of the
 noisy top-k gates, the smooth load, both CV² losses and the MoE layer, and prints the worst error per parameter.`,
-  inspect: `Usage: mixtape inspect CHECKPOINT [--batch N]
+  inspect: `Usage: mixtape inspect CHECKPOINT [--batch N] [--text FILE]
 
-Prints the configuration stored in a checkpoint and the routing statistics on one validation batch; for a model
-trained on --text, also the contexts each expert is most strongly gated on over the validation set (the paper's Table 9).`,
+Prints the configuration stored in a checkpoint and the routing statistics on one validation batch
+(of the built-in corpus, or with --text of the text file the model was trained on: the path stored
+in the checkpoint is never opened); for a model trained on text, also the contexts each expert is
+most strongly gated on over the validation set (the paper's Table 9).`,
 };
 
 function parse(args: string[], options: Options, allowPositionals = false): { values: Values; positionals: string[] } {
@@ -189,29 +197,25 @@ async function trainCommand(args: string[]): Promise<void> {
   if (values.help) { console.log(HELP.train); return; }
   let config: RunConfig;
   const out = resolve((values.out as string | undefined) ?? join('runs', (values.model as string | undefined) ?? 'moe'));
-  if (values.resume) {
-    const saved = readCheckpoint(join(out, CHECKPOINT)).config;
-    // Flags given explicitly must agree with the checkpoint; --steps may grow the run, and
-    // --backend / --gpu-mode may move it (they default to the checkpoint's).
-    const flags: Values = { ...flagsOf(saved), ...values };
-    if (values['gpu-mode'] === undefined && flags.backend === 'gpu' && saved.gpuMode) flags['gpu-mode'] = saved.gpuMode;
-    const explicit = configFromFlags(flags, {});
-    const { gpuMode: _, ...rest } = saved;
-    config = { ...rest, steps: explicit.steps, backend: explicit.backend, ...(explicit.gpuMode ? { gpuMode: explicit.gpuMode } : {}) };
-    for (const key of ['model', 'experts', 'k', 'checkpointEvery', 'modelSize', 'expertHidden', 'expert', 'gating', 'wImportance', 'wLoad', 'batch', 'seqLen', 'lr', 'warmup', 'seed', 'data'] as const) {
-      if (JSON.stringify(explicit[key]) !== JSON.stringify(saved[key])) {
-        // An absent expert is the paper's MLP expert (configs record only 'swiglu').
-        const show = (v: unknown) => JSON.stringify(v === undefined && key === 'expert' ? 'mlp' : v);
-        throw new UsageError(`the checkpoint in ${out} was trained with ${key} = ${show(saved[key])}, but the flags say ${show(explicit[key])}`);
+  let lock: RunLock | undefined;
+  try {
+    if (values.resume) {
+      // Claimed before the checkpoint is read: no other process may save it meanwhile.
+      lock = claimRunDirectory(out, 'train --resume', { onStale: note });
+      config = resumedConfig(out, values);
+    } else {
+      config = configFromFlags(values);
+      checkMemory(config);
+      lock = claimRunDirectory(out, 'train', { onStale: note });
+      if (existsSync(join(out, CHECKPOINT))) {
+        throw new UsageError(`${out} already holds a run; pass --resume to continue it or choose another --out`);
       }
     }
-  } else {
-    config = configFromFlags(values);
-    if (existsSync(join(out, CHECKPOINT))) {
-      throw new UsageError(`${out} already holds a run; pass --resume to continue it or choose another --out`);
-    }
+    await useBackend(config);
+  } catch (e) {
+    lock?.discard(); // nothing was written: leave no directory behind either
+    throw e;
   }
-  await useBackend(config);
   let stop = false;
   const onSigint = () => { stop = true; };
   process.on('SIGINT', onSigint);
@@ -226,9 +230,53 @@ async function trainCommand(args: string[]): Promise<void> {
     else console.log(`done: ${config.label}, validation loss ${result.loss.toFixed(4)} nats/token (perplexity ${result.perplexity.toFixed(2)}); run directory ${out}`);
   } finally {
     process.off('SIGINT', onSigint);
+    lock.discard();
     // A live Dawn (webgpu) device keeps Node running: free the device at the end of the run.
     if (config.backend === 'gpu') mt.shutdownGpu();
   }
+}
+
+/** A line on stderr that is not an error (a stale lock taken over, flags a resume changes). */
+function note(message: string): void {
+  console.error(`mixtape: ${message}`);
+}
+
+/** Settings a resume may change; every other flag must agree with the checkpoint. */
+const RESUME_CHANGES = { steps: 'steps', evalEvery: 'eval-every', label: 'label', backend: 'backend', gpuMode: 'gpu-mode' } as const;
+const RESUME_FIXED = ['model', 'experts', 'k', 'groups', 'checkpointEvery', 'modelSize', 'expertHidden', 'expert', 'gating', 'wImportance', 'wLoad', 'dropout', 'batch', 'seqLen', 'lr', 'warmup', 'seed', 'data', 'domains'] as const;
+
+/**
+ * The configuration of `train --resume`: the checkpoint's, with the flags given. A flag that
+ * would change the model, the data or the numbers of the run is refused; --steps,
+ * --eval-every, --label, --backend and --gpu-mode may change, and a change is said in one line.
+ */
+function resumedConfig(out: string, values: Values): RunConfig {
+  const ckpt = readCheckpoint(join(out, CHECKPOINT));
+  const saved = ckpt.config;
+  mt.dispose(ckpt.tensors);
+  checkMemory(saved, "the checkpoint's ");
+  const flags: Values = { ...flagsOf(saved), ...values };
+  // --backend / --gpu-mode default to the checkpoint's.
+  if (values['gpu-mode'] === undefined && flags.backend === 'gpu' && saved.gpuMode) flags['gpu-mode'] = saved.gpuMode;
+  const explicit = configFromFlags(flags, {});
+  for (const key of RESUME_FIXED) {
+    if (JSON.stringify(explicit[key]) !== JSON.stringify(saved[key])) {
+      // An absent expert is the paper's MLP expert (configs record only 'swiglu').
+      const show = (v: unknown) => JSON.stringify(v === undefined && key === 'expert' ? 'mlp' : v);
+      throw new UsageError(`the checkpoint in ${out} was trained with ${key} = ${show(saved[key])}, but the flags say ${show(explicit[key])} (a resume may change only --steps, --eval-every, --label, --backend and --gpu-mode)`);
+    }
+  }
+  if (explicit.steps < ckpt.step) throw new UsageError(`--steps ${explicit.steps} is below the checkpoint's step ${ckpt.step} in ${out}`);
+  const { gpuMode: _, ...rest } = saved;
+  const config: RunConfig = {
+    ...rest, steps: explicit.steps, evalEvery: explicit.evalEvery, label: explicit.label, backend: explicit.backend,
+    ...(explicit.gpuMode ? { gpuMode: explicit.gpuMode } : {}),
+  };
+  const changed = Object.entries(RESUME_CHANGES)
+    .filter(([key]) => JSON.stringify(config[key as keyof RunConfig]) !== JSON.stringify(saved[key as keyof RunConfig]))
+    .map(([key, flag]) => `--${flag} ${String(config[key as keyof RunConfig] ?? '(none)')} (was ${String(saved[key as keyof RunConfig] ?? '(none)')})`);
+  if (changed.length) note(`resuming ${out} at step ${ckpt.step} with ${changed.join(', ')}`);
+  return config;
 }
 
 /** Flags that reproduce a saved config (so a resume needs only --out and --resume). */
@@ -245,26 +293,69 @@ function flagsOf(c: RunConfig): Values {
 }
 
 async function compareCommand(args: string[]): Promise<void> {
-  const { values } = parse(args, { ...trainFlags, parallel: { type: 'string' }, 'no-unbalanced': { type: 'boolean' } });
-  if (values.help) { console.log(HELP.compare); return; }
-  const experts = ((values.experts as string | undefined) ?? '16').split(',').map((e) => int('experts', e, 16));
-  const base = configFromFlags({ ...values, experts: String(experts[0]) });
-  // The runs train in child processes: here only check that the backend can start.
-  await useBackend(base);
-  if (base.backend === 'gpu') mt.shutdownGpu();
-  const out = resolve((values.out as string | undefined) ?? join('runs', 'compare'));
-  const report = await compare({
-    base, experts, out, parallel: int('parallel', values.parallel as string | undefined, 2),
-    unbalanced: !values['no-unbalanced'], quiet: Boolean(values.quiet), flags: values,
-  });
-  console.log(`report: ${report}`);
+  const { values: given } = parse(args, { ...trainFlags, parallel: { type: 'string' }, 'no-unbalanced': { type: 'boolean' }, resume: { type: 'boolean' } });
+  if (given.help) { console.log(HELP.compare); return; }
+  const out = resolve((given.out as string | undefined) ?? join('runs', 'compare'));
+  const resume = Boolean(given.resume);
+  // Claimed first (it also checks that --out can be created and written); released at the end.
+  const lock = claimRunDirectory(out, resume ? 'compare --resume' : 'compare', { onStale: note });
+  try {
+    let values = given;
+    if (resume) values = resumedCompareFlags(out, given);
+    else if (existsSync(join(out, 'compare.json'))) throw new UsageError(`${out} already holds a compare; pass --resume to continue it or choose another --out`);
+    const experts = ((values.experts as string | undefined) ?? '16').split(',').map((e) => int('experts', e, 16));
+    const base = configFromFlags({ ...values, experts: String(experts[0]) });
+    for (const E of experts) checkMemory({ ...base, experts: E });
+    // The runs train in child processes: here only check that the backend can start.
+    await useBackend(base);
+    if (base.backend === 'gpu') mt.shutdownGpu();
+    const report = await compare({
+      base, experts, out, parallel: int('parallel', values.parallel as string | undefined, 2),
+      unbalanced: !values['no-unbalanced'], quiet: Boolean(values.quiet), flags: values, resume,
+    });
+    console.log(`report: ${report}`);
+  } catch (e) {
+    if (!resume && !existsSync(join(out, 'compare.json'))) lock.discard(); // nothing was written
+    throw e;
+  } finally {
+    lock.release();
+  }
+}
+
+/** Flags a compare --resume may give: where and how to run, and more steps. Others must be the saved ones. */
+const COMPARE_RESUME_CHANGES = new Set(['out', 'resume', 'steps', 'parallel', 'quiet', 'debug', 'help']);
+
+/** The flags of the compare in `out` (from its compare.json), with the ones a resume may change. */
+function resumedCompareFlags(out: string, given: Values): Values {
+  const path = join(out, 'compare.json');
+  if (!existsSync(path)) throw new UsageError(`${out} holds no compare to resume (no compare.json)`);
+  let manifest: { flags?: unknown };
+  try { manifest = JSON.parse(readFileSync(path, 'utf8')) as { flags?: unknown }; } catch { throw new UsageError(`${path} is not valid JSON`); }
+  const saved = manifest.flags;
+  if (typeof saved !== 'object' || saved === null || Array.isArray(saved) || !Object.values(saved).every((v) => typeof v === 'string' || typeof v === 'boolean')) {
+    throw new UsageError(`${path} does not record the compare's flags (written by an older mixtape?): run the runs with mixtape train --out RUN_DIR --resume`);
+  }
+  const flags = saved as Values;
+  for (const [key, v] of Object.entries(given)) {
+    if (v === undefined || COMPARE_RESUME_CHANGES.has(key)) continue;
+    if (flags[key] !== v) throw new UsageError(`the compare in ${out} was started with ${flags[key] === undefined ? `no --${key}` : `--${key} ${String(flags[key])}`}, but the flags say --${key} ${String(v)} (compare --resume may change only --steps, --parallel and --quiet)`);
+  }
+  return { ...flags, ...Object.fromEntries(Object.entries(given).filter(([k, v]) => v !== undefined && COMPARE_RESUME_CHANGES.has(k))) };
 }
 
 async function reportCommand(args: string[]): Promise<void> {
   const { values, positionals } = parse(args, { out: { type: 'string' } }, true);
   if (values.help) { console.log(HELP.report); return; }
   if (positionals.length !== 1) throw new UsageError('report needs exactly one RUN_DIR (mixtape report RUN_DIR)');
-  console.log(`report: ${writeReport(resolve(positionals[0]!), values.out as string | undefined)}`);
+  const dir = resolve(positionals[0]!);
+  const out = values.out as string | undefined;
+  // Written into the run directory: claimed like every command that writes there.
+  const lock = existsSync(dir) && (out === undefined || dirname(resolve(out)) === dir) ? claimRunDirectory(dir, 'report', { flag: 'RUN_DIR', onStale: note }) : undefined;
+  try {
+    console.log(`report: ${writeReport(dir, out)}`);
+  } finally {
+    lock?.release();
+  }
 }
 
 async function gradcheck(args: string[]): Promise<void> {
@@ -284,10 +375,10 @@ async function gradcheck(args: string[]): Promise<void> {
 }
 
 async function inspectCommand(args: string[]): Promise<void> {
-  const { values, positionals } = parse(args, { batch: { type: 'string' } }, true);
+  const { values, positionals } = parse(args, { batch: { type: 'string' }, text: { type: 'string' } }, true);
   if (values.help) { console.log(HELP.inspect); return; }
   if (positionals.length !== 1) throw new UsageError('inspect needs exactly one CHECKPOINT (mixtape inspect RUN_DIR/checkpoint.safetensors)');
-  await inspect(resolve(positionals[0]!), int('batch', values.batch as string | undefined, 8));
+  await inspect(resolve(positionals[0]!), int('batch', values.batch as string | undefined, 8), values.text as string | undefined);
 }
 
 const commands: Record<string, (args: string[]) => Promise<void>> = {

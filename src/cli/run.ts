@@ -4,27 +4,38 @@
 // (the data of step s is a pure function of s; the RNG, optimizer and schedule state are
 // saved with the weights).
 
-import { existsSync, mkdirSync, readFileSync, writeFileSync, appendFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync, appendFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as mt from '../index.js';
 import { defaultGenerator } from '../tensor/ops/creation.js';
-import { saveSafetensorsAsync, loadSafetensors } from '../nn/safetensors.js';
+import { saveSafetensorsAsync, loadSafetensors, removeStaleTemporaries } from '../nn/safetensors.js';
 import type { Corpus, Batch } from '../data/corpus.js';
 import { SyntheticCorpus } from '../data/synthetic.js';
 import { TextCorpus } from '../data/text.js';
 import type { MetricsRecord, RunConfig, TrainRecord, ValRecord } from '../report/schema.js';
 import { ProgressBar } from './progress.js';
 import { topGatedContexts, type GatedContext } from '../report/expert-contexts.js';
+import { checkCheckpoint } from './checkpoint-metadata.js';
+import { UsageError } from './errors.js';
+import { makeDirectory } from './run-directory.js';
 
 export const CHECKPOINT = 'checkpoint.safetensors';
 
 export interface DataOptions { text?: string; wordLevel?: boolean; domains?: number; vocab?: number }
 
-/** A clear, expected failure: the CLI prints its message on one line, without a stack trace. */
-export class UsageError extends Error { override name = 'UsageError'; }
+export { UsageError } from './errors.js';
+
+/** The most steps a run may have. */
+export const MAX_STEPS = 1_000_000_000;
 
 export function makeCorpus(data: DataOptions, seed: number, seqLen: number): Corpus {
-  if (data.text) return new TextCorpus(data.text, { level: data.wordLevel ? 'word' : 'char', seed });
+  if (data.text) {
+    const corpus = new TextCorpus(data.text, { level: data.wordLevel ? 'word' : 'char', seed });
+    // Both throw their clear error now if a sequence does not fit, not after the training steps.
+    corpus.trainBatch(0, 1, seqLen);
+    corpus.validation(1, seqLen);
+    return corpus;
+  }
   const corpus = new SyntheticCorpus({ domains: data.domains ?? 8, vocab: data.vocab ?? 32, seed: 0 });
   corpus.floorsFor(seqLen);
   return corpus;
@@ -55,7 +66,8 @@ export function validateConfig(c: RunConfig): void {
     if (!Number.isInteger(v) || v < 1) throw new UsageError(`--${flag} must be a positive integer, got ${v}`);
   };
   positive('experts', c.experts); positive('k', c.k); positive('d', c.modelSize); positive('expert-hidden', c.expertHidden);
-  positive('steps', c.steps); positive('warmup', c.warmup); positive('batch', c.batch); positive('seq-len', c.seqLen); positive('eval-every', c.evalEvery);
+  positive('steps', c.steps); positive('warmup', c.warmup);
+  if (c.steps > MAX_STEPS) throw new UsageError(`--steps must be at most ${MAX_STEPS}, got ${c.steps}`); positive('batch', c.batch); positive('seq-len', c.seqLen); positive('eval-every', c.evalEvery);
   if (c.model !== 'dense' && c.k > c.experts) throw new UsageError(`--k ${c.k} is larger than --experts ${c.experts}: each token picks k of the experts`);
   if (c.model === 'hmoe') {
     const g = c.groups ?? 4;
@@ -266,15 +278,21 @@ async function saveCheckpoint(dir: string, model: AnyLM, opt: mt.Optimizer, conf
   });
 }
 
-export interface LoadedCheckpoint { config: RunConfig; step: number; tensors: Record<string, mt.Tensor>; metadata: Record<string, string> }
+export interface LoadedCheckpoint {
+  config: RunConfig; step: number; tensors: Record<string, mt.Tensor>; metadata: Record<string, string>;
+  rng: { key: [number, number]; counter: number }; optimizer: Record<string, number>;
+}
 
+/** Reads a checkpoint and checks every metadata field (checkpoint-metadata.ts) before returning anything. */
 export function readCheckpoint(path: string): LoadedCheckpoint {
   if (!existsSync(path)) throw new UsageError(`no checkpoint at ${path}`);
   const { tensors, metadata } = loadSafetensors(path);
-  if (metadata.format !== 'mixtape' || !metadata.mixtape_config) throw new UsageError(`${path} is a safetensors file but not a mixtape checkpoint (no mixtape_config in its metadata)`);
-  let config: RunConfig;
-  try { config = JSON.parse(metadata.mixtape_config) as RunConfig; } catch { throw new UsageError(`${path}: its mixtape_config metadata is not valid JSON`); }
-  return { config, step: Number(metadata.step ?? 0), tensors, metadata };
+  try {
+    return { ...checkCheckpoint(path, metadata, tensors), tensors, metadata };
+  } catch (e) {
+    mt.dispose(tensors);
+    throw e;
+  }
 }
 
 /** Loads model weights from a checkpoint, with a one-line error if they belong to another configuration. */
@@ -291,7 +309,7 @@ export function loadWeights(model: AnyLM, ckpt: LoadedCheckpoint, path: string):
 export async function train(config: RunConfig, options: TrainOptions): Promise<ValRecord> {
   validateConfig(config);
   const dir = options.out;
-  mkdirSync(dir, { recursive: true });
+  makeDirectory(dir, '--out'); // (not mkdirSync's recursive mode, which can loop for ever, e.g. under /proc)
   const corpus = makeCorpus(dataOf(config), config.seed, config.seqLen);
   mt.manualSeed(config.seed);
   const model = makeModel(config);
@@ -302,13 +320,20 @@ export async function train(config: RunConfig, options: TrainOptions): Promise<V
   const metricsPath = join(dir, 'metrics.jsonl');
   if (options.resume) {
     const path = join(dir, CHECKPOINT);
+    removeStaleTemporaries(path);
+    // Everything is checked before metrics.jsonl or config.json is touched.
     const ckpt = readCheckpoint(path);
     const mismatch = diffConfig(ckpt.config, config);
-    if (mismatch) throw new UsageError(`the checkpoint in ${dir} was trained with ${mismatch}; resume with the same flags (only --steps may grow)`);
+    if (mismatch) throw new UsageError(`the checkpoint in ${dir} was trained with ${mismatch}; resume with the same flags (only --steps and --eval-every may change)`);
+    if (ckpt.step > config.steps) throw new UsageError(`the checkpoint in ${dir} is at step ${ckpt.step}, beyond --steps ${config.steps}`);
     loadWeights(model, ckpt, path);
     const optTensors = Object.fromEntries(Object.entries(ckpt.tensors).filter(([k]) => k.startsWith('optimizer.')).map(([k, t]) => [k.slice('optimizer.'.length), t]));
-    opt.loadStateDict({ tensors: optTensors, scalars: JSON.parse(ckpt.metadata.optimizer ?? '{}') as Record<string, number> });
-    defaultGenerator.setState(JSON.parse(ckpt.metadata.rng!) as { key: [number, number]; counter: number });
+    try {
+      opt.loadStateDict({ tensors: optTensors, scalars: ckpt.optimizer });
+    } catch (e) {
+      throw new UsageError(`${path}: its optimizer state does not fit this model: ${(e as Error).message.replace(/^loadStateDict: /, '')}`);
+    }
+    defaultGenerator.setState(ckpt.rng);
     startStep = ckpt.step;
     for (let i = 0; i < startStep; i++) schedule.step();
     // Drop metrics written after the checkpoint (an interrupted run may have gone further).
@@ -407,7 +432,8 @@ export function dataOf(config: RunConfig): DataOptions {
 
 /** The first setting that differs between a checkpoint's config and the requested one (ignoring steps and bookkeeping). */
 function diffConfig(saved: RunConfig, wanted: RunConfig): string | null {
-  const keys: (keyof RunConfig)[] = ['model', 'experts', 'k', 'groups', 'checkpointEvery', 'modelSize', 'expertHidden', 'expert', 'gating', 'wImportance', 'wLoad', 'dropout', 'batch', 'seqLen', 'lr', 'warmup', 'seed', 'data', 'vocabSize', 'evalEvery'];
+  // (evalEvery may change: evaluation draws no random numbers, so the training numbers stay the same.)
+  const keys: (keyof RunConfig)[] = ['model', 'experts', 'k', 'groups', 'modelSize', 'checkpointEvery', 'expertHidden', 'expert', 'gating', 'wImportance', 'wLoad', 'dropout', 'batch', 'seqLen', 'lr', 'warmup', 'seed', 'data', 'vocabSize'];
   for (const key of keys) {
     if (JSON.stringify(saved[key]) !== JSON.stringify(wanted[key])) return `${String(key)} = ${JSON.stringify(saved[key])}, not ${JSON.stringify(wanted[key])}`;
   }

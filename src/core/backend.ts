@@ -98,6 +98,8 @@ export interface Backend {
   incRef(handle: Handle): void;
   decRef(handle: Handle): void;   // frees at zero; a freed handle is an error to use
   memory(): MemoryInfo;
+  /** Releases memory a caching allocator holds in no tensor (torch.cuda.empty_cache); live tensors are untouched. */
+  emptyCache?(): void;
   info(): BackendInfo;
   /** Resolves once the backend can run (webgpu: an adapter answered); rejects saying why not. */
   ready?(): Promise<void>;

@@ -70,7 +70,7 @@ export class BatchwiseGating extends Module {
   }
 
   forward(x: Tensor): GatingOutput & { batchwiseLoss?: Tensor; indices: Tensor } {
-    checkGateInput('BatchwiseGating', x, this.inputSize);
+    checkGateInput('BatchwiseGating', x, this.inputSize, this.w_gate.dtype);
     const N = x.shape[0]!;
     return tidy(() => {
       const clean = matmul(x, this.w_gate);

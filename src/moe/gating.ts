@@ -44,11 +44,19 @@ export interface GateForwardOptions {
 }
 
 
-export function checkGateInput(op: string, x: unknown, inputSize: number): Tensor {
+export function checkGateInput(op: string, x: unknown, inputSize: number, dtype?: DType): Tensor {
   if (!(x instanceof Tensor) || x.rank !== 2 || x.shape[1] !== inputSize) {
     throw new Error(`${op}: expected input [N, ${inputSize}], got ${x instanceof Tensor ? shapeToString(x.shape) : typeof x}`);
   }
+  if (dtype !== undefined) checkLayerDType(op, x, dtype);
   return x;
+}
+
+/** A layer's input must have the layer's dtype (matmul does not promote): say so with the layer's name and the shapes. */
+export function checkLayerDType(op: string, x: Tensor, dtype: DType): void {
+  if (x.dtype === dtype) return;
+  const fix = x.dtype === 'int32' ? `cast it with x.cast('${dtype}')` : `cast it with x.cast('${dtype}') or convert the layer with .to('${x.dtype}')`;
+  throw new Error(`${op}: input ${shapeToString(x.shape)} is ${x.dtype} but the layer's weights are ${dtype}; ${fix}`);
 }
 
 export interface NoisyTopKGatingOptions {
@@ -93,7 +101,7 @@ export class NoisyTopKGating extends Module {
   get addsNoise(): boolean { return this.noisy && this.training; }
 
   forward(x: Tensor, options: GateForwardOptions = {}): GatingOutput {
-    checkGateInput('NoisyTopKGating', x, this.inputSize);
+    checkGateInput('NoisyTopKGating', x, this.inputSize, this.w_gate.dtype);
     const [N, E, k] = [x.shape[0]!, this.numExperts, this.k];
     if (options.noise !== undefined && this.addsNoise) {
       const n = options.noise;
@@ -148,7 +156,7 @@ export class SoftmaxGating extends Module {
   }
 
   forward(x: Tensor): GatingOutput {
-    checkGateInput('SoftmaxGating', x, this.inputSize);
+    checkGateInput('SoftmaxGating', x, this.inputSize, this.w_gate.dtype);
     const E = this.numExperts;
     return tidy(() => {
       const clean = matmul(x, this.w_gate);

@@ -30,7 +30,7 @@ import { GroupAndExpertCountsOnRead } from './counts-on-read.js';
 import { DeviceDispatcher } from './device-dispatcher.js';
 import { dispatchesOnDevice, type DispatchMode } from './dispatcher.js';
 import { Expert } from './expert.js';
-import { NoisyTopKGating, type GatingOutput } from './gating.js';
+import { checkLayerDType, NoisyTopKGating, type GatingOutput } from './gating.js';
 import type { MoEOutput, MoEStats } from './moe.js';
 import { SparseDispatcher } from './sparse-dispatcher.js';
 
@@ -163,6 +163,7 @@ export class HierarchicalMoE extends Module {
     if (!(x instanceof Tensor) || x.rank < 1 || x.shape[x.rank - 1] !== this.inputSize) {
       throw new Error(`HierarchicalMoE: expected input [..., ${this.inputSize}], got ${x instanceof Tensor ? shapeToString(x.shape) : typeof x}`);
     }
+    checkLayerDType('HierarchicalMoE', x, this.primary.w_gate.dtype);
     const noise = options.noise ?? {};
     if (noise.secondary && noise.secondary.length !== this.numGroups) {
       throw new Error(`HierarchicalMoE: noise.secondary needs ${this.numGroups} tensors, got ${noise.secondary.length}`);

@@ -15,7 +15,7 @@ import { ExpertCountsOnRead } from './counts-on-read.js';
 import { makeDispatcher, type DispatchMode } from './dispatcher.js';
 import { Expert } from './expert.js';
 import { BatchwiseGating } from './batchwise.js';
-import { NoisyTopKGating, SoftmaxGating, type GatingOutput } from './gating.js';
+import { checkLayerDType, NoisyTopKGating, SoftmaxGating, type GatingOutput } from './gating.js';
 import { checkExpertKind, expertMultiplyAdds, SwiGLUExpert, type ExpertKind } from './swiglu-expert.js';
 
 export type GatingKind = 'noisy-topk' | 'softmax' | 'batchwise';
@@ -162,6 +162,8 @@ export class MoE<K extends ExpertKind = 'mlp'> extends Module {
     if (!(x instanceof Tensor) || x.rank < 1 || x.shape[x.rank - 1] !== this.inputSize) {
       throw new Error(`MoE: expected input [..., ${this.inputSize}], got ${x instanceof Tensor ? shapeToString(x.shape) : typeof x}`);
     }
+    const first = this.experts[0] as Expert | SwiGLUExpert;
+    checkLayerDType('MoE', x, (first instanceof SwiGLUExpert ? first.w1 : first.fc1).weight.dtype);
     return tidy(() => {
       const rows = reshape(x, [x.size / this.inputSize, this.inputSize]);
       const g: GatingOutput & { batchwiseLoss?: Tensor } = this.gate instanceof NoisyTopKGating

@@ -246,9 +246,44 @@ export async function saveSafetensorsAsync(path: string, stateDict: Record<strin
   writeAtomically(ctx, path, bytes);
 }
 
+/** Whether a process with this id runs on this machine (signal 0 only checks; EPERM means it runs as another user). */
+export function processIsRunning(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * Removes the temporary files that saves of `path` by processes no longer running left
+ * behind (`.NAME.<pid>.<hex>.tmp`: a save killed between its write and its rename, e.g. by
+ * kill -9). Returns the names removed. A live process's temporary is left alone.
+ */
+export function removeStaleTemporaries(path: string): string[] {
+  const target = resolve(path);
+  const dir = dirname(target);
+  const prefix = `.${basename(target)}.`;
+  const removed: string[] = [];
+  let names: string[];
+  try { names = fs.readdirSync(dir); } catch { return removed; }
+  for (const name of names) {
+    if (!name.startsWith(prefix)) continue;
+    const m = /^(\d+)\.[0-9a-f]+\.tmp$/.exec(name.slice(prefix.length));
+    if (!m || processIsRunning(Number(m[1]))) continue;
+    try {
+      fs.unlinkSync(join(dir, name));
+      removed.push(name);
+    } catch { /* removed by someone else meanwhile, or not ours to remove: leave it */ }
+  }
+  return removed;
+}
+
 function writeAtomically(ctx: Context, path: string, bytes: Uint8Array): void {
   const target = resolve(path);
   const dir = dirname(target);
+  removeStaleTemporaries(target);
   // Same directory: rename() is atomic only within one file system.
   const temp = join(dir, `.${basename(target)}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
   let fd: number | undefined;

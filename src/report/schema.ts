@@ -107,4 +107,6 @@ export interface CompareManifest {
   runs: string[];
   createdAt: string;
   note?: string;
+  /** The flags compare was given (without --out), so that `compare --resume` needs only --out. */
+  flags?: Record<string, string | boolean>;
 }

@@ -1,10 +1,10 @@
 // The one small runtime context: the active backend, gradient mode, tidy scopes and the
 // function every op goes through (runOp). Autograd recording is delegated to src/autograd.
 
-import type { Backend, BackendInfo, KernelAttrs, KernelName, MemoryInfo, OutInfo } from '../core/backend.js';
-import type { DType } from '../core/dtype.js';
+import type { Backend, BackendInfo, Handle, KernelAttrs, KernelName, MemoryInfo, OutInfo } from '../core/backend.js';
+import { bytesPerElement, type DType } from '../core/dtype.js';
 import { registrationOf, type BackendName, type BackendOptionsOf } from '../core/registry.js';
-import type { Shape } from '../core/shape.js';
+import { shapeToString, sizeOf, type Shape } from '../core/shape.js';
 import { autogradHooks } from './autograd-hooks.js';
 import type { RecordedOp } from './recorded-ops.js';
 import { Tensor } from './tensor.js';
@@ -72,6 +72,15 @@ export function backendInfo(): BackendInfo { return active().info(); }
 
 /** Counters of the active backend: live handles, bytes, uploads, readbacks, kernels compiled. */
 export function memory(): MemoryInfo { return active().memory(); }
+
+/**
+ * Releases the memory that caching allocators hold for reuse, in no live tensor (PyTorch's
+ * torch.cuda.empty_cache): the CPU backend's buffer pool, of every started backend. Live
+ * tensors are untouched; memory().cachedBytes drops to 0.
+ */
+export function emptyCache(): void {
+  for (const backend of started.values()) backend.emptyCache?.();
+}
 
 // ---- gradient mode --------------------------------------------------------------------
 
@@ -161,6 +170,32 @@ export function dispose(value: unknown): void {
 
 // ---- running ops ----------------------------------------------------------------------
 
+/** V8's RangeErrors for an ArrayBuffer it cannot reserve ("Array buffer allocation failed", "Invalid array buffer length"). */
+function isAllocationFailure(e: unknown): e is RangeError {
+  return e instanceof RangeError && /allocation failed|invalid (typed )?array (buffer )?length/i.test(e.message);
+}
+
+function formatBytes(bytes: number): string {
+  const units = ['bytes', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB'];
+  let value = bytes, unit = 0;
+  while (value >= 1024 && unit < units.length - 1) { value /= 1024; unit++; }
+  return unit === 0 ? `${bytes} bytes` : `${value.toFixed(1)} ${units[unit]} (${bytes.toExponential(2)} bytes)`;
+}
+
+/**
+ * A result the backend could not allocate. Names the op, the result's shape and dtype and
+ * the bytes it needed, where V8 alone says "Array buffer allocation failed".
+ */
+export class OutOfMemoryError extends RangeError {
+  readonly bytes: number;
+  constructor(readonly op: string, readonly shape: Shape, readonly dtype: DType, cause?: unknown) {
+    const bytes = sizeOf(shape) * bytesPerElement(dtype);
+    super(`${op}: out of memory allocating the result ${shapeToString(shape)} ${dtype}: ${formatBytes(bytes)}`, cause === undefined ? undefined : { cause });
+    this.name = 'OutOfMemoryError';
+    this.bytes = bytes;
+  }
+}
+
 export function checkLive(op: string, t: Tensor, arg: string): void {
   if (t.isDisposed) throw new Error(`${op}: argument '${arg}' (tensor #${t.id}, shape [${t.shape.join(', ')}]) was disposed`);
   const backend = active();
@@ -181,7 +216,13 @@ export function runOp<K extends KernelName>(
 ): Tensor {
   const backend = active();
   const info: OutInfo = { shape: out.shape, dtype: out.dtype };
-  const handle = backend.run(kernel, inputs.map((t) => ({ handle: t.handle, shape: t.shape, dtype: t.dtype })), attrs, info);
+  let handle: Handle;
+  try {
+    handle = backend.run(kernel, inputs.map((t) => ({ handle: t.handle, shape: t.shape, dtype: t.dtype })), attrs, info);
+  } catch (e) {
+    if (isAllocationFailure(e)) throw new OutOfMemoryError(kernel, out.shape, out.dtype, e);
+    throw e;
+  }
   const y = new Tensor(handle, out.shape, out.dtype, backend);
   if (record !== null) recordIfNeeded(record, inputs, y, attrs);
   return y;

@@ -23,6 +23,42 @@ export interface GraphNode { readonly op: string; refs: number }
 
 export interface BackwardOptions { retainGraph?: boolean; createGraph?: boolean }
 
+const BACKWARD_OPTIONS = ['retainGraph', 'createGraph'];
+
+/** Sorts out Tensor.backward's arguments, with a message for each form it does not take. */
+function backwardArguments(root: Tensor, gradient: unknown, options: unknown): { grad: Tensor | undefined; opts: BackwardOptions } {
+  const isOptions = (v: unknown) => typeof v === 'object' && v !== null && !(v instanceof Tensor) && !Array.isArray(v);
+  let opts = options;
+  if (isOptions(gradient)) {
+    if (options !== undefined) throw new Error('backward: got an options object as the gradient and a second argument; pass backward(gradient, options) or backward(options)');
+    opts = gradient;
+    gradient = undefined;
+  }
+  if (opts !== undefined && !isOptions(opts)) throw new Error(`backward: options must be an object like { retainGraph: true }, got ${describe(opts)}`);
+  for (const [key, value] of Object.entries((opts ?? {}) as Record<string, unknown>)) {
+    if (!BACKWARD_OPTIONS.includes(key)) throw new Error(`backward: unknown option '${key}' (expected ${BACKWARD_OPTIONS.join(' or ')})`);
+    if (value !== undefined && typeof value !== 'boolean') throw new Error(`backward: option ${key} must be true or false, got ${describe(value)}`);
+  }
+  let grad: Tensor | undefined;
+  if (gradient === undefined || gradient === null) grad = undefined;
+  else if (gradient instanceof Tensor) grad = gradient;
+  else if (typeof gradient === 'number') {
+    // torch accepts a Python number only where it can stand for the whole gradient: a one-element output.
+    if (root.size !== 1) throw new Error(`backward: a number gradient (${gradient}) needs a one-element output, but this tensor has shape [${root.shape.join(', ')}]; pass a gradient tensor of that shape`);
+    if (!Number.isFinite(gradient)) throw new Error(`backward: the gradient must be finite, got ${gradient}`);
+    grad = ops.full(root.shape, gradient, { dtype: root.dtype });
+  } else {
+    throw new Error(`backward: the gradient must be a Tensor, a number or omitted, got ${describe(gradient)}`);
+  }
+  return { grad, opts: (opts ?? {}) as BackwardOptions };
+}
+
+function describe(v: unknown): string {
+  if (Array.isArray(v)) return 'an array (wrap it with mt.tensor)';
+  if (typeof v === 'string') return `the string '${v}'`;
+  return v === null ? 'null' : typeof v === 'object' ? 'an object' : `${typeof v} ${String(v)}`;
+}
+
 export class Tensor {
   readonly id = nextId++;
   readonly shape: readonly number[];
@@ -124,12 +160,22 @@ export class Tensor {
     return new Tensor(this.handle, this.shape, this.dtype, this.backend);
   }
 
-  /** Reverse-mode differentiation from this tensor; gradients accumulate into leaves' .grad. */
-  backward(grad?: Tensor, options: BackwardOptions = {}): void {
+  /**
+   * Reverse-mode differentiation from this tensor; gradients accumulate into leaves' .grad.
+   * PyTorch's forms: `backward()`, `backward(gradient)` with a tensor of this shape (or a
+   * number when this tensor has one element), `backward(gradient, options)`, and
+   * `backward(options)` (as `loss.backward(retain_graph=True)`).
+   */
+  backward(gradient?: Tensor | number | BackwardOptions | null, options?: BackwardOptions): void {
     this.live('backward');
     const hooks = autogradHooks();
     if (hooks === null) throw new Error('backward: autograd is not installed (import mixtape from its index, which calls installAutograd)');
-    hooks.backward(this, grad, options);
+    const { grad, opts } = backwardArguments(this, gradient, options);
+    try {
+      hooks.backward(this, grad, opts);
+    } finally {
+      if (typeof gradient === 'number') grad?.dispose();
+    }
   }
 
   /**

@@ -51,6 +51,29 @@ describe('backward', () => {
     assertClose(x2.grad!.dataSync(), [2 * Math.exp(2)], { rtol: 1e-15 });
   });
 
+  test("PyTorch's forms: backward(options), backward(number) for a one-element output; other forms are clear errors", () => {
+    const x = leaf([2], [1]);
+    const z = x.exp().sum();
+    z.backward({ retainGraph: true }); // loss.backward(retain_graph=True)
+    z.backward(2); // loss.backward(torch.tensor(2.)): dz/dx scaled by 2
+    assertClose(x.grad!.dataSync(), [3 * Math.exp(2)], { rtol: 1e-15 });
+    const x2 = leaf([1, 2, 3], [3]);
+    const y = x2.mul(x2);
+    assert.throws(() => y.backward(2), /backward: a number gradient \(2\) needs a one-element output, but this tensor has shape \[3\]/);
+    assert.throws(() => y.sum().backward({ retainGraf: true } as never), /backward: unknown option 'retainGraf' \(expected retainGraph or createGraph\)/);
+    assert.throws(() => y.sum().backward({ retainGraph: 1 } as never), /backward: option retainGraph must be true or false, got number 1/);
+    assert.throws(() => y.sum().backward([1] as never), /backward: the gradient must be a Tensor, a number or omitted, got an array/);
+    assert.throws(() => y.sum().backward('1' as never), /backward: the gradient must be a Tensor, a number or omitted, got the string '1'/);
+    assert.throws(() => y.sum().backward(undefined, true as never), /backward: options must be an object like \{ retainGraph: true \}, got boolean true/);
+    assert.throws(() => y.sum().backward({ retainGraph: true }, {}), /backward: got an options object as the gradient and a second argument/);
+    assert.throws(() => y.sum().backward(NaN), /backward: the gradient must be finite, got NaN/);
+    const before = mt.memory().liveHandles;
+    const w = leaf([1], [1]);
+    mt.tidy(() => w.mul(3).sum().backward(0.5));
+    assert.deepEqual(Array.from(w.grad!.dataSync()), [1.5]);
+    assert.equal(mt.memory().liveHandles, before + 2, 'the number gradient is freed (w and w.grad stay)');
+  });
+
   test('createGraph gives gradients of gradients: d²(x³)/dx² = 6x, d³ = 6', () => {
     const x = leaf([1.5, -2], [2]);
     const [g1] = mt.autograd.grad(x.pow(3).sum(), [x], { createGraph: true });

@@ -121,3 +121,20 @@ test('every kernel writes its whole result: with every size cached and reused bu
     Object.assign(cpuPool, saved);
   }
 });
+
+test('mt.emptyCache() releases every cached buffer (torch.cuda.empty_cache); live tensors keep their values', () => {
+  mt.emptyCache(); // what earlier tests left in the cache
+  assert.equal(mt.memory().cachedBytes, 0);
+  const kept = mt.arange(0, 10_000, 1, { dtype: 'float32' });
+  // 64 MiB freed: the cache keeps it (the peak of live bytes allows it) until emptyCache.
+  mt.zeros([16 * 1024 * 1024]).dispose();
+  assert.ok((mt.memory().cachedBytes ?? 0) >= 64 * 1024 * 1024, `cached ${mt.memory().cachedBytes}`);
+  mt.emptyCache();
+  assert.equal(mt.memory().cachedBytes, 0);
+  assert.equal(kept.dataSync()[9_999], 9_999);
+  // The old peak no longer lets the cache grow back to 64 MiB: a smaller tensor's buffer is
+  // cached only up to the new peak of live bytes.
+  mt.zeros([1024 * 1024]).dispose();
+  assert.ok((mt.memory().cachedBytes ?? 0) <= 8 * 1024 * 1024, `cached ${mt.memory().cachedBytes} after emptyCache`);
+  kept.dispose();
+});

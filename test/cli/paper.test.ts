@@ -84,7 +84,7 @@ describe('mixtape CLI: recurrent MoE, GFLOP/s, expert contexts', () => {
     assert.ok(all.length > 0);
     for (const list of val.expertContexts) for (let i = 1; i < list.length; i++) assert.ok(list[i - 1]!.gate >= list[i]!.gate, 'best first');
     for (const c of all) assert.ok(text.length > 0 && 'The cat sat on the mat. The dog sat on the log. A bird sang in the tree.\n'.repeat(2).includes(c.before + c.token + c.after));
-    const i = run('inspect', join(dir, 'checkpoint.safetensors'));
+    const i = run('inspect', join(dir, 'checkpoint.safetensors'), '--text', text); // inspect never opens the path a checkpoint names
     assert.equal(i.code, 0, i.stderr);
     assert.match(i.stdout, /contexts each expert is most strongly gated on/);
     assert.match(i.stdout, /expert  0: «.*\[.+\].*» \d\.\d\d/);

@@ -4,6 +4,7 @@
 // names it, a fuzz of the reader, and atomic saves.
 
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -504,5 +505,18 @@ describe('safetensors: saving', () => {
     test('a directory that does not exist', () => {
       assert.throws(() => mt.saveSafetensors(join(scratch, 'no', 'such', 'dir', 'm.safetensors'), good), /saveSafetensors: .*m\.safetensors: could not write the file \(ENOENT/);
     });
+  });
+});
+
+describe('safetensors: temporaries of saves that were killed', () => {
+  test('the next save removes the temporaries of processes no longer running, and leaves a live process\'s and other files', () => {
+    const dir = fs.mkdtempSync(join(scratch, 'stale-'));
+    const path = join(dir, 'model.safetensors');
+    const exited = Number(spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], { encoding: 'utf8' }).stdout);
+    const stale = `.model.safetensors.${exited}.00aa11bb22cc.tmp`, live = `.model.safetensors.${process.pid}.ddee00ff1122.tmp`;
+    const others = ['.other.safetensors.1.00aa11bb22cc.tmp', '.model.safetensors.x.tmp', 'notes.txt'];
+    for (const name of [stale, live, ...others]) fs.writeFileSync(join(dir, name), 'x');
+    mt.saveSafetensors(path, { w: mt.ones([2]) });
+    assert.deepEqual(fs.readdirSync(dir).sort(), [live, ...others, 'model.safetensors'].sort());
   });
 });

@@ -131,3 +131,17 @@ describe('memory', () => {
     y.dispose();
   });
 });
+
+describe('running out of memory', () => {
+  test('tensor creation and ops that cannot allocate their result name the op, the shape and the bytes', () => {
+    // 4 TB: V8 refuses the ArrayBuffer at once (no memory is touched).
+    assert.throws(() => mt.zeros([1e6, 1e6]), /^OutOfMemoryError: zeros: out of memory allocating the result \[1000000, 1000000\] float32: 3\.6 TiB \(4\.00e\+12 bytes\)$/);
+    assert.throws(() => mt.randn([1e6, 1e6], { dtype: 'float64' }), /^OutOfMemoryError: randn: out of memory allocating the result \[1000000, 1000000\] float64: 7\.3 TiB/);
+    assert.throws(() => mt.full([1e9, 1e9, 1e9], 1), /^OutOfMemoryError: full: out of memory allocating the result \[1000000000, 1000000000, 1000000000\] float32/);
+    const base = mt.memory().liveHandles;
+    const a = mt.ones([1e6, 1]), b = mt.ones([1, 1e6]);
+    assert.throws(() => a.matmul(b), (e: unknown) => e instanceof mt.OutOfMemoryError && e.op === 'matmul' && e.bytes === 4e12 && /^matmul: .*\[1000000, 1000000\] float32/.test(e.message));
+    a.dispose(); b.dispose();
+    assert.equal(mt.memory().liveHandles, base, 'nothing leaks from the failed op');
+  });
+});

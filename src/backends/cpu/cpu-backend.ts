@@ -298,6 +298,12 @@ export class CpuBackend implements Backend {
     return { liveHandles: this.live, bytes: this.liveBytes, uploads: this.uploads, readbacks: this.readbacks, kernelsCompiled: 0, cachedBytes: cpuPool.cachedBytes };
   }
 
+  emptyCache(): void {
+    cpuPool.empty();
+    // The cache may grow back to the peak of live bytes seen from now on, not to the old peak.
+    cpuPool.limitBytes = this.liveBytes;
+  }
+
   info(): BackendInfo {
     return { ...this.details?.(), name: this.name, mode: 'cpu', kernelClass: this.kernelClass, dtypes: this.capabilities.dtypes };
   }

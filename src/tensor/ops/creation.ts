@@ -1,6 +1,6 @@
 // Creation ops: tensor(), zeros/ones/full, arange, linspace, eye, and seeded rand/randn.
 
-import { getBackend, runOp } from '../engine.js';
+import { getBackend, OutOfMemoryError, runOp } from '../engine.js';
 import { allocate, dtypeOfArray, isDType, type DType, type TypedArray } from '../../core/dtype.js';
 import { assertValidShape, shapeToString, sizeOf, type Shape } from '../../core/shape.js';
 import { Tensor } from '../tensor.js';
@@ -102,7 +102,17 @@ function filled(op: string, shape: Shape, value: number, options: CreateOptions)
   const dtype = checkDType(op, options.dtype ?? 'float32');
   if (typeof value !== 'number') throw new Error(`${op}: value must be a number, got ${typeof value}`);
   if (dtype === 'int32' && (!Number.isInteger(value) || value < -2147483648 || value > 2147483647)) throw new Error(`${op}: value ${value} is not representable as int32`);
-  return finish(runOp('fill', [], { value }, { shape: [...shape], dtype }, null), options);
+  return finish(underName(op, () => runOp('fill', [], { value }, { shape: [...shape], dtype }, null)), options);
+}
+
+/** Runs a creation kernel so that running out of memory names the function the caller used (zeros, randn, ...), not the kernel. */
+function underName(op: string, run: () => Tensor): Tensor {
+  try {
+    return run();
+  } catch (e) {
+    if (e instanceof OutOfMemoryError) throw new OutOfMemoryError(op, e.shape, e.dtype, e.cause);
+    throw e;
+  }
 }
 
 export function full(shape: Shape, value: number, options: CreateOptions = {}): Tensor { return filled('full', shape, value, options); }
@@ -216,7 +226,7 @@ function random(op: string, distribution: 'uniform' | 'normal', shape: Shape, op
   const dtype = checkDType(op, options.dtype ?? 'float32');
   if (dtype === 'int32') throw new Error(`${op}: dtype must be float32 or float64, got int32`);
   const { key, counter } = (options.generator ?? defaultGenerator).take(sizeOf(shape));
-  return finish(runOp('random', [], { distribution, key, counter }, { shape: [...shape], dtype }, null), options);
+  return finish(underName(op, () => runOp('random', [], { distribution, key, counter }, { shape: [...shape], dtype }, null)), options);
 }
 
 /** Standard normal samples (Box–Muller over Philox4x32-10). */
