@@ -20,6 +20,7 @@ const trainFlags: Options = {
   model: { type: 'string' }, experts: { type: 'string' }, k: { type: 'string' }, groups: { type: 'string' },
   d: { type: 'string' }, 'expert-hidden': { type: 'string' }, gating: { type: 'string' },
   'w-importance': { type: 'string' }, 'w-load': { type: 'string' }, dropout: { type: 'string' },
+  'capacity-factor': { type: 'string' }, 'w-z-loss': { type: 'string' }, 'aux-loss-weight': { type: 'string' },
   steps: { type: 'string' }, warmup: { type: 'string' }, batch: { type: 'string' }, 'seq-len': { type: 'string' }, lr: { type: 'string' },
   seed: { type: 'string' }, 'eval-every': { type: 'string' }, backend: { type: 'string' }, 'gpu-mode': { type: 'string' },
   out: { type: 'string' }, text: { type: 'string' }, 'word-level': { type: 'boolean' }, domains: { type: 'string' },
@@ -47,7 +48,11 @@ Model:
   --experts N              number of experts (default 16); --k N experts per token (default 2)
   --groups N               hmoe: number of groups (default 4)
   --d N                    embedding = LSTM = MoE size (default 32); --expert-hidden N (default 64)
-  --gating noisy-topk|softmax|batchwise   (default noisy-topk)
+  --gating noisy-topk|softmax|batchwise|switch   (default noisy-topk; switch: top-1, so --k defaults to 1)
+  --capacity-factor X      token-choice routers: each expert keeps ⌈X·k·tokens/experts⌉ tokens per batch, the rest
+                           are dropped (by choice rank, then position; the residual carries them). Default: no dropping
+  --w-z-loss X             router z-loss weight (ST-MoE; 1e-3 in the paper; default 0 = off)
+  --aux-loss-weight X      switch: α of the balancing loss α·E·Σ fᵢPᵢ (default 0.01)
   --w-importance X, --w-load X             balancing-loss weights (default 0.1 each, as the paper's LM)
   --dropout X              dropout after every layer but the softmax (default 0)
 Training:
@@ -126,11 +131,15 @@ export function configFromFlags(v: Values, overrides: Partial<RunConfig> = {}): 
   const text = s('text');
   const config: RunConfig = {
     model, label: s('label') ?? model,
-    experts: int('experts', s('experts'), 16), k: int('k', s('k'), 2),
+    experts: int('experts', s('experts'), 16), k: int('k', s('k'), s('gating') === 'switch' ? 1 : 2),
     ...(model === 'hmoe' ? { groups: int('groups', s('groups'), 4) } : {}),
     modelSize: int('d', s('d'), 32), expertHidden: int('expert-hidden', s('expert-hidden'), 64),
     gating: s('gating') ?? 'noisy-topk',
     wImportance: num('w-importance', s('w-importance'), 0.1), wLoad: num('w-load', s('w-load'), 0.1),
+    // Router flags are recorded only when given, so earlier runs' configs are unchanged.
+    ...(s('capacity-factor') !== undefined ? { capacityFactor: num('capacity-factor', s('capacity-factor'), 0) } : {}),
+    ...(s('w-z-loss') !== undefined ? { wZLoss: num('w-z-loss', s('w-z-loss'), 0) } : {}),
+    ...(s('aux-loss-weight') !== undefined ? { auxLossWeight: num('aux-loss-weight', s('aux-loss-weight'), 0.01) } : {}),
     dropout: num('dropout', s('dropout'), 0),
     steps: int('steps', s('steps'), 1000), batch: int('batch', s('batch'), 32), seqLen: int('seq-len', s('seq-len'), 16),
     lr: num('lr', s('lr'), 0.01), warmup: int('warmup', s('warmup'), 50), seed: int('seed', s('seed'), 0), backend,
@@ -188,7 +197,7 @@ async function trainCommand(args: string[]): Promise<void> {
     const explicit = configFromFlags(flags, {});
     const { gpuMode: _, ...rest } = saved;
     config = { ...rest, steps: explicit.steps, backend: explicit.backend, ...(explicit.gpuMode ? { gpuMode: explicit.gpuMode } : {}) };
-    for (const key of ['model', 'experts', 'k', 'modelSize', 'expertHidden', 'gating', 'wImportance', 'wLoad', 'batch', 'seqLen', 'lr', 'warmup', 'seed', 'data'] as const) {
+    for (const key of ['model', 'experts', 'k', 'modelSize', 'expertHidden', 'gating', 'wImportance', 'wLoad', 'capacityFactor', 'wZLoss', 'auxLossWeight', 'batch', 'seqLen', 'lr', 'warmup', 'seed', 'data'] as const) {
       if (JSON.stringify(explicit[key]) !== JSON.stringify(saved[key])) {
         throw new UsageError(`the checkpoint in ${out} was trained with ${key} = ${JSON.stringify(saved[key])}, but the flags say ${JSON.stringify(explicit[key])}`);
       }
@@ -225,7 +234,11 @@ function flagsOf(c: RunConfig): Values {
   return {
     model: c.model, experts: String(c.experts), k: String(c.k), ...(c.groups ? { groups: String(c.groups) } : {}),
     d: String(c.modelSize), 'expert-hidden': String(c.expertHidden), gating: c.gating,
-    'w-importance': String(c.wImportance), 'w-load': String(c.wLoad), dropout: String(c.dropout), steps: String(c.steps), warmup: String(c.warmup),
+    'w-importance': String(c.wImportance), 'w-load': String(c.wLoad),
+    ...(c.capacityFactor !== undefined ? { 'capacity-factor': String(c.capacityFactor) } : {}),
+    ...(c.wZLoss !== undefined ? { 'w-z-loss': String(c.wZLoss) } : {}),
+    ...(c.auxLossWeight !== undefined ? { 'aux-loss-weight': String(c.auxLossWeight) } : {}),
+    dropout: String(c.dropout), steps: String(c.steps), warmup: String(c.warmup),
     batch: String(c.batch), 'seq-len': String(c.seqLen), lr: String(c.lr), seed: String(c.seed), 'eval-every': String(c.evalEvery),
     backend: c.backend, label: c.label, ...(text ? { text, 'word-level': c.data.startsWith('word:') } : { domains: String(c.domains ?? 8) }),
   };

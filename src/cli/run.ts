@@ -40,6 +40,11 @@ export function makeModel(config: RunConfig): AnyLM {
   if (config.model !== 'moe' && config.model !== 'hmoe') throw new UsageError(`unknown --model '${config.model}' (expected moe, dense or hmoe)`);
   return new mt.MoELanguageModel({
     ...common, numExperts: config.experts, gating: config.gating as mt.GatingKind, wImportance: config.wImportance, wLoad: config.wLoad,
+    router: {
+      ...(config.capacityFactor !== undefined ? { capacityFactor: config.capacityFactor } : {}),
+      ...(config.wZLoss !== undefined ? { wZLoss: config.wZLoss } : {}),
+      ...(config.auxLossWeight !== undefined ? { auxLossWeight: config.auxLossWeight } : {}),
+    },
     ...(config.model === 'hmoe' ? { hierarchicalGroups: config.groups ?? 4 } : {}),
   });
 }
@@ -60,13 +65,37 @@ export function validateConfig(c: RunConfig): void {
     if (c.k % kPrimary !== 0) throw new UsageError(`--k ${c.k} must be a multiple of ${kPrimary} (groups per token) for --model hmoe`);
     if (c.k / kPrimary > c.experts / g) throw new UsageError(`--k ${c.k} needs ${c.k / kPrimary} experts per group but each group has ${c.experts / g}`);
   }
-  if (!['noisy-topk', 'softmax', 'batchwise'].includes(c.gating)) throw new UsageError(`unknown --gating '${c.gating}' (expected noisy-topk, softmax or batchwise)`);
+  if (!GATINGS.includes(c.gating)) throw new UsageError(`unknown --gating '${c.gating}' (expected ${GATINGS.join(', ')})`);
+  validateRouter(c);
   if (!(c.lr > 0 && Number.isFinite(c.lr))) throw new UsageError(`--lr must be a positive number, got ${c.lr}`);
   if (!(c.dropout >= 0 && c.dropout < 1)) throw new UsageError(`--dropout must be in [0, 1), got ${c.dropout}`);
   for (const [flag, v] of [['w-importance', c.wImportance], ['w-load', c.wLoad]] as const) {
     if (!(v >= 0 && Number.isFinite(v))) throw new UsageError(`--${flag} must be a non-negative number, got ${v}`);
   }
   if (!Number.isSafeInteger(c.seed) || c.seed < 0) throw new UsageError(`--seed must be a non-negative integer, got ${c.seed}`);
+}
+
+/** The --gating kinds the CLI accepts (MoE's GatingKind). */
+export const GATINGS: readonly string[] = ['noisy-topk', 'softmax', 'batchwise', 'switch'];
+const TOKEN_CHOICE = ['noisy-topk', 'switch'];
+
+/** The router flags (#13), one clear error per bad combination. */
+function validateRouter(c: RunConfig): void {
+  if (c.model === 'hmoe' && c.gating === 'switch') throw new UsageError(`--gating ${c.gating} needs --model moe (the hierarchical MoE has its own noisy top-k gates)`);
+  if (c.model === 'moe' && c.gating === 'switch' && c.k !== 1) throw new UsageError(`--gating switch routes each token to 1 expert, got --k ${c.k}`);
+  if (c.capacityFactor !== undefined) {
+    if (!(c.capacityFactor > 0 && Number.isFinite(c.capacityFactor))) throw new UsageError(`--capacity-factor must be a positive number, got ${c.capacityFactor}`);
+    if (c.model !== 'moe') throw new UsageError(`--capacity-factor needs --model moe (the model is ${c.model})`);
+    if (!TOKEN_CHOICE.includes(c.gating)) throw new UsageError(`--capacity-factor applies to token-choice routers (${TOKEN_CHOICE.join(', ')}), not --gating ${c.gating}`);
+  }
+  for (const [flag, v] of [['w-z-loss', c.wZLoss], ['aux-loss-weight', c.auxLossWeight]] as const) {
+    if (v !== undefined && !(v >= 0 && Number.isFinite(v))) throw new UsageError(`--${flag} must be a non-negative number, got ${v}`);
+  }
+}
+
+/** Whether a run's records carry the router fields (droppedFraction, droppedPerExpert, routerZLoss): runs that use #13's options. */
+export function recordsRouter(c: RunConfig): boolean {
+  return c.model === 'moe' && (c.gating === 'switch' || c.capacityFactor !== undefined || c.wZLoss !== undefined);
 }
 
 interface Stats { cvImportance: number; cvLoad: number; gateEntropy: number; importance: number[]; load: number[]; expertCounts: number[] }
@@ -313,13 +342,16 @@ export async function train(config: RunConfig, options: TrainOptions): Promise<V
     opt.zeroGrad();
     const t0 = Date.now();
     // Everything this step reports, kept on the device and read back once, below.
-    const { reported, counts } = mt.tidy(() => {
+    const { reported, counts, dropped } = mt.tidy(() => {
       const { x, y } = toTensors(batch, config.batch, config.seqLen);
       const out = model.forward(x);
       const task = mt.crossEntropy(out.logits, y);
       task.add(out.auxLoss).backward();
       const routing = out.stats ? statsTensors(out.stats, config) : { tensors: [], counts: null };
-      return { reported: [task.detach(), out.auxLoss.detach(), ...routing.tensors], counts: routing.counts };
+      // Router runs (#13) also record the z-loss (read with the rest) and the dropped fractions (host numbers).
+      const z = recordsRouter(config) && out.stats?.routerZLoss ? [out.stats.routerZLoss] : [];
+      const dropped = z.length ? { fraction: out.stats!.droppedFraction ?? 0, perExpert: out.stats!.droppedPerExpert ?? [] } : null;
+      return { reported: [task.detach(), out.auxLoss.detach(), ...z, ...routing.tensors], counts: routing.counts, dropped };
     });
     // Clipping at 1 on the device: the norm is read with the rest (no readback of its own).
     const norm = mt.clipGradNormTensor(model.parameters(), 1);
@@ -330,7 +362,8 @@ export async function train(config: RunConfig, options: TrainOptions): Promise<V
       norm.dispose();
       mt.dispose(reported);
     }
-    const [gradNorm, lossValue, auxValue, ...routing] = values;
+    const [gradNorm, lossValue, auxValue, ...rest] = values;
+    const zValue = dropped ? rest.shift()![0]! : null, routing = rest;
     const loss = lossValue![0]!, aux = auxValue![0]!, stats = routing.length ? readStats(routing, counts) : null;
     if (!Number.isFinite(loss)) throw new Error(`training diverged at step ${step + 1}: the loss is ${loss}; try a smaller --lr`);
     if (!Number.isFinite(gradNorm![0]!)) throw new Error(`training diverged at step ${step + 1}: the gradient norm is ${gradNorm![0]!}; try a smaller --lr`);
@@ -344,6 +377,7 @@ export async function train(config: RunConfig, options: TrainOptions): Promise<V
       tokensPerSec: (config.batch * config.seqLen) / Math.max(1e-3, (Date.now() - t0) / 1000),
       cvImportance: stats?.cvImportance ?? null, cvLoad: stats?.cvLoad ?? null, gateEntropy: stats?.gateEntropy ?? null,
       importance: stats?.importance ?? null, load: stats?.load ?? null, expertCounts: stats?.expertCounts ?? null,
+      ...(dropped ? { droppedFraction: dropped.fraction, droppedPerExpert: dropped.perExpert, routerZLoss: zValue } : {}),
     };
     write(record);
     options.onStep?.(record);
@@ -381,7 +415,7 @@ export function dataOf(config: RunConfig): DataOptions {
 
 /** The first setting that differs between a checkpoint's config and the requested one (ignoring steps and bookkeeping). */
 function diffConfig(saved: RunConfig, wanted: RunConfig): string | null {
-  const keys: (keyof RunConfig)[] = ['model', 'experts', 'k', 'groups', 'modelSize', 'expertHidden', 'gating', 'wImportance', 'wLoad', 'dropout', 'batch', 'seqLen', 'lr', 'warmup', 'seed', 'data', 'vocabSize', 'evalEvery'];
+  const keys: (keyof RunConfig)[] = ['model', 'experts', 'k', 'groups', 'modelSize', 'expertHidden', 'gating', 'wImportance', 'wLoad', 'capacityFactor', 'wZLoss', 'auxLossWeight', 'dropout', 'batch', 'seqLen', 'lr', 'warmup', 'seed', 'data', 'vocabSize', 'evalEvery'];
   for (const key of keys) {
     if (JSON.stringify(saved[key]) !== JSON.stringify(wanted[key])) return `${String(key)} = ${JSON.stringify(saved[key])}, not ${JSON.stringify(wanted[key])}`;
   }

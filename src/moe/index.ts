@@ -8,3 +8,6 @@ export { Expert } from './expert.js';
 export { MoE, type MoEOptions, type MoEOutput, type MoEStats, type MoEForwardOptions, type GatingKind } from './moe.js';
 export { HierarchicalMoE, ExpertGroup, type HierarchicalMoEOptions, type HierarchicalNoise, type HierarchicalStats } from './hierarchical.js';
 export { MoELanguageModel, DenseLanguageModel, type LanguageModelOptions, type MoELanguageModelOptions, type LMOutput, type LMState, type OpsPerToken } from './language-model.js';
+export { expertCapacity, dropOverCapacity, type CapacityDrop } from './capacity.js';
+export { routerZLoss } from './routers/router-z-loss.js';
+export { SwitchGating, routerWeight, jitterInput, type SwitchGatingOptions, type RouterOutput, type RouterForwardOptions } from './routers/switch.js';

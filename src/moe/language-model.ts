@@ -19,7 +19,7 @@ import { LSTM, type LSTMState } from '../nn/lstm.js';
 import { checkDType, checkPositiveInt, Module } from '../nn/module.js';
 import { HierarchicalMoE, type HierarchicalNoise } from './hierarchical.js';
 import { Expert } from './expert.js';
-import { MoE, type GatingKind, type MoEStats } from './moe.js';
+import { MoE, type GatingKind, type MoEOptions, type MoEStats } from './moe.js';
 
 export interface LanguageModelOptions {
   vocabSize: number;
@@ -45,6 +45,8 @@ export interface MoELanguageModelOptions extends LanguageModelOptions {
   hierarchicalGroups?: number;
   /** Hierarchical only: groups per token (default 2, at most the number of groups); k / kPrimary experts are chosen in each. */
   kPrimary?: number;
+  /** The router options of MoEOptions (capacity and dropping, z-loss, α, jitter), passed to the MoE as given. */
+  router?: Pick<MoEOptions, 'capacityFactor' | 'wZLoss' | 'auxLossWeight' | 'jitterNoise'>;
 }
 
 export interface LMState { lstm1: LSTMState; lstm2: LSTMState }
@@ -161,7 +163,7 @@ export class MoELanguageModel extends StackedLSTMModel {
       }
       this.moe = new HierarchicalMoE({ ...common, numGroups: groups, expertsPerGroup: options.numExperts / groups, kPrimary, kSecondary });
     } else {
-      this.moe = new MoE({ ...common, numExperts: options.numExperts, k: options.k, gating: options.gating ?? 'noisy-topk' });
+      this.moe = new MoE({ ...common, ...options.router, numExperts: options.numExperts, k: options.k, gating: options.gating ?? 'noisy-topk' });
     }
   }
 

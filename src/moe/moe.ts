@@ -16,8 +16,17 @@ import { makeDispatcher, type DispatchMode } from './dispatcher.js';
 import { Expert } from './expert.js';
 import { BatchwiseGating } from './batchwise.js';
 import { NoisyTopKGating, SoftmaxGating, type GatingOutput } from './gating.js';
+import { dropOverCapacity, expertCapacity } from './capacity.js';
+import { routerZLoss } from './routers/router-z-loss.js';
+import { SwitchGating, type RouterOutput } from './routers/switch.js';
 
-export type GatingKind = 'noisy-topk' | 'softmax' | 'batchwise';
+/** The 2017 gates (noisy top-k, softmax, batchwise) and the routers after them (src/moe/routers/). */
+export type GatingKind = 'noisy-topk' | 'softmax' | 'batchwise' | 'switch';
+const GATING_KINDS: readonly GatingKind[] = ['noisy-topk', 'softmax', 'batchwise', 'switch'];
+/** Routers whose balancing is their own auxiliary loss (α·E·Σ fᵢPᵢ), not the 2017 CV² losses. */
+const OWN_AUX_LOSS: readonly GatingKind[] = ['switch'];
+/** Token-choice routers with a fixed k per example, to which capacityFactor applies. */
+const TOKEN_CHOICE: readonly GatingKind[] = ['noisy-topk', 'switch'];
 
 export interface MoEOptions {
   inputSize: number;
@@ -47,6 +56,17 @@ export interface MoEOptions {
   dispatch?: DispatchMode;
   /** Rows per expert with 'device' dispatch (default: all N, so nothing is dropped). */
   capacity?: number;
+  /**
+   * Token-choice routers: each expert keeps at most ⌈capacityFactor·k·N/E⌉ routes, the rest
+   * are dropped (src/moe/capacity.ts gives the order). Unset: nothing is dropped.
+   */
+  capacityFactor?: number;
+  /** Weight of the router z-loss (ST-MoE) on the router's logits; 0 (default) = off, 1e-3 in the paper. */
+  wZLoss?: number;
+  /** α of the Switch/GShard balancing loss α·E·Σ fᵢ·Pᵢ (default 0.01). */
+  auxLossWeight?: number;
+  /** Switch: ε of the multiplicative router-input jitter U(1 − ε, 1 + ε) in training (default 0). */
+  jitterNoise?: number;
 }
 
 /** Everything a person studying routing wants from one forward pass. Tensors carry no gradient. */
@@ -72,6 +92,12 @@ export interface MoEStats {
   gateEntropy: Tensor;
   /** 0-d: the batchwise threshold loss (eq. 20), batchwise gating in training only. */
   batchwiseLoss?: Tensor;
+  /** Routes dropped over capacity / all routes this step (0 without capacityFactor). */
+  droppedFraction?: number;
+  /** Per expert: dropped routes / routes that chose it. */
+  droppedPerExpert?: number[];
+  /** 0-d: mean over rows of logsumexp(router logits)² (ST-MoE), whether or not it is weighted into auxLoss. */
+  routerZLoss?: Tensor;
 }
 
 export interface MoEOutput {
@@ -93,11 +119,13 @@ function hostCounts(E: number, t: Tensor, isIndices: boolean): number[] {
 export interface MoEForwardOptions {
   /** ε ~ N(0, 1), [N, E] over the flattened rows, for deterministic noisy gating. */
   noise?: Tensor;
+  /** Switch: [N, d] router-input jitter factors in place of drawing them. */
+  jitter?: Tensor;
 }
 
 
 export class MoE extends Module {
-  gate: NoisyTopKGating | SoftmaxGating | BatchwiseGating;
+  gate: NoisyTopKGating | SoftmaxGating | BatchwiseGating | SwitchGating;
   experts: Expert[];
   readonly inputSize: number;
   readonly outputSize: number;
@@ -110,6 +138,9 @@ export class MoE extends Module {
   wBatchwise: number;
   dispatch: DispatchMode;
   capacity: number | undefined;
+  readonly capacityFactor: number | undefined;
+  wZLoss: number;
+  auxLossWeight: number;
 
   constructor(options: MoEOptions) {
     super();
@@ -118,7 +149,9 @@ export class MoE extends Module {
     this.hiddenSize = checkPositiveInt('MoE', 'hiddenSize', options.hiddenSize);
     this.numExperts = checkPositiveInt('MoE', 'numExperts', options.numExperts);
     this.gating = options.gating ?? 'noisy-topk';
-    this.k = this.gating === 'softmax' ? this.numExperts : checkPositiveInt('MoE', 'k', options.k);
+    if (!GATING_KINDS.includes(this.gating)) throw new Error(`MoE: unknown gating '${String(this.gating)}' (expected ${GATING_KINDS.map((g) => `'${g}'`).join(', ')})`);
+    if (this.gating === 'switch' && options.k !== undefined && options.k !== 1) throw new Error(`MoE: gating 'switch' routes each example to 1 expert, got k = ${options.k}`);
+    this.k = this.gating === 'softmax' ? this.numExperts : this.gating === 'switch' ? 1 : checkPositiveInt('MoE', 'k', options.k);
     if (this.k > this.numExperts) throw new Error(`MoE: k (${this.k}) cannot exceed numExperts (${this.numExperts})`);
     this.wImportance = options.wImportance ?? 0.1;
     this.wLoad = options.wLoad ?? 0.1;
@@ -126,7 +159,15 @@ export class MoE extends Module {
     this.dispatch = options.dispatch ?? 'auto';
     if (!['auto', 'sparse', 'device'].includes(this.dispatch)) throw new Error(`MoE: dispatch must be 'auto', 'sparse' or 'device', got '${String(this.dispatch)}'`);
     this.capacity = options.capacity === undefined ? undefined : checkPositiveInt('MoE', 'capacity', options.capacity);
-    for (const [name, w] of [['wImportance', this.wImportance], ['wLoad', this.wLoad], ['wBatchwise', this.wBatchwise]] as const) {
+    this.capacityFactor = options.capacityFactor;
+    if (this.capacityFactor !== undefined) {
+      if (!(typeof this.capacityFactor === 'number' && this.capacityFactor > 0 && Number.isFinite(this.capacityFactor))) throw new Error(`MoE: capacityFactor must be a positive number, got ${this.capacityFactor}`);
+      if (!TOKEN_CHOICE.includes(this.gating)) throw new Error(`MoE: capacityFactor applies to token-choice routers (${TOKEN_CHOICE.join(', ')}), not gating '${this.gating}'`);
+      if (options.capacity !== undefined) throw new Error(`MoE: give capacityFactor or capacity, not both (capacityFactor sets the device buffers too)`);
+    }
+    this.wZLoss = options.wZLoss ?? 0;
+    this.auxLossWeight = options.auxLossWeight ?? 0.01;
+    for (const [name, w] of [['wImportance', this.wImportance], ['wLoad', this.wLoad], ['wBatchwise', this.wBatchwise], ['wZLoss', this.wZLoss], ['auxLossWeight', this.auxLossWeight]] as const) {
       if (!(typeof w === 'number' && w >= 0 && Number.isFinite(w))) throw new Error(`MoE: ${name} must be a non-negative number, got ${w}`);
     }
     const dtype = checkDType('MoE', options.dtype);
@@ -141,7 +182,7 @@ export class MoE extends Module {
     } else if (this.gating === 'batchwise') {
       this.gate = new BatchwiseGating({ ...common, k: this.k });
     } else {
-      throw new Error(`MoE: unknown gating '${String(this.gating)}' (expected 'noisy-topk', 'softmax' or 'batchwise')`);
+      this.gate = new SwitchGating({ ...common, jitterNoise: options.jitterNoise ?? 0, ...(options.generator ? { generator: options.generator } : {}) });
     }
     const init = { dtype, ...(options.generator ? { generator: options.generator } : {}) };
     this.experts = Array.from({ length: this.numExperts }, () => new Expert(this.inputSize, this.hiddenSize, this.outputSize, init));
@@ -154,31 +195,47 @@ export class MoE extends Module {
     }
     return tidy(() => {
       const rows = reshape(x, [x.size / this.inputSize, this.inputSize]);
-      const g: GatingOutput & { batchwiseLoss?: Tensor } = this.gate instanceof NoisyTopKGating
+      const g: GatingOutput & { batchwiseLoss?: Tensor } & Partial<RouterOutput> = this.gate instanceof NoisyTopKGating
         ? this.gate.forward(rows, options.noise ? { noise: options.noise } : {})
-        : this.gate.forward(rows);
+        : this.gate instanceof SwitchGating ? this.gate.forward(rows, options.jitter ? { jitter: options.jitter } : {})
+          : this.gate.forward(rows);
       // Batchwise gating routes by its mask (a variable number of experts per example).
-      const routes = this.gating === 'batchwise' ? undefined : g.indices;
-      const dispatcher = makeDispatcher(this.numExperts, g.gates, { indices: routes, dispatch: this.dispatch, capacity: this.capacity });
+      let routes = this.gating === 'batchwise' ? undefined : g.indices;
+      let gates = g.gates, capacity = this.capacity, dropped = { fraction: 0, perExpert: new Array<number>(this.numExperts).fill(0) };
+      if (this.capacityFactor !== undefined) {
+        capacity = expertCapacity(this.capacityFactor, this.k, rows.shape[0]!, this.numExperts);
+        const drop = dropOverCapacity(g.indices, this.numExperts, capacity, rows.dtype === 'float64' ? 'float64' : 'float32');
+        // A dropped route's gate becomes 0 (no output, no gradient through it); the dispatcher
+        // then routes the nonzero gates, so an expert never holds more than `capacity` rows.
+        gates = g.gates.mul(drop.keep);
+        routes = undefined;
+        dropped = { fraction: drop.droppedFraction, perExpert: drop.droppedPerExpert };
+      }
+      const dispatcher = makeDispatcher(this.numExperts, gates, { indices: routes, dispatch: this.dispatch, capacity });
       const inputs = dispatcher.dispatch(rows);
       // An expert with no examples sees a [0, d] input: no arithmetic, exact zero gradients.
       const outputs = inputs.map((input, e) => this.experts[e]!.forward(input));
       const combined = dispatcher.combine(outputs);
-      const counts = dispatcher.partSizesOnHost ? dispatcher.partSizes() : null, capacity = dispatcher.capacity;
+      const counts = dispatcher.partSizesOnHost ? dispatcher.partSizes() : null, bufferRows = dispatcher.capacity;
       dispatcher.dispose();
       const cvImp = cvSquared(g.importance), cvLoad = cvSquared(g.load);
-      let auxLoss = cvImp.mul(this.wImportance).add(cvLoad.mul(this.wLoad));
+      let auxLoss = OWN_AUX_LOSS.includes(this.gating)
+        ? g.routerAuxLoss!.mul(this.auxLossWeight)
+        : cvImp.mul(this.wImportance).add(cvLoad.mul(this.wLoad));
       if (g.batchwiseLoss) auxLoss = auxLoss.add(g.batchwiseLoss.mul(this.wBatchwise));
+      const zLoss = routerZLoss(g.cleanLogits);
+      if (this.wZLoss > 0) auxLoss = auxLoss.add(zLoss.mul(this.wZLoss));
       // The entropy sums over nonzero gates only: with top-k routing, over the k chosen ones.
       const fields = {
-        gates: g.gates.detach(), indices: g.indices, importance: g.importance.detach(), load: g.load.detach(),
+        gates: gates.detach(), indices: g.indices, importance: g.importance.detach(), load: g.load.detach(),
         cvImportance: cvImp.detach().sqrt(), cvLoad: cvLoad.detach().sqrt(), gateEntropy: gateEntropy(routes ? noGrad(() => gather(g.gates, 1, routes)) : g.gates),
         ...(g.batchwiseLoss ? { batchwiseLoss: g.batchwiseLoss.detach() } : {}),
+        droppedFraction: dropped.fraction, droppedPerExpert: dropped.perExpert, routerZLoss: zLoss.detach(),
       };
       // With the routing on the device, the counts come from tensors the caller owns, when
       // first read (a readback), capped at the capacity as the dispatcher's buffers are.
       const E = this.numExperts;
-      const countOnRead = () => hostCounts(E, routes ? fields.indices : fields.gates, routes !== undefined).map((c) => Math.min(c, capacity));
+      const countOnRead = () => hostCounts(E, routes ? fields.indices : fields.gates, routes !== undefined).map((c) => Math.min(c, bufferRows));
       const stats: MoEStats = counts ? { ...fields, expertCounts: counts } : Object.assign(new ExpertCountsOnRead(countOnRead), fields);
       return { output: reshape(combined, [...x.shape.slice(0, -1), this.outputSize]), auxLoss, stats };
     });

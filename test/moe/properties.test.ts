@@ -152,7 +152,7 @@ describe('sparse dispatch and combine', () => {
       const sparseGrads = moe.namedParameters().map(([n, p]) => [n, Array.from(p.grad?.dataSync() ?? new Float64Array(p.size))] as const);
       moe.zeroGrad();
       // Dense reference: every expert on every row, weighted by the same gates.
-      const g = moe.gate.forward(x2, { noise: c.noise }).gates;
+      const g = (moe.gate as mt.NoisyTopKGating).forward(x2, { noise: c.noise }).gates;
       let dense = mt.zeros([N, outSize], { dtype: 'float64' });
       moe.experts.forEach((expert, e) => { dense = dense.add(expert.forward(x2).mul(g.slice([0, e], [N, 1]))); });
       assertClose(sparse.output.dataSync(), dense.dataSync(), { rtol: 1e-12, atol: 1e-14, what: 'output' });

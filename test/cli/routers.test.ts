@@ -1,0 +1,59 @@
+// The router flags (#13): --gating switch, --capacity-factor, --w-z-loss, --aux-loss-weight:
+// one clear error per bad configuration, and a short run that records the router fields.
+
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, test } from 'node:test';
+import { configFromFlags } from '../../src/cli/main.js';
+import type { RunConfig, TrainRecord } from '../../src/report/schema.js';
+
+const tmp = mkdtempSync(join(tmpdir(), 'mixtape-routers-'));
+after(() => rmSync(tmp, { recursive: true, force: true }));
+
+describe('router flags', () => {
+  const bad: [Record<string, string>, string][] = [
+    [{ gating: 'switch', k: '2' }, '--gating switch routes each token to 1 expert, got --k 2'],
+    [{ gating: 'switch', model: 'hmoe' }, '--gating switch needs --model moe (the hierarchical MoE has its own noisy top-k gates)'],
+    [{ 'capacity-factor': '0' }, '--capacity-factor must be a positive number, got 0'],
+    [{ 'capacity-factor': '-0.5' }, '--capacity-factor must be a positive number, got -0.5'],
+    [{ 'capacity-factor': '1', gating: 'batchwise' }, '--capacity-factor applies to token-choice routers (noisy-topk, switch), not --gating batchwise'],
+    [{ 'capacity-factor': '1', model: 'hmoe' }, '--capacity-factor needs --model moe (the model is hmoe)'],
+    [{ 'w-z-loss': '-1' }, '--w-z-loss must be a non-negative number, got -1'],
+    [{ 'aux-loss-weight': '-0.1' }, '--aux-loss-weight must be a non-negative number, got -0.1'],
+  ];
+  for (const [flags, message] of bad) {
+    test(`${JSON.stringify(flags)}: ${message}`, () => {
+      assert.throws(() => configFromFlags(flags), (e: Error) => e.name === 'UsageError' && e.message === message);
+    });
+  }
+
+  test('--gating switch defaults --k to 1; router options are recorded only when given', () => {
+    const c: RunConfig = configFromFlags({ gating: 'switch', 'capacity-factor': '1.25', 'w-z-loss': '0.001', 'aux-loss-weight': '0.02' });
+    assert.equal(c.k, 1);
+    assert.equal(c.capacityFactor, 1.25);
+    assert.equal(c.wZLoss, 0.001);
+    assert.equal(c.auxLossWeight, 0.02);
+    const plain = configFromFlags({});
+    assert.equal(plain.k, 2);
+    for (const key of ['capacityFactor', 'wZLoss', 'auxLossWeight'] as const) assert.ok(!(key in plain), `${key} must be absent from a run that did not set it`);
+  });
+
+  test('a short switch run with dropping records droppedFraction, droppedPerExpert and routerZLoss in every train record', () => {
+    const out = join(tmp, 'switch');
+    const r = spawnSync(process.execPath, ['--import', import.meta.resolve('tsx'), join(process.cwd(), 'src/cli/entry.ts'), 'train', '--gating', 'switch', '--capacity-factor', '0.5',
+      '--w-z-loss', '1e-3', '--steps', '4', '--eval-every', '4', '--batch', '4', '--seq-len', '8', '--d', '8', '--expert-hidden', '8', '--experts', '4', '--domains', '4', '--quiet', '--out', out], { encoding: 'utf8', timeout: 120_000 });
+    assert.equal(r.status, 0, r.stderr);
+    const train = readFileSync(join(out, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as TrainRecord).filter((x) => x.type === 'train');
+    assert.equal(train.length, 4);
+    for (const rec of train) {
+      // Capacity ⌈0.5·1·32/4⌉ = 4 of 32 tokens per expert: at least half of the routes are dropped.
+      assert.ok(rec.droppedFraction! >= 0.5 && rec.droppedFraction! < 1, `droppedFraction ${rec.droppedFraction}`);
+      assert.equal(rec.droppedPerExpert!.length, 4);
+      assert.ok(rec.expertCounts!.every((n) => n <= 4), `counts ${rec.expertCounts}`);
+      assert.ok(Number.isFinite(rec.routerZLoss!) && rec.routerZLoss! > 0);
+    }
+  });
+});
