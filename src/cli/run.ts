@@ -76,13 +76,17 @@ export function validateConfig(c: RunConfig): void {
 }
 
 /** The --gating kinds the CLI accepts (MoE's GatingKind). */
-export const GATINGS: readonly string[] = ['noisy-topk', 'softmax', 'batchwise', 'switch'];
-const TOKEN_CHOICE = ['noisy-topk', 'switch'];
+export const GATINGS: readonly string[] = ['noisy-topk', 'softmax', 'batchwise', 'switch', 'gshard'];
+const TOKEN_CHOICE = ['noisy-topk', 'switch', 'gshard'];
+/** The routers after 2017 (#13): --model moe only, and their runs record the router fields. */
+const NEW_ROUTERS = ['switch', 'gshard'];
 
 /** The router flags (#13), one clear error per bad combination. */
 function validateRouter(c: RunConfig): void {
-  if (c.model === 'hmoe' && c.gating === 'switch') throw new UsageError(`--gating ${c.gating} needs --model moe (the hierarchical MoE has its own noisy top-k gates)`);
+  if (c.model === 'hmoe' && NEW_ROUTERS.includes(c.gating)) throw new UsageError(`--gating ${c.gating} needs --model moe (the hierarchical MoE has its own noisy top-k gates)`);
   if (c.model === 'moe' && c.gating === 'switch' && c.k !== 1) throw new UsageError(`--gating switch routes each token to 1 expert, got --k ${c.k}`);
+  if (c.model === 'moe' && c.gating === 'gshard' && c.k !== 2) throw new UsageError(`--gating gshard routes each token to its top 2 experts, got --k ${c.k}`);
+  if (c.model === 'moe' && c.gating === 'gshard' && c.experts < 2) throw new UsageError(`--gating gshard needs at least 2 experts, got --experts ${c.experts}`);
   if (c.capacityFactor !== undefined) {
     if (!(c.capacityFactor > 0 && Number.isFinite(c.capacityFactor))) throw new UsageError(`--capacity-factor must be a positive number, got ${c.capacityFactor}`);
     if (c.model !== 'moe') throw new UsageError(`--capacity-factor needs --model moe (the model is ${c.model})`);
@@ -95,7 +99,7 @@ function validateRouter(c: RunConfig): void {
 
 /** Whether a run's records carry the router fields (droppedFraction, droppedPerExpert, routerZLoss): runs that use #13's options. */
 export function recordsRouter(c: RunConfig): boolean {
-  return c.model === 'moe' && (c.gating === 'switch' || c.capacityFactor !== undefined || c.wZLoss !== undefined);
+  return c.model === 'moe' && (NEW_ROUTERS.includes(c.gating) || c.capacityFactor !== undefined || c.wZLoss !== undefined);
 }
 
 interface Stats { cvImportance: number; cvLoad: number; gateEntropy: number; importance: number[]; load: number[]; expertCounts: number[] }
@@ -143,7 +147,8 @@ function countsOnHost(s: mt.MoEStats): number[] | null {
  */
 function countOnDevice(s: mt.MoEStats, config: RunConfig): mt.Tensor {
   const E = s.importance.size;
-  if (config.model === 'hmoe' || config.gating === 'batchwise') return s.gates.greater(0).sum(0);
+  // Dropped routes and GShard's skipped second experts have gate 0: count the nonzero gates.
+  if (config.model === 'hmoe' || config.gating === 'batchwise' || config.gating === 'gshard' || config.capacityFactor !== undefined) return s.gates.greater(0).sum(0);
   return mt.oneHot(s.indices.reshape([s.indices.size]), E, { dtype: 'int32' }).sum(0);
 }
 

@@ -28,7 +28,7 @@ export function expertCapacity(capacityFactor: number, k: number, numExamples: n
 export interface CapacityDrop {
   /** [N, E] 0/1 (no gradient): 0 where a chosen route was dropped, 1 elsewhere. */
   keep: Tensor;
-  /** Dropped routes / all routes (N·k) this step. */
+  /** Dropped routes / routes attempted this step (N·k, less the routes whose gate was already 0). */
   droppedFraction: number;
   /** Per expert: dropped routes / routes that chose it (0 for an expert nobody chose). */
   droppedPerExpert: number[];
@@ -36,17 +36,25 @@ export interface CapacityDrop {
   keptCounts: number[];
 }
 
-/** Which of the routes `indices` [N, k] (best first) fit `capacity` slots per expert, in the order above. */
-export function dropOverCapacity(indices: Tensor, numExperts: number, capacity: number, dtype: 'float32' | 'float64'): CapacityDrop {
+/**
+ * Which of the routes `indices` [N, k] (best first) fit `capacity` slots per expert, in the
+ * order above. With `gates` [N, E], a route whose gate is 0 (GShard's skipped second expert)
+ * is not dispatched: it takes no slot and is not counted.
+ */
+export function dropOverCapacity(indices: Tensor, numExperts: number, capacity: number, dtype: 'float32' | 'float64', gates?: Tensor): CapacityDrop {
   const [N, k] = indices.shape as [number, number];
   const chosen = indices.dataSync();
   const E = numExperts;
+  const g = gates?.dataSync();
+  let attempted = 0;
   const keep = new Float64Array(N * E).fill(1);
   const kept = new Array<number>(E).fill(0), wanted = new Array<number>(E).fill(0);
   let dropped = 0;
   for (let r = 0; r < k; r++) {
     for (let n = 0; n < N; n++) {
       const e = chosen[n * k + r]!;
+      if (g !== undefined && !(g[n * E + e]! > 0)) continue;
+      attempted++;
       wanted[e]!++;
       if (kept[e]! < capacity) kept[e]!++;
       else { keep[n * E + e] = 0; dropped++; }
@@ -54,7 +62,7 @@ export function dropOverCapacity(indices: Tensor, numExperts: number, capacity: 
   }
   return {
     keep: noGrad(() => tensor(keep, [N, E], { dtype })),
-    droppedFraction: N * k === 0 ? 0 : dropped / (N * k),
+    droppedFraction: attempted === 0 ? 0 : dropped / attempted,
     droppedPerExpert: wanted.map((w, e) => (w === 0 ? 0 : (w - kept[e]!) / w)),
     keptCounts: kept,
   };

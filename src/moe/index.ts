@@ -10,4 +10,5 @@ export { HierarchicalMoE, ExpertGroup, type HierarchicalMoEOptions, type Hierarc
 export { MoELanguageModel, DenseLanguageModel, type LanguageModelOptions, type MoELanguageModelOptions, type LMOutput, type LMState, type OpsPerToken } from './language-model.js';
 export { expertCapacity, dropOverCapacity, type CapacityDrop } from './capacity.js';
 export { routerZLoss } from './routers/router-z-loss.js';
+export { GShardGating, type GShardGatingOptions, type GShardForwardOptions } from './routers/gshard.js';
 export { SwitchGating, routerWeight, jitterInput, type SwitchGatingOptions, type RouterOutput, type RouterForwardOptions } from './routers/switch.js';

@@ -19,14 +19,17 @@ import { NoisyTopKGating, SoftmaxGating, type GatingOutput } from './gating.js';
 import { dropOverCapacity, expertCapacity } from './capacity.js';
 import { routerZLoss } from './routers/router-z-loss.js';
 import { SwitchGating, type RouterOutput } from './routers/switch.js';
+import { GShardGating } from './routers/gshard.js';
 
 /** The 2017 gates (noisy top-k, softmax, batchwise) and the routers after them (src/moe/routers/). */
-export type GatingKind = 'noisy-topk' | 'softmax' | 'batchwise' | 'switch';
-const GATING_KINDS: readonly GatingKind[] = ['noisy-topk', 'softmax', 'batchwise', 'switch'];
+export type GatingKind = 'noisy-topk' | 'softmax' | 'batchwise' | 'switch' | 'gshard';
+const GATING_KINDS: readonly GatingKind[] = ['noisy-topk', 'softmax', 'batchwise', 'switch', 'gshard'];
 /** Routers whose balancing is their own auxiliary loss (α·E·Σ fᵢPᵢ), not the 2017 CV² losses. */
-const OWN_AUX_LOSS: readonly GatingKind[] = ['switch'];
+const OWN_AUX_LOSS: readonly GatingKind[] = ['switch', 'gshard'];
 /** Token-choice routers with a fixed k per example, to which capacityFactor applies. */
-const TOKEN_CHOICE: readonly GatingKind[] = ['noisy-topk', 'switch'];
+const TOKEN_CHOICE: readonly GatingKind[] = ['noisy-topk', 'switch', 'gshard'];
+/** Routers that may leave a chosen route undispatched (gate 0): they route by the nonzero gates. */
+const ROUTES_BY_GATES: readonly GatingKind[] = ['batchwise', 'gshard'];
 
 export interface MoEOptions {
   inputSize: number;
@@ -67,6 +70,8 @@ export interface MoEOptions {
   auxLossWeight?: number;
   /** Switch: ε of the multiplicative router-input jitter U(1 − ε, 1 + ε) in training (default 0). */
   jitterNoise?: number;
+  /** GShard: dispatch the second expert with probability min(1, 2·g₂) in training (default true). */
+  randomRouting?: boolean;
 }
 
 /** Everything a person studying routing wants from one forward pass. Tensors carry no gradient. */
@@ -121,11 +126,13 @@ export interface MoEForwardOptions {
   noise?: Tensor;
   /** Switch: [N, d] router-input jitter factors in place of drawing them. */
   jitter?: Tensor;
+  /** GShard: [N] u ~ U(0, 1) of random routing in place of drawing it. */
+  uniform?: Tensor;
 }
 
 
 export class MoE extends Module {
-  gate: NoisyTopKGating | SoftmaxGating | BatchwiseGating | SwitchGating;
+  gate: NoisyTopKGating | SoftmaxGating | BatchwiseGating | SwitchGating | GShardGating;
   experts: Expert[];
   readonly inputSize: number;
   readonly outputSize: number;
@@ -151,7 +158,8 @@ export class MoE extends Module {
     this.gating = options.gating ?? 'noisy-topk';
     if (!GATING_KINDS.includes(this.gating)) throw new Error(`MoE: unknown gating '${String(this.gating)}' (expected ${GATING_KINDS.map((g) => `'${g}'`).join(', ')})`);
     if (this.gating === 'switch' && options.k !== undefined && options.k !== 1) throw new Error(`MoE: gating 'switch' routes each example to 1 expert, got k = ${options.k}`);
-    this.k = this.gating === 'softmax' ? this.numExperts : this.gating === 'switch' ? 1 : checkPositiveInt('MoE', 'k', options.k);
+    if (this.gating === 'gshard' && options.k !== undefined && options.k !== 2) throw new Error(`MoE: gating 'gshard' routes each example to its top 2 experts, got k = ${options.k}`);
+    this.k = this.gating === 'softmax' ? this.numExperts : this.gating === 'switch' ? 1 : this.gating === 'gshard' ? 2 : checkPositiveInt('MoE', 'k', options.k);
     if (this.k > this.numExperts) throw new Error(`MoE: k (${this.k}) cannot exceed numExperts (${this.numExperts})`);
     this.wImportance = options.wImportance ?? 0.1;
     this.wLoad = options.wLoad ?? 0.1;
@@ -181,6 +189,8 @@ export class MoE extends Module {
       this.gate = new SoftmaxGating(common);
     } else if (this.gating === 'batchwise') {
       this.gate = new BatchwiseGating({ ...common, k: this.k });
+    } else if (this.gating === 'gshard') {
+      this.gate = new GShardGating({ ...common, randomRouting: options.randomRouting ?? true, ...(options.generator ? { generator: options.generator } : {}) });
     } else {
       this.gate = new SwitchGating({ ...common, jitterNoise: options.jitterNoise ?? 0, ...(options.generator ? { generator: options.generator } : {}) });
     }
@@ -198,13 +208,14 @@ export class MoE extends Module {
       const g: GatingOutput & { batchwiseLoss?: Tensor } & Partial<RouterOutput> = this.gate instanceof NoisyTopKGating
         ? this.gate.forward(rows, options.noise ? { noise: options.noise } : {})
         : this.gate instanceof SwitchGating ? this.gate.forward(rows, options.jitter ? { jitter: options.jitter } : {})
-          : this.gate.forward(rows);
+          : this.gate instanceof GShardGating ? this.gate.forward(rows, options.uniform ? { uniform: options.uniform } : {})
+            : this.gate.forward(rows);
       // Batchwise gating routes by its mask (a variable number of experts per example).
-      let routes = this.gating === 'batchwise' ? undefined : g.indices;
+      let routes = ROUTES_BY_GATES.includes(this.gating) ? undefined : g.indices;
       let gates = g.gates, capacity = this.capacity, dropped = { fraction: 0, perExpert: new Array<number>(this.numExperts).fill(0) };
       if (this.capacityFactor !== undefined) {
         capacity = expertCapacity(this.capacityFactor, this.k, rows.shape[0]!, this.numExperts);
-        const drop = dropOverCapacity(g.indices, this.numExperts, capacity, rows.dtype === 'float64' ? 'float64' : 'float32');
+        const drop = dropOverCapacity(g.indices, this.numExperts, capacity, rows.dtype === 'float64' ? 'float64' : 'float32', g.gates);
         // A dropped route's gate becomes 0 (no output, no gradient through it); the dispatcher
         // then routes the nonzero gates, so an expert never holds more than `capacity` rows.
         gates = g.gates.mul(drop.keep);

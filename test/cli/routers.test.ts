@@ -17,9 +17,12 @@ describe('router flags', () => {
   const bad: [Record<string, string>, string][] = [
     [{ gating: 'switch', k: '2' }, '--gating switch routes each token to 1 expert, got --k 2'],
     [{ gating: 'switch', model: 'hmoe' }, '--gating switch needs --model moe (the hierarchical MoE has its own noisy top-k gates)'],
+    [{ gating: 'gshard', k: '1' }, '--gating gshard routes each token to its top 2 experts, got --k 1'],
+    [{ gating: 'gshard', experts: '1', k: '2' }, '--k 2 is larger than --experts 1: each token picks k of the experts'],
+    [{ gating: 'gshard', model: 'hmoe' }, '--gating gshard needs --model moe (the hierarchical MoE has its own noisy top-k gates)'],
     [{ 'capacity-factor': '0' }, '--capacity-factor must be a positive number, got 0'],
     [{ 'capacity-factor': '-0.5' }, '--capacity-factor must be a positive number, got -0.5'],
-    [{ 'capacity-factor': '1', gating: 'batchwise' }, '--capacity-factor applies to token-choice routers (noisy-topk, switch), not --gating batchwise'],
+    [{ 'capacity-factor': '1', gating: 'batchwise' }, '--capacity-factor applies to token-choice routers (noisy-topk, switch, gshard), not --gating batchwise'],
     [{ 'capacity-factor': '1', model: 'hmoe' }, '--capacity-factor needs --model moe (the model is hmoe)'],
     [{ 'w-z-loss': '-1' }, '--w-z-loss must be a non-negative number, got -1'],
     [{ 'aux-loss-weight': '-0.1' }, '--aux-loss-weight must be a non-negative number, got -0.1'],

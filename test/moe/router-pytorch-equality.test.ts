@@ -14,7 +14,7 @@ interface RouterCase {
   router: mt.GatingKind; N: number; d: number; h: number; out: number; E: number; k: number;
   capacity_factor: number | null; capacity: number | null; w_z_loss: number; aux_loss_weight: number;
   w_importance: number; w_load: number;
-  state: Record<string, Flat>; x: Flat; noise: Flat; jitter: Flat | null; r: Flat;
+  state: Record<string, Flat>; x: Flat; noise: Flat; jitter: Flat | null; random_routing: boolean; uniform: Flat | null; r: Flat;
   output: Flat; aux_loss: number; loss: number;
   stats: {
     gates: Flat; indices: Flat; importance: Flat; load: Flat; expert_counts: number[];
@@ -38,6 +38,7 @@ function makeMoE(c: RouterCase): mt.MoE {
     inputSize: c.d, outputSize: c.out, hiddenSize: c.h, numExperts: c.E, k: c.k, gating: c.router, dtype: 'float64',
     wImportance: c.w_importance, wLoad: c.w_load, wZLoss: c.w_z_loss, auxLossWeight: c.aux_loss_weight,
     ...(c.capacity_factor !== null ? { capacityFactor: c.capacity_factor } : {}),
+    ...(c.router === 'gshard' ? { randomRouting: c.random_routing } : {}),
   });
   moe.loadStateDict(Object.fromEntries(Object.entries(c.state).map(([k, v]) => [k, t64(v)])));
   return moe.train();
@@ -51,6 +52,9 @@ describe(`router equality with PyTorch ${fixture.torch_version} (float64)`, () =
     ['switch', 'Switch top-1, α = 0.01'],
     ['switch_z_jitter', 'Switch with router z-loss 1e-3 and given input jitter'],
     ['switch_capacity', 'Switch, capacityFactor 1, α = 0.05: routes dropped'],
+    ['gshard_random_routing', 'GShard top-2 with random routing (u given): second experts skipped'],
+    ['gshard_no_random_routing', 'GShard top-2 without random routing, router z-loss 1e-3'],
+    ['gshard_capacity', 'GShard with random routing and capacityFactor 0.5, α = 0.1: routes skipped and dropped'],
   ];
   for (const [name, title] of titles) {
     test(`${title}: output, auxLoss, stats and every gradient`, () => {
@@ -59,6 +63,7 @@ describe(`router equality with PyTorch ${fixture.torch_version} (float64)`, () =
       const x = t64(c.x, true);
       const { output, auxLoss, stats } = moe.forward(x, {
         ...(c.router === 'noisy-topk' ? { noise: t64(c.noise) } : {}), ...(c.jitter ? { jitter: t64(c.jitter) } : {}),
+        ...(c.uniform ? { uniform: t64(c.uniform) } : {}),
       });
       expect(output, c.output, 'output');
       scalar(auxLoss.item(), c.aux_loss, 'auxLoss');
@@ -86,6 +91,11 @@ describe(`router equality with PyTorch ${fixture.torch_version} (float64)`, () =
   test('the dropping cases really drop, and the generous one does not', () => {
     assert.ok(fixture.cases.noisy_topk_capacity!.stats.dropped_fraction > 0);
     assert.ok(fixture.cases.switch_capacity!.stats.dropped_fraction > 0);
+    assert.ok(fixture.cases.gshard_capacity!.stats.dropped_fraction > 0);
+    for (const name of ['gshard_random_routing', 'gshard_capacity']) {
+      const c = fixture.cases[name]!;
+      assert.ok(c.stats.gates.values.filter((v) => v > 0).length < 2 * c.N, `${name}: some second experts are skipped`);
+    }
     assert.equal(fixture.cases.noisy_topk_capacity_none_dropped!.stats.dropped_fraction, 0);
   });
 });
