@@ -48,8 +48,9 @@ Model:
   --experts N              number of experts (default 16); --k N experts per token (default 2)
   --groups N               hmoe: number of groups (default 4)
   --d N                    embedding = LSTM = MoE size (default 32); --expert-hidden N (default 64)
-  --gating noisy-topk|softmax|batchwise|switch|gshard   (default noisy-topk; switch: top-1, so --k defaults to 1)
+  --gating noisy-topk|softmax|batchwise|switch|gshard|hash   (default noisy-topk; switch: top-1, so --k defaults to 1)
                            gshard: top-2 with GShard's random second-expert routing in training
+                           hash: a fixed hash of the input token id picks 1 expert (--k defaults to 1; no learned router)
   --capacity-factor X      token-choice routers: each expert keeps ⌈X·k·tokens/experts⌉ tokens per batch, the rest
                            are dropped (by choice rank, then position; the residual carries them). Default: no dropping
   --w-z-loss X             router z-loss weight (ST-MoE; 1e-3 in the paper; default 0 = off)
@@ -132,7 +133,7 @@ export function configFromFlags(v: Values, overrides: Partial<RunConfig> = {}): 
   const text = s('text');
   const config: RunConfig = {
     model, label: s('label') ?? model,
-    experts: int('experts', s('experts'), 16), k: int('k', s('k'), s('gating') === 'switch' ? 1 : 2),
+    experts: int('experts', s('experts'), 16), k: int('k', s('k'), s('gating') === 'switch' || s('gating') === 'hash' ? 1 : 2),
     ...(model === 'hmoe' ? { groups: int('groups', s('groups'), 4) } : {}),
     modelSize: int('d', s('d'), 32), expertHidden: int('expert-hidden', s('expert-hidden'), 64),
     gating: s('gating') ?? 'noisy-topk',

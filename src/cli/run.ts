@@ -76,15 +76,17 @@ export function validateConfig(c: RunConfig): void {
 }
 
 /** The --gating kinds the CLI accepts (MoE's GatingKind). */
-export const GATINGS: readonly string[] = ['noisy-topk', 'softmax', 'batchwise', 'switch', 'gshard'];
-const TOKEN_CHOICE = ['noisy-topk', 'switch', 'gshard'];
+export const GATINGS: readonly string[] = ['noisy-topk', 'softmax', 'batchwise', 'switch', 'gshard', 'hash'];
+const TOKEN_CHOICE = ['noisy-topk', 'switch', 'gshard', 'hash'];
 /** The routers after 2017 (#13): --model moe only, and their runs record the router fields. */
-const NEW_ROUTERS = ['switch', 'gshard'];
+const NEW_ROUTERS = ['switch', 'gshard', 'hash'];
 
 /** The router flags (#13), one clear error per bad combination. */
 function validateRouter(c: RunConfig): void {
   if (c.model === 'hmoe' && NEW_ROUTERS.includes(c.gating)) throw new UsageError(`--gating ${c.gating} needs --model moe (the hierarchical MoE has its own noisy top-k gates)`);
   if (c.model === 'moe' && c.gating === 'switch' && c.k !== 1) throw new UsageError(`--gating switch routes each token to 1 expert, got --k ${c.k}`);
+  if (c.model === 'moe' && c.gating === 'hash' && c.k !== 1) throw new UsageError(`--gating hash sends each token to the 1 expert its id hashes to, got --k ${c.k}`);
+  if (c.model === 'moe' && c.gating === 'hash' && c.wZLoss !== undefined && c.wZLoss > 0) throw new UsageError(`--gating hash has no router logits, so --w-z-loss must be 0, got ${c.wZLoss}`);
   if (c.model === 'moe' && c.gating === 'gshard' && c.k !== 2) throw new UsageError(`--gating gshard routes each token to its top 2 experts, got --k ${c.k}`);
   if (c.model === 'moe' && c.gating === 'gshard' && c.experts < 2) throw new UsageError(`--gating gshard needs at least 2 experts, got --experts ${c.experts}`);
   if (c.capacityFactor !== undefined) {
@@ -354,8 +356,8 @@ export async function train(config: RunConfig, options: TrainOptions): Promise<V
       task.add(out.auxLoss).backward();
       const routing = out.stats ? statsTensors(out.stats, config) : { tensors: [], counts: null };
       // Router runs (#13) also record the z-loss (read with the rest) and the dropped fractions (host numbers).
-      const z = recordsRouter(config) && out.stats?.routerZLoss ? [out.stats.routerZLoss] : [];
-      const dropped = z.length ? { fraction: out.stats!.droppedFraction ?? 0, perExpert: out.stats!.droppedPerExpert ?? [] } : null;
+      const dropped = recordsRouter(config) && out.stats ? { fraction: out.stats.droppedFraction ?? 0, perExpert: out.stats.droppedPerExpert ?? [], hasZ: out.stats.routerZLoss !== undefined } : null;
+      const z = dropped?.hasZ ? [out.stats!.routerZLoss!] : []; // hash routing has no router logits
       return { reported: [task.detach(), out.auxLoss.detach(), ...z, ...routing.tensors], counts: routing.counts, dropped };
     });
     // Clipping at 1 on the device: the norm is read with the rest (no readback of its own).
@@ -368,7 +370,7 @@ export async function train(config: RunConfig, options: TrainOptions): Promise<V
       mt.dispose(reported);
     }
     const [gradNorm, lossValue, auxValue, ...rest] = values;
-    const zValue = dropped ? rest.shift()![0]! : null, routing = rest;
+    const zValue = dropped?.hasZ ? rest.shift()![0]! : null, routing = rest;
     const loss = lossValue![0]!, aux = auxValue![0]!, stats = routing.length ? readStats(routing, counts) : null;
     if (!Number.isFinite(loss)) throw new Error(`training diverged at step ${step + 1}: the loss is ${loss}; try a smaller --lr`);
     if (!Number.isFinite(gradNorm![0]!)) throw new Error(`training diverged at step ${step + 1}: the gradient norm is ${gradNorm![0]!}; try a smaller --lr`);

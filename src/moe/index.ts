@@ -11,4 +11,5 @@ export { MoELanguageModel, DenseLanguageModel, type LanguageModelOptions, type M
 export { expertCapacity, dropOverCapacity, type CapacityDrop } from './capacity.js';
 export { routerZLoss } from './routers/router-z-loss.js';
 export { GShardGating, type GShardGatingOptions, type GShardForwardOptions } from './routers/gshard.js';
+export { HashGating, hashExpert } from './routers/hash.js';
 export { SwitchGating, routerWeight, jitterInput, type SwitchGatingOptions, type RouterOutput, type RouterForwardOptions } from './routers/switch.js';

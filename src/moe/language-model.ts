@@ -98,7 +98,7 @@ abstract class StackedLSTMModel extends Module {
     this.softmax = new Linear(d, this.vocabSize, init);
   }
 
-  protected abstract middle(h: Tensor, noise: unknown): { output: Tensor; auxLoss: Tensor; stats: MoEStats | null };
+  protected abstract middle(h: Tensor, noise: unknown, ids: Tensor): { output: Tensor; auxLoss: Tensor; stats: MoEStats | null };
   protected abstract middleOps(): number;
 
   private drop(x: Tensor): Tensor {
@@ -114,7 +114,7 @@ abstract class StackedLSTMModel extends Module {
       const h0 = this.drop(this.embedding.forward(ids));
       const r1 = this.lstm1.forward(h0, options.state?.lstm1 ? toLayers(options.state.lstm1) : undefined);
       const h1 = h0.add(this.drop(r1.output));
-      const mid = this.middle(h1, options.noise);
+      const mid = this.middle(h1, options.noise, ids);
       const h2 = h1.add(this.drop(mid.output.sigmoid()));
       const r2 = this.lstm2.forward(h2, options.state?.lstm2 ? toLayers(options.state.lstm2) : undefined);
       const h3 = h2.add(this.drop(r2.output));
@@ -171,10 +171,12 @@ export class MoELanguageModel extends StackedLSTMModel {
     return this.run(ids, options);
   }
 
-  protected middle(h: Tensor, noise: unknown): { output: Tensor; auxLoss: Tensor; stats: MoEStats } {
+  protected middle(h: Tensor, noise: unknown, ids: Tensor): { output: Tensor; auxLoss: Tensor; stats: MoEStats } {
     if (this.moe instanceof HierarchicalMoE) {
       return this.moe.forward(h, noise ? { noise: noise as HierarchicalNoise } : {});
     }
+    // Hash routing reads the input token at each position (the MoE sees h1 of the same position).
+    if (this.moe.gating === 'hash') return this.moe.forward(h, { tokenIds: ids });
     return this.moe.forward(h, noise ? { noise: noise as Tensor } : {});
   }
 

@@ -20,14 +20,16 @@ import { dropOverCapacity, expertCapacity } from './capacity.js';
 import { routerZLoss } from './routers/router-z-loss.js';
 import { SwitchGating, type RouterOutput } from './routers/switch.js';
 import { GShardGating } from './routers/gshard.js';
+import { HashGating } from './routers/hash.js';
+import { zeros } from '../tensor/ops/creation.js';
 
 /** The 2017 gates (noisy top-k, softmax, batchwise) and the routers after them (src/moe/routers/). */
-export type GatingKind = 'noisy-topk' | 'softmax' | 'batchwise' | 'switch' | 'gshard';
-const GATING_KINDS: readonly GatingKind[] = ['noisy-topk', 'softmax', 'batchwise', 'switch', 'gshard'];
+export type GatingKind = 'noisy-topk' | 'softmax' | 'batchwise' | 'switch' | 'gshard' | 'hash';
+const GATING_KINDS: readonly GatingKind[] = ['noisy-topk', 'softmax', 'batchwise', 'switch', 'gshard', 'hash'];
 /** Routers whose balancing is their own auxiliary loss (α·E·Σ fᵢPᵢ), not the 2017 CV² losses. */
 const OWN_AUX_LOSS: readonly GatingKind[] = ['switch', 'gshard'];
 /** Token-choice routers with a fixed k per example, to which capacityFactor applies. */
-const TOKEN_CHOICE: readonly GatingKind[] = ['noisy-topk', 'switch', 'gshard'];
+const TOKEN_CHOICE: readonly GatingKind[] = ['noisy-topk', 'switch', 'gshard', 'hash'];
 /** Routers that may leave a chosen route undispatched (gate 0): they route by the nonzero gates. */
 const ROUTES_BY_GATES: readonly GatingKind[] = ['batchwise', 'gshard'];
 
@@ -128,11 +130,13 @@ export interface MoEForwardOptions {
   jitter?: Tensor;
   /** GShard: [N] u ~ U(0, 1) of random routing in place of drawing it. */
   uniform?: Tensor;
+  /** Hash routing: int32 token ids, one per row of x (shape x.shape without its last axis, or [N]). */
+  tokenIds?: Tensor;
 }
 
 
 export class MoE extends Module {
-  gate: NoisyTopKGating | SoftmaxGating | BatchwiseGating | SwitchGating | GShardGating;
+  gate: NoisyTopKGating | SoftmaxGating | BatchwiseGating | SwitchGating | GShardGating | HashGating;
   experts: Expert[];
   readonly inputSize: number;
   readonly outputSize: number;
@@ -159,7 +163,8 @@ export class MoE extends Module {
     if (!GATING_KINDS.includes(this.gating)) throw new Error(`MoE: unknown gating '${String(this.gating)}' (expected ${GATING_KINDS.map((g) => `'${g}'`).join(', ')})`);
     if (this.gating === 'switch' && options.k !== undefined && options.k !== 1) throw new Error(`MoE: gating 'switch' routes each example to 1 expert, got k = ${options.k}`);
     if (this.gating === 'gshard' && options.k !== undefined && options.k !== 2) throw new Error(`MoE: gating 'gshard' routes each example to its top 2 experts, got k = ${options.k}`);
-    this.k = this.gating === 'softmax' ? this.numExperts : this.gating === 'switch' ? 1 : this.gating === 'gshard' ? 2 : checkPositiveInt('MoE', 'k', options.k);
+    if (this.gating === 'hash' && options.k !== undefined && options.k !== 1) throw new Error(`MoE: gating 'hash' sends each token to the 1 expert its id hashes to, got k = ${options.k}`);
+    this.k = this.gating === 'softmax' ? this.numExperts : this.gating === 'switch' || this.gating === 'hash' ? 1 : this.gating === 'gshard' ? 2 : checkPositiveInt('MoE', 'k', options.k);
     if (this.k > this.numExperts) throw new Error(`MoE: k (${this.k}) cannot exceed numExperts (${this.numExperts})`);
     this.wImportance = options.wImportance ?? 0.1;
     this.wLoad = options.wLoad ?? 0.1;
@@ -189,6 +194,9 @@ export class MoE extends Module {
       this.gate = new SoftmaxGating(common);
     } else if (this.gating === 'batchwise') {
       this.gate = new BatchwiseGating({ ...common, k: this.k });
+    } else if (this.gating === 'hash') {
+      if (this.wZLoss > 0) throw new Error(`MoE: gating 'hash' has no router logits, so wZLoss must be 0, got ${this.wZLoss}`);
+      this.gate = new HashGating({ numExperts: this.numExperts, dtype });
     } else if (this.gating === 'gshard') {
       this.gate = new GShardGating({ ...common, randomRouting: options.randomRouting ?? true, ...(options.generator ? { generator: options.generator } : {}) });
     } else {
@@ -209,6 +217,7 @@ export class MoE extends Module {
         ? this.gate.forward(rows, options.noise ? { noise: options.noise } : {})
         : this.gate instanceof SwitchGating ? this.gate.forward(rows, options.jitter ? { jitter: options.jitter } : {})
           : this.gate instanceof GShardGating ? this.gate.forward(rows, options.uniform ? { uniform: options.uniform } : {})
+          : this.gate instanceof HashGating ? this.gate.forward(rows, options.tokenIds)
             : this.gate.forward(rows);
       // Batchwise gating routes by its mask (a variable number of experts per example).
       let routes = ROUTES_BY_GATES.includes(this.gating) ? undefined : g.indices;
@@ -230,18 +239,19 @@ export class MoE extends Module {
       const counts = dispatcher.partSizesOnHost ? dispatcher.partSizes() : null, bufferRows = dispatcher.capacity;
       dispatcher.dispose();
       const cvImp = cvSquared(g.importance), cvLoad = cvSquared(g.load);
-      let auxLoss = OWN_AUX_LOSS.includes(this.gating)
-        ? g.routerAuxLoss!.mul(this.auxLossWeight)
-        : cvImp.mul(this.wImportance).add(cvLoad.mul(this.wLoad));
+      // Hash routing learns nothing and balances nothing: no auxiliary loss.
+      let auxLoss = this.gating === 'hash' ? zeros([], { dtype: rows.dtype })
+        : OWN_AUX_LOSS.includes(this.gating) ? g.routerAuxLoss!.mul(this.auxLossWeight)
+          : cvImp.mul(this.wImportance).add(cvLoad.mul(this.wLoad));
       if (g.batchwiseLoss) auxLoss = auxLoss.add(g.batchwiseLoss.mul(this.wBatchwise));
-      const zLoss = routerZLoss(g.cleanLogits);
-      if (this.wZLoss > 0) auxLoss = auxLoss.add(zLoss.mul(this.wZLoss));
+      const zLoss = this.gating === 'hash' ? null : routerZLoss(g.cleanLogits);
+      if (zLoss && this.wZLoss > 0) auxLoss = auxLoss.add(zLoss.mul(this.wZLoss));
       // The entropy sums over nonzero gates only: with top-k routing, over the k chosen ones.
       const fields = {
         gates: gates.detach(), indices: g.indices, importance: g.importance.detach(), load: g.load.detach(),
         cvImportance: cvImp.detach().sqrt(), cvLoad: cvLoad.detach().sqrt(), gateEntropy: gateEntropy(routes ? noGrad(() => gather(g.gates, 1, routes)) : g.gates),
         ...(g.batchwiseLoss ? { batchwiseLoss: g.batchwiseLoss.detach() } : {}),
-        droppedFraction: dropped.fraction, droppedPerExpert: dropped.perExpert, routerZLoss: zLoss.detach(),
+        droppedFraction: dropped.fraction, droppedPerExpert: dropped.perExpert, ...(zLoss ? { routerZLoss: zLoss.detach() } : {}),
       };
       // With the routing on the device, the counts come from tensors the caller owns, when
       // first read (a readback), capped at the capacity as the dispatcher's buffers are.

@@ -326,7 +326,7 @@ describe('strictly balanced (batchwise) gating', () => {
     fc.assert(fc.property(fc.integer({ min: 1, max: 4 }), fc.integer({ min: 2, max: 5 }), fc.integer({ min: 0, max: 1e6 }), (mult, E, seed) => {
       const k = 2 > E ? 1 : 2, N = E * mult;
       const moe = new mt.MoE({ inputSize: 3, outputSize: 2, hiddenSize: 4, numExperts: E, k, gating: 'batchwise', dtype: 'float64' });
-      moe.gate.w_gate.assign(mt.tensor(values(3 * E, seed), [3, E], { dtype: 'float64' }));
+      (moe.gate as mt.NoisyTopKGating).w_gate.assign(mt.tensor(values(3 * E, seed), [3, E], { dtype: 'float64' }));
       const x = mt.tensor(values(N * 3, seed + 1), [N, 3], { dtype: 'float64' });
       const { stats } = moe.forward(x);
       assert.deepEqual(stats.expertCounts, new Array(E).fill(k * mult));

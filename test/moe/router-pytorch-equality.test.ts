@@ -14,11 +14,11 @@ interface RouterCase {
   router: mt.GatingKind; N: number; d: number; h: number; out: number; E: number; k: number;
   capacity_factor: number | null; capacity: number | null; w_z_loss: number; aux_loss_weight: number;
   w_importance: number; w_load: number;
-  state: Record<string, Flat>; x: Flat; noise: Flat; jitter: Flat | null; random_routing: boolean; uniform: Flat | null; r: Flat;
+  state: Record<string, Flat>; x: Flat; noise: Flat; jitter: Flat | null; random_routing: boolean; uniform: Flat | null; token_ids: number[] | null; r: Flat;
   output: Flat; aux_loss: number; loss: number;
   stats: {
     gates: Flat; indices: Flat; importance: Flat; load: Flat; expert_counts: number[];
-    cv_importance: number; cv_load: number; gate_entropy: number; router_z_loss: number;
+    cv_importance: number; cv_load: number; gate_entropy: number; router_z_loss: number | null;
     dropped_fraction: number; dropped_per_expert: number[];
   };
   grads: Record<string, number[]>; x_grad: Flat;
@@ -54,6 +54,8 @@ describe(`router equality with PyTorch ${fixture.torch_version} (float64)`, () =
     ['switch_capacity', 'Switch, capacityFactor 1, α = 0.05: routes dropped'],
     ['gshard_random_routing', 'GShard top-2 with random routing (u given): second experts skipped'],
     ['gshard_no_random_routing', 'GShard top-2 without random routing, router z-loss 1e-3'],
+    ['hash', 'hash routing of the token ids (no router, no auxiliary loss)'],
+    ['hash_capacity', 'hash routing with capacityFactor 0.5: routes dropped'],
     ['gshard_capacity', 'GShard with random routing and capacityFactor 0.5, α = 0.1: routes skipped and dropped'],
   ];
   for (const [name, title] of titles) {
@@ -64,6 +66,7 @@ describe(`router equality with PyTorch ${fixture.torch_version} (float64)`, () =
       const { output, auxLoss, stats } = moe.forward(x, {
         ...(c.router === 'noisy-topk' ? { noise: t64(c.noise) } : {}), ...(c.jitter ? { jitter: t64(c.jitter) } : {}),
         ...(c.uniform ? { uniform: t64(c.uniform) } : {}),
+        ...(c.token_ids ? { tokenIds: mt.tensor(c.token_ids, [c.N], { dtype: 'int32' }) } : {}),
       });
       expect(output, c.output, 'output');
       scalar(auxLoss.item(), c.aux_loss, 'auxLoss');
@@ -76,7 +79,8 @@ describe(`router equality with PyTorch ${fixture.torch_version} (float64)`, () =
       scalar(stats.cvImportance.item(), c.stats.cv_importance, 'stats.cvImportance');
       scalar(stats.cvLoad.item(), c.stats.cv_load, 'stats.cvLoad');
       scalar(stats.gateEntropy.item(), c.stats.gate_entropy, 'stats.gateEntropy');
-      scalar(stats.routerZLoss!.item(), c.stats.router_z_loss, 'stats.routerZLoss');
+      if (c.stats.router_z_loss === null) assert.equal(stats.routerZLoss, undefined, 'no router logits, no z-loss');
+      else scalar(stats.routerZLoss!.item(), c.stats.router_z_loss, 'stats.routerZLoss');
       assert.equal(stats.droppedFraction, c.stats.dropped_fraction, 'stats.droppedFraction');
       assert.deepEqual(stats.droppedPerExpert, c.stats.dropped_per_expert, 'stats.droppedPerExpert');
       const loss = output.mul(t64(c.r)).sum().add(auxLoss);
@@ -92,6 +96,7 @@ describe(`router equality with PyTorch ${fixture.torch_version} (float64)`, () =
     assert.ok(fixture.cases.noisy_topk_capacity!.stats.dropped_fraction > 0);
     assert.ok(fixture.cases.switch_capacity!.stats.dropped_fraction > 0);
     assert.ok(fixture.cases.gshard_capacity!.stats.dropped_fraction > 0);
+    assert.ok(fixture.cases.hash_capacity!.stats.dropped_fraction > 0);
     for (const name of ['gshard_random_routing', 'gshard_capacity']) {
       const c = fixture.cases[name]!;
       assert.ok(c.stats.gates.values.filter((v) => v > 0).length < 2 * c.N, `${name}: some second experts are skipped`);
