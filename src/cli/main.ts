@@ -48,10 +48,12 @@ Model:
   --experts N              number of experts (default 16); --k N experts per token (default 2)
   --groups N               hmoe: number of groups (default 4)
   --d N                    embedding = LSTM = MoE size (default 32); --expert-hidden N (default 64)
-  --gating noisy-topk|softmax|batchwise|switch|gshard|hash   (default noisy-topk; switch: top-1, so --k defaults to 1)
+  --gating noisy-topk|softmax|batchwise|switch|gshard|hash|expert-choice   (default noisy-topk; switch: top-1, so --k defaults to 1)
                            gshard: top-2 with GShard's random second-expert routing in training
                            hash: a fixed hash of the input token id picks 1 expert (--k defaults to 1; no learned router)
-  --capacity-factor X      token-choice routers: each expert keeps ⌈X·k·tokens/experts⌉ tokens per batch, the rest
+                           expert-choice: each expert takes its top ⌈X·batch/experts⌉ tokens of each time step
+                           (X = --capacity-factor, default --k; causal: only tokens of the same step compete)
+  --capacity-factor X      expert-choice: average experts per token. Token-choice routers: each expert keeps ⌈X·k·tokens/experts⌉ tokens per batch, the rest
                            are dropped (by choice rank, then position; the residual carries them). Default: no dropping
   --w-z-loss X             router z-loss weight (ST-MoE; 1e-3 in the paper; default 0 = off)
   --aux-loss-weight X      switch, gshard: α of the balancing loss α·E·Σ fᵢPᵢ (default 0.01)

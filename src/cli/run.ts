@@ -76,10 +76,10 @@ export function validateConfig(c: RunConfig): void {
 }
 
 /** The --gating kinds the CLI accepts (MoE's GatingKind). */
-export const GATINGS: readonly string[] = ['noisy-topk', 'softmax', 'batchwise', 'switch', 'gshard', 'hash'];
+export const GATINGS: readonly string[] = ['noisy-topk', 'softmax', 'batchwise', 'switch', 'gshard', 'hash', 'expert-choice'];
 const TOKEN_CHOICE = ['noisy-topk', 'switch', 'gshard', 'hash'];
 /** The routers after 2017 (#13): --model moe only, and their runs record the router fields. */
-const NEW_ROUTERS = ['switch', 'gshard', 'hash'];
+const NEW_ROUTERS = ['switch', 'gshard', 'hash', 'expert-choice'];
 
 /** The router flags (#13), one clear error per bad combination. */
 function validateRouter(c: RunConfig): void {
@@ -92,7 +92,7 @@ function validateRouter(c: RunConfig): void {
   if (c.capacityFactor !== undefined) {
     if (!(c.capacityFactor > 0 && Number.isFinite(c.capacityFactor))) throw new UsageError(`--capacity-factor must be a positive number, got ${c.capacityFactor}`);
     if (c.model !== 'moe') throw new UsageError(`--capacity-factor needs --model moe (the model is ${c.model})`);
-    if (!TOKEN_CHOICE.includes(c.gating)) throw new UsageError(`--capacity-factor applies to token-choice routers (${TOKEN_CHOICE.join(', ')}), not --gating ${c.gating}`);
+    if (!TOKEN_CHOICE.includes(c.gating) && c.gating !== 'expert-choice') throw new UsageError(`--capacity-factor applies to token-choice routers (${TOKEN_CHOICE.join(', ')}) and expert-choice, not --gating ${c.gating}`);
   }
   for (const [flag, v] of [['w-z-loss', c.wZLoss], ['aux-loss-weight', c.auxLossWeight]] as const) {
     if (v !== undefined && !(v >= 0 && Number.isFinite(v))) throw new UsageError(`--${flag} must be a non-negative number, got ${v}`);
@@ -150,7 +150,7 @@ function countsOnHost(s: mt.MoEStats): number[] | null {
 function countOnDevice(s: mt.MoEStats, config: RunConfig): mt.Tensor {
   const E = s.importance.size;
   // Dropped routes and GShard's skipped second experts have gate 0: count the nonzero gates.
-  if (config.model === 'hmoe' || config.gating === 'batchwise' || config.gating === 'gshard' || config.capacityFactor !== undefined) return s.gates.greater(0).sum(0);
+  if (config.model === 'hmoe' || ['batchwise', 'gshard', 'expert-choice'].includes(config.gating) || config.capacityFactor !== undefined) return s.gates.greater(0).sum(0);
   return mt.oneHot(s.indices.reshape([s.indices.size]), E, { dtype: 'int32' }).sum(0);
 }
 

@@ -12,4 +12,5 @@ export { expertCapacity, dropOverCapacity, type CapacityDrop } from './capacity.
 export { routerZLoss } from './routers/router-z-loss.js';
 export { GShardGating, type GShardGatingOptions, type GShardForwardOptions } from './routers/gshard.js';
 export { HashGating, hashExpert } from './routers/hash.js';
+export { ExpertChoiceGating, expertChoiceCapacity, type ExpertChoiceGatingOptions } from './routers/expert-choice.js';
 export { SwitchGating, routerWeight, jitterInput, type SwitchGatingOptions, type RouterOutput, type RouterForwardOptions } from './routers/switch.js';

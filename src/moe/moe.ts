@@ -21,17 +21,20 @@ import { routerZLoss } from './routers/router-z-loss.js';
 import { SwitchGating, type RouterOutput } from './routers/switch.js';
 import { GShardGating } from './routers/gshard.js';
 import { HashGating } from './routers/hash.js';
+import { ExpertChoiceGating } from './routers/expert-choice.js';
 import { zeros } from '../tensor/ops/creation.js';
 
 /** The 2017 gates (noisy top-k, softmax, batchwise) and the routers after them (src/moe/routers/). */
-export type GatingKind = 'noisy-topk' | 'softmax' | 'batchwise' | 'switch' | 'gshard' | 'hash';
-const GATING_KINDS: readonly GatingKind[] = ['noisy-topk', 'softmax', 'batchwise', 'switch', 'gshard', 'hash'];
+export type GatingKind = 'noisy-topk' | 'softmax' | 'batchwise' | 'switch' | 'gshard' | 'hash' | 'expert-choice';
+const GATING_KINDS: readonly GatingKind[] = ['noisy-topk', 'softmax', 'batchwise', 'switch', 'gshard', 'hash', 'expert-choice'];
+/** Routers with no auxiliary loss: hash routing balances nothing, Expert Choice is balanced by construction. */
+const NO_AUX_LOSS: readonly GatingKind[] = ['hash', 'expert-choice'];
 /** Routers whose balancing is their own auxiliary loss (α·E·Σ fᵢPᵢ), not the 2017 CV² losses. */
 const OWN_AUX_LOSS: readonly GatingKind[] = ['switch', 'gshard'];
 /** Token-choice routers with a fixed k per example, to which capacityFactor applies. */
 const TOKEN_CHOICE: readonly GatingKind[] = ['noisy-topk', 'switch', 'gshard', 'hash'];
 /** Routers that may leave a chosen route undispatched (gate 0): they route by the nonzero gates. */
-const ROUTES_BY_GATES: readonly GatingKind[] = ['batchwise', 'gshard'];
+const ROUTES_BY_GATES: readonly GatingKind[] = ['batchwise', 'gshard', 'expert-choice'];
 
 export interface MoEOptions {
   inputSize: number;
@@ -136,7 +139,7 @@ export interface MoEForwardOptions {
 
 
 export class MoE extends Module {
-  gate: NoisyTopKGating | SoftmaxGating | BatchwiseGating | SwitchGating | GShardGating | HashGating;
+  gate: NoisyTopKGating | SoftmaxGating | BatchwiseGating | SwitchGating | GShardGating | HashGating | ExpertChoiceGating;
   experts: Expert[];
   readonly inputSize: number;
   readonly outputSize: number;
@@ -175,7 +178,7 @@ export class MoE extends Module {
     this.capacityFactor = options.capacityFactor;
     if (this.capacityFactor !== undefined) {
       if (!(typeof this.capacityFactor === 'number' && this.capacityFactor > 0 && Number.isFinite(this.capacityFactor))) throw new Error(`MoE: capacityFactor must be a positive number, got ${this.capacityFactor}`);
-      if (!TOKEN_CHOICE.includes(this.gating)) throw new Error(`MoE: capacityFactor applies to token-choice routers (${TOKEN_CHOICE.join(', ')}), not gating '${this.gating}'`);
+      if (!TOKEN_CHOICE.includes(this.gating) && this.gating !== 'expert-choice') throw new Error(`MoE: capacityFactor applies to token-choice routers (${TOKEN_CHOICE.join(', ')}) and expert-choice, not gating '${this.gating}'`);
       if (options.capacity !== undefined) throw new Error(`MoE: give capacityFactor or capacity, not both (capacityFactor sets the device buffers too)`);
     }
     this.wZLoss = options.wZLoss ?? 0;
@@ -194,6 +197,9 @@ export class MoE extends Module {
       this.gate = new SoftmaxGating(common);
     } else if (this.gating === 'batchwise') {
       this.gate = new BatchwiseGating({ ...common, k: this.k });
+    } else if (this.gating === 'expert-choice') {
+      // Expert Choice's capacity factor is its average experts per example: k by default.
+      this.gate = new ExpertChoiceGating({ ...common, capacityFactor: this.capacityFactor ?? this.k, ...(options.generator ? { generator: options.generator } : {}) });
     } else if (this.gating === 'hash') {
       if (this.wZLoss > 0) throw new Error(`MoE: gating 'hash' has no router logits, so wZLoss must be 0, got ${this.wZLoss}`);
       this.gate = new HashGating({ numExperts: this.numExperts, dtype });
@@ -218,11 +224,13 @@ export class MoE extends Module {
         : this.gate instanceof SwitchGating ? this.gate.forward(rows, options.jitter ? { jitter: options.jitter } : {})
           : this.gate instanceof GShardGating ? this.gate.forward(rows, options.uniform ? { uniform: options.uniform } : {})
           : this.gate instanceof HashGating ? this.gate.forward(rows, options.tokenIds)
+          // [..., T, d]: one group per time step (causal); [N, d]: one group.
+          : this.gate instanceof ExpertChoiceGating ? this.gate.forward(rows, x.rank >= 3 ? x.shape[x.rank - 2]! : 1)
             : this.gate.forward(rows);
       // Batchwise gating routes by its mask (a variable number of experts per example).
       let routes = ROUTES_BY_GATES.includes(this.gating) ? undefined : g.indices;
       let gates = g.gates, capacity = this.capacity, dropped = { fraction: 0, perExpert: new Array<number>(this.numExperts).fill(0) };
-      if (this.capacityFactor !== undefined) {
+      if (this.capacityFactor !== undefined && this.gating !== 'expert-choice') {
         capacity = expertCapacity(this.capacityFactor, this.k, rows.shape[0]!, this.numExperts);
         const drop = dropOverCapacity(g.indices, this.numExperts, capacity, rows.dtype === 'float64' ? 'float64' : 'float32', g.gates);
         // A dropped route's gate becomes 0 (no output, no gradient through it); the dispatcher
@@ -240,7 +248,7 @@ export class MoE extends Module {
       dispatcher.dispose();
       const cvImp = cvSquared(g.importance), cvLoad = cvSquared(g.load);
       // Hash routing learns nothing and balances nothing: no auxiliary loss.
-      let auxLoss = this.gating === 'hash' ? zeros([], { dtype: rows.dtype })
+      let auxLoss = NO_AUX_LOSS.includes(this.gating) ? zeros([], { dtype: rows.dtype })
         : OWN_AUX_LOSS.includes(this.gating) ? g.routerAuxLoss!.mul(this.auxLossWeight)
           : cvImp.mul(this.wImportance).add(cvLoad.mul(this.wLoad));
       if (g.batchwiseLoss) auxLoss = auxLoss.add(g.batchwiseLoss.mul(this.wBatchwise));
@@ -266,7 +274,9 @@ export class MoE extends Module {
   multiplyAddsPerExample(): number {
     const gateMatmuls = this.gate instanceof NoisyTopKGating && this.gate.noisy ? 2 : 1;
     const gating = gateMatmuls * this.inputSize * this.numExperts;
-    const experts = this.k * (this.inputSize * this.hiddenSize + this.hiddenSize * this.outputSize);
+    // Expert Choice: each example gets capacityFactor experts on average.
+    const perExample = this.gating === 'expert-choice' ? (this.capacityFactor ?? this.k) : this.k;
+    const experts = perExample * (this.inputSize * this.hiddenSize + this.hiddenSize * this.outputSize);
     return gating + experts;
   }
 }

@@ -54,6 +54,8 @@ describe(`router equality with PyTorch ${fixture.torch_version} (float64)`, () =
     ['switch_capacity', 'Switch, capacityFactor 1, α = 0.05: routes dropped'],
     ['gshard_random_routing', 'GShard top-2 with random routing (u given): second experts skipped'],
     ['gshard_no_random_routing', 'GShard top-2 without random routing, router z-loss 1e-3'],
+    ['expert_choice', 'Expert Choice over [4, 2, d]: each expert takes 2 tokens per time step'],
+    ['expert_choice_z', 'Expert Choice over [6, 3, d], E = 3, capacity factor 1, router z-loss'],
     ['hash', 'hash routing of the token ids (no router, no auxiliary loss)'],
     ['hash_capacity', 'hash routing with capacityFactor 0.5: routes dropped'],
     ['gshard_capacity', 'GShard with random routing and capacityFactor 0.5, α = 0.1: routes skipped and dropped'],
