@@ -7,7 +7,7 @@ import { join, resolve } from 'node:path';
 import * as mt from '../index.js';
 import type { RunConfig } from '../report/schema.js';
 import { CHECKPOINT, Interrupted, makeCorpus, readCheckpoint, train, UsageError, validateConfig } from './run.js';
-import { compare } from './compare.js';
+import { compare, COMPARE_GATINGS } from './compare.js';
 import { gradcheckCommand } from './gradcheck.js';
 import { inspect } from './inspect.js';
 import { writeReport } from './report.js';
@@ -79,7 +79,11 @@ Trains, on the same data and budget: the MoE model, its compute-matched dense mo
 (hidden size k × expert hidden), and the same MoE without balancing losses; with
 --experts 4,16,64 one MoE per expert count. Then writes report.html. Runs two at a time.
 Flags: all of train's (--experts may be a comma-separated list), plus
-  --out DIR (default runs/compare)  --parallel N (default 2)  --no-unbalanced (skip the run without balancing losses)`,
+  --out DIR (default runs/compare)  --parallel N (default 2)  --no-unbalanced (skip the run without balancing losses)
+  --gatings noisy-topk,switch,gshard,expert-choice,hash   one MoE per router at one --experts, plus the dense
+                           baseline, with matched active compute: each router's expert hidden size is
+                           ⌈k·h/a⌉ (a = its experts per token: switch, hash 1; gshard 2; noisy-topk k;
+                           expert-choice its capacity factor, default k), so every run computes ≈ k·h per token`,
   report: `Usage: mixtape report RUN_DIR [--out FILE]
 
 Writes a self-contained HTML report (SVG charts, no network access) for a run directory or a compare directory.`,
@@ -249,17 +253,25 @@ function flagsOf(c: RunConfig): Values {
 }
 
 async function compareCommand(args: string[]): Promise<void> {
-  const { values } = parse(args, { ...trainFlags, parallel: { type: 'string' }, 'no-unbalanced': { type: 'boolean' } });
+  const { values } = parse(args, { ...trainFlags, parallel: { type: 'string' }, 'no-unbalanced': { type: 'boolean' }, gatings: { type: 'string' } });
   if (values.help) { console.log(HELP.compare); return; }
   const experts = ((values.experts as string | undefined) ?? '16').split(',').map((e) => int('experts', e, 16));
+  const gatings = values.gatings === undefined ? undefined : (values.gatings as string).split(',').map((g) => g.trim());
+  if (gatings) {
+    for (const g of gatings) if (!COMPARE_GATINGS.includes(g)) throw new UsageError(`--gatings: unknown or unsupported router '${g}' (expected a comma-separated list of ${COMPARE_GATINGS.join(', ')})`);
+    if (new Set(gatings).size !== gatings.length) throw new UsageError(`--gatings lists a router twice: ${gatings.join(',')}`);
+    if (experts.length !== 1) throw new UsageError('--gatings compares routers at one expert count: give one --experts');
+    if (values.gating !== undefined) throw new UsageError('--gatings sets each run\'s --gating: do not give --gating too');
+  }
   const base = configFromFlags({ ...values, experts: String(experts[0]) });
+  if (gatings) for (const g of gatings) configFromFlags({ ...values, experts: String(experts[0]), gating: g, k: String(g === 'switch' || g === 'hash' ? 1 : g === 'gshard' ? 2 : base.k) });
   // The runs train in child processes: here only check that the backend can start.
   await useBackend(base);
   if (base.backend === 'gpu') mt.shutdownGpu();
   const out = resolve((values.out as string | undefined) ?? join('runs', 'compare'));
   const report = await compare({
     base, experts, out, parallel: int('parallel', values.parallel as string | undefined, 2),
-    unbalanced: !values['no-unbalanced'], quiet: Boolean(values.quiet), flags: values,
+    unbalanced: !values['no-unbalanced'], quiet: Boolean(values.quiet), flags: values, ...(gatings ? { gatings } : {}),
   });
   console.log(`report: ${report}`);
 }

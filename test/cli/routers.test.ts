@@ -62,4 +62,24 @@ describe('router flags', () => {
       assert.ok(Number.isFinite(rec.routerZLoss!) && rec.routerZLoss! > 0);
     }
   });
+
+  const cli = (...args: string[]) => spawnSync(process.execPath, ['--import', import.meta.resolve('tsx'), join(process.cwd(), 'src/cli/entry.ts'), ...args], { encoding: 'utf8', timeout: 120_000 });
+
+  test('compare --gatings: one clear error for an unsupported router', () => {
+    const r = cli('compare', '--gatings', 'switch,softmax', '--out', join(tmp, 'bad'));
+    assert.equal(r.status, 2, r.stderr);
+    assert.equal(r.stderr.trim(), "mixtape: --gatings: unknown or unsupported router 'softmax' (expected a comma-separated list of noisy-topk, switch, gshard, hash, expert-choice)");
+  });
+
+  test('compare --gatings trains one MoE per router with matched active compute (a·hidden = k·h), plus the dense baseline', () => {
+    const out = join(tmp, 'compare');
+    const r = cli('compare', '--gatings', 'noisy-topk,switch,gshard', '--experts', '4', '--k', '2', '--expert-hidden', '6', '--steps', '2', '--eval-every', '2',
+      '--batch', '4', '--seq-len', '4', '--d', '4', '--domains', '4', '--quiet', '--out', out);
+    assert.equal(r.status, 0, r.stderr);
+    const config = (dir: string) => JSON.parse(readFileSync(join(out, dir, 'config.json'), 'utf8')) as RunConfig;
+    assert.deepEqual([config('router-noisy-topk').k, config('router-noisy-topk').expertHidden], [2, 6]);
+    assert.deepEqual([config('router-switch').k, config('router-switch').expertHidden, config('router-switch').gating], [1, 12, 'switch']);
+    assert.deepEqual([config('router-gshard').k, config('router-gshard').expertHidden], [2, 6]);
+    assert.equal(config('dense').model, 'dense');
+  });
 });
