@@ -26,11 +26,13 @@ export interface CompareOptions {
 interface Plan { dir: string; label: string; flags: Record<string, string> }
 
 /** The routers compare --gatings accepts, and the experts each runs per token. */
-export const COMPARE_GATINGS = ['noisy-topk', 'switch', 'gshard', 'hash', 'expert-choice'];
+const DEEPSEEK_FLAGS = ['shared-experts', 'score-function', 'bias-update-rate'];
+export const COMPARE_GATINGS = ['noisy-topk', 'switch', 'gshard', 'hash', 'expert-choice', 'deepseek'];
 function expertsPerToken(gating: string, base: RunConfig): number {
   if (gating === 'switch' || gating === 'hash') return 1;
   if (gating === 'gshard') return 2;
   if (gating === 'expert-choice') return base.capacityFactor ?? base.k; // its capacity factor: experts per token on average
+  if (gating === 'deepseek') return base.k + (base.sharedExperts ?? 0); // routed plus always-on shared experts
   return base.k;
 }
 
@@ -43,7 +45,7 @@ function expertsPerToken(gating: string, base: RunConfig): number {
 function routerPlans(o: CompareOptions, gatings: string[]): Plan[] {
   const E = o.experts[0]!;
   return gatings.map((g) => {
-    const a = expertsPerToken(g, o.base), k = g === 'expert-choice' || g === 'noisy-topk' ? o.base.k : a;
+    const a = expertsPerToken(g, o.base), k = g === 'expert-choice' || g === 'noisy-topk' || g === 'deepseek' ? o.base.k : a;
     const hidden = Math.max(1, Math.ceil((o.base.k * o.base.expertHidden) / a - 1e-9));
     return { dir: `router-${g}`, label: `${g} (E=${E}, ${a}×${hidden})`, flags: { model: 'moe', experts: String(E), gating: g, k: String(k), 'expert-hidden': String(hidden) } };
   });
@@ -89,7 +91,8 @@ export async function compare(o: CompareOptions): Promise<string> {
   writeFileSync(join(o.out, 'compare.json'), `${JSON.stringify(manifest, null, 2)}\n`);
   const shared = sharedFlags(o.flags);
   // A router run sets its own gating, k and expert size: drop the user's copies of those.
-  const sharedFor = (r: Plan) => (o.gatings ? sharedFlags(o.flags, Object.keys(r.flags)) : shared);
+  // DeepSeek's own flags go to the deepseek run only.
+  const sharedFor = (r: Plan) => (o.gatings ? sharedFlags(o.flags, [...Object.keys(r.flags), ...(r.flags.gating === 'deepseek' ? [] : DEEPSEEK_FLAGS)]) : shared);
   const balance = [
     ...(o.flags['w-importance'] !== undefined ? ['--w-importance', String(o.flags['w-importance'])] : []),
     ...(o.flags['w-load'] !== undefined ? ['--w-load', String(o.flags['w-load'])] : []),

@@ -21,6 +21,7 @@ const trainFlags: Options = {
   d: { type: 'string' }, 'expert-hidden': { type: 'string' }, gating: { type: 'string' },
   'w-importance': { type: 'string' }, 'w-load': { type: 'string' }, dropout: { type: 'string' },
   'capacity-factor': { type: 'string' }, 'w-z-loss': { type: 'string' }, 'aux-loss-weight': { type: 'string' },
+  'shared-experts': { type: 'string' }, 'score-function': { type: 'string' }, 'bias-update-rate': { type: 'string' },
   steps: { type: 'string' }, warmup: { type: 'string' }, batch: { type: 'string' }, 'seq-len': { type: 'string' }, lr: { type: 'string' },
   seed: { type: 'string' }, 'eval-every': { type: 'string' }, backend: { type: 'string' }, 'gpu-mode': { type: 'string' },
   out: { type: 'string' }, text: { type: 'string' }, 'word-level': { type: 'boolean' }, domains: { type: 'string' },
@@ -48,11 +49,15 @@ Model:
   --experts N              number of experts (default 16); --k N experts per token (default 2)
   --groups N               hmoe: number of groups (default 4)
   --d N                    embedding = LSTM = MoE size (default 32); --expert-hidden N (default 64)
-  --gating noisy-topk|softmax|batchwise|switch|gshard|hash|expert-choice   (default noisy-topk; switch: top-1, so --k defaults to 1)
+  --gating noisy-topk|softmax|batchwise|switch|gshard|hash|expert-choice|deepseek   (default noisy-topk; switch: top-1, so --k defaults to 1)
                            gshard: top-2 with GShard's random second-expert routing in training
                            hash: a fixed hash of the input token id picks 1 expert (--k defaults to 1; no learned router)
                            expert-choice: each expert takes its top ⌈X·batch/experts⌉ tokens of each time step
                            (X = --capacity-factor, default --k; causal: only tokens of the same step compete)
+                           deepseek: top-k by affinity + a selection bias balanced without a loss (DeepSeek-V3)
+  --shared-experts N       deepseek: always-on shared experts besides the --experts routed ones (default 0)
+  --score-function sigmoid|softmax   deepseek affinities (default sigmoid)
+  --bias-update-rate X     deepseek: γ of the ±γ bias update after each step (default 0.001)
   --capacity-factor X      expert-choice: average experts per token. Token-choice routers: each expert keeps ⌈X·k·tokens/experts⌉ tokens per batch, the rest
                            are dropped (by choice rank, then position; the residual carries them). Default: no dropping
   --w-z-loss X             router z-loss weight (ST-MoE; 1e-3 in the paper; default 0 = off)
@@ -80,10 +85,11 @@ Trains, on the same data and budget: the MoE model, its compute-matched dense mo
 --experts 4,16,64 one MoE per expert count. Then writes report.html. Runs two at a time.
 Flags: all of train's (--experts may be a comma-separated list), plus
   --out DIR (default runs/compare)  --parallel N (default 2)  --no-unbalanced (skip the run without balancing losses)
-  --gatings noisy-topk,switch,gshard,expert-choice,hash   one MoE per router at one --experts, plus the dense
+  --gatings noisy-topk,switch,gshard,expert-choice,hash,deepseek   one MoE per router at one --experts, plus the dense
                            baseline, with matched active compute: each router's expert hidden size is
                            ⌈k·h/a⌉ (a = its experts per token: switch, hash 1; gshard 2; noisy-topk k;
-                           expert-choice its capacity factor, default k), so every run computes ≈ k·h per token`,
+                           expert-choice its capacity factor, default k; deepseek k + --shared-experts), so
+                           every run computes ≈ k·h per token`,
   report: `Usage: mixtape report RUN_DIR [--out FILE]
 
 Writes a self-contained HTML report (SVG charts, no network access) for a run directory or a compare directory.`,
@@ -148,6 +154,9 @@ export function configFromFlags(v: Values, overrides: Partial<RunConfig> = {}): 
     ...(s('capacity-factor') !== undefined ? { capacityFactor: num('capacity-factor', s('capacity-factor'), 0) } : {}),
     ...(s('w-z-loss') !== undefined ? { wZLoss: num('w-z-loss', s('w-z-loss'), 0) } : {}),
     ...(s('aux-loss-weight') !== undefined ? { auxLossWeight: num('aux-loss-weight', s('aux-loss-weight'), 0.01) } : {}),
+    ...(s('shared-experts') !== undefined ? { sharedExperts: int('shared-experts', s('shared-experts'), 0) } : {}),
+    ...(s('score-function') !== undefined ? { scoreFunction: s('score-function')! } : {}),
+    ...(s('bias-update-rate') !== undefined ? { biasUpdateRate: num('bias-update-rate', s('bias-update-rate'), 1e-3) } : {}),
     dropout: num('dropout', s('dropout'), 0),
     steps: int('steps', s('steps'), 1000), batch: int('batch', s('batch'), 32), seqLen: int('seq-len', s('seq-len'), 16),
     lr: num('lr', s('lr'), 0.01), warmup: int('warmup', s('warmup'), 50), seed: int('seed', s('seed'), 0), backend,
@@ -205,7 +214,7 @@ async function trainCommand(args: string[]): Promise<void> {
     const explicit = configFromFlags(flags, {});
     const { gpuMode: _, ...rest } = saved;
     config = { ...rest, steps: explicit.steps, backend: explicit.backend, ...(explicit.gpuMode ? { gpuMode: explicit.gpuMode } : {}) };
-    for (const key of ['model', 'experts', 'k', 'modelSize', 'expertHidden', 'gating', 'wImportance', 'wLoad', 'capacityFactor', 'wZLoss', 'auxLossWeight', 'batch', 'seqLen', 'lr', 'warmup', 'seed', 'data'] as const) {
+    for (const key of ['model', 'experts', 'k', 'modelSize', 'expertHidden', 'gating', 'wImportance', 'wLoad', 'capacityFactor', 'wZLoss', 'auxLossWeight', 'sharedExperts', 'scoreFunction', 'biasUpdateRate', 'batch', 'seqLen', 'lr', 'warmup', 'seed', 'data'] as const) {
       if (JSON.stringify(explicit[key]) !== JSON.stringify(saved[key])) {
         throw new UsageError(`the checkpoint in ${out} was trained with ${key} = ${JSON.stringify(saved[key])}, but the flags say ${JSON.stringify(explicit[key])}`);
       }
@@ -246,6 +255,9 @@ function flagsOf(c: RunConfig): Values {
     ...(c.capacityFactor !== undefined ? { 'capacity-factor': String(c.capacityFactor) } : {}),
     ...(c.wZLoss !== undefined ? { 'w-z-loss': String(c.wZLoss) } : {}),
     ...(c.auxLossWeight !== undefined ? { 'aux-loss-weight': String(c.auxLossWeight) } : {}),
+    ...(c.sharedExperts !== undefined ? { 'shared-experts': String(c.sharedExperts) } : {}),
+    ...(c.scoreFunction !== undefined ? { 'score-function': c.scoreFunction } : {}),
+    ...(c.biasUpdateRate !== undefined ? { 'bias-update-rate': String(c.biasUpdateRate) } : {}),
     dropout: String(c.dropout), steps: String(c.steps), warmup: String(c.warmup),
     batch: String(c.batch), 'seq-len': String(c.seqLen), lr: String(c.lr), seed: String(c.seed), 'eval-every': String(c.evalEvery),
     backend: c.backend, label: c.label, ...(text ? { text, 'word-level': c.data.startsWith('word:') } : { domains: String(c.domains ?? 8) }),
@@ -263,8 +275,13 @@ async function compareCommand(args: string[]): Promise<void> {
     if (experts.length !== 1) throw new UsageError('--gatings compares routers at one expert count: give one --experts');
     if (values.gating !== undefined) throw new UsageError('--gatings sets each run\'s --gating: do not give --gating too');
   }
-  const base = configFromFlags({ ...values, experts: String(experts[0]) });
-  if (gatings) for (const g of gatings) configFromFlags({ ...values, experts: String(experts[0]), gating: g, k: String(g === 'switch' || g === 'hash' ? 1 : g === 'gshard' ? 2 : base.k) });
+  const deepseekFlags = { 'shared-experts': undefined, 'score-function': undefined, 'bias-update-rate': undefined };
+  const base = configFromFlags({ ...values, ...(gatings ? deepseekFlags : {}), experts: String(experts[0]) });
+  if (gatings) {
+    if (!gatings.includes('deepseek') && Object.keys(deepseekFlags).some((f) => values[f] !== undefined)) throw new UsageError('--shared-experts, --score-function and --bias-update-rate need deepseek in --gatings');
+    if (gatings.includes('deepseek')) base.sharedExperts = values['shared-experts'] === undefined ? undefined : int('shared-experts', values['shared-experts'] as string, 0);
+    for (const g of gatings) configFromFlags({ ...values, ...(g === 'deepseek' ? {} : deepseekFlags), experts: String(experts[0]), gating: g, k: String(g === 'switch' || g === 'hash' ? 1 : g === 'gshard' ? 2 : base.k) });
+  }
   // The runs train in child processes: here only check that the backend can start.
   await useBackend(base);
   if (base.backend === 'gpu') mt.shutdownGpu();

@@ -44,6 +44,9 @@ export function makeModel(config: RunConfig): AnyLM {
       ...(config.capacityFactor !== undefined ? { capacityFactor: config.capacityFactor } : {}),
       ...(config.wZLoss !== undefined ? { wZLoss: config.wZLoss } : {}),
       ...(config.auxLossWeight !== undefined ? { auxLossWeight: config.auxLossWeight } : {}),
+      ...(config.sharedExperts !== undefined ? { sharedExperts: config.sharedExperts } : {}),
+      ...(config.scoreFunction !== undefined ? { scoreFunction: config.scoreFunction as mt.ScoreFunction } : {}),
+      ...(config.biasUpdateRate !== undefined ? { biasUpdateRate: config.biasUpdateRate } : {}),
     },
     ...(config.model === 'hmoe' ? { hierarchicalGroups: config.groups ?? 4 } : {}),
   });
@@ -76,10 +79,10 @@ export function validateConfig(c: RunConfig): void {
 }
 
 /** The --gating kinds the CLI accepts (MoE's GatingKind). */
-export const GATINGS: readonly string[] = ['noisy-topk', 'softmax', 'batchwise', 'switch', 'gshard', 'hash', 'expert-choice'];
-const TOKEN_CHOICE = ['noisy-topk', 'switch', 'gshard', 'hash'];
+export const GATINGS: readonly string[] = ['noisy-topk', 'softmax', 'batchwise', 'switch', 'gshard', 'hash', 'expert-choice', 'deepseek'];
+const TOKEN_CHOICE = ['noisy-topk', 'switch', 'gshard', 'hash', 'deepseek'];
 /** The routers after 2017 (#13): --model moe only, and their runs record the router fields. */
-const NEW_ROUTERS = ['switch', 'gshard', 'hash', 'expert-choice'];
+const NEW_ROUTERS = ['switch', 'gshard', 'hash', 'expert-choice', 'deepseek'];
 
 /** The router flags (#13), one clear error per bad combination. */
 function validateRouter(c: RunConfig): void {
@@ -94,7 +97,12 @@ function validateRouter(c: RunConfig): void {
     if (c.model !== 'moe') throw new UsageError(`--capacity-factor needs --model moe (the model is ${c.model})`);
     if (!TOKEN_CHOICE.includes(c.gating) && c.gating !== 'expert-choice') throw new UsageError(`--capacity-factor applies to token-choice routers (${TOKEN_CHOICE.join(', ')}) and expert-choice, not --gating ${c.gating}`);
   }
-  for (const [flag, v] of [['w-z-loss', c.wZLoss], ['aux-loss-weight', c.auxLossWeight]] as const) {
+  const deepseekOnly = [['shared-experts', c.sharedExperts], ['score-function', c.scoreFunction], ['bias-update-rate', c.biasUpdateRate]] as const;
+  for (const [flag, v] of deepseekOnly) if (v !== undefined && c.gating !== 'deepseek') throw new UsageError(`--${flag} needs --gating deepseek (the gating is ${c.gating})`);
+  if (c.sharedExperts !== undefined && (!Number.isInteger(c.sharedExperts) || c.sharedExperts < 0)) throw new UsageError(`--shared-experts must be a non-negative integer, got ${c.sharedExperts}`);
+  if (c.sharedExperts !== undefined && c.sharedExperts >= c.experts) throw new UsageError(`--shared-experts ${c.sharedExperts} must be fewer than --experts ${c.experts}`);
+  if (c.scoreFunction !== undefined && c.scoreFunction !== 'sigmoid' && c.scoreFunction !== 'softmax') throw new UsageError(`--score-function must be sigmoid or softmax, got '${c.scoreFunction}'`);
+  for (const [flag, v] of [['w-z-loss', c.wZLoss], ['aux-loss-weight', c.auxLossWeight], ['bias-update-rate', c.biasUpdateRate]] as const) {
     if (v !== undefined && !(v >= 0 && Number.isFinite(v))) throw new UsageError(`--${flag} must be a non-negative number, got ${v}`);
   }
 }
@@ -422,7 +430,7 @@ export function dataOf(config: RunConfig): DataOptions {
 
 /** The first setting that differs between a checkpoint's config and the requested one (ignoring steps and bookkeeping). */
 function diffConfig(saved: RunConfig, wanted: RunConfig): string | null {
-  const keys: (keyof RunConfig)[] = ['model', 'experts', 'k', 'groups', 'modelSize', 'expertHidden', 'gating', 'wImportance', 'wLoad', 'capacityFactor', 'wZLoss', 'auxLossWeight', 'dropout', 'batch', 'seqLen', 'lr', 'warmup', 'seed', 'data', 'vocabSize', 'evalEvery'];
+  const keys: (keyof RunConfig)[] = ['model', 'experts', 'k', 'groups', 'modelSize', 'expertHidden', 'gating', 'wImportance', 'wLoad', 'capacityFactor', 'wZLoss', 'auxLossWeight', 'sharedExperts', 'scoreFunction', 'biasUpdateRate', 'dropout', 'batch', 'seqLen', 'lr', 'warmup', 'seed', 'data', 'vocabSize', 'evalEvery'];
   for (const key of keys) {
     if (JSON.stringify(saved[key]) !== JSON.stringify(wanted[key])) return `${String(key)} = ${JSON.stringify(saved[key])}, not ${JSON.stringify(wanted[key])}`;
   }

@@ -13,4 +13,5 @@ export { routerZLoss } from './routers/router-z-loss.js';
 export { GShardGating, type GShardGatingOptions, type GShardForwardOptions } from './routers/gshard.js';
 export { HashGating, hashExpert } from './routers/hash.js';
 export { ExpertChoiceGating, expertChoiceCapacity, type ExpertChoiceGatingOptions } from './routers/expert-choice.js';
+export { DeepSeekGating, type DeepSeekGatingOptions, type ScoreFunction } from './routers/deepseek.js';
 export { SwitchGating, routerWeight, jitterInput, type SwitchGatingOptions, type RouterOutput, type RouterForwardOptions } from './routers/switch.js';

@@ -22,17 +22,18 @@ import { SwitchGating, type RouterOutput } from './routers/switch.js';
 import { GShardGating } from './routers/gshard.js';
 import { HashGating } from './routers/hash.js';
 import { ExpertChoiceGating } from './routers/expert-choice.js';
+import { DeepSeekGating, type ScoreFunction } from './routers/deepseek.js';
 import { zeros } from '../tensor/ops/creation.js';
 
 /** The 2017 gates (noisy top-k, softmax, batchwise) and the routers after them (src/moe/routers/). */
-export type GatingKind = 'noisy-topk' | 'softmax' | 'batchwise' | 'switch' | 'gshard' | 'hash' | 'expert-choice';
-const GATING_KINDS: readonly GatingKind[] = ['noisy-topk', 'softmax', 'batchwise', 'switch', 'gshard', 'hash', 'expert-choice'];
-/** Routers with no auxiliary loss: hash routing balances nothing, Expert Choice is balanced by construction. */
-const NO_AUX_LOSS: readonly GatingKind[] = ['hash', 'expert-choice'];
+export type GatingKind = 'noisy-topk' | 'softmax' | 'batchwise' | 'switch' | 'gshard' | 'hash' | 'expert-choice' | 'deepseek';
+const GATING_KINDS: readonly GatingKind[] = ['noisy-topk', 'softmax', 'batchwise', 'switch', 'gshard', 'hash', 'expert-choice', 'deepseek'];
+/** Routers with no auxiliary loss: hash routing balances nothing, Expert Choice is balanced by construction, DeepSeek balances by its bias. */
+const NO_AUX_LOSS: readonly GatingKind[] = ['hash', 'expert-choice', 'deepseek'];
 /** Routers whose balancing is their own auxiliary loss (α·E·Σ fᵢPᵢ), not the 2017 CV² losses. */
 const OWN_AUX_LOSS: readonly GatingKind[] = ['switch', 'gshard'];
 /** Token-choice routers with a fixed k per example, to which capacityFactor applies. */
-const TOKEN_CHOICE: readonly GatingKind[] = ['noisy-topk', 'switch', 'gshard', 'hash'];
+const TOKEN_CHOICE: readonly GatingKind[] = ['noisy-topk', 'switch', 'gshard', 'hash', 'deepseek'];
 /** Routers that may leave a chosen route undispatched (gate 0): they route by the nonzero gates. */
 const ROUTES_BY_GATES: readonly GatingKind[] = ['batchwise', 'gshard', 'expert-choice'];
 
@@ -77,6 +78,12 @@ export interface MoEOptions {
   jitterNoise?: number;
   /** GShard: dispatch the second expert with probability min(1, 2·g₂) in training (default true). */
   randomRouting?: boolean;
+  /** DeepSeek: always-on shared experts K_s (default 0), added to every example's output, ungated. */
+  sharedExperts?: number;
+  /** DeepSeek: affinities by 'sigmoid' (V3, default) or 'softmax'. */
+  scoreFunction?: ScoreFunction;
+  /** DeepSeek: γ of the loss-free bias update (default 0.001; 0 = off). */
+  biasUpdateRate?: number;
 }
 
 /** Everything a person studying routing wants from one forward pass. Tensors carry no gradient. */
@@ -108,6 +115,8 @@ export interface MoEStats {
   droppedPerExpert?: number[];
   /** 0-d: mean over rows of logsumexp(router logits)² (ST-MoE), whether or not it is weighted into auxLoss. */
   routerZLoss?: Tensor;
+  /** DeepSeek: [E] the selection bias used by this forward (before its update). */
+  biases?: Tensor;
 }
 
 export interface MoEOutput {
@@ -139,8 +148,10 @@ export interface MoEForwardOptions {
 
 
 export class MoE extends Module {
-  gate: NoisyTopKGating | SoftmaxGating | BatchwiseGating | SwitchGating | GShardGating | HashGating | ExpertChoiceGating;
+  gate: NoisyTopKGating | SoftmaxGating | BatchwiseGating | SwitchGating | GShardGating | HashGating | ExpertChoiceGating | DeepSeekGating;
   experts: Expert[];
+  /** DeepSeek's always-on shared experts (state dict `shared_experts.{i}.fc1|fc2.*`); empty otherwise. */
+  shared_experts: Expert[];
   readonly inputSize: number;
   readonly outputSize: number;
   readonly hiddenSize: number;
@@ -197,6 +208,11 @@ export class MoE extends Module {
       this.gate = new SoftmaxGating(common);
     } else if (this.gating === 'batchwise') {
       this.gate = new BatchwiseGating({ ...common, k: this.k });
+    } else if (this.gating === 'deepseek') {
+      this.gate = new DeepSeekGating({
+        ...common, k: this.k, scoreFunction: options.scoreFunction ?? 'sigmoid', biasUpdateRate: options.biasUpdateRate ?? 1e-3,
+        ...(options.generator ? { generator: options.generator } : {}),
+      });
     } else if (this.gating === 'expert-choice') {
       // Expert Choice's capacity factor is its average experts per example: k by default.
       this.gate = new ExpertChoiceGating({ ...common, capacityFactor: this.capacityFactor ?? this.k, ...(options.generator ? { generator: options.generator } : {}) });
@@ -210,6 +226,11 @@ export class MoE extends Module {
     }
     const init = { dtype, ...(options.generator ? { generator: options.generator } : {}) };
     this.experts = Array.from({ length: this.numExperts }, () => new Expert(this.inputSize, this.hiddenSize, this.outputSize, init));
+    const shared = options.sharedExperts ?? 0;
+    if (!Number.isInteger(shared) || shared < 0) throw new Error(`MoE: sharedExperts must be a non-negative integer, got ${shared}`);
+    if (shared > 0 && this.gating !== 'deepseek') throw new Error(`MoE: sharedExperts needs gating 'deepseek', got '${this.gating}'`);
+    if (shared >= this.numExperts) throw new Error(`MoE: sharedExperts (${shared}) must be fewer than numExperts (${this.numExperts})`);
+    this.shared_experts = Array.from({ length: shared }, () => new Expert(this.inputSize, this.hiddenSize, this.outputSize, init));
   }
 
   /** x [..., inputSize] → {output [..., outputSize], auxLoss, stats}. */
@@ -219,6 +240,7 @@ export class MoE extends Module {
     }
     return tidy(() => {
       const rows = reshape(x, [x.size / this.inputSize, this.inputSize]);
+      const biases = this.gate instanceof DeepSeekGating ? this.gate.e_score_correction_bias.detach().clone() : undefined;
       const g: GatingOutput & { batchwiseLoss?: Tensor } & Partial<RouterOutput> = this.gate instanceof NoisyTopKGating
         ? this.gate.forward(rows, options.noise ? { noise: options.noise } : {})
         : this.gate instanceof SwitchGating ? this.gate.forward(rows, options.jitter ? { jitter: options.jitter } : {})
@@ -243,7 +265,9 @@ export class MoE extends Module {
       const inputs = dispatcher.dispatch(rows);
       // An expert with no examples sees a [0, d] input: no arithmetic, exact zero gradients.
       const outputs = inputs.map((input, e) => this.experts[e]!.forward(input));
-      const combined = dispatcher.combine(outputs);
+      let combined = dispatcher.combine(outputs);
+      // DeepSeek's shared experts see every example, ungated (DeepSeekMoE eq. 9).
+      for (const expert of this.shared_experts) combined = combined.add(expert.forward(rows));
       const counts = dispatcher.partSizesOnHost ? dispatcher.partSizes() : null, bufferRows = dispatcher.capacity;
       dispatcher.dispose();
       const cvImp = cvSquared(g.importance), cvLoad = cvSquared(g.load);
@@ -259,7 +283,7 @@ export class MoE extends Module {
         gates: gates.detach(), indices: g.indices, importance: g.importance.detach(), load: g.load.detach(),
         cvImportance: cvImp.detach().sqrt(), cvLoad: cvLoad.detach().sqrt(), gateEntropy: gateEntropy(routes ? noGrad(() => gather(g.gates, 1, routes)) : g.gates),
         ...(g.batchwiseLoss ? { batchwiseLoss: g.batchwiseLoss.detach() } : {}),
-        droppedFraction: dropped.fraction, droppedPerExpert: dropped.perExpert, ...(zLoss ? { routerZLoss: zLoss.detach() } : {}),
+        droppedFraction: dropped.fraction, droppedPerExpert: dropped.perExpert, ...(zLoss ? { routerZLoss: zLoss.detach() } : {}), ...(biases ? { biases } : {}),
       };
       // With the routing on the device, the counts come from tensors the caller owns, when
       // first read (a readback), capped at the capacity as the dispatcher's buffers are.
@@ -275,7 +299,7 @@ export class MoE extends Module {
     const gateMatmuls = this.gate instanceof NoisyTopKGating && this.gate.noisy ? 2 : 1;
     const gating = gateMatmuls * this.inputSize * this.numExperts;
     // Expert Choice: each example gets capacityFactor experts on average.
-    const perExample = this.gating === 'expert-choice' ? (this.capacityFactor ?? this.k) : this.k;
+    const perExample = (this.gating === 'expert-choice' ? (this.capacityFactor ?? this.k) : this.k) + this.shared_experts.length;
     const experts = perExample * (this.inputSize * this.hiddenSize + this.hiddenSize * this.outputSize);
     return gating + experts;
   }

@@ -30,6 +30,10 @@ export interface RunConfig {
   wZLoss?: number;
   /** Switch/GShard balancing-loss α (recorded only when set; default 0.01). */
   auxLossWeight?: number;
+  /** DeepSeek routing (recorded only when set): shared experts, 'sigmoid' | 'softmax', bias update rate γ. */
+  sharedExperts?: number;
+  scoreFunction?: string;
+  biasUpdateRate?: number;
   dropout: number;
   steps: number;
   batch: number;

@@ -23,9 +23,13 @@ describe('router flags', () => {
     [{ gating: 'hash', k: '2' }, '--gating hash sends each token to the 1 expert its id hashes to, got --k 2'],
     [{ gating: 'hash', 'w-z-loss': '0.001' }, '--gating hash has no router logits, so --w-z-loss must be 0, got 0.001'],
     [{ gating: 'expert-choice', model: 'hmoe' }, '--gating expert-choice needs --model moe (the hierarchical MoE has its own noisy top-k gates)'],
+    [{ 'shared-experts': '1' }, '--shared-experts needs --gating deepseek (the gating is noisy-topk)'],
+    [{ gating: 'deepseek', 'shared-experts': '16' }, '--shared-experts 16 must be fewer than --experts 16'],
+    [{ gating: 'deepseek', 'score-function': 'tanh' }, "--score-function must be sigmoid or softmax, got 'tanh'"],
+    [{ gating: 'deepseek', 'bias-update-rate': '-1' }, '--bias-update-rate must be a non-negative number, got -1'],
     [{ 'capacity-factor': '0' }, '--capacity-factor must be a positive number, got 0'],
     [{ 'capacity-factor': '-0.5' }, '--capacity-factor must be a positive number, got -0.5'],
-    [{ 'capacity-factor': '1', gating: 'batchwise' }, '--capacity-factor applies to token-choice routers (noisy-topk, switch, gshard, hash) and expert-choice, not --gating batchwise'],
+    [{ 'capacity-factor': '1', gating: 'batchwise' }, '--capacity-factor applies to token-choice routers (noisy-topk, switch, gshard, hash, deepseek) and expert-choice, not --gating batchwise'],
     [{ 'capacity-factor': '1', model: 'hmoe' }, '--capacity-factor needs --model moe (the model is hmoe)'],
     [{ 'w-z-loss': '-1' }, '--w-z-loss must be a non-negative number, got -1'],
     [{ 'aux-loss-weight': '-0.1' }, '--aux-loss-weight must be a non-negative number, got -0.1'],
@@ -68,7 +72,7 @@ describe('router flags', () => {
   test('compare --gatings: one clear error for an unsupported router', () => {
     const r = cli('compare', '--gatings', 'switch,softmax', '--out', join(tmp, 'bad'));
     assert.equal(r.status, 2, r.stderr);
-    assert.equal(r.stderr.trim(), "mixtape: --gatings: unknown or unsupported router 'softmax' (expected a comma-separated list of noisy-topk, switch, gshard, hash, expert-choice)");
+    assert.equal(r.stderr.trim(), "mixtape: --gatings: unknown or unsupported router 'softmax' (expected a comma-separated list of noisy-topk, switch, gshard, hash, expert-choice, deepseek)");
   });
 
   test('compare --gatings trains one MoE per router with matched active compute (a·hidden = k·h), plus the dense baseline', () => {
@@ -81,5 +85,17 @@ describe('router flags', () => {
     assert.deepEqual([config('router-switch').k, config('router-switch').expertHidden, config('router-switch').gating], [1, 12, 'switch']);
     assert.deepEqual([config('router-gshard').k, config('router-gshard').expertHidden], [2, 6]);
     assert.equal(config('dense').model, 'dense');
+  });
+
+  test('deepseek: the bias is checkpointed, so a resumed run equals an uninterrupted one', () => {
+    const flags = ['--gating', 'deepseek', '--experts', '4', '--k', '2', '--shared-experts', '1', '--bias-update-rate', '0.05', '--eval-every', '2',
+      '--batch', '4', '--seq-len', '4', '--d', '4', '--expert-hidden', '4', '--domains', '4', '--quiet'];
+    const whole = join(tmp, 'ds-whole'), parts = join(tmp, 'ds-parts');
+    assert.equal(cli('train', ...flags, '--steps', '4', '--out', whole).status, 0);
+    assert.equal(cli('train', ...flags, '--steps', '2', '--out', parts).status, 0);
+    const r = cli('train', '--out', parts, '--resume', '--steps', '4', '--quiet');
+    assert.equal(r.status, 0, r.stderr);
+    const losses = (dir: string) => readFileSync(join(dir, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as TrainRecord).filter((x) => x.type === 'train').map((x) => [x.step, x.loss, x.expertCounts]);
+    assert.deepEqual(losses(parts), losses(whole));
   });
 });

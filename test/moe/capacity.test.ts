@@ -142,8 +142,8 @@ describe('MoE with capacityFactor (noisy top-k)', () => {
     const base = { inputSize: 2, outputSize: 2, hiddenSize: 2, numExperts: 4, k: 2 };
     assert.throws(() => new mt.MoE({ ...base, capacityFactor: 0 }), { message: 'MoE: capacityFactor must be a positive number, got 0' });
     assert.throws(() => new mt.MoE({ ...base, capacityFactor: -1 }), { message: 'MoE: capacityFactor must be a positive number, got -1' });
-    assert.throws(() => new mt.MoE({ ...base, gating: 'batchwise', capacityFactor: 1 }), { message: "MoE: capacityFactor applies to token-choice routers (noisy-topk, switch, gshard, hash) and expert-choice, not gating 'batchwise'" });
-    assert.throws(() => new mt.MoE({ ...base, gating: 'softmax', capacityFactor: 1 }), { message: "MoE: capacityFactor applies to token-choice routers (noisy-topk, switch, gshard, hash) and expert-choice, not gating 'softmax'" });
+    assert.throws(() => new mt.MoE({ ...base, gating: 'batchwise', capacityFactor: 1 }), { message: "MoE: capacityFactor applies to token-choice routers (noisy-topk, switch, gshard, hash, deepseek) and expert-choice, not gating 'batchwise'" });
+    assert.throws(() => new mt.MoE({ ...base, gating: 'softmax', capacityFactor: 1 }), { message: "MoE: capacityFactor applies to token-choice routers (noisy-topk, switch, gshard, hash, deepseek) and expert-choice, not gating 'softmax'" });
     assert.throws(() => new mt.MoE({ ...base, capacityFactor: 1, capacity: 3 }), { message: 'MoE: give capacityFactor or capacity, not both (capacityFactor sets the device buffers too)' });
   });
 });

@@ -22,6 +22,7 @@ interface RouterCase {
     dropped_fraction: number; dropped_per_expert: number[];
   };
   grads: Record<string, number[]>; x_grad: Flat;
+  score_function: 'sigmoid' | 'softmax'; shared: number; bias_update_rate: number; bias_after: number[] | null;
 }
 const fixture = JSON.parse(readFileSync('test/fixtures/moe/torch_routers.json', 'utf8')) as { torch_version: string; cases: Record<string, RouterCase> };
 
@@ -39,6 +40,7 @@ function makeMoE(c: RouterCase): mt.MoE {
     wImportance: c.w_importance, wLoad: c.w_load, wZLoss: c.w_z_loss, auxLossWeight: c.aux_loss_weight,
     ...(c.capacity_factor !== null ? { capacityFactor: c.capacity_factor } : {}),
     ...(c.router === 'gshard' ? { randomRouting: c.random_routing } : {}),
+    ...(c.router === 'deepseek' ? { sharedExperts: c.shared, scoreFunction: c.score_function, biasUpdateRate: c.bias_update_rate } : {}),
   });
   moe.loadStateDict(Object.fromEntries(Object.entries(c.state).map(([k, v]) => [k, t64(v)])));
   return moe.train();
@@ -56,6 +58,9 @@ describe(`router equality with PyTorch ${fixture.torch_version} (float64)`, () =
     ['gshard_no_random_routing', 'GShard top-2 without random routing, router z-loss 1e-3'],
     ['expert_choice', 'Expert Choice over [4, 2, d]: each expert takes 2 tokens per time step'],
     ['expert_choice_z', 'Expert Choice over [6, 3, d], E = 3, capacity factor 1, router z-loss'],
+    ['deepseek_sigmoid', 'DeepSeek: 8 experts, k = 3 by sigmoid + bias, 1 shared expert, γ = 0.01'],
+    ['deepseek_softmax', 'DeepSeek: softmax affinities, 2 shared experts, router z-loss'],
+    ['deepseek_capacity', 'DeepSeek with capacityFactor 0.75: routes dropped'],
     ['hash', 'hash routing of the token ids (no router, no auxiliary loss)'],
     ['hash_capacity', 'hash routing with capacityFactor 0.5: routes dropped'],
     ['gshard_capacity', 'GShard with random routing and capacityFactor 0.5, α = 0.1: routes skipped and dropped'],
@@ -85,6 +90,10 @@ describe(`router equality with PyTorch ${fixture.torch_version} (float64)`, () =
       else scalar(stats.routerZLoss!.item(), c.stats.router_z_loss, 'stats.routerZLoss');
       assert.equal(stats.droppedFraction, c.stats.dropped_fraction, 'stats.droppedFraction');
       assert.deepEqual(stats.droppedPerExpert, c.stats.dropped_per_expert, 'stats.droppedPerExpert');
+      if (c.bias_after) {
+        expect(stats.biases!, c.state['gate.e_score_correction_bias']!, 'stats.biases (the bias this forward selected with)');
+        assertClose((moe.gate as mt.DeepSeekGating).e_score_correction_bias.dataSync(), c.bias_after, { ...tol, what: 'bias after the ±γ update' });
+      }
       const loss = output.mul(t64(c.r)).sum().add(auxLoss);
       scalar(loss.item(), c.loss, 'loss');
       loss.backward();
