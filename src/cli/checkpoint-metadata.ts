@@ -5,6 +5,7 @@
 // checked for its type and range, then the configuration as a whole as the CLI checks its
 // flags, then the step, RNG and optimizer state against the configuration and the tensors.
 
+import { GATING_KINDS } from '../moe/moe.js';
 import type { Tensor } from '../tensor/tensor.js';
 import type { RunConfig } from '../report/schema.js';
 import { MAX_STEPS, validateConfig } from './run.js';
@@ -19,7 +20,7 @@ export interface CheckpointState {
 
 const MODELS = ['moe', 'dense', 'hmoe', 'rmoe'];
 const EXPERTS = ['mlp', 'swiglu'];
-const GATINGS = ['noisy-topk', 'softmax', 'batchwise'];
+const GATINGS: readonly string[] = GATING_KINDS;
 const BACKENDS = ['cpu', 'gpu'];
 const GPU_MODES = ['headlessgl', 'webgpu'];
 /** Adam's per-parameter buffers (src/nn/optim.ts), saved as optimizer.<param index>.<name>. */
@@ -122,6 +123,10 @@ export function checkRunConfig(c: unknown, fail: (what: string) => never): RunCo
   int('groups', 1, true);
   int('checkpointEvery', 1, true);
   oneOf('expert', EXPERTS, true);
+  // The routers' options (absent in runs that do not use them).
+  for (const key of ['capacityFactor', 'wZLoss', 'auxLossWeight', 'biasUpdateRate']) if (c[key] !== undefined) number(key, (v) => v >= 0, 'a non-negative number');
+  int('sharedExperts', 0, true);
+  oneOf('scoreFunction', ['sigmoid', 'softmax'], true);
   int('domains', 1, true);
   int('seed', 0);
   int('parameters', 0);

@@ -21,6 +21,8 @@ export interface CompareOptions {
   parallel: number;
   unbalanced: boolean;
   quiet: boolean;
+  /** --gatings: one MoE per router (at the first expert count) instead of one per expert count. */
+  gatings?: string[];
   /** The flags the user gave (passed on to every run). */
   flags: Record<string, string | boolean | undefined>;
   /** Continue the runs of an interrupted compare in `out` (each from its checkpoint). */
@@ -29,8 +31,39 @@ export interface CompareOptions {
 
 interface Plan { dir: string; label: string; flags: Record<string, string> }
 
+/** The routers compare --gatings accepts, and the experts each runs per token. */
+const DEEPSEEK_FLAGS = ['shared-experts', 'score-function', 'bias-update-rate'];
+export const COMPARE_GATINGS = ['noisy-topk', 'switch', 'gshard', 'hash', 'expert-choice', 'deepseek'];
+function expertsPerToken(gating: string, base: RunConfig): number {
+  if (gating === 'switch' || gating === 'hash') return 1;
+  if (gating === 'gshard') return 2;
+  if (gating === 'expert-choice') return base.capacityFactor ?? base.k; // its capacity factor: experts per token on average
+  if (gating === 'deepseek') return base.k + (base.sharedExperts ?? 0); // routed plus always-on shared experts
+  return base.k;
+}
+
+/**
+ * Matched active compute: every router's experts get hidden size ⌈k·h / a⌉ (k, h: the base
+ * --k and --expert-hidden; a: the router's experts per token), so a·hidden ≈ k·h, the dense
+ * baseline's hidden size. The gating matmuls (d·E, twice for noisy top-k) are not matched,
+ * and tokens dropped over capacity do less work than planned.
+ */
+function routerPlans(o: CompareOptions, gatings: string[]): Plan[] {
+  const E = o.experts[0]!;
+  return gatings.map((g) => {
+    const a = expertsPerToken(g, o.base), k = g === 'expert-choice' || g === 'noisy-topk' || g === 'deepseek' ? o.base.k : a;
+    const hidden = Math.max(1, Math.ceil((o.base.k * o.base.expertHidden) / a - 1e-9));
+    return { dir: `router-${g}`, label: `${g} (E=${E}, ${a}×${hidden})`, flags: { model: 'moe', experts: String(E), gating: g, k: String(k), 'expert-hidden': String(hidden) } };
+  });
+}
+
 function plans(o: CompareOptions): Plan[] {
   const out: Plan[] = [];
+  if (o.gatings) {
+    out.push(...routerPlans(o, o.gatings));
+    out.push({ dir: 'dense', label: `dense (hidden ${o.base.k}×${o.base.expertHidden})`, flags: { model: 'dense' } });
+    return out;
+  }
   const name = o.base.model === 'rmoe' ? 'recurrent MoE' : 'MoE';
   for (const E of o.experts) {
     out.push({ dir: `moe-${E}`, label: `${name}-${E} (k=${o.base.k})`, flags: { model: o.base.model === 'dense' ? 'moe' : o.base.model, experts: String(E) } });
@@ -46,8 +79,8 @@ function plans(o: CompareOptions): Plan[] {
 }
 
 /** Flags shared by every run (data, budget, sizes), from what the user typed. */
-function sharedFlags(flags: CompareOptions['flags']): string[] {
-  const skip = new Set(['experts', 'model', 'out', 'parallel', 'no-unbalanced', 'label', 'quiet', 'help', 'debug', 'w-importance', 'w-load', 'resume']);
+function sharedFlags(flags: CompareOptions['flags'], own: readonly string[] = []): string[] {
+  const skip = new Set(['experts', 'model', 'out', 'parallel', 'no-unbalanced', 'label', 'quiet', 'help', 'debug', 'w-importance', 'w-load', 'resume', 'gatings', ...own]);
   const args: string[] = [];
   for (const [k, v] of Object.entries(flags)) {
     if (skip.has(k) || v === undefined || v === false) continue;
@@ -68,6 +101,9 @@ export async function compare(o: CompareOptions): Promise<string> {
     writeFileSync(join(o.out, 'compare.json'), `${JSON.stringify(manifest, null, 2)}\n`);
   }
   const shared = sharedFlags(o.flags);
+  // A router run sets its own gating, k and expert size: drop the user's copies of those.
+  // DeepSeek's own flags go to the deepseek run only.
+  const sharedFor = (r: Plan) => (o.gatings ? sharedFlags(o.flags, [...Object.keys(r.flags), ...(r.flags.gating === 'deepseek' ? [] : DEEPSEEK_FLAGS)]) : shared);
   const balance = [
     ...(o.flags['w-importance'] !== undefined ? ['--w-importance', String(o.flags['w-importance'])] : []),
     ...(o.flags['w-load'] !== undefined ? ['--w-load', String(o.flags['w-load'])] : []),
@@ -107,7 +143,7 @@ export async function compare(o: CompareOptions): Promise<string> {
       const dir = join(o.out, r.dir);
       // A run with a checkpoint continues from it (with the checkpoint's settings; --steps may grow).
       const resumeRun = o.resume === true && existsSync(join(dir, CHECKPOINT));
-      const args = [...process.execArgv, process.argv[1]!, 'train', ...(resumeRun ? ['--resume', '--steps', String(o.base.steps)] : [...shared, ...(r.flags['w-importance'] ? [] : balance),
+      const args = [...process.execArgv, process.argv[1]!, 'train', ...(resumeRun ? ['--resume', '--steps', String(o.base.steps)] : [...sharedFor(r), ...(r.flags['w-importance'] ? [] : balance),
         ...Object.entries(r.flags).flatMap(([k, v]) => [`--${k}`, v]), '--label', r.label]), '--out', dir, '--progress-json'];
       await new Promise<void>((resolveRun) => {
         const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });

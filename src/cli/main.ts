@@ -9,7 +9,7 @@ import type { RunConfig } from '../report/schema.js';
 import { CHECKPOINT, Interrupted, makeCorpus, readCheckpoint, train, UsageError, validateConfig } from './run.js';
 import { checkMemory } from './memory-estimate.js';
 import { claimRunDirectory, type RunLock } from './run-directory.js';
-import { compare } from './compare.js';
+import { compare, COMPARE_GATINGS } from './compare.js';
 import { gradcheckCommand } from './gradcheck.js';
 import { inspect } from './inspect.js';
 import { writeReport } from './report.js';
@@ -22,6 +22,8 @@ const trainFlags: Options = {
   model: { type: 'string' }, experts: { type: 'string' }, k: { type: 'string' }, groups: { type: 'string' }, 'checkpoint-every': { type: 'string' },
   d: { type: 'string' }, 'expert-hidden': { type: 'string' }, expert: { type: 'string' }, gating: { type: 'string' },
   'w-importance': { type: 'string' }, 'w-load': { type: 'string' }, dropout: { type: 'string' },
+  'capacity-factor': { type: 'string' }, 'w-z-loss': { type: 'string' }, 'aux-loss-weight': { type: 'string' },
+  'shared-experts': { type: 'string' }, 'score-function': { type: 'string' }, 'bias-update-rate': { type: 'string' },
   steps: { type: 'string' }, warmup: { type: 'string' }, batch: { type: 'string' }, 'seq-len': { type: 'string' }, lr: { type: 'string' },
   seed: { type: 'string' }, 'eval-every': { type: 'string' }, backend: { type: 'string' }, 'gpu-mode': { type: 'string' },
   out: { type: 'string' }, text: { type: 'string' }, 'word-level': { type: 'boolean' }, domains: { type: 'string' },
@@ -55,7 +57,19 @@ Model:
   --d N                    embedding = LSTM = MoE size (default 32); --expert-hidden N (default 64)
   --expert mlp|swiglu      expert type (default mlp, the paper's); swiglu: Mixtral's w2(silu(w1·x) ⊙ w3·x)
                            with hidden size round(2/3 · expert-hidden), the same multiply-adds (moe, dense)
-  --gating noisy-topk|softmax|batchwise   (default noisy-topk)
+  --gating noisy-topk|softmax|batchwise|switch|gshard|hash|expert-choice|deepseek   (default noisy-topk; switch: top-1, so --k defaults to 1)
+                           gshard: top-2 with GShard's random second-expert routing in training
+                           hash: a fixed hash of the input token id picks 1 expert (--k defaults to 1; no learned router)
+                           expert-choice: each expert takes its top ⌈X·batch/experts⌉ tokens of each time step
+                           (X = --capacity-factor, default --k; causal: only tokens of the same step compete)
+                           deepseek: top-k by affinity + a selection bias balanced without a loss (DeepSeek-V3)
+  --shared-experts N       deepseek: always-on shared experts besides the --experts routed ones (default 0)
+  --score-function sigmoid|softmax   deepseek affinities (default sigmoid)
+  --bias-update-rate X     deepseek: γ of the ±γ bias update after each step (default 0.001)
+  --capacity-factor X      expert-choice: average experts per token. Token-choice routers: each expert keeps ⌈X·k·tokens/experts⌉ tokens per batch, the rest
+                           are dropped (by choice rank, then position; the residual carries them). Default: no dropping
+  --w-z-loss X             router z-loss weight (ST-MoE; 1e-3 in the paper; default 0 = off)
+  --aux-loss-weight X      switch, gshard: α of the balancing loss α·E·Σ fᵢPᵢ (default 0.01)
   --w-importance X, --w-load X             balancing-loss weights (default 0.1 each, as the paper's LM)
   --dropout X              dropout after every layer but the softmax (default 0)
 Training:
@@ -80,6 +94,11 @@ Trains, on the same data and budget: the MoE model, its compute-matched dense mo
 --experts 4,16,64 one MoE per expert count. Then writes report.html. Runs two at a time.
 Flags: all of train's (--experts may be a comma-separated list), plus
   --out DIR (default runs/compare)  --parallel N (default 2)  --no-unbalanced (skip the run without balancing losses)
+  --gatings noisy-topk,switch,gshard,expert-choice,hash,deepseek   one MoE per router at one --experts, plus the dense
+                           baseline, with matched active compute: each router's expert hidden size is
+                           ⌈k·h/a⌉ (a = its experts per token: switch, hash 1; gshard 2; noisy-topk k;
+                           expert-choice its capacity factor, default k; deepseek k + --shared-experts), so
+                           every run computes ≈ k·h per token
   --resume   continue the compare in --out after Ctrl-C: each run from its checkpoint, to its end
              (only --steps, --parallel and --quiet may change)
 Ctrl-C stops every run, each saving its checkpoint.`,
@@ -141,7 +160,7 @@ export function configFromFlags(v: Values, overrides: Partial<RunConfig> = {}): 
   const text = s('text');
   const config: RunConfig = {
     model, label: s('label') ?? model,
-    experts: int('experts', s('experts'), 16), k: int('k', s('k'), 2),
+    experts: int('experts', s('experts'), 16), k: int('k', s('k'), s('gating') === 'switch' || s('gating') === 'hash' ? 1 : 2),
     ...(model === 'hmoe' ? { groups: int('groups', s('groups'), 4) } : {}),
     ...(s('checkpoint-every') !== undefined ? { checkpointEvery: int('checkpoint-every', s('checkpoint-every'), 0) } : {}),
     modelSize: int('d', s('d'), 32), expertHidden: int('expert-hidden', s('expert-hidden'), 64),
@@ -149,6 +168,13 @@ export function configFromFlags(v: Values, overrides: Partial<RunConfig> = {}): 
     ...(s('expert') !== undefined && s('expert') !== 'mlp' ? { expert: s('expert')! } : {}),
     gating: s('gating') ?? 'noisy-topk',
     wImportance: num('w-importance', s('w-importance'), 0.1), wLoad: num('w-load', s('w-load'), 0.1),
+    // Router flags are recorded only when given, so earlier runs' configs are unchanged.
+    ...(s('capacity-factor') !== undefined ? { capacityFactor: num('capacity-factor', s('capacity-factor'), 0) } : {}),
+    ...(s('w-z-loss') !== undefined ? { wZLoss: num('w-z-loss', s('w-z-loss'), 0) } : {}),
+    ...(s('aux-loss-weight') !== undefined ? { auxLossWeight: num('aux-loss-weight', s('aux-loss-weight'), 0.01) } : {}),
+    ...(s('shared-experts') !== undefined ? { sharedExperts: int('shared-experts', s('shared-experts'), 0) } : {}),
+    ...(s('score-function') !== undefined ? { scoreFunction: s('score-function')! } : {}),
+    ...(s('bias-update-rate') !== undefined ? { biasUpdateRate: num('bias-update-rate', s('bias-update-rate'), 1e-3) } : {}),
     dropout: num('dropout', s('dropout'), 0),
     steps: int('steps', s('steps'), 1000), batch: int('batch', s('batch'), 32), seqLen: int('seq-len', s('seq-len'), 16),
     lr: num('lr', s('lr'), 0.01), warmup: int('warmup', s('warmup'), 50), seed: int('seed', s('seed'), 0), backend,
@@ -243,7 +269,7 @@ function note(message: string): void {
 
 /** Settings a resume may change; every other flag must agree with the checkpoint. */
 const RESUME_CHANGES = { steps: 'steps', evalEvery: 'eval-every', label: 'label', backend: 'backend', gpuMode: 'gpu-mode' } as const;
-const RESUME_FIXED = ['model', 'experts', 'k', 'groups', 'checkpointEvery', 'modelSize', 'expertHidden', 'expert', 'gating', 'wImportance', 'wLoad', 'dropout', 'batch', 'seqLen', 'lr', 'warmup', 'seed', 'data', 'domains'] as const;
+const RESUME_FIXED = ['model', 'experts', 'k', 'groups', 'checkpointEvery', 'modelSize', 'expertHidden', 'expert', 'gating', 'wImportance', 'wLoad', 'capacityFactor', 'wZLoss', 'auxLossWeight', 'sharedExperts', 'scoreFunction', 'biasUpdateRate', 'dropout', 'batch', 'seqLen', 'lr', 'warmup', 'seed', 'data', 'domains'] as const;
 
 /**
  * The configuration of `train --resume`: the checkpoint's, with the flags given. A flag that
@@ -286,14 +312,21 @@ function flagsOf(c: RunConfig): Values {
     model: c.model, experts: String(c.experts), k: String(c.k), ...(c.groups ? { groups: String(c.groups) } : {}),
     ...(c.checkpointEvery ? { 'checkpoint-every': String(c.checkpointEvery) } : {}),
     d: String(c.modelSize), 'expert-hidden': String(c.expertHidden), ...(c.expert ? { expert: c.expert } : {}), gating: c.gating,
-    'w-importance': String(c.wImportance), 'w-load': String(c.wLoad), dropout: String(c.dropout), steps: String(c.steps), warmup: String(c.warmup),
+    'w-importance': String(c.wImportance), 'w-load': String(c.wLoad),
+    ...(c.capacityFactor !== undefined ? { 'capacity-factor': String(c.capacityFactor) } : {}),
+    ...(c.wZLoss !== undefined ? { 'w-z-loss': String(c.wZLoss) } : {}),
+    ...(c.auxLossWeight !== undefined ? { 'aux-loss-weight': String(c.auxLossWeight) } : {}),
+    ...(c.sharedExperts !== undefined ? { 'shared-experts': String(c.sharedExperts) } : {}),
+    ...(c.scoreFunction !== undefined ? { 'score-function': c.scoreFunction } : {}),
+    ...(c.biasUpdateRate !== undefined ? { 'bias-update-rate': String(c.biasUpdateRate) } : {}),
+    dropout: String(c.dropout), steps: String(c.steps), warmup: String(c.warmup),
     batch: String(c.batch), 'seq-len': String(c.seqLen), lr: String(c.lr), seed: String(c.seed), 'eval-every': String(c.evalEvery),
     backend: c.backend, label: c.label, ...(text ? { text, 'word-level': c.data.startsWith('word:') } : { domains: String(c.domains ?? 8) }),
   };
 }
 
 async function compareCommand(args: string[]): Promise<void> {
-  const { values: given } = parse(args, { ...trainFlags, parallel: { type: 'string' }, 'no-unbalanced': { type: 'boolean' }, resume: { type: 'boolean' } });
+  const { values: given } = parse(args, { ...trainFlags, parallel: { type: 'string' }, 'no-unbalanced': { type: 'boolean' }, resume: { type: 'boolean' }, gatings: { type: 'string' } });
   if (given.help) { console.log(HELP.compare); return; }
   const out = resolve((given.out as string | undefined) ?? join('runs', 'compare'));
   const resume = Boolean(given.resume);
@@ -304,14 +337,27 @@ async function compareCommand(args: string[]): Promise<void> {
     if (resume) values = resumedCompareFlags(out, given);
     else if (existsSync(join(out, 'compare.json'))) throw new UsageError(`${out} already holds a compare; pass --resume to continue it or choose another --out`);
     const experts = ((values.experts as string | undefined) ?? '16').split(',').map((e) => int('experts', e, 16));
-    const base = configFromFlags({ ...values, experts: String(experts[0]) });
+    const gatings = values.gatings === undefined ? undefined : (values.gatings as string).split(',').map((g) => g.trim());
+    if (gatings) {
+      for (const g of gatings) if (!COMPARE_GATINGS.includes(g)) throw new UsageError(`--gatings: unknown or unsupported router '${g}' (expected a comma-separated list of ${COMPARE_GATINGS.join(', ')})`);
+      if (new Set(gatings).size !== gatings.length) throw new UsageError(`--gatings lists a router twice: ${gatings.join(',')}`);
+      if (experts.length !== 1) throw new UsageError('--gatings compares routers at one expert count: give one --experts');
+      if (values.gating !== undefined) throw new UsageError('--gatings sets each run\'s --gating: do not give --gating too');
+    }
+    const deepseekFlags = { 'shared-experts': undefined, 'score-function': undefined, 'bias-update-rate': undefined };
+    const base = configFromFlags({ ...values, ...(gatings ? deepseekFlags : {}), experts: String(experts[0]) });
+    if (gatings) {
+      if (!gatings.includes('deepseek') && Object.keys(deepseekFlags).some((f) => values[f] !== undefined)) throw new UsageError('--shared-experts, --score-function and --bias-update-rate need deepseek in --gatings');
+      if (gatings.includes('deepseek')) base.sharedExperts = values['shared-experts'] === undefined ? undefined : int('shared-experts', values['shared-experts'] as string, 0);
+      for (const g of gatings) configFromFlags({ ...values, ...(g === 'deepseek' ? {} : deepseekFlags), experts: String(experts[0]), gating: g, k: String(g === 'switch' || g === 'hash' ? 1 : g === 'gshard' ? 2 : base.k) });
+    }
     for (const E of experts) checkMemory({ ...base, experts: E });
     // The runs train in child processes: here only check that the backend can start.
     await useBackend(base);
     if (base.backend === 'gpu') mt.shutdownGpu();
     const report = await compare({
       base, experts, out, parallel: int('parallel', values.parallel as string | undefined, 2),
-      unbalanced: !values['no-unbalanced'], quiet: Boolean(values.quiet), flags: values, resume,
+      unbalanced: !values['no-unbalanced'], quiet: Boolean(values.quiet), flags: values, resume, ...(gatings ? { gatings } : {}),
     });
     console.log(`report: ${report}`);
   } catch (e) {

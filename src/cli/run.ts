@@ -56,6 +56,14 @@ export function makeModel(config: RunConfig): AnyLM {
   if (config.model !== 'moe' && config.model !== 'hmoe') throw new UsageError(`unknown --model '${config.model}' (expected moe, dense, hmoe or rmoe)`);
   return new mt.MoELanguageModel({
     ...common, numExperts: config.experts, gating: config.gating as mt.GatingKind, wImportance: config.wImportance, wLoad: config.wLoad,
+    router: {
+      ...(config.capacityFactor !== undefined ? { capacityFactor: config.capacityFactor } : {}),
+      ...(config.wZLoss !== undefined ? { wZLoss: config.wZLoss } : {}),
+      ...(config.auxLossWeight !== undefined ? { auxLossWeight: config.auxLossWeight } : {}),
+      ...(config.sharedExperts !== undefined ? { sharedExperts: config.sharedExperts } : {}),
+      ...(config.scoreFunction !== undefined ? { scoreFunction: config.scoreFunction as mt.ScoreFunction } : {}),
+      ...(config.biasUpdateRate !== undefined ? { biasUpdateRate: config.biasUpdateRate } : {}),
+    },
     ...(config.model === 'hmoe' ? { hierarchicalGroups: config.groups ?? 4 } : {}),
   });
 }
@@ -81,13 +89,48 @@ export function validateConfig(c: RunConfig): void {
   if (c.model === 'rmoe' && c.gating !== 'noisy-topk') throw new UsageError(`--model rmoe routes with noisy top-k gating; --gating ${c.gating} is not available for it`);
   if (c.expert !== undefined && c.expert !== 'mlp' && c.expert !== 'swiglu') throw new UsageError(`unknown --expert '${c.expert}' (expected mlp or swiglu)`);
   if (c.expert === 'swiglu' && c.model === 'hmoe') throw new UsageError('--expert swiglu needs --model moe or dense (the hierarchical MoE has MLP experts only)');
-  if (!['noisy-topk', 'softmax', 'batchwise'].includes(c.gating)) throw new UsageError(`unknown --gating '${c.gating}' (expected noisy-topk, softmax or batchwise)`);
+  if (!GATINGS.includes(c.gating)) throw new UsageError(`unknown --gating '${c.gating}' (expected ${GATINGS.join(', ')})`);
+  validateRouter(c);
   if (!(c.lr > 0 && Number.isFinite(c.lr))) throw new UsageError(`--lr must be a positive number, got ${c.lr}`);
   if (!(c.dropout >= 0 && c.dropout < 1)) throw new UsageError(`--dropout must be in [0, 1), got ${c.dropout}`);
   for (const [flag, v] of [['w-importance', c.wImportance], ['w-load', c.wLoad]] as const) {
     if (!(v >= 0 && Number.isFinite(v))) throw new UsageError(`--${flag} must be a non-negative number, got ${v}`);
   }
   if (!Number.isSafeInteger(c.seed) || c.seed < 0) throw new UsageError(`--seed must be a non-negative integer, got ${c.seed}`);
+}
+
+/** The --gating kinds the CLI accepts (MoE's GatingKind). */
+export const GATINGS: readonly string[] = mt.GATING_KINDS;
+const TOKEN_CHOICE = ['noisy-topk', 'switch', 'gshard', 'hash', 'deepseek'];
+/** The routers after 2017 (#13): --model moe only, and their runs record the router fields. */
+const NEW_ROUTERS = ['switch', 'gshard', 'hash', 'expert-choice', 'deepseek'];
+
+/** The router flags (#13), one clear error per bad combination. */
+function validateRouter(c: RunConfig): void {
+  if (c.model === 'hmoe' && NEW_ROUTERS.includes(c.gating)) throw new UsageError(`--gating ${c.gating} needs --model moe (the hierarchical MoE has its own noisy top-k gates)`);
+  if (c.model === 'moe' && c.gating === 'switch' && c.k !== 1) throw new UsageError(`--gating switch routes each token to 1 expert, got --k ${c.k}`);
+  if (c.model === 'moe' && c.gating === 'hash' && c.k !== 1) throw new UsageError(`--gating hash sends each token to the 1 expert its id hashes to, got --k ${c.k}`);
+  if (c.model === 'moe' && c.gating === 'hash' && c.wZLoss !== undefined && c.wZLoss > 0) throw new UsageError(`--gating hash has no router logits, so --w-z-loss must be 0, got ${c.wZLoss}`);
+  if (c.model === 'moe' && c.gating === 'gshard' && c.k !== 2) throw new UsageError(`--gating gshard routes each token to its top 2 experts, got --k ${c.k}`);
+  if (c.model === 'moe' && c.gating === 'gshard' && c.experts < 2) throw new UsageError(`--gating gshard needs at least 2 experts, got --experts ${c.experts}`);
+  if (c.capacityFactor !== undefined) {
+    if (!(c.capacityFactor > 0 && Number.isFinite(c.capacityFactor))) throw new UsageError(`--capacity-factor must be a positive number, got ${c.capacityFactor}`);
+    if (c.model !== 'moe') throw new UsageError(`--capacity-factor needs --model moe (the model is ${c.model})`);
+    if (!TOKEN_CHOICE.includes(c.gating) && c.gating !== 'expert-choice') throw new UsageError(`--capacity-factor applies to token-choice routers (${TOKEN_CHOICE.join(', ')}) and expert-choice, not --gating ${c.gating}`);
+  }
+  const deepseekOnly = [['shared-experts', c.sharedExperts], ['score-function', c.scoreFunction], ['bias-update-rate', c.biasUpdateRate]] as const;
+  for (const [flag, v] of deepseekOnly) if (v !== undefined && c.gating !== 'deepseek') throw new UsageError(`--${flag} needs --gating deepseek (the gating is ${c.gating})`);
+  if (c.sharedExperts !== undefined && (!Number.isInteger(c.sharedExperts) || c.sharedExperts < 0)) throw new UsageError(`--shared-experts must be a non-negative integer, got ${c.sharedExperts}`);
+  if (c.sharedExperts !== undefined && c.sharedExperts >= c.experts) throw new UsageError(`--shared-experts ${c.sharedExperts} must be fewer than --experts ${c.experts}`);
+  if (c.scoreFunction !== undefined && c.scoreFunction !== 'sigmoid' && c.scoreFunction !== 'softmax') throw new UsageError(`--score-function must be sigmoid or softmax, got '${c.scoreFunction}'`);
+  for (const [flag, v] of [['w-z-loss', c.wZLoss], ['aux-loss-weight', c.auxLossWeight], ['bias-update-rate', c.biasUpdateRate]] as const) {
+    if (v !== undefined && !(v >= 0 && Number.isFinite(v))) throw new UsageError(`--${flag} must be a non-negative number, got ${v}`);
+  }
+}
+
+/** Whether a run's records carry the router fields (droppedFraction, droppedPerExpert, routerZLoss): runs that use #13's options. */
+export function recordsRouter(c: RunConfig): boolean {
+  return c.model === 'moe' && (NEW_ROUTERS.includes(c.gating) || c.capacityFactor !== undefined || c.wZLoss !== undefined);
 }
 
 interface Stats { cvImportance: number; cvLoad: number; gateEntropy: number; importance: number[]; load: number[]; expertCounts: number[] }
@@ -135,7 +178,8 @@ function countsOnHost(s: mt.MoEStats): number[] | null {
  */
 function countOnDevice(s: mt.MoEStats, config: RunConfig): mt.Tensor {
   const E = s.importance.size;
-  if (config.model === 'hmoe' || config.gating === 'batchwise') return s.gates.greater(0).sum(0);
+  // Dropped routes and GShard's skipped second experts have gate 0: count the nonzero gates.
+  if (config.model === 'hmoe' || ['batchwise', 'gshard', 'expert-choice'].includes(config.gating) || config.capacityFactor !== undefined) return s.gates.greater(0).sum(0);
   return mt.oneHot(s.indices.reshape([s.indices.size]), E, { dtype: 'int32' }).sum(0);
 }
 
@@ -362,13 +406,16 @@ export async function train(config: RunConfig, options: TrainOptions): Promise<V
     opt.zeroGrad();
     const t0 = Date.now();
     // Everything this step reports, kept on the device and read back once, below.
-    const { reported, counts } = mt.tidy(() => {
+    const { reported, counts, dropped } = mt.tidy(() => {
       const { x, y } = toTensors(batch, config.batch, config.seqLen);
       const out = model.forward(x);
       const task = mt.crossEntropy(out.logits, y);
       task.add(out.auxLoss).backward();
       const routing = out.stats ? statsTensors(out.stats, config) : { tensors: [], counts: null };
-      return { reported: [task.detach(), out.auxLoss.detach(), ...routing.tensors], counts: routing.counts };
+      // Router runs (#13) also record the z-loss (read with the rest) and the dropped fractions (host numbers).
+      const dropped = recordsRouter(config) && out.stats ? { fraction: out.stats.droppedFraction ?? 0, perExpert: out.stats.droppedPerExpert ?? [], hasZ: out.stats.routerZLoss !== undefined } : null;
+      const z = dropped?.hasZ ? [out.stats!.routerZLoss!] : []; // hash routing has no router logits
+      return { reported: [task.detach(), out.auxLoss.detach(), ...z, ...routing.tensors], counts: routing.counts, dropped };
     });
     // Clipping at 1 on the device: the norm is read with the rest (no readback of its own).
     const norm = mt.clipGradNormTensor(model.parameters(), 1);
@@ -379,7 +426,8 @@ export async function train(config: RunConfig, options: TrainOptions): Promise<V
       norm.dispose();
       mt.dispose(reported);
     }
-    const [gradNorm, lossValue, auxValue, ...routing] = values;
+    const [gradNorm, lossValue, auxValue, ...rest] = values;
+    const zValue = dropped?.hasZ ? rest.shift()![0]! : null, routing = rest;
     const loss = lossValue![0]!, aux = auxValue![0]!, stats = routing.length ? readStats(routing, counts) : null;
     if (!Number.isFinite(loss)) throw new Error(`training diverged at step ${step + 1}: the loss is ${loss}; try a smaller --lr`);
     if (!Number.isFinite(gradNorm![0]!)) throw new Error(`training diverged at step ${step + 1}: the gradient norm is ${gradNorm![0]!}; try a smaller --lr`);
@@ -394,6 +442,7 @@ export async function train(config: RunConfig, options: TrainOptions): Promise<V
       tokensPerSec, gflops: (ops.trainingFlops * tokensPerSec) / 1e9,
       cvImportance: stats?.cvImportance ?? null, cvLoad: stats?.cvLoad ?? null, gateEntropy: stats?.gateEntropy ?? null,
       importance: stats?.importance ?? null, load: stats?.load ?? null, expertCounts: stats?.expertCounts ?? null,
+      ...(dropped ? { droppedFraction: dropped.fraction, droppedPerExpert: dropped.perExpert, routerZLoss: zValue } : {}),
     };
     write(record);
     options.onStep?.(record);
@@ -433,7 +482,7 @@ export function dataOf(config: RunConfig): DataOptions {
 /** The first setting that differs between a checkpoint's config and the requested one (ignoring steps and bookkeeping). */
 function diffConfig(saved: RunConfig, wanted: RunConfig): string | null {
   // (evalEvery may change: evaluation draws no random numbers, so the training numbers stay the same.)
-  const keys: (keyof RunConfig)[] = ['model', 'experts', 'k', 'groups', 'modelSize', 'checkpointEvery', 'expertHidden', 'expert', 'gating', 'wImportance', 'wLoad', 'dropout', 'batch', 'seqLen', 'lr', 'warmup', 'seed', 'data', 'vocabSize'];
+  const keys: (keyof RunConfig)[] = ['model', 'experts', 'k', 'groups', 'modelSize', 'checkpointEvery', 'expertHidden', 'expert', 'gating', 'wImportance', 'wLoad', 'capacityFactor', 'wZLoss', 'auxLossWeight', 'sharedExperts', 'scoreFunction', 'biasUpdateRate', 'dropout', 'batch', 'seqLen', 'lr', 'warmup', 'seed', 'data', 'vocabSize'];
   for (const key of keys) {
     if (JSON.stringify(saved[key]) !== JSON.stringify(wanted[key])) return `${String(key)} = ${JSON.stringify(saved[key])}, not ${JSON.stringify(wanted[key])}`;
   }

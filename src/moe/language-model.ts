@@ -23,7 +23,7 @@ import { LSTM, type LSTMState } from '../nn/lstm.js';
 import { checkDType, checkPositiveInt, Module } from '../nn/module.js';
 import { HierarchicalMoE, type HierarchicalNoise } from './hierarchical.js';
 import { Expert } from './expert.js';
-import { MoE, type GatingKind, type MoEStats } from './moe.js';
+import { MoE, type GatingKind, type MoEOptions, type MoEStats } from './moe.js';
 import { RecurrentMoE } from './recurrent.js';
 import { checkExpertKind, expertMultiplyAdds, SwiGLUExpert, swigluHidden, type ExpertKind } from './swiglu-expert.js';
 
@@ -58,6 +58,8 @@ export interface MoELanguageModelOptions extends LanguageModelOptions {
   hierarchicalGroups?: number;
   /** Hierarchical only: groups per token (default 2, at most the number of groups); k / kPrimary experts are chosen in each. */
   kPrimary?: number;
+  /** The router options of MoEOptions (capacity and dropping, z-loss, α, jitter), passed to the MoE as given. */
+  router?: Pick<MoEOptions, 'capacityFactor' | 'wZLoss' | 'auxLossWeight' | 'jitterNoise' | 'sharedExperts' | 'scoreFunction' | 'biasUpdateRate'>;
 }
 
 export interface LMState { lstm1: LSTMState; lstm2: LSTMState }
@@ -119,7 +121,7 @@ abstract class StackedLSTMModel extends Module {
     this.softmax = new Linear(d, this.vocabSize, init);
   }
 
-  protected abstract middle(h: Tensor, noise: unknown): { output: Tensor; auxLoss: Tensor; stats: MoEStats | null };
+  protected abstract middle(h: Tensor, noise: unknown, ids: Tensor): { output: Tensor; auxLoss: Tensor; stats: MoEStats | null };
   protected abstract middleOps(): number;
 
   private drop(x: Tensor): Tensor {
@@ -136,7 +138,7 @@ abstract class StackedLSTMModel extends Module {
       const every = this.checkpointEvery === undefined ? {} : { checkpointEvery: this.checkpointEvery };
       const r1 = this.lstm1.forward(h0, options.state?.lstm1 ? toLayers(options.state.lstm1) : undefined, every);
       const h1 = h0.add(this.drop(r1.output));
-      const mid = this.middle(h1, options.noise);
+      const mid = this.middle(h1, options.noise, ids);
       const h2 = h1.add(this.drop(mid.output.sigmoid()));
       const r2 = this.lstm2.forward(h2, options.state?.lstm2 ? toLayers(options.state.lstm2) : undefined, every);
       const h3 = h2.add(this.drop(r2.output));
@@ -188,7 +190,7 @@ export class MoELanguageModel extends StackedLSTMModel {
       }
       this.moe = new HierarchicalMoE({ ...common, numGroups: groups, expertsPerGroup: options.numExperts / groups, kPrimary, kSecondary });
     } else {
-      this.moe = new MoE<ExpertKind>({ ...common, numExperts: options.numExperts, k: options.k, gating: options.gating ?? 'noisy-topk', expert });
+      this.moe = new MoE<ExpertKind>({ ...common, ...options.router, numExperts: options.numExperts, k: options.k, gating: options.gating ?? 'noisy-topk', expert });
     }
   }
 
@@ -196,10 +198,12 @@ export class MoELanguageModel extends StackedLSTMModel {
     return this.run(ids, options);
   }
 
-  protected middle(h: Tensor, noise: unknown): { output: Tensor; auxLoss: Tensor; stats: MoEStats } {
+  protected middle(h: Tensor, noise: unknown, ids: Tensor): { output: Tensor; auxLoss: Tensor; stats: MoEStats } {
     if (this.moe instanceof HierarchicalMoE) {
       return this.moe.forward(h, noise ? { noise: noise as HierarchicalNoise } : {});
     }
+    // Hash routing reads the input token at each position (the MoE sees h1 of the same position).
+    if (this.moe.gating === 'hash') return this.moe.forward(h, { tokenIds: ids });
     return this.moe.forward(h, noise ? { noise: noise as Tensor } : {});
   }
 

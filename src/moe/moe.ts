@@ -17,8 +17,27 @@ import { Expert } from './expert.js';
 import { BatchwiseGating } from './batchwise.js';
 import { checkLayerDType, NoisyTopKGating, SoftmaxGating, type GatingOutput } from './gating.js';
 import { checkExpertKind, expertMultiplyAdds, SwiGLUExpert, type ExpertKind } from './swiglu-expert.js';
+import { dropOverCapacity, expertCapacity } from './capacity.js';
+import { routerZLoss } from './routers/router-z-loss.js';
+import { SwitchGating, type RouterOutput } from './routers/switch.js';
+import { GShardGating } from './routers/gshard.js';
+import { HashGating } from './routers/hash.js';
+import { ExpertChoiceGating } from './routers/expert-choice.js';
+import { DeepSeekGating, type ScoreFunction } from './routers/deepseek.js';
+import { zeros } from '../tensor/ops/creation.js';
 
-export type GatingKind = 'noisy-topk' | 'softmax' | 'batchwise';
+/** The 2017 gates (noisy top-k, softmax, batchwise) and the routers after them (src/moe/routers/). */
+export type GatingKind = 'noisy-topk' | 'softmax' | 'batchwise' | 'switch' | 'gshard' | 'hash' | 'expert-choice' | 'deepseek';
+/** Every gating kind MoE accepts (the CLI's --gating, the lab's menu). */
+export const GATING_KINDS: readonly GatingKind[] = ['noisy-topk', 'softmax', 'batchwise', 'switch', 'gshard', 'hash', 'expert-choice', 'deepseek'];
+/** Routers with no auxiliary loss: hash routing balances nothing, Expert Choice is balanced by construction, DeepSeek balances by its bias. */
+const NO_AUX_LOSS: readonly GatingKind[] = ['hash', 'expert-choice', 'deepseek'];
+/** Routers whose balancing is their own auxiliary loss (α·E·Σ fᵢPᵢ), not the 2017 CV² losses. */
+const OWN_AUX_LOSS: readonly GatingKind[] = ['switch', 'gshard'];
+/** Token-choice routers with a fixed k per example, to which capacityFactor applies. */
+const TOKEN_CHOICE: readonly GatingKind[] = ['noisy-topk', 'switch', 'gshard', 'hash', 'deepseek'];
+/** Routers that may leave a chosen route undispatched (gate 0): they route by the nonzero gates. */
+const ROUTES_BY_GATES: readonly GatingKind[] = ['batchwise', 'gshard', 'expert-choice'];
 
 export interface MoEOptions<K extends ExpertKind = ExpertKind> {
   inputSize: number;
@@ -50,6 +69,25 @@ export interface MoEOptions<K extends ExpertKind = ExpertKind> {
   capacity?: number;
   /** The experts: 'mlp' (default, the paper's ReLU MLP) or 'swiglu' (Mixtral's w2(silu(w1·x) ⊙ w3·x)). */
   expert?: K;
+  /**
+   * Token-choice routers: each expert keeps at most ⌈capacityFactor·k·N/E⌉ routes, the rest
+   * are dropped (src/moe/capacity.ts gives the order). Unset: nothing is dropped.
+   */
+  capacityFactor?: number;
+  /** Weight of the router z-loss (ST-MoE) on the router's logits; 0 (default) = off, 1e-3 in the paper. */
+  wZLoss?: number;
+  /** α of the Switch/GShard balancing loss α·E·Σ fᵢ·Pᵢ (default 0.01). */
+  auxLossWeight?: number;
+  /** Switch: ε of the multiplicative router-input jitter U(1 − ε, 1 + ε) in training (default 0). */
+  jitterNoise?: number;
+  /** GShard: dispatch the second expert with probability min(1, 2·g₂) in training (default true). */
+  randomRouting?: boolean;
+  /** DeepSeek: always-on shared experts K_s (default 0), added to every example's output, ungated. */
+  sharedExperts?: number;
+  /** DeepSeek: affinities by 'sigmoid' (V3, default) or 'softmax'. */
+  scoreFunction?: ScoreFunction;
+  /** DeepSeek: γ of the loss-free bias update (default 0.001; 0 = off). */
+  biasUpdateRate?: number;
 }
 
 /** Everything a person studying routing wants from one forward pass. Tensors carry no gradient. */
@@ -75,6 +113,14 @@ export interface MoEStats {
   gateEntropy: Tensor;
   /** 0-d: the batchwise threshold loss (eq. 20), batchwise gating in training only. */
   batchwiseLoss?: Tensor;
+  /** Routes dropped over capacity / all routes this step (0 without capacityFactor). */
+  droppedFraction?: number;
+  /** Per expert: dropped routes / routes that chose it. */
+  droppedPerExpert?: number[];
+  /** 0-d: mean over rows of logsumexp(router logits)² (ST-MoE), whether or not it is weighted into auxLoss. */
+  routerZLoss?: Tensor;
+  /** DeepSeek: [E] the selection bias used by this forward (before its update). */
+  biases?: Tensor;
 }
 
 export interface MoEOutput {
@@ -96,6 +142,12 @@ function hostCounts(E: number, t: Tensor, isIndices: boolean): number[] {
 export interface MoEForwardOptions {
   /** ε ~ N(0, 1), [N, E] over the flattened rows, for deterministic noisy gating. */
   noise?: Tensor;
+  /** Switch: [N, d] router-input jitter factors in place of drawing them. */
+  jitter?: Tensor;
+  /** GShard: [N] u ~ U(0, 1) of random routing in place of drawing it. */
+  uniform?: Tensor;
+  /** Hash routing: int32 token ids, one per row of x (shape x.shape without its last axis, or [N]). */
+  tokenIds?: Tensor;
 }
 
 
@@ -104,8 +156,10 @@ export type ExpertOf<K extends ExpertKind> = K extends 'swiglu' ? SwiGLUExpert :
 
 /** K: the expert kind ('mlp' unless options.expert says otherwise), which types `experts`. */
 export class MoE<K extends ExpertKind = 'mlp'> extends Module {
-  gate: NoisyTopKGating | SoftmaxGating | BatchwiseGating;
+  gate: NoisyTopKGating | SoftmaxGating | BatchwiseGating | SwitchGating | GShardGating | HashGating | ExpertChoiceGating | DeepSeekGating;
   experts: ExpertOf<K>[];
+  /** DeepSeek's always-on shared experts, of the same kind as the others (state dict `shared_experts.{i}.*`); empty otherwise. */
+  shared_experts: ExpertOf<K>[];
   readonly expert: K;
   readonly inputSize: number;
   readonly outputSize: number;
@@ -118,6 +172,9 @@ export class MoE<K extends ExpertKind = 'mlp'> extends Module {
   wBatchwise: number;
   dispatch: DispatchMode;
   capacity: number | undefined;
+  readonly capacityFactor: number | undefined;
+  wZLoss: number;
+  auxLossWeight: number;
 
   constructor(options: MoEOptions<K>) {
     super();
@@ -126,7 +183,11 @@ export class MoE<K extends ExpertKind = 'mlp'> extends Module {
     this.hiddenSize = checkPositiveInt('MoE', 'hiddenSize', options.hiddenSize);
     this.numExperts = checkPositiveInt('MoE', 'numExperts', options.numExperts);
     this.gating = options.gating ?? 'noisy-topk';
-    this.k = this.gating === 'softmax' ? this.numExperts : checkPositiveInt('MoE', 'k', options.k);
+    if (!GATING_KINDS.includes(this.gating)) throw new Error(`MoE: unknown gating '${String(this.gating)}' (expected ${GATING_KINDS.map((g) => `'${g}'`).join(', ')})`);
+    if (this.gating === 'switch' && options.k !== undefined && options.k !== 1) throw new Error(`MoE: gating 'switch' routes each example to 1 expert, got k = ${options.k}`);
+    if (this.gating === 'gshard' && options.k !== undefined && options.k !== 2) throw new Error(`MoE: gating 'gshard' routes each example to its top 2 experts, got k = ${options.k}`);
+    if (this.gating === 'hash' && options.k !== undefined && options.k !== 1) throw new Error(`MoE: gating 'hash' sends each token to the 1 expert its id hashes to, got k = ${options.k}`);
+    this.k = this.gating === 'softmax' ? this.numExperts : this.gating === 'switch' || this.gating === 'hash' ? 1 : this.gating === 'gshard' ? 2 : checkPositiveInt('MoE', 'k', options.k);
     if (this.k > this.numExperts) throw new Error(`MoE: k (${this.k}) cannot exceed numExperts (${this.numExperts})`);
     this.wImportance = options.wImportance ?? 0.1;
     this.wLoad = options.wLoad ?? 0.1;
@@ -134,7 +195,15 @@ export class MoE<K extends ExpertKind = 'mlp'> extends Module {
     this.dispatch = options.dispatch ?? 'auto';
     if (!['auto', 'sparse', 'device'].includes(this.dispatch)) throw new Error(`MoE: dispatch must be 'auto', 'sparse' or 'device', got '${String(this.dispatch)}'`);
     this.capacity = options.capacity === undefined ? undefined : checkPositiveInt('MoE', 'capacity', options.capacity);
-    for (const [name, w] of [['wImportance', this.wImportance], ['wLoad', this.wLoad], ['wBatchwise', this.wBatchwise]] as const) {
+    this.capacityFactor = options.capacityFactor;
+    if (this.capacityFactor !== undefined) {
+      if (!(typeof this.capacityFactor === 'number' && this.capacityFactor > 0 && Number.isFinite(this.capacityFactor))) throw new Error(`MoE: capacityFactor must be a positive number, got ${this.capacityFactor}`);
+      if (!TOKEN_CHOICE.includes(this.gating) && this.gating !== 'expert-choice') throw new Error(`MoE: capacityFactor applies to token-choice routers (${TOKEN_CHOICE.join(', ')}) and expert-choice, not gating '${this.gating}'`);
+      if (options.capacity !== undefined) throw new Error(`MoE: give capacityFactor or capacity, not both (capacityFactor sets the device buffers too)`);
+    }
+    this.wZLoss = options.wZLoss ?? 0;
+    this.auxLossWeight = options.auxLossWeight ?? 0.01;
+    for (const [name, w] of [['wImportance', this.wImportance], ['wLoad', this.wLoad], ['wBatchwise', this.wBatchwise], ['wZLoss', this.wZLoss], ['auxLossWeight', this.auxLossWeight]] as const) {
       if (!(typeof w === 'number' && w >= 0 && Number.isFinite(w))) throw new Error(`MoE: ${name} must be a non-negative number, got ${w}`);
     }
     this.expert = checkExpertKind('MoE', options.expert) as K;
@@ -149,12 +218,30 @@ export class MoE<K extends ExpertKind = 'mlp'> extends Module {
       this.gate = new SoftmaxGating(common);
     } else if (this.gating === 'batchwise') {
       this.gate = new BatchwiseGating({ ...common, k: this.k });
+    } else if (this.gating === 'deepseek') {
+      this.gate = new DeepSeekGating({
+        ...common, k: this.k, scoreFunction: options.scoreFunction ?? 'sigmoid', biasUpdateRate: options.biasUpdateRate ?? 1e-3,
+        ...(options.generator ? { generator: options.generator } : {}),
+      });
+    } else if (this.gating === 'expert-choice') {
+      // Expert Choice's capacity factor is its average experts per example: k by default.
+      this.gate = new ExpertChoiceGating({ ...common, capacityFactor: this.capacityFactor ?? this.k, ...(options.generator ? { generator: options.generator } : {}) });
+    } else if (this.gating === 'hash') {
+      if (this.wZLoss > 0) throw new Error(`MoE: gating 'hash' has no router logits, so wZLoss must be 0, got ${this.wZLoss}`);
+      this.gate = new HashGating({ numExperts: this.numExperts, dtype });
+    } else if (this.gating === 'gshard') {
+      this.gate = new GShardGating({ ...common, randomRouting: options.randomRouting ?? true, ...(options.generator ? { generator: options.generator } : {}) });
     } else {
-      throw new Error(`MoE: unknown gating '${String(this.gating)}' (expected 'noisy-topk', 'softmax' or 'batchwise')`);
+      this.gate = new SwitchGating({ ...common, jitterNoise: options.jitterNoise ?? 0, ...(options.generator ? { generator: options.generator } : {}) });
     }
     const init = { dtype, ...(options.generator ? { generator: options.generator } : {}) };
     const Kind = this.expert === 'swiglu' ? SwiGLUExpert : Expert;
     this.experts = Array.from({ length: this.numExperts }, () => new Kind(this.inputSize, this.hiddenSize, this.outputSize, init) as ExpertOf<K>);
+    const shared = options.sharedExperts ?? 0;
+    if (!Number.isInteger(shared) || shared < 0) throw new Error(`MoE: sharedExperts must be a non-negative integer, got ${shared}`);
+    if (shared > 0 && this.gating !== 'deepseek') throw new Error(`MoE: sharedExperts needs gating 'deepseek', got '${this.gating}'`);
+    if (shared >= this.numExperts) throw new Error(`MoE: sharedExperts (${shared}) must be fewer than numExperts (${this.numExperts})`);
+    this.shared_experts = Array.from({ length: shared }, () => new Kind(this.inputSize, this.hiddenSize, this.outputSize, init) as ExpertOf<K>);
   }
 
   /** x [..., inputSize] → {output [..., outputSize], auxLoss, stats}. */
@@ -166,31 +253,55 @@ export class MoE<K extends ExpertKind = 'mlp'> extends Module {
     checkLayerDType('MoE', x, (first instanceof SwiGLUExpert ? first.w1 : first.fc1).weight.dtype);
     return tidy(() => {
       const rows = reshape(x, [x.size / this.inputSize, this.inputSize]);
-      const g: GatingOutput & { batchwiseLoss?: Tensor } = this.gate instanceof NoisyTopKGating
+      const biases = this.gate instanceof DeepSeekGating ? this.gate.e_score_correction_bias.detach().clone() : undefined;
+      const g: GatingOutput & { batchwiseLoss?: Tensor } & Partial<RouterOutput> = this.gate instanceof NoisyTopKGating
         ? this.gate.forward(rows, options.noise ? { noise: options.noise } : {})
-        : this.gate.forward(rows);
+        : this.gate instanceof SwitchGating ? this.gate.forward(rows, options.jitter ? { jitter: options.jitter } : {})
+          : this.gate instanceof GShardGating ? this.gate.forward(rows, options.uniform ? { uniform: options.uniform } : {})
+          : this.gate instanceof HashGating ? this.gate.forward(rows, options.tokenIds)
+          // [..., T, d]: one group per time step (causal); [N, d]: one group.
+          : this.gate instanceof ExpertChoiceGating ? this.gate.forward(rows, x.rank >= 3 ? x.shape[x.rank - 2]! : 1)
+            : this.gate.forward(rows);
       // Batchwise gating routes by its mask (a variable number of experts per example).
-      const routes = this.gating === 'batchwise' ? undefined : g.indices;
-      const dispatcher = makeDispatcher(this.numExperts, g.gates, { indices: routes, dispatch: this.dispatch, capacity: this.capacity });
+      let routes = ROUTES_BY_GATES.includes(this.gating) ? undefined : g.indices;
+      let gates = g.gates, capacity = this.capacity, dropped = { fraction: 0, perExpert: new Array<number>(this.numExperts).fill(0) };
+      if (this.capacityFactor !== undefined && this.gating !== 'expert-choice') {
+        capacity = expertCapacity(this.capacityFactor, this.k, rows.shape[0]!, this.numExperts);
+        const drop = dropOverCapacity(g.indices, this.numExperts, capacity, rows.dtype === 'float64' ? 'float64' : 'float32', g.gates);
+        // A dropped route's gate becomes 0 (no output, no gradient through it); the dispatcher
+        // then routes the nonzero gates, so an expert never holds more than `capacity` rows.
+        gates = g.gates.mul(drop.keep);
+        routes = undefined;
+        dropped = { fraction: drop.droppedFraction, perExpert: drop.droppedPerExpert };
+      }
+      const dispatcher = makeDispatcher(this.numExperts, gates, { indices: routes, dispatch: this.dispatch, capacity });
       const inputs = dispatcher.dispatch(rows);
       // An expert with no examples sees a [0, d] input: no arithmetic, exact zero gradients.
       const outputs = inputs.map((input, e) => this.experts[e]!.forward(input));
-      const combined = dispatcher.combine(outputs);
-      const counts = dispatcher.partSizesOnHost ? dispatcher.partSizes() : null, capacity = dispatcher.capacity;
+      let combined = dispatcher.combine(outputs);
+      // DeepSeek's shared experts see every example, ungated (DeepSeekMoE eq. 9).
+      for (const expert of this.shared_experts) combined = combined.add(expert.forward(rows));
+      const counts = dispatcher.partSizesOnHost ? dispatcher.partSizes() : null, bufferRows = dispatcher.capacity;
       dispatcher.dispose();
       const cvImp = cvSquared(g.importance), cvLoad = cvSquared(g.load);
-      let auxLoss = cvImp.mul(this.wImportance).add(cvLoad.mul(this.wLoad));
+      // Hash routing learns nothing and balances nothing: no auxiliary loss.
+      let auxLoss = NO_AUX_LOSS.includes(this.gating) ? zeros([], { dtype: rows.dtype })
+        : OWN_AUX_LOSS.includes(this.gating) ? g.routerAuxLoss!.mul(this.auxLossWeight)
+          : cvImp.mul(this.wImportance).add(cvLoad.mul(this.wLoad));
       if (g.batchwiseLoss) auxLoss = auxLoss.add(g.batchwiseLoss.mul(this.wBatchwise));
+      const zLoss = this.gating === 'hash' ? null : routerZLoss(g.cleanLogits);
+      if (zLoss && this.wZLoss > 0) auxLoss = auxLoss.add(zLoss.mul(this.wZLoss));
       // The entropy sums over nonzero gates only: with top-k routing, over the k chosen ones.
       const fields = {
-        gates: g.gates.detach(), indices: g.indices, importance: g.importance.detach(), load: g.load.detach(),
+        gates: gates.detach(), indices: g.indices, importance: g.importance.detach(), load: g.load.detach(),
         cvImportance: cvImp.detach().sqrt(), cvLoad: cvLoad.detach().sqrt(), gateEntropy: gateEntropy(routes ? noGrad(() => gather(g.gates, 1, routes)) : g.gates),
         ...(g.batchwiseLoss ? { batchwiseLoss: g.batchwiseLoss.detach() } : {}),
+        droppedFraction: dropped.fraction, droppedPerExpert: dropped.perExpert, ...(zLoss ? { routerZLoss: zLoss.detach() } : {}), ...(biases ? { biases } : {}),
       };
       // With the routing on the device, the counts come from tensors the caller owns, when
       // first read (a readback), capped at the capacity as the dispatcher's buffers are.
       const E = this.numExperts;
-      const countOnRead = () => hostCounts(E, routes ? fields.indices : fields.gates, routes !== undefined).map((c) => Math.min(c, capacity));
+      const countOnRead = () => hostCounts(E, routes ? fields.indices : fields.gates, routes !== undefined).map((c) => Math.min(c, bufferRows));
       const stats: MoEStats = counts ? { ...fields, expertCounts: counts } : Object.assign(new ExpertCountsOnRead(countOnRead), fields);
       return { output: reshape(combined, [...x.shape.slice(0, -1), this.outputSize]), auxLoss, stats };
     });
@@ -200,7 +311,9 @@ export class MoE<K extends ExpertKind = 'mlp'> extends Module {
   multiplyAddsPerExample(): number {
     const gateMatmuls = this.gate instanceof NoisyTopKGating && this.gate.noisy ? 2 : 1;
     const gating = gateMatmuls * this.inputSize * this.numExperts;
-    const experts = this.k * expertMultiplyAdds(this.expert, this.inputSize, this.hiddenSize, this.outputSize);
+    // Expert Choice: each example gets capacityFactor experts on average.
+    const perExample = (this.gating === 'expert-choice' ? (this.capacityFactor ?? this.k) : this.k) + this.shared_experts.length;
+    const experts = perExample * expertMultiplyAdds(this.expert, this.inputSize, this.hiddenSize, this.outputSize);
     return gating + experts;
   }
 }

@@ -29,6 +29,16 @@ export interface RunConfig {
   gating: string;
   wImportance: number;
   wLoad: number;
+  /** Routers (#13), recorded only when set: token-choice capacity factor (unset: no dropping). */
+  capacityFactor?: number;
+  /** Router z-loss weight (recorded only when set; 0 = off). */
+  wZLoss?: number;
+  /** Switch/GShard balancing-loss α (recorded only when set; default 0.01). */
+  auxLossWeight?: number;
+  /** DeepSeek routing (recorded only when set): shared experts, 'sigmoid' | 'softmax', bias update rate γ. */
+  sharedExperts?: number;
+  scoreFunction?: string;
+  biasUpdateRate?: number;
   dropout: number;
   steps: number;
   batch: number;
@@ -79,6 +89,12 @@ export interface TrainRecord {
   importance: number[] | null;
   load: number[] | null;
   expertCounts: number[] | null;
+  /** Router runs (#13): routes dropped over capacity / all routes this step. */
+  droppedFraction?: number;
+  /** Router runs: per expert, dropped routes / routes that chose it. */
+  droppedPerExpert?: number[];
+  /** Router runs: mean logsumexp(router logits)² (ST-MoE z-loss, weighted or not). */
+  routerZLoss?: number | null;
 }
 
 export interface ValRecord {

@@ -52,7 +52,7 @@ describe('mixtape CLI', () => {
     assertCleanError(run('train', '--lr=-1'), /--lr must be a positive number, got -1/);
     assertCleanError(run('train', '--lr', '-1'), /--lr needs a value; write a value that starts with '-' as --lr=-X/);
     assertCleanError(run('train', '--model', 'hmoe', '--experts', '6', '--groups', '4'), /--experts 6 must be divisible by --groups 4/);
-    assertCleanError(run('train', '--gating', 'switch'), /unknown --gating 'switch'/);
+    assertCleanError(run('train', '--gating', 'bogus'), /unknown --gating 'bogus'/);
     assertCleanError(run('train', '--backend', 'tpu'), /--backend must be cpu or gpu, got 'tpu'/);
     assertCleanError(run('train', '--backend', 'gpu', '--gpu-mode', 'webgl2'), /--gpu-mode must be headlessgl or webgpu, got 'webgl2'/);
     assertCleanError(run('train', '--gpu-mode', 'webgpu'), /--gpu-mode webgpu needs --backend gpu \(the backend is cpu\)/);

@@ -126,7 +126,7 @@ describe('gradcheck: MoE layers', () => {
     // L_batchwise treats the gate values as constants on purpose (it trains T only), which a
     // finite difference in x cannot see; it is checked on its own above, so weight it 0 here.
     const moe = new mt.MoE({ inputSize: 3, outputSize: 2, hiddenSize: 3, numExperts: 3, k: 1, gating: 'batchwise', wBatchwise: 0, dtype: 'float64' });
-    moe.gate.w_gate.assign(mt.tensor(values(9, 101, 2), [3, 3], { dtype: 'float64' }));
+    (moe.gate as mt.NoisyTopKGating).w_gate.assign(mt.tensor(values(9, 101, 2), [3, 3], { dtype: 'float64' }));
     for (const e of moe.experts) e.fc1.bias!.assign(mt.tensor([0.5, -0.5, 0.6], { dtype: 'float64' }));
     const x = mt.tensor(values(18, 102), [6, 3], { dtype: 'float64' });
     const r = mt.tensor(values(12, 103), [6, 2], { dtype: 'float64' });

@@ -75,7 +75,7 @@ describe('MoELanguageModel and DenseLanguageModel', () => {
       opt.step();
     }
     assert.ok(losses[29]! < losses[0]! * 0.5, `loss ${losses[0]} → ${losses[29]}`);
-    assert.ok((lm.moe as mt.MoE).gate.w_gate.grad!.abs().sum().item() > 0);
+    assert.ok(((lm.moe as mt.MoE).gate as mt.NoisyTopKGating).w_gate.grad!.abs().sum().item() > 0);
   });
 
   test('bad input is a clear error', () => {

@@ -152,7 +152,7 @@ describe('sparse dispatch and combine', () => {
       const sparseGrads = moe.namedParameters().map(([n, p]) => [n, Array.from(p.grad?.dataSync() ?? new Float64Array(p.size))] as const);
       moe.zeroGrad();
       // Dense reference: every expert on every row, weighted by the same gates.
-      const g = moe.gate.forward(x2, { noise: c.noise }).gates;
+      const g = (moe.gate as mt.NoisyTopKGating).forward(x2, { noise: c.noise }).gates;
       let dense = mt.zeros([N, outSize], { dtype: 'float64' });
       moe.experts.forEach((expert, e) => { dense = dense.add(expert.forward(x2).mul(g.slice([0, e], [N, 1]))); });
       assertClose(sparse.output.dataSync(), dense.dataSync(), { rtol: 1e-12, atol: 1e-14, what: 'output' });
@@ -326,7 +326,7 @@ describe('strictly balanced (batchwise) gating', () => {
     fc.assert(fc.property(fc.integer({ min: 1, max: 4 }), fc.integer({ min: 2, max: 5 }), fc.integer({ min: 0, max: 1e6 }), (mult, E, seed) => {
       const k = 2 > E ? 1 : 2, N = E * mult;
       const moe = new mt.MoE({ inputSize: 3, outputSize: 2, hiddenSize: 4, numExperts: E, k, gating: 'batchwise', dtype: 'float64' });
-      moe.gate.w_gate.assign(mt.tensor(values(3 * E, seed), [3, E], { dtype: 'float64' }));
+      (moe.gate as mt.NoisyTopKGating).w_gate.assign(mt.tensor(values(3 * E, seed), [3, E], { dtype: 'float64' }));
       const x = mt.tensor(values(N * 3, seed + 1), [N, 3], { dtype: 'float64' });
       const { stats } = moe.forward(x);
       assert.deepEqual(stats.expertCounts, new Array(E).fill(k * mult));
@@ -355,7 +355,7 @@ describe('configuration errors and memory', () => {
     assert.throws(() => new mt.MoE({ ...base, k: 5 }), /MoE: k \(5\) cannot exceed numExperts \(4\)/);
     assert.throws(() => new mt.MoE({ ...base, hiddenSize: -1 }), /MoE: hiddenSize must be a positive integer, got -1/);
     assert.throws(() => new mt.MoE({ ...base, numExperts: 0 }), /MoE: numExperts must be a positive integer, got 0/);
-    assert.throws(() => new mt.MoE({ ...base, gating: 'switch' as 'softmax' }), /MoE: unknown gating 'switch'/);
+    assert.throws(() => new mt.MoE({ ...base, gating: 'bogus' as 'softmax' }), /MoE: unknown gating 'bogus'/);
     assert.throws(() => new mt.MoE(base).forward(mt.zeros([3, 5])), /MoE: expected input \[\.\.\., 4\], got \[3, 5\]/);
     assert.throws(() => new mt.MoE(base).forward(mt.zeros([3, 4]), { noise: mt.zeros([3, 2]) }), /NoisyTopKGating: noise must have shape \[3, 4\], got \[3, 2\]/);
     assert.throws(() => new mt.HierarchicalMoE({ ...base, numGroups: 2, expertsPerGroup: 2, kPrimary: 3 }), /HierarchicalMoE: kPrimary \(3\) cannot exceed numGroups \(2\)/);

@@ -1,0 +1,101 @@
+// The router flags (#13): --gating switch, --capacity-factor, --w-z-loss, --aux-loss-weight:
+// one clear error per bad configuration, and a short run that records the router fields.
+
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, test } from 'node:test';
+import { configFromFlags } from '../../src/cli/main.js';
+import type { RunConfig, TrainRecord } from '../../src/report/schema.js';
+
+const tmp = mkdtempSync(join(tmpdir(), 'mixtape-routers-'));
+after(() => rmSync(tmp, { recursive: true, force: true }));
+
+describe('router flags', () => {
+  const bad: [Record<string, string>, string][] = [
+    [{ gating: 'switch', k: '2' }, '--gating switch routes each token to 1 expert, got --k 2'],
+    [{ gating: 'switch', model: 'hmoe' }, '--gating switch needs --model moe (the hierarchical MoE has its own noisy top-k gates)'],
+    [{ gating: 'gshard', k: '1' }, '--gating gshard routes each token to its top 2 experts, got --k 1'],
+    [{ gating: 'gshard', experts: '1', k: '2' }, '--k 2 is larger than --experts 1: each token picks k of the experts'],
+    [{ gating: 'gshard', model: 'hmoe' }, '--gating gshard needs --model moe (the hierarchical MoE has its own noisy top-k gates)'],
+    [{ gating: 'hash', k: '2' }, '--gating hash sends each token to the 1 expert its id hashes to, got --k 2'],
+    [{ gating: 'hash', 'w-z-loss': '0.001' }, '--gating hash has no router logits, so --w-z-loss must be 0, got 0.001'],
+    [{ gating: 'expert-choice', model: 'hmoe' }, '--gating expert-choice needs --model moe (the hierarchical MoE has its own noisy top-k gates)'],
+    [{ 'shared-experts': '1' }, '--shared-experts needs --gating deepseek (the gating is noisy-topk)'],
+    [{ gating: 'deepseek', 'shared-experts': '16' }, '--shared-experts 16 must be fewer than --experts 16'],
+    [{ gating: 'deepseek', 'score-function': 'tanh' }, "--score-function must be sigmoid or softmax, got 'tanh'"],
+    [{ gating: 'deepseek', 'bias-update-rate': '-1' }, '--bias-update-rate must be a non-negative number, got -1'],
+    [{ 'capacity-factor': '0' }, '--capacity-factor must be a positive number, got 0'],
+    [{ 'capacity-factor': '-0.5' }, '--capacity-factor must be a positive number, got -0.5'],
+    [{ 'capacity-factor': '1', gating: 'batchwise' }, '--capacity-factor applies to token-choice routers (noisy-topk, switch, gshard, hash, deepseek) and expert-choice, not --gating batchwise'],
+    [{ 'capacity-factor': '1', model: 'hmoe' }, '--capacity-factor needs --model moe (the model is hmoe)'],
+    [{ 'w-z-loss': '-1' }, '--w-z-loss must be a non-negative number, got -1'],
+    [{ 'aux-loss-weight': '-0.1' }, '--aux-loss-weight must be a non-negative number, got -0.1'],
+  ];
+  for (const [flags, message] of bad) {
+    test(`${JSON.stringify(flags)}: ${message}`, () => {
+      assert.throws(() => configFromFlags(flags), (e: Error) => e.name === 'UsageError' && e.message === message);
+    });
+  }
+
+  test('--gating switch defaults --k to 1; router options are recorded only when given', () => {
+    const c: RunConfig = configFromFlags({ gating: 'switch', 'capacity-factor': '1.25', 'w-z-loss': '0.001', 'aux-loss-weight': '0.02' });
+    assert.equal(c.k, 1);
+    assert.equal(c.capacityFactor, 1.25);
+    assert.equal(c.wZLoss, 0.001);
+    assert.equal(c.auxLossWeight, 0.02);
+    const plain = configFromFlags({});
+    assert.equal(plain.k, 2);
+    for (const key of ['capacityFactor', 'wZLoss', 'auxLossWeight'] as const) assert.ok(!(key in plain), `${key} must be absent from a run that did not set it`);
+  });
+
+  test('a short switch run with dropping records droppedFraction, droppedPerExpert and routerZLoss in every train record', () => {
+    const out = join(tmp, 'switch');
+    const r = spawnSync(process.execPath, ['--import', import.meta.resolve('tsx'), join(process.cwd(), 'src/cli/entry.ts'), 'train', '--gating', 'switch', '--capacity-factor', '0.5',
+      '--w-z-loss', '1e-3', '--steps', '4', '--eval-every', '4', '--batch', '4', '--seq-len', '8', '--d', '8', '--expert-hidden', '8', '--experts', '4', '--domains', '4', '--quiet', '--out', out], { encoding: 'utf8', timeout: 120_000 });
+    assert.equal(r.status, 0, r.stderr);
+    const train = readFileSync(join(out, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as TrainRecord).filter((x) => x.type === 'train');
+    assert.equal(train.length, 4);
+    for (const rec of train) {
+      // Capacity ⌈0.5·1·32/4⌉ = 4 of 32 tokens per expert: at least half of the routes are dropped.
+      assert.ok(rec.droppedFraction! >= 0.5 && rec.droppedFraction! < 1, `droppedFraction ${rec.droppedFraction}`);
+      assert.equal(rec.droppedPerExpert!.length, 4);
+      assert.ok(rec.expertCounts!.every((n) => n <= 4), `counts ${rec.expertCounts}`);
+      assert.ok(Number.isFinite(rec.routerZLoss!) && rec.routerZLoss! > 0);
+    }
+  });
+
+  const cli = (...args: string[]) => spawnSync(process.execPath, ['--import', import.meta.resolve('tsx'), join(process.cwd(), 'src/cli/entry.ts'), ...args], { encoding: 'utf8', timeout: 120_000 });
+
+  test('compare --gatings: one clear error for an unsupported router', () => {
+    const r = cli('compare', '--gatings', 'switch,softmax', '--out', join(tmp, 'bad'));
+    assert.equal(r.status, 2, r.stderr);
+    assert.equal(r.stderr.trim(), "mixtape: --gatings: unknown or unsupported router 'softmax' (expected a comma-separated list of noisy-topk, switch, gshard, hash, expert-choice, deepseek)");
+  });
+
+  test('compare --gatings trains one MoE per router with matched active compute (a·hidden = k·h), plus the dense baseline', () => {
+    const out = join(tmp, 'compare');
+    const r = cli('compare', '--gatings', 'noisy-topk,switch,gshard', '--experts', '4', '--k', '2', '--expert-hidden', '6', '--steps', '2', '--eval-every', '2',
+      '--batch', '4', '--seq-len', '4', '--d', '4', '--domains', '4', '--quiet', '--out', out);
+    assert.equal(r.status, 0, r.stderr);
+    const config = (dir: string) => JSON.parse(readFileSync(join(out, dir, 'config.json'), 'utf8')) as RunConfig;
+    assert.deepEqual([config('router-noisy-topk').k, config('router-noisy-topk').expertHidden], [2, 6]);
+    assert.deepEqual([config('router-switch').k, config('router-switch').expertHidden, config('router-switch').gating], [1, 12, 'switch']);
+    assert.deepEqual([config('router-gshard').k, config('router-gshard').expertHidden], [2, 6]);
+    assert.equal(config('dense').model, 'dense');
+  });
+
+  test('deepseek: the bias is checkpointed, so a resumed run equals an uninterrupted one', () => {
+    const flags = ['--gating', 'deepseek', '--experts', '4', '--k', '2', '--shared-experts', '1', '--bias-update-rate', '0.05', '--eval-every', '2',
+      '--batch', '4', '--seq-len', '4', '--d', '4', '--expert-hidden', '4', '--domains', '4', '--quiet'];
+    const whole = join(tmp, 'ds-whole'), parts = join(tmp, 'ds-parts');
+    assert.equal(cli('train', ...flags, '--steps', '4', '--out', whole).status, 0);
+    assert.equal(cli('train', ...flags, '--steps', '2', '--out', parts).status, 0);
+    const r = cli('train', '--out', parts, '--resume', '--steps', '4', '--quiet');
+    assert.equal(r.status, 0, r.stderr);
+    const losses = (dir: string) => readFileSync(join(dir, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as TrainRecord).filter((x) => x.type === 'train').map((x) => [x.step, x.loss, x.expertCounts]);
+    assert.deepEqual(losses(parts), losses(whole));
+  });
+});
