@@ -5,6 +5,6 @@ export { makeDispatcher, dispatchesOnDevice, type Dispatcher, type DispatchMode,
 export { SparseDispatcher } from './sparse-dispatcher.js';
 export { DeviceDispatcher } from './device-dispatcher.js';
 export { Expert } from './expert.js';
-export { MoE, type MoEOptions, type MoEOutput, type MoEStats, type MoEForwardOptions, type GatingKind } from './moe.js';
+export { MoE, type MoEOptions, type MoEOutput, type MoEStats, type MoEForwardOptions, type GatingKind, GATING_KINDS } from './moe.js';
 export { HierarchicalMoE, ExpertGroup, type HierarchicalMoEOptions, type HierarchicalNoise, type HierarchicalStats } from './hierarchical.js';
 export { MoELanguageModel, DenseLanguageModel, type LanguageModelOptions, type MoELanguageModelOptions, type LMOutput, type LMState, type OpsPerToken } from './language-model.js';

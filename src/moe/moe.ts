@@ -17,7 +17,9 @@ import { Expert } from './expert.js';
 import { BatchwiseGating } from './batchwise.js';
 import { NoisyTopKGating, SoftmaxGating, type GatingOutput } from './gating.js';
 
-export type GatingKind = 'noisy-topk' | 'softmax' | 'batchwise';
+/** Every gating kind the MoE layer accepts (the lab's menu and the CLI's checks read this list). */
+export const GATING_KINDS = ['noisy-topk', 'softmax', 'batchwise'] as const;
+export type GatingKind = typeof GATING_KINDS[number];
 
 export interface MoEOptions {
   inputSize: number;
