@@ -13,7 +13,7 @@ import { existsSync, readdirSync, readFileSync, realpathSync, statSync } from 'n
 import { isAbsolute, join, relative, sep } from 'node:path';
 
 export interface LabServerOptions {
-  /** The folder holding lab.js (and lab.js.map), the bundled page script. */
+  /** The folder holding lab.js and lab-worker.js (and their .map), the bundled page and worker scripts. */
   assets: string;
   /** gpu.js's browser build (node_modules/gpu.js/dist/gpu-browser.min.js). */
   gpuJs: string;
@@ -89,7 +89,7 @@ function handle(o: LabServerOptions, req: IncomingMessage, res: ServerResponse):
   const path = (req.url ?? '/').split(/[?#]/)[0]!;
   const notFound = () => send(res, 404, 'text/plain', 'not found\n', head);
   if (path === '/' || path === '/index.html') return send(res, 200, TYPES['.html']!, LAB_PAGE, head);
-  if (path === '/lab.js' || path === '/lab.js.map') {
+  if (/^\/lab(-worker)?\.js(\.map)?$/.test(path)) {
     const file = join(o.assets, path.slice(1));
     return existsSync(file) ? send(res, 200, TYPES[path.endsWith('.map') ? '.map' : '.js']!, readFileSync(file), head) : notFound();
   }
