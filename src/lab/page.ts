@@ -146,41 +146,79 @@ async function readDropped(file: any): Promise<void> {
 
 const color = (i: number) => `var(--c${i % 10})`;
 
-function draw(): void {
-  if (!summary) return;
-  $('step-count').textContent = String(summary.step);
-  const last = history.at(-1);
-  if (last) $('speed').textContent = `(${Math.round(last.tokensPerSec)} tokens/s, loss ${last.loss.toFixed(4)})`;
-  const pts = (f: (r: StepRecord) => number | null) => history.map((r) => [r.step, f(r) ?? NaN] as const);
-  const fl = summary.floors;
-  $('loss-chart').innerHTML = lineChart({
-    title: 'training loss (nats/token) against the corpus floors', xLabel: 'step', yLabel: 'loss', height: 280,
-    series: [{ name: 'loss', color: color(0), points: pts((r) => r.loss) }],
-    refLines: fl ? [{ y: fl.knownDomain, label: `known domain ${fl.knownDomain.toFixed(3)}` }, { y: fl.bayes, label: `Bayes ${fl.bayes.toFixed(3)}` },
-      { y: fl.pooledBigram, label: `pooled bigram ${fl.pooledBigram.toFixed(3)}` }, { y: fl.uniform, label: `uniform ${fl.uniform.toFixed(3)}` }] : [],
-  });
-  if (summary.experts === 0) { for (const id of ['cv-chart', 'entropy-chart', 'bars', 'heatmap', 'domain-table']) $(id).innerHTML = id === 'cv-chart' ? '<p>dense model: no routing</p>' : ''; return; }
-  const series: Series[] = [{ name: 'CV(importance)', color: color(1), points: pts((r) => r.cvImportance) }, { name: 'CV(load)', color: color(2), points: pts((r) => r.cvLoad) }];
-  $('cv-chart').innerHTML = lineChart({ title: 'CV(importance) and CV(load)', xLabel: 'step', yLabel: 'CV', series, width: 500, height: 240 });
-  $('entropy-chart').innerHTML = lineChart({ title: 'gate entropy (nats)', xLabel: 'step', yLabel: 'entropy', series: [{ name: 'entropy', color: color(4), points: pts((r) => r.gateEntropy) }], width: 500, height: 240 });
-  if (last?.importance && last.load) $('bars').innerHTML = bars(last.importance, last.load);
-  // Load share per expert over the last 60 steps: columns are steps, rows experts.
-  const recent = history.slice(-60).filter((r) => r.load);
-  if (recent.length > 0) {
-    const E = summary.experts;
+/** The live view, one part per chart: while training, one part is redrawn per frame (below). */
+const parts: Record<string, () => void> = {
+  counter() {
+    $('step-count').textContent = String(summary!.step);
+    const last = history.at(-1);
+    if (last) $('speed').textContent = `(${Math.round(last.tokensPerSec)} tokens/s, loss ${last.loss.toFixed(4)})`;
+  },
+  loss() {
+    const fl = summary!.floors;
+    $('loss-chart').innerHTML = '<h4>training loss (nats/token) against the synthetic corpus\'s exact floors</h4>' + lineChart({
+      title: 'training loss (nats/token) against the corpus floors', xLabel: 'step', yLabel: 'loss', height: 280,
+      series: [{ name: 'loss', color: color(0), points: points((r) => r.loss) }],
+      refLines: fl ? [{ y: fl.knownDomain, label: `known domain ${fl.knownDomain.toFixed(3)}` }, { y: fl.bayes, label: `Bayes ${fl.bayes.toFixed(3)}` },
+        { y: fl.pooledBigram, label: `pooled bigram ${fl.pooledBigram.toFixed(3)}` }, { y: fl.uniform, label: `uniform ${fl.uniform.toFixed(3)}` }] : [],
+    });
+  },
+  cv() {
+    if (!summary!.experts) { $('cv-chart').innerHTML = '<p>dense model: no routing</p>'; return; }
+    const series: Series[] = [{ name: 'CV(importance)', color: color(1), points: points((r) => r.cvImportance) }, { name: 'CV(load)', color: color(2), points: points((r) => r.cvLoad) }];
+    $('cv-chart').innerHTML = '<h4>CV(importance) (orange), CV(load) (green)</h4>' + lineChart({ title: 'CV(importance) and CV(load)', xLabel: 'step', yLabel: 'CV', series, width: 500, height: 240 });
+  },
+  entropy() {
+    $('entropy-chart').innerHTML = !summary!.experts ? '' : '<h4>gate entropy (nats)</h4>' + lineChart({
+      title: 'gate entropy (nats)', xLabel: 'step', yLabel: 'entropy', series: [{ name: 'entropy', color: color(4), points: points((r) => r.gateEntropy) }], width: 500, height: 240,
+    });
+  },
+  bars() {
+    const last = history.at(-1);
+    $('bars').innerHTML = summary!.experts && last?.importance && last.load ? `<h4>importance (blue) and load (orange) per expert, step ${last.step}</h4>${bars(last.importance, last.load)}` : '';
+  },
+  heatmap() {
+    // Load share per expert over the last 60 steps: columns are steps, rows experts.
+    const recent = history.slice(-60).filter((r) => r.load);
+    if (!summary!.experts || recent.length === 0) { $('heatmap').innerHTML = ''; return; }
+    const E = summary!.experts;
     const values = Array.from({ length: E }, (_, e) => recent.map((r) => r.load![e]! / Math.max(1e-12, r.load!.reduce((a, b) => a + b, 0))));
-    $('heatmap').innerHTML = heatmap({
+    $('heatmap').innerHTML = '<h4>load share per expert, recent steps</h4>' + heatmap({
       title: 'load share per expert over the recent steps', values, rowLabels: values.map((_, e) => `expert ${e}`), columns: { edges: [...recent.map((r) => r.step - 1), recent.at(-1)!.step] },
       xLabel: 'step', yLabel: 'expert', vmax: Math.max(2 / E, ...values.flat()), colorLabel: 'share of load', mark: { value: 1 / E, label: 'uniform' }, width: 500,
     });
-  }
+  },
+};
+
+const points = (f: (r: StepRecord) => number | null) => history.map((r) => [r.step, f(r) ?? NaN] as const);
+
+/** Redraws everything now (after a build, a single step, a pause). */
+function draw(): void {
+  if (!summary) return;
+  for (const part of Object.values(parts)) part();
+}
+
+/**
+ * While training: the counter every frame, and one chart per frame in turn, so no
+ * task of the page's thread draws all charts at once (each is a layout of a large SVG).
+ */
+let frameScheduled = false, nextPart = 0;
+function drawSoon(): void {
+  if (frameScheduled) return;
+  frameScheduled = true;
+  g.requestAnimationFrame(() => {
+    frameScheduled = false;
+    if (!summary) return;
+    parts.counter!();
+    const names = Object.keys(parts).filter((n) => n !== 'counter');
+    parts[names[nextPart++ % names.length]!]!();
+  });
 }
 
 function bars(importance: readonly number[], load: readonly number[]): string {
   const E = importance.length, W = 500, H = 220, top = 28, bottom = 30, left = 40;
   const max = Math.max(1e-12, ...importance, ...load), bw = (W - left - 10) / E;
   const y = (v: number) => top + (H - top - bottom) * (1 - v / max);
-  let s = `<svg class="chart" viewBox="0 0 ${W} ${H}" width="${W}" height="${H}" role="img"><text class="title" x="${left}" y="16">importance (blue) and load (orange) per expert, last step</text>`;
+  let s = `<svg class="chart" viewBox="0 0 ${W} ${H}" width="${W}" height="${H}" role="img">`;
   for (let e = 0; e < E; e++) {
     const x = left + e * bw;
     s += `<rect x="${x + 2}" y="${y(importance[e]!)}" width="${bw / 2 - 3}" height="${y(0) - y(importance[e]!)}" fill="${color(0)}"><title>expert ${e}: importance ${importance[e]!.toFixed(3)}</title></rect>`;
@@ -194,7 +232,7 @@ async function drawDomainTable(): Promise<void> {
   const table = summary && summary.experts ? await call('domainExpert', []) : null;
   if (!table) { $('domain-table').innerHTML = ''; return; }
   const shares = table.map((row) => { const t = row.reduce((a, b) => a + b, 0); return row.map((v) => (t ? v / t : 0)); });
-  $('domain-table').innerHTML = heatmap({
+  $('domain-table').innerHTML = '<h4>domain × expert: share of each domain\'s tokens per expert (all training steps)</h4>' + heatmap({
     title: 'domain × expert: share of each domain\'s tokens sent to each expert (all steps)', values: shares, rowLabels: shares.map((_, d) => `domain ${d}`),
     columns: { labels: shares[0]!.map((_, e) => String(e)) }, xLabel: 'expert', yLabel: 'domain', vmax: Math.max(1e-9, ...shares.flat()), colorLabel: 'share', width: 1000,
     cellText: (v) => v.toFixed(2),
@@ -251,7 +289,7 @@ async function stepOnce(): Promise<void> {
   const [record] = await call('step', [1]);
   history.push(record!);
   summary!.step = record!.step;
-  draw();
+  if (running) drawSoon(); else draw();
   if (record!.step % 10 === 0 || !running) await drawDomainTable();
 }
 
@@ -269,7 +307,8 @@ async function trainLoop(): Promise<void> {
   } finally {
     running = false;
     controls();
-    await drawDomainTable().catch(() => {});
+    draw();
+    await drawDomainTable().catch((e: Error) => showError(e.message));
   }
 }
 
