@@ -58,6 +58,8 @@ function call<M extends HostMethod>(method: M, args: Parameters<Host[M]>, on: 'w
 let summary: Summary | null = null;
 let history: StepRecord[] = [];
 let running = false;
+/** Pause was pressed: the loop stops after the step in flight (running stays true until then). */
+let pauseRequested = false;
 let busy = false;
 
 // ---- the page ---------------------------------------------------------------------------
@@ -67,7 +69,7 @@ body{max-width:1320px} .lab{display:grid;grid-template-columns:330px 1fr;gap:18p
 label{display:flex;justify-content:space-between;gap:8px;margin:3px 0;font-size:14px} input[type=number]{width:80px} textarea{width:100%;height:70px}
 button{margin:2px} #message{min-height:1.4em;font-weight:600} #message.error{color:var(--c3)} #message.ok{color:var(--c2)}
 #drop{border:2px dashed var(--border);padding:6px;text-align:center;font-size:13px;color:var(--muted)} #drop.over{border-color:var(--c0)}
-.charts{display:grid;grid-template-columns:1fr 1fr;gap:8px} .charts>div{min-width:0} .wide{grid-column:1/3}
+.charts{display:grid;grid-template-columns:1fr 1fr;gap:8px} .charts>div{min-width:0;contain:content} .wide{grid-column:1/3}
 table.small td,table.small th{padding:1px 6px;font-size:13px;text-align:right} .experts span{display:inline-block;margin:2px 6px}
 .pass{color:var(--c2)} .fail{color:var(--c3)}`;
 
@@ -189,6 +191,16 @@ const parts: Record<string, () => void> = {
   },
 };
 
+parts.domain = () => {
+  if (!domainTable) { $('domain-table').innerHTML = ''; return; }
+  const shares = domainTable.map((row) => { const t = row.reduce((a, b) => a + b, 0); return row.map((v) => (t ? v / t : 0)); });
+  $('domain-table').innerHTML = '<h4>domain × expert: share of each domain\'s tokens per expert (all training steps)</h4>' + heatmap({
+    title: 'domain × expert: share of each domain\'s tokens sent to each expert (all steps)', values: shares, rowLabels: shares.map((_, d) => `domain ${d}`),
+    columns: { labels: shares[0]!.map((_, e) => String(e)) }, xLabel: 'expert', yLabel: 'domain', vmax: Math.max(1e-9, ...shares.flat()), colorLabel: 'share', width: 1000,
+    cellText: (v) => v.toFixed(2),
+  });
+};
+
 const points = (f: (r: StepRecord) => number | null) => history.map((r) => [r.step, f(r) ?? NaN] as const);
 
 /** Redraws everything now (after a build, a single step, a pause). */
@@ -198,19 +210,27 @@ function draw(): void {
 }
 
 /**
- * While training: the counter every frame, and one chart per frame in turn, so no
- * task of the page's thread draws all charts at once (each is a layout of a large SVG).
+ * While training: the counter every frame, and one waiting chart per frame, so no task of
+ * the page's thread redraws all charts at once (each is the layout of a large SVG).
  */
-let frameScheduled = false, nextPart = 0;
-function drawSoon(): void {
-  if (frameScheduled) return;
+const waitingParts = new Set<string>();
+let frameScheduled = false;
+function drawSoon(names: readonly string[] = Object.keys(parts).filter((n) => n !== 'counter' && n !== 'domain')): void {
+  for (const n of names) waitingParts.add(n);
+  if (frameScheduled || waitingParts.size === 0) return;
   frameScheduled = true;
   g.requestAnimationFrame(() => {
     frameScheduled = false;
-    if (!summary) return;
+    if (!summary) { waitingParts.clear(); return; }
+    const t0 = performance.now();
     parts.counter!();
-    const names = Object.keys(parts).filter((n) => n !== 'counter');
-    parts[names[nextPart++ % names.length]!]!();
+    const name = waitingParts.values().next().value!;
+    waitingParts.delete(name);
+    parts[name]!();
+    // Layout is forced so the measure includes it (the frame would lay out anyway).
+    void $(name === 'domain' ? 'domain-table' : 'loss-chart').offsetHeight;
+    noteDraw(name, performance.now() - t0);
+    drawSoon([]);
   });
 }
 
@@ -228,15 +248,18 @@ function bars(importance: readonly number[], load: readonly number[]): string {
   return `${s}</svg>`;
 }
 
+/** The slowest redraw so far (the page's own work per task, for the responsiveness test). */
+const slowestDraw = { part: '', ms: 0 };
+function noteDraw(part: string, ms: number): void {
+  if (ms > slowestDraw.ms) { slowestDraw.part = part; slowestDraw.ms = ms; }
+}
+
+/** The domain × expert counts, fetched from the host every 10 steps while training. */
+let domainTable: number[][] | null = null;
+
 async function drawDomainTable(): Promise<void> {
-  const table = summary && summary.experts ? await call('domainExpert', []) : null;
-  if (!table) { $('domain-table').innerHTML = ''; return; }
-  const shares = table.map((row) => { const t = row.reduce((a, b) => a + b, 0); return row.map((v) => (t ? v / t : 0)); });
-  $('domain-table').innerHTML = '<h4>domain × expert: share of each domain\'s tokens per expert (all training steps)</h4>' + heatmap({
-    title: 'domain × expert: share of each domain\'s tokens sent to each expert (all steps)', values: shares, rowLabels: shares.map((_, d) => `domain ${d}`),
-    columns: { labels: shares[0]!.map((_, e) => String(e)) }, xLabel: 'expert', yLabel: 'domain', vmax: Math.max(1e-9, ...shares.flat()), colorLabel: 'share', width: 1000,
-    cellText: (v) => v.toFixed(2),
-  });
+  domainTable = summary && summary.experts ? await call('domainExpert', []) : null;
+  if (running) drawSoon(['domain']); else parts.domain!();
 }
 
 function drawExperts(): void {
@@ -295,9 +318,10 @@ async function stepOnce(): Promise<void> {
 
 async function trainLoop(): Promise<void> {
   running = true;
+  pauseRequested = false;
   controls();
   try {
-    while (running) {
+    while (!pauseRequested) {
       await stepOnce();
       // One step per task: input and drawing get their turn between steps.
       await new Promise((resolve) => setTimeout(resolve, 0));
@@ -307,7 +331,8 @@ async function trainLoop(): Promise<void> {
   } finally {
     running = false;
     controls();
-    draw();
+    parts.counter!();
+    drawSoon();
     await drawDomainTable().catch((e: Error) => showError(e.message));
   }
 }
@@ -346,13 +371,14 @@ async function openRun(): Promise<void> {
   showOk(`opened ${listing.dir}/checkpoint.safetensors (step ${opened.step}); route a sequence to inspect its routing`);
   drawExperts();
   draw();
+  await drawDomainTable();
 }
 
 function wire(): void {
   const on = (id: string, fn: () => Promise<void>) => $(id).addEventListener('click', () => act(fn));
   on('build', build);
   $('train').addEventListener('click', () => { if (summary && !running && !busy) void trainLoop(); });
-  $('pause').addEventListener('click', () => { running = false; });
+  $('pause').addEventListener('click', () => { pauseRequested = true; });
   on('step', stepOnce);
   on('reset', build);
   on('route-sample', async () => { $('route-input').value = await call('sample', []); });
@@ -378,4 +404,4 @@ render();
 wire();
 controls();
 /** For tests and the console: the page's state. */
-g.mixtapeLab = { get summary() { return summary; }, get history() { return history; }, get running() { return running; }, get busy() { return busy; }, readDropped };
+g.mixtapeLab = { get summary() { return summary; }, get history() { return history; }, get running() { return running; }, get busy() { return busy; }, get drawing() { return waitingParts.size + (frameScheduled ? 1 : 0); }, slowestDraw, readDropped };

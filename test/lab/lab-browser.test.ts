@@ -132,10 +132,11 @@ describe('mixtape lab in Chromium', { concurrency: false, skip: skip ?? false },
       const want = backend === 'cpu' ? 40 : 6;
       await waitFor(`window.mixtapeLab.history.length >= ${want}`, 'training', 150_000);
       await click('pause');
-      await waitFor('!window.mixtapeLab.running', 'pause');
+      await waitFor('!window.mixtapeLab.running && window.mixtapeLab.drawing === 0', 'pause and the last redraws');
       const longest = await longestTask();
+      const slowest = await evaluate<{ part: string; ms: number }>('window.mixtapeLab.slowestDraw');
       const steps = await evaluate<number>('window.mixtapeLab.summary.step');
-      console.log(`# lab ${backend}: ${js(info.kernelClass)} ${js(info.device ?? '')}; ${steps - 1} steps in ${Date.now() - started} ms; longest main-thread task ${longest} ms`);
+      console.log(`# lab ${backend}: ${js(info.kernelClass)} ${js(info.device ?? '')}; ${steps - 1} steps in ${Date.now() - started} ms; longest main-thread task ${longest} ms; slowest redraw ${slowest.part} ${slowest.ms.toFixed(1)} ms`);
       assert.ok(steps >= want, `steps ${steps}`);
       assert.equal(await text('step-count'), String(steps));
       assert.notEqual(await chart(), before, 'the charts changed');
