@@ -300,6 +300,7 @@ async function build(): Promise<void> {
   const built = await call('build', [s, wanted], where);
   side = where;
   summary = built;
+  $('run-info').textContent = '';
   history = [];
   $('backend-info').textContent = describe(built);
   showOk(`built: ${s.model}${s.model === 'dense' ? '' : ` with ${s.experts} experts, k = ${s.k}, gating ${s.gating}`} on ${wanted}`);
