@@ -1,7 +1,7 @@
 // The lab's engine side: what the page can ask of the current session, as plain functions
-// of structured-cloneable values. The CPU backend runs them in a Web Worker (src/lab/worker.ts),
-// so training never blocks the page; the GPU modes run them on the page's thread, where
-// gpu.js has its canvas (WebGL2 needs a document) and its WebGPU device.
+// of structured-cloneable values. The CPU backend and WebGPU run them in a Web Worker
+// (src/lab/worker.ts), so training never blocks the page; WebGL2 runs them on the page's
+// thread (mixtape's WebGL2 mode needs a document for its canvas).
 
 import * as mt from '../index.js';
 import { gradcheckRows, type GradcheckRow } from '../cli/gradcheck.js';
@@ -38,10 +38,29 @@ function summary(): Summary {
   };
 }
 
+/**
+ * In the lab's worker there is no <script> tag: gpu.js's browser build (a UMD file that
+ * hangs GPU off `self` when there is no module system) is imported from the lab's server,
+ * which serves it. Its kernels then draw on an OffscreenCanvas or a WebGPU device.
+ */
+async function loadGpuJsInWorker(): Promise<void> {
+  const scope = globalThis as { GPU?: object; document?: unknown };
+  // A browser's own WebGPU interface is also called GPU (navigator.gpu's class): only a GPU
+  // with gpu.js's static isGPUSupported is gpu.js.
+  const isGpuJs = () => typeof scope.GPU === 'function' && 'isGPUSupported' in scope.GPU;
+  if (isGpuJs() || scope.document !== undefined) return;
+  const url = '/gpu-browser.min.js'; // a variable: the bundler must leave this import alone
+  await import(url);
+  if (!isGpuJs()) throw new Error(`${url} did not define the global GPU in the lab's worker`);
+}
+
 /** Builds a new session; bad settings or a backend that cannot start leave the old one as it was. */
 async function build(settings: LabSettings, wanted: LabBackend): Promise<Summary> {
   const problem = checkSettings(settings);
   if (problem) throw new Error(problem);
+  if (wanted === 'webgpu') {
+    try { await loadGpuJsInWorker(); } catch (e) { throw new Error(`webgpu cannot start: ${(e as Error).message}`); }
+  }
   const started = await startBackend(wanted);
   const next = new LabSession(settings);
   session?.dispose();

@@ -1,9 +1,9 @@
 // The lab page (served by `mixtape lab`, bundled into dist/lab.js): build an MoE, train it
 // on WebGPU, WebGL2 or the CPU, watch its routing, and poke it.
 //
-// The engine side is src/lab/host.ts. On the CPU backend it runs in a Web Worker
-// (dist/lab-worker.js) and the page only draws; the GPU modes run on this thread, where
-// gpu.js has its canvas and device, one step per task (each step awaits its readback).
+// The engine side is src/lab/host.ts. On the CPU backend and WebGPU it runs in a Web Worker
+// (dist/lab-worker.js) and the page only draws; WebGL2 runs on this thread, where gpu.js
+// has its canvas, one step per task (each step awaits its readback).
 // Charts are the HTML report's SVG helpers (src/report/svg.ts) and stylesheet.
 //
 // The repository's tsconfig has no DOM library (the engine must not depend on one), so the
@@ -295,7 +295,7 @@ function describe(s: Summary): string {
 
 async function build(): Promise<void> {
   const wanted = $('backend').value as LabBackend;
-  const where = wanted === 'cpu' ? 'worker' : 'page';
+  const where = wanted === 'webgl2' ? 'page' : 'worker';
   const s = settings();
   const built = await call('build', [s, wanted], where);
   side = where;

@@ -98,3 +98,22 @@ test('a directory that is not a run is said to be one in the listing', async () 
     rmSync(other, { recursive: true, force: true });
   }
 });
+
+test('mixtape lab: a missing directory, a file or a bad --port is a one-line usage error', async () => {
+  const { main } = await import('../../src/cli/main.js');
+  const errors: string[] = [];
+  const error = console.error;
+  console.error = (...a: unknown[]) => { errors.push(a.join(' ')); };
+  try {
+    assert.equal(await main(['lab', join(root, 'nope')]), 2);
+    assert.equal(await main(['lab', join(root, 'secret.txt')]), 2);
+    assert.equal(await main(['lab', '--port', '70000']), 2);
+    assert.equal(await main(['lab', 'a', 'b']), 2);
+  } finally {
+    console.error = error;
+  }
+  assert.match(errors[0]!, /lab: no such directory .*nope/);
+  assert.match(errors[1]!, /is a file; give the run directory/);
+  assert.match(errors[2]!, /--port must be in 0\.\.65535/);
+  assert.match(errors[3]!, /at most one RUN_DIR/);
+});
