@@ -9,7 +9,8 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import * as mt from '../../src/index.js';
 import { inspect } from '../../src/cli/inspect.js';
-import { checkSettings, DEFAULT_SETTINGS, LabSession, sessionFromCheckpoint, startBackend, textFromBytes } from '../../src/lab/session.js';
+import { checkSettings, DEFAULT_SETTINGS, LabSession, sessionFromCheckpoint, settingsOfRun, startBackend, textFromBytes } from '../../src/lab/session.js';
+import type { RunConfig } from '../../src/report/schema.js';
 
 test('impossible settings get a message naming them', () => {
   assert.match(checkSettings({ ...DEFAULT_SETTINGS, experts: 4, k: 5 })!, /k \(5\) is larger than experts \(4\)/);
@@ -78,3 +79,24 @@ test('steps train, routing shows k experts per token, frozen experts stay put, t
   assert.ok(s.metricsJsonl().split('\n').filter(Boolean).every((l) => JSON.parse(l).type === 'train'));
   s.dispose(); opened.session.dispose();
 });
+
+test('a pasted text trains at character level; its characters route', async () => {
+  await startBackend('cpu');
+  const text = 'the quick brown fox jumps over the lazy dog. '.repeat(20);
+  const s = new LabSession({ ...DEFAULT_SETTINGS, experts: 4, k: 1, d: 8, expertHidden: 8, data: { kind: 'text', name: 'pasted text', text } });
+  assert.equal(s.corpus.vocabSize, new Set(text).size);
+  assert.equal(s.corpus.floors, undefined);
+  assert.equal(s.domainExpert, null);
+  const r = await s.trainStep();
+  assert.ok(Number.isFinite(r.loss) && r.importance!.length === 4);
+  const routed = await s.route('lazy dog');
+  assert.deepEqual(routed.map((t) => t.token).join(''), 'lazy dog');
+  assert.ok(routed.every((t) => t.experts.length === 1 && Math.abs(t.gates[0]! - 1) < 1e-6));
+  assert.throws(() => s.encode('Z'), /'Z' is not in this corpus's vocabulary/);
+  assert.throws(() => settingsOfRunText(), /trained on the text file/);
+  s.dispose();
+});
+
+function settingsOfRunText(): void {
+  settingsOfRun({ data: 'notes.txt' } as RunConfig);
+}
