@@ -182,6 +182,16 @@ describe('mixtape lab in Chromium', { concurrency: false, skip: skip ?? false },
     assert.equal(await evaluate<number>('window.mixtapeLab.summary.step'), step);
   });
 
+  test('trains on pasted text', async () => {
+    await setValue('data', 'text');
+    await setValue('text', 'the quick brown fox jumps over the lazy dog. '.repeat(10));
+    assert.match(await build('cpu'), /^built/);
+    assert.match(await text('backend-info'), /pasted text \(char-level, 28 tokens in the vocabulary/);
+    await click('step');
+    await waitFor('window.mixtapeLab.history.length === 1 && !window.mixtapeLab.busy', 'a step on the text');
+    await setValue('data', 'synthetic');
+  });
+
   test('opens the run directory\'s checkpoint and routes with it', async () => {
     await click('open-run');
     await waitFor(`/opened/.test(document.getElementById('message').textContent)`, 'opening the run');
