@@ -226,4 +226,14 @@ describe('mixtape lab in Chromium', { concurrency: false, skip: skip ?? false },
     assert.equal(await evaluate('window.mixtapeLab.summary'), null);
     assert.deepEqual(pageErrors, []);
   });
+
+  test('Ctrl-C (SIGINT) stops mixtape lab with exit code 0', async () => {
+    const lab = labs[0]!;
+    const exited = new Promise<number | null>((resolve) => lab.once('exit', (code) => resolve(code)));
+    lab.kill('SIGINT');
+    let timer: NodeJS.Timeout | undefined;
+    const code = await Promise.race([exited, new Promise<string>((resolve) => { timer = setTimeout(() => resolve('still running after 5 s'), 5000); })]);
+    clearTimeout(timer);
+    assert.equal(code, 0);
+  });
 });
