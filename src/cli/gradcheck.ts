@@ -10,7 +10,7 @@ export interface GradcheckConfig { experts: number; k: number; d: number; hidden
 
 const EPS = 1e-6, ATOL = 1e-5, RTOL = 1e-3;
 
-interface Row { check: string; parameter: string; shape: string; maxAbs: number; maxRel: number; ok: boolean }
+export interface GradcheckRow { check: string; parameter: string; shape: string; maxAbs: number; maxRel: number; ok: boolean }
 
 /** The gradient of a scalar function of `params` by central differences, parameter by parameter. */
 function numericalGrad(f: () => number, p: mt.Tensor): Float64Array {
@@ -29,7 +29,7 @@ function numericalGrad(f: () => number, p: mt.Tensor): Float64Array {
   return g;
 }
 
-function compareGrads(check: string, name: string, p: mt.Tensor, analytical: ArrayLike<number>, numerical: Float64Array): Row {
+function compareGrads(check: string, name: string, p: mt.Tensor, analytical: ArrayLike<number>, numerical: Float64Array): GradcheckRow {
   let maxAbs = 0, maxRel = 0, ok = true;
   for (let i = 0; i < numerical.length; i++) {
     const a = analytical[i]!, n = numerical[i]!, diff = Math.abs(a - n);
@@ -58,7 +58,11 @@ function minTopKGap(logits: mt.Tensor, k: number): number {
   return gap;
 }
 
-export function gradcheckCommand(c: GradcheckConfig): boolean {
+/**
+ * The checks' rows, worst error per parameter (no printing: the lab page shows them as a
+ * table). Runs on the active backend, which must hold float64 (the CPU backend).
+ */
+export function gradcheckRows(c: GradcheckConfig): GradcheckRow[] {
   for (const [flag, v] of [['experts', c.experts], ['k', c.k], ['d', c.d], ['hidden', c.hidden], ['batch', c.batch]] as const) {
     if (!(Number.isInteger(v) && v >= 1)) throw new UsageError(`--${flag} must be a positive integer, got ${v}`);
   }
@@ -91,7 +95,7 @@ export function gradcheckCommand(c: GradcheckConfig): boolean {
     ['CV²(load)', () => mt.cvSquared(gate.forward(x, { noise }).load)],
     ['MoE Σ r·y + auxLoss', () => { const o = moe.forward(x, { noise }); return o.output.mul(r).sum().add(o.auxLoss); }],
   ];
-  const rows: Row[] = [];
+  const rows: GradcheckRow[] = [];
   for (const [check, fn] of checks) {
     const params: [string, mt.Tensor][] = check.startsWith('MoE') ? moe.namedParameters() : [['gate.w_gate', gate.w_gate], ['gate.w_noise', gate.w_noise]];
     mt.tidy(() => {
@@ -106,6 +110,12 @@ export function gradcheckCommand(c: GradcheckConfig): boolean {
       }
     });
   }
+  return rows;
+}
+
+export function gradcheckCommand(c: GradcheckConfig): boolean {
+  const rows = gradcheckRows(c);
+  const { experts: E, k, d, hidden, batch: N } = c;
   const header = ['check', 'parameter', 'shape', 'max |analytical − numerical|', 'max relative', 'result'];
   const table = rows.map((row) => [row.check, row.parameter, row.shape, row.maxAbs.toExponential(2), row.maxRel.toExponential(2), row.ok ? 'ok' : 'FAIL']);
   const widths = header.map((h, i) => Math.max(h.length, ...table.map((t) => t[i]!.length)));

@@ -13,6 +13,7 @@ import { compare, COMPARE_GATINGS } from './compare.js';
 import { gradcheckCommand } from './gradcheck.js';
 import { inspect } from './inspect.js';
 import { writeReport } from './report.js';
+import { labCommand } from './lab.js';
 
 const VERSION = '0.1.0';
 
@@ -42,6 +43,7 @@ Commands:
   report     write report.html for a run or compare directory
   gradcheck  float64 gradient checks of the gating math and the MoE layer, worst error per parameter
   inspect    print a checkpoint's configuration and routing statistics on a batch
+  lab        open the interactive MoE laboratory in the browser (train live on WebGPU, WebGL2 or the CPU)
 
 Common flags: --out DIR, --steps N, --seed N, --backend cpu|gpu [--gpu-mode headlessgl|webgpu], --experts N, --k N, --text FILE, --debug`,
   train: `Usage: mixtape train [flags]
@@ -115,6 +117,11 @@ Prints the configuration stored in a checkpoint and the routing statistics on on
 (of the built-in corpus, or with --text of the text file the model was trained on: the path stored
 in the checkpoint is never opened); for a model trained on text, also the contexts each expert is
 most strongly gated on over the validation set (the paper's Table 9).`,
+  lab: `Usage: mixtape lab [RUN_DIR] [--port N]
+
+Starts a local server (127.0.0.1, a free port unless --port) and prints the URL of the lab: a page
+where you build an MoE, train it on WebGPU, WebGL2 or the CPU in your browser, watch its routing and
+poke it. RUN_DIR (optional) is a run directory whose checkpoint the page can open. Ctrl-C stops it.`,
 };
 
 function parse(args: string[], options: Options, allowPositionals = false): { values: Values; positionals: string[] } {
@@ -427,8 +434,17 @@ async function inspectCommand(args: string[]): Promise<void> {
   await inspect(resolve(positionals[0]!), int('batch', values.batch as string | undefined, 8), values.text as string | undefined);
 }
 
+async function lab(args: string[]): Promise<void> {
+  const { values, positionals } = parse(args, { port: { type: 'string' } }, true);
+  if (values.help) { console.log(HELP.lab); return; }
+  if (positionals.length > 1) throw new UsageError('lab takes at most one RUN_DIR');
+  const port = int('port', values.port as string | undefined, 0);
+  if (port < 0 || port > 65535) throw new UsageError(`--port must be in 0..65535, got ${port}`);
+  await labCommand(positionals[0] === undefined ? undefined : resolve(positionals[0]), port);
+}
+
 const commands: Record<string, (args: string[]) => Promise<void>> = {
-  train: trainCommand, compare: compareCommand, report: reportCommand, gradcheck, inspect: inspectCommand,
+  train: trainCommand, compare: compareCommand, report: reportCommand, gradcheck, inspect: inspectCommand, lab,
 };
 
 export async function main(argv: string[]): Promise<number> {

@@ -15,6 +15,8 @@ export interface TextOptions {
   /** Cap on validation tokens (default 50,000), to keep evaluation quick. */
   maxValidationTokens?: number;
   seed?: number;
+  /** The text itself (already decoded, see decodeText); `path` then only names it. The lab page has no files. */
+  content?: string;
 }
 
 export class TextCorpus implements Corpus {
@@ -29,7 +31,7 @@ export class TextCorpus implements Corpus {
   constructor(readonly path: string, options: TextOptions = {}) {
     this.level = options.level ?? 'char';
     this.seed = options.seed ?? 0;
-    const text = readText(path);
+    const text = options.content ?? readText(path);
     const tokens = this.level === 'char' ? Array.from(text) : text.match(/[\p{L}\p{N}']+|[^\s\p{L}\p{N}]/gu) ?? [];
     const counts = new Map<string, number>();
     for (const t of tokens) counts.set(t, (counts.get(t) ?? 0) + 1);
@@ -101,14 +103,22 @@ export function readText(path: string): string {
     throw e;
   }
   if (size === 0) throw new Error(`--text ${path}: the file is empty`);
-  const bytes = readFileSync(path);
-  if (bytes.includes(0)) throw new Error(`--text ${path}: looks like a binary file (it contains NUL bytes), not UTF-8 text`);
+  return decodeText(readFileSync(path), `--text ${path}`);
+}
+
+/**
+ * Bytes as UTF-8 text, refusing empty, binary (NUL bytes), non-UTF-8 or whitespace-only
+ * input with one line that starts with `what` (the CLI's file, or the lab page's dropped file).
+ */
+export function decodeText(bytes: Uint8Array, what: string): string {
+  if (bytes.length === 0) throw new Error(`${what}: the file is empty`);
+  if (bytes.includes(0)) throw new Error(`${what}: looks like a binary file (it contains NUL bytes), not UTF-8 text`);
   let text: string;
   try {
     text = new TextDecoder('utf-8', { fatal: true }).decode(bytes);
   } catch {
-    throw new Error(`--text ${path}: is not valid UTF-8 text`);
+    throw new Error(`${what}: is not valid UTF-8 text`);
   }
-  if (text.trim().length === 0) throw new Error(`--text ${path}: the file holds only whitespace`);
+  if (text.trim().length === 0) throw new Error(`${what}: the file holds only whitespace`);
   return text;
 }

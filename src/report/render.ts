@@ -533,3 +533,6 @@ export function renderReport(runs: LoadedRun[], options: ReportOptions = {}): st
   return `<!doctype html>\n<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">` +
     `<meta name="color-scheme" content="light dark"><title>${esc(pageTitle(runs, options))}</title><style>${CSS}</style></head>\n<body><main>\n${body}\n</main></body></html>\n`;
 }
+
+/** The report's stylesheet (charts, tables, colours), reused by the lab page (src/lab/page.ts). */
+export { CSS as REPORT_CSS };

@@ -1,0 +1,123 @@
+// The lab's engine side: what the page can ask of the current session, as plain functions
+// of structured-cloneable values. The CPU backend and WebGPU run them in a Web Worker
+// (src/lab/worker.ts), so training never blocks the page; WebGL2 runs them on the page's
+// thread (mixtape's WebGL2 mode needs a document for its canvas).
+
+import * as mt from '../index.js';
+import { gradcheckRows, type GradcheckRow } from '../cli/gradcheck.js';
+import { checkSettings, LabSession, sessionFromCheckpoint, startBackend, textFromBytes, type LabBackend, type LabSettings, type RoutedToken, type StepRecord } from './session.js';
+
+/** What the page shows about a built model. */
+export interface Summary {
+  backend: LabBackend;
+  info: mt.BackendInfo;
+  corpus: string;
+  vocabSize: number;
+  experts: number;
+  domains: number | null;
+  floors: { knownDomain: number; bayes: number; pooledBigram: number; uniform: number } | null;
+  parameters: number;
+  step: number;
+  settings: LabSettings;
+}
+
+let session: LabSession | null = null;
+let backend: LabBackend = 'cpu';
+let info: mt.BackendInfo | null = null;
+
+function current(): LabSession {
+  if (!session) throw new Error('build a model first');
+  return session;
+}
+
+function summary(): Summary {
+  const s = current();
+  return {
+    backend, info: info!, corpus: s.corpus.name, vocabSize: s.corpus.vocabSize, experts: s.experts, domains: s.corpus.domains ?? null,
+    floors: s.corpus.floors ?? null, parameters: s.model.numParameters(), step: s.step, settings: s.settings,
+  };
+}
+
+/**
+ * In the lab's worker there is no <script> tag: gpu.js's browser build (a UMD file that
+ * hangs GPU off `self` when there is no module system) is imported from the lab's server,
+ * which serves it. Its kernels then draw on an OffscreenCanvas or a WebGPU device.
+ */
+async function loadGpuJsInWorker(): Promise<void> {
+  const scope = globalThis as { GPU?: object; document?: unknown };
+  // A browser's own WebGPU interface is also called GPU (navigator.gpu's class): only a GPU
+  // with gpu.js's static isGPUSupported is gpu.js.
+  const isGpuJs = () => typeof scope.GPU === 'function' && 'isGPUSupported' in scope.GPU;
+  if (isGpuJs() || scope.document !== undefined) return;
+  const url = '/gpu-browser.min.js'; // a variable: the bundler must leave this import alone
+  await import(url);
+  if (!isGpuJs()) throw new Error(`${url} did not define the global GPU in the lab's worker`);
+}
+
+/** Builds a new session; bad settings or a backend that cannot start leave the old one as it was. */
+async function build(settings: LabSettings, wanted: LabBackend): Promise<Summary> {
+  const problem = checkSettings(settings);
+  if (problem) throw new Error(problem);
+  if (wanted === 'webgpu') {
+    try { await loadGpuJsInWorker(); } catch (e) { throw new Error(`webgpu cannot start: ${(e as Error).message}`); }
+  }
+  const started = await startBackend(wanted);
+  const next = new LabSession(settings);
+  session?.dispose();
+  session = next;
+  backend = wanted;
+  info = started;
+  return summary();
+}
+
+/** `n` training steps, one after another (the page asks for one at a time while training). */
+async function step(n = 1): Promise<StepRecord[]> {
+  const out: StepRecord[] = [];
+  for (let i = 0; i < n; i++) out.push(await current().trainStep());
+  return out;
+}
+
+/**
+ * The float64 gradient checks of the MoE gating and layer at the session's experts and k
+ * (small d so finite differences stay quick), on the CPU backend; the session's backend is
+ * active again afterwards (started backends are cached, its tensors stay valid).
+ */
+function gradcheck(): { rows: GradcheckRow[]; config: Record<string, unknown> } {
+  const s = current().settings;
+  const config = { experts: Math.min(s.experts, 8), k: Math.min(s.k, Math.min(s.experts, 8)), d: 4, hidden: 4, batch: 6, noise: s.noise && s.gating === 'noisy-topk', seed: s.seed };
+  const previous = mt.backendInfo();
+  mt.setBackend('cpu');
+  try {
+    return { rows: gradcheckRows(config), config: { ...config, gating: 'noisy-topk' } };
+  } finally {
+    if (previous.name === 'gpu') mt.setBackend('gpu', { mode: previous.mode as 'webgl2' | 'webgpu' });
+  }
+}
+
+/** Opens a checkpoint's bytes (a run directory's checkpoint.safetensors) on the current backend. */
+function openCheckpoint(bytes: Uint8Array, source: string): Summary {
+  const opened = sessionFromCheckpoint(bytes, source);
+  session?.dispose();
+  session = opened.session;
+  info ??= mt.backendInfo();
+  return summary();
+}
+
+export const host = {
+  build,
+  step,
+  route: (text: string): Promise<RoutedToken[]> => current().route(text),
+  sample: (): string => current().sampleSequence(),
+  freeze: (e: number, frozen: boolean): void => current().setFrozen(e, frozen),
+  zero: (e: number): void => current().zeroExpert(e),
+  domainExpert: (): number[][] | null => current().domainExpert,
+  gradcheck,
+  checkpoint: (): Promise<Uint8Array> => current().checkpoint(),
+  metrics: (): string => current().metricsJsonl(),
+  openCheckpoint,
+  /** Checks a dropped file's bytes; resolves with the text. */
+  text: (bytes: Uint8Array, name: string): string => textFromBytes(bytes, name),
+};
+
+export type Host = typeof host;
+export type HostMethod = keyof Host;

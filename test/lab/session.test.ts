@@ -1,0 +1,102 @@
+// The lab's session on the CPU backend in Node: settings checks in the page's words, steps
+// that train (loss falls toward the synthetic corpus's floors), routing of a typed
+// sequence, frozen and zeroed experts, and a checkpoint that `mixtape inspect` reads.
+
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import * as mt from '../../src/index.js';
+import { inspect } from '../../src/cli/inspect.js';
+import { checkSettings, DEFAULT_SETTINGS, LabSession, sessionFromCheckpoint, settingsOfRun, startBackend, textFromBytes } from '../../src/lab/session.js';
+import type { RunConfig } from '../../src/report/schema.js';
+
+test('impossible settings get a message naming them', () => {
+  assert.match(checkSettings({ ...DEFAULT_SETTINGS, experts: 4, k: 5 })!, /k \(5\) is larger than experts \(4\)/);
+  assert.match(checkSettings({ ...DEFAULT_SETTINGS, model: 'hmoe', experts: 6, groups: 4 })!, /divisible by groups/);
+  assert.match(checkSettings({ ...DEFAULT_SETTINGS, lr: -1 })!, /learning rate/);
+  assert.equal(checkSettings(DEFAULT_SETTINGS), null);
+  assert.throws(() => new LabSession({ ...DEFAULT_SETTINGS, k: 9 }), /k \(9\) is larger than experts \(8\)/);
+  assert.deepEqual([...mt.GATING_KINDS].slice(0, 3), ['noisy-topk', 'softmax', 'batchwise']);
+});
+
+test('binary and non-UTF-8 text is refused with its name', () => {
+  assert.throws(() => textFromBytes(new Uint8Array([0x61, 0, 0x62]), 'a.bin'), /a\.bin: looks like a binary file/);
+  assert.throws(() => textFromBytes(new Uint8Array([0x61, 0xff, 0xfe]), 'latin.txt'), /latin\.txt: is not valid UTF-8/);
+  assert.equal(textFromBytes(new TextEncoder().encode('héllo'), 'ok.txt'), 'héllo');
+});
+
+test('steps train, routing shows k experts per token, frozen experts stay put, the checkpoint opens', async () => {
+  await startBackend('cpu');
+  const s = new LabSession({ ...DEFAULT_SETTINGS, experts: 4, k: 2 });
+  const first = await s.trainStep();
+  for (let i = 0; i < 24; i++) await s.trainStep();
+  const last = s.history.at(-1)!;
+  assert.equal(s.step, 25);
+  assert.ok(last.loss < first.loss, `loss ${first.loss} → ${last.loss}`);
+  assert.ok(last.loss > s.corpus.floors!.knownDomain, 'no loss below the known-domain floor');
+  assert.equal(last.importance!.length, 4);
+  assert.ok(s.domainExpert!.flat().reduce((a, b) => a + b, 0) === 25 * 8 * 16 * 2, 'every routed token counted k times');
+
+  const routed = await s.route(s.sampleSequence());
+  assert.equal(routed.length, 16);
+  for (const r of routed) {
+    assert.equal(r.experts.length, 2);
+    assert.ok(r.gates[0]! >= r.gates[1]! && Math.abs(r.gates[0]! + r.gates[1]! - 1) < 1e-5, `gates ${r.gates}`);
+    assert.equal(r.noise!.length, 2);
+  }
+  assert.throws(() => s.encode('a?'), /'\?' is not in this corpus's vocabulary/);
+
+  s.setFrozen(1, true);
+  const before = await Promise.all(s.expertParameters(1).map(async (p) => Array.from(await p.data())));
+  const other = Array.from(await s.expertParameters(0)[0]!.data());
+  await s.trainStep();
+  const after = await Promise.all(s.expertParameters(1).map(async (p) => Array.from(await p.data())));
+  assert.deepEqual(after, before, 'a frozen expert keeps its weights');
+  assert.notDeepEqual(Array.from(await s.expertParameters(0)[0]!.data()), other, 'the others train');
+  s.zeroExpert(2);
+  for (const p of s.expertParameters(2)) assert.ok(Array.from(await p.data()).every((v) => v === 0));
+
+  const bytes = await s.checkpoint();
+  const opened = sessionFromCheckpoint(bytes, 'lab.safetensors');
+  assert.equal(opened.step, 26);
+  assert.deepEqual(Array.from(await opened.session.expertParameters(2)[0]!.data()).every((v) => v === 0), true);
+  assert.throws(() => sessionFromCheckpoint(mt.serializeSafetensors({ w: mt.tensor([1]) }), 'plain.safetensors'), /not a mixtape checkpoint/);
+
+  const dir = mkdtempSync(join(tmpdir(), 'mixtape-lab-ckpt-'));
+  const lines: string[] = [];
+  const log = console.log;
+  console.log = (...a: unknown[]) => { lines.push(a.join(' ')); };
+  try {
+    writeFileSync(join(dir, 'checkpoint.safetensors'), bytes);
+    await inspect(join(dir, 'checkpoint.safetensors'), 4);
+  } finally {
+    console.log = log;
+    rmSync(dir, { recursive: true, force: true });
+  }
+  assert.ok(lines.some((l) => /step 26/.test(l)) && lines.some((l) => /CV\(importance\)/.test(l)), lines.join('\n'));
+  assert.ok(s.metricsJsonl().split('\n').filter(Boolean).every((l) => JSON.parse(l).type === 'train'));
+  s.dispose(); opened.session.dispose();
+});
+
+test('a pasted text trains at character level; its characters route', async () => {
+  await startBackend('cpu');
+  const text = 'the quick brown fox jumps over the lazy dog. '.repeat(20);
+  const s = new LabSession({ ...DEFAULT_SETTINGS, experts: 4, k: 1, d: 8, expertHidden: 8, data: { kind: 'text', name: 'pasted text', text } });
+  assert.equal(s.corpus.vocabSize, new Set(text).size);
+  assert.equal(s.corpus.floors, undefined);
+  assert.equal(s.domainExpert, null);
+  const r = await s.trainStep();
+  assert.ok(Number.isFinite(r.loss) && r.importance!.length === 4);
+  const routed = await s.route('lazy dog');
+  assert.deepEqual(routed.map((t) => t.token).join(''), 'lazy dog');
+  assert.ok(routed.every((t) => t.experts.length === 1 && Math.abs(t.gates[0]! - 1) < 1e-6));
+  assert.throws(() => s.encode('Z'), /'Z' is not in this corpus's vocabulary/);
+  assert.throws(() => settingsOfRunText(), /trained on the text file/);
+  s.dispose();
+});
+
+function settingsOfRunText(): void {
+  settingsOfRun({ data: 'notes.txt' } as RunConfig);
+}
