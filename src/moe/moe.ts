@@ -289,7 +289,9 @@ export class MoE<K extends ExpertKind = 'mlp'> extends Module {
         : OWN_AUX_LOSS.includes(this.gating) ? g.routerAuxLoss!.mul(this.auxLossWeight)
           : cvImp.mul(this.wImportance).add(cvLoad.mul(this.wLoad));
       if (g.batchwiseLoss) auxLoss = auxLoss.add(g.batchwiseLoss.mul(this.wBatchwise));
-      const zLoss = this.gating === 'hash' ? null : routerZLoss(g.cleanLogits);
+      // Reported for every router with logits; recorded for backward only when it is in the loss.
+      const zLoss = this.gating === 'hash' ? null
+        : this.wZLoss > 0 ? routerZLoss(g.cleanLogits) : noGrad(() => routerZLoss(g.cleanLogits));
       if (zLoss && this.wZLoss > 0) auxLoss = auxLoss.add(zLoss.mul(this.wZLoss));
       // The entropy sums over nonzero gates only: with top-k routing, over the k chosen ones.
       const fields = {

@@ -7,8 +7,9 @@
 //   thin.ts       dot-bt, small-k and rows-b, for a small dimension.
 
 import type { TypedArray } from '../../../core/dtype.js';
-import { broadcastStrides, sizeOf, type Shape } from '../../../core/shape.js';
+import type { Shape } from '../../../core/shape.js';
 import { cpuPool } from '../pool.js';
+import { batchMatrices } from './batch.js';
 import { chooseMatmulKernel } from './choose-kernel.js';
 import { gemmInPlace } from './in-place.js';
 import { gemm, MR, NR, type Strided } from './packed.js';
@@ -27,11 +28,8 @@ export function matmul(
   const r = outShape.length;
   const m = outShape[r - 2]!, n = outShape[r - 1]!;
   const k = transposeA ? aShape[aShape.length - 2]! : aShape[aShape.length - 1]!;
-  const batchShape = outShape.slice(0, -2);
-  const batches = sizeOf(batchShape);
-  // Broadcast batch strides, in units of whole matrices.
-  const aBatch = broadcastStrides(aShape.slice(0, -2), batchShape);
-  const bBatch = broadcastStrides(bShape.slice(0, -2), batchShape);
+  const matrices = batchMatrices(aShape, bShape, outShape);
+  const batches = matrices.a.length;
   const aMat = m * k, bMat = k * n, cMat = m * n;
   // A(i, p) = a[off + i·sAi + p·sAp] and B(p, j) likewise: transposition only swaps strides.
   const sAi = transposeA ? 1 : k, sAp = transposeA ? m : 1;
@@ -45,10 +43,8 @@ export function matmul(
   const acc = kernel === 'packed' && !direct ? cpuPool.take('float64', mPad * nPad) as Float64Array : null;
   // `out` comes unzeroed; only the kernels that add into C need it zeroed.
   if (kernel === 'rows-b' || (kernel === 'packed' && acc === null)) out.fill(0);
-  const counter = new Array<number>(batchShape.length).fill(0);
-  let aIdx = 0, bIdx = 0;
   for (let batch = 0; batch < batches; batch++) {
-    const aOff = aIdx * aMat, bOff = bIdx * bMat, cOff = batch * cMat;
+    const aOff = matrices.a[batch]! * aMat, bOff = matrices.b[batch]! * bMat, cOff = batch * cMat;
     if (kernel === 'in-place') gemmInPlace(a, aOff, sAi, sAp, b, bOff, B.sR, B.sC, out, cOff, m, n, k);
     else if (kernel === 'dot-bt') gemmDotBt(a, aOff, sAi, sAp, b, bOff, out, cOff, m, n, k);
     else if (kernel === 'small-k') gemmSmallK(a, aOff, sAi, sAp, b, bOff, out, cOff, m, n, k);
@@ -64,13 +60,6 @@ export function matmul(
       // float32 result is rounded once from the float64 sums.
       if (nPad === n) out.set(acc.subarray(0, cMat), cOff);
       else for (let i = 0; i < m; i++) out.set(acc.subarray(i * nPad, i * nPad + n), cOff + i * n);
-    }
-    for (let d = batchShape.length - 1; d >= 0; d--) {
-      counter[d]!++;
-      aIdx += aBatch[d]!; bIdx += bBatch[d]!;
-      if (counter[d]! < batchShape[d]!) break;
-      aIdx -= aBatch[d]! * batchShape[d]!; bIdx -= bBatch[d]! * batchShape[d]!;
-      counter[d] = 0;
     }
   }
   if (acc !== null) cpuPool.give(acc);

@@ -11,7 +11,8 @@
 //   control block (threads) | B-panel scratch, one per thread | A | packed Aᵀ | B | C (m × nPad)
 // C's rows are padded to whole 8-column panels; the padding is dropped on the copy out.
 
-import { broadcastStrides, sizeOf, type Shape } from '../../../core/shape.js';
+import type { Shape } from '../../../core/shape.js';
+import { batchMatrices } from '../matmul/batch.js';
 import type { TypedArray } from '../../../core/dtype.js';
 import { CTRL, CTRL_BYTES, GEMM, NR, gemmModuleBytes, type GemmExports, type SimdDType } from './gemm-module.js';
 import { ThreadPool, coreCount, workerSupport } from './thread-pool.js';
@@ -141,17 +142,15 @@ export class WasmMatmul {
     if (!this.reserve(cPtr + m * nPad * bytes)) return false;
     this.products++;
 
-    const batchShape = outShape.slice(0, -2);
-    const aBatch = broadcastStrides(aShape.slice(0, -2), batchShape);
-    const bBatch = broadcastStrides(bShape.slice(0, -2), batchShape);
-    const counter = new Array<number>(batchShape.length).fill(0);
+    const matrices = batchMatrices(aShape, bShape, outShape);
     const aSrc = transposeA ? apPtr : aPtr;
     const aRs = transposeA ? bytes : k * bytes, aKs = transposeA ? mr * bytes : bytes;
     const sBp = transposeB ? bytes : n * bytes, sBj = transposeB ? k * bytes : bytes;
     const ldc = nPad * bytes;
     const gemm = dtype === 'float32' ? this.kernels.gemm_f32 : this.kernels.gemm_f64;
-    let aIdx = 0, bIdx = 0, bCopied = -1;
-    for (let batch = 0, cOff = 0; batch < sizeOf(batchShape); batch++, cOff += m * n) {
+    let bCopied = -1;
+    for (let batch = 0, cOff = 0; batch < matrices.a.length; batch++, cOff += m * n) {
+      const aIdx = matrices.a[batch]!, bIdx = matrices.b[batch]!;
       const mem = this.view(dtype);
       mem.set(a.subarray(aIdx * m * k, (aIdx + 1) * m * k), aPtr / bytes);
       if (transposeA) (dtype === 'float32' ? this.kernels.packAT_f32 : this.kernels.packAT_f64)(aPtr, m, k, apPtr);
@@ -165,13 +164,6 @@ export class WasmMatmul {
       const c0 = cPtr / bytes;
       if (nPad === n) out.set(mem.subarray(c0, c0 + m * n), cOff);
       else for (let i = 0; i < m; i++) out.set(mem.subarray(c0 + i * nPad, c0 + i * nPad + n), cOff + i * n);
-      for (let d = batchShape.length - 1; d >= 0; d--) {
-        counter[d]!++;
-        aIdx += aBatch[d]!; bIdx += bBatch[d]!;
-        if (counter[d]! < batchShape[d]!) break;
-        aIdx -= aBatch[d]! * batchShape[d]!; bIdx -= bBatch[d]! * batchShape[d]!;
-        counter[d] = 0;
-      }
     }
     return true;
   }
