@@ -22,6 +22,8 @@
 
 import type { KernelAttrs } from '../core/backend.js';
 import * as ops from '../tensor/ops/index.js';
+import { lstmCellBackward } from '../tensor/ops/fused.js';
+import { isGradEnabled } from '../tensor/engine.js';
 import type { CompositeAttrs, RecordedOp } from '../tensor/recorded-ops.js';
 import type { Tensor } from '../tensor/tensor.js';
 
@@ -246,6 +248,16 @@ const rules: GradRules = {
   indexSelect: (dy, c) => [ops.indexAdd(ops.zeros(x0(c).shape, { dtype: dy.dtype }), c.attrs.axis, x1(c), dy), null],
   indexAdd: (dy, c) => [dy, null, c.needs[2] ? ops.indexSelect(dy, c.attrs.axis, x1(c)) : null],
   cast: (dy, c) => [ops.cast(dy, x0(c).dtype)],
+  // The fused LSTM cell: its backward kernel reads the activations the forward saved; with
+  // createGraph (grad mode on) the same formulas are composed from core ops instead.
+  lstmCell: (dy, c) => {
+    const [cell, z] = c.inputs as [Tensor, Tensor];
+    const graph = isGradEnabled();
+    return [
+      c.needs[0] ? lstmCellBackward(z, cell, c.output, dy, 'c', graph) : null,
+      c.needs[1] ? lstmCellBackward(z, cell, c.output, dy, 'z', graph) : null,
+    ];
+  },
 
   // Recomputes the checkpointed function with the same random numbers and differentiates it.
   checkpoint: (dy, c) => c.attrs.backward(dy, c),

@@ -22,8 +22,8 @@ export type CompareKernel = 'equal' | 'notEqual' | 'less' | 'lessEqual' | 'great
 
 type NoAttrs = Record<string, never>;
 
-/** Every kernel a backend implements, with its attributes. Inputs are listed in comments. */
-export interface KernelAttrs extends Record<UnaryKernel | BinaryKernel | CompareKernel, NoAttrs> {
+/** The core kernels, which every backend implements, with their attributes. Inputs are listed in comments. */
+export interface CoreKernelAttrs extends Record<UnaryKernel | BinaryKernel | CompareKernel, NoAttrs> {
   where: NoAttrs;                                         // (cond, a, b), broadcast to out.shape
   sum: { axes: readonly number[] };                       // (x); out.shape drops or keeps the axes
   max: { axes: readonly number[] };
@@ -51,12 +51,39 @@ export interface KernelAttrs extends Record<UnaryKernel | BinaryKernel | Compare
   fill: { value: number };                                // (): out filled with value
   random: { distribution: 'uniform' | 'normal'; key: readonly [number, number]; counter: number };
 }
+export type CoreKernelName = keyof CoreKernelAttrs;
+
+/**
+ * Fused kernels: one pass over the data for what the core kernels do in several ops. A
+ * backend may offer them (`Backend.supports`); the op that uses one composes the same math
+ * from core kernels on a backend without it, with the same result (bit for bit on the CPU,
+ * where both paths round every intermediate alike). Not a fallback: the same computation.
+ */
+export interface FusedKernelAttrs {
+  /**
+   * (c [B, H]; z [B, 4H]: the pre-activations of the gates i, f, g, o) → [7, B, H]: h', c'
+   * (c' = σ(f)·c + σ(i)·tanh(g), h' = σ(o)·tanh(c')), then the activations σ(i), σ(f),
+   * tanh(g), σ(o), tanh(c') that the backward reads.
+   */
+  lstmCell: NoAttrs;
+  /** (acts [7, B, H] from lstmCell, c [B, H], dOut [7, B, H]: rows 0, 1 = ∂/∂h', ∂/∂c') → ∂/∂z [B, 4H] or ∂/∂c [B, H]. */
+  lstmCellBackward: { wrt: 'z' | 'c' };
+  /**
+   * One Adam update, torch.optim.Adam's (amsgrad off): (p, g, m, v) → [3, ...p.shape]: p', m', v'.
+   * `step` is the parameter's update count t (bias corrections 1 − βᵗ); weight decay is L2
+   * (added to g) or, `decoupled`, AdamW's p·(1 − lr·λ).
+   */
+  adamStep: { lr: number; beta1: number; beta2: number; eps: number; weightDecay: number; decoupled: boolean; step: number };
+}
+export type FusedKernelName = keyof FusedKernelAttrs;
+
+/** Every kernel, core and fused, with its attributes. */
+export interface KernelAttrs extends CoreKernelAttrs, FusedKernelAttrs {}
 export type KernelName = keyof KernelAttrs;
 
-/** A backend's kernel table. Mapped over KernelName, so a missing kernel is a compile error. */
-export type KernelTable<H extends Handle> = {
-  [K in KernelName]: (inputs: readonly (TensorInfo & { handle: H })[], attrs: KernelAttrs[K], out: OutInfo) => H;
-};
+type KernelFn<H extends Handle, K extends KernelName> = (inputs: readonly (TensorInfo & { handle: H })[], attrs: KernelAttrs[K], out: OutInfo) => H;
+/** A backend's kernel table: every core kernel (a missing one is a compile error) and the fused kernels it offers. */
+export type KernelTable<H extends Handle> = { [K in CoreKernelName]: KernelFn<H, K> } & { [K in FusedKernelName]?: KernelFn<H, K> };
 
 export interface MemoryInfo {
   liveHandles: number;
@@ -93,6 +120,8 @@ export interface Backend {
   readonly capabilities: BackendCapabilities;
   upload(values: TypedArray): Handle;
   run<K extends KernelName>(kernel: K, inputs: readonly TensorInfo[], attrs: KernelAttrs[K], out: OutInfo): Handle;
+  /** Whether it offers a fused kernel (absent: none). */
+  supports?(kernel: FusedKernelName): boolean;
   readSync(handle: Handle, dtype: DType): TypedArray;
   read(handle: Handle, dtype: DType): Promise<TypedArray>;
   incRef(handle: Handle): void;

@@ -24,7 +24,8 @@ import type { DType } from '../core/dtype.js';
 import { Tensor } from '../tensor/tensor.js';
 import { checkpoint } from '../autograd/checkpoint.js';
 import { uniform } from '../nn/init.js';
-import { lstmUpdate, type LSTMState } from '../nn/lstm.js';
+import type { LSTMState } from '../nn/lstm.js';
+import { composedLstmCell } from '../tensor/ops/fused.js';
 import { checkDType, checkPositiveInt, Module, parameter } from '../nn/module.js';
 import { cvSquared, gateEntropy } from './balancing.js';
 import { ExpertCountsOnRead } from './counts-on-read.js';
@@ -130,7 +131,10 @@ export class RecurrentMoECell extends Module {
       const z = dispatcher.combine(this.experts.map((expert, e) => expert.forward(xs[e]!, hs[e]!)));
       const counts = dispatcher.partSizesOnHost ? dispatcher.partSizes() : null;
       dispatcher.dispose();
-      const next = lstmUpdate(z, c);
+      // Composed, not the fused kernel: each step's h fans out to the gate, the experts and
+      // the output, and only the composed graph's walk sums those gradients in the same
+      // order with and without checkpointed segments (bit-equal gradients, tested).
+      const next = composedLstmCell(z, c);
       const cvImp = cvSquared(g.importance), cvLoad = cvSquared(g.load);
       const fields = {
         gates: g.gates.detach(), indices: g.indices, importance: g.importance.detach(), load: g.load.detach(),

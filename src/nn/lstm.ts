@@ -7,6 +7,7 @@
 //   c' = f ⊙ c + i ⊙ g                        h' = o ⊙ tanh(c')
 
 import { dropout } from '../tensor/ops/functional.js';
+import { lstmCell } from '../tensor/ops/fused.js';
 import { matmul } from '../tensor/ops/linalg.js';
 import { chunk, concat, reshape, slice, split, stack } from '../tensor/ops/movement.js';
 import { zeros } from '../tensor/ops/creation.js';
@@ -19,11 +20,12 @@ import { checkDType, checkPositiveInt, Module, parameter } from './module.js';
 
 export interface LSTMState { h: Tensor; c: Tensor }
 
-/** The LSTM update from the gate pre-activations z = (i, f, g, o) [B, 4H] and the cell state c. */
+/**
+ * The LSTM update from the gate pre-activations z = (i, f, g, o) [B, 4H] and the cell state c:
+ * one fused kernel where the backend has it (the CPU), else the same math in core ops.
+ */
 export function lstmUpdate(z: Tensor, c: Tensor): LSTMState {
-  const [i, f, g, o] = chunk(z, 4, 1) as [Tensor, Tensor, Tensor, Tensor];
-  const cNext = f.sigmoid().mul(c).add(i.sigmoid().mul(g.tanh()));
-  return { h: o.sigmoid().mul(cNext.tanh()), c: cNext };
+  return lstmCell(z, c);
 }
 
 /** One LSTM step from precomputed input projections xw = x·W_ihᵀ + b_ih + b_hh. */

@@ -5,7 +5,8 @@
 import { zeros, zerosLike } from '../tensor/ops/creation.js';
 import { div } from '../tensor/ops/elementwise.js';
 import type { DType } from '../core/dtype.js';
-import { getBackend, keep, noGrad, tidy } from '../tensor/engine.js';
+import { getBackend, keep, noGrad, runOp, tidy } from '../tensor/engine.js';
+import { reshape, slice } from '../tensor/ops/movement.js';
 import { Tensor } from '../tensor/tensor.js';
 
 export interface OptimizerState {
@@ -144,6 +145,7 @@ export class Adam extends Optimizer {
     this.paramSteps.set(p, (this.paramSteps.get(p) ?? 0) + 1);
     // Steps are counted per parameter on the host (a tensor here would cost a readback).
     const t = this.paramSteps.get(p)!;
+    if (!this.amsgrad && getBackend().supports?.('adamStep')) return this.fusedUpdate(p, g, state, t);
     let param = p;
     if (this.weightDecay !== 0) {
       if (this.decoupled) param = p.mul(1 - this.lr * this.weightDecay); // AdamW
@@ -156,6 +158,17 @@ export class Adam extends Optimizer {
     if (this.amsgrad) second = this.setBuffer(state, 'max_exp_avg_sq', (state.get('max_exp_avg_sq') ?? zerosLike(p)).maximum(v));
     const denom = second.sqrt().div(Math.sqrt(bc2)).add(this.eps);
     return param.sub(m.div(denom).mul(this.lr / bc1));
+  }
+
+  /** The same update in one kernel (the CPU's adamStep: the same numbers bit for bit). */
+  private fusedUpdate(p: Tensor, g: Tensor, state: Map<string, Tensor>, step: number): Tensor {
+    const m = state.get('exp_avg') ?? zerosLike(p), v = state.get('exp_avg_sq') ?? zerosLike(p);
+    const attrs = { lr: this.lr, beta1: this.betas[0], beta2: this.betas[1], eps: this.eps, weightDecay: this.weightDecay, decoupled: this.decoupled, step };
+    const all = runOp('adamStep', [p, g, m, v], attrs, { shape: [3, ...p.shape], dtype: p.dtype }, null);
+    const row = (i: number) => reshape(slice(all, [i], [1]), p.shape);
+    this.setBuffer(state, 'exp_avg', row(1));
+    this.setBuffer(state, 'exp_avg_sq', row(2));
+    return row(0);
   }
 }
 

@@ -5,7 +5,8 @@ import { bytesPerElement, dtypeOfArray, type DType, type TypedArray } from '../.
 import { cpuPool } from './pool.js';
 import { fillRandom } from '../../core/philox.js';
 import { sizeOf } from '../../core/shape.js';
-import type { Backend, BackendInfo, Handle, KernelAttrs, KernelName, KernelTable, MemoryInfo, OutInfo, TensorInfo } from '../../core/backend.js';
+import type { Backend, BackendInfo, CoreKernelName, FusedKernelName, Handle, KernelAttrs, KernelName, KernelTable, MemoryInfo, OutInfo, TensorInfo } from '../../core/backend.js';
+import { adamStep, lstmCellBackward, lstmCellForward } from './fused.js';
 import { binaryBroadcast, binaryFast, binaryFns, broadcastLoop, mapUnary, unaryFns, whereFast } from './elementwise.js';
 import { gather, indexAdd, indexSelect, oneHot, scatterAdd, topkIndices } from './indexing.js';
 import { matmul } from './matmul/matmul.js';
@@ -48,7 +49,7 @@ const binary = (name: keyof typeof binaryFns) => (inputs: In, _a: unknown, out: 
 
 /** A CPU kernel: computes a new typed array and returns it wrapped by `be.wrap`. */
 export type CpuKernel<K extends KernelName> = (inputs: CpuInputs, attrs: KernelAttrs[K], out: OutInfo, be: CpuBackend) => CpuHandle;
-/** The CPU kernel table: one kernel per KernelName (a missing one is a compile error). */
+/** The CPU kernel table: one kernel per KernelName, the fused ones included (a missing one is a compile error). */
 export type CpuKernelTable = { readonly [K in KernelName]: CpuKernel<K> };
 
 function makeKernels(): CpuKernelTable {
@@ -191,6 +192,26 @@ function makeKernels(): CpuKernelTable {
       fillRandom(y, distribution, key, counter);
       return be.wrap(y);
     },
+    lstmCell: (inputs, _a, out, be) => {
+      const [c, z] = inputs as [In[0], In[0]];
+      const [B, H] = c.shape as [number, number];
+      const y = full(out);
+      lstmCellForward(data(z), data(c), B, H, y, out.dtype === 'float32');
+      return be.wrap(y);
+    },
+    lstmCellBackward: (inputs, { wrt }, out, be) => {
+      const [acts, c, dOut] = inputs as [In[0], In[0], In[0]];
+      const [B, H] = c.shape as [number, number];
+      const y = full(out);
+      lstmCellBackward(data(acts), data(c), data(dOut), B, H, wrt, y);
+      return be.wrap(y);
+    },
+    adamStep: (inputs, attrs, out, be) => {
+      const [p, g, m, v] = inputs.map(data) as [TypedArray, TypedArray, TypedArray, TypedArray];
+      const y = full(out);
+      adamStep(p, g, m, v, attrs, y, out.dtype === 'float32');
+      return be.wrap(y);
+    },
   };
 }
 
@@ -256,8 +277,10 @@ export class CpuBackend implements Backend {
     return this.wrap(copy);
   }
 
+  supports(kernel: FusedKernelName): boolean { return this.table[kernel] !== undefined; }
+
   run<K extends KernelName>(kernel: K, inputs: readonly TensorInfo[], attrs: KernelAttrs[K], out: OutInfo): Handle {
-    const handle = this.table[kernel](inputs as In, attrs, out);
+    const handle = (this.table[kernel] as KernelTable<CpuHandle>[CoreKernelName] as (i: In, a: KernelAttrs[K], o: OutInfo) => CpuHandle)(inputs as In, attrs, out);
     const expected = sizeOf(out.shape);
     if (handle.values!.length !== expected || dtypeOfArray(handle.values!) !== out.dtype) {
       throw new Error(`cpu backend: kernel ${kernel} produced ${handle.values!.length} ${dtypeOfArray(handle.values!)} values, expected ${expected} ${out.dtype}`);

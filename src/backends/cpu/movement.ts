@@ -14,7 +14,7 @@ function gatherStrided(x: TypedArray, offset: number, strides: readonly number[]
   const counter = new Array<number>(rank).fill(0);
   let src = offset;
   for (let o = 0; o < n; ) {
-    if (innerStride === 1) {
+    if (innerStride === 1 && inner >= 64) {
       out.set(x.subarray(src, src + inner), o);
       o += inner;
     } else {
@@ -43,7 +43,12 @@ export function slice(x: TypedArray, shape: Shape, begin: readonly number[], out
   const strides = stridesOf(shape);
   let offset = 0;
   for (let d = 0; d < shape.length; d++) offset += begin[d]! * strides[d]!;
-  gatherStrided(x, offset, strides, outShape, out);
+  // Trailing dimensions taken whole are one contiguous run with the last one cut: copy runs,
+  // not rows (a [1, B, H] slice of [7, B, H] is one run of B·H, not B runs of H).
+  let r = shape.length, run = 1;
+  while (r > 0 && outShape[r - 1] === shape[r - 1]) run *= shape[--r]!;
+  if (r === 0) { out.set(x.subarray(offset, offset + run)); return; }
+  gatherStrided(x, offset, [...strides.slice(0, r - 1), 1], [...outShape.slice(0, r - 1), outShape[r - 1]! * run], out);
 }
 
 /** x reversed along `axes`: a strided read from each flipped axis's last element, stride negated. */

@@ -12,7 +12,7 @@
 
 import type { DType, TypedArray } from '../../core/dtype.js';
 import { sizeOf, shapeToString } from '../../core/shape.js';
-import type { Backend, BackendInfo, Handle, KernelAttrs, KernelName, KernelTable, MemoryInfo, OutInfo, TensorInfo } from '../../core/backend.js';
+import type { Backend, BackendInfo, CoreKernelName, FusedKernelName, Handle, KernelAttrs, KernelName, KernelTable, MemoryInfo, OutInfo, TensorInfo } from '../../core/backend.js';
 import { KERNEL_CLASS, startDevice, type Device, type GpuJsKernel, type GpuMode } from './device.js';
 import { intRange, type IntRange } from './int-range.js';
 import { makeKernels } from './kernels.js';
@@ -82,7 +82,7 @@ export class GpuBackend implements Backend {
 
   private bind(): KernelTable<GpuHandle> {
     const out = {} as Record<KernelName, unknown>;
-    for (const name of Object.keys(this.kernels) as KernelName[]) {
+    for (const name of Object.keys(this.kernels) as CoreKernelName[]) {
       const kernel = this.kernels[name] as (i: In, a: KernelAttrs[KernelName], o: OutInfo, be: GpuBackend) => GpuHandle;
       out[name] = (inputs: In, attrs: KernelAttrs[KernelName], info: OutInfo) => kernel(inputs, attrs, info, this);
     }
@@ -288,6 +288,9 @@ export class GpuBackend implements Backend {
     return this.uploadFloats(values.slice(), null);
   }
 
+  /** No fused kernels: the ops compose them from the core kernels, which gpu.js compiles one by one. */
+  supports(_kernel: FusedKernelName): boolean { return false; }
+
   run<K extends KernelName>(kernel: K, inputs: readonly TensorInfo[], attrs: KernelAttrs[K], out: OutInfo): Handle {
     this.throwAsyncError();
     if (this.shut) throw new Error(`gpu backend (${this.mode}): ${kernel} after the backend was shut down`);
@@ -299,8 +302,11 @@ export class GpuBackend implements Backend {
     for (const i of inputs) {
       if ((i.handle as GpuHandle).refs === 0) throw new Error(`gpu backend: ${kernel} got freed handle ${i.handle.id}`);
     }
+    const run = this.table[kernel] as ((i: In, a: KernelAttrs[K], o: OutInfo) => GpuHandle) | undefined;
+    // The fused kernels are the CPU's; the ops compose their math from core kernels here (supports()).
+    if (run === undefined) throw new Error(`gpu backend (${this.mode}): it has no fused kernel ${kernel}; ask supports() first`);
     const range = out.dtype === 'int32' ? intRange(kernel, inputs as In, attrs) : null;
-    const h = this.table[kernel](inputs as In, attrs, out);
+    const h = run(inputs as In, attrs, out);
     if (out.dtype === 'int32' && h.range === null) h.range = range;
     return h;
   }

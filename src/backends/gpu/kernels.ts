@@ -4,7 +4,7 @@
 
 import { fillRandom } from '../../core/philox.js';
 import { broadcastStrides, sizeOf, stridesOf, type Shape } from '../../core/shape.js';
-import type { BinaryKernel, CompareKernel, KernelAttrs, KernelName, OutInfo, TensorInfo, UnaryKernel } from '../../core/backend.js';
+import type { BinaryKernel, CompareKernel, CoreKernelName, KernelAttrs, KernelName, OutInfo, TensorInfo, UnaryKernel } from '../../core/backend.js';
 import { binaryBody, coordinates, idiv, kernelSource, offsets, unaryBody } from './codegen.js';
 import type { GpuBackend, GpuHandle } from './gpu-backend.js';
 
@@ -355,7 +355,7 @@ const topkIndices: GpuKernel<'topkIndices'> = (inputs, attrs, out, be) => {
   return be.launch({ key: keyOf('topkIndices', inputs, attrs, out), inputs: [x.handle], size: sizeOf(out.shape), loop: Math.max(n, k), source: kernelSource(['a0'], lines) });
 };
 
-export function makeKernels(): { [K in KernelName]: GpuKernel<K> } {
+export function makeKernels(): { [K in CoreKernelName]: GpuKernel<K> } {
   return {
     neg: unary('neg'), abs: unary('abs'), sign: unary('sign'), exp: unary('exp'), log: unary('log'),
     sqrt: unary('sqrt'), tanh: unary('tanh'), sigmoid: unary('sigmoid'), relu: unary('relu'),

@@ -1,0 +1,136 @@
+// Fused kernels of the CPU backend (FusedKernelAttrs in src/core/backend.ts): the LSTM cell
+// in one pass over its gates, forward and backward, instead of ~14 elementwise ops forward
+// and ~30 backward, each with its own result array; and the Adam update in one pass instead
+// of ~12 ops per parameter.
+//
+// The LSTM forward and Adam round every intermediate to float32 where the composition
+// (src/tensor/ops/fused.ts composedLstmCell, Adam.update in src/nn/optim.ts) stores one, in
+// the same order, scalars included (a number operand becomes a float32 scalar tensor there),
+// so their results are the composition's bit for bit. The LSTM backward computes each
+// gradient in float64 and rounds it once: within half an ulp of the composed rules, which
+// round after every op.
+
+import type { FusedKernelAttrs } from '../../core/backend.js';
+import type { TypedArray } from '../../core/dtype.js';
+
+/** unaryFns.sigmoid's formula (elementwise.ts), repeated here so that the loop inlines it. */
+function sigmoid(x: number): number {
+  return x >= 0 ? 1 / (1 + Math.exp(-x)) : Math.exp(x) / (1 + Math.exp(x));
+}
+
+/**
+ * z [B, 4H] (gates i, f, g, o), c [B, H] → acts [7, B, H]: h', c', σ(i), σ(f), tanh(g),
+ * σ(o), tanh(c'). The last five are what the backward reads instead of recomputing them.
+ */
+export function lstmCellForward(z: TypedArray, c: TypedArray, B: number, H: number, acts: TypedArray, float32: boolean): void {
+  if (float32) lstmCellForward32(z, c, B, H, acts);
+  else lstmCellForward64(z, c, B, H, acts);
+}
+
+/** Math.fround wherever the composition stores a float32 result. */
+function lstmCellForward32(z: TypedArray, c: TypedArray, B: number, H: number, acts: TypedArray): void {
+  const n = B * H, fr = Math.fround;
+  for (let b = 0; b < B; b++) {
+    const zr = b * 4 * H, cr = b * H;
+    for (let j = 0; j < H; j++) {
+      const si = fr(sigmoid(z[zr + j]!)), sf = fr(sigmoid(z[zr + H + j]!));
+      const tg = fr(Math.tanh(z[zr + 2 * H + j]!)), so = fr(sigmoid(z[zr + 3 * H + j]!));
+      // c' = σ(f)·c + σ(i)·tanh(g): two products, each rounded, then their sum.
+      const cNext = fr(fr(sf * c[cr + j]!) + fr(si * tg));
+      const tc = fr(Math.tanh(cNext));
+      const o = cr + j;
+      acts[o] = so * tc;
+      acts[n + o] = cNext;
+      acts[2 * n + o] = si;
+      acts[3 * n + o] = sf;
+      acts[4 * n + o] = tg;
+      acts[5 * n + o] = so;
+      acts[6 * n + o] = tc;
+    }
+  }
+}
+
+function lstmCellForward64(z: TypedArray, c: TypedArray, B: number, H: number, acts: TypedArray): void {
+  const n = B * H;
+  for (let b = 0; b < B; b++) {
+    const zr = b * 4 * H, cr = b * H;
+    for (let j = 0; j < H; j++) {
+      const si = sigmoid(z[zr + j]!), sf = sigmoid(z[zr + H + j]!);
+      const tg = Math.tanh(z[zr + 2 * H + j]!), so = sigmoid(z[zr + 3 * H + j]!);
+      const cNext = sf * c[cr + j]! + si * tg;
+      const tc = Math.tanh(cNext);
+      const o = cr + j;
+      acts[o] = so * tc;
+      acts[n + o] = cNext;
+      acts[2 * n + o] = si;
+      acts[3 * n + o] = sf;
+      acts[4 * n + o] = tg;
+      acts[5 * n + o] = so;
+      acts[6 * n + o] = tc;
+    }
+  }
+}
+
+/**
+ * The gradients of the cell from its saved activations: dOut [7, B, H] (rows 0 and 1 are
+ * ∂L/∂h' and ∂L/∂c'; the others are ignored: the activations are no outputs of the cell).
+ * wrt 'z' → dz [B, 4H]; wrt 'c' → dc [B, H].
+ */
+export function lstmCellBackward(acts: TypedArray, c: TypedArray, dOut: TypedArray, B: number, H: number, wrt: 'z' | 'c', out: TypedArray): void {
+  const n = B * H;
+  for (let b = 0; b < B; b++) {
+    const cr = b * H, zr = b * 4 * H;
+    for (let j = 0; j < H; j++) {
+      const o = cr + j;
+      const dh = dOut[o]!, si = acts[2 * n + o]!, sf = acts[3 * n + o]!, tg = acts[4 * n + o]!, so = acts[5 * n + o]!, tc = acts[6 * n + o]!;
+      // ∂L/∂c' in total: directly, and through h' = σ(o)·tanh(c').
+      const dc = dOut[n + o]! + dh * so * (1 - tc * tc);
+      if (wrt === 'c') {
+        out[o] = dc * sf;
+      } else {
+        out[zr + j] = dc * tg * si * (1 - si);
+        out[zr + H + j] = dc * c[o]! * sf * (1 - sf);
+        out[zr + 2 * H + j] = dc * si * (1 - tg * tg);
+        out[zr + 3 * H + j] = dh * tc * so * (1 - so);
+      }
+    }
+  }
+}
+
+/** Adam's update of one parameter: out = [p', m', v'] (each p.length long). See FusedKernelAttrs.adamStep. */
+export function adamStep(p: TypedArray, g: TypedArray, m: TypedArray, v: TypedArray, a: FusedKernelAttrs['adamStep'], out: TypedArray, float32: boolean): void {
+  const r = float32 ? Math.fround : (x: number) => x;
+  const n = p.length;
+  // The scalars as the composition's scalar tensors hold them.
+  const b1 = r(a.beta1), b2 = r(a.beta2), c1 = r(1 - a.beta1), c2 = r(1 - a.beta2);
+  const bc1 = 1 - a.beta1 ** a.step, bc2 = 1 - a.beta2 ** a.step;
+  const sq = r(Math.sqrt(bc2)), eps = r(a.eps), stepSize = r(a.lr / bc1);
+  const wd = r(a.weightDecay), shrink = r(1 - a.lr * a.weightDecay);
+  const coupled = a.weightDecay !== 0 && !a.decoupled, decoupled = a.weightDecay !== 0 && a.decoupled;
+  if (float32) {
+    const fr = Math.fround;
+    for (let i = 0; i < n; i++) {
+      const pi = p[i]!;
+      const gi = coupled ? fr(g[i]! + fr(pi * wd)) : g[i]!;
+      const param = decoupled ? fr(pi * shrink) : pi;
+      const mi = fr(fr(m[i]! * b1) + fr(gi * c1));
+      const vi = fr(fr(v[i]! * b2) + fr(fr(gi * gi) * c2));
+      const denom = fr(fr(fr(Math.sqrt(vi)) / sq) + eps);
+      out[i] = param - fr(fr(mi / denom) * stepSize);
+      out[n + i] = mi;
+      out[2 * n + i] = vi;
+    }
+  } else {
+    for (let i = 0; i < n; i++) {
+      const pi = p[i]!;
+      const gi = coupled ? g[i]! + pi * wd : g[i]!;
+      const param = decoupled ? pi * shrink : pi;
+      const mi = m[i]! * b1 + gi * c1;
+      const vi = v[i]! * b2 + gi * gi * c2;
+      const denom = Math.sqrt(vi) / sq + eps;
+      out[i] = param - (mi / denom) * stepSize;
+      out[n + i] = mi;
+      out[2 * n + i] = vi;
+    }
+  }
+}

@@ -1,0 +1,114 @@
+// Fused kernels (src/tensor/ops/fused.ts, src/backends/cpu/fused.ts): the LSTM cell in one
+// kernel gives the composed ops' forward bit for bit, their gradients to rounding, and the
+// composed path runs on a backend that does not offer the kernel.
+
+import assert from 'node:assert/strict';
+import { afterEach, test } from 'node:test';
+import fc from 'fast-check';
+import { CpuBackend } from '../../src/backends/cpu/cpu-backend.js';
+import { registerBackend, unregisterBackend } from '../../src/core/registry.js';
+import { composedLstmCell, lstmCell } from '../../src/tensor/ops/fused.js';
+import { getBackend } from '../../src/tensor/engine.js';
+import { assertClose, mt, numRuns } from '../helpers.js';
+
+afterEach(() => {
+  mt.setBackend('cpu');
+  unregisterBackend('cpu-unfused');
+});
+
+/** The CPU backend without fused kernels: every op composes them from core kernels. */
+class UnfusedCpu extends CpuBackend {
+  override supports(): boolean { return false; }
+}
+
+const bits = (t: mt.Tensor) => Array.from(t.dataSync());
+
+/** h', c' and the gradients of Σ(h'·wh) + Σ(c'·wc) with respect to z and c. */
+function cellAndGrads(cell: typeof lstmCell, zv: number[], cv: number[], wv: number[], B: number, H: number, dtype: 'float32' | 'float64') {
+  const z = mt.tensor(zv, [B, 4 * H], { dtype, requiresGrad: true });
+  const c = mt.tensor(cv, [B, H], { dtype, requiresGrad: true });
+  const wh = mt.tensor(wv.slice(0, B * H), [B, H], { dtype }), wc = mt.tensor(wv.slice(B * H), [B, H], { dtype });
+  const out = cell(z, c);
+  out.h.mul(wh).sum().add(out.c.mul(wc).sum()).backward();
+  return { h: bits(out.h), c: bits(out.c), dz: bits(z.grad!), dc: bits(c.grad!) };
+}
+
+const cellArb = fc.record({ B: fc.integer({ min: 1, max: 4 }), H: fc.integer({ min: 1, max: 6 }), seed: fc.integer({ min: 0, max: 1e6 }) });
+
+for (const dtype of ['float32', 'float64'] as const) {
+  test(`lstmCell (${dtype}): the fused kernel's h', c' equal the composed ops' bit for bit; gradients agree to rounding`, () => {
+    fc.assert(fc.property(cellArb, ({ B, H, seed }) => {
+      mt.manualSeed(seed);
+      // Pre-activations up to ±8: saturated gates included.
+      const zv = Array.from(mt.randn([B * 4 * H]).mul(4).dataSync()), cv = Array.from(mt.randn([B * H]).dataSync());
+      const wv = Array.from(mt.randn([2 * B * H]).dataSync());
+      const fused = cellAndGrads(lstmCell, zv, cv, wv, B, H, dtype);
+      const composed = cellAndGrads(composedLstmCell, zv, cv, wv, B, H, dtype);
+      assert.deepEqual(fused.h, composed.h);
+      assert.deepEqual(fused.c, composed.c);
+      // The fused backward rounds once, the composed rules after every op.
+      const tol = dtype === 'float64' ? { rtol: 1e-13, atol: 1e-15 } : { rtol: 2e-6, atol: 1e-7 };
+      assertClose(fused.dz, composed.dz, { ...tol, what: 'dz' });
+      assertClose(fused.dc, composed.dc, { ...tol, what: 'dc' });
+    }), numRuns(40));
+  });
+}
+
+test('lstmCell records one node on the CPU and composes the cell where the backend has no fused kernel', () => {
+  const z = mt.randn([2, 12], { dtype: 'float64' }).requiresGrad_(), c = mt.randn([2, 3], { dtype: 'float64' }).requiresGrad_();
+  assert.equal(getBackend().supports?.('lstmCell'), true);
+  const fused = lstmCell(z, c);
+  // h' is a slice (reshaped) of the fused node's [7, B, H] result.
+  assert.equal(fused.h.gradFn, 'reshape');
+  const expected = { h: bits(fused.h), c: bits(fused.c) };
+  registerBackend('cpu-unfused', { create: () => new UnfusedCpu({ name: 'cpu-unfused' }) });
+  mt.setBackend('cpu-unfused');
+  const z2 = mt.tensor(bits(z), [2, 12], { dtype: 'float64', requiresGrad: true }), c2 = mt.tensor(bits(c), [2, 3], { dtype: 'float64', requiresGrad: true });
+  const composed = lstmCell(z2, c2);
+  assert.deepEqual({ h: bits(composed.h), c: bits(composed.c) }, expected);
+  assert.equal(composed.h.gradFn, 'mul'); // h' = σ(o)·tanh(c'), composed
+  // The float64 gradient check passes on both paths.
+  assert.ok(mt.gradcheck((a, b) => { const s = lstmCell(a!, b!); return [s.h, s.c]; }, [z2, c2]));
+  mt.setBackend('cpu');
+  assert.ok(mt.gradcheck((a, b) => { const s = lstmCell(a!, b!); return [s.h, s.c]; }, [z, c]));
+  assert.ok(mt.gradgradcheck((a, b) => lstmCell(a!, b!).h, [z, c]));
+});
+
+test('lstmCell: wrong shapes or dtypes name the op, the argument and the shapes', () => {
+  const z = mt.zeros([2, 12]), c = mt.zeros([2, 4]);
+  assert.throws(() => lstmCell(z, c), /lstmCell: z must be \[B, 4H\] and c \[B, H\] of one dtype, got z float32 \[2, 12\] and c float32 \[2, 4\]/);
+  assert.throws(() => lstmCell(mt.zeros([2, 12], { dtype: 'int32' }), mt.zeros([2, 3])), /lstmCell/);
+});
+
+/** Parameters after `steps` Adam/AdamW updates on the current backend, and the optimizer's buffers. */
+function adamRun(Opt: typeof mt.Adam, options: mt.AdamOptions, dtype: 'float32' | 'float64', seed: number) {
+  mt.manualSeed(seed);
+  const p = mt.randn([5, 7], { dtype }).requiresGrad_();
+  const q = mt.randn([7], { dtype }).requiresGrad_();
+  const opt = new Opt([p, q], { lr: 0.05, ...options });
+  for (let s = 0; s < 4; s++) {
+    opt.zeroGrad();
+    p.matmul(q).tanh().square().sum().backward();
+    opt.step();
+  }
+  const state = opt.stateDict();
+  return { p: bits(p), q: bits(q), buffers: Object.fromEntries(Object.entries(state.tensors).map(([k, t]) => [k, bits(t)])), scalars: state.scalars };
+}
+
+for (const dtype of ['float32', 'float64'] as const) {
+  test(`Adam and AdamW (${dtype}): the fused adamStep gives the composed update's parameters and buffers bit for bit`, () => {
+    registerBackend('cpu-unfused', { create: () => new UnfusedCpu({ name: 'cpu-unfused' }) });
+    const cases: [typeof mt.Adam, mt.AdamOptions][] = [
+      [mt.Adam, {}], [mt.Adam, { weightDecay: 0.1, betas: [0.8, 0.99], eps: 1e-6 }], [mt.AdamW, {}], [mt.AdamW, { weightDecay: 0.3 }],
+    ];
+    for (const [Opt, options] of cases) {
+      for (const seed of [1, 2]) {
+        mt.setBackend('cpu');
+        const fused = adamRun(Opt, options, dtype, seed);
+        mt.setBackend('cpu-unfused');
+        const composed = adamRun(Opt, options, dtype, seed);
+        assert.deepEqual(fused, composed, `${Opt.name} ${JSON.stringify(options)}`);
+      }
+    }
+  });
+}
