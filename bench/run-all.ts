@@ -16,11 +16,12 @@ import { MOE_EXPERTS, moeSuite } from './moe.bench.js';
 import { overheadSuite } from './overhead.bench.js';
 import { reduceSuite } from './reduce.bench.js';
 import { runSimdMatmulBench } from './simd-matmul.bench.js';
+import { runPeersBench } from './peers.bench.js';
 
 const SUITES: Suite[] = [matmulSuite, elementwiseSuite, reduceSuite, overheadSuite, lstmSuite, moeSuite];
 
 /** Suites that alternate their contenders themselves (not benchmark.js): name → runner. */
-const ALTERNATING: Record<string, (filter?: string) => Promise<string[]>> = { simd: runSimdMatmulBench };
+const ALTERNATING: Record<string, (filter?: string) => Promise<string[]>> = { simd: runSimdMatmulBench, peers: runPeersBench };
 
 function selection(args: string[]): { suite: Suite; filter?: string }[] {
   if (args.length === 0) return SUITES.map((suite) => ({ suite }));
