@@ -22,7 +22,7 @@
 
 import type { KernelAttrs } from '../core/backend.js';
 import * as ops from '../tensor/ops/index.js';
-import { lstmCellBackward } from '../tensor/ops/fused.js';
+import { groupedMatmulGrads, lstmCellBackward } from '../tensor/ops/fused.js';
 import { isGradEnabled } from '../tensor/engine.js';
 import type { CompositeAttrs, RecordedOp } from '../tensor/recorded-ops.js';
 import type { Tensor } from '../tensor/tensor.js';
@@ -257,6 +257,11 @@ const rules: GradRules = {
       c.needs[0] ? lstmCellBackward(z, cell, c.output, dy, 'c', graph) : null,
       c.needs[1] ? lstmCellBackward(z, cell, c.output, dy, 'z', graph) : null,
     ];
+  },
+
+  groupedMatmul: (dy, c) => {
+    const [x, ...weights] = c.inputs as [Tensor, ...Tensor[]];
+    return groupedMatmulGrads(dy, x, weights, c.attrs.sizes, c.attrs.transposeB, c.needs, isGradEnabled());
   },
 
   // Recomputes the checkpointed function with the same random numbers and differentiates it.

@@ -143,7 +143,8 @@ export async function compare(o: CompareOptions): Promise<string> {
       const dir = join(o.out, r.dir);
       // A run with a checkpoint continues from it (with the checkpoint's settings; --steps may grow).
       const resumeRun = o.resume === true && existsSync(join(dir, CHECKPOINT));
-      const args = [...process.execArgv, process.argv[1]!, 'train', ...(resumeRun ? ['--resume', '--steps', String(o.base.steps)] : [...sharedFor(r), ...(r.flags['w-importance'] ? [] : balance),
+      const threads = o.flags.threads === undefined ? [] : ['--threads', String(o.flags.threads)];
+      const args = [...process.execArgv, process.argv[1]!, 'train', ...(resumeRun ? ['--resume', '--steps', String(o.base.steps), ...threads] : [...sharedFor(r), ...(r.flags['w-importance'] ? [] : balance),
         ...Object.entries(r.flags).flatMap(([k, v]) => [`--${k}`, v]), '--label', r.label]), '--out', dir, '--progress-json'];
       await new Promise<void>((resolveRun) => {
         const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });

@@ -28,7 +28,7 @@ const trainFlags: Options = {
   steps: { type: 'string' }, warmup: { type: 'string' }, batch: { type: 'string' }, 'seq-len': { type: 'string' }, lr: { type: 'string' },
   seed: { type: 'string' }, 'eval-every': { type: 'string' }, backend: { type: 'string' }, 'gpu-mode': { type: 'string' },
   out: { type: 'string' }, text: { type: 'string' }, 'word-level': { type: 'boolean' }, domains: { type: 'string' },
-  label: { type: 'string' }, quiet: { type: 'boolean' }, 'progress-json': { type: 'boolean' },
+  label: { type: 'string' }, quiet: { type: 'boolean' }, 'progress-json': { type: 'boolean' }, threads: { type: 'string' },
 };
 const common: Options = { help: { type: 'boolean', short: 'h' }, debug: { type: 'boolean' } };
 
@@ -78,6 +78,8 @@ Training:
   --steps N (default 1000)  --batch N (32)  --seq-len N (16)  --lr X (0.01)  --warmup N (50)  --seed N (0)  --eval-every N (100)
                            Adam, gradient-norm clipping at 1, the paper's schedule: linear warm-up, then ∝ 1/√step
   --backend cpu|gpu        (default cpu)
+  --threads N              cpu: worker threads for the large matrix products (default one per core); every N gives
+                           the same numbers bit for bit, so a resume may change it
   --gpu-mode headlessgl|webgpu   with --backend gpu: gpu.js's mode (default headlessgl: needs an X display, e.g.
                            xvfb-run -a; webgpu: Dawn, a Vulkan driver). A mode that cannot start stops with the reason
 Data:
@@ -102,7 +104,7 @@ Flags: all of train's (--experts may be a comma-separated list), plus
                            expert-choice its capacity factor, default k; deepseek k + --shared-experts), so
                            every run computes ≈ k·h per token
   --resume   continue the compare in --out after Ctrl-C: each run from its checkpoint, to its end
-             (only --steps, --parallel and --quiet may change)
+             (only --steps, --parallel, --threads and --quiet may change)
 Ctrl-C stops every run, each saving its checkpoint.`,
   report: `Usage: mixtape report RUN_DIR [--out FILE]
 
@@ -211,13 +213,26 @@ const GPU_MODES = ['headlessgl', 'webgpu'] as const;
  * Selects the backend and waits until it can run (webgpu: an adapter answered), or fails
  * with the backend's reason (never a silent CPU fallback).
  */
-async function useBackend(config: Pick<RunConfig, 'backend' | 'gpuMode'>): Promise<void> {
+/**
+ * --threads N: the CPU backend's worker threads (default one per core). Results are the same
+ * for every N (bit for bit), so it is no part of a run's configuration and may change on resume.
+ */
+function threadsFlag(values: Values, backend: string): number | undefined {
+  const v = values.threads as string | undefined;
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (!/^\d+$/.test(v) || n < 1 || n > 64) throw new UsageError(`--threads must be an integer from 1 to 64, got '${v}'`);
+  if (backend !== 'cpu') throw new UsageError(`--threads ${v}: threads are the CPU backend's; this run uses --backend ${backend}`);
+  return n;
+}
+
+async function useBackend(config: Pick<RunConfig, 'backend' | 'gpuMode'>, threads?: number): Promise<void> {
   try {
     if (config.backend === 'gpu') {
       mt.setBackend('gpu', { mode: (config.gpuMode ?? 'headlessgl') as (typeof GPU_MODES)[number] });
       await mt.ready();
     } else {
-      mt.setBackend('cpu');
+      mt.setBackend('cpu', threads === undefined ? {} : { threads });
     }
   } catch (e) {
     mt.shutdownGpu(); // a device that started but is not usable must not keep the process alive
@@ -244,7 +259,7 @@ async function trainCommand(args: string[]): Promise<void> {
         throw new UsageError(`${out} already holds a run; pass --resume to continue it or choose another --out`);
       }
     }
-    await useBackend(config);
+    await useBackend(config, threadsFlag(values, config.backend));
   } catch (e) {
     lock?.discard(); // nothing was written: leave no directory behind either
     throw e;
@@ -360,7 +375,7 @@ async function compareCommand(args: string[]): Promise<void> {
     }
     for (const E of experts) checkMemory({ ...base, experts: E });
     // The runs train in child processes: here only check that the backend can start.
-    await useBackend(base);
+    await useBackend(base, threadsFlag(values, base.backend));
     if (base.backend === 'gpu') mt.shutdownGpu();
     const report = await compare({
       base, experts, out, parallel: int('parallel', values.parallel as string | undefined, 2),
@@ -376,7 +391,7 @@ async function compareCommand(args: string[]): Promise<void> {
 }
 
 /** Flags a compare --resume may give: where and how to run, and more steps. Others must be the saved ones. */
-const COMPARE_RESUME_CHANGES = new Set(['out', 'resume', 'steps', 'parallel', 'quiet', 'debug', 'help']);
+const COMPARE_RESUME_CHANGES = new Set(['out', 'resume', 'steps', 'parallel', 'quiet', 'debug', 'help', 'threads']);
 
 /** The flags of the compare in `out` (from its compare.json), with the ones a resume may change. */
 function resumedCompareFlags(out: string, given: Values): Values {
@@ -391,7 +406,7 @@ function resumedCompareFlags(out: string, given: Values): Values {
   const flags = saved as Values;
   for (const [key, v] of Object.entries(given)) {
     if (v === undefined || COMPARE_RESUME_CHANGES.has(key)) continue;
-    if (flags[key] !== v) throw new UsageError(`the compare in ${out} was started with ${flags[key] === undefined ? `no --${key}` : `--${key} ${String(flags[key])}`}, but the flags say --${key} ${String(v)} (compare --resume may change only --steps, --parallel and --quiet)`);
+    if (flags[key] !== v) throw new UsageError(`the compare in ${out} was started with ${flags[key] === undefined ? `no --${key}` : `--${key} ${String(flags[key])}`}, but the flags say --${key} ${String(v)} (compare --resume may change only --steps, --parallel, --threads and --quiet)`);
   }
   return { ...flags, ...Object.fromEntries(Object.entries(given).filter(([k, v]) => v !== undefined && COMPARE_RESUME_CHANGES.has(k))) };
 }

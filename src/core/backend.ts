@@ -74,6 +74,15 @@ export interface FusedKernelAttrs {
    * (added to g) or, `decoupled`, AdamW's p·(1 − lr·λ).
    */
   adamStep: { lr: number; beta1: number; beta2: number; eps: number; weightDecay: number; decoupled: boolean; step: number };
+  /**
+   * Products over row segments, all in one kernel (an MoE layer's experts, rows sorted by
+   * expert; segment e has sizes[e] rows):
+   *   'rows':    (a [M, k], b_0 … b_{E-1}) → [M, n]: rows of segment e are a[seg e] · op(b_e),
+   *              op(b) = bᵀ (b [n, k]) when transposeB, else b ([k, n]);
+   *   'weights': (a [M, k], b [M, n]) → [E, k, n]: a[seg e]ᵀ · b[seg e] (zeros for an empty segment).
+   * Each segment's result equals matmul's of that segment.
+   */
+  groupedMatmul: { mode: 'rows' | 'weights'; sizes: readonly number[]; transposeB: boolean };
 }
 export type FusedKernelName = keyof FusedKernelAttrs;
 

@@ -219,3 +219,26 @@ describe('mixtape CLI', () => {
     assert.doesNotMatch(html, /https?:\/\//);
   });
 });
+
+describe('mixtape train --threads', () => {
+  test('1 and 2 threads give the same losses bit for bit, on products large enough to be split', () => {
+    // d 256, batch 32 × 16: the LSTM's input projection is 512 × 256 × 1024 ≈ 134M multiply-adds,
+    // above the 2^24 from which a product is split over the threads.
+    const big = ['--steps', '2', '--eval-every', '2', '--batch', '32', '--seq-len', '16', '--d', '256', '--expert-hidden', '64', '--experts', '4', '--quiet'];
+    const losses = (threads: string) => {
+      const out = join(tmp, `threads-${threads}`);
+      const r = run('train', ...big, '--threads', threads, '--out', out);
+      assert.equal(r.code, 0, r.stderr);
+      return readFileSync(join(out, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { type: string; loss: number }).map((m) => [m.type, m.loss]);
+    };
+    const one = losses('1');
+    assert.equal(one.length, 3); // two steps and one validation
+    assert.deepEqual(losses('2'), one);
+  });
+
+  test('a bad --threads is one clear error', () => {
+    assertCleanError(run('train', ...small, '--threads', '0', '--out', join(tmp, 't0')), /--threads must be an integer from 1 to 64, got '0'/);
+    assertCleanError(run('train', ...small, '--threads', 'two', '--out', join(tmp, 't1')), /--threads must be an integer from 1 to 64, got 'two'/);
+    assertCleanError(run('train', ...small, '--threads', '2', '--backend', 'gpu', '--out', join(tmp, 't2')), /--threads 2: threads are the CPU backend's; this run uses --backend gpu/);
+  });
+});

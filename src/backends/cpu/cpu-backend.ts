@@ -9,7 +9,7 @@ import type { Backend, BackendInfo, CoreKernelName, FusedKernelName, Handle, Ker
 import { adamStep, lstmCellBackward, lstmCellForward } from './fused.js';
 import { binaryBroadcast, binaryFast, binaryFns, broadcastLoop, mapUnary, unaryFns, whereFast } from './elementwise.js';
 import { gather, indexAdd, indexSelect, oneHot, scatterAdd, topkIndices } from './indexing.js';
-import { matmul } from './matmul/matmul.js';
+import { groupedMatmulScalar, matmul } from './matmul/matmul.js';
 import { broadcastTo, concat, flip, pad, permute, slice } from './movement.js';
 import { argReduce, cumsum, reduce } from './reduce.js';
 
@@ -204,6 +204,11 @@ function makeKernels(): CpuKernelTable {
       const [B, H] = c.shape as [number, number];
       const y = full(out);
       lstmCellBackward(data(acts), data(c), data(dOut), B, H, wrt, y);
+      return be.wrap(y);
+    },
+    groupedMatmul: (inputs, { mode, sizes, transposeB }, out, be) => {
+      const y = full(out);
+      groupedMatmulScalar(inputs.map(data), inputs[0]!.shape[1]!, mode, sizes, transposeB, y, out.shape[out.shape.length - 1]!);
       return be.wrap(y);
     },
     adamStep: (inputs, attrs, out, be) => {

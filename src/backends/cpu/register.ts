@@ -73,6 +73,19 @@ class SimdState {
     };
   }
 
+  groupedMatmul(): CpuKernel<'groupedMatmul'> {
+    return (inputs, attrs, out, be) => {
+      const engine = this.enabled ? this.engine() : null;
+      if (engine !== null && typeof engine !== 'string') {
+        const y = cpuPool.take(out.dtype, sizeOf(out.shape), false);
+        const n = out.shape[out.shape.length - 1]!;
+        if (engine.grouped(attrs.mode, data(inputs[0]!), inputs.slice(1).map(data), attrs.sizes, inputs[0]!.shape[1]!, n, attrs.transposeB, y)) return be.wrap(y);
+        cpuPool.give(y);
+      }
+      return cpuKernels.groupedMatmul!(inputs, attrs, out, be);
+    };
+  }
+
   matmul(): CpuKernel<'matmul'> {
     return (inputs, attrs, out, be) => {
       const engine = this.enabled ? this.engine() : null;
@@ -92,7 +105,7 @@ class SimdState {
 export function createCpuBackend(options: CpuOptions = {}): CpuBackend & { readonly simd: SimdState } {
   const state = new SimdState();
   state.configure(options);
-  const backend = new CpuBackend({ kernels: { matmul: state.matmul() }, details: () => state.details() });
+  const backend = new CpuBackend({ kernels: { matmul: state.matmul(), groupedMatmul: state.groupedMatmul() }, details: () => state.details() });
   return Object.assign(backend, { simd: state });
 }
 

@@ -6,7 +6,8 @@ import { getBackend, runOp } from '../engine.js';
 import { shapeToString } from '../../core/shape.js';
 import type { Tensor } from '../tensor.js';
 import { add, mul, sigmoid, sub, tanh } from './elementwise.js';
-import { chunk, concat, reshape, slice } from './movement.js';
+import { chunk, concat, reshape, slice, split } from './movement.js';
+import { matmul } from './linalg.js';
 import { checkFloat, checkTensor } from './util.js';
 
 export interface LSTMCellState { h: Tensor; c: Tensor }
@@ -71,4 +72,99 @@ export function lstmCellBackward(z: Tensor, c: Tensor, acts: Tensor, dOut: Tenso
 /** The activation of gate block j of (i, f, g, o): tanh for g, σ for the others. */
 function sigmoidOrTanh(x: Tensor, j: number): Tensor {
   return j === 2 ? tanh(x) : sigmoid(x);
+}
+
+// ---- grouped products: an MoE layer's experts in one kernel ----------------------------
+
+function checkSizes(op: string, sizes: readonly number[], rows: number): void {
+  if (!Array.isArray(sizes) || sizes.length === 0 || sizes.some((m) => !Number.isInteger(m) || m < 0)) {
+    throw new Error(`${op}: sizes must be a non-empty array of non-negative integers, got ${JSON.stringify(sizes)}`);
+  }
+  const total = sizes.reduce((a, b) => a + b, 0);
+  if (total !== rows) throw new Error(`${op}: sizes sum to ${total}, but x has ${rows} rows`);
+}
+
+/**
+ * Matrix products over row segments, as one op: x [M, k] holds segments of sizes[e] rows
+ * (an MoE layer's routed examples, sorted by expert), and the rows of segment e become
+ * x[seg e] · op(w_e) — op(w) = wᵀ for w [n, k] (a Linear weight) when transposeB, else w
+ * [k, n]. Returns [M, n]. Each segment's rows equal matmul(x[seg e], w_e, { transposeB })
+ * bit for bit. Where the backend has the groupedMatmul kernel (the CPU) all segments run
+ * in one kernel, spread over its threads, forward and backward; elsewhere it composes
+ * split → matmul → concat.
+ */
+export function groupedMatmul(x: Tensor, weights: readonly Tensor[], sizes: readonly number[], options: { transposeB?: boolean } = {}): Tensor {
+  checkTensor('groupedMatmul', x, 'x');
+  checkFloat('groupedMatmul', x, 'x');
+  const transposeB = options.transposeB ?? false;
+  if (x.rank !== 2) throw new Error(`groupedMatmul: x must be [M, k], got ${shapeToString(x.shape)}`);
+  checkSizes('groupedMatmul', sizes, x.shape[0]!);
+  if (!Array.isArray(weights) || weights.length !== sizes.length) {
+    throw new Error(`groupedMatmul: expected ${sizes.length} weights (one per segment), got ${Array.isArray(weights) ? weights.length : typeof weights}`);
+  }
+  const [M, k] = x.shape as [number, number];
+  weights.forEach((w, e) => checkTensor('groupedMatmul', w, `weights[${e}]`));
+  const n = weights[0]!.shape[transposeB ? 0 : 1]!;
+  weights.forEach((w, e) => {
+    const want = transposeB ? [n, k] : [k, n];
+    if (w.rank !== 2 || w.shape[0] !== want[0] || w.shape[1] !== want[1] || w.dtype !== x.dtype) {
+      throw new Error(`groupedMatmul: weights[${e}] must be ${x.dtype} ${shapeToString(want)} (x is ${shapeToString(x.shape)}${transposeB ? ', transposeB' : ''}), got ${w.dtype} ${shapeToString(w.shape)}`);
+    }
+  });
+  if (!getBackend().supports?.('groupedMatmul')) {
+    const parts = split(x, [...sizes], 0);
+    const outs = parts.map((p, e) => matmul(p, weights[e]!, { transposeB }));
+    const y = concat(outs, 0);
+    for (const t of [...parts, ...outs]) t.dispose();
+    return y;
+  }
+  return runOp('groupedMatmul', [x, ...weights], { mode: 'rows', sizes: [...sizes], transposeB }, { shape: [M, n], dtype: x.dtype }, 'groupedMatmul');
+}
+
+/**
+ * The weight gradients of groupedMatmul, stacked: a [M, p], b [M, q] with the same row
+ * segments → [E, p, q], block e = a[seg e]ᵀ · b[seg e] (zeros for an empty segment). Not
+ * recorded: it serves the backward pass (groupedMatmul's rule, with grad mode off).
+ */
+export function groupedWeightGrads(a: Tensor, b: Tensor, sizes: readonly number[]): Tensor {
+  checkSizes('groupedWeightGrads', sizes, a.shape[0]!);
+  if (a.rank !== 2 || b.rank !== 2 || b.shape[0] !== a.shape[0] || a.dtype !== b.dtype) {
+    throw new Error(`groupedWeightGrads: a [M, p] and b [M, q] of one dtype, got a ${a.dtype} ${shapeToString(a.shape)} and b ${b.dtype} ${shapeToString(b.shape)}`);
+  }
+  const [p, q] = [a.shape[1]!, b.shape[1]!];
+  if (!getBackend().supports?.('groupedMatmul')) {
+    const as = split(a, [...sizes], 0), bs = split(b, [...sizes], 0);
+    const blocks = as.map((ap, e) => reshape(matmul(ap, bs[e]!, { transposeA: true }), [1, p, q]));
+    const y = concat(blocks, 0);
+    for (const t of [...as, ...bs, ...blocks]) t.dispose();
+    return y;
+  }
+  return runOp('groupedMatmul', [a, b], { mode: 'weights', sizes: [...sizes], transposeB: false }, { shape: [sizes.length, p, q], dtype: a.dtype }, null);
+}
+
+/**
+ * groupedMatmul's gradients: ∂x = groupedMatmul(dy, w, ¬transposeB); ∂w_e from the stacked
+ * weight gradients (one kernel), or, for gradients of gradients, from differentiable
+ * per-segment products.
+ */
+export function groupedMatmulGrads(dy: Tensor, x: Tensor, weights: readonly Tensor[], sizes: readonly number[], transposeB: boolean, needs: readonly boolean[], differentiable: boolean): (Tensor | null)[] {
+  const dx = needs[0] ? groupedMatmul(dy, weights, sizes, { transposeB: !transposeB }) : null;
+  if (!needs.slice(1).some(Boolean)) return [dx, ...weights.map(() => null)];
+  if (differentiable) {
+    const xs = split(x, [...sizes], 0), dys = split(dy, [...sizes], 0);
+    const dws = weights.map((_, e) => (!needs[1 + e] ? null
+      : transposeB ? matmul(dys[e]!, xs[e]!, { transposeA: true }) : matmul(xs[e]!, dys[e]!, { transposeA: true })));
+    return [dx, ...dws];
+  }
+  const stacked = transposeB ? groupedWeightGrads(dy, x, sizes) : groupedWeightGrads(x, dy, sizes);
+  const [, p, q] = stacked.shape as [number, number, number];
+  const dws = weights.map((_, e) => {
+    if (!needs[1 + e]) return null;
+    const block = slice(stacked, [e, 0, 0], [1, p, q]);
+    const w = reshape(block, [p, q]);
+    block.dispose();
+    return w;
+  });
+  stacked.dispose();
+  return [dx, ...dws];
 }

@@ -53,12 +53,20 @@ export const CTRL = {
   m: 16, groups: 17, groupPanels: 18, blockRows: 19, panels: 20, scratch: 21, scratchStride: 22,
   active: 23,    // threads a job uses: workers numbered at or above it sleep through jobs
   alive: 24,     // workers numbered at or above this leave their loop (the pool stopping)
+  table: 25,     // 0: one product, chunked by the words above; else the address of a chunk table
   chunksBy: 64,  // words 64 … 127: chunks computed by each thread (observability)
 } as const;
 /** Most threads (main + workers) the control block has a chunk counter for. */
 export const MAX_THREADS = 64;
 /** Bytes the control block takes at the start of memory. */
 export const CTRL_BYTES = (CTRL.chunksBy + MAX_THREADS) * 4;
+/**
+ * A chunk table entry (grouped products: one job of many products, e.g. an MoE layer's
+ * experts): the gemm arguments aPtr aRs aKs bPtr sBp sBj cPtr ldc n k p0 p1 r0 r1, then
+ * the dtype (0 float32, 1 float64); i32 words. The thread's B-panel scratch comes from the
+ * control block, sized for the largest k of the job.
+ */
+export const TABLE_WORDS = 15;
 /** The claim index that closes a job: above any chunk count. */
 export const CLOSED = 0xffff;
 
@@ -295,7 +303,7 @@ function emitWork(mod: ModuleBuilder, gemm32: number, gemm64: number): number {
   const w = (word: number) => word * 4;
   return mod.func('work', ['i32', 'i32'], [], (c, gen, thread) => {
     const v = c.local('i32'), idx = c.local('i32'), group = c.local('i32'), block = c.local('i32');
-    const p0 = c.local('i32'), p1 = c.local('i32'), r0 = c.local('i32'), r1 = c.local('i32');
+    const p0 = c.local('i32'), p1 = c.local('i32'), r0 = c.local('i32'), r1 = c.local('i32'), entry = c.local('i32');
     const ctrl = (word: number) => c.i32(0).load('i32', w(word));
     c.block(() => c.loop(() => {
       c.i32(0).i32AtomicLoad(w(CTRL.claim)).tee(v).i32(16).i32ShrU().get(gen).i32Ne().brIf(1);
@@ -303,6 +311,17 @@ function emitWork(mod: ModuleBuilder, gemm32: number, gemm64: number): number {
       c.i32(0).i32AtomicLoad(w(CTRL.total)).i32GeU().brIf(1);
       // Claim chunk idx only if nobody moved the counter since we read it.
       c.i32(0).get(v).get(v).i32(1).i32Add().i32AtomicCmpxchg(w(CTRL.claim)).get(v).i32Ne().brIf(0);
+      // A grouped job: the chunk's arguments are its table entry.
+      ctrl(CTRL.table);
+      c.if(() => {
+        c.get(idx).i32(TABLE_WORDS * 4).i32Mul(); ctrl(CTRL.table); c.i32Add().set(entry);
+        const args = () => {
+          for (let word = 0; word < 14; word++) c.get(entry).load('i32', word * 4);
+          ctrl(CTRL.scratch); c.get(thread); ctrl(CTRL.scratchStride); c.i32Mul().i32Add();
+        };
+        c.get(entry).load('i32', 14 * 4);
+        c.if(() => { args(); c.call(gemm64); }, () => { args(); c.call(gemm32); });
+      }, () => {
       c.get(idx); ctrl(CTRL.groups); c.i32RemU().set(group);
       c.get(idx); ctrl(CTRL.groups); c.i32DivU().set(block);
       c.get(group); ctrl(CTRL.groupPanels); c.i32Mul().set(p0);
@@ -320,6 +339,7 @@ function emitWork(mod: ModuleBuilder, gemm32: number, gemm64: number): number {
       };
       ctrl(CTRL.dtype);
       c.if(() => { args(); c.call(gemm64); }, () => { args(); c.call(gemm32); });
+      });
       c.get(thread).i32(4).i32Mul().i32(1).i32AtomicAdd(w(CTRL.chunksBy)).drop();
       // The last chunk wakes the main thread if it sleeps waiting for it.
       c.i32(0).i32(1).i32AtomicAdd(w(CTRL.finished)).i32(1).i32Add();

@@ -14,7 +14,7 @@
 import type { Shape } from '../../../core/shape.js';
 import { batchMatrices } from '../matmul/batch.js';
 import type { TypedArray } from '../../../core/dtype.js';
-import { CTRL, CTRL_BYTES, GEMM, NR, gemmModuleBytes, type GemmExports, type SimdDType } from './gemm-module.js';
+import { CLOSED, CTRL, CTRL_BYTES, GEMM, NR, TABLE_WORDS, gemmModuleBytes, type GemmExports, type SimdDType } from './gemm-module.js';
 import { ThreadPool, coreCount, workerSupport } from './thread-pool.js';
 import { wasmApi, type WasmApi, type WasmMemory, type WasmModule } from './wasm-api.js';
 
@@ -169,6 +169,107 @@ export class WasmMatmul {
   }
 
   /**
+   * Grouped products over row segments (an MoE layer's experts: rows sorted by expert,
+   * segment e holds sizes[e] rows), all in one job spread over the threads:
+   *   'rows':    out[seg e] (M × n) = A[seg e] (M × k) · op(B_e), op(B_e) = B_eᵀ when
+   *              transposeB (B_e stored n × k, a Linear weight) else B_e (k × n);
+   *   'weights': out[e] (k × n) = A[seg e]ᵀ · B[seg e], A [M, k] and B [M, n] (the weight
+   *              gradients: out[e] is k × n, summed over the segment's rows).
+   * Every element is summed by one gemm call in the order of the single product, so each
+   * segment's result is bit-identical to matmul() of that segment, for any thread count.
+   * Returns false (having written nothing) where the SIMD path does not take it.
+   */
+  grouped(
+    mode: 'rows' | 'weights', a: TypedArray, bs: readonly TypedArray[], sizes: readonly number[],
+    k: number, n: number, transposeB: boolean, out: TypedArray,
+  ): boolean {
+    const dtype: SimdDType | null = out instanceof Float32Array ? 'float32' : out instanceof Float64Array ? 'float64' : null;
+    if (dtype === null || a.constructor !== out.constructor || bs.some((b) => b.constructor !== out.constructor)) return false;
+    const { bytes, mr } = GEMM[dtype];
+    const E = sizes.length, M = sizes.reduce((x, y) => x + y, 0);
+    const panels = Math.ceil(n / NR), nPad = panels * NR;
+    // The sum length of every product: k ('rows'), a segment's rows ('weights').
+    const maxK = mode === 'rows' ? k : Math.max(0, ...sizes);
+    const scratchStride = align16(Math.max(1, maxK) * NR * bytes);
+    const aPtr = align16(CTRL_BYTES + scratchStride * this.threads);
+    // 'weights': each segment's Aᵀ (k × its rows) packed into MR-row panels, as for transposeA.
+    const apPtr = align16(aPtr + M * k * bytes);
+    const apBytes = mode === 'weights' ? Math.ceil(k / mr) * mr * M * bytes : 0;
+    const bPtr = align16(apPtr + apBytes);
+    const bBytes = mode === 'rows' ? E * k * n * bytes : M * n * bytes;
+    const cRows = mode === 'rows' ? M : E * k;
+    const cPtr = align16(bPtr + bBytes);
+    // Chunks: per product, groups of up to 4 panels × blocks of up to 64 rows.
+    const groupPanels = Math.min(4, panels);
+    const groups = Math.ceil(panels / groupPanels);
+    const rowsOf = (e: number) => (mode === 'rows' ? sizes[e]! : k);
+    let chunks = 0;
+    for (let e = 0; e < E; e++) if (sizes[e]! > 0) chunks += groups * Math.ceil(rowsOf(e) / 64);
+    // The claim word counts chunks in 16 bits: a larger job goes product by product instead.
+    if (chunks >= CLOSED) return false;
+    const tablePtr = align16(cPtr + cRows * nPad * bytes);
+    if (!this.reserve(tablePtr + chunks * TABLE_WORDS * 4)) return false;
+    this.products += E;
+
+    const mem = this.view(dtype);
+    mem.set(a.subarray(0, M * k), aPtr / bytes);
+    if (mode === 'rows') bs.forEach((b, e) => mem.set(b.subarray(0, k * n), bPtr / bytes + e * k * n));
+    else mem.set(bs[0]!.subarray(0, M * n), bPtr / bytes);
+    const packAT = dtype === 'float32' ? this.kernels.packAT_f32 : this.kernels.packAT_f64;
+    const table = new Int32Array(this.memory.buffer, tablePtr, chunks * TABLE_WORDS);
+    const ldc = nPad * bytes;
+    let t = 0, row0 = 0, packed = apPtr;
+    for (let e = 0; e < E; e++) {
+      const m = sizes[e]!;
+      if (m === 0) continue;
+      let entryA: number, aRs: number, aKs: number, entryB: number, sBp: number, sBj: number, entryC: number, sumLen: number;
+      if (mode === 'rows') {
+        entryA = aPtr + row0 * k * bytes; aRs = k * bytes; aKs = bytes;
+        entryB = bPtr + e * k * n * bytes; sBp = transposeB ? bytes : n * bytes; sBj = transposeB ? k * bytes : bytes;
+        entryC = cPtr + row0 * ldc; sumLen = k;
+      } else {
+        // A[seg]ᵀ (k × m) is stored m × k: pack it, as matmul() does for transposeA.
+        packAT(aPtr + row0 * k * bytes, k, m, packed);
+        entryA = packed; aRs = bytes; aKs = mr * bytes;
+        packed += Math.ceil(k / mr) * mr * m * bytes;
+        entryB = bPtr + row0 * n * bytes; sBp = n * bytes; sBj = bytes;
+        entryC = cPtr + e * k * ldc; sumLen = m;
+      }
+      const rows = rowsOf(e);
+      for (let r0 = 0; r0 < rows; r0 += 64) {
+        for (let g = 0; g < groups; g++, t++) {
+          table.set([entryA, aRs, aKs, entryB, sBp, sBj, entryC, ldc, n, sumLen, g * groupPanels, Math.min(panels, (g + 1) * groupPanels), r0, Math.min(rows, r0 + 64), dtype === 'float64' ? 1 : 0], t * TABLE_WORDS);
+        }
+      }
+      row0 += m;
+    }
+    if (this.pool !== null && this.threads > 1 && M * k * n >= THREAD_MACS) {
+      this.pool.run(chunks, (ctrl) => {
+        ctrl[CTRL.table] = tablePtr; ctrl[CTRL.scratch] = CTRL_BYTES; ctrl[CTRL.scratchStride] = scratchStride;
+      });
+    } else {
+      const gemm = dtype === 'float32' ? this.kernels.gemm_f32 : this.kernels.gemm_f64;
+      const T = new Int32Array(this.memory.buffer, tablePtr, chunks * TABLE_WORDS);
+      for (let c = 0; c < chunks; c++) {
+        const o = c * TABLE_WORDS;
+        gemm(T[o]!, T[o + 1]!, T[o + 2]!, T[o + 3]!, T[o + 4]!, T[o + 5]!, T[o + 6]!, T[o + 7]!, T[o + 8]!, T[o + 9]!, T[o + 10]!, T[o + 11]!, T[o + 12]!, T[o + 13]!, CTRL_BYTES);
+      }
+    }
+    // Copy out, dropping the column padding; 'weights' zero-fills the empty segments' blocks.
+    const view = this.view(dtype), c0 = cPtr / bytes;
+    if (mode === 'weights') {
+      for (let e = 0; e < E; e++) {
+        if (sizes[e] === 0) { out.fill(0, e * k * n, (e + 1) * k * n); continue; }
+        const base = c0 + e * k * nPad;
+        if (nPad === n) out.set(view.subarray(base, base + k * n), e * k * n);
+        else for (let i = 0; i < k; i++) out.set(view.subarray(base + i * nPad, base + i * nPad + n), (e * k + i) * n);
+      }
+    } else if (nPad === n) out.set(view.subarray(c0, c0 + M * n));
+    else for (let i = 0; i < M; i++) out.set(view.subarray(c0 + i * nPad, c0 + i * nPad + n), i * n);
+    return true;
+  }
+
+  /**
    * Splits the product into chunks: groups of up to 4 panels (32 columns, as measured best at
    * 512²), about 4 per thread; when that gives too few chunks, row blocks too.
    */
@@ -185,6 +286,7 @@ export class WasmMatmul {
     const blocks = Math.ceil(p.m / blockRows);
     this.pool!.run(groups * blocks, (ctrl) => {
       ctrl[CTRL.dtype] = dtype === 'float64' ? 1 : 0;
+      ctrl[CTRL.table] = 0;
       ctrl[CTRL.aPtr] = p.aSrc; ctrl[CTRL.aRs] = p.aRs; ctrl[CTRL.aKs] = p.aKs;
       ctrl[CTRL.bPtr] = p.bPtr; ctrl[CTRL.sBp] = p.sBp; ctrl[CTRL.sBj] = p.sBj;
       ctrl[CTRL.cPtr] = p.cPtr; ctrl[CTRL.ldc] = p.ldc; ctrl[CTRL.n] = p.n; ctrl[CTRL.k] = p.k; ctrl[CTRL.m] = p.m;

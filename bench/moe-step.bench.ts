@@ -1,0 +1,54 @@
+// The MoE step targets of the SIMD/threads issue, contenders alternating in one process
+// (`npm run bench -- moestep`): the MoE layer's forward + backward (T = 1024 tokens,
+// d = 256, expert hidden 512, k = 2) for E ∈ {4, 16, 64, 256} against the compute-matched
+// dense block (hidden k × 512), round-robin, medians. "Without its gating products" takes
+// the gating's four products (x·w_gate, x·w_noise and their weight gradients, [T, d] × [d, E],
+// which grow with E by design) off each E's median, timed in the same rounds.
+
+import { loadavg } from 'node:os';
+import * as mt from '../src/index.js';
+
+const T = 1024, d = 256, h = 512, k = 2;
+const EXPERTS = [4, 16, 64, 256];
+const median = (xs: number[]) => { const s = xs.slice().sort((p, q) => p - q); return s[s.length >> 1]!; };
+
+export async function runMoeStepBench(filter?: string): Promise<string[]> {
+  const rounds = Number(process.env.MIXTAPE_BENCH_ROUNDS ?? 7);
+  const threads = filter && /^\d+$/.test(filter) ? Number(filter) : undefined;
+  mt.setBackend('cpu', threads ? { threads } : {});
+  const info = mt.backendInfo();
+  console.log(`\nMoE step, T ${T}, d ${d}, hidden ${h}, k ${k}: ${info.threads ?? 1} thread(s), simd ${info.simd ?? false}; ${rounds} alternating rounds, medians (load ${loadavg()[0]!.toFixed(2)})`);
+  mt.manualSeed(0);
+  const x = mt.randn([T, d]);
+  const dense = new mt.Expert(d, k * h, d);
+  const cases: [string, () => void][] = [['dense', () => mt.tidy(() => { dense.forward(x).sum().backward(); dense.zeroGrad(); })]];
+  const owned: mt.Tensor[] = [x, ...dense.parameters()];
+  for (const E of EXPERTS) {
+    const moe = new mt.MoE({ inputSize: d, outputSize: d, hiddenSize: h, numExperts: E, k });
+    const gate = moe.gate as mt.NoisyTopKGating;
+    const dLogits = mt.randn([T, E]);
+    owned.push(...moe.parameters(), dLogits);
+    cases.push([`MoE E=${E}`, () => mt.tidy(() => { const o = moe.forward(x); o.output.sum().add(o.auxLoss).backward(); moe.zeroGrad(); })]);
+    cases.push([`gating products E=${E}`, () => mt.noGrad(() => mt.tidy(() => {
+      mt.matmul(x, gate.w_gate); mt.matmul(x, gate.w_noise);
+      mt.matmul(x, dLogits, { transposeA: true }); mt.matmul(x, dLogits, { transposeA: true });
+    }))]);
+  }
+  for (const [, f] of cases) { f(); f(); }
+  const times = cases.map(() => [] as number[]);
+  for (let r = 0; r < rounds; r++) cases.forEach(([, f], i) => { const t = performance.now(); f(); times[i]!.push(performance.now() - t); });
+  const med = new Map(cases.map(([n], i) => [n, median(times[i]!)]));
+  for (const [n, m] of med) console.log(`  ${n.padEnd(22)} ${m.toFixed(1)} ms`);
+  const lines: string[] = [];
+  const dn = med.get('dense')!;
+  for (const E of EXPERTS.filter((e) => e <= 64)) {
+    const q = med.get(`MoE E=${E}`)! / dn;
+    lines.push(`- MoE E=${E} / dense ≤ 1.10: ${q.toFixed(3)} — ${q <= 1.10 ? 'met' : 'NOT met'}`);
+  }
+  const without = (E: number) => med.get(`MoE E=${E}`)! - med.get(`gating products E=${E}`)!;
+  const q = without(256) / without(4);
+  lines.push(`- without the gating products, time(E=256) / time(E=4) ≤ 1.25: ${q.toFixed(3)} (${without(256).toFixed(1)} / ${without(4).toFixed(1)} ms) — ${q <= 1.25 ? 'met' : 'NOT met'}`);
+  console.log(`\nTargets (moestep, ${info.threads ?? 1} threads):\n${lines.join('\n')}\n(load after: ${loadavg()[0]!.toFixed(2)})`);
+  mt.dispose(owned);
+  return lines;
+}

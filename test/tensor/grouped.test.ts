@@ -1,0 +1,138 @@
+// groupedMatmul (src/tensor/ops/fused.ts): an MoE layer's expert products as one op over row
+// segments. Each segment equals its own matmul, forward and backward; the CPU's one kernel
+// (SIMD, over its threads) gives the same bits for any thread count; a backend without the
+// kernel composes split → matmul → concat; float64 gradients pass gradcheck and gradgradcheck.
+
+import assert from 'node:assert/strict';
+import { afterEach, test } from 'node:test';
+import fc from 'fast-check';
+import { CpuBackend } from '../../src/backends/cpu/cpu-backend.js';
+import { registerBackend, unregisterBackend } from '../../src/core/registry.js';
+import { groupedMatmul } from '../../src/tensor/ops/fused.js';
+import { getBackend } from '../../src/tensor/engine.js';
+import { assertClose, mt, numRuns } from '../helpers.js';
+
+afterEach(() => {
+  mt.setBackend('cpu');
+  unregisterBackend('cpu-unfused');
+});
+
+class UnfusedCpu extends CpuBackend {
+  override supports(): boolean { return false; }
+}
+
+const bits = (t: mt.Tensor) => Array.from(t.dataSync());
+
+interface Case { sizes: number[]; k: number; n: number; transposeB: boolean; seed: number }
+
+/** y = groupedMatmul(x, w, sizes) (or the per-segment matmuls), loss Σ y·r; values and gradients. */
+function run(c: Case, dtype: 'float32' | 'float64', grouped: boolean) {
+  mt.manualSeed(c.seed);
+  const M = c.sizes.reduce((a, b) => a + b, 0);
+  const x = mt.randn([M, c.k], { dtype }).requiresGrad_();
+  const ws = c.sizes.map(() => mt.randn(c.transposeB ? [c.n, c.k] : [c.k, c.n], { dtype }).requiresGrad_());
+  const r = mt.randn([M, c.n], { dtype });
+  let y: mt.Tensor;
+  if (grouped) y = groupedMatmul(x, ws, c.sizes, { transposeB: c.transposeB });
+  else {
+    const parts = mt.split(x, c.sizes, 0);
+    y = mt.concat(parts.map((p, e) => mt.matmul(p, ws[e]!, { transposeB: c.transposeB })), 0);
+  }
+  y.mul(r).sum().backward();
+  return { y: bits(y), dx: bits(x.grad!), dws: ws.map((w) => bits(w.grad!)) };
+}
+
+const caseArb = (maxRows: number, maxDim: number) => fc.record({
+  sizes: fc.array(fc.integer({ min: 0, max: maxRows }), { minLength: 1, maxLength: 6 }).filter((s) => s.some((m) => m > 0)),
+  k: fc.integer({ min: 1, max: maxDim }), n: fc.integer({ min: 1, max: maxDim }),
+  transposeB: fc.boolean(), seed: fc.integer({ min: 0, max: 1e6 }),
+});
+
+for (const dtype of ['float32', 'float64'] as const) {
+  test(`groupedMatmul (${dtype}): each segment is its own matmul, forward and backward (empty segments included)`, () => {
+    fc.assert(fc.property(caseArb(13, 21), (c) => {
+      const got = run(c, dtype, true), want = run(c, dtype, false);
+      const tol = dtype === 'float64' ? { rtol: 1e-12, atol: 1e-12 } : { rtol: 2e-5, atol: 2e-5 };
+      assertClose(got.y, want.y, { ...tol, what: 'y' });
+      assertClose(got.dx, want.dx, { ...tol, what: 'dx' });
+      got.dws.forEach((d, e) => assertClose(d, want.dws[e]!, { ...tol, what: `dw[${e}]` }));
+    }), numRuns(25));
+  });
+}
+
+test('groupedMatmul on the SIMD path: bit-equal to matmul where matmul takes the SIMD path too (every segment ≥ 4096 multiply-adds)', () => {
+  fc.assert(fc.property(fc.record({
+    sizes: fc.array(fc.integer({ min: 8, max: 40 }), { minLength: 1, maxLength: 5 }),
+    k: fc.integer({ min: 24, max: 64 }), n: fc.integer({ min: 24, max: 70 }), transposeB: fc.boolean(), seed: fc.integer({ min: 0, max: 1e6 }),
+  }), (c) => {
+    for (const dtype of ['float32', 'float64'] as const) {
+      const got = run(c, dtype, true), want = run(c, dtype, false);
+      assert.deepEqual(got.y, want.y);
+      assert.deepEqual(got.dx, want.dx);
+      assert.deepEqual(got.dws, want.dws);
+    }
+  }), numRuns(10));
+});
+
+test('groupedMatmul: bit-identical results on 1 and 2 threads (a job big enough to be split), and the worker took chunks of it', { timeout: 120_000 }, async () => {
+  const c: Case = { sizes: [300, 0, 260, 200, 264], k: 256, n: 512, transposeB: true, seed: 7 };
+  mt.setBackend('cpu', { threads: 1 });
+  const one = run(c, 'float32', true);
+  mt.setBackend('cpu', { threads: 2 });
+  const info = mt.backendInfo();
+  if (info.threads !== 2) {
+    console.log(`# skipped the 2-thread half: ${String(info.threadsReason)}`);
+  } else {
+    // Workers boot in ~100 ms (longer on a busy machine): until one has taken chunks of a
+    // grouped job, the main thread takes them all.
+    const workerChunks = () => (mt.backendInfo().chunksByThread as number[])[1] ?? 0;
+    const start = Date.now();
+    for (;;) {
+      const before = workerChunks();
+      const two = run(c, 'float32', true);
+      assert.deepEqual(two.y, one.y);
+      assert.deepEqual(two.dx, one.dx);
+      assert.deepEqual(two.dws, one.dws);
+      if (workerChunks() > before) break;
+      if (Date.now() - start > 60_000) assert.fail('the worker took no chunk of a grouped job within 60 s');
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  }
+  mt.setBackend('cpu', { threads: 1, simd: false });
+  const scalar = run(c, 'float32', true);
+  mt.setBackend('cpu', { simd: true });
+  assertClose(scalar.y, one.y, { rtol: 1e-4, atol: 1e-4, what: 'scalar vs SIMD' });
+});
+
+test('groupedMatmul records one node on the CPU, composes split → matmul → concat where the backend has no kernel; float64 gradcheck and gradgradcheck', () => {
+  const sizes = [2, 0, 3, 1];
+  const x = mt.randn([6, 3], { dtype: 'float64' }).requiresGrad_();
+  const ws = sizes.map(() => mt.randn([4, 3], { dtype: 'float64' }).requiresGrad_());
+  assert.equal(getBackend().supports?.('groupedMatmul'), true);
+  const y = groupedMatmul(x, ws, sizes, { transposeB: true });
+  assert.equal(y.gradFn, 'groupedMatmul');
+  const f = (...t: mt.Tensor[]) => groupedMatmul(t[0]!, t.slice(1), sizes, { transposeB: true });
+  assert.ok(mt.gradcheck(f, [x, ...ws]));
+  assert.ok(mt.gradgradcheck(f, [x, ...ws]));
+  const g = (...t: mt.Tensor[]) => groupedMatmul(t[0]!, t.slice(1).map((w) => w.transpose(0, 1)), sizes);
+  assert.ok(mt.gradcheck(g, [x, ...ws]));
+  const expected = bits(y);
+  registerBackend('cpu-unfused', { create: () => new UnfusedCpu({ name: 'cpu-unfused' }) });
+  mt.setBackend('cpu-unfused');
+  const x2 = mt.tensor(bits(x), [6, 3], { dtype: 'float64', requiresGrad: true });
+  const ws2 = ws.map((w) => mt.tensor(bits(w), [4, 3], { dtype: 'float64', requiresGrad: true }));
+  const composed = groupedMatmul(x2, ws2, sizes, { transposeB: true });
+  assert.equal(composed.gradFn, 'concat');
+  assertClose(bits(composed), expected, { what: 'composed vs kernel' });
+  assert.ok(mt.gradcheck(f, [x2, ...ws2]));
+});
+
+test('groupedMatmul: bad input names the op, the argument and the shapes', () => {
+  const x = mt.zeros([5, 3]), w = mt.zeros([4, 3]);
+  assert.throws(() => groupedMatmul(x, [w, w], [2, 2], { transposeB: true }), /groupedMatmul: sizes sum to 4, but x has 5 rows/);
+  assert.throws(() => groupedMatmul(x, [w], [2, 3], { transposeB: true }), /groupedMatmul: expected 2 weights \(one per segment\), got 1/);
+  assert.throws(() => groupedMatmul(x, [w, mt.zeros([4, 2])], [2, 3], { transposeB: true }), /groupedMatmul: weights\[1\] must be float32 \[4, 3\] \(x is \[5, 3\], transposeB\), got float32 \[4, 2\]/);
+  assert.throws(() => groupedMatmul(x, [w, w], [2, -1, 4] as number[], { transposeB: true }), /groupedMatmul: sizes must be a non-empty array of non-negative integers/);
+  assert.throws(() => groupedMatmul(mt.zeros([5]), [w], [5]), /groupedMatmul: x must be \[M, k\], got \[5\]/);
+  assert.throws(() => groupedMatmul(x, [w, w], [2, 3]), /groupedMatmul: weights\[0\] must be float32 \[3, 3\] \(x is \[5, 3\]\), got float32 \[4, 3\]/);
+});
