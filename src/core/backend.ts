@@ -76,15 +76,24 @@ export interface FusedKernelAttrs {
   adamStep: { lr: number; beta1: number; beta2: number; eps: number; weightDecay: number; decoupled: boolean; step: number };
   /**
    * Products over row segments, all in one kernel (an MoE layer's experts, rows sorted by
-   * expert; segment e has sizes[e] rows):
-   *   'rows':    (a [M, k], b_0 … b_{E-1}) → [M, n]: rows of segment e are a[seg e] · op(b_e),
-   *              op(b) = bᵀ (b [n, k]) when transposeB, else b ([k, n]);
-   *   'weights': (a [M, k], b [M, n]) → [E, k, n]: a[seg e]ᵀ · b[seg e] (zeros for an empty segment).
-   * Each segment's result equals matmul's of that segment.
+   * expert; segment e has sizes[e] rows): (a [M, k], b_0 … b_{E-1}) → [M, n], the rows of
+   * segment e being a[seg e] · op(b_e), op(b) = bᵀ (b [n, k]) when transposeB, else b
+   * ([k, n]). Each segment's rows equal matmul's of that segment.
    */
-  groupedMatmul: { mode: 'rows' | 'weights'; sizes: readonly number[]; transposeB: boolean };
+  groupedMatmul: { sizes: readonly number[]; transposeB: boolean };
 }
 export type FusedKernelName = keyof FusedKernelAttrs;
+
+/** Fused kernels with several outputs (Backend.runMany), offered optionally like the fused ones. */
+export interface MultiOutputKernelAttrs {
+  /**
+   * The weight gradients of groupedMatmul: (a [M, p], b [M, q]) with row segments `sizes` →
+   * E outputs [p, q], output e = a[seg e]ᵀ · b[seg e] (zeros for an empty segment), each equal
+   * to matmul's of that segment.
+   */
+  groupedWeightGrads: { sizes: readonly number[] };
+}
+export type MultiOutputKernelName = keyof MultiOutputKernelAttrs;
 
 /** Every kernel, core and fused, with its attributes. */
 export interface KernelAttrs extends CoreKernelAttrs, FusedKernelAttrs {}
@@ -129,8 +138,10 @@ export interface Backend {
   readonly capabilities: BackendCapabilities;
   upload(values: TypedArray): Handle;
   run<K extends KernelName>(kernel: K, inputs: readonly TensorInfo[], attrs: KernelAttrs[K], out: OutInfo): Handle;
-  /** Whether it offers a fused kernel (absent: none). */
-  supports?(kernel: FusedKernelName): boolean;
+  /** Whether it offers a fused kernel, one output or several (absent: none). */
+  supports?(kernel: FusedKernelName | MultiOutputKernelName): boolean;
+  /** Runs a kernel with several outputs (where supports() says it has it). */
+  runMany?<K extends MultiOutputKernelName>(kernel: K, inputs: readonly TensorInfo[], attrs: MultiOutputKernelAttrs[K], outs: readonly OutInfo[]): Handle[];
   readSync(handle: Handle, dtype: DType): TypedArray;
   read(handle: Handle, dtype: DType): Promise<TypedArray>;
   incRef(handle: Handle): void;

@@ -14,6 +14,8 @@ import { cvSquared, gateEntropy } from './balancing.js';
 import { ExpertCountsOnRead } from './counts-on-read.js';
 import { makeDispatcher, type DispatchMode } from './dispatcher.js';
 import { Expert } from './expert.js';
+import { groupedExperts, groupsExperts } from './grouped-experts.js';
+import { SparseDispatcher } from './sparse-dispatcher.js';
 import { BatchwiseGating } from './batchwise.js';
 import { checkLayerDType, NoisyTopKGating, SoftmaxGating, type GatingOutput } from './gating.js';
 import { checkExpertKind, expertMultiplyAdds, SwiGLUExpert, type ExpertKind } from './swiglu-expert.js';
@@ -275,10 +277,16 @@ export class MoE<K extends ExpertKind = 'mlp'> extends Module {
         dropped = { fraction: drop.droppedFraction, perExpert: drop.droppedPerExpert };
       }
       const dispatcher = makeDispatcher(this.numExperts, gates, { indices: routes, dispatch: this.dispatch, capacity });
-      const inputs = dispatcher.dispatch(rows);
-      // An expert with no examples sees a [0, d] input: no arithmetic, exact zero gradients.
-      const outputs = inputs.map((input, e) => this.experts[e]!.forward(input));
-      let combined = dispatcher.combine(outputs);
+      let combined: Tensor;
+      if (dispatcher instanceof SparseDispatcher && groupsExperts()) {
+        // All experts in one grouped product per layer (grouped-experts.ts), over the threads.
+        combined = dispatcher.combineRows(groupedExperts(this.experts, dispatcher.dispatchRows(rows), dispatcher.partSizes()));
+      } else {
+        const inputs = dispatcher.dispatch(rows);
+        // An expert with no examples sees a [0, d] input: no arithmetic, exact zero gradients.
+        const outputs = inputs.map((input, e) => this.experts[e]!.forward(input));
+        combined = dispatcher.combine(outputs);
+      }
       // DeepSeek's shared experts see every example, ungated (DeepSeekMoE eq. 9).
       for (const expert of this.shared_experts) combined = combined.add(expert.forward(rows));
       const counts = dispatcher.partSizesOnHost ? dispatcher.partSizes() : null, bufferRows = dispatcher.capacity;

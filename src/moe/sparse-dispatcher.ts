@@ -84,13 +84,32 @@ export class SparseDispatcher implements Dispatcher {
 
   /** dispatch(x): one [partSizes()[e], d] tensor per expert, holding exactly its examples. */
   dispatch(x: Tensor): Tensor[] {
-    if (!(x instanceof Tensor) || x.rank !== 2 || x.shape[0] !== this.numExamples) {
-      throw new Error(`SparseDispatcher.dispatch: expected [${this.numExamples}, d], got ${x instanceof Tensor ? shapeToString(x.shape) : typeof x}`);
-    }
-    const routed = indexSelect(x, 0, this.batchIndexTensor);
+    const routed = this.dispatchRows(x, 'dispatch');
     const parts = split(routed, this.sizes, 0);
     routed.dispose();
     return parts;
+  }
+
+  /**
+   * The routed rows in one tensor [Σ partSizes(), d], expert by expert (segment e holds
+   * expert e's examples): what grouped expert products take (groupedExperts, experts.ts).
+   */
+  dispatchRows(x: Tensor, op = 'dispatchRows'): Tensor {
+    if (!(x instanceof Tensor) || x.rank !== 2 || x.shape[0] !== this.numExamples) {
+      throw new Error(`SparseDispatcher.${op}: expected [${this.numExamples}, d], got ${x instanceof Tensor ? shapeToString(x.shape) : typeof x}`);
+    }
+    return indexSelect(x, 0, this.batchIndexTensor);
+  }
+
+  /** combine for outputs in one tensor [Σ partSizes(), d_out], in dispatchRows' order. */
+  combineRows(stitched: Tensor, multiplyByGates = true): Tensor {
+    if (!(stitched instanceof Tensor) || stitched.rank !== 2 || stitched.shape[0] !== this.batchIndex.length) {
+      throw new Error(`SparseDispatcher.combineRows: expected [${this.batchIndex.length}, d], got ${stitched instanceof Tensor ? shapeToString(stitched.shape) : typeof stitched}`);
+    }
+    const weighted = multiplyByGates ? stitched.mul(reshape(this.nonzeroGates, [this.nonzeroGates.size, 1])) : stitched;
+    const out = indexAdd(zeros([this.numExamples, stitched.shape[1]!], { dtype: stitched.dtype }), 0, this.batchIndexTensor, weighted);
+    if (weighted !== stitched) weighted.dispose();
+    return out;
   }
 
   /**
@@ -107,9 +126,7 @@ export class SparseDispatcher implements Dispatcher {
       }
     });
     const stitched = concat(expertOutputs, 0);
-    const weighted = multiplyByGates ? stitched.mul(reshape(this.nonzeroGates, [this.nonzeroGates.size, 1])) : stitched;
-    const out = indexAdd(zeros([this.numExamples, stitched.shape[1]!], { dtype: stitched.dtype }), 0, this.batchIndexTensor, weighted);
-    if (weighted !== stitched) weighted.dispose();
+    const out = this.combineRows(stitched, multiplyByGates);
     stitched.dispose();
     return out;
   }

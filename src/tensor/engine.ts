@@ -1,7 +1,7 @@
 // The one small runtime context: the active backend, gradient mode, tidy scopes and the
 // function every op goes through (runOp). Autograd recording is delegated to src/autograd.
 
-import type { Backend, BackendInfo, Handle, KernelAttrs, KernelName, MemoryInfo, OutInfo } from '../core/backend.js';
+import type { Backend, BackendInfo, Handle, KernelAttrs, KernelName, MemoryInfo, MultiOutputKernelAttrs, MultiOutputKernelName, OutInfo } from '../core/backend.js';
 import { bytesPerElement, type DType } from '../core/dtype.js';
 import { registrationOf, type BackendName, type BackendOptionsOf } from '../core/registry.js';
 import { shapeToString, sizeOf, type Shape } from '../core/shape.js';
@@ -226,6 +226,26 @@ export function runOp<K extends KernelName>(
   const y = new Tensor(handle, out.shape, out.dtype, backend);
   if (record !== null) recordIfNeeded(record, inputs, y, attrs);
   return y;
+}
+
+/**
+ * Runs a kernel with several outputs (Backend.runMany, where supports() says the backend has
+ * it) and wraps them. Not recorded: these kernels serve backward passes.
+ */
+export function runOpMany<K extends MultiOutputKernelName>(
+  kernel: K, inputs: readonly Tensor[], attrs: MultiOutputKernelAttrs[K], outs: readonly { shape: Shape; dtype: DType }[],
+): Tensor[] {
+  const backend = active();
+  if (!backend.runMany || !backend.supports?.(kernel)) throw new Error(`${kernel}: the ${backend.name} backend has no such kernel`);
+  const infos: OutInfo[] = outs.map((o) => ({ shape: o.shape, dtype: o.dtype }));
+  let handles: Handle[];
+  try {
+    handles = backend.runMany(kernel, inputs.map((t) => ({ handle: t.handle, shape: t.shape, dtype: t.dtype })), attrs, infos);
+  } catch (e) {
+    if (isAllocationFailure(e)) throw new OutOfMemoryError(kernel, outs[0]?.shape ?? [], outs[0]?.dtype ?? 'float32', e);
+    throw e;
+  }
+  return handles.map((h, i) => new Tensor(h, outs[i]!.shape, outs[i]!.dtype, backend));
 }
 
 export function recordIfNeeded(op: RecordedOp, inputs: readonly Tensor[], y: Tensor, attrs: object): void {

@@ -5,11 +5,11 @@ import { bytesPerElement, dtypeOfArray, type DType, type TypedArray } from '../.
 import { cpuPool } from './pool.js';
 import { fillRandom } from '../../core/philox.js';
 import { sizeOf } from '../../core/shape.js';
-import type { Backend, BackendInfo, CoreKernelName, FusedKernelName, Handle, KernelAttrs, KernelName, KernelTable, MemoryInfo, OutInfo, TensorInfo } from '../../core/backend.js';
+import type { Backend, BackendInfo, CoreKernelName, FusedKernelName, Handle, KernelAttrs, KernelName, KernelTable, MemoryInfo, MultiOutputKernelAttrs, MultiOutputKernelName, OutInfo, TensorInfo } from '../../core/backend.js';
 import { adamStep, lstmCellBackward, lstmCellForward } from './fused.js';
 import { binaryBroadcast, binaryFast, binaryFns, broadcastLoop, mapUnary, unaryFns, whereFast } from './elementwise.js';
 import { gather, indexAdd, indexSelect, oneHot, scatterAdd, topkIndices } from './indexing.js';
-import { groupedMatmulScalar, matmul } from './matmul/matmul.js';
+import { groupedMatmulScalar, groupedWeightGradsScalar, matmul } from './matmul/matmul.js';
 import { broadcastTo, concat, flip, pad, permute, slice } from './movement.js';
 import { argReduce, cumsum, reduce } from './reduce.js';
 
@@ -206,9 +206,9 @@ function makeKernels(): CpuKernelTable {
       lstmCellBackward(data(acts), data(c), data(dOut), B, H, wrt, y);
       return be.wrap(y);
     },
-    groupedMatmul: (inputs, { mode, sizes, transposeB }, out, be) => {
+    groupedMatmul: (inputs, { sizes, transposeB }, out, be) => {
       const y = full(out);
-      groupedMatmulScalar(inputs.map(data), inputs[0]!.shape[1]!, mode, sizes, transposeB, y, out.shape[out.shape.length - 1]!);
+      groupedMatmulScalar(inputs.map(data), inputs[0]!.shape[1]!, sizes, transposeB, y, out.shape[1]!);
       return be.wrap(y);
     },
     adamStep: (inputs, attrs, out, be) => {
@@ -226,11 +226,26 @@ function makeKernels(): CpuKernelTable {
  */
 export const cpuKernels: CpuKernelTable = Object.freeze(makeKernels());
 
+/** A CPU kernel with several outputs (Backend.runMany). */
+export type CpuMultiKernel<K extends MultiOutputKernelName> = (inputs: CpuInputs, attrs: MultiOutputKernelAttrs[K], outs: readonly OutInfo[], be: CpuBackend) => CpuHandle[];
+export type CpuMultiKernelTable = { readonly [K in MultiOutputKernelName]: CpuMultiKernel<K> };
+
+/** The CPU's kernels with several outputs, on the scalar kernels. */
+export const cpuMultiKernels: CpuMultiKernelTable = Object.freeze({
+  groupedWeightGrads: (inputs, { sizes }, outs, be) => {
+    const ys = outs.map(full);
+    groupedWeightGradsScalar(data(inputs[0]!), data(inputs[1]!), inputs[0]!.shape[1]!, inputs[1]!.shape[1]!, sizes, ys);
+    return ys.map((y) => be.wrap(y));
+  },
+});
+
 export interface CpuBackendOptions {
   /** The backend's name (default 'cpu'); a backend built on these kernels names itself. */
   name?: string;
   /** Kernels that replace the CPU's own; the others are `cpuKernels`. */
   kernels?: Partial<CpuKernelTable>;
+  /** Kernels with several outputs that replace the CPU's own (`cpuMultiKernels`). */
+  multiKernels?: Partial<CpuMultiKernelTable>;
   /** What info() reports as the kernel class (default 'typed-array'). */
   kernelClass?: string;
   /** Backend-specific details info() adds (the SIMD matmul's state and thread count). */
@@ -246,6 +261,7 @@ export class CpuBackend implements Backend {
   private uploads = 0;
   private readbacks = 0;
   private readonly kernels: CpuKernelTable;
+  private readonly multiKernels: CpuMultiKernelTable;
   private readonly kernelClass: string;
   private readonly details: (() => Record<string, unknown>) | undefined;
   private readonly table: KernelTable<CpuHandle>;
@@ -255,6 +271,7 @@ export class CpuBackend implements Backend {
     this.kernelClass = options.kernelClass ?? 'typed-array';
     this.details = options.details;
     this.kernels = { ...cpuKernels, ...options.kernels };
+    this.multiKernels = { ...cpuMultiKernels, ...options.multiKernels };
     this.table = this.bind();
   }
 
@@ -282,7 +299,20 @@ export class CpuBackend implements Backend {
     return this.wrap(copy);
   }
 
-  supports(kernel: FusedKernelName): boolean { return this.table[kernel] !== undefined; }
+  supports(kernel: FusedKernelName | MultiOutputKernelName): boolean {
+    return kernel in this.multiKernels ? true : this.table[kernel as FusedKernelName] !== undefined;
+  }
+
+  runMany<K extends MultiOutputKernelName>(kernel: K, inputs: readonly TensorInfo[], attrs: MultiOutputKernelAttrs[K], outs: readonly OutInfo[]): Handle[] {
+    const handles = (this.multiKernels[kernel] as CpuMultiKernel<K>)(inputs as In, attrs, outs, this);
+    handles.forEach((h, i) => {
+      const expected = sizeOf(outs[i]!.shape);
+      if (h.values!.length !== expected || dtypeOfArray(h.values!) !== outs[i]!.dtype) {
+        throw new Error(`cpu backend: kernel ${kernel} output ${i} has ${h.values!.length} ${dtypeOfArray(h.values!)} values, expected ${expected} ${outs[i]!.dtype}`);
+      }
+    });
+    return handles;
+  }
 
   run<K extends KernelName>(kernel: K, inputs: readonly TensorInfo[], attrs: KernelAttrs[K], out: OutInfo): Handle {
     const handle = (this.table[kernel] as KernelTable<CpuHandle>[CoreKernelName] as (i: In, a: KernelAttrs[K], o: OutInfo) => CpuHandle)(inputs as In, attrs, out);

@@ -6,7 +6,7 @@
 
 import type { BackendRegistration } from '../../core/registry.js';
 import { sizeOf } from '../../core/shape.js';
-import { CpuBackend, cpuKernels, data, type CpuKernel } from './cpu-backend.js';
+import { CpuBackend, cpuKernels, cpuMultiKernels, data, type CpuKernel, type CpuMultiKernel } from './cpu-backend.js';
 import { cpuPool } from './pool.js';
 import { WasmMatmul } from './wasm/wasm-matmul.js';
 
@@ -78,11 +78,23 @@ class SimdState {
       const engine = this.enabled ? this.engine() : null;
       if (engine !== null && typeof engine !== 'string') {
         const y = cpuPool.take(out.dtype, sizeOf(out.shape), false);
-        const n = out.shape[out.shape.length - 1]!;
-        if (engine.grouped(attrs.mode, data(inputs[0]!), inputs.slice(1).map(data), attrs.sizes, inputs[0]!.shape[1]!, n, attrs.transposeB, y)) return be.wrap(y);
+        if (engine.grouped('rows', data(inputs[0]!), inputs.slice(1).map(data), attrs.sizes, inputs[0]!.shape[1]!, out.shape[1]!, attrs.transposeB, y)) return be.wrap(y);
         cpuPool.give(y);
       }
       return cpuKernels.groupedMatmul!(inputs, attrs, out, be);
+    };
+  }
+
+  groupedWeightGrads(): CpuMultiKernel<'groupedWeightGrads'> {
+    return (inputs, attrs, outs, be) => {
+      const engine = this.enabled ? this.engine() : null;
+      if (engine !== null && typeof engine !== 'string') {
+        const ys = outs.map((o) => cpuPool.take(o.dtype, sizeOf(o.shape), false));
+        const [a, b] = inputs as [typeof inputs[0], typeof inputs[0]];
+        if (engine.grouped('weights', data(a), [data(b)], attrs.sizes, a.shape[1]!, b.shape[1]!, false, ys)) return ys.map((y) => be.wrap(y));
+        for (const y of ys) cpuPool.give(y);
+      }
+      return cpuMultiKernels.groupedWeightGrads(inputs, attrs, outs, be);
     };
   }
 
@@ -105,7 +117,8 @@ class SimdState {
 export function createCpuBackend(options: CpuOptions = {}): CpuBackend & { readonly simd: SimdState } {
   const state = new SimdState();
   state.configure(options);
-  const backend = new CpuBackend({ kernels: { matmul: state.matmul(), groupedMatmul: state.groupedMatmul() }, details: () => state.details() });
+  const backend = new CpuBackend({ kernels: { matmul: state.matmul(), groupedMatmul: state.groupedMatmul() },
+    multiKernels: { groupedWeightGrads: state.groupedWeightGrads() }, details: () => state.details() });
   return Object.assign(backend, { simd: state });
 }
 

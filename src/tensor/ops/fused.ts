@@ -2,7 +2,7 @@
 // offers one, and compose the same math from core ops where it does not. Both paths give
 // the same numbers; the fused one runs one kernel instead of a dozen and records one node.
 
-import { getBackend, runOp } from '../engine.js';
+import { getBackend, runOp, runOpMany } from '../engine.js';
 import { shapeToString } from '../../core/shape.js';
 import type { Tensor } from '../tensor.js';
 import { add, mul, sigmoid, sub, tanh } from './elementwise.js';
@@ -118,34 +118,33 @@ export function groupedMatmul(x: Tensor, weights: readonly Tensor[], sizes: read
     for (const t of [...parts, ...outs]) t.dispose();
     return y;
   }
-  return runOp('groupedMatmul', [x, ...weights], { mode: 'rows', sizes: [...sizes], transposeB }, { shape: [M, n], dtype: x.dtype }, 'groupedMatmul');
+  return runOp('groupedMatmul', [x, ...weights], { sizes: [...sizes], transposeB }, { shape: [M, n], dtype: x.dtype }, 'groupedMatmul');
 }
 
 /**
- * The weight gradients of groupedMatmul, stacked: a [M, p], b [M, q] with the same row
- * segments → [E, p, q], block e = a[seg e]ᵀ · b[seg e] (zeros for an empty segment). Not
- * recorded: it serves the backward pass (groupedMatmul's rule, with grad mode off).
+ * The weight gradients of groupedMatmul: a [M, p], b [M, q] with the same row segments → E
+ * tensors [p, q], the e-th a[seg e]ᵀ · b[seg e] (zeros for an empty segment), from one
+ * kernel where the backend has it. Not recorded: it serves the backward pass
+ * (groupedMatmul's rule, with grad mode off).
  */
-export function groupedWeightGrads(a: Tensor, b: Tensor, sizes: readonly number[]): Tensor {
+export function groupedWeightGrads(a: Tensor, b: Tensor, sizes: readonly number[]): Tensor[] {
   checkSizes('groupedWeightGrads', sizes, a.shape[0]!);
   if (a.rank !== 2 || b.rank !== 2 || b.shape[0] !== a.shape[0] || a.dtype !== b.dtype) {
     throw new Error(`groupedWeightGrads: a [M, p] and b [M, q] of one dtype, got a ${a.dtype} ${shapeToString(a.shape)} and b ${b.dtype} ${shapeToString(b.shape)}`);
   }
   const [p, q] = [a.shape[1]!, b.shape[1]!];
-  if (!getBackend().supports?.('groupedMatmul')) {
+  if (!getBackend().supports?.('groupedWeightGrads')) {
     const as = split(a, [...sizes], 0), bs = split(b, [...sizes], 0);
-    const blocks = as.map((ap, e) => reshape(matmul(ap, bs[e]!, { transposeA: true }), [1, p, q]));
-    const y = concat(blocks, 0);
-    for (const t of [...as, ...bs, ...blocks]) t.dispose();
-    return y;
+    const grads = as.map((ap, e) => matmul(ap, bs[e]!, { transposeA: true }));
+    for (const t of [...as, ...bs]) t.dispose();
+    return grads;
   }
-  return runOp('groupedMatmul', [a, b], { mode: 'weights', sizes: [...sizes], transposeB: false }, { shape: [sizes.length, p, q], dtype: a.dtype }, null);
+  return runOpMany('groupedWeightGrads', [a, b], { sizes: [...sizes] }, sizes.map(() => ({ shape: [p, q], dtype: a.dtype })));
 }
 
 /**
- * groupedMatmul's gradients: ∂x = groupedMatmul(dy, w, ¬transposeB); ∂w_e from the stacked
- * weight gradients (one kernel), or, for gradients of gradients, from differentiable
- * per-segment products.
+ * groupedMatmul's gradients: ∂x = groupedMatmul(dy, w, ¬transposeB); ∂w_e from one grouped
+ * kernel, or, for gradients of gradients, from differentiable per-segment products.
  */
 export function groupedMatmulGrads(dy: Tensor, x: Tensor, weights: readonly Tensor[], sizes: readonly number[], transposeB: boolean, needs: readonly boolean[], differentiable: boolean): (Tensor | null)[] {
   const dx = needs[0] ? groupedMatmul(dy, weights, sizes, { transposeB: !transposeB }) : null;
@@ -156,15 +155,10 @@ export function groupedMatmulGrads(dy: Tensor, x: Tensor, weights: readonly Tens
       : transposeB ? matmul(dys[e]!, xs[e]!, { transposeA: true }) : matmul(xs[e]!, dys[e]!, { transposeA: true })));
     return [dx, ...dws];
   }
-  const stacked = transposeB ? groupedWeightGrads(dy, x, sizes) : groupedWeightGrads(x, dy, sizes);
-  const [, p, q] = stacked.shape as [number, number, number];
-  const dws = weights.map((_, e) => {
-    if (!needs[1 + e]) return null;
-    const block = slice(stacked, [e, 0, 0], [1, p, q]);
-    const w = reshape(block, [p, q]);
-    block.dispose();
-    return w;
-  });
-  stacked.dispose();
-  return [dx, ...dws];
+  const grads = transposeB ? groupedWeightGrads(dy, x, sizes) : groupedWeightGrads(x, dy, sizes);
+  return [dx, ...grads.map((g, e) => {
+    if (needs[1 + e]) return g;
+    g.dispose();
+    return null;
+  })];
 }

@@ -67,23 +67,24 @@ export function matmul(
 
 /**
  * The groupedMatmul kernel (src/core/backend.ts) on the scalar kernels: one matmul per
- * segment, so each segment's result is exactly matmul's. ins: [a, b_0 … b_{E-1}] ('rows')
- * or [a, b] ('weights'); k = a's columns, n = the output's.
+ * segment, so each segment's rows are exactly matmul's. ins: [a, b_0 … b_{E-1}]; k = a's
+ * columns, n = the output's.
  */
-export function groupedMatmulScalar(
-  ins: readonly TypedArray[], k: number, mode: 'rows' | 'weights', sizes: readonly number[], transposeB: boolean, out: TypedArray, n: number,
-): void {
+export function groupedMatmulScalar(ins: readonly TypedArray[], k: number, sizes: readonly number[], transposeB: boolean, out: TypedArray, n: number): void {
   const a = ins[0]!;
   let row0 = 0;
   sizes.forEach((m, e) => {
-    const aSeg = a.subarray(row0 * k, (row0 + m) * k);
-    if (mode === 'rows') {
-      matmul(aSeg, [m, k], ins[1 + e]!, transposeB ? [n, k] : [k, n], out.subarray(row0 * n, (row0 + m) * n), [m, n], false, transposeB);
-    } else {
-      const block = out.subarray(e * k * n, (e + 1) * k * n);
-      if (m === 0) block.fill(0);
-      else matmul(aSeg, [m, k], ins[1]!.subarray(row0 * n, (row0 + m) * n), [m, n], block, [k, n], true, false);
-    }
+    matmul(a.subarray(row0 * k, (row0 + m) * k), [m, k], ins[1 + e]!, transposeB ? [n, k] : [k, n], out.subarray(row0 * n, (row0 + m) * n), [m, n], false, transposeB);
+    row0 += m;
+  });
+}
+
+/** The groupedWeightGrads kernel on the scalar kernels: outs[e] = a[seg e]ᵀ · b[seg e] (a [M, p], b [M, q]). */
+export function groupedWeightGradsScalar(a: TypedArray, b: TypedArray, p: number, q: number, sizes: readonly number[], outs: readonly TypedArray[]): void {
+  let row0 = 0;
+  sizes.forEach((m, e) => {
+    if (m === 0) outs[e]!.fill(0);
+    else matmul(a.subarray(row0 * p, (row0 + m) * p), [m, p], b.subarray(row0 * q, (row0 + m) * q), [m, q], outs[e]!, [p, q], true, false);
     row0 += m;
   });
 }

@@ -173,18 +173,19 @@ export class WasmMatmul {
    * segment e holds sizes[e] rows), all in one job spread over the threads:
    *   'rows':    out[seg e] (M × n) = A[seg e] (M × k) · op(B_e), op(B_e) = B_eᵀ when
    *              transposeB (B_e stored n × k, a Linear weight) else B_e (k × n);
-   *   'weights': out[e] (k × n) = A[seg e]ᵀ · B[seg e], A [M, k] and B [M, n] (the weight
-   *              gradients: out[e] is k × n, summed over the segment's rows).
+   *   'weights': outs[e] (k × n) = A[seg e]ᵀ · B[seg e], A [M, k] and B [M, n] (the weight
+   *              gradients, summed over the segment's rows; one output per segment).
    * Every element is summed by one gemm call in the order of the single product, so each
    * segment's result is bit-identical to matmul() of that segment, for any thread count.
    * Returns false (having written nothing) where the SIMD path does not take it.
    */
   grouped(
     mode: 'rows' | 'weights', a: TypedArray, bs: readonly TypedArray[], sizes: readonly number[],
-    k: number, n: number, transposeB: boolean, out: TypedArray,
+    k: number, n: number, transposeB: boolean, out: TypedArray | readonly TypedArray[],
   ): boolean {
-    const dtype: SimdDType | null = out instanceof Float32Array ? 'float32' : out instanceof Float64Array ? 'float64' : null;
-    if (dtype === null || a.constructor !== out.constructor || bs.some((b) => b.constructor !== out.constructor)) return false;
+    const first = Array.isArray(out) ? out[0] : out;
+    const dtype: SimdDType | null = first instanceof Float32Array ? 'float32' : first instanceof Float64Array ? 'float64' : null;
+    if (dtype === null || a.constructor !== first.constructor || bs.some((b) => b.constructor !== first.constructor)) return false;
     const { bytes, mr } = GEMM[dtype];
     const E = sizes.length, M = sizes.reduce((x, y) => x + y, 0);
     const panels = Math.ceil(n / NR), nPad = panels * NR;
@@ -257,15 +258,18 @@ export class WasmMatmul {
     }
     // Copy out, dropping the column padding; 'weights' zero-fills the empty segments' blocks.
     const view = this.view(dtype), c0 = cPtr / bytes;
-    if (mode === 'weights') {
-      for (let e = 0; e < E; e++) {
-        if (sizes[e] === 0) { out.fill(0, e * k * n, (e + 1) * k * n); continue; }
+    if (Array.isArray(out)) {
+      (out as readonly TypedArray[]).forEach((o, e) => {
+        if (sizes[e] === 0) { o.fill(0); return; }
         const base = c0 + e * k * nPad;
-        if (nPad === n) out.set(view.subarray(base, base + k * n), e * k * n);
-        else for (let i = 0; i < k; i++) out.set(view.subarray(base + i * nPad, base + i * nPad + n), (e * k + i) * n);
-      }
-    } else if (nPad === n) out.set(view.subarray(c0, c0 + M * n));
-    else for (let i = 0; i < M; i++) out.set(view.subarray(c0 + i * nPad, c0 + i * nPad + n), i * n);
+        if (nPad === n) o.set(view.subarray(base, base + k * n));
+        else for (let i = 0; i < k; i++) o.set(view.subarray(base + i * nPad, base + i * nPad + n), i * n);
+      });
+    } else {
+      const o = out as TypedArray;
+      if (nPad === n) o.set(view.subarray(c0, c0 + M * n));
+      else for (let i = 0; i < M; i++) o.set(view.subarray(c0 + i * nPad, c0 + i * nPad + n), i * n);
+    }
     return true;
   }
 

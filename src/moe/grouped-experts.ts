@@ -1,0 +1,67 @@
+// The experts of one MoE layer as grouped products (the paper's §3.1 at the scale of one
+// machine's cores): the routed rows sorted by expert (SparseDispatcher.dispatchRows) go
+// through each expert's layers as one groupedMatmul per layer — one kernel for all experts,
+// spread over the CPU's threads, forward and backward — instead of E separate small
+// products. The parameters stay each expert's own (state dict experts.{i}.fc1.weight, …):
+// the grouped op takes them as E inputs, and their gradients land on them.
+//
+// Equal to running each expert on its segment, to rounding: the products bit for bit where
+// that expert's own product would run on the SIMD kernel too (groupedMatmul; a product under
+// 4096 multiply-adds runs on the scalar kernels, which round a float32 sum differently), the
+// bias adds exactly; a bias gradient is the same sum over the segment's rows in another
+// order (indexSelect's backward instead of a reduction).
+
+import { getBackend } from '../tensor/engine.js';
+import { tensor } from '../tensor/ops/creation.js';
+import { relu } from '../tensor/ops/elementwise.js';
+import { silu } from '../tensor/ops/functional.js';
+import { groupedMatmul } from '../tensor/ops/fused.js';
+import { indexSelect } from '../tensor/ops/indexing.js';
+import { concat, reshape } from '../tensor/ops/movement.js';
+import type { Tensor } from '../tensor/tensor.js';
+import type { Linear } from '../nn/linear.js';
+import { Expert } from './expert.js';
+import { SwiGLUExpert } from './swiglu-expert.js';
+
+/** Whether the active backend runs grouped expert products in one kernel. */
+export function groupsExperts(): boolean {
+  return getBackend().supports?.('groupedMatmul') === true;
+}
+
+/** One Linear layer of every expert on its segment of rows: x[seg e]·W_eᵀ + b_e. */
+function groupedLinear(x: Tensor, layers: readonly Linear[], sizes: readonly number[], segment: () => Tensor): Tensor {
+  const y = groupedMatmul(x, layers.map((l) => l.weight), sizes, { transposeB: true });
+  if (layers.every((l) => l.bias === null)) return y;
+  // Each row's expert's bias: the E biases stacked, then picked by segment.
+  const stacked = concat(layers.map((l) => reshape(l.bias!, [1, l.outFeatures])), 0);
+  return y.add(indexSelect(stacked, 0, segment()));
+}
+
+/**
+ * The experts' outputs on their routed rows x [Σ sizes, d] (segment e: expert e's rows), in
+ * the same order: [Σ sizes, d_out]. Experts are all Expert (ReLU MLP) or all SwiGLUExpert.
+ */
+export function groupedExperts(experts: readonly (Expert | SwiGLUExpert)[], x: Tensor, sizes: readonly number[]): Tensor {
+  let ids: Tensor | null = null;
+  const segment = () => {
+    if (ids === null) {
+      const rows = new Int32Array(x.shape[0]!);
+      let r = 0;
+      sizes.forEach((m, e) => { rows.fill(e, r, r + m); r += m; });
+      ids = tensor(rows, [rows.length], { dtype: 'int32' });
+    }
+    return ids;
+  };
+  if (experts.every((e) => e instanceof Expert)) {
+    const mlp = experts as readonly Expert[];
+    const h = relu(groupedLinear(x, mlp.map((e) => e.fc1), sizes, segment));
+    return groupedLinear(h, mlp.map((e) => e.fc2), sizes, segment);
+  }
+  if (experts.every((e) => e instanceof SwiGLUExpert)) {
+    const glu = experts as readonly SwiGLUExpert[];
+    const gate = silu(groupedLinear(x, glu.map((e) => e.w1), sizes, segment));
+    const up = groupedLinear(x, glu.map((e) => e.w3), sizes, segment);
+    return groupedLinear(gate.mul(up), glu.map((e) => e.w2), sizes, segment);
+  }
+  throw new Error('groupedExperts: the experts must all be Expert or all SwiGLUExpert');
+}

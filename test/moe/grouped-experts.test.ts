@@ -1,0 +1,78 @@
+// The MoE layer runs its experts as grouped products on the CPU (src/moe/grouped-experts.ts):
+// the same outputs and gradients as running each expert on its rows, to rounding (these
+// experts are small: one product per expert runs on the scalar kernels, which round a
+// float32 sum differently from the SIMD kernel; test/tensor/grouped.test.ts shows the
+// products bit-equal where both run on SIMD), for both expert kinds; the parameters stay
+// each expert's own.
+
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import fc from 'fast-check';
+import { getBackend } from '../../src/tensor/engine.js';
+import { assertClose, mt, numRuns } from '../helpers.js';
+
+const bits = (t: mt.Tensor) => Array.from(t.dataSync());
+
+/** Runs `fn` with the backend's groupedMatmul switched on or off (off: one product per expert). */
+function withGrouping<T>(on: boolean, fn: () => T): T {
+  const be = getBackend() as { supports: (k: string) => boolean };
+  const own = Object.getOwnPropertyDescriptor(be, 'supports');
+  const original = be.supports.bind(be);
+  be.supports = (k: string) => (k === 'groupedMatmul' || k === 'groupedWeightGrads' ? on : original(k));
+  try { return fn(); } finally { if (own) Object.defineProperty(be, 'supports', own); else delete (be as { supports?: unknown }).supports; }
+}
+
+function step(expert: 'mlp' | 'swiglu', E: number, k: number, N: number, seed: number, grouped: boolean, dtype: 'float32' | 'float64') {
+  mt.manualSeed(seed);
+  const moe = new mt.MoE({ inputSize: 6, outputSize: 5, hiddenSize: 7, numExperts: E, k, expert, dtype });
+  const x = mt.randn([N, 6], { dtype });
+  const r = mt.randn([N, 5], { dtype });
+  return withGrouping(grouped, () => {
+    const out = moe.forward(x, { noise: mt.randn([N, E], { dtype }) });
+    out.output.mul(r).sum().add(out.auxLoss).backward();
+    return { y: bits(out.output), grads: moe.namedParameters().map(([name, p]) => [name, p.grad ? bits(p.grad) : null] as const) };
+  });
+}
+
+for (const expert of ['mlp', 'swiglu'] as const) {
+  test(`MoE (${expert} experts): grouped expert products give each expert's outputs and gradients, to rounding`, () => {
+    fc.assert(fc.property(fc.record({ E: fc.integer({ min: 2, max: 9 }), N: fc.integer({ min: 1, max: 30 }), seed: fc.integer({ min: 0, max: 1e6 }) }), ({ E, N, seed }) => {
+      const k = Math.min(2, E);
+      for (const dtype of ['float32', 'float64'] as const) {
+        const grouped = step(expert, E, k, N, seed, true, dtype), apart = step(expert, E, k, N, seed, false, dtype);
+        const tol = dtype === 'float64' ? { rtol: 1e-12, atol: 1e-13 } : { rtol: 1e-5, atol: 1e-6 };
+        assertClose(grouped.y, apart.y, { ...tol, what: 'output' });
+        assert.deepEqual(grouped.grads.map(([n]) => n), apart.grads.map(([n]) => n));
+        grouped.grads.forEach(([name, g], i) => {
+          const want = apart.grads[i]![1];
+          assert.equal(g === null, want === null, `${name}: gradient present in one path only`);
+          if (g && want) assertClose(g, want, { ...tol, what: name });
+        });
+      }
+    }), numRuns(12));
+  });
+}
+
+test('MoE on the CPU runs grouped products (2 forward, 2 + 2 backward, whatever E), and the state dict keeps experts.{i}.fc1.weight', () => {
+  mt.manualSeed(1);
+  const moe = new mt.MoE({ inputSize: 4, outputSize: 4, hiddenSize: 8, numExperts: 6, k: 2 });
+  const be = getBackend() as { run: (kernel: string, ...rest: unknown[]) => unknown; runMany: (kernel: string, ...rest: unknown[]) => unknown };
+  const calls: string[] = [];
+  const [run, runMany] = [be.run, be.runMany];
+  be.run = function (kernel: string, ...rest: unknown[]) { if (kernel === 'groupedMatmul' || kernel === 'matmul') calls.push(kernel); return run.call(this, kernel, ...rest); };
+  be.runMany = function (kernel: string, ...rest: unknown[]) { calls.push(kernel); return runMany.call(this, kernel, ...rest); };
+  try {
+    const out = moe.forward(mt.randn([10, 4]).requiresGrad_());
+    out.output.sum().backward();
+  } finally {
+    delete (be as { run?: unknown }).run;
+    delete (be as { runMany?: unknown }).runMany;
+  }
+  const count = (k: string) => calls.filter((c) => c === k).length;
+  // Forward: fc1 and fc2; backward: ∂x of each (the first layer's ∂x feeds dispatch) and the weight gradients.
+  assert.equal(count('groupedMatmul'), 4);
+  assert.equal(count('groupedWeightGrads'), 2);
+  const names = Object.keys(moe.stateDict());
+  for (let i = 0; i < 6; i++) for (const p of ['fc1.weight', 'fc1.bias', 'fc2.weight', 'fc2.bias']) assert.ok(names.includes(`experts.${i}.${p}`), `experts.${i}.${p}`);
+  for (const e of moe.experts) assert.ok(e.fc1.weight.grad && e.fc2.bias!.grad, 'every expert got gradients');
+});
