@@ -14,6 +14,7 @@ import { lstmSuite } from './lstm.bench.js';
 import { matmulSuite } from './matmul.bench.js';
 import { MOE_EXPERTS, moeSuite } from './moe.bench.js';
 import { runMoeStepBench } from './moe-step.bench.js';
+import { runReleaseBench } from './release.bench.js';
 import { overheadSuite } from './overhead.bench.js';
 import { reduceSuite } from './reduce.bench.js';
 import { runSimdMatmulBench } from './simd-matmul.bench.js';
@@ -22,7 +23,7 @@ import { runPeersBench } from './peers.bench.js';
 const SUITES: Suite[] = [matmulSuite, elementwiseSuite, reduceSuite, overheadSuite, lstmSuite, moeSuite];
 
 /** Suites that alternate their contenders themselves (not benchmark.js): name → runner. */
-const ALTERNATING: Record<string, (filter?: string) => Promise<string[]>> = { simd: runSimdMatmulBench, peers: runPeersBench, moestep: runMoeStepBench };
+const ALTERNATING: Record<string, (filter?: string) => Promise<string[]>> = { simd: runSimdMatmulBench, peers: runPeersBench, moestep: runMoeStepBench, release: runReleaseBench };
 
 function selection(args: string[]): { suite: Suite; filter?: string }[] {
   if (args.length === 0) return SUITES.map((suite) => ({ suite }));
