@@ -3,7 +3,9 @@
 // d = 256, expert hidden 512, k = 2) for E ∈ {4, 16, 64, 256} against the compute-matched
 // dense block (hidden k × 512), round-robin, medians. "Without its gating products" takes
 // the gating's four products (x·w_gate, x·w_noise and their weight gradients, [T, d] × [d, E],
-// which grow with E by design) off each E's median, timed in the same rounds.
+// which grow with E by design) off each E's median, timed in the same rounds. "Weight traffic"
+// times the least memory traffic a step must make over the experts' weights, in the same rounds:
+// the floor of E = 256 / E = 4 that no kernel can go under on this machine.
 
 import { loadavg } from 'node:os';
 import * as mt from '../src/index.js';
@@ -29,6 +31,17 @@ export async function runMoeStepBench(filter?: string): Promise<string[]> {
     const dLogits = mt.randn([T, E]);
     owned.push(...moe.parameters(), dLogits);
     cases.push([`MoE E=${E}`, () => mt.tidy(() => { const o = moe.forward(x); o.output.sum().add(o.auxLoss).backward(); moe.zeroGrad(); })]);
+    // The memory floor of the experts' weights: a step must read every weight at least
+    // twice (the forward product, and ∂x in backward) and write every weight gradient once;
+    // here that traffic alone, as plain typed-array passes (a 4-way sum and a copy).
+    const weights = moe.experts.flatMap((ex) => [ex.fc1.weight, ex.fc2.weight]).map((w) => w.dataSync() as Float32Array);
+    const sinks = weights.map((w) => new Float32Array(w.length));
+    cases.push([`weight traffic E=${E}`, () => {
+      let acc = 0;
+      for (const w of weights) { let s0 = 0, s1 = 0, s2 = 0, s3 = 0; for (let i = 0; i + 3 < w.length; i += 4) { s0 += w[i]!; s1 += w[i + 1]!; s2 += w[i + 2]!; s3 += w[i + 3]!; } acc += s0 + s1 + s2 + s3; }
+      weights.forEach((w, i) => sinks[i]!.set(w));
+      if (Number.isNaN(acc)) console.log('');
+    }]);
     cases.push([`gating products E=${E}`, () => mt.noGrad(() => mt.tidy(() => {
       mt.matmul(x, gate.w_gate); mt.matmul(x, gate.w_noise);
       mt.matmul(x, dLogits, { transposeA: true }); mt.matmul(x, dLogits, { transposeA: true });
@@ -48,6 +61,9 @@ export async function runMoeStepBench(filter?: string): Promise<string[]> {
   const without = (E: number) => med.get(`MoE E=${E}`)! - med.get(`gating products E=${E}`)!;
   const q = without(256) / without(4);
   lines.push(`- without the gating products, time(E=256) / time(E=4) ≤ 1.25: ${q.toFixed(3)} (${without(256).toFixed(1)} / ${without(4).toFixed(1)} ms) — ${q <= 1.25 ? 'met' : 'NOT met'}`);
+  // The floor: E = 4's step plus the weight traffic E = 256 adds, nothing else growing.
+  const growth = med.get('weight traffic E=256')! - med.get('weight traffic E=4')!;
+  lines.push(`  floor from the weights' memory traffic alone (read twice, gradient written once: +${growth.toFixed(1)} ms from E=4 to E=256): ${((without(4) + growth) / without(4)).toFixed(3)}`);
   console.log(`\nTargets (moestep, ${info.threads ?? 1} threads):\n${lines.join('\n')}\n(load after: ${loadavg()[0]!.toFixed(2)})`);
   mt.dispose(owned);
   return lines;
