@@ -3,23 +3,12 @@
 // composed path runs on a backend that does not offer the kernel.
 
 import assert from 'node:assert/strict';
-import { afterEach, test } from 'node:test';
+import { test } from 'node:test';
 import fc from 'fast-check';
-import { CpuBackend } from '../../src/backends/cpu/cpu-backend.js';
-import { registerBackend, unregisterBackend } from '../../src/core/registry.js';
 import { composedLstmCell, lstmCell } from '../../src/tensor/ops/fused.js';
 import { getBackend } from '../../src/tensor/engine.js';
 import { assertClose, mt, numRuns } from '../helpers.js';
-
-afterEach(() => {
-  mt.setBackend('cpu');
-  unregisterBackend('cpu-unfused');
-});
-
-/** The CPU backend without fused kernels: every op composes them from core kernels. */
-class UnfusedCpu extends CpuBackend {
-  override supports(): boolean { return false; }
-}
+import { registerUnfusedCpu, useUnfusedCpu } from './unfused-cpu.js';
 
 const bits = (t: mt.Tensor) => Array.from(t.dataSync());
 
@@ -61,8 +50,7 @@ test('lstmCell records one node on the CPU and composes the cell where the backe
   // h' is a slice (reshaped) of the fused node's [7, B, H] result.
   assert.equal(fused.h.gradFn, 'reshape');
   const expected = { h: bits(fused.h), c: bits(fused.c) };
-  registerBackend('cpu-unfused', { create: () => new UnfusedCpu({ name: 'cpu-unfused' }) });
-  mt.setBackend('cpu-unfused');
+  useUnfusedCpu();
   const z2 = mt.tensor(bits(z), [2, 12], { dtype: 'float64', requiresGrad: true }), c2 = mt.tensor(bits(c), [2, 3], { dtype: 'float64', requiresGrad: true });
   const composed = lstmCell(z2, c2);
   assert.deepEqual({ h: bits(composed.h), c: bits(composed.c) }, expected);
@@ -97,7 +85,7 @@ function adamRun(Opt: typeof mt.Adam, options: mt.AdamOptions, dtype: 'float32' 
 
 for (const dtype of ['float32', 'float64'] as const) {
   test(`Adam and AdamW (${dtype}): the fused adamStep gives the composed update's parameters and buffers bit for bit`, () => {
-    registerBackend('cpu-unfused', { create: () => new UnfusedCpu({ name: 'cpu-unfused' }) });
+    registerUnfusedCpu();
     const cases: [typeof mt.Adam, mt.AdamOptions][] = [
       [mt.Adam, {}], [mt.Adam, { weightDecay: 0.1, betas: [0.8, 0.99], eps: 1e-6 }], [mt.AdamW, {}], [mt.AdamW, { weightDecay: 0.3 }],
     ];

@@ -4,22 +4,12 @@
 // kernel composes split → matmul → concat; float64 gradients pass gradcheck and gradgradcheck.
 
 import assert from 'node:assert/strict';
-import { afterEach, test } from 'node:test';
+import { test } from 'node:test';
 import fc from 'fast-check';
-import { CpuBackend } from '../../src/backends/cpu/cpu-backend.js';
-import { registerBackend, unregisterBackend } from '../../src/core/registry.js';
 import { groupedMatmul } from '../../src/tensor/ops/fused.js';
 import { getBackend } from '../../src/tensor/engine.js';
 import { assertClose, mt, numRuns } from '../helpers.js';
-
-afterEach(() => {
-  mt.setBackend('cpu');
-  unregisterBackend('cpu-unfused');
-});
-
-class UnfusedCpu extends CpuBackend {
-  override supports(): boolean { return false; }
-}
+import { useUnfusedCpu } from './unfused-cpu.js';
 
 const bits = (t: mt.Tensor) => Array.from(t.dataSync());
 
@@ -117,8 +107,7 @@ test('groupedMatmul records one node on the CPU, composes split → matmul → c
   const g = (...t: mt.Tensor[]) => groupedMatmul(t[0]!, t.slice(1).map((w) => w.transpose(0, 1)), sizes);
   assert.ok(mt.gradcheck(g, [x, ...ws]));
   const expected = bits(y);
-  registerBackend('cpu-unfused', { create: () => new UnfusedCpu({ name: 'cpu-unfused' }) });
-  mt.setBackend('cpu-unfused');
+  useUnfusedCpu();
   const x2 = mt.tensor(bits(x), [6, 3], { dtype: 'float64', requiresGrad: true });
   const ws2 = ws.map((w) => mt.tensor(bits(w), [4, 3], { dtype: 'float64', requiresGrad: true }));
   const composed = groupedMatmul(x2, ws2, sizes, { transposeB: true });
