@@ -32,7 +32,9 @@ export interface CompareOptions {
 interface Plan { dir: string; label: string; flags: Record<string, string> }
 
 /** The routers compare --gatings accepts, and the experts each runs per token. */
-const DEEPSEEK_FLAGS = ['shared-experts', 'score-function', 'bias-update-rate'];
+const DEEPSEEK_FLAGS = ['shared-experts', 'score-function', 'bias-update-rate', 'seq-aux-loss-weight'];
+/** Flags of Switch and GShard only (their balancing loss α). */
+const OWN_LOSS_FLAGS = ['aux-loss-weight'];
 export const COMPARE_GATINGS = ['noisy-topk', 'switch', 'gshard', 'hash', 'expert-choice', 'deepseek'];
 function expertsPerToken(gating: string, base: RunConfig): number {
   if (gating === 'switch' || gating === 'hash') return 1;
@@ -102,8 +104,9 @@ export async function compare(o: CompareOptions): Promise<string> {
   }
   const shared = sharedFlags(o.flags);
   // A router run sets its own gating, k and expert size: drop the user's copies of those.
-  // DeepSeek's own flags go to the deepseek run only.
-  const sharedFor = (r: Plan) => (o.gatings ? sharedFlags(o.flags, [...Object.keys(r.flags), ...(r.flags.gating === 'deepseek' ? [] : DEEPSEEK_FLAGS)]) : shared);
+  // DeepSeek's own flags go to the deepseek run only, --aux-loss-weight to switch and gshard.
+  const sharedFor = (r: Plan) => (o.gatings ? sharedFlags(o.flags, [...Object.keys(r.flags), ...(r.flags.gating === 'deepseek' ? [] : DEEPSEEK_FLAGS),
+    ...(r.flags.gating === 'switch' || r.flags.gating === 'gshard' ? [] : OWN_LOSS_FLAGS)]) : shared);
   const balance = [
     ...(o.flags['w-importance'] !== undefined ? ['--w-importance', String(o.flags['w-importance'])] : []),
     ...(o.flags['w-load'] !== undefined ? ['--w-load', String(o.flags['w-load'])] : []),

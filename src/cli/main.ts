@@ -24,7 +24,7 @@ const trainFlags: Options = {
   d: { type: 'string' }, 'expert-hidden': { type: 'string' }, expert: { type: 'string' }, gating: { type: 'string' },
   'w-importance': { type: 'string' }, 'w-load': { type: 'string' }, dropout: { type: 'string' },
   'capacity-factor': { type: 'string' }, 'w-z-loss': { type: 'string' }, 'aux-loss-weight': { type: 'string' },
-  'shared-experts': { type: 'string' }, 'score-function': { type: 'string' }, 'bias-update-rate': { type: 'string' },
+  'shared-experts': { type: 'string' }, 'score-function': { type: 'string' }, 'bias-update-rate': { type: 'string' }, 'seq-aux-loss-weight': { type: 'string' },
   steps: { type: 'string' }, warmup: { type: 'string' }, batch: { type: 'string' }, 'seq-len': { type: 'string' }, lr: { type: 'string' },
   seed: { type: 'string' }, 'eval-every': { type: 'string' }, backend: { type: 'string' }, 'gpu-mode': { type: 'string' },
   out: { type: 'string' }, text: { type: 'string' }, 'word-level': { type: 'boolean' }, domains: { type: 'string' },
@@ -68,6 +68,7 @@ Model:
   --shared-experts N       deepseek: always-on shared experts besides the --experts routed ones (default 0)
   --score-function sigmoid|softmax   deepseek affinities (default sigmoid)
   --bias-update-rate X     deepseek: γ of the ±γ bias update after each step (default 0.001)
+  --seq-aux-loss-weight X  deepseek: α of DeepSeek-V3's sequence-wise balance loss α·Σ fᵢPᵢ per sequence (default 0 = off)
   --capacity-factor X      expert-choice: average experts per token. Token-choice routers: each expert keeps ⌈X·k·tokens/experts⌉ tokens per batch, the rest
                            are dropped (by choice rank, then position; the residual carries them). Default: no dropping
   --w-z-loss X             router z-loss weight (ST-MoE; 1e-3 in the paper; default 0 = off)
@@ -182,6 +183,7 @@ export function configFromFlags(v: Values, overrides: Partial<RunConfig> = {}): 
     ...(s('shared-experts') !== undefined ? { sharedExperts: int('shared-experts', s('shared-experts'), 0) } : {}),
     ...(s('score-function') !== undefined ? { scoreFunction: s('score-function')! } : {}),
     ...(s('bias-update-rate') !== undefined ? { biasUpdateRate: num('bias-update-rate', s('bias-update-rate'), 1e-3) } : {}),
+    ...(s('seq-aux-loss-weight') !== undefined ? { seqAuxLossWeight: num('seq-aux-loss-weight', s('seq-aux-loss-weight'), 0) } : {}),
     dropout: num('dropout', s('dropout'), 0),
     steps: int('steps', s('steps'), 1000), batch: int('batch', s('batch'), 32), seqLen: int('seq-len', s('seq-len'), 16),
     lr: num('lr', s('lr'), 0.01), warmup: int('warmup', s('warmup'), 50), seed: int('seed', s('seed'), 0), backend,
@@ -276,7 +278,7 @@ function note(message: string): void {
 
 /** Settings a resume may change; every other flag must agree with the checkpoint. */
 const RESUME_CHANGES = { steps: 'steps', evalEvery: 'eval-every', label: 'label', backend: 'backend', gpuMode: 'gpu-mode' } as const;
-const RESUME_FIXED = ['model', 'experts', 'k', 'groups', 'checkpointEvery', 'modelSize', 'expertHidden', 'expert', 'gating', 'wImportance', 'wLoad', 'capacityFactor', 'wZLoss', 'auxLossWeight', 'sharedExperts', 'scoreFunction', 'biasUpdateRate', 'dropout', 'batch', 'seqLen', 'lr', 'warmup', 'seed', 'data', 'domains'] as const;
+const RESUME_FIXED = ['model', 'experts', 'k', 'groups', 'checkpointEvery', 'modelSize', 'expertHidden', 'expert', 'gating', 'wImportance', 'wLoad', 'capacityFactor', 'wZLoss', 'auxLossWeight', 'sharedExperts', 'scoreFunction', 'biasUpdateRate', 'seqAuxLossWeight', 'dropout', 'batch', 'seqLen', 'lr', 'warmup', 'seed', 'data', 'domains'] as const;
 
 /**
  * The configuration of `train --resume`: the checkpoint's, with the flags given. A flag that
@@ -326,6 +328,7 @@ function flagsOf(c: RunConfig): Values {
     ...(c.sharedExperts !== undefined ? { 'shared-experts': String(c.sharedExperts) } : {}),
     ...(c.scoreFunction !== undefined ? { 'score-function': c.scoreFunction } : {}),
     ...(c.biasUpdateRate !== undefined ? { 'bias-update-rate': String(c.biasUpdateRate) } : {}),
+    ...(c.seqAuxLossWeight !== undefined ? { 'seq-aux-loss-weight': String(c.seqAuxLossWeight) } : {}),
     dropout: String(c.dropout), steps: String(c.steps), warmup: String(c.warmup),
     batch: String(c.batch), 'seq-len': String(c.seqLen), lr: String(c.lr), seed: String(c.seed), 'eval-every': String(c.evalEvery),
     backend: c.backend, label: c.label, ...(text ? { text, 'word-level': c.data.startsWith('word:') } : { domains: String(c.domains ?? 8) }),
@@ -351,12 +354,19 @@ async function compareCommand(args: string[]): Promise<void> {
       if (experts.length !== 1) throw new UsageError('--gatings compares routers at one expert count: give one --experts');
       if (values.gating !== undefined) throw new UsageError('--gatings sets each run\'s --gating: do not give --gating too');
     }
-    const deepseekFlags = { 'shared-experts': undefined, 'score-function': undefined, 'bias-update-rate': undefined };
-    const base = configFromFlags({ ...values, ...(gatings ? deepseekFlags : {}), experts: String(experts[0]) });
+    const deepseekFlags = { 'shared-experts': undefined, 'score-function': undefined, 'bias-update-rate': undefined, 'seq-aux-loss-weight': undefined };
+    const ownLossFlags = { 'aux-loss-weight': undefined };
+    const base = configFromFlags({ ...values, ...(gatings ? { ...deepseekFlags, ...ownLossFlags } : {}), experts: String(experts[0]) });
     if (gatings) {
-      if (!gatings.includes('deepseek') && Object.keys(deepseekFlags).some((f) => values[f] !== undefined)) throw new UsageError('--shared-experts, --score-function and --bias-update-rate need deepseek in --gatings');
+      if (!gatings.includes('deepseek') && Object.keys(deepseekFlags).some((f) => values[f] !== undefined)) throw new UsageError('--shared-experts, --score-function, --bias-update-rate and --seq-aux-loss-weight need deepseek in --gatings');
+      if (!gatings.includes('switch') && !gatings.includes('gshard') && values['aux-loss-weight'] !== undefined) throw new UsageError('--aux-loss-weight needs switch or gshard in --gatings');
       if (gatings.includes('deepseek')) base.sharedExperts = values['shared-experts'] === undefined ? undefined : int('shared-experts', values['shared-experts'] as string, 0);
-      for (const g of gatings) configFromFlags({ ...values, ...(g === 'deepseek' ? {} : deepseekFlags), experts: String(experts[0]), gating: g, k: String(g === 'switch' || g === 'hash' ? 1 : g === 'gshard' ? 2 : base.k) });
+      for (const g of gatings) {
+        configFromFlags({
+          ...values, ...(g === 'deepseek' ? {} : deepseekFlags), ...(g === 'switch' || g === 'gshard' ? {} : ownLossFlags),
+          experts: String(experts[0]), gating: g, k: String(g === 'switch' || g === 'hash' ? 1 : g === 'gshard' ? 2 : base.k),
+        });
+      }
     }
     for (const E of experts) checkMemory({ ...base, experts: E });
     // The runs train in child processes: here only check that the backend can start.

@@ -63,6 +63,7 @@ export function makeModel(config: RunConfig): AnyLM {
       ...(config.sharedExperts !== undefined ? { sharedExperts: config.sharedExperts } : {}),
       ...(config.scoreFunction !== undefined ? { scoreFunction: config.scoreFunction as mt.ScoreFunction } : {}),
       ...(config.biasUpdateRate !== undefined ? { biasUpdateRate: config.biasUpdateRate } : {}),
+      ...(config.seqAuxLossWeight !== undefined ? { seqAuxLossWeight: config.seqAuxLossWeight } : {}),
     },
     ...(config.model === 'hmoe' ? { hierarchicalGroups: config.groups ?? 4 } : {}),
   });
@@ -117,13 +118,20 @@ function validateRouter(c: RunConfig): void {
     if (!(c.capacityFactor > 0 && Number.isFinite(c.capacityFactor))) throw new UsageError(`--capacity-factor must be a positive number, got ${c.capacityFactor}`);
     if (c.model !== 'moe') throw new UsageError(`--capacity-factor needs --model moe (the model is ${c.model})`);
     if (!TOKEN_CHOICE.includes(c.gating) && c.gating !== 'expert-choice') throw new UsageError(`--capacity-factor applies to token-choice routers (${TOKEN_CHOICE.join(', ')}) and expert-choice, not --gating ${c.gating}`);
+    if (c.gating === 'expert-choice' && c.capacityFactor > c.experts) throw new UsageError(`--gating expert-choice: --capacity-factor ${c.capacityFactor} (experts per token on average) cannot exceed --experts ${c.experts}`);
   }
-  const deepseekOnly = [['shared-experts', c.sharedExperts], ['score-function', c.scoreFunction], ['bias-update-rate', c.biasUpdateRate]] as const;
+  if (c.auxLossWeight !== undefined && c.gating !== 'switch' && c.gating !== 'gshard') throw new UsageError(`--aux-loss-weight needs --gating switch or gshard (the gating is ${c.gating})`);
+  // Routers that read their routing on the host mid-forward need a synchronous readback (MoE.hostRouting).
+  if (c.model === 'moe' && c.backend === 'gpu' && c.gpuMode === 'webgpu' && (c.gating === 'expert-choice' || c.gating === 'hash' || c.capacityFactor !== undefined)) {
+    const what = c.gating === 'expert-choice' || c.gating === 'hash' ? `--gating ${c.gating}` : '--capacity-factor';
+    throw new UsageError(`${what} routes on the host (a synchronous readback in the middle of each forward pass), which --gpu-mode webgpu does not offer: use --gpu-mode headlessgl or --backend cpu`);
+  }
+  const deepseekOnly = [['shared-experts', c.sharedExperts], ['score-function', c.scoreFunction], ['bias-update-rate', c.biasUpdateRate], ['seq-aux-loss-weight', c.seqAuxLossWeight]] as const;
   for (const [flag, v] of deepseekOnly) if (v !== undefined && c.gating !== 'deepseek') throw new UsageError(`--${flag} needs --gating deepseek (the gating is ${c.gating})`);
   if (c.sharedExperts !== undefined && (!Number.isInteger(c.sharedExperts) || c.sharedExperts < 0)) throw new UsageError(`--shared-experts must be a non-negative integer, got ${c.sharedExperts}`);
   if (c.sharedExperts !== undefined && c.sharedExperts >= c.experts) throw new UsageError(`--shared-experts ${c.sharedExperts} must be fewer than --experts ${c.experts}`);
   if (c.scoreFunction !== undefined && c.scoreFunction !== 'sigmoid' && c.scoreFunction !== 'softmax') throw new UsageError(`--score-function must be sigmoid or softmax, got '${c.scoreFunction}'`);
-  for (const [flag, v] of [['w-z-loss', c.wZLoss], ['aux-loss-weight', c.auxLossWeight], ['bias-update-rate', c.biasUpdateRate]] as const) {
+  for (const [flag, v] of [['w-z-loss', c.wZLoss], ['aux-loss-weight', c.auxLossWeight], ['bias-update-rate', c.biasUpdateRate], ['seq-aux-loss-weight', c.seqAuxLossWeight]] as const) {
     if (v !== undefined && !(v >= 0 && Number.isFinite(v))) throw new UsageError(`--${flag} must be a non-negative number, got ${v}`);
   }
 }
@@ -482,7 +490,7 @@ export function dataOf(config: RunConfig): DataOptions {
 /** The first setting that differs between a checkpoint's config and the requested one (ignoring steps and bookkeeping). */
 function diffConfig(saved: RunConfig, wanted: RunConfig): string | null {
   // (evalEvery may change: evaluation draws no random numbers, so the training numbers stay the same.)
-  const keys: (keyof RunConfig)[] = ['model', 'experts', 'k', 'groups', 'modelSize', 'checkpointEvery', 'expertHidden', 'expert', 'gating', 'wImportance', 'wLoad', 'capacityFactor', 'wZLoss', 'auxLossWeight', 'sharedExperts', 'scoreFunction', 'biasUpdateRate', 'dropout', 'batch', 'seqLen', 'lr', 'warmup', 'seed', 'data', 'vocabSize'];
+  const keys: (keyof RunConfig)[] = ['model', 'experts', 'k', 'groups', 'modelSize', 'checkpointEvery', 'expertHidden', 'expert', 'gating', 'wImportance', 'wLoad', 'capacityFactor', 'wZLoss', 'auxLossWeight', 'sharedExperts', 'scoreFunction', 'biasUpdateRate', 'seqAuxLossWeight', 'dropout', 'batch', 'seqLen', 'lr', 'warmup', 'seed', 'data', 'vocabSize'];
   for (const key of keys) {
     if (JSON.stringify(saved[key]) !== JSON.stringify(wanted[key])) return `${String(key)} = ${JSON.stringify(saved[key])}, not ${JSON.stringify(wanted[key])}`;
   }
