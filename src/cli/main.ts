@@ -102,6 +102,8 @@ Flags: all of train's (--experts may be a comma-separated list), plus
                            ⌈k·h/a⌉ (a = its experts per token: switch, hash 1; gshard 2; noisy-topk k;
                            expert-choice its capacity factor, default k; deepseek k + --shared-experts), so
                            every run computes ≈ k·h per token
+  --fine-grained M         with deepseek in --gatings: DeepSeekMoE's fine-grained experts for its run: each of the
+                           --experts split into M, so M·E experts, M·k routed per token, hidden ⌈k·h/(M·k + shared)⌉
   --resume   continue the compare in --out after Ctrl-C: each run from its checkpoint, to its end
              (only --steps, --parallel and --quiet may change)
 Ctrl-C stops every run, each saving its checkpoint.`,
@@ -336,7 +338,7 @@ function flagsOf(c: RunConfig): Values {
 }
 
 async function compareCommand(args: string[]): Promise<void> {
-  const { values: given } = parse(args, { ...trainFlags, parallel: { type: 'string' }, 'no-unbalanced': { type: 'boolean' }, resume: { type: 'boolean' }, gatings: { type: 'string' } });
+  const { values: given } = parse(args, { ...trainFlags, parallel: { type: 'string' }, 'no-unbalanced': { type: 'boolean' }, resume: { type: 'boolean' }, gatings: { type: 'string' }, 'fine-grained': { type: 'string' } });
   if (given.help) { console.log(HELP.compare); return; }
   const out = resolve((given.out as string | undefined) ?? join('runs', 'compare'));
   const resume = Boolean(given.resume);
@@ -354,6 +356,9 @@ async function compareCommand(args: string[]): Promise<void> {
       if (experts.length !== 1) throw new UsageError('--gatings compares routers at one expert count: give one --experts');
       if (values.gating !== undefined) throw new UsageError('--gatings sets each run\'s --gating: do not give --gating too');
     }
+    if (values['fine-grained'] !== undefined && !gatings?.includes('deepseek')) throw new UsageError('--fine-grained splits the deepseek run\'s experts: it needs deepseek in --gatings');
+    const fineGrained = int('fine-grained', values['fine-grained'] as string | undefined, 1);
+    if (fineGrained < 1) throw new UsageError(`--fine-grained must be a positive integer, got ${fineGrained}`);
     const deepseekFlags = { 'shared-experts': undefined, 'score-function': undefined, 'bias-update-rate': undefined, 'seq-aux-loss-weight': undefined };
     const ownLossFlags = { 'aux-loss-weight': undefined };
     const base = configFromFlags({ ...values, ...(gatings ? { ...deepseekFlags, ...ownLossFlags } : {}), experts: String(experts[0]) });
@@ -362,10 +367,12 @@ async function compareCommand(args: string[]): Promise<void> {
       if (!gatings.includes('switch') && !gatings.includes('gshard') && values['aux-loss-weight'] !== undefined) throw new UsageError('--aux-loss-weight needs switch or gshard in --gatings');
       if (gatings.includes('deepseek')) base.sharedExperts = values['shared-experts'] === undefined ? undefined : int('shared-experts', values['shared-experts'] as string, 0);
       for (const g of gatings) {
-        configFromFlags({
+        // Each run's own configuration, checked (and its memory estimated) before any run starts.
+        const m = g === 'deepseek' ? fineGrained : 1;
+        checkMemory(configFromFlags({
           ...values, ...(g === 'deepseek' ? {} : deepseekFlags), ...(g === 'switch' || g === 'gshard' ? {} : ownLossFlags),
-          experts: String(experts[0]), gating: g, k: String(g === 'switch' || g === 'hash' ? 1 : g === 'gshard' ? 2 : base.k),
-        });
+          experts: String(experts[0]! * m), gating: g, k: String(g === 'switch' || g === 'hash' ? 1 : g === 'gshard' ? 2 : base.k * m),
+        }));
       }
     }
     for (const E of experts) checkMemory({ ...base, experts: E });
@@ -374,7 +381,7 @@ async function compareCommand(args: string[]): Promise<void> {
     if (base.backend === 'gpu') mt.shutdownGpu();
     const report = await compare({
       base, experts, out, parallel: int('parallel', values.parallel as string | undefined, 2),
-      unbalanced: !values['no-unbalanced'], quiet: Boolean(values.quiet), flags: values, resume, ...(gatings ? { gatings } : {}),
+      unbalanced: !values['no-unbalanced'], quiet: Boolean(values.quiet), flags: values, resume, ...(gatings ? { gatings, fineGrained } : {}),
     });
     console.log(`report: ${report}`);
   } catch (e) {

@@ -103,7 +103,7 @@ export function validateConfig(c: RunConfig): void {
 /** The --gating kinds the CLI accepts (MoE's GatingKind). */
 export const GATINGS: readonly string[] = mt.GATING_KINDS;
 const TOKEN_CHOICE = ['noisy-topk', 'switch', 'gshard', 'hash', 'deepseek'];
-/** The routers after 2017 (#13): --model moe only, and their runs record the router fields. */
+/** The routers after 2017 (#13): --model moe only. */
 const NEW_ROUTERS = ['switch', 'gshard', 'hash', 'expert-choice', 'deepseek'];
 
 /** The router flags (#13), one clear error per bad combination. */
@@ -136,9 +136,13 @@ function validateRouter(c: RunConfig): void {
   }
 }
 
-/** Whether a run's records carry the router fields (droppedFraction, droppedPerExpert, routerZLoss): runs that use #13's options. */
+/**
+ * Whether a run's records carry the router fields (droppedFraction, droppedPerExpert,
+ * routerZLoss): every flat MoE, whatever its router, so that one metrics format and one
+ * report serve all routers (the hierarchical and recurrent MoE have their own gates).
+ */
 export function recordsRouter(c: RunConfig): boolean {
-  return c.model === 'moe' && (NEW_ROUTERS.includes(c.gating) || c.capacityFactor !== undefined || c.wZLoss !== undefined);
+  return c.model === 'moe';
 }
 
 interface Stats { cvImportance: number; cvLoad: number; gateEntropy: number; importance: number[]; load: number[]; expertCounts: number[] }
@@ -420,7 +424,7 @@ export async function train(config: RunConfig, options: TrainOptions): Promise<V
       const task = mt.crossEntropy(out.logits, y);
       task.add(out.auxLoss).backward();
       const routing = out.stats ? statsTensors(out.stats, config) : { tensors: [], counts: null };
-      // Router runs (#13) also record the z-loss (read with the rest) and the dropped fractions (host numbers).
+      // Flat MoE runs also record the router z-loss (read with the rest) and the dropped fractions (host numbers).
       const dropped = recordsRouter(config) && out.stats ? { fraction: out.stats.droppedFraction ?? 0, perExpert: out.stats.droppedPerExpert ?? [], hasZ: out.stats.routerZLoss !== undefined } : null;
       const z = dropped?.hasZ ? [out.stats!.routerZLoss!] : []; // hash routing has no router logits
       return { reported: [task.detach(), out.auxLoss.detach(), ...z, ...routing.tensors], counts: routing.counts, dropped };

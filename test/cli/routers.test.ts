@@ -81,6 +81,20 @@ describe('router flags', () => {
     }
   });
 
+  test('every flat MoE run records the router fields: a default noisy-topk run has droppedFraction 0 and its router z-loss', () => {
+    const out = join(tmp, 'noisy');
+    const r = spawnSync(process.execPath, ['--import', import.meta.resolve('tsx'), join(process.cwd(), 'src/cli/entry.ts'), 'train', '--steps', '2', '--eval-every', '2',
+      '--batch', '4', '--seq-len', '4', '--d', '4', '--expert-hidden', '4', '--experts', '4', '--domains', '4', '--quiet', '--out', out], { encoding: 'utf8', timeout: 120_000 });
+    assert.equal(r.status, 0, r.stderr);
+    const train = readFileSync(join(out, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as TrainRecord).filter((x) => x.type === 'train');
+    assert.equal(train.length, 2);
+    for (const rec of train) {
+      assert.equal(rec.droppedFraction, 0);
+      assert.deepEqual(rec.droppedPerExpert, [0, 0, 0, 0]);
+      assert.ok(Number.isFinite(rec.routerZLoss!) && rec.routerZLoss! >= 0, `routerZLoss ${rec.routerZLoss}`);
+    }
+  });
+
   const cli = (...args: string[]) => spawnSync(process.execPath, ['--import', import.meta.resolve('tsx'), join(process.cwd(), 'src/cli/entry.ts'), ...args], { encoding: 'utf8', timeout: 120_000 });
 
   test('compare --gatings: one clear error for an unsupported router', () => {
@@ -120,6 +134,24 @@ describe('router flags', () => {
     assert.deepEqual([config('router-switch').k, config('router-switch').expertHidden, config('router-switch').gating], [1, 12, 'switch']);
     assert.deepEqual([config('router-gshard').k, config('router-gshard').expertHidden], [2, 6]);
     assert.equal(config('dense').model, 'dense');
+  });
+
+  test('compare --gatings --fine-grained M: the deepseek run splits each expert into M (M·E experts, M·k routed, hidden matched with the shared experts)', () => {
+    const out = join(tmp, 'compare-fine');
+    const r = cli('compare', '--gatings', 'deepseek,switch', '--fine-grained', '2', '--shared-experts', '1', '--experts', '4', '--k', '2', '--expert-hidden', '10', '--steps', '2', '--eval-every', '2',
+      '--batch', '4', '--seq-len', '4', '--d', '4', '--domains', '4', '--quiet', '--out', out);
+    assert.equal(r.status, 0, r.stderr);
+    const config = (dir: string) => JSON.parse(readFileSync(join(out, dir, 'config.json'), 'utf8')) as RunConfig;
+    const ds = config('router-deepseek');
+    // a = 2·2 routed + 1 shared = 5 experts per token of hidden ⌈2·10/5⌉ = 4: 5·4 = 20 = k·h.
+    assert.deepEqual([ds.experts, ds.k, ds.sharedExperts, ds.expertHidden], [8, 4, 1, 4]);
+    assert.deepEqual([config('router-switch').experts, config('router-switch').k, config('router-switch').expertHidden], [4, 1, 20]);
+    const bad = cli('compare', '--gatings', 'switch,gshard', '--fine-grained', '2', '--out', join(tmp, 'bad-fine'));
+    assert.equal(bad.status, 2, bad.stderr);
+    assert.equal(bad.stderr.trim(), "mixtape: --fine-grained splits the deepseek run's experts: it needs deepseek in --gatings");
+    const zero = cli('compare', '--gatings', 'deepseek', '--fine-grained', '0', '--out', join(tmp, 'bad-fine0'));
+    assert.equal(zero.status, 2, zero.stderr);
+    assert.equal(zero.stderr.trim(), 'mixtape: --fine-grained must be a positive integer, got 0');
   });
 
   test('deepseek: the bias is checkpointed, so a resumed run equals an uninterrupted one', () => {

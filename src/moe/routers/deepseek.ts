@@ -3,8 +3,8 @@
 // are chosen by s + b, where b is a per-expert bias used for SELECTION ONLY; the gates are the
 // chosen raw affinities normalized to sum to 1, g = s_i / Σ_chosen s_j (so b gets no gradient
 // and does not scale any output). Fine-grained experts are just more, smaller experts
-// (numExperts = m·E, hiddenSize = h/m, k = m·k₀); the always-on shared experts live in the
-// MoE layer (`shared_experts`).
+// (numExperts = m·E, hiddenSize = h/m, k = m·k₀; `mixtape compare --fine-grained m` sets this
+// up); the always-on shared experts live in the MoE layer (`shared_experts`).
 //
 // Auxiliary-loss-free balancing (V3 §2.1.2): after each training step the bias moves by
 // ±γ toward balance, bᵢ ← bᵢ + γ·sign(mean load − loadᵢ): an overloaded expert becomes less
