@@ -258,10 +258,12 @@ export async function evaluate(model: AnyLM, corpus: Corpus, config: RunConfig):
         for (let i = 0; i < idx.length; i++) { contexts.indices.push(idx[i]!); contexts.gates.push(chosen[i]!); }
         for (const id of p.batch.x) contexts.tokens.push(id);
       }
-      if (domainExpert && p.batch.domains && idx) {
+      if (domainExpert && p.batch.domains && idx && chosen) {
+        // Only the routes a token really took: not a zero-gate candidate (Expert Choice lists
+        // every expert, GShard may skip its second, a dropped route's gate is 0).
         for (let n = 0; n < idx.length / p.k; n++) {
           const d = p.batch.domains[Math.floor(n / config.seqLen)]!;
-          for (let j = 0; j < p.k; j++) domainExpert[d]![idx[n * p.k + j]!]!++;
+          for (let j = 0; j < p.k; j++) if (chosen[n * p.k + j]! > 0) domainExpert[d]![idx[n * p.k + j]!]!++;
         }
       }
     }
@@ -279,8 +281,7 @@ export async function evaluate(model: AnyLM, corpus: Corpus, config: RunConfig):
         const counts = countsOnHost(s);
         tensors.push(s.importance, s.load, s.gateEntropy);
         if (counts === null) tensors.push(countOnDevice(s, config));
-        if ((domainExpert && b.domains) || contexts) tensors.push(s.indices);
-        if (contexts) tensors.push(mt.gather(s.gates, 1, s.indices));
+        if ((domainExpert && b.domains) || contexts) tensors.push(s.indices, mt.gather(s.gates, 1, s.indices));
         return { batch: b, tensors, counts, k: s.indices.shape[1]! };
       })));
       if (pending.length >= READ_EVERY) await flush();

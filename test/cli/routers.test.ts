@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { configFromFlags } from '../../src/cli/main.js';
-import type { RunConfig, TrainRecord } from '../../src/report/schema.js';
+import type { RunConfig, TrainRecord, ValRecord } from '../../src/report/schema.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'mixtape-routers-'));
 after(() => rmSync(tmp, { recursive: true, force: true }));
@@ -94,6 +94,19 @@ describe('router flags', () => {
       assert.ok(Number.isFinite(rec.routerZLoss!) && rec.routerZLoss! >= 0, `routerZLoss ${rec.routerZLoss}`);
     }
   });
+
+  for (const gating of ['expert-choice', 'gshard', 'hmoe'] as const) {
+    test(`${gating}: the validation's domain × expert table counts the routes taken (its total is the expert counts')`, () => {
+      const out = join(tmp, `de-${gating}`);
+      const flags = gating === 'hmoe' ? ['--model', 'hmoe', '--groups', '2'] : ['--gating', gating];
+      const r = spawnSync(process.execPath, ['--import', import.meta.resolve('tsx'), join(process.cwd(), 'src/cli/entry.ts'), 'train', ...flags, '--steps', '2', '--eval-every', '2',
+        '--batch', '4', '--seq-len', '4', '--d', '4', '--expert-hidden', '4', '--experts', '4', '--domains', '4', '--quiet', '--out', out], { encoding: 'utf8', timeout: 120_000 });
+      assert.equal(r.status, 0, r.stderr);
+      const val = readFileSync(join(out, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as ValRecord).filter((x) => x.type === 'val');
+      const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
+      for (const rec of val) assert.equal(sum(rec.domainExpert!.flat()), sum(rec.expertCounts!));
+    });
+  }
 
   const cli = (...args: string[]) => spawnSync(process.execPath, ['--import', import.meta.resolve('tsx'), join(process.cwd(), 'src/cli/entry.ts'), ...args], { encoding: 'utf8', timeout: 120_000 });
 
