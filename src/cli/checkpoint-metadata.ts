@@ -124,7 +124,7 @@ export function checkRunConfig(c: unknown, fail: (what: string) => never): RunCo
   int('checkpointEvery', 1, true);
   oneOf('expert', EXPERTS, true);
   // The routers' options (absent in runs that do not use them).
-  for (const key of ['capacityFactor', 'wZLoss', 'auxLossWeight', 'biasUpdateRate']) if (c[key] !== undefined) number(key, (v) => v >= 0, 'a non-negative number');
+  for (const key of ['capacityFactor', 'wZLoss', 'auxLossWeight', 'biasUpdateRate', 'seqAuxLossWeight']) if (c[key] !== undefined) number(key, (v) => v >= 0, 'a non-negative number');
   int('sharedExperts', 0, true);
   oneOf('scoreFunction', ['sigmoid', 'softmax'], true);
   int('domains', 1, true);

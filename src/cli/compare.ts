@@ -27,31 +27,37 @@ export interface CompareOptions {
   flags: Record<string, string | boolean | undefined>;
   /** Continue the runs of an interrupted compare in `out` (each from its checkpoint). */
   resume?: boolean;
+  /** --fine-grained M: the deepseek run splits each expert into M (M·E experts, M·k routed per token). */
+  fineGrained?: number;
 }
 
 interface Plan { dir: string; label: string; flags: Record<string, string> }
 
 /** The routers compare --gatings accepts, and the experts each runs per token. */
-const DEEPSEEK_FLAGS = ['shared-experts', 'score-function', 'bias-update-rate'];
+const DEEPSEEK_FLAGS = ['shared-experts', 'score-function', 'bias-update-rate', 'seq-aux-loss-weight'];
+/** Flags of Switch and GShard only (their balancing loss α). */
+const OWN_LOSS_FLAGS = ['aux-loss-weight'];
 export const COMPARE_GATINGS = ['noisy-topk', 'switch', 'gshard', 'hash', 'expert-choice', 'deepseek'];
-function expertsPerToken(gating: string, base: RunConfig): number {
+function expertsPerToken(gating: string, base: RunConfig, fineGrained: number): number {
   if (gating === 'switch' || gating === 'hash') return 1;
   if (gating === 'gshard') return 2;
   if (gating === 'expert-choice') return base.capacityFactor ?? base.k; // its capacity factor: experts per token on average
-  if (gating === 'deepseek') return base.k + (base.sharedExperts ?? 0); // routed plus always-on shared experts
+  if (gating === 'deepseek') return fineGrained * base.k + (base.sharedExperts ?? 0); // routed (fine-grained) plus always-on shared experts
   return base.k;
 }
 
 /**
  * Matched active compute: every router's experts get hidden size ⌈k·h / a⌉ (k, h: the base
- * --k and --expert-hidden; a: the router's experts per token), so a·hidden ≈ k·h, the dense
- * baseline's hidden size. The gating matmuls (d·E, twice for noisy top-k) are not matched,
- * and tokens dropped over capacity do less work than planned.
+ * --k and --expert-hidden; a: the router's experts per token, DeepSeek's shared experts and
+ * fine-grained split included), so a·hidden ≈ k·h, the dense baseline's hidden size. The
+ * gating matmuls (d·E, twice for noisy top-k) are not matched, and tokens dropped over
+ * capacity do less work than planned.
  */
 function routerPlans(o: CompareOptions, gatings: string[]): Plan[] {
-  const E = o.experts[0]!;
   return gatings.map((g) => {
-    const a = expertsPerToken(g, o.base), k = g === 'expert-choice' || g === 'noisy-topk' || g === 'deepseek' ? o.base.k : a;
+    // DeepSeekMoE's fine-grained segmentation: each expert split into m, m·k of them routed.
+    const m = g === 'deepseek' ? o.fineGrained ?? 1 : 1, E = o.experts[0]! * m;
+    const a = expertsPerToken(g, o.base, m), k = g === 'expert-choice' || g === 'noisy-topk' ? o.base.k : g === 'deepseek' ? m * o.base.k : a;
     const hidden = Math.max(1, Math.ceil((o.base.k * o.base.expertHidden) / a - 1e-9));
     return { dir: `router-${g}`, label: `${g} (E=${E}, ${a}×${hidden})`, flags: { model: 'moe', experts: String(E), gating: g, k: String(k), 'expert-hidden': String(hidden) } };
   });
@@ -80,7 +86,7 @@ function plans(o: CompareOptions): Plan[] {
 
 /** Flags shared by every run (data, budget, sizes), from what the user typed. */
 function sharedFlags(flags: CompareOptions['flags'], own: readonly string[] = []): string[] {
-  const skip = new Set(['experts', 'model', 'out', 'parallel', 'no-unbalanced', 'label', 'quiet', 'help', 'debug', 'w-importance', 'w-load', 'resume', 'gatings', ...own]);
+  const skip = new Set(['experts', 'model', 'out', 'parallel', 'no-unbalanced', 'label', 'quiet', 'help', 'debug', 'w-importance', 'w-load', 'resume', 'gatings', 'fine-grained', ...own]);
   const args: string[] = [];
   for (const [k, v] of Object.entries(flags)) {
     if (skip.has(k) || v === undefined || v === false) continue;
@@ -102,8 +108,9 @@ export async function compare(o: CompareOptions): Promise<string> {
   }
   const shared = sharedFlags(o.flags);
   // A router run sets its own gating, k and expert size: drop the user's copies of those.
-  // DeepSeek's own flags go to the deepseek run only.
-  const sharedFor = (r: Plan) => (o.gatings ? sharedFlags(o.flags, [...Object.keys(r.flags), ...(r.flags.gating === 'deepseek' ? [] : DEEPSEEK_FLAGS)]) : shared);
+  // DeepSeek's own flags go to the deepseek run only, --aux-loss-weight to switch and gshard.
+  const sharedFor = (r: Plan) => (o.gatings ? sharedFlags(o.flags, [...Object.keys(r.flags), ...(r.flags.gating === 'deepseek' ? [] : DEEPSEEK_FLAGS),
+    ...(r.flags.gating === 'switch' || r.flags.gating === 'gshard' ? [] : OWN_LOSS_FLAGS)]) : shared);
   const balance = [
     ...(o.flags['w-importance'] !== undefined ? ['--w-importance', String(o.flags['w-importance'])] : []),
     ...(o.flags['w-load'] !== undefined ? ['--w-load', String(o.flags['w-load'])] : []),

@@ -24,7 +24,7 @@ const trainFlags: Options = {
   d: { type: 'string' }, 'expert-hidden': { type: 'string' }, expert: { type: 'string' }, gating: { type: 'string' },
   'w-importance': { type: 'string' }, 'w-load': { type: 'string' }, dropout: { type: 'string' },
   'capacity-factor': { type: 'string' }, 'w-z-loss': { type: 'string' }, 'aux-loss-weight': { type: 'string' },
-  'shared-experts': { type: 'string' }, 'score-function': { type: 'string' }, 'bias-update-rate': { type: 'string' },
+  'shared-experts': { type: 'string' }, 'score-function': { type: 'string' }, 'bias-update-rate': { type: 'string' }, 'seq-aux-loss-weight': { type: 'string' },
   steps: { type: 'string' }, warmup: { type: 'string' }, batch: { type: 'string' }, 'seq-len': { type: 'string' }, lr: { type: 'string' },
   seed: { type: 'string' }, 'eval-every': { type: 'string' }, backend: { type: 'string' }, 'gpu-mode': { type: 'string' },
   out: { type: 'string' }, text: { type: 'string' }, 'word-level': { type: 'boolean' }, domains: { type: 'string' },
@@ -68,6 +68,7 @@ Model:
   --shared-experts N       deepseek: always-on shared experts besides the --experts routed ones (default 0)
   --score-function sigmoid|softmax   deepseek affinities (default sigmoid)
   --bias-update-rate X     deepseek: γ of the ±γ bias update after each step (default 0.001)
+  --seq-aux-loss-weight X  deepseek: α of DeepSeek-V3's sequence-wise balance loss α·Σ fᵢPᵢ per sequence (default 0 = off)
   --capacity-factor X      expert-choice: average experts per token. Token-choice routers: each expert keeps ⌈X·k·tokens/experts⌉ tokens per batch, the rest
                            are dropped (by choice rank, then position; the residual carries them). Default: no dropping
   --w-z-loss X             router z-loss weight (ST-MoE; 1e-3 in the paper; default 0 = off)
@@ -103,6 +104,8 @@ Flags: all of train's (--experts may be a comma-separated list), plus
                            ⌈k·h/a⌉ (a = its experts per token: switch, hash 1; gshard 2; noisy-topk k;
                            expert-choice its capacity factor, default k; deepseek k + --shared-experts), so
                            every run computes ≈ k·h per token
+  --fine-grained M         with deepseek in --gatings: DeepSeekMoE's fine-grained experts for its run: each of the
+                           --experts split into M, so M·E experts, M·k routed per token, hidden ⌈k·h/(M·k + shared)⌉
   --resume   continue the compare in --out after Ctrl-C: each run from its checkpoint, to its end
              (only --steps, --parallel, --threads and --quiet may change)
 Ctrl-C stops every run, each saving its checkpoint.`,
@@ -184,6 +187,7 @@ export function configFromFlags(v: Values, overrides: Partial<RunConfig> = {}): 
     ...(s('shared-experts') !== undefined ? { sharedExperts: int('shared-experts', s('shared-experts'), 0) } : {}),
     ...(s('score-function') !== undefined ? { scoreFunction: s('score-function')! } : {}),
     ...(s('bias-update-rate') !== undefined ? { biasUpdateRate: num('bias-update-rate', s('bias-update-rate'), 1e-3) } : {}),
+    ...(s('seq-aux-loss-weight') !== undefined ? { seqAuxLossWeight: num('seq-aux-loss-weight', s('seq-aux-loss-weight'), 0) } : {}),
     dropout: num('dropout', s('dropout'), 0),
     steps: int('steps', s('steps'), 1000), batch: int('batch', s('batch'), 32), seqLen: int('seq-len', s('seq-len'), 16),
     lr: num('lr', s('lr'), 0.01), warmup: int('warmup', s('warmup'), 50), seed: int('seed', s('seed'), 0), backend,
@@ -291,7 +295,7 @@ function note(message: string): void {
 
 /** Settings a resume may change; every other flag must agree with the checkpoint. */
 const RESUME_CHANGES = { steps: 'steps', evalEvery: 'eval-every', label: 'label', backend: 'backend', gpuMode: 'gpu-mode' } as const;
-const RESUME_FIXED = ['model', 'experts', 'k', 'groups', 'checkpointEvery', 'modelSize', 'expertHidden', 'expert', 'gating', 'wImportance', 'wLoad', 'capacityFactor', 'wZLoss', 'auxLossWeight', 'sharedExperts', 'scoreFunction', 'biasUpdateRate', 'dropout', 'batch', 'seqLen', 'lr', 'warmup', 'seed', 'data', 'domains'] as const;
+const RESUME_FIXED = ['model', 'experts', 'k', 'groups', 'checkpointEvery', 'modelSize', 'expertHidden', 'expert', 'gating', 'wImportance', 'wLoad', 'capacityFactor', 'wZLoss', 'auxLossWeight', 'sharedExperts', 'scoreFunction', 'biasUpdateRate', 'seqAuxLossWeight', 'dropout', 'batch', 'seqLen', 'lr', 'warmup', 'seed', 'data', 'domains'] as const;
 
 /**
  * The configuration of `train --resume`: the checkpoint's, with the flags given. A flag that
@@ -341,6 +345,7 @@ function flagsOf(c: RunConfig): Values {
     ...(c.sharedExperts !== undefined ? { 'shared-experts': String(c.sharedExperts) } : {}),
     ...(c.scoreFunction !== undefined ? { 'score-function': c.scoreFunction } : {}),
     ...(c.biasUpdateRate !== undefined ? { 'bias-update-rate': String(c.biasUpdateRate) } : {}),
+    ...(c.seqAuxLossWeight !== undefined ? { 'seq-aux-loss-weight': String(c.seqAuxLossWeight) } : {}),
     dropout: String(c.dropout), steps: String(c.steps), warmup: String(c.warmup),
     batch: String(c.batch), 'seq-len': String(c.seqLen), lr: String(c.lr), seed: String(c.seed), 'eval-every': String(c.evalEvery),
     backend: c.backend, label: c.label, ...(text ? { text, 'word-level': c.data.startsWith('word:') } : { domains: String(c.domains ?? 8) }),
@@ -348,7 +353,7 @@ function flagsOf(c: RunConfig): Values {
 }
 
 async function compareCommand(args: string[]): Promise<void> {
-  const { values: given } = parse(args, { ...trainFlags, parallel: { type: 'string' }, 'no-unbalanced': { type: 'boolean' }, resume: { type: 'boolean' }, gatings: { type: 'string' } });
+  const { values: given } = parse(args, { ...trainFlags, parallel: { type: 'string' }, 'no-unbalanced': { type: 'boolean' }, resume: { type: 'boolean' }, gatings: { type: 'string' }, 'fine-grained': { type: 'string' } });
   if (given.help) { console.log(HELP.compare); return; }
   const out = resolve((given.out as string | undefined) ?? join('runs', 'compare'));
   const resume = Boolean(given.resume);
@@ -366,12 +371,24 @@ async function compareCommand(args: string[]): Promise<void> {
       if (experts.length !== 1) throw new UsageError('--gatings compares routers at one expert count: give one --experts');
       if (values.gating !== undefined) throw new UsageError('--gatings sets each run\'s --gating: do not give --gating too');
     }
-    const deepseekFlags = { 'shared-experts': undefined, 'score-function': undefined, 'bias-update-rate': undefined };
-    const base = configFromFlags({ ...values, ...(gatings ? deepseekFlags : {}), experts: String(experts[0]) });
+    if (values['fine-grained'] !== undefined && !gatings?.includes('deepseek')) throw new UsageError('--fine-grained splits the deepseek run\'s experts: it needs deepseek in --gatings');
+    const fineGrained = int('fine-grained', values['fine-grained'] as string | undefined, 1);
+    if (fineGrained < 1) throw new UsageError(`--fine-grained must be a positive integer, got ${fineGrained}`);
+    const deepseekFlags = { 'shared-experts': undefined, 'score-function': undefined, 'bias-update-rate': undefined, 'seq-aux-loss-weight': undefined };
+    const ownLossFlags = { 'aux-loss-weight': undefined };
+    const base = configFromFlags({ ...values, ...(gatings ? { ...deepseekFlags, ...ownLossFlags } : {}), experts: String(experts[0]) });
     if (gatings) {
-      if (!gatings.includes('deepseek') && Object.keys(deepseekFlags).some((f) => values[f] !== undefined)) throw new UsageError('--shared-experts, --score-function and --bias-update-rate need deepseek in --gatings');
+      if (!gatings.includes('deepseek') && Object.keys(deepseekFlags).some((f) => values[f] !== undefined)) throw new UsageError('--shared-experts, --score-function, --bias-update-rate and --seq-aux-loss-weight need deepseek in --gatings');
+      if (!gatings.includes('switch') && !gatings.includes('gshard') && values['aux-loss-weight'] !== undefined) throw new UsageError('--aux-loss-weight needs switch or gshard in --gatings');
       if (gatings.includes('deepseek')) base.sharedExperts = values['shared-experts'] === undefined ? undefined : int('shared-experts', values['shared-experts'] as string, 0);
-      for (const g of gatings) configFromFlags({ ...values, ...(g === 'deepseek' ? {} : deepseekFlags), experts: String(experts[0]), gating: g, k: String(g === 'switch' || g === 'hash' ? 1 : g === 'gshard' ? 2 : base.k) });
+      for (const g of gatings) {
+        // Each run's own configuration, checked (and its memory estimated) before any run starts.
+        const m = g === 'deepseek' ? fineGrained : 1;
+        checkMemory(configFromFlags({
+          ...values, ...(g === 'deepseek' ? {} : deepseekFlags), ...(g === 'switch' || g === 'gshard' ? {} : ownLossFlags),
+          experts: String(experts[0]! * m), gating: g, k: String(g === 'switch' || g === 'hash' ? 1 : g === 'gshard' ? 2 : base.k * m),
+        }));
+      }
     }
     for (const E of experts) checkMemory({ ...base, experts: E });
     // The runs train in child processes: here only check that the backend can start.
@@ -379,7 +396,7 @@ async function compareCommand(args: string[]): Promise<void> {
     if (base.backend === 'gpu') mt.shutdownGpu();
     const report = await compare({
       base, experts, out, parallel: int('parallel', values.parallel as string | undefined, 2),
-      unbalanced: !values['no-unbalanced'], quiet: Boolean(values.quiet), flags: values, resume, ...(gatings ? { gatings } : {}),
+      unbalanced: !values['no-unbalanced'], quiet: Boolean(values.quiet), flags: values, resume, ...(gatings ? { gatings, fineGrained } : {}),
     });
     console.log(`report: ${report}`);
   } catch (e) {

@@ -63,6 +63,7 @@ export function makeModel(config: RunConfig): AnyLM {
       ...(config.sharedExperts !== undefined ? { sharedExperts: config.sharedExperts } : {}),
       ...(config.scoreFunction !== undefined ? { scoreFunction: config.scoreFunction as mt.ScoreFunction } : {}),
       ...(config.biasUpdateRate !== undefined ? { biasUpdateRate: config.biasUpdateRate } : {}),
+      ...(config.seqAuxLossWeight !== undefined ? { seqAuxLossWeight: config.seqAuxLossWeight } : {}),
     },
     ...(config.model === 'hmoe' ? { hierarchicalGroups: config.groups ?? 4 } : {}),
   });
@@ -102,7 +103,7 @@ export function validateConfig(c: RunConfig): void {
 /** The --gating kinds the CLI accepts (MoE's GatingKind). */
 export const GATINGS: readonly string[] = mt.GATING_KINDS;
 const TOKEN_CHOICE = ['noisy-topk', 'switch', 'gshard', 'hash', 'deepseek'];
-/** The routers after 2017 (#13): --model moe only, and their runs record the router fields. */
+/** The routers after 2017 (#13): --model moe only. */
 const NEW_ROUTERS = ['switch', 'gshard', 'hash', 'expert-choice', 'deepseek'];
 
 /** The router flags (#13), one clear error per bad combination. */
@@ -117,20 +118,31 @@ function validateRouter(c: RunConfig): void {
     if (!(c.capacityFactor > 0 && Number.isFinite(c.capacityFactor))) throw new UsageError(`--capacity-factor must be a positive number, got ${c.capacityFactor}`);
     if (c.model !== 'moe') throw new UsageError(`--capacity-factor needs --model moe (the model is ${c.model})`);
     if (!TOKEN_CHOICE.includes(c.gating) && c.gating !== 'expert-choice') throw new UsageError(`--capacity-factor applies to token-choice routers (${TOKEN_CHOICE.join(', ')}) and expert-choice, not --gating ${c.gating}`);
+    if (c.gating === 'expert-choice' && c.capacityFactor > c.experts) throw new UsageError(`--gating expert-choice: --capacity-factor ${c.capacityFactor} (experts per token on average) cannot exceed --experts ${c.experts}`);
   }
-  const deepseekOnly = [['shared-experts', c.sharedExperts], ['score-function', c.scoreFunction], ['bias-update-rate', c.biasUpdateRate]] as const;
+  if (c.auxLossWeight !== undefined && c.gating !== 'switch' && c.gating !== 'gshard') throw new UsageError(`--aux-loss-weight needs --gating switch or gshard (the gating is ${c.gating})`);
+  // Routers that read their routing on the host mid-forward need a synchronous readback (MoE.hostRouting).
+  if (c.model === 'moe' && c.backend === 'gpu' && c.gpuMode === 'webgpu' && (c.gating === 'expert-choice' || c.gating === 'hash' || c.capacityFactor !== undefined)) {
+    const what = c.gating === 'expert-choice' || c.gating === 'hash' ? `--gating ${c.gating}` : '--capacity-factor';
+    throw new UsageError(`${what} routes on the host (a synchronous readback in the middle of each forward pass), which --gpu-mode webgpu does not offer: use --gpu-mode headlessgl or --backend cpu`);
+  }
+  const deepseekOnly = [['shared-experts', c.sharedExperts], ['score-function', c.scoreFunction], ['bias-update-rate', c.biasUpdateRate], ['seq-aux-loss-weight', c.seqAuxLossWeight]] as const;
   for (const [flag, v] of deepseekOnly) if (v !== undefined && c.gating !== 'deepseek') throw new UsageError(`--${flag} needs --gating deepseek (the gating is ${c.gating})`);
   if (c.sharedExperts !== undefined && (!Number.isInteger(c.sharedExperts) || c.sharedExperts < 0)) throw new UsageError(`--shared-experts must be a non-negative integer, got ${c.sharedExperts}`);
   if (c.sharedExperts !== undefined && c.sharedExperts >= c.experts) throw new UsageError(`--shared-experts ${c.sharedExperts} must be fewer than --experts ${c.experts}`);
   if (c.scoreFunction !== undefined && c.scoreFunction !== 'sigmoid' && c.scoreFunction !== 'softmax') throw new UsageError(`--score-function must be sigmoid or softmax, got '${c.scoreFunction}'`);
-  for (const [flag, v] of [['w-z-loss', c.wZLoss], ['aux-loss-weight', c.auxLossWeight], ['bias-update-rate', c.biasUpdateRate]] as const) {
+  for (const [flag, v] of [['w-z-loss', c.wZLoss], ['aux-loss-weight', c.auxLossWeight], ['bias-update-rate', c.biasUpdateRate], ['seq-aux-loss-weight', c.seqAuxLossWeight]] as const) {
     if (v !== undefined && !(v >= 0 && Number.isFinite(v))) throw new UsageError(`--${flag} must be a non-negative number, got ${v}`);
   }
 }
 
-/** Whether a run's records carry the router fields (droppedFraction, droppedPerExpert, routerZLoss): runs that use #13's options. */
+/**
+ * Whether a run's records carry the router fields (droppedFraction, droppedPerExpert,
+ * routerZLoss): every flat MoE, whatever its router, so that one metrics format and one
+ * report serve all routers (the hierarchical and recurrent MoE have their own gates).
+ */
 export function recordsRouter(c: RunConfig): boolean {
-  return c.model === 'moe' && (NEW_ROUTERS.includes(c.gating) || c.capacityFactor !== undefined || c.wZLoss !== undefined);
+  return c.model === 'moe';
 }
 
 interface Stats { cvImportance: number; cvLoad: number; gateEntropy: number; importance: number[]; load: number[]; expertCounts: number[] }
@@ -246,10 +258,12 @@ export async function evaluate(model: AnyLM, corpus: Corpus, config: RunConfig):
         for (let i = 0; i < idx.length; i++) { contexts.indices.push(idx[i]!); contexts.gates.push(chosen[i]!); }
         for (const id of p.batch.x) contexts.tokens.push(id);
       }
-      if (domainExpert && p.batch.domains && idx) {
+      if (domainExpert && p.batch.domains && idx && chosen) {
+        // Only the routes a token really took: not a zero-gate candidate (Expert Choice lists
+        // every expert, GShard may skip its second, a dropped route's gate is 0).
         for (let n = 0; n < idx.length / p.k; n++) {
           const d = p.batch.domains[Math.floor(n / config.seqLen)]!;
-          for (let j = 0; j < p.k; j++) domainExpert[d]![idx[n * p.k + j]!]!++;
+          for (let j = 0; j < p.k; j++) if (chosen[n * p.k + j]! > 0) domainExpert[d]![idx[n * p.k + j]!]!++;
         }
       }
     }
@@ -267,8 +281,7 @@ export async function evaluate(model: AnyLM, corpus: Corpus, config: RunConfig):
         const counts = countsOnHost(s);
         tensors.push(s.importance, s.load, s.gateEntropy);
         if (counts === null) tensors.push(countOnDevice(s, config));
-        if ((domainExpert && b.domains) || contexts) tensors.push(s.indices);
-        if (contexts) tensors.push(mt.gather(s.gates, 1, s.indices));
+        if ((domainExpert && b.domains) || contexts) tensors.push(s.indices, mt.gather(s.gates, 1, s.indices));
         return { batch: b, tensors, counts, k: s.indices.shape[1]! };
       })));
       if (pending.length >= READ_EVERY) await flush();
@@ -412,7 +425,7 @@ export async function train(config: RunConfig, options: TrainOptions): Promise<V
       const task = mt.crossEntropy(out.logits, y);
       task.add(out.auxLoss).backward();
       const routing = out.stats ? statsTensors(out.stats, config) : { tensors: [], counts: null };
-      // Router runs (#13) also record the z-loss (read with the rest) and the dropped fractions (host numbers).
+      // Flat MoE runs also record the router z-loss (read with the rest) and the dropped fractions (host numbers).
       const dropped = recordsRouter(config) && out.stats ? { fraction: out.stats.droppedFraction ?? 0, perExpert: out.stats.droppedPerExpert ?? [], hasZ: out.stats.routerZLoss !== undefined } : null;
       const z = dropped?.hasZ ? [out.stats!.routerZLoss!] : []; // hash routing has no router logits
       return { reported: [task.detach(), out.auxLoss.detach(), ...z, ...routing.tensors], counts: routing.counts, dropped };
@@ -482,7 +495,7 @@ export function dataOf(config: RunConfig): DataOptions {
 /** The first setting that differs between a checkpoint's config and the requested one (ignoring steps and bookkeeping). */
 function diffConfig(saved: RunConfig, wanted: RunConfig): string | null {
   // (evalEvery may change: evaluation draws no random numbers, so the training numbers stay the same.)
-  const keys: (keyof RunConfig)[] = ['model', 'experts', 'k', 'groups', 'modelSize', 'checkpointEvery', 'expertHidden', 'expert', 'gating', 'wImportance', 'wLoad', 'capacityFactor', 'wZLoss', 'auxLossWeight', 'sharedExperts', 'scoreFunction', 'biasUpdateRate', 'dropout', 'batch', 'seqLen', 'lr', 'warmup', 'seed', 'data', 'vocabSize'];
+  const keys: (keyof RunConfig)[] = ['model', 'experts', 'k', 'groups', 'modelSize', 'checkpointEvery', 'expertHidden', 'expert', 'gating', 'wImportance', 'wLoad', 'capacityFactor', 'wZLoss', 'auxLossWeight', 'sharedExperts', 'scoreFunction', 'biasUpdateRate', 'seqAuxLossWeight', 'dropout', 'batch', 'seqLen', 'lr', 'warmup', 'seed', 'data', 'vocabSize'];
   for (const key of keys) {
     if (JSON.stringify(saved[key]) !== JSON.stringify(wanted[key])) return `${String(key)} = ${JSON.stringify(saved[key])}, not ${JSON.stringify(wanted[key])}`;
   }

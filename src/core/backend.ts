@@ -120,6 +120,12 @@ export interface BackendCapabilities {
    * host there (SparseDispatcher) and on the device otherwise (DeviceDispatcher).
    */
   readonly hostResident: boolean;
+  /**
+   * Whether dataSync() can read a tensor back synchronously (absent: yes). The gpu backend in
+   * webgpu mode reads back only asynchronously; code that must look at values in the middle of
+   * a forward pass (routers that route on the host) asks this and refuses with a clear error.
+   */
+  readonly syncReadback?: boolean;
   /** The dtypes it stores (every backend has float32 and int32; float64 is the CPU's). */
   readonly dtypes: readonly DType[];
 }

@@ -59,7 +59,7 @@ export interface MoELanguageModelOptions extends LanguageModelOptions {
   /** Hierarchical only: groups per token (default 2, at most the number of groups); k / kPrimary experts are chosen in each. */
   kPrimary?: number;
   /** The router options of MoEOptions (capacity and dropping, z-loss, α, jitter), passed to the MoE as given. */
-  router?: Pick<MoEOptions, 'capacityFactor' | 'wZLoss' | 'auxLossWeight' | 'jitterNoise' | 'sharedExperts' | 'scoreFunction' | 'biasUpdateRate'>;
+  router?: Pick<MoEOptions, 'capacityFactor' | 'wZLoss' | 'auxLossWeight' | 'jitterNoise' | 'sharedExperts' | 'scoreFunction' | 'biasUpdateRate' | 'seqAuxLossWeight'>;
 }
 
 export interface LMState { lstm1: LSTMState; lstm2: LSTMState }

@@ -2,7 +2,7 @@
 // y = Σᵢ G(x)ᵢ·Eᵢ(x), computing Eᵢ only on the examples routed to expert i. Applied to
 // every row of a [..., d] input at once (the paper's "convolutional" batching over time).
 
-import { noGrad, tidy } from '../tensor/engine.js';
+import { backendInfo, getBackend, noGrad, tidy } from '../tensor/engine.js';
 import { gather } from '../tensor/ops/indexing.js';
 import { reshape } from '../tensor/ops/movement.js';
 import { shapeToString } from '../core/shape.js';
@@ -90,6 +90,11 @@ export interface MoEOptions<K extends ExpertKind = ExpertKind> {
   scoreFunction?: ScoreFunction;
   /** DeepSeek: γ of the loss-free bias update (default 0.001; 0 = off). */
   biasUpdateRate?: number;
+  /**
+   * DeepSeek: α of DeepSeek-V3's sequence-wise balance loss α·Σᵢ fᵢ·Pᵢ per sequence (the
+   * second-last axis of x is the time axis; an [N, d] input is one sequence); 0 = off (default).
+   */
+  seqAuxLossWeight?: number;
 }
 
 /** Everything a person studying routing wants from one forward pass. Tensors carry no gradient. */
@@ -127,7 +132,11 @@ export interface MoEStats {
 
 export interface MoEOutput {
   output: Tensor;
-  /** wImportance·CV²(importance) + wLoad·CV²(load) (+ wBatchwise·L_batchwise). */
+  /**
+   * The balancing loss: wImportance·CV²(importance) + wLoad·CV²(load) (+ wBatchwise·L_batchwise)
+   * for the 2017 gates; α·E·Σ fᵢPᵢ for Switch and GShard; 0 for hash and Expert Choice, and for
+   * DeepSeek unless seqAuxLossWeight > 0; plus wZLoss·z-loss when wZLoss > 0.
+   */
   auxLoss: Tensor;
   stats: MoEStats;
 }
@@ -177,6 +186,8 @@ export class MoE<K extends ExpertKind = 'mlp'> extends Module {
   readonly capacityFactor: number | undefined;
   wZLoss: number;
   auxLossWeight: number;
+  /** DeepSeek's sequence-wise balance loss weight α (0 = off; other routers: 0). */
+  seqAuxLossWeight: number;
 
   constructor(options: MoEOptions<K>) {
     super();
@@ -205,7 +216,16 @@ export class MoE<K extends ExpertKind = 'mlp'> extends Module {
     }
     this.wZLoss = options.wZLoss ?? 0;
     this.auxLossWeight = options.auxLossWeight ?? 0.01;
-    for (const [name, w] of [['wImportance', this.wImportance], ['wLoad', this.wLoad], ['wBatchwise', this.wBatchwise], ['wZLoss', this.wZLoss], ['auxLossWeight', this.auxLossWeight]] as const) {
+    this.seqAuxLossWeight = options.seqAuxLossWeight ?? 0;
+    // A router's own option given to another router would be silently ignored: refuse it.
+    const ownOptions: [keyof MoEOptions, readonly GatingKind[]][] = [
+      ['auxLossWeight', OWN_AUX_LOSS], ['jitterNoise', ['switch']], ['randomRouting', ['gshard']],
+      ['scoreFunction', ['deepseek']], ['biasUpdateRate', ['deepseek']], ['seqAuxLossWeight', ['deepseek']],
+    ];
+    for (const [name, kinds] of ownOptions) {
+      if (options[name] !== undefined && !kinds.includes(this.gating)) throw new Error(`MoE: ${name} applies to gating ${kinds.map((g) => `'${g}'`).join(' or ')}, not '${this.gating}'`);
+    }
+    for (const [name, w] of [['wImportance', this.wImportance], ['wLoad', this.wLoad], ['wBatchwise', this.wBatchwise], ['wZLoss', this.wZLoss], ['auxLossWeight', this.auxLossWeight], ['seqAuxLossWeight', this.seqAuxLossWeight]] as const) {
       if (!(typeof w === 'number' && w >= 0 && Number.isFinite(w))) throw new Error(`MoE: ${name} must be a non-negative number, got ${w}`);
     }
     this.expert = checkExpertKind('MoE', options.expert) as K;
@@ -223,6 +243,7 @@ export class MoE<K extends ExpertKind = 'mlp'> extends Module {
     } else if (this.gating === 'deepseek') {
       this.gate = new DeepSeekGating({
         ...common, k: this.k, scoreFunction: options.scoreFunction ?? 'sigmoid', biasUpdateRate: options.biasUpdateRate ?? 1e-3,
+        sequenceAuxLoss: this.seqAuxLossWeight > 0,
         ...(options.generator ? { generator: options.generator } : {}),
       });
     } else if (this.gating === 'expert-choice') {
@@ -253,6 +274,11 @@ export class MoE<K extends ExpertKind = 'mlp'> extends Module {
     }
     const first = this.experts[0] as Expert | SwiGLUExpert;
     checkLayerDType('MoE', x, (first instanceof SwiGLUExpert ? first.w1 : first.fc1).weight.dtype);
+    const onHost = this.hostRouting();
+    if (onHost !== null && getBackend().capabilities.syncReadback === false) {
+      const info = backendInfo();
+      throw new Error(`MoE: ${onHost} (a synchronous readback in the middle of the forward pass), which the ${info.name} backend in ${info.mode} mode does not offer (it reads back asynchronously only); run it on a backend with synchronous readback`);
+    }
     return tidy(() => {
       const rows = reshape(x, [x.size / this.inputSize, this.inputSize]);
       const biases = this.gate instanceof DeepSeekGating ? this.gate.e_score_correction_bias.detach().clone() : undefined;
@@ -263,6 +289,8 @@ export class MoE<K extends ExpertKind = 'mlp'> extends Module {
           : this.gate instanceof HashGating ? this.gate.forward(rows, options.tokenIds)
           // [..., T, d]: one group per time step (causal); [N, d]: one group.
           : this.gate instanceof ExpertChoiceGating ? this.gate.forward(rows, x.rank >= 3 ? x.shape[x.rank - 2]! : 1)
+          // [..., T, d]: sequences of T consecutive rows (its sequence-wise loss); [N, d]: one sequence.
+          : this.gate instanceof DeepSeekGating ? this.gate.forward(rows, x.rank >= 3 ? x.shape[x.rank - 2]! : rows.shape[0]!)
             : this.gate.forward(rows);
       // Batchwise gating routes by its mask (a variable number of experts per example).
       let routes = ROUTES_BY_GATES.includes(this.gating) ? undefined : g.indices;
@@ -297,6 +325,8 @@ export class MoE<K extends ExpertKind = 'mlp'> extends Module {
         : OWN_AUX_LOSS.includes(this.gating) ? g.routerAuxLoss!.mul(this.auxLossWeight)
           : cvImp.mul(this.wImportance).add(cvLoad.mul(this.wLoad));
       if (g.batchwiseLoss) auxLoss = auxLoss.add(g.batchwiseLoss.mul(this.wBatchwise));
+      // DeepSeek-V3's optional sequence-wise balance loss (computed only when weighted).
+      if (this.gating === 'deepseek' && this.seqAuxLossWeight > 0) auxLoss = auxLoss.add(g.routerAuxLoss!.mul(this.seqAuxLossWeight));
       // Reported for every router with logits; recorded for backward only when it is in the loss.
       const zLoss = this.gating === 'hash' ? null
         : this.wZLoss > 0 ? routerZLoss(g.cleanLogits) : noGrad(() => routerZLoss(g.cleanLogits));
@@ -315,6 +345,14 @@ export class MoE<K extends ExpertKind = 'mlp'> extends Module {
       const stats: MoEStats = counts ? { ...fields, expertCounts: counts } : Object.assign(new ExpertCountsOnRead(countOnRead), fields);
       return { output: reshape(combined, [...x.shape.slice(0, -1), this.outputSize]), auxLoss, stats };
     });
+  }
+
+  /** Why this layer reads its routing on the host during forward, or null when it routes on the device. */
+  hostRouting(): string | null {
+    if (this.gating === 'expert-choice') return `gating 'expert-choice' chooses each expert's examples on the host`;
+    if (this.gating === 'hash') return `gating 'hash' hashes the token ids on the host`;
+    if (this.capacityFactor !== undefined) return `capacityFactor drops the routes over capacity on the host (gating '${this.gating}')`;
+    return null;
   }
 
   /** Forward multiply-adds per example: gating matmuls plus k experts (the paper's ops/timestep). */

@@ -453,6 +453,110 @@ function summaryTable(runs: LoadedRun[]): string {
 }
 
 // ---------------------------------------------------------------------------------------
+// (g) Router comparison (#13): MoE runs with different gating kinds side by side
+
+/** Experts a token's output comes from (on average): the compute each router spends per token. */
+function expertsPerToken(c: RunConfig): number {
+  if (c.gating === 'switch' || c.gating === 'hash') return 1;
+  if (c.gating === 'gshard') return 2;
+  if (c.gating === 'expert-choice') return c.capacityFactor ?? c.k;
+  if (c.gating === 'deepseek') return c.k + (c.sharedExperts ?? 0);
+  if (c.gating === 'softmax') return c.experts;
+  return c.k;
+}
+
+/**
+ * I(domain; expert) in bits from the validation's [domain][expert] route counts: 0 when the
+ * router ignores the domain, at most log₂(domains) when each domain has experts of its own.
+ */
+export function domainExpertInformation(counts: number[][]): number | null {
+  const total = counts.flat().reduce((a, b) => a + b, 0);
+  if (!(total > 0)) return null;
+  const experts = Math.max(...counts.map((row) => row.length));
+  const pd = counts.map((row) => row.reduce((a, b) => a + b, 0) / total);
+  const pe = Array.from({ length: experts }, (_, e) => counts.reduce((a, row) => a + (row[e] ?? 0), 0) / total);
+  let bits = 0;
+  counts.forEach((row, d) => row.forEach((n, e) => { if (n > 0) bits += (n / total) * Math.log2(n / total / (pd[d]! * pe[e]!)); }));
+  return Math.max(0, bits);
+}
+
+/** The busiest expert's share of a step's routes × E: 1 is perfect balance; the capacity factor that step needed to drop nothing. */
+const peakLoad = (r: TrainRecord): number | null => {
+  const c = r.expertCounts;
+  const total = c ? c.reduce((a, b) => a + b, 0) : 0;
+  return c && total > 0 ? (Math.max(...c) / total) * c.length : null;
+};
+
+/** Whether the report compares routers: MoE runs of more than one gating kind. */
+const comparesRouters = (runs: LoadedRun[]): boolean => new Set(runs.filter((r) => isMoE(r) && r.config.model === 'moe').map((r) => r.config.gating)).size > 1;
+
+function routerSection(runs: LoadedRun[]): string {
+  const moe = runs.map((run, i) => ({ run, i })).filter(({ run }) => isMoE(run) && run.config.model === 'moe');
+  const floors = sharedFloors(runs)?.floors;
+  const dense = runs.find((r) => r.config.model === 'dense');
+  const denseLoss = dense?.val.at(-1)?.loss;
+  const signed = (v: number): string => (v >= 0 ? '+' : '') + v.toFixed(3);
+  const head = ['Router', 'Gating', 'Experts/token × hidden', 'Ops/token', 'Final val loss', 'Gap to Bayes', 'Gap to known domain', 'Gap to pooled bigram', 'vs dense',
+    'CV(load) train', 'CV(load) val', 'Peak/mean load', 'Dropped (whole run)', 'Dropped (last 10 %)', 'Router z', 'I(domain; expert)'];
+  const body = moe.map(({ run, i }) => {
+    const c = run.config, last = run.val.at(-1) ?? null;
+    const dropped = run.train.some((r) => r.droppedFraction !== undefined);
+    const de = [...run.val].reverse().find((r) => r.domainExpert !== null && r.domainExpert.length > 0);
+    const info = de ? domainExpertInformation(de.domainExpert!) : null;
+    const allDropped = run.train.map((r) => r.droppedFraction ?? 0);
+    const cells = [
+      `<td class="run"><i class="sw" style="--sw:${color(i)}"></i>${esc(c.label)}</td>`,
+      `<td>${esc(c.gating)}${c.capacityFactor !== undefined ? ` <small>cf ${fmt(c.capacityFactor)}</small>` : ''}${c.sharedExperts ? ` <small>+${c.sharedExperts} shared</small>` : ''}</td>`,
+      `<td>${fmt(expertsPerToken(c))} × ${c.expertHidden}</td>`,
+      `<td title="${c.opsPerToken.excludingSoftmax}">${fmt(c.opsPerToken.excludingSoftmax)}</td>`,
+      `<td>${num(last?.loss, fixed(4))}</td>`,
+      `<td>${num(last && floors ? last.loss - floors.bayes : null, signed)}</td>`,
+      `<td>${num(last && floors ? last.loss - floors.knownDomain : null, signed)}</td>`,
+      `<td>${num(last && floors ? last.loss - floors.pooledBigram : null, signed)}</td>`,
+      `<td>${num(last && denseLoss !== undefined ? last.loss - denseLoss : null, signed)}</td>`,
+      `<td>${num(finalMean(run.train, (r) => r.cvLoad), fixed(3))}</td>`,
+      `<td>${num(last?.cvLoad, fixed(3))}</td>`,
+      `<td>${num(finalMean(run.train, peakLoad), fixed(2))}</td>`,
+      `<td>${dropped ? pct(mean(allDropped)) : '—'}</td>`,
+      `<td>${dropped ? pct(finalMean(run.train, (r) => r.droppedFraction ?? 0) ?? NaN) : '—'}</td>`,
+      `<td>${num(finalMean(run.train, (r) => r.routerZLoss ?? null), (v) => v.toPrecision(3))}</td>`,
+      `<td>${info === null ? '—' : `${info.toFixed(3)} bits`}</td>`,
+    ];
+    return `<tr>${cells.join('')}</tr>`;
+  }).join('');
+  const domains = moe[0]?.run.config.domains;
+  const table = `<div class="table"><table class="routers"><thead><tr>${head.map((h) => `<th>${h}</th>`).join('')}</tr></thead><tbody>${body}</tbody></table></div>` +
+    '<p class="caption">Every router trains the same language model on the same data and budget; only the MoE layer\'s router differs. ' +
+    'Experts/token × hidden: the experts whose output a token receives (on average: Expert Choice\'s capacity factor; DeepSeek\'s routed plus shared experts) times their hidden size — the matched active compute (Ops/token adds the gating matmuls, which are not matched). ' +
+    'Final val loss: the last validation; the gaps are to the corpus floors (Bayes: no model can go lower; known domain: would need the domain as input; below pooled bigram: the model uses the domain it infers) and to the dense baseline. ' +
+    'CV(load) train averages the last 10 % of steps. Peak/mean load: the busiest expert\'s routes ÷ the mean over experts (last 10 % of steps): 1 is perfect balance, and it is the capacity factor a step needed to drop nothing. ' +
+    'Dropped: routes dropped over capacity ÷ routes (— : no capacity factor, nothing dropped). Router z: mean logsumexp(router logits)² (ST-MoE), whether or not it is in the loss (— : no router logits, or not recorded). ' +
+    `I(domain; expert): mutual information between a validation route\'s domain and its expert, from the last domain × expert counts: 0 when routing ignores the domain${domains ? `, at most log₂ ${domains} = ${Math.log2(domains).toFixed(3)} bits` : ''}.</p>`;
+  const notes: string[] = [];
+  if (moe.some(({ run }) => run.config.gating === 'expert-choice')) {
+    notes.push('Expert Choice in a language model: each expert chooses among the tokens of the same time step across the batch (the MoE groups its [batch, time] input by time step), so routing never uses a later position of the same sequence; it does depend on the other sequences of the batch at that step, in training and validation alike.');
+  }
+  if (moe.some(({ run }) => run.config.gating === 'hash')) notes.push('Hash routing learns nothing: a fixed hash of the input token id picks the expert, the control for learned routing.');
+  const noteHtml = notes.map((n) => `<p class="caption">${esc(n)}</p>`).join('');
+  // Utilisation over time: the peak/mean load of every router, binned over steps.
+  const series: Series[] = moe.map(({ run, i }) => ({ name: run.config.label, color: color(i), width: 1.8, dash: dashFor(i), points: binned(run.train, peakLoad) }));
+  const ys = series.flatMap((s) => s.points.map((p) => p[1])).filter(Number.isFinite);
+  const util = figure('Expert utilisation over time: peak/mean load per router', lineChart({
+    title: 'Peak/mean expert load', series, refLines: [{ y: 1, label: 'perfect balance' }], xLabel: 'step', yLabel: 'busiest expert ÷ mean (log scale)',
+    yScale: 'log', yDomain: [0.95, Math.max(2, maxOf(ys, 2) * 1.1)],
+  }), 'Per training batch, the busiest expert\'s routes ÷ the mean over experts (binned over steps). Near 1 every expert is used evenly; a router that collapses onto a few experts climbs toward E. ' +
+    'Each router\'s per-expert load over time is in <a href="#experts">Expert importance and load over time</a>, and its domain × expert routing in <a href="#specialization">Expert specialization</a>.', runLegend(moe));
+  const anyDrop = moe.some(({ run }) => run.train.some((r) => (r.droppedFraction ?? 0) > 0));
+  const drop = anyDrop ? figure('Dropped fraction over time', lineChart({
+    title: 'Dropped fraction', series: moe.filter(({ run }) => run.train.some((r) => r.droppedFraction !== undefined))
+      .map(({ run, i }) => ({ name: run.config.label, color: color(i), width: 1.8, dash: dashFor(i), points: binned(run.train, (r) => r.droppedFraction ?? null) })),
+    xLabel: 'step', yLabel: 'routes dropped over capacity', yDomain: [0, 1],
+  }), 'Routes dropped over expert capacity ⌈capacityFactor·k·N/E⌉ ÷ routes, per training batch (binned over steps); a dropped route adds nothing to its token, which the residual connection carries on.', runLegend(moe))
+    : '<p class="none">No run dropped a route (no capacity factor was given, or no expert ever reached its capacity).</p>';
+  return section('routers', 'Router comparison', table + noteHtml + util + drop);
+}
+
+// ---------------------------------------------------------------------------------------
 // Page
 
 const pageTitle = (runs: LoadedRun[], o: ReportOptions): string =>
@@ -523,6 +627,7 @@ export function renderReport(runs: LoadedRun[], options: ReportOptions = {}): st
   const body = [
     header(runs, options),
     summaryTable(runs),
+    ...(comparesRouters(runs) ? [routerSection(runs)] : []),
     section('loss', 'Loss', lossChart(runs)),
     section('balance', 'Load balance', cvChart(runs)),
     expertSection(runs),

@@ -39,6 +39,8 @@ export interface RunConfig {
   sharedExperts?: number;
   scoreFunction?: string;
   biasUpdateRate?: number;
+  /** DeepSeek-V3's sequence-wise balance loss α (recorded only when set; default 0 = off). */
+  seqAuxLossWeight?: number;
   dropout: number;
   steps: number;
   batch: number;

@@ -144,3 +144,61 @@ export async function parity(mode: Mode, what: string, build: (...xs: mt.Tensor[
     assertNear(got.grads[i]!, g, K, `${what} gradient of input ${i}`, c, gradAtol);
   });
 }
+
+// ---- a layer on the CPU (float64) vs the GPU (float32) --------------------------------------
+
+/** arch() makes the module; setup() (once, on the CPU) may set its weights and makes the inputs. */
+export interface Build { arch: () => mt.Module; setup: (m: mt.Module) => mt.Tensor[]; run: (m: mt.Module, xs: mt.Tensor[]) => mt.Tensor[] }
+
+/** Host copies of every named parameter (to rebuild the same module on another backend). */
+function weightsOf(m: mt.Module): Map<string, { values: number[]; shape: readonly number[] }> {
+  return new Map(m.namedParameters().map(([name, p]) => [name, { values: Array.from(p.dataSync()), shape: p.shape }]));
+}
+
+/**
+ * Builds the module on the CPU in float32 (its weights), evaluates outputs and gradients
+ * on the CPU in float64 and on the GPU in float32 from those weights and inputs, and
+ * compares: the outputs (each reduced to a loss-weighted sum for backward), the gradients of
+ * every input and parameter.
+ */
+export async function compareLayer(mode: Mode, what: string, build: Build, K: number): Promise<void> {
+  mt.setBackend('cpu');
+  const proto = build.arch();
+  const protoInputs = build.setup(proto);
+  const weights = weightsOf(proto);
+  const inputValues = protoInputs.map((t) => ({ values: Array.from(t.dataSync()), shape: t.shape, dtype: t.dtype, grad: t.requiresGrad }));
+  mt.dispose([protoInputs, proto.parameters()]);
+
+  const evaluate = async (dtype: 'float32' | 'float64') => {
+    const module = build.arch(), run = build.run;
+    const made = mt.tidy(() => {
+      if (dtype === 'float64') module.to('float64');
+      for (const [name, p] of module.namedParameters()) {
+        const w = weights.get(name)!;
+        p.assign(mt.tensor(w.values, w.shape, { dtype }));
+      }
+      const xs = inputValues.map((i) => mt.tensor(i.values, i.shape, { dtype: i.dtype === 'int32' ? 'int32' : dtype, requiresGrad: i.grad }));
+      const outs = run(module, xs);
+      // Σ_j Σ_i w_i·out_j[i] with fixed weights: every output element gets a distinct cotangent.
+      const loss = outs.map((o) => o.mul(mt.tensor(Array.from({ length: o.size }, (_, i) => ((i % 5) - 2) / 3), o.shape, { dtype })).sum())
+        .reduce((a, b) => a.add(b));
+      loss.backward();
+      return { outs, xs };
+    });
+    const outs: number[][] = [], grads = new Map<string, number[]>();
+    for (const o of made.outs) outs.push(Array.from(await o.data()));
+    for (const [i, x] of made.xs.entries()) if (x.grad) grads.set(`input ${i}`, Array.from(await x.grad.data()));
+    for (const [name, p] of module.namedParameters()) if (p.grad) grads.set(name, Array.from(await p.grad.data()));
+    mt.dispose([made, module.parameters()]);
+    return { outs, grads };
+  };
+
+  const ref = await evaluate('float64');
+  mt.setBackend('gpu', { mode });
+  const live = mt.memory().liveHandles;
+  const got = await evaluate('float32');
+  assert.equal(mt.memory().liveHandles, live, `${what}: leaked handles on the gpu`);
+  ref.outs.forEach((o, i) => assertNear(got.outs[i]!, o, K, `${what} output ${i}`));
+  assert.deepEqual([...got.grads.keys()].sort(), [...ref.grads.keys()].sort(), `${what}: the same gradients exist`);
+  for (const [name, g] of ref.grads) assertNear(got.grads.get(name)!, g, K, `${what} gradient of ${name}`);
+}

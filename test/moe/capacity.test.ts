@@ -144,6 +144,8 @@ describe('MoE with capacityFactor (noisy top-k)', () => {
     assert.throws(() => new mt.MoE({ ...base, capacityFactor: -1 }), { message: 'MoE: capacityFactor must be a positive number, got -1' });
     assert.throws(() => new mt.MoE({ ...base, gating: 'batchwise', capacityFactor: 1 }), { message: "MoE: capacityFactor applies to token-choice routers (noisy-topk, switch, gshard, hash, deepseek) and expert-choice, not gating 'batchwise'" });
     assert.throws(() => new mt.MoE({ ...base, gating: 'softmax', capacityFactor: 1 }), { message: "MoE: capacityFactor applies to token-choice routers (noisy-topk, switch, gshard, hash, deepseek) and expert-choice, not gating 'softmax'" });
+    assert.throws(() => new mt.MoE({ ...base, capacityFactor: Infinity }), { message: 'MoE: capacityFactor must be a positive number, got Infinity' });
+    assert.throws(() => new mt.MoE({ ...base, k: 5 }), { message: 'MoE: k (5) cannot exceed numExperts (4)' });
     assert.throws(() => new mt.MoE({ ...base, capacityFactor: 1, capacity: 3 }), { message: 'MoE: give capacityFactor or capacity, not both (capacityFactor sets the device buffers too)' });
   });
 });

@@ -22,7 +22,7 @@ interface RouterCase {
     dropped_fraction: number; dropped_per_expert: number[];
   };
   grads: Record<string, number[]>; x_grad: Flat;
-  score_function: 'sigmoid' | 'softmax'; shared: number; bias_update_rate: number; bias_after: number[] | null;
+  score_function: 'sigmoid' | 'softmax'; shared: number; bias_update_rate: number; bias_after: number[] | null; seq_aux_loss_weight?: number;
 }
 const fixture = JSON.parse(readFileSync('test/fixtures/moe/torch_routers.json', 'utf8')) as { torch_version: string; cases: Record<string, RouterCase> };
 
@@ -37,10 +37,11 @@ const scalar = (got: number, want: number, what: string) => assertClose([got], [
 function makeMoE(c: RouterCase): mt.MoE {
   const moe = new mt.MoE({
     inputSize: c.d, outputSize: c.out, hiddenSize: c.h, numExperts: c.E, k: c.k, gating: c.router, dtype: 'float64',
-    wImportance: c.w_importance, wLoad: c.w_load, wZLoss: c.w_z_loss, auxLossWeight: c.aux_loss_weight,
+    wImportance: c.w_importance, wLoad: c.w_load, wZLoss: c.w_z_loss,
+    ...(c.router === 'switch' || c.router === 'gshard' ? { auxLossWeight: c.aux_loss_weight } : {}),
     ...(c.capacity_factor !== null ? { capacityFactor: c.capacity_factor } : {}),
     ...(c.router === 'gshard' ? { randomRouting: c.random_routing } : {}),
-    ...(c.router === 'deepseek' ? { sharedExperts: c.shared, scoreFunction: c.score_function, biasUpdateRate: c.bias_update_rate } : {}),
+    ...(c.router === 'deepseek' ? { sharedExperts: c.shared, scoreFunction: c.score_function, biasUpdateRate: c.bias_update_rate, seqAuxLossWeight: c.seq_aux_loss_weight ?? 0 } : {}),
   });
   moe.loadStateDict(Object.fromEntries(Object.entries(c.state).map(([k, v]) => [k, t64(v)])));
   return moe.train();
@@ -61,6 +62,8 @@ describe(`router equality with PyTorch ${fixture.torch_version} (float64)`, () =
     ['deepseek_sigmoid', 'DeepSeek: 8 experts, k = 3 by sigmoid + bias, 1 shared expert, γ = 0.01'],
     ['deepseek_softmax', 'DeepSeek: softmax affinities, 2 shared experts, router z-loss'],
     ['deepseek_capacity', 'DeepSeek with capacityFactor 0.75: routes dropped'],
+    ['deepseek_seq_aux', 'DeepSeek-V3 sequence-wise balance loss (α = 0.1) over [3, 4, d]: three sequences of 4'],
+    ['deepseek_seq_aux_softmax_capacity', 'DeepSeek sequence-wise loss (α = 0.3) on an [8, d] input (one sequence), softmax, router z-loss, routes dropped'],
     ['hash', 'hash routing of the token ids (no router, no auxiliary loss)'],
     ['hash_capacity', 'hash routing with capacityFactor 0.5: routes dropped'],
     ['gshard_capacity', 'GShard with random routing and capacityFactor 0.5, α = 0.1: routes skipped and dropped'],
@@ -113,5 +116,7 @@ describe(`router equality with PyTorch ${fixture.torch_version} (float64)`, () =
       assert.ok(c.stats.gates.values.filter((v) => v > 0).length < 2 * c.N, `${name}: some second experts are skipped`);
     }
     assert.equal(fixture.cases.noisy_topk_capacity_none_dropped!.stats.dropped_fraction, 0);
+    assert.ok(fixture.cases.deepseek_seq_aux_softmax_capacity!.stats.dropped_fraction > 0);
+    for (const name of ['deepseek_seq_aux', 'deepseek_seq_aux_softmax_capacity']) assert.ok(fixture.cases[name]!.aux_loss > 0, `${name}: the sequence-wise loss is in auxLoss`);
   });
 });

@@ -7,11 +7,11 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { type LoadedRun, loadReportInput, loadRun, renderReport } from '../../src/report/render.js';
+import { domainExpertInformation, type LoadedRun, loadReportInput, loadRun, renderReport } from '../../src/report/render.js';
 import type { TrainRecord } from '../../src/report/schema.js';
 import { esc, fmt, logTicks, niceTicks } from '../../src/report/svg.js';
 import { Browser, chromiumMissing } from './chromium.js';
-import { config, FLOORS, writeCompare, writeRun } from './synthetic-runs.js';
+import { config, FLOORS, writeCompare, writeRouterCompare, writeRun } from './synthetic-runs.js';
 
 let root: string;
 let compareDir: string;
@@ -191,6 +191,66 @@ describe('report: rendered HTML', () => {
     assert.deepEqual(logTicks(0.01, 3), [0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2]);
     assert.deepEqual(logTicks(1.5, 4.2), [1.5, 2, 2.5, 3, 3.5, 4]);
     assert.deepEqual([fmt(123_456), fmt(41_472), fmt(1234), fmt(0.5), fmt(1.5713, 4), fmt(0)], ['123k', '41.5k', '1234', '0.5', '1.571', '0']);
+  });
+});
+
+describe('report: router comparison (compare --gatings)', () => {
+  /** The rows of the router table, each as its cells' text (tags stripped). */
+  const routerRows = (page: string): string[][] => {
+    const tbody = /<table class="routers">.*?<tbody>(.*?)<\/tbody>/s.exec(page)![1]!;
+    return [...tbody.matchAll(/<tr>(.*?)<\/tr>/gs)].map((m) => [...m[1]!.matchAll(/<td[^>]*>(.*?)<\/td>/gs)].map((c) => c[1]!.replace(/<[^>]+>/g, '').trim()));
+  };
+
+  test('I(domain; expert): 0 when routing ignores the domain, log₂ D when each domain has its own expert', () => {
+    assert.equal(domainExpertInformation([[5, 5], [5, 5]]), 0);
+    assert.ok(Math.abs(domainExpertInformation([[7, 0, 0, 0], [0, 3, 0, 0], [0, 0, 9, 0], [0, 0, 0, 1]])! - (() => {
+      const p = [7, 3, 9, 1].map((n) => n / 20);
+      return -p.reduce((a, q) => a + q * Math.log2(q), 0); // = H(domain) when the expert determines the domain
+    })()) < 1e-12);
+    assert.ok(Math.abs(domainExpertInformation([[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]])! - 2) < 1e-12);
+    assert.equal(domainExpertInformation([[0, 0]]), null);
+  });
+
+  test('one row per router: matched compute, loss against the floors and dense, CV(load), peak load, dropped fraction, router z, specialisation', () => {
+    const dir = writeRouterCompare(join(root, 'routers'));
+    const rruns = loadReportInput(dir);
+    const page = renderReport(rruns);
+    assert.ok(page.includes('<h2>Router comparison</h2>'));
+    const rows = routerRows(page);
+    assert.deepEqual(rows.map((r) => r[0]), ['noisy-topk', 'switch', 'expert-choice', 'hash', 'deepseek'], 'every MoE run, not the dense one');
+    assert.deepEqual(rows.map((r) => r[2]), ['2 × 128', '1 × 256', '2 × 128', '1 × 256', '3 × 86'], 'experts per token × hidden');
+    assert.equal(rows[1]![1], 'switch cf 1.25');
+    assert.equal(rows[4]![1], 'deepseek +1 shared');
+    const mean = (xs: number[]): number => xs.reduce((a, b) => a + b, 0) / xs.length;
+    const dense = rruns.find((r) => r.config.model === 'dense')!.val.at(-1)!.loss;
+    rows.forEach((row, i) => {
+      const run = rruns[i]!, last = run.val.at(-1)!.loss;
+      const signed = (v: number) => (v >= 0 ? '+' : '') + v.toFixed(3);
+      assert.equal(row[4], last.toFixed(4));
+      assert.deepEqual(row.slice(5, 9), [signed(last - FLOORS.bayes), signed(last - FLOORS.knownDomain), signed(last - FLOORS.pooledBigram), signed(last - dense)]);
+      assert.equal(row[9], mean(run.train.slice(-40).map((r) => r.cvLoad!)).toFixed(3));
+      const peak = mean(run.train.slice(-40).map((r) => (Math.max(...r.expertCounts!) / r.expertCounts!.reduce((a, b) => a + b, 0)) * r.expertCounts!.length));
+      assert.equal(row[11], peak.toFixed(2));
+      const de = run.val.at(-1)!.domainExpert!;
+      assert.equal(row[15], `${domainExpertInformation(de)!.toFixed(3)} bits`);
+    });
+    // Only Switch dropped routes; noisy-topk recorded no dropping at all.
+    assert.equal(rows[0]![12], '—');
+    assert.equal(rows[1]![12], `${fmt(mean(rruns[1]!.train.map((r) => r.droppedFraction!)) * 100, 3)} %`);
+    assert.equal(rows[2]![12], '0 %');
+    assert.equal(rows[3]![14], '—', 'hash: no router logits, no z-loss');
+    assert.equal(rows[1]![14], mean(rruns[1]!.train.slice(-40).map((r) => r.routerZLoss!)).toPrecision(3));
+    // The collapsed (hash) run has the highest peak load and the balanced ones are near 1.
+    assert.ok(Number(rows[3]![11]) > 2 && rows.filter((_, i) => i !== 3).every((r) => Number(r[11]) < 2), rows.map((r) => r[11]).join(' '));
+    assert.match(page, /Expert Choice in a language model: each expert chooses among the tokens of the same time step/);
+    assert.ok(page.includes('Expert utilisation over time: peak/mean load per router'));
+    assert.ok(page.includes('Dropped fraction over time'));
+    assertNoGarbage(page);
+    assert.equal(renderReport(rruns), page, 'deterministic');
+  });
+
+  test('no router section when all MoE runs use one gating kind', () => {
+    assert.ok(!html.includes('Router comparison'));
   });
 });
 

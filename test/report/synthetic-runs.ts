@@ -39,6 +39,10 @@ export interface RunShape {
   /** Leave out the validation records. */
   noVal?: boolean;
   seed?: number;
+  /** Router runs (#13): write droppedFraction (this value, ± noise) and droppedPerExpert in every train record. */
+  dropped?: number;
+  /** Router runs: write routerZLoss in every train record. */
+  routerZ?: boolean;
 }
 
 const cv = (v: number[]): number => {
@@ -73,6 +77,8 @@ export function metrics(c: RunConfig, shape: RunShape): MetricsRecord[] {
       gateEntropy: imp ? Math.log(c.k) * (shape.routing === 'collapsed' ? 0.3 + 0.5 * (1 - p) : 0.6 + 0.3 * p) : null,
       importance: imp ? imp.map((s) => s * tokensPerStep) : null, load: load ? load.map((s) => s * tokensPerStep) : null,
       expertCounts: imp ? imp.map((s) => Math.round(s * tokensPerStep * c.k)) : null,
+      ...(shape.dropped !== undefined ? { droppedFraction: shape.dropped === 0 ? 0 : shape.dropped * (0.8 + 0.4 * r()), droppedPerExpert: new Array<number>(c.experts).fill(shape.dropped) } : {}),
+      ...(shape.routerZ ? { routerZLoss: 4 + r() } : {}),
     };
     out.push(rec);
     if (step % c.evalEvery === 0 && !shape.noVal) out.push(valRecord(c, shape, step, lossAt(step) + 0.03, imp, r));
@@ -113,6 +119,25 @@ export function writeCompare(dir: string): string {
     '{"type":"train","step":401,"loss":1.6'); // interrupted mid-write
   writeRun(join(dir, 'moe-nobal'), config({ label: 'MoE-8 no balancing', wImportance: 0, wLoad: 0, floors: undefined }), { finalLoss: 1.83, routing: 'collapsed', seed: 3 });
   const manifest: CompareManifest = { runs: ['dense', 'moe', 'moe-nobal'], createdAt: '2025-01-01T00:00:00Z', note: 'synthetic <test> compare' };
+  writeFileSync(join(dir, 'compare.json'), JSON.stringify(manifest));
+  return dir;
+}
+
+/**
+ * A compare --gatings directory: one MoE per router (noisy top-k, Switch with a capacity
+ * factor that drops, Expert Choice, hash, DeepSeek with a shared expert) and the dense baseline.
+ */
+export function writeRouterCompare(dir: string): string {
+  const runs: [string, Partial<RunConfig>, RunShape][] = [
+    ['router-noisy-topk', { label: 'noisy-topk', gating: 'noisy-topk' }, { finalLoss: 1.70, routing: 'balanced', domainExpert: true, seed: 11 }],
+    ['router-switch', { label: 'switch', gating: 'switch', k: 1, expertHidden: 256, capacityFactor: 1.25 }, { finalLoss: 1.74, routing: 'balanced', domainExpert: true, seed: 12, dropped: 0.05, routerZ: true }],
+    ['router-expert-choice', { label: 'expert-choice', gating: 'expert-choice' }, { finalLoss: 1.69, routing: 'balanced', domainExpert: true, seed: 13, dropped: 0, routerZ: true }],
+    ['router-hash', { label: 'hash', gating: 'hash', k: 1, expertHidden: 256 }, { finalLoss: 1.80, routing: 'collapsed', domainExpert: true, seed: 14, dropped: 0 }],
+    ['router-deepseek', { label: 'deepseek', gating: 'deepseek', sharedExperts: 1, expertHidden: 86 }, { finalLoss: 1.68, routing: 'balanced', domainExpert: true, seed: 15, dropped: 0, routerZ: true }],
+    ['dense', { model: 'dense', label: 'dense', experts: 0, k: 0 }, { finalLoss: 1.9, routing: null, seed: 16 }],
+  ];
+  for (const [sub, over, shape] of runs) writeRun(join(dir, sub), config(over), shape);
+  const manifest: CompareManifest = { runs: runs.map(([sub]) => sub), createdAt: '2025-01-01T00:00:00Z', note: 'routers', flags: { gatings: 'noisy-topk,switch,expert-choice,hash,deepseek' } };
   writeFileSync(join(dir, 'compare.json'), JSON.stringify(manifest));
   return dir;
 }

@@ -105,6 +105,10 @@ describe('seeded generators', () => {
     const n = values(mt.normal([4], 10, 2, { dtype: 'float64', generator: new mt.Generator(3) }));
     const z = values(mt.randn([4], { dtype: 'float64', generator: new mt.Generator(3) }));
     assert.deepEqual(n, z.map((v) => v * 2 + 10));
+    // ... and leaves nothing behind but its result (a router's weight init once leaked std·z).
+    const live = mt.memory().liveHandles;
+    mt.normal([3], 1, 2).dispose();
+    assert.equal(mt.memory().liveHandles, live);
   });
 
   test('element i of a draw does not depend on the draw size (counter-based): prefixes agree', () => {

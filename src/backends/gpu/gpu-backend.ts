@@ -57,7 +57,7 @@ function float64Error(where: string): Error {
 
 export class GpuBackend implements Backend {
   readonly name = 'gpu';
-  readonly capabilities = { hostResident: false, dtypes: ['float32', 'int32'] } as const;
+  readonly capabilities: { readonly hostResident: false; readonly syncReadback: boolean; readonly dtypes: readonly ['float32', 'int32'] };
   readonly mode: GpuMode;
   private readonly device: Device;
   private readonly sync: boolean;
@@ -77,6 +77,7 @@ export class GpuBackend implements Backend {
     this.mode = mode;
     this.device = startDevice(mode);
     this.sync = mode !== 'webgpu';
+    this.capabilities = { hostResident: false, syncReadback: this.sync, dtypes: ['float32', 'int32'] };
     this.device.ready.catch((e: Error) => { this.asyncError ??= e; });
   }
 

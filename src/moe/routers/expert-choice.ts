@@ -54,6 +54,10 @@ export class ExpertChoiceGating extends Module {
     if (!(typeof this.capacityFactor === 'number' && this.capacityFactor > 0 && Number.isFinite(this.capacityFactor))) {
       throw new Error(`ExpertChoiceGating: capacityFactor must be a positive number, got ${this.capacityFactor}`);
     }
+    // c = f·n/E > n: an expert would have to take more examples than its group holds.
+    if (this.capacityFactor > this.numExperts) {
+      throw new Error(`ExpertChoiceGating: capacityFactor (${this.capacityFactor}) is the average number of experts per example and cannot exceed numExperts (${this.numExperts})`);
+    }
     this.w_gate = routerWeight(this.inputSize, this.numExperts, checkDType('ExpertChoiceGating', options.dtype), options.generator);
   }
 

@@ -240,7 +240,9 @@ export function normal(shape: Shape, mean: number, std: number, options: RandomO
   checkNumber('normal', mean, 'mean');
   if (!Number.isFinite(std) || std < 0) throw new Error(`normal: std must be a finite non-negative number, got ${std}`);
   const z = randn(shape, options);
-  const out = z.mul(std).add(mean);
+  const scaled = z.mul(std);
+  const out = scaled.add(mean);
   z.dispose();
+  scaled.dispose();
   return out;
 }

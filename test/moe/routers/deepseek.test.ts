@@ -108,6 +108,55 @@ describe('DeepSeek routing', () => {
     });
   }
 
+  test('sequence-wise balance loss (V3): the batch loss is the mean of its sequences\' losses; 0 (and not computed) by default', () => {
+    fc.assert(fc.property(arb, fc.integer({ min: 1, max: 3 }), fc.integer({ min: 1, max: 4 }), ({ d, E, kRaw, score, seed }, B, T) => {
+      const k = Math.min(kRaw, E - 1);
+      const alpha = 0.25;
+      const moe = deepseekMoE(d, E, k, score, seed, { biasUpdateRate: 0, seqAuxLossWeight: alpha });
+      const x = mt.tensor(values(B * T * d, seed + 1), [B, T, d], opts);
+      const whole = moe.forward(x).auxLoss.item();
+      const each = Array.from({ length: B }, (_, b) => moe.forward(x.slice([b, 0, 0], [1, T, d])).auxLoss.item());
+      assertClose([whole], [each.reduce((a, v) => a + v, 0) / B], { rtol: 1e-12, atol: 1e-15 });
+      // One sequence by hand (eqs. 17–20): f from the top k of the raw s, P from s / Σ s.
+      const gate = moe.gate as mt.DeepSeekGating;
+      const logits = x.slice([0, 0, 0], [1, T, d]).reshape([T, d]).matmul(gate.w_gate);
+      const s = (score === 'sigmoid' ? logits.sigmoid() : mt.softmax(logits, -1)).dataSync();
+      const f = new Array<number>(E).fill(0), P = new Array<number>(E).fill(0);
+      for (let t = 0; t < T; t++) {
+        const row = Array.from(s.subarray(t * E, (t + 1) * E));
+        const z = row.reduce((a, v) => a + v, 0);
+        const top = row.map((v, e) => [v, e] as const).sort((p, q) => q[0] - p[0] || p[1] - q[1]).slice(0, k).map(([, e]) => e);
+        for (const e of top) f[e]! += E / (k * T);
+        row.forEach((v, e) => { P[e]! += v / z / T; });
+      }
+      assertClose([each[0]!], [alpha * f.reduce((a, fi, e) => a + fi * P[e]!, 0)], { rtol: 1e-12, atol: 1e-15 });
+      assert.equal(deepseekMoE(d, E, k, score, seed, { biasUpdateRate: 0 }).forward(x).auxLoss.item(), 0);
+    }), numRuns(30));
+  });
+
+  for (const [seed, score] of [[8, 'sigmoid'], [6, 'softmax']] as const) {
+    test(`gradcheck with the sequence-wise balance loss (${score}, α = 0.5, [2, 3, d] input, seed ${seed})`, () => {
+      const [B, T, d, E, k] = [2, 3, 3, 5, 2];
+      const moe = deepseekMoE(d, E, k, score, seed, { sharedExperts: 1, biasUpdateRate: 0, seqAuxLossWeight: 0.5 });
+      for (const e of [...moe.experts, ...moe.shared_experts]) e.fc1.bias!.assign(mt.tensor(values(3, seed + 50, 0.5), [3], opts));
+      const x = mt.tensor(values(B * T * d, seed + 1), [B, T, d], opts);
+      const gate = moe.gate as mt.DeepSeekGating;
+      const logits = x.reshape([B * T, d]).matmul(gate.w_gate);
+      const s = score === 'sigmoid' ? logits.sigmoid() : mt.softmax(logits, -1);
+      // Margins from ties of the routed top k (of s + b) and of eq. 18's top k (of s).
+      for (const sel of [s.add(gate.e_score_correction_bias).dataSync(), s.dataSync()]) {
+        for (let n = 0; n < B * T; n++) {
+          const row = Array.from(sel.subarray(n * E, (n + 1) * E)).sort((p, q) => q - p);
+          assert.ok(row[k - 1]! - row[k]! > 1e-3, `row ${n}: selection margin ${row[k - 1]! - row[k]!}`);
+        }
+      }
+      const pre = mt.noGrad(() => [...moe.experts, ...moe.shared_experts].map((e) => e.fc1.forward(x).abs().min().item()));
+      assert.ok(Math.min(...pre) > 1e-3, `relu margin ${Math.min(...pre)}`);
+      assert.ok(moe.forward(x).auxLoss.item() > 0);
+      assert.ok(mt.gradcheck(moeFn(moe, {}, mt.tensor(values(B * T * 2, seed + 7), [B, T, 2], opts)), leaves(x, ...moe.parameters())));
+    });
+  }
+
   test('bad configurations are one clear error each', () => {
     const base = { inputSize: 2, outputSize: 2, hiddenSize: 2, numExperts: 4, k: 2 };
     assert.throws(() => new mt.MoE({ ...base, gating: 'deepseek', sharedExperts: 4 }), { message: 'MoE: sharedExperts (4) must be fewer than numExperts (4)' });
@@ -116,5 +165,10 @@ describe('DeepSeek routing', () => {
     assert.throws(() => new mt.MoE({ ...base, gating: 'deepseek', scoreFunction: 'tanh' as 'sigmoid' }), { message: "DeepSeekGating: scoreFunction must be 'softmax' or 'sigmoid', got 'tanh'" });
     assert.throws(() => new mt.MoE({ ...base, gating: 'deepseek', biasUpdateRate: -0.1 }), { message: 'DeepSeekGating: biasUpdateRate must be a non-negative number, got -0.1' });
     assert.throws(() => new mt.MoE({ ...base, gating: 'deepseek', k: 5 }), { message: 'MoE: k (5) cannot exceed numExperts (4)' });
+    assert.throws(() => new mt.MoE({ ...base, gating: 'deepseek', seqAuxLossWeight: -1 }), { message: 'MoE: seqAuxLossWeight must be a non-negative number, got -1' });
+    assert.throws(() => new mt.MoE({ ...base, gating: 'gshard', seqAuxLossWeight: 0.1 }), { message: "MoE: seqAuxLossWeight applies to gating 'deepseek', not 'gshard'" });
+    assert.throws(() => new mt.MoE({ ...base, scoreFunction: 'softmax' }), { message: "MoE: scoreFunction applies to gating 'deepseek', not 'noisy-topk'" });
+    assert.throws(() => new mt.MoE({ ...base, gating: 'expert-choice', biasUpdateRate: 0.1 }), { message: "MoE: biasUpdateRate applies to gating 'deepseek', not 'expert-choice'" });
+    assert.throws(() => new mt.DeepSeekGating({ inputSize: 2, numExperts: 4, k: 2 }).forward(mt.zeros([6, 2]), 4), { message: 'DeepSeekGating: sequenceLength must be a positive divisor of the 6 rows, got 4' });
   });
 });

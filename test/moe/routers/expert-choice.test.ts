@@ -16,9 +16,10 @@ const arb = fc.record({
   factor: fc.constantFrom(0.5, 1, 2, 3), seed: fc.integer({ min: 0, max: 1e6 }),
 });
 
+/** (A factor above E is refused: it is capped at E, where every expert takes every token.) */
 function ecMoE(d: number, E: number, factor: number, seed: number): mt.MoE {
   mt.manualSeed(seed);
-  const moe = new mt.MoE({ inputSize: d, outputSize: 2, hiddenSize: 2, numExperts: E, k: 1, gating: 'expert-choice', capacityFactor: factor, dtype: 'float64' });
+  const moe = new mt.MoE({ inputSize: d, outputSize: 2, hiddenSize: 2, numExperts: E, k: 1, gating: 'expert-choice', capacityFactor: Math.min(factor, E), dtype: 'float64' });
   moe.gate.loadStateDict({ w_gate: mt.tensor(values(d * E, seed + 2, 1.5), [d, E], opts) });
   return moe;
 }
@@ -86,5 +87,8 @@ describe('Expert Choice', () => {
     assert.throws(() => new mt.ExpertChoiceGating({ inputSize: 2, numExperts: 3, capacityFactor: 0 }), { message: 'ExpertChoiceGating: capacityFactor must be a positive number, got 0' });
     assert.throws(() => new mt.ExpertChoiceGating({ inputSize: 2, numExperts: 3, capacityFactor: 1 }).forward(mt.zeros([5, 2]), 2), { message: 'ExpertChoiceGating: numGroups must be a positive divisor of the 5 rows, got 2' });
     assert.throws(() => new mt.MoE({ inputSize: 2, outputSize: 2, hiddenSize: 2, numExperts: 3, k: 1, gating: 'expert-choice', capacityFactor: -2 }), { message: 'MoE: capacityFactor must be a positive number, got -2' });
+    assert.throws(() => new mt.MoE({ inputSize: 2, outputSize: 2, hiddenSize: 2, numExperts: 3, k: 1, gating: 'expert-choice', capacityFactor: 4 }), { message: 'ExpertChoiceGating: capacityFactor (4) is the average number of experts per example and cannot exceed numExperts (3)' });
+    assert.throws(() => new mt.MoE({ inputSize: 2, outputSize: 2, hiddenSize: 2, numExperts: 3, k: 4, gating: 'expert-choice' }), { message: 'MoE: k (4) cannot exceed numExperts (3)' });
+    assert.throws(() => new mt.MoE({ inputSize: 2, outputSize: 2, hiddenSize: 2, numExperts: 3, k: 1, gating: 'expert-choice', jitterNoise: 0.1 }), { message: "MoE: jitterNoise applies to gating 'switch', not 'expert-choice'" });
   });
 });

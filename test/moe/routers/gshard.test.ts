@@ -85,6 +85,8 @@ describe('GShardGating', () => {
     assert.throws(() => new mt.GShardGating({ inputSize: 2, numExperts: 1 }), { message: 'GShardGating: top-2 routing needs at least 2 experts, got numExperts = 1' });
     assert.throws(() => new mt.MoE({ inputSize: 2, outputSize: 2, hiddenSize: 2, numExperts: 4, k: 3, gating: 'gshard' }), { message: "MoE: gating 'gshard' routes each example to its top 2 experts, got k = 3" });
     assert.throws(() => new mt.GShardGating({ inputSize: 2, numExperts: 3 }).forward(mt.zeros([4, 2]), { uniform: mt.zeros([3]) }), { message: 'GShardGating: uniform must have shape [4], got [3]' });
+    assert.throws(() => new mt.MoE({ inputSize: 2, outputSize: 2, hiddenSize: 2, numExperts: 1, k: 2, gating: 'gshard' }), { message: 'MoE: k (2) cannot exceed numExperts (1)' });
+    assert.throws(() => new mt.MoE({ inputSize: 2, outputSize: 2, hiddenSize: 2, numExperts: 3, k: 1, gating: 'switch', randomRouting: false }), { message: "MoE: randomRouting applies to gating 'gshard', not 'switch'" });
   });
 });
 

@@ -76,6 +76,8 @@ describe('SwitchGating', () => {
     assert.throws(() => new mt.MoE({ inputSize: 2, outputSize: 2, hiddenSize: 2, numExperts: 3, k: 2, gating: 'switch' }), { message: "MoE: gating 'switch' routes each example to 1 expert, got k = 2" });
     assert.throws(() => new mt.MoE({ inputSize: 2, outputSize: 2, hiddenSize: 2, numExperts: 3, k: 1, gating: 'switch', auxLossWeight: -1 }), { message: 'MoE: auxLossWeight must be a non-negative number, got -1' });
     assert.throws(() => new mt.MoE({ inputSize: 2, outputSize: 2, hiddenSize: 2, numExperts: 3, k: 1, wZLoss: Number.NaN }), { message: 'MoE: wZLoss must be a non-negative number, got NaN' });
+    assert.throws(() => new mt.MoE({ inputSize: 2, outputSize: 2, hiddenSize: 2, numExperts: 3, k: 1, auxLossWeight: 0.01 }), { message: "MoE: auxLossWeight applies to gating 'switch' or 'gshard', not 'noisy-topk'" });
+    assert.throws(() => new mt.MoE({ inputSize: 2, outputSize: 2, hiddenSize: 2, numExperts: 3, k: 1, gating: 'deepseek', auxLossWeight: 0.01 }), { message: "MoE: auxLossWeight applies to gating 'switch' or 'gshard', not 'deepseek'" });
   });
 });
 
