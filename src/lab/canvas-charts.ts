@@ -27,8 +27,9 @@ export function prepare(canvas: any, width: number, height: number, title: strin
   if (canvas.width !== Math.round(width * ratio) || canvas.height !== Math.round(height * ratio)) {
     canvas.width = Math.round(width * ratio);
     canvas.height = Math.round(height * ratio);
+    // Its CSS width; the height follows the aspect ratio (the stylesheet's max-width: 100% and
+    // height: auto shrink a chart wider than its column, as the report's SVG charts shrink).
     canvas.style.width = `${width}px`;
-    canvas.style.height = `${height}px`;
   }
   canvas.setAttribute('role', 'img');
   canvas.setAttribute('aria-label', title);
@@ -188,8 +189,8 @@ export function drawHeatmap(canvas: any, o: HeatmapOptions): void {
 }
 
 /** Importance and load per expert, side by side (colours a and b). */
-export function drawBars(canvas: any, importance: readonly number[], load: readonly number[], a: string, b: string): void {
-  const E = importance.length, W = 500, H = 220, top = 16, bottom = 30, left = 40;
+export function drawBars(canvas: any, importance: readonly number[], load: readonly number[], a: string, b: string, W = 500): void {
+  const E = importance.length, H = 220, top = 16, bottom = 30, left = 40;
   const ctx = prepare(canvas, W, H, `importance and load of ${E} experts`);
   const max = Math.max(1e-12, ...importance, ...load), bw = (W - left - 10) / E;
   const y = (v: number) => top + (H - top - bottom) * (1 - v / max);

@@ -103,7 +103,7 @@ ${field('warmup', 'warm-up steps', d.warmup)}${field('seed', 'seed', d.seed)}</f
 <fieldset><legend>run directory</legend><button id="open-run">open the run's checkpoint</button><div id="run-info"></div></fieldset>
 <fieldset><legend>download</legend><button id="download-metrics" disabled>metrics.jsonl</button><button id="download-checkpoint" disabled>checkpoint.safetensors</button></fieldset>
 </form>
-<div><div class="charts">${['wide loss-chart', 'cv-chart', 'entropy-chart', 'bars', 'heatmap', 'wide dropped-chart', 'wide domain-table'].map((c) => {
+<div><div class="charts" id="charts">${['wide loss-chart', 'cv-chart', 'entropy-chart', 'bars', 'heatmap', 'wide dropped-chart', 'wide domain-table'].map((c) => {
   const [wide, id] = c.includes(' ') ? c.split(' ') : ['', c];
   return `<div${wide ? ' class="wide"' : ''} id="${id}" style="display:none"><h4></h4><canvas class="chart"></canvas></div>`;
 }).join('')}</div>
@@ -176,7 +176,7 @@ const parts: Record<string, () => void> = {
   loss() {
     const fl = summary!.floors;
     drawLineChart(chart('loss-chart', fl ? 'training loss (nats/token) against the synthetic corpus\'s exact floors' : 'training loss (nats/token)'), {
-      title: 'training loss (nats/token) against the corpus floors', xLabel: 'step', yLabel: 'loss', height: 280,
+      title: 'training loss (nats/token) against the corpus floors', xLabel: 'step', yLabel: 'loss', width: wide(), height: 280,
       series: [{ name: 'loss', color: color(0), points: points((r) => r.loss) }],
       refLines: fl ? [{ y: fl.knownDomain, label: `known domain ${fl.knownDomain.toFixed(3)}` }, { y: fl.bayes, label: `Bayes ${fl.bayes.toFixed(3)}` },
         { y: fl.pooledBigram, label: `pooled bigram ${fl.pooledBigram.toFixed(3)}` }, { y: fl.uniform, label: `uniform ${fl.uniform.toFixed(3)}` }] : [],
@@ -185,23 +185,23 @@ const parts: Record<string, () => void> = {
   cv() {
     const series: Series[] = [{ name: 'CV(importance)', color: color(1), points: points((r) => r.cvImportance) }, { name: 'CV(load)', color: color(2), points: points((r) => r.cvLoad) }];
     const canvas = chart('cv-chart', summary!.experts ? 'CV(importance) (orange), CV(load) (green)' : null);
-    if (summary!.experts) drawLineChart(canvas, { title: 'CV(importance) and CV(load)', xLabel: 'step', yLabel: 'CV', series, width: 500, height: 240 });
+    if (summary!.experts) drawLineChart(canvas, { title: 'CV(importance) and CV(load)', xLabel: 'step', yLabel: 'CV', series, width: half(), height: 240 });
   },
   entropy() {
     const canvas = chart('entropy-chart', summary!.experts ? 'gate entropy (nats)' : null);
-    if (summary!.experts) drawLineChart(canvas, { title: 'gate entropy (nats)', xLabel: 'step', yLabel: 'entropy', series: [{ name: 'entropy', color: color(4), points: points((r) => r.gateEntropy) }], width: 500, height: 240 });
+    if (summary!.experts) drawLineChart(canvas, { title: 'gate entropy (nats)', xLabel: 'step', yLabel: 'entropy', series: [{ name: 'entropy', color: color(4), points: points((r) => r.gateEntropy) }], width: half(), height: 240 });
   },
   bars() {
     const last = history.at(-1);
     const shown = summary!.experts && last?.importance && last.load;
     const canvas = chart('bars', shown ? 'importance (blue) and load (orange) per expert, last step' : null);
-    if (shown) drawBars(canvas, last.importance!, last.load!, color(0), color(1));
+    if (shown) drawBars(canvas, last.importance!, last.load!, color(0), color(1), half());
   },
   dropped() {
     // Where there is capacity: the share of routes dropped over it, per step.
     const shown = history.some((r) => r.droppedFraction !== undefined);
     const canvas = chart('dropped-chart', shown ? 'dropped fraction: routes over the experts\' capacity / all routes' : null);
-    if (shown) drawLineChart(canvas, { title: 'dropped fraction', xLabel: 'step', yLabel: 'dropped', series: [{ name: 'dropped', color: color(3), points: points((r) => r.droppedFraction ?? null) }], width: 1000, height: 200 });
+    if (shown) drawLineChart(canvas, { title: 'dropped fraction', xLabel: 'step', yLabel: 'dropped', series: [{ name: 'dropped', color: color(3), points: points((r) => r.droppedFraction ?? null) }], width: wide(), height: 200 });
   },
   heatmap() {
     // Load share per expert over the last 60 steps: columns are steps, rows experts.
@@ -212,7 +212,7 @@ const parts: Record<string, () => void> = {
     const values = Array.from({ length: E }, (_, e) => recent.map((r) => r.load![e]! / Math.max(1e-12, r.load!.reduce((a, b) => a + b, 0))));
     drawHeatmap(canvas, {
       title: 'load share per expert over the recent steps', values, rowLabels: values.map((_, e) => `expert ${e}`), columns: { edges: [...recent.map((r) => r.step - 1), recent.at(-1)!.step] },
-      xLabel: 'step', yLabel: 'expert', vmax: Math.max(2 / E, ...values.flat()), colorLabel: 'share of load', mark: { value: 1 / E, label: 'uniform' }, width: 500,
+      xLabel: 'step', yLabel: 'expert', vmax: Math.max(2 / E, ...values.flat()), colorLabel: 'share of load', mark: { value: 1 / E, label: 'uniform' }, width: half(),
     });
   },
 };
@@ -223,16 +223,22 @@ parts.domain = () => {
   const shares = domainTable.map((row) => { const t = row.reduce((a, b) => a + b, 0); return row.map((v) => (t ? v / t : 0)); });
   drawHeatmap(canvas, {
     title: 'domain × expert: share of each domain\'s tokens sent to each expert (all steps)', values: shares, rowLabels: shares.map((_, d) => `domain ${d}`),
-    columns: { labels: shares[0]!.map((_, e) => String(e)) }, xLabel: 'expert', yLabel: 'domain', vmax: Math.max(1e-9, ...shares.flat()), colorLabel: 'share', width: 1000,
+    columns: { labels: shares[0]!.map((_, e) => String(e)) }, xLabel: 'expert', yLabel: 'domain', vmax: Math.max(1e-9, ...shares.flat()), colorLabel: 'share', width: wide(),
     cellText: (v) => v.toFixed(2),
   });
 };
 
 const points = (f: (r: StepRecord) => number | null) => history.map((r) => [r.step, f(r) ?? NaN] as const);
 
+/** The width of the charts' column (CSS pixels), read when everything is redrawn: charts are drawn to fit it. */
+let columnWidth = 860;
+const wide = () => Math.max(400, Math.floor(columnWidth));
+const half = () => Math.max(300, Math.floor((columnWidth - 8) / 2));
+
 /** Redraws everything now (after a build, a single step, a pause). */
 function draw(): void {
   if (!summary) return;
+  columnWidth = $('charts').clientWidth || columnWidth;
   for (const part of Object.values(parts)) part();
 }
 
@@ -358,7 +364,7 @@ function routeTable(rows: RoutedToken[]): string {
 
 function gradcheckTable(result: { rows: GradcheckRow[]; config: GradcheckConfig }): string {
   const ok = result.rows.every((r) => r.ok), gating = result.config.gating ?? 'noisy-topk';
-  return `<p id="gradcheck-result" class="${ok ? 'pass' : 'fail'}">${ok ? `all ${result.rows.length} checks of ${gating} passed` : `${result.rows.filter((r) => !r.ok).length} of ${result.rows.length} checks of ${gating} FAILED`} (float64, central differences eps 1e-6, pass when |a − n| ≤ 1e-5 + 1e-3·|n|; ${esc(JSON.stringify(result.config))})</p>` +
+  return `<p id="gradcheck-result" class="${ok ? 'pass' : 'fail'}" style="overflow-wrap:anywhere">${ok ? `all ${result.rows.length} checks of ${gating} passed` : `${result.rows.filter((r) => !r.ok).length} of ${result.rows.length} checks of ${gating} FAILED`} (float64, central differences eps 1e-6, pass when |a − n| ≤ 1e-5 + 1e-3·|n|; ${esc(JSON.stringify(result.config))})</p>` +
     `<table class="small"><tr><th>check</th><th>parameter</th><th>shape</th><th>max |analytical − numerical|</th><th>max relative</th><th>result</th></tr>${result.rows.map((r) =>
       `<tr><td>${esc(r.check)}</td><td>${esc(r.parameter)}</td><td>${r.shape}</td><td>${r.maxAbs.toExponential(2)}</td><td>${r.maxRel.toExponential(2)}</td><td class="${r.ok ? 'pass' : 'fail'}">${r.ok ? 'ok' : 'FAIL'}</td></tr>`).join('')}</table>`;
 }
@@ -416,6 +422,7 @@ function wire(): void {
 
 render();
 wire();
+g.addEventListener('resize', () => { if (!running) draw(); });
 controls();
 /** For tests and the console: the page's state. */
 g.mixtapeLab = { get summary() { return summary; }, get history() { return history; }, get running() { return running; }, get busy() { return busy; }, get drawing() { return waitingParts.size + (frameScheduled ? 1 : 0); }, slowestDraw, readDropped };

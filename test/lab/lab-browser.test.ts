@@ -73,6 +73,33 @@ async function build(backend: string): Promise<string> {
   return text('message');
 }
 
+/**
+ * Traces the page's main thread (CrRendererMain) while `fn` runs: the longest task by wall
+ * time (dur) and by the CPU time the thread spent in it (tdur), in ms, and the task count.
+ */
+async function traceMainThread(fn: () => Promise<void>): Promise<{ wall: number; cpu: number; tasks: number }> {
+  const events: any[] = [];
+  let complete!: () => void;
+  const completed = new Promise<void>((resolve) => { complete = resolve; });
+  const stop = browser!.listen((m) => {
+    if (m.method === 'Tracing.dataCollected') events.push(...(m.params.value as unknown[]));
+    else if (m.method === 'Tracing.tracingComplete') complete();
+  });
+  await browser!.send('Tracing.start', { traceConfig: { includedCategories: ['toplevel'], recordMode: 'recordContinuously' }, transferMode: 'ReportEvents' });
+  try {
+    await fn();
+  } finally {
+    await browser!.send('Tracing.end');
+    await completed;
+    stop();
+  }
+  const main = new Set(events.filter((e) => e.ph === 'M' && e.name === 'thread_name' && e.args?.name === 'CrRendererMain').map((e) => `${e.pid}:${e.tid}`));
+  const tasks = events.filter((e) => e.ph === 'X' && /RunTask/.test(e.name) && main.has(`${e.pid}:${e.tid}`));
+  assert.ok(tasks.length > 0, 'the trace holds the page\'s main-thread tasks');
+  assert.ok(tasks.every((e) => typeof e.tdur === 'number'), 'the trace has thread (CPU) times');
+  return { wall: Math.max(...tasks.map((e) => e.dur / 1000)), cpu: Math.max(...tasks.map((e) => e.tdur / 1000)), tasks: tasks.length };
+}
+
 /** Longest main-thread task since the last call (ms). */
 const longestTask = () => evaluate<number>('(() => { const m = Math.max(0, ...window.__long); window.__long = []; return m; })()');
 
@@ -137,26 +164,39 @@ describe('mixtape lab in Chromium', { concurrency: false, skip: skip ?? false },
       const before = await chart();
       await longestTask();
       const started = Date.now();
-      await evaluate('window.__trainStarted = performance.now()');
-      await click('train');
       // Long enough to measure the page's tasks while the worker trains (SwiftShader is slow).
       const want = backend === 'cpu' ? 40 : 8;
-      // …and for at least 3 s of wall time, so a fast backend's training is measured over many frames.
-      await waitFor(`window.mixtapeLab.history.length >= ${want} && performance.now() - window.__trainStarted >= 3000`, 'training', 150_000);
-      await click('pause');
-      await waitFor('!window.mixtapeLab.running && window.mixtapeLab.drawing === 0', 'pause and the last redraws');
+      const traced = await traceMainThread(async () => {
+        await evaluate('window.__trainStarted = performance.now()');
+        await click('train');
+        // …and for at least 3 s of wall time, so a fast backend's training is measured over many frames.
+        await waitFor(`window.mixtapeLab.history.length >= ${want} && performance.now() - window.__trainStarted >= 3000`, 'training', 150_000);
+        await click('pause');
+        await waitFor('!window.mixtapeLab.running && window.mixtapeLab.drawing === 0', 'pause and the last redraws');
+      });
       const longest = await longestTask();
       const slowest = await evaluate<{ part: string; ms: number }>('window.mixtapeLab.slowestDraw');
       const steps = await evaluate<number>('window.mixtapeLab.summary.step');
-      console.log(`# lab ${backend}: ${js(info.kernelClass)} ${js(info.device ?? '')}; ${steps - 1} steps in ${Date.now() - started} ms; longest main-thread task ${longest} ms; slowest redraw ${slowest.part} ${slowest.ms.toFixed(1)} ms`);
+      console.log(`# lab ${backend}: ${js(info.kernelClass)} ${js(info.device ?? '')}; ${steps - 1} steps in ${Date.now() - started} ms; longest main-thread task ${longest} ms (longtask); traced: ${traced.tasks} tasks, longest ${traced.wall.toFixed(1)} ms wall, ${traced.cpu.toFixed(1)} ms CPU; slowest redraw ${slowest.part} ${slowest.ms.toFixed(1)} ms`);
       assert.ok(steps >= want, `steps ${steps}`);
       assert.equal(await text('step-count'), String(steps));
       assert.notEqual(await chart(), before, 'the charts changed');
       const losses = await evaluate<number[]>('window.mixtapeLab.history.map((r) => r.loss)');
       assert.ok(losses.every(Number.isFinite));
-      // Every backend trains in the lab's worker: the page's thread only draws, one chart per frame.
-      console.log(`# lab ${backend}: load average ${loadavg()[0]!.toFixed(1)} on ${cpus().length} cores`);
-      assert.ok(longest <= 100, `a main-thread task of ${longest} ms while the worker trained on ${backend}`);
+      // Every backend trains in the lab's worker: the page's thread only draws, one chart per
+      // frame. No task of the page's thread may take 100 ms of its CPU time (the trace's thread
+      // time: what the page itself does, whatever else the machine runs); nor 100 ms of wall
+      // time (PerformanceObserver 'longtask', and the trace) when the machine has a core to
+      // spare: on an oversubscribed one the thread waits for a core mid-task, so any task's
+      // wall time can pass 100 ms (a trivial redraw was seen taking 88 ms at load 9 on 2 cores).
+      assert.ok(traced.cpu <= 100, `a main-thread task of ${traced.cpu.toFixed(1)} ms CPU time while the worker trained on ${backend}`);
+      const load = loadavg()[0]!, cores = cpus().length;
+      if (load < cores) {
+        assert.ok(longest <= 100, `a main-thread task of ${longest} ms (longtask) while the worker trained on ${backend}`);
+        assert.ok(traced.wall <= 100, `a main-thread task of ${traced.wall.toFixed(1)} ms wall time while the worker trained on ${backend}`);
+      } else {
+        console.log(`# lab ${backend}: load average ${load.toFixed(1)} on ${cores} cores: the wall-time bound is not checked (the CPU-time bound is)`);
+      }
       assert.deepEqual(pageErrors, []);
     });
   }
@@ -287,7 +327,7 @@ describe('mixtape lab in Chromium', { concurrency: false, skip: skip ?? false },
     await click('route');
     await waitFor(`document.querySelectorAll('#routed tr').length === 9`, 'routing with the checkpoint');
     if (process.env.MIXTAPE_LAB_SCREENSHOT === '1') {
-      for (const [id, v] of [['lr', 0.05], ['batch', 16], ['d', 16], ['hidden', 32]] as const) await setValue(id, v);
+      for (const [id, v] of [['lr', 0.05], ['batch', 16], ['d', 16], ['hidden', 32], ['capacity-factor', 1.25], ['text', '']] as const) await setValue(id, v);
       await build('cpu');
       await click('train');
       await waitFor('window.mixtapeLab.history.length >= 150', 'training for the screenshot', 200_000);
@@ -296,8 +336,12 @@ describe('mixtape lab in Chromium', { concurrency: false, skip: skip ?? false },
       await click('route-sample');
       await waitFor(`document.getElementById('route-input').value.length === 8`, 'a sequence');
       await click('route');
-      await waitFor(`!!document.getElementById('routed')`, 'routing');
+      await waitFor(`!!document.getElementById('routed') && !window.mixtapeLab.busy`, 'routing');
+      await evaluate(`document.getElementById('gradcheck-table').innerHTML = ''`);
+      await click('gradcheck');
+      await waitFor(`!!document.getElementById('gradcheck-result') && !window.mixtapeLab.busy`, 'the gradient checks');
       await browser!.screenshot('docs/lab.png');
+      for (const [id, v] of [['lr', 0.02], ['batch', 4], ['d', 8], ['hidden', 16], ['capacity-factor', '']] as const) await setValue(id, v);
     }
     assert.deepEqual(pageErrors, []);
   });
