@@ -309,7 +309,9 @@ function controls(): void {
 function describe(s: Summary): string {
   const i = s.info as Record<string, unknown>;
   const device = i.device ? ` · device ${JSON.stringify(i.device)}` : '';
-  return `backend ${s.backend}: ${String(i.name)} (${String(i.mode)}), kernel class ${String(i.kernelClass)}${device} · ${s.corpus} · ${s.parameters} parameters · ${s.experts} experts · ${s.inWorker ? 'trains in a Web Worker' : 'trains on the page\'s thread'} · cross-origin isolated: ${String(g.crossOriginIsolated)}`;
+  // The CPU backend: its matmul (WebAssembly SIMD or scalar) and threads (shared memory needs the cross-origin isolation the server's headers give).
+  const cpu = s.backend === 'cpu' ? ` · matmul: ${String(i.simd ? i.simdReason : `scalar (${String(i.simdReason)})`)}, ${String(i.threads)} thread${i.threads === 1 ? '' : 's'} (${String(i.threadsReason)})` : '';
+  return `backend ${s.backend}: ${String(i.name)} (${String(i.mode)}), kernel class ${String(i.kernelClass)}${device}${cpu} · ${s.corpus} · ${s.parameters} parameters · ${s.experts} experts · ${s.inWorker ? 'trains in a Web Worker' : 'trains on the page\'s thread'} · cross-origin isolated: ${String(g.crossOriginIsolated)}`;
 }
 
 async function build(): Promise<void> {

@@ -154,7 +154,13 @@ describe('mixtape lab in Chromium', { concurrency: false, skip: skip ?? false },
       assert.match(message, /^built: moe/);
       const info = await evaluate<Record<string, unknown>>('window.mixtapeLab.summary.info');
       if (kernelClass) assert.equal(info.kernelClass, kernelClass, `no silent fallback: ${js(info)}`);
-      else assert.equal(info.name, 'cpu');
+      else {
+        assert.equal(info.name, 'cpu');
+        // Cross-origin isolated, the worker has shared memory: the SIMD matmul's threads can run.
+        assert.equal(info.simd, true, js(info));
+        assert.match(String(info.threadsReason), /worker threads over a shared WebAssembly\.Memory/);
+        assert.match(await text('backend-info'), /matmul: WebAssembly SIMD128 matmul \(f32x4, f64x2\), \d+ threads? \(worker threads over a shared WebAssembly\.Memory\)/);
+      }
       assert.match(await text('backend-info'), new RegExp(`kernel class ${String(info.kernelClass)}.* trains in a Web Worker`));
       assert.equal(await evaluate<boolean>('window.mixtapeLab.summary.inWorker'), true, `${backend} trains in the lab's worker`);
       // The charts are canvases: their pixels.
@@ -215,6 +221,16 @@ describe('mixtape lab in Chromium', { concurrency: false, skip: skip ?? false },
     await waitFor(`/not in this corpus/.test(document.getElementById('message').textContent)`, 'the vocabulary message');
     await click('zero-3');
     await waitFor(`/expert 3 zeroed/.test(document.getElementById('message').textContent)`, 'zeroing');
+    await click('freeze-1');
+    await waitFor(`/expert 1 frozen/.test(document.getElementById('message').textContent) && !window.mixtapeLab.busy`, 'freezing');
+    await click('step');
+    await waitFor('window.mixtapeLab.history.length === 1 && !window.mixtapeLab.busy', 'a step with a frozen expert');
+    assert.deepEqual(await evaluate<number[]>('window.mixtapeLab.history[0].frozen'), [1]);
+    assert.deepEqual(await evaluate<number[]>('window.mixtapeLab.history[0].zeroed'), [3]);
+    // Reset: the same settings, a new model at step 0.
+    await click('reset');
+    await waitFor(`window.mixtapeLab.history.length === 0 && !window.mixtapeLab.busy && /^built/.test(document.getElementById('message').textContent)`, 'reset');
+    assert.equal(await text('step-count'), '0');
   });
 
   test('every gating kind: selected, built with a capacity factor where one applies, one step, its float64 gradient checks pass in the page', async () => {
