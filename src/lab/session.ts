@@ -220,7 +220,7 @@ export class LabSession {
       const st = out.stats;
       // Routes dropped over capacity are counted on the host when the MoE drops them.
       if (st && s.capacityFactor !== null) droppedSeen.push({ fraction: st.droppedFraction ?? 0, perExpert: st.droppedPerExpert ?? [] });
-      return [task.detach(), out.auxLoss.detach(), ...(st ? [st.cvImportance, st.cvLoad, st.gateEntropy, st.importance, st.load, st.indices, st.gates.greater(0).sum(0)] : [])];
+      return [task.detach(), out.auxLoss.detach(), ...(st ? [st.cvImportance, st.cvLoad, st.gateEntropy, st.importance, st.load, st.gates.greater(0), st.gates.greater(0).sum(0)] : [])];
     });
     const norm = mt.clipGradNormTensor(this.model.parameters(), 1);
     let values: number[][];
@@ -231,7 +231,7 @@ export class LabSession {
       norm.dispose();
       mt.dispose(reported);
     }
-    const [gradNorm, loss, aux, cvI, cvL, entropy, importance, load, indices, counts] = values;
+    const [gradNorm, loss, aux, cvI, cvL, entropy, importance, load, routed, counts] = values;
     if (!Number.isFinite(loss![0]!)) throw new Error(`training diverged at step ${this.step + 1}: the loss is ${loss![0]}; lower the learning rate`);
     if (!Number.isFinite(gradNorm![0]!)) throw new Error(`training diverged at step ${this.step + 1}: the gradient norm is ${gradNorm![0]}; lower the learning rate`);
     // Frozen experts: keep their weights (Adam would still move them by its momentum).
@@ -240,11 +240,13 @@ export class LabSession {
     for (const [p, copy] of kept) { p.assign(copy); copy.dispose(); }
     this.schedule.step();
     this.step++;
-    if (this.domainExpert && batch.domains && indices) {
-      const k = indices.length / (s.batch * s.seqLen);
-      for (let n = 0; n < indices.length / k; n++) {
+    // Domain × expert: every route that was dispatched (a nonzero gate: not dropped over
+    // capacity, not a GShard second expert left out; Expert Choice's variable number per token).
+    if (this.domainExpert && batch.domains && routed) {
+      const E = s.experts;
+      for (let n = 0; n < routed.length / E; n++) {
         const d = batch.domains[Math.floor(n / s.seqLen)]!;
-        for (let j = 0; j < k; j++) this.domainExpert[d]![indices[n * k + j]!]!++;
+        for (let e = 0; e < E; e++) if (routed[n * E + e]! > 0) this.domainExpert[d]![e]!++;
       }
     }
     const tokens = s.batch * s.seqLen;

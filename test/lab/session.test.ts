@@ -114,6 +114,8 @@ test('router settings: k fixed by the gating, capacity and z-loss where they app
   assert.equal(checkSettings({ ...s, gating: 'expert-choice', capacityFactor: 1.5, wZLoss: 0.01 }), null);
 });
 
+const js = (v: unknown) => JSON.stringify(v);
+
 test('every gating kind trains in a session (capacity factor 1 where it applies), its checkpoint reopens, and its float64 gradient checks pass', async () => {
   const { host } = await import('../../src/lab/host.js');
   for (const gating of mt.GATING_KINDS) {
@@ -128,6 +130,10 @@ test('every gating kind trains in a session (capacity factor 1 where it applies)
     assert.ok(Number.isFinite(record!.loss), `${gating}: loss ${record!.loss}`);
     if (capacity !== null) assert.ok(record!.droppedFraction !== undefined && record!.droppedFraction >= 0 && record!.droppedFraction < 1, `${gating}: dropped ${record!.droppedFraction}`);
     else assert.equal(record!.droppedFraction, undefined);
+    // The domain × expert table counts the dispatched routes: as many as the experts processed.
+    const table = host.domainExpert()!;
+    assert.equal(table.flat().reduce((a, b) => a + b, 0), record!.expertCounts!.reduce((a, b) => a + b, 0), `${gating}: ${js(table)} vs ${js(record!.expertCounts)}`);
+    if (capacity !== null && record!.droppedFraction! > 0) assert.ok(record!.expertCounts!.reduce((a, b) => a + b, 0) < settings.batch * settings.seqLen * settings.k, `${gating}: dropped routes are not counted`);
     const reopened = host.openCheckpoint(await host.checkpoint(), `${gating}.safetensors`);
     assert.deepEqual({ ...reopened.settings, data: null }, { ...settings, noise: true, data: null }, `${gating}: the checkpoint keeps the router settings`);
     const { rows, config } = host.gradcheck();
