@@ -57,15 +57,31 @@ async function loadGpuJsInWorker(): Promise<void> {
   if (!isGpuJs()) throw new Error(`${url} did not define the global GPU in the lab's worker`);
 }
 
-/** Builds a new session; bad settings or a backend that cannot start leave the old one as it was. */
+/** Makes a backend active again (started backends are cached: its tensors are still valid). */
+function activate(b: mt.BackendInfo): void {
+  if (b.name === 'gpu') mt.setBackend('gpu', { mode: b.mode as 'webgl2' | 'webgpu' });
+  else mt.setBackend('cpu');
+}
+
+/**
+ * Builds a new session; bad settings, a backend that cannot start or a model that cannot be
+ * built leave the old session as it was, on its own backend, active again.
+ */
 async function build(settings: LabSettings, wanted: LabBackend): Promise<Summary> {
   const problem = checkSettings(settings);
   if (problem) throw new Error(problem);
   if (wanted !== 'cpu') {
     try { await loadGpuJsInWorker(); } catch (e) { throw new Error(`${wanted} cannot start: ${(e as Error).message}`); }
   }
-  const started = await startBackend(wanted);
-  const next = new LabSession(settings);
+  const previous = mt.backendInfo();
+  let started: mt.BackendInfo, next: LabSession;
+  try {
+    started = await startBackend(wanted);
+    next = new LabSession(settings);
+  } catch (e) {
+    activate(previous);
+    throw e;
+  }
   session?.dispose();
   session = next;
   backend = wanted;
@@ -100,7 +116,7 @@ function gradcheck(): { rows: GradcheckRow[]; config: GradcheckConfig } {
   try {
     return { rows: gradcheckRows(config), config };
   } finally {
-    if (previous.name === 'gpu') mt.setBackend('gpu', { mode: previous.mode as 'webgl2' | 'webgpu' });
+    activate(previous);
   }
 }
 

@@ -26,6 +26,7 @@ const REQUIRED = (process.env.MIXTAPE_GPU_REQUIRED ?? '').split(',').map((s) => 
 const skip = chromiumMissing();
 
 let root = '';
+let labUrl = '';
 const labs: ChildProcess[] = [];
 let browser: Browser | undefined;
 const pageErrors: string[] = [];
@@ -109,7 +110,7 @@ before(async () => {
   root = mkdtempSync(join(tmpdir(), 'mixtape-lab-browser-'));
   execFileSync(process.execPath, ['bin/mixtape.js', 'train', '--out', join(root, 'run'), '--steps', '2', '--eval-every', '2', '--experts', '4', '--k', '2',
     '--d', '8', '--expert-hidden', '8', '--batch', '4', '--seq-len', '8', '--domains', '4', '--quiet'], { stdio: 'ignore' });
-  const url = await startLab(join(root, 'run'));
+  const url = labUrl = await startLab(join(root, 'run'));
   browser = await Browser.launch({ gpuFlags: GPU_FLAGS, timeoutMs: 180_000 });
   browser.listen((m) => { const e = pageError(m); if (e !== null) pageErrors.push(e); });
   const load = await browser.open(url);
@@ -379,6 +380,45 @@ describe('mixtape lab in Chromium', { concurrency: false, skip: skip ?? false },
     await waitFor(`/is not a run directory/.test(document.getElementById('message').textContent) && !window.mixtapeLab.busy`, 'the not-a-run message again');
     assert.equal(await state(), before);
     assert.deepEqual(pageErrors, []);
+  });
+
+  test('in a browser without a GPU, WebGPU and WebGL2 cannot start: a message each, the CPU model stays and trains', async () => {
+    const plain = await Browser.launch({ gpuFlags: ['--disable-gpu', '--disable-software-rasterizer'], timeoutMs: 120_000 });
+    const errors: string[] = [];
+    plain.listen((m) => { const e = pageError(m); if (e !== null) errors.push(e); });
+    try {
+      await plain.open(labUrl);
+      const ev = <T>(expr: string) => plain.evaluate<T>(expr, { awaitPromise: true });
+      const until = async (expr: string, what: string) => {
+        const end = Date.now() + 60_000;
+        while (!(await ev<boolean>(expr))) {
+          if (Date.now() > end) throw new Error(`timed out waiting for ${what}: ${await ev<string>(`document.getElementById('message').textContent`)}`);
+          await new Promise((r) => setTimeout(r, 100));
+        }
+      };
+      const buildOn = async (backend: string) => {
+        await ev(`document.getElementById('message').textContent = ''; document.getElementById('backend').value = ${js(backend)}; document.getElementById('build').click()`);
+        await until(`!window.mixtapeLab.busy && document.getElementById('message').textContent !== ''`, `build on ${backend}`);
+        return ev<string>(`document.getElementById('message').textContent`);
+      };
+      for (const [id, v] of [['experts', 4], ['k', 2], ['d', 8], ['hidden', 16], ['batch', 4], ['seq-len', 8]] as const) await ev(`document.getElementById(${js(id)}).value = ${js(String(v))}`);
+      assert.match(await buildOn('cpu'), /^built/);
+      await ev(`document.getElementById('step').click()`);
+      await until('window.mixtapeLab.history.length === 1 && !window.mixtapeLab.busy', 'a step');
+      const stateHere = () => ev<string>(`JSON.stringify([window.mixtapeLab.summary, window.mixtapeLab.history.length, document.getElementById('backend-info').textContent])`);
+      const before = await stateHere();
+      const webgpu = await buildOn('webgpu'), webgl2 = await buildOn('webgl2');
+      console.log(`# lab without a GPU: ${webgpu} | ${webgl2}`);
+      assert.match(webgpu, /^webgpu cannot start: .*no WebGPU adapter/);
+      assert.match(webgl2, /^webgl2 cannot start: /);
+      assert.equal(await stateHere(), before);
+      await ev(`document.getElementById('step').click()`);
+      await until('window.mixtapeLab.history.length === 2 && !window.mixtapeLab.busy', 'a step after the refusals');
+      assert.equal(await ev<number>('window.mixtapeLab.summary.step'), 2);
+      assert.deepEqual(errors, []);
+    } finally {
+      await plain.close();
+    }
   });
 
   test('Ctrl-C (SIGINT) stops mixtape lab with exit code 0', async () => {

@@ -143,3 +143,15 @@ test('every gating kind trains in a session (capacity factor 1 where it applies)
     assert.ok(rows.some((r) => r.maxAbs > 0), `${gating}: some gradient is nonzero`);
   }
 });
+
+test('a backend that cannot start (WebGL2 in Node) is a message; the model stays and trains on its backend', async () => {
+  const { host } = await import('../../src/lab/host.js');
+  const settings = { ...DEFAULT_SETTINGS, experts: 4, d: 8, expertHidden: 8, batch: 4, seqLen: 8 };
+  const built = await host.build(settings, 'cpu');
+  await host.step(1);
+  await assert.rejects(host.build({ ...settings, experts: 6 }, 'webgl2'), /^Error: webgl2 cannot start: /);
+  assert.equal(mt.backendInfo().name, 'cpu');
+  const [record] = await host.step(1);
+  assert.equal(record!.step, 2);
+  assert.equal(record!.importance!.length, built.experts);
+});
