@@ -75,6 +75,27 @@ async function build(backend: string): Promise<string> {
 }
 
 /**
+ * Gives the page a file as a person would: dropped on the drop zone (a drop event carrying
+ * it), or picked with the file input (its change event); resolves with the page's message.
+ */
+async function giveFile(bytes: number[], name: string, how: 'drop' | 'pick'): Promise<string> {
+  await evaluate(`document.getElementById('message').textContent = ''`);
+  await evaluate(`(() => {
+    const dt = new DataTransfer();
+    dt.items.add(new File([new Uint8Array(${js(bytes)})], ${js(name)}));
+    if (${js(how)} === 'drop') {
+      document.getElementById('drop').dispatchEvent(new DragEvent('drop', { dataTransfer: dt, bubbles: true, cancelable: true }));
+    } else {
+      const input = document.getElementById('file');
+      input.files = dt.files;
+      input.dispatchEvent(new Event('change'));
+    }
+  })()`);
+  await waitFor(`document.getElementById('message').textContent !== ''`, `the page's answer to ${name}`);
+  return text('message');
+}
+
+/**
  * Traces the page's main thread (CrRendererMain) while `fn` runs: the longest task by wall
  * time (dur) and by the CPU time the thread spent in it (tdur), in ms, and the task count.
  */
@@ -274,6 +295,34 @@ describe('mixtape lab in Chromium', { concurrency: false, skip: skip ?? false },
     assert.deepEqual(pageErrors, []);
   });
 
+  test('the dense baseline and the hierarchical MoE build and train; the dense model has nothing to route', async () => {
+    await choose('model', 'dense');
+    assert.match(await build('cpu'), /^built: dense on cpu/);
+    await click('step');
+    await waitFor('window.mixtapeLab.history.length === 1 && !window.mixtapeLab.busy', 'a dense step');
+    assert.equal(await evaluate<string>(`document.getElementById('cv-chart').style.display`), 'none');
+    await setValue('route-input', 'abc');
+    await click('route');
+    await waitFor(`/the dense model has no router/.test(document.getElementById('message').textContent) && !window.mixtapeLab.busy`, 'the dense routing message');
+    await choose('model', 'hmoe');
+    await setValue('groups', 2);
+    assert.match(await build('cpu'), /^built: hmoe with 4 experts, k = 2/);
+    await click('step');
+    await waitFor('window.mixtapeLab.history.length === 1 && !window.mixtapeLab.busy', 'a hierarchical step');
+    await click('route-sample');
+    await waitFor(`document.getElementById('route-input').value.length === 8 && !window.mixtapeLab.busy`, 'a sequence');
+    await click('route');
+    await waitFor(`document.querySelectorAll('#routed tr').length === 9 && !window.mixtapeLab.busy`, 'hierarchical routing');
+    // One expert in each of the 2 groups a token goes to.
+    for (const r of await evaluate<string[]>(`[...document.querySelectorAll('#routed tr')].slice(1).map((r) => r.children[2].textContent)`)) {
+      const experts = [...r.matchAll(/(\d) \(/g)].map((m) => Number(m[1]));
+      assert.equal(experts.length, 2, r);
+      assert.notEqual(Math.floor(experts[0]! / 2), Math.floor(experts[1]! / 2), `two groups: ${r}`);
+    }
+    await choose('model', 'moe');
+    assert.deepEqual(pageErrors, []);
+  });
+
   test('downloads: metrics.jsonl has every step; the checkpoint is one `mixtape inspect` reads', async () => {
     assert.match(await build('cpu'), /^built/);
     for (let i = 0; i < 3; i++) {
@@ -306,12 +355,11 @@ describe('mixtape lab in Chromium', { concurrency: false, skip: skip ?? false },
 
   test('a binary file and a non-UTF-8 file are refused with their names; nothing else changes', async () => {
     const before = await state();
-    await evaluate(`window.mixtapeLab.readDropped(new File([new Uint8Array([0x50, 0x4b, 0, 3, 0xff])], 'model.bin'))`);
-    assert.match(await text('message'), /model\.bin: looks like a binary file/);
+    assert.match(await giveFile([0x50, 0x4b, 0, 3, 0xff], 'model.bin', 'drop'), /model\.bin: looks like a binary file/);
     assert.equal(await value('data'), 'synthetic');
     // "héllo" in Latin-1: 0xe9 starts no valid UTF-8 sequence here.
-    await evaluate(`window.mixtapeLab.readDropped(new File([new Uint8Array([0x68, 0xe9, 0x6c, 0x6c, 0x6f, 0x0a])], 'latin1.txt'))`);
-    assert.match(await text('message'), /latin1\.txt: is not valid UTF-8/);
+    assert.match(await giveFile([0x68, 0xe9, 0x6c, 0x6c, 0x6f, 0x0a], 'latin1.txt', 'drop'), /latin1\.txt: is not valid UTF-8/);
+    assert.match(await giveFile([0x68, 0xe9, 0x6c, 0x6c, 0x6f, 0x0a], 'picked.txt', 'pick'), /picked\.txt: is not valid UTF-8/);
     assert.equal(await value('data'), 'synthetic');
     assert.equal(await state(), before);
   });
@@ -325,13 +373,23 @@ describe('mixtape lab in Chromium', { concurrency: false, skip: skip ?? false },
     await setValue('k', 2);
   });
 
-  test('trains on pasted text', async () => {
+  test('trains on pasted text, and on a dropped UTF-8 file', async () => {
     await setValue('data', 'text');
     await setValue('text', 'the quick brown fox jumps over the lazy dog. '.repeat(10));
     assert.match(await build('cpu'), /^built/);
     assert.match(await text('backend-info'), /pasted text \(char-level, 28 tokens in the vocabulary/);
     await click('step');
     await waitFor('window.mixtapeLab.history.length === 1 && !window.mixtapeLab.busy', 'a step on the text');
+    const notes = [...Buffer.from('héllo wörld, ünïcode notes. '.repeat(12), 'utf8')];
+    assert.match(await giveFile(notes, 'notes.txt', 'drop'), /^notes\.txt: 336 characters of text; build to train on it/);
+    assert.equal(await value('data'), 'text');
+    assert.match(await build('cpu'), /^built/);
+    assert.match(await text('backend-info'), /notes\.txt \(char-level/);
+    await click('step');
+    await waitFor('window.mixtapeLab.history.length === 1 && !window.mixtapeLab.busy', 'a step on the dropped file');
+    await setValue('route-input', 'wörld');
+    await click('route');
+    await waitFor(`document.querySelectorAll('#routed tr').length === 6 && !window.mixtapeLab.busy`, 'routing the dropped file\'s characters');
     await setValue('data', 'synthetic');
   });
 
