@@ -5,7 +5,7 @@
 
 import * as mt from '../index.js';
 import { gatingK, gradcheckRows, type GradcheckConfig, type GradcheckRow } from '../cli/gradcheck.js';
-import { checkSettings, LabSession, sessionFromCheckpoint, startBackend, textFromBytes, type LabBackend, type LabSettings, type RoutedToken, type StepRecord } from './session.js';
+import { checkSettings, LabSession, sessionFromCheckpoint, startBackend, textFromBytes, webgpuProblem, type LabBackend, type LabSettings, type RoutedToken, type StepRecord } from './session.js';
 
 /** What the page shows about a built model. */
 export interface Summary {
@@ -70,6 +70,8 @@ function activate(b: mt.BackendInfo): void {
 async function build(settings: LabSettings, wanted: LabBackend): Promise<Summary> {
   const problem = checkSettings(settings);
   if (problem) throw new Error(problem);
+  const onWebGPU = wanted === 'webgpu' ? webgpuProblem(settings) : null;
+  if (onWebGPU) throw new Error(onWebGPU);
   if (wanted !== 'cpu') {
     try { await loadGpuJsInWorker(); } catch (e) { throw new Error(`${wanted} cannot start: ${(e as Error).message}`); }
   }

@@ -211,6 +211,14 @@ describe('mixtape lab in Chromium', { concurrency: false, skip: skip ?? false },
       assert.notEqual(await chart(), before, 'the charts changed');
       const losses = await evaluate<number[]>('window.mixtapeLab.history.map((r) => r.loss)');
       assert.ok(losses.every(Number.isFinite));
+      if (backend === 'webgpu') {
+        // Routing read on the host inside the forward pass cannot run without a synchronous readback: refused at build.
+        const before = await state();
+        await choose('gating', 'expert-choice');
+        assert.match(await build('webgpu'), /gating expert-choice reads .* WebGPU in a browser has no synchronous readback: train these settings on WebGL2 or the CPU/);
+        assert.equal(await state(), before);
+        await choose('gating', 'noisy-topk');
+      }
       // Every backend trains in the lab's worker: the page's thread only draws, one chart per
       // frame. No task of the page's thread may take 100 ms of its CPU time (the trace's thread
       // time: what the page itself does, whatever else the machine runs); nor 100 ms of wall

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import * as mt from '../../src/index.js';
 import { inspect } from '../../src/cli/inspect.js';
-import { checkSettings, DEFAULT_SETTINGS, LabSession, sessionFromCheckpoint, settingsOfRun, startBackend, textFromBytes } from '../../src/lab/session.js';
+import { checkSettings, DEFAULT_SETTINGS, LabSession, sessionFromCheckpoint, settingsOfRun, startBackend, textFromBytes, webgpuProblem } from '../../src/lab/session.js';
 import type { RunConfig } from '../../src/report/schema.js';
 
 test('impossible settings get a message naming them', () => {
@@ -112,6 +112,11 @@ test('router settings: k fixed by the gating, capacity and z-loss where they app
   assert.match(checkSettings({ ...s, gating: 'deepseek', sharedExperts: 4 })!, /shared experts \(4\) must be fewer than experts \(4\)/);
   assert.match(checkSettings({ ...s, model: 'hmoe', groups: 2, gating: 'switch', k: 1 })!, /hierarchical MoE routes with its own noisy top-k gates/);
   assert.equal(checkSettings({ ...s, gating: 'expert-choice', capacityFactor: 1.5, wZLoss: 0.01 }), null);
+  // Browser WebGPU has no synchronous readback: routing read on the host inside the forward pass is refused there.
+  for (const [gating, k] of [['hash', 1], ['expert-choice', 2], ['deepseek', 2]] as const) assert.match(webgpuProblem({ ...s, gating, k })!, new RegExp(`gating ${gating} reads .* no synchronous readback: train these settings on WebGL2 or the CPU`));
+  assert.match(webgpuProblem({ ...s, capacityFactor: 1 })!, /a capacity factor reads which routes fit/);
+  for (const gating of ['noisy-topk', 'softmax', 'batchwise', 'switch', 'gshard'] as const) assert.equal(webgpuProblem({ ...s, gating, k: gating === 'switch' ? 1 : 2 }), null);
+  assert.equal(webgpuProblem({ ...s, model: 'dense', gating: 'hash' }), null);
 });
 
 const js = (v: unknown) => JSON.stringify(v);
