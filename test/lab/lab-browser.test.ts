@@ -410,7 +410,7 @@ describe('mixtape lab in Chromium', { concurrency: false, skip: skip ?? false },
     await click('route');
     await waitFor(`document.querySelectorAll('#routed tr').length === 9`, 'routing with the checkpoint');
     if (process.env.MIXTAPE_LAB_SCREENSHOT === '1') {
-      for (const [id, v] of [['lr', 0.05], ['batch', 16], ['d', 16], ['hidden', 32], ['capacity-factor', 1.25], ['text', '']] as const) await setValue(id, v);
+      for (const [id, v] of [['lr', 0.05], ['batch', 16], ['d', 16], ['hidden', 32], ['capacity-factor', 1.25], ['text', ''], ['file', '']] as const) await setValue(id, v);
       await build('cpu');
       await click('train');
       await waitFor('window.mixtapeLab.history.length >= 150', 'training for the screenshot', 200_000);
