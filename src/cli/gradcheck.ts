@@ -212,7 +212,7 @@ function routerRows(c: GradcheckConfig, gating: mt.GatingKind): GradcheckRow[] {
     for (const [i, [, p]] of gateParams().entries()) p.assign(mt.tensor(values(p.size, seed + 2 + i, 1.5), p.shape, f64));
     for (const [i, e] of [...moe.experts, ...moe.shared_experts].entries()) e.fc1.bias!.assign(mt.tensor(values(hidden, seed + 10 + i, 0.5), [hidden], f64));
     fixed = gating === 'gshard' ? { uniform: mt.tensor(values(N, seed + 3).map((v) => (v + 1) / 2), [N], f64) }
-      : gating === 'hash' ? { tokenIds: mt.tensor(Array.from({ length: N }, (_, i) => 3 * i + seed), [N], { dtype: 'int32' }) } : {};
+      : gating === 'hash' ? { tokenIds: mt.tensor(Array.from({ length: N }, (_, i) => (3 * i + seed) % 65521), [N], { dtype: 'int32' }) } : {};
     const reluMargin = mt.noGrad(() => Math.min(...[...moe.experts, ...moe.shared_experts].map((e) => mt.tidy(() => e.fc1.forward(x).abs().min().item()))));
     if (reluMargin > 1e-3 && routingStable(() => moe.forward(x, fixed), gateParams().map(([, p]) => p), 10 * EPS)) break;
     if (attempt === 200) throw new UsageError(`could not draw inputs whose ${gating} routing is clear of its boundaries; try another --seed or a smaller --batch`);
