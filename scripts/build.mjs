@@ -11,6 +11,6 @@ const common = { bundle: true, format: 'esm', platform: 'node', target: 'node20'
 await build({ ...common, entryPoints: ['src/index.ts'], outfile: 'dist/index.js' });
 await build({ ...common, entryPoints: ['src/cli/entry.ts'], outfile: 'dist/cli.js' });
 await build({ ...browserBuildOptions, entryPoints: ['src/index.ts'], outfile: 'dist/mixtape.browser.js' });
-// The lab's page script and its CPU worker (served by `mixtape lab`, src/lab/server.ts), next to dist/cli.js.
+// The lab's page script and its worker (where the model trains, on every backend) (served by `mixtape lab`, src/lab/server.ts), next to dist/cli.js.
 await build({ ...browserBuildOptions, entryPoints: { lab: 'src/lab/page.ts', 'lab-worker': 'src/lab/worker.ts' }, outdir: 'dist' });
 console.log('built dist/index.js, dist/cli.js, dist/mixtape.browser.js, dist/lab.js and dist/lab-worker.js');

@@ -2,11 +2,28 @@
 // configuration the user gives, printing the worst error per parameter. Inputs are built
 // with a margin from top-k ties (the noisy logits are planned first and the noise solved
 // from them), so central differences never cross a routing boundary.
+//
+// Every gating kind: noisy top-k has its own checks (the gates, the smooth load, both CV²
+// losses); the other routers are checked through their gates and the whole MoE layer, with
+// their random parts fixed (GShard's u, no Switch jitter, DeepSeek's bias update off) and
+// inputs redrawn until no step of 10·eps along any router weight changes the routing
+// (which experts, in which order, which routes dropped over capacity) and no expert's
+// pre-activation is within 1e-3 of relu's kink.
 
 import * as mt from '../index.js';
 import { UsageError } from './run.js';
 
-export interface GradcheckConfig { experts: number; k: number; d: number; hidden: number; batch: number; noise: boolean; seed: number }
+export interface GradcheckConfig {
+  experts: number; k: number; d: number; hidden: number; batch: number; noise: boolean; seed: number;
+  /** The gating kind (default noisy-topk); switch and hash fix k = 1, gshard k = 2, softmax k = experts. */
+  gating?: mt.GatingKind;
+  /** Token-choice routers and expert-choice: drop routes over ⌈f·k·N/E⌉ per expert. */
+  capacityFactor?: number;
+  /** Weight of the router z-loss in the auxiliary loss (not hash). */
+  wZLoss?: number;
+  /** DeepSeek's always-on shared experts. */
+  sharedExperts?: number;
+}
 
 const EPS = 1e-6, ATOL = 1e-5, RTOL = 1e-3;
 
@@ -68,10 +85,19 @@ export function gradcheckRows(c: GradcheckConfig): GradcheckRow[] {
   }
   if (c.k > c.experts) throw new UsageError(`--k ${c.k} is larger than --experts ${c.experts}`);
   if (c.experts * (c.d * c.hidden + c.hidden * c.d) > 20000) throw new UsageError('this configuration has too many parameters for a full finite-difference check (keep experts × d × hidden small)');
+  const gating = c.gating ?? 'noisy-topk';
+  if (!mt.GATING_KINDS.includes(gating)) throw new UsageError(`unknown --gating '${String(gating)}' (expected ${mt.GATING_KINDS.join(', ')})`);
+  // A combination the MoE refuses (a capacity factor for softmax, a z-loss for hash, …) is a usage error.
+  try {
+    mt.dispose(new mt.MoE({ inputSize: c.d, outputSize: c.d, hiddenSize: c.hidden, numExperts: c.experts, k: gatingK(gating, c.k, c.experts), gating, dtype: 'float64', ...routerExtras(c) }).parameters());
+  } catch (e) {
+    throw new UsageError((e as Error).message.replace(/^MoE: /, ''));
+  }
+  if (gating !== 'noisy-topk') return routerRows(c, gating);
   const { experts: E, k, d, hidden, batch: N } = c;
   const f64 = { dtype: 'float64' as const };
   mt.manualSeed(c.seed);
-  const moe = new mt.MoE({ inputSize: d, outputSize: d, hiddenSize: hidden, numExperts: E, k, noisyGating: c.noise, dtype: 'float64' });
+  const moe = new mt.MoE({ inputSize: d, outputSize: d, hiddenSize: hidden, numExperts: E, k, noisyGating: c.noise, dtype: 'float64', ...routerExtras(c) });
   const gate = moe.gate as mt.NoisyTopKGating;
   // Without noise the clean logits decide the routing: draw inputs until every row's top-k
   // choice is clear of a tie by a margin far above the finite-difference step.
@@ -113,6 +139,123 @@ export function gradcheckRows(c: GradcheckConfig): GradcheckRow[] {
   return rows;
 }
 
+/** The MoE options of the config's capacity factor, z-loss and shared experts. */
+function routerExtras(c: GradcheckConfig): Pick<mt.MoEOptions<'mlp'>, 'capacityFactor' | 'wZLoss' | 'sharedExperts'> {
+  return {
+    ...(c.capacityFactor !== undefined ? { capacityFactor: c.capacityFactor } : {}),
+    ...(c.wZLoss ? { wZLoss: c.wZLoss } : {}),
+    ...(c.sharedExperts ? { sharedExperts: c.sharedExperts } : {}),
+  };
+}
+
+/** The k a gating routes with: switch and hash 1, gshard 2, softmax every expert, else the config's. */
+export function gatingK(gating: mt.GatingKind, k: number, experts: number): number {
+  return gating === 'switch' || gating === 'hash' ? 1 : gating === 'gshard' ? 2 : gating === 'softmax' ? experts : k;
+}
+
+/** What a routing decision is: the nonzero gates (after any dropping) and the chosen experts in order. */
+function routingSignature(out: mt.MoEOutput): string {
+  const gates = out.stats.gates.dataSync(), indices = out.stats.indices.dataSync();
+  let s = '';
+  for (const g of gates) s += g > 0 ? '1' : '0';
+  return `${s}|${Array.from(indices).join(',')}`;
+}
+
+/** Whether a step of ±h along any one entry of `params` changes the routing of `forward`. */
+function routingStable(forward: () => mt.MoEOutput, params: readonly mt.Tensor[], h: number): boolean {
+  return mt.noGrad(() => {
+    const signature = () => mt.tidy(() => routingSignature(forward()));
+    const base = signature();
+    for (const p of params) {
+      const values = Float64Array.from(p.dataSync());
+      try {
+        for (let i = 0; i < values.length; i++) {
+          for (const step of [h, -h]) {
+            const moved = values.slice();
+            moved[i]! += step;
+            p.assign(mt.tensor(moved, p.shape, { dtype: 'float64' }));
+            if (signature() !== base) return false;
+          }
+        }
+      } finally {
+        p.assign(mt.tensor(values, p.shape, { dtype: 'float64' }));
+      }
+    }
+    return true;
+  });
+}
+
+/**
+ * The checks of a router other than noisy top-k: its gates w.r.t. its weights, batchwise's
+ * threshold loss L_batchwise (eq. 20) w.r.t. the thresholds, and the MoE layer (output and
+ * auxiliary loss: the router's balancing loss, the z-loss when weighted) w.r.t. every parameter.
+ */
+function routerRows(c: GradcheckConfig, gating: mt.GatingKind): GradcheckRow[] {
+  const { experts: E, d, hidden, batch: N } = c;
+  const k = gatingK(gating, c.k, E);
+  const f64 = { dtype: 'float64' as const };
+  const options: mt.MoEOptions<'mlp'> = {
+    inputSize: d, outputSize: d, hiddenSize: hidden, numExperts: E, k, gating, dtype: 'float64', ...routerExtras(c),
+    // L_batchwise treats the gates as constants on purpose (it trains the thresholds only),
+    // which a finite difference in the router weights cannot see: it is checked on its own.
+    ...(gating === 'batchwise' ? { wBatchwise: 0 } : {}),
+    // The loss-free bias update changes the bias on every training forward: off here.
+    ...(gating === 'deepseek' ? { biasUpdateRate: 0 } : {}),
+  };
+  mt.manualSeed(c.seed);
+  let moe!: mt.MoE, x!: mt.Tensor, seed = c.seed;
+  let fixed: mt.MoEForwardOptions = {};
+  const gateParams = () => moe.gate.namedParameters().filter(([n]) => n !== 'thresholds');
+  for (let attempt = 0; ; attempt++, seed += 1000) {
+    moe = new mt.MoE(options);
+    x = mt.tensor(values(N * d, seed + 1), [N, d], f64);
+    for (const [i, [, p]] of gateParams().entries()) p.assign(mt.tensor(values(p.size, seed + 2 + i, 1.5), p.shape, f64));
+    for (const [i, e] of [...moe.experts, ...moe.shared_experts].entries()) e.fc1.bias!.assign(mt.tensor(values(hidden, seed + 10 + i, 0.5), [hidden], f64));
+    fixed = gating === 'gshard' ? { uniform: mt.tensor(values(N, seed + 3).map((v) => (v + 1) / 2), [N], f64) }
+      : gating === 'hash' ? { tokenIds: mt.tensor(Array.from({ length: N }, (_, i) => (3 * i + seed) % 65521), [N], { dtype: 'int32' }) } : {};
+    const reluMargin = mt.noGrad(() => Math.min(...[...moe.experts, ...moe.shared_experts].map((e) => mt.tidy(() => e.fc1.forward(x).abs().min().item()))));
+    if (reluMargin > 1e-3 && routingStable(() => moe.forward(x, fixed), gateParams().map(([, p]) => p), 10 * EPS)) break;
+    if (attempt === 200) throw new UsageError(`could not draw inputs whose ${gating} routing is clear of its boundaries; try another --seed or a smaller --batch`);
+  }
+  const gate = moe.gate;
+  const routerGates = (): mt.Tensor => gate instanceof mt.GShardGating ? gate.forward(x, { uniform: fixed.uniform! }).gates
+    : gate instanceof mt.ExpertChoiceGating ? gate.forward(x, 1).gates
+      : gate instanceof mt.HashGating ? gate.forward(x, fixed.tokenIds).gates
+        : (gate as mt.SwitchGating | mt.SoftmaxGating | mt.BatchwiseGating | mt.DeepSeekGating).forward(x).gates;
+  const r = mt.tensor(values(N * d, seed + 4), [N, d], f64), rGates = mt.tensor(values(N * E, seed + 5), [N, E], f64);
+  const checks: [string, () => mt.Tensor, [string, mt.Tensor][]][] = [];
+  if (gateParams().length > 0) checks.push([`${gating} gates Σ r·G(x)`, () => routerGates().mul(rGates).sum(), gateParams().map(([n, p]) => [`gate.${n}`, p])]);
+  if (gate instanceof mt.BatchwiseGating) {
+    // Thresholds between two neighbouring probabilities of their expert's column, so the
+    // threshold mask disagrees with the batchwise one somewhere (a nonzero gradient) and no
+    // step of eps crosses a probability.
+    const probs = mt.noGrad(() => mt.softmax(x.matmul(gate.w_gate), -1)), P = probs.dataSync();
+    const m = gate.examplesPerExpert(N);
+    const T = Array.from({ length: E }, (_, e) => {
+      const col = Array.from({ length: N }, (_, n) => P[n * E + e]!).sort((a, b) => a - b);
+      const j = Math.min(N - 2, Math.max(0, (e % Math.max(1, N - 1))));
+      return N > 1 ? (col[j]! + col[j + 1]!) / 2 : col[0]! / 2;
+    });
+    gate.thresholds.assign(mt.tensor(T, [E], f64));
+    checks.push(['L_batchwise (eq. 20)', () => mt.batchwiseThresholdLoss(probs, gate.thresholds, m), [['gate.thresholds', gate.thresholds]]]);
+  }
+  checks.push([`MoE (${gating}) Σ r·y + auxLoss`, () => { const o = moe.forward(x, fixed); return o.output.mul(r).sum().add(o.auxLoss); }, moe.namedParameters()]);
+  const rows: GradcheckRow[] = [];
+  for (const [check, fn, params] of checks) {
+    mt.tidy(() => {
+      moe.zeroGrad();
+      const value = fn();
+      if (value.requiresGrad) value.backward();
+      for (const [name, p] of params) {
+        const analytical = p.grad ? Float64Array.from(p.grad.dataSync()) : new Float64Array(p.size);
+        const numerical = mt.noGrad(() => numericalGrad(() => mt.tidy(() => fn().item()), p));
+        rows.push(compareGrads(check, name, p, analytical, numerical));
+      }
+    });
+  }
+  return rows;
+}
+
 export function gradcheckCommand(c: GradcheckConfig): boolean {
   const rows = gradcheckRows(c);
   const { experts: E, k, d, hidden, batch: N } = c;
@@ -121,7 +264,9 @@ export function gradcheckCommand(c: GradcheckConfig): boolean {
   const widths = header.map((h, i) => Math.max(h.length, ...table.map((t) => t[i]!.length)));
   const fmt = (cells: string[]) => cells.map((cell, i) => cell.padEnd(widths[i]!)).join('  ');
   console.log(`gradcheck (float64; central differences eps ${EPS}; pass when |a − n| <= ${ATOL} + ${RTOL}·|n|)`);
-  console.log(`MoE: ${E} experts, k = ${k}, d = ${d}, expert hidden ${hidden}, ${N} examples, noise ${c.noise ? 'on (fixed draw)' : 'off'}`);
+  const gating = c.gating ?? 'noisy-topk';
+  const extras = [c.capacityFactor !== undefined ? `capacity factor ${c.capacityFactor}` : '', c.wZLoss ? `z-loss weight ${c.wZLoss}` : '', c.sharedExperts ? `${c.sharedExperts} shared experts` : ''].filter(Boolean);
+  console.log(`MoE (${gating} gating): ${E} experts, k = ${gatingK(gating, k, E)}, d = ${d}, expert hidden ${hidden}, ${N} examples${gating === 'noisy-topk' ? `, noise ${c.noise ? 'on (fixed draw)' : 'off'}` : ''}${extras.length ? `, ${extras.join(', ')}` : ''}`);
   console.log(fmt(header));
   console.log(widths.map((w) => '-'.repeat(w)).join('  '));
   for (const t of table) console.log(fmt(t));

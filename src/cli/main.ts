@@ -113,9 +113,14 @@ Ctrl-C stops every run, each saving its checkpoint.`,
 
 Writes a self-contained HTML report (SVG charts, no network access) for a run directory or a compare directory.`,
   gradcheck: `Usage: mixtape gradcheck [--experts N] [--k N] [--d N] [--hidden N] [--batch N] [--noise on|off] [--seed N]
+                        [--gating KIND] [--capacity-factor F] [--w-z-loss W] [--shared-experts N]
 
-Runs float64 gradient checks (central differences, eps 1e-6; PyTorch's atol 1e-5, rtol 1e-3) of the
-noisy top-k gates, the smooth load, both CV² losses and the MoE layer, and prints the worst error per parameter.`,
+Runs float64 gradient checks (central differences, eps 1e-6; PyTorch's atol 1e-5, rtol 1e-3) and prints the
+worst error per parameter: for noisy top-k gating (the default) of the gates, the smooth load, both CV² losses
+and the MoE layer; for the other gating kinds (${mt.GATING_KINDS.join(', ')}) of the router's gates, batchwise's
+threshold loss, and the MoE layer with the router's auxiliary loss, its random parts fixed and its inputs
+drawn clear of routing boundaries. --capacity-factor drops routes over capacity; --w-z-loss weights the
+router z-loss in; --shared-experts adds DeepSeek's shared experts.`,
   inspect: `Usage: mixtape inspect CHECKPOINT [--batch N] [--text FILE]
 
 Prints the configuration stored in a checkpoint and the routing statistics on one validation batch
@@ -447,14 +452,20 @@ async function gradcheck(args: string[]): Promise<void> {
   const { values } = parse(args, {
     experts: { type: 'string' }, k: { type: 'string' }, d: { type: 'string' }, hidden: { type: 'string' },
     batch: { type: 'string' }, noise: { type: 'string' }, seed: { type: 'string' },
+    gating: { type: 'string' }, 'capacity-factor': { type: 'string' }, 'w-z-loss': { type: 'string' }, 'shared-experts': { type: 'string' },
   });
   if (values.help) { console.log(HELP.gradcheck); return; }
+  const gating = (values.gating as string | undefined) ?? 'noisy-topk';
+  if (!(mt.GATING_KINDS as readonly string[]).includes(gating)) throw new UsageError(`unknown --gating '${gating}' (expected ${mt.GATING_KINDS.join(', ')})`);
+  const capacity = values['capacity-factor'] as string | undefined;
   const noise = (values.noise as string | undefined) ?? 'on';
   if (noise !== 'on' && noise !== 'off') throw new UsageError(`--noise must be on or off, got '${noise}'`);
   const ok = gradcheckCommand({
     experts: int('experts', values.experts as string | undefined, 4), k: int('k', values.k as string | undefined, 2),
     d: int('d', values.d as string | undefined, 3), hidden: int('hidden', values.hidden as string | undefined, 3),
     batch: int('batch', values.batch as string | undefined, 5), noise: noise === 'on', seed: int('seed', values.seed as string | undefined, 0),
+    gating: gating as mt.GatingKind, ...(capacity !== undefined ? { capacityFactor: num('capacity-factor', capacity, 1) } : {}),
+    wZLoss: num('w-z-loss', values['w-z-loss'] as string | undefined, 0), sharedExperts: int('shared-experts', values['shared-experts'] as string | undefined, 0),
   });
   if (!ok) process.exitCode = 1;
 }

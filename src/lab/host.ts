@@ -1,11 +1,11 @@
 // The lab's engine side: what the page can ask of the current session, as plain functions
-// of structured-cloneable values. The CPU backend and WebGPU run them in a Web Worker
-// (src/lab/worker.ts), so training never blocks the page; WebGL2 runs them on the page's
-// thread (mixtape's WebGL2 mode needs a document for its canvas).
+// of structured-cloneable values. Every backend runs them in a Web Worker (src/lab/worker.ts),
+// so training never blocks the page: the CPU backend, WebGPU, and WebGL2 on the
+// OffscreenCanvas that gpu.js makes in a worker.
 
 import * as mt from '../index.js';
-import { gradcheckRows, type GradcheckRow } from '../cli/gradcheck.js';
-import { checkSettings, LabSession, sessionFromCheckpoint, startBackend, textFromBytes, type LabBackend, type LabSettings, type RoutedToken, type StepRecord } from './session.js';
+import { gatingK, gradcheckRows, type GradcheckConfig, type GradcheckRow } from '../cli/gradcheck.js';
+import { checkSettings, LabSession, sessionFromCheckpoint, startBackend, textFromBytes, webgpuProblem, type LabBackend, type LabSettings, type RoutedToken, type StepRecord } from './session.js';
 
 /** What the page shows about a built model. */
 export interface Summary {
@@ -19,6 +19,8 @@ export interface Summary {
   parameters: number;
   step: number;
   settings: LabSettings;
+  /** Whether the model lives in a Web Worker (no document: the page's thread only draws). */
+  inWorker: boolean;
 }
 
 let session: LabSession | null = null;
@@ -35,6 +37,7 @@ function summary(): Summary {
   return {
     backend, info: info!, corpus: s.corpus.name, vocabSize: s.corpus.vocabSize, experts: s.experts, domains: s.corpus.domains ?? null,
     floors: s.corpus.floors ?? null, parameters: s.model.numParameters(), step: s.step, settings: s.settings,
+    inWorker: (globalThis as { document?: unknown }).document === undefined,
   };
 }
 
@@ -54,15 +57,33 @@ async function loadGpuJsInWorker(): Promise<void> {
   if (!isGpuJs()) throw new Error(`${url} did not define the global GPU in the lab's worker`);
 }
 
-/** Builds a new session; bad settings or a backend that cannot start leave the old one as it was. */
+/** Makes a backend active again (started backends are cached: its tensors are still valid). */
+function activate(b: mt.BackendInfo): void {
+  if (b.name === 'gpu') mt.setBackend('gpu', { mode: b.mode as 'webgl2' | 'webgpu' });
+  else mt.setBackend('cpu');
+}
+
+/**
+ * Builds a new session; bad settings, a backend that cannot start or a model that cannot be
+ * built leave the old session as it was, on its own backend, active again.
+ */
 async function build(settings: LabSettings, wanted: LabBackend): Promise<Summary> {
   const problem = checkSettings(settings);
   if (problem) throw new Error(problem);
-  if (wanted === 'webgpu') {
-    try { await loadGpuJsInWorker(); } catch (e) { throw new Error(`webgpu cannot start: ${(e as Error).message}`); }
+  const onWebGPU = wanted === 'webgpu' ? webgpuProblem(settings) : null;
+  if (onWebGPU) throw new Error(onWebGPU);
+  if (wanted !== 'cpu') {
+    try { await loadGpuJsInWorker(); } catch (e) { throw new Error(`${wanted} cannot start: ${(e as Error).message}`); }
   }
-  const started = await startBackend(wanted);
-  const next = new LabSession(settings);
+  const previous = mt.backendInfo();
+  let started: mt.BackendInfo, next: LabSession;
+  try {
+    started = await startBackend(wanted);
+    next = new LabSession(settings);
+  } catch (e) {
+    activate(previous);
+    throw e;
+  }
   session?.dispose();
   session = next;
   backend = wanted;
@@ -78,19 +99,26 @@ async function step(n = 1): Promise<StepRecord[]> {
 }
 
 /**
- * The float64 gradient checks of the MoE gating and layer at the session's experts and k
- * (small d so finite differences stay quick), on the CPU backend; the session's backend is
- * active again afterwards (started backends are cached, its tensors stay valid).
+ * The float64 gradient checks of the session's gating (its kind, capacity factor, z-loss and
+ * shared experts) and MoE layer, at its experts and k up to 8 experts (small d so finite
+ * differences stay quick), on the CPU backend; the session's backend is active again
+ * afterwards (started backends are cached, its tensors stay valid).
  */
-function gradcheck(): { rows: GradcheckRow[]; config: Record<string, unknown> } {
+function gradcheck(): { rows: GradcheckRow[]; config: GradcheckConfig } {
   const s = current().settings;
-  const config = { experts: Math.min(s.experts, 8), k: Math.min(s.k, Math.min(s.experts, 8)), d: 4, hidden: 4, batch: 6, noise: s.noise && s.gating === 'noisy-topk', seed: s.seed };
+  if (s.model === 'dense') throw new Error('the dense model has no gating to check: build an MoE');
+  const experts = Math.min(s.experts, 8);
+  const config: GradcheckConfig = {
+    gating: s.gating, experts, k: gatingK(s.gating, Math.min(s.k, experts), experts), d: 4, hidden: 4, batch: 6, noise: s.noise && s.gating === 'noisy-topk', seed: s.seed,
+    ...(s.capacityFactor !== null ? { capacityFactor: s.capacityFactor } : {}), ...(s.wZLoss > 0 ? { wZLoss: s.wZLoss } : {}),
+    ...(s.sharedExperts > 0 ? { sharedExperts: Math.min(s.sharedExperts, experts - 1) } : {}),
+  };
   const previous = mt.backendInfo();
   mt.setBackend('cpu');
   try {
-    return { rows: gradcheckRows(config), config: { ...config, gating: 'noisy-topk' } };
+    return { rows: gradcheckRows(config), config };
   } finally {
-    if (previous.name === 'gpu') mt.setBackend('gpu', { mode: previous.mode as 'webgl2' | 'webgpu' });
+    activate(previous);
   }
 }
 

@@ -1,34 +1,34 @@
 // The lab page (served by `mixtape lab`, bundled into dist/lab.js): build an MoE, train it
 // on WebGPU, WebGL2 or the CPU, watch its routing, and poke it.
 //
-// The engine side is src/lab/host.ts. On the CPU backend and WebGPU it runs in a Web Worker
-// (dist/lab-worker.js) and the page only draws; WebGL2 runs on this thread, where gpu.js
-// has its canvas, one step per task (each step awaits its readback).
-// Charts are the HTML report's SVG helpers (src/report/svg.ts) and stylesheet.
+// The engine side is src/lab/host.ts. On every backend (the CPU, WebGPU, and WebGL2 on an
+// OffscreenCanvas) it runs in a Web Worker (dist/lab-worker.js) and the page only draws, one
+// chart per animation frame while training.
+// Charts are the HTML report's (src/report/svg.ts) drawn on canvases (src/lab/canvas-charts.ts),
+// with the report's stylesheet.
 //
 // The repository's tsconfig has no DOM library (the engine must not depend on one), so the
 // DOM is reached through `any` here, as in test/browser/page.ts.
 
 import { GATING_KINDS } from '../moe/moe.js';
 import { REPORT_CSS } from '../report/render.js';
-import { esc, heatmap, lineChart, type Series } from '../report/svg.js';
-import type { GradcheckRow } from '../cli/gradcheck.js';
+import { esc, type Series } from '../report/svg.js';
+import { drawBars, drawHeatmap, drawLineChart } from './canvas-charts.js';
+import type { GradcheckConfig, GradcheckRow } from '../cli/gradcheck.js';
 import { host, type Host, type HostMethod, type Summary } from './host.js';
-import { DEFAULT_SETTINGS, LAB_BACKENDS, type LabBackend, type LabSettings, type RoutedToken, type StepRecord } from './session.js';
+import { DEFAULT_SETTINGS, fixedK, LAB_BACKENDS, type LabBackend, type LabSettings, type RoutedToken, type StepRecord } from './session.js';
 
 const g = globalThis as any;
 const doc = g.document;
 const $ = (id: string): any => doc.getElementById(id);
 
-// ---- the engine: a worker (CPU) or this thread (GPU modes) ---------------------------------
+// ---- the engine: the lab's worker --------------------------------------------------------
 
 type Result<M extends HostMethod> = Awaited<ReturnType<Host[M]>>;
 
 let worker: any = null;
 let nextId = 0;
 const waiting = new Map<number, { resolve: (v: any) => void; reject: (e: Error) => void }>();
-/** Where the current model lives. */
-let side: 'worker' | 'page' = 'worker';
 
 function startWorker(): any {
   const w = new g.Worker('/lab-worker.js', { type: 'module' });
@@ -42,8 +42,8 @@ function startWorker(): any {
   return w;
 }
 
-/** Calls the host where the model lives (`on` overrides it, e.g. to build on the other side). */
-function call<M extends HostMethod>(method: M, args: Parameters<Host[M]>, on: 'worker' | 'page' = side): Promise<Result<M>> {
+/** Calls the host in the worker, where the model lives ('page': on this thread, for what holds no model: decoding a dropped file). */
+function call<M extends HostMethod>(method: M, args: Parameters<Host[M]>, on: 'worker' | 'page' = 'worker'): Promise<Result<M>> {
   if (on === 'page') return Promise.resolve().then(() => (host[method] as (...a: unknown[]) => unknown)(...args)) as Promise<Result<M>>;
   worker ??= startWorker();
   const id = ++nextId;
@@ -90,7 +90,9 @@ function render(): void {
 <fieldset><legend>model</legend>${select('model', 'model', ['moe', 'dense', 'hmoe'], d.model)}${select('gating', 'gating', GATING_KINDS, d.gating)}
 ${field('experts', 'experts', d.experts)}${field('k', 'k', d.k)}${field('groups', 'groups (hmoe)', d.groups)}${field('d', 'd', d.d)}${field('hidden', 'expert hidden', d.expertHidden)}
 ${field('w-importance', 'w_importance', d.wImportance, 'number', 'step="any"')}${field('w-load', 'w_load', d.wLoad, 'number', 'step="any"')}
-<label for="noise">noisy gating<input id="noise" type="checkbox" checked></label></fieldset>
+<label for="noise">noisy gating<input id="noise" type="checkbox" checked></label>
+${field('capacity-factor', 'capacity factor (empty: none)', '', 'number', 'step="any" min="0" placeholder="none"')}${field('w-z-loss', 'w_z-loss', d.wZLoss, 'number', 'step="any"')}
+${field('shared-experts', 'shared experts (deepseek)', d.sharedExperts)}</fieldset>
 <fieldset><legend>training</legend>${field('batch', 'batch', d.batch)}${field('seq-len', 'sequence length', d.seqLen)}${field('lr', 'learning rate', d.lr, 'number', 'step="any"')}
 ${field('warmup', 'warm-up steps', d.warmup)}${field('seed', 'seed', d.seed)}</fieldset>
 <fieldset><legend>data</legend>${select('data', 'corpus', ['synthetic', 'text'], 'synthetic')}${field('domains', 'domains (synthetic)', 4)}
@@ -101,12 +103,14 @@ ${field('warmup', 'warm-up steps', d.warmup)}${field('seed', 'seed', d.seed)}</f
 <fieldset><legend>run directory</legend><button id="open-run">open the run's checkpoint</button><div id="run-info"></div></fieldset>
 <fieldset><legend>download</legend><button id="download-metrics" disabled>metrics.jsonl</button><button id="download-checkpoint" disabled>checkpoint.safetensors</button></fieldset>
 </form>
-<div><div class="charts"><div class="wide" id="loss-chart"></div><div id="cv-chart"></div><div id="entropy-chart"></div>
-<div id="bars"></div><div id="heatmap"></div><div class="wide" id="domain-table"></div></div>
+<div><div class="charts" id="charts">${['wide loss-chart', 'cv-chart', 'entropy-chart', 'bars', 'heatmap', 'wide dropped-chart', 'wide domain-table'].map((c) => {
+  const [wide, id] = c.includes(' ') ? c.split(' ') : ['', c];
+  return `<div${wide ? ' class="wide"' : ''} id="${id}" style="display:none"><h4></h4><canvas class="chart"></canvas></div>`;
+}).join('')}</div>
 <h2>poke</h2><div id="experts" class="experts"></div>
 <p><input id="route-input" size="40" placeholder="a sequence to route"> <button id="route-sample">a validation sequence</button> <button id="route">route</button></p>
 <div id="route-table"></div>
-<p><button id="gradcheck">float64 gradient checks (CPU)</button></p><div id="gradcheck-table"></div></div></div></main>`;
+<p><button id="gradcheck">float64 gradient checks of this gating (CPU)</button></p><div id="gradcheck-table"></div></div></div></main>`;
 }
 
 function showError(text: string): void { const m = $('message'); m.className = 'error'; m.textContent = text; }
@@ -125,9 +129,11 @@ function settings(): LabSettings {
     else if (pasted.trim()) data = { kind: 'text', name: 'pasted text', text: pasted };
     else throw new Error('data: text needs a dropped file or pasted text');
   }
+  const capacity = String($('capacity-factor').value).trim();
   return {
     model: $('model').value, gating: $('gating').value, experts: n('experts'), k: n('k'), groups: n('groups'), d: n('d'), expertHidden: n('hidden'),
-    wImportance: n('w-importance'), wLoad: n('w-load'), noise: $('noise').checked, batch: n('batch'), seqLen: n('seq-len'), lr: n('lr'),
+    wImportance: n('w-importance'), wLoad: n('w-load'), noise: $('noise').checked,
+    capacityFactor: capacity === '' ? null : Number(capacity), wZLoss: n('w-z-loss'), sharedExperts: n('shared-experts'), batch: n('batch'), seqLen: n('seq-len'), lr: n('lr'),
     warmup: n('warmup'), seed: n('seed'), data,
   };
 }
@@ -148,6 +154,18 @@ async function readDropped(file: any): Promise<void> {
 
 const color = (i: number) => `var(--c${i % 10})`;
 
+/**
+ * A chart's place: its caption and canvas (created once, in render()), shown or hidden.
+ * Showing or hiding happens when the model changes, not per step: a step repaints pixels only.
+ */
+function chart(id: string, caption: string | null): any {
+  const box = $(id);
+  const visible = caption !== null;
+  if ((box.style.display !== 'none') !== visible) box.style.display = visible ? '' : 'none';
+  if (visible && box.firstChild.textContent !== caption) box.firstChild.textContent = caption;
+  return box.lastChild;
+}
+
 /** The live view, one part per chart: while training, one part is redrawn per frame (below). */
 const parts: Record<string, () => void> = {
   counter() {
@@ -157,61 +175,76 @@ const parts: Record<string, () => void> = {
   },
   loss() {
     const fl = summary!.floors;
-    $('loss-chart').innerHTML = '<h4>training loss (nats/token) against the synthetic corpus\'s exact floors</h4>' + lineChart({
-      title: 'training loss (nats/token) against the corpus floors', xLabel: 'step', yLabel: 'loss', height: 280,
+    drawLineChart(chart('loss-chart', fl ? 'training loss (nats/token) against the synthetic corpus\'s exact floors' : 'training loss (nats/token)'), {
+      title: 'training loss (nats/token) against the corpus floors', xLabel: 'step', yLabel: 'loss', width: wide(), height: 280,
       series: [{ name: 'loss', color: color(0), points: points((r) => r.loss) }],
       refLines: fl ? [{ y: fl.knownDomain, label: `known domain ${fl.knownDomain.toFixed(3)}` }, { y: fl.bayes, label: `Bayes ${fl.bayes.toFixed(3)}` },
         { y: fl.pooledBigram, label: `pooled bigram ${fl.pooledBigram.toFixed(3)}` }, { y: fl.uniform, label: `uniform ${fl.uniform.toFixed(3)}` }] : [],
     });
   },
   cv() {
-    if (!summary!.experts) { $('cv-chart').innerHTML = '<p>dense model: no routing</p>'; return; }
     const series: Series[] = [{ name: 'CV(importance)', color: color(1), points: points((r) => r.cvImportance) }, { name: 'CV(load)', color: color(2), points: points((r) => r.cvLoad) }];
-    $('cv-chart').innerHTML = '<h4>CV(importance) (orange), CV(load) (green)</h4>' + lineChart({ title: 'CV(importance) and CV(load)', xLabel: 'step', yLabel: 'CV', series, width: 500, height: 240 });
+    const canvas = chart('cv-chart', summary!.experts ? 'CV(importance) (orange), CV(load) (green)' : null);
+    if (summary!.experts) drawLineChart(canvas, { title: 'CV(importance) and CV(load)', xLabel: 'step', yLabel: 'CV', series, width: half(), height: 240 });
   },
   entropy() {
-    $('entropy-chart').innerHTML = !summary!.experts ? '' : '<h4>gate entropy (nats)</h4>' + lineChart({
-      title: 'gate entropy (nats)', xLabel: 'step', yLabel: 'entropy', series: [{ name: 'entropy', color: color(4), points: points((r) => r.gateEntropy) }], width: 500, height: 240,
-    });
+    const canvas = chart('entropy-chart', summary!.experts ? 'gate entropy (nats)' : null);
+    if (summary!.experts) drawLineChart(canvas, { title: 'gate entropy (nats)', xLabel: 'step', yLabel: 'entropy', series: [{ name: 'entropy', color: color(4), points: points((r) => r.gateEntropy) }], width: half(), height: 240 });
   },
   bars() {
     const last = history.at(-1);
-    $('bars').innerHTML = summary!.experts && last?.importance && last.load ? `<h4>importance (blue) and load (orange) per expert, step ${last.step}</h4>${bars(last.importance, last.load)}` : '';
+    const shown = summary!.experts && last?.importance && last.load;
+    const canvas = chart('bars', shown ? 'importance (blue) and load (orange) per expert, last step' : null);
+    if (shown) drawBars(canvas, last.importance!, last.load!, color(0), color(1), half());
+  },
+  dropped() {
+    // Where there is capacity: the share of routes dropped over it, per step.
+    const shown = history.some((r) => r.droppedFraction !== undefined);
+    const canvas = chart('dropped-chart', shown ? 'dropped fraction: routes over the experts\' capacity / all routes' : null);
+    if (shown) drawLineChart(canvas, { title: 'dropped fraction', xLabel: 'step', yLabel: 'dropped', series: [{ name: 'dropped', color: color(3), points: points((r) => r.droppedFraction ?? null) }], width: wide(), height: 200 });
   },
   heatmap() {
     // Load share per expert over the last 60 steps: columns are steps, rows experts.
     const recent = history.slice(-60).filter((r) => r.load);
-    if (!summary!.experts || recent.length === 0) { $('heatmap').innerHTML = ''; return; }
+    const canvas = chart('heatmap', summary!.experts && recent.length > 0 ? 'load share per expert, recent steps' : null);
+    if (!summary!.experts || recent.length === 0) return;
     const E = summary!.experts;
     const values = Array.from({ length: E }, (_, e) => recent.map((r) => r.load![e]! / Math.max(1e-12, r.load!.reduce((a, b) => a + b, 0))));
-    $('heatmap').innerHTML = '<h4>load share per expert, recent steps</h4>' + heatmap({
+    drawHeatmap(canvas, {
       title: 'load share per expert over the recent steps', values, rowLabels: values.map((_, e) => `expert ${e}`), columns: { edges: [...recent.map((r) => r.step - 1), recent.at(-1)!.step] },
-      xLabel: 'step', yLabel: 'expert', vmax: Math.max(2 / E, ...values.flat()), colorLabel: 'share of load', mark: { value: 1 / E, label: 'uniform' }, width: 500,
+      xLabel: 'step', yLabel: 'expert', vmax: Math.max(2 / E, ...values.flat()), colorLabel: 'share of load', mark: { value: 1 / E, label: 'uniform' }, width: half(),
     });
   },
 };
 
 parts.domain = () => {
-  if (!domainTable) { $('domain-table').innerHTML = ''; return; }
+  const canvas = chart('domain-table', domainTable ? 'domain × expert: share of each domain\'s tokens per expert (all training steps)' : null);
+  if (!domainTable) return;
   const shares = domainTable.map((row) => { const t = row.reduce((a, b) => a + b, 0); return row.map((v) => (t ? v / t : 0)); });
-  $('domain-table').innerHTML = '<h4>domain × expert: share of each domain\'s tokens per expert (all training steps)</h4>' + heatmap({
+  drawHeatmap(canvas, {
     title: 'domain × expert: share of each domain\'s tokens sent to each expert (all steps)', values: shares, rowLabels: shares.map((_, d) => `domain ${d}`),
-    columns: { labels: shares[0]!.map((_, e) => String(e)) }, xLabel: 'expert', yLabel: 'domain', vmax: Math.max(1e-9, ...shares.flat()), colorLabel: 'share', width: 1000,
+    columns: { labels: shares[0]!.map((_, e) => String(e)) }, xLabel: 'expert', yLabel: 'domain', vmax: Math.max(1e-9, ...shares.flat()), colorLabel: 'share', width: wide(),
     cellText: (v) => v.toFixed(2),
   });
 };
 
 const points = (f: (r: StepRecord) => number | null) => history.map((r) => [r.step, f(r) ?? NaN] as const);
 
+/** The width of the charts' column (CSS pixels), read when everything is redrawn: charts are drawn to fit it. */
+let columnWidth = 860;
+const wide = () => Math.max(400, Math.floor(columnWidth));
+const half = () => Math.max(300, Math.floor((columnWidth - 8) / 2));
+
 /** Redraws everything now (after a build, a single step, a pause). */
 function draw(): void {
   if (!summary) return;
+  columnWidth = $('charts').clientWidth || columnWidth;
   for (const part of Object.values(parts)) part();
 }
 
 /**
  * While training: the counter every frame, and one waiting chart per frame, so no task of
- * the page's thread redraws all charts at once (each is the layout of a large SVG).
+ * the page's thread redraws all charts at once.
  */
 const waitingParts = new Set<string>();
 let frameScheduled = false;
@@ -228,24 +261,10 @@ function drawSoon(names: readonly string[] = Object.keys(parts).filter((n) => n 
     waitingParts.delete(name);
     parts[name]!();
     // Layout is forced so the measure includes it (the frame would lay out anyway).
-    void $(name === 'domain' ? 'domain-table' : 'loss-chart').offsetHeight;
+    void $('loss-chart').offsetHeight;
     noteDraw(name, performance.now() - t0);
     drawSoon([]);
   });
-}
-
-function bars(importance: readonly number[], load: readonly number[]): string {
-  const E = importance.length, W = 500, H = 220, top = 28, bottom = 30, left = 40;
-  const max = Math.max(1e-12, ...importance, ...load), bw = (W - left - 10) / E;
-  const y = (v: number) => top + (H - top - bottom) * (1 - v / max);
-  let s = `<svg class="chart" viewBox="0 0 ${W} ${H}" width="${W}" height="${H}" role="img">`;
-  for (let e = 0; e < E; e++) {
-    const x = left + e * bw;
-    s += `<rect x="${x + 2}" y="${y(importance[e]!)}" width="${bw / 2 - 3}" height="${y(0) - y(importance[e]!)}" fill="${color(0)}"><title>expert ${e}: importance ${importance[e]!.toFixed(3)}</title></rect>`;
-    s += `<rect x="${x + bw / 2}" y="${y(load[e]!)}" width="${bw / 2 - 3}" height="${y(0) - y(load[e]!)}" fill="${color(1)}"><title>expert ${e}: load ${load[e]!.toFixed(3)}</title></rect>`;
-    s += `<text x="${x + bw / 2}" y="${H - 12}" text-anchor="middle">${e}</text>`;
-  }
-  return `${s}</svg>`;
 }
 
 /** The slowest redraw so far (the page's own work per task, for the responsiveness test). */
@@ -290,15 +309,15 @@ function controls(): void {
 function describe(s: Summary): string {
   const i = s.info as Record<string, unknown>;
   const device = i.device ? ` · device ${JSON.stringify(i.device)}` : '';
-  return `backend ${s.backend}: ${String(i.name)} (${String(i.mode)}), kernel class ${String(i.kernelClass)}${device} · ${s.corpus} · ${s.parameters} parameters · ${s.experts} experts · cross-origin isolated: ${String(g.crossOriginIsolated)}`;
+  // The CPU backend: its matmul (WebAssembly SIMD or scalar) and threads (shared memory needs the cross-origin isolation the server's headers give).
+  const cpu = s.backend === 'cpu' ? ` · matmul: ${String(i.simd ? i.simdReason : `scalar (${String(i.simdReason)})`)}, ${String(i.threads)} thread${i.threads === 1 ? '' : 's'} (${String(i.threadsReason)})` : '';
+  return `backend ${s.backend}: ${String(i.name)} (${String(i.mode)}), kernel class ${String(i.kernelClass)}${device}${cpu} · ${s.corpus} · ${s.parameters} parameters · ${s.experts} experts · ${s.inWorker ? 'trains in a Web Worker' : 'trains on the page\'s thread'} · cross-origin isolated: ${String(g.crossOriginIsolated)}`;
 }
 
 async function build(): Promise<void> {
   const wanted = $('backend').value as LabBackend;
-  const where = wanted === 'webgl2' ? 'page' : 'worker';
   const s = settings();
-  const built = await call('build', [s, wanted], where);
-  side = where;
+  const built = await call('build', [s, wanted]);
   summary = built;
   $('run-info').textContent = '';
   history = [];
@@ -345,9 +364,9 @@ function routeTable(rows: RoutedToken[]): string {
     (noisy ? '<p>noisy top-k: gates of one draw ε ~ N(0, 1), H = x·W_g + ε·softplus(x·W_noise) (eq. 4)</p>' : '<p>clean gates (no noise)</p>');
 }
 
-function gradcheckTable(result: { rows: GradcheckRow[]; config: Record<string, unknown> }): string {
-  const ok = result.rows.every((r) => r.ok);
-  return `<p id="gradcheck-result" class="${ok ? 'pass' : 'fail'}">${ok ? `all ${result.rows.length} checks passed` : `${result.rows.filter((r) => !r.ok).length} checks FAILED`} (float64, central differences eps 1e-6, pass when |a − n| ≤ 1e-5 + 1e-3·|n|; ${esc(JSON.stringify(result.config))})</p>` +
+function gradcheckTable(result: { rows: GradcheckRow[]; config: GradcheckConfig }): string {
+  const ok = result.rows.every((r) => r.ok), gating = result.config.gating ?? 'noisy-topk';
+  return `<p id="gradcheck-result" class="${ok ? 'pass' : 'fail'}" style="overflow-wrap:anywhere">${ok ? `all ${result.rows.length} checks of ${gating} passed` : `${result.rows.filter((r) => !r.ok).length} of ${result.rows.length} checks of ${gating} FAILED`} (float64, central differences eps 1e-6, pass when |a − n| ≤ 1e-5 + 1e-3·|n|; ${esc(JSON.stringify(result.config))})</p>` +
     `<table class="small"><tr><th>check</th><th>parameter</th><th>shape</th><th>max |analytical − numerical|</th><th>max relative</th><th>result</th></tr>${result.rows.map((r) =>
       `<tr><td>${esc(r.check)}</td><td>${esc(r.parameter)}</td><td>${r.shape}</td><td>${r.maxAbs.toExponential(2)}</td><td>${r.maxRel.toExponential(2)}</td><td class="${r.ok ? 'pass' : 'fail'}">${r.ok ? 'ok' : 'FAIL'}</td></tr>`).join('')}</table>`;
 }
@@ -399,10 +418,13 @@ function wire(): void {
   drop.addEventListener('dragleave', () => drop.classList.remove('over'));
   drop.addEventListener('drop', (ev: any) => { ev.preventDefault(); drop.classList.remove('over'); const f = ev.dataTransfer.files[0]; if (f) void readDropped(f); });
   $('text').addEventListener('input', () => { droppedText = null; });
+  // Switch and hash route to 1 expert, GShard to 2: the k field follows the gating.
+  $('gating').addEventListener('change', () => { const k = fixedK($('gating').value); if (k !== null) $('k').value = String(k); });
 }
 
 render();
 wire();
+g.addEventListener('resize', () => { if (!running) draw(); });
 controls();
 /** For tests and the console: the page's state. */
 g.mixtapeLab = { get summary() { return summary; }, get history() { return history; }, get running() { return running; }, get busy() { return busy; }, get drawing() { return waitingParts.size + (frameScheduled ? 1 : 0); }, slowestDraw, readDropped };

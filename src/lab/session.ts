@@ -28,6 +28,12 @@ export interface LabSettings {
   wImportance: number;
   wLoad: number;
   noise: boolean;
+  /** Token-choice routers and expert-choice: each expert keeps ⌈f·k·N/E⌉ routes, the rest are dropped; null: no capacity. */
+  capacityFactor: number | null;
+  /** Weight of the router z-loss (ST-MoE); 0 = off. */
+  wZLoss: number;
+  /** DeepSeek: always-on shared experts. */
+  sharedExperts: number;
   batch: number;
   seqLen: number;
   lr: number;
@@ -39,7 +45,7 @@ export interface LabSettings {
 
 export const DEFAULT_SETTINGS: LabSettings = {
   model: 'moe', gating: 'noisy-topk', experts: 8, k: 2, groups: 2, d: 16, expertHidden: 32, wImportance: 0.1, wLoad: 0.1,
-  noise: true, batch: 8, seqLen: 16, lr: 0.02, warmup: 20, seed: 0, data: { kind: 'synthetic', domains: 4 },
+  noise: true, capacityFactor: null, wZLoss: 0, sharedExperts: 0, batch: 8, seqLen: 16, lr: 0.02, warmup: 20, seed: 0, data: { kind: 'synthetic', domains: 4 },
 };
 
 /** What is wrong with the settings, in the page's words, or null. */
@@ -51,6 +57,8 @@ export function checkSettings(s: LabSettings): string | null {
   if (!['moe', 'dense', 'hmoe'].includes(s.model)) return `unknown model '${s.model}' (moe, dense or hmoe)`;
   if (!(mt.GATING_KINDS as readonly string[]).includes(s.gating)) return `unknown gating '${s.gating}' (${mt.GATING_KINDS.join(', ')})`;
   if (s.model !== 'dense' && s.k > s.experts) return `k (${s.k}) is larger than experts (${s.experts}): each token picks k of the experts`;
+  const routerProblem = checkRouter(s);
+  if (routerProblem) return routerProblem;
   if (s.model === 'hmoe') {
     if (s.experts % s.groups !== 0) return `experts (${s.experts}) must be divisible by groups (${s.groups}) for a hierarchical MoE`;
     const kPrimary = Math.min(2, s.groups, s.k);
@@ -63,6 +71,60 @@ export function checkSettings(s: LabSettings): string | null {
   }
   if (s.d * s.expertHidden * s.experts > 4_000_000) return 'this model is too large for the lab (experts × d × expert hidden > 4 million)';
   return null;
+}
+
+/** Routers to which a capacity factor applies (MoE's token-choice routers and expert-choice). */
+export const CAPACITY_GATINGS: readonly mt.GatingKind[] = ['noisy-topk', 'switch', 'gshard', 'hash', 'deepseek', 'expert-choice'];
+/** The k a gating fixes (switch and hash route to 1 expert, GShard to 2), or null when k is the user's. */
+export function fixedK(gating: mt.GatingKind): number | null {
+  return gating === 'switch' || gating === 'hash' ? 1 : gating === 'gshard' ? 2 : null;
+}
+
+/** The router settings (gating, capacity, z-loss, shared experts): what is wrong, or null. */
+function checkRouter(s: LabSettings): string | null {
+  if (s.model === 'dense') return null;
+  if (s.model === 'hmoe' && s.gating !== 'noisy-topk') return `the hierarchical MoE routes with its own noisy top-k gates: pick gating noisy-topk, or model moe for gating ${s.gating}`;
+  const k = fixedK(s.gating);
+  if (k !== null && s.k !== k) return `gating ${s.gating} routes each token to ${k === 1 ? '1 expert' : 'its top 2 experts'}: set k = ${k} (got ${s.k})`;
+  if (s.gating === 'gshard' && s.experts < 2) return `gating gshard needs at least 2 experts, got ${s.experts}`;
+  if (s.capacityFactor !== null) {
+    if (!(typeof s.capacityFactor === 'number' && s.capacityFactor > 0 && Number.isFinite(s.capacityFactor))) return `the capacity factor must be a positive number (or empty for no capacity), got ${s.capacityFactor}`;
+    if (s.model !== 'moe') return `a capacity factor needs model moe (the model is ${s.model})`;
+    if (!CAPACITY_GATINGS.includes(s.gating)) return `a capacity factor applies to ${CAPACITY_GATINGS.join(', ')}, not gating ${s.gating}: leave it empty`;
+  }
+  if (!(typeof s.wZLoss === 'number' && s.wZLoss >= 0 && Number.isFinite(s.wZLoss))) return `w_z-loss must be a non-negative number, got ${s.wZLoss}`;
+  if (s.wZLoss > 0 && s.model !== 'moe') return `the router z-loss needs model moe (the model is ${s.model}): set w_z-loss to 0`;
+  if (s.wZLoss > 0 && s.gating === 'hash') return `gating hash has no router logits, so w_z-loss must be 0, got ${s.wZLoss}`;
+  if (!Number.isSafeInteger(s.sharedExperts) || s.sharedExperts < 0) return `shared experts must be an integer ≥ 0, got ${s.sharedExperts}`;
+  if (s.sharedExperts > 0 && s.gating !== 'deepseek') return `shared experts need gating deepseek (the gating is ${s.gating}): set them to 0`;
+  if (s.sharedExperts > 0 && s.sharedExperts >= s.experts) return `shared experts (${s.sharedExperts}) must be fewer than experts (${s.experts})`;
+  return null;
+}
+
+/**
+ * Why these settings cannot train on WebGPU in a browser, or null. Browser WebGPU has no
+ * synchronous readback, and some routing reads the routing on the host inside the forward
+ * pass: capacity dropping (which routes fit), hash routing (the token ids), Expert Choice
+ * (each expert's top examples) and DeepSeek (its bias update). WebGL2 and the CPU read
+ * synchronously and run them all.
+ */
+export function webgpuProblem(s: LabSettings): string | null {
+  if (s.model === 'dense') return null;
+  const why = s.capacityFactor !== null ? 'a capacity factor reads which routes fit on the host'
+    : s.gating === 'hash' ? 'gating hash reads the token ids on the host'
+      : s.gating === 'expert-choice' ? "gating expert-choice reads each expert's top examples on the host"
+        : s.gating === 'deepseek' ? 'gating deepseek reads the load on the host for its bias update' : null;
+  return why === null ? null
+    : `${why} inside the forward pass, and WebGPU in a browser has no synchronous readback: train these settings on WebGL2 or the CPU`;
+}
+
+/** The MoE router options of the settings (MoELanguageModel's `router`). */
+export function routerOptions(s: LabSettings): NonNullable<mt.MoELanguageModelOptions['router']> {
+  return {
+    ...(s.capacityFactor !== null ? { capacityFactor: s.capacityFactor } : {}),
+    ...(s.wZLoss > 0 ? { wZLoss: s.wZLoss } : {}),
+    ...(s.sharedExperts > 0 ? { sharedExperts: s.sharedExperts } : {}),
+  };
 }
 
 /** A dropped file's bytes as text: a clear error for binary or non-UTF-8 files (decodeText). */
@@ -127,7 +189,7 @@ export class LabSession {
     const common = { vocabSize: this.corpus.vocabSize, modelSize: s.d, expertHidden: s.expertHidden, k: s.k };
     this.model = s.model === 'dense' ? new mt.DenseLanguageModel(common)
       : new mt.MoELanguageModel({ ...common, numExperts: s.experts, gating: s.gating, noisyGating: s.noise, wImportance: s.wImportance, wLoad: s.wLoad,
-        ...(s.model === 'hmoe' ? { hierarchicalGroups: s.groups } : {}) });
+        router: routerOptions(s), ...(s.model === 'hmoe' ? { hierarchicalGroups: s.groups } : {}) });
     this.optimizer = new mt.Adam(this.model.parameters(), { lr: s.lr });
     this.schedule = new mt.InverseSqrtLR(this.optimizer, s.warmup);
     this.domainExpert = this.corpus.domains && s.model !== 'dense'
@@ -166,13 +228,16 @@ export class LabSession {
     const s = this.settings, t0 = performance.now();
     const batch = this.corpus.trainBatch(this.step, s.batch, s.seqLen);
     this.optimizer.zeroGrad();
+    const droppedSeen: { fraction: number; perExpert: number[] }[] = [];
     const reported = mt.tidy(() => {
       const { x, y } = this.tensors(batch, s.batch);
       const out = this.model.forward(x);
       const task = mt.crossEntropy(out.logits, y);
       task.add(out.auxLoss).backward();
       const st = out.stats;
-      return [task.detach(), out.auxLoss.detach(), ...(st ? [st.cvImportance, st.cvLoad, st.gateEntropy, st.importance, st.load, st.indices, st.gates.greater(0).sum(0)] : [])];
+      // Routes dropped over capacity are counted on the host when the MoE drops them.
+      if (st && s.capacityFactor !== null) droppedSeen.push({ fraction: st.droppedFraction ?? 0, perExpert: st.droppedPerExpert ?? [] });
+      return [task.detach(), out.auxLoss.detach(), ...(st ? [st.cvImportance, st.cvLoad, st.gateEntropy, st.importance, st.load, st.gates.greater(0), st.gates.greater(0).sum(0)] : [])];
     });
     const norm = mt.clipGradNormTensor(this.model.parameters(), 1);
     let values: number[][];
@@ -183,7 +248,7 @@ export class LabSession {
       norm.dispose();
       mt.dispose(reported);
     }
-    const [gradNorm, loss, aux, cvI, cvL, entropy, importance, load, indices, counts] = values;
+    const [gradNorm, loss, aux, cvI, cvL, entropy, importance, load, routed, counts] = values;
     if (!Number.isFinite(loss![0]!)) throw new Error(`training diverged at step ${this.step + 1}: the loss is ${loss![0]}; lower the learning rate`);
     if (!Number.isFinite(gradNorm![0]!)) throw new Error(`training diverged at step ${this.step + 1}: the gradient norm is ${gradNorm![0]}; lower the learning rate`);
     // Frozen experts: keep their weights (Adam would still move them by its momentum).
@@ -192,11 +257,13 @@ export class LabSession {
     for (const [p, copy] of kept) { p.assign(copy); copy.dispose(); }
     this.schedule.step();
     this.step++;
-    if (this.domainExpert && batch.domains && indices) {
-      const k = indices.length / (s.batch * s.seqLen);
-      for (let n = 0; n < indices.length / k; n++) {
+    // Domain × expert: every route that was dispatched (a nonzero gate: not dropped over
+    // capacity, not a GShard second expert left out; Expert Choice's variable number per token).
+    if (this.domainExpert && batch.domains && routed) {
+      const E = s.experts;
+      for (let n = 0; n < routed.length / E; n++) {
         const d = batch.domains[Math.floor(n / s.seqLen)]!;
-        for (let j = 0; j < k; j++) this.domainExpert[d]![indices[n * k + j]!]!++;
+        for (let e = 0; e < E; e++) if (routed[n * E + e]! > 0) this.domainExpert[d]![e]!++;
       }
     }
     const tokens = s.batch * s.seqLen;
@@ -206,6 +273,7 @@ export class LabSession {
       elapsed: (performance.now() - t0) / 1000, tokensPerSec, gflops: (this.model.opsPerToken().trainingFlops * tokensPerSec) / 1e9,
       cvImportance: cvI?.[0] ?? null, cvLoad: cvL?.[0] ?? null, gateEntropy: entropy?.[0] ?? null,
       importance: importance ?? null, load: load ?? null, expertCounts: counts ?? null,
+      ...(droppedSeen[0] ? { droppedFraction: droppedSeen[0].fraction, droppedPerExpert: droppedSeen[0].perExpert } : {}),
       frozen: [...this.frozen], zeroed: [...this.zeroed],
     };
     this.history.push(record);
@@ -267,6 +335,8 @@ export class LabSession {
     return {
       model: s.model, label: `lab ${s.model}`, experts: s.experts, k: s.k, ...(s.model === 'hmoe' ? { groups: s.groups } : {}),
       modelSize: s.d, expertHidden: s.expertHidden, gating: s.gating, wImportance: s.wImportance, wLoad: s.wLoad, dropout: 0,
+      ...(s.capacityFactor !== null ? { capacityFactor: s.capacityFactor } : {}), ...(s.wZLoss > 0 ? { wZLoss: s.wZLoss } : {}),
+      ...(s.sharedExperts > 0 ? { sharedExperts: s.sharedExperts } : {}),
       steps: Math.max(1, this.step), batch: s.batch, seqLen: s.seqLen, lr: s.lr, warmup: s.warmup, seed: s.seed, backend: this.backend,
       evalEvery: Math.max(1, this.step), data: s.data.kind === 'synthetic' ? 'synthetic' : s.data.name, vocabSize: this.corpus.vocabSize,
       ...(this.corpus.domains ? { domains: this.corpus.domains } : {}), ...(this.corpus.floors ? { floors: this.corpus.floors } : {}),
@@ -299,9 +369,15 @@ export class LabSession {
 /** Settings of a checkpoint's RunConfig (a run trained by `mixtape train`). */
 export function settingsOfRun(c: RunConfig): LabSettings {
   if (c.data !== 'synthetic') throw new Error(`this run was trained on the text file ${c.data}; the lab can open runs on the synthetic corpus only`);
+  if (!['moe', 'dense', 'hmoe'].includes(c.model)) throw new Error(`this run is a ${c.model} model; the lab builds moe, dense and hmoe models only`);
+  if (c.expert !== undefined && c.expert !== 'mlp') throw new Error(`this run has ${c.expert} experts; the lab builds MLP experts only`);
+  const unsupported = ([['scoreFunction', c.scoreFunction, 'sigmoid'], ['auxLossWeight', c.auxLossWeight, 0.01], ['biasUpdateRate', c.biasUpdateRate, 1e-3]] as const)
+    .filter(([, v, d]) => v !== undefined && v !== d);
+  if (unsupported.length) throw new Error(`this run sets ${unsupported.map(([n, v]) => `${n} = ${v}`).join(', ')}, which the lab does not offer (it uses the defaults)`);
   return {
-    ...DEFAULT_SETTINGS, model: c.model as LabSettings['model'], gating: c.gating as mt.GatingKind, experts: c.experts, k: c.k, groups: c.groups ?? 4,
+    ...DEFAULT_SETTINGS, model: c.model as LabSettings['model'], gating: c.gating as mt.GatingKind, experts: c.experts, k: c.k, groups: c.groups ?? (c.model === 'hmoe' ? 4 : DEFAULT_SETTINGS.groups),
     d: c.modelSize, expertHidden: c.expertHidden, wImportance: c.wImportance, wLoad: c.wLoad, noise: true, batch: c.batch, seqLen: c.seqLen,
+    capacityFactor: c.capacityFactor ?? null, wZLoss: c.wZLoss ?? 0, sharedExperts: c.sharedExperts ?? 0,
     lr: c.lr, warmup: c.warmup, seed: c.seed, data: { kind: 'synthetic', domains: c.domains ?? 8 },
   };
 }

@@ -1,5 +1,6 @@
-// The lab's Web Worker: runs the host (src/lab/host.ts) off the page's thread, on the CPU
-// backend, so a training step never blocks the page. Each message is {id, method, args};
+// The lab's Web Worker: runs the host (src/lab/host.ts) off the page's thread, on every
+// backend (the CPU, WebGPU, WebGL2 on an OffscreenCanvas), so a training step never blocks
+// the page. Each message is {id, method, args};
 // the answer is {id, result} or {id, error} with the error's message.
 
 import { host, type HostMethod } from './host.js';

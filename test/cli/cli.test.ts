@@ -191,6 +191,21 @@ describe('mixtape CLI', () => {
     assert.equal(run('gradcheck', '--noise', 'off', '--experts', '2', '--k', '1', '--d', '2', '--hidden', '2').code, 0);
   });
 
+  test('gradcheck checks every gating kind (router gates, the MoE layer; capacity, z-loss, shared experts); bad combinations are usage errors', () => {
+    for (const [gating, ...extra] of [['switch', '--capacity-factor', '0.5'], ['expert-choice', '--w-z-loss', '0.1'], ['deepseek', '--shared-experts', '1'], ['batchwise']]) {
+      const r = run('gradcheck', '--gating', gating!, '--experts', '4', '--d', '2', '--hidden', '2', ...extra);
+      assert.equal(r.code, 0, r.stdout + r.stderr);
+      assert.match(r.stdout, new RegExp(`MoE \\(${gating} gating\\)`));
+      if (gating !== 'hash') assert.match(r.stdout, new RegExp(`${gating} gates Σ r·G\\(x\\)\\s+gate\\.w_gate`));
+      assert.match(r.stdout, /all \d+ checks passed/);
+    }
+    assert.match(run('gradcheck', '--gating', 'batchwise', '--experts', '3', '--d', '2', '--hidden', '2').stdout, /L_batchwise \(eq\. 20\)\s+gate\.thresholds/);
+    const bad = run('gradcheck', '--gating', 'softmax', '--capacity-factor', '1');
+    assert.equal(bad.code, 2);
+    assert.match(bad.stderr, /capacityFactor applies to token-choice routers/);
+    assert.equal(run('gradcheck', '--gating', 'nope').code, 2);
+  });
+
   test('compare trains the MoE, the compute-matched dense model and the unbalanced MoE, then writes one report', () => {
     const dir = join(tmp, 'cmp');
     const r = run('compare', ...small, '--out', dir);

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import * as mt from '../../src/index.js';
 import { inspect } from '../../src/cli/inspect.js';
-import { checkSettings, DEFAULT_SETTINGS, LabSession, sessionFromCheckpoint, settingsOfRun, startBackend, textFromBytes } from '../../src/lab/session.js';
+import { checkSettings, DEFAULT_SETTINGS, LabSession, sessionFromCheckpoint, settingsOfRun, startBackend, textFromBytes, webgpuProblem } from '../../src/lab/session.js';
 import type { RunConfig } from '../../src/report/schema.js';
 
 test('impossible settings get a message naming them', () => {
@@ -100,3 +100,63 @@ test('a pasted text trains at character level; its characters route', async () =
 function settingsOfRunText(): void {
   settingsOfRun({ data: 'notes.txt' } as RunConfig);
 }
+
+test('router settings: k fixed by the gating, capacity and z-loss where they apply, one message each', () => {
+  const s = { ...DEFAULT_SETTINGS, experts: 4 };
+  assert.match(checkSettings({ ...s, gating: 'switch', k: 2 })!, /gating switch routes each token to 1 expert: set k = 1 \(got 2\)/);
+  assert.match(checkSettings({ ...s, gating: 'gshard', k: 1 })!, /gating gshard routes each token to its top 2 experts: set k = 2/);
+  assert.match(checkSettings({ ...s, gating: 'softmax', capacityFactor: 1 })!, /a capacity factor applies to .* not gating softmax/);
+  assert.match(checkSettings({ ...s, capacityFactor: -1 })!, /capacity factor must be a positive number/);
+  assert.match(checkSettings({ ...s, gating: 'hash', k: 1, wZLoss: 0.1 })!, /gating hash has no router logits/);
+  assert.match(checkSettings({ ...s, sharedExperts: 1 })!, /shared experts need gating deepseek/);
+  assert.match(checkSettings({ ...s, gating: 'deepseek', sharedExperts: 4 })!, /shared experts \(4\) must be fewer than experts \(4\)/);
+  assert.match(checkSettings({ ...s, model: 'hmoe', groups: 2, gating: 'switch', k: 1 })!, /hierarchical MoE routes with its own noisy top-k gates/);
+  assert.equal(checkSettings({ ...s, gating: 'expert-choice', capacityFactor: 1.5, wZLoss: 0.01 }), null);
+  // Browser WebGPU has no synchronous readback: routing read on the host inside the forward pass is refused there.
+  for (const [gating, k] of [['hash', 1], ['expert-choice', 2], ['deepseek', 2]] as const) assert.match(webgpuProblem({ ...s, gating, k })!, new RegExp(`gating ${gating} reads .* no synchronous readback: train these settings on WebGL2 or the CPU`));
+  assert.match(webgpuProblem({ ...s, capacityFactor: 1 })!, /a capacity factor reads which routes fit/);
+  for (const gating of ['noisy-topk', 'softmax', 'batchwise', 'switch', 'gshard'] as const) assert.equal(webgpuProblem({ ...s, gating, k: gating === 'switch' ? 1 : 2 }), null);
+  assert.equal(webgpuProblem({ ...s, model: 'dense', gating: 'hash' }), null);
+});
+
+const js = (v: unknown) => JSON.stringify(v);
+
+test('every gating kind trains in a session (capacity factor 1 where it applies), its checkpoint reopens, and its float64 gradient checks pass', async () => {
+  const { host } = await import('../../src/lab/host.js');
+  for (const gating of mt.GATING_KINDS) {
+    const capacity = ['softmax', 'batchwise'].includes(gating) ? null : 1;
+    const settings = {
+      ...DEFAULT_SETTINGS, gating, experts: 4, k: gating === 'switch' || gating === 'hash' ? 1 : 2, d: 8, expertHidden: 8, batch: 4, seqLen: 8,
+      capacityFactor: capacity, wZLoss: gating === 'hash' ? 0 : 0.01, sharedExperts: gating === 'deepseek' ? 1 : 0,
+    };
+    const summary = await host.build(settings, 'cpu');
+    assert.equal(summary.settings.gating, gating);
+    const [record] = await host.step(1);
+    assert.ok(Number.isFinite(record!.loss), `${gating}: loss ${record!.loss}`);
+    if (capacity !== null) assert.ok(record!.droppedFraction !== undefined && record!.droppedFraction >= 0 && record!.droppedFraction < 1, `${gating}: dropped ${record!.droppedFraction}`);
+    else assert.equal(record!.droppedFraction, undefined);
+    // The domain × expert table counts the dispatched routes: as many as the experts processed.
+    const table = host.domainExpert()!;
+    assert.equal(table.flat().reduce((a, b) => a + b, 0), record!.expertCounts!.reduce((a, b) => a + b, 0), `${gating}: ${js(table)} vs ${js(record!.expertCounts)}`);
+    if (capacity !== null && record!.droppedFraction! > 0) assert.ok(record!.expertCounts!.reduce((a, b) => a + b, 0) < settings.batch * settings.seqLen * settings.k, `${gating}: dropped routes are not counted`);
+    const reopened = host.openCheckpoint(await host.checkpoint(), `${gating}.safetensors`);
+    assert.deepEqual({ ...reopened.settings, data: null }, { ...settings, noise: true, data: null }, `${gating}: the checkpoint keeps the router settings`);
+    const { rows, config } = host.gradcheck();
+    assert.equal(config.gating, gating);
+    assert.ok(rows.length > 0 && rows.some((r) => r.check.startsWith('MoE')), `${gating}: ${rows.map((r) => r.check).join(', ')}`);
+    assert.ok(rows.every((r) => r.ok), `${gating}: ${rows.filter((r) => !r.ok).map((r) => `${r.check} ${r.parameter} ${r.maxAbs}`).join('; ')}`);
+    assert.ok(rows.some((r) => r.maxAbs > 0), `${gating}: some gradient is nonzero`);
+  }
+});
+
+test('a backend that cannot start (WebGL2 in Node) is a message; the model stays and trains on its backend', async () => {
+  const { host } = await import('../../src/lab/host.js');
+  const settings = { ...DEFAULT_SETTINGS, experts: 4, d: 8, expertHidden: 8, batch: 4, seqLen: 8 };
+  const built = await host.build(settings, 'cpu');
+  await host.step(1);
+  await assert.rejects(host.build({ ...settings, experts: 6 }, 'webgl2'), /^Error: webgl2 cannot start: /);
+  assert.equal(mt.backendInfo().name, 'cpu');
+  const [record] = await host.step(1);
+  assert.equal(record!.step, 2);
+  assert.equal(record!.importance!.length, built.experts);
+});

@@ -125,7 +125,10 @@ export function startDevice(mode: GpuMode): Device {
   }
   const req = nodeRequire();
   if (mode === 'headlessgl') checkHeadlessGL(req);
-  if (mode === 'webgl2' && typeof (globalThis as { document?: unknown }).document === 'undefined') {
+  // WebGL2 draws on a canvas: a document's, or an OffscreenCanvas in a browser's Web Worker
+  // (gpu.js makes one there itself). Node has neither.
+  const scope = globalThis as { document?: unknown; OffscreenCanvas?: unknown };
+  if (mode === 'webgl2' && scope.document === undefined && (req !== null || typeof scope.OffscreenCanvas !== 'function')) {
     fail(mode, 'WebGL2 needs a browser (a canvas)', "In Node use {mode: 'headlessgl'} (under xvfb-run) or {mode: 'webgpu'}");
   }
   if (mode === 'webgpu') provideWebGPU(req);
