@@ -122,7 +122,7 @@ function validateRouter(c: RunConfig): void {
   }
   if (c.auxLossWeight !== undefined && c.gating !== 'switch' && c.gating !== 'gshard') throw new UsageError(`--aux-loss-weight needs --gating switch or gshard (the gating is ${c.gating})`);
   // Routers that read their routing on the host mid-forward need a synchronous readback (MoE.hostRouting).
-  if (c.model === 'moe' && c.backend === 'gpu' && c.gpuMode === 'webgpu' && (c.gating === 'expert-choice' || c.gating === 'hash' || c.capacityFactor !== undefined)) {
+  if (c.model === 'moe' && c.backend === 'gpu' && c.gpuMode === 'webgpu' && mt.hostRoutingReason(c.gating as mt.GatingKind, c.capacityFactor) !== null) {
     const what = c.gating === 'expert-choice' || c.gating === 'hash' ? `--gating ${c.gating}` : '--capacity-factor';
     throw new UsageError(`${what} routes on the host (a synchronous readback in the middle of each forward pass), which --gpu-mode webgpu does not offer: use --gpu-mode headlessgl or --backend cpu`);
   }

@@ -103,17 +103,13 @@ function checkRouter(s: LabSettings): string | null {
 
 /**
  * Why these settings cannot train on WebGPU in a browser, or null. Browser WebGPU has no
- * synchronous readback, and some routing reads the routing on the host inside the forward
- * pass: capacity dropping (which routes fit), hash routing (the token ids), Expert Choice
- * (each expert's top examples) and DeepSeek (its bias update). WebGL2 and the CPU read
- * synchronously and run them all.
+ * synchronous readback, and some routing reads values on the host inside the forward pass
+ * (mt.hostRoutingReason: capacity dropping, hash routing, Expert Choice). WebGL2 and the
+ * CPU read synchronously and run them all.
  */
 export function webgpuProblem(s: LabSettings): string | null {
   if (s.model === 'dense') return null;
-  const why = s.capacityFactor !== null ? 'a capacity factor reads which routes fit on the host'
-    : s.gating === 'hash' ? 'gating hash reads the token ids on the host'
-      : s.gating === 'expert-choice' ? "gating expert-choice reads each expert's top examples on the host"
-        : s.gating === 'deepseek' ? 'gating deepseek reads the load on the host for its bias update' : null;
+  const why = mt.hostRoutingReason(s.gating, s.capacityFactor);
   return why === null ? null
     : `${why} inside the forward pass, and WebGPU in a browser has no synchronous readback: train these settings on WebGL2 or the CPU`;
 }

@@ -6,7 +6,7 @@ export { SparseDispatcher } from './sparse-dispatcher.js';
 export { DeviceDispatcher } from './device-dispatcher.js';
 export { Expert } from './expert.js';
 export { SwiGLUExpert, swigluHidden, type ExpertKind } from './swiglu-expert.js';
-export { MoE, GATING_KINDS, type ExpertOf, type MoEOptions, type MoEOutput, type MoEStats, type MoEForwardOptions, type GatingKind } from './moe.js';
+export { MoE, GATING_KINDS, hostRoutingReason, type ExpertOf, type MoEOptions, type MoEOutput, type MoEStats, type MoEForwardOptions, type GatingKind } from './moe.js';
 export { HierarchicalMoE, ExpertGroup, type HierarchicalMoEOptions, type HierarchicalNoise, type HierarchicalStats } from './hierarchical.js';
 export { RecurrentMoE, RecurrentMoECell, RecurrentExpert, type RecurrentMoEOptions, type RecurrentMoEOutput, type RecurrentMoEStepOutput } from './recurrent.js';
 export { MoELanguageModel, RecurrentMoELanguageModel, DenseLanguageModel, type LanguageModelOptions, type MoELanguageModelOptions, type LMOutput, type LMState, type OpsPerToken } from './language-model.js';

@@ -32,6 +32,18 @@ import { zeros } from '../tensor/ops/creation.js';
 export type GatingKind = 'noisy-topk' | 'softmax' | 'batchwise' | 'switch' | 'gshard' | 'hash' | 'expert-choice' | 'deepseek';
 /** Every gating kind MoE accepts (the CLI's --gating, the lab's menu). */
 export const GATING_KINDS: readonly GatingKind[] = ['noisy-topk', 'softmax', 'batchwise', 'switch', 'gshard', 'hash', 'expert-choice', 'deepseek'];
+
+/**
+ * Why a flat MoE layer of this gating (and capacity factor) reads values on the host in the
+ * middle of its forward pass, or null: what a backend without synchronous readback (browser or
+ * Node WebGPU) cannot run. The layer (MoE.hostRouting), the CLI and the lab all ask this.
+ */
+export function hostRoutingReason(gating: GatingKind, capacityFactor?: number | null): string | null {
+  if (gating === 'expert-choice') return `gating 'expert-choice' chooses each expert's examples on the host`;
+  if (gating === 'hash') return `gating 'hash' hashes the token ids on the host`;
+  if (capacityFactor !== undefined && capacityFactor !== null) return `capacityFactor drops the routes over capacity on the host (gating '${gating}')`;
+  return null;
+}
 /** Routers with no auxiliary loss: hash routing balances nothing, Expert Choice is balanced by construction, DeepSeek balances by its bias. */
 const NO_AUX_LOSS: readonly GatingKind[] = ['hash', 'expert-choice', 'deepseek'];
 /** Routers whose balancing is their own auxiliary loss (α·E·Σ fᵢPᵢ), not the 2017 CV² losses. */
@@ -349,10 +361,7 @@ export class MoE<K extends ExpertKind = 'mlp'> extends Module {
 
   /** Why this layer reads its routing on the host during forward, or null when it routes on the device. */
   hostRouting(): string | null {
-    if (this.gating === 'expert-choice') return `gating 'expert-choice' chooses each expert's examples on the host`;
-    if (this.gating === 'hash') return `gating 'hash' hashes the token ids on the host`;
-    if (this.capacityFactor !== undefined) return `capacityFactor drops the routes over capacity on the host (gating '${this.gating}')`;
-    return null;
+    return hostRoutingReason(this.gating, this.capacityFactor);
   }
 
   /** Forward multiply-adds per example: gating matmuls plus k experts (the paper's ops/timestep). */
