@@ -86,7 +86,9 @@ export class Tensor {
     /** @internal */ readonly backend: Backend,
     trackInScope = true,
   ) {
-    this.shape = Object.freeze([...shape]);
+    // A frozen shape (another tensor's, or one made here) is shared, not copied: most op
+    // results have an input's shape, and this constructor runs for every op.
+    this.shape = Object.isFrozen(shape) ? shape : Object.freeze([...shape]);
     this.size = sizeOf(shape);
     if (trackInScope) engine.track(this);
   }
