@@ -121,9 +121,14 @@ export function gradcheckRows(c: GradcheckConfig): GradcheckRow[] {
     ['CV²(load)', () => mt.cvSquared(gate.forward(x, { noise }).load)],
     ['MoE Σ r·y + auxLoss', () => { const o = moe.forward(x, { noise }); return o.output.mul(r).sum().add(o.auxLoss); }],
   ];
+  const gateParams: [string, mt.Tensor][] = [['gate.w_gate', gate.w_gate], ['gate.w_noise', gate.w_noise]];
+  return runChecks(moe, checks.map(([check, fn]) => [check, fn, check.startsWith('MoE') ? moe.namedParameters() : gateParams]));
+}
+
+/** Each check's analytical gradient (backward) against central differences, per parameter. */
+function runChecks(moe: mt.Module, checks: readonly [string, () => mt.Tensor, [string, mt.Tensor][]][]): GradcheckRow[] {
   const rows: GradcheckRow[] = [];
-  for (const [check, fn] of checks) {
-    const params: [string, mt.Tensor][] = check.startsWith('MoE') ? moe.namedParameters() : [['gate.w_gate', gate.w_gate], ['gate.w_noise', gate.w_noise]];
+  for (const [check, fn, params] of checks) {
     mt.tidy(() => {
       moe.zeroGrad();
       const value = fn();
@@ -240,20 +245,7 @@ function routerRows(c: GradcheckConfig, gating: mt.GatingKind): GradcheckRow[] {
     checks.push(['L_batchwise (eq. 20)', () => mt.batchwiseThresholdLoss(probs, gate.thresholds, m), [['gate.thresholds', gate.thresholds]]]);
   }
   checks.push([`MoE (${gating}) Σ r·y + auxLoss`, () => { const o = moe.forward(x, fixed); return o.output.mul(r).sum().add(o.auxLoss); }, moe.namedParameters()]);
-  const rows: GradcheckRow[] = [];
-  for (const [check, fn, params] of checks) {
-    mt.tidy(() => {
-      moe.zeroGrad();
-      const value = fn();
-      if (value.requiresGrad) value.backward();
-      for (const [name, p] of params) {
-        const analytical = p.grad ? Float64Array.from(p.grad.dataSync()) : new Float64Array(p.size);
-        const numerical = mt.noGrad(() => numericalGrad(() => mt.tidy(() => fn().item()), p));
-        rows.push(compareGrads(check, name, p, analytical, numerical));
-      }
-    });
-  }
-  return rows;
+  return runChecks(moe, checks);
 }
 
 export function gradcheckCommand(c: GradcheckConfig): boolean {
