@@ -300,7 +300,7 @@ export class CpuBackend implements Backend {
   }
 
   supports(kernel: FusedKernelName | MultiOutputKernelName): boolean {
-    return kernel in this.multiKernels ? true : this.table[kernel as FusedKernelName] !== undefined;
+    return kernel in this.multiKernels || this.table[kernel as FusedKernelName] !== undefined;
   }
 
   runMany<K extends MultiOutputKernelName>(kernel: K, inputs: readonly TensorInfo[], attrs: MultiOutputKernelAttrs[K], outs: readonly OutInfo[]): Handle[] {

@@ -4,6 +4,8 @@
 // the SIMD switch change how products are computed, never where tensors live, so calling
 // setBackend('cpu', …) again reconfigures it and every tensor stays usable.
 
+import type { OutInfo } from '../../core/backend.js';
+import type { TypedArray } from '../../core/dtype.js';
 import type { BackendRegistration } from '../../core/registry.js';
 import { sizeOf } from '../../core/shape.js';
 import { CpuBackend, cpuKernels, cpuMultiKernels, data, type CpuKernel, type CpuMultiKernel } from './cpu-backend.js';
@@ -73,35 +75,46 @@ class SimdState {
     };
   }
 
+  /** The SIMD engine when it is on and runs here, else null (the scalar kernels). */
+  private simd(): WasmMatmul | null {
+    const engine = this.enabled ? this.engine() : null;
+    return engine !== null && typeof engine !== 'string' ? engine : null;
+  }
+
+  /**
+   * Runs `product` into fresh unzeroed arrays of `outs` on the SIMD engine; null (the arrays
+   * given back) where the engine is off or declines the product (int32, too small to pay for
+   * the copies, beyond the wasm memory): the caller then runs the scalar kernel.
+   */
+  private onSimd(outs: readonly OutInfo[], product: (engine: WasmMatmul, ys: TypedArray[]) => boolean): TypedArray[] | null {
+    const engine = this.simd();
+    if (engine === null) return null;
+    const ys = outs.map((o) => cpuPool.take(o.dtype, sizeOf(o.shape), false));
+    if (product(engine, ys)) return ys;
+    for (const y of ys) cpuPool.give(y);
+    return null;
+  }
+
   groupedMatmul(): CpuKernel<'groupedMatmul'> {
     return (inputs, attrs, out, be) => {
-      const engine = this.enabled ? this.engine() : null;
-      if (engine !== null && typeof engine !== 'string') {
-        const y = cpuPool.take(out.dtype, sizeOf(out.shape), false);
-        if (engine.grouped('rows', data(inputs[0]!), inputs.slice(1).map(data), attrs.sizes, inputs[0]!.shape[1]!, out.shape[1]!, attrs.transposeB, y)) return be.wrap(y);
-        cpuPool.give(y);
-      }
-      return cpuKernels.groupedMatmul!(inputs, attrs, out, be);
+      const ys = this.onSimd([out], (engine, [y]) => engine.grouped('rows', data(inputs[0]!), inputs.slice(1).map(data), attrs.sizes, inputs[0]!.shape[1]!, out.shape[1]!, attrs.transposeB, y!));
+      return ys ? be.wrap(ys[0]!) : cpuKernels.groupedMatmul!(inputs, attrs, out, be);
     };
   }
 
   groupedWeightGrads(): CpuMultiKernel<'groupedWeightGrads'> {
     return (inputs, attrs, outs, be) => {
-      const engine = this.enabled ? this.engine() : null;
-      if (engine !== null && typeof engine !== 'string') {
-        const ys = outs.map((o) => cpuPool.take(o.dtype, sizeOf(o.shape), false));
-        const [a, b] = inputs as [typeof inputs[0], typeof inputs[0]];
-        if (engine.grouped('weights', data(a), [data(b)], attrs.sizes, a.shape[1]!, b.shape[1]!, false, ys)) return ys.map((y) => be.wrap(y));
-        for (const y of ys) cpuPool.give(y);
-      }
-      return cpuMultiKernels.groupedWeightGrads(inputs, attrs, outs, be);
+      const [a, b] = inputs as [typeof inputs[0], typeof inputs[0]];
+      const ys = this.onSimd(outs, (engine, arrays) => engine.grouped('weights', data(a), [data(b)], attrs.sizes, a.shape[1]!, b.shape[1]!, false, arrays));
+      return ys ? ys.map((y) => be.wrap(y)) : cpuMultiKernels.groupedWeightGrads(inputs, attrs, outs, be);
     };
   }
 
+  /** Every matmul of a step comes here: no closure or array per call, unlike onSimd. */
   matmul(): CpuKernel<'matmul'> {
     return (inputs, attrs, out, be) => {
-      const engine = this.enabled ? this.engine() : null;
-      if (engine !== null && typeof engine !== 'string') {
+      const engine = this.simd();
+      if (engine !== null) {
         const [a, b] = inputs as [typeof inputs[0], typeof inputs[0]];
         const y = cpuPool.take(out.dtype, sizeOf(out.shape), false);
         if (engine.matmul(data(a), a.shape, data(b), b.shape, y, out.shape, attrs.transposeA, attrs.transposeB)) return be.wrap(y);

@@ -37,6 +37,12 @@ export const THREAD_MACS = 1 << 24;
 
 const align16 = (x: number) => Math.ceil(x / 16) * 16;
 
+/** Copies rows × n of C (rows padded to nPad columns, from element c0 of mem) into out at offset. */
+function copyOut(mem: Float32Array | Float64Array, c0: number, nPad: number, rows: number, n: number, out: TypedArray, offset: number): void {
+  if (nPad === n) out.set(mem.subarray(c0, c0 + rows * n), offset);
+  else for (let i = 0; i < rows; i++) out.set(mem.subarray(c0 + i * nPad, c0 + i * nPad + n), offset + i * n);
+}
+
 /** What the SIMD path is and why it is (or is not) what runs. */
 export interface SimdStatus {
   simd: boolean;
@@ -161,9 +167,7 @@ export class WasmMatmul {
       } else {
         gemm(aSrc, aRs, aKs, bPtr, sBp, sBj, cPtr, ldc, n, k, 0, panels, 0, m, CTRL_BYTES);
       }
-      const c0 = cPtr / bytes;
-      if (nPad === n) out.set(mem.subarray(c0, c0 + m * n), cOff);
-      else for (let i = 0; i < m; i++) out.set(mem.subarray(c0 + i * nPad, c0 + i * nPad + n), cOff + i * n);
+      copyOut(mem, cPtr / bytes, nPad, m, n, out, cOff);
     }
     return true;
   }
@@ -206,10 +210,11 @@ export class WasmMatmul {
     const rowsOf = (e: number) => (mode === 'rows' ? sizes[e]! : k);
     let chunks = 0;
     for (let e = 0; e < E; e++) if (sizes[e]! > 0) chunks += groups * Math.ceil(rowsOf(e) / 64);
-    // The claim word counts chunks in 16 bits: a larger job goes product by product instead.
-    if (chunks >= CLOSED) return false;
+    // Split over the threads when large enough; the claim word counts chunks in 16 bits, so a
+    // job of more chunks runs on this thread.
+    const threaded = this.pool !== null && this.threads > 1 && M * k * n >= THREAD_MACS && chunks < CLOSED;
     const tablePtr = align16(cPtr + cRows * nPad * bytes);
-    if (!this.reserve(tablePtr + chunks * TABLE_WORDS * 4)) return false;
+    if (!this.reserve(tablePtr + (threaded ? chunks * TABLE_WORDS * 4 : 0))) return false;
     this.products += E;
 
     const mem = this.view(dtype);
@@ -217,58 +222,56 @@ export class WasmMatmul {
     if (mode === 'rows') bs.forEach((b, e) => mem.set(b.subarray(0, k * n), bPtr / bytes + e * k * n));
     else mem.set(bs[0]!.subarray(0, M * n), bPtr / bytes);
     const packAT = dtype === 'float32' ? this.kernels.packAT_f32 : this.kernels.packAT_f64;
-    const table = new Int32Array(this.memory.buffer, tablePtr, chunks * TABLE_WORDS);
     const ldc = nPad * bytes;
-    let t = 0, row0 = 0, packed = apPtr;
+    // One product per non-empty segment: the gemm arguments but the panel and row ranges, and its rows.
+    const products: { args: number[]; rows: number }[] = [];
+    let row0 = 0, packed = apPtr;
     for (let e = 0; e < E; e++) {
       const m = sizes[e]!;
       if (m === 0) continue;
-      let entryA: number, aRs: number, aKs: number, entryB: number, sBp: number, sBj: number, entryC: number, sumLen: number;
       if (mode === 'rows') {
-        entryA = aPtr + row0 * k * bytes; aRs = k * bytes; aKs = bytes;
-        entryB = bPtr + e * k * n * bytes; sBp = transposeB ? bytes : n * bytes; sBj = transposeB ? k * bytes : bytes;
-        entryC = cPtr + row0 * ldc; sumLen = k;
+        products.push({
+          args: [aPtr + row0 * k * bytes, k * bytes, bytes, bPtr + e * k * n * bytes, transposeB ? bytes : n * bytes, transposeB ? k * bytes : bytes, cPtr + row0 * ldc, ldc, n, k],
+          rows: m,
+        });
       } else {
         // A[seg]ᵀ (k × m) is stored m × k: pack it, as matmul() does for transposeA.
         packAT(aPtr + row0 * k * bytes, k, m, packed);
-        entryA = packed; aRs = bytes; aKs = mr * bytes;
+        products.push({ args: [packed, bytes, mr * bytes, bPtr + row0 * n * bytes, n * bytes, bytes, cPtr + e * k * ldc, ldc, n, m], rows: k });
         packed += Math.ceil(k / mr) * mr * m * bytes;
-        entryB = bPtr + row0 * n * bytes; sBp = n * bytes; sBj = bytes;
-        entryC = cPtr + e * k * ldc; sumLen = m;
-      }
-      const rows = rowsOf(e);
-      for (let r0 = 0; r0 < rows; r0 += 64) {
-        for (let g = 0; g < groups; g++, t++) {
-          table.set([entryA, aRs, aKs, entryB, sBp, sBj, entryC, ldc, n, sumLen, g * groupPanels, Math.min(panels, (g + 1) * groupPanels), r0, Math.min(rows, r0 + 64), dtype === 'float64' ? 1 : 0], t * TABLE_WORDS);
-        }
       }
       row0 += m;
     }
-    if (this.pool !== null && this.threads > 1 && M * k * n >= THREAD_MACS) {
-      this.pool.run(chunks, (ctrl) => {
+    if (threaded) {
+      const table = new Int32Array(this.memory.buffer, tablePtr, chunks * TABLE_WORDS);
+      const f64 = dtype === 'float64' ? 1 : 0;
+      let o = 0;
+      for (const { args, rows } of products) {
+        for (let r0 = 0; r0 < rows; r0 += 64) {
+          for (let g = 0; g < groups; g++, o += TABLE_WORDS) {
+            table.set(args, o);
+            table[o + 10] = g * groupPanels; table[o + 11] = Math.min(panels, (g + 1) * groupPanels);
+            table[o + 12] = r0; table[o + 13] = Math.min(rows, r0 + 64); table[o + 14] = f64;
+          }
+        }
+      }
+      this.pool!.run(chunks, (ctrl) => {
         ctrl[CTRL.table] = tablePtr; ctrl[CTRL.scratch] = CTRL_BYTES; ctrl[CTRL.scratchStride] = scratchStride;
       });
     } else {
+      // One thread: each product in one call, every panel packed once.
       const gemm = dtype === 'float32' ? this.kernels.gemm_f32 : this.kernels.gemm_f64;
-      const T = new Int32Array(this.memory.buffer, tablePtr, chunks * TABLE_WORDS);
-      for (let c = 0; c < chunks; c++) {
-        const o = c * TABLE_WORDS;
-        gemm(T[o]!, T[o + 1]!, T[o + 2]!, T[o + 3]!, T[o + 4]!, T[o + 5]!, T[o + 6]!, T[o + 7]!, T[o + 8]!, T[o + 9]!, T[o + 10]!, T[o + 11]!, T[o + 12]!, T[o + 13]!, CTRL_BYTES);
-      }
+      for (const { args: [aP, aRs, aKs, bP, sBp, sBj, cP, ld, nn, kk], rows } of products) gemm(aP!, aRs!, aKs!, bP!, sBp!, sBj!, cP!, ld!, nn!, kk!, 0, panels, 0, rows, CTRL_BYTES);
     }
-    // Copy out, dropping the column padding; 'weights' zero-fills the empty segments' blocks.
+    // Copy out, dropping the column padding; empty segments' weight gradients are zeros.
     const view = this.view(dtype), c0 = cPtr / bytes;
     if (Array.isArray(out)) {
       (out as readonly TypedArray[]).forEach((o, e) => {
-        if (sizes[e] === 0) { o.fill(0); return; }
-        const base = c0 + e * k * nPad;
-        if (nPad === n) o.set(view.subarray(base, base + k * n));
-        else for (let i = 0; i < k; i++) o.set(view.subarray(base + i * nPad, base + i * nPad + n), i * n);
+        if (sizes[e] === 0) o.fill(0);
+        else copyOut(view, c0 + e * k * nPad, nPad, k, n, o, 0);
       });
     } else {
-      const o = out as TypedArray;
-      if (nPad === n) o.set(view.subarray(c0, c0 + M * n));
-      else for (let i = 0; i < M; i++) o.set(view.subarray(c0 + i * nPad, c0 + i * nPad + n), i * n);
+      copyOut(view, c0, nPad, M, n, out as TypedArray, 0);
     }
     return true;
   }
