@@ -69,11 +69,11 @@ export interface FusedKernelAttrs {
   /** (acts [7, B, H] from lstmCell, c [B, H], dOut [7, B, H]: rows 0, 1 = ∂/∂h', ∂/∂c') → ∂/∂z [B, 4H] or ∂/∂c [B, H]. */
   lstmCellBackward: { wrt: 'z' | 'c' };
   /**
-   * One Adam update, torch.optim.Adam's (amsgrad off): (p, g, m, v) → [3, ...p.shape]: p', m', v'.
-   * `step` is the parameter's update count t (bias corrections 1 − βᵗ); weight decay is L2
-   * (added to g) or, `decoupled`, AdamW's p·(1 − lr·λ).
+   * The joint sum of squares of tensors (x_0 … x_{n−1}) → 0-d: each tensor's squares summed
+   * from 0 in order, then those sums added in order — clipGradNorm's composition (cast, square,
+   * sum, add) in one kernel; the output dtype is the one it accumulates in.
    */
-  adamStep: { lr: number; beta1: number; beta2: number; eps: number; weightDecay: number; decoupled: boolean; step: number };
+  sumOfSquares: NoAttrs;
   /**
    * Products over row segments, all in one kernel (an MoE layer's experts, rows sorted by
    * expert; segment e has sizes[e] rows): (a [M, k], b_0 … b_{E-1}) → [M, n], the rows of
@@ -92,6 +92,15 @@ export interface MultiOutputKernelAttrs {
    * to matmul's of that segment.
    */
   groupedWeightGrads: { sizes: readonly number[] };
+  /**
+   * Adam updates of n parameters, torch.optim.Adam's (amsgrad off), in one kernel:
+   * (p_0 … p_{n−1}, g_0 …, m_0 …, v_0 …) → 3n outputs (p'_0 …, m'_0 …, v'_0 …). steps[i] is
+   * parameter i's update count t (bias corrections 1 − βᵗ); weight decay is L2 (added to g)
+   * or, `decoupled`, AdamW's p·(1 − lr·λ).
+   */
+  adamStep: { lr: number; beta1: number; beta2: number; eps: number; weightDecay: number; decoupled: boolean; steps: readonly number[] };
+  /** (c 0-d, x_0 … x_{n−1}) → n outputs x_i · c, each x_i's dtype as c's (gradient clipping's scaling). */
+  scaleAll: NoAttrs;
 }
 export type MultiOutputKernelName = keyof MultiOutputKernelAttrs;
 

@@ -58,3 +58,75 @@ export function normalCdfFloat32(x: number): number {
     t * (-0.18628806 + t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277)))))))));
   return 0.5 * (z >= 0 ? r : 2 - r);
 }
+
+
+// σ and tanh for float32 tensors, in float32 arithmetic: Cephes' expf and tanhf (S. L.
+// Moshier, the algorithms PyTorch's and Eigen's vectorized float32 kernels descend from),
+// each step rounded to float32 as WebAssembly's f32x4 lanes round it. The CPU backend's SIMD
+// kernels (src/backends/cpu/wasm/math-module.ts) run the same steps four lanes at a time, so
+// these scalar functions are their reference, bit for bit, and the fallback where SIMD is
+// missing. Within 2 float32 ulps of the true value (test/core/special.test.ts); float64
+// tensors keep Math.exp and Math.tanh.
+
+const f32 = Math.fround;
+/** Cephes expf's constants, as float32. */
+export const EXPF = {
+  log2e: f32(1.44269504088896341), c1: 0.693359375, c2: f32(-2.12194440e-4), hi: 89, lo: -104,
+  p: [1.9875691500e-4, 1.3981999507e-3, 8.3334519073e-3, 4.1665795894e-2, 1.6666665459e-1, 5.0000001201e-1].map(f32),
+} as const;
+/** Cephes tanhf's polynomial on |x| < 0.625, highest power first. */
+export const TANHF = { small: 0.625, p: [-5.70498872745e-3, 2.06390887954e-2, -5.37397155531e-2, 1.33314422036e-1, -3.33332819422e-1].map(f32) } as const;
+
+/** 2^m for m in [−75, 64] (the halves of e^x's scaling), indexed m + 75. */
+const POW2 = Float64Array.from({ length: 140 }, (_, i) => 2 ** (i - 75));
+const [P0, P1, P2, P3, P4, P5] = EXPF.p as unknown as [number, number, number, number, number, number];
+const LOG2E = EXPF.log2e, C1 = EXPF.c1, C2 = EXPF.c2;
+
+/**
+ * e^x in float32 steps (x a float32 value): x clamped to [−104, 89] (beyond, float32's e^x
+ * is 0 or ∞), n = nearest(x·log2 e) (ties to even, as f32x4.nearest), r = x − n·ln 2 in two
+ * parts, e^r by Cephes' degree-7 form, times 2^n applied as two powers of two so that results
+ * below float32's normal range round once, as subnormals.
+ */
+export function expF32(x: number): number {
+  const v = Math.max(Math.min(x, 89), -104);
+  if (v !== v) return NaN;
+  const t = f32(v * LOG2E);
+  let n = Math.round(t);
+  if (n - t === 0.5 && (n & 1) !== 0) n -= 1;
+  const r = f32(f32(v - f32(n * C1)) - f32(n * C2));
+  const z = f32(r * r);
+  let q = f32(f32(P0 * r) + P1);
+  q = f32(f32(q * r) + P2);
+  q = f32(f32(q * r) + P3);
+  q = f32(f32(q * r) + P4);
+  q = f32(f32(q * r) + P5);
+  const y = f32(f32(f32(q * z) + r) + 1);
+  const n1 = n >> 1;
+  return f32(f32(y * POW2[n1 + 75]!) * POW2[n - n1 + 75]!);
+}
+
+/** σ(x) = num / (1 + e^−|x|) with num = 1 for x ≥ 0, e^−|x| below (no overflow, one rounding). */
+export function sigmoidF32(x: number): number {
+  const e = expF32(-Math.abs(x));
+  return f32((x >= 0 ? 1 : e) / f32(1 + e));
+}
+
+const [T0, T1, T2, T3, T4] = TANHF.p as unknown as [number, number, number, number, number];
+
+/** tanh x: Cephes' odd polynomial for |x| < 0.625, else 1 − 2 / (e^2|x| + 1); x's sign last. */
+export function tanhF32(x: number): number {
+  const a = Math.abs(x);
+  let t: number;
+  if (a < 0.625) {
+    const z = f32(a * a);
+    let q = f32(f32(T0 * z) + T1);
+    q = f32(f32(q * z) + T2);
+    q = f32(f32(q * z) + T3);
+    q = f32(f32(q * z) + T4);
+    t = f32(f32(f32(q * z) * a) + a);
+  } else {
+    t = f32(1 - f32(2 / f32(expF32(2 * a) + 1)));
+  }
+  return x < 0 || (x === 0 && 1 / x < 0) ? -t : t;
+}

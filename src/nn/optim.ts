@@ -5,8 +5,7 @@
 import { zeros, zerosLike } from '../tensor/ops/creation.js';
 import { div } from '../tensor/ops/elementwise.js';
 import type { DType } from '../core/dtype.js';
-import { getBackend, keep, noGrad, runOp, tidy } from '../tensor/engine.js';
-import { reshape, slice } from '../tensor/ops/movement.js';
+import { getBackend, keep, noGrad, runOp, runOpMany, tidy } from '../tensor/engine.js';
 import { Tensor } from '../tensor/tensor.js';
 
 export interface OptimizerState {
@@ -140,12 +139,38 @@ export class Adam extends Optimizer {
     if (!(this.eps >= 0) || !(this.weightDecay >= 0)) throw new Error(`${name}: eps and weightDecay must be non-negative`);
   }
 
+  /**
+   * Where the backend has the fused adamStep (the CPU), every parameter's update runs in one
+   * kernel: the same numbers bit for bit as update() composes, without a dozen ops per
+   * parameter.
+   */
+  override step(): void {
+    if (this.amsgrad || !getBackend().supports?.('adamStep')) { super.step(); return; }
+    this.stepCount++;
+    const indices = this.params.flatMap((p, i) => (p.grad === null ? [] : [i]));
+    if (indices.length === 0) return;
+    noGrad(() => tidy(() => {
+      const ps = indices.map((i) => this.params[i]!);
+      const steps = ps.map((p) => { const t = (this.paramSteps.get(p) ?? 0) + 1; this.paramSteps.set(p, t); return t; });
+      const buffer = (i: number, name: string) => this.buffers[i]!.get(name) ?? zerosLike(this.params[i]!);
+      const inputs = [...ps, ...ps.map((p) => p.grad!), ...indices.map((i) => buffer(i, 'exp_avg')), ...indices.map((i) => buffer(i, 'exp_avg_sq'))];
+      const attrs = { lr: this.lr, beta1: this.betas[0], beta2: this.betas[1], eps: this.eps, weightDecay: this.weightDecay, decoupled: this.decoupled, steps };
+      const shapes = ps.map((p) => ({ shape: p.shape, dtype: p.dtype }));
+      const outs = runOpMany('adamStep', inputs, attrs, [...shapes, ...shapes, ...shapes]);
+      const n = ps.length;
+      indices.forEach((i, j) => {
+        ps[j]!.assign(outs[j]!);
+        this.setBuffer(this.buffers[i]!, 'exp_avg', outs[n + j]!);
+        this.setBuffer(this.buffers[i]!, 'exp_avg_sq', outs[2 * n + j]!);
+      });
+    }));
+  }
+
   protected update(p: Tensor, g: Tensor, state: Map<string, Tensor>): Tensor {
     const [b1, b2] = this.betas;
     this.paramSteps.set(p, (this.paramSteps.get(p) ?? 0) + 1);
     // Steps are counted per parameter on the host (a tensor here would cost a readback).
     const t = this.paramSteps.get(p)!;
-    if (!this.amsgrad && getBackend().supports?.('adamStep')) return this.fusedUpdate(p, g, state, t);
     let param = p;
     if (this.weightDecay !== 0) {
       if (this.decoupled) param = p.mul(1 - this.lr * this.weightDecay); // AdamW
@@ -158,17 +183,6 @@ export class Adam extends Optimizer {
     if (this.amsgrad) second = this.setBuffer(state, 'max_exp_avg_sq', (state.get('max_exp_avg_sq') ?? zerosLike(p)).maximum(v));
     const denom = second.sqrt().div(Math.sqrt(bc2)).add(this.eps);
     return param.sub(m.div(denom).mul(this.lr / bc1));
-  }
-
-  /** The same update in one kernel (the CPU's adamStep: the same numbers bit for bit). */
-  private fusedUpdate(p: Tensor, g: Tensor, state: Map<string, Tensor>, step: number): Tensor {
-    const m = state.get('exp_avg') ?? zerosLike(p), v = state.get('exp_avg_sq') ?? zerosLike(p);
-    const attrs = { lr: this.lr, beta1: this.betas[0], beta2: this.betas[1], eps: this.eps, weightDecay: this.weightDecay, decoupled: this.decoupled, step };
-    const all = runOp('adamStep', [p, g, m, v], attrs, { shape: [3, ...p.shape], dtype: p.dtype }, null);
-    const row = (i: number) => reshape(slice(all, [i], [1]), p.shape);
-    this.setBuffer(state, 'exp_avg', row(1));
-    this.setBuffer(state, 'exp_avg_sq', row(2));
-    return row(0);
   }
 }
 
@@ -184,6 +198,8 @@ export class AdamW extends Adam {
 function gradSumOfSquares(withGrad: readonly Tensor[]): Tensor {
   // In float64 where it exists (the CPU backend); the GPU stores float32.
   const dtype = getBackend().capabilities.dtypes.includes('float64') ? 'float64' : 'float32';
+  // One kernel where the backend has it (the CPU): the composition below, rounding for rounding.
+  if (getBackend().supports?.('sumOfSquares')) return runOp('sumOfSquares', withGrad.map((p) => p.grad!), {}, { shape: [], dtype }, null);
   let sumSq: Tensor | null = null;
   for (const p of withGrad) {
     const g = p.grad!.dtype === dtype ? p.grad! : p.grad!.cast(dtype); // cast to the same dtype would copy
@@ -249,6 +265,16 @@ export function clipGradNormTensor(params: Iterable<Tensor>, maxNorm: number): T
       // PyTorch: clip_coef = max_norm / (total_norm + 1e-6), clamped at 1.
       const coef = div(maxNorm, norm.add(1e-6)).clamp(undefined, 1);
       const byDType = new Map<DType, Tensor>(); // cast once per gradient dtype (as the number maxNorm/… would be)
+      if (getBackend().supports?.('scaleAll')) {
+        // One kernel per gradient dtype (the CPU): each gradient times the coefficient, as mul computes it.
+        for (const dtype of new Set(withGrad.map((p) => p.grad!.dtype))) {
+          const group = withGrad.filter((p) => p.grad!.dtype === dtype);
+          const c = dtype === coef.dtype ? coef : coef.cast(dtype);
+          const scaled = runOpMany('scaleAll', [c, ...group.map((p) => p.grad!)], {}, group.map((p) => ({ shape: p.grad!.shape, dtype })));
+          group.forEach((p, i) => { p.grad!.dispose(); p.grad = keep(scaled[i]!); });
+        }
+        return;
+      }
       for (const p of withGrad) {
         const dtype = p.grad!.dtype;
         if (!byDType.has(dtype)) byDType.set(dtype, dtype === coef.dtype ? coef : coef.cast(dtype));

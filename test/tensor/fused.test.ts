@@ -104,3 +104,23 @@ for (const dtype of ['float32', 'float64'] as const) {
     }
   });
 }
+
+test('clipGradNormTensor: the fused sumOfSquares and scaleAll give the composed norm and gradients bit for bit (float32 and float64 gradients)', () => {
+  registerUnfusedCpu();
+  const run = (maxNorm: number) => {
+    mt.manualSeed(3);
+    const params = [mt.randn([6, 5]), mt.randn([5]), mt.randn([4, 3], { dtype: 'float64' }), mt.randn([7])].map((p) => p.requiresGrad_());
+    params.forEach((p, i) => { p.grad = mt.randn(p.shape, { dtype: p.dtype }).mul(i + 1); });
+    const norm = mt.clipGradNormTensor(params, maxNorm);
+    return { norm: bits(norm), grads: params.map((p) => bits(p.grad!)) };
+  };
+  for (const maxNorm of [0.5, 1e6]) {
+    mt.setBackend('cpu');
+    const fused = run(maxNorm);
+    mt.setBackend('cpu-unfused');
+    const composed = run(maxNorm);
+    assert.deepEqual(fused, composed, `maxNorm ${maxNorm}`);
+  }
+  mt.setBackend('cpu');
+  assert.ok(getBackend().supports?.('sumOfSquares') && getBackend().supports?.('scaleAll'), 'the CPU backend ran the fused kernels');
+});

@@ -6,7 +6,7 @@ import { cpuPool } from './pool.js';
 import { fillRandom } from '../../core/philox.js';
 import { sizeOf } from '../../core/shape.js';
 import type { Backend, BackendInfo, CoreKernelName, FusedKernelName, Handle, KernelAttrs, KernelName, KernelTable, MemoryInfo, MultiOutputKernelAttrs, MultiOutputKernelName, OutInfo, TensorInfo } from '../../core/backend.js';
-import { adamStep, lstmCellBackward, lstmCellForward } from './fused.js';
+import { adamStep, lstmCellBackward, lstmCellForward, sumOfSquares } from './fused.js';
 import { binaryBroadcast, binaryFast, binaryFns, broadcastLoop, mapUnary, unaryFns, whereFast } from './elementwise.js';
 import { gather, indexAdd, indexSelect, oneHot, scatterAdd, topkIndices } from './indexing.js';
 import { groupedMatmulScalar, groupedWeightGradsScalar, matmul } from './matmul/matmul.js';
@@ -211,10 +211,9 @@ function makeKernels(): CpuKernelTable {
       groupedMatmulScalar(inputs.map(data), inputs[0]!.shape[1]!, sizes, transposeB, y, out.shape[1]!);
       return be.wrap(y);
     },
-    adamStep: (inputs, attrs, out, be) => {
-      const [p, g, m, v] = inputs.map(data) as [TypedArray, TypedArray, TypedArray, TypedArray];
+    sumOfSquares: (inputs, _a, out, be) => {
       const y = full(out);
-      adamStep(p, g, m, v, attrs, y, out.dtype === 'float32');
+      y[0] = sumOfSquares(inputs.map(data));
       return be.wrap(y);
     },
   };
@@ -236,6 +235,23 @@ export const cpuMultiKernels: CpuMultiKernelTable = Object.freeze({
     const ys = outs.map(full);
     groupedWeightGradsScalar(data(inputs[0]!), data(inputs[1]!), inputs[0]!.shape[1]!, inputs[1]!.shape[1]!, sizes, ys);
     return ys.map((y) => be.wrap(y));
+  },
+  adamStep: (inputs, { steps, ...attrs }, outs, be) => {
+    const n = steps.length;
+    const ys = outs.map(full);
+    for (let i = 0; i < n; i++) {
+      adamStep(data(inputs[i]!), data(inputs[n + i]!), data(inputs[2 * n + i]!), data(inputs[3 * n + i]!), { ...attrs, step: steps[i]! },
+        ys[i]!, ys[n + i]!, ys[2 * n + i]!, outs[i]!.dtype === 'float32');
+    }
+    return ys.map((y) => be.wrap(y));
+  },
+  scaleAll: (inputs, _a, outs, be) => {
+    const c = data(inputs[0]!)[0]!;
+    return outs.map((o, i) => {
+      const x = data(inputs[i + 1]!), y = full(o);
+      for (let j = 0; j < y.length; j++) y[j] = x[j]! * c;
+      return be.wrap(y);
+    });
   },
 });
 

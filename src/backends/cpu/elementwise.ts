@@ -2,7 +2,7 @@
 
 import type { TypedArray } from '../../core/dtype.js';
 import { broadcastStrides, sizeOf, type Shape } from '../../core/shape.js';
-import { erf, normalCdf, normalCdfFloat32 } from '../../core/special.js';
+import { erf, normalCdf, normalCdfFloat32, sigmoidF32, tanhF32 } from '../../core/special.js';
 import type { BinaryKernel, CompareKernel, UnaryKernel } from '../../core/backend.js';
 
 export const unaryFns: Record<UnaryKernel, (x: number) => number> = {
@@ -75,8 +75,15 @@ export function mapUnary(op: UnaryKernel, x: TypedArray, out: TypedArray, float3
     case 'exp': for (let i = 0; i < n; i++) out[i] = Math.exp(x[i]!); return;
     case 'log': for (let i = 0; i < n; i++) out[i] = Math.log(x[i]!); return;
     case 'sqrt': for (let i = 0; i < n; i++) out[i] = Math.sqrt(x[i]!); return;
-    case 'tanh': for (let i = 0; i < n; i++) out[i] = Math.tanh(x[i]!); return;
-    case 'sigmoid': { const g = f.sigmoid; for (let i = 0; i < n; i++) out[i] = g(x[i]!); return; }
+    // float32: Cephes' float32 algorithms (core/special.ts), as the SIMD kernels compute them.
+    case 'tanh':
+      if (float32) for (let i = 0; i < n; i++) out[i] = tanhF32(x[i]!);
+      else for (let i = 0; i < n; i++) out[i] = Math.tanh(x[i]!);
+      return;
+    case 'sigmoid': {
+      if (float32) { for (let i = 0; i < n; i++) out[i] = sigmoidF32(x[i]!); return; }
+      const g = f.sigmoid; for (let i = 0; i < n; i++) out[i] = g(x[i]!); return;
+    }
     case 'relu': reluPick[0] = 0; for (let i = 0; i < n; i++) { const v = x[i]!; reluPick[1] = v; out[i] = reluPick[+(v > 0) | +(v !== v)]!; } return;
     case 'softplus': { const g = f.softplus; for (let i = 0; i < n; i++) out[i] = g(x[i]!); return; }
     case 'log1p': for (let i = 0; i < n; i++) out[i] = Math.log1p(x[i]!); return;

@@ -10,8 +10,9 @@
 // gradient in float64 and rounds it once: within half an ulp of the composed rules, which
 // round after every op.
 
-import type { FusedKernelAttrs } from '../../core/backend.js';
+import type { MultiOutputKernelAttrs } from '../../core/backend.js';
 import type { TypedArray } from '../../core/dtype.js';
+import { sigmoidF32, tanhF32 } from '../../core/special.js';
 
 /** unaryFns.sigmoid's formula (elementwise.ts), repeated here so that the loop inlines it. */
 function sigmoid(x: number): number {
@@ -27,17 +28,21 @@ export function lstmCellForward(z: TypedArray, c: TypedArray, B: number, H: numb
   else lstmCellForward64(z, c, B, H, acts);
 }
 
-/** Math.fround wherever the composition stores a float32 result. */
+/**
+ * Math.fround wherever the composition stores a float32 result; σ and tanh are the float32
+ * algorithms of the unary kernels (sigmoidF32, tanhF32). The SIMD kernel (wasm/math-module.ts)
+ * computes the same bits four lanes at a time.
+ */
 function lstmCellForward32(z: TypedArray, c: TypedArray, B: number, H: number, acts: TypedArray): void {
   const n = B * H, fr = Math.fround;
   for (let b = 0; b < B; b++) {
     const zr = b * 4 * H, cr = b * H;
     for (let j = 0; j < H; j++) {
-      const si = fr(sigmoid(z[zr + j]!)), sf = fr(sigmoid(z[zr + H + j]!));
-      const tg = fr(Math.tanh(z[zr + 2 * H + j]!)), so = fr(sigmoid(z[zr + 3 * H + j]!));
+      const si = sigmoidF32(z[zr + j]!), sf = sigmoidF32(z[zr + H + j]!);
+      const tg = tanhF32(z[zr + 2 * H + j]!), so = sigmoidF32(z[zr + 3 * H + j]!);
       // c' = σ(f)·c + σ(i)·tanh(g): two products, each rounded, then their sum.
       const cNext = fr(fr(sf * c[cr + j]!) + fr(si * tg));
-      const tc = fr(Math.tanh(cNext));
+      const tc = tanhF32(cNext);
       const o = cr + j;
       acts[o] = so * tc;
       acts[n + o] = cNext;
@@ -97,8 +102,11 @@ export function lstmCellBackward(acts: TypedArray, c: TypedArray, dOut: TypedArr
   }
 }
 
-/** Adam's update of one parameter: out = [p', m', v'] (each p.length long). See FusedKernelAttrs.adamStep. */
-export function adamStep(p: TypedArray, g: TypedArray, m: TypedArray, v: TypedArray, a: FusedKernelAttrs['adamStep'], out: TypedArray, float32: boolean): void {
+/** The hyperparameters of one parameter's Adam update (MultiOutputKernelAttrs.adamStep, with its own step). */
+export type AdamAttrs = Omit<MultiOutputKernelAttrs['adamStep'], 'steps'> & { step: number };
+
+/** Adam's update of one parameter into outP, outM, outV (each p.length long). See MultiOutputKernelAttrs.adamStep. */
+export function adamStep(p: TypedArray, g: TypedArray, m: TypedArray, v: TypedArray, a: AdamAttrs, outP: TypedArray, outM: TypedArray, outV: TypedArray, float32: boolean): void {
   const r = float32 ? Math.fround : (x: number) => x;
   const n = p.length;
   // The scalars as the composition's scalar tensors hold them.
@@ -116,9 +124,9 @@ export function adamStep(p: TypedArray, g: TypedArray, m: TypedArray, v: TypedAr
       const mi = fr(fr(m[i]! * b1) + fr(gi * c1));
       const vi = fr(fr(v[i]! * b2) + fr(fr(gi * gi) * c2));
       const denom = fr(fr(fr(Math.sqrt(vi)) / sq) + eps);
-      out[i] = param - fr(fr(mi / denom) * stepSize);
-      out[n + i] = mi;
-      out[2 * n + i] = vi;
+      outP[i] = param - fr(fr(mi / denom) * stepSize);
+      outM[i] = mi;
+      outV[i] = vi;
     }
   } else {
     for (let i = 0; i < n; i++) {
@@ -128,9 +136,23 @@ export function adamStep(p: TypedArray, g: TypedArray, m: TypedArray, v: TypedAr
       const mi = m[i]! * b1 + gi * c1;
       const vi = v[i]! * b2 + gi * gi * c2;
       const denom = Math.sqrt(vi) / sq + eps;
-      out[i] = param - (mi / denom) * stepSize;
-      out[n + i] = mi;
-      out[2 * n + i] = vi;
+      outP[i] = param - (mi / denom) * stepSize;
+      outM[i] = mi;
+      outV[i] = vi;
     }
   }
+}
+
+/**
+ * Σ_i Σ_j x_i[j]² in float64: each array's squares summed from 0 in order, then the arrays'
+ * sums in order (the composition cast → square → sum → add, rounding for rounding).
+ */
+export function sumOfSquares(xs: readonly TypedArray[]): number {
+  let total = 0;
+  xs.forEach((x, i) => {
+    let s = 0;
+    for (let j = 0; j < x.length; j++) { const v = x[j]!; s += v * v; }
+    total = i === 0 ? s : total + s;
+  });
+  return total;
 }

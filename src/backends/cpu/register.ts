@@ -11,6 +11,7 @@ import { sizeOf } from '../../core/shape.js';
 import { CpuBackend, cpuKernels, cpuMultiKernels, data, type CpuKernel, type CpuMultiKernel } from './cpu-backend.js';
 import { cpuPool } from './pool.js';
 import { WasmMatmul } from './wasm/wasm-matmul.js';
+import { WasmMath } from './wasm/wasm-math.js';
 
 export interface CpuOptions {
   /**
@@ -71,7 +72,47 @@ class SimdState {
       threads: engine.threads,
       threadsReason: s.threadsReason,
       simdProducts: engine.products,
+      // float32 σ, tanh and LSTM cells computed by the SIMD transcendental kernels.
+      simdMath: this.math() !== null ? 'WebAssembly SIMD128 σ, tanh and LSTM cell (float32)' : `scalar: ${String(this.mathModule)}`,
+      simdMathCalls: this.math()?.calls ?? 0,
       chunksByThread: engine.pool?.chunksByThread() ?? [],
+    };
+  }
+
+  /** The float32 σ/tanh/LSTM-cell module, or why it cannot run here; built on first use. */
+  private mathModule: WasmMath | string | null = null;
+
+  /** The SIMD transcendental kernels when SIMD is on and runs here, else null. */
+  private math(): WasmMath | null {
+    if (!this.enabled) return null;
+    if (this.mathModule === null) this.mathModule = WasmMath.create();
+    return typeof this.mathModule === 'string' ? null : this.mathModule;
+  }
+
+  /** float32 σ or tanh on SIMD (the scalar kernel's bits); other dtypes and small arrays go scalar. */
+  unary<K extends 'sigmoid' | 'tanh'>(op: K): CpuKernel<K> {
+    return (inputs, attrs, out, be) => {
+      const math = out.dtype === 'float32' ? this.math() : null;
+      if (math !== null) {
+        const y = cpuPool.take('float32', sizeOf(out.shape), false) as Float32Array;
+        if (math.unary(op, data(inputs[0]!) as Float32Array, y)) return be.wrap(y);
+        cpuPool.give(y);
+      }
+      return (cpuKernels[op] as CpuKernel<K>)(inputs, attrs, out, be);
+    };
+  }
+
+  lstmCell(): CpuKernel<'lstmCell'> {
+    return (inputs, attrs, out, be) => {
+      const math = out.dtype === 'float32' ? this.math() : null;
+      if (math !== null) {
+        const [c, z] = inputs as [typeof inputs[0], typeof inputs[0]];
+        const [B, H] = c.shape as [number, number];
+        const y = cpuPool.take('float32', sizeOf(out.shape), false) as Float32Array;
+        if (math.lstmCell(data(z) as Float32Array, data(c) as Float32Array, B, H, y)) return be.wrap(y);
+        cpuPool.give(y);
+      }
+      return cpuKernels.lstmCell(inputs, attrs, out, be);
     };
   }
 
@@ -130,7 +171,8 @@ class SimdState {
 export function createCpuBackend(options: CpuOptions = {}): CpuBackend & { readonly simd: SimdState } {
   const state = new SimdState();
   state.configure(options);
-  const backend = new CpuBackend({ kernels: { matmul: state.matmul(), groupedMatmul: state.groupedMatmul() },
+  const backend = new CpuBackend({
+    kernels: { matmul: state.matmul(), groupedMatmul: state.groupedMatmul(), sigmoid: state.unary('sigmoid'), tanh: state.unary('tanh'), lstmCell: state.lstmCell() },
     multiKernels: { groupedWeightGrads: state.groupedWeightGrads() }, details: () => state.details() });
   return Object.assign(backend, { simd: state });
 }

@@ -148,8 +148,41 @@ export class Code {
     if (lanes.length !== 16 || lanes.some((l) => l < 0 || l > 31)) throw new Error(`i8x16Shuffle: 16 lanes in 0..31, got ${lanes}`);
     return this.simd(0x0d, ...lanes);
   }
+  /** A v128 constant: four float32 lanes of `value` (rounded to float32). */
+  f32x4Const(value: number): this {
+    const lane = [...new Uint8Array(new Float32Array([value]).buffer)];
+    return this.simd(0x0c, ...lane, ...lane, ...lane, ...lane);
+  }
+  /** A v128 constant: four i32 lanes of `value`. */
+  i32x4Const(value: number): this {
+    const lane = [...new Uint8Array(new Int32Array([value]).buffer)];
+    return this.simd(0x0c, ...lane, ...lane, ...lane, ...lane);
+  }
+  v128And(): this { return this.simd(0x4e); }
+  v128Or(): this { return this.simd(0x50); }
+  /** (a, b, mask) → bits of a where mask is 1, of b where 0. */
+  v128Bitselect(): this { return this.simd(0x52); }
+  f32x4Lt(): this { return this.simd(0x43); }
+  f32x4Ge(): this { return this.simd(0x46); }
+  /** Round to the nearest integer, ties to even. */
+  f32x4Nearest(): this { return this.simd(0x6a); }
+  /** (v, shift i32) → v << shift in each i32 lane. */
+  i32x4Shl(): this { return this.simd(0xab); }
+  /** (v, shift i32) → v >> shift (arithmetic) in each i32 lane. */
+  i32x4ShrS(): this { return this.simd(0xac); }
+  i32x4Add(): this { return this.simd(0xae); }
+  i32x4Sub(): this { return this.simd(0xb1); }
+  f32x4Abs(): this { return this.simd(0xe0); }
+  f32x4Neg(): this { return this.simd(0xe1); }
   f32x4Add(): this { return this.simd(0xe4); }
+  f32x4Sub(): this { return this.simd(0xe5); }
   f32x4Mul(): this { return this.simd(0xe6); }
+  f32x4Div(): this { return this.simd(0xe7); }
+  /** IEEE minimum (NaN if either lane is NaN). */
+  f32x4Min(): this { return this.simd(0xe8); }
+  f32x4Max(): this { return this.simd(0xe9); }
+  /** float32 lanes (integral here) → i32 lanes, saturating; NaN → 0. */
+  i32x4TruncSatF32x4S(): this { return this.simd(0xf8); }
   f64x2Add(): this { return this.simd(0xf0); }
   f64x2Mul(): this { return this.simd(0xf2); }
 

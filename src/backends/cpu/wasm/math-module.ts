@@ -1,0 +1,139 @@
+// The SIMD128 transcendental kernels of float32 tensors, emitted at load time (see
+// wasm-emitter.ts): σ and tanh over an array, and the LSTM cell's forward, four lanes at a
+// time. Each lane runs exactly the float32 steps of expF32 / sigmoidF32 / tanhF32 in
+// src/core/special.ts (Cephes' expf and tanhf), the scalar reference these kernels are
+// tested against bit for bit (test/backends/wasm-math.test.ts): f32x4 arithmetic rounds each
+// lane as IEEE float32 does, subnormals included, and nothing here fuses a multiply and an
+// add. V8's Math.exp and Math.tanh cost 19 and 31 ns a call; a lane here costs about 1.
+//
+// Memory: a private (unshared) memory; the caller copies the operands in and the results out
+// (WasmMath in wasm-math.ts). Arrays are whole v128s: lengths are padded to a multiple of 4.
+
+import { EXPF, TANHF } from '../../../core/special.js';
+import { ModuleBuilder, type Code, type Local } from './wasm-emitter.js';
+
+export interface MathExports {
+  /** dst[i] = σ(src[i]) for `vectors` v128s of float32. */
+  sigmoid_f32(src: number, dst: number, vectors: number): void;
+  tanh_f32(src: number, dst: number, vectors: number): void;
+  /**
+   * The LSTM cell on planes of n = 4·vectors floats: gate pre-activations i, f, g, o at
+   * z, z + n, z + 2n, z + 3n (in floats), the cell c, and out's 7 planes h', c', σ(i), σ(f),
+   * tanh(g), σ(o), tanh(c') (src/backends/cpu/fused.ts lstmCellForward's layout).
+   */
+  lstm_f32(z: number, c: number, out: number, vectors: number): void;
+}
+
+/** Emits e^x of the v128 in `x` (clobbering the scratch locals); leaves the result on the stack. */
+function emitExp(c: Code, x: Local, t: { r: Local; q: Local; n: Local; i: Local }): void {
+  const { log2e, c1, c2, hi, lo, p } = EXPF;
+  // v = max(min(x, 89), −104); n = nearest(v · log2 e)
+  c.get(x).f32x4Const(hi).f32x4Min().f32x4Const(lo).f32x4Max().set(x);
+  c.get(x).f32x4Const(log2e).f32x4Mul().f32x4Nearest().set(t.n);
+  // r = (v − n·c1) − n·c2
+  c.get(x).get(t.n).f32x4Const(c1).f32x4Mul().f32x4Sub().get(t.n).f32x4Const(c2).f32x4Mul().f32x4Sub().set(t.r);
+  // q = Horner over p; y = ((q · r²) + r) + 1
+  c.f32x4Const(p[0]!).set(t.q);
+  for (let k = 1; k < p.length; k++) c.get(t.q).get(t.r).f32x4Mul().f32x4Const(p[k]!).f32x4Add().set(t.q);
+  c.get(t.q).get(t.r).get(t.r).f32x4Mul().f32x4Mul().get(t.r).f32x4Add().f32x4Const(1).f32x4Add();
+  // · 2^n1 · 2^n2, n1 = n >> 1, n2 = n − n1, each 2^m built as the bits (m + 127) << 23.
+  c.get(t.n).i32x4TruncSatF32x4S().set(t.i);
+  c.get(t.i).i32(1).i32x4ShrS().i32x4Const(127).i32x4Add().i32(23).i32x4Shl().f32x4Mul();
+  c.get(t.i).get(t.i).i32(1).i32x4ShrS().i32x4Sub().i32x4Const(127).i32x4Add().i32(23).i32x4Shl().f32x4Mul();
+}
+
+interface Scratch { a: Local; e: Local; r: Local; q: Local; n: Local; i: Local }
+
+function scratch(c: Code): Scratch {
+  return { a: c.local('v128'), e: c.local('v128'), r: c.local('v128'), q: c.local('v128'), n: c.local('v128'), i: c.local('v128') };
+}
+
+/** σ of the v128 in x, left on the stack: (x ≥ 0 ? 1 : e) / (1 + e), e = e^−|x|. */
+function emitSigmoid(c: Code, x: Local, s: Scratch): void {
+  c.get(x).f32x4Abs().f32x4Neg().set(s.e);
+  emitExp(c, s.e, s);
+  c.set(s.e);
+  c.f32x4Const(1).get(s.e).get(x).f32x4Const(0).f32x4Ge().v128Bitselect();
+  c.f32x4Const(1).get(s.e).f32x4Add().f32x4Div();
+}
+
+/** tanh of the v128 in x, left on the stack (x itself is kept). */
+function emitTanh(c: Code, x: Local, s: Scratch): void {
+  const p = TANHF.p;
+  c.get(x).f32x4Abs().set(s.a);
+  // Large |x|: 1 − 2 / (e^2|x| + 1)
+  c.get(s.a).get(s.a).f32x4Add().set(s.e);
+  emitExp(c, s.e, s);
+  c.set(s.e);
+  c.f32x4Const(1).f32x4Const(2).get(s.e).f32x4Const(1).f32x4Add().f32x4Div().f32x4Sub().set(s.e);
+  // Small |x|: ((q · z) · |x|) + |x|, z = x², q by Horner
+  c.get(s.a).get(s.a).f32x4Mul().set(s.r);
+  c.f32x4Const(p[0]!).set(s.q);
+  for (let k = 1; k < p.length; k++) c.get(s.q).get(s.r).f32x4Mul().f32x4Const(p[k]!).f32x4Add().set(s.q);
+  c.get(s.q).get(s.r).f32x4Mul().get(s.a).f32x4Mul().get(s.a).f32x4Add();
+  // select by |x| < 0.625, then x's sign bit (the result is ≥ +0 before it)
+  c.get(s.e).get(s.a).f32x4Const(TANHF.small).f32x4Lt().v128Bitselect();
+  c.get(x).i32x4Const(-0x80000000).v128And().v128Or();
+}
+
+/** for (v = 0; v < vectors; v++) body(byte offset of vector v) */
+function eachVector(c: Code, vectors: Local, body: (offset: Local) => void): void {
+  const v = c.local('i32'), off = c.local('i32');
+  c.forRange(v, 0, vectors, 1, () => {
+    c.get(v).i32(4).i32Shl().set(off);
+    body(off);
+  });
+}
+
+function emitUnary(mod: ModuleBuilder, name: string, emit: (c: Code, x: Local, s: Scratch) => void): void {
+  mod.func(name, ['i32', 'i32', 'i32'], [], (c, src, dst, vectors) => {
+    const x = c.local('v128'), s = scratch(c);
+    eachVector(c, vectors!, (off) => {
+      c.get(src!).get(off).i32Add().v128Load().set(x);
+      c.get(dst!).get(off).i32Add();
+      emit(c, x, s);
+      c.v128Store();
+    });
+  });
+}
+
+function emitLstm(mod: ModuleBuilder): void {
+  mod.func('lstm_f32', ['i32', 'i32', 'i32', 'i32'], [], (c, z, cell, out, vectors) => {
+    const plane = c.local('i32'); // bytes per plane
+    const x = c.local('v128'), s = scratch(c);
+    const si = c.local('v128'), sf = c.local('v128'), tg = c.local('v128'), so = c.local('v128'), cn = c.local('v128'), tc = c.local('v128');
+    const base = c.local('i32'), dst = c.local('i32');
+    c.get(vectors!).i32(4).i32Shl().set(plane);
+    eachVector(c, vectors!, (off) => {
+      c.get(z!).get(off).i32Add().set(base);
+      const gate = (g: number, into: Local, f: 'sigmoid' | 'tanh') => {
+        c.get(base);
+        for (let k = 0; k < g; k++) c.get(plane).i32Add();
+        c.v128Load().set(x);
+        if (f === 'sigmoid') emitSigmoid(c, x, s);
+        else emitTanh(c, x, s);
+        c.set(into);
+      };
+      gate(0, si, 'sigmoid');
+      gate(1, sf, 'sigmoid');
+      gate(2, tg, 'tanh');
+      gate(3, so, 'sigmoid');
+      // c' = σ(f)·c + σ(i)·tanh(g); h' = σ(o)·tanh(c')
+      c.get(sf).get(cell!).get(off).i32Add().v128Load().f32x4Mul().get(si).get(tg).f32x4Mul().f32x4Add().set(cn);
+      emitTanh(c, cn, s);
+      c.set(tc);
+      c.get(out!).get(off).i32Add().set(dst);
+      const store = (value: () => void) => { c.get(dst); value(); c.v128Store(); c.get(dst).get(plane).i32Add().set(dst); };
+      store(() => c.get(so).get(tc).f32x4Mul());
+      for (const l of [cn, si, sf, tg, so, tc]) store(() => c.get(l));
+    });
+  });
+}
+
+export function mathModuleBytes(): Uint8Array {
+  const mod = new ModuleBuilder({ shared: false, initialPages: 1, maximumPages: 32768 });
+  emitUnary(mod, 'sigmoid_f32', emitSigmoid);
+  emitUnary(mod, 'tanh_f32', emitTanh);
+  emitLstm(mod);
+  return mod.bytes();
+}

@@ -1,0 +1,132 @@
+// float32 σ, tanh and the LSTM cell: the scalar float32 algorithms (core/special.ts, Cephes'
+// expf and tanhf) against float64 Math.* (accuracy in float32 ulps), and the WebAssembly SIMD
+// kernels (src/backends/cpu/wasm/math-module.ts) against the scalar ones, bit for bit.
+
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import fc from 'fast-check';
+import { expF32, sigmoidF32, tanhF32 } from '../../src/core/special.js';
+import { WasmMath, MIN_ELEMENTS } from '../../src/backends/cpu/wasm/wasm-math.js';
+import { lstmCellForward } from '../../src/backends/cpu/fused.js';
+import { lstmCell } from '../../src/tensor/ops/fused.js';
+import { mt, numRuns } from '../helpers.js';
+
+const math = WasmMath.create();
+if (typeof math === 'string') throw new Error(`these tests need WebAssembly SIMD (Node 20 has it): ${math}`);
+const simd = math;
+
+const f32 = Math.fround;
+/** float32's ulp at |v| (subnormal spacing below the normal range). */
+function ulp(v: number): number {
+  const a = Math.abs(f32(v));
+  if (a === 0) return 2 ** -149;
+  return 2 ** Math.max(Math.floor(Math.log2(a)) - 23, -149);
+}
+const sigmoid64 = (x: number) => (x >= 0 ? 1 / (1 + Math.exp(-x)) : Math.exp(x) / (1 + Math.exp(x)));
+
+/** Deterministic float32 values spread over magnitudes 2^-8 … 2^7 and both signs (a 32-bit LCG). */
+function values(n: number, seed: number): Float32Array {
+  let s = seed >>> 0;
+  const next = () => { s = (Math.imul(s, 1664525) + 1013904223) >>> 0; return s / 2 ** 32; };
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i++) out[i] = (next() < 0.5 ? -1 : 1) * 2 ** (next() * 15 - 8);
+  return out;
+}
+
+/** Inputs at the algorithms' edges: zeros, infinities, NaN, the clamps, the tanh switch, subnormal e^x, halves of x·log2 e. */
+const SPECIALS = [0, -0, NaN, Infinity, -Infinity, 1e-45, -1e-45, 1e-30, -1e-30, 88.72, 88.73, 89, 89.5, -87.3, -103.2, -103.3, -104, -104.5,
+  0.625, -0.625, f32(0.625 - 2 ** -24), 9, -9, 44.4, -44.4, 0.5 / Math.LOG2E, 1.5 / Math.LOG2E, -2.5 / Math.LOG2E].map(f32);
+
+const bitsEqual = (a: number, b: number) => Object.is(a, b) || (Number.isNaN(a) && Number.isNaN(b));
+
+test('float32 e^x, σ and tanh are within 1, 2.5 and 1.5 float32 ulps of float64 Math (measured: 0.97, 2.34, 1.31)', () => {
+  const cases = [
+    { name: 'exp', f: expF32, ref: Math.exp, tol: 1, range: 88 },
+    { name: 'sigmoid', f: sigmoidF32, ref: sigmoid64, tol: 2.5, range: 40 },
+    { name: 'tanh', f: tanhF32, ref: Math.tanh, tol: 1.5, range: 12 },
+  ];
+  for (const { name, f, ref, tol, range } of cases) {
+    let worst = 0, at = 0;
+    for (const scale of [range, 4, 1, 1e-3]) {
+      const xs = values(200_000, 17 + scale);
+      for (const v of xs) {
+        const x = f32((v / 128) * scale);
+        const r = ref(x);
+        if (Math.abs(r) > 3.4028234663852886e38 || (name !== 'tanh' && x < -87 && r < 2 ** -126)) continue; // beyond float32's range
+        const err = Math.abs(f(x) - r) / ulp(r);
+        if (err > worst) { worst = err; at = x; }
+      }
+    }
+    assert.ok(worst <= tol, `${name}: ${worst.toFixed(3)} ulps at x = ${at}`);
+  }
+});
+
+test('float32 σ, tanh and e^x at their edges: NaN, ±∞, ±0, saturation, subnormal results', () => {
+  assert.ok(Number.isNaN(expF32(NaN)) && Number.isNaN(sigmoidF32(NaN)) && Number.isNaN(tanhF32(NaN)));
+  assert.equal(expF32(Infinity), Infinity);
+  assert.equal(expF32(89), Infinity); // e^89 > float32's largest
+  assert.equal(expF32(-Infinity), 0);
+  assert.equal(expF32(-104), 0);
+  assert.equal(expF32(0), 1);
+  // A subnormal result, rounded once: e^-100 = 3.72e-44 lies between the subnormals 3.64e-44 and 3.78e-44.
+  assert.ok(Math.abs(expF32(-100) - Math.exp(-100)) <= 2 ** -149);
+  assert.ok(expF32(-100) > 0);
+  assert.equal(sigmoidF32(Infinity), 1);
+  assert.equal(sigmoidF32(-Infinity), 0);
+  assert.equal(sigmoidF32(0), 0.5);
+  assert.equal(sigmoidF32(-0), 0.5);
+  assert.equal(tanhF32(Infinity), 1);
+  assert.equal(tanhF32(-Infinity), -1);
+  assert.ok(Object.is(tanhF32(-0), -0) && Object.is(tanhF32(0), 0));
+  assert.equal(tanhF32(1e-30), f32(1e-30));
+  for (const x of [0.3, 0.7, 2, 5]) assert.equal(tanhF32(f32(-x)), -tanhF32(f32(x)), 'tanh is odd');
+});
+
+test(`SIMD σ and tanh give the scalar float32 kernels' bits, any length (padding lanes), specials included`, () => {
+  fc.assert(fc.property(fc.integer({ min: MIN_ELEMENTS, max: 300 }), fc.integer(), (n, seed) => {
+    const x = values(n, seed);
+    x.set(SPECIALS.slice(0, Math.min(SPECIALS.length, n)), 0);
+    for (const [op, ref] of [['sigmoid', sigmoidF32], ['tanh', tanhF32]] as const) {
+      const y = new Float32Array(n);
+      assert.ok(simd.unary(op, x, y));
+      for (let i = 0; i < n; i++) if (!bitsEqual(y[i]!, f32(ref(x[i]!)))) assert.fail(`${op}(${x[i]}): SIMD ${y[i]}, scalar ${f32(ref(x[i]!))}`);
+    }
+  }), numRuns(60));
+  // Many magnitudes at once.
+  const x = values(100_003, 5), y = new Float32Array(x.length);
+  for (const [op, ref] of [['sigmoid', sigmoidF32], ['tanh', tanhF32]] as const) {
+    simd.unary(op, x, y);
+    let differ = 0;
+    for (let i = 0; i < x.length; i++) if (!bitsEqual(y[i]!, f32(ref(x[i]!)))) differ++;
+    assert.equal(differ, 0, `${op}: ${differ} of ${x.length} differ`);
+  }
+  assert.equal(simd.unary('tanh', new Float32Array(MIN_ELEMENTS - 1), new Float32Array(MIN_ELEMENTS - 1)), false, 'below MIN_ELEMENTS it declines');
+});
+
+test(`the SIMD LSTM cell gives the scalar fused kernel's bits (B·H not a multiple of 4 included)`, () => {
+  for (const [B, H] of [[32, 256], [3, 7], [5, 4], [1, 33]] as const) {
+    const z = values(B * 4 * H, B * 131 + H).map((v) => v / 16), c = values(B * H, H).map((v) => v / 32);
+    z.set(SPECIALS.slice(0, Math.min(SPECIALS.length, z.length)), 0);
+    const simdActs = new Float32Array(7 * B * H), scalarActs = new Float32Array(7 * B * H);
+    assert.ok(simd.lstmCell(z, c, B, H, simdActs));
+    lstmCellForward(z, c, B, H, scalarActs, true);
+    for (let i = 0; i < simdActs.length; i++) if (!bitsEqual(simdActs[i]!, scalarActs[i]!)) assert.fail(`B ${B} H ${H}: element ${i}: SIMD ${simdActs[i]}, scalar ${scalarActs[i]}`);
+  }
+});
+
+test('the backend runs float32 σ, tanh and the LSTM cell on SIMD (backendInfo counts the calls) with the scalar kernels\' results', () => {
+  const x = mt.tensor(Array.from(values(257, 3)), [257]);
+  const z = mt.tensor(Array.from(values(6 * 4 * 9, 4)).map((v) => v / 16), [6, 36]), c = mt.tensor(Array.from(values(54, 6)).map((v) => v / 16), [6, 9]);
+  const run = () => [mt.sigmoid(x), mt.tanh(x), lstmCell(z, c).h, lstmCell(z, c).c].map((t) => Array.from(t.dataSync()));
+  try {
+    mt.setBackend('cpu', { simd: true });
+    const before = mt.backendInfo().simdMathCalls as number;
+    const onSimd = run();
+    assert.equal(mt.backendInfo().simdMathCalls, before + 4, 'σ, tanh and both cells ran on the SIMD kernels');
+    mt.setBackend('cpu', { simd: false });
+    const scalar = run();
+    onSimd.forEach((v, i) => assert.deepEqual(v, scalar[i]));
+  } finally {
+    mt.setBackend('cpu', { simd: true });
+  }
+});
