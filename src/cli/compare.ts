@@ -8,6 +8,7 @@
 
 import { spawn } from 'node:child_process';
 import { existsSync, writeFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import type { CompareManifest, RunConfig } from '../report/schema.js';
 import { formatDuration, formatRate } from './progress.js';
@@ -18,7 +19,12 @@ export interface CompareOptions {
   base: RunConfig;
   experts: number[];
   out: string;
-  parallel: number;
+  /**
+   * Runs trained at once (default: all of them, up to two per core). Each child process gets
+   * the cores divided among the runs as its --threads unless --threads is given; results
+   * are the same for any thread count, so this changes only the wall time.
+   */
+  parallel?: number;
   unbalanced: boolean;
   quiet: boolean;
   /** --gatings: one MoE per router (at the first expert count) instead of one per expert count. */
@@ -86,7 +92,7 @@ function plans(o: CompareOptions): Plan[] {
 
 /** Flags shared by every run (data, budget, sizes), from what the user typed. */
 function sharedFlags(flags: CompareOptions['flags'], own: readonly string[] = []): string[] {
-  const skip = new Set(['experts', 'model', 'out', 'parallel', 'no-unbalanced', 'label', 'quiet', 'help', 'debug', 'w-importance', 'w-load', 'resume', 'gatings', 'fine-grained', ...own]);
+  const skip = new Set(['experts', 'model', 'out', 'parallel', 'no-unbalanced', 'label', 'quiet', 'help', 'debug', 'w-importance', 'w-load', 'resume', 'gatings', 'fine-grained', 'threads', ...own]);
   const args: string[] = [];
   for (const [k, v] of Object.entries(flags)) {
     if (skip.has(k) || v === undefined || v === false) continue;
@@ -99,8 +105,13 @@ function sharedFlags(flags: CompareOptions['flags'], own: readonly string[] = []
 interface Live { label: string; step: number; total: number; loss: number; tokensPerSec: number; elapsed: number; done: boolean; val?: number }
 
 export async function compare(o: CompareOptions): Promise<string> {
-  if (!(o.parallel >= 1)) throw new UsageError(`--parallel must be a positive integer, got ${o.parallel}`);
+  if (o.parallel !== undefined && !(o.parallel >= 1)) throw new UsageError(`--parallel must be a positive integer, got ${o.parallel}`);
   const runs = plans(o);
+  // Several small runs sharing the cores finish sooner than the same runs two at a time
+  // (the default 3 runs: 33 s against 39 s on 2 cores, measured 2026-12-03).
+  const cores = availableParallelism();
+  const parallel = Math.min(runs.length, o.parallel ?? Math.max(2, 2 * cores));
+  const childThreads = o.flags.threads !== undefined ? String(o.flags.threads) : String(Math.max(1, Math.floor(cores / parallel)));
   if (!o.resume) {
     const flags = Object.fromEntries(Object.entries(o.flags).filter(([k, v]) => v !== undefined && !['out', 'resume', 'help', 'debug'].includes(k))) as Record<string, string | boolean>;
     const manifest: CompareManifest = { runs: runs.map((r) => r.dir), createdAt: new Date().toISOString(), note: `compare: ${runs.map((r) => r.label).join(', ')}`, flags };
@@ -132,7 +143,7 @@ export async function compare(o: CompareOptions): Promise<string> {
     else process.stderr.write(`${lines.join('\n')}\n`);
     drawn = lines.length;
   };
-  if (!o.quiet) process.stderr.write(`mixtape compare: ${runs.length} runs of ${o.base.steps} steps, ${o.parallel} at a time, in ${o.out}\n`);
+  if (!o.quiet) process.stderr.write(`mixtape compare: ${runs.length} runs of ${o.base.steps} steps, ${parallel} at a time, in ${o.out}\n`);
   let next = 0;
   const failures: string[] = [];
   // Ctrl-C: every running child saves its checkpoint and stops; no further run starts.
@@ -150,9 +161,9 @@ export async function compare(o: CompareOptions): Promise<string> {
       const dir = join(o.out, r.dir);
       // A run with a checkpoint continues from it (with the checkpoint's settings; --steps may grow).
       const resumeRun = o.resume === true && existsSync(join(dir, CHECKPOINT));
-      const threads = o.flags.threads === undefined ? [] : ['--threads', String(o.flags.threads)];
-      const args = [...process.execArgv, process.argv[1]!, 'train', ...(resumeRun ? ['--resume', '--steps', String(o.base.steps), ...threads] : [...sharedFor(r), ...(r.flags['w-importance'] ? [] : balance),
-        ...Object.entries(r.flags).flatMap(([k, v]) => [`--${k}`, v]), '--label', r.label]), '--out', dir, '--progress-json'];
+      const threads = o.base.backend === 'cpu' ? ['--threads', childThreads] : [];
+      const args = [...process.execArgv, process.argv[1]!, 'train', ...(resumeRun ? ['--resume', '--steps', String(o.base.steps)] : [...sharedFor(r), ...(r.flags['w-importance'] ? [] : balance),
+        ...Object.entries(r.flags).flatMap(([k, v]) => [`--${k}`, v]), '--label', r.label]), ...threads, '--out', dir, '--progress-json'];
       await new Promise<void>((resolveRun) => {
         const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
         let buffer = '', errors = '';
@@ -184,7 +195,7 @@ export async function compare(o: CompareOptions): Promise<string> {
     }
   };
   try {
-    await Promise.all(Array.from({ length: Math.min(o.parallel, runs.length) }, worker));
+    await Promise.all(Array.from({ length: parallel }, worker));
   } finally {
     process.off('SIGINT', onSigint);
   }

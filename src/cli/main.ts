@@ -98,7 +98,7 @@ Trains, on the same data and budget: the MoE model, its compute-matched dense mo
 (hidden size k × expert hidden), and the same MoE without balancing losses; with
 --experts 4,16,64 one MoE per expert count. Then writes report.html. Runs two at a time.
 Flags: all of train's (--experts may be a comma-separated list), plus
-  --out DIR (default runs/compare)  --parallel N (default 2)  --no-unbalanced (skip the run without balancing losses)
+  --out DIR (default runs/compare)  --parallel N (default: every run at once, up to 2 per core)  --no-unbalanced (skip the run without balancing losses)
   --gatings noisy-topk,switch,gshard,expert-choice,hash,deepseek   one MoE per router at one --experts, plus the dense
                            baseline, with matched active compute: each router's expert hidden size is
                            ⌈k·h/a⌉ (a = its experts per token: switch, hash 1; gshard 2; noisy-topk k;
@@ -400,7 +400,7 @@ async function compareCommand(args: string[]): Promise<void> {
     await useBackend(base, threadsFlag(values, base.backend));
     if (base.backend === 'gpu') mt.shutdownGpu();
     const report = await compare({
-      base, experts, out, parallel: int('parallel', values.parallel as string | undefined, 2),
+      base, experts, out, ...(values.parallel === undefined ? {} : { parallel: int('parallel', values.parallel as string, 2) }),
       unbalanced: !values['no-unbalanced'], quiet: Boolean(values.quiet), flags: values, resume, ...(gatings ? { gatings, fineGrained } : {}),
     });
     console.log(`report: ${report}`);
