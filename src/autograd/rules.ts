@@ -22,7 +22,7 @@
 
 import type { KernelAttrs } from '../core/backend.js';
 import * as ops from '../tensor/ops/index.js';
-import { groupedMatmulGrads, lstmCellBackward } from '../tensor/ops/fused.js';
+import { groupedMatmulGrads, lstmCellBackward, lstmSequenceGrads } from '../tensor/ops/fused.js';
 import { isGradEnabled } from '../tensor/engine.js';
 import type { CompositeAttrs, RecordedOp } from '../tensor/recorded-ops.js';
 import type { Tensor } from '../tensor/tensor.js';
@@ -258,6 +258,10 @@ const rules: GradRules = {
       c.needs[1] ? lstmCellBackward(z, cell, c.output, dy, 'z', graph) : null,
     ];
   },
+
+  // An LSTM layer's steps: one backward kernel (∂W_hh one product over the steps); with
+  // createGraph the same walk composed from core ops.
+  lstmSequence: (dy, c) => lstmSequenceGrads(dy, c.inputs, c.output, c.needs, isGradEnabled()),
 
   groupedMatmul: (dy, c) => {
     const [x, ...weights] = c.inputs as [Tensor, ...Tensor[]];

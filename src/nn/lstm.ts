@@ -7,9 +7,9 @@
 //   c' = f ⊙ c + i ⊙ g                        h' = o ⊙ tanh(c')
 
 import { dropout } from '../tensor/ops/functional.js';
-import { lstmCell } from '../tensor/ops/fused.js';
+import { lstmCell, lstmSequence } from '../tensor/ops/fused.js';
 import { matmul } from '../tensor/ops/linalg.js';
-import { chunk, concat, reshape, slice, split, stack } from '../tensor/ops/movement.js';
+import { concat, reshape, slice, stack } from '../tensor/ops/movement.js';
 import { zeros } from '../tensor/ops/creation.js';
 import { tidy } from '../tensor/engine.js';
 import { checkpoint } from '../autograd/checkpoint.js';
@@ -124,20 +124,16 @@ export class LSTM extends Module {
 
   /**
    * Layer l over the steps of xs [L, B, In] from state (h, c): [h, c, outputs [L, B, H]].
-   * The input projection of every step is one matmul; only h·W_hhᵀ is sequential.
+   * The input projection of every step is one matmul; the recurrence is lstmSequence (one
+   * kernel on the CPU, forward and backward; step by step elsewhere).
    */
   private runSteps(l: number, h: Tensor, c: Tensor, xs: Tensor): [Tensor, Tensor, Tensor] {
     const self = this as unknown as Record<string, Tensor>;
     const [L, B] = [xs.shape[0]!, xs.shape[1]!], H = this.hiddenSize;
     let xw = matmul(reshape(xs, [L * B, xs.shape[2]!]), self[`weight_ih_l${l}`]!, { transposeB: true });
     if (this.bias) xw = xw.add(self[`bias_ih_l${l}`]!.add(self[`bias_hh_l${l}`]!));
-    const steps = chunk(reshape(xw, [L, B * 4 * H]), L, 0);
-    const outputs: Tensor[] = [];
-    for (let t = 0; t < L; t++) {
-      ({ h, c } = step(reshape(steps[t]!, [B, 4 * H]), h, c, self[`weight_hh_l${l}`]!));
-      outputs.push(h);
-    }
-    return [h, c, stack(outputs, 0)];
+    const out = lstmSequence(reshape(xw, [L, B, 4 * H]), h, c, self[`weight_hh_l${l}`]!);
+    return [out.h, out.c, out.hs];
   }
 
   /**

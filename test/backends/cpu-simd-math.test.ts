@@ -7,7 +7,7 @@ import { test } from 'node:test';
 import fc from 'fast-check';
 import { expF32, sigmoidF32, tanhF32 } from '../../src/core/special.js';
 import { WasmMath, MIN_ELEMENTS } from '../../src/backends/cpu/wasm/wasm-math.js';
-import { lstmCellForward } from '../../src/backends/cpu/fused.js';
+import { adamStep, lstmCellForward } from '../../src/backends/cpu/fused.js';
 import { lstmCell } from '../../src/tensor/ops/fused.js';
 import { mt, numRuns } from '../helpers.js';
 
@@ -128,5 +128,19 @@ test('the backend runs float32 σ, tanh and the LSTM cell on SIMD (backendInfo c
     onSimd.forEach((v, i) => assert.deepEqual(v, scalar[i]));
   } finally {
     mt.setBackend('cpu', { simd: true });
+  }
+});
+
+test(`SIMD Adam gives the scalar fused kernel's float32 bits (L2, AdamW, no decay; lengths with padding)`, () => {
+  const options = [{ weightDecay: 0, decoupled: false }, { weightDecay: 0.1, decoupled: false }, { weightDecay: 0.01, decoupled: true }];
+  for (const n of [16, 37, 1000]) {
+    for (const [j, o] of options.entries()) {
+      const p = values(n, 1 + j), g = values(n, 2 + j), m = values(n, 3 + j).map((x) => x / 10), v = values(n, 4 + j).map((x) => x * x / 100);
+      const a = { lr: 0.01, beta1: 0.9, beta2: 0.999, eps: 1e-8, step: 7, ...o };
+      const simdOut = [new Float32Array(n), new Float32Array(n), new Float32Array(n)], scalarOut = [new Float32Array(n), new Float32Array(n), new Float32Array(n)];
+      assert.ok(simd.adam(p, g, m, v, a, simdOut[0]!, simdOut[1]!, simdOut[2]!));
+      adamStep(p, g, m, v, a, scalarOut[0]!, scalarOut[1]!, scalarOut[2]!, true);
+      simdOut.forEach((o2, k) => o2.forEach((x, i) => { if (!bitsEqual(x, scalarOut[k]![i]!)) assert.fail(`n ${n} ${JSON.stringify(o)} output ${k} element ${i}: SIMD ${x}, scalar ${scalarOut[k]![i]}`); }));
+    }
   }
 });

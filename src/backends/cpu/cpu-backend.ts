@@ -6,7 +6,7 @@ import { cpuPool } from './pool.js';
 import { fillRandom } from '../../core/philox.js';
 import { sizeOf } from '../../core/shape.js';
 import type { Backend, BackendInfo, CoreKernelName, FusedKernelName, Handle, KernelAttrs, KernelName, KernelTable, MemoryInfo, MultiOutputKernelAttrs, MultiOutputKernelName, OutInfo, TensorInfo } from '../../core/backend.js';
-import { adamStep, lstmCellBackward, lstmCellForward, sumOfSquares } from './fused.js';
+import { adamStep, lstmCellBackward, lstmCellForward, lstmSequenceBackward, lstmSequenceForward, sumOfSquares, type LstmSequenceOps } from './fused.js';
 import { binaryBroadcast, binaryFast, binaryFns, broadcastLoop, mapUnary, unaryFns, whereFast } from './elementwise.js';
 import { gather, indexAdd, indexSelect, oneHot, scatterAdd, topkIndices } from './indexing.js';
 import { groupedMatmulScalar, groupedWeightGradsScalar, matmul } from './matmul/matmul.js';
@@ -211,12 +211,37 @@ function makeKernels(): CpuKernelTable {
       groupedMatmulScalar(inputs.map(data), inputs[0]!.shape[1]!, sizes, transposeB, y, out.shape[1]!);
       return be.wrap(y);
     },
+    lstmSequence: (inputs, _a, out, be) => lstmSequenceKernel(inputs, out, be, scalarSequenceOps),
     sumOfSquares: (inputs, _a, out, be) => {
       const y = full(out);
       y[0] = sumOfSquares(inputs.map(data));
       return be.wrap(y);
     },
   };
+}
+
+/** An LSTM layer's products and cells on the scalar kernels. */
+export const scalarSequenceOps: LstmSequenceOps = {
+  matmul,
+  cell: (z, c, B, H, acts) => lstmCellForward(z, c, B, H, acts, z instanceof Float32Array),
+};
+
+/** The lstmSequence kernel over `ops` (the SIMD backend passes its own). */
+export function lstmSequenceKernel(inputs: In, out: OutInfo, be: CpuBackend, ops: LstmSequenceOps): CpuHandle {
+  const [xw, h0, c0, w] = inputs as [In[0], In[0], In[0], In[0]];
+  const [L, B] = xw.shape as [number, number], H = h0.shape[1]!;
+  const y = full(out);
+  lstmSequenceForward(data(xw), data(h0), data(c0), data(w), L, B, H, y, ops);
+  return be.wrap(y);
+}
+
+/** The lstmSequenceBackward kernel over `ops`. */
+export function lstmSequenceBackwardKernel(inputs: In, outs: readonly OutInfo[], be: CpuBackend, ops: LstmSequenceOps): CpuHandle[] {
+  const [acts, h0, c0, w, dActs] = inputs as [In[0], In[0], In[0], In[0], In[0]];
+  const [L, , B, H] = acts.shape as [number, number, number, number];
+  const ys = outs.map(full) as [TypedArray, TypedArray, TypedArray, TypedArray];
+  lstmSequenceBackward(data(acts), data(h0), data(c0), data(w), data(dActs), L, B, H, ...ys, ops);
+  return ys.map((y) => be.wrap(y));
 }
 
 /**
@@ -236,6 +261,7 @@ export const cpuMultiKernels: CpuMultiKernelTable = Object.freeze({
     groupedWeightGradsScalar(data(inputs[0]!), data(inputs[1]!), inputs[0]!.shape[1]!, inputs[1]!.shape[1]!, sizes, ys);
     return ys.map((y) => be.wrap(y));
   },
+  lstmSequenceBackward: (inputs, _a, outs, be) => lstmSequenceBackwardKernel(inputs, outs, be, scalarSequenceOps),
   adamStep: (inputs, { steps, ...attrs }, outs, be) => {
     const n = steps.length;
     const ys = outs.map(full);

@@ -13,6 +13,7 @@
 import type { MultiOutputKernelAttrs } from '../../core/backend.js';
 import type { TypedArray } from '../../core/dtype.js';
 import { sigmoidF32, tanhF32 } from '../../core/special.js';
+import { cpuPool } from './pool.js';
 
 /** unaryFns.sigmoid's formula (elementwise.ts), repeated here so that the loop inlines it. */
 function sigmoid(x: number): number {
@@ -105,16 +106,25 @@ export function lstmCellBackward(acts: TypedArray, c: TypedArray, dOut: TypedArr
 /** The hyperparameters of one parameter's Adam update (MultiOutputKernelAttrs.adamStep, with its own step). */
 export type AdamAttrs = Omit<MultiOutputKernelAttrs['adamStep'], 'steps'> & { step: number };
 
+/**
+ * The scalars of Adam's update as the composition's scalar tensors hold them (float32-rounded
+ * for float32 parameters), and which weight decay applies.
+ */
+export function adamConstants(a: AdamAttrs, float32 = true) {
+  const r = float32 ? Math.fround : (x: number) => x;
+  const bc1 = 1 - a.beta1 ** a.step, bc2 = 1 - a.beta2 ** a.step;
+  return {
+    b1: r(a.beta1), b2: r(a.beta2), c1: r(1 - a.beta1), c2: r(1 - a.beta2),
+    sq: r(Math.sqrt(bc2)), eps: r(a.eps), stepSize: r(a.lr / bc1),
+    wd: r(a.weightDecay), shrink: r(1 - a.lr * a.weightDecay),
+    coupled: a.weightDecay !== 0 && !a.decoupled, decoupled: a.weightDecay !== 0 && a.decoupled,
+  };
+}
+
 /** Adam's update of one parameter into outP, outM, outV (each p.length long). See MultiOutputKernelAttrs.adamStep. */
 export function adamStep(p: TypedArray, g: TypedArray, m: TypedArray, v: TypedArray, a: AdamAttrs, outP: TypedArray, outM: TypedArray, outV: TypedArray, float32: boolean): void {
-  const r = float32 ? Math.fround : (x: number) => x;
   const n = p.length;
-  // The scalars as the composition's scalar tensors hold them.
-  const b1 = r(a.beta1), b2 = r(a.beta2), c1 = r(1 - a.beta1), c2 = r(1 - a.beta2);
-  const bc1 = 1 - a.beta1 ** a.step, bc2 = 1 - a.beta2 ** a.step;
-  const sq = r(Math.sqrt(bc2)), eps = r(a.eps), stepSize = r(a.lr / bc1);
-  const wd = r(a.weightDecay), shrink = r(1 - a.lr * a.weightDecay);
-  const coupled = a.weightDecay !== 0 && !a.decoupled, decoupled = a.weightDecay !== 0 && a.decoupled;
+  const { b1, b2, c1, c2, sq, eps, stepSize, wd, shrink, coupled, decoupled } = adamConstants(a, float32);
   if (float32) {
     const fr = Math.fround;
     for (let i = 0; i < n; i++) {
@@ -155,4 +165,73 @@ export function sumOfSquares(xs: readonly TypedArray[]): number {
     total = i === 0 ? s : total + s;
   });
   return total;
+}
+
+// ---- an LSTM layer's steps in one kernel ---------------------------------------------------
+
+/** The products and the cell a layer's kernel runs with (the SIMD ones, or the scalar references). */
+export interface LstmSequenceOps {
+  /** out = op(a) · op(b), as the matmul kernel (2-D here). */
+  matmul(a: TypedArray, aShape: readonly number[], b: TypedArray, bShape: readonly number[], out: TypedArray, outShape: readonly number[], transposeA: boolean, transposeB: boolean): void;
+  /** lstmCellForward (float32 or float64 by the arrays). */
+  cell(z: TypedArray, c: TypedArray, B: number, H: number, acts: TypedArray): void;
+}
+
+/** A zeroed scratch array of x's float dtype from the buffer pool (given back by the caller). */
+const like = (x: TypedArray, n: number): TypedArray => cpuPool.take(x instanceof Float32Array ? 'float32' : 'float64', n);
+
+/**
+ * L steps of the LSTM recurrence: xw [L, B, 4H] (every step's input projection and biases),
+ * h0, c0 [B, H], w = W_hh [4H, H] → acts [L, 7, B, H], step t's block being lstmCell's
+ * output for z_t = xw_t + h_{t−1}·Wᵀ (the composition's add of the product, rounded alike),
+ * its h and c the next step's state.
+ */
+export function lstmSequenceForward(xw: TypedArray, h0: TypedArray, c0: TypedArray, w: TypedArray, L: number, B: number, H: number, acts: TypedArray, ops: LstmSequenceOps): void {
+  const n = B * H, zn = 4 * n, block = 7 * n;
+  const z = like(xw, zn);
+  for (let t = 0; t < L; t++) {
+    const h = t === 0 ? h0 : acts.subarray((t - 1) * block, (t - 1) * block + n);
+    const c = t === 0 ? c0 : acts.subarray((t - 1) * block + n, (t - 1) * block + 2 * n);
+    ops.matmul(h, [B, H], w, [4 * H, H], z, [B, 4 * H], false, true);
+    const x0 = t * zn;
+    for (let i = 0; i < zn; i++) z[i] = xw[x0 + i]! + z[i]!;
+    ops.cell(z, c, B, H, acts.subarray(t * block, (t + 1) * block));
+  }
+  cpuPool.give(z);
+}
+
+/**
+ * The gradients of lstmSequenceForward from dActs [L, 7, B, H] (planes 0 and 1 of each step:
+ * ∂L/∂h_t and ∂L/∂c_t from outside; the others are ignored): walking back, each step's
+ * ∂L/∂h_t and ∂L/∂c_t add what flows from step t + 1, the cell's backward gives ∂z_t (which
+ * is ∂xw_t) and ∂c_{t−1}, and ∂h_{t−1} = ∂z_t · W. ∂W = Σ_t ∂z_tᵀ · h_{t−1} is one product
+ * over all steps at the end, [L·B, 4H]ᵀ · [L·B, H], not L products added up.
+ */
+export function lstmSequenceBackward(
+  acts: TypedArray, h0: TypedArray, c0: TypedArray, w: TypedArray, dActs: TypedArray, L: number, B: number, H: number,
+  dxw: TypedArray, dh0: TypedArray, dc0: TypedArray, dw: TypedArray, ops: LstmSequenceOps,
+): void {
+  const n = B * H, zn = 4 * n, block = 7 * n;
+  const dOut = like(dh0, 2 * n), dh = like(dh0, n), dc = like(dh0, n);
+  for (let t = L - 1; t >= 0; t--) {
+    const d0 = t * block;
+    for (let i = 0; i < n; i++) {
+      dOut[i] = dActs[d0 + i]! + dh[i]!;
+      dOut[n + i] = dActs[d0 + n + i]! + dc[i]!;
+    }
+    const a = acts.subarray(d0, d0 + block);
+    const c = t === 0 ? c0 : acts.subarray(d0 - block + n, d0 - block + 2 * n);
+    const dz = dxw.subarray(t * zn, (t + 1) * zn);
+    lstmCellBackward(a, c, dOut, B, H, 'z', dz);
+    lstmCellBackward(a, c, dOut, B, H, 'c', dc);
+    ops.matmul(dz, [B, 4 * H], w, [4 * H, H], dh, [B, H], false, false);
+  }
+  dh0.set(dh);
+  dc0.set(dc);
+  // h_{t−1} for every step, stacked: h0, then the first L − 1 steps' h.
+  const hPrev = like(h0, L * n);
+  hPrev.set(h0);
+  for (let t = 1; t < L; t++) hPrev.set(acts.subarray((t - 1) * block, (t - 1) * block + n), t * n);
+  ops.matmul(dxw, [L * B, 4 * H], hPrev, [L * B, H], dw, [4 * H, H], true, false);
+  for (const scratch of [dOut, dh, dc, hPrev]) cpuPool.give(scratch);
 }

@@ -8,7 +8,9 @@ import type { OutInfo } from '../../core/backend.js';
 import type { TypedArray } from '../../core/dtype.js';
 import type { BackendRegistration } from '../../core/registry.js';
 import { sizeOf } from '../../core/shape.js';
-import { CpuBackend, cpuKernels, cpuMultiKernels, data, type CpuKernel, type CpuMultiKernel } from './cpu-backend.js';
+import { CpuBackend, cpuKernels, cpuMultiKernels, data, lstmSequenceBackwardKernel, lstmSequenceKernel, type CpuKernel, type CpuMultiKernel } from './cpu-backend.js';
+import { adamStep, lstmCellForward, type LstmSequenceOps } from './fused.js';
+import { matmul as scalarMatmul } from './matmul/matmul.js';
 import { cpuPool } from './pool.js';
 import { WasmMatmul } from './wasm/wasm-matmul.js';
 import { WasmMath } from './wasm/wasm-math.js';
@@ -73,7 +75,7 @@ class SimdState {
       threadsReason: s.threadsReason,
       simdProducts: engine.products,
       // float32 σ, tanh and LSTM cells computed by the SIMD transcendental kernels.
-      simdMath: this.math() !== null ? 'WebAssembly SIMD128 σ, tanh and LSTM cell (float32)' : `scalar: ${String(this.mathModule)}`,
+      simdMath: this.math() !== null ? 'WebAssembly SIMD128 σ, tanh, LSTM cell and Adam (float32)' : `scalar: ${String(this.mathModule)}`,
       simdMathCalls: this.math()?.calls ?? 0,
       chunksByThread: engine.pool?.chunksByThread() ?? [],
     };
@@ -114,6 +116,43 @@ class SimdState {
       }
       return cpuKernels.lstmCell(inputs, attrs, out, be);
     };
+  }
+
+  /** An LSTM layer's products and cells as the per-step ops would run them: SIMD where it takes them. */
+  private readonly sequenceOps: LstmSequenceOps = {
+    matmul: (a, aShape, b, bShape, out, outShape, transposeA, transposeB) => {
+      const engine = this.simd();
+      if (engine === null || !engine.matmul(a, aShape, b, bShape, out, outShape, transposeA, transposeB)) scalarMatmul(a, aShape, b, bShape, out, outShape, transposeA, transposeB);
+    },
+    cell: (z, c, B, H, acts) => {
+      const math = z instanceof Float32Array ? this.math() : null;
+      if (math === null || !math.lstmCell(z as Float32Array, c as Float32Array, B, H, acts as Float32Array)) lstmCellForward(z, c, B, H, acts, z instanceof Float32Array);
+    },
+  };
+
+  /** Adam over every parameter: float32 ones on SIMD (the scalar kernel's bits), others scalar. */
+  adamStep(): CpuMultiKernel<'adamStep'> {
+    return (inputs, { steps, ...attrs }, outs, be) => {
+      const n = steps.length, math = this.math();
+      const ys = outs.map((o) => cpuPool.take(o.dtype, sizeOf(o.shape), false));
+      for (let i = 0; i < n; i++) {
+        const [p, g, m, v] = [0, 1, 2, 3].map((k) => data(inputs[k * n + i]!));
+        const a = { ...attrs, step: steps[i]! }, [oP, oM, oV] = [ys[i]!, ys[n + i]!, ys[2 * n + i]!];
+        const f32 = outs[i]!.dtype === 'float32';
+        if (!(f32 && math !== null && math.adam(p as Float32Array, g as Float32Array, m as Float32Array, v as Float32Array, a, oP as Float32Array, oM as Float32Array, oV as Float32Array))) {
+          adamStep(p!, g!, m!, v!, a, oP, oM, oV, f32);
+        }
+      }
+      return ys.map((y) => be.wrap(y));
+    };
+  }
+
+  lstmSequence(): CpuKernel<'lstmSequence'> {
+    return (inputs, _a, out, be) => lstmSequenceKernel(inputs, out, be, this.sequenceOps);
+  }
+
+  lstmSequenceBackward(): CpuMultiKernel<'lstmSequenceBackward'> {
+    return (inputs, _a, outs, be) => lstmSequenceBackwardKernel(inputs, outs, be, this.sequenceOps);
   }
 
   /** The SIMD engine when it is on and runs here, else null (the scalar kernels). */
@@ -172,8 +211,8 @@ export function createCpuBackend(options: CpuOptions = {}): CpuBackend & { reado
   const state = new SimdState();
   state.configure(options);
   const backend = new CpuBackend({
-    kernels: { matmul: state.matmul(), groupedMatmul: state.groupedMatmul(), sigmoid: state.unary('sigmoid'), tanh: state.unary('tanh'), lstmCell: state.lstmCell() },
-    multiKernels: { groupedWeightGrads: state.groupedWeightGrads() }, details: () => state.details() });
+    kernels: { matmul: state.matmul(), groupedMatmul: state.groupedMatmul(), sigmoid: state.unary('sigmoid'), tanh: state.unary('tanh'), lstmCell: state.lstmCell(), lstmSequence: state.lstmSequence() },
+    multiKernels: { groupedWeightGrads: state.groupedWeightGrads(), lstmSequenceBackward: state.lstmSequenceBackward(), adamStep: state.adamStep() }, details: () => state.details() });
   return Object.assign(backend, { simd: state });
 }
 

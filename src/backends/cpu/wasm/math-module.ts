@@ -22,6 +22,13 @@ export interface MathExports {
    * tanh(g), σ(o), tanh(c') (src/backends/cpu/fused.ts lstmCellForward's layout).
    */
   lstm_f32(z: number, c: number, out: number, vectors: number): void;
+  /**
+   * Adam's float32 update (fused.ts adamStep, rounding for rounding) over planes of 4·vectors
+   * floats from `base`: p, g, m, v in, then p', m', v' out. The scalars are the kernel's
+   * float32 constants; coupled / decoupled select the weight decay.
+   */
+  adam_f32(base: number, vectors: number, b1: number, b2: number, c1: number, c2: number, sq: number, eps: number, stepSize: number,
+    wd: number, shrink: number, coupled: number, decoupled: number): void;
 }
 
 /** Emits e^x of the v128 in `x` (clobbering the scratch locals); leaves the result on the stack. */
@@ -130,10 +137,40 @@ function emitLstm(mod: ModuleBuilder): void {
   });
 }
 
+function emitAdam(mod: ModuleBuilder): void {
+  mod.func('adam_f32', ['i32', 'i32', 'f32', 'f32', 'f32', 'f32', 'f32', 'f32', 'f32', 'f32', 'f32', 'i32', 'i32'], [],
+    (c, base, vectors, b1, b2, c1, c2, sq, eps, stepSize, wd, shrink, coupled, decoupled) => {
+      const plane = c.local('i32'), at = c.local('i32');
+      const p = c.local('v128'), g = c.local('v128'), m = c.local('v128'), v = c.local('v128'), param = c.local('v128');
+      const splat = (x: Local) => c.get(x).f32x4Splat();
+      c.get(vectors!).i32(4).i32Shl().set(plane);
+      eachVector(c, vectors!, (off) => {
+        c.get(base!).get(off).i32Add().set(at);
+        const load = (k: number, into: Local) => { c.get(at); for (let j = 0; j < k; j++) c.get(plane).i32Add(); c.v128Load().set(into); };
+        load(0, p); load(1, g); load(2, m); load(3, v);
+        // g += p·wd (L2, coupled); param = p·shrink (AdamW) or p
+        c.get(coupled!).if(() => { c.get(g).get(p); splat(wd!); c.f32x4Mul().f32x4Add().set(g); });
+        c.get(p).set(param);
+        c.get(decoupled!).if(() => { c.get(p); splat(shrink!); c.f32x4Mul().set(param); });
+        // m = m·b1 + g·c1; v = v·b2 + (g·g)·c2
+        c.get(m); splat(b1!); c.f32x4Mul().get(g); splat(c1!); c.f32x4Mul().f32x4Add().set(m);
+        c.get(v); splat(b2!); c.f32x4Mul().get(g).get(g).f32x4Mul(); splat(c2!); c.f32x4Mul().f32x4Add().set(v);
+        // p' = param − (m / (√v / sq + eps))·stepSize, stored at plane 4; m', v' at planes 5, 6
+        const store = (k: number, value: () => void) => { c.get(at); for (let j = 0; j < k; j++) c.get(plane).i32Add(); value(); c.v128Store(); };
+        store(4, () => {
+          c.get(param).get(m).get(v).f32x4Sqrt(); splat(sq!); c.f32x4Div(); splat(eps!); c.f32x4Add().f32x4Div(); splat(stepSize!); c.f32x4Mul().f32x4Sub();
+        });
+        store(5, () => c.get(m));
+        store(6, () => c.get(v));
+      });
+    });
+}
+
 export function mathModuleBytes(): Uint8Array {
   const mod = new ModuleBuilder({ shared: false, initialPages: 1, maximumPages: 32768 });
   emitUnary(mod, 'sigmoid_f32', emitSigmoid);
   emitUnary(mod, 'tanh_f32', emitTanh);
   emitLstm(mod);
+  emitAdam(mod);
   return mod.bytes();
 }

@@ -172,6 +172,9 @@ export class Code {
   i32x4ShrS(): this { return this.simd(0xac); }
   i32x4Add(): this { return this.simd(0xae); }
   i32x4Sub(): this { return this.simd(0xb1); }
+  /** One float32 (an f32 on the stack), broadcast to the four lanes. */
+  f32x4Splat(): this { return this.simd(0x13); }
+  f32x4Sqrt(): this { return this.simd(0xe3); }
   f32x4Abs(): this { return this.simd(0xe0); }
   f32x4Neg(): this { return this.simd(0xe1); }
   f32x4Add(): this { return this.simd(0xe4); }

@@ -1,9 +1,10 @@
-// The CPU backend's float32 σ, tanh and LSTM cell on WebAssembly SIMD128 (math-module.ts),
+// The CPU backend's float32 σ, tanh, LSTM cell and Adam update on WebAssembly SIMD128 (math-module.ts),
 // on the calling thread: operands are copied into a private wasm memory and results out,
 // as the matmul does (a few ns per element against ~25–30 ns per Math.exp or Math.tanh).
 // Results are the scalar kernels' bits (core/special.ts sigmoidF32, tanhF32), so where this
 // path is off (setBackend('cpu', { simd: false }), or no SIMD here) nothing changes.
 
+import { adamConstants, type AdamAttrs } from '../fused.js';
 import { mathModuleBytes, type MathExports } from './math-module.js';
 import { wasmApi, type WasmApi, type WasmMemory } from './wasm-api.js';
 
@@ -51,6 +52,25 @@ export class WasmMath {
     (op === 'sigmoid' ? this.kernels.sigmoid_f32 : this.kernels.tanh_f32)(0, pad * 4, vectors);
     this.calls++;
     out.set(mem.subarray(pad, pad + n));
+    return true;
+  }
+
+  /**
+   * Adam's float32 update of one parameter (fused.ts adamStep's float32 path, bit for bit) into
+   * outP, outM, outV. False when too small to pay.
+   */
+  adam(p: Float32Array, g: Float32Array, m: Float32Array, v: Float32Array, a: AdamAttrs, outP: Float32Array, outM: Float32Array, outV: Float32Array): boolean {
+    const n = p.length;
+    if (n < MIN_ELEMENTS) return false;
+    const vectors = Math.ceil(n / 4), pad = vectors * 4;
+    const mem = this.view(7 * pad);
+    [p, g, m, v].forEach((x, k) => mem.set(x.subarray(0, n), k * pad));
+    const k = adamConstants(a);
+    this.kernels.adam_f32(0, vectors, k.b1, k.b2, k.c1, k.c2, k.sq, k.eps, k.stepSize, k.wd, k.shrink, k.coupled ? 1 : 0, k.decoupled ? 1 : 0);
+    this.calls++;
+    outP.set(mem.subarray(4 * pad, 4 * pad + n));
+    outM.set(mem.subarray(5 * pad, 5 * pad + n));
+    outV.set(mem.subarray(6 * pad, 6 * pad + n));
     return true;
   }
 
