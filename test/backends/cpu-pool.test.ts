@@ -138,3 +138,16 @@ test('mt.emptyCache() releases every cached buffer (torch.cuda.empty_cache); liv
   assert.ok((mt.memory().cachedBytes ?? 0) <= 8 * 1024 * 1024, `cached ${mt.memory().cachedBytes} after emptyCache`);
   kept.dispose();
 });
+
+test('a repeated MoE training step takes no fresh buffer once warm: the cache holds what the next step needs', async () => {
+  const { cpuPool } = await import('../../src/backends/cpu/pool.js');
+  mt.manualSeed(1);
+  const x = mt.randn([256, 64]);
+  const moe = new mt.MoE({ inputSize: 64, outputSize: 64, hiddenSize: 128, numExperts: 4, k: 2 });
+  const step = () => mt.tidy(() => { const o = moe.forward(x); o.output.sum().add(o.auxLoss).backward(); moe.zeroGrad(); });
+  for (let i = 0; i < 3; i++) step();
+  const misses = cpuPool.misses;
+  for (let i = 0; i < 3; i++) step();
+  assert.equal(cpuPool.misses - misses, 0, 'fresh buffers taken in warm steps');
+  mt.dispose([x, ...moe.parameters()]);
+});

@@ -330,7 +330,8 @@ export class CpuBackend implements Backend {
   wrap(values: TypedArray): CpuHandle {
     this.live++;
     this.liveBytes += values.byteLength;
-    if (this.liveBytes > cpuPool.limitBytes) cpuPool.limitBytes = this.liveBytes;
+    // The cache may hold up to twice the peak of live bytes (see pool.ts).
+    if (2 * this.liveBytes > cpuPool.limitBytes) cpuPool.limitBytes = 2 * this.liveBytes;
     return new CpuHandle(this.nextId++, values);
   }
 
@@ -400,8 +401,8 @@ export class CpuBackend implements Backend {
 
   emptyCache(): void {
     cpuPool.empty();
-    // The cache may grow back to the peak of live bytes seen from now on, not to the old peak.
-    cpuPool.limitBytes = this.liveBytes;
+    // The cache may grow back to twice the peak of live bytes seen from now on, not the old peak's.
+    cpuPool.limitBytes = 2 * this.liveBytes;
   }
 
   info(): BackendInfo {

@@ -11,9 +11,12 @@
 // (d = 32) makes thousands of results of 0.1–16 KB, and caching them made that step 8–15%
 // faster than leaving everything under 16 KB to V8 (alternating A/B in one process).
 // Bounds: arrays under MIN_BYTES (V8 keeps typed arrays up to 64 bytes on its own heap,
-// where they cost next to nothing) are left to V8; the cache never holds
-// more than the peak of live tensor bytes seen so far, so process memory stays under twice
-// the peak; empty() releases it all. Buffers are rounded up to four size classes per power
+// where they cost next to nothing) are left to V8; the CPU backend lets the cache hold up to
+// twice the peak of live tensor bytes seen so far, so process memory stays under three times
+// the peak; empty() releases it all. Twice, not once: an MoE step (T 1024, d 256, E 4) frees
+// its largest buffers late in backward, when a cache capped at the peak was full of other
+// size classes, and the next forward took ~8 fresh buffers per step whose first touch
+// (the kernel zeroing fresh pages) cost a quarter of the step: 114 → 90 ms with twice. Buffers are rounded up to four size classes per power
 // of two (at most 25% slack) so that results whose row count varies from step to step, as
 // an expert's does, still find a buffer.
 
@@ -39,7 +42,7 @@ export class BufferPool {
   private readonly free = new Map<number, ArrayBuffer[]>();
   /** Bytes held for reuse (not in any tensor). */
   cachedBytes = 0;
-  /** The most the cache may hold: the backend raises it to its peak of live bytes. */
+  /** The most the cache may hold: the backend raises it to twice its peak of live bytes. */
   limitBytes = 0;
   hits = 0;
   misses = 0;
