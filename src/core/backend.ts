@@ -75,9 +75,9 @@ export interface FusedKernelAttrs {
    */
   sumOfSquares: NoAttrs;
   /**
-   * An LSTM layer's L steps: (xw [L, B, 4H]: each step's input projection with the biases,
-   * h0 [B, H], c0 [B, H], W_hh [4H, H]) → [L, 7, B, H], step t's block being lstmCell's output
-   * for z_t = xw_t + h_{t−1}·W_hhᵀ (planes 0 and 1: h_t and c_t).
+   * An LSTM layer's L steps: (xw [L, B, 4H]: each step's input projection, h0 [B, H],
+   * c0 [B, H], W_hh [4H, H], optionally b [4H]: the biases) → [L, 7, B, H], step t's block
+   * being lstmCell's output for z_t = (xw_t + b) + h_{t−1}·W_hhᵀ (planes 0 and 1: h_t and c_t).
    */
   lstmSequence: NoAttrs;
   /**
@@ -107,8 +107,8 @@ export interface MultiOutputKernelAttrs {
   adamStep: { lr: number; beta1: number; beta2: number; eps: number; weightDecay: number; decoupled: boolean; steps: readonly number[] };
   /**
    * lstmSequence's gradients: (acts [L, 7, B, H], h0, c0, W_hh, dActs [L, 7, B, H]: ∂/∂h_t and
-   * ∂/∂c_t in planes 0 and 1) → ∂xw [L, B, 4H], ∂h0, ∂c0 [B, H], ∂W_hh [4H, H], the last one
-   * product over all steps.
+   * ∂/∂c_t in planes 0 and 1) → ∂xw [L, B, 4H], ∂h0, ∂c0 [B, H], ∂W_hh [4H, H] (one product
+   * over all steps) and, with a fifth output, ∂b [4H].
    */
   lstmSequenceBackward: NoAttrs;
   /** (c 0-d, x_0 … x_{n−1}) → n outputs x_i · c, each x_i's dtype as c's (gradient clipping's scaling). */

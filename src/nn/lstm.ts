@@ -130,9 +130,10 @@ export class LSTM extends Module {
   private runSteps(l: number, h: Tensor, c: Tensor, xs: Tensor): [Tensor, Tensor, Tensor] {
     const self = this as unknown as Record<string, Tensor>;
     const [L, B] = [xs.shape[0]!, xs.shape[1]!], H = this.hiddenSize;
-    let xw = matmul(reshape(xs, [L * B, xs.shape[2]!]), self[`weight_ih_l${l}`]!, { transposeB: true });
-    if (this.bias) xw = xw.add(self[`bias_ih_l${l}`]!.add(self[`bias_hh_l${l}`]!));
-    const out = lstmSequence(reshape(xw, [L, B, 4 * H]), h, c, self[`weight_hh_l${l}`]!);
+    const xw = matmul(reshape(xs, [L * B, xs.shape[2]!]), self[`weight_ih_l${l}`]!, { transposeB: true });
+    // The biases go into lstmSequence, which adds them step by step (as adding them to xw would).
+    const bias = this.bias ? self[`bias_ih_l${l}`]!.add(self[`bias_hh_l${l}`]!) : undefined;
+    const out = lstmSequence(reshape(xw, [L, B, 4 * H]), h, c, self[`weight_hh_l${l}`]!, bias);
     return [out.h, out.c, out.hs];
   }
 

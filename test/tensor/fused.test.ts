@@ -125,30 +125,32 @@ test('clipGradNormTensor: the fused sumOfSquares and scaleAll give the composed 
   assert.ok(getBackend().supports?.('sumOfSquares') && getBackend().supports?.('scaleAll'), 'the CPU backend ran the fused kernels');
 });
 
-/** An LSTM layer's outputs and the gradients of Σ(hs·w) + Σ(h·wh) + Σ(c·wc) for all four inputs. */
-function sequenceAndGrads(seq: typeof lstmSequence, L: number, B: number, H: number, seed: number, dtype: 'float32' | 'float64') {
+/** An LSTM layer's outputs and the gradients of Σ(hs·w) + Σ(h·wh) + Σ(c·wc) for every input (the biases when `withBias`). */
+function sequenceAndGrads(seq: typeof lstmSequence, L: number, B: number, H: number, seed: number, dtype: 'float32' | 'float64', withBias: boolean) {
   mt.manualSeed(seed);
   const xw = mt.randn([L, B, 4 * H], { dtype }).mul(2).requiresGrad_(), h0 = mt.randn([B, H], { dtype }).requiresGrad_();
   const c0 = mt.randn([B, H], { dtype }).requiresGrad_(), w = mt.randn([4 * H, H], { dtype }).mul(0.5).requiresGrad_();
+  const b = mt.randn([4 * H], { dtype }).requiresGrad_();
   const ws = mt.randn([L, B, H], { dtype }), wh = mt.randn([B, H], { dtype }), wc = mt.randn([B, H], { dtype });
-  const out = seq(xw, h0, c0, w);
+  const out = withBias ? seq(xw, h0, c0, w, b) : seq(xw, h0, c0, w);
   out.hs.mul(ws).sum().add(out.h.mul(wh).sum()).add(out.c.mul(wc).sum()).backward();
   const upstream = Math.max(...[ws, wh, wc].flatMap((t) => bits(t).map(Math.abs)));
-  return { values: { hs: bits(out.hs), h: bits(out.h), c: bits(out.c) }, grads: [xw, h0, c0, w].map((t) => bits(t.grad!)), upstream };
+  const inputs = withBias ? [xw, h0, c0, w, b] : [xw, h0, c0, w];
+  return { values: { hs: bits(out.hs), h: bits(out.h), c: bits(out.c) }, grads: inputs.map((t) => bits(t.grad!)), upstream };
 }
 
 for (const dtype of ['float32', 'float64'] as const) {
   test(`lstmSequence (${dtype}): one kernel's outputs equal the per-step ops' bit for bit; gradients agree to rounding`, () => {
-    fc.assert(fc.property(fc.record({ L: fc.integer({ min: 1, max: 6 }), B: fc.integer({ min: 1, max: 4 }), H: fc.integer({ min: 1, max: 9 }), seed: fc.integer({ min: 0, max: 1e6 }) }), ({ L, B, H, seed }) => {
-      const fused = sequenceAndGrads(lstmSequence, L, B, H, seed, dtype);
-      const composed = sequenceAndGrads(composedLstmSequence, L, B, H, seed, dtype);
+    fc.assert(fc.property(fc.record({ L: fc.integer({ min: 1, max: 6 }), B: fc.integer({ min: 1, max: 4 }), H: fc.integer({ min: 1, max: 9 }), seed: fc.integer({ min: 0, max: 1e6 }), withBias: fc.boolean() }), ({ L, B, H, seed, withBias }) => {
+      const fused = sequenceAndGrads(lstmSequence, L, B, H, seed, dtype, withBias);
+      const composed = sequenceAndGrads(composedLstmSequence, L, B, H, seed, dtype, withBias);
       assert.deepEqual(fused.values, composed.values);
       // Summed in another order (W_hh's gradient is one product over the steps; the cell's
       // backward rounds once): rounding differences, relative to the upstream terms where they cancel.
       // Measured over 200 seeds: |diff| ≤ 0.33·eps·(1 + |g|)·L·H; allowed: 4·eps·L·H, relative and absolute.
       const eps = dtype === 'float64' ? 2 ** -53 : 2 ** -24;
       const tol = { rtol: 4 * L * H * eps, atol: 4 * L * H * eps * Math.max(1, fused.upstream) };
-      ['xw', 'h0', 'c0', 'wHH'].forEach((name, i) => assertClose(fused.grads[i]!, composed.grads[i]!, { ...tol, what: `d${name}` }));
+      ['xw', 'h0', 'c0', 'wHH', 'bias'].slice(0, fused.grads.length).forEach((name, i) => assertClose(fused.grads[i]!, composed.grads[i]!, { ...tol, what: `d${name}` }));
     }), numRuns(30));
   });
 }
@@ -161,10 +163,13 @@ test('lstmSequence records one node on the CPU; gradcheck and gradgradcheck pass
   assert.equal(getBackend().supports?.('lstmSequence'), true);
   const out = lstmSequence(xw, h0, c0, w);
   assert.equal(out.hs.gradFn, 'reshape'); // a slice of the one node's [L, 7, B, H] result
-  const f = (a?: mt.Tensor, b?: mt.Tensor, c?: mt.Tensor, d?: mt.Tensor) => { const o = lstmSequence(a!, b!, c!, d!); return [o.hs, o.c]; };
+  const bias = mt.randn([4 * H], { dtype: 'float64' }).requiresGrad_();
+  const f = (a?: mt.Tensor, b?: mt.Tensor, c?: mt.Tensor, d?: mt.Tensor, e?: mt.Tensor) => { const o = lstmSequence(a!, b!, c!, d!, e); return [o.hs, o.c]; };
   assert.ok(mt.gradcheck(f, [xw, h0, c0, w]));
-  assert.ok(mt.gradgradcheck((a, b, c, d) => lstmSequence(a!, b!, c!, d!).hs, [xw, h0, c0, w]));
+  assert.ok(mt.gradcheck(f, [xw, h0, c0, w, bias]));
+  assert.ok(mt.gradgradcheck((a, b, c, d, e) => lstmSequence(a!, b!, c!, d!, e).hs, [xw, h0, c0, w, bias]));
   assert.throws(() => lstmSequence(mt.zeros([3, 2, 8]), mt.zeros([2, 3]), mt.zeros([2, 3]), mt.zeros([12, 3])),
-    /lstmSequence: xw must be \[L, B, 4H\], h0 and c0 \[B, H\], wHH \[4H, H\], of one dtype; got xw float32 \[3, 2, 8\], h0 float32 \[2, 3\]/);
+    /lstmSequence: xw must be \[L, B, 4H\], h0 and c0 \[B, H\], wHH \[4H, H\], bias \[4H\], of one dtype; got xw float32 \[3, 2, 8\], h0 float32 \[2, 3\]/);
+  assert.throws(() => lstmSequence(mt.zeros([3, 2, 12]), mt.zeros([2, 3]), mt.zeros([2, 3]), mt.zeros([12, 3]), mt.zeros([3])), /lstmSequence: .* got .*, bias float32 \[3\]/);
   assert.throws(() => lstmSequence(mt.zeros([0, 2, 12]), mt.zeros([2, 3]), mt.zeros([2, 3]), mt.zeros([12, 3])), /lstmSequence: xw has no steps/);
 });

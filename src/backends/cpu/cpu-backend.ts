@@ -228,10 +228,10 @@ export const scalarSequenceOps: LstmSequenceOps = {
 
 /** The lstmSequence kernel over `ops` (the SIMD backend passes its own). */
 export function lstmSequenceKernel(inputs: In, out: OutInfo, be: CpuBackend, ops: LstmSequenceOps): CpuHandle {
-  const [xw, h0, c0, w] = inputs as [In[0], In[0], In[0], In[0]];
+  const [xw, h0, c0, w, bias] = inputs as [In[0], In[0], In[0], In[0], In[0] | undefined];
   const [L, B] = xw.shape as [number, number], H = h0.shape[1]!;
   const y = full(out);
-  lstmSequenceForward(data(xw), data(h0), data(c0), data(w), L, B, H, y, ops);
+  lstmSequenceForward(data(xw), bias ? data(bias) : null, data(h0), data(c0), data(w), L, B, H, y, ops);
   return be.wrap(y);
 }
 
@@ -239,8 +239,8 @@ export function lstmSequenceKernel(inputs: In, out: OutInfo, be: CpuBackend, ops
 export function lstmSequenceBackwardKernel(inputs: In, outs: readonly OutInfo[], be: CpuBackend, ops: LstmSequenceOps): CpuHandle[] {
   const [acts, h0, c0, w, dActs] = inputs as [In[0], In[0], In[0], In[0], In[0]];
   const [L, , B, H] = acts.shape as [number, number, number, number];
-  const ys = outs.map(full) as [TypedArray, TypedArray, TypedArray, TypedArray];
-  lstmSequenceBackward(data(acts), data(h0), data(c0), data(w), data(dActs), L, B, H, ...ys, ops);
+  const ys = outs.map(full);
+  lstmSequenceBackward(data(acts), data(h0), data(c0), data(w), data(dActs), L, B, H, ys[0]!, ys[1]!, ys[2]!, ys[3]!, ys[4] ?? null, ops);
   return ys.map((y) => be.wrap(y));
 }
 

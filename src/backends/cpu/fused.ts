@@ -181,20 +181,23 @@ export interface LstmSequenceOps {
 const like = (x: TypedArray, n: number): TypedArray => cpuPool.take(x instanceof Float32Array ? 'float32' : 'float64', n);
 
 /**
- * L steps of the LSTM recurrence: xw [L, B, 4H] (every step's input projection and biases),
- * h0, c0 [B, H], w = W_hh [4H, H] → acts [L, 7, B, H], step t's block being lstmCell's
- * output for z_t = xw_t + h_{t−1}·Wᵀ (the composition's add of the product, rounded alike),
- * its h and c the next step's state.
+ * L steps of the LSTM recurrence: xw [L, B, 4H] (every step's input projection), the biases
+ * b [4H] or null, h0, c0 [B, H], w = W_hh [4H, H] → acts [L, 7, B, H], step t's block being
+ * lstmCell's output for z_t = (xw_t + b) + h_{t−1}·Wᵀ (the composition's adds, rounded
+ * alike), its h and c the next step's state.
  */
-export function lstmSequenceForward(xw: TypedArray, h0: TypedArray, c0: TypedArray, w: TypedArray, L: number, B: number, H: number, acts: TypedArray, ops: LstmSequenceOps): void {
-  const n = B * H, zn = 4 * n, block = 7 * n;
+export function lstmSequenceForward(xw: TypedArray, bias: TypedArray | null, h0: TypedArray, c0: TypedArray, w: TypedArray, L: number, B: number, H: number, acts: TypedArray, ops: LstmSequenceOps): void {
+  const n = B * H, G = 4 * H, zn = 4 * n, block = 7 * n;
   const z = like(xw, zn);
+  const f32 = xw instanceof Float32Array, fr = Math.fround;
   for (let t = 0; t < L; t++) {
     const h = t === 0 ? h0 : acts.subarray((t - 1) * block, (t - 1) * block + n);
     const c = t === 0 ? c0 : acts.subarray((t - 1) * block + n, (t - 1) * block + 2 * n);
-    ops.matmul(h, [B, H], w, [4 * H, H], z, [B, 4 * H], false, true);
+    ops.matmul(h, [B, H], w, [G, H], z, [B, G], false, true);
     const x0 = t * zn;
-    for (let i = 0; i < zn; i++) z[i] = xw[x0 + i]! + z[i]!;
+    if (bias === null) for (let i = 0; i < zn; i++) z[i] = xw[x0 + i]! + z[i]!;
+    else if (f32) for (let r = 0; r < zn; r += G) for (let j = 0; j < G; j++) z[r + j] = fr(xw[x0 + r + j]! + bias[j]!) + z[r + j]!;
+    else for (let r = 0; r < zn; r += G) for (let j = 0; j < G; j++) z[r + j] = xw[x0 + r + j]! + bias[j]! + z[r + j]!;
     ops.cell(z, c, B, H, acts.subarray(t * block, (t + 1) * block));
   }
   cpuPool.give(z);
@@ -205,11 +208,13 @@ export function lstmSequenceForward(xw: TypedArray, h0: TypedArray, c0: TypedArr
  * ∂L/∂h_t and ∂L/∂c_t from outside; the others are ignored): walking back, each step's
  * ∂L/∂h_t and ∂L/∂c_t add what flows from step t + 1, the cell's backward gives ∂z_t (which
  * is ∂xw_t) and ∂c_{t−1}, and ∂h_{t−1} = ∂z_t · W. ∂W = Σ_t ∂z_tᵀ · h_{t−1} is one product
- * over all steps at the end, [L·B, 4H]ᵀ · [L·B, H], not L products added up.
+ * over all steps at the end, [L·B, 4H]ᵀ · [L·B, H], not L products added up; the biases'
+ * gradient db (when asked for) sums ∂z over the L·B rows in order, in float64, as the sum
+ * kernel sums a bias gradient.
  */
 export function lstmSequenceBackward(
   acts: TypedArray, h0: TypedArray, c0: TypedArray, w: TypedArray, dActs: TypedArray, L: number, B: number, H: number,
-  dxw: TypedArray, dh0: TypedArray, dc0: TypedArray, dw: TypedArray, ops: LstmSequenceOps,
+  dxw: TypedArray, dh0: TypedArray, dc0: TypedArray, dw: TypedArray, db: TypedArray | null, ops: LstmSequenceOps,
 ): void {
   const n = B * H, zn = 4 * n, block = 7 * n;
   const dOut = like(dh0, 2 * n), dh = like(dh0, n), dc = like(dh0, n);
@@ -234,4 +239,9 @@ export function lstmSequenceBackward(
   for (let t = 1; t < L; t++) hPrev.set(acts.subarray((t - 1) * block, (t - 1) * block + n), t * n);
   ops.matmul(dxw, [L * B, 4 * H], hPrev, [L * B, H], dw, [4 * H, H], true, false);
   for (const scratch of [dOut, dh, dc, hPrev]) cpuPool.give(scratch);
+  if (db !== null) {
+    const G = 4 * H, acc = new Float64Array(G);
+    for (let r = 0; r < L * B * G; r += G) for (let j = 0; j < G; j++) acc[j] = acc[j]! + dxw[r + j]!;
+    db.set(acc);
+  }
 }

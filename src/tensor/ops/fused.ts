@@ -6,6 +6,7 @@ import { getBackend, runOp, runOpMany } from '../engine.js';
 import { shapeToString } from '../../core/shape.js';
 import type { Tensor } from '../tensor.js';
 import { add, mul, sigmoid, sub, tanh } from './elementwise.js';
+import { sum } from './reduction.js';
 import { chunk, concat, reshape, slice, split, stack } from './movement.js';
 import { matmul } from './linalg.js';
 import { checkFloat, checkTensor } from './util.js';
@@ -86,18 +87,19 @@ function sigmoidOrTanh(x: Tensor, j: number): Tensor {
  * forward values equal the per-step composition's bit for bit (the same products, adds and
  * cells); the gradients, summed in another order, agree to rounding.
  */
-export function lstmSequence(xw: Tensor, h0: Tensor, c0: Tensor, wHH: Tensor): { hs: Tensor; h: Tensor; c: Tensor } {
-  for (const [t, name] of [[xw, 'xw'], [h0, 'h0'], [c0, 'c0'], [wHH, 'wHH']] as const) { checkTensor('lstmSequence', t, name); checkFloat('lstmSequence', t, name); }
+export function lstmSequence(xw: Tensor, h0: Tensor, c0: Tensor, wHH: Tensor, bias?: Tensor): { hs: Tensor; h: Tensor; c: Tensor } {
+  for (const [t, name] of [[xw, 'xw'], [h0, 'h0'], [c0, 'c0'], [wHH, 'wHH'], ...(bias === undefined ? [] : [[bias, 'bias']] as const)] as const) { checkTensor('lstmSequence', t, name); checkFloat('lstmSequence', t, name); }
   const [B, H] = h0.shape as [number, number];
   const L = xw.shape[0]!;
   const ok = xw.rank === 3 && xw.shape[1] === B && xw.shape[2] === 4 * H && h0.rank === 2 && c0.rank === 2 && c0.shape[0] === B && c0.shape[1] === H
-    && wHH.rank === 2 && wHH.shape[0] === 4 * H && wHH.shape[1] === H && [h0, c0, wHH].every((t) => t.dtype === xw.dtype);
+    && wHH.rank === 2 && wHH.shape[0] === 4 * H && wHH.shape[1] === H && (bias === undefined || (bias.rank === 1 && bias.shape[0] === 4 * H))
+    && [h0, c0, wHH, ...(bias ? [bias] : [])].every((t) => t.dtype === xw.dtype);
   if (!ok) {
-    throw new Error(`lstmSequence: xw must be [L, B, 4H], h0 and c0 [B, H], wHH [4H, H], of one dtype; got xw ${xw.dtype} ${shapeToString(xw.shape)}, h0 ${h0.dtype} ${shapeToString(h0.shape)}, c0 ${c0.dtype} ${shapeToString(c0.shape)}, wHH ${wHH.dtype} ${shapeToString(wHH.shape)}`);
+    throw new Error(`lstmSequence: xw must be [L, B, 4H], h0 and c0 [B, H], wHH [4H, H], bias [4H], of one dtype; got xw ${xw.dtype} ${shapeToString(xw.shape)}, h0 ${h0.dtype} ${shapeToString(h0.shape)}, c0 ${c0.dtype} ${shapeToString(c0.shape)}, wHH ${wHH.dtype} ${shapeToString(wHH.shape)}${bias ? `, bias ${bias.dtype} ${shapeToString(bias.shape)}` : ''}`);
   }
   if (L === 0) throw new Error('lstmSequence: xw has no steps (L = 0)');
-  if (!getBackend().supports?.('lstmSequence')) return composedLstmSequence(xw, h0, c0, wHH);
-  const acts = runOp('lstmSequence', [xw, h0, c0, wHH], {}, { shape: [L, 7, B, H], dtype: xw.dtype }, 'lstmSequence');
+  if (!getBackend().supports?.('lstmSequence')) return composedLstmSequence(xw, h0, c0, wHH, bias);
+  const acts = runOp('lstmSequence', [xw, h0, c0, wHH, ...(bias ? [bias] : [])], {}, { shape: [L, 7, B, H], dtype: xw.dtype }, 'lstmSequence');
   const hRows = slice(acts, [0, 0, 0, 0], [L, 1, B, H]), cRow = slice(acts, [L - 1, 1, 0, 0], [1, 1, B, H]);
   const hs = reshape(hRows, [L, B, H]);
   const last = slice(hs, [L - 1, 0, 0], [1, B, H]);
@@ -106,10 +108,10 @@ export function lstmSequence(xw: Tensor, h0: Tensor, c0: Tensor, wHH: Tensor): {
   return out;
 }
 
-/** lstmSequence step by step: a matmul, an add and an lstmCell per step. */
-export function composedLstmSequence(xw: Tensor, h0: Tensor, c0: Tensor, wHH: Tensor): { hs: Tensor; h: Tensor; c: Tensor } {
+/** lstmSequence step by step: the biases added to every step at once, then a matmul, an add and an lstmCell per step. */
+export function composedLstmSequence(xw: Tensor, h0: Tensor, c0: Tensor, wHH: Tensor, bias?: Tensor): { hs: Tensor; h: Tensor; c: Tensor } {
   const L = xw.shape[0]!;
-  const steps = chunk(xw, L, 0);
+  const steps = chunk(bias ? add(xw, bias) : xw, L, 0);
   const outputs: Tensor[] = [];
   let h = h0, c = c0;
   for (let t = 0; t < L; t++) {
@@ -121,17 +123,18 @@ export function composedLstmSequence(xw: Tensor, h0: Tensor, c0: Tensor, wHH: Te
 }
 
 /**
- * lstmSequence's gradients for its inputs (xw, h0, c0, wHH) from dActs [L, 7, B, H]: one
+ * lstmSequence's gradients for its inputs (xw, h0, c0, wHH[, bias]) from dActs [L, 7, B, H]: one
  * backward kernel; `differentiable` (gradients of gradients) composes the same walk from
  * core ops, recomputing each z_t from the inputs.
  */
 export function lstmSequenceGrads(dActs: Tensor, inputs: readonly Tensor[], acts: Tensor, needs: readonly boolean[], differentiable: boolean): (Tensor | null)[] {
-  const [xw, h0, c0, wHH] = inputs as [Tensor, Tensor, Tensor, Tensor];
+  const [xw, h0, c0, wHH, bias] = inputs as [Tensor, Tensor, Tensor, Tensor, Tensor | undefined];
   const [L, , B, H] = acts.shape as [number, number, number, number];
   let grads: Tensor[];
   if (!differentiable) {
     grads = runOpMany('lstmSequenceBackward', [acts, h0, c0, wHH, dActs], {}, [
       { shape: [L, B, 4 * H], dtype: xw.dtype }, { shape: [B, H], dtype: xw.dtype }, { shape: [B, H], dtype: xw.dtype }, { shape: [4 * H, H], dtype: xw.dtype },
+      ...(bias && needs[4] ? [{ shape: [4 * H], dtype: xw.dtype }] : []),
     ]);
   } else {
     const plane = (t: number, p: number) => reshape(slice(acts, [t, p, 0, 0], [1, 1, B, H]), [B, H]);
@@ -141,7 +144,7 @@ export function lstmSequenceGrads(dActs: Tensor, inputs: readonly Tensor[], acts
     let dh: Tensor | null = null, dc: Tensor | null = null;
     for (let t = L - 1; t >= 0; t--) {
       const hPrev = t === 0 ? h0 : plane(t - 1, 0), cPrev = t === 0 ? c0 : plane(t - 1, 1);
-      const z = add(xs[t]!, matmul(hPrev, wHH, { transposeB: true }));
+      const z = add(bias ? add(xs[t]!, bias) : xs[t]!, matmul(hPrev, wHH, { transposeB: true }));
       const dOut = stack([dh === null ? dPlane(t, 0) : add(dPlane(t, 0), dh), dc === null ? dPlane(t, 1) : add(dPlane(t, 1), dc)], 0);
       dzs[t] = lstmCellBackward(z, cPrev, acts, dOut, 'z', true);
       dc = lstmCellBackward(z, cPrev, acts, dOut, 'c', true);
@@ -150,12 +153,15 @@ export function lstmSequenceGrads(dActs: Tensor, inputs: readonly Tensor[], acts
     const dxw = stack(dzs, 0);
     const hPrevAll = concat([h0, ...Array.from({ length: L - 1 }, (_, t) => plane(t, 0))], 0);
     grads = [dxw, dh!, dc!, matmul(reshape(dxw, [L * B, 4 * H]), hPrevAll, { transposeA: true })];
+    if (bias && needs[4]) grads.push(sum(dxw, [0, 1]));
   }
-  return grads.map((g, i) => {
+  const out = grads.map((g, i): Tensor | null => {
     if (needs[i]) return g;
     g.dispose();
     return null;
   });
+  if (bias && out.length === 4) out.push(null);
+  return out;
 }
 
 // ---- grouped products: an MoE layer's experts in one kernel ----------------------------
