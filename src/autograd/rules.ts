@@ -264,8 +264,9 @@ const rules: GradRules = {
   lstmSequence: (dy, c) => lstmSequenceGrads(dy, c.inputs, c.output, c.needs, isGradEnabled()),
 
   groupedMatmul: (dy, c) => {
-    const [x, ...weights] = c.inputs as [Tensor, ...Tensor[]];
-    return groupedMatmulGrads(dy, x, weights, c.attrs.sizes, c.attrs.transposeB, c.needs, isGradEnabled());
+    const [x, ...rest] = c.inputs as [Tensor, ...Tensor[]];
+    const weights = c.attrs.bias ? rest.slice(0, rest.length / 2) : rest;
+    return groupedMatmulGrads(dy, x, weights, c.attrs.sizes, c.attrs.transposeB, c.needs, isGradEnabled(), c.attrs.bias === true);
   },
 
   // Recomputes the checkpointed function with the same random numbers and differentiates it.

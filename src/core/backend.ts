@@ -84,9 +84,11 @@ export interface FusedKernelAttrs {
    * Products over row segments, all in one kernel (an MoE layer's experts, rows sorted by
    * expert; segment e has sizes[e] rows): (a [M, k], b_0 … b_{E-1}) → [M, n], the rows of
    * segment e being a[seg e] · op(b_e), op(b) = bᵀ (b [n, k]) when transposeB, else b
-   * ([k, n]). Each segment's rows equal matmul's of that segment.
+   * ([k, n]). Each segment's rows equal matmul's of that segment. With `bias`, the inputs end
+   * with b_0 … b_{E-1} [n] and segment e's rows are (a[seg e] · op(b_e)) + bias_e, the sum
+   * rounded as add rounds it.
    */
-  groupedMatmul: { sizes: readonly number[]; transposeB: boolean };
+  groupedMatmul: { sizes: readonly number[]; transposeB: boolean; bias?: boolean };
 }
 export type FusedKernelName = keyof FusedKernelAttrs;
 
@@ -98,6 +100,12 @@ export interface MultiOutputKernelAttrs {
    * to matmul's of that segment.
    */
   groupedWeightGrads: { sizes: readonly number[] };
+  /**
+   * Column sums over row segments: (a [M, n]) → E outputs [n], output e = Σ of a[seg e]'s rows
+   * (zeros for an empty segment), summed in row order in float64 and rounded once, as the sum
+   * kernel sums a bias gradient (groupedMatmul's bias gradients).
+   */
+  segmentSums: { sizes: readonly number[] };
   /**
    * Adam updates of n parameters, torch.optim.Adam's (amsgrad off), in one kernel:
    * (p_0 … p_{n−1}, g_0 …, m_0 …, v_0 …) → 3n outputs (p'_0 …, m'_0 …, v'_0 …). steps[i] is

@@ -8,8 +8,8 @@
 // Equal to running each expert on its segment, to rounding: the products bit for bit where
 // that expert's own product would run on the SIMD kernel too (groupedMatmul; a product under
 // 4096 multiply-adds runs on the scalar kernels, which round a float32 sum differently), the
-// bias adds exactly; a bias gradient is the same sum over the segment's rows in another
-// order (indexSelect's backward instead of a reduction).
+// bias adds exactly (in the grouped kernel's copy-out), and a bias gradient is the same sum of
+// the segment's rows in the same order (segmentSums, float64, as sum(·, 0)).
 
 import { getBackend } from '../tensor/engine.js';
 import { tensor } from '../tensor/ops/creation.js';
@@ -30,7 +30,11 @@ export function groupsExperts(): boolean {
 
 /** One Linear layer of every expert on its segment of rows: x[seg e]·W_eᵀ + b_e. */
 function groupedLinear(x: Tensor, layers: readonly Linear[], sizes: readonly number[], segment: () => Tensor): Tensor {
-  const y = groupedMatmul(x, layers.map((l) => l.weight), sizes, { transposeB: true });
+  const weights = layers.map((l) => l.weight);
+  // Every expert with a bias (the usual case): the kernel adds each segment's bias as it
+  // copies the products out, and its gradient is each segment's rows of dy summed.
+  if (layers.every((l) => l.bias !== null)) return groupedMatmul(x, weights, sizes, { transposeB: true, biases: layers.map((l) => l.bias!) });
+  const y = groupedMatmul(x, weights, sizes, { transposeB: true });
   if (layers.every((l) => l.bias === null)) return y;
   // Each row's expert's bias: the E biases stacked, then picked by segment.
   const stacked = concat(layers.map((l) => reshape(l.bias!, [1, l.outFeatures])), 0);

@@ -72,6 +72,7 @@ test('MoE on the CPU runs grouped products (2 forward, 2 + 2 backward, whatever 
   // Forward: fc1 and fc2; backward: ∂x of each (the first layer's ∂x feeds dispatch) and the weight gradients.
   assert.equal(count('groupedMatmul'), 4);
   assert.equal(count('groupedWeightGrads'), 2);
+  assert.equal(count('segmentSums'), 2, 'the biases are the grouped kernel\'s: their gradients are segment sums');
   const names = Object.keys(moe.stateDict());
   for (let i = 0; i < 6; i++) for (const p of ['fc1.weight', 'fc1.bias', 'fc2.weight', 'fc2.bias']) assert.ok(names.includes(`experts.${i}.${p}`), `experts.${i}.${p}`);
   for (const e of moe.experts) assert.ok(e.fc1.weight.grad && e.fc2.bias!.grad, 'every expert got gradients');

@@ -13,7 +13,7 @@ import { useUnfusedCpu } from './unfused-cpu.js';
 
 const bits = (t: mt.Tensor) => Array.from(t.dataSync());
 
-interface Case { sizes: number[]; k: number; n: number; transposeB: boolean; seed: number }
+interface Case { sizes: number[]; k: number; n: number; transposeB: boolean; seed: number; bias?: boolean }
 
 /** y = groupedMatmul(x, w, sizes) (or the per-segment matmuls), loss Σ y·r; values and gradients. */
 function run(c: Case, dtype: 'float32' | 'float64', grouped: boolean) {
@@ -21,21 +21,22 @@ function run(c: Case, dtype: 'float32' | 'float64', grouped: boolean) {
   const M = c.sizes.reduce((a, b) => a + b, 0);
   const x = mt.randn([M, c.k], { dtype }).requiresGrad_();
   const ws = c.sizes.map(() => mt.randn(c.transposeB ? [c.n, c.k] : [c.k, c.n], { dtype }).requiresGrad_());
+  const bs = c.bias ? c.sizes.map(() => mt.randn([c.n], { dtype }).requiresGrad_()) : null;
   const r = mt.randn([M, c.n], { dtype });
   let y: mt.Tensor;
-  if (grouped) y = groupedMatmul(x, ws, c.sizes, { transposeB: c.transposeB });
+  if (grouped) y = groupedMatmul(x, ws, c.sizes, { transposeB: c.transposeB, ...(bs ? { biases: bs } : {}) });
   else {
     const parts = mt.split(x, c.sizes, 0);
-    y = mt.concat(parts.map((p, e) => mt.matmul(p, ws[e]!, { transposeB: c.transposeB })), 0);
+    y = mt.concat(parts.map((p, e) => { const z = mt.matmul(p, ws[e]!, { transposeB: c.transposeB }); return bs ? z.add(bs[e]!) : z; }), 0);
   }
   y.mul(r).sum().backward();
-  return { y: bits(y), dx: bits(x.grad!), dws: ws.map((w) => bits(w.grad!)) };
+  return { y: bits(y), dx: bits(x.grad!), dws: ws.map((w) => bits(w.grad!)), dbs: bs ? bs.map((b) => bits(b.grad!)) : [] };
 }
 
 const caseArb = (maxRows: number, maxDim: number) => fc.record({
   sizes: fc.array(fc.integer({ min: 0, max: maxRows }), { minLength: 1, maxLength: 6 }).filter((s) => s.some((m) => m > 0)),
   k: fc.integer({ min: 1, max: maxDim }), n: fc.integer({ min: 1, max: maxDim }),
-  transposeB: fc.boolean(), seed: fc.integer({ min: 0, max: 1e6 }),
+  transposeB: fc.boolean(), seed: fc.integer({ min: 0, max: 1e6 }), bias: fc.boolean(),
 });
 
 for (const dtype of ['float32', 'float64'] as const) {
@@ -46,6 +47,8 @@ for (const dtype of ['float32', 'float64'] as const) {
       assertClose(got.y, want.y, { ...tol, what: 'y' });
       assertClose(got.dx, want.dx, { ...tol, what: 'dx' });
       got.dws.forEach((d, e) => assertClose(d, want.dws[e]!, { ...tol, what: `dw[${e}]` }));
+      // A segment's bias gradient is its rows of dy summed as sum(·, 0) sums them: the same bits.
+      assert.deepEqual(got.dbs, want.dbs);
     }), numRuns(25));
   });
 }
@@ -53,13 +56,14 @@ for (const dtype of ['float32', 'float64'] as const) {
 test('groupedMatmul on the SIMD path: bit-equal to matmul where matmul takes the SIMD path too (every segment ≥ 4096 multiply-adds)', () => {
   fc.assert(fc.property(fc.record({
     sizes: fc.array(fc.integer({ min: 8, max: 40 }), { minLength: 1, maxLength: 5 }),
-    k: fc.integer({ min: 24, max: 64 }), n: fc.integer({ min: 24, max: 70 }), transposeB: fc.boolean(), seed: fc.integer({ min: 0, max: 1e6 }),
+    k: fc.integer({ min: 24, max: 64 }), n: fc.integer({ min: 24, max: 70 }), transposeB: fc.boolean(), seed: fc.integer({ min: 0, max: 1e6 }), bias: fc.boolean(),
   }), (c) => {
     for (const dtype of ['float32', 'float64'] as const) {
       const got = run(c, dtype, true), want = run(c, dtype, false);
       assert.deepEqual(got.y, want.y);
       assert.deepEqual(got.dx, want.dx);
       assert.deepEqual(got.dws, want.dws);
+      assert.deepEqual(got.dbs, want.dbs);
     }
   }), numRuns(10));
 });
@@ -106,6 +110,12 @@ test('groupedMatmul records one node on the CPU, composes split → matmul → c
   assert.ok(mt.gradgradcheck(f, [x, ...ws]));
   const g = (...t: mt.Tensor[]) => groupedMatmul(t[0]!, t.slice(1).map((w) => w.transpose(0, 1)), sizes);
   assert.ok(mt.gradcheck(g, [x, ...ws]));
+  // With biases: one node; gradients of the biases too, and of gradients.
+  const bs = sizes.map(() => mt.randn([4], { dtype: 'float64' }).requiresGrad_());
+  const fb = (...t: mt.Tensor[]) => groupedMatmul(t[0]!, t.slice(1, 5), sizes, { transposeB: true, biases: t.slice(5) });
+  assert.equal(fb(x, ...ws, ...bs).gradFn, 'groupedMatmul');
+  assert.ok(mt.gradcheck(fb, [x, ...ws, ...bs]));
+  assert.ok(mt.gradgradcheck(fb, [x, ...ws, ...bs]));
   const expected = bits(y);
   useUnfusedCpu();
   const x2 = mt.tensor(bits(x), [6, 3], { dtype: 'float64', requiresGrad: true });
@@ -124,4 +134,6 @@ test('groupedMatmul: bad input names the op, the argument and the shapes', () =>
   assert.throws(() => groupedMatmul(x, [w, w], [2, -1, 4] as number[], { transposeB: true }), /groupedMatmul: sizes must be a non-empty array of non-negative integers/);
   assert.throws(() => groupedMatmul(mt.zeros([5]), [w], [5]), /groupedMatmul: x must be \[M, k\], got \[5\]/);
   assert.throws(() => groupedMatmul(x, [w, w], [2, 3]), /groupedMatmul: weights\[0\] must be float32 \[3, 3\] \(x is \[5, 3\]\), got float32 \[4, 3\]/);
+  assert.throws(() => groupedMatmul(x, [w, w], [2, 3], { transposeB: true, biases: [mt.zeros([4])] }), /groupedMatmul: expected 2 biases \(one per segment\), got 1/);
+  assert.throws(() => groupedMatmul(x, [w, w], [2, 3], { transposeB: true, biases: [mt.zeros([4]), mt.zeros([3])] }), /groupedMatmul: biases\[1\] must be float32 \[4\], got float32 \[3\]/);
 });

@@ -206,9 +206,11 @@ function makeKernels(): CpuKernelTable {
       lstmCellBackward(data(acts), data(c), data(dOut), B, H, wrt, y);
       return be.wrap(y);
     },
-    groupedMatmul: (inputs, { sizes, transposeB }, out, be) => {
+    groupedMatmul: (inputs, { sizes, transposeB, bias }, out, be) => {
       const y = full(out);
-      groupedMatmulScalar(inputs.map(data), inputs[0]!.shape[1]!, sizes, transposeB, y, out.shape[1]!);
+      const E = sizes.length, ins = inputs.map(data);
+      groupedMatmulScalar(ins.slice(0, 1 + E), inputs[0]!.shape[1]!, sizes, transposeB, y, out.shape[1]!);
+      if (bias) addSegmentBiases(y, ins.slice(1 + E), sizes, out.shape[1]!);
       return be.wrap(y);
     },
     lstmSequence: (inputs, _a, out, be) => lstmSequenceKernel(inputs, out, be, scalarSequenceOps),
@@ -218,6 +220,18 @@ function makeKernels(): CpuKernelTable {
       return be.wrap(y);
     },
   };
+}
+
+/**
+ * Adds bias e to every row of segment e of y [Σ sizes, n] in place: y = y + b, rounded to y's
+ * dtype as the add kernel rounds (groupedMatmul with biases).
+ */
+export function addSegmentBiases(y: TypedArray, biases: readonly TypedArray[], sizes: readonly number[], n: number): void {
+  let r = 0;
+  sizes.forEach((m, e) => {
+    const b = biases[e]!;
+    for (const end = r + m; r < end; r++) for (let j = 0, base = r * n; j < n; j++) y[base + j] = y[base + j]! + b[j]!;
+  });
 }
 
 /** An LSTM layer's products and cells on the scalar kernels. */
@@ -262,6 +276,18 @@ export const cpuMultiKernels: CpuMultiKernelTable = Object.freeze({
     return ys.map((y) => be.wrap(y));
   },
   lstmSequenceBackward: (inputs, _a, outs, be) => lstmSequenceBackwardKernel(inputs, outs, be, scalarSequenceOps),
+  segmentSums: (inputs, { sizes }, outs, be) => {
+    const a = data(inputs[0]!), n = inputs[0]!.shape[1]!;
+    const acc = new Float64Array(n);
+    let r = 0;
+    return outs.map((o, e) => {
+      const y = full(o);
+      acc.fill(0);
+      for (const end = r + sizes[e]!; r < end; r++) for (let j = 0, base = r * n; j < n; j++) acc[j] = acc[j]! + a[base + j]!;
+      y.set(acc);
+      return be.wrap(y);
+    });
+  },
   adamStep: (inputs, { steps, ...attrs }, outs, be) => {
     const n = steps.length;
     const ys = outs.map(full);

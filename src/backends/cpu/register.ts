@@ -177,7 +177,8 @@ class SimdState {
 
   groupedMatmul(): CpuKernel<'groupedMatmul'> {
     return (inputs, attrs, out, be) => {
-      const ys = this.onSimd([out], (engine, [y]) => engine.grouped('rows', data(inputs[0]!), inputs.slice(1).map(data), attrs.sizes, inputs[0]!.shape[1]!, out.shape[1]!, attrs.transposeB, y!));
+      const E = attrs.sizes.length, biases = attrs.bias ? inputs.slice(1 + E).map(data) : null;
+      const ys = this.onSimd([out], (engine, [y]) => engine.grouped('rows', data(inputs[0]!), inputs.slice(1, 1 + E).map(data), attrs.sizes, inputs[0]!.shape[1]!, out.shape[1]!, attrs.transposeB, y!, biases));
       return ys ? be.wrap(ys[0]!) : cpuKernels.groupedMatmul!(inputs, attrs, out, be);
     };
   }

@@ -181,9 +181,10 @@ function checkSizes(op: string, sizes: readonly number[], rows: number): void {
  * [k, n]. Returns [M, n]. Each segment's rows equal matmul(x[seg e], w_e, { transposeB })
  * bit for bit. Where the backend has the groupedMatmul kernel (the CPU) all segments run
  * in one kernel, spread over its threads, forward and backward; elsewhere it composes
- * split → matmul → concat.
+ * split → matmul → concat. `biases` (one [n] per segment) are added to their segments' rows
+ * in the same kernel (on the CPU, as the product is copied out), as add would add them.
  */
-export function groupedMatmul(x: Tensor, weights: readonly Tensor[], sizes: readonly number[], options: { transposeB?: boolean } = {}): Tensor {
+export function groupedMatmul(x: Tensor, weights: readonly Tensor[], sizes: readonly number[], options: { transposeB?: boolean; biases?: readonly Tensor[] } = {}): Tensor {
   checkTensor('groupedMatmul', x, 'x');
   checkFloat('groupedMatmul', x, 'x');
   const transposeB = options.transposeB ?? false;
@@ -201,14 +202,43 @@ export function groupedMatmul(x: Tensor, weights: readonly Tensor[], sizes: read
       throw new Error(`groupedMatmul: weights[${e}] must be ${x.dtype} ${shapeToString(want)} (x is ${shapeToString(x.shape)}${transposeB ? ', transposeB' : ''}), got ${w.dtype} ${shapeToString(w.shape)}`);
     }
   });
+  const biases = options.biases;
+  if (biases !== undefined) {
+    if (!Array.isArray(biases) || biases.length !== sizes.length) {
+      throw new Error(`groupedMatmul: expected ${sizes.length} biases (one per segment), got ${Array.isArray(biases) ? biases.length : typeof biases}`);
+    }
+    biases.forEach((b, e) => {
+      checkTensor('groupedMatmul', b, `biases[${e}]`);
+      if (b.rank !== 1 || b.shape[0] !== n || b.dtype !== x.dtype) throw new Error(`groupedMatmul: biases[${e}] must be ${x.dtype} [${n}], got ${b.dtype} ${shapeToString(b.shape)}`);
+    });
+  }
   if (!getBackend().supports?.('groupedMatmul')) {
     const parts = split(x, [...sizes], 0);
-    const outs = parts.map((p, e) => matmul(p, weights[e]!, { transposeB }));
+    const outs = parts.map((p, e) => {
+      const y = matmul(p, weights[e]!, { transposeB });
+      return biases ? add(y, biases[e]!) : y;
+    });
     const y = concat(outs, 0);
     for (const t of [...parts, ...outs]) t.dispose();
     return y;
   }
-  return runOp('groupedMatmul', [x, ...weights], { sizes: [...sizes], transposeB }, { shape: [M, n], dtype: x.dtype }, 'groupedMatmul');
+  return runOp('groupedMatmul', [x, ...weights, ...(biases ?? [])], { sizes: [...sizes], transposeB, bias: biases !== undefined }, { shape: [M, n], dtype: x.dtype }, 'groupedMatmul');
+}
+
+/**
+ * Column sums of a [M, n] over its row segments → E tensors [n] (zeros for an empty segment),
+ * each summed in row order in float64 as sum(·, 0) sums it: groupedMatmul's bias gradients.
+ * One kernel where the backend has it; split → sum elsewhere.
+ */
+export function segmentSums(a: Tensor, sizes: readonly number[]): Tensor[] {
+  checkSizes('segmentSums', sizes, a.shape[0]!);
+  if (!getBackend().supports?.('segmentSums')) {
+    const parts = split(a, [...sizes], 0);
+    const sums = parts.map((p) => sum(p, 0));
+    for (const t of parts) t.dispose();
+    return sums;
+  }
+  return runOpMany('segmentSums', [a], { sizes: [...sizes] }, sizes.map(() => ({ shape: [a.shape[1]!], dtype: a.dtype })));
 }
 
 /**
@@ -236,19 +266,32 @@ export function groupedWeightGrads(a: Tensor, b: Tensor, sizes: readonly number[
  * groupedMatmul's gradients: ∂x = groupedMatmul(dy, w, ¬transposeB); ∂w_e from one grouped
  * kernel, or, for gradients of gradients, from differentiable per-segment products.
  */
-export function groupedMatmulGrads(dy: Tensor, x: Tensor, weights: readonly Tensor[], sizes: readonly number[], transposeB: boolean, needs: readonly boolean[], differentiable: boolean): (Tensor | null)[] {
+export function groupedMatmulGrads(dy: Tensor, x: Tensor, weights: readonly Tensor[], sizes: readonly number[], transposeB: boolean, needs: readonly boolean[], differentiable: boolean, hasBias = false): (Tensor | null)[] {
+  const E = weights.length;
   const dx = needs[0] ? groupedMatmul(dy, weights, sizes, { transposeB: !transposeB }) : null;
-  if (!needs.slice(1).some(Boolean)) return [dx, ...weights.map(() => null)];
+  // The biases' gradients: each segment's rows of dy summed.
+  let dbs: (Tensor | null)[] = [];
+  if (hasBias) {
+    const want = needs.slice(1 + E, 1 + 2 * E);
+    if (!want.some(Boolean)) dbs = want.map(() => null);
+    else if (differentiable) {
+      const parts = split(dy, [...sizes], 0);
+      dbs = parts.map((p, e) => (want[e] ? sum(p, 0) : null));
+    } else {
+      dbs = segmentSums(dy, sizes).map((g, e) => { if (want[e]) return g; g.dispose(); return null; });
+    }
+  }
+  if (!needs.slice(1, 1 + E).some(Boolean)) return [dx, ...weights.map(() => null), ...dbs];
   if (differentiable) {
     const xs = split(x, [...sizes], 0), dys = split(dy, [...sizes], 0);
     const dws = weights.map((_, e) => (!needs[1 + e] ? null
       : transposeB ? matmul(dys[e]!, xs[e]!, { transposeA: true }) : matmul(xs[e]!, dys[e]!, { transposeA: true })));
-    return [dx, ...dws];
+    return [dx, ...dws, ...dbs];
   }
   const grads = transposeB ? groupedWeightGrads(dy, x, sizes) : groupedWeightGrads(x, dy, sizes);
   return [dx, ...grads.map((g, e) => {
     if (needs[1 + e]) return g;
     g.dispose();
     return null;
-  })];
+  }), ...dbs];
 }

@@ -43,6 +43,14 @@ function copyOut(mem: Float32Array | Float64Array, c0: number, nPad: number, row
   else for (let i = 0; i < rows; i++) out.set(mem.subarray(c0 + i * nPad, c0 + i * nPad + n), offset + i * n);
 }
 
+/** copyOut with a bias row added to every row (rounded to out's dtype, as the add kernel rounds). */
+function copyOutBias(mem: Float32Array | Float64Array, c0: number, nPad: number, rows: number, n: number, out: TypedArray, offset: number, bias: TypedArray): void {
+  for (let i = 0; i < rows; i++) {
+    const src = c0 + i * nPad, dst = offset + i * n;
+    for (let j = 0; j < n; j++) out[dst + j] = mem[src + j]! + bias[j]!;
+  }
+}
+
 /** What the SIMD path is and why it is (or is not) what runs. */
 export interface SimdStatus {
   simd: boolean;
@@ -176,7 +184,8 @@ export class WasmMatmul {
    * Grouped products over row segments (an MoE layer's experts: rows sorted by expert,
    * segment e holds sizes[e] rows), all in one job spread over the threads:
    *   'rows':    out[seg e] (M × n) = A[seg e] (M × k) · op(B_e), op(B_e) = B_eᵀ when
-   *              transposeB (B_e stored n × k, a Linear weight) else B_e (k × n);
+   *              transposeB (B_e stored n × k, a Linear weight) else B_e (k × n), plus
+   *              biases[e] on every row when biases are given (added as they are copied out);
    *   'weights': outs[e] (k × n) = A[seg e]ᵀ · B[seg e], A [M, k] and B [M, n] (the weight
    *              gradients, summed over the segment's rows; one output per segment).
    * Every element is summed by one gemm call in the order of the single product, so each
@@ -185,7 +194,7 @@ export class WasmMatmul {
    */
   grouped(
     mode: 'rows' | 'weights', a: TypedArray, bs: readonly TypedArray[], sizes: readonly number[],
-    k: number, n: number, transposeB: boolean, out: TypedArray | readonly TypedArray[],
+    k: number, n: number, transposeB: boolean, out: TypedArray | readonly TypedArray[], biases: readonly TypedArray[] | null = null,
   ): boolean {
     const first = Array.isArray(out) ? out[0] : out;
     const dtype: SimdDType | null = first instanceof Float32Array ? 'float32' : first instanceof Float64Array ? 'float64' : null;
@@ -270,8 +279,15 @@ export class WasmMatmul {
         if (sizes[e] === 0) o.fill(0);
         else copyOut(view, c0 + e * k * nPad, nPad, k, n, o, 0);
       });
-    } else {
+    } else if (biases === null) {
       copyOut(view, c0, nPad, M, n, out as TypedArray, 0);
+    } else {
+      // 'rows' with biases: segment e's rows get bias e as they are copied out.
+      let row0 = 0;
+      sizes.forEach((m, e) => {
+        copyOutBias(view, c0 + row0 * nPad, nPad, m, n, out as TypedArray, row0 * n, biases[e]!);
+        row0 += m;
+      });
     }
     return true;
   }
