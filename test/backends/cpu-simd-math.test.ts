@@ -144,3 +144,16 @@ test(`SIMD Adam gives the scalar fused kernel's float32 bits (L2, AdamW, no deca
     }
   }
 });
+
+test('the math module validates; without WebAssembly SIMD, create() returns the reason (the scalar float32 kernels run, with the same bits)', async () => {
+  const { mathModuleBytes } = await import('../../src/backends/cpu/wasm/math-module.js');
+  const { wasmApi } = await import('../../src/backends/cpu/wasm/wasm-api.js');
+  assert.ok(wasmApi!.validate(mathModuleBytes()));
+  const noSimd = {
+    ...wasmApi!,
+    Module: class { constructor() { throw new Error('Compiling function #0 failed: invalid simd opcode'); } },
+    Memory: wasmApi!.Memory, Instance: wasmApi!.Instance, validate: () => false,
+  } as unknown as NonNullable<typeof wasmApi>;
+  assert.match(String(WasmMath.create(noSimd)), /WebAssembly SIMD128 is not available here \(Compiling function #0 failed: invalid simd opcode\)/);
+  assert.equal(WasmMath.create(null), 'no WebAssembly in this JavaScript engine');
+});
