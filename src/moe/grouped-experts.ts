@@ -12,12 +12,10 @@
 // the segment's rows in the same order (segmentSums, float64, as sum(·, 0)).
 
 import { getBackend } from '../tensor/engine.js';
-import { tensor } from '../tensor/ops/creation.js';
+import { zeros } from '../tensor/ops/creation.js';
 import { relu } from '../tensor/ops/elementwise.js';
 import { silu } from '../tensor/ops/functional.js';
 import { groupedMatmul } from '../tensor/ops/fused.js';
-import { indexSelect } from '../tensor/ops/indexing.js';
-import { concat, reshape } from '../tensor/ops/movement.js';
 import type { Tensor } from '../tensor/tensor.js';
 import type { Linear } from '../nn/linear.js';
 import { Expert } from './expert.js';
@@ -28,17 +26,16 @@ export function groupsExperts(): boolean {
   return getBackend().supports?.('groupedMatmul') === true;
 }
 
-/** One Linear layer of every expert on its segment of rows: x[seg e]·W_eᵀ + b_e. */
-function groupedLinear(x: Tensor, layers: readonly Linear[], sizes: readonly number[], segment: () => Tensor): Tensor {
+/**
+ * One Linear layer of every expert on its segment of rows: x[seg e]·W_eᵀ + b_e. The kernel
+ * adds each segment's bias as it copies the products out; an expert built without a bias
+ * among ones with a bias (not a layout the library builds) gets a constant zero bias.
+ */
+function groupedLinear(x: Tensor, layers: readonly Linear[], sizes: readonly number[]): Tensor {
   const weights = layers.map((l) => l.weight);
-  // Every expert with a bias (the usual case): the kernel adds each segment's bias as it
-  // copies the products out, and its gradient is each segment's rows of dy summed.
-  if (layers.every((l) => l.bias !== null)) return groupedMatmul(x, weights, sizes, { transposeB: true, biases: layers.map((l) => l.bias!) });
-  const y = groupedMatmul(x, weights, sizes, { transposeB: true });
-  if (layers.every((l) => l.bias === null)) return y;
-  // Each row's expert's bias: the E biases stacked, then picked by segment.
-  const stacked = concat(layers.map((l) => reshape(l.bias!, [1, l.outFeatures])), 0);
-  return y.add(indexSelect(stacked, 0, segment()));
+  if (layers.every((l) => l.bias === null)) return groupedMatmul(x, weights, sizes, { transposeB: true });
+  const biases = layers.map((l) => l.bias ?? zeros([l.outFeatures], { dtype: x.dtype }));
+  return groupedMatmul(x, weights, sizes, { transposeB: true, biases });
 }
 
 /**
@@ -46,26 +43,16 @@ function groupedLinear(x: Tensor, layers: readonly Linear[], sizes: readonly num
  * the same order: [Σ sizes, d_out]. Experts are all Expert (ReLU MLP) or all SwiGLUExpert.
  */
 export function groupedExperts(experts: readonly (Expert | SwiGLUExpert)[], x: Tensor, sizes: readonly number[]): Tensor {
-  let ids: Tensor | null = null;
-  const segment = () => {
-    if (ids === null) {
-      const rows = new Int32Array(x.shape[0]!);
-      let r = 0;
-      sizes.forEach((m, e) => { rows.fill(e, r, r + m); r += m; });
-      ids = tensor(rows, [rows.length], { dtype: 'int32' });
-    }
-    return ids;
-  };
   if (experts.every((e) => e instanceof Expert)) {
     const mlp = experts as readonly Expert[];
-    const h = relu(groupedLinear(x, mlp.map((e) => e.fc1), sizes, segment));
-    return groupedLinear(h, mlp.map((e) => e.fc2), sizes, segment);
+    const h = relu(groupedLinear(x, mlp.map((e) => e.fc1), sizes));
+    return groupedLinear(h, mlp.map((e) => e.fc2), sizes);
   }
   if (experts.every((e) => e instanceof SwiGLUExpert)) {
     const glu = experts as readonly SwiGLUExpert[];
-    const gate = silu(groupedLinear(x, glu.map((e) => e.w1), sizes, segment));
-    const up = groupedLinear(x, glu.map((e) => e.w3), sizes, segment);
-    return groupedLinear(gate.mul(up), glu.map((e) => e.w2), sizes, segment);
+    const gate = silu(groupedLinear(x, glu.map((e) => e.w1), sizes));
+    const up = groupedLinear(x, glu.map((e) => e.w3), sizes);
+    return groupedLinear(gate.mul(up), glu.map((e) => e.w2), sizes);
   }
   throw new Error('groupedExperts: the experts must all be Expert or all SwiGLUExpert');
 }

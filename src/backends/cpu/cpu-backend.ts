@@ -1,12 +1,12 @@
 // The CPU backend: typed arrays behind reference-counted handles. It is the readable
 // reference every other backend is tested against, and the only one with float64.
 
-import { bytesPerElement, dtypeOfArray, type DType, type TypedArray } from '../../core/dtype.js';
+import { dtypeOfArray, type DType, type TypedArray } from '../../core/dtype.js';
 import { cpuPool } from './pool.js';
 import { fillRandom } from '../../core/philox.js';
 import { sizeOf } from '../../core/shape.js';
 import type { Backend, BackendInfo, CoreKernelName, FusedKernelName, Handle, KernelAttrs, KernelName, KernelTable, MemoryInfo, MultiOutputKernelAttrs, MultiOutputKernelName, OutInfo, TensorInfo } from '../../core/backend.js';
-import { adamStep, lstmCellBackward, lstmCellForward, lstmSequenceBackward, lstmSequenceForward, sumOfSquares, type LstmSequenceOps } from './fused.js';
+import { adamStep, lstmCellBackward, lstmCellForward, lstmSequenceBackward, lstmSequenceForward, sumOfSquares, type AdamAttrs, type LstmSequenceOps } from './fused.js';
 import { binaryBroadcast, binaryFast, binaryFns, broadcastLoop, mapUnary, unaryFns, whereFast } from './elementwise.js';
 import { gather, indexAdd, indexSelect, oneHot, scatterAdd, topkIndices } from './indexing.js';
 import { groupedMatmulScalar, groupedWeightGradsScalar, matmul } from './matmul/matmul.js';
@@ -192,13 +192,7 @@ function makeKernels(): CpuKernelTable {
       fillRandom(y, distribution, key, counter);
       return be.wrap(y);
     },
-    lstmCell: (inputs, _a, out, be) => {
-      const [c, z] = inputs as [In[0], In[0]];
-      const [B, H] = c.shape as [number, number];
-      const y = full(out);
-      lstmCellForward(data(z), data(c), B, H, y, out.dtype === 'float32');
-      return be.wrap(y);
-    },
+    lstmCell: (inputs, _a, out, be) => lstmCellKernel(inputs, out, be, scalarSequenceOps.cell),
     lstmCellBackward: (inputs, { wrt }, out, be) => {
       const [acts, c, dOut] = inputs as [In[0], In[0], In[0]];
       const [B, H] = c.shape as [number, number];
@@ -239,6 +233,29 @@ export const scalarSequenceOps: LstmSequenceOps = {
   matmul,
   cell: (z, c, B, H, acts) => lstmCellForward(z, c, B, H, acts, z instanceof Float32Array),
 };
+
+/** The lstmCell kernel over `cell` (the SIMD backend passes its own). */
+export function lstmCellKernel(inputs: In, out: OutInfo, be: CpuBackend, cell: LstmSequenceOps['cell']): CpuHandle {
+  const [c, z] = inputs as [In[0], In[0]];
+  const [B, H] = c.shape as [number, number];
+  const y = full(out);
+  cell(data(z), data(c), B, H, y);
+  return be.wrap(y);
+}
+
+/** Updates one parameter (fused.ts adamStep's signature): the scalar kernel or a SIMD one. */
+export type AdamOne = (p: TypedArray, g: TypedArray, m: TypedArray, v: TypedArray, a: AdamAttrs, outP: TypedArray, outM: TypedArray, outV: TypedArray, float32: boolean) => void;
+
+/** The adamStep kernel: inputs (p…, g…, m…, v…), outputs (p'…, m'…, v'…), one parameter at a time by `one`. */
+export function adamStepKernel(inputs: In, { steps, ...attrs }: MultiOutputKernelAttrs['adamStep'], outs: readonly OutInfo[], be: CpuBackend, one: AdamOne): CpuHandle[] {
+  const n = steps.length;
+  const ys = outs.map(full);
+  for (let i = 0; i < n; i++) {
+    one(data(inputs[i]!), data(inputs[n + i]!), data(inputs[2 * n + i]!), data(inputs[3 * n + i]!), { ...attrs, step: steps[i]! },
+      ys[i]!, ys[n + i]!, ys[2 * n + i]!, outs[i]!.dtype === 'float32');
+  }
+  return ys.map((y) => be.wrap(y));
+}
 
 /** The lstmSequence kernel over `ops` (the SIMD backend passes its own). */
 export function lstmSequenceKernel(inputs: In, out: OutInfo, be: CpuBackend, ops: LstmSequenceOps): CpuHandle {
@@ -288,15 +305,7 @@ export const cpuMultiKernels: CpuMultiKernelTable = Object.freeze({
       return be.wrap(y);
     });
   },
-  adamStep: (inputs, { steps, ...attrs }, outs, be) => {
-    const n = steps.length;
-    const ys = outs.map(full);
-    for (let i = 0; i < n; i++) {
-      adamStep(data(inputs[i]!), data(inputs[n + i]!), data(inputs[2 * n + i]!), data(inputs[3 * n + i]!), { ...attrs, step: steps[i]! },
-        ys[i]!, ys[n + i]!, ys[2 * n + i]!, outs[i]!.dtype === 'float32');
-    }
-    return ys.map((y) => be.wrap(y));
-  },
+  adamStep: (inputs, attrs, outs, be) => adamStepKernel(inputs, attrs, outs, be, adamStep),
   scaleAll: (inputs, _a, outs, be) => {
     const c = data(inputs[0]!)[0]!;
     return outs.map((o, i) => {

@@ -8,7 +8,7 @@ import type { OutInfo } from '../../core/backend.js';
 import type { TypedArray } from '../../core/dtype.js';
 import type { BackendRegistration } from '../../core/registry.js';
 import { sizeOf } from '../../core/shape.js';
-import { CpuBackend, cpuKernels, cpuMultiKernels, data, lstmSequenceBackwardKernel, lstmSequenceKernel, type CpuKernel, type CpuMultiKernel } from './cpu-backend.js';
+import { adamStepKernel, CpuBackend, cpuKernels, cpuMultiKernels, data, lstmCellKernel, lstmSequenceBackwardKernel, lstmSequenceKernel, type CpuKernel, type CpuMultiKernel } from './cpu-backend.js';
 import { adamStep, lstmCellForward, type LstmSequenceOps } from './fused.js';
 import { matmul as scalarMatmul } from './matmul/matmul.js';
 import { cpuPool } from './pool.js';
@@ -105,17 +105,7 @@ class SimdState {
   }
 
   lstmCell(): CpuKernel<'lstmCell'> {
-    return (inputs, attrs, out, be) => {
-      const math = out.dtype === 'float32' ? this.math() : null;
-      if (math !== null) {
-        const [c, z] = inputs as [typeof inputs[0], typeof inputs[0]];
-        const [B, H] = c.shape as [number, number];
-        const y = cpuPool.take('float32', sizeOf(out.shape), false) as Float32Array;
-        if (math.lstmCell(data(z) as Float32Array, data(c) as Float32Array, B, H, y)) return be.wrap(y);
-        cpuPool.give(y);
-      }
-      return cpuKernels.lstmCell(inputs, attrs, out, be);
-    };
+    return (inputs, _a, out, be) => lstmCellKernel(inputs, out, be, this.sequenceOps.cell);
   }
 
   /** An LSTM layer's products and cells as the per-step ops would run them: SIMD where it takes them. */
@@ -132,18 +122,11 @@ class SimdState {
 
   /** Adam over every parameter: float32 ones on SIMD (the scalar kernel's bits), others scalar. */
   adamStep(): CpuMultiKernel<'adamStep'> {
-    return (inputs, { steps, ...attrs }, outs, be) => {
-      const n = steps.length, math = this.math();
-      const ys = outs.map((o) => cpuPool.take(o.dtype, sizeOf(o.shape), false));
-      for (let i = 0; i < n; i++) {
-        const [p, g, m, v] = [0, 1, 2, 3].map((k) => data(inputs[k * n + i]!));
-        const a = { ...attrs, step: steps[i]! }, [oP, oM, oV] = [ys[i]!, ys[n + i]!, ys[2 * n + i]!];
-        const f32 = outs[i]!.dtype === 'float32';
-        if (!(f32 && math !== null && math.adam(p as Float32Array, g as Float32Array, m as Float32Array, v as Float32Array, a, oP as Float32Array, oM as Float32Array, oV as Float32Array))) {
-          adamStep(p!, g!, m!, v!, a, oP, oM, oV, f32);
-        }
-      }
-      return ys.map((y) => be.wrap(y));
+    return (inputs, attrs, outs, be) => {
+      const math = this.math();
+      return adamStepKernel(inputs, attrs, outs, be, (p, g, m, v, a, oP, oM, oV, f32) => {
+        if (!(f32 && math !== null && math.adam(p as Float32Array, g as Float32Array, m as Float32Array, v as Float32Array, a, oP as Float32Array, oM as Float32Array, oV as Float32Array))) adamStep(p, g, m, v, a, oP, oM, oV, f32);
+      });
     };
   }
 

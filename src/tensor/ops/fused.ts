@@ -78,10 +78,10 @@ function sigmoidOrTanh(x: Tensor, j: number): Tensor {
 // ---- an LSTM layer's steps in one kernel ----------------------------------------------------
 
 /**
- * An LSTM layer's L steps from precomputed input projections: xw [L, B, 4H] (x_t·W_ihᵀ plus
- * both biases, for every step), the state h0, c0 [B, H] and W_hh [4H, H] →
- * { hs [L, B, H] (every step's h), h, c [B, H] (the last step's state) }, with
- * z_t = xw_t + h_{t−1}·W_hhᵀ and lstmCell's update. Where the backend has the kernel (the
+ * An LSTM layer's L steps from precomputed input projections: xw [L, B, 4H] (x_t·W_ihᵀ for
+ * every step), the state h0, c0 [B, H], W_hh [4H, H] and optionally the biases [4H]
+ * (b_ih + b_hh) → { hs [L, B, H] (every step's h), h, c [B, H] (the last step's state) },
+ * with z_t = (xw_t + bias) + h_{t−1}·W_hhᵀ and lstmCell's update. Where the backend has the kernel (the
  * CPU) the steps run in one kernel and record one node; its backward walks the steps in one
  * kernel too, with W_hh's gradient one product over all steps instead of L added up. The
  * forward values equal the per-step composition's bit for bit (the same products, adds and
@@ -230,9 +230,10 @@ export function groupedMatmul(x: Tensor, weights: readonly Tensor[], sizes: read
  * each summed in row order in float64 as sum(·, 0) sums it: groupedMatmul's bias gradients.
  * One kernel where the backend has it; split → sum elsewhere.
  */
-export function segmentSums(a: Tensor, sizes: readonly number[]): Tensor[] {
+export function segmentSums(a: Tensor, sizes: readonly number[], options: { differentiable?: boolean } = {}): Tensor[] {
   checkSizes('segmentSums', sizes, a.shape[0]!);
-  if (!getBackend().supports?.('segmentSums')) {
+  // Composed (and differentiable, for gradients of gradients) where there is no kernel.
+  if (options.differentiable || !getBackend().supports?.('segmentSums')) {
     const parts = split(a, [...sizes], 0);
     const sums = parts.map((p) => sum(p, 0));
     for (const t of parts) t.dispose();
@@ -273,13 +274,8 @@ export function groupedMatmulGrads(dy: Tensor, x: Tensor, weights: readonly Tens
   let dbs: (Tensor | null)[] = [];
   if (hasBias) {
     const want = needs.slice(1 + E, 1 + 2 * E);
-    if (!want.some(Boolean)) dbs = want.map(() => null);
-    else if (differentiable) {
-      const parts = split(dy, [...sizes], 0);
-      dbs = parts.map((p, e) => (want[e] ? sum(p, 0) : null));
-    } else {
-      dbs = segmentSums(dy, sizes).map((g, e) => { if (want[e]) return g; g.dispose(); return null; });
-    }
+    dbs = !want.some(Boolean) ? want.map(() => null)
+      : segmentSums(dy, sizes, { differentiable }).map((g, e) => { if (want[e]) return g; g.dispose(); return null; });
   }
   if (!needs.slice(1, 1 + E).some(Boolean)) return [dx, ...weights.map(() => null), ...dbs];
   if (differentiable) {
