@@ -22,7 +22,7 @@
 
 import type { KernelAttrs } from '../core/backend.js';
 import * as ops from '../tensor/ops/index.js';
-import { groupedMatmulGrads, lstmCellBackward, lstmSequenceGrads } from '../tensor/ops/fused.js';
+import { groupedMatmulGrads, lstmCellBackward, lstmSequenceGrads, weightedIndexAddGrads } from '../tensor/ops/fused.js';
 import { isGradEnabled } from '../tensor/engine.js';
 import type { CompositeAttrs, RecordedOp } from '../tensor/recorded-ops.js';
 import type { Tensor } from '../tensor/tensor.js';
@@ -267,6 +267,12 @@ const rules: GradRules = {
     const [x, ...rest] = c.inputs as [Tensor, ...Tensor[]];
     const weights = c.attrs.bias ? rest.slice(0, rest.length / 2) : rest;
     return groupedMatmulGrads(dy, x, weights, c.attrs.sizes, c.attrs.transposeB, c.needs, isGradEnabled(), c.attrs.bias === true);
+  },
+
+  // The MoE combine: one backward kernel; with createGraph, gather → multiplies → row sum.
+  weightedIndexAdd: (dy, c) => {
+    const [y, weights, index] = c.inputs as [Tensor, Tensor, Tensor];
+    return weightedIndexAddGrads(dy, y, weights, index, c.needs, isGradEnabled());
   },
 
   // Recomputes the checkpointed function with the same random numbers and differentiates it.

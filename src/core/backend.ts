@@ -89,6 +89,12 @@ export interface FusedKernelAttrs {
    * rounded as add rounds it.
    */
   groupedMatmul: { sizes: readonly number[]; transposeB: boolean; bias?: boolean };
+  /**
+   * The MoE combine: (y [M, d], weights [M], index int32 [M]) → [numRows, d], zeros plus
+   * weights[i] · y[i] added to row index[i] for i in order, each product rounded to the dtype
+   * (indexAdd of y · weights[:, None]). An index out of [0, numRows) is an error.
+   */
+  weightedIndexAdd: { numRows: number };
 }
 export type FusedKernelName = keyof FusedKernelAttrs;
 
@@ -119,6 +125,12 @@ export interface MultiOutputKernelAttrs {
    * over all steps) and, with a fifth output, ∂b [4H].
    */
   lstmSequenceBackward: NoAttrs;
+  /**
+   * weightedIndexAdd's gradients: (dOut [numRows, d], y [M, d], weights [M], index [M]) →
+   * ∂y [M, d] = weights[i] · dOut[index[i]], and ∂weights [M] = Σ_j dOut[index[i], j] · y[i, j]
+   * (each product rounded to the dtype, summed in float64 in column order, as sum(·, 1)).
+   */
+  weightedIndexAddBackward: NoAttrs;
   /** (c 0-d, x_0 … x_{n−1}) → n outputs x_i · c, each x_i's dtype as c's (gradient clipping's scaling). */
   scaleAll: NoAttrs;
 }

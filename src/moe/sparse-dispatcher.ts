@@ -6,6 +6,7 @@
 import { noGrad } from '../tensor/engine.js';
 import { tensor, zeros } from '../tensor/ops/creation.js';
 import { indexAdd, indexSelect } from '../tensor/ops/indexing.js';
+import { weightedIndexAdd } from '../tensor/ops/fused.js';
 import { concat, reshape, split } from '../tensor/ops/movement.js';
 import { shapeToString } from '../core/shape.js';
 import { Tensor } from '../tensor/tensor.js';
@@ -106,10 +107,9 @@ export class SparseDispatcher implements Dispatcher {
     if (!(stitched instanceof Tensor) || stitched.rank !== 2 || stitched.shape[0] !== this.batchIndex.length) {
       throw new Error(`SparseDispatcher.combineRows: expected [${this.batchIndex.length}, d], got ${stitched instanceof Tensor ? shapeToString(stitched.shape) : typeof stitched}`);
     }
-    const weighted = multiplyByGates ? stitched.mul(reshape(this.nonzeroGates, [this.nonzeroGates.size, 1])) : stitched;
-    const out = indexAdd(zeros([this.numExamples, stitched.shape[1]!], { dtype: stitched.dtype }), 0, this.batchIndexTensor, weighted);
-    if (weighted !== stitched) weighted.dispose();
-    return out;
+    // Gated: one op (one kernel each way on the CPU), the numbers of a multiply then indexAdd.
+    if (multiplyByGates) return weightedIndexAdd(stitched, this.nonzeroGates, this.batchIndexTensor, this.numExamples);
+    return indexAdd(zeros([this.numExamples, stitched.shape[1]!], { dtype: stitched.dtype }), 0, this.batchIndexTensor, stitched);
   }
 
   /**

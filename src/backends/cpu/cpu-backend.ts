@@ -8,7 +8,7 @@ import { sizeOf } from '../../core/shape.js';
 import type { Backend, BackendInfo, CoreKernelName, FusedKernelName, Handle, KernelAttrs, KernelName, KernelTable, MemoryInfo, MultiOutputKernelAttrs, MultiOutputKernelName, OutInfo, TensorInfo } from '../../core/backend.js';
 import { adamStep, lstmCellBackward, lstmCellForward, lstmSequenceBackward, lstmSequenceForward, sumOfSquares, type AdamAttrs, type LstmSequenceOps } from './fused.js';
 import { binaryBroadcast, binaryFast, binaryFns, broadcastLoop, mapUnary, unaryFns, whereFast } from './elementwise.js';
-import { gather, indexAdd, indexSelect, oneHot, scatterAdd, topkIndices } from './indexing.js';
+import { gather, indexAdd, indexSelect, oneHot, scatterAdd, topkIndices, weightedIndexAdd, weightedIndexAddBackward } from './indexing.js';
 import { groupedMatmulScalar, groupedWeightGradsScalar, matmul } from './matmul/matmul.js';
 import { broadcastTo, concat, flip, pad, permute, slice } from './movement.js';
 import { argReduce, cumsum, reduce } from './reduce.js';
@@ -147,6 +147,12 @@ function makeKernels(): CpuKernelTable {
       const y = full(out);
       indexAdd(data(x), x.shape, data(index) as Int32Array, data(src), axis, y);
       return be.wrap(y);
+    },
+    weightedIndexAdd: (inputs, { numRows }, out, be) => {
+      const [y, w, index] = inputs as [In[0], In[0], In[0]];
+      const o = alloc(out);
+      weightedIndexAdd(data(y), data(w), data(index) as Int32Array, y.shape[1]!, numRows, o);
+      return be.wrap(o);
     },
     oneHot: (inputs, { depth }, out, be) => {
       const y = alloc(out);
@@ -304,6 +310,12 @@ export const cpuMultiKernels: CpuMultiKernelTable = Object.freeze({
       y.set(acc);
       return be.wrap(y);
     });
+  },
+  weightedIndexAddBackward: (inputs, _a, outs, be) => {
+    const [dOut, y, w, index] = inputs as [In[0], In[0], In[0], In[0]];
+    const [dy, dw] = outs.map(full) as [TypedArray, TypedArray];
+    weightedIndexAddBackward(data(dOut), data(y), data(w), data(index) as Int32Array, y.shape[1]!, dOut.shape[0]!, dy, dw);
+    return [be.wrap(dy), be.wrap(dw)];
   },
   adamStep: (inputs, attrs, outs, be) => adamStepKernel(inputs, attrs, outs, be, adamStep),
   scaleAll: (inputs, _a, outs, be) => {

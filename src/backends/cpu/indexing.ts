@@ -86,6 +86,51 @@ export function indexAdd(x: TypedArray, shape: Shape, index: Int32Array, src: Ty
   }
 }
 
+/**
+ * The MoE combine (weightedIndexAdd): out (zeroed, [numRows, d]) gets w[i] · y[i] added to row
+ * index[i], rows in order. float32 products are rounded before the add, as a multiply kernel
+ * followed by indexAdd would round them.
+ */
+export function weightedIndexAdd(y: TypedArray, w: TypedArray, index: Int32Array, d: number, numRows: number, out: TypedArray): void {
+  const m = index.length;
+  for (let i = 0; i < m; i++) checkIndex('weightedIndexAdd', index[i]!, numRows, 0);
+  const float32 = out instanceof Float32Array;
+  for (let i = 0; i < m; i++) {
+    const g = w[i]!, dst = index[i]! * d, src = i * d;
+    // Math.fround written in the loop: V8 inlines it (through a variable it is a call per element).
+    if (float32) for (let j = 0; j < d; j++) out[dst + j] = out[dst + j]! + Math.fround(g * y[src + j]!);
+    else for (let j = 0; j < d; j++) out[dst + j] = out[dst + j]! + g * y[src + j]!;
+  }
+}
+
+/**
+ * weightedIndexAdd's gradients: dy[i] = w[i] · dOut[index[i]] and dw[i] = Σ_j dOut[index[i], j] ·
+ * y[i, j], each float32 product rounded, summed in float64 (as mul then sum(·, 1)).
+ */
+export function weightedIndexAddBackward(dOut: TypedArray, y: TypedArray, w: TypedArray, index: Int32Array, d: number, numRows: number, dy: TypedArray, dw: TypedArray): void {
+  const m = index.length;
+  for (let i = 0; i < m; i++) checkIndex('weightedIndexAddBackward', index[i]!, numRows, 0);
+  const float32 = dy instanceof Float32Array;
+  for (let i = 0; i < m; i++) {
+    const g = w[i]!, src = index[i]! * d, row = i * d;
+    let acc = 0;
+    if (float32) {
+      for (let j = 0; j < d; j++) {
+        const o = dOut[src + j]!;
+        dy[row + j] = g * o;
+        acc += Math.fround(o * y[row + j]!);
+      }
+    } else {
+      for (let j = 0; j < d; j++) {
+        const o = dOut[src + j]!;
+        dy[row + j] = g * o;
+        acc += o * y[row + j]!;
+      }
+    }
+    dw[i] = acc;
+  }
+}
+
 export function oneHot(index: Int32Array, depth: number, out: TypedArray): void {
   for (let i = 0; i < index.length; i++) {
     const idx = index[i]!;

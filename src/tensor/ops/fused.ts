@@ -8,6 +8,8 @@ import type { Tensor } from '../tensor.js';
 import { add, mul, sigmoid, sub, tanh } from './elementwise.js';
 import { sum } from './reduction.js';
 import { chunk, concat, reshape, slice, split, stack } from './movement.js';
+import { indexAdd, indexSelect } from './indexing.js';
+import { zeros } from './creation.js';
 import { matmul } from './linalg.js';
 import { checkFloat, checkTensor } from './util.js';
 
@@ -290,4 +292,60 @@ export function groupedMatmulGrads(dy: Tensor, x: Tensor, weights: readonly Tens
     g.dispose();
     return null;
   }), ...dbs];
+}
+
+// ---- the MoE combine: gated rows scattered to their examples --------------------------
+
+/**
+ * out [numRows, d] with out[index[i]] += weights[i] · y[i] for the rows i of y [M, d], in row
+ * order, from zeros: an MoE layer's combine (tensor2tensor's unsorted_segment_sum of the gated
+ * expert outputs). The same numbers as indexAdd(zeros([numRows, d]), 0, index, y · weights[:, None]):
+ * each product rounded to the dtype, then added in row order. Where the backend has the kernels
+ * (the CPU) it is one kernel forward and one backward, instead of a multiply, a scatter-add, and
+ * in backward a gather, two multiplies and a row sum; elsewhere it composes those ops.
+ */
+export function weightedIndexAdd(y: Tensor, weights: Tensor, index: Tensor, numRows: number): Tensor {
+  checkTensor('weightedIndexAdd', y, 'y');
+  checkTensor('weightedIndexAdd', weights, 'weights');
+  checkTensor('weightedIndexAdd', index, 'index');
+  checkFloat('weightedIndexAdd', y, 'y');
+  const M = y.shape[0]!;
+  if (y.rank !== 2 || weights.rank !== 1 || weights.shape[0] !== M || weights.dtype !== y.dtype || index.rank !== 1 || index.shape[0] !== M || index.dtype !== 'int32') {
+    throw new Error(`weightedIndexAdd: y must be float [M, d], weights [M] of y's dtype and index int32 [M]; got y ${y.dtype} ${shapeToString(y.shape)}, weights ${weights.dtype} ${shapeToString(weights.shape)}, index ${index.dtype} ${shapeToString(index.shape)}`);
+  }
+  if (!Number.isInteger(numRows) || numRows < 0) throw new Error(`weightedIndexAdd: numRows must be a non-negative integer, got ${numRows}`);
+  const d = y.shape[1]!;
+  if (!getBackend().supports?.('weightedIndexAdd')) {
+    const weighted = mul(y, reshape(weights, [M, 1]));
+    const out = indexAdd(zeros([numRows, d], { dtype: y.dtype }), 0, index, weighted);
+    weighted.dispose();
+    return out;
+  }
+  return runOp('weightedIndexAdd', [y, weights, index], { numRows }, { shape: [numRows, d], dtype: y.dtype }, 'weightedIndexAdd');
+}
+
+/**
+ * weightedIndexAdd's gradients from dOut [numRows, d]: ∂y[i] = weights[i] · dOut[index[i]] and
+ * ∂weights[i] = Σ_j dOut[index[i], j] · y[i, j] (each product rounded, summed in float64 in
+ * column order, as sum(·, 1) sums them). One kernel; `differentiable` composes the same from
+ * core ops (gradients of gradients).
+ */
+export function weightedIndexAddGrads(dOut: Tensor, y: Tensor, weights: Tensor, index: Tensor, needs: readonly boolean[], differentiable: boolean): (Tensor | null)[] {
+  const M = y.shape[0]!, d = y.shape[1]!;
+  let dy: Tensor, dw: Tensor;
+  if (!differentiable) {
+    [dy, dw] = runOpMany('weightedIndexAddBackward', [dOut, y, weights, index], {}, [{ shape: [M, d], dtype: y.dtype }, { shape: [M], dtype: y.dtype }]) as [Tensor, Tensor];
+  } else {
+    const picked = indexSelect(dOut, 0, index), products = mul(picked, y);
+    dy = mul(picked, reshape(weights, [M, 1]));
+    dw = sum(products, 1);
+    picked.dispose();
+    products.dispose();
+  }
+  const wanted = (g: Tensor, i: number): Tensor | null => {
+    if (needs[i]) return g;
+    g.dispose();
+    return null;
+  };
+  return [wanted(dy, 0), wanted(dw, 1), null];
 }
