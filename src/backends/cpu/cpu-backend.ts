@@ -234,6 +234,24 @@ export function addSegmentBiases(y: TypedArray, biases: readonly TypedArray[], s
   });
 }
 
+/**
+ * Column sums of a [M, n] over row segments into ys (one [n] each), every column summed in row
+ * order in float64. Row and column counters are locals: a counter shared with a closure lives
+ * in its context, and this loop ran 1.4× slower than sum(·, 0) with one.
+ */
+function segmentSums(a: TypedArray, n: number, sizes: readonly number[], ys: TypedArray[]): void {
+  const acc = new Float64Array(n);
+  let r = 0;
+  for (let e = 0; e < sizes.length; e++) {
+    acc.fill(0);
+    for (const end = r + sizes[e]!; r < end; r++) {
+      const base = r * n;
+      for (let j = 0; j < n; j++) acc[j] = acc[j]! + a[base + j]!;
+    }
+    ys[e]!.set(acc);
+  }
+}
+
 /** An LSTM layer's products and cells on the scalar kernels. */
 export const scalarSequenceOps: LstmSequenceOps = {
   matmul,
@@ -300,16 +318,9 @@ export const cpuMultiKernels: CpuMultiKernelTable = Object.freeze({
   },
   lstmSequenceBackward: (inputs, _a, outs, be) => lstmSequenceBackwardKernel(inputs, outs, be, scalarSequenceOps),
   segmentSums: (inputs, { sizes }, outs, be) => {
-    const a = data(inputs[0]!), n = inputs[0]!.shape[1]!;
-    const acc = new Float64Array(n);
-    let r = 0;
-    return outs.map((o, e) => {
-      const y = full(o);
-      acc.fill(0);
-      for (const end = r + sizes[e]!; r < end; r++) for (let j = 0, base = r * n; j < n; j++) acc[j] = acc[j]! + a[base + j]!;
-      y.set(acc);
-      return be.wrap(y);
-    });
+    const ys = outs.map(full);
+    segmentSums(data(inputs[0]!), inputs[0]!.shape[1]!, sizes, ys);
+    return ys.map((y) => be.wrap(y));
   },
   weightedIndexAddBackward: (inputs, _a, outs, be) => {
     const [dOut, y, w, index] = inputs as [In[0], In[0], In[0], In[0]];
