@@ -83,6 +83,12 @@ export interface GemmExports {
     n: number, k: number, p0: number, p1: number, r0: number, r1: number, scratch: number): void;
   gemm_f64(aPtr: number, aRs: number, aKs: number, bPtr: number, sBp: number, sBj: number, cPtr: number, ldc: number,
     n: number, k: number, p0: number, p1: number, r0: number, r1: number, scratch: number): void;
+  /**
+   * Adds the vector at biasPtr (vecs v128 lanes-groups) to each of `rows` rows of C starting at
+   * cPtr, ldc bytes apart: the grouped products' biases (f32x4.add rounds as the add kernel does).
+   */
+  addRows_f32(cPtr: number, ldc: number, rows: number, biasPtr: number, vecs: number): void;
+  addRows_f64(cPtr: number, ldc: number, rows: number, biasPtr: number, vecs: number): void;
   /** Claims and computes chunks of the job in the control block until none is left (threads only). */
   work?(generation: number, thread: number): void;
   /** A worker thread's loop: wait for a job, work, forever (threads only). */
@@ -262,6 +268,24 @@ function emitPackAT(mod: ModuleBuilder, s: Spec, name: string): number {
   });
 }
 
+/** addRows(cPtr, ldc, rows, bias, vecs): rows of C += the bias vector, `vecs` vectors per row. */
+function emitAddRows(mod: ModuleBuilder, s: Spec, name: string): number {
+  return mod.func(name, ['i32', 'i32', 'i32', 'i32', 'i32'], [], (c, cPtr, ldc, rows, bias, vecs) => {
+    const r = c.local('i32'), v = c.local('i32'), row = c.local('i32'), off = c.local('i32');
+    c.forRange(r, 0, rows, 1, () => {
+      c.get(cPtr).get(r).get(ldc).i32Mul().i32Add().set(row);
+      c.forRange(v, 0, vecs, 1, () => {
+        c.get(v).i32(16).i32Mul().set(off);
+        c.get(row).get(off).i32Add();
+        c.get(row).get(off).i32Add().v128Load();
+        c.get(bias).get(off).i32Add().v128Load();
+        if (s.t === 'f32') c.f32x4Add(); else c.f64x2Add();
+        c.v128Store();
+      });
+    });
+  });
+}
+
 /** The macro-kernel: for each panel, pack it, then sweep the rows with the tiles. */
 function emitGemm(mod: ModuleBuilder, s: Spec, name: string): number {
   const tile = emitTile(mod, s, s.mr);
@@ -388,6 +412,8 @@ export function gemmModuleBytes(memory: { shared: boolean; initialPages: number;
   const f32 = specOf('float32'), f64 = specOf('float64');
   emitPackAT(mod, f32, 'packAT_f32');
   emitPackAT(mod, f64, 'packAT_f64');
+  emitAddRows(mod, f32, 'addRows_f32');
+  emitAddRows(mod, f64, 'addRows_f64');
   const g32 = emitGemm(mod, f32, 'gemm_f32');
   const g64 = emitGemm(mod, f64, 'gemm_f64');
   if (threads) emitWorker(mod, emitWork(mod, g32, g64));

@@ -43,14 +43,6 @@ function copyOut(mem: Float32Array | Float64Array, c0: number, nPad: number, row
   else for (let i = 0; i < rows; i++) out.set(mem.subarray(c0 + i * nPad, c0 + i * nPad + n), offset + i * n);
 }
 
-/** copyOut with a bias row added to every row (rounded to out's dtype, as the add kernel rounds). */
-function copyOutBias(mem: Float32Array | Float64Array, c0: number, nPad: number, rows: number, n: number, out: TypedArray, offset: number, bias: TypedArray): void {
-  for (let i = 0; i < rows; i++) {
-    const src = c0 + i * nPad, dst = offset + i * n;
-    for (let j = 0; j < n; j++) out[dst + j] = mem[src + j]! + bias[j]!;
-  }
-}
-
 /** What the SIMD path is and why it is (or is not) what runs. */
 export interface SimdStatus {
   simd: boolean;
@@ -223,7 +215,9 @@ export class WasmMatmul {
     // job of more chunks runs on this thread.
     const threaded = this.pool !== null && this.threads > 1 && M * k * n >= THREAD_MACS && chunks < CLOSED;
     const tablePtr = align16(cPtr + cRows * nPad * bytes);
-    if (!this.reserve(tablePtr + (threaded ? chunks * TABLE_WORDS * 4 : 0))) return false;
+    // 'rows' with biases: each bias, padded to nPad columns, added to its rows by addRows.
+    const biasPtr = align16(tablePtr + (threaded ? chunks * TABLE_WORDS * 4 : 0));
+    if (!this.reserve(biasPtr + (biases !== null ? E * nPad * bytes : 0))) return false;
     this.products += E;
 
     const mem = this.view(dtype);
@@ -279,15 +273,20 @@ export class WasmMatmul {
         if (sizes[e] === 0) o.fill(0);
         else copyOut(view, c0 + e * k * nPad, nPad, k, n, o, 0);
       });
-    } else if (biases === null) {
-      copyOut(view, c0, nPad, M, n, out as TypedArray, 0);
     } else {
-      // 'rows' with biases: segment e's rows get bias e as they are copied out.
-      let row0 = 0;
-      sizes.forEach((m, e) => {
-        copyOutBias(view, c0 + row0 * nPad, nPad, m, n, out as TypedArray, row0 * n, biases[e]!);
-        row0 += m;
-      });
+      if (biases !== null) {
+        // Segment e's rows get bias e, four (two) lanes at a time: a JavaScript loop over the
+        // product took 1.7 ms per million elements, ten times the copy out.
+        const addRows = dtype === 'float32' ? this.kernels.addRows_f32 : this.kernels.addRows_f64;
+        let row0 = 0;
+        sizes.forEach((m, e) => {
+          const b = biasPtr + e * nPad * bytes;
+          view.set(biases[e]!.subarray(0, n), b / bytes);
+          addRows(cPtr + row0 * ldc, ldc, m, b, (nPad * bytes) / 16);
+          row0 += m;
+        });
+      }
+      copyOut(view, c0, nPad, M, n, out as TypedArray, 0);
     }
     return true;
   }
