@@ -16,9 +16,10 @@
 //   advanced by a k-stride. Aᵀ·B first packs Aᵀ into MR-row k-major panels (one v128 copy
 //   per k), because broadcasting from a K × M layout with stride M aliased cache sets
 //   (2.27× slower at 1024²).
-// - Rows past the last whole tile use a 1 × 8 kernel, not a padded tile (decode-sized
-//   products would waste 3/4 of the work). Columns past the last whole panel are packed as
-//   zeros and land in C's padding, which the caller drops.
+// - Rows past the last whole tile use a tile of just those rows (2 or 3 × 8 for float32,
+//   then 1 × 8), not a padded tile (decode-sized products would waste 3/4 of the work).
+//   Columns past the last whole panel are packed as zeros and land in C's padding, which
+//   the caller drops.
 // - Every element of C is summed by one kernel call, p = 0, 1, …, k-1 in order, starting
 //   from +0, one multiply and one add per step (no FMA): its value does not depend on which
 //   kernel (MR × 8 or 1 × 8) or which thread computed it. That is why results are
@@ -290,6 +291,9 @@ function emitAddRows(mod: ModuleBuilder, s: Spec, name: string): number {
 function emitGemm(mod: ModuleBuilder, s: Spec, name: string): number {
   const tile = emitTile(mod, s, s.mr);
   const tile1 = emitTile(mod, s, 1);
+  // Tiles of 2 … MR−1 rows for a segment's last rows (an expert's row count is rarely a
+  // multiple of MR): one 3 × 8 call instead of three 1 × 8 ones, which each reload B.
+  const tiles = Array.from({ length: s.mr - 2 }, (_, r) => emitTile(mod, s, r + 2));
   const pack = emitPackPanel(mod, s);
   const P = Array(15).fill('i32') as 'i32'[];
   return mod.func(name, P, [], (c, aPtr, aRs, aKs, bPtr, sBp, sBj, cPtr, ldc, n, k, p0, p1, r0, r1, scratch) => {
@@ -310,6 +314,14 @@ function emitGemm(mod: ModuleBuilder, s: Spec, name: string): number {
         c.get(cCol).get(i).get(ldc).i32Mul().i32Add().get(ldc).get(k).call(tile);
         c.get(i).i32(s.mr).i32Add().set(i).br(0);
       }));
+      // The last rows from a panel start: the widest tile that fits (2 … MR−1 rows).
+      for (let rows = s.mr - 1; rows >= 2; rows--) {
+        c.get(r1).get(i).i32Sub().i32(rows).i32GeS().get(i).i32(s.mr - 1).i32And().i32Eqz().i32And().if(() => {
+          c.get(aPtr).get(i).get(rowBytes).i32Mul().i32Add().get(aRs).get(aKs).get(scratch);
+          c.get(cCol).get(i).get(ldc).i32Mul().i32Add().get(ldc).get(k).call(tiles[rows - 2]!);
+          c.get(i).i32(rows).i32Add().set(i);
+        });
+      }
       c.block(() => c.loop(() => {
         c.get(i).get(r1).i32GeS().brIf(1);
         // Row i of A: its panel's start (i rounded down to MR) plus (i mod MR) rows in it.
