@@ -205,12 +205,18 @@ export class WasmMatmul {
     const bBytes = mode === 'rows' ? E * k * n * bytes : M * n * bytes;
     const cRows = mode === 'rows' ? M : E * k;
     const cPtr = align16(bPtr + bBytes);
-    // Chunks: per product, groups of up to 4 panels × blocks of up to 64 rows.
+    // Chunks: per product, groups of up to 4 panels, each over all the product's rows: a chunk
+    // packs its panels once, so blocks of rows would pack them once per block (at E = 4, 512
+    // rows per expert, blocks of 64 packed every panel 8 times, and 2 threads ran the grouped
+    // products 1.45× faster than 1 against the dense block's 1.8×). Only a job of fewer than 4
+    // chunks per thread is split into blocks of 64 rows as well, for balance.
     const groupPanels = Math.min(4, panels);
     const groups = Math.ceil(panels / groupPanels);
     const rowsOf = (e: number) => (mode === 'rows' ? sizes[e]! : k);
-    let chunks = 0;
-    for (let e = 0; e < E; e++) if (sizes[e]! > 0) chunks += groups * Math.ceil(rowsOf(e) / 64);
+    const maxRows = Math.max(k, ...sizes);
+    const countChunks = (block: number) => sizes.reduce((c, m, e) => c + (m > 0 ? groups * Math.ceil(rowsOf(e) / block) : 0), 0);
+    const rowBlock = countChunks(maxRows) >= 4 * this.threads ? maxRows : 64;
+    const chunks = countChunks(rowBlock);
     // Split over the threads when large enough; the claim word counts chunks in 16 bits, so a
     // job of more chunks runs on this thread.
     const threaded = this.pool !== null && this.threads > 1 && M * k * n >= THREAD_MACS && chunks < CLOSED;
@@ -250,11 +256,11 @@ export class WasmMatmul {
       const f64 = dtype === 'float64' ? 1 : 0;
       let o = 0;
       for (const { args, rows } of products) {
-        for (let r0 = 0; r0 < rows; r0 += 64) {
+        for (let r0 = 0; r0 < rows; r0 += rowBlock) {
           for (let g = 0; g < groups; g++, o += TABLE_WORDS) {
             table.set(args, o);
             table[o + 10] = g * groupPanels; table[o + 11] = Math.min(panels, (g + 1) * groupPanels);
-            table[o + 12] = r0; table[o + 13] = Math.min(rows, r0 + 64); table[o + 14] = f64;
+            table[o + 12] = r0; table[o + 13] = Math.min(rows, r0 + rowBlock); table[o + 14] = f64;
           }
         }
       }
