@@ -74,6 +74,8 @@ class SimdState {
       threads: engine.threads,
       threadsReason: s.threadsReason,
       simdProducts: engine.products,
+      // Expert weights kept in the wasm memory between grouped products (wasm-matmul.ts).
+      residentBytes: engine.residentBytes, residentHits: engine.residentHits, residentCopies: engine.residentCopies,
       // float32 σ, tanh and LSTM cells computed by the SIMD transcendental kernels.
       simdMath: this.math() !== null ? 'WebAssembly SIMD128 σ, tanh, LSTM cell and Adam (float32)' : `scalar: ${String(this.mathModule)}`,
       simdMathCalls: this.math()?.calls ?? 0,
