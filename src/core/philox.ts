@@ -2,10 +2,9 @@
 // counter-based generator PyTorch uses on CUDA. Counter-based means element i of any draw is
 // a pure function of (key, counter): every backend can produce the same numbers in any order.
 
-const M0 = 0xd2511f53;
-const M1 = 0xcd9e8d57;
-const W0 = 0x9e3779b9;
-const W1 = 0xbb67ae85;
+/** Philox4x32's round multipliers and key increments (Weyl constants). */
+export const PHILOX = { M0: 0xd2511f53, M1: 0xcd9e8d57, W0: 0x9e3779b9, W1: 0xbb67ae85 } as const;
+const { M0, M1, W0, W1 } = PHILOX;
 
 /** High 32 bits of the 64-bit product of two uint32s, exactly, in double arithmetic. */
 function mulhi(a: number, b: number): number {
@@ -17,11 +16,22 @@ function mulhi(a: number, b: number): number {
 
 /** One Philox4x32-10 block: 4 uint32 words from a 128-bit counter and a 64-bit key. */
 export function philox4x32(counter: readonly number[], key: readonly [number, number], out: Uint32Array): void {
-  block(counter[0]! >>> 0, counter[1]! >>> 0, counter[2]! >>> 0, counter[3]! >>> 0, key[0] >>> 0, key[1] >>> 0, out);
+  block(counter[0]! >>> 0, counter[1]! >>> 0, counter[2]! >>> 0, counter[3]! >>> 0, key[0] >>> 0, key[1] >>> 0, out, 0);
 }
 
-/** The ten rounds on words held in locals (fillRandom calls this per block: no arrays made). */
-function block(c0: number, c1: number, c2: number, c3: number, k0: number, k1: number, out: Uint32Array): void {
+/**
+ * Writes Philox4x32-10 blocks number b0, b0 + 1, …, b0 + count − 1 of the stream (key0, key1)
+ * into words (4 each, from 0); block b's counter is (b mod 2³², ⌊b / 2³²⌋, 0, 0).
+ */
+export type PhiloxBlocks = (b0: number, count: number, key0: number, key1: number, words: Uint32Array) => void;
+
+/** PhiloxBlocks in JavaScript: the reference (the CPU backend may pass a WebAssembly one with the same bits). */
+export const philoxBlocks: PhiloxBlocks = (b0, count, key0, key1, words) => {
+  for (let i = 0, b = b0; i < count; i++, b++) block(b % 4294967296, Math.floor(b / 4294967296), 0, 0, key0, key1, words, 4 * i);
+};
+
+/** The ten rounds on words held in locals, written to out at o (no arrays made). */
+function block(c0: number, c1: number, c2: number, c3: number, k0: number, k1: number, out: Uint32Array, o: number): void {
   for (let round = 0; round < 10; round++) {
     const hi0 = mulhi(M0, c0), lo0 = Math.imul(M0, c0) >>> 0;
     const hi1 = mulhi(M1, c2), lo1 = Math.imul(M1, c2) >>> 0;
@@ -32,7 +42,7 @@ function block(c0: number, c1: number, c2: number, c3: number, k0: number, k1: n
     k0 = (k0 + W0) >>> 0;
     k1 = (k1 + W1) >>> 0;
   }
-  out[0] = c0; out[1] = c1; out[2] = c2; out[3] = c3;
+  out[o] = c0; out[o + 1] = c1; out[o + 2] = c2; out[o + 3] = c3;
 }
 
 const TWO_POW_26 = 67108864;
@@ -43,28 +53,36 @@ function uniform53(w0: number, w1: number): number {
   return ((w0 >>> 5) * TWO_POW_26 + (w1 >>> 6)) / TWO_POW_53;
 }
 
-const words = new Uint32Array(4);
+/** Blocks generated per batch (the words of one batch: 64 KB, reused). */
+const BATCH = 4096;
+const words = new Uint32Array(4 * BATCH);
 
 /**
  * Fills `out` with draws number `counter`, `counter + 1`, ... of the stream `key`.
  * Each Philox block gives two values: two uniforms, or the Box–Muller pair (cos, sin).
  * float32 uniforms are the float64 ones truncated to 24 bits, so they stay below 1.
- * (One reused array of words and one log and sqrt per Box–Muller pair.)
+ * (Blocks come in batches from `blocks`; one log and sqrt per Box–Muller pair.)
  */
 export function fillRandom(
   out: Float32Array | Float64Array,
   distribution: 'uniform' | 'normal',
   key: readonly [number, number],
   counter: number,
+  blocks: PhiloxBlocks = philoxBlocks,
 ): void {
   const single = out instanceof Float32Array, normal = distribution === 'normal';
   const n = out.length, key0 = key[0] >>> 0, key1 = key[1] >>> 0;
   // Element i of the draw is value (counter + i) of the stream: block (counter+i)>>1, half (counter+i)&1.
-  const w = words;
-  let b = Math.floor(counter / 2), half = counter % 2;
-  for (let i = 0; i < n; b++, half = 0) {
-    block(b % 4294967296, Math.floor(b / 4294967296), 0, 0, key0, key1, w);
-    const u1 = uniform53(w[0]!, w[1]!), u2 = uniform53(w[2]!, w[3]!);
+  let b = Math.floor(counter / 2), half = counter % 2, j = 0, batch = 0;
+  for (let i = 0; i < n; b++, half = 0, j++) {
+    if (j === batch) {
+      // The blocks the remaining values need: the first may give only its second value.
+      batch = Math.min(BATCH, Math.ceil((n - i + half) / 2));
+      blocks(b, batch, key0, key1, words);
+      j = 0;
+    }
+    const w = 4 * j;
+    const u1 = uniform53(words[w]!, words[w + 1]!), u2 = uniform53(words[w + 2]!, words[w + 3]!);
     if (normal) {
       // Box–Muller; 1 - u1 lies in (0, 1], so the log is finite.
       const r = Math.sqrt(-2 * Math.log(1 - u1));

@@ -10,6 +10,7 @@ import { WasmMath, MIN_ELEMENTS } from '../../src/backends/cpu/wasm/wasm-math.js
 import { adamStep, lstmCellForward } from '../../src/backends/cpu/fused.js';
 import { lstmCell } from '../../src/tensor/ops/fused.js';
 import { mt, numRuns } from '../helpers.js';
+import { fillRandom, philoxBlocks as jsPhiloxBlocks } from '../../src/core/philox.js';
 
 const math = WasmMath.create();
 if (typeof math === 'string') throw new Error(`these tests need WebAssembly SIMD (Node 20 has it): ${math}`);
@@ -156,4 +157,38 @@ test('the math module validates; without WebAssembly SIMD, create() returns the 
   } as unknown as NonNullable<typeof wasmApi>;
   assert.match(String(WasmMath.create(noSimd)), /WebAssembly SIMD128 is not available here \(Compiling function #0 failed: invalid simd opcode\)/);
   assert.equal(WasmMath.create(null), 'no WebAssembly in this JavaScript engine');
+});
+
+test('Philox rounds on WebAssembly: the words of the JavaScript rounds (counters across 2³², any key), and randn/rand give the same bits with and without SIMD', () => {
+  const { philoxBlocks } = simd;
+  fc.assert(fc.property(
+    fc.oneof(fc.integer({ min: 0, max: 2 ** 32 + 10 }), fc.constant(2 ** 32 - 3), fc.integer({ min: 2 ** 40, max: 2 ** 40 + 100 })),
+    fc.integer({ min: 1, max: 300 }), fc.nat(2 ** 32 - 1), fc.nat(2 ** 32 - 1),
+    (b0, count, k0, k1) => {
+      const want = new Uint32Array(4 * count), got = new Uint32Array(4 * count);
+      jsPhiloxBlocks(b0, count, k0, k1, want);
+      philoxBlocks(b0, count, k0, k1, got);
+      assert.deepEqual(got, want);
+    }), numRuns(60));
+  // Whole draws, odd counters and lengths across batches of 4096 blocks, float32 and float64.
+  for (const dtype of ['float32', 'float64'] as const) {
+    for (const counter of [0, 1, 8191, 2 ** 33 + 1]) {
+      for (const n of [1, 2, 7, 8193]) {
+        for (const dist of ['normal', 'uniform'] as const) {
+          const a = dtype === 'float32' ? new Float32Array(n) : new Float64Array(n), b = a.slice();
+          fillRandom(a, dist, [7, 9], counter);
+          fillRandom(b, dist, [7, 9], counter, philoxBlocks);
+          assert.deepEqual(b, a, `${dist} ${dtype} counter ${counter} n ${n}`);
+        }
+      }
+    }
+  }
+  const draw = () => { mt.manualSeed(3); return [mt.randn([70, 33]).dataSync(), mt.rand([5, 1001], { dtype: 'float64' }).dataSync()]; };
+  const calls = mt.backendInfo().simdMathCalls as number;
+  const withSimd = draw();
+  assert.ok((mt.backendInfo().simdMathCalls as number) > calls, 'the draws ran on the WebAssembly rounds');
+  mt.setBackend('cpu', { simd: false });
+  const scalar = draw();
+  mt.setBackend('cpu', { simd: true });
+  assert.deepEqual(withSimd, scalar);
 });

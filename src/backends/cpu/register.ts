@@ -12,6 +12,7 @@ import { adamStepKernel, CpuBackend, cpuKernels, cpuMultiKernels, data, lstmCell
 import { adamStep, lstmCellForward, type LstmSequenceOps } from './fused.js';
 import { matmul as scalarMatmul } from './matmul/matmul.js';
 import { cpuPool } from './pool.js';
+import { fillRandom } from '../../core/philox.js';
 import { WasmMatmul } from './wasm/wasm-matmul.js';
 import { WasmMath } from './wasm/wasm-math.js';
 
@@ -77,7 +78,7 @@ class SimdState {
       // Expert weights kept in the wasm memory between grouped products (wasm-matmul.ts).
       residentBytes: engine.residentBytes, residentHits: engine.residentHits, residentCopies: engine.residentCopies,
       // float32 σ, tanh and LSTM cells computed by the SIMD transcendental kernels.
-      simdMath: this.math() !== null ? 'WebAssembly SIMD128 σ, tanh, LSTM cell and Adam (float32)' : `scalar: ${String(this.mathModule)}`,
+      simdMath: this.math() !== null ? 'WebAssembly SIMD128 σ, tanh, LSTM cell and Adam (float32); Philox rounds of random draws' : `scalar: ${String(this.mathModule)}`,
       simdMathCalls: this.math()?.calls ?? 0,
       chunksByThread: engine.pool?.chunksByThread() ?? [],
     };
@@ -103,6 +104,17 @@ class SimdState {
         cpuPool.give(y);
       }
       return (cpuKernels[op] as CpuKernel<K>)(inputs, attrs, out, be);
+    };
+  }
+
+  /** Uniform and normal draws with the Philox rounds on WebAssembly (the same words as the JavaScript rounds). */
+  random(): CpuKernel<'random'> {
+    return (inputs, attrs, out, be) => {
+      const math = this.math();
+      if (math === null || out.dtype === 'int32') return cpuKernels.random(inputs, attrs, out, be);
+      const y = cpuPool.take(out.dtype, sizeOf(out.shape), false) as Float32Array | Float64Array;
+      fillRandom(y, attrs.distribution, attrs.key, attrs.counter, math.philoxBlocks);
+      return be.wrap(y);
     };
   }
 
@@ -197,7 +209,7 @@ export function createCpuBackend(options: CpuOptions = {}): CpuBackend & { reado
   const state = new SimdState();
   state.configure(options);
   const backend = new CpuBackend({
-    kernels: { matmul: state.matmul(), groupedMatmul: state.groupedMatmul(), sigmoid: state.unary('sigmoid'), tanh: state.unary('tanh'), lstmCell: state.lstmCell(), lstmSequence: state.lstmSequence() },
+    kernels: { matmul: state.matmul(), groupedMatmul: state.groupedMatmul(), sigmoid: state.unary('sigmoid'), tanh: state.unary('tanh'), lstmCell: state.lstmCell(), lstmSequence: state.lstmSequence(), random: state.random() },
     multiKernels: { groupedWeightGrads: state.groupedWeightGrads(), lstmSequenceBackward: state.lstmSequenceBackward(), adamStep: state.adamStep() }, details: () => state.details() });
   return Object.assign(backend, { simd: state });
 }

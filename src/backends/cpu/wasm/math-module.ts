@@ -10,6 +10,7 @@
 // (WasmMath in wasm-math.ts). Arrays are whole v128s: lengths are padded to a multiple of 4.
 
 import { EXPF, TANHF } from '../../../core/special.js';
+import { PHILOX } from '../../../core/philox.js';
 import { ModuleBuilder, type Code, type Local } from './wasm-emitter.js';
 
 export interface MathExports {
@@ -27,6 +28,12 @@ export interface MathExports {
    * floats from `base`: p, g, m, v in, then p', m', v' out. The scalars are the kernel's
    * float32 constants; coupled / decoupled select the weight decay.
    */
+  /**
+   * Philox4x32-10 blocks number b, b + 1, …, b + count − 1 of the stream (key0, key1), with
+   * b = bHi·2³² + bLo, as core/philox.ts philoxBlocks computes them: 4 uint32 words each at dst.
+   * Integer arithmetic (i64 products for the high words), so the same bits.
+   */
+  philox(bLo: number, bHi: number, count: number, key0: number, key1: number, dst: number): void;
   adam_f32(base: number, vectors: number, b1: number, b2: number, c1: number, c2: number, sq: number, eps: number, stepSize: number,
     wd: number, shrink: number, coupled: number, decoupled: number): void;
 }
@@ -166,11 +173,41 @@ function emitAdam(mod: ModuleBuilder): void {
     });
 }
 
+/** philox(bLo, bHi, count, key0, key1, dst): the ten rounds unrolled, one block per iteration. */
+function emitPhilox(mod: ModuleBuilder): void {
+  mod.func('philox', ['i32', 'i32', 'i32', 'i32', 'i32', 'i32'], [], (c, bLo, bHi, count, key0, key1, dst) => {
+    const b = c.local('i64'), i = c.local('i32'), p0 = c.local('i64'), p1 = c.local('i64');
+    const [c0, c1, c2, c3, k0, k1] = Array.from({ length: 6 }, () => c.local('i32')) as [Local, Local, Local, Local, Local, Local];
+    c.get(bHi).i64ExtendI32U().i64(32n).i64Shl().get(bLo).i64ExtendI32U().i64Or().set(b);
+    c.forRange(i, 0, count, 1, () => {
+      c.get(b).i32WrapI64().set(c0);
+      c.get(b).i64(32n).i64ShrU().i32WrapI64().set(c1);
+      c.i32(0).set(c2).i32(0).set(c3);
+      c.get(key0).set(k0).get(key1).set(k1);
+      for (let round = 0; round < 10; round++) {
+        // (hi, lo) of M0·c0 and M1·c2 as u64 products.
+        c.i64(BigInt(PHILOX.M0)).get(c0).i64ExtendI32U().i64Mul().set(p0);
+        c.i64(BigInt(PHILOX.M1)).get(c2).i64ExtendI32U().i64Mul().set(p1);
+        c.get(p1).i64(32n).i64ShrU().i32WrapI64().get(c1).i32Xor().get(k0).i32Xor().set(c0);
+        c.get(p1).i32WrapI64().set(c1);
+        c.get(p0).i64(32n).i64ShrU().i32WrapI64().get(c3).i32Xor().get(k1).i32Xor().set(c2);
+        c.get(p0).i32WrapI64().set(c3);
+        c.get(k0).i32(PHILOX.W0).i32Add().set(k0);
+        c.get(k1).i32(PHILOX.W1).i32Add().set(k1);
+      }
+      c.get(dst).get(c0).store('i32', 0).get(dst).get(c1).store('i32', 4).get(dst).get(c2).store('i32', 8).get(dst).get(c3).store('i32', 12);
+      c.get(dst).i32(16).i32Add().set(dst);
+      c.get(b).i64(1n).i64Add().set(b);
+    });
+  });
+}
+
 export function mathModuleBytes(): Uint8Array {
   const mod = new ModuleBuilder({ shared: false, initialPages: 1, maximumPages: 32768 });
   emitUnary(mod, 'sigmoid_f32', emitSigmoid);
   emitUnary(mod, 'tanh_f32', emitTanh);
   emitLstm(mod);
   emitAdam(mod);
+  emitPhilox(mod);
   return mod.bytes();
 }

@@ -134,6 +134,14 @@ export class Code {
   i32And(): this { return this.op(0x71); }
   i32Shl(): this { return this.op(0x74); }
   i32ShrU(): this { return this.op(0x76); }
+  i32Xor(): this { return this.op(0x73); }
+  i32WrapI64(): this { return this.op(0xa7); }
+  i64ExtendI32U(): this { return this.op(0xad); }
+  i64Add(): this { return this.op(0x7c); }
+  i64Mul(): this { return this.op(0x7e); }
+  i64Or(): this { return this.op(0x84); }
+  i64Shl(): this { return this.op(0x86); }
+  i64ShrU(): this { return this.op(0x88); }
   select(): this { return this.op(0x1b); }
 
   // ---- SIMD128 (opcodes after 0xfd) ----

@@ -5,6 +5,7 @@
 // path is off (setBackend('cpu', { simd: false }), or no SIMD here) nothing changes.
 
 import { adamConstants, type AdamAttrs } from '../fused.js';
+import type { PhiloxBlocks } from '../../../core/philox.js';
 import { mathModuleBytes, type MathExports } from './math-module.js';
 import { wasmApi, type WasmApi, type WasmMemory } from './wasm-api.js';
 
@@ -41,6 +42,18 @@ export class WasmMath {
     if (this.f32.buffer !== this.memory.buffer) this.f32 = new Float32Array(this.memory.buffer);
     return this.f32;
   }
+
+  /**
+   * Philox blocks (core/philox.ts PhiloxBlocks) from the module: the same words as the
+   * JavaScript rounds, whose 32 × 32 → 64-bit products take four double multiplies each.
+   */
+  readonly philoxBlocks: PhiloxBlocks = (b0, count, key0, key1, words) => {
+    const bytes = 16 * count;
+    if (bytes > this.memory.buffer.byteLength) this.memory.grow(Math.ceil((bytes - this.memory.buffer.byteLength) / PAGE));
+    this.kernels.philox(b0 % 4294967296, Math.floor(b0 / 4294967296), count, key0, key1, 0);
+    words.set(new Uint32Array(this.memory.buffer, 0, 4 * count));
+    this.calls++;
+  };
 
   /** out = op(x) elementwise, float32. False (nothing written) when too small to pay. */
   unary(op: 'sigmoid' | 'tanh', x: Float32Array, out: Float32Array): boolean {
