@@ -276,6 +276,7 @@ export class WasmMatmul {
   grouped(
     mode: 'rows' | 'weights', a: TypedArray, bs: readonly TypedArray[], sizes: readonly number[],
     k: number, n: number, transposeB: boolean, out: TypedArray | readonly TypedArray[], biases: readonly TypedArray[] | null = null,
+    residentOk = true,
   ): boolean {
     const first = Array.isArray(out) ? out[0] : out;
     const dtype: SimdDType | null = first instanceof Float32Array ? 'float32' : first instanceof Float64Array ? 'float64' : null;
@@ -293,7 +294,7 @@ export class WasmMatmul {
     const bPtr = align16(apPtr + apBytes);
     // 'rows': the experts' weights (those with rows) from the resident arena, else copied into B.
     const used = mode === 'rows' ? sizes.reduce((c, m) => c + (m > 0 ? 1 : 0), 0) : 0;
-    const resident = mode === 'rows' && 2 * used * align16(k * n * bytes) <= this.residentLimit;
+    const resident = residentOk && mode === 'rows' && 2 * used * align16(k * n * bytes) <= this.residentLimit;
     const bBytes = mode === 'rows' ? (resident ? 0 : E * k * n * bytes) : M * n * bytes;
     const cRows = mode === 'rows' ? M : E * k;
     const cPtr = align16(bPtr + bBytes);
@@ -319,7 +320,8 @@ export class WasmMatmul {
     let bPtrs: number[] | null = null;
     if (resident) {
       const placed = this.residentWeights(bs.filter((_, e) => sizes[e]! > 0), k * n, bytes, dtype);
-      if (placed === null) return false;
+      // No room for the arena (near the 2 GiB of a wasm32 memory): copy the weights in instead.
+      if (placed === null) return this.grouped(mode, a, bs, sizes, k, n, transposeB, out, biases, false);
       let i = 0;
       bPtrs = sizes.map((m) => (m > 0 ? placed[i++]! : 0));
     }
