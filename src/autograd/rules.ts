@@ -22,7 +22,7 @@
 
 import type { KernelAttrs } from '../core/backend.js';
 import * as ops from '../tensor/ops/index.js';
-import { groupedMatmulGrads, lstmCellBackward, lstmSequenceGrads, weightedIndexAddGrads } from '../tensor/ops/fused.js';
+import { groupedMatmulGrads, lstmCellBackward, lstmSequenceGrads, reluGrad, weightedIndexAddGrads } from '../tensor/ops/fused.js';
 import { isGradEnabled } from '../tensor/engine.js';
 import type { CompositeAttrs, RecordedOp } from '../tensor/recorded-ops.js';
 import type { Tensor } from '../tensor/tensor.js';
@@ -139,7 +139,8 @@ const rules: GradRules = {
   sqrt: (dy, c) => [ops.div(dy, ops.mul(c.output, 2))],
   tanh: (dy, c) => [ops.mul(dy, ops.sub(1, ops.square(c.output)))],
   sigmoid: (dy, c) => [ops.mul(dy, ops.mul(c.output, ops.sub(1, c.output)))],
-  relu: (dy, c) => [ops.mul(dy, mask(ops.greater(x0(c), 0), dy))],
+  // One reluGrad kernel where the backend has it; the composition for gradients of gradients.
+  relu: (dy, c) => [isGradEnabled() ? ops.mul(dy, mask(ops.greater(x0(c), 0), dy)) : reluGrad(dy, x0(c))],
   softplus: (dy, c) => [ops.mul(dy, ops.sigmoid(x0(c)))],
   // dΦ/dx is the standard normal density.
   normalCdf: (dy, c) => [ops.mul(dy, ops.mul(ops.exp(ops.mul(ops.square(x0(c)), -0.5)), 1 / Math.sqrt(2 * Math.PI)))],

@@ -69,6 +69,11 @@ export interface FusedKernelAttrs {
   /** (acts [7, B, H] from lstmCell, c [B, H], dOut [7, B, H]: rows 0, 1 = ∂/∂h', ∂/∂c') → ∂/∂z [B, 4H] or ∂/∂c [B, H]. */
   lstmCellBackward: { wrt: 'z' | 'c' };
   /**
+   * relu's gradient: (dy, x) of one shape and dtype → dy · (x > 0 ? 1 : 0), the product
+   * rounded as mul rounds it (the composition mul(dy, cast(greater(x, 0))) in one pass).
+   */
+  reluGrad: NoAttrs;
+  /**
    * The joint sum of squares of tensors (x_0 … x_{n−1}) → 0-d: each tensor's squares summed
    * from 0 in order, then those sums added in order — clipGradNorm's composition (cast, square,
    * sum, add) in one kernel; the output dtype is the one it accumulates in.

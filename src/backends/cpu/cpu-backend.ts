@@ -148,6 +148,12 @@ function makeKernels(): CpuKernelTable {
       indexAdd(data(x), x.shape, data(index) as Int32Array, data(src), axis, y);
       return be.wrap(y);
     },
+    reluGrad: (inputs, _a, out, be) => {
+      const dy = data(inputs[0]!), x = data(inputs[1]!), y = full(out);
+      // dy · (x > 0 ? 1 : 0): the multiply the composition does, NaN and −0 included.
+      for (let i = 0; i < y.length; i++) y[i] = dy[i]! * +(x[i]! > 0);
+      return be.wrap(y);
+    },
     weightedIndexAdd: (inputs, { numRows }, out, be) => {
       const [y, w, index] = inputs as [In[0], In[0], In[0]];
       const o = alloc(out);

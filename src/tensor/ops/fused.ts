@@ -5,7 +5,7 @@
 import { getBackend, runOp, runOpMany } from '../engine.js';
 import { shapeToString } from '../../core/shape.js';
 import type { Tensor } from '../tensor.js';
-import { add, mul, sigmoid, sub, tanh } from './elementwise.js';
+import { add, cast, greater, mul, sigmoid, sub, tanh } from './elementwise.js';
 import { sum } from './reduction.js';
 import { chunk, concat, reshape, slice, split, stack } from './movement.js';
 import { indexAdd, indexSelect } from './indexing.js';
@@ -292,6 +292,23 @@ export function groupedMatmulGrads(dy: Tensor, x: Tensor, weights: readonly Tens
     g.dispose();
     return null;
   }), ...dbs];
+}
+
+// ---- relu's gradient ------------------------------------------------------------------
+
+/**
+ * relu's gradient dy · (x > 0), not recorded (backward with grad mode off): one kernel where
+ * the backend has it, instead of a comparison, a cast and a multiply over the whole
+ * activation; the composition elsewhere. The same bits either way.
+ */
+export function reluGrad(dy: Tensor, x: Tensor): Tensor {
+  if (!getBackend().supports?.('reluGrad') || dy.dtype !== x.dtype || dy.shape.length !== x.shape.length || dy.shape.some((d, i) => d !== x.shape[i])) {
+    const m = cast(greater(x, 0), dy.dtype);
+    const g = mul(dy, m);
+    m.dispose();
+    return g;
+  }
+  return runOp('reluGrad', [dy, x], {}, { shape: dy.shape, dtype: dy.dtype }, null);
 }
 
 // ---- the MoE combine: gated rows scattered to their examples --------------------------
