@@ -19,8 +19,8 @@
 // changes while the handle lives (kernels write only their fresh results; an optimizer step
 // assigns new handles), and a freed handle's buffer comes back from the pool under a new
 // array object, so a key never meets other values. The arena is a ring (a new weight
-// overwrites the oldest) holding twice the largest grouped call's weights, up to
-// RESIDENT_MAX_BYTES; backendInfo() reports its size and its hits and copies. Measured
+// overwrites the oldest) holding twice the largest grouped call's weights, at least 16 MB and
+// at most RESIDENT_MAX_BYTES; backendInfo() reports its size and its hits and copies. Measured
 // alternating: the MoE step 1–2% faster at E = 16 and 64 (one copy of three saved per step
 // in the benchmark; in training, where ∂x is needed too, two of four).
 
