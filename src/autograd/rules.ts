@@ -140,7 +140,7 @@ const rules: GradRules = {
   tanh: (dy, c) => [ops.mul(dy, ops.sub(1, ops.square(c.output)))],
   sigmoid: (dy, c) => [ops.mul(dy, ops.mul(c.output, ops.sub(1, c.output)))],
   // One reluGrad kernel where the backend has it; the composition for gradients of gradients.
-  relu: (dy, c) => [isGradEnabled() ? ops.mul(dy, mask(ops.greater(x0(c), 0), dy)) : reluGrad(dy, x0(c))],
+  relu: (dy, c) => [reluGrad(dy, x0(c), isGradEnabled())],
   softplus: (dy, c) => [ops.mul(dy, ops.sigmoid(x0(c)))],
   // dΦ/dx is the standard normal density.
   normalCdf: (dy, c) => [ops.mul(dy, ops.mul(ops.exp(ops.mul(ops.square(x0(c)), -0.5)), 1 / Math.sqrt(2 * Math.PI)))],

@@ -15,6 +15,15 @@ import { checkFloat, checkTensor } from './util.js';
 
 export interface LSTMCellState { h: Tensor; c: Tensor }
 
+/** The gradients a node's rule returns: grads[i] where wanted[i], the others disposed (null). */
+function keepWanted(grads: readonly Tensor[], wanted: readonly boolean[]): (Tensor | null)[] {
+  return grads.map((g, i) => {
+    if (wanted[i]) return g;
+    g.dispose();
+    return null;
+  });
+}
+
 /**
  * The LSTM update from the gate pre-activations z = (i, f, g, o) [B, 4H] and the cell
  * state c [B, H] (PyTorch's gate order):
@@ -157,11 +166,7 @@ export function lstmSequenceGrads(dActs: Tensor, inputs: readonly Tensor[], acts
     grads = [dxw, dh!, dc!, matmul(reshape(dxw, [L * B, 4 * H]), hPrevAll, { transposeA: true })];
     if (bias && needs[4]) grads.push(sum(dxw, [0, 1]));
   }
-  const out = grads.map((g, i): Tensor | null => {
-    if (needs[i]) return g;
-    g.dispose();
-    return null;
-  });
+  const out = keepWanted(grads, needs);
   if (bias && out.length === 4) out.push(null);
   return out;
 }
@@ -277,7 +282,7 @@ export function groupedMatmulGrads(dy: Tensor, x: Tensor, weights: readonly Tens
   if (hasBias) {
     const want = needs.slice(1 + E, 1 + 2 * E);
     dbs = !want.some(Boolean) ? want.map(() => null)
-      : segmentSums(dy, sizes, { differentiable }).map((g, e) => { if (want[e]) return g; g.dispose(); return null; });
+      : keepWanted(segmentSums(dy, sizes, { differentiable }), want);
   }
   if (!needs.slice(1, 1 + E).some(Boolean)) return [dx, ...weights.map(() => null), ...dbs];
   if (differentiable) {
@@ -287,22 +292,19 @@ export function groupedMatmulGrads(dy: Tensor, x: Tensor, weights: readonly Tens
     return [dx, ...dws, ...dbs];
   }
   const grads = transposeB ? groupedWeightGrads(dy, x, sizes) : groupedWeightGrads(x, dy, sizes);
-  return [dx, ...grads.map((g, e) => {
-    if (needs[1 + e]) return g;
-    g.dispose();
-    return null;
-  }), ...dbs];
+  return [dx, ...keepWanted(grads, needs.slice(1, 1 + E)), ...dbs];
 }
 
 // ---- relu's gradient ------------------------------------------------------------------
 
 /**
- * relu's gradient dy · (x > 0), not recorded (backward with grad mode off): one kernel where
- * the backend has it, instead of a comparison, a cast and a multiply over the whole
- * activation; the composition elsewhere. The same bits either way.
+ * relu's gradient dy · (x > 0) for relu(x)'s dy (same shape and dtype): one kernel where the
+ * backend has it, instead of a comparison, a cast and a multiply over the whole activation;
+ * the composition elsewhere and when `differentiable` (gradients of gradients). The same bits
+ * either way.
  */
-export function reluGrad(dy: Tensor, x: Tensor): Tensor {
-  if (!getBackend().supports?.('reluGrad') || dy.dtype !== x.dtype || dy.shape.length !== x.shape.length || dy.shape.some((d, i) => d !== x.shape[i])) {
+export function reluGrad(dy: Tensor, x: Tensor, differentiable: boolean): Tensor {
+  if (differentiable || !getBackend().supports?.('reluGrad')) {
     const m = cast(greater(x, 0), dy.dtype);
     const g = mul(dy, m);
     m.dispose();
@@ -359,10 +361,5 @@ export function weightedIndexAddGrads(dOut: Tensor, y: Tensor, weights: Tensor, 
     picked.dispose();
     products.dispose();
   }
-  const wanted = (g: Tensor, i: number): Tensor | null => {
-    if (needs[i]) return g;
-    g.dispose();
-    return null;
-  };
-  return [wanted(dy, 0), wanted(dw, 1), null];
+  return [...keepWanted([dy, dw], needs), null];
 }

@@ -48,8 +48,7 @@ export class WasmMath {
    * JavaScript rounds, whose 32 × 32 → 64-bit products take four double multiplies each.
    */
   readonly philoxBlocks: PhiloxBlocks = (b0, count, key0, key1, words) => {
-    const bytes = 16 * count;
-    if (bytes > this.memory.buffer.byteLength) this.memory.grow(Math.ceil((bytes - this.memory.buffer.byteLength) / PAGE));
+    this.view(4 * count); // 4 words per block: grows the memory as needed
     this.kernels.philox(b0 % 4294967296, Math.floor(b0 / 4294967296), count, key0, key1, 0);
     words.set(new Uint32Array(this.memory.buffer, 0, 4 * count));
     this.calls++;
