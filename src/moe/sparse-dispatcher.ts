@@ -38,43 +38,42 @@ export class SparseDispatcher implements Dispatcher {
     }
     this.numExamples = N;
     this.capacity = N;
-    // routes[n] = the experts of example n.
-    const routes: number[][] = [];
+    // The routes as (example, expert) pairs in example order: indices row by row, else every
+    // nonzero gate. Typed arrays: 1024 small arrays per step cost 0.7 ms at E = 16.
+    let routeExample: Int32Array, routeExpert: Int32Array;
     if (indices !== undefined) {
       if (indices.dtype !== 'int32' || indices.rank !== 2 || indices.shape[0] !== N) {
         throw new Error(`SparseDispatcher: indices must be int32 [${N}, k], got ${indices.dtype} ${shapeToString(indices.shape)}`);
       }
-      const k = indices.shape[1]!, chosen = indices.dataSync();
-      for (let n = 0; n < N; n++) routes.push(Array.from(chosen.subarray(n * k, (n + 1) * k)));
+      const k = indices.shape[1]!;
+      routeExpert = indices.dataSync() as Int32Array;
+      routeExample = new Int32Array(N * k);
+      for (let i = 0; i < N * k; i++) routeExample[i] = (i / k) | 0;
     } else {
       const g = gates.dataSync();
-      for (let n = 0; n < N; n++) {
-        const r: number[] = [];
-        for (let e = 0; e < E; e++) if (g[n * E + e]! > 0) r.push(e);
-        routes.push(r);
-      }
+      let count = 0;
+      for (let i = 0; i < N * E; i++) if (g[i]! > 0) count++;
+      routeExample = new Int32Array(count);
+      routeExpert = new Int32Array(count);
+      for (let i = 0, r = 0; i < N * E; i++) if (g[i]! > 0) { routeExample[r] = (i / E) | 0; routeExpert[r++] = i % E; }
     }
     // Counting sort by expert keeps examples in increasing order within each expert.
+    const total = routeExpert.length;
     this.sizes = new Array<number>(E).fill(0);
-    let total = 0;
-    for (const r of routes) {
-      for (const e of r) {
-        if (!(e >= 0 && e < E)) throw new Error(`SparseDispatcher: expert index ${e} is out of range for ${E} experts`);
-        this.sizes[e]!++;
-        total++;
-      }
+    for (let r = 0; r < total; r++) {
+      const e = routeExpert[r]!;
+      if (!(e >= 0 && e < E)) throw new Error(`SparseDispatcher: expert index ${e} is out of range for ${E} experts`);
+      this.sizes[e]!++;
     }
-    const starts = new Array<number>(E).fill(0);
+    const starts = new Int32Array(E);
     for (let e = 1; e < E; e++) starts[e] = starts[e - 1]! + this.sizes[e - 1]!;
     this.batchIndex = new Int32Array(total);
     const flatGateIndex = new Int32Array(total);
-    routes.forEach((r, n) => {
-      for (const e of r) {
-        const slot = starts[e]!++;
-        this.batchIndex[slot] = n;
-        flatGateIndex[slot] = n * E + e;
-      }
-    });
+    for (let r = 0; r < total; r++) {
+      const n = routeExample[r]!, e = routeExpert[r]!, slot = starts[e]!++;
+      this.batchIndex[slot] = n;
+      flatGateIndex[slot] = n * E + e;
+    }
     this.batchIndexTensor = noGrad(() => tensor(this.batchIndex, [this.batchIndex.length], { dtype: 'int32' }));
     const flatIndex = noGrad(() => tensor(flatGateIndex, [flatGateIndex.length], { dtype: 'int32' }));
     const flatGates = reshape(gates, [N * E]);
