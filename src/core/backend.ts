@@ -108,9 +108,10 @@ export interface MultiOutputKernelAttrs {
   /**
    * The weight gradients of groupedMatmul: (a [M, p], b [M, q]) with row segments `sizes` →
    * E outputs [p, q], output e = a[seg e]ᵀ · b[seg e] (zeros for an empty segment), each equal
-   * to matmul's of that segment.
+   * to matmul's of that segment. With `sums`, E more outputs follow: the segmentSums of a
+   * ([p] each) or of b ([q] each), the biases' gradients, bit for bit.
    */
-  groupedWeightGrads: { sizes: readonly number[] };
+  groupedWeightGrads: { sizes: readonly number[]; sums?: 'a' | 'b' };
   /**
    * Column sums over row segments: (a [M, n]) → E outputs [n], output e = Σ of a[seg e]'s rows
    * (zeros for an empty segment), summed in row order in float64 and rounded once, as the sum

@@ -53,14 +53,19 @@ for (const expert of ['mlp', 'swiglu'] as const) {
   });
 }
 
-test('MoE on the CPU runs grouped products (2 forward, 2 + 2 backward, whatever E), and the state dict keeps experts.{i}.fc1.weight', () => {
+test('MoE on the CPU runs grouped products (2 forward, 2 + 2 backward, whatever E; the bias gradients from the weight-gradient kernel), and the state dict keeps experts.{i}.fc1.weight', () => {
   mt.manualSeed(1);
   const moe = new mt.MoE({ inputSize: 4, outputSize: 4, hiddenSize: 8, numExperts: 6, k: 2 });
   const be = getBackend() as { run: (kernel: string, ...rest: unknown[]) => unknown; runMany: (kernel: string, ...rest: unknown[]) => unknown };
   const calls: string[] = [];
   const [run, runMany] = [be.run, be.runMany];
   be.run = function (kernel: string, ...rest: unknown[]) { if (kernel === 'groupedMatmul' || kernel === 'matmul') calls.push(kernel); return run.call(this, kernel, ...rest); };
-  be.runMany = function (kernel: string, ...rest: unknown[]) { calls.push(kernel); return runMany.call(this, kernel, ...rest); };
+  const sums: unknown[] = [];
+  be.runMany = function (kernel: string, ...rest: unknown[]) {
+    calls.push(kernel);
+    if (kernel === 'groupedWeightGrads') sums.push((rest[1] as { sums?: unknown }).sums);
+    return runMany.call(this, kernel, ...rest);
+  };
   try {
     const out = moe.forward(mt.randn([10, 4]).requiresGrad_());
     out.output.sum().backward();
@@ -72,7 +77,9 @@ test('MoE on the CPU runs grouped products (2 forward, 2 + 2 backward, whatever 
   // Forward: fc1 and fc2; backward: ∂x of each (the first layer's ∂x feeds dispatch) and the weight gradients.
   assert.equal(count('groupedMatmul'), 4);
   assert.equal(count('groupedWeightGrads'), 2);
-  assert.equal(count('segmentSums'), 2, 'the biases are the grouped kernel\'s: their gradients are segment sums');
+  // The biases are the grouped kernel's: their gradients (dy's segment sums) come with the weights'.
+  assert.deepEqual(sums, ['a', 'a']); // Linear weights [out, in]: ∂W = dyᵀ·x, dy is operand a
+  assert.equal(count('segmentSums'), 0);
   const names = Object.keys(moe.stateDict());
   for (let i = 0; i < 6; i++) for (const p of ['fc1.weight', 'fc1.bias', 'fc2.weight', 'fc2.bias']) assert.ok(names.includes(`experts.${i}.${p}`), `experts.${i}.${p}`);
   for (const e of moe.experts) assert.ok(e.fc1.weight.grad && e.fc2.bias!.grad, 'every expert got gradients');

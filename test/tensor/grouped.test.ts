@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
-import { groupedMatmul } from '../../src/tensor/ops/fused.js';
+import { groupedMatmul, groupedWeightGrads, segmentSums } from '../../src/tensor/ops/fused.js';
 import { getBackend } from '../../src/tensor/engine.js';
 import { assertClose, mt, numRuns } from '../helpers.js';
 import { useUnfusedCpu } from './unfused-cpu.js';
@@ -68,8 +68,35 @@ test('groupedMatmul on the SIMD path: bit-equal to matmul where matmul takes the
   }), numRuns(10));
 });
 
+test('groupedWeightGrads with sums: the weight gradients unchanged, and the sums of a or b are segmentSums\' bits (float64 sums in row order), on the SIMD path and the scalar one, empty segments and odd widths included', () => {
+  fc.assert(fc.property(fc.record({
+    sizes: fc.array(fc.integer({ min: 0, max: 40 }), { minLength: 1, maxLength: 5 }).filter((s) => s.some((m) => m >= 8)),
+    p: fc.integer({ min: 20, max: 70 }), q: fc.integer({ min: 20, max: 70 }), seed: fc.integer({ min: 0, max: 1e6 }),
+  }), (c) => {
+    for (const simd of [true, false]) {
+      mt.setBackend('cpu', { simd });
+      for (const dtype of ['float32', 'float64'] as const) {
+        mt.manualSeed(c.seed);
+        const M = c.sizes.reduce((x, y) => x + y, 0);
+        // Values of mixed magnitudes, so that a float32 running sum would round differently.
+        const a = mt.randn([M, c.p], { dtype }).mul(mt.randn([M, 1], { dtype }).exp().mul(30));
+        const b = mt.randn([M, c.q], { dtype }).mul(mt.randn([1, c.q], { dtype }).exp().mul(30));
+        const plain = groupedWeightGrads(a, b, c.sizes).map(bits);
+        for (const of of ['a', 'b'] as const) {
+          const got = groupedWeightGrads(a, b, c.sizes, { sums: of });
+          assert.equal(got.length, 2 * c.sizes.length);
+          assert.deepEqual(got.slice(0, c.sizes.length).map(bits), plain, `${dtype} simd=${simd} sums of ${of}: weight gradients`);
+          assert.deepEqual(got.slice(c.sizes.length).map(bits), segmentSums(of === 'a' ? a : b, c.sizes).map(bits), `${dtype} simd=${simd} sums of ${of}`);
+        }
+      }
+    }
+    mt.setBackend('cpu', { simd: true });
+  }), numRuns(10));
+  assert.throws(() => groupedWeightGrads(mt.zeros([4, 2]), mt.zeros([4, 3]), [4], { sums: 'c' as 'a' }), /groupedWeightGrads: sums must be 'a' or 'b', got c/);
+});
+
 test('groupedMatmul: bit-identical results on 1 and 2 threads (a job big enough to be split), and the worker took chunks of it', { timeout: 120_000 }, async () => {
-  const c: Case = { sizes: [300, 0, 260, 200, 264], k: 256, n: 512, transposeB: true, seed: 7 };
+  const c: Case = { sizes: [300, 0, 260, 200, 264], k: 256, n: 512, transposeB: true, seed: 7, bias: true };
   mt.setBackend('cpu', { threads: 1 });
   const one = run(c, 'float32', true);
   mt.setBackend('cpu', { threads: 2 });
@@ -87,6 +114,7 @@ test('groupedMatmul: bit-identical results on 1 and 2 threads (a job big enough 
       assert.deepEqual(two.y, one.y);
       assert.deepEqual(two.dx, one.dx);
       assert.deepEqual(two.dws, one.dws);
+      assert.deepEqual(two.dbs, one.dbs);
       if (workerChunks() > before) break;
       if (Date.now() - start > 60_000) assert.fail('the worker took no chunk of a grouped job within 60 s');
       await new Promise((r) => setTimeout(r, 20));

@@ -317,9 +317,13 @@ export type CpuMultiKernelTable = { readonly [K in MultiOutputKernelName]: CpuMu
 
 /** The CPU's kernels with several outputs, on the scalar kernels. */
 export const cpuMultiKernels: CpuMultiKernelTable = Object.freeze({
-  groupedWeightGrads: (inputs, { sizes }, outs, be) => {
-    const ys = outs.map(full);
-    groupedWeightGradsScalar(data(inputs[0]!), data(inputs[1]!), inputs[0]!.shape[1]!, inputs[1]!.shape[1]!, sizes, ys);
+  groupedWeightGrads: (inputs, { sizes, sums }, outs, be) => {
+    const ys = outs.map(full), E = sizes.length;
+    groupedWeightGradsScalar(data(inputs[0]!), data(inputs[1]!), inputs[0]!.shape[1]!, inputs[1]!.shape[1]!, sizes, ys.slice(0, E));
+    if (sums !== undefined) {
+      const s = inputs[sums === 'a' ? 0 : 1]!;
+      segmentSums(data(s), s.shape[1]!, sizes, ys.slice(E));
+    }
     return ys.map((y) => be.wrap(y));
   },
   lstmSequenceBackward: (inputs, _a, outs, be) => lstmSequenceBackwardKernel(inputs, outs, be, scalarSequenceOps),

@@ -183,7 +183,9 @@ class SimdState {
   groupedWeightGrads(): CpuMultiKernel<'groupedWeightGrads'> {
     return (inputs, attrs, outs, be) => {
       const [a, b] = inputs as [typeof inputs[0], typeof inputs[0]];
-      const ys = this.onSimd(outs, (engine, arrays) => engine.grouped('weights', data(a), [data(b)], attrs.sizes, a.shape[1]!, b.shape[1]!, false, arrays));
+      const E = attrs.sizes.length, of = attrs.sums;
+      const ys = this.onSimd(outs, (engine, arrays) => engine.grouped('weights', data(a), [data(b)], attrs.sizes, a.shape[1]!, b.shape[1]!, false,
+        arrays.slice(0, E), null, of === undefined ? null : { of, outs: arrays.slice(E) }));
       return ys ? ys.map((y) => be.wrap(y)) : cpuMultiKernels.groupedWeightGrads(inputs, attrs, outs, be);
     };
   }

@@ -252,39 +252,47 @@ export function segmentSums(a: Tensor, sizes: readonly number[], options: { diff
 /**
  * The weight gradients of groupedMatmul: a [M, p], b [M, q] with the same row segments → E
  * tensors [p, q], the e-th a[seg e]ᵀ · b[seg e] (zeros for an empty segment), from one
- * kernel where the backend has it. Not recorded: it serves the backward pass
- * (groupedMatmul's rule, with grad mode off).
+ * kernel where the backend has it. With `sums` ('a' or 'b'), E more tensors follow: that
+ * operand's segmentSums (the biases' gradients), bit for bit, from the same kernel (the CPU's
+ * SIMD path sums the copy its product already made). Not recorded: it serves the backward
+ * pass (groupedMatmul's rule, with grad mode off).
  */
-export function groupedWeightGrads(a: Tensor, b: Tensor, sizes: readonly number[]): Tensor[] {
+export function groupedWeightGrads(a: Tensor, b: Tensor, sizes: readonly number[], options: { sums?: 'a' | 'b' } = {}): Tensor[] {
   checkSizes('groupedWeightGrads', sizes, a.shape[0]!);
   if (a.rank !== 2 || b.rank !== 2 || b.shape[0] !== a.shape[0] || a.dtype !== b.dtype) {
     throw new Error(`groupedWeightGrads: a [M, p] and b [M, q] of one dtype, got a ${a.dtype} ${shapeToString(a.shape)} and b ${b.dtype} ${shapeToString(b.shape)}`);
   }
+  const { sums } = options;
+  if (sums !== undefined && sums !== 'a' && sums !== 'b') throw new Error(`groupedWeightGrads: sums must be 'a' or 'b', got ${String(sums)}`);
   const [p, q] = [a.shape[1]!, b.shape[1]!];
   if (!getBackend().supports?.('groupedWeightGrads')) {
     const as = split(a, [...sizes], 0), bs = split(b, [...sizes], 0);
     const grads = as.map((ap, e) => matmul(ap, bs[e]!, { transposeA: true }));
     for (const t of [...as, ...bs]) t.dispose();
-    return grads;
+    return sums === undefined ? grads : [...grads, ...segmentSums(sums === 'a' ? a : b, sizes)];
   }
-  return runOpMany('groupedWeightGrads', [a, b], { sizes: [...sizes] }, sizes.map(() => ({ shape: [p, q], dtype: a.dtype })));
+  const outs = sizes.map(() => ({ shape: [p, q], dtype: a.dtype }));
+  if (sums !== undefined) outs.push(...sizes.map(() => ({ shape: [sums === 'a' ? p : q], dtype: a.dtype })));
+  return runOpMany('groupedWeightGrads', [a, b], sums === undefined ? { sizes: [...sizes] } : { sizes: [...sizes], sums }, outs);
 }
 
 /**
  * groupedMatmul's gradients: ∂x = groupedMatmul(dy, w, ¬transposeB); ∂w_e from one grouped
- * kernel, or, for gradients of gradients, from differentiable per-segment products.
+ * kernel (with the biases' ∂b_e, dy's segment sums, when both are wanted), or, for gradients
+ * of gradients, from differentiable per-segment products.
  */
 export function groupedMatmulGrads(dy: Tensor, x: Tensor, weights: readonly Tensor[], sizes: readonly number[], transposeB: boolean, needs: readonly boolean[], differentiable: boolean, hasBias = false): (Tensor | null)[] {
   const E = weights.length;
   const dx = needs[0] ? groupedMatmul(dy, weights, sizes, { transposeB: !transposeB }) : null;
-  // The biases' gradients: each segment's rows of dy summed.
-  let dbs: (Tensor | null)[] = [];
-  if (hasBias) {
-    const want = needs.slice(1 + E, 1 + 2 * E);
-    dbs = !want.some(Boolean) ? want.map(() => null)
-      : keepWanted(segmentSums(dy, sizes, { differentiable }), want);
+  const wantW = needs.slice(1, 1 + E), wantB = hasBias ? needs.slice(1 + E, 1 + 2 * E) : [];
+  if (!differentiable && wantW.some(Boolean) && wantB.some(Boolean)) {
+    const grads = transposeB ? groupedWeightGrads(dy, x, sizes, { sums: 'a' }) : groupedWeightGrads(x, dy, sizes, { sums: 'b' });
+    return [dx, ...keepWanted(grads.slice(0, E), wantW), ...keepWanted(grads.slice(E), wantB)];
   }
-  if (!needs.slice(1, 1 + E).some(Boolean)) return [dx, ...weights.map(() => null), ...dbs];
+  // The biases' gradients: each segment's rows of dy summed.
+  const dbs: (Tensor | null)[] = !wantB.some(Boolean) ? wantB.map(() => null)
+    : keepWanted(segmentSums(dy, sizes, { differentiable }), wantB);
+  if (!wantW.some(Boolean)) return [dx, ...weights.map(() => null), ...dbs];
   if (differentiable) {
     const xs = split(x, [...sizes], 0), dys = split(dy, [...sizes], 0);
     const dws = weights.map((_, e) => (!needs[1 + e] ? null
@@ -292,7 +300,7 @@ export function groupedMatmulGrads(dy: Tensor, x: Tensor, weights: readonly Tens
     return [dx, ...dws, ...dbs];
   }
   const grads = transposeB ? groupedWeightGrads(dy, x, sizes) : groupedWeightGrads(x, dy, sizes);
-  return [dx, ...keepWanted(grads, needs.slice(1, 1 + E)), ...dbs];
+  return [dx, ...keepWanted(grads, wantW), ...dbs];
 }
 
 // ---- relu's gradient ------------------------------------------------------------------

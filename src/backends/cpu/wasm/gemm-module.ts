@@ -90,6 +90,14 @@ export interface GemmExports {
    */
   addRows_f32(cPtr: number, ldc: number, rows: number, biasPtr: number, vecs: number): void;
   addRows_f64(cPtr: number, ldc: number, rows: number, biasPtr: number, vecs: number): void;
+  /**
+   * Column sums of `rows` rows (ld bytes apart, from src) into float64 sums at dst, `vecs`
+   * v128s of columns per row: each column summed in row order in float64 from 0, as the
+   * segmentSums kernel sums it (float32 lanes are widened exactly before each add). dst holds
+   * 4·vecs (f32) or 2·vecs (f64) float64s; lanes past the columns the caller keeps are junk.
+   */
+  colSums_f32(src: number, ld: number, rows: number, dst: number, vecs: number): void;
+  colSums_f64(src: number, ld: number, rows: number, dst: number, vecs: number): void;
   /** Claims and computes chunks of the job in the control block until none is left (threads only). */
   work?(generation: number, thread: number): void;
   /** A worker thread's loop: wait for a job, work, forever (threads only). */
@@ -287,6 +295,33 @@ function emitAddRows(mod: ModuleBuilder, s: Spec, name: string): number {
   });
 }
 
+/** colSums(src, ld, rows, dst, vecs): dst (float64) = Σ over the rows, column by column, in row order. */
+function emitColSums(mod: ModuleBuilder, s: Spec, name: string): number {
+  return mod.func(name, ['i32', 'i32', 'i32', 'i32', 'i32'], [], (c, src, ld, rows, dst, vecs) => {
+    const r = c.local('i32'), v = c.local('i32'), row = c.local('i32'), d = c.local('i32'), x = c.local('v128');
+    // Bytes of float64 sums per v128 of columns: 32 for four float32 lanes, 16 for two float64.
+    const step = s.t === 'f32' ? 32 : 16;
+    c.forRange(v, 0, vecs, 1, () => {
+      c.get(dst).get(v).i32(step).i32Mul().i32Add().set(d);
+      c.get(d).f32x4Const(0).v128Store();
+      if (s.t === 'f32') c.get(d).f32x4Const(0).v128Store(16);
+    });
+    c.forRange(r, 0, rows, 1, () => {
+      c.get(src).get(r).get(ld).i32Mul().i32Add().set(row);
+      c.forRange(v, 0, vecs, 1, () => {
+        c.get(row).get(v).i32(16).i32Mul().i32Add().v128Load().set(x);
+        c.get(dst).get(v).i32(step).i32Mul().i32Add().set(d);
+        if (s.t === 'f32') {
+          c.get(d).get(d).v128Load().get(x).f64x2PromoteLowF32x4().f64x2Add().v128Store();
+          c.get(d).get(d).v128Load(16).get(x).get(x).i8x16Shuffle(elementLanes([2, 3, 2, 3], 4)).f64x2PromoteLowF32x4().f64x2Add().v128Store(16);
+        } else {
+          c.get(d).get(d).v128Load().get(x).f64x2Add().v128Store();
+        }
+      });
+    });
+  });
+}
+
 /** The macro-kernel: for each panel, pack it, then sweep the rows with the tiles. */
 function emitGemm(mod: ModuleBuilder, s: Spec, name: string): number {
   const tile = emitTile(mod, s, s.mr);
@@ -426,6 +461,8 @@ export function gemmModuleBytes(memory: { shared: boolean; initialPages: number;
   emitPackAT(mod, f64, 'packAT_f64');
   emitAddRows(mod, f32, 'addRows_f32');
   emitAddRows(mod, f64, 'addRows_f64');
+  emitColSums(mod, f32, 'colSums_f32');
+  emitColSums(mod, f64, 'colSums_f64');
   const g32 = emitGemm(mod, f32, 'gemm_f32');
   const g64 = emitGemm(mod, f64, 'gemm_f64');
   if (threads) emitWorker(mod, emitWork(mod, g32, g64));

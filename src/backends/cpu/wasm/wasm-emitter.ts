@@ -196,6 +196,8 @@ export class Code {
   i32x4TruncSatF32x4S(): this { return this.simd(0xf8); }
   f64x2Add(): this { return this.simd(0xf0); }
   f64x2Mul(): this { return this.simd(0xf2); }
+  /** The two low float32 lanes → two float64 lanes (exact). */
+  f64x2PromoteLowF32x4(): this { return this.simd(0x5f); }
 
   // ---- atomics (threads proposal, after 0xfe); alignment must be natural ----
   /** (address, count) → woken: wakes up to count waiters on the i32 at address. */

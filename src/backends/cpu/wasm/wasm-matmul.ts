@@ -268,7 +268,10 @@ export class WasmMatmul {
    *              transposeB (B_e stored n × k, a Linear weight) else B_e (k × n), plus
    *              biases[e] on every row when biases are given (added as they are copied out);
    *   'weights': outs[e] (k × n) = A[seg e]ᵀ · B[seg e], A [M, k] and B [M, n] (the weight
-   *              gradients, summed over the segment's rows; one output per segment).
+   *              gradients, summed over the segment's rows; one output per segment), and
+   *              with `sums`, each segment's column sums of A or B into sums.outs[e] (the
+   *              biases' gradients; float64 sums in row order, as the segmentSums kernel's),
+   *              from the copy already in wasm memory.
    * Every element is summed by one gemm call in the order of the single product, so each
    * segment's result is bit-identical to matmul() of that segment, for any thread count.
    * Returns false (having written nothing) where the SIMD path does not take it.
@@ -276,7 +279,7 @@ export class WasmMatmul {
   grouped(
     mode: 'rows' | 'weights', a: TypedArray, bs: readonly TypedArray[], sizes: readonly number[],
     k: number, n: number, transposeB: boolean, out: TypedArray | readonly TypedArray[], biases: readonly TypedArray[] | null = null,
-    residentOk = true,
+    sums: { of: 'a' | 'b'; outs: readonly TypedArray[] } | null = null, residentOk = true,
   ): boolean {
     const first = Array.isArray(out) ? out[0] : out;
     const dtype: SimdDType | null = first instanceof Float32Array ? 'float32' : first instanceof Float64Array ? 'float64' : null;
@@ -316,12 +319,16 @@ export class WasmMatmul {
     const tablePtr = align16(cPtr + cRows * nPad * bytes);
     // 'rows' with biases: each bias, padded to nPad columns, added to its rows by addRows.
     const biasPtr = align16(tablePtr + (threaded ? chunks * TABLE_WORDS * 4 : 0));
-    if (!this.scratch(biasPtr + (biases !== null ? E * nPad * bytes : 0))) return false;
+    // 'weights' with sums: one segment's float64 column sums at a time, columns padded to v128s.
+    const sumCols = sums === null ? 0 : sums.of === 'a' ? k : n;
+    const sumVecs = Math.ceil((sumCols * bytes) / 16);
+    const sumsPtr = align16(biasPtr + (biases !== null ? E * nPad * bytes : 0));
+    if (!this.scratch(sumsPtr + sumVecs * (16 / bytes) * 8)) return false;
     let bPtrs: number[] | null = null;
     if (resident) {
       const placed = this.residentWeights(bs.filter((_, e) => sizes[e]! > 0), k * n, bytes, dtype);
       // No room for the arena (near the 2 GiB of a wasm32 memory): copy the weights in instead.
-      if (placed === null) return this.grouped(mode, a, bs, sizes, k, n, transposeB, out, biases, false);
+      if (placed === null) return this.grouped(mode, a, bs, sizes, k, n, transposeB, out, biases, sums, false);
       let i = 0;
       bPtrs = sizes.map((m) => (m > 0 ? placed[i++]! : 0));
     }
@@ -380,6 +387,17 @@ export class WasmMatmul {
         if (sizes[e] === 0) o.fill(0);
         else copyOut(view, c0 + e * k * nPad, nPad, k, n, o, 0);
       });
+      if (sums !== null) {
+        const colSums = dtype === 'float32' ? this.kernels.colSums_f32 : this.kernels.colSums_f64;
+        const [src, ld] = sums.of === 'a' ? [aPtr, k * bytes] : [bPtr, n * bytes];
+        const acc = new Float64Array(this.memory.buffer, sumsPtr, sumVecs * (16 / bytes));
+        let row0 = 0;
+        sums.outs.forEach((o, e) => {
+          colSums(src + row0 * ld, ld, sizes[e]!, sumsPtr, sumVecs);
+          o.set(acc.subarray(0, sumCols)); // rounded once to the output's dtype
+          row0 += sizes[e]!;
+        });
+      }
     } else {
       if (biases !== null) {
         // Segment e's rows get bias e, four (two) lanes at a time: a JavaScript loop over the
