@@ -264,10 +264,14 @@ const rules: GradRules = {
   // createGraph the same walk composed from core ops.
   lstmSequence: (dy, c) => lstmSequenceGrads(dy, c.inputs, c.output, c.needs, isGradEnabled()),
 
+  // With relu, first relu's gradient, masked by the output (> 0 exactly where the input is).
   groupedMatmul: (dy, c) => {
     const [x, ...rest] = c.inputs as [Tensor, ...Tensor[]];
     const weights = c.attrs.bias ? rest.slice(0, rest.length / 2) : rest;
-    return groupedMatmulGrads(dy, x, weights, c.attrs.sizes, c.attrs.transposeB, c.needs, isGradEnabled(), c.attrs.bias === true);
+    const dz = c.attrs.relu ? reluGrad(dy, c.output, isGradEnabled()) : dy;
+    const grads = groupedMatmulGrads(dz, x, weights, c.attrs.sizes, c.attrs.transposeB, c.needs, isGradEnabled(), c.attrs.bias === true);
+    if (dz !== dy && !isGradEnabled()) dz.dispose();
+    return grads;
   },
 
   // The MoE combine: one backward kernel; with createGraph, gather → multiplies → row sum.

@@ -91,9 +91,10 @@ export interface FusedKernelAttrs {
    * segment e being a[seg e] · op(b_e), op(b) = bᵀ (b [n, k]) when transposeB, else b
    * ([k, n]). Each segment's rows equal matmul's of that segment. With `bias`, the inputs end
    * with b_0 … b_{E-1} [n] and segment e's rows are (a[seg e] · op(b_e)) + bias_e, the sum
-   * rounded as add rounds it.
+   * rounded as add rounds it. With `relu`, then relu of every element (the relu kernel's bits):
+   * an expert MLP's hidden layer in one kernel.
    */
-  groupedMatmul: { sizes: readonly number[]; transposeB: boolean; bias?: boolean };
+  groupedMatmul: { sizes: readonly number[]; transposeB: boolean; bias?: boolean; relu?: boolean };
   /**
    * The MoE combine: (y [M, d], weights [M], index int32 [M]) → [numRows, d], zeros plus
    * weights[i] · y[i] added to row index[i] for i in order, each product rounded to the dtype

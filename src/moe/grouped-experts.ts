@@ -9,11 +9,11 @@
 // that expert's own product would run on the SIMD kernel too (groupedMatmul; a product under
 // 4096 multiply-adds runs on the scalar kernels, which round a float32 sum differently), the
 // bias adds exactly (in the grouped kernel's copy-out), and a bias gradient is the same sum of
-// the segment's rows in the same order (segmentSums, float64, as sum(·, 0)).
+// the segment's rows in the same order (segmentSums, float64, as sum(·, 0)), and the hidden
+// layer's relu exactly (applied in the same kernel).
 
 import { getBackend } from '../tensor/engine.js';
 import { zeros } from '../tensor/ops/creation.js';
-import { relu } from '../tensor/ops/elementwise.js';
 import { silu } from '../tensor/ops/functional.js';
 import { groupedMatmul } from '../tensor/ops/fused.js';
 import type { Tensor } from '../tensor/tensor.js';
@@ -27,15 +27,16 @@ export function groupsExperts(): boolean {
 }
 
 /**
- * One Linear layer of every expert on its segment of rows: x[seg e]·W_eᵀ + b_e. The kernel
- * adds each segment's bias as it copies the products out; an expert built without a bias
- * among ones with a bias (not a layout the library builds) gets a constant zero bias.
+ * One Linear layer of every expert on its segment of rows: x[seg e]·W_eᵀ + b_e, then relu when
+ * asked. The kernel adds each segment's bias (and applies the relu) before it copies the
+ * products out; an expert built without a bias among ones with a bias (not a layout the
+ * library builds) gets a constant zero bias.
  */
-function groupedLinear(x: Tensor, layers: readonly Linear[], sizes: readonly number[]): Tensor {
+function groupedLinear(x: Tensor, layers: readonly Linear[], sizes: readonly number[], relu = false): Tensor {
   const weights = layers.map((l) => l.weight);
-  if (layers.every((l) => l.bias === null)) return groupedMatmul(x, weights, sizes, { transposeB: true });
+  if (layers.every((l) => l.bias === null)) return groupedMatmul(x, weights, sizes, { transposeB: true, relu });
   const biases = layers.map((l) => l.bias ?? zeros([l.outFeatures], { dtype: x.dtype }));
-  return groupedMatmul(x, weights, sizes, { transposeB: true, biases });
+  return groupedMatmul(x, weights, sizes, { transposeB: true, biases, relu });
 }
 
 /**
@@ -45,7 +46,7 @@ function groupedLinear(x: Tensor, layers: readonly Linear[], sizes: readonly num
 export function groupedExperts(experts: readonly (Expert | SwiGLUExpert)[], x: Tensor, sizes: readonly number[]): Tensor {
   if (experts.every((e) => e instanceof Expert)) {
     const mlp = experts as readonly Expert[];
-    const h = relu(groupedLinear(x, mlp.map((e) => e.fc1), sizes));
+    const h = groupedLinear(x, mlp.map((e) => e.fc1), sizes, true);
     return groupedLinear(h, mlp.map((e) => e.fc2), sizes);
   }
   if (experts.every((e) => e instanceof SwiGLUExpert)) {

@@ -13,7 +13,7 @@ import { useUnfusedCpu } from './unfused-cpu.js';
 
 const bits = (t: mt.Tensor) => Array.from(t.dataSync());
 
-interface Case { sizes: number[]; k: number; n: number; transposeB: boolean; seed: number; bias?: boolean }
+interface Case { sizes: number[]; k: number; n: number; transposeB: boolean; seed: number; bias?: boolean; relu?: boolean }
 
 /** y = groupedMatmul(x, w, sizes) (or the per-segment matmuls), loss Σ y·r; values and gradients. */
 function run(c: Case, dtype: 'float32' | 'float64', grouped: boolean) {
@@ -24,10 +24,11 @@ function run(c: Case, dtype: 'float32' | 'float64', grouped: boolean) {
   const bs = c.bias ? c.sizes.map(() => mt.randn([c.n], { dtype }).requiresGrad_()) : null;
   const r = mt.randn([M, c.n], { dtype });
   let y: mt.Tensor;
-  if (grouped) y = groupedMatmul(x, ws, c.sizes, { transposeB: c.transposeB, ...(bs ? { biases: bs } : {}) });
+  if (grouped) y = groupedMatmul(x, ws, c.sizes, { transposeB: c.transposeB, ...(bs ? { biases: bs } : {}), relu: c.relu === true });
   else {
     const parts = mt.split(x, c.sizes, 0);
     y = mt.concat(parts.map((p, e) => { const z = mt.matmul(p, ws[e]!, { transposeB: c.transposeB }); return bs ? z.add(bs[e]!) : z; }), 0);
+    if (c.relu) y = mt.relu(y);
   }
   y.mul(r).sum().backward();
   return { y: bits(y), dx: bits(x.grad!), dws: ws.map((w) => bits(w.grad!)), dbs: bs ? bs.map((b) => bits(b.grad!)) : [] };
@@ -36,7 +37,7 @@ function run(c: Case, dtype: 'float32' | 'float64', grouped: boolean) {
 const caseArb = (maxRows: number, maxDim: number) => fc.record({
   sizes: fc.array(fc.integer({ min: 0, max: maxRows }), { minLength: 1, maxLength: 6 }).filter((s) => s.some((m) => m > 0)),
   k: fc.integer({ min: 1, max: maxDim }), n: fc.integer({ min: 1, max: maxDim }),
-  transposeB: fc.boolean(), seed: fc.integer({ min: 0, max: 1e6 }), bias: fc.boolean(),
+  transposeB: fc.boolean(), seed: fc.integer({ min: 0, max: 1e6 }), bias: fc.boolean(), relu: fc.boolean(),
 });
 
 for (const dtype of ['float32', 'float64'] as const) {
@@ -56,7 +57,7 @@ for (const dtype of ['float32', 'float64'] as const) {
 test('groupedMatmul on the SIMD path: bit-equal to matmul where matmul takes the SIMD path too (every segment ≥ 4096 multiply-adds)', () => {
   fc.assert(fc.property(fc.record({
     sizes: fc.array(fc.integer({ min: 8, max: 40 }), { minLength: 1, maxLength: 5 }),
-    k: fc.integer({ min: 24, max: 64 }), n: fc.integer({ min: 24, max: 70 }), transposeB: fc.boolean(), seed: fc.integer({ min: 0, max: 1e6 }), bias: fc.boolean(),
+    k: fc.integer({ min: 24, max: 64 }), n: fc.integer({ min: 24, max: 70 }), transposeB: fc.boolean(), seed: fc.integer({ min: 0, max: 1e6 }), bias: fc.boolean(), relu: fc.boolean(),
   }), (c) => {
     for (const dtype of ['float32', 'float64'] as const) {
       const got = run(c, dtype, true), want = run(c, dtype, false);
@@ -66,6 +67,44 @@ test('groupedMatmul on the SIMD path: bit-equal to matmul where matmul takes the
       assert.deepEqual(got.dbs, want.dbs);
     }
   }), numRuns(10));
+});
+
+test('groupedMatmul with relu: relu(·)\'s bits (NaN kept, -0 and negatives to +0, infinities) on the SIMD path, the scalar one and the composition, with and without biases; its gradient masks where the output is > 0', () => {
+  const M = 24, k = 32, n = 36, sizes = [10, 0, 14];
+  for (const simd of [true, false]) {
+    mt.setBackend('cpu', { simd });
+    for (const dtype of ['float32', 'float64'] as const) {
+      mt.manualSeed(3);
+      // Rows of zeros (products ±0), a NaN, infinities and large values among random ones.
+      const xv = Array.from(mt.randn([M, k], { dtype }).dataSync());
+      for (let j = 0; j < k; j++) { xv[2 * k + j] = 0; xv[15 * k + j] = 0; }
+      xv[5 * k + 3] = NaN; xv[7 * k + 1] = Infinity; xv[20 * k + 4] = -Infinity; xv[9 * k] = 1e30;
+      const x = mt.tensor(xv, [M, k], { dtype }).requiresGrad_();
+      const ws = sizes.map(() => mt.randn([n, k], { dtype }).requiresGrad_());
+      const bv = sizes.map(() => Array.from(mt.randn([n], { dtype }).dataSync()).map((v, j) => (j % 5 === 0 ? -0 : j % 5 === 1 ? 0 : v)));
+      for (const withBias of [true, false]) {
+        const biases = withBias ? bv.map((b) => mt.tensor(b, [n], { dtype }).requiresGrad_()) : undefined;
+        const y = groupedMatmul(x, ws, sizes, { transposeB: true, ...(biases ? { biases } : {}), relu: true });
+        const z = mt.noGrad(() => groupedMatmul(x, ws, sizes, { transposeB: true, ...(biases ? { biases } : {}) }));
+        const want = mt.relu(z);
+        const same = Array.from(y.dataSync()).every((v, i) => Object.is(v, want.dataSync()[i]));
+        assert.ok(same, `${dtype} simd=${simd} bias=${withBias}: relu's bits`);
+        assert.ok(Array.from(y.dataSync()).some((v) => Number.isNaN(v)) && Array.from(y.dataSync()).some((v) => v === Infinity), 'the case holds a NaN and an infinity');
+        // The gradient: groupedMatmul's of dy · (output > 0).
+        const r = mt.randn([M, n], { dtype });
+        for (const w of ws) w.grad = null;
+        y.mul(r).sum().backward();
+        const dws = ws.map((w) => bits(w.grad!));
+        const mask = mt.greater(z, 0).cast(dtype);
+        for (const w of ws) w.grad = null;
+        const y2 = groupedMatmul(x, ws, sizes, { transposeB: true, ...(biases ? { biases } : {}) });
+        y2.mul(r.mul(mask)).sum().backward();
+        assert.deepEqual(dws, ws.map((w) => bits(w.grad!)), `${dtype} simd=${simd} bias=${withBias}: gradients`);
+        x.grad = null;
+      }
+    }
+  }
+  mt.setBackend('cpu', { simd: true });
 });
 
 test('groupedWeightGrads with sums: the weight gradients unchanged, and the sums of a or b are segmentSums\' bits (float64 sums in row order), on the SIMD path and the scalar one, empty segments and odd widths included', () => {

@@ -212,11 +212,12 @@ function makeKernels(): CpuKernelTable {
       lstmCellBackward(data(acts), data(c), data(dOut), B, H, wrt, y);
       return be.wrap(y);
     },
-    groupedMatmul: (inputs, { sizes, transposeB, bias }, out, be) => {
+    groupedMatmul: (inputs, { sizes, transposeB, bias, relu }, out, be) => {
       const y = full(out);
       const E = sizes.length, ins = inputs.map(data);
       groupedMatmulScalar(ins.slice(0, 1 + E), inputs[0]!.shape[1]!, sizes, transposeB, y, out.shape[1]!);
       if (bias) addSegmentBiases(y, ins.slice(1 + E), sizes, out.shape[1]!);
+      if (relu) mapUnary('relu', y, y, y instanceof Float32Array);
       return be.wrap(y);
     },
     lstmSequence: (inputs, _a, out, be) => lstmSequenceKernel(inputs, out, be, scalarSequenceOps),

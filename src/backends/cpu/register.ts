@@ -175,7 +175,7 @@ class SimdState {
   groupedMatmul(): CpuKernel<'groupedMatmul'> {
     return (inputs, attrs, out, be) => {
       const E = attrs.sizes.length, biases = attrs.bias ? inputs.slice(1 + E).map(data) : null;
-      const ys = this.onSimd([out], (engine, [y]) => engine.grouped('rows', data(inputs[0]!), inputs.slice(1, 1 + E).map(data), attrs.sizes, inputs[0]!.shape[1]!, out.shape[1]!, attrs.transposeB, y!, biases));
+      const ys = this.onSimd([out], (engine, [y]) => engine.grouped('rows', data(inputs[0]!), inputs.slice(1, 1 + E).map(data), attrs.sizes, inputs[0]!.shape[1]!, out.shape[1]!, attrs.transposeB, y!, { biases, relu: attrs.relu === true }));
       return ys ? be.wrap(ys[0]!) : cpuKernels.groupedMatmul!(inputs, attrs, out, be);
     };
   }
@@ -185,7 +185,7 @@ class SimdState {
       const [a, b] = inputs as [typeof inputs[0], typeof inputs[0]];
       const E = attrs.sizes.length, of = attrs.sums;
       const ys = this.onSimd(outs, (engine, arrays) => engine.grouped('weights', data(a), [data(b)], attrs.sizes, a.shape[1]!, b.shape[1]!, false,
-        arrays.slice(0, E), null, of === undefined ? null : { of, outs: arrays.slice(E) }));
+        arrays.slice(0, E), of === undefined ? {} : { sums: { of, outs: arrays.slice(E) } }));
       return ys ? ys.map((y) => be.wrap(y)) : cpuMultiKernels.groupedWeightGrads(inputs, attrs, outs, be);
     };
   }

@@ -5,7 +5,7 @@
 import { getBackend, runOp, runOpMany } from '../engine.js';
 import { shapeToString } from '../../core/shape.js';
 import type { Tensor } from '../tensor.js';
-import { add, cast, greater, mul, sigmoid, sub, tanh } from './elementwise.js';
+import { add, cast, greater, mul, relu, sigmoid, sub, tanh } from './elementwise.js';
 import { sum } from './reduction.js';
 import { chunk, concat, reshape, slice, split, stack } from './movement.js';
 import { indexAdd, indexSelect } from './indexing.js';
@@ -189,9 +189,11 @@ function checkSizes(op: string, sizes: readonly number[], rows: number): void {
  * bit for bit. Where the backend has the groupedMatmul kernel (the CPU) all segments run
  * in one kernel, spread over its threads, forward and backward; elsewhere it composes
  * split → matmul → concat. `biases` (one [n] per segment) are added to their segments' rows
- * in the same kernel (on the CPU, as the product is copied out), as add would add them.
+ * in the same kernel (on the CPU, in wasm memory before the copy out), as add would add them;
+ * `relu` then applies relu there too (an expert MLP's hidden layer: the bits of relu(·), and
+ * its gradient masks by the output, which is > 0 exactly where the input is).
  */
-export function groupedMatmul(x: Tensor, weights: readonly Tensor[], sizes: readonly number[], options: { transposeB?: boolean; biases?: readonly Tensor[] } = {}): Tensor {
+export function groupedMatmul(x: Tensor, weights: readonly Tensor[], sizes: readonly number[], options: { transposeB?: boolean; biases?: readonly Tensor[]; relu?: boolean } = {}): Tensor {
   checkTensor('groupedMatmul', x, 'x');
   checkFloat('groupedMatmul', x, 'x');
   const transposeB = options.transposeB ?? false;
@@ -227,9 +229,13 @@ export function groupedMatmul(x: Tensor, weights: readonly Tensor[], sizes: read
     });
     const y = concat(outs, 0);
     for (const t of [...parts, ...outs]) t.dispose();
-    return y;
+    if (!options.relu) return y;
+    const h = relu(y);
+    y.dispose();
+    return h;
   }
-  return runOp('groupedMatmul', [x, ...weights, ...(biases ?? [])], { sizes: [...sizes], transposeB, bias: biases !== undefined }, { shape: [M, n], dtype: x.dtype }, 'groupedMatmul');
+  const attrs = { sizes: [...sizes], transposeB, bias: biases !== undefined, ...(options.relu ? { relu: true } : {}) };
+  return runOp('groupedMatmul', [x, ...weights, ...(biases ?? [])], attrs, { shape: [M, n], dtype: x.dtype }, 'groupedMatmul');
 }
 
 /**

@@ -87,9 +87,11 @@ export interface GemmExports {
   /**
    * Adds the vector at biasPtr (vecs v128 lanes-groups) to each of `rows` rows of C starting at
    * cPtr, ldc bytes apart: the grouped products' biases (f32x4.add rounds as the add kernel does).
+   * With relu ≠ 0, then relu of each sum: the sum where it is > 0 or NaN, else +0 (the relu
+   * kernel's bits).
    */
-  addRows_f32(cPtr: number, ldc: number, rows: number, biasPtr: number, vecs: number): void;
-  addRows_f64(cPtr: number, ldc: number, rows: number, biasPtr: number, vecs: number): void;
+  addRows_f32(cPtr: number, ldc: number, rows: number, biasPtr: number, vecs: number, relu: number): void;
+  addRows_f64(cPtr: number, ldc: number, rows: number, biasPtr: number, vecs: number, relu: number): void;
   /**
    * Column sums of `rows` rows (ld bytes apart, from src) into float64 sums at dst, `vecs`
    * v128s of columns per row: each column summed in row order in float64 from 0, as the
@@ -277,19 +279,24 @@ function emitPackAT(mod: ModuleBuilder, s: Spec, name: string): number {
   });
 }
 
-/** addRows(cPtr, ldc, rows, bias, vecs): rows of C += the bias vector, `vecs` vectors per row. */
+/** addRows(cPtr, ldc, rows, bias, vecs, relu): rows of C += the bias vector, `vecs` vectors per row, then relu when asked. */
 function emitAddRows(mod: ModuleBuilder, s: Spec, name: string): number {
-  return mod.func(name, ['i32', 'i32', 'i32', 'i32', 'i32'], [], (c, cPtr, ldc, rows, bias, vecs) => {
-    const r = c.local('i32'), v = c.local('i32'), row = c.local('i32'), off = c.local('i32');
+  return mod.func(name, ['i32', 'i32', 'i32', 'i32', 'i32', 'i32'], [], (c, cPtr, ldc, rows, bias, vecs, relu) => {
+    const r = c.local('i32'), v = c.local('i32'), row = c.local('i32'), at = c.local('i32'), x = c.local('v128');
     c.forRange(r, 0, rows, 1, () => {
       c.get(cPtr).get(r).get(ldc).i32Mul().i32Add().set(row);
       c.forRange(v, 0, vecs, 1, () => {
-        c.get(v).i32(16).i32Mul().set(off);
-        c.get(row).get(off).i32Add();
-        c.get(row).get(off).i32Add().v128Load();
-        c.get(bias).get(off).i32Add().v128Load();
+        c.get(row).get(v).i32(16).i32Mul().i32Add().set(at);
+        c.get(at).v128Load().get(bias).get(v).i32(16).i32Mul().i32Add().v128Load();
         if (s.t === 'f32') c.f32x4Add(); else c.f64x2Add();
-        c.v128Store();
+        c.set(x);
+        // relu: x where x > 0 or x ≠ x (NaN), else +0.
+        c.get(relu).if(() => {
+          c.get(x).f32x4Const(0).get(x).f32x4Const(0);
+          if (s.t === 'f32') c.f32x4Gt().get(x).get(x).f32x4Ne(); else c.f64x2Gt().get(x).get(x).f64x2Ne();
+          c.v128Or().v128Bitselect().set(x);
+        });
+        c.get(at).get(x).v128Store();
       });
     });
   });

@@ -172,6 +172,10 @@ export class Code {
   v128Bitselect(): this { return this.simd(0x52); }
   f32x4Lt(): this { return this.simd(0x43); }
   f32x4Ge(): this { return this.simd(0x46); }
+  f32x4Ne(): this { return this.simd(0x42); }
+  f32x4Gt(): this { return this.simd(0x44); }
+  f64x2Ne(): this { return this.simd(0x48); }
+  f64x2Gt(): this { return this.simd(0x4a); }
   /** Round to the nearest integer, ties to even. */
   f32x4Nearest(): this { return this.simd(0x6a); }
   /** (v, shift i32) → v << shift in each i32 lane. */

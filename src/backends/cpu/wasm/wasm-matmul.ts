@@ -62,6 +62,13 @@ function copyOut(mem: Float32Array | Float64Array, c0: number, nPad: number, row
   else for (let i = 0; i < rows; i++) out.set(mem.subarray(c0 + i * nPad, c0 + i * nPad + n), offset + i * n);
 }
 
+/** What a grouped product adds: 'rows' biases and relu, 'weights' column sums of an operand. */
+export interface GroupedOptions {
+  biases?: readonly TypedArray[] | null;
+  relu?: boolean;
+  sums?: { of: 'a' | 'b'; outs: readonly TypedArray[] } | null;
+}
+
 /** What the SIMD path is and why it is (or is not) what runs. */
 export interface SimdStatus {
   simd: boolean;
@@ -266,7 +273,8 @@ export class WasmMatmul {
    * segment e holds sizes[e] rows), all in one job spread over the threads:
    *   'rows':    out[seg e] (M × n) = A[seg e] (M × k) · op(B_e), op(B_e) = B_eᵀ when
    *              transposeB (B_e stored n × k, a Linear weight) else B_e (k × n), plus
-   *              biases[e] on every row when biases are given (added as they are copied out);
+   *              biases[e] on every row when biases are given (added before the copy out),
+   *              then relu of every element with `relu`;
    *   'weights': outs[e] (k × n) = A[seg e]ᵀ · B[seg e], A [M, k] and B [M, n] (the weight
    *              gradients, summed over the segment's rows; one output per segment), and
    *              with `sums`, each segment's column sums of A or B into sums.outs[e] (the
@@ -278,9 +286,9 @@ export class WasmMatmul {
    */
   grouped(
     mode: 'rows' | 'weights', a: TypedArray, bs: readonly TypedArray[], sizes: readonly number[],
-    k: number, n: number, transposeB: boolean, out: TypedArray | readonly TypedArray[], biases: readonly TypedArray[] | null = null,
-    sums: { of: 'a' | 'b'; outs: readonly TypedArray[] } | null = null, residentOk = true,
+    k: number, n: number, transposeB: boolean, out: TypedArray | readonly TypedArray[], options: GroupedOptions = {}, residentOk = true,
   ): boolean {
+    const { biases = null, sums = null, relu = false } = options;
     const first = Array.isArray(out) ? out[0] : out;
     const dtype: SimdDType | null = first instanceof Float32Array ? 'float32' : first instanceof Float64Array ? 'float64' : null;
     if (dtype === null || a.constructor !== first.constructor || bs.some((b) => b.constructor !== first.constructor)) return false;
@@ -317,18 +325,20 @@ export class WasmMatmul {
     // job of more chunks runs on this thread.
     const threaded = this.pool !== null && this.threads > 1 && M * k * n >= THREAD_MACS && chunks < CLOSED;
     const tablePtr = align16(cPtr + cRows * nPad * bytes);
-    // 'rows' with biases: each bias, padded to nPad columns, added to its rows by addRows.
+    // 'rows' with biases or relu: each bias (zeros without biases), padded to nPad columns,
+    // added to its rows by addRows, which applies the relu.
+    const epilogue = mode === 'rows' && (biases !== null || relu);
     const biasPtr = align16(tablePtr + (threaded ? chunks * TABLE_WORDS * 4 : 0));
     // 'weights' with sums: one segment's float64 column sums at a time, columns padded to v128s.
     const sumCols = sums === null ? 0 : sums.of === 'a' ? k : n;
     const sumVecs = Math.ceil((sumCols * bytes) / 16);
-    const sumsPtr = align16(biasPtr + (biases !== null ? E * nPad * bytes : 0));
+    const sumsPtr = align16(biasPtr + (epilogue ? E * nPad * bytes : 0));
     if (!this.scratch(sumsPtr + sumVecs * (16 / bytes) * 8)) return false;
     let bPtrs: number[] | null = null;
     if (resident) {
       const placed = this.residentWeights(bs.filter((_, e) => sizes[e]! > 0), k * n, bytes, dtype);
       // No room for the arena (near the 2 GiB of a wasm32 memory): copy the weights in instead.
-      if (placed === null) return this.grouped(mode, a, bs, sizes, k, n, transposeB, out, biases, sums, false);
+      if (placed === null) return this.grouped(mode, a, bs, sizes, k, n, transposeB, out, options, false);
       let i = 0;
       bPtrs = sizes.map((m) => (m > 0 ? placed[i++]! : 0));
     }
@@ -399,15 +409,17 @@ export class WasmMatmul {
         });
       }
     } else {
-      if (biases !== null) {
+      if (epilogue) {
         // Segment e's rows get bias e, four (two) lanes at a time: a JavaScript loop over the
-        // product took 1.7 ms per million elements, ten times the copy out.
+        // product took 1.7 ms per million elements, ten times the copy out. Relu without
+        // biases adds zeros first: x + 0 is x but for -0 → +0, which relu maps to +0 anyway.
         const addRows = dtype === 'float32' ? this.kernels.addRows_f32 : this.kernels.addRows_f64;
         let row0 = 0;
         sizes.forEach((m, e) => {
           const b = biasPtr + e * nPad * bytes;
-          view.set(biases[e]!.subarray(0, n), b / bytes);
-          addRows(cPtr + row0 * ldc, ldc, m, b, (nPad * bytes) / 16);
+          if (biases !== null) view.set(biases[e]!.subarray(0, n), b / bytes);
+          else view.fill(0, b / bytes, b / bytes + nPad);
+          addRows(cPtr + row0 * ldc, ldc, m, b, (nPad * bytes) / 16, relu ? 1 : 0);
           row0 += m;
         });
       }
