@@ -2,8 +2,9 @@
 // it (paper §3.2, App. C: one ReLU hidden layer). The dense language model reuses it as its
 // compute-matched feed-forward block.
 
-import { tidy } from '../tensor/engine.js';
-import type { Tensor } from '../tensor/tensor.js';
+import { getBackend, tidy } from '../tensor/engine.js';
+import { groupedMatmul } from '../tensor/ops/fused.js';
+import { Tensor } from '../tensor/tensor.js';
 import type { DType } from '../core/dtype.js';
 import type { Generator } from '../tensor/ops/creation.js';
 import { Linear } from '../nn/linear.js';
@@ -19,6 +20,21 @@ export class Expert extends Module {
     this.fc2 = new Linear(hiddenSize, outputSize, options);
   }
   forward(x: Tensor): Tensor {
+    if (this.runsGrouped(x)) {
+      // As the MoE's experts run (grouped-experts.ts), on one segment of every row: each layer
+      // one kernel with its bias, and fc1's relu, applied in it. The bits of the layers below.
+      const rows = [x.shape[0]!];
+      const layer = (l: Linear, input: Tensor, relu: boolean) =>
+        groupedMatmul(input, [l.weight], rows, { transposeB: true, ...(l.bias ? { biases: [l.bias] } : {}), relu });
+      return tidy(() => layer(this.fc2, layer(this.fc1, x, true), false));
+    }
     return tidy(() => this.fc2.forward(this.fc1.forward(x).relu()));
+  }
+
+  /** Whether x [N, in] of the layer's dtype goes through the backend's grouped kernel (the CPU has one). */
+  private runsGrouped(x: Tensor): boolean {
+    const w = this.fc1.weight;
+    return x instanceof Tensor && x.rank === 2 && x.shape[0]! > 0 && x.shape[1] === this.fc1.inFeatures && x.dtype === w.dtype
+      && this.fc2.weight.dtype === w.dtype && getBackend().supports?.('groupedMatmul') === true;
   }
 }
