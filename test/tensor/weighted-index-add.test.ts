@@ -47,6 +47,53 @@ test('weightedIndexAdd: the bits of multiply-then-indexAdd, forward and backward
   }), numRuns(40));
 });
 
+test('weightedIndexAdd on the SIMD math module (float32, rows a multiple of 4 wide): the scalar kernels\' bits, forward and backward, and it ran there', () => {
+  fc.assert(fc.property(fc.integer({ min: 1, max: 40 }).chain((numRows) => fc.record({
+    numRows: fc.constant(numRows),
+    index: fc.array(fc.integer({ min: 0, max: numRows - 1 }), { minLength: 1, maxLength: 90 }),
+    d: fc.integer({ min: 1, max: 24 }).map((q) => 4 * q), seed: fc.integer({ min: 0, max: 1e6 }),
+  })), (c) => {
+    mt.manualSeed(c.seed);
+    const M = c.index.length;
+    const [yv, wv, rv] = [mt.randn([M, c.d]), mt.rand([M]), mt.randn([c.numRows, c.d])].map((t) => Array.from(t.dataSync()));
+    // Magnitudes 2^-40 … 2^40 apart, so that a float64 row sum rounds and its order shows.
+    const scale = Array.from(mt.rand([M * c.d]).dataSync()).map((u) => 2 ** Math.floor(80 * u - 40));
+    yv!.forEach((v, i) => { yv![i] = Math.fround(v * scale[i]!); });
+    const once = () => {
+      const y = mt.tensor(yv!, [M, c.d]).requiresGrad_(), w = mt.tensor(wv!, [M]).requiresGrad_();
+      const index = mt.tensor(c.index, [M], { dtype: 'int32' }), r = mt.tensor(rv!, [c.numRows, c.d]);
+      const calls = () => mt.backendInfo().simdMathCalls as number;
+      const before = calls();
+      const out = weightedIndexAdd(y, w, index, c.numRows);
+      out.mul(r).sum().backward();
+      return { calls: calls() - before, out: bits(out), dy: bits(y.grad!), dw: bits(w.grad!) };
+    };
+    const simd = once();
+    assert.equal(simd.calls, M * c.d >= 16 ? 2 : 0, 'forward and backward on the math module');
+    mt.setBackend('cpu', { simd: false });
+    try {
+      const scalar = once();
+      assert.deepEqual(simd.out, scalar.out);
+      assert.deepEqual(simd.dy, scalar.dy);
+      assert.deepEqual(simd.dw, scalar.dw);
+    } finally {
+      mt.setBackend('cpu', { simd: true });
+    }
+  }), numRuns(30));
+  // The gate's gradient sums its row in column order in float64: (2^60 + 1) − 2^60 is 0, where
+  // any other order of the second vector's lanes gives 1.
+  for (const simd of [true, false]) {
+    mt.setBackend('cpu', { simd });
+    const y = mt.tensor([[2 ** 60, 0, 0, 0, 1, -(2 ** 60), 0, 0], [1, 2, 3, 4, 5, 6, 7, 8]]).requiresGrad_();
+    const w = mt.tensor([0.5, 0.25]).requiresGrad_();
+    weightedIndexAdd(y, w, mt.tensor([0, 0], [2], { dtype: 'int32' }), 1).sum().backward();
+    assert.deepEqual(Array.from(w.grad!.dataSync()), [0, 36], `simd=${simd}`);
+  }
+  mt.setBackend('cpu', { simd: true });
+  const index = mt.tensor([0, 5, 1, 2], [4], { dtype: 'int32' });
+  assert.throws(() => weightedIndexAdd(mt.zeros([4, 8]), mt.zeros([4]), index, 3), /weightedIndexAdd: index 5 is out of range for axis 0 of size 3/);
+});
+
 test('weightedIndexAdd: composed where the backend has no kernel (same bits); float64 gradcheck and gradgradcheck', () => {
   assert.equal(getBackend().supports?.('weightedIndexAdd'), true);
   const c: Case = { numRows: 4, index: [2, 0, 2, 3, 2], d: 3, seed: 5 };

@@ -4,7 +4,7 @@
 import type { TypedArray } from '../../core/dtype.js';
 import { sizeOf, stridesOf, type Shape } from '../../core/shape.js';
 
-function checkIndex(op: string, index: number, size: number, axis: number): void {
+export function checkIndex(op: string, index: number, size: number, axis: number): void {
   if (index < 0 || index >= size) {
     throw new Error(`${op}: index ${index} is out of range for axis ${axis} of size ${size}`);
   }

@@ -10,6 +10,7 @@ import type { BackendRegistration } from '../../core/registry.js';
 import { sizeOf } from '../../core/shape.js';
 import { adamStepKernel, CpuBackend, cpuKernels, cpuMultiKernels, data, lstmCellKernel, lstmSequenceBackwardKernel, lstmSequenceKernel, type CpuKernel, type CpuMultiKernel } from './cpu-backend.js';
 import { adamStep, lstmCellForward, type LstmSequenceOps } from './fused.js';
+import { checkIndex } from './indexing.js';
 import { matmul as scalarMatmul } from './matmul/matmul.js';
 import { cpuPool } from './pool.js';
 import { fillRandom } from '../../core/philox.js';
@@ -78,7 +79,7 @@ class SimdState {
       // Expert weights kept in the wasm memory between grouped products (wasm-matmul.ts).
       residentBytes: engine.residentBytes, residentHits: engine.residentHits, residentCopies: engine.residentCopies,
       // float32 σ, tanh and LSTM cells computed by the SIMD transcendental kernels.
-      simdMath: this.math() !== null ? 'WebAssembly SIMD128 σ, tanh, LSTM cell and Adam (float32); Philox rounds of random draws' : `scalar: ${String(this.mathModule)}`,
+      simdMath: this.math() !== null ? 'WebAssembly SIMD128 σ, tanh, LSTM cell, Adam and the MoE combine (float32); Philox rounds of random draws' : `scalar: ${String(this.mathModule)}`,
       simdMathCalls: this.math()?.calls ?? 0,
       chunksByThread: engine.pool?.chunksByThread() ?? [],
     };
@@ -104,6 +105,38 @@ class SimdState {
         cpuPool.give(y);
       }
       return (cpuKernels[op] as CpuKernel<K>)(inputs, attrs, out, be);
+    };
+  }
+
+  /** The MoE combine on the SIMD math module (float32, rows a multiple of 4 wide), else the scalar kernel. */
+  weightedIndexAdd(): CpuKernel<'weightedIndexAdd'> {
+    return (inputs, attrs, out, be) => {
+      const math = out.dtype === 'float32' ? this.math() : null;
+      if (math !== null) {
+        const [y, w, index] = inputs as [typeof inputs[0], typeof inputs[0], typeof inputs[0]];
+        const idx = data(index) as Int32Array;
+        for (let i = 0; i < idx.length; i++) checkIndex('weightedIndexAdd', idx[i]!, attrs.numRows, 0);
+        const o = cpuPool.take('float32', sizeOf(out.shape), false) as Float32Array;
+        if (math.combine(data(y) as Float32Array, data(w) as Float32Array, idx, y.shape[1]!, attrs.numRows, o)) return be.wrap(o);
+        cpuPool.give(o);
+      }
+      return cpuKernels.weightedIndexAdd!(inputs, attrs, out, be);
+    };
+  }
+
+  weightedIndexAddBackward(): CpuMultiKernel<'weightedIndexAddBackward'> {
+    return (inputs, attrs, outs, be) => {
+      const math = outs[0]!.dtype === 'float32' ? this.math() : null;
+      if (math !== null) {
+        const [dOut, y, w, index] = inputs as [typeof inputs[0], typeof inputs[0], typeof inputs[0], typeof inputs[0]];
+        const idx = data(index) as Int32Array, numRows = dOut.shape[0]!;
+        for (let i = 0; i < idx.length; i++) checkIndex('weightedIndexAddBackward', idx[i]!, numRows, 0);
+        const [dy, dw] = outs.map((o) => cpuPool.take('float32', sizeOf(o.shape), false) as Float32Array) as [Float32Array, Float32Array];
+        if (math.combineBackward(data(dOut) as Float32Array, data(y) as Float32Array, data(w) as Float32Array, idx, y.shape[1]!, numRows, dy, dw)) return [be.wrap(dy), be.wrap(dw)];
+        cpuPool.give(dy);
+        cpuPool.give(dw);
+      }
+      return cpuMultiKernels.weightedIndexAddBackward(inputs, attrs, outs, be);
     };
   }
 
@@ -211,8 +244,8 @@ export function createCpuBackend(options: CpuOptions = {}): CpuBackend & { reado
   const state = new SimdState();
   state.configure(options);
   const backend = new CpuBackend({
-    kernels: { matmul: state.matmul(), groupedMatmul: state.groupedMatmul(), sigmoid: state.unary('sigmoid'), tanh: state.unary('tanh'), lstmCell: state.lstmCell(), lstmSequence: state.lstmSequence(), random: state.random() },
-    multiKernels: { groupedWeightGrads: state.groupedWeightGrads(), lstmSequenceBackward: state.lstmSequenceBackward(), adamStep: state.adamStep() }, details: () => state.details() });
+    kernels: { matmul: state.matmul(), groupedMatmul: state.groupedMatmul(), sigmoid: state.unary('sigmoid'), tanh: state.unary('tanh'), lstmCell: state.lstmCell(), lstmSequence: state.lstmSequence(), random: state.random(), weightedIndexAdd: state.weightedIndexAdd() },
+    multiKernels: { groupedWeightGrads: state.groupedWeightGrads(), lstmSequenceBackward: state.lstmSequenceBackward(), adamStep: state.adamStep(), weightedIndexAddBackward: state.weightedIndexAddBackward() }, details: () => state.details() });
   return Object.assign(backend, { simd: state });
 }
 

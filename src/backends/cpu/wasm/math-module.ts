@@ -34,6 +34,17 @@ export interface MathExports {
    * Integer arithmetic (i64 products for the high words), so the same bits.
    */
   philox(bLo: number, bHi: number, count: number, key0: number, key1: number, dst: number): void;
+  /**
+   * The MoE combine (indexing.ts weightedIndexAdd, float32, bit for bit): out [numRows, 4·vecs]
+   * zeroed, then out[idx[i]] += w[i] · y[i] for the m rows i of y in order (f32x4 products and
+   * sums round as the scalar kernel's fround and float32 stores).
+   */
+  combine_f32(y: number, w: number, idx: number, out: number, m: number, vecs: number, numRows: number): void;
+  /**
+   * Its backward (weightedIndexAddBackward): dy[i] = w[i] · dOut[idx[i]], and dw[i] = Σ_j
+   * fround(dOut[idx[i], j] · y[i, j]) summed in float64 in column order, then rounded once.
+   */
+  combineBackward_f32(dOut: number, y: number, w: number, idx: number, dy: number, dw: number, m: number, vecs: number): void;
   adam_f32(base: number, vectors: number, b1: number, b2: number, c1: number, c2: number, sq: number, eps: number, stepSize: number,
     wd: number, shrink: number, coupled: number, decoupled: number): void;
 }
@@ -173,6 +184,47 @@ function emitAdam(mod: ModuleBuilder): void {
     });
 }
 
+/** combine_f32 and combineBackward_f32: rows of 4·vecs floats, one splat weight per row. */
+function emitCombine(mod: ModuleBuilder): void {
+  mod.func('combine_f32', ['i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32'], [], (c, y, w, idx, out, m, vecs, numRows) => {
+    const i = c.local('i32'), v = c.local('i32'), rowBytes = c.local('i32'), total = c.local('i32'), at = c.local('i32'), src = c.local('i32'), g = c.local('v128');
+    c.get(vecs).i32(4).i32Shl().set(rowBytes);
+    c.get(numRows).get(vecs).i32Mul().set(total);
+    c.forRange(v, 0, total, 1, () => { c.get(out).get(v).i32(4).i32Shl().i32Add().f32x4Const(0).v128Store(); });
+    c.forRange(i, 0, m, 1, () => {
+      c.get(w).get(i).i32(2).i32Shl().i32Add().v128Load32Splat().set(g);
+      c.get(out).get(idx).get(i).i32(2).i32Shl().i32Add().load('i32').get(rowBytes).i32Mul().i32Add().set(at);
+      c.get(y).get(i).get(rowBytes).i32Mul().i32Add().set(src);
+      c.forRange(v, 0, vecs, 1, () => {
+        c.get(at).get(at).v128Load().get(g).get(src).v128Load().f32x4Mul().f32x4Add().v128Store();
+        c.get(at).i32(16).i32Add().set(at);
+        c.get(src).i32(16).i32Add().set(src);
+      });
+    });
+  });
+  mod.func('combineBackward_f32', ['i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32'], [], (c, dOut, y, w, idx, dy, dw, m, vecs) => {
+    const i = c.local('i32'), v = c.local('i32'), rowBytes = c.local('i32'), src = c.local('i32'), row = c.local('i32');
+    const g = c.local('v128'), o = c.local('v128'), p = c.local('v128'), acc = c.local('f64');
+    c.get(vecs).i32(4).i32Shl().set(rowBytes);
+    c.forRange(i, 0, m, 1, () => {
+      c.get(w).get(i).i32(2).i32Shl().i32Add().v128Load32Splat().set(g);
+      c.get(dOut).get(idx).get(i).i32(2).i32Shl().i32Add().load('i32').get(rowBytes).i32Mul().i32Add().set(src);
+      c.get(i).get(rowBytes).i32Mul().set(row);
+      c.f64Zero().set(acc);
+      c.forRange(v, 0, vecs, 1, () => {
+        c.get(src).v128Load().set(o);
+        c.get(dy).get(row).i32Add().get(g).get(o).f32x4Mul().v128Store();
+        c.get(o).get(y).get(row).i32Add().v128Load().f32x4Mul().set(p);
+        // Four float64 adds in column order, as the scalar loop's acc += fround(o · y).
+        for (let lane = 0; lane < 4; lane++) c.get(acc).get(p).f32x4ExtractLane(lane).f64PromoteF32().f64Add().set(acc);
+        c.get(src).i32(16).i32Add().set(src);
+        c.get(row).i32(16).i32Add().set(row);
+      });
+      c.get(dw).get(i).i32(2).i32Shl().i32Add().get(acc).f32DemoteF64().store('f32');
+    });
+  });
+}
+
 /** philox(bLo, bHi, count, key0, key1, dst): the ten rounds unrolled, one block per iteration. */
 function emitPhilox(mod: ModuleBuilder): void {
   mod.func('philox', ['i32', 'i32', 'i32', 'i32', 'i32', 'i32'], [], (c, bLo, bHi, count, key0, key1, dst) => {
@@ -209,5 +261,6 @@ export function mathModuleBytes(): Uint8Array {
   emitLstm(mod);
   emitAdam(mod);
   emitPhilox(mod);
+  emitCombine(mod);
   return mod.bytes();
 }

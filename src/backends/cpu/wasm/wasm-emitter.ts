@@ -142,6 +142,9 @@ export class Code {
   i64Or(): this { return this.op(0x84); }
   i64Shl(): this { return this.op(0x86); }
   i64ShrU(): this { return this.op(0x88); }
+  f64Add(): this { return this.op(0xa0); }
+  f32DemoteF64(): this { return this.op(0xb6); }
+  f64PromoteF32(): this { return this.op(0xbb); }
   select(): this { return this.op(0x1b); }
 
   // ---- SIMD128 (opcodes after 0xfd) ----
@@ -186,6 +189,8 @@ export class Code {
   i32x4Sub(): this { return this.simd(0xb1); }
   /** One float32 (an f32 on the stack), broadcast to the four lanes. */
   f32x4Splat(): this { return this.simd(0x13); }
+  /** Lane `lane` of an f32x4, as an f32. */
+  f32x4ExtractLane(lane: number): this { return this.simd(0x1f, lane); }
   f32x4Sqrt(): this { return this.simd(0xe3); }
   f32x4Abs(): this { return this.simd(0xe0); }
   f32x4Neg(): this { return this.simd(0xe1); }

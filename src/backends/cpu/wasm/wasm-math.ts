@@ -106,4 +106,47 @@ export class WasmMath {
     else for (let p = 0; p < 7; p++) acts.set(mem.subarray((5 + p) * pad, (5 + p) * pad + n), p * n);
     return true;
   }
+
+  /**
+   * The MoE combine, float32 (indexing.ts weightedIndexAdd, bit for bit): out [numRows, d] =
+   * zeros, then out[index[i]] += w[i] · y[i] in row order. The caller checks the indices.
+   * False when d is not a multiple of 4 or the job too small to pay for the copies.
+   */
+  combine(y: Float32Array, w: Float32Array, index: Int32Array, d: number, numRows: number, out: Float32Array): boolean {
+    const m = index.length;
+    if (d % 4 !== 0 || m * d < MIN_ELEMENTS) return false;
+    const [yAt, wAt, idxAt, outAt, end] = offsets([m * d, m, m, numRows * d]) as [number, number, number, number, number];
+    const mem = this.view(end);
+    mem.set(y.subarray(0, m * d), yAt);
+    mem.set(w.subarray(0, m), wAt);
+    new Int32Array(mem.buffer).set(index, idxAt);
+    this.kernels.combine_f32(yAt * 4, wAt * 4, idxAt * 4, outAt * 4, m, d / 4, numRows);
+    this.calls++;
+    out.set(mem.subarray(outAt, outAt + numRows * d));
+    return true;
+  }
+
+  /** Its backward (weightedIndexAddBackward, float32, bit for bit) into dy [m, d] and dw [m]; false as combine. */
+  combineBackward(dOut: Float32Array, y: Float32Array, w: Float32Array, index: Int32Array, d: number, numRows: number, dy: Float32Array, dw: Float32Array): boolean {
+    const m = index.length;
+    if (d % 4 !== 0 || m * d < MIN_ELEMENTS) return false;
+    const [dOutAt, yAt, wAt, idxAt, dyAt, dwAt, end] = offsets([numRows * d, m * d, m, m, m * d, m]) as [number, number, number, number, number, number, number];
+    const mem = this.view(end);
+    mem.set(dOut.subarray(0, numRows * d), dOutAt);
+    mem.set(y.subarray(0, m * d), yAt);
+    mem.set(w.subarray(0, m), wAt);
+    new Int32Array(mem.buffer).set(index, idxAt);
+    this.kernels.combineBackward_f32(dOutAt * 4, yAt * 4, wAt * 4, idxAt * 4, dyAt * 4, dwAt * 4, m, d / 4);
+    this.calls++;
+    dy.set(mem.subarray(dyAt, dyAt + m * d));
+    dw.set(mem.subarray(dwAt, dwAt + m));
+    return true;
+  }
+}
+
+/** Consecutive regions of the given float counts, each starting on a v128: their offsets in floats, then the end. */
+function offsets(sizes: readonly number[]): number[] {
+  const at = [0];
+  for (const n of sizes) at.push(at[at.length - 1]! + Math.ceil(n / 4) * 4);
+  return at;
 }
