@@ -1,7 +1,10 @@
 // The MoE step targets of the SIMD/threads issue, contenders alternating in one process
 // (`npm run bench -- moestep`): the MoE layer's forward + backward (T = 1024 tokens,
 // d = 256, expert hidden 512, k = 2) for E ∈ {4, 16, 64, 256} against the compute-matched
-// dense block (hidden k × 512), round-robin, medians. "Without its gating products" takes
+// dense block (hidden k × 512), round-robin, medians. The dense block is an Expert, which runs
+// the experts' kernels (each Linear one grouped product with its bias, and relu, applied in
+// it), so the ratios measure routing and grouping; "dense, as ops" (matmul, bias add, relu,
+// as before Expert ran fused) is timed in the same rounds for reference. "Without its gating products" takes
 // the gating's four products (x·w_gate, x·w_noise and their weight gradients, [T, d] × [d, E],
 // which grow with E by design) off each E's median, timed in the same rounds. "Weight traffic"
 // times the least memory traffic a step must make over the experts' weights, in the same rounds:
@@ -24,6 +27,7 @@ export async function runMoeStepBench(filter?: string): Promise<string[]> {
   const x = mt.randn([T, d]);
   const dense = new mt.Expert(d, k * h, d);
   const cases: [string, () => void][] = [['dense', () => mt.tidy(() => { dense.forward(x).sum().backward(); dense.zeroGrad(); })]];
+  cases.push(['dense, as ops', () => mt.tidy(() => { dense.fc2.forward(dense.fc1.forward(x).relu()).sum().backward(); dense.zeroGrad(); })]);
   const owned: mt.Tensor[] = [x, ...dense.parameters()];
   // The memory floor of a step's weights: every weight read at least twice (the forward
   // product, and ∂x in backward) and every weight gradient written once; here that traffic
@@ -58,6 +62,7 @@ export async function runMoeStepBench(filter?: string): Promise<string[]> {
   for (const [n, m] of med) console.log(`  ${n.padEnd(22)} ${m.toFixed(1)} ms`);
   const lines: string[] = [];
   const dn = med.get('dense')!;
+  lines.push(`- dense block ${dn.toFixed(1)} ms; as separate ops (matmul, bias add, relu) ${med.get('dense, as ops')!.toFixed(1)} ms`);
   for (const E of EXPERTS.filter((e) => e <= 64)) {
     const q = med.get(`MoE E=${E}`)! / dn;
     // The floor: the dense step plus the weight traffic the experts add over the dense block's.
