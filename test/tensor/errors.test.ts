@@ -191,6 +191,9 @@ describe('index errors', () => {
     assert.throws(() => x.gather(1, i32([0, 3], [2, 1])), /^Error: gather: index 3 is out of range for axis 1 of size 3$/);
     assert.throws(() => x.gather(0, i32([-1, 0, 0], [1, 3])), /gather: index -1 is out of range for axis 0 of size 2/);
     assert.throws(() => x.scatterAdd(1, i32([5], [1, 1]), f32([1, 1])), /scatterAdd: index 5 is out of range for axis 1 of size 3/);
+    // Index rows matching x's (the matrix fast path): the same errors.
+    assert.throws(() => x.gather(1, i32([0, 1, -1, 2], [2, 2])), /^Error: gather: index -1 is out of range for axis 1 of size 3$/);
+    assert.throws(() => x.scatterAdd(1, i32([0, 3], [2, 1]), f32([2, 1])), /^Error: scatterAdd: index 3 is out of range for axis 1 of size 3$/);
     assert.throws(() => x.indexSelect(0, i32([0, 2])), /^Error: indexSelect: index 2 is out of range for axis 0 of size 2$/);
     assert.throws(() => x.indexSelect(1, i32([-1])), /indexSelect: index -1 is out of range for axis 1 of size 3/);
     assert.throws(() => x.indexAdd(0, i32([2]), f32([1, 3])), /indexAdd: index 2 is out of range for axis 0 of size 2/);

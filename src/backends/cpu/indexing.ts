@@ -15,6 +15,11 @@ export function checkIndex(op: string, index: number, size: number, axis: number
  * offset of the same coordinates in a tensor of shape `target`, leaving out the `axis`
  * coordinate). Callers add index[i]·stride(axis): the index picks that coordinate.
  */
+/** Whether an index [R, m] runs along axis 1 of a matrix [R, n]: offsets r·n, no strided walk needed. */
+function lastOfMatrix(shape: Shape, indexShape: Shape, axis: number): boolean {
+  return shape.length === 2 && axis === 1 && indexShape.length === 2 && indexShape[0] === shape[0];
+}
+
 function alongAxis(indexShape: Shape, target: Shape, axis: number, body: (i: number, offset: number) => void): void {
   const rank = indexShape.length;
   const n = sizeOf(indexShape);
@@ -38,6 +43,18 @@ function alongAxis(indexShape: Shape, target: Shape, axis: number, body: (i: num
 export function gather(x: TypedArray, shape: Shape, index: Int32Array, indexShape: Shape, axis: number, out: TypedArray): void {
   const stride = stridesOf(shape)[axis]!;
   const size = shape[axis]!;
+  if (lastOfMatrix(shape, indexShape, axis)) {
+    // Rows of a matrix (the gate's top-k picks): the visiting order of alongAxis, without a call per element.
+    const m = indexShape[1]!;
+    for (let r = 0, i = 0; r < indexShape[0]!; r++) {
+      for (let j = 0; j < m; j++, i++) {
+        const idx = index[i]!;
+        if (idx < 0 || idx >= size) checkIndex('gather', idx, size, axis);
+        out[i] = x[r * size + idx]!;
+      }
+    }
+    return;
+  }
   alongAxis(indexShape, shape, axis, (i, offset) => {
     const idx = index[i]!;
     checkIndex('gather', idx, size, axis);
@@ -52,6 +69,18 @@ export function scatterAdd(
   out.set(x);
   const stride = stridesOf(shape)[axis]!;
   const size = shape[axis]!;
+  if (lastOfMatrix(shape, indexShape, axis)) {
+    const m = indexShape[1]!;
+    for (let r = 0, i = 0; r < indexShape[0]!; r++) {
+      for (let j = 0; j < m; j++, i++) {
+        const idx = index[i]!;
+        if (idx < 0 || idx >= size) checkIndex('scatterAdd', idx, size, axis);
+        const o = r * size + idx;
+        out[o] = out[o]! + src[i]!;
+      }
+    }
+    return;
+  }
   alongAxis(indexShape, shape, axis, (i, offset) => {
     const idx = index[i]!;
     checkIndex('scatterAdd', idx, size, axis);
