@@ -22,7 +22,8 @@ export class Expert extends Module {
   forward(x: Tensor): Tensor {
     if (this.runsGrouped(x)) {
       // As the MoE's experts run (grouped-experts.ts), on one segment of every row: each layer
-      // one kernel with its bias, and fc1's relu, applied in it. The bits of the layers below.
+      // one kernel with its bias, and fc1's relu, applied in it. The bits of the layers below
+      // (a one-segment grouped product takes the SIMD path exactly where matmul would).
       const rows = [x.shape[0]!];
       const layer = (l: Linear, input: Tensor, relu: boolean) =>
         groupedMatmul(input, [l.weight], rows, { transposeB: true, ...(l.bias ? { biases: [l.bias] } : {}), relu });

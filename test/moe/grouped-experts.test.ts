@@ -3,7 +3,8 @@
 // experts are small: one product per expert runs on the scalar kernels, which round a
 // float32 sum differently from the SIMD kernel; test/tensor/grouped.test.ts shows the
 // products bit-equal where both run on SIMD), for both expert kinds; the parameters stay
-// each expert's own.
+// each expert's own. A dense Expert runs the same kernels on one segment, with Linear → relu →
+// Linear's bits.
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
@@ -83,4 +84,43 @@ test('MoE on the CPU runs grouped products (2 forward, 2 + 2 backward, whatever 
   const names = Object.keys(moe.stateDict());
   for (let i = 0; i < 6; i++) for (const p of ['fc1.weight', 'fc1.bias', 'fc2.weight', 'fc2.bias']) assert.ok(names.includes(`experts.${i}.${p}`), `experts.${i}.${p}`);
   for (const e of moe.experts) assert.ok(e.fc1.weight.grad && e.fc2.bias!.grad, 'every expert got gradients');
+});
+
+test('a dense Expert runs the grouped kernels on one segment: the bits of Linear → relu → Linear, outputs and gradients, small (scalar) and large (SIMD) layers, float32 and float64, SIMD on and off', () => {
+  const cases = [{ N: 3, d: 4, h: 8 }, { N: 40, d: 24, h: 36 }, { N: 130, d: 64, h: 96 }];
+  const calls: string[] = [];
+  const be = getBackend() as { run: (kernel: string, ...rest: unknown[]) => unknown };
+  for (const simd of [true, false]) {
+    mt.setBackend('cpu', { simd });
+    for (const dtype of ['float32', 'float64'] as const) {
+      for (const { N, d, h } of cases) {
+        mt.manualSeed(N + d);
+        const expert = new mt.Expert(d, h, d, { dtype });
+        const x = mt.randn([N, d], { dtype }).requiresGrad_();
+        const r = mt.randn([N, d], { dtype });
+        const run = (fused: boolean) => {
+          for (const p of [...expert.parameters(), x]) p.grad = null;
+          const run0 = be.run;
+          be.run = function (kernel: string, ...rest: unknown[]) { calls.push(kernel); return run0.call(this, kernel, ...rest); };
+          let y: mt.Tensor;
+          try {
+            y = fused ? expert.forward(x) : expert.fc2.forward(expert.fc1.forward(x).relu());
+          } finally {
+            delete (be as { run?: unknown }).run;
+          }
+          y.mul(r).sum().backward();
+          return [y, x.grad!, ...expert.parameters().map((p) => p.grad!)].map(bits);
+        };
+        calls.length = 0;
+        const got = run(true);
+        assert.ok(calls.includes('groupedMatmul') && !calls.includes('relu'), `${dtype} ${N}×${d}: the grouped kernels ran (${calls.join(' ')})`);
+        assert.deepEqual(got, run(false), `${dtype} simd=${simd} ${N}×${d}→${h}`);
+      }
+    }
+  }
+  mt.setBackend('cpu', { simd: true });
+  // Not a matrix of the layer's width and dtype: the Linear path, and its errors.
+  const expert = new mt.Expert(4, 8, 4);
+  assert.deepEqual([...expert.forward(mt.randn([2, 3, 4])).shape], [2, 3, 4]);
+  assert.throws(() => expert.forward(mt.randn([2, 5])), /Linear: expected input with last dimension 4/);
 });

@@ -294,6 +294,9 @@ export class WasmMatmul {
     if (dtype === null || a.constructor !== first.constructor || bs.some((b) => b.constructor !== first.constructor)) return false;
     const { bytes, mr } = GEMM[dtype];
     const E = sizes.length, M = sizes.reduce((x, y) => x + y, 0);
+    // As matmul: a job this small runs on the scalar kernels (so a one-segment job, a dense
+    // Expert's layer, always gives matmul's bits).
+    if (M * k * n < MIN_MACS) return false;
     const panels = Math.ceil(n / NR), nPad = panels * NR;
     // The sum length of every product: k ('rows'), a segment's rows ('weights').
     const maxK = mode === 'rows' ? k : Math.max(0, ...sizes);
