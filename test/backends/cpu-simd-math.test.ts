@@ -192,3 +192,59 @@ test('Philox rounds on WebAssembly: the words of the JavaScript rounds (counters
   mt.setBackend('cpu', { simd: true });
   assert.deepEqual(withSimd, scalar);
 });
+
+/** float32 values with the specials mixed in: NaN, ±0, ±∞, subnormals, huge and tiny. */
+function mixed(n: number, seed: number): number[] {
+  const v = Array.from(values(n, seed));
+  const specials = [NaN, 0, -0, Infinity, -Infinity, 1e-40, -3e-39, 3e38, -1e-30];
+  for (let i = seed % 7; i < n; i += 11) v[i] = specials[(i + seed) % specials.length]!;
+  return v;
+}
+
+test('float32 add, sub, mul, div on the math module give the scalar kernels\' bits for every layout it takes (one shape, scalars, rows, columns), specials included; other layouts stay scalar', () => {
+  const sameBits = (x: number[], y: number[]) => x.length === y.length && x.every((v, i) => Object.is(v, y[i]) || (Number.isNaN(v) && Number.isNaN(y[i]!)));
+  // Each layout, and whether its rows are a pattern the module takes (a row [C] or a column [.., 1] of out's leading dims).
+  const layouts = (R: number, C: number): [number[], number[], boolean][] => [
+    [[R, C], [R, C], false], [[R, C], [], false], [[], [R, C], false], [[R, C], [R, 1], true], [[R, 1], [R, C], true], [[R, C], [C], true],
+    [[C], [R, C], true], [[R, C], [1, C], true], [[2, R, C], [R, 1], false], [[2, R, C], [2, R, 1], true], [[R, 1], [1, C], false],
+  ];
+  fc.assert(fc.property(fc.integer({ min: 1, max: 90 }), fc.integer({ min: 1, max: 40 }), fc.integer({ min: 0, max: 1e6 }), (R, C, seed) => {
+    for (const [aShape, bShape, rowPattern] of layouts(R, C)) {
+      const size = (s: number[]) => s.reduce((p, q) => p * q, 1);
+      const av = mixed(size(aShape), seed), bv = mixed(size(bShape), seed + 1);
+      for (const op of ['add', 'sub', 'mul', 'div'] as const) {
+        const run = (on: boolean) => {
+          mt.setBackend('cpu', { simd: on });
+          const before = mt.backendInfo().simdMathCalls as number;
+          const y = mt[op](mt.tensor(av, aShape), mt.tensor(bv, bShape));
+          return { y: Array.from(y.dataSync()), calls: (mt.backendInfo().simdMathCalls as number) - before, shape: [...y.shape] };
+        };
+        const on = run(true), off = run(false);
+        assert.ok(sameBits(on.y, off.y), `${op} [${aShape}] ⊕ [${bShape}]`);
+        // Taken from 1024 elements when each operand is whole or a scalar, or its rows are a pattern and whole vectors.
+        const n = size(on.shape), cols = on.shape[on.shape.length - 1] ?? 1;
+        const wholeOrScalar = (s: number[]) => size(s) === n || size(s) === 1;
+        const eligible = n >= 1024 && ((wholeOrScalar(aShape) && wholeOrScalar(bShape)) || (rowPattern && cols % 4 === 0));
+        assert.equal(on.calls, eligible ? 1 : 0, `${op} [${aShape}] ⊕ [${bShape}] on the module: ${on.calls}`);
+      }
+    }
+    mt.setBackend('cpu', { simd: true });
+  }), numRuns(12));
+});
+
+test('relu\'s gradient on the math module gives the scalar kernel\'s bits (NaN, ±0, ±∞ in dy and x; lengths with padding)', () => {
+  for (const n of [1024, 1027, 5000]) {
+    const dy = mixed(n, 3), x = mixed(n, 8);
+    const run = (on: boolean) => {
+      mt.setBackend('cpu', { simd: on });
+      const before = mt.backendInfo().simdMathCalls as number;
+      const xt = mt.tensor(x).requiresGrad_();
+      xt.relu().backward(mt.tensor(dy));
+      return { g: Array.from(xt.grad!.dataSync()), calls: (mt.backendInfo().simdMathCalls as number) - before };
+    };
+    const on = run(true), off = run(false);
+    assert.equal(on.calls, 1, 'reluGrad ran on the module');
+    assert.ok(on.g.every((v, i) => Object.is(v, off.g[i]) || (Number.isNaN(v) && Number.isNaN(off.g[i]!))), `n = ${n}`);
+  }
+  mt.setBackend('cpu', { simd: true });
+});

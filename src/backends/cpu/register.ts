@@ -7,7 +7,7 @@
 import type { OutInfo } from '../../core/backend.js';
 import type { TypedArray } from '../../core/dtype.js';
 import type { BackendRegistration } from '../../core/registry.js';
-import { sizeOf } from '../../core/shape.js';
+import { sizeOf, type Shape } from '../../core/shape.js';
 import { adamStepKernel, CpuBackend, cpuKernels, cpuMultiKernels, data, lstmCellKernel, lstmSequenceBackwardKernel, lstmSequenceKernel, type CpuKernel, type CpuMultiKernel } from './cpu-backend.js';
 import { adamStep, lstmCellForward, type LstmSequenceOps } from './fused.js';
 import { checkIndex } from './indexing.js';
@@ -16,6 +16,7 @@ import { cpuPool } from './pool.js';
 import { fillRandom } from '../../core/philox.js';
 import { WasmMatmul } from './wasm/wasm-matmul.js';
 import { WasmMath } from './wasm/wasm-math.js';
+import type { ArithmeticMode, ArithmeticOp } from './wasm/math-module.js';
 
 export interface CpuOptions {
   /**
@@ -105,6 +106,41 @@ class SimdState {
         cpuPool.give(y);
       }
       return (cpuKernels[op] as CpuKernel<K>)(inputs, attrs, out, be);
+    };
+  }
+
+  /**
+   * float32 add, sub, mul, div on the SIMD math module where the layout allows (one shape, a
+   * scalar operand, or a row [C] / column [.., 1] operand with C a multiple of 4), else the
+   * scalar kernels: the same bits either way.
+   */
+  arithmetic<K extends ArithmeticOp>(op: K): CpuKernel<K> {
+    return (inputs, attrs, out, be) => {
+      const math = out.dtype === 'float32' ? this.math() : null;
+      if (math !== null) {
+        const [a, b] = inputs as [typeof inputs[0], typeof inputs[0]];
+        const ad = data(a), bd = data(b), plan = arithmeticPlan(a.shape, b.shape, out.shape);
+        if (plan !== null && ad instanceof Float32Array && bd instanceof Float32Array) {
+          const y = cpuPool.take('float32', sizeOf(out.shape), false) as Float32Array;
+          if (math.arithmetic(op, plan.mode, ad, plan.aStep, bd, plan.bStep, plan.rows, plan.cols, y)) return be.wrap(y);
+          cpuPool.give(y);
+        }
+      }
+      return (cpuKernels[op] as CpuKernel<K>)(inputs, attrs, out, be);
+    };
+  }
+
+  /** relu's gradient on the SIMD math module (float32), else the scalar kernel. */
+  reluGrad(): CpuKernel<'reluGrad'> {
+    return (inputs, attrs, out, be) => {
+      const math = out.dtype === 'float32' ? this.math() : null;
+      const dy = data(inputs[0]!), x = data(inputs[1]!);
+      if (math !== null && dy instanceof Float32Array && x instanceof Float32Array) {
+        const y = cpuPool.take('float32', sizeOf(out.shape), false) as Float32Array;
+        if (math.reluGrad(dy, x, y)) return be.wrap(y);
+        cpuPool.give(y);
+      }
+      return cpuKernels.reluGrad!(inputs, attrs, out, be);
     };
   }
 
@@ -239,12 +275,36 @@ class SimdState {
   }
 }
 
+/**
+ * How a float32 arithmetic op reads its operands on the math module, or null where the layout
+ * is another (the scalar kernels take it): out [.., C] viewed as rows × C; an operand of
+ * out's size is read whole, a scalar or a column [.., 1] one float per row (splat), a row [C]
+ * the same C floats for every row.
+ */
+export function arithmeticPlan(aShape: Shape, bShape: Shape, outShape: Shape): { mode: ArithmeticMode; rows: number; cols: number; aStep: number; bStep: number } | null {
+  const n = sizeOf(outShape), na = sizeOf(aShape), nb = sizeOf(bShape);
+  if (na === n && nb === n) return { mode: 'vv', rows: 1, cols: n, aStep: 0, bStep: 0 };
+  if (na === n && nb === 1) return { mode: 'vs', rows: 1, cols: n, aStep: 0, bStep: 0 };
+  if (na === 1 && nb === n) return { mode: 'sv', rows: 1, cols: n, aStep: 0, bStep: 0 };
+  const r = outShape.length, C = outShape[r - 1] ?? 1, rows = n / C;
+  if (r === 0 || n === 0) return null;
+  const padded = (s: Shape) => [...new Array<number>(r - s.length).fill(1), ...s];
+  const isColumn = (s: Shape) => { const p = padded(s); return p[r - 1] === 1 && p.slice(0, -1).every((d, i) => d === outShape[i]); };
+  const isRow = (s: Shape) => { const p = padded(s); return p[r - 1] === C && p.slice(0, -1).every((d) => d === 1); };
+  if (na === n && isColumn(bShape)) return { mode: 'vs', rows, cols: C, aStep: C, bStep: 1 };
+  if (nb === n && isColumn(aShape)) return { mode: 'sv', rows, cols: C, aStep: 1, bStep: C };
+  if (na === n && isRow(bShape)) return { mode: 'vv', rows, cols: C, aStep: C, bStep: 0 };
+  if (nb === n && isRow(aShape)) return { mode: 'vv', rows, cols: C, aStep: 0, bStep: C };
+  return null;
+}
+
 /** A CPU backend with the SIMD matmul, configured by `options`. */
 export function createCpuBackend(options: CpuOptions = {}): CpuBackend & { readonly simd: SimdState } {
   const state = new SimdState();
   state.configure(options);
   const backend = new CpuBackend({
-    kernels: { matmul: state.matmul(), groupedMatmul: state.groupedMatmul(), sigmoid: state.unary('sigmoid'), tanh: state.unary('tanh'), lstmCell: state.lstmCell(), lstmSequence: state.lstmSequence(), random: state.random(), weightedIndexAdd: state.weightedIndexAdd() },
+    kernels: { matmul: state.matmul(), groupedMatmul: state.groupedMatmul(), sigmoid: state.unary('sigmoid'), tanh: state.unary('tanh'), lstmCell: state.lstmCell(), lstmSequence: state.lstmSequence(), random: state.random(), weightedIndexAdd: state.weightedIndexAdd(),
+      add: state.arithmetic('add'), sub: state.arithmetic('sub'), mul: state.arithmetic('mul'), div: state.arithmetic('div'), reluGrad: state.reluGrad() },
     multiKernels: { groupedWeightGrads: state.groupedWeightGrads(), lstmSequenceBackward: state.lstmSequenceBackward(), adamStep: state.adamStep(), weightedIndexAddBackward: state.weightedIndexAddBackward() }, details: () => state.details() });
   return Object.assign(backend, { simd: state });
 }

@@ -13,7 +13,21 @@ import { EXPF, TANHF } from '../../../core/special.js';
 import { PHILOX } from '../../../core/philox.js';
 import { ModuleBuilder, type Code, type Local } from './wasm-emitter.js';
 
-export interface MathExports {
+export type ArithmeticOp = 'add' | 'sub' | 'mul' | 'div';
+/** How an arithmetic kernel reads its operands: vectors (v) or one float per row, splat (s). */
+export type ArithmeticMode = 'vv' | 'sv' | 'vs';
+
+/**
+ * float32 arithmetic, one kernel per op and mode: `rows` rows of `vecs` v128s, out row r =
+ * A_r ⊕ B_r, A_r at a + r·aStep (a vector row, or one float splat), likewise B_r; out rows
+ * contiguous. Each lane rounds as the scalar kernel's double operation stored to float32
+ * does (IEEE single, subnormals kept).
+ */
+export type ArithmeticExports = {
+  [K in `${ArithmeticOp}_${ArithmeticMode}_f32`]: (a: number, b: number, out: number, rows: number, aStep: number, bStep: number, vecs: number) => void;
+};
+
+export interface MathExports extends ArithmeticExports {
   /** dst[i] = σ(src[i]) for `vectors` v128s of float32. */
   sigmoid_f32(src: number, dst: number, vectors: number): void;
   tanh_f32(src: number, dst: number, vectors: number): void;
@@ -45,6 +59,8 @@ export interface MathExports {
    * fround(dOut[idx[i], j] · y[i, j]) summed in float64 in column order, then rounded once.
    */
   combineBackward_f32(dOut: number, y: number, w: number, idx: number, dy: number, dw: number, m: number, vecs: number): void;
+  /** relu's gradient dy · (x > 0 ? 1 : 0) over `vecs` v128s (the reluGrad kernel's bits, NaN and −0 included). */
+  reluGrad_f32(dy: number, x: number, out: number, vecs: number): void;
   adam_f32(base: number, vectors: number, b1: number, b2: number, c1: number, c2: number, sq: number, eps: number, stepSize: number,
     wd: number, shrink: number, coupled: number, decoupled: number): void;
 }
@@ -225,6 +241,42 @@ function emitCombine(mod: ModuleBuilder): void {
   });
 }
 
+/** The float32 arithmetic kernels (see MathExports), one per op and splat mode, and reluGrad. */
+function emitArithmetic(mod: ModuleBuilder): void {
+  for (const op of ['add', 'sub', 'mul', 'div'] as const) {
+    for (const mode of ['vv', 'sv', 'vs'] as const) {
+      mod.func(`${op}_${mode}_f32`, ['i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32'], [], (c, a, b, out, rows, aStep, bStep, vecs) => {
+        const r = c.local('i32'), v = c.local('i32'), aRow = c.local('i32'), bRow = c.local('i32'), o = c.local('i32'), s = c.local('v128');
+        c.get(out).set(o);
+        c.forRange(r, 0, rows, 1, () => {
+          c.get(a).get(r).get(aStep).i32Mul().i32Add().set(aRow);
+          c.get(b).get(r).get(bStep).i32Mul().i32Add().set(bRow);
+          if (mode === 'sv') c.get(aRow).v128Load32Splat().set(s);
+          if (mode === 'vs') c.get(bRow).v128Load32Splat().set(s);
+          c.forRange(v, 0, vecs, 1, () => {
+            c.get(o);
+            if (mode === 'sv') c.get(s); else c.get(aRow).get(v).i32(4).i32Shl().i32Add().v128Load();
+            if (mode === 'vs') c.get(s); else c.get(bRow).get(v).i32(4).i32Shl().i32Add().v128Load();
+            ({ add: () => c.f32x4Add(), sub: () => c.f32x4Sub(), mul: () => c.f32x4Mul(), div: () => c.f32x4Div() })[op]();
+            c.v128Store();
+            c.get(o).i32(16).i32Add().set(o);
+          });
+        });
+      });
+    }
+  }
+  mod.func('reluGrad_f32', ['i32', 'i32', 'i32', 'i32'], [], (c, dy, x, out, vecs) => {
+    const v = c.local('i32'), off = c.local('i32');
+    c.forRange(v, 0, vecs, 1, () => {
+      c.get(v).i32(4).i32Shl().set(off);
+      c.get(out).get(off).i32Add();
+      c.get(dy).get(off).i32Add().v128Load();
+      c.f32x4Const(1).f32x4Const(0).get(x).get(off).i32Add().v128Load().f32x4Const(0).f32x4Gt().v128Bitselect();
+      c.f32x4Mul().v128Store();
+    });
+  });
+}
+
 /** philox(bLo, bHi, count, key0, key1, dst): the ten rounds unrolled, one block per iteration. */
 function emitPhilox(mod: ModuleBuilder): void {
   mod.func('philox', ['i32', 'i32', 'i32', 'i32', 'i32', 'i32'], [], (c, bLo, bHi, count, key0, key1, dst) => {
@@ -262,5 +314,6 @@ export function mathModuleBytes(): Uint8Array {
   emitAdam(mod);
   emitPhilox(mod);
   emitCombine(mod);
+  emitArithmetic(mod);
   return mod.bytes();
 }

@@ -6,12 +6,18 @@
 
 import { adamConstants, type AdamAttrs } from '../fused.js';
 import type { PhiloxBlocks } from '../../../core/philox.js';
-import { mathModuleBytes, type MathExports } from './math-module.js';
+import { mathModuleBytes, type ArithmeticMode, type ArithmeticOp, type MathExports } from './math-module.js';
 import { wasmApi, type WasmApi, type WasmMemory } from './wasm-api.js';
 
 const PAGE = 65536;
 /** Below this many elements the copies and the call cost more than the scalar loop saves. */
 export const MIN_ELEMENTS = 16;
+/**
+ * Below this many elements float32 arithmetic stays in JavaScript: the call and three copies
+ * cost about what the loop does. From 4096 on the module runs 2–6× faster, copies included
+ * (a multiply of 16384 elements 5 µs against 20–35 µs).
+ */
+export const MIN_ARITHMETIC = 1024;
 
 export class WasmMath {
   private f32: Float32Array;
@@ -142,8 +148,41 @@ export class WasmMath {
     dw.set(mem.subarray(dwAt, dwAt + m));
     return true;
   }
-}
 
+  /**
+   * float32 arithmetic on the module (see math-module.ts ArithmeticExports): out (rows × cols)
+   * = A ⊕ B row by row, A read from a at row r as a[r·aStep …] (a vector of cols) or a[r·aStep]
+   * (splat, mode 'sv'), B likewise. cols a multiple of 4 unless rows is 1. False (nothing
+   * written) when too small to pay for the copies.
+   */
+  arithmetic(op: ArithmeticOp, mode: ArithmeticMode, a: Float32Array, aStep: number, b: Float32Array, bStep: number, rows: number, cols: number, out: Float32Array): boolean {
+    const n = rows * cols;
+    if (n < MIN_ARITHMETIC || (rows > 1 && cols % 4 !== 0)) return false;
+    const vecs = Math.ceil(cols / 4);
+    const [aAt, bAt, outAt, end] = offsets([a.length, b.length, rows * vecs * 4]) as [number, number, number, number];
+    const mem = this.view(end);
+    mem.set(a, aAt);
+    mem.set(b, bAt);
+    this.kernels[`${op}_${mode}_f32`](aAt * 4, bAt * 4, outAt * 4, rows, aStep * 4, bStep * 4, vecs);
+    this.calls++;
+    out.set(mem.subarray(outAt, outAt + n));
+    return true;
+  }
+
+  /** relu's gradient dy · (x > 0 ? 1 : 0), float32 (the reluGrad kernel's bits). False when too small to pay. */
+  reluGrad(dy: Float32Array, x: Float32Array, out: Float32Array): boolean {
+    const n = out.length;
+    if (n < MIN_ARITHMETIC) return false;
+    const [dyAt, xAt, outAt, end] = offsets([n, n, n]) as [number, number, number, number];
+    const mem = this.view(end);
+    mem.set(dy.subarray(0, n), dyAt);
+    mem.set(x.subarray(0, n), xAt);
+    this.kernels.reluGrad_f32(dyAt * 4, xAt * 4, outAt * 4, Math.ceil(n / 4));
+    this.calls++;
+    out.set(mem.subarray(outAt, outAt + n));
+    return true;
+  }
+}
 /** Consecutive regions of the given float counts, each starting on a v128: their offsets in floats, then the end. */
 function offsets(sizes: readonly number[]): number[] {
   const at = [0];
