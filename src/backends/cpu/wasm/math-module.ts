@@ -1,10 +1,14 @@
-// The SIMD128 transcendental kernels of float32 tensors, emitted at load time (see
-// wasm-emitter.ts): σ and tanh over an array, and the LSTM cell's forward, four lanes at a
-// time. Each lane runs exactly the float32 steps of expF32 / sigmoidF32 / tanhF32 in
-// src/core/special.ts (Cephes' expf and tanhf), the scalar reference these kernels are
-// tested against bit for bit (test/backends/wasm-math.test.ts): f32x4 arithmetic rounds each
-// lane as IEEE float32 does, subnormals included, and nothing here fuses a multiply and an
-// add. V8's Math.exp and Math.tanh cost 19 and 31 ns a call; a lane here costs about 1.
+// The SIMD128 kernels of float32 tensors other than products, emitted at load time (see
+// wasm-emitter.ts), four lanes at a time: σ and tanh over an array and the LSTM cell's
+// forward, Adam's update, the MoE combine and its backward, arithmetic (add, sub, mul, div
+// over whole, scalar, row and column operands) and relu's gradient; and the Philox rounds of
+// random draws (integer arithmetic). σ and tanh run exactly the float32 steps of expF32 /
+// sigmoidF32 / tanhF32 in src/core/special.ts (Cephes' expf and tanhf); every kernel is
+// tested bit for bit against its scalar kernel (test/backends/cpu-simd-math.test.ts,
+// test/tensor/weighted-index-add.test.ts): f32x4 arithmetic rounds each lane as IEEE float32
+// does, subnormals included, as a double operation stored to float32 rounds, and nothing here
+// fuses a multiply and an add. V8's Math.exp and Math.tanh cost 19 and 31 ns a call; a lane
+// here costs about 1.
 //
 // Memory: a private (unshared) memory; the caller copies the operands in and the results out
 // (WasmMath in wasm-math.ts). Arrays are whole v128s: lengths are padded to a multiple of 4.
@@ -38,11 +42,6 @@ export interface MathExports extends ArithmeticExports {
    */
   lstm_f32(z: number, c: number, out: number, vectors: number): void;
   /**
-   * Adam's float32 update (fused.ts adamStep, rounding for rounding) over planes of 4·vectors
-   * floats from `base`: p, g, m, v in, then p', m', v' out. The scalars are the kernel's
-   * float32 constants; coupled / decoupled select the weight decay.
-   */
-  /**
    * Philox4x32-10 blocks number b, b + 1, …, b + count − 1 of the stream (key0, key1), with
    * b = bHi·2³² + bLo, as core/philox.ts philoxBlocks computes them: 4 uint32 words each at dst.
    * Integer arithmetic (i64 products for the high words), so the same bits.
@@ -61,6 +60,11 @@ export interface MathExports extends ArithmeticExports {
   combineBackward_f32(dOut: number, y: number, w: number, idx: number, dy: number, dw: number, m: number, vecs: number): void;
   /** relu's gradient dy · (x > 0 ? 1 : 0) over `vecs` v128s (the reluGrad kernel's bits, NaN and −0 included). */
   reluGrad_f32(dy: number, x: number, out: number, vecs: number): void;
+  /**
+   * Adam's float32 update (fused.ts adamStep, rounding for rounding) over planes of 4·vectors
+   * floats from `base`: p, g, m, v in, then p', m', v' out. The scalars are the kernel's
+   * float32 constants; coupled / decoupled select the weight decay.
+   */
   adam_f32(base: number, vectors: number, b1: number, b2: number, c1: number, c2: number, sq: number, eps: number, stepSize: number,
     wd: number, shrink: number, coupled: number, decoupled: number): void;
 }
