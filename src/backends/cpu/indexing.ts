@@ -10,16 +10,16 @@ export function checkIndex(op: string, index: number, size: number, axis: number
   }
 }
 
-/**
- * Visits every element of `index` (shape `indexShape`) and reports (position in index,
- * offset of the same coordinates in a tensor of shape `target`, leaving out the `axis`
- * coordinate). Callers add index[i]·stride(axis): the index picks that coordinate.
- */
 /** Whether an index [R, m] runs along axis 1 of a matrix [R, n]: offsets r·n, no strided walk needed. */
 function lastOfMatrix(shape: Shape, indexShape: Shape, axis: number): boolean {
   return shape.length === 2 && axis === 1 && indexShape.length === 2 && indexShape[0] === shape[0];
 }
 
+/**
+ * Visits every element of `index` (shape `indexShape`) and reports (position in index,
+ * offset of the same coordinates in a tensor of shape `target`, leaving out the `axis`
+ * coordinate). Callers add index[i]·stride(axis): the index picks that coordinate.
+ */
 function alongAxis(indexShape: Shape, target: Shape, axis: number, body: (i: number, offset: number) => void): void {
   const rank = indexShape.length;
   const n = sizeOf(indexShape);

@@ -15,7 +15,7 @@ import { matmul as scalarMatmul } from './matmul/matmul.js';
 import { cpuPool } from './pool.js';
 import { fillRandom } from '../../core/philox.js';
 import { WasmMatmul } from './wasm/wasm-matmul.js';
-import { WasmMath } from './wasm/wasm-math.js';
+import { MIN_ARITHMETIC, MIN_ELEMENTS, WasmMath } from './wasm/wasm-math.js';
 import type { ArithmeticMode, ArithmeticOp } from './wasm/math-module.js';
 
 export interface CpuOptions {
@@ -96,16 +96,26 @@ class SimdState {
     return typeof this.mathModule === 'string' ? null : this.mathModule;
   }
 
+  /**
+   * Runs `kernel` on the math module into fresh unzeroed float32 arrays of `outs`; null (the
+   * arrays given back) where the module is off, an output is not float32, or the kernel
+   * declines: the caller then runs the scalar kernel. Callers turn small jobs away first, so a
+   * tiny op pays no closure or pool round trip.
+   */
+  private onMath(outs: readonly OutInfo[], kernel: (math: WasmMath, ys: Float32Array[]) => boolean): Float32Array[] | null {
+    const math = this.math();
+    if (math === null || outs.some((o) => o.dtype !== 'float32')) return null;
+    const ys = outs.map((o) => cpuPool.take('float32', sizeOf(o.shape), false) as Float32Array);
+    if (kernel(math, ys)) return ys;
+    for (const y of ys) cpuPool.give(y);
+    return null;
+  }
+
   /** float32 σ or tanh on SIMD (the scalar kernel's bits); other dtypes and small arrays go scalar. */
   unary<K extends 'sigmoid' | 'tanh'>(op: K): CpuKernel<K> {
     return (inputs, attrs, out, be) => {
-      const math = out.dtype === 'float32' ? this.math() : null;
-      if (math !== null) {
-        const y = cpuPool.take('float32', sizeOf(out.shape), false) as Float32Array;
-        if (math.unary(op, data(inputs[0]!) as Float32Array, y)) return be.wrap(y);
-        cpuPool.give(y);
-      }
-      return (cpuKernels[op] as CpuKernel<K>)(inputs, attrs, out, be);
+      const ys = sizeOf(out.shape) >= MIN_ELEMENTS ? this.onMath([out], (math, [y]) => math.unary(op, data(inputs[0]!) as Float32Array, y!)) : null;
+      return ys ? be.wrap(ys[0]!) : (cpuKernels[op] as CpuKernel<K>)(inputs, attrs, out, be);
     };
   }
 
@@ -115,64 +125,50 @@ class SimdState {
    * scalar kernels: the same bits either way.
    */
   arithmetic<K extends ArithmeticOp>(op: K): CpuKernel<K> {
+    const scalar = cpuKernels[op] as CpuKernel<K>;
     return (inputs, attrs, out, be) => {
-      const math = out.dtype === 'float32' ? this.math() : null;
-      if (math !== null) {
-        const [a, b] = inputs as [typeof inputs[0], typeof inputs[0]];
-        const ad = data(a), bd = data(b), plan = arithmeticPlan(a.shape, b.shape, out.shape);
-        if (plan !== null && ad instanceof Float32Array && bd instanceof Float32Array) {
-          const y = cpuPool.take('float32', sizeOf(out.shape), false) as Float32Array;
-          if (math.arithmetic(op, plan.mode, ad, plan.aStep, bd, plan.bStep, plan.rows, plan.cols, y)) return be.wrap(y);
-          cpuPool.give(y);
-        }
-      }
-      return (cpuKernels[op] as CpuKernel<K>)(inputs, attrs, out, be);
+      // Small ops (the per-op overhead of a training step's scalars) go straight to the loops.
+      if (sizeOf(out.shape) < MIN_ARITHMETIC) return scalar(inputs, attrs, out, be);
+      const [a, b] = inputs as [typeof inputs[0], typeof inputs[0]];
+      const plan = arithmeticPlan(a.shape, b.shape, out.shape), ad = data(a), bd = data(b);
+      const ys = plan !== null && ad instanceof Float32Array && bd instanceof Float32Array
+        ? this.onMath([out], (math, [y]) => math.arithmetic(op, plan.mode, ad, plan.aStep, bd, plan.bStep, plan.rows, plan.cols, y!)) : null;
+      return ys ? be.wrap(ys[0]!) : scalar(inputs, attrs, out, be);
     };
   }
 
   /** relu's gradient on the SIMD math module (float32), else the scalar kernel. */
   reluGrad(): CpuKernel<'reluGrad'> {
     return (inputs, attrs, out, be) => {
-      const math = out.dtype === 'float32' ? this.math() : null;
       const dy = data(inputs[0]!), x = data(inputs[1]!);
-      if (math !== null && dy instanceof Float32Array && x instanceof Float32Array) {
-        const y = cpuPool.take('float32', sizeOf(out.shape), false) as Float32Array;
-        if (math.reluGrad(dy, x, y)) return be.wrap(y);
-        cpuPool.give(y);
-      }
-      return cpuKernels.reluGrad!(inputs, attrs, out, be);
+      const ys = sizeOf(out.shape) >= MIN_ARITHMETIC && dy instanceof Float32Array && x instanceof Float32Array
+        ? this.onMath([out], (math, [y]) => math.reluGrad(dy, x, y!)) : null;
+      return ys ? be.wrap(ys[0]!) : cpuKernels.reluGrad!(inputs, attrs, out, be);
     };
   }
 
   /** The MoE combine on the SIMD math module (float32, rows a multiple of 4 wide), else the scalar kernel. */
   weightedIndexAdd(): CpuKernel<'weightedIndexAdd'> {
     return (inputs, attrs, out, be) => {
-      const math = out.dtype === 'float32' ? this.math() : null;
-      if (math !== null) {
-        const [y, w, index] = inputs as [typeof inputs[0], typeof inputs[0], typeof inputs[0]];
+      const [y, w, index] = inputs as [typeof inputs[0], typeof inputs[0], typeof inputs[0]];
+      const ys = y.shape[1]! % 4 === 0 ? this.onMath([out], (math, [o]) => {
         const idx = data(index) as Int32Array;
         for (let i = 0; i < idx.length; i++) checkIndex('weightedIndexAdd', idx[i]!, attrs.numRows, 0);
-        const o = cpuPool.take('float32', sizeOf(out.shape), false) as Float32Array;
-        if (math.combine(data(y) as Float32Array, data(w) as Float32Array, idx, y.shape[1]!, attrs.numRows, o)) return be.wrap(o);
-        cpuPool.give(o);
-      }
-      return cpuKernels.weightedIndexAdd!(inputs, attrs, out, be);
+        return math.combine(data(y) as Float32Array, data(w) as Float32Array, idx, y.shape[1]!, attrs.numRows, o!);
+      }) : null;
+      return ys ? be.wrap(ys[0]!) : cpuKernels.weightedIndexAdd!(inputs, attrs, out, be);
     };
   }
 
   weightedIndexAddBackward(): CpuMultiKernel<'weightedIndexAddBackward'> {
     return (inputs, attrs, outs, be) => {
-      const math = outs[0]!.dtype === 'float32' ? this.math() : null;
-      if (math !== null) {
-        const [dOut, y, w, index] = inputs as [typeof inputs[0], typeof inputs[0], typeof inputs[0], typeof inputs[0]];
+      const [dOut, y, w, index] = inputs as [typeof inputs[0], typeof inputs[0], typeof inputs[0], typeof inputs[0]];
+      const ys = y.shape[1]! % 4 === 0 ? this.onMath(outs, (math, [dy, dw]) => {
         const idx = data(index) as Int32Array, numRows = dOut.shape[0]!;
         for (let i = 0; i < idx.length; i++) checkIndex('weightedIndexAddBackward', idx[i]!, numRows, 0);
-        const [dy, dw] = outs.map((o) => cpuPool.take('float32', sizeOf(o.shape), false) as Float32Array) as [Float32Array, Float32Array];
-        if (math.combineBackward(data(dOut) as Float32Array, data(y) as Float32Array, data(w) as Float32Array, idx, y.shape[1]!, numRows, dy, dw)) return [be.wrap(dy), be.wrap(dw)];
-        cpuPool.give(dy);
-        cpuPool.give(dw);
-      }
-      return cpuMultiKernels.weightedIndexAddBackward(inputs, attrs, outs, be);
+        return math.combineBackward(data(dOut) as Float32Array, data(y) as Float32Array, data(w) as Float32Array, idx, y.shape[1]!, numRows, dy!, dw!);
+      }) : null;
+      return ys ? ys.map((a) => be.wrap(a)) : cpuMultiKernels.weightedIndexAddBackward(inputs, attrs, outs, be);
     };
   }
 
