@@ -22,7 +22,7 @@
 
 import type { KernelAttrs } from '../core/backend.js';
 import * as ops from '../tensor/ops/index.js';
-import { groupedMatmulGrads, lstmCellBackward, lstmSequenceGrads, reluGrad, weightedIndexAddGrads } from '../tensor/ops/fused.js';
+import { groupedMatmulGrads, lstmCellBackward, lstmSequenceGrads, probInTopKAtGrads, reluGrad, topkGatesGrad, weightedIndexAddGrads } from '../tensor/ops/fused.js';
 import { isGradEnabled } from '../tensor/engine.js';
 import type { CompositeAttrs, RecordedOp } from '../tensor/recorded-ops.js';
 import type { Tensor } from '../tensor/tensor.js';
@@ -278,6 +278,14 @@ const rules: GradRules = {
   weightedIndexAdd: (dy, c) => {
     const [y, weights, index] = c.inputs as [Tensor, Tensor, Tensor];
     return weightedIndexAddGrads(dy, y, weights, index, c.needs, isGradEnabled());
+  },
+
+  // Noisy top-k gating's fused nodes: one backward kernel each; with createGraph, the rules of
+  // their compositions (the same bits).
+  topkGates: (dy, c) => [topkGatesGrad(dy, x0(c), x1(c), c.attrs.k, isGradEnabled()), null],
+  probInTopK: (dy, c) => {
+    const [clean, noisy, stddev, indices] = c.inputs as [Tensor, Tensor, Tensor, Tensor];
+    return probInTopKAtGrads(dy, clean, noisy, stddev, indices, c.attrs.k, c.needs, isGradEnabled());
   },
 
   // Recomputes the checkpointed function with the same random numbers and differentiates it.

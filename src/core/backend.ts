@@ -101,6 +101,23 @@ export interface FusedKernelAttrs {
    * (indexAdd of y · weights[:, None]). An index out of [0, numRows) is an error.
    */
   weightedIndexAdd: { numRows: number };
+  /**
+   * Top-k gates (noisy top-k gating, eq. 5): (x [N, E], indices int32 [N, m], m ≥ k: the top
+   * of each row, best first) → [N, E], zeros but at the first k indices of each row, which
+   * hold softmax(x at those indices). Rounded as the composition rounds it: the max, x − max,
+   * exp, the row sum in float64 from 0, then the division, each stored in the dtype.
+   */
+  topkGates: { k: number };
+  /** topkGates' gradient: (dy [N, E], x [N, E], indices [N, m]) → ∂x [N, E], the composition's bits. */
+  topkGatesBackward: { k: number };
+  /**
+   * The load estimator's P(x, i) (eq. 9) from the top indices: (clean, noisy, stddev [N, E],
+   * indices int32 [N, m], m > k: the top of each noisy row, best first) → [N, E],
+   * Φ((clean − threshold) / stddev) with threshold the (k+1)-th largest noisy logit of the row
+   * where noisy > it, else the k-th; each step rounded as the composition (balancing.ts's
+   * probInTopK) rounds it.
+   */
+  probInTopK: { k: number };
 }
 export type FusedKernelName = keyof FusedKernelAttrs;
 
@@ -138,6 +155,12 @@ export interface MultiOutputKernelAttrs {
    * (each product rounded to the dtype, summed in float64 in column order, as sum(·, 1)).
    */
   weightedIndexAddBackward: NoAttrs;
+  /**
+   * probInTopK's gradients: (dP, clean, noisy, stddev [N, E], indices [N, m]) → ∂clean,
+   * ∂noisy (nonzero only at each row's k-th and (k+1)-th indices: the thresholds), ∂stddev,
+   * all [N, E], the composition's bits.
+   */
+  probInTopKBackward: { k: number };
   /** (c 0-d, x_0 … x_{n−1}) → n outputs x_i · c, each x_i's dtype as c's (gradient clipping's scaling). */
   scaleAll: NoAttrs;
 }

@@ -6,7 +6,8 @@
 import { tidy } from '../tensor/engine.js';
 import { randn, zeros, type Generator } from '../tensor/ops/creation.js';
 import { softmax } from '../tensor/ops/functional.js';
-import { scatterAdd, topk } from '../tensor/ops/indexing.js';
+import { topk } from '../tensor/ops/indexing.js';
+import { probInTopKAt, topkGates, topkIndices } from '../tensor/ops/fused.js';
 import { matmul } from '../tensor/ops/linalg.js';
 import { slice } from '../tensor/ops/movement.js';
 import { softplus } from '../tensor/ops/elementwise.js';
@@ -14,7 +15,7 @@ import { shapeToString } from '../core/shape.js';
 import { Tensor } from '../tensor/tensor.js';
 import { checkDType, checkPositiveInt, Module, parameter } from '../nn/module.js';
 import type { DType } from '../core/dtype.js';
-import { gatesToLoad, importance, probInTopK } from './balancing.js';
+import { gatesToLoad, importance } from './balancing.js';
 
 export interface GatingOutput {
   /** [N, E]: exactly k nonzero gates per row (noisy top-k), summing to 1. */
@@ -123,16 +124,15 @@ export class NoisyTopKGating extends Module {
       }
       // One more than k for the load estimator's thresholds (tensor2tensor's min(k+1, n)).
       const m = Math.min(k + 1, E);
-      const top = topk(noisy, m);
-      const topKValues = m === k ? top.values : slice(top.values, [0, 0], [N, k]);
-      const indices = m === k ? top.indices : slice(top.indices, [0, 0], [N, k]);
-      const gatesTopK = softmax(topKValues, -1); // eq. 5: softmax over the kept noisy logits
-      const gates = scatterAdd(zeros([N, E], { dtype: x.dtype }), 1, indices, gatesTopK);
+      const top = topkIndices(noisy, m);
+      const indices = m === k ? top : slice(top, [0, 0], [N, k]);
+      // eq. 5: the softmax over the kept noisy logits, scattered into zeros (one kernel on the CPU).
+      const gates = topkGates(noisy, top, k);
       const rowMask = mask ? mask.reshape([N, 1]) : null;
       const counted = rowMask ? gates.mul(rowMask) : gates;
-      const load = stddev !== null && k < E
-        ? (rowMask ? probInTopK(clean, noisy, stddev, top.values, k).mul(rowMask) : probInTopK(clean, noisy, stddev, top.values, k)).sum(0)
-        : gatesToLoad(counted);
+      // eq. 10: P(x, i) from the same top indices (balancing.ts's probInTopK, one kernel on the CPU).
+      const p = stddev !== null && k < E ? probInTopKAt(clean, noisy, stddev, top, k) : null;
+      const load = p !== null ? (rowMask ? p.mul(rowMask) : p).sum(0) : gatesToLoad(counted);
       return {
         gates, indices, importance: importance(counted), load,
         cleanLogits: clean, noisyLogits: noisy, noiseStddev: stddev,

@@ -8,6 +8,7 @@ import { sizeOf } from '../../core/shape.js';
 import type { Backend, BackendInfo, CoreKernelName, FusedKernelName, Handle, KernelAttrs, KernelName, KernelTable, MemoryInfo, MultiOutputKernelAttrs, MultiOutputKernelName, OutInfo, TensorInfo } from '../../core/backend.js';
 import { adamStep, lstmCellBackward, lstmCellForward, lstmSequenceBackward, lstmSequenceForward, sumOfSquares, type AdamAttrs, type LstmSequenceOps } from './fused.js';
 import { binaryBroadcast, binaryFast, binaryFns, broadcastLoop, mapUnary, unaryFns, whereFast } from './elementwise.js';
+import { probInTopK, probInTopKBackward, topkGates, topkGatesBackward } from './gating.js';
 import { gather, indexAdd, indexSelect, oneHot, scatterAdd, topkIndices, weightedIndexAdd, weightedIndexAddBackward } from './indexing.js';
 import { groupedMatmulScalar, groupedWeightGradsScalar, matmul } from './matmul/matmul.js';
 import { broadcastTo, concat, flip, pad, permute, slice } from './movement.js';
@@ -159,6 +160,24 @@ function makeKernels(): CpuKernelTable {
       const o = alloc(out);
       weightedIndexAdd(data(y), data(w), data(index) as Int32Array, y.shape[1]!, numRows, o);
       return be.wrap(o);
+    },
+    topkGates: (inputs, { k }, out, be) => {
+      const [x, indices] = inputs as [In[0], In[0]];
+      const y = full(out);
+      topkGates(data(x), data(indices) as Int32Array, x.shape[1]!, indices.shape[1]!, k, out.dtype === 'float32', y);
+      return be.wrap(y);
+    },
+    topkGatesBackward: (inputs, { k }, out, be) => {
+      const [dy, x, indices] = inputs as [In[0], In[0], In[0]];
+      const dx = full(out);
+      topkGatesBackward(data(dy), data(x), data(indices) as Int32Array, x.shape[1]!, indices.shape[1]!, k, out.dtype === 'float32', dx);
+      return be.wrap(dx);
+    },
+    probInTopK: (inputs, { k }, out, be) => {
+      const [clean, noisy, stddev, indices] = inputs as [In[0], In[0], In[0], In[0]];
+      const y = full(out);
+      probInTopK(data(clean), data(noisy), data(stddev), data(indices) as Int32Array, clean.shape[1]!, indices.shape[1]!, k, out.dtype === 'float32', y);
+      return be.wrap(y);
     },
     oneHot: (inputs, { depth }, out, be) => {
       const y = alloc(out);
@@ -338,6 +357,12 @@ export const cpuMultiKernels: CpuMultiKernelTable = Object.freeze({
     const [dy, dw] = outs.map(full) as [TypedArray, TypedArray];
     weightedIndexAddBackward(data(dOut), data(y), data(w), data(index) as Int32Array, y.shape[1]!, dOut.shape[0]!, dy, dw);
     return [be.wrap(dy), be.wrap(dw)];
+  },
+  probInTopKBackward: (inputs, { k }, outs, be) => {
+    const [dP, clean, noisy, stddev, indices] = inputs as [In[0], In[0], In[0], In[0], In[0]];
+    const [dClean, dNoisy, dStddev] = outs.map(full) as [TypedArray, TypedArray, TypedArray];
+    probInTopKBackward(data(dP), data(clean), data(noisy), data(stddev), data(indices) as Int32Array, clean.shape[1]!, indices.shape[1]!, k, outs[0]!.dtype === 'float32', dClean, dNoisy, dStddev);
+    return [be.wrap(dClean), be.wrap(dNoisy), be.wrap(dStddev)];
   },
   adamStep: (inputs, attrs, outs, be) => adamStepKernel(inputs, attrs, outs, be, adamStep),
   scaleAll: (inputs, _a, outs, be) => {

@@ -5,10 +5,11 @@
 import { getBackend, runOp, runOpMany } from '../engine.js';
 import { shapeToString } from '../../core/shape.js';
 import type { Tensor } from '../tensor.js';
-import { add, cast, greater, mul, relu, sigmoid, sub, tanh } from './elementwise.js';
-import { sum } from './reduction.js';
+import { add, cast, div, exp, greater, mul, neg, normalCdf, relu, sigmoid, sub, tanh, where } from './elementwise.js';
+import { max, sum } from './reduction.js';
+import { softmax } from './functional.js';
 import { chunk, concat, reshape, slice, split, stack } from './movement.js';
-import { indexAdd, indexSelect } from './indexing.js';
+import { gather, indexAdd, indexSelect, scatterAdd } from './indexing.js';
 import { zeros } from './creation.js';
 import { matmul } from './linalg.js';
 import { checkFloat, checkTensor } from './util.js';
@@ -376,4 +377,116 @@ export function weightedIndexAddGrads(dOut: Tensor, y: Tensor, weights: Tensor, 
     products.dispose();
   }
   return [...keepWanted([dy, dw], needs), null];
+}
+
+// ---- noisy top-k gating: the gates and the load estimator from the top indices ---------
+
+/** Checks x-like [N, E] float operands of one dtype and indices int32 [N, m] with m ≥ minColumns. */
+function checkGating(op: string, named: readonly [string, Tensor][], indices: Tensor, k: number, minColumns: number): void {
+  for (const [name, t] of named) { checkTensor(op, t, name); checkFloat(op, t, name); }
+  checkTensor(op, indices, 'indices');
+  const [first, x] = named[0]!;
+  if (x.rank !== 2) throw new Error(`${op}: ${first} must be [N, E], got ${shapeToString(x.shape)}`);
+  for (const [name, t] of named.slice(1)) {
+    if (t.rank !== 2 || t.shape[0] !== x.shape[0] || t.shape[1] !== x.shape[1] || t.dtype !== x.dtype) {
+      throw new Error(`${op}: ${name} must be ${x.dtype} ${shapeToString(x.shape)} like ${first}, got ${t.dtype} ${shapeToString(t.shape)}`);
+    }
+  }
+  if (!Number.isInteger(k) || k < 1) throw new Error(`${op}: k must be a positive integer, got ${k}`);
+  if (indices.dtype !== 'int32' || indices.rank !== 2 || indices.shape[0] !== x.shape[0] || indices.shape[1]! < minColumns || indices.shape[1]! > x.shape[1]!) {
+    throw new Error(`${op}: indices must be int32 [${x.shape[0]}, m] with ${minColumns} ≤ m ≤ ${x.shape[1]} (each row's top indices, best first), got ${indices.dtype} ${shapeToString(indices.shape)}`);
+  }
+}
+
+/** topk's indices alone (x [N, E], 1 ≤ m ≤ E): int32 [N, m], best first (ties to the lower index), no gradient. */
+export function topkIndices(x: Tensor, m: number): Tensor {
+  checkTensor('topkIndices', x, 'x');
+  if (x.rank !== 2 || !Number.isInteger(m) || m < 1 || m > x.shape[1]!) throw new Error(`topkIndices: expected x [N, E] and 1 ≤ m ≤ E, got x ${shapeToString(x.shape)} and m = ${m}`);
+  return runOp('topkIndices', [x], { k: m, largest: true }, { shape: [x.shape[0]!, m], dtype: 'int32' }, null);
+}
+
+/** Columns [from, to) of indices, or indices itself when that is all of it. */
+function columns(indices: Tensor, from: number, to: number): Tensor {
+  return from === 0 && to === indices.shape[1] ? indices : slice(indices, [0, from], [indices.shape[0]!, to - from]);
+}
+
+/**
+ * Noisy top-k's gates (eq. 5): [N, E] zeros but at each row's first k `indices` (its top
+ * logits, best first, from topkIndices), which hold the softmax of x there. The numbers of
+ * gathering those logits, softmax, and scatter-adding into zeros; where the backend has the
+ * kernels (the CPU), one kernel each way instead of about twenty.
+ */
+export function topkGates(x: Tensor, indices: Tensor, k: number): Tensor {
+  checkGating('topkGates', [['x', x]], indices, k, k);
+  if (!getBackend().supports?.('topkGates')) {
+    const top = columns(indices, 0, k);
+    const values = gather(x, 1, top), g = softmax(values, -1);
+    const out = scatterAdd(zeros(x.shape, { dtype: x.dtype }), 1, top, g);
+    for (const t of [values, g, ...(top === indices ? [] : [top])]) t.dispose();
+    return out;
+  }
+  return runOp('topkGates', [x, indices], { k }, { shape: x.shape, dtype: x.dtype }, 'topkGates');
+}
+
+/**
+ * topkGates' gradient for its dy: one kernel where the backend has it; `differentiable`
+ * composes the rules of gather → softmax → scatterAdd (gradients of gradients), the same bits.
+ */
+export function topkGatesGrad(dy: Tensor, x: Tensor, indices: Tensor, k: number, differentiable: boolean): Tensor {
+  if (!differentiable && getBackend().supports?.('topkGatesBackward')) {
+    return runOp('topkGatesBackward', [dy, x, indices], { k }, { shape: x.shape, dtype: x.dtype }, null);
+  }
+  const top = columns(indices, 0, k);
+  const values = gather(x, 1, top), m = max(values.detach(), 1, true);
+  const e = exp(sub(values, m)), s = sum(e, 1, true), g = div(e, s), dg = gather(dy, 1, top);
+  const ds = sum(neg(mul(dg, div(g, s))), 1, true);
+  const dShifted = mul(add(div(dg, s), ds), e);
+  return scatterAdd(zeros(x.shape, { dtype: x.dtype }), 1, top, dShifted);
+}
+
+/**
+ * The load estimator's P(x, i) (eq. 9) from each noisy row's top indices [N, m], m > k (from
+ * topkIndices): Φ((clean − threshold) / stddev), the threshold being the (k+1)-th largest noisy
+ * logit where noisy exceeds it, else the k-th. balancing.ts's probInTopK, which takes the top
+ * values instead, gives the same numbers; this form runs one kernel each way on the CPU.
+ */
+export function probInTopKAt(clean: Tensor, noisy: Tensor, stddev: Tensor, indices: Tensor, k: number): Tensor {
+  checkGating('probInTopKAt', [['clean', clean], ['noisy', noisy], ['stddev', stddev]], indices, k, k + 1);
+  if (!getBackend().supports?.('probInTopK')) {
+    const { thresholdIn, thresholdOut, inside } = loadThresholds(noisy, indices, k);
+    const threshold = where(inside, thresholdIn, thresholdOut), shifted = sub(clean, threshold), z = div(shifted, stddev);
+    const p = normalCdf(z);
+    for (const t of [thresholdIn, thresholdOut, inside, threshold, shifted, z]) t.dispose();
+    return p;
+  }
+  return runOp('probInTopK', [clean, noisy, stddev, indices], { k }, { shape: clean.shape, dtype: clean.dtype }, 'probInTopK');
+}
+
+/** Each row's (k+1)-th and k-th largest noisy logits [N, 1], and where noisy exceeds the first. */
+function loadThresholds(noisy: Tensor, indices: Tensor, k: number): { thresholdIn: Tensor; thresholdOut: Tensor; inside: Tensor } {
+  const atIn = columns(indices, k, k + 1), atOut = columns(indices, k - 1, k);
+  const thresholdIn = gather(noisy, 1, atIn), thresholdOut = gather(noisy, 1, atOut);
+  atIn.dispose();
+  atOut.dispose();
+  return { thresholdIn, thresholdOut, inside: greater(noisy.detach(), thresholdIn.detach()) };
+}
+
+/**
+ * probInTopKAt's gradients for its dP: [∂clean, ∂noisy, ∂stddev, null]. One kernel where the
+ * backend has it; `differentiable` composes the rules of the composition (gradients of
+ * gradients), the same bits.
+ */
+export function probInTopKAtGrads(dP: Tensor, clean: Tensor, noisy: Tensor, stddev: Tensor, indices: Tensor, k: number, needs: readonly boolean[], differentiable: boolean): (Tensor | null)[] {
+  if (!differentiable && getBackend().supports?.('probInTopKBackward')) {
+    const outs = [clean, noisy, stddev].map((t) => ({ shape: t.shape, dtype: t.dtype }));
+    return [...keepWanted(runOpMany('probInTopKBackward', [dP, clean, noisy, stddev, indices], { k }, outs), needs.slice(0, 3)), null];
+  }
+  const { thresholdIn, thresholdOut, inside } = loadThresholds(noisy, indices, k);
+  const z = div(sub(clean, where(inside, thresholdIn, thresholdOut)), stddev);
+  const dz = mul(dP, mul(exp(mul(mul(z, z), -0.5)), 1 / Math.sqrt(2 * Math.PI)));
+  const dClean = div(dz, stddev), dStddev = neg(mul(dz, div(z, stddev))), dThreshold = neg(dClean);
+  const atIn = columns(indices, k, k + 1), atOut = columns(indices, k - 1, k);
+  const dIn = sum(where(inside, dThreshold, 0), 1, true), dOut = sum(where(inside, 0, dThreshold), 1, true);
+  const dNoisy = add(scatterAdd(zeros(noisy.shape, { dtype: noisy.dtype }), 1, atIn, dIn), scatterAdd(zeros(noisy.shape, { dtype: noisy.dtype }), 1, atOut, dOut));
+  return [...keepWanted([dClean, dNoisy, dStddev], needs.slice(0, 3)), null];
 }

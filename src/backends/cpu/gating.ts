@@ -1,0 +1,121 @@
+// Noisy top-k gating's per-row math in one pass each way (the topkGates and probInTopK fused
+// kernels, src/core/backend.ts): the softmax over each row's k best logits scattered into
+// the gates, and the load estimator's P(x, i) (Shazeer et al. 2017, eqs. 5 and 9). Composed
+// from core ops they are about forty small kernels per step, forward and backward.
+//
+// Every intermediate is rounded to the dtype where the composition stores it (`round`:
+// Math.fround for float32, nothing for float64), sums run in float64 from 0 in the order the
+// sum kernel adds, and a gradient scattered into zeros is 0 + g (−0 becomes +0, as there):
+// the bits of the composition, which test/tensor/gating-kernels.test.ts compares.
+
+import { normalCdf, normalCdfFloat32 } from '../../core/special.js';
+import type { TypedArray } from '../../core/dtype.js';
+
+const identity = (v: number) => v;
+
+function checkIndices(op: string, indices: Int32Array, E: number): void {
+  for (let i = 0; i < indices.length; i++) {
+    const j = indices[i]!;
+    if (!(j >= 0 && j < E)) throw new Error(`${op}: index ${j} is out of range for ${E} experts`);
+  }
+}
+
+/**
+ * One row's softmax over x at indices[ib … ib+k-1], into e (exps) and g (gates); returns the
+ * row sum. max as the max kernel takes it (NaN propagates), then x − max, exp, Σ, ÷.
+ */
+function rowSoftmax(x: TypedArray, base: number, indices: Int32Array, ib: number, k: number, round: (v: number) => number, e: Float64Array, g: Float64Array): number {
+  let a = -Infinity;
+  for (let j = 0; j < k; j++) {
+    const v = x[base + indices[ib + j]!]!;
+    a = a !== a || v !== v ? NaN : v > a ? v : a;
+  }
+  let s = 0;
+  for (let j = 0; j < k; j++) {
+    e[j] = round(Math.exp(round(x[base + indices[ib + j]!]! - a)));
+    s += e[j]!;
+  }
+  s = round(s);
+  for (let j = 0; j < k; j++) g[j] = round(e[j]! / s);
+  return s;
+}
+
+/** topkGates: out (zeroed here) gets softmax(x at each row's first k indices) at those indices. */
+export function topkGates(x: TypedArray, indices: Int32Array, E: number, m: number, k: number, float32: boolean, out: TypedArray): void {
+  checkIndices('topkGates', indices, E);
+  const round = float32 ? Math.fround : identity, N = out.length / E;
+  const e = new Float64Array(k), g = new Float64Array(k);
+  out.fill(0);
+  for (let n = 0; n < N; n++) {
+    rowSoftmax(x, n * E, indices, n * m, k, round, e, g);
+    for (let j = 0; j < k; j++) out[n * E + indices[n * m + j]!] = 0 + g[j]!;
+  }
+}
+
+/**
+ * topkGates' gradient, as the composition's rules give it: ∂e = dg / s + Σ_j −(dg_j · (g_j / s))
+ * (div's two inputs, the second summed over the row), ∂(x − max) = ∂e · e, scattered into zeros.
+ */
+export function topkGatesBackward(dy: TypedArray, x: TypedArray, indices: Int32Array, E: number, m: number, k: number, float32: boolean, dx: TypedArray): void {
+  checkIndices('topkGatesBackward', indices, E);
+  const round = float32 ? Math.fround : identity, N = dx.length / E;
+  const e = new Float64Array(k), g = new Float64Array(k);
+  dx.fill(0);
+  for (let n = 0; n < N; n++) {
+    const base = n * E, ib = n * m;
+    const s = rowSoftmax(x, base, indices, ib, k, round, e, g);
+    let ds = 0;
+    for (let j = 0; j < k; j++) ds += -round(dy[base + indices[ib + j]!]! * round(g[j]! / s));
+    ds = round(ds);
+    for (let j = 0; j < k; j++) {
+      const i = base + indices[ib + j]!;
+      const de = round(round(dy[i]! / s) + ds);
+      dx[i] = 0 + round(de * e[j]!);
+    }
+  }
+}
+
+/** probInTopK: Φ((clean − threshold) / stddev), threshold picked per element as in balancing.ts. */
+export function probInTopK(clean: TypedArray, noisy: TypedArray, stddev: TypedArray, indices: Int32Array, E: number, m: number, k: number, float32: boolean, out: TypedArray): void {
+  checkIndices('probInTopK', indices, E);
+  const round = float32 ? Math.fround : identity, cdf = float32 ? normalCdfFloat32 : normalCdf, N = out.length / E;
+  for (let n = 0; n < N; n++) {
+    // The row's thresholds: the (k+1)-th largest noisy logit (for experts inside the top k), else the k-th.
+    const base = n * E, tIn = noisy[base + indices[n * m + k]!]!, tOut = noisy[base + indices[n * m + k - 1]!]!;
+    for (let i = base; i < base + E; i++) {
+      const threshold = noisy[i]! > tIn ? tIn : tOut;
+      out[i] = cdf(round(round(clean[i]! - threshold) / stddev[i]!));
+    }
+  }
+}
+
+/**
+ * probInTopK's gradients, as the composition's rules give them: ∂z = dP · (exp(z² · −½) ·
+ * 1/√(2π)), ∂clean = ∂z / σ, ∂σ = −(∂z · (z / σ)), and each threshold's gradient the row's
+ * float64 sum of −∂clean over the experts that used it, scattered into zeros.
+ */
+export function probInTopKBackward(
+  dP: TypedArray, clean: TypedArray, noisy: TypedArray, stddev: TypedArray, indices: Int32Array, E: number, m: number, k: number, float32: boolean,
+  dClean: TypedArray, dNoisy: TypedArray, dStddev: TypedArray,
+): void {
+  checkIndices('probInTopKBackward', indices, E);
+  const round = float32 ? Math.fround : identity, N = dP.length / E;
+  const density = round(1 / Math.sqrt(2 * Math.PI)), half = round(-0.5);
+  dNoisy.fill(0);
+  for (let n = 0; n < N; n++) {
+    const base = n * E, ib = n * m, tIn = noisy[base + indices[ib + k]!]!, tOut = noisy[base + indices[ib + k - 1]!]!;
+    let sumIn = 0, sumOut = 0;
+    for (let i = base; i < base + E; i++) {
+      const inside = noisy[i]! > tIn, sigma = stddev[i]!;
+      const z = round(round(clean[i]! - (inside ? tIn : tOut)) / sigma);
+      const dz = round(dP[i]! * round(round(Math.exp(round(round(z * z) * half))) * density));
+      const dd = round(dz / sigma);
+      dClean[i] = dd;
+      dStddev[i] = -round(dz * round(z / sigma));
+      sumIn += inside ? -dd : 0;
+      sumOut += inside ? 0 : -dd;
+    }
+    dNoisy[base + indices[ib + k]!] = 0 + round(sumIn);
+    dNoisy[base + indices[ib + k - 1]!] = 0 + round(sumOut);
+  }
+}
