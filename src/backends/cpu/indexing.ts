@@ -95,8 +95,11 @@ export function indexSelect(x: TypedArray, shape: Shape, index: Int32Array, axis
   for (let j = 0; j < m; j++) checkIndex('indexSelect', index[j]!, size, axis);
   for (let o = 0; o < outer; o++) {
     for (let j = 0; j < m; j++) {
-      const src = (o * size + index[j]!) * inner;
-      out.set(x.subarray(src, src + inner), (o * m + j) * inner);
+      const src = (o * size + index[j]!) * inner, dst = (o * m + j) * inner;
+      // Short rows by hand: a subarray per row allocates (2048 of them for the MoE's gates,
+      // 75 µs against 5 µs, and 0.2 MB of garbage per step); long rows copy faster with set.
+      if (inner <= 16) for (let i = 0; i < inner; i++) out[dst + i] = x[src + i]!;
+      else out.set(x.subarray(src, src + inner), dst);
     }
   }
 }
