@@ -34,7 +34,14 @@ class TorchPeer {
     child.stderr.on('data', (d) => { stderr += String(d); });
     const failed = new Promise<{ reason: string }>((resolve) => child.on('error', (e) => resolve({ reason: `${python}: ${e.message}` })));
     const peer = new TorchPeer(child);
-    const first = peer.lines.next().then((r) => (r.done ? { reason: `${python} bench/torch_peers.py exited: ${stderr.trim().split('\n').pop()}` } : { peer, version: r.value }));
+    const closed = new Promise((resolve) => child.on('close', resolve));
+    // The usual reason is a machine without PyTorch: say how to get the one the targets name.
+    const hint = () => (/No module named 'torch'/.test(stderr) ? ' (Debian/Ubuntu: apt-get install python3-torch libopenblas0-pthread; without OpenBLAS\'s pthread build PyTorch runs reference BLAS)' : '');
+    const first = peer.lines.next().then(async (r) => {
+      if (!r.done) return { peer, version: r.value };
+      await closed; // all of stderr read
+      return { reason: `${python} bench/torch_peers.py exited: ${stderr.trim().split('\n').pop()}${hint()}` };
+    });
     return Promise.race([first, failed]);
   }
   async run(name: string): Promise<number> {
