@@ -453,22 +453,23 @@ export function topkGatesGrad(dy: Tensor, x: Tensor, indices: Tensor, k: number,
 export function probInTopKAt(clean: Tensor, noisy: Tensor, stddev: Tensor, indices: Tensor, k: number): Tensor {
   checkGating('probInTopKAt', [['clean', clean], ['noisy', noisy], ['stddev', stddev]], indices, k, k + 1);
   if (!getBackend().supports?.('probInTopK')) {
-    const { thresholdIn, thresholdOut, inside } = loadThresholds(noisy, indices, k);
+    const { atIn, atOut, thresholdIn, thresholdOut, inside } = loadThresholds(noisy, indices, k);
     const threshold = where(inside, thresholdIn, thresholdOut), shifted = sub(clean, threshold), z = div(shifted, stddev);
     const p = normalCdf(z);
-    for (const t of [thresholdIn, thresholdOut, inside, threshold, shifted, z]) t.dispose();
+    for (const t of [atIn, atOut, thresholdIn, thresholdOut, inside, threshold, shifted, z]) t.dispose();
     return p;
   }
   return runOp('probInTopK', [clean, noisy, stddev, indices], { k }, { shape: clean.shape, dtype: clean.dtype }, 'probInTopK');
 }
 
-/** Each row's (k+1)-th and k-th largest noisy logits [N, 1], and where noisy exceeds the first. */
-function loadThresholds(noisy: Tensor, indices: Tensor, k: number): { thresholdIn: Tensor; thresholdOut: Tensor; inside: Tensor } {
+/**
+ * Where each row's (k+1)-th and k-th largest noisy logits are (atIn, atOut: [N, 1] columns of
+ * indices, m > k so never all of it), those logits, and where noisy exceeds the first.
+ */
+function loadThresholds(noisy: Tensor, indices: Tensor, k: number): { atIn: Tensor; atOut: Tensor; thresholdIn: Tensor; thresholdOut: Tensor; inside: Tensor } {
   const atIn = columns(indices, k, k + 1), atOut = columns(indices, k - 1, k);
   const thresholdIn = gather(noisy, 1, atIn), thresholdOut = gather(noisy, 1, atOut);
-  atIn.dispose();
-  atOut.dispose();
-  return { thresholdIn, thresholdOut, inside: greater(noisy.detach(), thresholdIn.detach()) };
+  return { atIn, atOut, thresholdIn, thresholdOut, inside: greater(noisy.detach(), thresholdIn.detach()) };
 }
 
 /**
@@ -481,11 +482,10 @@ export function probInTopKAtGrads(dP: Tensor, clean: Tensor, noisy: Tensor, stdd
     const outs = [clean, noisy, stddev].map((t) => ({ shape: t.shape, dtype: t.dtype }));
     return [...keepWanted(runOpMany('probInTopKBackward', [dP, clean, noisy, stddev, indices], { k }, outs), needs.slice(0, 3)), null];
   }
-  const { thresholdIn, thresholdOut, inside } = loadThresholds(noisy, indices, k);
+  const { atIn, atOut, thresholdIn, thresholdOut, inside } = loadThresholds(noisy, indices, k);
   const z = div(sub(clean, where(inside, thresholdIn, thresholdOut)), stddev);
   const dz = mul(dP, mul(exp(mul(mul(z, z), -0.5)), 1 / Math.sqrt(2 * Math.PI)));
   const dClean = div(dz, stddev), dStddev = neg(mul(dz, div(z, stddev))), dThreshold = neg(dClean);
-  const atIn = columns(indices, k, k + 1), atOut = columns(indices, k - 1, k);
   const dIn = sum(where(inside, dThreshold, 0), 1, true), dOut = sum(where(inside, 0, dThreshold), 1, true);
   const dNoisy = add(scatterAdd(zeros(noisy.shape, { dtype: noisy.dtype }), 1, atIn, dIn), scatterAdd(zeros(noisy.shape, { dtype: noisy.dtype }), 1, atOut, dOut));
   return [...keepWanted([dClean, dNoisy, dStddev], needs.slice(0, 3)), null];
