@@ -128,6 +128,62 @@ test('SIMD matmul: NaN and ±Inf propagate like the definition (no zero padding 
   assert.deepEqual(Array.from(out), Array.from(sequential(c, o.a, o.b)));
 });
 
+test('a stable A operand left in the wasm memory by the product before is reused, only when nothing can have changed it', () => {
+  for (const dtype of ['float32', 'float64'] as const) {
+    for (const transposeA of [false, true]) {
+      const [m, k, n] = [70, 48, 12];
+      const aShape = transposeA ? [k, m] : [m, k];
+      const a = values(m * k, 11, dtype), b1 = values(k * n, 12, dtype), b2 = values(k * n, 13, dtype), other = values(m * k, 14, dtype);
+      const fresh = (av: Float32Array | Float64Array, bv: Float32Array | Float64Array) => {
+        const out = dtype === 'float32' ? new Float32Array(m * n) : new Float64Array(m * n);
+        assert.equal(simd.matmul(other, aShape, bv, [k, n], out, [m, n], transposeA, false, false), true); // clears the memo
+        assert.equal(simd.matmul(av.slice(), aShape, bv, [k, n], out, [m, n], transposeA, false, true), true); // a new array: copied
+        return out;
+      };
+      const run = (av: Float32Array | Float64Array, bv: Float32Array | Float64Array, stable: boolean) => {
+        const out = dtype === 'float32' ? new Float32Array(m * n) : new Float64Array(m * n);
+        assert.equal(simd.matmul(av, aShape, bv, [k, n], out, [m, n], transposeA, false, stable), true);
+        return out;
+      };
+      const what = `${dtype}${transposeA ? ' Aᵀ·B' : ' A·B'}`;
+      const ref1 = fresh(a, b1), ref2 = fresh(a, b2);
+      const r0 = simd.aReused;
+      run(a, b1, true);
+      assert.deepEqual(run(a, b2, true), ref2, `${what}: same A, another B`);
+      assert.equal(simd.aReused, r0 + 1, `${what}: the second product reused A`);
+      // A caller that may have changed its array says so (stable false): copied again.
+      a[0] = 1.5;
+      const changed = run(a, b1, false);
+      assert.notDeepEqual(changed, ref1, `${what}: the changed value is used`);
+      assert.equal(simd.aReused, r0 + 1);
+      // Another A in between, or a grouped product, drops the memo.
+      run(a, b1, true);
+      run(other, b1, true);
+      run(a, b1, true);
+      simd.grouped('rows', values(8 * k, 15, dtype), [b1.slice(0, k * n)], [8], k, n, false, dtype === 'float32' ? new Float32Array(8 * n) : new Float64Array(8 * n));
+      run(a, b1, true);
+      assert.equal(simd.aReused, r0 + 1, `${what}: nothing reused after another operand or a grouped product`);
+      // Another shape of the same array (a different layout) is not a reuse either.
+      if (!transposeA) {
+        const out = dtype === 'float32' ? new Float32Array(35 * n) : new Float64Array(35 * n);
+        simd.matmul(a, [35, 2 * k], values(2 * k * n, 16, dtype), [2 * k, n], out, [35, n], false, false, true);
+        assert.equal(simd.aReused, r0 + 1, `${what}: another layout is copied`);
+      }
+    }
+  }
+});
+
+test('the MoE gate reuses x across its two products, forward and backward, with the same numbers', () => {
+  mt.setBackend('cpu', { simd: true });
+  mt.manualSeed(3);
+  const x = mt.randn([64, 32]);
+  const moe = new mt.MoE({ inputSize: 32, outputSize: 32, hiddenSize: 16, numExperts: 4, k: 2 });
+  const info = () => mt.backendInfo() as unknown as { operandReuses: number };
+  const before = info().operandReuses;
+  mt.tidy(() => { const o = moe.forward(x); o.output.sum().add(o.auxLoss).backward(); });
+  assert.equal(info().operandReuses - before, 2, 'x·W_noise after x·W_gate, and xᵀ·∂ for the second weight');
+});
+
 test('small, int32 and mixed-dtype products are left to the scalar kernels', () => {
   const small = new Float32Array(8 * 8);
   assert.equal(simd.matmul(small, [8, 8], small, [8, 8], new Float32Array(64), [8, 8], false, false), false);

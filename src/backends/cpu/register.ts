@@ -79,6 +79,8 @@ class SimdState {
       simdProducts: engine.products,
       // Expert weights kept in the wasm memory between grouped products (wasm-matmul.ts).
       residentBytes: engine.residentBytes, residentHits: engine.residentHits, residentCopies: engine.residentCopies,
+      // Products that found their A operand still in the wasm memory from the product before.
+      operandReuses: engine.aReused,
       // float32 σ, tanh and LSTM cells computed by the SIMD transcendental kernels.
       simdMath: this.math() !== null ? 'WebAssembly SIMD128 σ, tanh, LSTM cell, Adam and the MoE combine (float32); Philox rounds of random draws' : `scalar: ${String(this.mathModule)}`,
       simdMathCalls: this.math()?.calls ?? 0,
@@ -262,7 +264,7 @@ class SimdState {
       if (engine !== null) {
         const [a, b] = inputs as [typeof inputs[0], typeof inputs[0]];
         const y = cpuPool.take(out.dtype, sizeOf(out.shape), false);
-        if (engine.matmul(data(a), a.shape, data(b), b.shape, y, out.shape, attrs.transposeA, attrs.transposeB)) return be.wrap(y);
+        if (engine.matmul(data(a), a.shape, data(b), b.shape, y, out.shape, attrs.transposeA, attrs.transposeB, true)) return be.wrap(y);
         cpuPool.give(y);
       }
       // Not a product for SIMD (int32, too small to pay for the copies) or SIMD is off.

@@ -92,6 +92,15 @@ export class WasmMatmul {
   /** Weights a grouped product found resident / had to copy into the arena. */
   residentHits = 0;
   residentCopies = 0;
+  /**
+   * The A operand the last product left in the scratch (its copy at aPtr, and Aᵀ packed at
+   * apPtr when transposed), when its caller said A's values cannot change (a tensor's array):
+   * the next product of the same A, in the same layout, uses it in place (the gate's x·W_gate
+   * then x·W_noise, and xᵀ·∂ of both in backward). Any other use of the scratch drops it.
+   */
+  private lastA: { a: TypedArray; aPtr: number; m: number; k: number; transposeA: boolean; dtype: SimdDType } | null = null;
+  /** Products that found their A operand in the scratch. */
+  aReused = 0;
 
   private constructor(
     private readonly memory: WasmMemory,
@@ -220,11 +229,12 @@ export class WasmMatmul {
   /**
    * out = op(a) · op(b) with broadcast batch dimensions, as the scalar matmul. Returns false
    * (having written nothing) when the product is not one for this path: int32, mixed dtypes,
-   * below MIN_MACS, or larger than the wasm memory.
+   * below MIN_MACS, or larger than the wasm memory. `aStable`: a's values do not change while
+   * the array lives (a tensor's), so a copy of it left by the previous product may be reused.
    */
   matmul(
     a: TypedArray, aShape: Shape, b: TypedArray, bShape: Shape,
-    out: TypedArray, outShape: Shape, transposeA: boolean, transposeB: boolean,
+    out: TypedArray, outShape: Shape, transposeA: boolean, transposeB: boolean, aStable = false,
   ): boolean {
     const dtype: SimdDType | null = out instanceof Float32Array ? 'float32' : out instanceof Float64Array ? 'float64' : null;
     if (dtype === null || a.constructor !== out.constructor || b.constructor !== out.constructor) return false;
@@ -245,6 +255,11 @@ export class WasmMatmul {
     this.products++;
 
     const matrices = batchMatrices(aShape, bShape, outShape);
+    const last = this.lastA, single = matrices.a.length === 1;
+    const reuse = aStable && single && last !== null && last.a === a && last.aPtr === aPtr && last.m === m && last.k === k
+      && last.transposeA === transposeA && last.dtype === dtype;
+    this.lastA = aStable && single ? { a, aPtr, m, k, transposeA, dtype } : null;
+    if (reuse) this.aReused++;
     const aSrc = transposeA ? apPtr : aPtr;
     const aRs = transposeA ? bytes : k * bytes, aKs = transposeA ? mr * bytes : bytes;
     const sBp = transposeB ? bytes : n * bytes, sBj = transposeB ? k * bytes : bytes;
@@ -254,8 +269,10 @@ export class WasmMatmul {
     for (let batch = 0, cOff = 0; batch < matrices.a.length; batch++, cOff += m * n) {
       const aIdx = matrices.a[batch]!, bIdx = matrices.b[batch]!;
       const mem = this.view(dtype);
-      mem.set(a.subarray(aIdx * m * k, (aIdx + 1) * m * k), aPtr / bytes);
-      if (transposeA) (dtype === 'float32' ? this.kernels.packAT_f32 : this.kernels.packAT_f64)(aPtr, m, k, apPtr);
+      if (!reuse) {
+        mem.set(a.subarray(aIdx * m * k, (aIdx + 1) * m * k), aPtr / bytes);
+        if (transposeA) (dtype === 'float32' ? this.kernels.packAT_f32 : this.kernels.packAT_f64)(aPtr, m, k, apPtr);
+      }
       if (bIdx !== bCopied) mem.set(b.subarray(bIdx * k * n, (bIdx + 1) * k * n), bPtr / bytes);
       bCopied = bIdx;
       if (threads > 1) {
@@ -288,6 +305,7 @@ export class WasmMatmul {
     mode: 'rows' | 'weights', a: TypedArray, bs: readonly TypedArray[], sizes: readonly number[],
     k: number, n: number, transposeB: boolean, out: TypedArray | readonly TypedArray[], options: GroupedOptions = {}, residentOk = true,
   ): boolean {
+    this.lastA = null;
     const { biases = null, sums = null, relu = false } = options;
     const first = Array.isArray(out) ? out[0] : out;
     const dtype: SimdDType | null = first instanceof Float32Array ? 'float32' : first instanceof Float64Array ? 'float64' : null;
