@@ -48,7 +48,8 @@ export function normalCdf(x: number): number {
 /**
  * Φ for float32 results: erfc by the Chebyshev-fitted form of Numerical Recipes (§6.2,
  * fractional error < 1.2e-7 everywhere, about float32's resolution), ~20× cheaper than the
- * float64 path above.
+ * float64 path above. The CPU backend's SIMD kernel (math-module.ts emitNormalCdf) runs the
+ * same float64 steps on two lanes, with expF64 for Math.exp, bit for bit.
  */
 export function normalCdfFloat32(x: number): number {
   const z = -x / Math.SQRT2;
@@ -57,6 +58,76 @@ export function normalCdfFloat32(x: number): number {
   const r = t * Math.exp(-a * a - 1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418 +
     t * (-0.18628806 + t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277)))))))));
   return 0.5 * (z >= 0 ? r : 2 - r);
+}
+
+/** normalCdfFloat32's polynomial for the SIMD kernel: q = t·last, then q = t·(c + q) for each c; the exponent (−a·a − offset) + q. */
+export const ERFC_NR = {
+  last: 0.17087277,
+  c: [-0.82215223, 1.48851587, -1.13520398, 0.27886807, -0.18628806, 0.09678418, 0.37409196, 1.00002368],
+  offset: 1.26551223,
+} as const;
+
+/**
+ * fdlibm's e^x (e_exp.c, as in FreeBSD's msun and V8's base::ieee754::exp, exp(1) = Math.E
+ * as V8 has it): argument reduction x = k·ln 2 + r with ln 2 in two parts, a degree-5
+ * Remez form for e^r, then 2^k. This is what Math.exp computes in V8: the SIMD kernels run
+ * these steps on two float64 lanes (math-module.ts emitExpF64), and the scalar kernels keep
+ * Math.exp (2.6× faster here than this function in JavaScript), so the two agree because
+ * they are the same algorithm; test/backends/cpu-simd-math.test.ts checks expF64, the SIMD
+ * lanes and Math.exp bit for bit on random bit patterns and on every branch's edges.
+ */
+export const FDLIBM_EXP = {
+  half: 0.5, ln2Hi: 6.93147180369123816490e-01, ln2Lo: 1.90821492927058770002e-10, invLn2: 1.44269504088896338700e+00,
+  overflow: 7.09782712893383973096e+02, underflow: -7.45133219101941108420e+02,
+  /** P1 … P5, the innermost (P5) last. */
+  p: [1.66666666666666019037e-01, -2.77777777770155933842e-03, 6.61375632143793436117e-05, -1.65339022054652515390e-06, 4.13813679705723846039e-08],
+  twoM1000: 9.33263618503218878990e-302, two1023: 8.988465674311579539e307,
+  /** High words of |x| where the branches change: 0.5·ln 2, 1.5·ln 2, 2⁻²⁸, 709.78. */
+  hiHalfLn2: 0x3fd62e42, hiThreeHalvesLn2: 0x3ff0a2b2, hiTiny: 0x3e300000, hiBig: 0x40862e42,
+} as const;
+
+const expBits = new Float64Array(1), expWords = new Int32Array(expBits.buffer);
+const [EP1, EP2, EP3, EP4, EP5] = FDLIBM_EXP.p as unknown as [number, number, number, number, number];
+
+/** 2^k for an integer k in [−1022, 1023], from its bits. */
+function pow2(k: number): number {
+  expWords[0] = 0;
+  expWords[1] = (0x3ff + k) << 20;
+  return expBits[0]!;
+}
+
+export function expF64(x: number): number {
+  const E = FDLIBM_EXP;
+  expBits[0] = x;
+  let hx = expWords[1]!;
+  const negative = hx < 0;
+  hx &= 0x7fffffff;
+  if (hx >= E.hiBig) {
+    if (x !== x) return x + x;
+    if (x > E.overflow) return Infinity; // +∞ too
+    if (x < E.underflow) return 0; // −∞ too
+  }
+  let hi = 0, lo = 0, k = 0;
+  if (hx > E.hiHalfLn2) {
+    if (hx < E.hiThreeHalvesLn2) {
+      if (x === 1) return Math.E;
+      k = negative ? -1 : 1;
+    } else {
+      k = Math.trunc(E.invLn2 * x + (negative ? -E.half : E.half));
+    }
+    // k·ln2Hi is exact for these k: for k = ±1 this is fdlibm's x ∓ ln2Hi, ±ln2Lo.
+    hi = x - k * E.ln2Hi;
+    lo = k * E.ln2Lo;
+    x = hi - lo;
+  } else if (hx < E.hiTiny) {
+    return 1 + x;
+  }
+  const t = x * x;
+  const c = x - t * (EP1 + t * (EP2 + t * (EP3 + t * (EP4 + t * EP5))));
+  if (k === 0) return 1 - ((x * c) / (c - 2) - x);
+  const y = 1 - ((lo - (x * c) / (2 - c)) - hi);
+  if (k >= -1021) return k === 1024 ? y * 2 * E.two1023 : y * pow2(k);
+  return y * pow2(k + 1000) * E.twoM1000;
 }
 
 

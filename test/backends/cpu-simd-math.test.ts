@@ -5,7 +5,9 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
-import { expF32, sigmoidF32, tanhF32 } from '../../src/core/special.js';
+import { expF32, expF64, normalCdf, normalCdfFloat32, sigmoidF32, tanhF32 } from '../../src/core/special.js';
+import { probInTopK, probInTopKBackward, type ProbInTopKPlanes } from '../../src/backends/cpu/gating.js';
+import { probInTopKAt } from '../../src/tensor/ops/fused.js';
 import { WasmMath, MIN_ELEMENTS } from '../../src/backends/cpu/wasm/wasm-math.js';
 import { adamStep, lstmCellForward } from '../../src/backends/cpu/fused.js';
 import { lstmCell } from '../../src/tensor/ops/fused.js';
@@ -247,4 +249,127 @@ test('relu\'s gradient on the math module gives the scalar kernel\'s bits (NaN, 
     assert.ok(on.g.every((v, i) => Object.is(v, off.g[i]) || (Number.isNaN(v) && Number.isNaN(off.g[i]!))), `n = ${n}`);
   }
   mt.setBackend('cpu', { simd: true });
+});
+
+/** Doubles over the whole line: random bit patterns (NaN, ±∞, subnormals, huge and tiny), the ranges e^x uses, and fdlibm's branch edges. */
+function doubles(n: number, seed: number): Float64Array {
+  let s = seed >>> 0;
+  const next = () => { s = (Math.imul(s, 1664525) + 1013904223) >>> 0; return s / 2 ** 32; };
+  const out = new Float64Array(n), words = new Uint32Array(out.buffer);
+  for (let i = 0; i < n; i++) {
+    const kind = i % 4;
+    if (kind === 0) { words[2 * i] = next() * 2 ** 32; words[2 * i + 1] = next() * 2 ** 32; }
+    else if (kind === 1) out[i] = (next() * 2 - 1) * 760;
+    else if (kind === 2) out[i] = (next() * 2 - 1) * 2;
+    else out[i] = (next() * 2 - 1) * 2 ** (next() * 80 - 70);
+  }
+  const edges = [0, -0, 1, -1, NaN, Infinity, -Infinity, 0.5 * Math.LN2, 1.5 * Math.LN2, -0.5 * Math.LN2, -1.5 * Math.LN2, 2 ** -28, -(2 ** -28),
+    709.782712893384, 709.7827128933841, 709.79, -708.39, -708.4, -709.1, -744.4, -745.1332191019411, -745.14, 5e-324, Number.MAX_VALUE, -Number.MAX_VALUE];
+  out.set(edges.slice(0, Math.min(edges.length, n)));
+  return out;
+}
+
+test('expF64 (fdlibm, the SIMD kernels\' reference) is Math.exp bit for bit: random bit patterns, e^x\'s working ranges, the branch edges', () => {
+  const x = doubles(400_000, 11);
+  let differ = 0, first = '';
+  for (let i = 0; i < x.length; i++) {
+    const a = expF64(x[i]!), b = Math.exp(x[i]!);
+    if (!bitsEqual(a, b)) { if (differ++ === 0) first = `e^${x[i]}: ${a} against ${b}`; }
+  }
+  assert.equal(differ, 0, `${differ} of ${x.length} differ; first ${first}`);
+  // Φ's float32 form stays within float32's resolution of the float64 Φ (Numerical Recipes: < 1.2e-7 relative).
+  for (const v of [-12, -5, -2, -0.5, 0, 0.3, 1, 4, 8]) {
+    const rel = Math.abs(normalCdfFloat32(v) - normalCdf(v)) / normalCdf(v);
+    assert.ok(rel < 2e-7, `Φ(${v}): relative error ${rel}`);
+  }
+});
+
+/** Rows of E noisy logits with each row's top m indices (ties to the lower index), and the other operands, at one scale. */
+function gatingCase(N: number, E: number, m: number, seed: number, scale: number, tinyStddev: boolean) {
+  let s = seed >>> 0;
+  const next = () => { s = (Math.imul(s, 1664525) + 1013904223) >>> 0; return s / 2 ** 32; };
+  const clean = Float32Array.from({ length: N * E }, () => (next() * 2 - 1) * scale);
+  const noisy = Float32Array.from(clean, (v) => v + (next() * 2 - 1) * scale);
+  const stddev = Float32Array.from({ length: N * E }, () => (tinyStddev ? next() * 1e-30 : next() * scale + 1e-6));
+  const dP = Float32Array.from({ length: N * E }, () => next() * 2 - 1);
+  if (N * E > 64) { clean[3] = NaN; stddev[7] = 0; clean[11] = Infinity; stddev[19] = Infinity; dP[23] = -0; }
+  const indices = new Int32Array(N * m);
+  for (let n = 0; n < N; n++) {
+    const order = Array.from({ length: E }, (_, i) => i).sort((a, b) => noisy[n * E + b]! - noisy[n * E + a]! || a - b);
+    for (let j = 0; j < m; j++) indices[n * m + j] = order[j]!;
+  }
+  return { clean, noisy, stddev, dP, indices };
+}
+
+test('the load estimator P(x, i) with Φ and e^x on SIMD (float64 lanes) gives the loops\' float32 bits, forward and backward', () => {
+  const planes: ProbInTopKPlanes = {
+    forward: (c, t, sd, o) => simd.probInTopK(c, t, sd, o),
+    backward: (dP, c, t, sd, dc, dsd) => simd.probInTopKBackward(dP, c, t, sd, dc, dsd),
+  };
+  const same = (a: Float32Array, b: Float32Array, what: string) => {
+    for (let i = 0; i < a.length; i++) if (!bitsEqual(a[i]!, b[i]!)) assert.fail(`${what}[${i}]: SIMD ${b[i]}, loop ${a[i]}`);
+  };
+  for (const [N, E, k] of [[300, 16, 2], [257, 4, 1], [33, 7, 3], [64, 64, 4], [3, 6, 2]] as const) {
+    for (const [scale, tiny] of [[1e-3, false], [1, false], [30, false], [1e4, false], [1, true]] as const) {
+      const m = k + 1, { clean, noisy, stddev, dP, indices } = gatingCase(N, E, m, N * E + k, scale, tiny);
+      const what = `N ${N} E ${E} k ${k} scale ${scale}${tiny ? ' tiny σ' : ''}`;
+      const loop = new Float32Array(N * E), vec = new Float32Array(N * E);
+      probInTopK(clean, noisy, stddev, indices, E, m, k, true, loop, null);
+      probInTopK(clean, noisy, stddev, indices, E, m, k, true, vec, planes);
+      same(loop, vec, `${what}: P`);
+      const grads = () => [new Float32Array(N * E), new Float32Array(N * E), new Float32Array(N * E)] as const;
+      const [c1, n1, s1] = grads(), [c2, n2, s2] = grads();
+      probInTopKBackward(dP, clean, noisy, stddev, indices, E, m, k, true, c1, n1, s1, null);
+      probInTopKBackward(dP, clean, noisy, stddev, indices, E, m, k, true, c2, n2, s2, planes);
+      same(c1, c2, `${what}: ∂clean`);
+      same(n1, n2, `${what}: ∂noisy`);
+      same(s1, s2, `${what}: ∂stddev`);
+    }
+  }
+  // Through the backend: the fused op runs P and its gradient on the module, with the loops' bits.
+  const { clean, noisy, stddev, dP, indices } = gatingCase(200, 16, 3, 99, 2, false);
+  const run = (on: boolean) => {
+    mt.setBackend('cpu', { simd: on });
+    const before = (mt.backendInfo().simdMathCalls as number | undefined) ?? 0;
+    const [c, n, sd] = [clean, noisy, stddev].map((a) => mt.tensor(a, [200, 16]).requiresGrad_());
+    const p = probInTopKAt(c!, n!, sd!, mt.tensor(indices, [200, 3]), 2);
+    p.backward(mt.tensor(dP, [200, 16]));
+    const calls = ((mt.backendInfo().simdMathCalls as number | undefined) ?? 0) - before;
+    return { values: [p, c!.grad!, n!.grad!, sd!.grad!].map((t) => Array.from(t.dataSync())), calls };
+  };
+  const on = run(true), off = run(false);
+  mt.setBackend('cpu', { simd: true });
+  assert.equal(on.calls, 2, 'P and its gradient ran on the module');
+  on.values.forEach((v, j) => assert.ok(v.every((x, i) => bitsEqual(x, off.values[j]![i]!)), `output ${j}: the same bits with SIMD off`));
+});
+
+test('e^x in float64 lanes on the module is Math.exp bit for bit (float64: any bit pattern; float32: rounded once), and float32 Φ the scalar\'s; the backend\'s exp and normalCdf run there', () => {
+  for (const n of [16, 17, 1001, 200_003]) {
+    const x = doubles(n, n), y = new Float64Array(n);
+    assert.ok(simd.f64Unary('exp', x, y));
+    for (let i = 0; i < n; i++) if (!bitsEqual(y[i]!, Math.exp(x[i]!))) assert.fail(`float64 e^${x[i]}: SIMD ${y[i]}, Math.exp ${Math.exp(x[i]!)}`);
+    const x32 = Float32Array.from(x), y32 = new Float32Array(n), p32 = new Float32Array(n);
+    assert.ok(simd.f64Unary('exp', x32, y32));
+    assert.ok(simd.f64Unary('normalCdf', x32, p32));
+    for (let i = 0; i < n; i++) {
+      if (!bitsEqual(y32[i]!, f32(Math.exp(x32[i]!)))) assert.fail(`float32 e^${x32[i]}: SIMD ${y32[i]}`);
+      if (!bitsEqual(p32[i]!, f32(normalCdfFloat32(x32[i]!)))) assert.fail(`float32 Φ(${x32[i]}): SIMD ${p32[i]}, scalar ${f32(normalCdfFloat32(x32[i]!))}`);
+    }
+  }
+  assert.equal(simd.f64Unary('normalCdf', new Float64Array(64), new Float64Array(64)), false, 'float64 Φ stays on its series');
+  assert.equal(simd.f64Unary('exp', new Float32Array(MIN_ELEMENTS - 1), new Float32Array(MIN_ELEMENTS - 1)), false, 'below MIN_ELEMENTS it declines');
+  for (const dtype of ['float32', 'float64'] as const) {
+    const x = doubles(999, 3);
+    const run = (on: boolean) => {
+      mt.setBackend('cpu', { simd: on });
+      const before = (mt.backendInfo().simdMathCalls as number | undefined) ?? 0;
+      const t = mt.tensor(x, { dtype });
+      const out = [t.exp(), ...(dtype === 'float32' ? [mt.normalCdf(t)] : [])].map((r) => Array.from(r.dataSync()));
+      return { out, calls: ((mt.backendInfo().simdMathCalls as number | undefined) ?? 0) - before };
+    };
+    const on = run(true), off = run(false);
+    mt.setBackend('cpu', { simd: true });
+    assert.equal(on.calls, dtype === 'float32' ? 2 : 1, `${dtype}: ran on the module`);
+    on.out.forEach((v, j) => assert.ok(v.every((a, i) => bitsEqual(a, off.out[j]![i]!)), `${dtype} op ${j}: the scalar kernel's bits`));
+  }
 });

@@ -10,6 +10,29 @@
 
 import { normalCdf, normalCdfFloat32 } from '../../core/special.js';
 import type { TypedArray } from '../../core/dtype.js';
+import { cpuPool } from './pool.js';
+
+/**
+ * probInTopK's elementwise part on SIMD (wasm-math.ts), float32, each element's threshold
+ * given: the same bits as the loops below. A method returns false to leave the job to them.
+ */
+export interface ProbInTopKPlanes {
+  forward(clean: Float32Array, thr: Float32Array, sd: Float32Array, out: Float32Array): boolean;
+  backward(dP: Float32Array, clean: Float32Array, thr: Float32Array, sd: Float32Array, dClean: Float32Array, dSd: Float32Array): boolean;
+}
+
+/** Each element's threshold into thr: the row's (k+1)-th largest noisy logit for experts inside the top k, else the k-th. */
+function thresholds(noisy: TypedArray, indices: Int32Array, E: number, m: number, k: number, thr: Float32Array): void {
+  for (let base = 0, ib = 0; base < thr.length; base += E, ib += m) {
+    const tIn = noisy[base + indices[ib + k]!]!, tOut = noisy[base + indices[ib + k - 1]!]!;
+    for (let i = base; i < base + E; i++) thr[i] = noisy[i]! > tIn ? tIn : tOut;
+  }
+}
+
+/** Whether the planes take this job: float32 operands throughout. */
+function onPlanes(planes: ProbInTopKPlanes | null, ...arrays: TypedArray[]): boolean {
+  return planes !== null && arrays.every((a) => a instanceof Float32Array);
+}
 
 const identity = (v: number) => v;
 
@@ -76,8 +99,18 @@ export function topkGatesBackward(dy: TypedArray, x: TypedArray, indices: Int32A
 }
 
 /** probInTopK: Φ((clean − threshold) / stddev), threshold picked per element as in balancing.ts. */
-export function probInTopK(clean: TypedArray, noisy: TypedArray, stddev: TypedArray, indices: Int32Array, E: number, m: number, k: number, float32: boolean, out: TypedArray): void {
+export function probInTopK(
+  clean: TypedArray, noisy: TypedArray, stddev: TypedArray, indices: Int32Array, E: number, m: number, k: number, float32: boolean, out: TypedArray,
+  planes: ProbInTopKPlanes | null = null,
+): void {
   checkIndices('probInTopK', indices, E);
+  if (onPlanes(planes, clean, noisy, stddev, out)) {
+    const thr = cpuPool.take('float32', out.length, false) as Float32Array;
+    thresholds(noisy, indices, E, m, k, thr);
+    const done = planes!.forward(clean as Float32Array, thr, stddev as Float32Array, out as Float32Array);
+    cpuPool.give(thr);
+    if (done) return;
+  }
   const round = float32 ? Math.fround : identity, cdf = float32 ? normalCdfFloat32 : normalCdf, N = out.length / E;
   for (let n = 0; n < N; n++) {
     // The row's thresholds: the (k+1)-th largest noisy logit (for experts inside the top k), else the k-th.
@@ -96,10 +129,31 @@ export function probInTopK(clean: TypedArray, noisy: TypedArray, stddev: TypedAr
  */
 export function probInTopKBackward(
   dP: TypedArray, clean: TypedArray, noisy: TypedArray, stddev: TypedArray, indices: Int32Array, E: number, m: number, k: number, float32: boolean,
-  dClean: TypedArray, dNoisy: TypedArray, dStddev: TypedArray,
+  dClean: TypedArray, dNoisy: TypedArray, dStddev: TypedArray, planes: ProbInTopKPlanes | null = null,
 ): void {
   checkIndices('probInTopKBackward', indices, E);
   const round = float32 ? Math.fround : identity, N = dP.length / E;
+  if (onPlanes(planes, dP, clean, noisy, stddev, dClean, dStddev)) {
+    const thr = cpuPool.take('float32', dP.length, false) as Float32Array;
+    thresholds(noisy, indices, E, m, k, thr);
+    const done = planes!.backward(dP as Float32Array, clean as Float32Array, thr, stddev as Float32Array, dClean as Float32Array, dStddev as Float32Array);
+    cpuPool.give(thr);
+    if (done) {
+      // The thresholds' gradients: each row's float64 sums of −∂clean, as the loop below.
+      dNoisy.fill(0);
+      for (let n = 0; n < N; n++) {
+        const base = n * E, ib = n * m, tIn = noisy[base + indices[ib + k]!]!;
+        let sumIn = 0, sumOut = 0;
+        for (let i = base; i < base + E; i++) {
+          if (noisy[i]! > tIn) sumIn += -dClean[i]!;
+          else sumOut += -dClean[i]!;
+        }
+        dNoisy[base + indices[ib + k]!] = 0 + round(sumIn);
+        dNoisy[base + indices[ib + k - 1]!] = 0 + round(sumOut);
+      }
+      return;
+    }
+  }
   const density = round(1 / Math.sqrt(2 * Math.PI)), half = round(-0.5);
   dNoisy.fill(0);
   for (let n = 0; n < N; n++) {

@@ -11,6 +11,7 @@ import { sizeOf, type Shape } from '../../core/shape.js';
 import { adamStepKernel, CpuBackend, cpuKernels, cpuMultiKernels, data, lstmCellKernel, lstmSequenceBackwardKernel, lstmSequenceKernel, type CpuKernel, type CpuMultiKernel } from './cpu-backend.js';
 import { adamStep, lstmCellForward, type LstmSequenceOps } from './fused.js';
 import { checkIndex } from './indexing.js';
+import { probInTopK, probInTopKBackward, type ProbInTopKPlanes } from './gating.js';
 import { matmul as scalarMatmul } from './matmul/matmul.js';
 import { cpuPool } from './pool.js';
 import { fillRandom } from '../../core/philox.js';
@@ -82,7 +83,7 @@ class SimdState {
       // Products that found their A operand still in the wasm memory from the product before.
       operandReuses: engine.aReused,
       // float32 σ, tanh and LSTM cells computed by the SIMD transcendental kernels.
-      simdMath: this.math() !== null ? 'WebAssembly SIMD128 σ, tanh, LSTM cell, Adam and the MoE combine (float32); Philox rounds of random draws' : `scalar: ${String(this.mathModule)}`,
+      simdMath: this.math() !== null ? 'WebAssembly SIMD128 σ, tanh, LSTM cell, Adam and the MoE combine (float32); e^x and Φ in float64 lanes (the bits of Math.exp); Philox rounds of random draws' : `scalar: ${String(this.mathModule)}`,
       simdMathCalls: this.math()?.calls ?? 0,
       chunksByThread: engine.pool?.chunksByThread() ?? [],
     };
@@ -121,6 +122,19 @@ class SimdState {
     };
   }
 
+  /** e^x (float32, float64) and float32 Φ on the SIMD math module in float64 lanes (the scalar kernels' bits), else the loops. */
+  f64Unary<K extends 'exp' | 'normalCdf'>(op: K): CpuKernel<K> {
+    return (inputs, attrs, out, be) => {
+      const x = data(inputs[0]!), math = sizeOf(out.shape) >= MIN_ELEMENTS && out.dtype !== 'int32' ? this.math() : null;
+      if (math !== null && (x instanceof Float32Array || x instanceof Float64Array)) {
+        const y = cpuPool.take(out.dtype, sizeOf(out.shape), false) as Float32Array | Float64Array;
+        if (math.f64Unary(op, x, y)) return be.wrap(y);
+        cpuPool.give(y);
+      }
+      return (cpuKernels[op] as CpuKernel<K>)(inputs, attrs, out, be);
+    };
+  }
+
   /**
    * float32 add, sub, mul, div on the SIMD math module where the layout allows (one shape, a
    * scalar operand, or a row [C] / column [.., 1] operand with C a multiple of 4), else the
@@ -136,6 +150,35 @@ class SimdState {
       const ys = plan !== null && ad instanceof Float32Array && bd instanceof Float32Array
         ? this.onMath([out], (math, [y]) => math.arithmetic(op, plan.mode, ad, plan.aStep, bd, plan.bStep, plan.rows, plan.cols, y!)) : null;
       return ys ? be.wrap(ys[0]!) : scalar(inputs, attrs, out, be);
+    };
+  }
+
+  /** The load estimator's P(x, i) with its Φ on the SIMD math module (float32), else the loop: the same bits. */
+  probInTopK(): CpuKernel<'probInTopK'> {
+    return (inputs, { k }, out, be) => {
+      const [clean, noisy, stddev, indices] = inputs as [typeof inputs[0], typeof inputs[0], typeof inputs[0], typeof inputs[0]];
+      const y = cpuPool.take(out.dtype, sizeOf(out.shape), false);
+      probInTopK(data(clean), data(noisy), data(stddev), data(indices) as Int32Array, clean.shape[1]!, indices.shape[1]!, k, out.dtype === 'float32', y, this.planes());
+      return be.wrap(y);
+    };
+  }
+
+  probInTopKBackward(): CpuMultiKernel<'probInTopKBackward'> {
+    return (inputs, { k }, outs, be) => {
+      const [dP, clean, noisy, stddev, indices] = inputs as [typeof inputs[0], typeof inputs[0], typeof inputs[0], typeof inputs[0], typeof inputs[0]];
+      const [dClean, dNoisy, dStddev] = outs.map((o) => cpuPool.take(o.dtype, sizeOf(o.shape), false)) as [TypedArray, TypedArray, TypedArray];
+      probInTopKBackward(data(dP), data(clean), data(noisy), data(stddev), data(indices) as Int32Array, clean.shape[1]!, indices.shape[1]!, k, outs[0]!.dtype === 'float32',
+        dClean, dNoisy, dStddev, this.planes());
+      return [be.wrap(dClean), be.wrap(dNoisy), be.wrap(dStddev)];
+    };
+  }
+
+  /** probInTopK's SIMD planes when the math module runs here (each call counted there). */
+  private planes(): ProbInTopKPlanes | null {
+    const math = this.math();
+    return math === null ? null : {
+      forward: (clean, thr, sd, out) => math.probInTopK(clean, thr, sd, out),
+      backward: (dP, clean, thr, sd, dClean, dSd) => math.probInTopKBackward(dP, clean, thr, sd, dClean, dSd),
     };
   }
 
@@ -302,8 +345,8 @@ export function createCpuBackend(options: CpuOptions = {}): CpuBackend & { reado
   state.configure(options);
   const backend = new CpuBackend({
     kernels: { matmul: state.matmul(), groupedMatmul: state.groupedMatmul(), sigmoid: state.unary('sigmoid'), tanh: state.unary('tanh'), lstmCell: state.lstmCell(), lstmSequence: state.lstmSequence(), random: state.random(), weightedIndexAdd: state.weightedIndexAdd(),
-      add: state.arithmetic('add'), sub: state.arithmetic('sub'), mul: state.arithmetic('mul'), div: state.arithmetic('div'), reluGrad: state.reluGrad() },
-    multiKernels: { groupedWeightGrads: state.groupedWeightGrads(), lstmSequenceBackward: state.lstmSequenceBackward(), adamStep: state.adamStep(), weightedIndexAddBackward: state.weightedIndexAddBackward() }, details: () => state.details() });
+      add: state.arithmetic('add'), sub: state.arithmetic('sub'), mul: state.arithmetic('mul'), div: state.arithmetic('div'), reluGrad: state.reluGrad(), probInTopK: state.probInTopK(), exp: state.f64Unary('exp'), normalCdf: state.f64Unary('normalCdf') },
+    multiKernels: { groupedWeightGrads: state.groupedWeightGrads(), lstmSequenceBackward: state.lstmSequenceBackward(), adamStep: state.adamStep(), weightedIndexAddBackward: state.weightedIndexAddBackward(), probInTopKBackward: state.probInTopKBackward() }, details: () => state.details() });
   return Object.assign(backend, { simd: state });
 }
 

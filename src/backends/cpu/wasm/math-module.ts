@@ -1,8 +1,10 @@
 // The SIMD128 kernels of float32 tensors other than products, emitted at load time (see
 // wasm-emitter.ts), four lanes at a time: σ and tanh over an array and the LSTM cell's
 // forward, Adam's update, the MoE combine and its backward, arithmetic (add, sub, mul, div
-// over whole, scalar, row and column operands) and relu's gradient; and the Philox rounds of
-// random draws (integer arithmetic). σ and tanh run exactly the float32 steps of expF32 /
+// over whole, scalar, row and column operands) and relu's gradient; e^x and Φ in float64
+// lanes, two at a time (fdlibm's exp, which is V8's Math.exp: core/special.ts expF64), for
+// the exp and normalCdf kernels and the MoE load estimator's P(x, i); and the Philox rounds
+// of random draws (integer arithmetic). σ and tanh run exactly the float32 steps of expF32 /
 // sigmoidF32 / tanhF32 in src/core/special.ts (Cephes' expf and tanhf); every kernel is
 // tested bit for bit against its scalar kernel (test/backends/cpu-simd-math.test.ts,
 // test/tensor/weighted-index-add.test.ts): f32x4 arithmetic rounds each lane as IEEE float32
@@ -13,7 +15,7 @@
 // Memory: a private (unshared) memory; the caller copies the operands in and the results out
 // (WasmMath in wasm-math.ts). Arrays are whole v128s: lengths are padded to a multiple of 4.
 
-import { EXPF, TANHF } from '../../../core/special.js';
+import { ERFC_NR, EXPF, FDLIBM_EXP, TANHF } from '../../../core/special.js';
 import { PHILOX } from '../../../core/philox.js';
 import { ModuleBuilder, type Code, type Local } from './wasm-emitter.js';
 
@@ -58,6 +60,16 @@ export interface MathExports extends ArithmeticExports {
    * fround(dOut[idx[i], j] · y[i, j]) summed in float64 in column order, then rounded once.
    */
   combineBackward_f32(dOut: number, y: number, w: number, idx: number, dy: number, dw: number, m: number, vecs: number): void;
+  /** dst[i] = e^src[i] for `vecs` v128s of float64 (core/special.ts expF64: Math.exp's bits). */
+  exp_f64(src: number, dst: number, vecs: number): void;
+  /** dst[i] = fround(e^src[i]) for `vecs` v128s of float32, e^x in float64 (the exp kernel's float32 bits). */
+  exp_f32(src: number, dst: number, vecs: number): void;
+  /** dst[i] = fround(Φ(src[i])) for `vecs` v128s of float32 (core/special.ts normalCdfFloat32). */
+  normalCdf_f32(src: number, dst: number, vecs: number): void;
+  /** P = Φ((clean − thr) / sd) over planes of 4·vecs floats (gating.ts probInTopK's float32 bits, thresholds given per element). */
+  probInTopK_f32(clean: number, thr: number, sd: number, out: number, vecs: number): void;
+  /** Its gradients' elementwise part: dClean = dz / sd and dSd = −dz · (z / sd) (gating.ts probInTopKBackward, float32). */
+  probInTopKBackward_f32(dP: number, clean: number, thr: number, sd: number, dClean: number, dSd: number, vecs: number): void;
   /** relu's gradient dy · (x > 0 ? 1 : 0) over `vecs` v128s (the reluGrad kernel's bits, NaN and −0 included). */
   reluGrad_f32(dy: number, x: number, out: number, vecs: number): void;
   /**
@@ -310,6 +322,160 @@ function emitPhilox(mod: ModuleBuilder): void {
   });
 }
 
+/** A float64 whose high word is `hi` and low word 0: |x| < it ⟺ the high word of |x| < hi. */
+function highWord(hi: number): number {
+  return new Float64Array(new Uint32Array([0, hi]).buffer)[0]!;
+}
+const SIGN64 = -0x8000000000000000n;
+
+interface F64Scratch { a: Local; k: Local; b: Local; hi: Local; lo: Local; r: Local; t: Local; q: Local; c: Local; y: Local; kk: Local }
+
+function f64Scratch(c: Code): F64Scratch {
+  return Object.fromEntries(['a', 'k', 'b', 'hi', 'lo', 'r', 't', 'q', 'c', 'y', 'kk'].map((n) => [n, c.local('v128')])) as unknown as F64Scratch;
+}
+
+/**
+ * e^x of the two float64 lanes of x, left on the stack (x kept): core/special.ts expF64 —
+ * fdlibm's exp, V8's Math.exp — step for step, its branches as lane selects.
+ */
+function emitExpF64(c: Code, x: Local, s: F64Scratch): void {
+  const E = FDLIBM_EXP;
+  const copysign = (value: number) => c.get(x).i64x2Const(SIGN64).v128And().f64x2Const(value).v128Or();
+  c.get(x).f64x2Abs().set(s.a);
+  // k = trunc(x / ln 2 ± ½); ±1 where |x| < 1.5 ln 2; 0 where |x| ≤ 0.5 ln 2 (mask b: above it)
+  c.get(x).f64x2Const(E.invLn2).f64x2Mul();
+  copysign(E.half);
+  c.f64x2Add().f64x2Trunc().set(s.k);
+  copysign(1);
+  c.get(s.k).get(s.a).f64x2Const(highWord(E.hiThreeHalvesLn2)).f64x2Lt().v128Bitselect().set(s.k);
+  c.get(s.a).f64x2Const(highWord(E.hiHalfLn2 + 1)).f64x2Ge().set(s.b);
+  c.get(s.k).f64x2Const(0).get(s.b).v128Bitselect().set(s.k);
+  // hi = x − k·ln2Hi, lo = k·ln2Lo, r = hi − lo (r = x where k = 0)
+  c.get(x).get(s.k).f64x2Const(E.ln2Hi).f64x2Mul().f64x2Sub().set(s.hi);
+  c.get(s.k).f64x2Const(E.ln2Lo).f64x2Mul().set(s.lo);
+  c.get(s.hi).get(s.lo).f64x2Sub().set(s.r);
+  // t = r², c = r − t·(P1 + t·(P2 + t·(P3 + t·(P4 + t·P5))))
+  c.get(s.r).get(s.r).f64x2Mul().set(s.t);
+  const p = E.p;
+  c.get(s.t).f64x2Const(p[4]!).f64x2Mul().set(s.q);
+  for (let i = 3; i >= 0; i--) c.f64x2Const(p[i]!).get(s.q).f64x2Add().get(s.t).f64x2Mul().set(s.q);
+  c.get(s.r).get(s.q).f64x2Sub().set(s.c);
+  // k = 0: 1 − ((r·c)/(c − 2) − r); else 1 − ((lo − (r·c)/(2 − c)) − hi)
+  c.f64x2Const(1).get(s.lo).get(s.r).get(s.c).f64x2Mul().f64x2Const(2).get(s.c).f64x2Sub().f64x2Div().f64x2Sub().get(s.hi).f64x2Sub().f64x2Sub();
+  c.f64x2Const(1).get(s.r).get(s.c).f64x2Mul().get(s.c).f64x2Const(2).f64x2Sub().f64x2Div().get(s.r).f64x2Sub().f64x2Sub();
+  c.get(s.b).v128Bitselect().set(s.y);
+  // · 2^k: y·2·2^1023 for k = 1024, y·2^(k+1000)·2^−1000 below −1021 (each factor 1 where unused)
+  c.get(s.k).f64x2Const(1024).f64x2Eq().set(s.b);
+  c.get(s.y).f64x2Const(2).f64x2Const(1).get(s.b).v128Bitselect().f64x2Mul().set(s.y);
+  c.f64x2Const(1023).get(s.k).get(s.b).v128Bitselect().set(s.kk);
+  c.get(s.k).f64x2Const(-1021).f64x2Lt().set(s.b);
+  c.get(s.kk).f64x2Const(1000).f64x2Add().get(s.kk).get(s.b).v128Bitselect().set(s.kk);
+  c.get(s.y).get(s.kk).i32x4TruncSatF64x2SZero().i64x2ExtendLowI32x4S().i64x2Const(1023n).i64x2Add().i32(52).i64x2Shl().f64x2Mul();
+  c.f64x2Const(E.twoM1000).f64x2Const(1).get(s.b).v128Bitselect().f64x2Mul().set(s.y);
+  // The early returns, as lane selects: |x| < 2⁻²⁸ → 1 + x; x = 1 → e; overflow → ∞ (+∞ too);
+  // underflow → 0 (−∞ too); NaN → x + x.
+  c.f64x2Const(1).get(x).f64x2Add().get(s.y).get(s.a).f64x2Const(highWord(E.hiTiny)).f64x2Lt().v128Bitselect().set(s.y);
+  c.f64x2Const(Math.E).get(s.y).get(x).f64x2Const(1).f64x2Eq().v128Bitselect().set(s.y);
+  c.f64x2Const(Infinity).get(s.y).get(x).f64x2Const(E.overflow).f64x2Gt().v128Bitselect().set(s.y);
+  c.f64x2Const(0).get(s.y).get(x).f64x2Const(E.underflow).f64x2Lt().v128Bitselect().set(s.y);
+  c.get(x).get(x).f64x2Add().get(s.y).get(x).get(x).f64x2Ne().v128Bitselect();
+}
+
+/** Φ of the two float64 lanes of v (core/special.ts normalCdfFloat32, step for step), left on the stack; v is clobbered. */
+function emitNormalCdf(c: Code, v: Local, z: Local, tt: Local, p: Local, s: F64Scratch): void {
+  // z = −v / √2, a = |z|, t = 1 / (1 + ½a)
+  c.get(v).f64x2Neg().f64x2Const(Math.SQRT2).f64x2Div().set(z);
+  c.f64x2Const(1).f64x2Const(1).f64x2Const(0.5).get(z).f64x2Abs().f64x2Mul().f64x2Add().f64x2Div().set(tt);
+  // q = t·last, then q = t·(c + q) for each c
+  c.get(tt).f64x2Const(ERFC_NR.last).f64x2Mul().set(p);
+  for (const k of ERFC_NR.c) c.get(tt).f64x2Const(k).get(p).f64x2Add().f64x2Mul().set(p);
+  // r = t·exp((−a·a − offset) + q)
+  c.get(z).f64x2Abs().f64x2Neg().get(z).f64x2Abs().f64x2Mul().f64x2Const(ERFC_NR.offset).f64x2Sub().get(p).f64x2Add().set(v);
+  c.get(tt);
+  emitExpF64(c, v, s);
+  c.f64x2Mul().set(p);
+  // ½·(z ≥ 0 ? r : 2 − r)
+  c.f64x2Const(0.5).get(p).f64x2Const(2).get(p).f64x2Sub().get(z).f64x2Const(0).f64x2Ge().v128Bitselect().f64x2Mul();
+}
+
+/** Lanes 2 and 3 of a v128 moved to lanes 0 and 1 (for promoting the high half of an f32x4). */
+const HIGH_HALF = [8, 9, 10, 11, 12, 13, 14, 15, 8, 9, 10, 11, 12, 13, 14, 15];
+/** Two demoted halves (float32 lanes 0 and 1 of each) joined into one f32x4. */
+const JOIN_HALVES = [0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23];
+
+/**
+ * f(four float32 lanes in `x`) computed in float64 two lanes at a time, each lane rounded to
+ * float32 once (as Math.fround of the scalar double result); left on the stack.
+ */
+function emitViaF64(c: Code, x: Local, lanes: Local, body: (v: Local) => void): void {
+  c.get(x).f64x2PromoteLowF32x4().set(lanes);
+  body(lanes);
+  c.f32x4DemoteF64x2Zero();
+  c.get(x).get(x).i8x16Shuffle(HIGH_HALF).f64x2PromoteLowF32x4().set(lanes);
+  body(lanes);
+  c.f32x4DemoteF64x2Zero();
+  c.i8x16Shuffle(JOIN_HALVES);
+}
+
+/** e^x over float64 and float32 arrays, and Φ over float32, computed in float64 lanes. */
+function emitF64Unary(mod: ModuleBuilder): void {
+  mod.func('exp_f64', ['i32', 'i32', 'i32'], [], (c, src, dst, vecs) => {
+    const x = c.local('v128'), s = f64Scratch(c);
+    eachVector(c, vecs!, (off) => {
+      c.get(src!).get(off).i32Add().v128Load().set(x);
+      c.get(dst!).get(off).i32Add();
+      emitExpF64(c, x, s);
+      c.v128Store();
+    });
+  });
+  for (const [name, body] of [
+    ['exp_f32', (c: Code, v: Local, s: F64Scratch) => emitExpF64(c, v, s)],
+    ['normalCdf_f32', (c: Code, v: Local, s: F64Scratch, z: Local, tt: Local, p: Local) => emitNormalCdf(c, v, z, tt, p, s)],
+  ] as const) {
+    mod.func(name, ['i32', 'i32', 'i32'], [], (c, src, dst, vecs) => {
+      const x = c.local('v128'), lanes = c.local('v128'), z = c.local('v128'), tt = c.local('v128'), p = c.local('v128'), s = f64Scratch(c);
+      eachVector(c, vecs!, (off) => {
+        c.get(src!).get(off).i32Add().v128Load().set(x);
+        c.get(dst!).get(off).i32Add();
+        emitViaF64(c, x, lanes, (v) => body(c, v, s, z, tt, p));
+        c.v128Store();
+      });
+    });
+  }
+}
+
+/**
+ * The load estimator's P(x, i) = Φ((clean − threshold) / stddev) and its gradients, float32
+ * (src/backends/cpu/gating.ts probInTopK, probInTopKBackward, bit for bit), over planes of
+ * 4·vecs floats; the caller picks each element's threshold and sums the thresholds' gradients.
+ */
+function emitProbInTopK(mod: ModuleBuilder): void {
+  mod.func('probInTopK_f32', ['i32', 'i32', 'i32', 'i32', 'i32'], [], (c, clean, thr, sd, out, vecs) => {
+    const x = c.local('v128'), lanes = c.local('v128'), z = c.local('v128'), tt = c.local('v128'), p = c.local('v128'), s = f64Scratch(c);
+    eachVector(c, vecs!, (off) => {
+      c.get(clean!).get(off).i32Add().v128Load().get(thr!).get(off).i32Add().v128Load().f32x4Sub()
+        .get(sd!).get(off).i32Add().v128Load().f32x4Div().set(x);
+      c.get(out!).get(off).i32Add();
+      emitViaF64(c, x, lanes, (v) => emitNormalCdf(c, v, z, tt, p, s));
+      c.v128Store();
+    });
+  });
+  mod.func('probInTopKBackward_f32', ['i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32'], [], (c, dP, clean, thr, sd, dClean, dSd, vecs) => {
+    const z = c.local('v128'), e = c.local('v128'), sigma = c.local('v128'), dz = c.local('v128'), lanes = c.local('v128'), s = f64Scratch(c);
+    const density = Math.fround(1 / Math.sqrt(2 * Math.PI));
+    eachVector(c, vecs!, (off) => {
+      c.get(sd!).get(off).i32Add().v128Load().set(sigma);
+      c.get(clean!).get(off).i32Add().v128Load().get(thr!).get(off).i32Add().v128Load().f32x4Sub().get(sigma).f32x4Div().set(z);
+      // dz = dP · (fround(exp((z·z)·(−½))) · density)
+      c.get(z).get(z).f32x4Mul().f32x4Const(-0.5).f32x4Mul().set(e);
+      emitViaF64(c, e, lanes, (v) => emitExpF64(c, v, s));
+      c.f32x4Const(density).f32x4Mul().get(dP!).get(off).i32Add().v128Load().f32x4Mul().set(dz);
+      c.get(dClean!).get(off).i32Add().get(dz).get(sigma).f32x4Div().v128Store();
+      c.get(dSd!).get(off).i32Add().get(dz).get(z).get(sigma).f32x4Div().f32x4Mul().f32x4Neg().v128Store();
+    });
+  });
+}
+
 export function mathModuleBytes(): Uint8Array {
   const mod = new ModuleBuilder({ shared: false, initialPages: 1, maximumPages: 32768 });
   emitUnary(mod, 'sigmoid_f32', emitSigmoid);
@@ -319,5 +485,7 @@ export function mathModuleBytes(): Uint8Array {
   emitPhilox(mod);
   emitCombine(mod);
   emitArithmetic(mod);
+  emitProbInTopK(mod);
+  emitF64Unary(mod);
   return mod.bytes();
 }

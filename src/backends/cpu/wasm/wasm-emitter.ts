@@ -169,6 +169,16 @@ export class Code {
     const lane = [...new Uint8Array(new Int32Array([value]).buffer)];
     return this.simd(0x0c, ...lane, ...lane, ...lane, ...lane);
   }
+  /** A v128 constant: two float64 lanes of `value`. */
+  f64x2Const(value: number): this {
+    const lane = [...new Uint8Array(new Float64Array([value]).buffer)];
+    return this.simd(0x0c, ...lane, ...lane);
+  }
+  /** A v128 constant: two i64 lanes of `value`. */
+  i64x2Const(value: bigint): this {
+    const lane = [...new Uint8Array(new BigInt64Array([value]).buffer)];
+    return this.simd(0x0c, ...lane, ...lane);
+  }
   v128And(): this { return this.simd(0x4e); }
   v128Or(): this { return this.simd(0x50); }
   /** (a, b, mask) → bits of a where mask is 1, of b where 0. */
@@ -177,8 +187,11 @@ export class Code {
   f32x4Ge(): this { return this.simd(0x46); }
   f32x4Ne(): this { return this.simd(0x42); }
   f32x4Gt(): this { return this.simd(0x44); }
+  f64x2Eq(): this { return this.simd(0x47); }
   f64x2Ne(): this { return this.simd(0x48); }
+  f64x2Lt(): this { return this.simd(0x49); }
   f64x2Gt(): this { return this.simd(0x4a); }
+  f64x2Ge(): this { return this.simd(0x4c); }
   /** Round to the nearest integer, ties to even. */
   f32x4Nearest(): this { return this.simd(0x6a); }
   /** (v, shift i32) → v << shift in each i32 lane. */
@@ -203,10 +216,25 @@ export class Code {
   f32x4Max(): this { return this.simd(0xe9); }
   /** float32 lanes (integral here) → i32 lanes, saturating; NaN → 0. */
   i32x4TruncSatF32x4S(): this { return this.simd(0xf8); }
+  f64x2Abs(): this { return this.simd(0xec); }
+  f64x2Neg(): this { return this.simd(0xed); }
   f64x2Add(): this { return this.simd(0xf0); }
+  f64x2Sub(): this { return this.simd(0xf1); }
   f64x2Mul(): this { return this.simd(0xf2); }
+  f64x2Div(): this { return this.simd(0xf3); }
+  /** Round toward zero (C's (int) cast of an in-range value). */
+  f64x2Trunc(): this { return this.simd(0x7a); }
   /** The two low float32 lanes → two float64 lanes (exact). */
   f64x2PromoteLowF32x4(): this { return this.simd(0x5f); }
+  /** Two float64 lanes → the two low float32 lanes (rounded to nearest, as Math.fround), the high two 0. */
+  f32x4DemoteF64x2Zero(): this { return this.simd(0x5e); }
+  /** Two float64 lanes (integral here) → the two low i32 lanes, saturating; the high two 0. */
+  i32x4TruncSatF64x2SZero(): this { return this.simd(0xfc); }
+  /** The two low i32 lanes → two i64 lanes, sign-extended. */
+  i64x2ExtendLowI32x4S(): this { return this.simd(0xc7); }
+  /** (v, shift i32) → v << shift in each i64 lane. */
+  i64x2Shl(): this { return this.simd(0xcb); }
+  i64x2Add(): this { return this.simd(0xce); }
 
   // ---- atomics (threads proposal, after 0xfe); alignment must be natural ----
   /** (address, count) → woken: wakes up to count waiters on the i32 at address. */

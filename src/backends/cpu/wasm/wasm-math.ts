@@ -170,6 +170,61 @@ export class WasmMath {
     return true;
   }
 
+  /**
+   * e^x (float32 or float64; e^x in float64 lanes, Math.exp's bits, one rounding to float32) or
+   * Φ (float32 only: core/special.ts normalCdfFloat32) elementwise. False when too small to pay.
+   */
+  f64Unary(op: 'exp' | 'normalCdf', x: Float32Array | Float64Array, out: Float32Array | Float64Array): boolean {
+    const n = out.length, f64 = out instanceof Float64Array;
+    if (n < MIN_ELEMENTS || x.constructor !== out.constructor || (f64 && op !== 'exp')) return false;
+    const lanes = f64 ? 2 : 4, vecs = Math.ceil(n / lanes), pad = vecs * 4; // pad: floats per operand
+    const mem = this.view(2 * pad);
+    const io = f64 ? new Float64Array(mem.buffer, 0, 2 * vecs * 2) : mem;
+    io.set(x.subarray(0, n), 0);
+    const kernel = f64 ? this.kernels.exp_f64 : op === 'exp' ? this.kernels.exp_f32 : this.kernels.normalCdf_f32;
+    kernel(0, pad * 4, vecs);
+    this.calls++;
+    const at = f64 ? pad / 2 : pad;
+    out.set(io.subarray(at, at + n));
+    return true;
+  }
+
+  /**
+   * The load estimator's P = Φ((clean − thr) / sd), float32, each element's threshold given
+   * (gating.ts probInTopK, bit for bit: Φ and e^x in float64 as core/special.ts computes them).
+   * False when too small to pay.
+   */
+  probInTopK(clean: Float32Array, thr: Float32Array, sd: Float32Array, out: Float32Array): boolean {
+    const n = out.length;
+    if (n < MIN_ELEMENTS) return false;
+    const [cAt, tAt, sAt, oAt, end] = offsets([n, n, n, n]) as [number, number, number, number, number];
+    const mem = this.view(end);
+    mem.set(clean.subarray(0, n), cAt);
+    mem.set(thr.subarray(0, n), tAt);
+    mem.set(sd.subarray(0, n), sAt);
+    this.kernels.probInTopK_f32(cAt * 4, tAt * 4, sAt * 4, oAt * 4, Math.ceil(n / 4));
+    this.calls++;
+    out.set(mem.subarray(oAt, oAt + n));
+    return true;
+  }
+
+  /** Its gradients' elementwise part into dClean and dSd (gating.ts probInTopKBackward, float32). False when too small to pay. */
+  probInTopKBackward(dP: Float32Array, clean: Float32Array, thr: Float32Array, sd: Float32Array, dClean: Float32Array, dSd: Float32Array): boolean {
+    const n = dP.length;
+    if (n < MIN_ELEMENTS) return false;
+    const [pAt, cAt, tAt, sAt, dcAt, dsAt, end] = offsets([n, n, n, n, n, n]) as [number, number, number, number, number, number, number];
+    const mem = this.view(end);
+    mem.set(dP.subarray(0, n), pAt);
+    mem.set(clean.subarray(0, n), cAt);
+    mem.set(thr.subarray(0, n), tAt);
+    mem.set(sd.subarray(0, n), sAt);
+    this.kernels.probInTopKBackward_f32(pAt * 4, cAt * 4, tAt * 4, sAt * 4, dcAt * 4, dsAt * 4, Math.ceil(n / 4));
+    this.calls++;
+    dClean.set(mem.subarray(dcAt, dcAt + n));
+    dSd.set(mem.subarray(dsAt, dsAt + n));
+    return true;
+  }
+
   /** relu's gradient dy · (x > 0 ? 1 : 0), float32 (the reluGrad kernel's bits). False when too small to pay. */
   reluGrad(dy: Float32Array, x: Float32Array, out: Float32Array): boolean {
     const n = out.length;
