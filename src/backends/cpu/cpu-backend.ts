@@ -8,7 +8,7 @@ import { sizeOf } from '../../core/shape.js';
 import type { Backend, BackendInfo, CoreKernelName, FusedKernelName, Handle, KernelAttrs, KernelName, KernelTable, MemoryInfo, MultiOutputKernelAttrs, MultiOutputKernelName, OutInfo, TensorInfo } from '../../core/backend.js';
 import { adamStep, lstmCellBackward, lstmCellForward, lstmSequenceBackward, lstmSequenceForward, sumOfSquares, type AdamAttrs, type LstmSequenceOps } from './fused.js';
 import { binaryBroadcast, binaryFast, binaryFns, broadcastLoop, mapUnary, unaryFns, whereFast } from './elementwise.js';
-import { probInTopK, probInTopKBackward, topkGates, topkGatesBackward } from './gating.js';
+import { probInTopK, probInTopKBackward, topkGates, topkGatesBackward, type ProbInTopKPlanes } from './gating.js';
 import { gather, indexAdd, indexSelect, oneHot, scatterAdd, topkIndices, weightedIndexAdd, weightedIndexAddBackward } from './indexing.js';
 import { groupedMatmulScalar, groupedWeightGradsScalar, matmul } from './matmul/matmul.js';
 import { broadcastTo, concat, flip, pad, permute, slice } from './movement.js';
@@ -173,12 +173,7 @@ function makeKernels(): CpuKernelTable {
       topkGatesBackward(data(dy), data(x), data(indices) as Int32Array, x.shape[1]!, indices.shape[1]!, k, out.dtype === 'float32', dx);
       return be.wrap(dx);
     },
-    probInTopK: (inputs, { k }, out, be) => {
-      const [clean, noisy, stddev, indices] = inputs as [In[0], In[0], In[0], In[0]];
-      const y = full(out);
-      probInTopK(data(clean), data(noisy), data(stddev), data(indices) as Int32Array, clean.shape[1]!, indices.shape[1]!, k, out.dtype === 'float32', y);
-      return be.wrap(y);
-    },
+    probInTopK: (inputs, { k }, out, be) => probInTopKKernel(inputs, k, out, be, null),
     oneHot: (inputs, { depth }, out, be) => {
       const y = alloc(out);
       oneHot(data(inputs[0]!) as Int32Array, depth, y);
@@ -297,6 +292,23 @@ export function lstmCellKernel(inputs: In, out: OutInfo, be: CpuBackend, cell: L
 export type AdamOne = (p: TypedArray, g: TypedArray, m: TypedArray, v: TypedArray, a: AdamAttrs, outP: TypedArray, outM: TypedArray, outV: TypedArray, float32: boolean) => void;
 
 /** The adamStep kernel: inputs (p…, g…, m…, v…), outputs (p'…, m'…, v'…), one parameter at a time by `one`. */
+/** The load estimator's P(x, i) (gating.ts), its elementwise part on `planes` where given (the SIMD module). */
+export function probInTopKKernel(inputs: In, k: number, out: OutInfo, be: CpuBackend, planes: ProbInTopKPlanes | null): CpuHandle {
+  const [clean, noisy, stddev, indices] = inputs as [In[0], In[0], In[0], In[0]];
+  const y = full(out);
+  probInTopK(data(clean), data(noisy), data(stddev), data(indices) as Int32Array, clean.shape[1]!, indices.shape[1]!, k, out.dtype === 'float32', y, planes);
+  return be.wrap(y);
+}
+
+/** Its gradients ∂clean, ∂noisy, ∂stddev, likewise. */
+export function probInTopKBackwardKernel(inputs: In, k: number, outs: readonly OutInfo[], be: CpuBackend, planes: ProbInTopKPlanes | null): CpuHandle[] {
+  const [dP, clean, noisy, stddev, indices] = inputs as [In[0], In[0], In[0], In[0], In[0]];
+  const [dClean, dNoisy, dStddev] = outs.map(full) as [TypedArray, TypedArray, TypedArray];
+  probInTopKBackward(data(dP), data(clean), data(noisy), data(stddev), data(indices) as Int32Array, clean.shape[1]!, indices.shape[1]!, k, outs[0]!.dtype === 'float32',
+    dClean, dNoisy, dStddev, planes);
+  return [be.wrap(dClean), be.wrap(dNoisy), be.wrap(dStddev)];
+}
+
 export function adamStepKernel(inputs: In, { steps, ...attrs }: MultiOutputKernelAttrs['adamStep'], outs: readonly OutInfo[], be: CpuBackend, one: AdamOne): CpuHandle[] {
   const n = steps.length;
   const ys = outs.map(full);
@@ -358,12 +370,7 @@ export const cpuMultiKernels: CpuMultiKernelTable = Object.freeze({
     weightedIndexAddBackward(data(dOut), data(y), data(w), data(index) as Int32Array, y.shape[1]!, dOut.shape[0]!, dy, dw);
     return [be.wrap(dy), be.wrap(dw)];
   },
-  probInTopKBackward: (inputs, { k }, outs, be) => {
-    const [dP, clean, noisy, stddev, indices] = inputs as [In[0], In[0], In[0], In[0], In[0]];
-    const [dClean, dNoisy, dStddev] = outs.map(full) as [TypedArray, TypedArray, TypedArray];
-    probInTopKBackward(data(dP), data(clean), data(noisy), data(stddev), data(indices) as Int32Array, clean.shape[1]!, indices.shape[1]!, k, outs[0]!.dtype === 'float32', dClean, dNoisy, dStddev);
-    return [be.wrap(dClean), be.wrap(dNoisy), be.wrap(dStddev)];
-  },
+  probInTopKBackward: (inputs, { k }, outs, be) => probInTopKBackwardKernel(inputs, k, outs, be, null),
   adamStep: (inputs, attrs, outs, be) => adamStepKernel(inputs, attrs, outs, be, adamStep),
   scaleAll: (inputs, _a, outs, be) => {
     const c = data(inputs[0]!)[0]!;

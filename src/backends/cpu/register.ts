@@ -8,10 +8,10 @@ import type { OutInfo } from '../../core/backend.js';
 import type { TypedArray } from '../../core/dtype.js';
 import type { BackendRegistration } from '../../core/registry.js';
 import { sizeOf, type Shape } from '../../core/shape.js';
-import { adamStepKernel, CpuBackend, cpuKernels, cpuMultiKernels, data, lstmCellKernel, lstmSequenceBackwardKernel, lstmSequenceKernel, type CpuKernel, type CpuMultiKernel } from './cpu-backend.js';
+import { adamStepKernel, CpuBackend, cpuKernels, cpuMultiKernels, data, lstmCellKernel, lstmSequenceBackwardKernel, lstmSequenceKernel, probInTopKBackwardKernel, probInTopKKernel, type CpuKernel, type CpuMultiKernel } from './cpu-backend.js';
 import { adamStep, lstmCellForward, type LstmSequenceOps } from './fused.js';
 import { checkIndex } from './indexing.js';
-import { probInTopK, probInTopKBackward, type ProbInTopKPlanes } from './gating.js';
+import type { ProbInTopKPlanes } from './gating.js';
 import { matmul as scalarMatmul } from './matmul/matmul.js';
 import { cpuPool } from './pool.js';
 import { fillRandom } from '../../core/philox.js';
@@ -155,28 +155,20 @@ class SimdState {
 
   /** The load estimator's P(x, i) with its Φ on the SIMD math module (float32), else the loop: the same bits. */
   probInTopK(): CpuKernel<'probInTopK'> {
-    return (inputs, { k }, out, be) => {
-      const [clean, noisy, stddev, indices] = inputs as [typeof inputs[0], typeof inputs[0], typeof inputs[0], typeof inputs[0]];
-      const y = cpuPool.take(out.dtype, sizeOf(out.shape), false);
-      probInTopK(data(clean), data(noisy), data(stddev), data(indices) as Int32Array, clean.shape[1]!, indices.shape[1]!, k, out.dtype === 'float32', y, this.planes());
-      return be.wrap(y);
-    };
+    return (inputs, { k }, out, be) => probInTopKKernel(inputs, k, out, be, this.planes());
   }
 
   probInTopKBackward(): CpuMultiKernel<'probInTopKBackward'> {
-    return (inputs, { k }, outs, be) => {
-      const [dP, clean, noisy, stddev, indices] = inputs as [typeof inputs[0], typeof inputs[0], typeof inputs[0], typeof inputs[0], typeof inputs[0]];
-      const [dClean, dNoisy, dStddev] = outs.map((o) => cpuPool.take(o.dtype, sizeOf(o.shape), false)) as [TypedArray, TypedArray, TypedArray];
-      probInTopKBackward(data(dP), data(clean), data(noisy), data(stddev), data(indices) as Int32Array, clean.shape[1]!, indices.shape[1]!, k, outs[0]!.dtype === 'float32',
-        dClean, dNoisy, dStddev, this.planes());
-      return [be.wrap(dClean), be.wrap(dNoisy), be.wrap(dStddev)];
-    };
+    return (inputs, { k }, outs, be) => probInTopKBackwardKernel(inputs, k, outs, be, this.planes());
   }
 
-  /** probInTopK's SIMD planes when the math module runs here (each call counted there). */
+  private probPlanes: ProbInTopKPlanes | null = null;
+
+  /** probInTopK's SIMD planes when the math module runs here (made once; each call counted there). */
   private planes(): ProbInTopKPlanes | null {
     const math = this.math();
-    return math === null ? null : {
+    if (math === null) return null;
+    return this.probPlanes ??= {
       forward: (clean, thr, sd, out) => math.probInTopK(clean, thr, sd, out),
       backward: (dP, clean, thr, sd, dClean, dSd) => math.probInTopKBackward(dP, clean, thr, sd, dClean, dSd),
     };

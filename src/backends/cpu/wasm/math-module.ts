@@ -142,9 +142,10 @@ function eachVector(c: Code, vectors: Local, body: (offset: Local) => void): voi
   });
 }
 
-function emitUnary(mod: ModuleBuilder, name: string, emit: (c: Code, x: Local, s: Scratch) => void): void {
+/** dst[v] = emit(src[v]) for `vectors` v128s, with the scratch locals `locals` declares. */
+function emitUnary<S>(mod: ModuleBuilder, name: string, locals: (c: Code) => S, emit: (c: Code, x: Local, s: S) => void): void {
   mod.func(name, ['i32', 'i32', 'i32'], [], (c, src, dst, vectors) => {
-    const x = c.local('v128'), s = scratch(c);
+    const x = c.local('v128'), s = locals(c);
     eachVector(c, vectors!, (off) => {
       c.get(src!).get(off).i32Add().v128Load().set(x);
       c.get(dst!).get(off).i32Add();
@@ -328,10 +329,11 @@ function highWord(hi: number): number {
 }
 const SIGN64 = -0x8000000000000000n;
 
-interface F64Scratch { a: Local; k: Local; b: Local; hi: Local; lo: Local; r: Local; t: Local; q: Local; c: Local; y: Local; kk: Local }
+/** v128 locals: emitExpF64's (a … kk), emitNormalCdf's (z, u, w) and emitViaF64's float64 half (lanes). */
+interface F64Scratch { a: Local; k: Local; b: Local; hi: Local; lo: Local; r: Local; t: Local; q: Local; c: Local; y: Local; kk: Local; z: Local; u: Local; w: Local; lanes: Local }
 
 function f64Scratch(c: Code): F64Scratch {
-  return Object.fromEntries(['a', 'k', 'b', 'hi', 'lo', 'r', 't', 'q', 'c', 'y', 'kk'].map((n) => [n, c.local('v128')])) as unknown as F64Scratch;
+  return Object.fromEntries(['a', 'k', 'b', 'hi', 'lo', 'r', 't', 'q', 'c', 'y', 'kk', 'z', 'u', 'w', 'lanes'].map((n) => [n, c.local('v128')])) as unknown as F64Scratch;
 }
 
 /**
@@ -382,7 +384,8 @@ function emitExpF64(c: Code, x: Local, s: F64Scratch): void {
 }
 
 /** Φ of the two float64 lanes of v (core/special.ts normalCdfFloat32, step for step), left on the stack; v is clobbered. */
-function emitNormalCdf(c: Code, v: Local, z: Local, tt: Local, p: Local, s: F64Scratch): void {
+function emitNormalCdf(c: Code, v: Local, s: F64Scratch): void {
+  const { z, u: tt, w: p } = s;
   // z = −v / √2, a = |z|, t = 1 / (1 + ½a)
   c.get(v).f64x2Neg().f64x2Const(Math.SQRT2).f64x2Div().set(z);
   c.f64x2Const(1).f64x2Const(1).f64x2Const(0.5).get(z).f64x2Abs().f64x2Mul().f64x2Add().f64x2Div().set(tt);
@@ -419,29 +422,9 @@ function emitViaF64(c: Code, x: Local, lanes: Local, body: (v: Local) => void): 
 
 /** e^x over float64 and float32 arrays, and Φ over float32, computed in float64 lanes. */
 function emitF64Unary(mod: ModuleBuilder): void {
-  mod.func('exp_f64', ['i32', 'i32', 'i32'], [], (c, src, dst, vecs) => {
-    const x = c.local('v128'), s = f64Scratch(c);
-    eachVector(c, vecs!, (off) => {
-      c.get(src!).get(off).i32Add().v128Load().set(x);
-      c.get(dst!).get(off).i32Add();
-      emitExpF64(c, x, s);
-      c.v128Store();
-    });
-  });
-  for (const [name, body] of [
-    ['exp_f32', (c: Code, v: Local, s: F64Scratch) => emitExpF64(c, v, s)],
-    ['normalCdf_f32', (c: Code, v: Local, s: F64Scratch, z: Local, tt: Local, p: Local) => emitNormalCdf(c, v, z, tt, p, s)],
-  ] as const) {
-    mod.func(name, ['i32', 'i32', 'i32'], [], (c, src, dst, vecs) => {
-      const x = c.local('v128'), lanes = c.local('v128'), z = c.local('v128'), tt = c.local('v128'), p = c.local('v128'), s = f64Scratch(c);
-      eachVector(c, vecs!, (off) => {
-        c.get(src!).get(off).i32Add().v128Load().set(x);
-        c.get(dst!).get(off).i32Add();
-        emitViaF64(c, x, lanes, (v) => body(c, v, s, z, tt, p));
-        c.v128Store();
-      });
-    });
-  }
+  emitUnary(mod, 'exp_f64', f64Scratch, emitExpF64);
+  emitUnary(mod, 'exp_f32', f64Scratch, (c, x, s) => emitViaF64(c, x, s.lanes, (v) => emitExpF64(c, v, s)));
+  emitUnary(mod, 'normalCdf_f32', f64Scratch, (c, x, s) => emitViaF64(c, x, s.lanes, (v) => emitNormalCdf(c, v, s)));
 }
 
 /**
@@ -451,24 +434,24 @@ function emitF64Unary(mod: ModuleBuilder): void {
  */
 function emitProbInTopK(mod: ModuleBuilder): void {
   mod.func('probInTopK_f32', ['i32', 'i32', 'i32', 'i32', 'i32'], [], (c, clean, thr, sd, out, vecs) => {
-    const x = c.local('v128'), lanes = c.local('v128'), z = c.local('v128'), tt = c.local('v128'), p = c.local('v128'), s = f64Scratch(c);
+    const x = c.local('v128'), s = f64Scratch(c);
     eachVector(c, vecs!, (off) => {
       c.get(clean!).get(off).i32Add().v128Load().get(thr!).get(off).i32Add().v128Load().f32x4Sub()
         .get(sd!).get(off).i32Add().v128Load().f32x4Div().set(x);
       c.get(out!).get(off).i32Add();
-      emitViaF64(c, x, lanes, (v) => emitNormalCdf(c, v, z, tt, p, s));
+      emitViaF64(c, x, s.lanes, (v) => emitNormalCdf(c, v, s));
       c.v128Store();
     });
   });
   mod.func('probInTopKBackward_f32', ['i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32'], [], (c, dP, clean, thr, sd, dClean, dSd, vecs) => {
-    const z = c.local('v128'), e = c.local('v128'), sigma = c.local('v128'), dz = c.local('v128'), lanes = c.local('v128'), s = f64Scratch(c);
+    const z = c.local('v128'), e = c.local('v128'), sigma = c.local('v128'), dz = c.local('v128'), s = f64Scratch(c);
     const density = Math.fround(1 / Math.sqrt(2 * Math.PI));
     eachVector(c, vecs!, (off) => {
       c.get(sd!).get(off).i32Add().v128Load().set(sigma);
       c.get(clean!).get(off).i32Add().v128Load().get(thr!).get(off).i32Add().v128Load().f32x4Sub().get(sigma).f32x4Div().set(z);
       // dz = dP · (fround(exp((z·z)·(−½))) · density)
       c.get(z).get(z).f32x4Mul().f32x4Const(-0.5).f32x4Mul().set(e);
-      emitViaF64(c, e, lanes, (v) => emitExpF64(c, v, s));
+      emitViaF64(c, e, s.lanes, (v) => emitExpF64(c, v, s));
       c.f32x4Const(density).f32x4Mul().get(dP!).get(off).i32Add().v128Load().f32x4Mul().set(dz);
       c.get(dClean!).get(off).i32Add().get(dz).get(sigma).f32x4Div().v128Store();
       c.get(dSd!).get(off).i32Add().get(dz).get(z).get(sigma).f32x4Div().f32x4Mul().f32x4Neg().v128Store();
@@ -478,8 +461,8 @@ function emitProbInTopK(mod: ModuleBuilder): void {
 
 export function mathModuleBytes(): Uint8Array {
   const mod = new ModuleBuilder({ shared: false, initialPages: 1, maximumPages: 32768 });
-  emitUnary(mod, 'sigmoid_f32', emitSigmoid);
-  emitUnary(mod, 'tanh_f32', emitTanh);
+  emitUnary(mod, 'sigmoid_f32', scratch, emitSigmoid);
+  emitUnary(mod, 'tanh_f32', scratch, emitTanh);
   emitLstm(mod);
   emitAdam(mod);
   emitPhilox(mod);

@@ -98,7 +98,7 @@ export class WasmMatmul {
    * the next product of the same A, in the same layout, uses it in place (the gate's x·W_gate
    * then x·W_noise, and xᵀ·∂ of both in backward). Any other use of the scratch drops it.
    */
-  private lastA: { a: TypedArray; aPtr: number; m: number; k: number; transposeA: boolean; dtype: SimdDType } | null = null;
+  private readonly lastA: { a: TypedArray | null; aPtr: number; m: number; k: number; transposeA: boolean; dtype: SimdDType } = { a: null, aPtr: 0, m: 0, k: 0, transposeA: false, dtype: 'float32' };
   /** Products that found their A operand in the scratch. */
   aReused = 0;
 
@@ -256,9 +256,11 @@ export class WasmMatmul {
 
     const matrices = batchMatrices(aShape, bShape, outShape);
     const last = this.lastA, single = matrices.a.length === 1;
-    const reuse = aStable && single && last !== null && last.a === a && last.aPtr === aPtr && last.m === m && last.k === k
+    const reuse = aStable && single && last.a === a && last.aPtr === aPtr && last.m === m && last.k === k
       && last.transposeA === transposeA && last.dtype === dtype;
-    this.lastA = aStable && single ? { a, aPtr, m, k, transposeA, dtype } : null;
+    // Kept in place (no object per product): this product's A, or none.
+    last.a = aStable && single ? a : null;
+    last.aPtr = aPtr; last.m = m; last.k = k; last.transposeA = transposeA; last.dtype = dtype;
     if (reuse) this.aReused++;
     const aSrc = transposeA ? apPtr : aPtr;
     const aRs = transposeA ? bytes : k * bytes, aKs = transposeA ? mr * bytes : bytes;
@@ -305,7 +307,7 @@ export class WasmMatmul {
     mode: 'rows' | 'weights', a: TypedArray, bs: readonly TypedArray[], sizes: readonly number[],
     k: number, n: number, transposeB: boolean, out: TypedArray | readonly TypedArray[], options: GroupedOptions = {}, residentOk = true,
   ): boolean {
-    this.lastA = null;
+    this.lastA.a = null;
     const { biases = null, sums = null, relu = false } = options;
     const first = Array.isArray(out) ? out[0] : out;
     const dtype: SimdDType | null = first instanceof Float32Array ? 'float32' : first instanceof Float64Array ? 'float64' : null;
