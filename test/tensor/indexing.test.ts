@@ -137,6 +137,27 @@ describe('topk', () => {
     }), numRuns(100));
   });
 
+  test('largest first over wide rows of repeats, ±0, ±Infinity and NaN (rows with a NaN take the general path)', () => {
+    const special = fc.constantFrom(0, -0, Infinity, -Infinity, NaN, 1, -1, 0.5);
+    const arb = fc.tuple(fc.integer({ min: 1, max: 4 }), fc.integer({ min: 1, max: 64 })).chain(([rows, n]) => fc.tuple(
+      fc.constant([rows, n]), fc.array(fc.oneof(special, fc.integer({ min: -3, max: 3 })), { minLength: rows * n, maxLength: rows * n }),
+      fc.integer({ min: 0, max: Math.min(n, 16) }), fc.constantFrom<mt.DType>('float64', 'float32')));
+    const rank = (a: number, b: number): number => (a !== a ? (b !== b ? 0 : -1) : b !== b ? 1 : a > b ? -1 : a < b ? 1 : 0);
+    fc.assert(fc.property(arb, ([shape, vals, k, dtype]) => {
+      const n = shape[1]!;
+      const x = mt.tensor(vals, shape, { dtype });
+      const { values: v, indices } = x.topk(k);
+      const expected: number[] = [];
+      for (let r = 0; r < shape[0]!; r++) {
+        const row = vals.slice(r * n, (r + 1) * n);
+        expected.push(...row.map((_, j) => j).sort((p, q) => rank(row[p]!, row[q]!) || p - q).slice(0, k));
+      }
+      assert.deepEqual(values(indices), expected, `topk k=${k} of ${JSON.stringify(vals.map(String))}`);
+      assert.deepEqual(values(v).map(String), expected.map((j, i) => String(vals[Math.floor(i / k) * n + j]!)));
+      mt.dispose([x, v, indices]);
+    }), numRuns(200));
+  });
+
   test('k above 16 (the sort path) and distinct values', () => {
     const n = 40;
     const vals = Array.from({ length: 2 * n }, (_, i) => ((i * 37) % 23) - 11); // repeats

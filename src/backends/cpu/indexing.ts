@@ -185,8 +185,16 @@ export function topkIndices(x: TypedArray, shape: Shape, k: number, out: Int32Ar
     return ia < ib;
   };
   const order = new Int32Array(n);
+  // Largest first with small k (MoE gating): the k best values kept beside their indices,
+  // so that the common rejection reads no index. A row with a NaN takes the general path.
+  const fast = largest && k > 0 && k <= 16;
+  const vals = new Float64Array(fast ? k : 0);
   for (let r = 0; r < rows; r++) {
     const base = r * n;
+    if (fast && topkRowNumbers(x, base, n, k, vals, order)) {
+      for (let j = 0; j < k; j++) out[r * k + j] = order[j]!;
+      continue;
+    }
     if (k <= 16) {
       // Insertion into a sorted list of k: O(n·k), fast for the small k of MoE gating.
       let len = 0;
@@ -210,4 +218,23 @@ export function topkIndices(x: TypedArray, shape: Shape, k: number, out: Int32Ar
     }
     for (let j = 0; j < k; j++) out[r * k + j] = order[j]!;
   }
+}
+
+/**
+ * The k largest of x[base .. base + n) into order[0 .. k), largest first, ties to the lower
+ * index (a strict > never moves a later equal value ahead; -0 and +0 are equal). Returns false,
+ * leaving order unfinished, when the row holds a NaN (which topkIndices ranks first).
+ */
+function topkRowNumbers(x: TypedArray, base: number, n: number, k: number, vals: Float64Array, order: Int32Array): boolean {
+  let len = 0;
+  for (let j = 0; j < n; j++) {
+    const v = x[base + j]!;
+    if (v !== v) return false;
+    if (len === k && !(v > vals[k - 1]!)) continue;
+    let pos = len < k ? len++ : k - 1;
+    while (pos > 0 && v > vals[pos - 1]!) { vals[pos] = vals[pos - 1]!; order[pos] = order[pos - 1]!; pos--; }
+    vals[pos] = v;
+    order[pos] = j;
+  }
+  return true;
 }
