@@ -118,6 +118,19 @@ export interface FusedKernelAttrs {
    * probInTopK) rounds it.
    */
   probInTopK: { k: number };
+  /**
+   * log Σ exp over the last axis, forward only (an op that needs no gradient): (x [..., n],
+   * n ≥ 1) → one value per row, rounded as logsumexp's composition rounds it: the row's
+   * maximum m (NaN if the row has one), the shift m where finite else 0, x − shift, exp, the
+   * row sum in float64 from 0, log, then + shift, each stored in the dtype.
+   */
+  logsumexpRows: NoAttrs;
+  /**
+   * Each row's Σᵢ gᵢ log gᵢ over the last axis (0 where gᵢ ≤ 0 or NaN), forward only:
+   * (g [..., n]) → one value per row; log, the product and the row sum (float64 from 0)
+   * rounded as gateEntropy's composition rounds them.
+   */
+  gateEntropyRows: NoAttrs;
 }
 export type FusedKernelName = keyof FusedKernelAttrs;
 

@@ -2,7 +2,7 @@
 // squared coefficient of variation used by both losses (eqs. 7, 11), the smooth load
 // estimator P(x, i) (eqs. 8–10, tensor2tensor's prob_in_top_k), and hard counts.
 
-import { noGrad } from '../tensor/engine.js';
+import { getBackend, noGrad, runOp } from '../tensor/engine.js';
 import { Tensor } from '../tensor/tensor.js';
 import { sum, mean } from '../tensor/ops/reduction.js';
 import { slice } from '../tensor/ops/movement.js';
@@ -84,6 +84,11 @@ export function probInTopK(clean: Tensor, noisy: Tensor, stddev: Tensor, topValu
 /** Mean over examples of the gate distribution's entropy −Σᵢ gᵢ log gᵢ (0·log 0 = 0), in nats. */
 export function gateEntropy(gates: Tensor): Tensor {
   checkTensor('gateEntropy', 'gates', gates);
+  const n = gates.rank === 0 ? 0 : gates.shape[gates.rank - 1]!;
+  if (n > 0 && getBackend().supports?.('gateEntropyRows')) {
+    // Each row's Σᵢ gᵢ log gᵢ in one pass, the composition's bits.
+    return noGrad(() => tidy(() => mean(runOp('gateEntropyRows', [gates], {}, { shape: gates.shape.slice(0, -1), dtype: gates.dtype }, null)).neg()));
+  }
   return noGrad(() => tidy(() => {
     const positive = greater(gates, 0);
     const safe = where(positive, gates, 1);

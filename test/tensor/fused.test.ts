@@ -173,3 +173,34 @@ test('lstmSequence records one node on the CPU; gradcheck and gradgradcheck pass
   assert.throws(() => lstmSequence(mt.zeros([3, 2, 12]), mt.zeros([2, 3]), mt.zeros([2, 3]), mt.zeros([12, 3]), mt.zeros([3])), /lstmSequence: .* got .*, bias float32 \[3\]/);
   assert.throws(() => lstmSequence(mt.zeros([0, 2, 12]), mt.zeros([2, 3]), mt.zeros([2, 3]), mt.zeros([12, 3])), /lstmSequence: xw has no steps/);
 });
+
+test('logsumexpRows and gateEntropyRows: logsumexp without a gradient and gateEntropy give the composition\'s bits (float32 and float64, NaN, ±Infinity, zero and negative gates)', () => {
+  registerUnfusedCpu();
+  const special = fc.constantFrom(0, -0, Infinity, -Infinity, NaN, 1, 88.7, -104, 1e-30);
+  const arb = fc.record({
+    rows: fc.integer({ min: 1, max: 5 }), n: fc.integer({ min: 1, max: 40 }), batch: fc.integer({ min: 1, max: 2 }), keepdims: fc.boolean(),
+    dtype: fc.constantFrom<mt.DType>('float32', 'float64'), seed: fc.integer({ min: 0, max: 1e6 }),
+    specials: fc.array(fc.tuple(fc.nat(), special), { maxLength: 6 }), scale: fc.constantFrom(1e-3, 1, 30, 1e4),
+  });
+  fc.assert(fc.property(arb, ({ rows, n, batch, keepdims, dtype, seed, specials, scale }) => {
+    const shape = [batch, rows, n];
+    const run = () => {
+      mt.manualSeed(seed);
+      const v = Array.from(mt.randn(shape, { dtype: 'float64' }).dataSync(), (z) => z * scale);
+      for (const [i, s] of specials) v[i % v.length] = s;
+      const x = mt.tensor(v, shape, { dtype });
+      // Gates: a softmax with some entries zeroed (and, in the specials, negative or NaN).
+      const g = mt.tensor(v.map((z, i) => (i % 3 === 0 ? 0 : Number.isFinite(z) ? Math.exp(-Math.abs(z)) : z)), shape, { dtype });
+      const leaf = x.clone().requiresGrad_();
+      const lse = mt.noGrad(() => mt.logsumexp(leaf, -1, keepdims));
+      return { lse: bits(mt.logsumexp(x, -1, keepdims)), lseNoGrad: bits(lse), shape: [...lse.shape], entropy: bits(mt.gateEntropy(g)) };
+    };
+    mt.setBackend('cpu');
+    const fused = run();
+    mt.setBackend('cpu-unfused');
+    const composed = run();
+    mt.setBackend('cpu');
+    assert.deepEqual(fused, composed);
+  }), numRuns(150));
+  assert.ok(getBackend().supports?.('logsumexpRows') && getBackend().supports?.('gateEntropyRows'), 'the CPU backend has the fused kernels');
+});

@@ -12,7 +12,7 @@ import { probInTopK, probInTopKBackward, topkGates, topkGatesBackward, type Prob
 import { gather, indexAdd, indexSelect, oneHot, scatterAdd, topkIndices, weightedIndexAdd, weightedIndexAddBackward } from './indexing.js';
 import { groupedMatmulScalar, groupedWeightGradsScalar, matmul } from './matmul/matmul.js';
 import { broadcastTo, concat, flip, pad, permute, slice } from './movement.js';
-import { argReduce, cumsum, reduce } from './reduce.js';
+import { argReduce, cumsum, gateEntropyRows, logsumexpRows, reduce } from './reduce.js';
 
 /** A CPU tensor's storage: a typed array (null once freed) and its reference count. */
 export class CpuHandle implements Handle {
@@ -238,6 +238,16 @@ function makeKernels(): CpuKernelTable {
     sumOfSquares: (inputs, _a, out, be) => {
       const y = full(out);
       y[0] = sumOfSquares(inputs.map(data));
+      return be.wrap(y);
+    },
+    logsumexpRows: (inputs, _a, out, be) => {
+      const x = inputs[0]!, y = alloc(out);
+      logsumexpRows(data(x), x.shape[x.shape.length - 1]!, out.dtype === 'float32', y);
+      return be.wrap(y);
+    },
+    gateEntropyRows: (inputs, _a, out, be) => {
+      const g = inputs[0]!, y = alloc(out);
+      gateEntropyRows(data(g), g.shape[g.shape.length - 1]!, out.dtype === 'float32', y);
       return be.wrap(y);
     },
   };

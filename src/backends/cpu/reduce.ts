@@ -5,6 +5,43 @@ import type { DType, TypedArray } from '../../core/dtype.js';
 import { cpuPool } from './pool.js';
 import { sizeOf, stridesOf, type Shape } from '../../core/shape.js';
 
+/**
+ * logsumexp over rows of n (the logsumexpRows kernel): each step rounded to float32 where
+ * `float32`, as the composition max → where(isFinite) → sub → exp → sum → log → add stores it.
+ */
+export function logsumexpRows(x: TypedArray, n: number, float32: boolean, out: TypedArray): void {
+  for (let r = 0, base = 0; r < out.length; r++, base += n) {
+    let m = -Infinity;
+    for (let j = 0; j < n; j++) {
+      const v = x[base + j]!;
+      if (v !== v) { m = NaN; break; }
+      if (v > m) m = v;
+    }
+    const shift = Number.isFinite(m) ? m : 0;
+    let s = 0;
+    if (float32) {
+      for (let j = 0; j < n; j++) s += Math.fround(Math.exp(Math.fround(x[base + j]! - shift)));
+      out[r] = Math.fround(Math.log(Math.fround(s))) + shift;
+    } else {
+      for (let j = 0; j < n; j++) s += Math.exp(x[base + j]! - shift);
+      out[r] = Math.log(s) + shift;
+    }
+  }
+}
+
+/** Σᵢ gᵢ log gᵢ over rows of n, 0 for gᵢ ≤ 0 or NaN (the gateEntropyRows kernel), rounded as the composition rounds it. */
+export function gateEntropyRows(g: TypedArray, n: number, float32: boolean, out: TypedArray): void {
+  for (let r = 0, base = 0; r < out.length; r++, base += n) {
+    let s = 0;
+    if (float32) {
+      for (let j = 0; j < n; j++) { const v = g[base + j]!; if (v > 0) s += Math.fround(v * Math.fround(Math.log(v))); }
+    } else {
+      for (let j = 0; j < n; j++) { const v = g[base + j]!; if (v > 0) s += v * Math.log(v); }
+    }
+    out[r] = s;
+  }
+}
+
 /** For each input element, the flat index of the output element it reduces into. */
 function reduceTargets(shape: Shape, axes: readonly number[]): Int32Array {
   const n = sizeOf(shape);

@@ -2,7 +2,7 @@
 // norm, any, all), arg-reductions over one axis (argmax, argmin; ties go to the lowest
 // index) and the running sum cumsum.
 
-import { noGrad, recordIfNeeded, runOp } from '../engine.js';
+import { getBackend, isGradEnabled, noGrad, recordIfNeeded, runOp } from '../engine.js';
 import { normalizeAxes, normalizeAxis, reducedShape, shapeToString, sizeOf } from '../../core/shape.js';
 import type { Tensor } from '../tensor.js';
 import { full } from './creation.js';
@@ -63,6 +63,12 @@ export function logsumexp(x: Tensor, axis?: Axis, keepdims = false): Tensor {
   checkTensor('logsumexp', x, 'x');
   checkFloat('logsumexp', x, 'x');
   const axes = normalizeAxes(axis, x.rank, 'logsumexp');
+  // No gradient to record (an MoE's z-loss statistic): one pass over the rows where the
+  // backend has the kernel, the composition's bits.
+  if (axes.length === 1 && axes[0] === x.rank - 1 && x.shape[x.rank - 1]! > 0 && !(isGradEnabled() && x.requiresGrad)
+    && getBackend().supports?.('logsumexpRows')) {
+    return runOp('logsumexpRows', [x], {}, { shape: reducedShape(x.shape, axes, keepdims), dtype: x.dtype }, null);
+  }
   const shift = logsumexpShift(x, axes);
   const shifted = sub(x, shift);
   const e = exp(shifted);
