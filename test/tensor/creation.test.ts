@@ -65,8 +65,15 @@ describe('tensor()', () => {
     assert.deepEqual(values(a), [0.1, -2, 3e300]);
     assert.deepEqual(c.toArray(), [[-2147483648, 0, 2147483647], [7, 8, 9]]);
     assert.ok(c.dataSync() instanceof Int32Array);
-    f64[0] = 99;
+    f64[0] = 99; f32[0] = 99; i32[0] = 99;
     assert.equal(a.dataSync()[0], 0.1, 'the tensor does not alias the source array');
+    assert.equal(b.dataSync()[0], 0.5, 'nor a float32 one');
+    assert.equal(c.dataSync()[0], -2147483648, 'nor an int32 one');
+    // A view into a larger buffer: only its elements.
+    const view = mt.tensor(i32.subarray(2, 5));
+    assert.deepEqual(values(view), [2147483647, 7, 8]);
+    i32[3] = -1;
+    assert.deepEqual(values(view), [2147483647, 7, 8]);
     const converted = mt.tensor(i32, { dtype: 'float64' });
     assert.equal(converted.dtype, 'float64');
     assert.deepEqual(values(converted), Array.from(i32));

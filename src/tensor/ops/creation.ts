@@ -65,6 +65,8 @@ function toTyped(values: ArrayLike<number>, dtype: DType, op: string): TypedArra
  * Creates a tensor from a number, a (nested) array or a typed array. A flat array with an
  * explicit shape is reshaped; the number of values must match the shape exactly.
  */
+const ARRAY_OF = { float32: Float32Array, float64: Float64Array, int32: Int32Array } as const;
+
 export function tensor(values: NestedArray | TypedArray, shape?: Shape | CreateOptions, options: CreateOptions = {}): Tensor {
   if (shape !== undefined && !Array.isArray(shape)) return tensor(values, undefined, shape as CreateOptions);
   const isTyped = ArrayBuffer.isView(values);
@@ -91,7 +93,8 @@ export function tensor(values: NestedArray | TypedArray, shape?: Shape | CreateO
     }
     finalShape = [...shape];
   }
-  const typed = toTyped(flat, dtype, 'tensor');
+  // A typed array of the dtype itself needs no conversion or checks: upload copies it.
+  const typed = isTyped && (values as TypedArray).constructor === ARRAY_OF[dtype] ? values as TypedArray : toTyped(flat, dtype, 'tensor');
   const backend = getBackend();
   return finish(new Tensor(backend.upload(typed), finalShape, dtype, backend), options);
 }
