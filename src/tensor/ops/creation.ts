@@ -61,12 +61,13 @@ function toTyped(values: ArrayLike<number>, dtype: DType, op: string): TypedArra
   return out;
 }
 
+/** The typed array each dtype is stored in. */
+const ARRAY_OF = { float32: Float32Array, float64: Float64Array, int32: Int32Array } as const;
+
 /**
  * Creates a tensor from a number, a (nested) array or a typed array. A flat array with an
  * explicit shape is reshaped; the number of values must match the shape exactly.
  */
-const ARRAY_OF = { float32: Float32Array, float64: Float64Array, int32: Int32Array } as const;
-
 export function tensor(values: NestedArray | TypedArray, shape?: Shape | CreateOptions, options: CreateOptions = {}): Tensor {
   if (shape !== undefined && !Array.isArray(shape)) return tensor(values, undefined, shape as CreateOptions);
   const isTyped = ArrayBuffer.isView(values);
