@@ -193,8 +193,16 @@ export interface MemoryInfo {
   uploads: number;
   readbacks: number;
   kernelsCompiled: number;
-  /** Bytes a caching allocator holds for reuse, in no tensor (the CPU backend's buffer pool). */
+  /** Bytes a caching allocator holds for reuse, in no tensor, that emptyCache() releases (the CPU backend's buffer pool). */
   cachedBytes?: number;
+  /**
+   * The CPU backend's WebAssembly memory, where its larger tensors live when it is shared
+   * (src/backends/cpu/wasm/wasm-heap.ts): its size in bytes, and the bytes of its free blocks,
+   * kept for the next tensors of their size. A WebAssembly memory cannot shrink, so
+   * emptyCache() does not release these.
+   */
+  wasmMemoryBytes?: number;
+  wasmFreeBytes?: number;
 }
 
 /** What a backend can do, asked by the layers above instead of comparing backend names. */

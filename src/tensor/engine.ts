@@ -76,7 +76,8 @@ export function memory(): MemoryInfo { return active().memory(); }
 /**
  * Releases the memory that caching allocators hold for reuse, in no live tensor (PyTorch's
  * torch.cuda.empty_cache): the CPU backend's buffer pool, of every started backend. Live
- * tensors are untouched; memory().cachedBytes drops to 0.
+ * tensors are untouched; memory().cachedBytes drops to 0. The free blocks of the CPU
+ * backend's WebAssembly memory (memory().wasmFreeBytes) stay: such a memory cannot shrink.
  */
 export function emptyCache(): void {
   for (const backend of started.values()) backend.emptyCache?.();

@@ -122,21 +122,63 @@ test('every kernel writes its whole result: with every size cached and reused bu
   }
 });
 
-test('mt.emptyCache() releases every cached buffer (torch.cuda.empty_cache); live tensors keep their values', () => {
-  mt.emptyCache(); // what earlier tests left in the cache
-  assert.equal(mt.memory().cachedBytes, 0);
-  const kept = mt.arange(0, 10_000, 1, { dtype: 'float32' });
-  // 64 MiB freed: the cache keeps it (the peak of live bytes allows it) until emptyCache.
-  mt.zeros([16 * 1024 * 1024]).dispose();
-  assert.ok((mt.memory().cachedBytes ?? 0) >= 64 * 1024 * 1024, `cached ${mt.memory().cachedBytes}`);
+test('mt.emptyCache() releases every cached buffer (torch.cuda.empty_cache); live tensors keep their values', async () => {
+  // Ordinary buffers (the wasm memory's blocks cannot be released: the next test).
+  const { cpuPool } = await import('../../src/backends/cpu/pool.js');
+  const saved = cpuPool.heapMinBytes;
+  cpuPool.heapMinBytes = Number.POSITIVE_INFINITY;
+  try {
+    mt.emptyCache(); // what earlier tests left in the cache
+    assert.equal(mt.memory().cachedBytes, 0);
+    const kept = mt.arange(0, 10_000, 1, { dtype: 'float32' });
+    // 64 MiB freed: the cache keeps it (the peak of live bytes allows it) until emptyCache.
+    mt.zeros([16 * 1024 * 1024]).dispose();
+    assert.ok((mt.memory().cachedBytes ?? 0) >= 64 * 1024 * 1024, `cached ${mt.memory().cachedBytes}`);
+    mt.emptyCache();
+    assert.equal(mt.memory().cachedBytes, 0);
+    assert.equal(kept.dataSync()[9_999], 9_999);
+    // The old peak no longer lets the cache grow back to 64 MiB: a smaller tensor's buffer is
+    // cached only up to the new peak of live bytes.
+    mt.zeros([1024 * 1024]).dispose();
+    assert.ok((mt.memory().cachedBytes ?? 0) <= 8 * 1024 * 1024, `cached ${mt.memory().cachedBytes} after emptyCache`);
+    kept.dispose();
+  } finally {
+    cpuPool.heapMinBytes = saved;
+  }
+});
+
+test('large float tensors live in the SIMD engine\'s shared wasm memory: a freed block serves the next tensor of its size, the memory stops growing once warm, and a tensor left to the garbage collector returns its block', async (t) => {
+  if (mt.backendInfo().tensorsInWasmMemory !== true) { t.skip('tensors are not placed in the wasm memory here (no SIMD engine, or its memory is not shared)'); return; }
+  const { cpuPool } = await import('../../src/backends/cpu/pool.js');
+  const heap = cpuPool.heap!;
+  const placed = heap.liveBytes;
+  const x = mt.randn([256, 64]);
+  assert.ok(heap.liveBytes >= placed + 256 * 64 * 4, 'x (64 KiB) lives in the wasm memory');
+  const step = () => mt.tidy(() => x.matmul(x, { transposeB: true }).relu().sum().dataSync()[0]);
+  const first = step();
+  for (let i = 0; i < 3; i++) step();
+  const grown = heap.memoryBytes, takes = cpuPool.heapTakes, gives = cpuPool.heapGives;
+  for (let i = 0; i < 5; i++) assert.equal(step(), first, 'the same numbers on reused blocks');
+  assert.equal(heap.memoryBytes, grown, 'no growth once warm');
+  assert.equal(cpuPool.heapTakes - takes, cpuPool.heapGives - gives, 'every block taken by a step is given back');
+  const info = mt.memory();
+  assert.equal(info.wasmMemoryBytes, heap.memoryBytes);
+  assert.equal(info.wasmFreeBytes, heap.freeBytes);
+  // emptyCache leaves the wasm memory's free blocks (it cannot shrink) and every live tensor intact.
   mt.emptyCache();
-  assert.equal(mt.memory().cachedBytes, 0);
-  assert.equal(kept.dataSync()[9_999], 9_999);
-  // The old peak no longer lets the cache grow back to 64 MiB: a smaller tensor's buffer is
-  // cached only up to the new peak of live bytes.
-  mt.zeros([1024 * 1024]).dispose();
-  assert.ok((mt.memory().cachedBytes ?? 0) <= 8 * 1024 * 1024, `cached ${mt.memory().cachedBytes} after emptyCache`);
-  kept.dispose();
+  assert.equal(mt.memory().wasmFreeBytes, heap.freeBytes);
+  assert.equal(step(), first);
+  // A tensor never disposed, once collected, returns its block (FinalizationRegistry).
+  const { setFlagsFromString } = await import('node:v8');
+  const { runInNewContext } = await import('node:vm');
+  setFlagsFromString('--expose-gc');
+  const gc = runInNewContext('gc') as () => void;
+  const live = heap.liveBytes;
+  (() => { mt.randn([512, 512]); })(); // 1 MiB, dropped without dispose
+  assert.ok(heap.liveBytes >= live + 1024 * 1024, 'the dropped tensor holds a block');
+  for (let i = 0; i < 10 && heap.liveBytes > live; i++) { gc(); await new Promise((r) => setTimeout(r, 10)); }
+  assert.equal(heap.liveBytes, live, 'its block came back when it was collected');
+  x.dispose();
 });
 
 test('a repeated MoE training step takes no fresh buffer once warm: the cache holds what the next step needs', async () => {

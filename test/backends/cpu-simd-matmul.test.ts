@@ -246,3 +246,49 @@ test('the emitter: LEB128 encodings of the binary format, and a module that vali
     assert.ok(wasmApi!.validate(gemmModuleBytes({ shared, initialPages: 1, maximumPages: 16 }, shared)), `shared=${shared}`);
   }
 });
+
+test('operands and results that live in the wasm memory are read and written in place, with the bits of the copying path (aliasing results are copied)', { skip: simd.heap.shared ? false : `the memory is not shared here (${simd.status.threadsReason})` }, () => {
+  const heap = simd.heap;
+  /** A copy of x on a block of the engine's memory, or x itself. */
+  const place = (x: Float32Array | Float64Array, inHeap: boolean) => {
+    if (!inHeap) return x;
+    const v = heap.place(x instanceof Float32Array ? 'float32' : 'float64', x.length, 2 ** 30)!;
+    v.set(x);
+    return v as Float32Array | Float64Array;
+  };
+  const arb = fc.record({
+    m: fc.integer({ min: 1, max: 60 }), n: fc.integer({ min: 1, max: 40 }), k: fc.integer({ min: 1, max: 70 }),
+    transposeA: fc.boolean(), transposeB: fc.boolean(), dtype: fc.constantFrom<Float>('float32', 'float64'),
+    batch: fc.constantFrom<[number[], number[]]>([[], []], [[3], [3]], [[2, 1], [3]], [[4], []]),
+    inHeap: fc.tuple(fc.boolean(), fc.boolean(), fc.boolean()), seed: fc.integer(),
+  }).filter((c) => c.m * c.n * c.k >= MIN_MACS);
+  fc.assert(fc.property(arb, ({ batch, seed, inHeap, ...rest }) => {
+    const c: Case = { ...rest, batchA: batch[0], batchB: batch[1] };
+    const o = operands(c, seed);
+    const size = o.outShape.reduce((x, y) => x * y, 1);
+    const reference = c.dtype === 'float32' ? new Float32Array(size) : new Float64Array(size);
+    assert.ok(simd.matmul(o.a, o.aShape, o.b, o.bShape, reference, o.outShape, c.transposeA, c.transposeB));
+    const [a, b] = [place(o.a, inHeap[0]), place(o.b, inHeap[1])];
+    const out = place(c.dtype === 'float32' ? new Float32Array(size).fill(NaN) : new Float64Array(size).fill(NaN), inHeap[2]);
+    const before = simd.inPlace;
+    assert.ok(simd.matmul(a, o.aShape, b, o.bShape, out, o.outShape, c.transposeA, c.transposeB));
+    assert.deepEqual(Array.from(out), Array.from(reference), JSON.stringify({ ...c, inHeap }));
+    // Whole panels only: a result of another width is computed padded and copied out.
+    const expected = Number(inHeap[0]) + Number(inHeap[1]) + Number(inHeap[2] && c.n % 8 === 0);
+    assert.equal(simd.inPlace - before, expected, 'operands in place');
+    for (const [x, h] of [[a, inHeap[0]], [b, inHeap[1]], [out, inHeap[2]]] as const) if (h) heap.free(x);
+  }), numRuns(150));
+  // A result that overlaps an operand (a view on the same block) is computed aside and copied.
+  const k = 32, m = 32;
+  const block = heap.place('float32', 2 * m * k, 2 ** 30) as Float32Array;
+  block.set(values(2 * m * k, 3, 'float32'));
+  const a = block.subarray(0, m * k), out = block.subarray(m * k / 2, m * k / 2 + m * k);
+  const w = values(k * k, 4, 'float32');
+  const expected = new Float32Array(m * k);
+  simd.matmul(a.slice(), [m, k], w, [k, k], expected, [m, k], false, false);
+  const before = simd.inPlace;
+  assert.ok(simd.matmul(a, [m, k], w, [k, k], out, [m, k], false, false));
+  assert.equal(simd.inPlace - before, 1, 'A in place, the overlapping result not');
+  assert.deepEqual(Array.from(out), Array.from(expected));
+  heap.free(block);
+});

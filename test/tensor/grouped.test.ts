@@ -205,28 +205,58 @@ test('groupedMatmul: bad input names the op, the argument and the shapes', () =>
   assert.throws(() => groupedMatmul(x, [w, w], [2, 3], { transposeB: true, biases: [mt.zeros([4]), mt.zeros([3])] }), /groupedMatmul: biases\[1\] must be float32 \[4\], got float32 \[3\]/);
 });
 
-test('groupedMatmul keeps weights resident in the wasm memory: the backward finds the forward\'s copies, and a new tensor on a reused buffer is never served stale values', () => {
+test('groupedMatmul with tensors in the wasm memory (read and written in place) gives the bits of ordinary arrays (copied in and out), forward and backward', async () => {
   if (mt.backendInfo().simd !== true) { console.log(`# skipped: no SIMD engine here (${String(mt.backendInfo().simdReason)})`); return; }
-  const sizes = [40, 0, 33, 51], M = 124, k = 64, n = 96;
-  const x = mt.randn([M, k]);
-  const fresh = () => sizes.map(() => mt.randn([n, k]));
-  const perSegment = (ws: mt.Tensor[]) => bits(mt.concat(mt.split(x, sizes, 0).map((p, e) => mt.matmul(p, ws[e]!, { transposeB: true })), 0));
-  const info = () => mt.backendInfo() as unknown as { residentHits: number; residentCopies: number };
-  const ws = fresh();
-  const before = info();
-  assert.deepEqual(bits(groupedMatmul(x, ws, sizes, { transposeB: true })), perSegment(ws));
-  // The same weights again (as the backward multiplies by them): found, not copied.
-  const mid = info();
-  assert.deepEqual(bits(groupedMatmul(x, ws, sizes, { transposeB: true })), perSegment(ws));
-  const after = info();
-  assert.equal(mid.residentCopies - before.residentCopies, 3, 'the three experts with rows were copied in once');
-  assert.equal(after.residentHits - mid.residentHits, 3, 'and found resident the second time');
-  assert.equal(after.residentCopies, mid.residentCopies);
-  // Freed weights' buffers go back to the pool and come out again under new tensors with other
-  // values: those must be copied in, not taken for the old ones.
-  for (let round = 0; round < 3; round++) {
-    mt.dispose(ws.splice(0));
-    ws.push(...fresh());
+  if (mt.backendInfo().tensorsInWasmMemory !== true) { console.log('# skipped: tensors are not placed in the wasm memory here (it is not shared)'); return; }
+  const { cpuPool } = await import('../../src/backends/cpu/pool.js');
+  const saved = cpuPool.heapMinBytes;
+  const info = () => mt.backendInfo() as unknown as { inPlaceOperands: number };
+  try {
+    fc.assert(fc.property(caseArb(40, 48), fc.constantFrom<'float32' | 'float64'>('float32', 'float64'), (c, dtype) => {
+      cpuPool.heapMinBytes = Number.POSITIVE_INFINITY;
+      const copied = run(c, dtype, true);
+      cpuPool.heapMinBytes = 64;
+      const before = info().inPlaceOperands;
+      const inPlace = run(c, dtype, true);
+      assert.deepEqual(inPlace, copied, JSON.stringify({ ...c, dtype }));
+      const M = c.sizes.reduce((a, b) => a + b, 0);
+      if (M * c.k * c.n >= 4096) assert.ok(info().inPlaceOperands > before, 'the products read operands in place');
+    }), numRuns(60));
+  } finally {
+    cpuPool.heapMinBytes = saved;
+  }
+});
+
+test('groupedMatmul keeps weights resident in the wasm memory: the backward finds the forward\'s copies, and a new tensor on a reused buffer is never served stale values', async () => {
+  if (mt.backendInfo().simd !== true) { console.log(`# skipped: no SIMD engine here (${String(mt.backendInfo().simdReason)})`); return; }
+  // Weights that are ordinary arrays (not tensors in the wasm memory, which are read in place).
+  const { cpuPool } = await import('../../src/backends/cpu/pool.js');
+  const saved = cpuPool.heapMinBytes;
+  cpuPool.heapMinBytes = Number.POSITIVE_INFINITY;
+  try {
+    const sizes = [40, 0, 33, 51], M = 124, k = 64, n = 96;
+    const x = mt.randn([M, k]);
+    const fresh = () => sizes.map(() => mt.randn([n, k]));
+    const perSegment = (ws: mt.Tensor[]) => bits(mt.concat(mt.split(x, sizes, 0).map((p, e) => mt.matmul(p, ws[e]!, { transposeB: true })), 0));
+    const info = () => mt.backendInfo() as unknown as { residentHits: number; residentCopies: number };
+    const ws = fresh();
+    const before = info();
     assert.deepEqual(bits(groupedMatmul(x, ws, sizes, { transposeB: true })), perSegment(ws));
+    // The same weights again (as the backward multiplies by them): found, not copied.
+    const mid = info();
+    assert.deepEqual(bits(groupedMatmul(x, ws, sizes, { transposeB: true })), perSegment(ws));
+    const after = info();
+    assert.equal(mid.residentCopies - before.residentCopies, 3, 'the three experts with rows were copied in once');
+    assert.equal(after.residentHits - mid.residentHits, 3, 'and found resident the second time');
+    assert.equal(after.residentCopies, mid.residentCopies);
+    // Freed weights' buffers go back to the pool and come out again under new tensors with other
+    // values: those must be copied in, not taken for the old ones.
+    for (let round = 0; round < 3; round++) {
+      mt.dispose(ws.splice(0));
+      ws.push(...fresh());
+      assert.deepEqual(bits(groupedMatmul(x, ws, sizes, { transposeB: true })), perSegment(ws));
+    }
+  } finally {
+    cpuPool.heapMinBytes = saved;
   }
 });

@@ -507,7 +507,11 @@ export class CpuBackend implements Backend {
   }
 
   memory(): MemoryInfo {
-    return { liveHandles: this.live, bytes: this.liveBytes, uploads: this.uploads, readbacks: this.readbacks, kernelsCompiled: 0, cachedBytes: cpuPool.cachedBytes };
+    const heap = cpuPool.heap;
+    return {
+      liveHandles: this.live, bytes: this.liveBytes, uploads: this.uploads, readbacks: this.readbacks, kernelsCompiled: 0, cachedBytes: cpuPool.cachedBytes,
+      ...(heap !== null ? { wasmMemoryBytes: heap.memoryBytes, wasmFreeBytes: heap.freeBytes } : {}),
+    };
   }
 
   emptyCache(): void {

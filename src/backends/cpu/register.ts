@@ -16,6 +16,7 @@ import { matmul as scalarMatmul } from './matmul/matmul.js';
 import { cpuPool } from './pool.js';
 import { fillRandom } from '../../core/philox.js';
 import { WasmMatmul } from './wasm/wasm-matmul.js';
+import type { WasmHeap } from './wasm/wasm-heap.js';
 import { MIN_ARITHMETIC, MIN_ELEMENTS, WasmMath } from './wasm/wasm-math.js';
 import type { ArithmeticMode, ArithmeticOp } from './wasm/math-module.js';
 
@@ -50,6 +51,15 @@ class SimdState {
     return this.wasm;
   }
 
+  /**
+   * The memory large float tensors are placed in (the pool asks when it makes one): the SIMD
+   * engine's, where it runs with a shared memory and SIMD is on; else null (ordinary arrays).
+   */
+  tensorHeap(): WasmHeap | null {
+    const engine = this.enabled ? this.engine() : null;
+    return engine !== null && typeof engine !== 'string' && engine.heap.shared ? engine.heap : null;
+  }
+
   configure(options: CpuOptions): void {
     const { threads, simd } = options;
     if (simd !== undefined && typeof simd !== 'boolean') throw new Error(`setBackend('cpu', { simd }): simd must be true or false, got ${String(simd)}`);
@@ -82,6 +92,10 @@ class SimdState {
       residentBytes: engine.residentBytes, residentHits: engine.residentHits, residentCopies: engine.residentCopies,
       // Products that found their A operand still in the wasm memory from the product before.
       operandReuses: engine.aReused,
+      // Tensors placed in the engine's shared memory (read and written there in place by the products).
+      tensorsInWasmMemory: engine.heap.shared && cpuPool.heapSource !== null,
+      wasmMemoryBytes: engine.heap.memoryBytes, wasmMemoryLiveBytes: engine.heap.liveBytes, wasmMemoryFreeBytes: engine.heap.freeBytes,
+      inPlaceOperands: engine.inPlace,
       // float32 σ, tanh and LSTM cells computed by the SIMD transcendental kernels.
       simdMath: this.math() !== null ? 'WebAssembly SIMD128 σ, tanh, LSTM cell, Adam and the MoE combine (float32); e^x and Φ in float64 lanes (the bits of Math.exp); Philox rounds of random draws' : `scalar: ${String(this.mathModule)}`,
       simdMathCalls: this.math()?.calls ?? 0,
@@ -335,6 +349,8 @@ export function arithmeticPlan(aShape: Shape, bShape: Shape, outShape: Shape): {
 export function createCpuBackend(options: CpuOptions = {}): CpuBackend & { readonly simd: SimdState } {
   const state = new SimdState();
   state.configure(options);
+  // Large float tensors live in the SIMD engine's memory from now on (pool.ts, wasm/wasm-heap.ts).
+  cpuPool.heapSource = () => state.tensorHeap();
   const backend = new CpuBackend({
     kernels: { matmul: state.matmul(), groupedMatmul: state.groupedMatmul(), sigmoid: state.unary('sigmoid'), tanh: state.unary('tanh'), lstmCell: state.lstmCell(), lstmSequence: state.lstmSequence(), random: state.random(), weightedIndexAdd: state.weightedIndexAdd(),
       add: state.arithmetic('add'), sub: state.arithmetic('sub'), mul: state.arithmetic('mul'), div: state.arithmetic('div'), reluGrad: state.reluGrad(), probInTopK: state.probInTopK(), exp: state.f64Unary('exp'), normalCdf: state.f64Unary('normalCdf') },

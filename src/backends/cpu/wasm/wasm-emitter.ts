@@ -236,6 +236,10 @@ export class Code {
   i64x2Shl(): this { return this.simd(0xcb); }
   i64x2Add(): this { return this.simd(0xce); }
 
+  // ---- bulk memory (after 0xfc) ----
+  /** (address, byte value, count) → nothing: count bytes from address set to the value. */
+  memoryFill(): this { return this.op(0xfc, ...uleb(11), 0x00); }
+
   // ---- atomics (threads proposal, after 0xfe); alignment must be natural ----
   /** (address, count) → woken: wakes up to count waiters on the i32 at address. */
   atomicNotify(offset = 0): this { return this.atomic(0x00, ...this.memarg(2, offset)); }

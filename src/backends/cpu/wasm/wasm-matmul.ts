@@ -1,19 +1,24 @@
 // The CPU backend's matmul on WebAssembly SIMD128 (gemm-module.ts), over all its threads.
 //
-// Where the data lives: tensors stay JavaScript typed arrays (every other CPU kernel reads
-// them); each product copies its operands into the wasm memory and its result out. That
-// costs O(mk + kn + mn) against the O(mnk) product: at 512² about 3–4% of the kernel, and on
-// an expert-sized product (16 × 256 · 256 × 512) it still leaves the SIMD path several times
-// faster than the scalar one (bench/matmul-simd.bench.ts measures both). Products too small
-// to pay for the copies (below MIN_MACS multiply-adds) stay on the scalar kernels.
+// Where the data lives: where the memory is shared (Node, or a cross-origin-isolated page),
+// the CPU backend's larger float tensors are views on this memory (wasm-heap.ts, placed by
+// the pool): a product reads such operands and writes such a result in place. Other operands
+// are copied in and other results out, which costs O(mk + kn + mn) against the O(mnk)
+// product: at 512² about 3–4% of the kernel, and on an expert-sized product (16 × 256 · 256 ×
+// 512) it still leaves the SIMD path several times faster than the scalar one
+// (bench/matmul-simd.bench.ts measures both). Products too small to pay for the copies (below
+// MIN_MACS multiply-adds) stay on the scalar kernels.
 //
-// Memory layout of one product, in bytes from 0:
-//   control block (threads) | B-panel scratch, one per thread | A | packed Aᵀ | B | C (m × nPad)
-// C's rows are padded to whole 8-column panels; the padding is dropped on the copy out.
+// Memory: the threads' control block at address 0; above it the heap's blocks (wasm-heap.ts):
+// tensors, the resident-weights arena, and one scratch block a product lays out as
+//   B-panel scratch, one per thread | A | packed Aᵀ | B | C (m × nPad)
+// leaving out what it reads or writes in place. C's rows are padded to whole 8-column
+// panels; the padding is dropped on the copy out, so a result is written in place only when
+// its width is a whole number of panels.
 //
 // Expert weights stay resident. A grouped product copied all E experts' weights in on every
 // call (8 MB per call at E = 16, d 256, hidden 512: the forward's, and again the backward's).
-// Above every product's scratch lies an arena where a grouped product's weights are kept,
+// Weights that are not tensors of this memory are kept in an arena block,
 // keyed by their typed array, so the backward (and anything else that multiplies by the same
 // weights before they change) finds them there. Sound because a CPU handle's array never
 // changes while the handle lives (kernels write only their fresh results; an optimizer step
@@ -29,9 +34,9 @@ import { batchMatrices } from '../matmul/batch.js';
 import type { TypedArray } from '../../../core/dtype.js';
 import { CLOSED, CTRL, CTRL_BYTES, GEMM, NR, TABLE_WORDS, gemmModuleBytes, type GemmExports, type SimdDType } from './gemm-module.js';
 import { ThreadPool, coreCount, workerSupport } from './thread-pool.js';
+import { blockClass, WasmHeap } from './wasm-heap.js';
 import { wasmApi, type WasmApi, type WasmMemory, type WasmModule } from './wasm-api.js';
 
-const PAGE = 65536;
 /** 2 GiB: addresses stay below 2³¹, so the kernels' signed i32 arithmetic never wraps. */
 const MAX_PAGES = 32768;
 /** Below this many multiply-adds the scalar kernels win (copies and call overhead dominate). */
@@ -71,6 +76,11 @@ function copyOut(mem: Float32Array | Float64Array, c0: number, nPad: number, row
   } else for (let i = 0; i < rows; i++) out.set(mem.subarray(c0 + i * nPad, c0 + i * nPad + n), offset + i * n);
 }
 
+/** Whether the byte ranges [a, a + aBytes) and [b, b + bBytes) share a byte (an address -1 is no range). */
+function overlaps(a: number, aBytes: number, b: number, bBytes: number): boolean {
+  return a >= 0 && b >= 0 && a < b + bBytes && b < a + aBytes;
+}
+
 /** What a grouped product adds: 'rows' biases and relu, 'weights' column sums of an operand. */
 export interface GroupedOptions {
   biases?: readonly TypedArray[] | null;
@@ -88,11 +98,14 @@ export interface SimdStatus {
 }
 
 export class WasmMatmul {
-  private views: { buffer: ArrayBuffer | SharedArrayBuffer; f32: Float32Array; f64: Float64Array } | null = null;
   /** Products computed here (the others went to the scalar kernels). */
   products = 0;
-  /** The arena of resident weights: [base, base + capacity), the next write at top. */
-  private arena = { base: 0, capacity: 0, top: 0 };
+  /** The allocator of the memory above the control block: tensors (when shared), the arena, the scratch. */
+  readonly heap: WasmHeap;
+  /** The block products lay out their scratch in (ptr -1: none yet). */
+  private scratchBlock = { ptr: -1, bytes: 0 };
+  /** The arena of resident weights: a block at base of capacity bytes, the next write at top. */
+  private arena = { base: -1, capacity: 0, top: 0 };
   private readonly residents = new WeakMap<TypedArray, Resident>();
   /** The arena's live entries. */
   private residentList: Resident[] = [];
@@ -101,11 +114,13 @@ export class WasmMatmul {
   /** Weights a grouped product found resident / had to copy into the arena. */
   residentHits = 0;
   residentCopies = 0;
+  /** Operands read and results written in place (tensors in this memory), not copied. */
+  inPlace = 0;
   /**
-   * The A operand the last product left in the scratch (its copy at aPtr, and Aᵀ packed at
-   * apPtr when transposed), when its caller said A's values cannot change (a tensor's array):
-   * the next product of the same A, in the same layout, uses it in place (the gate's x·W_gate
-   * then x·W_noise, and xᵀ·∂ of both in backward). Any other use of the scratch drops it.
+   * The A operand the last product left in the scratch (its copy at aPtr, or Aᵀ packed there
+   * when transposed), when its caller said A's values cannot change (a tensor's array): the
+   * next product of the same A, in the same layout, uses it in place (the gate's x·W_gate then
+   * x·W_noise, and xᵀ·∂ of both in backward). Any other use of the scratch drops it.
    */
   private readonly lastA: { a: TypedArray | null; aPtr: number; m: number; k: number; transposeA: boolean; dtype: SimdDType } = { a: null, aPtr: 0, m: 0, k: 0, transposeA: false, dtype: 'float32' };
   /** Products that found their A operand in the scratch. */
@@ -116,7 +131,9 @@ export class WasmMatmul {
     private readonly kernels: GemmExports,
     readonly pool: ThreadPool | null,
     readonly status: SimdStatus,
-  ) {}
+  ) {
+    this.heap = new WasmHeap(memory, CTRL_BYTES, MAX_PAGES, (ptr, bytes) => kernels.zero(ptr, bytes));
+  }
 
   /**
    * Builds the module and its memory, shared when threads can run here. Returns the reason
@@ -159,28 +176,27 @@ export class WasmMatmul {
   get threads(): number { return this.pool?.threads ?? 1; }
 
   private view(dtype: SimdDType): Float32Array | Float64Array {
-    const buffer = this.memory.buffer;
-    if (this.views === null || this.views.buffer !== buffer) {
-      this.views = { buffer, f32: new Float32Array(buffer), f64: new Float64Array(buffer) };
-    }
-    return dtype === 'float32' ? this.views.f32 : this.views.f64;
+    return dtype === 'float32' ? this.heap.f32() : this.heap.f64();
   }
 
   /** Bytes the resident arena spans (0 before a grouped product used it). */
   get residentBytes(): number { return this.arena.capacity; }
 
-  /**
-   * Makes [0, bytes) available as a product's scratch. Where it would reach into the arena,
-   * the arena moves above it (its weights are dropped: their next use copies them again).
-   */
-  private scratch(bytes: number): boolean {
-    if (bytes > this.arena.base) {
-      for (const r of this.residentList) r.live = false;
-      this.residentList = [];
-      this.arena.base = Math.ceil(bytes / MiB) * MiB;
-      this.arena.top = this.arena.base;
-    }
-    return this.reserve(bytes);
+  /** The address of a product's scratch block of at least `bytes` bytes, or -1 where the memory cannot hold it. */
+  private scratch(bytes: number): number {
+    const s = this.scratchBlock;
+    if (bytes <= s.bytes) return s.ptr;
+    // A new block elsewhere: the A operand left in the old one is gone.
+    this.lastA.a = null;
+    if (s.ptr >= 0) this.heap.release(s.ptr);
+    const ptr = this.heap.alloc(bytes);
+    this.scratchBlock = ptr < 0 ? { ptr: -1, bytes: 0 } : { ptr, bytes: blockClass(bytes) };
+    return ptr;
+  }
+
+  /** The byte address of an array of this memory (read or written in place), else -1 (copied). */
+  private addressOf(values: TypedArray): number {
+    return this.heap.addressOf(values);
   }
 
   /**
@@ -193,8 +209,16 @@ export class WasmMatmul {
   private residentWeights(bs: readonly TypedArray[], elems: number, bytes: number, dtype: SimdDType): number[] | null {
     const size = align16(elems * bytes), need = size * bs.length;
     const capacity = Math.max(this.arena.capacity, Math.min(this.residentLimit, Math.max(16 * MiB, 2 * need)));
-    if (2 * need > capacity || !this.reserve(this.arena.base + capacity)) return null;
-    this.arena.capacity = capacity;
+    if (2 * need > capacity) return null;
+    if (capacity > this.arena.capacity) {
+      // A bigger arena is a new block: every weight in the old one is dropped.
+      for (const r of this.residentList) r.live = false;
+      this.residentList = [];
+      if (this.arena.base >= 0) this.heap.release(this.arena.base);
+      const base = this.heap.alloc(capacity);
+      this.arena = base < 0 ? { base: -1, capacity: 0, top: 0 } : { base, capacity, top: base };
+      if (base < 0) return null;
+    }
     const entries = bs.map((b) => this.residents.get(b));
     for (const r of entries) if (r?.live) this.residentHits++;
     for (let again = true; again;) {
@@ -226,15 +250,6 @@ export class WasmMatmul {
     return r;
   }
 
-  private reserve(bytes: number): boolean {
-    const have = this.memory.buffer.byteLength;
-    if (bytes <= have) return true;
-    const pages = Math.ceil((bytes - have) / PAGE);
-    if (have / PAGE + pages > MAX_PAGES) return false;
-    this.memory.grow(pages);
-    return true;
-  }
-
   /**
    * out = op(a) · op(b) with broadcast batch dimensions, as the scalar matmul. Returns false
    * (having written nothing) when the product is not one for this path: int32, mixed dtypes,
@@ -255,43 +270,64 @@ export class WasmMatmul {
     const panels = Math.ceil(n / NR), nPad = panels * NR;
     const threads = m * n * k >= THREAD_MACS ? this.threads : 1;
     const scratchStride = align16(k * NR * bytes);
-    const aPtr = align16(CTRL_BYTES + scratchStride * this.threads);
-    const apPtr = align16(aPtr + m * k * bytes);
+    // Operands of this memory are read in place; the result is written in place when it has
+    // whole panels and shares no byte with an operand.
+    const aAt = this.addressOf(a), bAt = this.addressOf(b);
+    let cAt = nPad === n ? this.addressOf(out) : -1;
+    if (cAt >= 0 && (overlaps(cAt, out.byteLength, aAt, a.byteLength) || overlaps(cAt, out.byteLength, bAt, b.byteLength))) cAt = -1;
+    const copyA = aAt < 0;
+    const aOff = align16(scratchStride * this.threads);
+    const apOff = align16(aOff + (copyA ? m * k * bytes : 0));
     // Packed Aᵀ fills whole MR-row panels, the last one included.
-    const bPtr = align16(apPtr + (transposeA ? Math.ceil(m / mr) * mr * k * bytes : 0));
-    const cPtr = align16(bPtr + k * n * bytes);
-    if (!this.scratch(cPtr + m * nPad * bytes)) return false;
+    const bOff = align16(apOff + (transposeA ? Math.ceil(m / mr) * mr * k * bytes : 0));
+    const cOff = align16(bOff + (bAt < 0 ? k * n * bytes : 0));
+    const base = this.scratch(cOff + (cAt < 0 ? m * nPad * bytes : 0));
+    if (base < 0) return false;
     this.products++;
+    this.inPlace += (aAt >= 0 ? 1 : 0) + (bAt >= 0 ? 1 : 0) + (cAt >= 0 ? 1 : 0);
 
     const matrices = batchMatrices(aShape, bShape, outShape);
     const last = this.lastA, single = matrices.a.length === 1;
-    const reuse = aStable && single && last.a === a && last.aPtr === aPtr && last.m === m && last.k === k
+    // What the product prepares from A in the scratch (its copy, or Aᵀ packed): none when it
+    // reads A in place untransposed.
+    const prepared = copyA || transposeA;
+    const aPtr = base + (transposeA ? apOff : aOff);
+    const reuse = prepared && aStable && single && last.a === a && last.aPtr === aPtr && last.m === m && last.k === k
       && last.transposeA === transposeA && last.dtype === dtype;
     // Kept in place (no object per product): this product's A, or none.
-    last.a = aStable && single ? a : null;
+    last.a = prepared && aStable && single ? a : null;
     last.aPtr = aPtr; last.m = m; last.k = k; last.transposeA = transposeA; last.dtype = dtype;
     if (reuse) this.aReused++;
-    const aSrc = transposeA ? apPtr : aPtr;
     const aRs = transposeA ? bytes : k * bytes, aKs = transposeA ? mr * bytes : bytes;
     const sBp = transposeB ? bytes : n * bytes, sBj = transposeB ? k * bytes : bytes;
     const ldc = nPad * bytes;
     const gemm = dtype === 'float32' ? this.kernels.gemm_f32 : this.kernels.gemm_f64;
+    const panelScratch = base;
     let bCopied = -1;
-    for (let batch = 0, cOff = 0; batch < matrices.a.length; batch++, cOff += m * n) {
+    for (let batch = 0, cOffElems = 0; batch < matrices.a.length; batch++, cOffElems += m * n) {
       const aIdx = matrices.a[batch]!, bIdx = matrices.b[batch]!;
       const mem = this.view(dtype);
+      // A as stored (m × k, or k × m when transposed) for this batch.
+      const aStored = copyA ? base + aOff : aAt + aIdx * m * k * bytes;
       if (!reuse) {
-        mem.set(a.subarray(aIdx * m * k, (aIdx + 1) * m * k), aPtr / bytes);
-        if (transposeA) (dtype === 'float32' ? this.kernels.packAT_f32 : this.kernels.packAT_f64)(aPtr, m, k, apPtr);
+        if (copyA) mem.set(a.subarray(aIdx * m * k, (aIdx + 1) * m * k), (base + aOff) / bytes);
+        if (transposeA) (dtype === 'float32' ? this.kernels.packAT_f32 : this.kernels.packAT_f64)(aStored, m, k, base + apOff);
       }
-      if (bIdx !== bCopied) mem.set(b.subarray(bIdx * k * n, (bIdx + 1) * k * n), bPtr / bytes);
-      bCopied = bIdx;
+      const aSrc = transposeA ? base + apOff : aStored;
+      let bPtr: number;
+      if (bAt >= 0) bPtr = bAt + bIdx * k * n * bytes;
+      else {
+        bPtr = base + bOff;
+        if (bIdx !== bCopied) mem.set(b.subarray(bIdx * k * n, (bIdx + 1) * k * n), bPtr / bytes);
+        bCopied = bIdx;
+      }
+      const cPtr = cAt >= 0 ? cAt + cOffElems * bytes : base + cOff;
       if (threads > 1) {
-        this.runThreaded(dtype, { aSrc, aRs, aKs, bPtr, sBp, sBj, cPtr, ldc, n, k, m, panels, scratchStride }, threads);
+        this.runThreaded(dtype, { aSrc, aRs, aKs, bPtr, sBp, sBj, cPtr, ldc, n, k, m, panels, scratch: panelScratch, scratchStride }, threads);
       } else {
-        gemm(aSrc, aRs, aKs, bPtr, sBp, sBj, cPtr, ldc, n, k, 0, panels, 0, m, CTRL_BYTES);
+        gemm(aSrc, aRs, aKs, bPtr, sBp, sBj, cPtr, ldc, n, k, 0, panels, 0, m, panelScratch);
       }
-      copyOut(mem, cPtr / bytes, nPad, m, n, out, cOff);
+      if (cAt < 0) copyOut(this.view(dtype), cPtr / bytes, nPad, m, n, out, cOffElems);
     }
     return true;
   }
@@ -310,6 +346,7 @@ export class WasmMatmul {
    *              from the copy already in wasm memory.
    * Every element is summed by one gemm call in the order of the single product, so each
    * segment's result is bit-identical to matmul() of that segment, for any thread count.
+   * Operands and results that are tensors of this memory are read and written in place.
    * Returns false (having written nothing) where the SIMD path does not take it.
    */
   grouped(
@@ -330,17 +367,26 @@ export class WasmMatmul {
     // The sum length of every product: k ('rows'), a segment's rows ('weights').
     const maxK = mode === 'rows' ? k : Math.max(0, ...sizes);
     const scratchStride = align16(Math.max(1, maxK) * NR * bytes);
-    const aPtr = align16(CTRL_BYTES + scratchStride * this.threads);
+    // In place: A; B ('weights'; 'rows' when every expert with rows has its weight here);
+    // the result(s) when they have whole panels and share no byte with an operand.
+    const aAt = this.addressOf(a);
+    const bAts = bs.map((b) => this.addressOf(b));
+    const bInPlace = mode === 'weights' ? bAts[0]! >= 0 : sizes.every((m, e) => m === 0 || bAts[e]! >= 0);
+    const outs = Array.isArray(out) ? out as readonly TypedArray[] : [out as TypedArray];
+    const cAts = outs.map((o) => (nPad === n ? this.addressOf(o) : -1));
+    const clash = (o: TypedArray, at: number) => overlaps(at, o.byteLength, aAt, a.byteLength) || bs.some((b, e) => overlaps(at, o.byteLength, bAts[e]!, b.byteLength));
+    const cInPlace = cAts.every((at, i) => at >= 0 && !clash(outs[i]!, at));
+    const aOff = align16(scratchStride * this.threads);
     // 'weights': each segment's Aᵀ (k × its rows) packed into MR-row panels, as for transposeA.
-    const apPtr = align16(aPtr + M * k * bytes);
+    const apOff = align16(aOff + (aAt < 0 ? M * k * bytes : 0));
     const apBytes = mode === 'weights' ? Math.ceil(k / mr) * mr * M * bytes : 0;
-    const bPtr = align16(apPtr + apBytes);
-    // 'rows': the experts' weights (those with rows) from the resident arena, else copied into B.
+    const bOff = align16(apOff + apBytes);
+    // 'rows': weights not in place come from the resident arena, else are copied into B.
     const used = mode === 'rows' ? sizes.reduce((c, m) => c + (m > 0 ? 1 : 0), 0) : 0;
-    const resident = residentOk && mode === 'rows' && 2 * used * align16(k * n * bytes) <= this.residentLimit;
-    const bBytes = mode === 'rows' ? (resident ? 0 : E * k * n * bytes) : M * n * bytes;
+    const resident = !bInPlace && residentOk && mode === 'rows' && 2 * used * align16(k * n * bytes) <= this.residentLimit;
+    const bBytes = bInPlace || resident ? 0 : mode === 'rows' ? E * k * n * bytes : M * n * bytes;
     const cRows = mode === 'rows' ? M : E * k;
-    const cPtr = align16(bPtr + bBytes);
+    const cOff = align16(bOff + bBytes);
     // Chunks: per product, groups of up to 4 panels, each over all the product's rows: a chunk
     // packs its panels once, so blocks of rows would pack them once per block (at E = 4, 512
     // rows per expert, blocks of 64 packed every panel 8 times, and 2 threads ran the grouped
@@ -356,16 +402,15 @@ export class WasmMatmul {
     // Split over the threads when large enough; the claim word counts chunks in 16 bits, so a
     // job of more chunks runs on this thread.
     const threaded = this.pool !== null && this.threads > 1 && M * k * n >= THREAD_MACS && chunks < CLOSED;
-    const tablePtr = align16(cPtr + cRows * nPad * bytes);
+    const tableOff = align16(cOff + (cInPlace ? 0 : cRows * nPad * bytes));
     // 'rows' with biases or relu: each bias (zeros without biases), padded to nPad columns,
     // added to its rows by addRows, which applies the relu.
     const epilogue = mode === 'rows' && (biases !== null || relu);
-    const biasPtr = align16(tablePtr + (threaded ? chunks * TABLE_WORDS * 4 : 0));
+    const biasOff = align16(tableOff + (threaded ? chunks * TABLE_WORDS * 4 : 0));
     // 'weights' with sums: one segment's float64 column sums at a time, columns padded to v128s.
     const sumCols = sums === null ? 0 : sums.of === 'a' ? k : n;
     const sumVecs = Math.ceil((sumCols * bytes) / 16);
-    const sumsPtr = align16(biasPtr + (epilogue ? E * nPad * bytes : 0));
-    if (!this.scratch(sumsPtr + sumVecs * (16 / bytes) * 8)) return false;
+    const sumsOff = align16(biasOff + (epilogue ? E * nPad * bytes : 0));
     let bPtrs: number[] | null = null;
     if (resident) {
       const placed = this.residentWeights(bs.filter((_, e) => sizes[e]! > 0), k * n, bytes, dtype);
@@ -374,12 +419,20 @@ export class WasmMatmul {
       let i = 0;
       bPtrs = sizes.map((m) => (m > 0 ? placed[i++]! : 0));
     }
+    // After the arena: a new arena block must not be taken while the scratch's pointers are in use.
+    const base = this.scratch(sumsOff + sumVecs * (16 / bytes) * 8);
+    if (base < 0) return false;
     this.products += E;
+    this.inPlace += (aAt >= 0 ? 1 : 0) + (bInPlace ? 1 : 0) + (cInPlace ? 1 : 0);
+    const aPtr = aAt >= 0 ? aAt : base + aOff, apPtr = base + apOff;
+    const bPtr = mode === 'weights' && bInPlace ? bAts[0]! : base + bOff;
+    const cPtr = base + cOff, tablePtr = base + tableOff, biasPtr = base + biasOff, sumsPtr = base + sumsOff;
+    if (bInPlace && mode === 'rows') bPtrs = bAts;
 
     const mem = this.view(dtype);
-    mem.set(a.subarray(0, M * k), aPtr / bytes);
-    if (mode === 'weights') mem.set(bs[0]!.subarray(0, M * n), bPtr / bytes);
-    else if (!resident) bs.forEach((b, e) => mem.set(b.subarray(0, k * n), bPtr / bytes + e * k * n));
+    if (aAt < 0) mem.set(a.subarray(0, M * k), aPtr / bytes);
+    if (mode === 'weights') { if (!bInPlace) mem.set(bs[0]!.subarray(0, M * n), bPtr / bytes); }
+    else if (bPtrs === null) bs.forEach((b, e) => mem.set(b.subarray(0, k * n), bPtr / bytes + e * k * n));
     const packAT = dtype === 'float32' ? this.kernels.packAT_f32 : this.kernels.packAT_f64;
     const ldc = nPad * bytes;
     // One product per non-empty segment: the gemm arguments but the panel and row ranges, and its rows.
@@ -390,19 +443,19 @@ export class WasmMatmul {
       if (m === 0) continue;
       if (mode === 'rows') {
         products.push({
-          args: [aPtr + row0 * k * bytes, k * bytes, bytes, bPtrs ? bPtrs[e]! : bPtr + e * k * n * bytes, transposeB ? bytes : n * bytes, transposeB ? k * bytes : bytes, cPtr + row0 * ldc, ldc, n, k],
+          args: [aPtr + row0 * k * bytes, k * bytes, bytes, bPtrs ? bPtrs[e]! : bPtr + e * k * n * bytes, transposeB ? bytes : n * bytes, transposeB ? k * bytes : bytes, (cInPlace ? cAts[0]! : cPtr) + row0 * ldc, ldc, n, k],
           rows: m,
         });
       } else {
         // A[seg]ᵀ (k × m) is stored m × k: pack it, as matmul() does for transposeA.
         packAT(aPtr + row0 * k * bytes, k, m, packed);
-        products.push({ args: [packed, bytes, mr * bytes, bPtr + row0 * n * bytes, n * bytes, bytes, cPtr + e * k * ldc, ldc, n, m], rows: k });
+        products.push({ args: [packed, bytes, mr * bytes, bPtr + row0 * n * bytes, n * bytes, bytes, cInPlace ? cAts[e]! : cPtr + e * k * ldc, ldc, n, m], rows: k });
         packed += Math.ceil(k / mr) * mr * m * bytes;
       }
       row0 += m;
     }
     if (threaded) {
-      const table = new Int32Array(this.memory.buffer, tablePtr, chunks * TABLE_WORDS);
+      const table = new Int32Array(this.heap.buffer(), tablePtr, chunks * TABLE_WORDS);
       const f64 = dtype === 'float64' ? 1 : 0;
       let o = 0;
       for (const { args, rows } of products) {
@@ -415,24 +468,24 @@ export class WasmMatmul {
         }
       }
       this.pool!.run(chunks, (ctrl) => {
-        ctrl[CTRL.table] = tablePtr; ctrl[CTRL.scratch] = CTRL_BYTES; ctrl[CTRL.scratchStride] = scratchStride;
+        ctrl[CTRL.table] = tablePtr; ctrl[CTRL.scratch] = base; ctrl[CTRL.scratchStride] = scratchStride;
       });
     } else {
       // One thread: each product in one call, every panel packed once.
       const gemm = dtype === 'float32' ? this.kernels.gemm_f32 : this.kernels.gemm_f64;
-      for (const { args: [aP, aRs, aKs, bP, sBp, sBj, cP, ld, nn, kk], rows } of products) gemm(aP!, aRs!, aKs!, bP!, sBp!, sBj!, cP!, ld!, nn!, kk!, 0, panels, 0, rows, CTRL_BYTES);
+      for (const { args: [aP, aRs, aKs, bP, sBp, sBj, cP, ld, nn, kk], rows } of products) gemm(aP!, aRs!, aKs!, bP!, sBp!, sBj!, cP!, ld!, nn!, kk!, 0, panels, 0, rows, base);
     }
-    // Copy out, dropping the column padding; empty segments' weight gradients are zeros.
+    // Copy out (unless written in place), dropping the column padding; empty segments' weight gradients are zeros.
     const view = this.view(dtype), c0 = cPtr / bytes;
     if (Array.isArray(out)) {
       (out as readonly TypedArray[]).forEach((o, e) => {
         if (sizes[e] === 0) o.fill(0);
-        else copyOut(view, c0 + e * k * nPad, nPad, k, n, o, 0);
+        else if (!cInPlace) copyOut(view, c0 + e * k * nPad, nPad, k, n, o, 0);
       });
       if (sums !== null) {
         const colSums = dtype === 'float32' ? this.kernels.colSums_f32 : this.kernels.colSums_f64;
         const [src, ld] = sums.of === 'a' ? [aPtr, k * bytes] : [bPtr, n * bytes];
-        const acc = new Float64Array(this.memory.buffer, sumsPtr, sumVecs * (16 / bytes));
+        const acc = new Float64Array(this.heap.buffer(), sumsPtr, sumVecs * (16 / bytes));
         let row0 = 0;
         sums.outs.forEach((o, e) => {
           colSums(src + row0 * ld, ld, sizes[e]!, sumsPtr, sumVecs);
@@ -441,6 +494,7 @@ export class WasmMatmul {
         });
       }
     } else {
+      const at = cInPlace ? cAts[0]! : cPtr;
       if (epilogue) {
         // Segment e's rows get bias e, four (two) lanes at a time: a JavaScript loop over the
         // product took 1.7 ms per million elements, ten times the copy out. Relu without
@@ -451,11 +505,11 @@ export class WasmMatmul {
           const b = biasPtr + e * nPad * bytes;
           if (biases !== null) view.set(biases[e]!.subarray(0, n), b / bytes);
           else view.fill(0, b / bytes, b / bytes + nPad);
-          addRows(cPtr + row0 * ldc, ldc, m, b, (nPad * bytes) / 16, relu ? 1 : 0);
+          addRows(at + row0 * ldc, ldc, m, b, (nPad * bytes) / 16, relu ? 1 : 0);
           row0 += m;
         });
       }
-      copyOut(view, c0, nPad, M, n, out as TypedArray, 0);
+      if (!cInPlace) copyOut(view, c0, nPad, M, n, out as TypedArray, 0);
     }
     return true;
   }
@@ -466,7 +520,7 @@ export class WasmMatmul {
    */
   private runThreaded(
     dtype: SimdDType,
-    p: { aSrc: number; aRs: number; aKs: number; bPtr: number; sBp: number; sBj: number; cPtr: number; ldc: number; n: number; k: number; m: number; panels: number; scratchStride: number },
+    p: { aSrc: number; aRs: number; aKs: number; bPtr: number; sBp: number; sBj: number; cPtr: number; ldc: number; n: number; k: number; m: number; panels: number; scratch: number; scratchStride: number },
     threads: number,
   ): void {
     const mr = GEMM[dtype].mr;
@@ -482,7 +536,7 @@ export class WasmMatmul {
       ctrl[CTRL.bPtr] = p.bPtr; ctrl[CTRL.sBp] = p.sBp; ctrl[CTRL.sBj] = p.sBj;
       ctrl[CTRL.cPtr] = p.cPtr; ctrl[CTRL.ldc] = p.ldc; ctrl[CTRL.n] = p.n; ctrl[CTRL.k] = p.k; ctrl[CTRL.m] = p.m;
       ctrl[CTRL.groups] = groups; ctrl[CTRL.groupPanels] = groupPanels; ctrl[CTRL.blockRows] = blockRows;
-      ctrl[CTRL.panels] = p.panels; ctrl[CTRL.scratch] = CTRL_BYTES; ctrl[CTRL.scratchStride] = p.scratchStride;
+      ctrl[CTRL.panels] = p.panels; ctrl[CTRL.scratch] = p.scratch; ctrl[CTRL.scratchStride] = p.scratchStride;
     });
   }
 }
