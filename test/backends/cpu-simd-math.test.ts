@@ -373,3 +373,63 @@ test('e^x in float64 lanes on the module is Math.exp bit for bit (float64: any b
     on.out.forEach((v, j) => assert.ok(v.every((a, i) => bitsEqual(a, off.out[j]![i]!)), `${dtype} op ${j}: the scalar kernel's bits`));
   }
 });
+
+test('on the SIMD matmul\'s shared memory, the math kernels read tensors there and write results there in place (staging the rest, and results whose padded span would leave their block), with the bits of the module on its own memory', async (t) => {
+  const { WasmMatmul } = await import('../../src/backends/cpu/wasm/wasm-matmul.js');
+  const engine = WasmMatmul.create();
+  if (typeof engine === 'string' || !engine.heap.shared) { t.skip(`no shared memory here (${typeof engine === 'string' ? engine : engine.status.threadsReason})`); return; }
+  engine.pool?.stop();
+  const heap = engine.heap;
+  const shared = WasmMath.create(undefined, heap) as WasmMath;
+  assert.equal(shared.shared, true);
+  // Where an array lives: 0 ordinary, 1 a whole block of the memory, 2 a view inside a block at an odd offset (its padding would spill).
+  // Views inside a block have sentinels around them: a write past the view's end would show.
+  const sentinels: (Float32Array | Float64Array)[] = [];
+  const put = <A extends Float32Array | Float64Array>(x: A, where: number): A => {
+    if (where === 0) return x;
+    const dtype = x instanceof Float64Array ? 'float64' : 'float32';
+    if (where === 1) { const whole = heap.place(dtype, x.length, 2 ** 30)! as A; whole.set(x); return whole; }
+    const block = heap.place(dtype, x.length + 8, 2 ** 30)! as A;
+    block.fill(12345);
+    sentinels.push(block.subarray(0, 1), block.subarray(1 + x.length));
+    const v = block.subarray(1, 1 + x.length) as A;
+    v.set(x);
+    return v;
+  };
+  const bitsOf = (a: Float32Array | Float64Array) => Array.from(a, (v) => (Number.isNaN(v) ? 'NaN' : Object.is(v, -0) ? '-0' : v));
+  fc.assert(fc.property(fc.integer({ min: 1, max: 700 }), fc.array(fc.integer({ min: 0, max: 2 }), { minLength: 8, maxLength: 8 }), fc.integer(), (n4, where, seed) => {
+    const n = Math.max(MIN_ELEMENTS, n4), d = 8, m = Math.max(2, Math.ceil(n / d)), rows = 5;
+    const x = values(n, seed), y = values(n, seed ^ 0x55), z = values(n, seed ^ 0x77);
+    const out = () => new Float32Array(n).fill(NaN);
+    const check = (what: string, run: (m: WasmMath, place: boolean) => (Float32Array | Float64Array)[]) => {
+      const ref = run(simd, false).map(bitsOf), got = run(shared, true).map(bitsOf);
+      assert.deepEqual(got, ref, `${what} n=${n} where=${where}`);
+      for (const s of sentinels.splice(0)) assert.ok(s.every((v) => v === 12345), `${what}: nothing written past a view`);
+    };
+    const before = shared.inPlace;
+    check('sigmoid', (mm, p) => { const o = p ? put(out(), where[1]!) : out(); mm.unary('sigmoid', p ? put(x, where[0]!) : x, o); return [o]; });
+    check('exp f64', (mm, p) => { const x64 = Float64Array.from(x, (v) => v * 3); const o = new Float64Array(n); const oo = p ? put(o, where[2]!) : o; mm.f64Unary('exp', p ? put(x64, where[3]!) : x64, oo); return [oo]; });
+    check('Φ f32', (mm, p) => { const o = p ? put(out(), where[4]!) : out(); mm.f64Unary('normalCdf', p ? put(x, where[5]!) : x, o); return [o]; });
+    check('add', (mm, p) => { const o = p ? put(out(), where[0]!) : out(); mm.arithmetic('add', 'vv', p ? put(x, where[6]!) : x, 0, p ? put(y, where[7]!) : y, 0, 1, n, o); return [o]; });
+    check('reluGrad', (mm, p) => { const nn = Math.max(n, 1024); const a = values(nn, seed), b = values(nn, seed + 1), o = new Float32Array(nn); const oo = p ? put(o, where[1]!) : o; mm.reluGrad(p ? put(a, where[2]!) : a, p ? put(b, where[3]!) : b, oo); return [oo]; });
+    check('probInTopK', (mm, p) => { const sd = Float32Array.from(z, Math.abs); const o = p ? put(out(), where[4]!) : out(); mm.probInTopK(p ? put(x, where[5]!) : x, p ? put(y, where[6]!) : y, p ? put(sd, where[7]!) : sd, o); return [o]; });
+    check('probInTopK backward', (mm, p) => { const sd = Float32Array.from(z, Math.abs); const a = p ? put(out(), where[0]!) : out(), b = p ? put(out(), where[1]!) : out(); mm.probInTopKBackward(p ? put(y, where[2]!) : y, x, z, sd, a, b); return [a, b]; });
+    const index = Int32Array.from({ length: m }, (_, i) => (i * 7 + seed) % rows < 0 ? 0 : (i * 7 + seed) % rows);
+    const ym = values(m * d, seed ^ 0x99), w = values(m, seed ^ 0x11), dOut = values(rows * d, seed ^ 0x22);
+    check('combine', (mm, p) => { const o = new Float32Array(rows * d); const oo = p ? put(o, where[3]!) : o; mm.combine(p ? put(ym, where[4]!) : ym, p ? put(w, where[5]!) : w, index, d, rows, oo); return [oo]; });
+    check('combine backward', (mm, p) => { const dy = new Float32Array(m * d), dw = new Float32Array(m); const a = p ? put(dy, where[6]!) : dy, b = p ? put(dw, where[7]!) : dw; mm.combineBackward(p ? put(dOut, where[0]!) : dOut, p ? put(ym, where[1]!) : ym, w, index, d, rows, a, b); return [a, b]; });
+    check('adam', (mm, p) => {
+      const o = [new Float32Array(n), new Float32Array(n), new Float32Array(n)].map((a, i) => (p ? put(a, where[i]!) : a)) as [Float32Array, Float32Array, Float32Array];
+      mm.adam(p ? put(x, where[3]!) : x, y, Float32Array.from(z, (v) => v / 10), Float32Array.from(z, (v) => v * v), { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01, decoupled: true, step: 3 }, ...o);
+      return o;
+    });
+    if (where.some((w8) => w8 > 0)) assert.ok(shared.inPlace > before, 'some operands ran in place');
+  }), numRuns(60));
+  // Philox words land in the staging block, not at address 0 (the matmul threads' control block).
+  const words = new Uint32Array(64), ref = new Uint32Array(64);
+  const ctrl = new Int32Array(heap.memory.buffer, 0, 16).slice();
+  shared.philoxBlocks(5, 16, 1, 2, words);
+  simd.philoxBlocks(5, 16, 1, 2, ref);
+  assert.deepEqual(words, ref);
+  assert.deepEqual(new Int32Array(heap.memory.buffer, 0, 16), ctrl, 'the control block is untouched');
+});

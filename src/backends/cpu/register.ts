@@ -17,6 +17,7 @@ import { cpuPool } from './pool.js';
 import { fillRandom } from '../../core/philox.js';
 import { WasmMatmul } from './wasm/wasm-matmul.js';
 import type { WasmHeap } from './wasm/wasm-heap.js';
+import { wasmApi } from './wasm/wasm-api.js';
 import { MIN_ARITHMETIC, MIN_ELEMENTS, WasmMath } from './wasm/wasm-math.js';
 import type { ArithmeticMode, ArithmeticOp } from './wasm/math-module.js';
 
@@ -99,6 +100,7 @@ class SimdState {
       // float32 σ, tanh and LSTM cells computed by the SIMD transcendental kernels.
       simdMath: this.math() !== null ? 'WebAssembly SIMD128 σ, tanh, LSTM cell, Adam and the MoE combine (float32); e^x and Φ in float64 lanes (the bits of Math.exp); Philox rounds of random draws' : `scalar: ${String(this.mathModule)}`,
       simdMathCalls: this.math()?.calls ?? 0,
+      simdMathInPlace: this.math()?.inPlace ?? 0,
       chunksByThread: engine.pool?.chunksByThread() ?? [],
     };
   }
@@ -109,7 +111,11 @@ class SimdState {
   /** The SIMD transcendental kernels when SIMD is on and runs here, else null. */
   private math(): WasmMath | null {
     if (!this.enabled) return null;
-    if (this.mathModule === null) this.mathModule = WasmMath.create();
+    if (this.mathModule === null) {
+      // On the matmul's memory where it is shared, so that both read tensors there in place.
+      const engine = this.engine();
+      this.mathModule = WasmMath.create(wasmApi ?? null, typeof engine === 'string' ? null : engine.heap);
+    }
     return typeof this.mathModule === 'string' ? null : this.mathModule;
   }
 

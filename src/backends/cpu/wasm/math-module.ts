@@ -459,8 +459,9 @@ function emitProbInTopK(mod: ModuleBuilder): void {
   });
 }
 
-export function mathModuleBytes(): Uint8Array {
-  const mod = new ModuleBuilder({ shared: false, initialPages: 1, maximumPages: 32768 });
+/** The module's bytes; `shared`: it imports a shared memory (the SIMD matmul's, where tensors live). */
+export function mathModuleBytes(shared = false): Uint8Array {
+  const mod = new ModuleBuilder({ shared, initialPages: 1, maximumPages: 32768 });
   emitUnary(mod, 'sigmoid_f32', scratch, emitSigmoid);
   emitUnary(mod, 'tanh_f32', scratch, emitTanh);
   emitLstm(mod);

@@ -46,7 +46,7 @@ export class WasmHeap {
   freeBytes = 0;
 
   constructor(
-    private readonly memory: WasmMemory,
+    readonly memory: WasmMemory,
     /** The first address blocks may use (above the control block). */
     base: number,
     private readonly maxPages: number,

@@ -1,12 +1,17 @@
 // The CPU backend's float32 σ, tanh, LSTM cell and Adam update on WebAssembly SIMD128 (math-module.ts),
-// on the calling thread: operands are copied into a private wasm memory and results out,
-// as the matmul does (a few ns per element against ~25–30 ns per Math.exp or Math.tanh).
+// on the calling thread. Where the SIMD matmul's memory is shared, this module runs on that
+// same memory, and operands that are tensors there (wasm-heap.ts) are read, and results
+// written, in place; other operands are copied into a staging block and results out, as they
+// were into the module's own memory where the memory is not shared (a few ns per element
+// against ~25–30 ns per Math.exp or Math.tanh).
 // Results are the scalar kernels' bits (core/special.ts sigmoidF32, tanhF32), so where this
 // path is off (setBackend('cpu', { simd: false }), or no SIMD here) nothing changes.
 
 import { adamConstants, type AdamAttrs } from '../fused.js';
 import type { PhiloxBlocks } from '../../../core/philox.js';
+import type { TypedArray } from '../../../core/dtype.js';
 import { mathModuleBytes, type ArithmeticMode, type ArithmeticOp, type MathExports } from './math-module.js';
+import { blockClass, type WasmHeap } from './wasm-heap.js';
 import { wasmApi, type WasmApi, type WasmMemory } from './wasm-api.js';
 
 const PAGE = 65536;
@@ -20,34 +25,99 @@ export const MIN_ELEMENTS = 16;
  */
 export const MIN_ARITHMETIC = 1024;
 
+/**
+ * One operand of a kernel call: `count` elements of `values`, spanning `bytes` bytes in the
+ * kernel's view (whole v128s: the kernels read and write the padding lanes). `write`: a result.
+ */
+interface Part { values: TypedArray; count: number; bytes: number; write?: boolean }
+
+/** The bytes of n float32s as whole v128s. */
+const f32Bytes = (n: number) => Math.ceil(n / 4) * 16;
+
 export class WasmMath {
   private f32: Float32Array;
   /** Kernel calls that ran here (the others went to the scalar kernels). */
   calls = 0;
+  /** Operands read and results written in place (tensors of the shared memory), not copied. */
+  inPlace = 0;
+  /** The staging block in the shared memory (ptr -1: none yet); unused with a private memory, staged from 0. */
+  private staging = { ptr: -1, bytes: 0 };
 
-  private constructor(private readonly memory: WasmMemory, private readonly kernels: MathExports) {
+  private constructor(private readonly memory: WasmMemory, private readonly kernels: MathExports, private readonly heap: WasmHeap | null) {
     this.f32 = new Float32Array(memory.buffer);
   }
 
-  /** The module, or why it cannot run here (the caller keeps the scalar kernels). */
-  static create(wasm: WasmApi | null = wasmApi ?? null): WasmMath | string {
+  /**
+   * The module, or why it cannot run here (the caller keeps the scalar kernels). With a shared
+   * `heap` (the SIMD matmul's), it runs on that memory and uses tensors there in place.
+   */
+  static create(wasm: WasmApi | null = wasmApi ?? null, heap: WasmHeap | null = null): WasmMath | string {
     if (wasm === null) return 'no WebAssembly in this JavaScript engine';
+    const onHeap = heap !== null && heap.shared ? heap : null;
     try {
-      const memory = new wasm.Memory({ initial: 1, maximum: 32768 });
-      const module = new wasm.Module(mathModuleBytes());
-      return new WasmMath(memory, new wasm.Instance(module, { env: { memory } }).exports as unknown as MathExports);
+      const memory = onHeap?.memory ?? new wasm.Memory({ initial: 1, maximum: 32768 });
+      const module = new wasm.Module(mathModuleBytes(onHeap !== null));
+      return new WasmMath(memory, new wasm.Instance(module, { env: { memory } }).exports as unknown as MathExports, onHeap);
     } catch (e) {
       return `WebAssembly SIMD128 is not available here (${(e as Error).message})`;
     }
   }
 
-  /** A float32 view of at least `floats` floats (the memory grown as needed). */
-  private view(floats: number): Float32Array {
-    const bytes = floats * 4;
+  /** Whether this module runs on the shared memory where tensors live. */
+  get shared(): boolean { return this.heap !== null; }
+
+  /** The byte address of `bytes` bytes of staging space (the memory grown as needed). */
+  private stage(bytes: number): number {
+    if (this.heap !== null) {
+      const s = this.staging;
+      if (bytes > s.bytes) {
+        if (s.ptr >= 0) this.heap.release(s.ptr);
+        const ptr = this.heap.alloc(bytes);
+        if (ptr < 0) throw new Error(`wasm math: the WebAssembly memory cannot hold ${bytes} bytes of staging`);
+        this.staging = { ptr, bytes: blockClass(bytes) };
+      }
+      return this.staging.ptr;
+    }
     const have = this.memory.buffer.byteLength;
     if (bytes > have) this.memory.grow(Math.ceil((bytes - have) / PAGE));
+    return 0;
+  }
+
+  /** A float32 view of the whole memory as it is now. */
+  private view(): Float32Array {
     if (this.f32.buffer !== this.memory.buffer) this.f32 = new Float32Array(this.memory.buffer);
     return this.f32;
+  }
+
+  /**
+   * Runs `kernel` on the byte addresses of `parts`: a part that is a tensor of the shared
+   * memory in place (a result only when its padded span stays inside its own block and
+   * overlaps no other part), any other staged: copied in, and for results copied out after.
+   */
+  private call(parts: readonly Part[], kernel: (at: number[]) => void): void {
+    const heap = this.heap;
+    const at = parts.map((p) => (heap !== null ? heap.addressOf(p.values) : -1));
+    parts.forEach((p, i) => {
+      if (at[i]! < 0 || !p.write) return;
+      const fits = p.bytes <= p.values.byteLength || heap!.isBlock(p.values);
+      const clash = parts.some((q, j) => j !== i && at[j]! >= 0 && at[i]! < at[j]! + q.bytes && at[j]! < at[i]! + p.bytes);
+      if (!fits || clash) at[i] = -1;
+    });
+    const staged = at.map((a) => a < 0);
+    let total = 0;
+    const offsets = parts.map((p, i) => { const o = total; if (staged[i]) total += p.bytes; return o; });
+    const base = total > 0 ? this.stage(total) : 0;
+    const buffer = this.memory.buffer;
+    parts.forEach((p, i) => {
+      if (!staged[i]) { this.inPlace++; return; }
+      at[i] = base + offsets[i]!;
+      if (!p.write) viewOf(p.values, buffer, at[i]!, p.count).set(p.values.subarray(0, p.count));
+    });
+    kernel(at);
+    this.calls++;
+    parts.forEach((p, i) => {
+      if (p.write && staged[i]) p.values.set(viewOf(p.values, this.memory.buffer, at[i]!, p.count));
+    });
   }
 
   /**
@@ -55,9 +125,9 @@ export class WasmMath {
    * JavaScript rounds, whose 32 × 32 → 64-bit products take four double multiplies each.
    */
   readonly philoxBlocks: PhiloxBlocks = (b0, count, key0, key1, words) => {
-    this.view(4 * count); // 4 words per block: grows the memory as needed
-    this.kernels.philox(b0 % 4294967296, Math.floor(b0 / 4294967296), count, key0, key1, 0);
-    words.set(new Uint32Array(this.memory.buffer, 0, 4 * count));
+    const at = this.stage(16 * count); // 4 words per block
+    this.kernels.philox(b0 % 4294967296, Math.floor(b0 / 4294967296), count, key0, key1, at);
+    words.set(new Uint32Array(this.memory.buffer, at, 4 * count));
     this.calls++;
   };
 
@@ -65,12 +135,9 @@ export class WasmMath {
   unary(op: 'sigmoid' | 'tanh', x: Float32Array, out: Float32Array): boolean {
     const n = out.length;
     if (n < MIN_ELEMENTS) return false;
-    const vectors = Math.ceil(n / 4), pad = vectors * 4;
-    const mem = this.view(2 * pad);
-    mem.set(x.subarray(0, n), 0);
-    (op === 'sigmoid' ? this.kernels.sigmoid_f32 : this.kernels.tanh_f32)(0, pad * 4, vectors);
-    this.calls++;
-    out.set(mem.subarray(pad, pad + n));
+    const b = f32Bytes(n);
+    this.call([{ values: x, count: n, bytes: b }, { values: out, count: n, bytes: b, write: true }], ([src, dst]) =>
+      (op === 'sigmoid' ? this.kernels.sigmoid_f32 : this.kernels.tanh_f32)(src!, dst!, b / 16));
     return true;
   }
 
@@ -82,14 +149,16 @@ export class WasmMath {
     const n = p.length;
     if (n < MIN_ELEMENTS) return false;
     const vectors = Math.ceil(n / 4), pad = vectors * 4;
-    const mem = this.view(7 * pad);
-    [p, g, m, v].forEach((x, k) => mem.set(x.subarray(0, n), k * pad));
+    // The kernel takes its seven planes at one address, `pad` floats apart: staged together.
+    const base = this.stage(7 * pad * 4), mem = this.view(), at = base / 4;
+    [p, g, m, v].forEach((x, k) => mem.set(x.subarray(0, n), at + k * pad));
     const k = adamConstants(a);
-    this.kernels.adam_f32(0, vectors, k.b1, k.b2, k.c1, k.c2, k.sq, k.eps, k.stepSize, k.wd, k.shrink, k.coupled ? 1 : 0, k.decoupled ? 1 : 0);
+    this.kernels.adam_f32(base, vectors, k.b1, k.b2, k.c1, k.c2, k.sq, k.eps, k.stepSize, k.wd, k.shrink, k.coupled ? 1 : 0, k.decoupled ? 1 : 0);
     this.calls++;
-    outP.set(mem.subarray(4 * pad, 4 * pad + n));
-    outM.set(mem.subarray(5 * pad, 5 * pad + n));
-    outV.set(mem.subarray(6 * pad, 6 * pad + n));
+    const out = this.view();
+    outP.set(out.subarray(at + 4 * pad, at + 4 * pad + n));
+    outM.set(out.subarray(at + 5 * pad, at + 5 * pad + n));
+    outV.set(out.subarray(at + 6 * pad, at + 6 * pad + n));
     return true;
   }
 
@@ -101,16 +170,17 @@ export class WasmMath {
     const n = B * H;
     if (n < MIN_ELEMENTS) return false;
     const vectors = Math.ceil(n / 4), pad = vectors * 4;
-    const mem = this.view(12 * pad);
+    const base = this.stage(12 * pad * 4), mem = this.view(), at = base / 4;
     // The gates as four planes of n: plane g holds z[b, gH … gH + H) for every b.
     for (let g = 0; g < 4; g++) {
-      for (let b = 0, src = g * H, dst = g * pad; b < B; b++, src += 4 * H, dst += H) mem.set(z.subarray(src, src + H), dst);
+      for (let b = 0, src = g * H, dst = at + g * pad; b < B; b++, src += 4 * H, dst += H) mem.set(z.subarray(src, src + H), dst);
     }
-    mem.set(c.subarray(0, n), 4 * pad);
-    this.kernels.lstm_f32(0, 16 * pad, 20 * pad, vectors);
+    mem.set(c.subarray(0, n), at + 4 * pad);
+    this.kernels.lstm_f32(base, base + 16 * pad, base + 20 * pad, vectors);
     this.calls++;
-    if (pad === n) acts.set(mem.subarray(5 * pad, 12 * pad));
-    else for (let p = 0; p < 7; p++) acts.set(mem.subarray((5 + p) * pad, (5 + p) * pad + n), p * n);
+    const out = this.view();
+    if (pad === n) acts.set(out.subarray(at + 5 * pad, at + 12 * pad));
+    else for (let p = 0; p < 7; p++) acts.set(out.subarray(at + (5 + p) * pad, at + (5 + p) * pad + n), p * n);
     return true;
   }
 
@@ -122,14 +192,10 @@ export class WasmMath {
   combine(y: Float32Array, w: Float32Array, index: Int32Array, d: number, numRows: number, out: Float32Array): boolean {
     const m = index.length;
     if (d % 4 !== 0 || m * d < MIN_ELEMENTS) return false;
-    const [yAt, wAt, idxAt, outAt, end] = offsets([m * d, m, m, numRows * d]) as [number, number, number, number, number];
-    const mem = this.view(end);
-    mem.set(y.subarray(0, m * d), yAt);
-    mem.set(w.subarray(0, m), wAt);
-    new Int32Array(mem.buffer).set(index, idxAt);
-    this.kernels.combine_f32(yAt * 4, wAt * 4, idxAt * 4, outAt * 4, m, d / 4, numRows);
-    this.calls++;
-    out.set(mem.subarray(outAt, outAt + numRows * d));
+    this.call([
+      { values: y, count: m * d, bytes: m * d * 4 }, { values: w, count: m, bytes: f32Bytes(m) }, { values: index, count: m, bytes: f32Bytes(m) },
+      { values: out, count: numRows * d, bytes: numRows * d * 4, write: true },
+    ], ([yAt, wAt, idxAt, outAt]) => this.kernels.combine_f32(yAt!, wAt!, idxAt!, outAt!, m, d / 4, numRows));
     return true;
   }
 
@@ -137,16 +203,11 @@ export class WasmMath {
   combineBackward(dOut: Float32Array, y: Float32Array, w: Float32Array, index: Int32Array, d: number, numRows: number, dy: Float32Array, dw: Float32Array): boolean {
     const m = index.length;
     if (d % 4 !== 0 || m * d < MIN_ELEMENTS) return false;
-    const [dOutAt, yAt, wAt, idxAt, dyAt, dwAt, end] = offsets([numRows * d, m * d, m, m, m * d, m]) as [number, number, number, number, number, number, number];
-    const mem = this.view(end);
-    mem.set(dOut.subarray(0, numRows * d), dOutAt);
-    mem.set(y.subarray(0, m * d), yAt);
-    mem.set(w.subarray(0, m), wAt);
-    new Int32Array(mem.buffer).set(index, idxAt);
-    this.kernels.combineBackward_f32(dOutAt * 4, yAt * 4, wAt * 4, idxAt * 4, dyAt * 4, dwAt * 4, m, d / 4);
-    this.calls++;
-    dy.set(mem.subarray(dyAt, dyAt + m * d));
-    dw.set(mem.subarray(dwAt, dwAt + m));
+    this.call([
+      { values: dOut, count: numRows * d, bytes: numRows * d * 4 }, { values: y, count: m * d, bytes: m * d * 4 },
+      { values: w, count: m, bytes: f32Bytes(m) }, { values: index, count: m, bytes: f32Bytes(m) },
+      { values: dy, count: m * d, bytes: m * d * 4, write: true }, { values: dw, count: m, bytes: f32Bytes(m), write: true },
+    ], ([dOutAt, yAt, wAt, idxAt, dyAt, dwAt]) => this.kernels.combineBackward_f32(dOutAt!, yAt!, wAt!, idxAt!, dyAt!, dwAt!, m, d / 4));
     return true;
   }
 
@@ -160,13 +221,10 @@ export class WasmMath {
     const n = rows * cols;
     if (n < MIN_ARITHMETIC || (rows > 1 && cols % 4 !== 0)) return false;
     const vecs = Math.ceil(cols / 4);
-    const [aAt, bAt, outAt, end] = offsets([a.length, b.length, rows * vecs * 4]) as [number, number, number, number];
-    const mem = this.view(end);
-    mem.set(a, aAt);
-    mem.set(b, bAt);
-    this.kernels[`${op}_${mode}_f32`](aAt * 4, bAt * 4, outAt * 4, rows, aStep * 4, bStep * 4, vecs);
-    this.calls++;
-    out.set(mem.subarray(outAt, outAt + n));
+    this.call([
+      { values: a, count: a.length, bytes: f32Bytes(a.length) }, { values: b, count: b.length, bytes: f32Bytes(b.length) },
+      { values: out, count: n, bytes: rows * vecs * 16, write: true },
+    ], ([aAt, bAt, outAt]) => this.kernels[`${op}_${mode}_f32`](aAt!, bAt!, outAt!, rows, aStep * 4, bStep * 4, vecs));
     return true;
   }
 
@@ -177,15 +235,9 @@ export class WasmMath {
   f64Unary(op: 'exp' | 'normalCdf', x: Float32Array | Float64Array, out: Float32Array | Float64Array): boolean {
     const n = out.length, f64 = out instanceof Float64Array;
     if (n < MIN_ELEMENTS || x.constructor !== out.constructor || (f64 && op !== 'exp')) return false;
-    const lanes = f64 ? 2 : 4, vecs = Math.ceil(n / lanes), pad = vecs * 4; // pad: floats per operand
-    const mem = this.view(2 * pad);
-    const io = f64 ? new Float64Array(mem.buffer, 0, 2 * vecs * 2) : mem;
-    io.set(x.subarray(0, n), 0);
+    const lanes = f64 ? 2 : 4, vecs = Math.ceil(n / lanes);
     const kernel = f64 ? this.kernels.exp_f64 : op === 'exp' ? this.kernels.exp_f32 : this.kernels.normalCdf_f32;
-    kernel(0, pad * 4, vecs);
-    this.calls++;
-    const at = f64 ? pad / 2 : pad;
-    out.set(io.subarray(at, at + n));
+    this.call([{ values: x, count: n, bytes: vecs * 16 }, { values: out, count: n, bytes: vecs * 16, write: true }], ([src, dst]) => kernel(src!, dst!, vecs));
     return true;
   }
 
@@ -197,14 +249,9 @@ export class WasmMath {
   probInTopK(clean: Float32Array, thr: Float32Array, sd: Float32Array, out: Float32Array): boolean {
     const n = out.length;
     if (n < MIN_ELEMENTS) return false;
-    const [cAt, tAt, sAt, oAt, end] = offsets([n, n, n, n]) as [number, number, number, number, number];
-    const mem = this.view(end);
-    mem.set(clean.subarray(0, n), cAt);
-    mem.set(thr.subarray(0, n), tAt);
-    mem.set(sd.subarray(0, n), sAt);
-    this.kernels.probInTopK_f32(cAt * 4, tAt * 4, sAt * 4, oAt * 4, Math.ceil(n / 4));
-    this.calls++;
-    out.set(mem.subarray(oAt, oAt + n));
+    const b = f32Bytes(n);
+    this.call([{ values: clean, count: n, bytes: b }, { values: thr, count: n, bytes: b }, { values: sd, count: n, bytes: b }, { values: out, count: n, bytes: b, write: true }],
+      ([cAt, tAt, sAt, oAt]) => this.kernels.probInTopK_f32(cAt!, tAt!, sAt!, oAt!, b / 16));
     return true;
   }
 
@@ -212,16 +259,11 @@ export class WasmMath {
   probInTopKBackward(dP: Float32Array, clean: Float32Array, thr: Float32Array, sd: Float32Array, dClean: Float32Array, dSd: Float32Array): boolean {
     const n = dP.length;
     if (n < MIN_ELEMENTS) return false;
-    const [pAt, cAt, tAt, sAt, dcAt, dsAt, end] = offsets([n, n, n, n, n, n]) as [number, number, number, number, number, number, number];
-    const mem = this.view(end);
-    mem.set(dP.subarray(0, n), pAt);
-    mem.set(clean.subarray(0, n), cAt);
-    mem.set(thr.subarray(0, n), tAt);
-    mem.set(sd.subarray(0, n), sAt);
-    this.kernels.probInTopKBackward_f32(pAt * 4, cAt * 4, tAt * 4, sAt * 4, dcAt * 4, dsAt * 4, Math.ceil(n / 4));
-    this.calls++;
-    dClean.set(mem.subarray(dcAt, dcAt + n));
-    dSd.set(mem.subarray(dsAt, dsAt + n));
+    const b = f32Bytes(n);
+    this.call([
+      { values: dP, count: n, bytes: b }, { values: clean, count: n, bytes: b }, { values: thr, count: n, bytes: b }, { values: sd, count: n, bytes: b },
+      { values: dClean, count: n, bytes: b, write: true }, { values: dSd, count: n, bytes: b, write: true },
+    ], ([pAt, cAt, tAt, sAt, dcAt, dsAt]) => this.kernels.probInTopKBackward_f32(pAt!, cAt!, tAt!, sAt!, dcAt!, dsAt!, b / 16));
     return true;
   }
 
@@ -229,20 +271,16 @@ export class WasmMath {
   reluGrad(dy: Float32Array, x: Float32Array, out: Float32Array): boolean {
     const n = out.length;
     if (n < MIN_ARITHMETIC) return false;
-    const [dyAt, xAt, outAt, end] = offsets([n, n, n]) as [number, number, number, number];
-    const mem = this.view(end);
-    mem.set(dy.subarray(0, n), dyAt);
-    mem.set(x.subarray(0, n), xAt);
-    this.kernels.reluGrad_f32(dyAt * 4, xAt * 4, outAt * 4, Math.ceil(n / 4));
-    this.calls++;
-    out.set(mem.subarray(outAt, outAt + n));
+    const b = f32Bytes(n);
+    this.call([{ values: dy, count: n, bytes: b }, { values: x, count: n, bytes: b }, { values: out, count: n, bytes: b, write: true }],
+      ([dyAt, xAt, outAt]) => this.kernels.reluGrad_f32(dyAt!, xAt!, outAt!, b / 16));
     return true;
   }
 }
 
-/** Consecutive regions of the given float counts, each starting on a v128: their offsets in floats, then the end. */
-function offsets(sizes: readonly number[]): number[] {
-  const at = [0];
-  for (const n of sizes) at.push(at[at.length - 1]! + Math.ceil(n / 4) * 4);
-  return at;
+/** A view of `count` elements of values' type on buffer at byte address `at`. */
+function viewOf(values: TypedArray, buffer: ArrayBufferLike, at: number, count: number): TypedArray {
+  if (values instanceof Float64Array) return new Float64Array(buffer, at, count);
+  if (values instanceof Int32Array) return new Int32Array(buffer, at, count);
+  return new Float32Array(buffer, at, count);
 }
