@@ -235,26 +235,44 @@ function emitCombine(mod: ModuleBuilder): void {
       });
     });
   });
+  // Each row's ∂w is a chain of float64 adds in column order (the scalar loop's order, so its
+  // bits): R rows at a time keep R independent chains in flight instead of one waiting on the
+  // add before it.
+  const R = 4;
   mod.func('combineBackward_f32', ['i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32'], [], (c, dOut, y, w, idx, dy, dw, m, vecs) => {
-    const i = c.local('i32'), v = c.local('i32'), rowBytes = c.local('i32'), src = c.local('i32'), row = c.local('i32');
-    const g = c.local('v128'), o = c.local('v128'), p = c.local('v128'), acc = c.local('f64');
+    const i = c.local('i32'), v = c.local('i32'), rowBytes = c.local('i32'), mWhole = c.local('i32'), r = c.local('i32');
+    const src = Array.from({ length: R }, () => c.local('i32')), row = Array.from({ length: R }, () => c.local('i32'));
+    const g = Array.from({ length: R }, () => c.local('v128')), acc = Array.from({ length: R }, () => c.local('f64'));
+    const o = c.local('v128'), p = c.local('v128');
     c.get(vecs).i32(4).i32Shl().set(rowBytes);
-    c.forRange(i, 0, m, 1, () => {
-      c.get(w).get(i).i32(2).i32Shl().i32Add().v128Load32Splat().set(g);
-      c.get(dOut).get(idx).get(i).i32(2).i32Shl().i32Add().load('i32').get(rowBytes).i32Mul().i32Add().set(src);
-      c.get(i).get(rowBytes).i32Mul().set(row);
-      c.f64Zero().set(acc);
+    c.get(m).get(m).i32(R).i32RemU().i32Sub().set(mWhole);
+    // rows i … i + n − 1 (n = R, or 1 for the rows after the last whole group), row t's pointers in slot t.
+    const rows = (n: number, first: () => void) => {
+      for (let t = 0; t < n; t++) {
+        first(); if (t > 0) c.i32(t).i32Add(); c.set(r);
+        c.get(w).get(r).i32(2).i32Shl().i32Add().v128Load32Splat().set(g[t]!);
+        c.get(dOut).get(idx).get(r).i32(2).i32Shl().i32Add().load('i32').get(rowBytes).i32Mul().i32Add().set(src[t]!);
+        c.get(r).get(rowBytes).i32Mul().set(row[t]!);
+        c.f64Zero().set(acc[t]!);
+      }
       c.forRange(v, 0, vecs, 1, () => {
-        c.get(src).v128Load().set(o);
-        c.get(dy).get(row).i32Add().get(g).get(o).f32x4Mul().v128Store();
-        c.get(o).get(y).get(row).i32Add().v128Load().f32x4Mul().set(p);
-        // Four float64 adds in column order, as the scalar loop's acc += fround(o · y).
-        for (let lane = 0; lane < 4; lane++) c.get(acc).get(p).f32x4ExtractLane(lane).f64PromoteF32().f64Add().set(acc);
-        c.get(src).i32(16).i32Add().set(src);
-        c.get(row).i32(16).i32Add().set(row);
+        for (let t = 0; t < n; t++) {
+          c.get(src[t]!).v128Load().set(o);
+          c.get(dy).get(row[t]!).i32Add().get(g[t]!).get(o).f32x4Mul().v128Store();
+          c.get(o).get(y).get(row[t]!).i32Add().v128Load().f32x4Mul().set(p);
+          // Four float64 adds in column order, as the scalar loop's acc += fround(o · y).
+          for (let lane = 0; lane < 4; lane++) c.get(acc[t]!).get(p).f32x4ExtractLane(lane).f64PromoteF32().f64Add().set(acc[t]!);
+          c.get(src[t]!).i32(16).i32Add().set(src[t]!);
+          c.get(row[t]!).i32(16).i32Add().set(row[t]!);
+        }
       });
-      c.get(dw).get(i).i32(2).i32Shl().i32Add().get(acc).f32DemoteF64().store('f32');
-    });
+      for (let t = 0; t < n; t++) {
+        first(); if (t > 0) c.i32(t).i32Add(); c.set(r);
+        c.get(dw).get(r).i32(2).i32Shl().i32Add().get(acc[t]!).f32DemoteF64().store('f32');
+      }
+    };
+    c.forRange(i, 0, mWhole, R, () => rows(R, () => c.get(i)));
+    c.forRange(i, mWhole, m, 1, () => rows(1, () => c.get(i)));
   });
 }
 
