@@ -292,3 +292,22 @@ test('operands and results that live in the wasm memory are read and written in 
   assert.deepEqual(Array.from(out), Array.from(expected));
   heap.free(block);
 });
+
+test('indexSelect of rows between tensors of the wasm memory copies them there (memory.copy per row): the values of the scalar kernel, repeats and both float dtypes; a bad index is still an error', async () => {
+  mt.setBackend('cpu', { simd: true });
+  if (mt.backendInfo().tensorsInWasmMemory !== true) { console.log('# skipped: tensors are not placed in the wasm memory here'); return; }
+  for (const dtype of ['float32', 'float64'] as const) {
+    // At least 16 KiB on both sides (64 rows of 64 floats), so both live in the wasm memory.
+    fc.assert(fc.property(fc.integer({ min: 64, max: 300 }), fc.integer({ min: 64, max: 80 }), fc.integer({ min: 64, max: 400 }), fc.integer(), (rows, cols, count, seed) => {
+      const x = mt.randn([rows, cols], { dtype });
+      const index = mt.tensor(Int32Array.from({ length: count }, (_, j) => ((seed >>> 0) + j * 7919 + (j % 5 === 0 ? 0 : j * j)) % rows), { dtype: 'int32' });
+      const xs = x.toArray() as number[][];
+      const got = mt.indexSelect(x, 0, index).toArray() as number[][];
+      assert.deepEqual(got, Array.from(index.dataSync(), (i) => xs[i]!));
+      mt.dispose([x, index]);
+    }), numRuns(40));
+  }
+  const x = mt.randn([100, 64]);
+  assert.throws(() => mt.indexSelect(x, 0, mt.tensor([3, 100], { dtype: 'int32' })), /indexSelect: index 100 is out of range for axis 0 of size 100/);
+  x.dispose();
+});

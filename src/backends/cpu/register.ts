@@ -312,6 +312,26 @@ class SimdState {
     };
   }
 
+  /**
+   * indexSelect of whole rows (axis 0, rows of at least 64 bytes) between tensors of the SIMD
+   * engine's memory: one memory.copy per row (the MoE's dispatch of its routed rows); else the
+   * scalar kernel. The same values either way.
+   */
+  indexSelect(): CpuKernel<'indexSelect'> {
+    return (inputs, attrs, out, be) => {
+      const [x, index] = inputs as [typeof inputs[0], typeof inputs[0]];
+      const engine = this.simd(), rowElems = sizeOf(x.shape.slice(1));
+      if (engine !== null && attrs.axis === 0 && x.dtype !== 'int32' && rowElems * (x.dtype === 'float64' ? 8 : 4) >= 64) {
+        const idx = data(index) as Int32Array, rows = x.shape[0]!;
+        for (let j = 0; j < idx.length; j++) checkIndex('indexSelect', idx[j]!, rows, 0);
+        const y = cpuPool.take(out.dtype, sizeOf(out.shape), false);
+        if (engine.gatherRows(data(x), idx, rowElems, y)) return be.wrap(y);
+        cpuPool.give(y);
+      }
+      return cpuKernels.indexSelect(inputs, attrs, out, be);
+    };
+  }
+
   /** Every matmul of a step comes here: no closure or array per call, unlike onSimd. */
   matmul(): CpuKernel<'matmul'> {
     return (inputs, attrs, out, be) => {
@@ -359,7 +379,7 @@ export function createCpuBackend(options: CpuOptions = {}): CpuBackend & { reado
   cpuPool.heapSource = () => state.tensorHeap();
   const backend = new CpuBackend({
     kernels: { matmul: state.matmul(), groupedMatmul: state.groupedMatmul(), sigmoid: state.unary('sigmoid'), tanh: state.unary('tanh'), lstmCell: state.lstmCell(), lstmSequence: state.lstmSequence(), random: state.random(), weightedIndexAdd: state.weightedIndexAdd(),
-      add: state.arithmetic('add'), sub: state.arithmetic('sub'), mul: state.arithmetic('mul'), div: state.arithmetic('div'), reluGrad: state.reluGrad(), probInTopK: state.probInTopK(), exp: state.f64Unary('exp'), normalCdf: state.f64Unary('normalCdf') },
+      add: state.arithmetic('add'), sub: state.arithmetic('sub'), mul: state.arithmetic('mul'), div: state.arithmetic('div'), reluGrad: state.reluGrad(), probInTopK: state.probInTopK(), exp: state.f64Unary('exp'), normalCdf: state.f64Unary('normalCdf'), indexSelect: state.indexSelect() },
     multiKernels: { groupedWeightGrads: state.groupedWeightGrads(), lstmSequenceBackward: state.lstmSequenceBackward(), adamStep: state.adamStep(), weightedIndexAddBackward: state.weightedIndexAddBackward(), probInTopKBackward: state.probInTopKBackward() }, details: () => state.details() });
   return Object.assign(backend, { simd: state });
 }

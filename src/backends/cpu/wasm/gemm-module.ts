@@ -102,6 +102,8 @@ export interface GemmExports {
   colSums_f64(src: number, ld: number, rows: number, dst: number, vecs: number): void;
   /** Zeroes `bytes` bytes from ptr (memory.fill: a view's fill on shared memory is ~3× slower). */
   zero(ptr: number, bytes: number): void;
+  /** Copies `bytes` bytes from src to dst (memory.copy): a gather's rows between tensors of the memory. */
+  copy(dst: number, src: number, bytes: number): void;
   /** Claims and computes chunks of the job in the control block until none is left (threads only). */
   work?(generation: number, thread: number): void;
   /** A worker thread's loop: wait for a job, work, forever (threads only). */
@@ -473,6 +475,7 @@ export function gemmModuleBytes(memory: { shared: boolean; initialPages: number;
   emitColSums(mod, f32, 'colSums_f32');
   emitColSums(mod, f64, 'colSums_f64');
   mod.func('zero', ['i32', 'i32'], [], (c, ptr, bytes) => { c.get(ptr).i32(0).get(bytes).memoryFill(); });
+  mod.func('copy', ['i32', 'i32', 'i32'], [], (c, dst, src, bytes) => { c.get(dst).get(src).get(bytes).memoryCopy(); });
   const g32 = emitGemm(mod, f32, 'gemm_f32');
   const g64 = emitGemm(mod, f64, 'gemm_f64');
   if (threads) emitWorker(mod, emitWork(mod, g32, g64));

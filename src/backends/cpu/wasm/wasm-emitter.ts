@@ -239,6 +239,8 @@ export class Code {
   // ---- bulk memory (after 0xfc) ----
   /** (address, byte value, count) → nothing: count bytes from address set to the value. */
   memoryFill(): this { return this.op(0xfc, ...uleb(11), 0x00); }
+  /** (destination, source, count) → nothing: count bytes copied (the ranges may overlap). */
+  memoryCopy(): this { return this.op(0xfc, ...uleb(10), 0x00, 0x00); }
 
   // ---- atomics (threads proposal, after 0xfe); alignment must be natural ----
   /** (address, count) → woken: wakes up to count waiters on the i32 at address. */

@@ -333,6 +333,20 @@ export class WasmMatmul {
   }
 
   /**
+   * out[j] = x[index[j]] for rows of `rowElems` elements (indexSelect along the first axis), row
+   * by row with memory.copy, when x and out are both tensors of this memory; false (nothing
+   * written) otherwise. The caller checks the indices. A row copied from JavaScript costs a
+   * view and a shared-memory set (~100 ns for 1 KiB) against ~20 ns here.
+   */
+  gatherRows(x: TypedArray, index: Int32Array, rowElems: number, out: TypedArray): boolean {
+    const xAt = this.addressOf(x), outAt = this.addressOf(out);
+    if (xAt < 0 || outAt < 0 || x.constructor !== out.constructor) return false;
+    const rowBytes = rowElems * x.BYTES_PER_ELEMENT, copy = this.kernels.copy;
+    for (let j = 0; j < index.length; j++) copy(outAt + j * rowBytes, xAt + index[j]! * rowBytes, rowBytes);
+    return true;
+  }
+
+  /**
    * Grouped products over row segments (an MoE layer's experts: rows sorted by expert,
    * segment e holds sizes[e] rows), all in one job spread over the threads:
    *   'rows':    out[seg e] (M × n) = A[seg e] (M × k) · op(B_e), op(B_e) = B_eᵀ when
