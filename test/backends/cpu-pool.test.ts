@@ -193,3 +193,33 @@ test('a repeated MoE training step takes no fresh buffer once warm: the cache ho
   assert.equal(cpuPool.misses - misses, 0, 'fresh buffers taken in warm steps');
   mt.dispose([x, ...moe.parameters()]);
 });
+
+test('the wasm heap: blocks never overlap, a freed block is handed out again, releasing a block twice is an error, and a memory that cannot hold a tensor leaves it an ordinary array', async (t) => {
+  const { WasmMatmul } = await import('../../src/backends/cpu/wasm/wasm-matmul.js');
+  const { blockClass } = await import('../../src/backends/cpu/wasm/wasm-heap.js');
+  const engine = WasmMatmul.create();
+  if (typeof engine === 'string') { t.skip(engine); return; }
+  engine.pool?.stop();
+  const heap = engine.heap;
+  fc.assert(fc.property(fc.array(fc.integer({ min: 1, max: 200_000 }), { minLength: 1, maxLength: 30 }), (sizes) => {
+    const blocks = sizes.map((b) => ({ ptr: heap.alloc(b), bytes: blockClass(b) }));
+    for (const [i, a] of blocks.entries()) {
+      assert.ok(a.ptr > 0 && a.ptr % 64 === 0, `block ${a.ptr} above the control block, on a cache line`);
+      for (const b of blocks.slice(i + 1)) assert.ok(a.ptr + a.bytes <= b.ptr || b.ptr + b.bytes <= a.ptr, 'no overlap');
+    }
+    const first = blocks[0]!;
+    heap.release(first.ptr);
+    assert.equal(heap.alloc(sizes[0]!), first.ptr, 'the freed block comes back for its class');
+    for (const b of blocks) heap.release(b.ptr);
+  }), { numRuns: 30 });
+  const p = heap.alloc(1000);
+  heap.release(p);
+  assert.throws(() => heap.release(p), /wasm heap: release of \d+, which is not a live block/);
+  assert.equal(heap.alloc(1 << 20, heap.memoryBytes), -1, 'nothing past the limit');
+  assert.equal(heap.place('float32', 1 << 18, heap.memoryBytes), null);
+  // The pool: no room in the memory → an ordinary array, which the kernels copy as before.
+  const pool = new BufferPool();
+  pool.heapSource = () => ({ shared: true, place: () => null } as never);
+  const a = pool.take('float32', 100_000);
+  assert.ok(a instanceof Float32Array && a.length === 100_000 && !(a.buffer instanceof SharedArrayBuffer));
+});
