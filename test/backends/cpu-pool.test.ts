@@ -212,6 +212,14 @@ test('the wasm heap: blocks never overlap, a freed block is handed out again, re
     assert.equal(heap.alloc(sizes[0]!), first.ptr, 'the freed block comes back for its class');
     for (const b of blocks) heap.release(b.ptr);
   }), { numRuns: 30 });
+  // Only a whole placed array counts as its block: a shorter view of its start may not be
+  // given back for it, nor written past its end (the math module stages such a result).
+  const whole = heap.place('float32', 1000, 2 ** 30)!;
+  assert.equal(heap.isBlock(whole), true);
+  assert.equal(heap.isBlock(whole.subarray(0, 999)), false);
+  assert.equal(heap.isBlock(new Float32Array(1000)), false);
+  heap.free(whole);
+  assert.equal(heap.isBlock(whole), false, 'a freed block is no longer one');
   const p = heap.alloc(1000);
   heap.release(p);
   assert.throws(() => heap.release(p), /wasm heap: release of \d+, which is not a live block/);

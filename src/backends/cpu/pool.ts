@@ -23,7 +23,7 @@
 // Float arrays of HEAP_MIN_BYTES and more go to the SIMD engine's shared WebAssembly memory
 // instead, where there is one (wasm/wasm-heap.ts: the same size classes, a free list each):
 // the products read and write them there in place. At an MoE step (T 1024, d 256, E 16, one
-// thread) that took MoE/dense from 1.13–1.14 to 1.10, measured alternating.
+// thread) MoE/dense went from 1.131–1.145 to 1.101–1.118 (BENCHMARKS.md, 2026-12-04).
 
 import { allocate, bytesPerElement, type DType, type TypedArray } from '../../core/dtype.js';
 import type { WasmHeap } from './wasm/wasm-heap.js';
@@ -151,7 +151,7 @@ export class BufferPool {
     return values;
   }
 
-  /** The shared memory the latest arrays were placed in, or null (none placed). */
+  /** The shared memory arrays are placed in (the last one, if several CPU backends were made), or null (none yet). */
   get heap(): WasmHeap | null {
     let last: WasmHeap | null = null;
     for (const h of this.heaps) last = h;

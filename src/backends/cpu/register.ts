@@ -321,7 +321,7 @@ class SimdState {
     return (inputs, attrs, out, be) => {
       const [x, index] = inputs as [typeof inputs[0], typeof inputs[0]];
       const engine = this.simd(), rowElems = sizeOf(x.shape.slice(1));
-      if (engine !== null && attrs.axis === 0 && x.dtype !== 'int32' && rowElems * (x.dtype === 'float64' ? 8 : 4) >= 64) {
+      if (engine !== null && attrs.axis === 0 && x.dtype !== 'int32' && rowElems * (x.dtype === 'float64' ? 8 : 4) >= 64 && engine.heap.addressOf(data(x)) >= 0) {
         const idx = data(index) as Int32Array, rows = x.shape[0]!;
         for (let j = 0; j < idx.length; j++) checkIndex('indexSelect', idx[j]!, rows, 0);
         const y = cpuPool.take(out.dtype, sizeOf(out.shape), false);

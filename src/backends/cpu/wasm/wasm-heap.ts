@@ -37,6 +37,8 @@ export class WasmHeap {
   private readonly freeLists = new Map<number, number[]>();
   /** The class of every block handed out and not yet released, by address. */
   private readonly live = new Map<number, number>();
+  /** The byte length of the array place() put on a block, by address (blocks alloc() gave out directly have none). */
+  private readonly placed = new Map<number, number>();
   /** Every buffer object the memory has had (a shared memory's grows give new ones over the same bytes). */
   private readonly buffers = new WeakSet<object>();
   private current: ArrayBuffer | SharedArrayBuffer | null = null;
@@ -106,6 +108,7 @@ export class WasmHeap {
     const cls = this.live.get(ptr);
     if (cls === undefined) throw new Error(`wasm heap: release of ${ptr}, which is not a live block`);
     this.live.delete(ptr);
+    this.placed.delete(ptr);
     this.liveBytes -= cls;
     this.freeBytes += cls;
     let list = this.freeLists.get(cls);
@@ -122,6 +125,7 @@ export class WasmHeap {
     const ptr = this.alloc(size * (dtype === 'float64' ? 8 : 4), limit);
     if (ptr < 0) return null;
     const values = this.view(dtype, ptr, size);
+    this.placed.set(ptr, values.byteLength);
     this.finalizer.register(values, ptr, values);
     return values;
   }
@@ -149,8 +153,11 @@ export class WasmHeap {
     return this.buffers.has(values.buffer) ? values.byteOffset : -1;
   }
 
-  /** Whether `values` is a whole block handed out by alloc() (what the pool gives back). */
+  /**
+   * Whether `values` is an array place() made, whole (what the pool gives back, and a result a
+   * kernel may write past its end up to its block's end): not a shorter view of its start.
+   */
   isBlock(values: TypedArray): boolean {
-    return this.buffers.has(values.buffer) && this.live.has(values.byteOffset);
+    return this.buffers.has(values.buffer) && this.placed.get(values.byteOffset) === values.byteLength;
   }
 }
