@@ -24,10 +24,13 @@ const PAGE = 65536;
 /** Every block starts on a cache line. */
 const ALIGN = 64;
 
-/** The block size serving `bytes`: the pool's size classes (the next of 4, 5, 6, 7 × 2ⁿ⁻²), at least one cache line. */
+/**
+ * The block size serving `bytes`: the pool's size classes (the next of 4, 5, 6, 7 × 2ⁿ⁻²),
+ * in whole cache lines, so that every block, laid end to end, starts on one.
+ */
 export function blockClass(bytes: number): number {
   const b = Math.max(ALIGN, bytes);
-  const quarter = Math.max(ALIGN / 4, 2 ** (Math.floor(Math.log2(b)) - 2));
+  const quarter = Math.max(ALIGN, 2 ** (Math.floor(Math.log2(b)) - 2));
   return Math.ceil(b / quarter) * quarter;
 }
 
