@@ -76,6 +76,8 @@ export class BufferPool {
   heapMinBytes = HEAP_MIN_BYTES;
   /** The memories arrays were placed in (one, unless several CPU backends were made). */
   private readonly heaps = new Set<WasmHeap>();
+  /** The shared memory arrays were last placed in, or null (none yet). */
+  heap: WasmHeap | null = null;
   /** Arrays placed in / given back to the shared memory. */
   heapTakes = 0;
   heapGives = 0;
@@ -145,17 +147,11 @@ export class BufferPool {
     const values = heap.place(dtype, size, HEAP_TENSOR_LIMIT);
     if (values === null) return null;
     this.heaps.add(heap);
+    this.heap = heap;
     if (zeroed) heap.zero(values.byteOffset, bytes);
     else if (this.poison) values.fill(NaN);
     this.heapTakes++;
     return values;
-  }
-
-  /** The shared memory arrays are placed in (the last one, if several CPU backends were made), or null (none yet). */
-  get heap(): WasmHeap | null {
-    let last: WasmHeap | null = null;
-    for (const h of this.heaps) last = h;
-    return last;
   }
 
   /** Drops every cached buffer (the garbage collector frees them); blocks of the shared memory stay (it cannot shrink). */

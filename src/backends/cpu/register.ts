@@ -94,7 +94,7 @@ class SimdState {
       // Products that found their A operand still in the wasm memory from the product before.
       operandReuses: engine.aReused,
       // Tensors placed in the engine's shared memory (read and written there in place by the products).
-      tensorsInWasmMemory: engine.heap.shared && cpuPool.heapSource !== null,
+      tensorsInWasmMemory: engine.heap.shared,
       wasmMemoryBytes: engine.heap.memoryBytes, wasmMemoryLiveBytes: engine.heap.liveBytes, wasmMemoryFreeBytes: engine.heap.freeBytes,
       inPlaceOperands: engine.inPlace,
       // float32 σ, tanh and LSTM cells computed by the SIMD transcendental kernels.

@@ -19,19 +19,38 @@
 
 import type { DType, TypedArray } from '../../../core/dtype.js';
 import type { WasmMemory } from './wasm-api.js';
+import { sizeClass } from '../pool.js';
 
 const PAGE = 65536;
 /** Every block starts on a cache line. */
 const ALIGN = 64;
 
 /**
- * The block size serving `bytes`: the pool's size classes (the next of 4, 5, 6, 7 × 2ⁿ⁻²),
- * in whole cache lines, so that every block, laid end to end, starts on one.
+ * The block size serving `bytes`: the pool's size class (pool.ts sizeClass) rounded up to
+ * whole cache lines, so that every block, laid end to end, starts on one.
  */
 export function blockClass(bytes: number): number {
-  const b = Math.max(ALIGN, bytes);
-  const quarter = Math.max(ALIGN, 2 ** (Math.floor(Math.log2(b)) - 2));
-  return Math.ceil(b / quarter) * quarter;
+  return Math.ceil(sizeClass(Math.max(ALIGN, bytes)) / ALIGN) * ALIGN;
+}
+
+/**
+ * One block with room for the most bytes asked of it so far (a kernel's scratch or staging
+ * area): a larger request releases it and takes a bigger one elsewhere.
+ */
+export class ScratchBlock {
+  /** Its address (-1: none yet, or the memory could not hold the last request). */
+  ptr = -1;
+  private bytes = 0;
+  constructor(private readonly heap: WasmHeap) {}
+
+  /** The block's address with room for `bytes`, or -1 where the memory cannot hold it. */
+  at(bytes: number): number {
+    if (bytes <= this.bytes) return this.ptr;
+    if (this.ptr >= 0) this.heap.release(this.ptr);
+    this.ptr = this.heap.alloc(bytes);
+    this.bytes = this.ptr < 0 ? 0 : blockClass(bytes);
+    return this.ptr;
+  }
 }
 
 export class WasmHeap {

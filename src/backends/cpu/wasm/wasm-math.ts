@@ -11,7 +11,7 @@ import { adamConstants, type AdamAttrs } from '../fused.js';
 import type { PhiloxBlocks } from '../../../core/philox.js';
 import type { TypedArray } from '../../../core/dtype.js';
 import { mathModuleBytes, type ArithmeticMode, type ArithmeticOp, type MathExports } from './math-module.js';
-import { blockClass, type WasmHeap } from './wasm-heap.js';
+import { ScratchBlock, type WasmHeap } from './wasm-heap.js';
 import { wasmApi, type WasmApi, type WasmMemory } from './wasm-api.js';
 
 const PAGE = 65536;
@@ -40,11 +40,12 @@ export class WasmMath {
   calls = 0;
   /** Operands read and results written in place (tensors of the shared memory), not copied. */
   inPlace = 0;
-  /** The staging block in the shared memory (ptr -1: none yet); unused with a private memory, staged from 0. */
-  private staging = { ptr: -1, bytes: 0 };
+  /** The staging block in the shared memory (null with a private memory, staged from 0). */
+  private readonly staging: ScratchBlock | null;
 
   private constructor(private readonly memory: WasmMemory, private readonly kernels: MathExports, private readonly heap: WasmHeap | null) {
     this.f32 = new Float32Array(memory.buffer);
+    this.staging = heap === null ? null : new ScratchBlock(heap);
   }
 
   /**
@@ -68,15 +69,10 @@ export class WasmMath {
 
   /** The byte address of `bytes` bytes of staging space (the memory grown as needed). */
   private stage(bytes: number): number {
-    if (this.heap !== null) {
-      const s = this.staging;
-      if (bytes > s.bytes) {
-        if (s.ptr >= 0) this.heap.release(s.ptr);
-        const ptr = this.heap.alloc(bytes);
-        if (ptr < 0) throw new Error(`wasm math: the WebAssembly memory cannot hold ${bytes} bytes of staging`);
-        this.staging = { ptr, bytes: blockClass(bytes) };
-      }
-      return this.staging.ptr;
+    if (this.staging !== null) {
+      const ptr = this.staging.at(bytes);
+      if (ptr < 0) throw new Error(`wasm math: the WebAssembly memory cannot hold ${bytes} bytes of staging`);
+      return ptr;
     }
     const have = this.memory.buffer.byteLength;
     if (bytes > have) this.memory.grow(Math.ceil((bytes - have) / PAGE));

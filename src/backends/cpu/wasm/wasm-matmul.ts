@@ -34,7 +34,7 @@ import { batchMatrices } from '../matmul/batch.js';
 import type { TypedArray } from '../../../core/dtype.js';
 import { CLOSED, CTRL, CTRL_BYTES, GEMM, NR, TABLE_WORDS, gemmModuleBytes, type GemmExports, type SimdDType } from './gemm-module.js';
 import { ThreadPool, coreCount, workerSupport } from './thread-pool.js';
-import { blockClass, WasmHeap } from './wasm-heap.js';
+import { ScratchBlock, WasmHeap } from './wasm-heap.js';
 import { wasmApi, type WasmApi, type WasmMemory, type WasmModule } from './wasm-api.js';
 
 /** 2 GiB: addresses stay below 2³¹, so the kernels' signed i32 arithmetic never wraps. */
@@ -102,8 +102,8 @@ export class WasmMatmul {
   products = 0;
   /** The allocator of the memory above the control block: tensors (when shared), the arena, the scratch. */
   readonly heap: WasmHeap;
-  /** The block products lay out their scratch in (ptr -1: none yet). */
-  private scratchBlock = { ptr: -1, bytes: 0 };
+  /** The block products lay out their scratch in. */
+  private readonly scratchBlock: ScratchBlock;
   /** The arena of resident weights: a block at base of capacity bytes, the next write at top. */
   private arena = { base: -1, capacity: 0, top: 0 };
   private readonly residents = new WeakMap<TypedArray, Resident>();
@@ -133,6 +133,7 @@ export class WasmMatmul {
     readonly status: SimdStatus,
   ) {
     this.heap = new WasmHeap(memory, CTRL_BYTES, MAX_PAGES, (ptr, bytes) => kernels.zero(ptr, bytes));
+    this.scratchBlock = new ScratchBlock(this.heap);
   }
 
   /**
@@ -184,19 +185,10 @@ export class WasmMatmul {
 
   /** The address of a product's scratch block of at least `bytes` bytes, or -1 where the memory cannot hold it. */
   private scratch(bytes: number): number {
-    const s = this.scratchBlock;
-    if (bytes <= s.bytes) return s.ptr;
+    const before = this.scratchBlock.ptr, ptr = this.scratchBlock.at(bytes);
     // A new block elsewhere: the A operand left in the old one is gone.
-    this.lastA.a = null;
-    if (s.ptr >= 0) this.heap.release(s.ptr);
-    const ptr = this.heap.alloc(bytes);
-    this.scratchBlock = ptr < 0 ? { ptr: -1, bytes: 0 } : { ptr, bytes: blockClass(bytes) };
+    if (ptr !== before) this.lastA.a = null;
     return ptr;
-  }
-
-  /** The byte address of an array of this memory (read or written in place), else -1 (copied). */
-  private addressOf(values: TypedArray): number {
-    return this.heap.addressOf(values);
   }
 
   /**
@@ -272,8 +264,8 @@ export class WasmMatmul {
     const scratchStride = align16(k * NR * bytes);
     // Operands of this memory are read in place; the result is written in place when it has
     // whole panels and shares no byte with an operand.
-    const aAt = this.addressOf(a), bAt = this.addressOf(b);
-    let cAt = nPad === n ? this.addressOf(out) : -1;
+    const aAt = this.heap.addressOf(a), bAt = this.heap.addressOf(b);
+    let cAt = nPad === n ? this.heap.addressOf(out) : -1;
     if (cAt >= 0 && (overlaps(cAt, out.byteLength, aAt, a.byteLength) || overlaps(cAt, out.byteLength, bAt, b.byteLength))) cAt = -1;
     const copyA = aAt < 0;
     const aOff = align16(scratchStride * this.threads);
@@ -339,7 +331,7 @@ export class WasmMatmul {
    * view and a shared-memory set (~100 ns for 1 KiB) against ~20 ns here.
    */
   gatherRows(x: TypedArray, index: Int32Array, rowElems: number, out: TypedArray): boolean {
-    const xAt = this.addressOf(x), outAt = this.addressOf(out);
+    const xAt = this.heap.addressOf(x), outAt = this.heap.addressOf(out);
     if (xAt < 0 || outAt < 0 || x.constructor !== out.constructor) return false;
     const rowBytes = rowElems * x.BYTES_PER_ELEMENT, copy = this.kernels.copy;
     for (let j = 0; j < index.length; j++) copy(outAt + j * rowBytes, xAt + index[j]! * rowBytes, rowBytes);
@@ -383,11 +375,11 @@ export class WasmMatmul {
     const scratchStride = align16(Math.max(1, maxK) * NR * bytes);
     // In place: A; B ('weights'; 'rows' when every expert with rows has its weight here);
     // the result(s) when they have whole panels and share no byte with an operand.
-    const aAt = this.addressOf(a);
-    const bAts = bs.map((b) => this.addressOf(b));
+    const aAt = this.heap.addressOf(a);
+    const bAts = bs.map((b) => this.heap.addressOf(b));
     const bInPlace = mode === 'weights' ? bAts[0]! >= 0 : sizes.every((m, e) => m === 0 || bAts[e]! >= 0);
     const outs = Array.isArray(out) ? out as readonly TypedArray[] : [out as TypedArray];
-    const cAts = outs.map((o) => (nPad === n ? this.addressOf(o) : -1));
+    const cAts = outs.map((o) => (nPad === n ? this.heap.addressOf(o) : -1));
     const clash = (o: TypedArray, at: number) => overlaps(at, o.byteLength, aAt, a.byteLength) || bs.some((b, e) => overlaps(at, o.byteLength, bAts[e]!, b.byteLength));
     const cInPlace = cAts.every((at, i) => at >= 0 && !clash(outs[i]!, at));
     const aOff = align16(scratchStride * this.threads);
