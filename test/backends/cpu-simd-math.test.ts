@@ -12,7 +12,7 @@ import { WasmMath, MIN_ELEMENTS } from '../../src/backends/cpu/wasm/wasm-math.js
 import { adamStep, lstmCellForward } from '../../src/backends/cpu/fused.js';
 import { lstmCell } from '../../src/tensor/ops/fused.js';
 import { mt, numRuns } from '../helpers.js';
-import { fillRandom, philoxBlocks as jsPhiloxBlocks } from '../../src/core/philox.js';
+import { boxMuller, fillRandom, philoxBlocks as jsPhiloxBlocks } from '../../src/core/philox.js';
 
 const math = WasmMath.create();
 if (typeof math === 'string') throw new Error(`these tests need WebAssembly SIMD (Node 20 has it): ${math}`);
@@ -161,7 +161,7 @@ test('the math module validates; without WebAssembly SIMD, create() returns the 
   assert.equal(WasmMath.create(null), 'no WebAssembly in this JavaScript engine');
 });
 
-test('Philox rounds on WebAssembly: the words of the JavaScript rounds (counters across 2³², any key), and randn/rand give the same bits with and without SIMD', () => {
+test('Philox rounds on WebAssembly: the words of the JavaScript rounds (counters across 2³², any key); normal draws (rounds and Box–Muller in SIMD lanes) the JavaScript draws\' bits; randn/rand give the same bits with and without SIMD', () => {
   const { philoxBlocks } = simd;
   fc.assert(fc.property(
     fc.oneof(fc.integer({ min: 0, max: 2 ** 32 + 10 }), fc.constant(2 ** 32 - 3), fc.integer({ min: 2 ** 40, max: 2 ** 40 + 100 })),
@@ -174,13 +174,19 @@ test('Philox rounds on WebAssembly: the words of the JavaScript rounds (counters
     }), numRuns(60));
   // Whole draws, odd counters and lengths across batches of 4096 blocks, float32 and float64.
   for (const dtype of ['float32', 'float64'] as const) {
-    for (const counter of [0, 1, 8191, 2 ** 33 + 1]) {
-      for (const n of [1, 2, 7, 8193]) {
+    // 2·(2³² − 3): the SIMD normal kernel's four blocks cross a carry into the counter's high word.
+    for (const counter of [0, 1, 8191, 2 ** 33 + 1, 2 * (2 ** 32 - 3), 2 * (2 ** 32 - 3) + 1]) {
+      for (const n of [1, 2, 7, 8193, 20001]) {
         for (const dist of ['normal', 'uniform'] as const) {
-          const a = dtype === 'float32' ? new Float32Array(n) : new Float64Array(n), b = a.slice();
+          const a = dtype === 'float32' ? new Float32Array(n) : new Float64Array(n), b = a.slice(), c = a.slice();
           fillRandom(a, dist, [7, 9], counter);
           fillRandom(b, dist, [7, 9], counter, philoxBlocks);
+          fillRandom(c, dist, [3000000000, 9], counter, philoxBlocks, simd.normalPairs);
           assert.deepEqual(b, a, `${dist} ${dtype} counter ${counter} n ${n}`);
+          if (dist === 'normal') {
+            fillRandom(a, dist, [3000000000, 9], counter);
+            assert.deepEqual(c, a, `SIMD normal pairs, ${dtype} counter ${counter} n ${n}`);
+          }
         }
       }
     }
@@ -202,6 +208,64 @@ function mixed(n: number, seed: number): number[] {
   for (let i = seed % 7; i < n; i += 11) v[i] = specials[(i + seed) % specials.length]!;
   return v;
 }
+
+test('ln in float64 lanes (fdlibm\'s log, the Box–Muller radius) is Math.log bit for bit: any bit pattern, around 1 (its |f| < 2⁻²⁰ branch), subnormals and the specials; float32 rounded once; the backend\'s log runs there', () => {
+  const n = 1 << 16, x = new Float64Array(n), got = new Float64Array(n), words = new Uint32Array(x.buffer);
+  let seed = 12345;
+  const next = () => { seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0; return seed; };
+  for (let i = 0; i < words.length; i++) words[i] = next();
+  const specials = [0, -0, 1, -1, Infinity, -Infinity, NaN, 5e-324, 2 ** -1022, 2 ** -1023, 2 ** -53, 1 - 2 ** -53, 1 + 2 ** -52, Math.SQRT1_2, Math.SQRT2, 0.5, 2, Number.MAX_VALUE];
+  x.set(specials);
+  for (let i = 100; i < 20000; i++) x[i] = 1 + ((next() / 2 ** 32) - 0.5) * 2 ** -18;
+  for (let i = 20000; i < 40000; i++) x[i] = 1 - (next() * 2 ** 21 + (next() >>> 11)) / 2 ** 53; // 1 − u, the radius' argument
+  for (let i = 40000; i < 41000; i++) x[i] = next() * 2 ** -1074; // subnormals
+  assert.ok(simd.f64Unary('log', x, got));
+  for (let i = 0; i < n; i++) assert.ok(Object.is(got[i], Math.log(x[i]!)), `ln(${x[i]}): ${got[i]} against Math.log ${Math.log(x[i]!)}`);
+  const x32 = new Float32Array(x), got32 = new Float32Array(n);
+  assert.ok(simd.f64Unary('log', x32, got32));
+  for (let i = 0; i < n; i++) assert.ok(Object.is(got32[i], f32(Math.log(x32[i]!))), `float32 ln(${x32[i]}): ${got32[i]}`);
+  // The backend's log, float32 and float64, against the scalar loops.
+  const calls = mt.backendInfo().simdMathCalls as number;
+  const a = mt.tensor(Array.from(x.subarray(0, 999)), [999], { dtype: 'float64' }), b = a.cast('float32');
+  const [la, lb] = [mt.log(a).dataSync(), mt.log(b).dataSync()];
+  assert.ok((mt.backendInfo().simdMathCalls as number) >= calls + 2, 'log ran on the module');
+  mt.setBackend('cpu', { simd: false });
+  const [sa, sb] = [mt.log(a).dataSync(), mt.log(b).dataSync()];
+  mt.setBackend('cpu', { simd: true });
+  // NaN payloads aside (NaN inputs of any bits are among them), the same values.
+  for (const [got, want] of [[la, sa], [lb, sb]] as const) want.forEach((w, i) => assert.ok(Object.is(got[i], w), `log: ${got[i]} against ${w}`));
+  mt.dispose([a, b]);
+});
+
+test('boxMuller: cos and sin of 2πu2 within 2 ulp of Math.cos and Math.sin of the exactly reduced angle, each quadrant (measured: 2.0); pairs standard normal', () => {
+  const pair = new Float64Array(2), ulp64 = (v: number) => 2 ** (Math.max(Math.floor(Math.log2(Math.abs(v))), -1022) - 52);
+  const quarter = [0, 0, 0, 0];
+  let worst = 0, seed = 7;
+  const next = () => { seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0; return seed; };
+  for (let t = 0; t < 200000; t++) {
+    // u1 = 1 − e^−½ gives r = 1, so the pair is (cos, sin) itself.
+    const u2 = ((next() >>> 5) * 2 ** 26 + (next() >>> 6)) / 2 ** 53, u1 = 1 - Math.exp(-0.5);
+    boxMuller(u1, u2, pair);
+    const r = Math.sqrt(-2 * Math.log(1 - u1)), q = Math.round(u2 * 4), f = u2 - q / 4, a = 2 * Math.PI * f;
+    const [c, s] = [[Math.cos(a), Math.sin(a)], [-Math.sin(a), Math.cos(a)], [-Math.cos(a), -Math.sin(a)], [Math.sin(a), -Math.cos(a)]][q & 3]!;
+    quarter[q & 3]!++;
+    for (const [got, want] of [[pair[0]! / r, c!], [pair[1]! / r, s!]] as const) {
+      if (want !== 0) worst = Math.max(worst, Math.abs(got - want) / ulp64(want));
+    }
+  }
+  assert.ok(quarter.every((k) => k > 40000), `every quadrant drawn: ${quarter}`);
+  assert.ok(worst <= 2, `worst error ${worst} ulp`);
+  // Moments of 10⁶ draws: mean 0 ± 0.005, variance 1 ± 0.005, and the pair's correlation 0 ± 0.005.
+  const n = 1_000_000, z = new Float64Array(n);
+  fillRandom(z, 'normal', [11, 13], 0, simd.philoxBlocks, simd.normalPairs);
+  let m = 0, v = 0, cov = 0;
+  for (let i = 0; i < n; i++) m += z[i]!;
+  m /= n;
+  for (let i = 0; i < n; i++) v += (z[i]! - m) ** 2;
+  for (let i = 0; i < n; i += 2) cov += z[i]! * z[i + 1]!;
+  v /= n; cov /= n / 2;
+  assert.ok(Math.abs(m) < 0.005 && Math.abs(v - 1) < 0.005 && Math.abs(cov) < 0.005, `mean ${m}, variance ${v}, pair covariance ${cov}`);
+});
 
 test('float32 add, sub, mul, div on the math module give the scalar kernels\' bits for every layout it takes (one shape, scalars, rows, columns), specials included; other layouts stay scalar', () => {
   const sameBits = (x: number[], y: number[]) => x.length === y.length && x.every((v, i) => Object.is(v, y[i]) || (Number.isNaN(v) && Number.isNaN(y[i]!)));

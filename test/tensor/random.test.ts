@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { mt } from '../helpers.js';
-import { philox4x32 } from '../../src/core/philox.js';
+import { boxMuller, philox4x32 } from '../../src/core/philox.js';
 
 const values = (t: mt.Tensor) => Array.from(t.dataSync());
 const hex = (w: Uint32Array) => Array.from(w, (v) => v.toString(16).padStart(8, '0'));
@@ -42,8 +42,12 @@ describe('Philox4x32-10', () => {
       philox4x32([block, 0, 0, 0], [seed, 0], words);
       const u1 = ((words[0]! >>> 5) * 2 ** 26 + (words[1]! >>> 6)) / 2 ** 53;
       const u2 = ((words[2]! >>> 5) * 2 ** 26 + (words[3]! >>> 6)) / 2 ** 53;
-      const r = Math.sqrt(-2 * Math.log(1 - u1));
-      return [r * Math.cos(2 * Math.PI * u2), r * Math.sin(2 * Math.PI * u2)];
+      // The pair is boxMuller's: r·(cos, sin) of 2πu2 with the angle reduced exactly first, so
+      // within a few ulp of Math.cos and Math.sin of the rounded angle.
+      const r = Math.sqrt(-2 * Math.log(1 - u1)), out = new Float64Array(2);
+      boxMuller(u1, u2, out);
+      assert.ok(Math.abs(out[0]! - r * Math.cos(2 * Math.PI * u2)) <= 8e-16 * r && Math.abs(out[1]! - r * Math.sin(2 * Math.PI * u2)) <= 8e-16 * r, `block ${block}`);
+      return [out[0]!, out[1]!];
     };
     mt.manualSeed(seed);
     const first = values(mt.randn([3], { dtype: 'float64' }));  // values 0, 1, 2 of the stream

@@ -3,20 +3,24 @@
 // forward, Adam's update, the MoE combine and its backward, arithmetic (add, sub, mul, div
 // over whole, scalar, row and column operands) and relu's gradient; e^x and Φ in float64
 // lanes, two at a time (fdlibm's exp, which is V8's Math.exp: core/special.ts expF64), for
-// the exp and normalCdf kernels and the MoE load estimator's P(x, i); and the Philox rounds
-// of random draws (integer arithmetic). σ and tanh run exactly the float32 steps of expF32 /
-// sigmoidF32 / tanhF32 in src/core/special.ts (Cephes' expf and tanhf); every kernel is
-// tested bit for bit against its scalar kernel (test/backends/cpu-simd-math.test.ts,
-// test/tensor/weighted-index-add.test.ts): f32x4 arithmetic rounds each lane as IEEE float32
-// does, subnormals included, as a double operation stored to float32 rounds, and nothing here
-// fuses a multiply and an add. V8's Math.exp and Math.tanh cost 19 and 31 ns a call; a lane
-// here costs about 1.
+// the exp and normalCdf kernels and the MoE load estimator's P(x, i); ln (fdlibm's log, which
+// is V8's Math.log) for the log kernel; and random draws: the Philox rounds (integer
+// arithmetic), and normal draws whole, the rounds four blocks at a time in i32 lanes and
+// the Box–Muller pairs in float64 lanes (core/philox.ts boxMuller). σ and tanh run exactly
+// the float32 steps of expF32 / sigmoidF32 / tanhF32 in src/core/special.ts (Cephes' expf
+// and tanhf); every kernel is tested bit for bit against its scalar kernel
+// (test/backends/cpu-simd-math.test.ts, test/tensor/weighted-index-add.test.ts): f32x4
+// arithmetic rounds each lane as IEEE float32 does, subnormals included, as a double
+// operation stored to float32 rounds, and nothing here fuses a multiply and an add. V8's
+// Math.exp and Math.tanh cost 19 and 31 ns a call; here an element of e^x costs about 7 ns
+// (float64 lanes), of σ and tanh about 4, of Φ 14 (measured 2026-12-04).
 //
-// Memory: a private (unshared) memory; the caller copies the operands in and the results out
-// (WasmMath in wasm-math.ts). Arrays are whole v128s: lengths are padded to a multiple of 4.
+// Memory: the SIMD matmul's shared memory where tensors live, when there is one (mathModuleBytes
+// (true)), else a private one; WasmMath (wasm-math.ts) passes tensors there in place and
+// stages the rest. Arrays are whole v128s: lengths are padded to a multiple of 4.
 
-import { ERFC_NR, EXPF, FDLIBM_EXP, TANHF } from '../../../core/special.js';
-import { PHILOX } from '../../../core/philox.js';
+import { ERFC_NR, EXPF, FDLIBM_EXP, FDLIBM_LOG, TANHF } from '../../../core/special.js';
+import { PHILOX, SINCOS } from '../../../core/philox.js';
 import { ModuleBuilder, type Code, type Local } from './wasm-emitter.js';
 
 export type ArithmeticOp = 'add' | 'sub' | 'mul' | 'div';
@@ -70,6 +74,17 @@ export interface MathExports extends ArithmeticExports {
   probInTopK_f32(clean: number, thr: number, sd: number, out: number, vecs: number): void;
   /** Its gradients' elementwise part: dClean = dz / sd and dSd = −dz · (z / sd) (gating.ts probInTopKBackward, float32). */
   probInTopKBackward_f32(dP: number, clean: number, thr: number, sd: number, dClean: number, dSd: number, vecs: number): void;
+  /** dst[i] = ln src[i] for `vecs` v128s of float64 (fdlibm's log: Math.log's bits). */
+  log_f64(src: number, dst: number, vecs: number): void;
+  /** dst[i] = fround(ln src[i]) for `vecs` v128s of float32, ln in float64 (the log kernel's float32 bits). */
+  log_f32(src: number, dst: number, vecs: number): void;
+  /**
+   * The Box–Muller pairs of Philox blocks b … b + count − 1 (b = bHi·2³² + bLo, count a
+   * multiple of 4; core/philox.ts fillRandom's normal draws, bit for bit): block j's
+   * (r·cos, r·sin) at dst[2j], dst[2j + 1], as float32 (rounded once) or float64.
+   */
+  normal_f32(bLo: number, bHi: number, count: number, key0: number, key1: number, dst: number): void;
+  normal_f64(bLo: number, bHi: number, count: number, key0: number, key1: number, dst: number): void;
   /** relu's gradient dy · (x > 0 ? 1 : 0) over `vecs` v128s (the reluGrad kernel's bits, NaN and −0 included). */
   reluGrad_f32(dy: number, x: number, out: number, vecs: number): void;
   /**
@@ -419,6 +434,179 @@ function emitNormalCdf(c: Code, v: Local, s: F64Scratch): void {
   c.f64x2Const(0.5).get(p).f64x2Const(2).get(p).f64x2Sub().get(z).f64x2Const(0).f64x2Ge().v128Bitselect().f64x2Mul();
 }
 
+interface LogScratch { sub: Local; xs: Local; hx: Local; k: Local; i: Local; f: Local; dk: Local; kz: Local; r: Local; sv: Local; z: Local; w: Local; hfsq: Local; y: Local }
+
+function logScratch(c: Code): LogScratch {
+  return Object.fromEntries(['sub', 'xs', 'hx', 'k', 'i', 'f', 'dk', 'kz', 'r', 'sv', 'z', 'w', 'hfsq', 'y'].map((n) => [n, c.local('v128')])) as unknown as LogScratch;
+}
+
+/**
+ * ln x of the two float64 lanes of x, left on the stack (x kept): fdlibm's log (V8's
+ * Math.log), step for step, its branches as lane selects; integer steps on the high word
+ * in i64 lanes.
+ */
+function emitLogF64(c: Code, x: Local, s: LogScratch): void {
+  const { ln2Hi, ln2Lo, lg } = FDLIBM_LOG;
+  const [Lg1, Lg2, Lg3, Lg4, Lg5, Lg6, Lg7] = lg;
+  const i64 = (v: number) => c.i64x2Const(BigInt(v));
+  // Subnormals (and 0, negatives: replaced at the end) scaled by 2⁵⁴, k starting at −54.
+  c.get(x).f64x2Const(2 ** -1022).f64x2Lt().set(s.sub);
+  c.get(x).f64x2Const(2 ** 54).f64x2Mul().get(x).get(s.sub).v128Bitselect().set(s.xs);
+  // hx = the high word; k = (hx >> 20) − 1023; hx &= 0xfffff
+  c.get(s.xs).i32(32).i64x2ShrU().set(s.hx);
+  c.get(s.hx).i32(20).i64x2ShrU();
+  i64(1023 + 54); i64(1023); c.get(s.sub).v128Bitselect().i64x2Sub().set(s.k);
+  c.get(s.hx); i64(0xfffff); c.v128And().set(s.hx);
+  // i = (hx + 0x95f64) & 0x100000; x normalized to [√2/2, √2): high word hx | (i ^ 0x3ff00000)
+  c.get(s.hx); i64(0x95f64); c.i64x2Add(); i64(0x100000); c.v128And().set(s.i);
+  c.get(s.xs); i64(0xffffffff); c.v128And();
+  c.get(s.hx).get(s.i); i64(0x3ff00000); c.v128Xor().v128Or().i32(32).i64x2Shl().v128Or();
+  // f = x − 1; k += i >> 20
+  c.f64x2Const(1).f64x2Sub().set(s.f);
+  c.get(s.k).get(s.i).i32(20).i64x2ShrU().i64x2Add().set(s.k);
+  c.get(s.k).get(s.k).i8x16Shuffle([0, 1, 2, 3, 8, 9, 10, 11, 0, 1, 2, 3, 8, 9, 10, 11]).f64x2ConvertLowI32x4S().set(s.dk);
+  c.get(s.k); i64(0); c.i64x2Eq().set(s.kz);
+  // dk·ln2Hi − ((a − dk·ln2Lo) − f), or f − b where k = 0, from a and b on the stack
+  const join = (a: () => void, k0: () => void) => {
+    k0();
+    c.get(s.dk).f64x2Const(ln2Hi).f64x2Mul(); a(); c.get(s.dk).f64x2Const(ln2Lo).f64x2Mul().f64x2Sub().get(s.f).f64x2Sub().f64x2Sub();
+    c.get(s.kz).v128Bitselect();
+  };
+  // |f| < 2⁻²⁰: R = f·f·(½ − f/3); f − R, or dk·ln2Hi − ((R − dk·ln2Lo) − f)
+  c.get(s.f).get(s.f).f64x2Mul().f64x2Const(0.5).f64x2Const(0.33333333333333333).get(s.f).f64x2Mul().f64x2Sub().f64x2Mul().set(s.r);
+  join(() => c.get(s.r), () => c.get(s.f).get(s.r).f64x2Sub());
+  c.set(s.y);
+  // s = f / (2 + f), z = s², w = z², R = z·(Lg1 + w·(Lg3 + w·(Lg5 + w·Lg7))) + w·(Lg2 + w·(Lg4 + w·Lg6))
+  c.get(s.f).f64x2Const(2).get(s.f).f64x2Add().f64x2Div().set(s.sv);
+  c.get(s.sv).get(s.sv).f64x2Mul().set(s.z);
+  c.get(s.z).get(s.z).f64x2Mul().set(s.w);
+  c.get(s.z).f64x2Const(Lg1).get(s.w).f64x2Const(Lg3).get(s.w).f64x2Const(Lg5).get(s.w).f64x2Const(Lg7).f64x2Mul().f64x2Add()
+    .f64x2Mul().f64x2Add().f64x2Mul().f64x2Add().f64x2Mul();
+  c.get(s.w).f64x2Const(Lg2).get(s.w).f64x2Const(Lg4).get(s.w).f64x2Const(Lg6).f64x2Mul().f64x2Add().f64x2Mul().f64x2Add().f64x2Mul();
+  c.f64x2Add().set(s.r);
+  c.f64x2Const(0.5).get(s.f).f64x2Mul().get(s.f).f64x2Mul().set(s.hfsq);
+  // 0x6147a ≤ hx ≤ 0x6b851: hfsq = ½f²; f − (hfsq − s·(hfsq + R)), or dk·ln2Hi − ((hfsq − (s·(hfsq + R) + dk·ln2Lo)) − f)
+  const sHfsqR = () => c.get(s.sv).get(s.hfsq).get(s.r).f64x2Add().f64x2Mul();
+  c.get(s.f).get(s.hfsq); sHfsqR(); c.f64x2Sub().f64x2Sub();
+  c.get(s.dk).f64x2Const(ln2Hi).f64x2Mul().get(s.hfsq);
+  sHfsqR(); c.get(s.dk).f64x2Const(ln2Lo).f64x2Mul().f64x2Add().f64x2Sub().get(s.f).f64x2Sub().f64x2Sub();
+  c.get(s.kz).v128Bitselect();
+  // otherwise: f − s·(f − R), or dk·ln2Hi − ((s·(f − R) − dk·ln2Lo) − f)
+  const sFR = () => c.get(s.sv).get(s.f).get(s.r).f64x2Sub().f64x2Mul();
+  join(sFR, () => { c.get(s.f); sFR(); c.f64x2Sub(); });
+  // which: ((hx − 0x6147a) | (0x6b851 − hx)) > 0
+  c.get(s.hx); i64(0x6147a); c.i64x2Sub(); i64(0x6b851); c.get(s.hx).i64x2Sub().v128Or(); i64(0); c.i64x2GtS();
+  c.v128Bitselect();
+  // the small-f branch where ((2 + hx) & 0xfffff) < 3
+  c.set(s.r).get(s.y).get(s.r).get(s.hx); i64(2); c.i64x2Add(); i64(0xfffff); c.v128And(); i64(3); c.i64x2LtS().v128Bitselect().set(s.y);
+  // x = ±0 → −∞; x < 0 → NaN; +∞ and NaN → x + x
+  c.f64x2Const(-Infinity).get(s.y).get(x).f64x2Const(0).f64x2Eq().v128Bitselect().set(s.y);
+  c.f64x2Const(NaN).get(s.y).get(x).f64x2Const(0).f64x2Lt().v128Bitselect().set(s.y);
+  c.get(x).get(x).f64x2Add().get(s.y).get(x).f64x2Const(Infinity).f64x2Eq().get(x).get(x).f64x2Ne().v128Or().v128Bitselect();
+}
+
+/** Bytes of the high 32-bit halves of two i64x2s' lanes (their products' high words), in lane order. */
+const HIGH_WORDS = [4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31];
+/** i32 lanes 2 and 3 moved to lanes 0 and 1. */
+const HIGH_LANES = [8, 9, 10, 11, 12, 13, 14, 15, 8, 9, 10, 11, 12, 13, 14, 15];
+
+/**
+ * normal_f32 / normal_f64(bLo, bHi, count, key0, key1, dst): the Box–Muller pairs of Philox
+ * blocks b … b + count − 1 (b = bHi·2³² + bLo, count a multiple of 4), block j's pair at
+ * dst[2j], dst[2j + 1]: core/philox.ts fillRandom's normal draws (its blocks, uniform53 and
+ * boxMuller), bit for bit. The rounds run on four blocks at once, one per i32 lane (the
+ * 32 × 32 → 64-bit products as extended multiplies); the pairs two blocks at a time in
+ * float64 lanes.
+ */
+function emitNormal(mod: ModuleBuilder, single: boolean): void {
+  mod.func(single ? 'normal_f32' : 'normal_f64', ['i32', 'i32', 'i32', 'i32', 'i32', 'i32'], [], (c, bLo, bHi, count, key0, key1, dst) => {
+    const b = c.local('i64'), j = c.local('i32'), lo = c.local('v128'), carry = c.local('v128');
+    const [c0, c1, c2, c3, k0, k1, m0, m1, p] = Array.from({ length: 9 }, () => c.local('v128')) as [Local, Local, Local, Local, Local, Local, Local, Local, Local];
+    const u1 = c.local('v128'), u2 = c.local('v128'), t = c.local('v128'), rr = c.local('v128');
+    const q = c.local('v128'), x = c.local('v128'), z = c.local('v128'), v = c.local('v128'), w = c.local('v128'), sin = c.local('v128'), cos = c.local('v128');
+    const rc = c.local('v128'), rs = c.local('v128'), m = c.local('v128'), s = logScratch(c);
+    const [S1, S2, S3, S4, S5, S6] = SINCOS.s, [C1, C2, C3, C4, C5, C6] = SINCOS.c;
+    c.i32(PHILOX.M0).i32x4Splat().set(m0).i32(PHILOX.M1).i32x4Splat().set(m1);
+    c.get(bHi!).i64ExtendI32U().i64(32n).i64Shl().get(bLo!).i64ExtendI32U().i64Or().set(b);
+    /** The pairs of the blocks in lanes 0 and 1 of the words c0 … c3 (after the rounds), stored at dst. */
+    const pairs = () => {
+      // u = ((hi >>> 5)·2²⁶ + (lo >>> 6))·2⁻⁵³ (uniform53)
+      c.get(c0).i32(5).i32x4ShrU().f64x2ConvertLowI32x4U().f64x2Const(2 ** 26).f64x2Mul()
+        .get(c1).i32(6).i32x4ShrU().f64x2ConvertLowI32x4U().f64x2Add().f64x2Const(2 ** -53).f64x2Mul().set(u1);
+      c.get(c2).i32(5).i32x4ShrU().f64x2ConvertLowI32x4U().f64x2Const(2 ** 26).f64x2Mul()
+        .get(c3).i32(6).i32x4ShrU().f64x2ConvertLowI32x4U().f64x2Add().f64x2Const(2 ** -53).f64x2Mul().set(u2);
+      // r = √(−2·ln(1 − u1))
+      c.f64x2Const(1).get(u1).f64x2Sub().set(t);
+      c.f64x2Const(-2);
+      emitLogF64(c, t, s);
+      c.f64x2Mul().f64x2Sqrt().set(rr);
+      // q = ⌊4·u2 + ½⌋, x = (u2 − q/4)·2π
+      c.get(u2).f64x2Const(4).f64x2Mul().f64x2Const(0.5).f64x2Add().f64x2Floor().set(q);
+      c.get(u2).get(q).f64x2Const(0.25).f64x2Mul().f64x2Sub().f64x2Const(SINCOS.twoPi).f64x2Mul().set(x);
+      c.get(x).get(x).f64x2Mul().set(z);
+      c.get(z).get(x).f64x2Mul().set(v);
+      c.get(z).get(z).f64x2Mul().set(w);
+      // sin x = x + v·(S1 + z·(S2 + z·(S3 + z·(S4 + z·(S5 + z·S6)))))
+      c.get(x).get(v).f64x2Const(S1).get(z).f64x2Const(S2).get(z).f64x2Const(S3).get(z).f64x2Const(S4).get(z).f64x2Const(S5).get(z).f64x2Const(S6)
+        .f64x2Mul().f64x2Add().f64x2Mul().f64x2Add().f64x2Mul().f64x2Add().f64x2Mul().f64x2Add().f64x2Mul().f64x2Add().f64x2Mul().f64x2Add().set(sin);
+      // cos x = one + (((1 − one) − ½z) + z·poly), one = 1 − ½z,
+      // poly = z·(C1 + z·(C2 + z·C3)) + w·w·(C4 + z·(C5 + z·C6))
+      c.get(z).f64x2Const(C1).get(z).f64x2Const(C2).get(z).f64x2Const(C3).f64x2Mul().f64x2Add().f64x2Mul().f64x2Add().f64x2Mul();
+      c.get(w).get(w).f64x2Mul().f64x2Const(C4).get(z).f64x2Const(C5).get(z).f64x2Const(C6).f64x2Mul().f64x2Add().f64x2Mul().f64x2Add().f64x2Mul();
+      c.f64x2Add().set(t);
+      c.f64x2Const(1).f64x2Const(0.5).get(z).f64x2Mul().f64x2Sub().set(v); // one
+      c.get(v).f64x2Const(1).get(v).f64x2Sub().f64x2Const(0.5).get(z).f64x2Mul().f64x2Sub().get(z).get(t).f64x2Mul().f64x2Add().f64x2Add().set(cos);
+      // quadrant q mod 4: (cos, sin) of 2πu2 = (c, s), (−s, c), (−c, −s), (s, −c)
+      c.get(cos).set(rc).get(sin).set(rs);
+      const quadrant = (k: number, cv: () => void, sv: () => void) => {
+        c.get(q).f64x2Const(k).f64x2Eq().set(m);
+        cv(); c.get(rc).get(m).v128Bitselect().set(rc);
+        sv(); c.get(rs).get(m).v128Bitselect().set(rs);
+      };
+      quadrant(1, () => c.get(sin).f64x2Neg(), () => c.get(cos));
+      quadrant(2, () => c.get(cos).f64x2Neg(), () => c.get(sin).f64x2Neg());
+      quadrant(3, () => c.get(sin), () => c.get(cos).f64x2Neg());
+      c.get(rr).get(rc).f64x2Mul().set(rc);
+      c.get(rr).get(rs).f64x2Mul().set(rs);
+      if (single) {
+        // [c_a, s_a, c_b, s_b] as float32
+        c.get(dst!).get(rc).f32x4DemoteF64x2Zero().get(rs).f32x4DemoteF64x2Zero()
+          .i8x16Shuffle([0, 1, 2, 3, 16, 17, 18, 19, 4, 5, 6, 7, 20, 21, 22, 23]).v128Store();
+        c.get(dst!).i32(16).i32Add().set(dst!);
+      } else {
+        c.get(dst!).get(rc).get(rs).i8x16Shuffle([0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23]).v128Store();
+        c.get(dst!).get(rc).get(rs).i8x16Shuffle([8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31]).v128Store(16);
+        c.get(dst!).i32(32).i32Add().set(dst!);
+      }
+    };
+    c.forRange(j, 0, count!, 4, () => {
+      // Counters of blocks b … b + 3: (low word, high word + its carry), 0, 0.
+      c.get(b).i32WrapI64().i32x4Splat().set(lo);
+      c.get(lo).i32x4Lanes([0, 1, 2, 3]).i32x4Add().set(c0);
+      c.get(c0).get(lo).i32x4LtU().set(carry);
+      c.get(b).i64(32n).i64ShrU().i32WrapI64().i32x4Splat().get(carry).i32x4Sub().set(c1);
+      c.i32x4Const(0).set(c2).i32x4Const(0).set(c3);
+      c.get(key0!).i32x4Splat().set(k0).get(key1!).i32x4Splat().set(k1);
+      for (let round = 0; round < 10; round++) {
+        // (hi, lo) of M0·c0 and M1·c2; c0 = hi1 ^ c1 ^ k0, c1 = lo1, c2 = hi0 ^ c3 ^ k1, c3 = lo0
+        c.get(c0).get(m0).i64x2ExtmulLowI32x4U().get(c0).get(m0).i64x2ExtmulHighI32x4U().i8x16Shuffle(HIGH_WORDS).set(p); // hi0
+        c.get(c0).get(m0).i32x4Mul().set(t); // lo0
+        c.get(p).get(c3).v128Xor().get(k1).v128Xor().set(u1); // new c2
+        c.get(c2).get(m1).i64x2ExtmulLowI32x4U().get(c2).get(m1).i64x2ExtmulHighI32x4U().i8x16Shuffle(HIGH_WORDS).get(c1).v128Xor().get(k0).v128Xor().set(c0);
+        c.get(c2).get(m1).i32x4Mul().set(c1);
+        c.get(u1).set(c2);
+        c.get(t).set(c3);
+        c.get(k0).i32(PHILOX.W0).i32x4Splat().i32x4Add().set(k0);
+        c.get(k1).i32(PHILOX.W1).i32x4Splat().i32x4Add().set(k1);
+      }
+      pairs();
+      for (const word of [c0, c1, c2, c3]) c.get(word).get(word).i8x16Shuffle(HIGH_LANES).set(word);
+      pairs();
+      c.get(b).i64(4n).i64Add().set(b);
+    });
+  });
+}
+
 /** Lanes 2 and 3 of a v128 moved to lanes 0 and 1 (for promoting the high half of an f32x4). */
 const HIGH_HALF = [8, 9, 10, 11, 12, 13, 14, 15, 8, 9, 10, 11, 12, 13, 14, 15];
 /** Two demoted halves (float32 lanes 0 and 1 of each) joined into one f32x4. */
@@ -442,6 +630,8 @@ function emitViaF64(c: Code, x: Local, lanes: Local, body: (v: Local) => void): 
 function emitF64Unary(mod: ModuleBuilder): void {
   emitUnary(mod, 'exp_f64', f64Scratch, emitExpF64);
   emitUnary(mod, 'exp_f32', f64Scratch, (c, x, s) => emitViaF64(c, x, s.lanes, (v) => emitExpF64(c, v, s)));
+  emitUnary(mod, 'log_f64', logScratch, emitLogF64);
+  emitUnary(mod, 'log_f32', (c) => ({ ...logScratch(c), lanes: c.local('v128') }), (c, x, s) => emitViaF64(c, x, s.lanes, (v) => emitLogF64(c, v, s)));
   emitUnary(mod, 'normalCdf_f32', f64Scratch, (c, x, s) => emitViaF64(c, x, s.lanes, (v) => emitNormalCdf(c, v, s)));
 }
 
@@ -489,5 +679,7 @@ export function mathModuleBytes(shared = false): Uint8Array {
   emitArithmetic(mod);
   emitProbInTopK(mod);
   emitF64Unary(mod);
+  emitNormal(mod, true);
+  emitNormal(mod, false);
   return mod.bytes();
 }

@@ -169,6 +169,10 @@ export class Code {
     const lane = [...new Uint8Array(new Int32Array([value]).buffer)];
     return this.simd(0x0c, ...lane, ...lane, ...lane, ...lane);
   }
+  /** A v128 constant of four given i32 lanes. */
+  i32x4Lanes(values: readonly [number, number, number, number]): this {
+    return this.simd(0x0c, ...new Uint8Array(new Int32Array(values).buffer));
+  }
   /** A v128 constant: two float64 lanes of `value`. */
   f64x2Const(value: number): this {
     const lane = [...new Uint8Array(new Float64Array([value]).buffer)];
@@ -235,6 +239,30 @@ export class Code {
   /** (v, shift i32) → v << shift in each i64 lane. */
   i64x2Shl(): this { return this.simd(0xcb); }
   i64x2Add(): this { return this.simd(0xce); }
+  i64x2Sub(): this { return this.simd(0xd1); }
+  /** (v, shift i32) → v >> shift (logical) in each i64 lane. */
+  i64x2ShrU(): this { return this.simd(0xcd); }
+  i64x2Eq(): this { return this.simd(0xd6); }
+  i64x2GtS(): this { return this.simd(0xd9); }
+  i64x2LtS(): this { return this.simd(0xd8); }
+  /** (v, shift i32) → v >> shift (logical) in each i32 lane. */
+  i32x4ShrU(): this { return this.simd(0xad); }
+  v128Xor(): this { return this.simd(0x51); }
+  /** One i32 (on the stack) broadcast to the four lanes. */
+  i32x4Splat(): this { return this.simd(0x11); }
+  /** The low 32 bits of each lane's product. */
+  i32x4Mul(): this { return this.simd(0xb5); }
+  i32x4LtU(): this { return this.simd(0x3a); }
+  /** Lanes 0, 1 (low) or 2, 3 (high) of two i32x4s multiplied unsigned into two i64 lanes. */
+  i64x2ExtmulLowI32x4U(): this { return this.simd(0xde); }
+  i64x2ExtmulHighI32x4U(): this { return this.simd(0xdf); }
+  f64x2Sqrt(): this { return this.simd(0xef); }
+  /** Round toward −∞. */
+  f64x2Floor(): this { return this.simd(0x75); }
+  /** The two low i32 lanes → two float64 lanes (exact), signed. */
+  f64x2ConvertLowI32x4S(): this { return this.simd(0xfe); }
+  /** The two low i32 lanes → two float64 lanes (exact), unsigned. */
+  f64x2ConvertLowI32x4U(): this { return this.simd(0xff); }
 
   // ---- bulk memory (after 0xfc) ----
   /** (address, byte value, count) → nothing: count bytes from address set to the value. */

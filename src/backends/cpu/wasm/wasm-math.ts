@@ -8,7 +8,7 @@
 // path is off (setBackend('cpu', { simd: false }), or no SIMD here) nothing changes.
 
 import { adamConstants, type AdamAttrs } from '../fused.js';
-import type { PhiloxBlocks } from '../../../core/philox.js';
+import type { NormalPairs, PhiloxBlocks } from '../../../core/philox.js';
 import type { TypedArray } from '../../../core/dtype.js';
 import { mathModuleBytes, type ArithmeticMode, type ArithmeticOp, type MathExports } from './math-module.js';
 import { ScratchBlock, type WasmHeap } from './wasm-heap.js';
@@ -127,6 +127,19 @@ export class WasmMath {
     this.calls++;
   };
 
+  /**
+   * Box–Muller pairs (core/philox.ts NormalPairs) from the module: the Philox rounds four
+   * blocks at a time in i32 lanes, then the pairs in float64 lanes; the bits of core/philox.ts
+   * (its blocks, uniform53 and boxMuller). The view returned is the staging area, valid until
+   * the next call.
+   */
+  readonly normalPairs: NormalPairs = (b0, count, key0, key1, single) => {
+    const blocks = Math.ceil(count / 4) * 4, at = this.stage(2 * blocks * (single ? 4 : 8));
+    (single ? this.kernels.normal_f32 : this.kernels.normal_f64)(b0 % 4294967296, Math.floor(b0 / 4294967296), blocks, key0, key1, at);
+    this.calls++;
+    return single ? new Float32Array(this.memory.buffer, at, 2 * count) : new Float64Array(this.memory.buffer, at, 2 * count);
+  };
+
   /** out = op(x) elementwise, float32. False (nothing written) when too small to pay. */
   unary(op: 'sigmoid' | 'tanh', x: Float32Array, out: Float32Array): boolean {
     const n = out.length;
@@ -228,11 +241,12 @@ export class WasmMath {
    * e^x (float32 or float64; e^x in float64 lanes, Math.exp's bits, one rounding to float32) or
    * Φ (float32 only: core/special.ts normalCdfFloat32) elementwise. False when too small to pay.
    */
-  f64Unary(op: 'exp' | 'normalCdf', x: Float32Array | Float64Array, out: Float32Array | Float64Array): boolean {
+  f64Unary(op: 'exp' | 'log' | 'normalCdf', x: Float32Array | Float64Array, out: Float32Array | Float64Array): boolean {
     const n = out.length, f64 = out instanceof Float64Array;
-    if (n < MIN_ELEMENTS || x.constructor !== out.constructor || (f64 && op !== 'exp')) return false;
+    if (n < MIN_ELEMENTS || x.constructor !== out.constructor || (f64 && op === 'normalCdf')) return false;
     const lanes = f64 ? 2 : 4, vecs = Math.ceil(n / lanes);
-    const kernel = f64 ? this.kernels.exp_f64 : op === 'exp' ? this.kernels.exp_f32 : this.kernels.normalCdf_f32;
+    const k = this.kernels;
+    const kernel = op === 'exp' ? (f64 ? k.exp_f64 : k.exp_f32) : op === 'log' ? (f64 ? k.log_f64 : k.log_f32) : k.normalCdf_f32;
     this.call([{ values: x, count: n, bytes: vecs * 16 }, { values: out, count: n, bytes: vecs * 16, write: true }], ([src, dst]) => kernel(src!, dst!, vecs));
     return true;
   }
