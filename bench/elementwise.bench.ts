@@ -1,5 +1,5 @@
-// Elementwise float32 ops on 1e5 and 1e6 elements: add, mul, exp, and add of a broadcast
-// row vector ([rows, 1000] + [1000]).
+// Elementwise float32 ops on 1e5 and 1e6 elements: add, mul, exp, ln (of positive values),
+// add of a broadcast row vector ([rows, 1000] + [1000]), and standard normal draws.
 
 import { mt, tf, type Case, type Suite } from './harness.js';
 
@@ -22,12 +22,16 @@ export const elementwiseSuite: Suite = {
     for (const size of SIZES) {
       const shape = [size / COLS, COLS];
       const [a, ta] = pair(shape, 1), [b, tb] = pair(shape, 2), [row, trow] = pair([COLS], 3);
+      const positive = a.abs().add(0.5), tpositive = tf.tensor(positive.dataSync() as Float32Array, shape);
+      owned.push(positive, tpositive);
       const label = size === 1e6 ? '1e6' : '1e5';
       const metric = { kind: 'time', unit: 'ms' } as const;
       cases.push(
         { name: `add ${label}`, metric, mixtape: () => mt.tidy(() => { a.add(b).dataSync(); }), tfjs: () => tf.tidy(() => { tf.add(ta, tb).dataSync(); }) },
         { name: `mul ${label}`, metric, mixtape: () => mt.tidy(() => { a.mul(b).dataSync(); }), tfjs: () => tf.tidy(() => { tf.mul(ta, tb).dataSync(); }) },
         { name: `exp ${label}`, metric, mixtape: () => mt.tidy(() => { a.exp().dataSync(); }), tfjs: () => tf.tidy(() => { tf.exp(ta).dataSync(); }) },
+        { name: `log ${label}`, metric, mixtape: () => mt.tidy(() => { positive.log().dataSync(); }), tfjs: () => tf.tidy(() => { tf.log(tpositive).dataSync(); }) },
+        { name: `randn ${label}`, metric, mixtape: () => mt.tidy(() => { mt.randn(shape).dataSync(); }), tfjs: () => tf.tidy(() => { tf.randomNormal(shape).dataSync(); }) },
         {
           name: `add row-broadcast ${label}`, metric,
           mixtape: () => mt.tidy(() => { a.add(row).dataSync(); }),
