@@ -263,13 +263,43 @@ function emitPackAT(mod: ModuleBuilder, s: Spec, name: string): number {
     c.get(m).get(m).i32(mr).i32RemU().i32Sub().set(mWhole);
     c.get(m).i32(bytes).i32Mul().set(rowBytes);
     // Whole panels: MR consecutive elements of one row of the stored K × M are one vector.
-    c.forRange(i0, 0, mWhole, mr, () => {
-      c.get(src).get(i0).i32(bytes).i32Mul().i32Add().set(from);
-      c.get(dst).get(i0).get(k).i32Mul().i32(bytes).i32Mul().i32Add().set(to);
-      c.forRange(p, 0, k, 1, () => {
-        c.get(to).get(from).v128Load().v128Store();
-        c.get(from).get(rowBytes).i32Add().set(from);
-        c.get(to).i32(mr * bytes).i32Add().set(to);
+    // Eight panels at a time, four rows at a time: a few rows read front to back, and each
+    // panel a whole cache line (four vectors) per visit, eight write streams where all the
+    // panels at once (k·MR bytes apart) would collide in the cache's sets. Panel by panel,
+    // reading down the columns, ran at 3.3 GB/s on a 1024 × 1024 A; this at 7 (2026-12-04).
+    const g0 = c.local('i32'), gEnd = c.local('i32'), k4 = c.local('i32'), panelBytes = c.local('i32'), base = c.local('i32');
+    c.get(k).get(k).i32(3).i32And().i32Sub().set(k4);
+    c.get(k).i32(mr * bytes).i32Mul().set(panelBytes);
+    c.forRange(g0, 0, mWhole, 8 * mr, () => {
+      c.get(g0).i32(8 * mr).i32Add().set(gEnd);
+      c.get(gEnd).get(mWhole).get(gEnd).get(mWhole).i32LeS().select().set(gEnd);
+      c.get(dst).get(g0).get(k).i32Mul().i32(bytes).i32Mul().i32Add().set(base);
+      // Rows p … p + 3 (p < k4), then the last rows one at a time.
+      c.forRange(p, 0, k, 4, () => {
+        c.get(src).get(p).get(rowBytes).i32Mul().i32Add().get(g0).i32(bytes).i32Mul().i32Add().set(from);
+        c.get(base).get(p).i32(mr * bytes).i32Mul().i32Add().set(to);
+        c.get(p).get(k4).i32LtS().if(() => {
+          c.forRange(i0, g0, gEnd, mr, () => {
+            for (let q = 0; q < 4; q++) {
+              c.get(to).get(from);
+              if (q > 0) c.get(rowBytes).i32(q).i32Mul().i32Add();
+              c.v128Load().v128Store(q * mr * bytes);
+            }
+            c.get(from).i32(mr * bytes).i32Add().set(from);
+            c.get(to).get(panelBytes).i32Add().set(to);
+          });
+        }, () => {
+          c.forRange(r, p, k, 1, () => {
+            c.forRange(i0, g0, gEnd, mr, () => {
+              c.get(to).get(from).v128Load().v128Store();
+              c.get(from).i32(mr * bytes).i32Add().set(from);
+              c.get(to).get(panelBytes).i32Add().set(to);
+            });
+            // The next row: back to the group's first panel, one vector further down it.
+            c.get(src).get(r).i32(1).i32Add().get(rowBytes).i32Mul().i32Add().get(g0).i32(bytes).i32Mul().i32Add().set(from);
+            c.get(base).get(r).i32(1).i32Add().i32(mr * bytes).i32Mul().i32Add().set(to);
+          });
+        });
       });
     });
     // The last rows (fewer than MR), element by element, in the same panel layout.
