@@ -98,7 +98,7 @@ class SimdState {
       wasmMemoryBytes: engine.heap.memoryBytes, wasmMemoryLiveBytes: engine.heap.liveBytes, wasmMemoryFreeBytes: engine.heap.freeBytes,
       inPlaceOperands: engine.inPlace,
       // float32 σ, tanh and LSTM cells computed by the SIMD transcendental kernels.
-      simdMath: this.math() !== null ? 'WebAssembly SIMD128 σ, tanh, LSTM cell, Adam and the MoE combine (float32); e^x, ln and Φ in float64 lanes (the bits of Math.exp and Math.log); random draws: Philox rounds, and normal draws\' Box–Muller in SIMD lanes' : `scalar: ${String(this.mathModule)}`,
+      simdMath: this.math() !== null ? 'WebAssembly SIMD128 σ, tanh, LSTM cell, Adam and the MoE combine (float32); e^x and Φ in float64 lanes (the bits of Math.exp); random draws: Philox rounds, and normal draws\' Box–Muller in SIMD lanes' : `scalar: ${String(this.mathModule)}`,
       simdMathCalls: this.math()?.calls ?? 0,
       simdMathInPlace: this.math()?.inPlace ?? 0,
       chunksByThread: engine.pool?.chunksByThread() ?? [],
@@ -142,8 +142,8 @@ class SimdState {
     };
   }
 
-  /** e^x and ln (float32, float64) and float32 Φ on the SIMD math module in float64 lanes (the scalar kernels' bits), else the loops. */
-  f64Unary<K extends 'exp' | 'log' | 'normalCdf'>(op: K): CpuKernel<K> {
+  /** e^x (float32, float64) and float32 Φ on the SIMD math module in float64 lanes (the scalar kernels' bits), else the loops. */
+  f64Unary<K extends 'exp' | 'normalCdf'>(op: K): CpuKernel<K> {
     return (inputs, attrs, out, be) => {
       const x = data(inputs[0]!), math = sizeOf(out.shape) >= MIN_ELEMENTS && out.dtype !== 'int32' ? this.math() : null;
       if (math !== null && (x instanceof Float32Array || x instanceof Float64Array)) {
@@ -379,7 +379,7 @@ export function createCpuBackend(options: CpuOptions = {}): CpuBackend & { reado
   cpuPool.heapSource = () => state.tensorHeap();
   const backend = new CpuBackend({
     kernels: { matmul: state.matmul(), groupedMatmul: state.groupedMatmul(), sigmoid: state.unary('sigmoid'), tanh: state.unary('tanh'), lstmCell: state.lstmCell(), lstmSequence: state.lstmSequence(), random: state.random(), weightedIndexAdd: state.weightedIndexAdd(),
-      add: state.arithmetic('add'), sub: state.arithmetic('sub'), mul: state.arithmetic('mul'), div: state.arithmetic('div'), reluGrad: state.reluGrad(), probInTopK: state.probInTopK(), exp: state.f64Unary('exp'), log: state.f64Unary('log'), normalCdf: state.f64Unary('normalCdf'), indexSelect: state.indexSelect() },
+      add: state.arithmetic('add'), sub: state.arithmetic('sub'), mul: state.arithmetic('mul'), div: state.arithmetic('div'), reluGrad: state.reluGrad(), probInTopK: state.probInTopK(), exp: state.f64Unary('exp'), normalCdf: state.f64Unary('normalCdf'), indexSelect: state.indexSelect() },
     multiKernels: { groupedWeightGrads: state.groupedWeightGrads(), lstmSequenceBackward: state.lstmSequenceBackward(), adamStep: state.adamStep(), weightedIndexAddBackward: state.weightedIndexAddBackward(), probInTopKBackward: state.probInTopKBackward() }, details: () => state.details() });
   return Object.assign(backend, { simd: state });
 }

@@ -3,17 +3,19 @@
 // forward, Adam's update, the MoE combine and its backward, arithmetic (add, sub, mul, div
 // over whole, scalar, row and column operands) and relu's gradient; e^x and Φ in float64
 // lanes, two at a time (fdlibm's exp, which is V8's Math.exp: core/special.ts expF64), for
-// the exp and normalCdf kernels and the MoE load estimator's P(x, i); ln (fdlibm's log, which
-// is V8's Math.log) for the log kernel; and random draws: the Philox rounds (integer
-// arithmetic), and normal draws whole, the rounds four blocks at a time in i32 lanes and
-// the Box–Muller pairs in float64 lanes (core/philox.ts boxMuller). σ and tanh run exactly
+// the exp and normalCdf kernels and the MoE load estimator's P(x, i); and random draws: the
+// Philox rounds (integer arithmetic), and normal draws whole, the rounds four blocks at a
+// time in i32 lanes and the Box–Muller pairs in float64 lanes (core/philox.ts boxMuller,
+// with fdlibm's log for the radius). σ and tanh run exactly
 // the float32 steps of expF32 / sigmoidF32 / tanhF32 in src/core/special.ts (Cephes' expf
 // and tanhf); every kernel is tested bit for bit against its scalar kernel
 // (test/backends/cpu-simd-math.test.ts, test/tensor/weighted-index-add.test.ts): f32x4
 // arithmetic rounds each lane as IEEE float32 does, subnormals included, as a double
-// operation stored to float32 rounds, and nothing here fuses a multiply and an add. V8's
-// Math.exp and Math.tanh cost 19 and 31 ns a call; here an element of e^x costs about 7 ns
-// (float64 lanes), of σ and tanh about 4, of Φ 14 (measured 2026-12-04).
+// operation stored to float32 rounds, and nothing here fuses a multiply and an add. Through
+// the backend's float32 ops an element costs, in the loops against here: e^x 10.5 against
+// 6.6 ns, σ 34 against 2.9, Φ 29 against 13 (2026-12-04, one process). fdlibm's branchy
+// algorithms gain little in lanes against V8's own Math.log and Math.log1p (8.5 against
+// 9.8 ns for float64 ln; softplus 20 against 19–28), so ln serves the normal draws only.
 //
 // Memory: the SIMD matmul's shared memory where tensors live, when there is one (mathModuleBytes
 // (true)), else a private one; WasmMath (wasm-math.ts) passes tensors there in place and
@@ -74,10 +76,12 @@ export interface MathExports extends ArithmeticExports {
   probInTopK_f32(clean: number, thr: number, sd: number, out: number, vecs: number): void;
   /** Its gradients' elementwise part: dClean = dz / sd and dSd = −dz · (z / sd) (gating.ts probInTopKBackward, float32). */
   probInTopKBackward_f32(dP: number, clean: number, thr: number, sd: number, dClean: number, dSd: number, vecs: number): void;
-  /** dst[i] = ln src[i] for `vecs` v128s of float64 (fdlibm's log: Math.log's bits). */
+  /**
+   * dst[i] = ln src[i] for `vecs` v128s of float64 (fdlibm's log: Math.log's bits): the lanes
+   * of the normal draws' radius, exported so that a test checks them against Math.log. The
+   * backend's log op stays on Math.log, which is as fast.
+   */
   log_f64(src: number, dst: number, vecs: number): void;
-  /** dst[i] = fround(ln src[i]) for `vecs` v128s of float32, ln in float64 (the log kernel's float32 bits). */
-  log_f32(src: number, dst: number, vecs: number): void;
   /**
    * The Box–Muller pairs of Philox blocks b … b + count − 1 (b = bHi·2³² + bLo, count a
    * multiple of 4; core/philox.ts fillRandom's normal draws, bit for bit): block j's
@@ -631,7 +635,6 @@ function emitF64Unary(mod: ModuleBuilder): void {
   emitUnary(mod, 'exp_f64', f64Scratch, emitExpF64);
   emitUnary(mod, 'exp_f32', f64Scratch, (c, x, s) => emitViaF64(c, x, s.lanes, (v) => emitExpF64(c, v, s)));
   emitUnary(mod, 'log_f64', logScratch, emitLogF64);
-  emitUnary(mod, 'log_f32', (c) => ({ ...logScratch(c), lanes: c.local('v128') }), (c, x, s) => emitViaF64(c, x, s.lanes, (v) => emitLogF64(c, v, s)));
   emitUnary(mod, 'normalCdf_f32', f64Scratch, (c, x, s) => emitViaF64(c, x, s.lanes, (v) => emitNormalCdf(c, v, s)));
 }
 

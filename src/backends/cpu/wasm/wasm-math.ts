@@ -243,10 +243,12 @@ export class WasmMath {
    */
   f64Unary(op: 'exp' | 'log' | 'normalCdf', x: Float32Array | Float64Array, out: Float32Array | Float64Array): boolean {
     const n = out.length, f64 = out instanceof Float64Array;
-    if (n < MIN_ELEMENTS || x.constructor !== out.constructor || (f64 && op === 'normalCdf')) return false;
+    // ln: float64 only, the normal draws' radius lanes (the backend's log stays on Math.log,
+    // as fast here: 8.5 against 9.8 ns an element in lanes).
+    if (n < MIN_ELEMENTS || x.constructor !== out.constructor || (f64 ? op === 'normalCdf' : op === 'log')) return false;
     const lanes = f64 ? 2 : 4, vecs = Math.ceil(n / lanes);
     const k = this.kernels;
-    const kernel = op === 'exp' ? (f64 ? k.exp_f64 : k.exp_f32) : op === 'log' ? (f64 ? k.log_f64 : k.log_f32) : k.normalCdf_f32;
+    const kernel = op === 'exp' ? (f64 ? k.exp_f64 : k.exp_f32) : op === 'log' ? k.log_f64 : k.normalCdf_f32;
     this.call([{ values: x, count: n, bytes: vecs * 16 }, { values: out, count: n, bytes: vecs * 16, write: true }], ([src, dst]) => kernel(src!, dst!, vecs));
     return true;
   }
