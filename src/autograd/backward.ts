@@ -62,6 +62,13 @@ export function runBackward(request: GradRequest): Map<GradTarget, Tensor> {
   const { roots, retainGraph, createGraph } = request;
   const wanted = new Set(request.wanted ?? []);
   const stopAt = request.stopAt ?? new Set<GradTarget>();
+  // A new tensor object over g's data: each stored gradient is its own object, so disposing
+  // one never frees another. Recorded (a reshape) only when building a graph of gradients.
+  const alias = (g: Tensor): Tensor => {
+    if (createGraph) return ops.reshape(g, g.shape);
+    g.backend.incRef(g.handle);
+    return new Tensor(g.handle, g.shape, g.dtype, g.backend);
+  };
   return tidy(() => withGradMode(createGraph, () => {
     const grads = new Map<GradTarget, Tensor>();
     // Each stored gradient is its own tensor object, so disposing one never frees another.
@@ -98,7 +105,7 @@ export function runBackward(request: GradRequest): Map<GradTarget, Tensor> {
       } else if (!shapesEqual(g.shape, root.shape) || g.dtype !== root.dtype) {
         throw new Error(`backward: the gradient for output ${i} has shape ${shapeToString(g.shape)} (${g.dtype}) but the output has shape ${shapeToString(root.shape)} (${root.dtype})`);
       }
-      accumulate(target, ops.reshape(g, g.shape));
+      accumulate(target, alias(g));
       starts.push(target);
     });
 
@@ -128,7 +135,7 @@ export function runBackward(request: GradRequest): Map<GradTarget, Tensor> {
           if (target) {
             const { piece, begin } = (rule as AssemblingRule<never>).piece(dy, ctx);
             const pending = assembling.get(target) ?? { rule: rule as AssemblingRule<never>, pieces: [], begins: [], shape: node.inputs[0]!.shape };
-            pending.pieces.push(piece === dy ? ops.reshape(dy, dy.shape) : piece);
+            pending.pieces.push(piece === dy ? alias(dy) : piece);
             pending.begins.push(begin);
             assembling.set(target, pending);
           }
@@ -144,7 +151,7 @@ export function runBackward(request: GradRequest): Map<GradTarget, Tensor> {
               if (reduced.dtype !== input.dtype) {
                 throw new Error(`backward of ${node.op}: the gradient for input ${i} is ${reduced.dtype} but the input is ${input.dtype}`);
               }
-              return reduced === dy ? ops.reshape(dy, dy.shape) : reduced;
+              return reduced === dy ? alias(dy) : reduced;
             });
           });
           inputGrads.forEach((g, i) => { if (g) accumulate(node.targets[i]!, g); });

@@ -88,7 +88,7 @@ export class Tensor {
   ) {
     // A frozen shape (another tensor's, or one made here) is shared, not copied: most op
     // results have an input's shape, and this constructor runs for every op.
-    this.shape = Object.isFrozen(shape) ? shape : Object.freeze([...shape]);
+    this.shape = Object.isFrozen(shape) ? shape : Object.freeze(shape.slice());
     this.size = sizeOf(shape);
     if (trackInScope) engine.track(this);
   }

@@ -22,6 +22,22 @@ describe('memory', () => {
     assert.equal(mt.memory().bytes >= 0, true);
   });
 
+  test('tidy keeps what it returns by its quick paths too: one tensor, a short flat array with nulls, a long flat array', () => {
+    const x = mt.randn([3]);
+    const base = live();
+    const one = mt.tidy(() => x.exp().add(1));
+    assert.equal(live(), base + 1);
+    assert.ok(!one.isDisposed);
+    const short = mt.tidy(() => { const a = x.mul(2), b = x.add(3); x.neg(); return [a, null, b, undefined]; });
+    assert.equal(live(), base + 3);
+    assert.ok(short.every((t) => t === null || t === undefined || !t.isDisposed));
+    const long = mt.tidy(() => { const ts = Array.from({ length: 12 }, (_, i) => x.add(i)); x.exp(); return ts; });
+    assert.equal(live(), base + 15);
+    assert.deepEqual(Array.from(long[11]!.dataSync()), Array.from(x.dataSync(), (v) => Math.fround(v + 11)));
+    mt.dispose([one, ...short.filter((t): t is mt.Tensor => t instanceof mt.Tensor), ...long]);
+    assert.equal(live(), base);
+  });
+
   test('a full forward + backward inside tidy returns to baseline, leaving only the kept gradients', () => {
     const w = mt.randn([8, 4], { dtype: 'float64' }).requiresGrad_();
     const b = mt.zeros([4], { dtype: 'float64', requiresGrad: true });

@@ -42,7 +42,7 @@ const unary = (name: keyof typeof unaryFns) => (inputs: In, _a: unknown, out: Ou
 };
 
 const binary = (name: keyof typeof binaryFns) => (inputs: In, _a: unknown, out: OutInfo, be: CpuBackend) => {
-  const [a, b] = inputs as [In[0], In[0]];
+  const a = inputs[0]!, b = inputs[1]!;
   const y = full(out);
   if (!binaryFast(name, data(a), a.shape, data(b), b.shape, y, out.shape)) binaryBroadcast(binaryFns[name], data(a), a.shape, data(b), b.shape, y, out.shape);
   return be.wrap(y);
