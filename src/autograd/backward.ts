@@ -64,11 +64,7 @@ export function runBackward(request: GradRequest): Map<GradTarget, Tensor> {
   const stopAt = request.stopAt ?? new Set<GradTarget>();
   // A new tensor object over g's data: each stored gradient is its own object, so disposing
   // one never frees another. Recorded (a reshape) only when building a graph of gradients.
-  const alias = (g: Tensor): Tensor => {
-    if (createGraph) return ops.reshape(g, g.shape);
-    g.backend.incRef(g.handle);
-    return new Tensor(g.handle, g.shape, g.dtype, g.backend);
-  };
+  const alias = (g: Tensor): Tensor => (createGraph ? ops.reshape(g, g.shape) : g.detach());
   return tidy(() => withGradMode(createGraph, () => {
     const grads = new Map<GradTarget, Tensor>();
     // Each stored gradient is its own tensor object, so disposing one never frees another.

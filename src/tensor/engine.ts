@@ -138,31 +138,23 @@ export function tidy<T>(fn: () => T): T {
     ok = true;
   } finally {
     const scope = scopes.pop()!;
-    // What fn returned: one tensor, a short flat array of tensors (and nulls) — the common
-    // cases, checked without building a set (every op's backward returns such an array) —
-    // or anything else, searched whole.
-    let survivors: { has(t: Tensor): boolean } | null = null;
+    // What fn returned: one tensor or a short flat array of tensors (and nulls), the common
+    // cases (every op's backward returns such an array), is checked as that list, without
+    // building a set; anything else is searched whole.
+    let returned: readonly unknown[] | Set<Tensor> = [];
     if (ok) {
       if (result instanceof Promise) {
         for (const t of scope) if (!t.isDisposed && !t.kept) t.dispose();
         // eslint-disable-next-line no-unsafe-finally
         throw new Error('tidy: fn must be synchronous, but it returned a Promise');
       }
-      if (result instanceof Tensor) {
-        const only = result;
-        survivors = { has: (t) => t === only };
-      } else if (Array.isArray(result) && result.length <= 8 && result.every((v) => v === null || v === undefined || v instanceof Tensor)) {
-        const list = result as readonly unknown[];
-        survivors = { has: (t) => list.includes(t) };
-      } else {
-        const all = new Set<Tensor>();
-        collectTensors(result, all);
-        survivors = all;
-      }
+      if (result instanceof Tensor) returned = [result];
+      else if (Array.isArray(result) && result.length <= 8 && result.every((v) => v === null || v === undefined || v instanceof Tensor)) returned = result;
+      else collectTensors(result, (returned = new Set<Tensor>()));
     }
     for (const t of scope) {
       if (t.isDisposed || t.kept) continue;
-      if (survivors !== null && survivors.has(t)) track(t); // hand it to the enclosing scope
+      if (returned instanceof Set ? returned.has(t) : returned.includes(t)) track(t); // hand it to the enclosing scope
       else t.dispose();
     }
   }
