@@ -311,3 +311,35 @@ test('indexSelect of rows between tensors of the wasm memory copies them there (
   assert.throws(() => mt.indexSelect(x, 0, mt.tensor([3, 100], { dtype: 'int32' })), /indexSelect: index 100 is out of range for axis 0 of size 100/);
   x.dispose();
 });
+
+test('the resident-weights ring, wrapping round a small arena many times with weights of two sizes, never serves a weight whose bytes were overwritten: every product equals the one that copies its weights in', () => {
+  const ring = WasmMatmul.create(), copying = WasmMatmul.create();
+  if (typeof ring === 'string' || typeof copying === 'string') throw new Error('needs WebAssembly SIMD');
+  ring.pool?.resize(1); copying.pool?.resize(1);
+  // An arena of 17000 bytes (capacity = the limit when it is under 16 MB): 4–11 weights of
+  // 1536 or 2560 bytes, so that laps end short of the end and placements overlap old entries
+  // partly. Residency off on the other engine: it copies every weight in on every call.
+  ring.residentLimit = 17000;
+  copying.residentLimit = 0;
+  const k = 16, widths = [24, 40];
+  const pools = widths.map((n, s) => Array.from({ length: 5 }, (_, i) => values(k * n, 100 * s + i + 1, 'float32')));
+  const before = { hits: ring.residentHits, copies: ring.residentCopies };
+  fc.assert(fc.property(
+    fc.array(fc.record({ shape: fc.integer({ min: 0, max: 1 }), picks: fc.array(fc.integer({ min: 0, max: 4 }), { minLength: 1, maxLength: 3 }), seed: fc.integer({ min: 1, max: 1000 }) }), { minLength: 20, maxLength: 60 }),
+    (calls) => {
+      for (const { shape, picks, seed } of calls) {
+        const n = widths[shape]!, bs = picks.map((i) => pools[shape]![i]!);
+        const sizes = picks.map((_, e) => 12 + ((seed + 5 * e) % 9));
+        const M = sizes.reduce((p, q) => p + q, 0);
+        const a = values(M * k, seed, 'float32');
+        const got = new Float32Array(M * n), want = new Float32Array(M * n);
+        assert.ok(ring.grouped('rows', a, bs, sizes, k, n, true, got));
+        assert.ok(copying.grouped('rows', a, bs, sizes, k, n, true, want));
+        assert.deepEqual(got, want);
+      }
+    }), numRuns(30));
+  // The ring really was used: weights found resident, and copied in again after laps.
+  assert.ok(ring.residentHits - before.hits > 100, `resident hits: ${ring.residentHits - before.hits}`);
+  assert.ok(ring.residentCopies - before.copies > 100, `copies: ${ring.residentCopies - before.copies}`);
+  assert.ok(ring.residentBytes > 0 && ring.residentBytes <= 17000, `arena ${ring.residentBytes} bytes`);
+});
