@@ -13,6 +13,11 @@ test('size classes: at least the request, at most 25% more, and a class is its o
     assert.ok(c >= bytes && c <= bytes * 1.25, `${bytes} → ${c}`);
     assert.equal(sizeClass(c), c);
   }), { numRuns: 2000 });
+  // The integer path gives the classes of the float formula it replaced, powers of two and
+  // their neighbours included.
+  const byLog2 = (b: number) => { const q = 2 ** (Math.floor(Math.log2(b)) - 2); return Math.ceil(b / q) * q; };
+  for (let e = 4; e <= 31; e++) for (const b of [2 ** e - 1, 2 ** e, 2 ** e + 1]) assert.equal(sizeClass(b), byLog2(b), `${b}`);
+  fc.assert(fc.property(fc.integer({ min: 16, max: 2 ** 31 + 1000 }), (b) => { assert.equal(sizeClass(b), byLog2(b), `${b}`); }), { numRuns: 5000 });
 });
 
 test('a freed buffer is handed out again zeroed, with the requested length and dtype', () => {

