@@ -9,6 +9,7 @@ import fc from 'fast-check';
 import { assertClose, mt, numRuns } from '../../helpers.js';
 import { values } from '../moe-helpers.js';
 import { leaves, moeFn } from '../router-helpers.js';
+import { expertChoiceMask } from '../../../src/moe/routers/expert-choice.js';
 
 const opts = { dtype: 'float64' as const };
 const arb = fc.record({
@@ -25,6 +26,26 @@ function ecMoE(d: number, E: number, factor: number, seed: number): mt.MoE {
 }
 
 describe('Expert Choice', () => {
+  test('the selection takes the rows a sort by (score descending, row ascending) puts first, ties and NaN scores included', () => {
+    const bySort = (S: number[], N: number, E: number, groups: number, c: number) => {
+      const mask = new Float64Array(N * E), n = N / groups;
+      for (let g = 0; g < groups; g++) for (let e = 0; e < E; e++) {
+        const rows = Array.from({ length: n }, (_, j) => j * groups + g).sort((a, b) => S[b * E + e]! - S[a * E + e]! || a - b);
+        for (let j = 0; j < c; j++) mask[rows[j]! * E + e] = 1;
+      }
+      return mask;
+    };
+    fc.assert(fc.property(
+      fc.integer({ min: 1, max: 4 }), fc.integer({ min: 1, max: 9 }), fc.integer({ min: 1, max: 5 }), fc.nat(), fc.boolean(),
+      fc.array(fc.constantFrom(0, 0.1, 0.25, 0.5, 0.9, 1), { minLength: 9 * 4 * 5, maxLength: 9 * 4 * 5 }),
+      (groups, n, E, cSeed, withNaN, pool) => {
+        const N = groups * n, c = 1 + (cSeed % n);
+        const S = pool.slice(0, N * E);
+        if (withNaN) S[cSeed % (N * E)] = NaN;
+        assert.deepEqual(expertChoiceMask(S, N, E, groups, c), bySort(S, N, E, groups, c));
+      }), numRuns(500));
+  });
+
   test('each expert takes exactly c = ⌈f·B/E⌉ tokens per time step, its top c scores there, with gate = score', () => {
     fc.assert(fc.property(arb, ({ B, T, d, E, factor, seed }) => {
       const moe = ecMoE(d, E, factor, seed);
