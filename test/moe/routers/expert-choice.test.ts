@@ -40,7 +40,7 @@ describe('Expert Choice', () => {
       fc.array(fc.constantFrom(0, 0.1, 0.25, 0.5, 0.9, 1), { minLength: 9 * 4 * 5, maxLength: 9 * 4 * 5 }),
       (groups, n, E, cSeed, withNaN, pool) => {
         const N = groups * n, c = 1 + (cSeed % n);
-        const S = pool.slice(0, N * E);
+        const S: number[] = pool.slice(0, N * E);
         if (withNaN) S[cSeed % (N * E)] = NaN;
         assert.deepEqual(expertChoiceMask(S, N, E, groups, c), bySort(S, N, E, groups, c));
       }), numRuns(500));
