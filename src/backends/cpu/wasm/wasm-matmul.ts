@@ -24,10 +24,16 @@
 // changes while the handle lives (kernels write only their fresh results; an optimizer step
 // assigns new handles), and a freed handle's buffer comes back from the pool under a new
 // array object, so a key never meets other values. The arena is a ring (a new weight
-// overwrites the oldest) holding twice the largest grouped call's weights, at least 16 MB and
-// at most RESIDENT_MAX_BYTES; backendInfo() reports its size and its hits and copies. Measured
-// alternating: the MoE step 1–2% faster at E = 16 and 64 (one copy of three saved per step
-// in the benchmark; in training, where ∂x is needed too, two of four).
+// overwrites the oldest) holding twice the largest grouped call's weights, at least
+// RESIDENT_MIN_BYTES and at most RESIDENT_MAX_BYTES; backendInfo() reports its size and its
+// hits and copies. Measured alternating: the MoE step 1–2% faster at E = 16 and 64 (one copy
+// of three saved per step in the benchmark; in training, where ∂x is needed too, two of four).
+// The floor was 16 MB. But the weights that need the arena are mostly the small ones (from
+// 16 KB up, tensors live in this memory), and the ring's first lap touches every fresh page
+// of the arena. With 1 MB, the default compare's MoE model kept the same hits and copies
+// (6624 and 6432 in 200 steps). Its placements, timed inside the process, took 48 ms instead
+// of 177, and its peak RSS fell from 137 to 116 MB. The run's wall time did not resolve the
+// difference.
 
 import type { Shape } from '../../../core/shape.js';
 import { batchMatrices } from '../matmul/batch.js';
@@ -56,7 +62,8 @@ export const THREAD_MACS = 1 << 24;
 const align16 = (x: number) => Math.ceil(x / 16) * 16;
 /** The most the resident-weights arena may take; a grouped call with more weights copies them in. */
 export const RESIDENT_MAX_BYTES = 256 * 2 ** 20;
-const MiB = 2 ** 20;
+/** The least the arena takes (see the top of this file). */
+export const RESIDENT_MIN_BYTES = 2 ** 20;
 
 /** A weight kept in the arena: its bytes at ptr, until the ring overwrites them (live false). */
 interface Resident { ptr: number; bytes: number; live: boolean }
@@ -204,7 +211,7 @@ export class WasmMatmul {
    */
   private residentWeights(bs: readonly TypedArray[], elems: number, bytes: number, dtype: SimdDType): number[] | null {
     const size = align16(elems * bytes), need = size * bs.length;
-    const capacity = Math.max(this.arena.capacity, Math.min(this.residentLimit, Math.max(16 * MiB, 2 * need)));
+    const capacity = Math.max(this.arena.capacity, Math.min(this.residentLimit, Math.max(RESIDENT_MIN_BYTES, 2 * need)));
     if (2 * need > capacity) return null;
     if (capacity > this.arena.capacity) {
       // A bigger arena is a new block: every weight in the old one is dropped.
@@ -234,7 +241,7 @@ export class WasmMatmul {
    * Copies b into the arena at the ring's next place, dropping the entries it overwrites: the
    * oldest ones, from the front of the list. (A filter of the whole list per placement took
    * about 5% of the CPU profile of `mixtape train --model moe`, the default compare's MoE
-   * model, whose 8 KB expert weights fill a 16 MB arena about 2000 entries deep.)
+   * model, whose 8 KB expert weights then filled a 16 MB arena about 2000 entries deep.)
    */
   private place(b: TypedArray, elems: number, size: number, dtype: SimdDType): Resident {
     const a = this.arena, list = this.residentList;
