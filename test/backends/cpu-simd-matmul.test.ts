@@ -316,7 +316,7 @@ test('the resident-weights ring, wrapping round a small arena many times with we
   const ring = WasmMatmul.create(), copying = WasmMatmul.create();
   if (typeof ring === 'string' || typeof copying === 'string') throw new Error('needs WebAssembly SIMD');
   ring.pool?.resize(1); copying.pool?.resize(1);
-  // An arena of 17000 bytes (capacity = the limit when it is under 16 MB): 4–11 weights of
+  // An arena of 17000 bytes (capacity = the limit when it is under RESIDENT_MIN_BYTES): 4–11 weights of
   // 1536 or 2560 bytes, so that laps end short of the end and placements overlap old entries
   // partly. Residency off on the other engine: it copies every weight in on every call.
   ring.residentLimit = 17000;

@@ -45,11 +45,11 @@ export function expertChoiceCapacity(capacityFactor: number, groupSize: number, 
  * r mod numGroups = group), each expert's c rows of largest score S[r, e], ties to the lower
  * row: the rows a sort by (score descending, row ascending) puts first. One pass per (group,
  * expert) keeps the best c so far (a sort per pair took about 6% of a training run); a group
- * with a NaN score takes the sort.
+ * with a NaN score takes the sort. c is in [1, n], as expertChoiceCapacity gives it.
  */
 export function expertChoiceMask(S: ArrayLike<number>, N: number, E: number, numGroups: number, c: number): Float64Array {
   const n = N / numGroups, mask = new Float64Array(N * E);
-  const top = new Int32Array(Math.max(c, 0)), best = new Float64Array(Math.max(c, 0));
+  const top = new Int32Array(c), best = new Float64Array(c);
   for (let group = 0; group < numGroups; group++) {
     for (let e = 0; e < E; e++) {
       let len = 0, nan = false;
@@ -57,7 +57,7 @@ export function expertChoiceMask(S: ArrayLike<number>, N: number, E: number, num
       for (let j = 0; j < n; j++) {
         const row = j * numGroups + group, v = S[row * E + e]!;
         if (v !== v) { nan = true; break; }
-        if (len === c && !(c > 0 && v > best[c - 1]!)) continue;
+        if (len === c && !(v > best[c - 1]!)) continue;
         let pos = len < c ? len++ : c - 1;
         for (; pos > 0 && v > best[pos - 1]!; pos--) { best[pos] = best[pos - 1]!; top[pos] = top[pos - 1]!; }
         best[pos] = v;
@@ -66,7 +66,7 @@ export function expertChoiceMask(S: ArrayLike<number>, N: number, E: number, num
       if (nan) {
         const rows = Array.from({ length: n }, (_, j) => j * numGroups + group);
         rows.sort((a, b) => S[b * E + e]! - S[a * E + e]! || a - b);
-        for (let j = 0; j < Math.min(c, n); j++) mask[rows[j]! * E + e] = 1;
+        for (let j = 0; j < c; j++) mask[rows[j]! * E + e] = 1;
       } else {
         for (let j = 0; j < len; j++) mask[top[j]! * E + e] = 1;
       }
