@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
 import { WasmMatmul, MIN_MACS } from '../../src/backends/cpu/wasm/wasm-matmul.js';
-import { gemmModuleBytes } from '../../src/backends/cpu/wasm/gemm-module.js';
+import { CTRL, gemmModuleBytes } from '../../src/backends/cpu/wasm/gemm-module.js';
 import { sleb, uleb } from '../../src/backends/cpu/wasm/wasm-emitter.js';
 import { wasmApi, type WasmApi } from '../../src/backends/cpu/wasm/wasm-api.js';
 import { cpuKernels } from '../../src/backends/cpu/cpu-backend.js';
@@ -244,6 +244,43 @@ test('the emitter: LEB128 encodings of the binary format, and a module that vali
   assert.deepEqual(sleb(-65), [0xbf, 0x7f]);
   for (const shared of [false, true]) {
     assert.ok(wasmApi!.validate(gemmModuleBytes({ shared, initialPages: 1, maximumPages: 16 }, shared)), `shared=${shared}`);
+  }
+});
+
+test('the gemm kernel reads no byte past B: B at the very end of the memory, transposed (contiguous and strided rows) and row-major, whole and partial panels, float32 and float64', () => {
+  // The macro-kernel touches the next panel's lines while it computes a panel: those
+  // addresses must stay inside B, or a B that ends the memory would trap.
+  const PAGE = 65536;
+  for (const dtype of ['float32', 'float64'] as const) {
+    const bytes = dtype === 'float32' ? 4 : 8;
+    for (const layout of ['transposed', 'strided', 'rowMajor'] as const) {
+      for (const [m, n, k] of [[6, 13, 37], [9, 24, 16], [5, 8, 70], [3, 17, 1]] as const) {
+        const memory = new wasmApi!.Memory({ initial: 1, maximum: 1 });
+        const kernels = new wasmApi!.Instance(new wasmApi!.Module(gemmModuleBytes({ shared: false, initialPages: 1, maximumPages: 1 }, false)), { env: { memory } }).exports as unknown as Record<string, (...args: number[]) => void>;
+        const a = values(m * k, 7, dtype), b = values(n * k, 11, dtype);
+        // B(p, j) at bPtr + p·sBp + j·sBj; the element stores sized so that B's last byte is the memory's last.
+        const sBj = layout === 'rowMajor' ? bytes : layout === 'strided' ? (k + 3) * bytes : k * bytes;
+        const sBp = layout === 'rowMajor' ? n * bytes : bytes;
+        const bSpan = layout === 'rowMajor' ? ((k - 1) * n + n) * bytes : (n - 1) * sBj + k * bytes;
+        const bPtr = PAGE - bSpan, aPtr = 1024, panels = Math.ceil(n / 8), ldc = panels * 8 * bytes;
+        const cPtr = aPtr + m * k * bytes, scratch = cPtr + m * ldc;
+        assert.ok(scratch + k * 8 * bytes <= bPtr, 'the case fits in one page');
+        new Int32Array(memory.buffer)[CTRL.touch] = 1;
+        const view = dtype === 'float32' ? new Float32Array(memory.buffer) : new Float64Array(memory.buffer);
+        view.set(a, aPtr / bytes);
+        const B = (p: number, j: number) => b[j * k + p]!;
+        for (let p = 0; p < k; p++) for (let j = 0; j < n; j++) view[(bPtr + p * sBp + j * sBj) / bytes] = B(p, j);
+        kernels[`gemm_${dtype === 'float32' ? 'f32' : 'f64'}`]!(aPtr, k * bytes, bytes, bPtr, sBp, sBj, cPtr, ldc, n, k, 0, panels, 0, m, scratch);
+        const round = dtype === 'float32' ? Math.fround : (v: number) => v;
+        for (let i = 0; i < m; i++) {
+          for (let j = 0; j < n; j++) {
+            let acc = 0;
+            for (let p = 0; p < k; p++) acc = round(acc + round(a[i * k + p]! * B(p, j)));
+            assert.equal(view[(cPtr + i * ldc) / bytes + j], acc, `${dtype} ${layout} ${m}×${n}×${k} C(${i}, ${j})`);
+          }
+        }
+      }
+    }
   }
 });
 

@@ -55,6 +55,7 @@ export const CTRL = {
   active: 23,    // threads a job uses: workers numbered at or above it sleep through jobs
   alive: 24,     // workers numbered at or above this leave their loop (the pool stopping)
   table: 25,     // 0: one product, chunked by the words above; else the address of a chunk table
+  touch: 26,     // nonzero: gemm touches the next panel's B while it computes a panel
   chunksBy: 64,  // words 64 … 127: chunks computed by each thread (observability)
 } as const;
 /** Most threads (main + workers) the control block has a chunk counter for. */
@@ -375,6 +376,8 @@ function emitGemm(mod: ModuleBuilder, s: Spec, name: string): number {
   return mod.func(name, P, [], (c, aPtr, aRs, aKs, bPtr, sBp, sBj, cPtr, ldc, n, k, p0, p1, r0, r1, scratch) => {
     const jp = c.local('i32'), j0 = c.local('i32'), cols = c.local('i32'), cCol = c.local('i32');
     const i = c.local('i32'), rowBytes = c.local('i32'), lastTile = c.local('i32'), rem = c.local('i32');
+    const tp = c.local('i32'), tStep = c.local('i32'), tLeft = c.local('i32'), per = c.local('i32'), q = c.local('i32'), sink = c.local('i32');
+    const nextCols = c.local('i32');
     c.get(k).i32(s.bytes).i32Mul().set(rowBytes);
     c.get(r1).i32(s.mr).i32Sub().set(lastTile);
     c.forRange(jp, p0, p1, 1, () => {
@@ -384,10 +387,37 @@ function emitGemm(mod: ModuleBuilder, s: Spec, name: string): number {
       c.get(bPtr).get(sBp).get(sBj).get(j0).get(cols).get(k).get(scratch).call(pack);
       c.get(cPtr).get(j0).i32(s.bytes).i32Mul().i32Add().set(cCol);
       c.get(r0).set(i);
+      // The next panel's B, touched a few cache lines after each tile so that its lines are
+      // on their way while this panel computes (no prefetch instruction in wasm).
+      c.i32(0).set(tLeft);
+      c.get(jp).i32(1).i32Add().get(p1).i32LtS().get(k).i32(0).i32GtS().i32And().i32(0).load('i32', CTRL.touch * 4).i32Eqz().i32Eqz().i32And().if(() => {
+        c.get(bPtr).get(j0).i32(NR).i32Add().get(sBj).i32Mul().i32Add().set(tp);
+        c.get(n).get(j0).i32Sub().i32(NR).i32Sub().set(nextCols);
+        c.get(nextCols).i32(NR).get(nextCols).i32(NR).i32LtS().select().set(nextCols);
+        c.get(sBp).i32(s.bytes).i32Eq().if(() => {
+          c.i32(64).set(tStep);
+          // Rows j0 + 8 … of a transposed B: (cols − 1) row strides plus one row of k, in lines.
+          c.get(nextCols).i32(1).i32Sub().get(sBj).i32Mul().get(rowBytes).i32Add().i32(63).i32Add().i32(6).i32ShrU().set(tLeft);
+        }, () => {
+          c.get(sBj).i32(s.bytes).i32Eq().if(() => { c.get(sBp).set(tStep); c.get(k).set(tLeft); });
+        });
+        // Per whole tile: ceil(tLeft / tiles), tiles = max(1, (r1 − r0) / MR), so that the
+        // panel's whole tiles touch all of the next panel.
+        c.get(r1).get(r0).i32Sub().i32(s.mr).i32DivU().tee(per).get(per).i32Eqz().i32Add().set(per);
+        c.get(tLeft).get(per).i32Add().i32(1).i32Sub().get(per).i32DivU().set(per);
+      });
       c.block(() => c.loop(() => {
         c.get(i).get(lastTile).i32GtS().brIf(1);
         c.get(aPtr).get(i).get(rowBytes).i32Mul().i32Add().get(aRs).get(aKs).get(scratch);
         c.get(cCol).get(i).get(ldc).i32Mul().i32Add().get(ldc).get(k).call(tile);
+        c.i32(0).set(q);
+        c.block(() => c.loop(() => {
+          c.get(q).get(per).i32GeS().get(tLeft).i32Eqz().i32Or().brIf(1);
+          c.get(sink).get(tp).load('i32').i32Xor().set(sink);
+          c.get(tp).get(tStep).i32Add().set(tp);
+          c.get(tLeft).i32(1).i32Sub().set(tLeft);
+          c.get(q).i32(1).i32Add().set(q).br(0);
+        }));
         c.get(i).i32(s.mr).i32Add().set(i).br(0);
       }));
       // The last rows from a panel start: the widest tile that fits (2 … MR−1 rows).
@@ -407,6 +437,9 @@ function emitGemm(mod: ModuleBuilder, s: Spec, name: string): number {
         c.get(i).i32(1).i32Add().set(i).br(0);
       }));
     });
+    // The touches' sink, kept (a load whose value is dropped could be removed) in the panel
+    // scratch, which is this call's own and free now (k > 0: it has room).
+    c.get(k).if(() => { c.get(scratch).get(sink).store('i32'); });
   });
 }
 

@@ -132,6 +132,7 @@ export class Code {
   i32DivU(): this { return this.op(0x6e); }
   i32RemU(): this { return this.op(0x70); }
   i32And(): this { return this.op(0x71); }
+  i32Or(): this { return this.op(0x72); }
   i32Shl(): this { return this.op(0x74); }
   i32ShrU(): this { return this.op(0x76); }
   i32Xor(): this { return this.op(0x73); }

@@ -145,7 +145,15 @@ export class WasmMatmul {
   ) {
     this.heap = new WasmHeap(memory, CTRL_BYTES, MAX_PAGES, (ptr, bytes) => kernels.zero(ptr, bytes));
     this.scratchBlock = new ScratchBlock(this.heap);
+    this.touchAhead = true;
   }
+
+  /**
+   * Whether gemm touches the next panel's B while it computes a panel (the control block's
+   * touch word): the lines arrive during the arithmetic instead of stalling the next pack.
+   */
+  get touchAhead(): boolean { return new Int32Array(this.heap.buffer(), 0, CTRL_BYTES / 4)[CTRL.touch] !== 0; }
+  set touchAhead(on: boolean) { new Int32Array(this.heap.buffer(), 0, CTRL_BYTES / 4)[CTRL.touch] = on ? 1 : 0; }
 
   /**
    * Builds the module and its memory, shared when threads can run here. Returns the reason
