@@ -20,6 +20,11 @@
 //   then 1 × 8), not a padded tile (decode-sized products would waste 3/4 of the work).
 //   Columns past the last whole panel are packed as zeros and land in C's padding, which
 //   the caller drops.
+// - While a panel's row tiles compute, the driver loads a few cache lines of the next panel's
+//   B after each whole tile (wasm has no prefetch instruction): an MoE layer's expert weights
+//   are read cold, and their lines then arrive during the arithmetic instead of stalling the
+//   next pack (an E = 16 step, 1 thread, in one process: MoE −0.75 ms, 1.118 → 1.101 of the
+//   dense block; BENCHMARKS.md, 2026-12-05). The control block's touch word turns it off.
 // - Every element of C is summed by one kernel call, p = 0, 1, …, k-1 in order, starting
 //   from +0, one multiply and one add per step (no FMA): its value does not depend on which
 //   kernel (MR × 8 or 1 × 8) or which thread computed it. That is why results are
