@@ -9,6 +9,8 @@
 // which grow with E by design) off each E's median, timed in the same rounds. "Weight traffic"
 // times the least memory traffic a step must make over the experts' weights, in the same rounds:
 // the floor of E = 256 / E = 4, and of each MoE/dense, that no kernel can go under on this machine.
+// On more than one thread, "where the time goes" splits each step into its products split over
+// the threads and the rest, which runs on the calling thread alone (backendInfo's threadedJobMs).
 
 import { loadavg } from 'node:os';
 import * as mt from '../src/index.js';
@@ -57,7 +59,18 @@ export async function runMoeStepBench(filter?: string): Promise<string[]> {
   }
   for (const [, f] of cases) { f(); f(); }
   const times = cases.map(() => [] as number[]);
-  for (let r = 0; r < rounds; r++) cases.forEach(([, f], i) => { const t = performance.now(); f(); times[i]!.push(performance.now() - t); });
+  // The time of each step spent in products split over the threads (backendInfo's
+  // threadedJobMs); the rest runs on the calling thread alone while the workers wait.
+  const jobMs = () => (mt.backendInfo() as { threadedJobMs?: number }).threadedJobMs ?? 0;
+  const inJobs = cases.map(() => [] as number[]);
+  for (let r = 0; r < rounds; r++) {
+    cases.forEach(([, f], i) => {
+      const j = jobMs(), t = performance.now();
+      f();
+      times[i]!.push(performance.now() - t);
+      inJobs[i]!.push(jobMs() - j);
+    });
+  }
   const med = new Map(cases.map(([n], i) => [n, median(times[i]!)]));
   for (const [n, m] of med) console.log(`  ${n.padEnd(22)} ${m.toFixed(1)} ms`);
   const lines: string[] = [];
@@ -68,6 +81,14 @@ export async function runMoeStepBench(filter?: string): Promise<string[]> {
     // The floor: the dense step plus the weight traffic the experts add over the dense block's.
     const floor = (dn + med.get(`weight traffic E=${E}`)! - med.get('weight traffic dense')!) / dn;
     lines.push(`- MoE E=${E} / dense ≤ 1.10: ${q.toFixed(3)} — ${q <= 1.10 ? 'met' : floor > 1.10 ? `NOT met; out of reach: the weights' memory traffic alone puts the floor at ${floor.toFixed(3)}` : `NOT met (floor from the weights' memory traffic: ${floor.toFixed(3)})`}`);
+  }
+  if (Number(info.threads ?? 1) > 1) {
+    // Medians per round of the time in threaded products and of the time outside them.
+    const split = (name: string) => {
+      const i = cases.findIndex(([n]) => n === name);
+      return `${name} ${median(inJobs[i]!).toFixed(1)} ms in threaded products, ${median(times[i]!.map((t, r) => t - inJobs[i]![r]!)).toFixed(1)} ms on the calling thread alone`;
+    };
+    lines.push(`  where the time goes: ${['dense', ...EXPERTS.filter((e) => e <= 64).map((E) => `MoE E=${E}`)].map(split).join('; ')}`);
   }
   const without = (E: number) => med.get(`MoE E=${E}`)! - med.get(`gating products E=${E}`)!;
   const q = without(256) / without(4);

@@ -94,8 +94,21 @@ test('through the engine: setBackend(cpu, { threads }) keeps tensors usable and 
   const one = x.matmul(w, { transposeB: true }).dataSync();
   mt.setBackend('cpu', { threads: 2 });
   assert.equal(mt.backendInfo().threads, pool === null ? 1 : 2);
+  const jobs = () => mt.backendInfo() as unknown as { threadedJobs: number; threadedJobMs: number };
+  const before = jobs();
   const two = x.matmul(w, { transposeB: true }).dataSync();
   assert.ok(Buffer.from(one.buffer).equals(Buffer.from(two.buffer)), 'x·Wᵀ on 1 and 2 threads');
+  // backendInfo counts the products split over the threads and the time they took; one
+  // below the threshold (here 2M multiply-adds) runs on the calling thread and is not counted.
+  const after = jobs();
+  if (pool !== null) {
+    assert.equal(after.threadedJobs - before.threadedJobs, 1, 'one threaded job');
+    assert.ok(after.threadedJobMs > before.threadedJobMs, `its time counted: ${before.threadedJobMs} → ${after.threadedJobMs} ms`);
+  } else {
+    assert.equal(after.threadedJobs, 0, 'no pool: no threaded job');
+  }
+  x.slice([0, 0], [32, 256]).matmul(w, { transposeB: true }).dispose();
+  assert.equal(jobs().threadedJobs, after.threadedJobs, 'a small product runs on the calling thread');
   mt.setBackend('cpu'); // options absent: the thread count stays
   assert.equal(mt.backendInfo().threads, pool === null ? 1 : 2);
 });

@@ -102,6 +102,9 @@ class SimdState {
       simdMathCalls: this.math()?.calls ?? 0,
       simdMathInPlace: this.math()?.inPlace ?? 0,
       chunksByThread: engine.pool?.chunksByThread() ?? [],
+      // Products split over the threads, and the milliseconds they took: the rest of a step
+      // runs on the calling thread alone while the workers wait.
+      threadedJobs: engine.pool?.jobs ?? 0, threadedJobMs: engine.pool?.jobMs ?? 0,
     };
   }
 

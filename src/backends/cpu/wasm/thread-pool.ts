@@ -102,6 +102,9 @@ export class ThreadPool {
   private threadCount = 1;
   private readonly canBlock: boolean;
   private stopped = false;
+  /** Jobs run through run(), and the milliseconds the calling thread spent in them (its own chunks and the wait for the workers' last ones). */
+  jobs = 0;
+  jobMs = 0;
 
   constructor(
     private readonly module: WasmModule,
@@ -172,6 +175,7 @@ export class ThreadPool {
    */
   run(total: number, write: (ctrl: Int32Array) => void): void {
     if (total >= CLOSED) throw new Error(`thread pool: a job of ${total} chunks is more than the claim word holds`);
+    const start = performance.now();
     this.ensureWorkers();
     const ctrl = this.ctrl();
     write(ctrl);
@@ -183,6 +187,8 @@ export class ThreadPool {
       if (++spins > MAIN_SPIN && this.canBlock) Atomics.wait(ctrl, CTRL.finished, done, 1);
     }
     Atomics.store(ctrl, CTRL.claim, (generation << 16) | CLOSED);
+    this.jobs++;
+    this.jobMs += performance.now() - start;
   }
 
   /** Publishes a job (arguments already written) and wakes the workers; returns its generation. */
