@@ -99,7 +99,7 @@ test('through the engine: setBackend(cpu, { threads }) keeps tensors usable and 
   const two = x.matmul(w, { transposeB: true }).dataSync();
   assert.ok(Buffer.from(one.buffer).equals(Buffer.from(two.buffer)), 'x·Wᵀ on 1 and 2 threads');
   // backendInfo counts the products split over the threads and the time they took; one
-  // below the threshold (here 2M multiply-adds) runs on the calling thread and is not counted.
+  // below the threshold (here 32 × 256 × 300, 2.5M multiply-adds) runs on the calling thread and is not counted.
   const after = jobs();
   if (pool !== null) {
     assert.equal(after.threadedJobs - before.threadedJobs, 1, 'one threaded job');
@@ -107,7 +107,9 @@ test('through the engine: setBackend(cpu, { threads }) keeps tensors usable and 
   } else {
     assert.equal(after.threadedJobs, 0, 'no pool: no threaded job');
   }
-  x.slice([0, 0], [32, 256]).matmul(w, { transposeB: true }).dispose();
+  const rows = x.slice([0, 0], [32, 256]);
+  rows.matmul(w, { transposeB: true }).dispose();
+  rows.dispose();
   assert.equal(jobs().threadedJobs, after.threadedJobs, 'a small product runs on the calling thread');
   mt.setBackend('cpu'); // options absent: the thread count stays
   assert.equal(mt.backendInfo().threads, pool === null ? 1 : 2);
