@@ -59,8 +59,8 @@ export async function runMoeStepBench(filter?: string): Promise<string[]> {
   }
   for (const [, f] of cases) { f(); f(); }
   const times = cases.map(() => [] as number[]);
-  // The time of each step spent in products split over the threads (backendInfo's
-  // threadedJobMs); the rest runs on the calling thread alone while the workers wait.
+  // The time of each step spent in jobs split over the threads (backendInfo's threadedJobMs:
+  // products and pieces of elementwise kernels); the rest runs on the calling thread alone.
   const jobMs = () => (mt.backendInfo() as { threadedJobMs?: number }).threadedJobMs ?? 0;
   const inJobs = cases.map(() => [] as number[]);
   for (let r = 0; r < rounds; r++) {
@@ -83,10 +83,10 @@ export async function runMoeStepBench(filter?: string): Promise<string[]> {
     lines.push(`- MoE E=${E} / dense ≤ 1.10: ${q.toFixed(3)} — ${q <= 1.10 ? 'met' : floor > 1.10 ? `NOT met; out of reach: the weights' memory traffic alone puts the floor at ${floor.toFixed(3)}` : `NOT met (floor from the weights' memory traffic: ${floor.toFixed(3)})`}`);
   }
   if (Number(info.threads ?? 1) > 1) {
-    // Medians per round of the time in threaded products and of the time outside them.
+    // Medians per round of the time in threaded jobs and of the time outside them.
     const split = (name: string) => {
       const i = cases.findIndex(([n]) => n === name);
-      return `${name} ${median(inJobs[i]!).toFixed(1)} ms in threaded products, ${median(times[i]!.map((t, r) => t - inJobs[i]![r]!)).toFixed(1)} ms on the calling thread alone`;
+      return `${name} ${median(inJobs[i]!).toFixed(1)} ms in threaded jobs, ${median(times[i]!.map((t, r) => t - inJobs[i]![r]!)).toFixed(1)} ms on the calling thread alone`;
     };
     lines.push(`  where the time goes: ${['dense', ...EXPERTS.filter((e) => e <= 64).map((E) => `MoE E=${E}`)].map(split).join('; ')}`);
   }

@@ -483,3 +483,53 @@ test('on the SIMD matmul\'s shared memory, the math kernels read tensors there a
   assert.deepEqual(words, ref);
   assert.deepEqual(new Int32Array(heap.memory.buffer, 0, 16), ctrl, 'the control block is untouched');
 });
+
+test('split over the SIMD matmul\'s threads (pieces of a pool job), every split kernel gives the bits of one call, and the workers ran pieces', { timeout: 120_000 }, async (t) => {
+  const { WasmMatmul } = await import('../../src/backends/cpu/wasm/wasm-matmul.js');
+  const engine = WasmMatmul.create();
+  if (typeof engine === 'string' || engine.pool === null) { t.skip(`no thread pool here (${typeof engine === 'string' ? engine : engine.status.threadsReason})`); return; }
+  const pool = engine.pool;
+  pool.resize(3);
+  const split = WasmMath.create(undefined, engine.heap, engine) as WasmMath;
+  const bitsOf = (a: Float32Array | Float64Array) => Array.from(a, (v) => (Number.isNaN(v) ? 'NaN' : Object.is(v, -0) ? '-0' : v));
+  // Sizes above the split threshold, none a multiple of the piece count or of 4.
+  const n = 200_003, x = values(n, 1), y = values(n, 2), z = values(n, 3), sd = Float32Array.from(z, Math.abs);
+  const workersBefore = pool.chunksByThread().slice(1).reduce((a, b) => a + b, 0);
+  // Workers boot in ~100 ms (longer on a busy machine): until then the calling thread takes every piece.
+  for (const start = Date.now(); pool.chunksByThread().slice(1).reduce((a, b) => a + b, 0) === workersBefore;) {
+    split.unary('sigmoid', x, new Float32Array(n));
+    if (Date.now() - start > 60_000) assert.fail(`workers took no piece within 60 s: ${pool.chunksByThread()}`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+  const check = (what: string, run: (m: WasmMath) => (Float32Array | Float64Array)[]) => {
+    const before = split.splitCalls;
+    const got = run(split).map(bitsOf);
+    assert.equal(split.splitCalls, before + 1, `${what} was split`);
+    assert.deepEqual(got, run(simd).map(bitsOf), what);
+  };
+  check('sigmoid', (m) => { const o = new Float32Array(n); m.unary('sigmoid', x, o); return [o]; });
+  check('tanh', (m) => { const o = new Float32Array(n); m.unary('tanh', x, o); return [o]; });
+  check('exp f32', (m) => { const o = new Float32Array(n); m.f64Unary('exp', x, o); return [o]; });
+  check('exp f64', (m) => { const x64 = Float64Array.from(x, (v) => v * 3), o = new Float64Array(n); m.f64Unary('exp', x64, o); return [o]; });
+  check('Φ f32', (m) => { const o = new Float32Array(n); m.f64Unary('normalCdf', x, o); return [o]; });
+  check('reluGrad', (m) => { const o = new Float32Array(n); m.reluGrad(x, y, o); return [o]; });
+  check('probInTopK', (m) => { const o = new Float32Array(n); m.probInTopK(x, y, sd, o); return [o]; });
+  check('probInTopK backward', (m) => { const a = new Float32Array(n), b = new Float32Array(n); m.probInTopKBackward(z, x, y, sd, a, b); return [a, b]; });
+  // Arithmetic by rows (vectors, and one float per row splat), and one long row by vectors.
+  const rows = 2000, cols = 100; // rows · cols ≤ n: the operands hold every row
+  check('mul by rows', (m) => { const o = new Float32Array(rows * cols); m.arithmetic('mul', 'vv', x, cols, y, cols, rows, cols, o); return [o]; });
+  check('sub, a column splat', (m) => { const o = new Float32Array(rows * cols); m.arithmetic('sub', 'vs', x, cols, y, 1, rows, cols, o); return [o]; });
+  check('div, one row', (m) => { const o = new Float32Array(n); m.arithmetic('div', 'vv', x, 0, y, 0, 1, n, o); return [o]; });
+  check('add, one row and a scalar', (m) => { const o = new Float32Array(n); m.arithmetic('add', 'sv', y, 0, x, 0, 1, n, o); return [o]; });
+  // The combine's backward by rows: each row reads dOut where its index points (repeats too).
+  const d = 256, mRows = 2003, outRows = 1100;
+  const index = Int32Array.from({ length: mRows }, (_, i) => (i * 7919) % outRows);
+  const dOut = values(outRows * d, 4), ym = values(mRows * d, 5), w = values(mRows, 6);
+  check('combine backward', (m) => { const dy = new Float32Array(mRows * d), dw = new Float32Array(mRows); m.combineBackward(dOut, ym, w, index, d, outRows, dy, dw); return [dy, dw]; });
+  // Normal draws: pieces of whole groups of four blocks, each from its own counters (a block number past 2³² too).
+  for (const [b0, single] of [[7, true], [2 ** 32 - 4001, false]] as const) {
+    check(`normal draws ${single ? 'f32' : 'f64'} from block ${b0}`, (m) => [m.normalPairs(b0, 20_001, 0x1234, 0x5678, single).slice()]);
+  }
+  assert.ok(pool.chunksByThread().slice(1).reduce((a, b) => a + b, 0) > workersBefore, 'the workers computed pieces');
+  pool.stop();
+});

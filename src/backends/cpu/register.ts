@@ -101,6 +101,7 @@ class SimdState {
       simdMath: this.math() !== null ? 'WebAssembly SIMD128 σ, tanh, LSTM cell, Adam and the MoE combine (float32); e^x and Φ in float64 lanes (the bits of Math.exp); random draws: Philox rounds, and normal draws\' Box–Muller in SIMD lanes' : `scalar: ${String(this.mathModule)}`,
       simdMathCalls: this.math()?.calls ?? 0,
       simdMathInPlace: this.math()?.inPlace ?? 0,
+      simdMathSplit: this.math()?.splitCalls ?? 0,
       chunksByThread: engine.pool?.chunksByThread() ?? [],
       // Products split over the threads, and the milliseconds they took: the rest of a step
       // runs on the calling thread alone while the workers wait.
@@ -117,7 +118,7 @@ class SimdState {
     if (this.mathModule === null) {
       // On the matmul's memory where it is shared, so that both read tensors there in place.
       const engine = this.engine();
-      this.mathModule = WasmMath.create(wasmApi ?? null, typeof engine === 'string' ? null : engine.heap);
+      this.mathModule = typeof engine === 'string' ? WasmMath.create(wasmApi ?? null, null) : WasmMath.create(wasmApi ?? null, engine.heap, engine);
     }
     return typeof this.mathModule === 'string' ? null : this.mathModule;
   }

@@ -74,6 +74,8 @@ export const CTRL_BYTES = (CTRL.chunksBy + MAX_THREADS) * 4;
  * control block, sized for the largest k of the job.
  */
 export const TABLE_WORDS = 15;
+/** A chunk table entry's word 14 for a piece of a math-module kernel: words 0 … 13 are its chunk entry (math-module.ts CHUNK_WORDS). */
+export const TABLE_MATH = 2;
 /** The claim index that closes a job: above any chunk count. */
 export const CLOSED = 0xffff;
 
@@ -449,7 +451,7 @@ function emitGemm(mod: ModuleBuilder, s: Spec, name: string): number {
 }
 
 /** The chunk loop threads share (see thread-pool.ts for the protocol's reasoning). */
-function emitWork(mod: ModuleBuilder, gemm32: number, gemm64: number): number {
+function emitWork(mod: ModuleBuilder, gemm32: number, gemm64: number, chunk: number): number {
   const w = (word: number) => word * 4;
   return mod.func('work', ['i32', 'i32'], [], (c, gen, thread) => {
     const v = c.local('i32'), idx = c.local('i32'), group = c.local('i32'), block = c.local('i32');
@@ -469,8 +471,12 @@ function emitWork(mod: ModuleBuilder, gemm32: number, gemm64: number): number {
           for (let word = 0; word < 14; word++) c.get(entry).load('i32', word * 4);
           ctrl(CTRL.scratch); c.get(thread); ctrl(CTRL.scratchStride); c.i32Mul().i32Add();
         };
-        c.get(entry).load('i32', 14 * 4);
-        c.if(() => { args(); c.call(gemm64); }, () => { args(); c.call(gemm32); });
+        // Word 14: 0 a float32 product, 1 a float64 one, 2 a piece of a math-module kernel.
+        c.get(entry).load('i32', 14 * 4).i32(TABLE_MATH).i32Eq();
+        c.if(() => { c.get(entry).call(chunk); }, () => {
+          c.get(entry).load('i32', 14 * 4);
+          c.if(() => { args(); c.call(gemm64); }, () => { args(); c.call(gemm32); });
+        });
       }, () => {
       c.get(idx); ctrl(CTRL.groups); c.i32RemU().set(group);
       c.get(idx); ctrl(CTRL.groups); c.i32DivU().set(block);
@@ -535,6 +541,9 @@ function emitWorker(mod: ModuleBuilder, work: number): number {
 /** The module's bytes: kernels for both dtypes, plus the thread entry points when `threads`. */
 export function gemmModuleBytes(memory: { shared: boolean; initialPages: number; maximumPages: number }, threads: boolean): Uint8Array {
   const mod = new ModuleBuilder(memory);
+  // With threads, a job's chunk may be a piece of a math-module kernel: `env.chunk` is that
+  // module's dispatcher (math-module.ts), instantiated over the same memory in every thread.
+  const chunk = threads ? mod.importFunc('chunk', ['i32'], []) : -1;
   const f32 = specOf('float32'), f64 = specOf('float64');
   emitPackAT(mod, f32, 'packAT_f32');
   emitPackAT(mod, f64, 'packAT_f64');
@@ -546,6 +555,6 @@ export function gemmModuleBytes(memory: { shared: boolean; initialPages: number;
   mod.func('copy', ['i32', 'i32', 'i32'], [], (c, dst, src, bytes) => { c.get(dst).get(src).get(bytes).memoryCopy(); });
   const g32 = emitGemm(mod, f32, 'gemm_f32');
   const g64 = emitGemm(mod, f64, 'gemm_f64');
-  if (threads) emitWorker(mod, emitWork(mod, g32, g64));
+  if (threads) emitWorker(mod, emitWork(mod, g32, g64, chunk));
   return mod.bytes();
 }

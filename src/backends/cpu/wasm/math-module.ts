@@ -76,6 +76,8 @@ export interface MathExports extends ArithmeticExports {
   probInTopK_f32(clean: number, thr: number, sd: number, out: number, vecs: number): void;
   /** Its gradients' elementwise part: dClean = dz / sd and dSd = −dz · (z / sd) (gating.ts probInTopKBackward, float32). */
   probInTopKBackward_f32(dP: number, clean: number, thr: number, sd: number, dClean: number, dSd: number, vecs: number): void;
+  /** Runs a piece of a split kernel call: CHUNKED[id] on the CHUNK_WORDS − 1 argument words after the id at entry. */
+  chunk(entry: number): void;
   /**
    * dst[i] = ln src[i] for `vecs` v128s of float64 (fdlibm's log: Math.log's bits): the lanes
    * of the normal draws' radius, exported so that a test checks them against Math.log. The
@@ -670,6 +672,41 @@ function emitProbInTopK(mod: ModuleBuilder): void {
   });
 }
 
+/**
+ * The kernels a thread pool job may run in pieces (`chunk`): each piece writes its own
+ * elements or rows and reads nothing another piece writes, so a job split over threads
+ * computes every element exactly as one call does. A piece's id is its index here.
+ */
+export const CHUNKED = [
+  'sigmoid_f32', 'tanh_f32', 'exp_f32', 'exp_f64', 'normalCdf_f32', 'reluGrad_f32',
+  'probInTopK_f32', 'probInTopKBackward_f32', 'combineBackward_f32', 'normal_f32', 'normal_f64',
+  ...(['add', 'sub', 'mul', 'div'] as const).flatMap((op) => (['vv', 'sv', 'vs'] as const).map((mode) => `${op}_${mode}_f32` as const)),
+] as const;
+export type ChunkedKernel = typeof CHUNKED[number];
+/** Words of a piece: its id, then the kernel's (i32) arguments. */
+export const CHUNK_WORDS = 9;
+
+/**
+ * chunk(entry): runs CHUNKED[id] on the arguments that follow its id at entry (i32 words) —
+ * the function the SIMD matmul's thread pool calls for a job's pieces (gemm-module.ts).
+ */
+function emitChunk(mod: ModuleBuilder): void {
+  const kernels = CHUNKED.map((name) => mod.lookup(name));
+  for (const [i, k] of kernels.entries()) {
+    if (k.params.length > CHUNK_WORDS - 1 || k.params.some((t) => t !== 'i32')) throw new Error(`math module: ${CHUNKED[i]} cannot be a piece`);
+  }
+  mod.func('chunk', ['i32'], [], (c, entry) => {
+    const id = c.local('i32');
+    c.get(entry).load('i32').set(id);
+    for (const [i, k] of kernels.entries()) {
+      c.get(id).i32(i).i32Eq().if(() => {
+        k.params.forEach((_, a) => c.get(entry).load('i32', 4 * (a + 1)));
+        c.call(k.index).return();
+      });
+    }
+  });
+}
+
 /** The module's bytes; `shared`: it imports a shared memory (the SIMD matmul's, where tensors live). */
 export function mathModuleBytes(shared = false): Uint8Array {
   const mod = new ModuleBuilder({ shared, initialPages: 1, maximumPages: 32768 });
@@ -684,5 +721,6 @@ export function mathModuleBytes(shared = false): Uint8Array {
   emitF64Unary(mod);
   emitNormal(mod, true);
   emitNormal(mod, false);
+  emitChunk(mod);
   return mod.bytes();
 }

@@ -39,15 +39,18 @@ type NodeWorkerThreads = typeof import('node:worker_threads');
 // Plain JavaScript run by each worker: it only instantiates the module and enters its loop
 // (the loop itself is WebAssembly, emitted by gemm-module.ts). The bare 'worker_threads'
 // keeps the browser bundle free of any "require('node:…" text (test/browser checks it).
+// The math module first: its `chunk` is the gemm module's import for a job's kernel pieces.
 const NODE_WORKER = `
 const { workerData } = require('worker_threads');
-const { module, memory, thread } = workerData;
-new WebAssembly.Instance(module, { env: { memory } }).exports.worker(thread);
+const { module, math, memory, thread } = workerData;
+const chunk = new WebAssembly.Instance(math, { env: { memory } }).exports.chunk;
+new WebAssembly.Instance(module, { env: { memory, chunk } }).exports.worker(thread);
 `;
 const WEB_WORKER = `
 onmessage = (e) => {
-  const { module, memory, thread } = e.data;
-  new WebAssembly.Instance(module, { env: { memory } }).exports.worker(thread);
+  const { module, math, memory, thread } = e.data;
+  const chunk = new WebAssembly.Instance(math, { env: { memory } }).exports.chunk;
+  new WebAssembly.Instance(module, { env: { memory, chunk } }).exports.worker(thread);
   close();
 };
 `;
@@ -58,12 +61,12 @@ function nodeWorkerThreads(): NodeWorkerThreads | null {
 }
 
 /** How to start a worker here, or why threads cannot run (null → reason). */
-export function workerSupport(): { start: (module: WasmModule, memory: WasmMemory, thread: number) => WorkerHandle } | string {
+export function workerSupport(): { start: (module: WasmModule, math: WasmModule, memory: WasmMemory, thread: number) => WorkerHandle } | string {
   const wt = nodeWorkerThreads();
   if (wt) {
     return {
-      start: (module, memory, thread) => {
-        const w = new wt.Worker(NODE_WORKER, { eval: true, workerData: { module, memory, thread } });
+      start: (module, math, memory, thread) => {
+        const w = new wt.Worker(NODE_WORKER, { eval: true, workerData: { module, math, memory, thread } });
         w.unref();
         return { stop: () => void w.terminate() };
       },
@@ -73,9 +76,9 @@ export function workerSupport(): { start: (module: WasmModule, memory: WasmMemor
   if (g.Worker && g.Blob && g.URL) {
     const url = g.URL.createObjectURL(new g.Blob([WEB_WORKER], { type: 'text/javascript' }));
     return {
-      start: (module, memory, thread) => {
+      start: (module, math, memory, thread) => {
         const w = new g.Worker!(url);
-        w.postMessage({ module, memory, thread });
+        w.postMessage({ module, math, memory, thread });
         return { stop: () => w.terminate() };
       },
     };
@@ -102,12 +105,14 @@ export class ThreadPool {
   private threadCount = 1;
   private readonly canBlock: boolean;
   private stopped = false;
-  /** Jobs run through run(), and the milliseconds the calling thread spent in them (its own chunks and the wait for the workers' last ones). */
+  /** Jobs run through run() (products, and pieces of math-module kernels), and the milliseconds the calling thread spent in them (its own chunks and the wait for the workers' last ones). */
   jobs = 0;
   jobMs = 0;
 
   constructor(
     private readonly module: WasmModule,
+    /** The math module (math-module.ts), whose `chunk` each worker passes the gemm module. */
+    private readonly math: WasmModule,
     private readonly memory: WasmMemory,
     private readonly starter: ReturnType<typeof workerSupport> & object,
     private readonly work: (generation: number, thread: number) => void,
@@ -159,7 +164,7 @@ export class ThreadPool {
   /** Starts the missing workers (each takes ~100 ms to boot; jobs meanwhile run without it). */
   private ensureWorkers(): void {
     while (!this.stopped && this.workers.length < this.threadCount - 1) {
-      this.workers.push(this.starter.start(this.module, this.memory, this.workers.length + 1));
+      this.workers.push(this.starter.start(this.module, this.math, this.memory, this.workers.length + 1));
     }
   }
 

@@ -1,8 +1,8 @@
 // A small WebAssembly binary emitter: TypeScript writes the module's bytes at load time, so
 // the SIMD kernels need no toolchain and no .wasm file (the way jax-js's wasmblr builds its
-// kernels). It covers what our kernels use: one imported memory, functions with typed
-// locals, structured control flow, integer arithmetic, SIMD128 and the atomics of the
-// threads proposal. The binary format is in the WebAssembly core specification §5
+// kernels). It covers what our kernels use: one imported memory, imported functions,
+// functions with typed locals, structured control flow, integer arithmetic, SIMD128 and the
+// atomics of the threads proposal. The binary format is in the WebAssembly core specification §5
 // (https://webassembly.github.io/spec/core/binary/); SIMD and atomics opcodes follow a
 // prefix byte (0xfd, 0xfe) as an unsigned LEB128 number.
 
@@ -298,47 +298,68 @@ export class Code {
 
 interface FuncDef { name: string | null; params: ValType[]; results: ValType[]; code: Code }
 
+interface FuncImport { name: string; params: ValType[]; results: ValType[] }
+
 export interface MemoryImport { shared: boolean; initialPages: number; maximumPages: number }
 
 /**
- * A module importing one memory (`env.memory`) and defining functions. Functions are
- * referred to by index (in declaration order), so they can call each other.
+ * A module importing one memory (`env.memory`), optionally functions (`env.<name>`, declared
+ * before any function of its own), and defining functions. Functions are referred to by index
+ * (imports first, then definitions in declaration order), so they can call each other.
  */
 export class ModuleBuilder {
   private readonly funcs: FuncDef[] = [];
+  private readonly imported: FuncImport[] = [];
 
   constructor(private readonly memory: MemoryImport) {}
+
+  /** Declares an imported function `env.<name>`; returns its index for `call`. */
+  importFunc(name: string, params: ValType[], results: ValType[]): number {
+    if (this.funcs.length > 0) throw new Error(`wasm emitter: import ${name} must come before the module's own functions`);
+    this.imported.push({ name, params, results });
+    return this.imported.length - 1;
+  }
 
   /**
    * Declares a function; `body` emits its code given its parameters as locals. Returns its
    * index for `call`. A named function is exported under its name.
    */
   func(name: string | null, params: ValType[], results: ValType[], body: (c: Code, ...args: Local[]) => void): number {
-    const code = new Code(params.map((type, index) => ({ index, type })));
-    const index = this.funcs.length;
-    this.funcs.push({ name, params, results, code });
-    body(code, ...code.params);
+    const { index, define } = this.declare(name, params, results);
+    define(body);
     return index;
   }
 
   /** Declares a function whose body is emitted later (for mutual or forward calls). */
   declare(name: string | null, params: ValType[], results: ValType[]): { index: number; define(body: (c: Code, ...args: Local[]) => void): void } {
     const code = new Code(params.map((type, index) => ({ index, type })));
-    const index = this.funcs.length;
+    const index = this.imported.length + this.funcs.length;
     this.funcs.push({ name, params, results, code });
     return { index, define: (body) => body(code, ...code.params) };
   }
 
+  /** The index and parameter types of the module's own function `name` (for a dispatcher that calls it). */
+  lookup(name: string): { index: number; params: readonly ValType[] } {
+    const at = this.funcs.findIndex((f) => f.name === name);
+    if (at < 0) throw new Error(`wasm emitter: no function ${name}`);
+    return { index: this.imported.length + at, params: this.funcs[at]!.params };
+  }
+
   bytes(): Uint8Array {
     const section = (id: number, payload: number[]) => [id, ...uleb(payload.length), ...payload];
-    // Types: one per function (duplicates are legal; dedupe would only save bytes).
-    const types = vec(this.funcs.map((f) => [0x60, ...vec(f.params.map((t) => [VALTYPE[t]])), ...vec(f.results.map((t) => [VALTYPE[t]]))]));
+    // Types: one per function, imports first (duplicates are legal; dedupe would only save bytes).
+    const signatures = [...this.imported, ...this.funcs];
+    const types = vec(signatures.map((f) => [0x60, ...vec(f.params.map((t) => [VALTYPE[t]])), ...vec(f.results.map((t) => [VALTYPE[t]]))]));
     const { shared, initialPages, maximumPages } = this.memory;
     // Limits flag: bit 0 = has maximum, bit 1 = shared (threads proposal).
     const limits = [shared ? 0x03 : 0x01, ...uleb(initialPages), ...uleb(maximumPages)];
-    const imports = vec([[...utf8('env'), ...utf8('memory'), 0x02, ...limits]]);
-    const funcIndex = vec(this.funcs.map((_, i) => uleb(i)));
-    const exports = vec(this.funcs.flatMap((f, i) => (f.name === null ? [] : [[...utf8(f.name), 0x00, ...uleb(i)]])));
+    const imports = vec([
+      [...utf8('env'), ...utf8('memory'), 0x02, ...limits],
+      ...this.imported.map((f, i) => [...utf8('env'), ...utf8(f.name), 0x00, ...uleb(i)]),
+    ]);
+    const offset = this.imported.length;
+    const funcIndex = vec(this.funcs.map((_, i) => uleb(offset + i)));
+    const exports = vec(this.funcs.flatMap((f, i) => (f.name === null ? [] : [[...utf8(f.name), 0x00, ...uleb(offset + i)]])));
     const codes = vec(this.funcs.map((f) => {
       const body = [...f.code.localDecls(), ...f.code.bytes, 0x0b];
       return [...uleb(body.length), ...body];

@@ -10,7 +10,8 @@
 import { adamConstants, type AdamAttrs } from '../fused.js';
 import type { NormalPairs, PhiloxBlocks } from '../../../core/philox.js';
 import type { TypedArray } from '../../../core/dtype.js';
-import { mathModuleBytes, type ArithmeticMode, type ArithmeticOp, type MathExports } from './math-module.js';
+import { CHUNKED, mathModuleBytes, type ArithmeticMode, type ArithmeticOp, type ChunkedKernel, type MathExports } from './math-module.js';
+import { TABLE_MATH, TABLE_WORDS } from './gemm-module.js';
 import { ScratchBlock, type WasmHeap } from './wasm-heap.js';
 import { wasmApi, type WasmApi, type WasmMemory } from './wasm-api.js';
 
@@ -24,6 +25,38 @@ export const MIN_ELEMENTS = 16;
  * gradient over [2048, 512] 2.5 → 1.15 ms.
  */
 export const MIN_ARITHMETIC = 1024;
+
+/**
+ * Where a kernel call may be split over the SIMD matmul's threads (its pool runs pieces of
+ * math-module kernels: WasmMatmul.runPieces), and what a piece costs to run there.
+ */
+export interface PieceRunner {
+  /** Threads a job runs on now (1: no split). */
+  readonly threads: number;
+  /** The math module's kernels instantiated beside the pool's, over the same memory. */
+  readonly mathKernels: MathExports | null;
+  runPieces(tablePtr: number, count: number): void;
+}
+
+/**
+ * Below this estimated time (ns) a kernel call runs on the calling thread alone: waking the
+ * workers and waiting for the last piece cost a few µs each.
+ */
+export const SPLIT_NS = 40_000;
+/** About what one group of four normal draws' blocks (eight draws) costs on one thread, ns. */
+const NORMAL_GROUP_NS = 100;
+
+/**
+ * How a kernel call splits: `units` independent rows or vectors, about `unitNs` ns each on
+ * one thread; `args(at, u0, u1)`, the kernel's arguments for units u0 … u1 − 1 given the
+ * parts' addresses. Every element is computed by one piece, as the whole call computes it.
+ */
+interface Split { id: ChunkedKernel; units: number; unitNs: number; args: (at: readonly number[], u0: number, u1: number) => number[] }
+
+/** The Split of a kernel over vectors whose arguments are addresses then the vector count (16 bytes a vector each). */
+function vectorSplit(id: ChunkedKernel, vectors: number, unitNs: number, strides: readonly number[] = []): Split {
+  return { id, units: vectors, unitNs, args: (at, v0, v1) => [...at.map((a, i) => a + (strides[i] ?? 16) * v0), v1 - v0] };
+}
 
 /**
  * One operand of a kernel call: `count` elements of `values`, spanning `bytes` bytes in the
@@ -43,7 +76,13 @@ export class WasmMath {
   /** The staging block in the shared memory (null with a private memory, staged from 0). */
   private readonly staging: ScratchBlock | null;
 
-  private constructor(private readonly memory: WasmMemory, private readonly kernels: MathExports, private readonly heap: WasmHeap | null) {
+  /** Kernel calls split over threads. */
+  splitCalls = 0;
+
+  private constructor(
+    private readonly memory: WasmMemory, private readonly kernels: MathExports, private readonly heap: WasmHeap | null,
+    private readonly pieces: PieceRunner | null,
+  ) {
     this.f32 = new Float32Array(memory.buffer);
     this.staging = heap === null ? null : new ScratchBlock(heap);
   }
@@ -52,13 +91,16 @@ export class WasmMath {
    * The module, or why it cannot run here (the caller keeps the scalar kernels). With a shared
    * `heap` (the SIMD matmul's), it runs on that memory and uses tensors there in place.
    */
-  static create(wasm: WasmApi | null = wasmApi ?? null, heap: WasmHeap | null = null): WasmMath | string {
+  static create(wasm: WasmApi | null = wasmApi ?? null, heap: WasmHeap | null = null, pieces: PieceRunner | null = null): WasmMath | string {
     if (wasm === null) return 'no WebAssembly in this JavaScript engine';
     const onHeap = heap !== null && heap.shared ? heap : null;
+    // Pieces run on the pool's instances, over the heap's memory: only with that heap.
+    const runner = onHeap !== null && pieces?.mathKernels ? pieces : null;
     try {
       const memory = onHeap?.memory ?? new wasm.Memory({ initial: 1, maximum: 32768 });
+      if (runner !== null) return new WasmMath(memory, runner.mathKernels!, onHeap, runner);
       const module = new wasm.Module(mathModuleBytes(onHeap !== null));
-      return new WasmMath(memory, new wasm.Instance(module, { env: { memory } }).exports as unknown as MathExports, onHeap);
+      return new WasmMath(memory, new wasm.Instance(module, { env: { memory } }).exports as unknown as MathExports, onHeap, null);
     } catch (e) {
       return `WebAssembly SIMD128 is not available here (${(e as Error).message})`;
     }
@@ -90,7 +132,7 @@ export class WasmMath {
    * memory in place (a result only when its padded span stays inside its own block and
    * overlaps no other part), any other staged: copied in, and for results copied out after.
    */
-  private call(parts: readonly Part[], kernel: (at: number[]) => void): void {
+  private call(parts: readonly Part[], kernel: (at: number[]) => void, split?: Split): void {
     const heap = this.heap;
     const at = parts.map((p) => (heap !== null ? heap.addressOf(p.values) : -1));
     parts.forEach((p, i) => {
@@ -102,6 +144,11 @@ export class WasmMath {
     const staged = at.map((a) => a < 0);
     let total = 0;
     const offsets = parts.map((p, i) => { const o = total; if (staged[i]) total += p.bytes; return o; });
+    // Split over threads when it pays: the pieces' table after the staged operands.
+    const threads = this.pieces?.threads ?? 1;
+    const count = split !== undefined && threads > 1 && split.units * split.unitNs >= SPLIT_NS ? Math.min(split.units, 4 * threads) : 0;
+    const tableAt = total;
+    total += count * TABLE_WORDS * 4;
     const base = total > 0 ? this.stage(total) : 0;
     const buffer = this.memory.buffer;
     parts.forEach((p, i) => {
@@ -109,7 +156,19 @@ export class WasmMath {
       at[i] = base + offsets[i]!;
       if (!p.write) viewOf(p.values, buffer, at[i]!, p.count).set(p.values.subarray(0, p.count));
     });
-    kernel(at);
+    if (count > 0) {
+      const table = new Int32Array(buffer, base + tableAt, count * TABLE_WORDS), id = CHUNKED.indexOf(split!.id);
+      for (let c = 0; c < count; c++) {
+        const o = c * TABLE_WORDS, args = split!.args(at, Math.floor((c * split!.units) / count), Math.floor(((c + 1) * split!.units) / count));
+        table[o] = id;
+        table.set(args, o + 1);
+        table[o + 14] = TABLE_MATH;
+      }
+      this.pieces!.runPieces(base + tableAt, count);
+      this.splitCalls++;
+    } else {
+      kernel(at);
+    }
     this.calls++;
     parts.forEach((p, i) => {
       if (p.write && staged[i]) p.values.set(viewOf(p.values, this.memory.buffer, at[i]!, p.count));
@@ -134,8 +193,24 @@ export class WasmMath {
    * the next call.
    */
   readonly normalPairs: NormalPairs = (b0, count, key0, key1, single) => {
-    const blocks = Math.ceil(count / 4) * 4, at = this.stage(2 * blocks * (single ? 4 : 8));
-    (single ? this.kernels.normal_f32 : this.kernels.normal_f64)(b0 % 4294967296, Math.floor(b0 / 4294967296), blocks, key0, key1, at);
+    const blocks = Math.ceil(count / 4) * 4, bytes = single ? 4 : 8;
+    // Over threads when it pays: pieces of whole groups of four blocks, each its own counters.
+    const threads = this.pieces?.threads ?? 1, groups = blocks / 4;
+    const pieces = threads > 1 && groups * NORMAL_GROUP_NS >= SPLIT_NS ? Math.min(groups, 4 * threads) : 0;
+    const at = this.stage(2 * blocks * bytes + pieces * TABLE_WORDS * 4);
+    if (pieces > 0) {
+      const tablePtr = at + 2 * blocks * bytes, table = new Int32Array(this.memory.buffer, tablePtr, pieces * TABLE_WORDS);
+      const id = CHUNKED.indexOf(single ? 'normal_f32' : 'normal_f64');
+      for (let c = 0; c < pieces; c++) {
+        const j0 = 4 * Math.floor((c * groups) / pieces), j1 = 4 * Math.floor(((c + 1) * groups) / pieces), b = b0 + j0;
+        table.set([id, b % 4294967296, Math.floor(b / 4294967296), j1 - j0, key0, key1, at + 2 * j0 * bytes], c * TABLE_WORDS);
+        table[c * TABLE_WORDS + 14] = TABLE_MATH;
+      }
+      this.pieces!.runPieces(tablePtr, pieces);
+      this.splitCalls++;
+    } else {
+      (single ? this.kernels.normal_f32 : this.kernels.normal_f64)(b0 % 4294967296, Math.floor(b0 / 4294967296), blocks, key0, key1, at);
+    }
     this.calls++;
     return single ? new Float32Array(this.memory.buffer, at, 2 * count) : new Float64Array(this.memory.buffer, at, 2 * count);
   };
@@ -146,7 +221,7 @@ export class WasmMath {
     if (n < MIN_ELEMENTS) return false;
     const b = f32Bytes(n);
     this.call([{ values: x, count: n, bytes: b }, { values: out, count: n, bytes: b, write: true }], ([src, dst]) =>
-      (op === 'sigmoid' ? this.kernels.sigmoid_f32 : this.kernels.tanh_f32)(src!, dst!, b / 16));
+      (op === 'sigmoid' ? this.kernels.sigmoid_f32 : this.kernels.tanh_f32)(src!, dst!, b / 16), vectorSplit(`${op}_f32`, b / 16, 12));
     return true;
   }
 
@@ -216,7 +291,11 @@ export class WasmMath {
       { values: dOut, count: numRows * d, bytes: numRows * d * 4 }, { values: y, count: m * d, bytes: m * d * 4 },
       { values: w, count: m, bytes: f32Bytes(m) }, { values: index, count: m, bytes: f32Bytes(m) },
       { values: dy, count: m * d, bytes: m * d * 4, write: true }, { values: dw, count: m, bytes: f32Bytes(m), write: true },
-    ], ([dOutAt, yAt, wAt, idxAt, dyAt, dwAt]) => this.kernels.combineBackward_f32(dOutAt!, yAt!, wAt!, idxAt!, dyAt!, dwAt!, m, d / 4));
+    ], ([dOutAt, yAt, wAt, idxAt, dyAt, dwAt]) => this.kernels.combineBackward_f32(dOutAt!, yAt!, wAt!, idxAt!, dyAt!, dwAt!, m, d / 4), {
+      // By rows i: each piece writes its rows of dy and dw, reading dOut where idx points.
+      id: 'combineBackward_f32', units: m, unitNs: 1.25 * d,
+      args: ([dOutAt, yAt, wAt, idxAt, dyAt, dwAt], i0, i1) => [dOutAt!, yAt! + i0 * d * 4, wAt! + i0 * 4, idxAt! + i0 * 4, dyAt! + i0 * d * 4, dwAt! + i0 * 4, i1 - i0, d / 4],
+    });
     return true;
   }
 
@@ -233,7 +312,14 @@ export class WasmMath {
     this.call([
       { values: a, count: a.length, bytes: f32Bytes(a.length) }, { values: b, count: b.length, bytes: f32Bytes(b.length) },
       { values: out, count: n, bytes: rows * vecs * 16, write: true },
-    ], ([aAt, bAt, outAt]) => this.kernels[`${op}_${mode}_f32`](aAt!, bAt!, outAt!, rows, aStep * 4, bStep * 4, vecs));
+    ], ([aAt, bAt, outAt]) => this.kernels[`${op}_${mode}_f32`](aAt!, bAt!, outAt!, rows, aStep * 4, bStep * 4, vecs), rows > 1 ? {
+      // By rows; one row (a whole array, or a vector and a splat) by vectors.
+      id: `${op}_${mode}_f32`, units: rows, unitNs: 1.5 * vecs,
+      args: ([aAt, bAt, outAt], r0, r1) => [aAt! + r0 * aStep * 4, bAt! + r0 * bStep * 4, outAt! + r0 * vecs * 16, r1 - r0, aStep * 4, bStep * 4, vecs],
+    } : {
+      id: `${op}_${mode}_f32`, units: vecs, unitNs: 1.5,
+      args: ([aAt, bAt, outAt], v0, v1) => [aAt! + (mode === 'sv' ? 0 : 16 * v0), bAt! + (mode === 'vs' ? 0 : 16 * v0), outAt! + 16 * v0, 1, aStep * 4, bStep * 4, v1 - v0],
+    });
     return true;
   }
 
@@ -249,7 +335,9 @@ export class WasmMath {
     const lanes = f64 ? 2 : 4, vecs = Math.ceil(n / lanes);
     const k = this.kernels;
     const kernel = op === 'exp' ? (f64 ? k.exp_f64 : k.exp_f32) : op === 'log' ? k.log_f64 : k.normalCdf_f32;
-    this.call([{ values: x, count: n, bytes: vecs * 16 }, { values: out, count: n, bytes: vecs * 16, write: true }], ([src, dst]) => kernel(src!, dst!, vecs));
+    const name = op === 'exp' ? (f64 ? 'exp_f64' : 'exp_f32') : op === 'normalCdf' ? 'normalCdf_f32' : null;
+    this.call([{ values: x, count: n, bytes: vecs * 16 }, { values: out, count: n, bytes: vecs * 16, write: true }], ([src, dst]) => kernel(src!, dst!, vecs),
+      name === null ? undefined : vectorSplit(name, vecs, op === 'normalCdf' ? 52 : f64 ? 13 : 26));
     return true;
   }
 
@@ -263,7 +351,7 @@ export class WasmMath {
     if (n < MIN_ELEMENTS) return false;
     const b = f32Bytes(n);
     this.call([{ values: clean, count: n, bytes: b }, { values: thr, count: n, bytes: b }, { values: sd, count: n, bytes: b }, { values: out, count: n, bytes: b, write: true }],
-      ([cAt, tAt, sAt, oAt]) => this.kernels.probInTopK_f32(cAt!, tAt!, sAt!, oAt!, b / 16));
+      ([cAt, tAt, sAt, oAt]) => this.kernels.probInTopK_f32(cAt!, tAt!, sAt!, oAt!, b / 16), vectorSplit('probInTopK_f32', b / 16, 60));
     return true;
   }
 
@@ -275,7 +363,7 @@ export class WasmMath {
     this.call([
       { values: dP, count: n, bytes: b }, { values: clean, count: n, bytes: b }, { values: thr, count: n, bytes: b }, { values: sd, count: n, bytes: b },
       { values: dClean, count: n, bytes: b, write: true }, { values: dSd, count: n, bytes: b, write: true },
-    ], ([pAt, cAt, tAt, sAt, dcAt, dsAt]) => this.kernels.probInTopKBackward_f32(pAt!, cAt!, tAt!, sAt!, dcAt!, dsAt!, b / 16));
+    ], ([pAt, cAt, tAt, sAt, dcAt, dsAt]) => this.kernels.probInTopKBackward_f32(pAt!, cAt!, tAt!, sAt!, dcAt!, dsAt!, b / 16), vectorSplit('probInTopKBackward_f32', b / 16, 60));
     return true;
   }
 
@@ -285,7 +373,7 @@ export class WasmMath {
     if (n < MIN_ARITHMETIC) return false;
     const b = f32Bytes(n);
     this.call([{ values: dy, count: n, bytes: b }, { values: x, count: n, bytes: b }, { values: out, count: n, bytes: b, write: true }],
-      ([dyAt, xAt, outAt]) => this.kernels.reluGrad_f32(dyAt!, xAt!, outAt!, b / 16));
+      ([dyAt, xAt, outAt]) => this.kernels.reluGrad_f32(dyAt!, xAt!, outAt!, b / 16), vectorSplit('reluGrad_f32', b / 16, 2));
     return true;
   }
 }

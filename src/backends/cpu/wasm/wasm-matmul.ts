@@ -40,6 +40,7 @@ import { batchMatrices } from '../matmul/batch.js';
 import type { TypedArray } from '../../../core/dtype.js';
 import { CLOSED, CTRL, CTRL_BYTES, GEMM, NR, TABLE_WORDS, gemmModuleBytes, type GemmExports, type SimdDType } from './gemm-module.js';
 import { ThreadPool, coreCount, workerSupport } from './thread-pool.js';
+import { mathModuleBytes, type MathExports } from './math-module.js';
 import { ScratchBlock, WasmHeap } from './wasm-heap.js';
 import { wasmApi, type WasmApi, type WasmMemory, type WasmModule } from './wasm-api.js';
 
@@ -142,6 +143,8 @@ export class WasmMatmul {
     private readonly kernels: GemmExports,
     readonly pool: ThreadPool | null,
     readonly status: SimdStatus,
+    /** The math module's kernels on this memory, instantiated beside the pool's (null without threads). */
+    readonly mathKernels: MathExports | null = null,
   ) {
     this.heap = new WasmHeap(memory, CTRL_BYTES, MAX_PAGES, (ptr, bytes) => kernels.zero(ptr, bytes));
     this.scratchBlock = new ScratchBlock(this.heap);
@@ -183,13 +186,24 @@ export class WasmMatmul {
     } catch (e) {
       return `WebAssembly SIMD128 is not available here (${(e as Error).message})`;
     }
-    const kernels = new wasm.Instance(module, { env: { memory } }).exports as unknown as GemmExports;
-    const pool = shared !== null && typeof workers !== 'string'
-      ? new ThreadPool(module, memory, workers, (g, t) => kernels.work!(g, t))
+    // With threads, the math module runs over the same memory in every thread, and a job's
+    // chunks may be pieces of its kernels (runPieces): the gemm module imports its dispatcher.
+    let math: { module: WasmModule; kernels: MathExports } | null = null;
+    if (shared !== null && typeof workers !== 'string') {
+      try {
+        const mathModule = new wasm.Module(mathModuleBytes(true));
+        math = { module: mathModule, kernels: new wasm.Instance(mathModule, { env: { memory } }).exports as unknown as MathExports };
+      } catch (e) {
+        return `WebAssembly SIMD128 is not available here (${(e as Error).message})`;
+      }
+    }
+    const kernels = new wasm.Instance(module, { env: { memory, chunk: math?.kernels.chunk } }).exports as unknown as GemmExports;
+    const pool = shared !== null && math !== null && typeof workers !== 'string'
+      ? new ThreadPool(module, math.module, memory, workers, (g, t) => kernels.work!(g, t))
       : null;
     if (pool) pool.resize(coreCount());
     const status = { simd: true, simdReason: 'WebAssembly SIMD128 matmul (f32x4, f64x2)', sharedMemory: pool !== null, threadsReason };
-    return new WasmMatmul(memory, kernels, pool, status);
+    return new WasmMatmul(memory, kernels, pool, status, math?.kernels ?? null);
   }
 
   /** Threads a large product runs on. */
@@ -555,6 +569,15 @@ export class WasmMatmul {
       if (!cInPlace) copyOut(view, c0, nPad, M, n, out as TypedArray, 0);
     }
     return true;
+  }
+
+  /**
+   * Runs `count` pieces of math-module kernels on the pool's threads: their table (TABLE_WORDS
+   * words each, word 14 TABLE_MATH, words 0 … 8 the piece's chunk entry) is at tablePtr.
+   * Returns when every piece is done.
+   */
+  runPieces(tablePtr: number, count: number): void {
+    this.pool!.run(count, (ctrl) => { ctrl[CTRL.table] = tablePtr; });
   }
 
   /**
