@@ -9,8 +9,9 @@
 // which grow with E by design) off each E's median, timed in the same rounds. "Weight traffic"
 // times the least memory traffic a step must make over the experts' weights, in the same rounds:
 // the floor of E = 256 / E = 4, and of each MoE/dense, that no kernel can go under on this machine.
-// On more than one thread, "where the time goes" splits each step into its products split over
-// the threads and the rest, which runs on the calling thread alone (backendInfo's threadedJobMs).
+// On more than one thread, "where the time goes" splits each step into its jobs split over the
+// threads (products, elementwise kernels' pieces) and the rest, which runs on the calling
+// thread alone (backendInfo's threadedJobMs).
 
 import { loadavg } from 'node:os';
 import * as mt from '../src/index.js';
