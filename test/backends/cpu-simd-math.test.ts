@@ -491,6 +491,12 @@ test('split over the SIMD matmul\'s threads (pieces of a pool job), every split 
   const pool = engine.pool;
   pool.resize(3);
   const split = WasmMath.create(undefined, engine.heap, engine) as WasmMath;
+  // A small call stays on the calling thread; from here on every call is split (when a split
+  // pays is a matter of speed, SPLIT_NS; the bits must not depend on it).
+  const small = values(1024, 9), calls = split.splitCalls;
+  split.unary('sigmoid', small, new Float32Array(1024));
+  assert.equal(split.splitCalls, calls, 'a 1024-element σ is not split');
+  split.splitNs = 0;
   const bitsOf = (a: Float32Array | Float64Array) => Array.from(a, (v) => (Number.isNaN(v) ? 'NaN' : Object.is(v, -0) ? '-0' : v));
   // Sizes above the split threshold, none a multiple of the piece count or of 4.
   const n = 200_003, x = values(n, 1), y = values(n, 2), z = values(n, 3), sd = Float32Array.from(z, Math.abs);

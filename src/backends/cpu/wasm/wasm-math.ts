@@ -39,10 +39,14 @@ export interface PieceRunner {
 }
 
 /**
- * Below this estimated time (ns) a kernel call runs on the calling thread alone: waking the
- * workers and waiting for the last piece cost a few µs each.
+ * Below this estimated time (ns) a kernel call runs on the calling thread alone. Between jobs
+ * the workers sleep, and one takes 30–200 µs to wake on this 2-core VM; meanwhile the calling
+ * thread takes every piece. Measured (σ over [n, 16] float32 on 2 threads, a 300 µs gap
+ * before each call, 150 alternations, medians): 1024 rows (~50 µs of work) 89–109 µs split
+ * against 58–76 alone; 4096 rows (~200 µs) 177–205 against 198–249; 16384 rows 505–535
+ * against 750–934. With the worker still awake (a 5 µs gap) 1024 rows broke even.
  */
-export const SPLIT_NS = 40_000;
+export const SPLIT_NS = 150_000;
 /** About what one group of four normal draws' blocks (eight draws) costs on one thread, ns. */
 const NORMAL_GROUP_NS = 100;
 
@@ -78,6 +82,8 @@ export class WasmMath {
 
   /** Kernel calls split over threads. */
   splitCalls = 0;
+  /** The estimated work (ns) from which a call is split (SPLIT_NS). */
+  splitNs = SPLIT_NS;
 
   private constructor(
     private readonly memory: WasmMemory, private readonly kernels: MathExports, private readonly heap: WasmHeap | null,
@@ -146,7 +152,7 @@ export class WasmMath {
     const offsets = parts.map((p, i) => { const o = total; if (staged[i]) total += p.bytes; return o; });
     // Split over threads when it pays: the pieces' table after the staged operands.
     const threads = this.pieces?.threads ?? 1;
-    const count = split !== undefined && threads > 1 && split.units * split.unitNs >= SPLIT_NS ? Math.min(split.units, 4 * threads) : 0;
+    const count = split !== undefined && threads > 1 && split.units * split.unitNs >= this.splitNs ? Math.min(split.units, 4 * threads) : 0;
     const tableAt = total;
     total += count * TABLE_WORDS * 4;
     const base = total > 0 ? this.stage(total) : 0;
@@ -196,7 +202,7 @@ export class WasmMath {
     const blocks = Math.ceil(count / 4) * 4, bytes = single ? 4 : 8;
     // Over threads when it pays: pieces of whole groups of four blocks, each its own counters.
     const threads = this.pieces?.threads ?? 1, groups = blocks / 4;
-    const pieces = threads > 1 && groups * NORMAL_GROUP_NS >= SPLIT_NS ? Math.min(groups, 4 * threads) : 0;
+    const pieces = threads > 1 && groups * NORMAL_GROUP_NS >= this.splitNs ? Math.min(groups, 4 * threads) : 0;
     const at = this.stage(2 * blocks * bytes + pieces * TABLE_WORDS * 4);
     if (pieces > 0) {
       const tablePtr = at + 2 * blocks * bytes, table = new Int32Array(this.memory.buffer, tablePtr, pieces * TABLE_WORDS);
