@@ -32,8 +32,10 @@
 //   dot product exactly.
 //
 // With threads, the same module runs in every worker over one shared memory; `work` claims
-// chunks (a group of panels × a block of rows) from a counter in a control block at address
-// 0, and `worker` is the loop a worker thread runs forever (see thread-pool.ts).
+// chunks (a group of panels × a block of rows, or a chunk table's entries: grouped products,
+// and pieces of math-module kernels, which it runs through the imported `chunk`) from a
+// counter in a control block at address 0, and `worker` is the loop a worker thread runs
+// forever (see thread-pool.ts).
 
 import { ModuleBuilder, type Code, type Local } from './wasm-emitter.js';
 
