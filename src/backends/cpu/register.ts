@@ -103,7 +103,7 @@ class SimdState {
       simdMathInPlace: this.math()?.inPlace ?? 0,
       simdMathSplit: this.math()?.splitCalls ?? 0,
       chunksByThread: engine.pool?.chunksByThread() ?? [],
-      // Products split over the threads, and the milliseconds they took: the rest of a step
+      // Jobs split over the threads (products, kernel pieces), and the milliseconds they took: the rest of a step
       // runs on the calling thread alone while the workers wait.
       threadedJobs: engine.pool?.jobs ?? 0, threadedJobMs: engine.pool?.jobMs ?? 0,
     };

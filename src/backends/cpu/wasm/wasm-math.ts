@@ -58,8 +58,8 @@ const NORMAL_GROUP_NS = 100;
 interface Split { id: ChunkedKernel; units: number; unitNs: number; args: (at: readonly number[], u0: number, u1: number) => number[] }
 
 /** The Split of a kernel over vectors whose arguments are addresses then the vector count (16 bytes a vector each). */
-function vectorSplit(id: ChunkedKernel, vectors: number, unitNs: number, strides: readonly number[] = []): Split {
-  return { id, units: vectors, unitNs, args: (at, v0, v1) => [...at.map((a, i) => a + (strides[i] ?? 16) * v0), v1 - v0] };
+function vectorSplit(id: ChunkedKernel, vectors: number, unitNs: number): Split {
+  return { id, units: vectors, unitNs, args: (at, v0, v1) => [...at.map((a) => a + 16 * v0), v1 - v0] };
 }
 
 /**
@@ -151,8 +151,7 @@ export class WasmMath {
     let total = 0;
     const offsets = parts.map((p, i) => { const o = total; if (staged[i]) total += p.bytes; return o; });
     // Split over threads when it pays: the pieces' table after the staged operands.
-    const threads = this.pieces?.threads ?? 1;
-    const count = split !== undefined && threads > 1 && split.units * split.unitNs >= this.splitNs ? Math.min(split.units, 4 * threads) : 0;
+    const count = split === undefined ? 0 : this.pieceCount(split);
     const tableAt = total;
     total += count * TABLE_WORDS * 4;
     const base = total > 0 ? this.stage(total) : 0;
@@ -162,23 +161,31 @@ export class WasmMath {
       at[i] = base + offsets[i]!;
       if (!p.write) viewOf(p.values, buffer, at[i]!, p.count).set(p.values.subarray(0, p.count));
     });
-    if (count > 0) {
-      const table = new Int32Array(buffer, base + tableAt, count * TABLE_WORDS), id = CHUNKED.indexOf(split!.id);
-      for (let c = 0; c < count; c++) {
-        const o = c * TABLE_WORDS, args = split!.args(at, Math.floor((c * split!.units) / count), Math.floor(((c + 1) * split!.units) / count));
-        table[o] = id;
-        table.set(args, o + 1);
-        table[o + 14] = TABLE_MATH;
-      }
-      this.pieces!.runPieces(base + tableAt, count);
-      this.splitCalls++;
-    } else {
-      kernel(at);
-    }
+    if (count > 0) this.runSplit(split!, at, count, base + tableAt);
+    else kernel(at);
     this.calls++;
     parts.forEach((p, i) => {
       if (p.write && staged[i]) p.values.set(viewOf(p.values, this.memory.buffer, at[i]!, p.count));
     });
+  }
+
+  /** How many pieces a call of `split` runs as: 0 (whole, on this thread) when it would not pay. */
+  private pieceCount(split: Split): number {
+    const threads = this.pieces?.threads ?? 1;
+    return threads > 1 && split.units * split.unitNs >= this.splitNs ? Math.min(split.units, 4 * threads) : 0;
+  }
+
+  /** Writes `count` pieces of `split` (operands at `at`) into the table at tablePtr and runs them on the pool's threads. */
+  private runSplit(split: Split, at: readonly number[], count: number, tablePtr: number): void {
+    const table = new Int32Array(this.memory.buffer, tablePtr, count * TABLE_WORDS), id = CHUNKED.indexOf(split.id);
+    for (let c = 0; c < count; c++) {
+      const o = c * TABLE_WORDS;
+      table[o] = id;
+      table.set(split.args(at, Math.floor((c * split.units) / count), Math.floor(((c + 1) * split.units) / count)), o + 1);
+      table[o + 14] = TABLE_MATH;
+    }
+    this.pieces!.runPieces(tablePtr, count);
+    this.splitCalls++;
   }
 
   /**
@@ -200,23 +207,15 @@ export class WasmMath {
    */
   readonly normalPairs: NormalPairs = (b0, count, key0, key1, single) => {
     const blocks = Math.ceil(count / 4) * 4, bytes = single ? 4 : 8;
-    // Over threads when it pays: pieces of whole groups of four blocks, each its own counters.
-    const threads = this.pieces?.threads ?? 1, groups = blocks / 4;
-    const pieces = threads > 1 && groups * NORMAL_GROUP_NS >= this.splitNs ? Math.min(groups, 4 * threads) : 0;
+    // Over threads when it pays: pieces of whole groups of four blocks, each from its own counter.
+    const split: Split = {
+      id: single ? 'normal_f32' : 'normal_f64', units: blocks / 4, unitNs: NORMAL_GROUP_NS,
+      args: ([dst], g0, g1) => { const b = b0 + 4 * g0; return [b % 4294967296, Math.floor(b / 4294967296), 4 * (g1 - g0), key0, key1, dst! + 8 * g0 * bytes]; },
+    };
+    const pieces = this.pieceCount(split);
     const at = this.stage(2 * blocks * bytes + pieces * TABLE_WORDS * 4);
-    if (pieces > 0) {
-      const tablePtr = at + 2 * blocks * bytes, table = new Int32Array(this.memory.buffer, tablePtr, pieces * TABLE_WORDS);
-      const id = CHUNKED.indexOf(single ? 'normal_f32' : 'normal_f64');
-      for (let c = 0; c < pieces; c++) {
-        const j0 = 4 * Math.floor((c * groups) / pieces), j1 = 4 * Math.floor(((c + 1) * groups) / pieces), b = b0 + j0;
-        table.set([id, b % 4294967296, Math.floor(b / 4294967296), j1 - j0, key0, key1, at + 2 * j0 * bytes], c * TABLE_WORDS);
-        table[c * TABLE_WORDS + 14] = TABLE_MATH;
-      }
-      this.pieces!.runPieces(tablePtr, pieces);
-      this.splitCalls++;
-    } else {
-      (single ? this.kernels.normal_f32 : this.kernels.normal_f64)(b0 % 4294967296, Math.floor(b0 / 4294967296), blocks, key0, key1, at);
-    }
+    if (pieces > 0) this.runSplit(split, [at], pieces, at + 2 * blocks * bytes);
+    else (single ? this.kernels.normal_f32 : this.kernels.normal_f64)(b0 % 4294967296, Math.floor(b0 / 4294967296), blocks, key0, key1, at);
     this.calls++;
     return single ? new Float32Array(this.memory.buffer, at, 2 * count) : new Float64Array(this.memory.buffer, at, 2 * count);
   };
