@@ -107,6 +107,21 @@ test('groupedMatmul with relu: relu(·)\'s bits (NaN kept, -0 and negatives to +
   mt.setBackend('cpu', { simd: true });
 });
 
+test('groupedWeightGrads on the SIMD path: segments read in place (≤ 512 rows, rows of MR elements included) and packed (more rows) give matmul(aᵀ, b)\'s bits (every segment ≥ 4096 multiply-adds, where matmul runs SIMD too)', () => {
+  for (const dtype of ['float32', 'float64'] as const) {
+    const mr = dtype === 'float32' ? 4 : 2;
+    for (const [sizes, p, q] of [[[600, 130, 0, 512, 513], 24, 20], [[130, 40], mr, 40], [[77], mr + 1, 33]] as [number[], number, number][]) {
+      mt.manualSeed(sizes.length + p);
+      const M = sizes.reduce((x, y) => x + y, 0);
+      const a = mt.randn([M, p], { dtype }).mul(mt.randn([M, 1], { dtype }).exp().mul(30)), b = mt.randn([M, q], { dtype });
+      const got = groupedWeightGrads(a, b, sizes).map(bits);
+      const as = mt.split(a, sizes, 0), bs = mt.split(b, sizes, 0);
+      const want = as.map((s, e) => bits(mt.matmul(s, bs[e]!, { transposeA: true })));
+      assert.deepEqual(got, want, `${dtype} sizes ${sizes} a [${M}, ${p}] b [${M}, ${q}]`);
+    }
+  }
+});
+
 test('groupedWeightGrads with sums: the weight gradients unchanged, and the sums of a or b are segmentSums\' bits (float64 sums in row order), on the SIMD path and the scalar one, empty segments and odd widths included', () => {
   fc.assert(fc.property(fc.record({
     sizes: fc.array(fc.integer({ min: 0, max: 40 }), { minLength: 1, maxLength: 5 }).filter((s) => s.some((m) => m >= 8)),

@@ -387,7 +387,10 @@ function emitGemm(mod: ModuleBuilder, s: Spec, name: string): number {
     const i = c.local('i32'), rowBytes = c.local('i32'), lastTile = c.local('i32'), rem = c.local('i32');
     const tp = c.local('i32'), tStep = c.local('i32'), tLeft = c.local('i32'), per = c.local('i32'), q = c.local('i32'), sink = c.local('i32');
     const nextCols = c.local('i32');
-    c.get(k).i32(s.bytes).i32Mul().set(rowBytes);
+    // Bytes from row i of A to row i + 1, for the tiles' starts: k elements in MR-row panels
+    // (aRs one element, aKs MR of them: Aᵀ packed), else aRs (A row-major, or Aᵀ read in place).
+    c.get(k).i32(s.bytes).i32Mul().get(aRs);
+    c.get(aRs).i32(s.bytes).i32Eq().get(aKs).i32(s.mr * s.bytes).i32Eq().i32And().select().set(rowBytes);
     c.get(r1).i32(s.mr).i32Sub().set(lastTile);
     c.forRange(jp, p0, p1, 1, () => {
       c.get(jp).i32(NR).i32Mul().set(j0);
