@@ -15,7 +15,10 @@
 // - A is broadcast (load32_splat / load64_splat) from its rows in place: 4 (2) row pointers
 //   advanced by a k-stride. Aᵀ·B first packs Aᵀ into MR-row k-major panels (one v128 copy
 //   per k), because broadcasting from a K × M layout with stride M aliased cache sets
-//   (2.27× slower at 1024²).
+//   (2.27× slower at 1024²). A grouped weight gradient's short segments (≤ 512 rows: a
+//   tile's sweep touches one cache line per row, an L1's worth) read Aᵀ in place instead,
+//   sparing the calling thread the pack (wasm-matmul.ts PACK_ROWS); the driver tells the
+//   layouts apart by A's strides.
 // - Rows past the last whole tile use a tile of just those rows (2 or 3 × 8 for float32,
 //   then 1 × 8), not a padded tile (decode-sized products would waste 3/4 of the work).
 //   Columns past the last whole panel are packed as zeros and land in C's padding, which
