@@ -8,7 +8,8 @@
 // the gating's four products (x·w_gate, x·w_noise and their weight gradients, [T, d] × [d, E],
 // which grow with E by design) off each E's median, timed in the same rounds. "Weight traffic"
 // times the least memory traffic a step must make over the experts' weights, in the same rounds:
-// the floor of E = 256 / E = 4, and of each MoE/dense, that no kernel can go under on this machine.
+// the floor of E = 256 / E = 4, and of each MoE/dense, that no kernel can go under on this machine;
+// each MoE/dense floor is also given with the gate's products added at a perfect split over the threads.
 // On more than one thread, "where the time goes" splits each step into its jobs split over the
 // threads (products, elementwise kernels' pieces) and the rest, which runs on the calling
 // thread alone (backendInfo's threadedJobMs).
@@ -75,13 +76,17 @@ export async function runMoeStepBench(filter?: string): Promise<string[]> {
   const med = new Map(cases.map(([n], i) => [n, median(times[i]!)]));
   for (const [n, m] of med) console.log(`  ${n.padEnd(22)} ${m.toFixed(1)} ms`);
   const lines: string[] = [];
-  const dn = med.get('dense')!;
+  const dn = med.get('dense')!, threadCount = Number(info.threads ?? 1);
   lines.push(`- dense block ${dn.toFixed(1)} ms; as separate ops (matmul, bias add, relu) ${med.get('dense, as ops')!.toFixed(1)} ms`);
   for (const E of EXPERTS.filter((e) => e <= 64)) {
     const q = med.get(`MoE E=${E}`)! / dn;
     // The floor: the dense step plus the weight traffic the experts add over the dense block's.
     const floor = (dn + med.get(`weight traffic E=${E}`)! - med.get('weight traffic dense')!) / dn;
-    lines.push(`- MoE E=${E} / dense ≤ 1.10: ${q.toFixed(3)} — ${q <= 1.10 ? 'met' : floor > 1.10 ? `NOT met; out of reach: the weights' memory traffic alone puts the floor at ${floor.toFixed(3)}` : `NOT met (floor from the weights' memory traffic: ${floor.toFixed(3)})`}`);
+    // With the gate's four products too, as if spread perfectly over the threads: work the
+    // MoE must do beyond the experts' (H(x) = x·W_g + ε·softplus(x·W_noise) and its gradients).
+    const withGate = floor + med.get(`gating products E=${E}`)! / threadCount / dn;
+    const floors = `floor from the weights' memory traffic: ${floor.toFixed(3)}; with the gate's products spread over ${threadCount} thread(s): ${withGate.toFixed(3)}`;
+    lines.push(`- MoE E=${E} / dense ≤ 1.10: ${q.toFixed(3)} — ${q <= 1.10 ? 'met' : floor > 1.10 ? `NOT met; out of reach: the weights' memory traffic alone puts the floor at ${floor.toFixed(3)}` : withGate > 1.10 ? `NOT met; out of reach (${floors})` : `NOT met (${floors})`}`);
   }
   if (Number(info.threads ?? 1) > 1) {
     // Medians per round of the time in threaded jobs and of the time outside them.
