@@ -88,7 +88,7 @@ export async function runMoeStepBench(filter?: string): Promise<string[]> {
     const floors = `floor from the weights' memory traffic: ${floor.toFixed(3)}; with the gate's products spread over ${threadCount} thread(s): ${withGate.toFixed(3)}`;
     lines.push(`- MoE E=${E} / dense ≤ 1.10: ${q.toFixed(3)} — ${q <= 1.10 ? 'met' : floor > 1.10 ? `NOT met; out of reach: the weights' memory traffic alone puts the floor at ${floor.toFixed(3)}` : withGate > 1.10 ? `NOT met; out of reach (${floors})` : `NOT met (${floors})`}`);
   }
-  if (Number(info.threads ?? 1) > 1) {
+  if (threadCount > 1) {
     // Medians per round of the time in threaded jobs and of the time outside them.
     const split = (name: string) => {
       const i = cases.findIndex(([n]) => n === name);

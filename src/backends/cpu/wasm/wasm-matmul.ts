@@ -137,8 +137,6 @@ export class WasmMatmul {
   residentCopies = 0;
   /** Operands read and results written in place (tensors in this memory), not copied. */
   inPlace = 0;
-  /** A weight gradient's segment of at most this many rows reads Aᵀ in place rather than packed (grouped, 'weights'). */
-  packRows = PACK_ROWS;
   /**
    * The A operand the last product left in the scratch (its copy at aPtr, or Aᵀ packed there
    * when transposed), when its caller said A's values cannot change (a tensor's array): the
@@ -445,12 +443,12 @@ export class WasmMatmul {
     const clash = (o: TypedArray, at: number) => overlaps(at, o.byteLength, aAt, a.byteLength) || bs.some((b, e) => overlaps(at, o.byteLength, bAts[e]!, b.byteLength));
     const cInPlace = cAts.every((at, i) => at >= 0 && !clash(outs[i]!, at));
     const aOff = align16(scratchStride * this.threads);
-    // 'weights': each segment's Aᵀ (k × its rows) packed into MR-row panels, as for transposeA.
     const apOff = align16(aOff + (aAt < 0 ? M * k * bytes : 0));
-    // Segments of at most packRows rows read Aᵀ in place instead (aRs one element, aKs a row
-    // of A). Where a row of A is MR elements, those are the packed layout's strides, and its
-    // one panel is A itself: the gemm takes either for the other, rightly.
-    const packs = (m: number) => m > this.packRows;
+    // 'weights': a segment of more than PACK_ROWS rows has its Aᵀ (k × its rows) packed into
+    // MR-row panels, as for transposeA; a shorter one reads Aᵀ in place (aRs one element, aKs
+    // a row of A). Where a row of A is MR elements, those are the packed layout's strides, and
+    // its one panel is A itself: the gemm takes either for the other, rightly.
+    const packs = (m: number) => m > PACK_ROWS;
     const apBytes = mode === 'weights' ? sizes.reduce((c, m) => c + (packs(m) ? Math.ceil(k / mr) * mr * m * bytes : 0), 0) : 0;
     const bOff = align16(apOff + apBytes);
     // 'rows': weights not in place come from the resident arena, else are copied into B.
@@ -518,14 +516,16 @@ export class WasmMatmul {
           args: [aPtr + row0 * k * bytes, k * bytes, bytes, bPtrs ? bPtrs[e]! : bPtr + e * k * n * bytes, transposeB ? bytes : n * bytes, transposeB ? k * bytes : bytes, (cInPlace ? cAts[0]! : cPtr) + row0 * ldc, ldc, n, k],
           rows: m,
         });
-      } else if (packs(m)) {
-        // A[seg]ᵀ (k × m) is stored m × k: pack it, as matmul() does for transposeA.
-        packAT(aPtr + row0 * k * bytes, k, m, packed);
-        products.push({ args: [packed, bytes, mr * bytes, bPtr + row0 * n * bytes, n * bytes, bytes, cInPlace ? cAts[e]! : cPtr + e * k * ldc, ldc, n, m], rows: k });
-        packed += Math.ceil(k / mr) * mr * m * bytes;
       } else {
-        // Aᵀ in place: element (r, p) at row p, column r of A.
-        products.push({ args: [aPtr + row0 * k * bytes, bytes, k * bytes, bPtr + row0 * n * bytes, n * bytes, bytes, cInPlace ? cAts[e]! : cPtr + e * k * ldc, ldc, n, m], rows: k });
+        // A[seg]ᵀ (k × m) is stored m × k: element (r, p) at row p, column r, read in place;
+        // or packed, as matmul() does for transposeA.
+        let aT = [aPtr + row0 * k * bytes, bytes, k * bytes];
+        if (packs(m)) {
+          packAT(aT[0]!, k, m, packed);
+          aT = [packed, bytes, mr * bytes];
+          packed += Math.ceil(k / mr) * mr * m * bytes;
+        }
+        products.push({ args: [...aT, bPtr + row0 * n * bytes, n * bytes, bytes, cInPlace ? cAts[e]! : cPtr + e * k * ldc, ldc, n, m], rows: k });
       }
       row0 += m;
     }
