@@ -55,6 +55,13 @@ function uniform53(w0: number, w1: number): number {
 
 /** Blocks generated per batch (the words of one batch: 64 KB, reused). */
 const BATCH = 4096;
+/**
+ * Blocks per call of a NormalPairs kernel: the pairs land in its own staging memory (512 KB of
+ * float32 pairs, 1 MB of float64), and a call this large is one the kernel can split over the
+ * threads. With batches of BATCH blocks an MoE gate's [1024, 16] noise came as two calls of
+ * ~100 µs, each under the split threshold (wasm-math.ts SPLIT_NS).
+ */
+const PAIR_BATCH = 1 << 16;
 const words = new Uint32Array(4 * BATCH);
 
 /**
@@ -96,7 +103,7 @@ export function boxMuller(u1: number, u2: number, pair: Float64Array): void {
 const pair = new Float64Array(2);
 
 /**
- * Box–Muller pairs of Philox blocks b0 … b0 + count − 1 (count ≤ 4096), block j's pair at
+ * Box–Muller pairs of Philox blocks b0 … b0 + count − 1 (count ≤ 65536), block j's pair at
  * [2j, 2j + 1], rounded to float32 when `single`: what the CPU backend's SIMD kernel returns
  * (a view it reuses). fillRandom without one computes the pairs itself, with the same bits.
  */
@@ -122,7 +129,7 @@ export function fillRandom(
   let b = Math.floor(counter / 2), half = counter % 2, j = 0, batch = 0;
   if (normal && pairs !== null) {
     for (let i = 0; i < n; half = 0) {
-      batch = Math.min(BATCH, Math.ceil((n - i + half) / 2));
+      batch = Math.min(PAIR_BATCH, Math.ceil((n - i + half) / 2));
       const values = pairs(b, batch, key0, key1, single), take = Math.min(n - i, 2 * batch - half);
       out.set(values.subarray(half, half + take), i);
       i += take;

@@ -172,11 +172,12 @@ test('Philox rounds on WebAssembly: the words of the JavaScript rounds (counters
       philoxBlocks(b0, count, k0, k1, got);
       assert.deepEqual(got, want);
     }), numRuns(60));
-  // Whole draws, odd counters and lengths across batches of 4096 blocks, float32 and float64.
+  // Whole draws, odd counters and lengths across batches of 4096 blocks (the JavaScript rounds'
+  // words) and of 65536 (the SIMD normal pairs'), float32 and float64.
   for (const dtype of ['float32', 'float64'] as const) {
     // 2·(2³² − 3): the SIMD normal kernel's four blocks cross a carry into the counter's high word.
     for (const counter of [0, 1, 8191, 2 ** 33 + 1, 2 * (2 ** 32 - 3), 2 * (2 ** 32 - 3) + 1]) {
-      for (const n of [1, 2, 7, 8193, 20001]) {
+      for (const n of [1, 2, 7, 8193, 20001, 2 * 65536 + 3]) {
         for (const dist of ['normal', 'uniform'] as const) {
           const a = dtype === 'float32' ? new Float32Array(n) : new Float64Array(n), b = a.slice(), c = a.slice();
           fillRandom(a, dist, [7, 9], counter);
