@@ -66,7 +66,29 @@ export abstract class Module {
     return out;
   }
 
-  parameters(): Tensor[] { return this.namedParameters().map(([, p]) => p); }
+  /**
+   * The parameters in namedParameters()' order, without building their names: zeroGrad and the
+   * optimizers ask every step, and an MoE of 64 experts has 258 of them.
+   */
+  parameters(): Tensor[] {
+    if (this.namedParameters !== Module.prototype.namedParameters) return this.namedParameters().map(([, p]) => p);
+    const out: Tensor[] = [];
+    this.collectParameters(out);
+    return out;
+  }
+
+  private collectParameters(out: Tensor[]): void {
+    for (const value of Object.values(this)) if (isParameter(value)) out.push(value);
+    // A module that lists its children itself (Sequential) is asked; the others are walked as namedChildren() walks them.
+    if (this.namedChildren !== Module.prototype.namedChildren) {
+      for (const [, child] of this.namedChildren()) child.collectParameters(out);
+      return;
+    }
+    for (const value of Object.values(this)) {
+      if (value instanceof Module) value.collectParameters(out);
+      else if (Array.isArray(value)) for (const v of value) if (v instanceof Module) v.collectParameters(out);
+    }
+  }
 
   /** The number of trainable scalars. */
   numParameters(): number { return this.parameters().reduce((n, p) => n + p.size, 0); }

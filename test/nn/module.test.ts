@@ -26,6 +26,27 @@ describe('Module', () => {
     assert.equal(seq.numParameters(), 2 * 3 + 3 + 3 + 1);
   });
 
+  test('parameters() are namedParameters()\' tensors in the same order (walked without names), also where a subclass lists its own', () => {
+    class Listed extends mt.Module {
+      inner = new mt.Linear(2, 2);
+      hidden = mt.parameter(mt.ones([1]));
+      override namedParameters(): [string, mt.Tensor][] { return [['only', this.inner.weight]]; }
+    }
+    const models: mt.Module[] = [
+      new Block(), new mt.Sequential(new mt.Linear(2, 3), new mt.ReLU(), new mt.Linear(3, 1)),
+      new mt.LSTM({ inputSize: 3, hiddenSize: 5, numLayers: 2 }),
+      new mt.MoE({ inputSize: 4, outputSize: 4, hiddenSize: 6, numExperts: 5, k: 2 }),
+      new mt.MoE({ inputSize: 4, outputSize: 4, hiddenSize: 6, numExperts: 4, k: 2, gating: 'deepseek', sharedExperts: 1, expert: 'swiglu' }),
+      new Listed(),
+    ];
+    for (const m of models) {
+      const named = m.namedParameters().map(([, p]) => p), plain = m.parameters();
+      assert.equal(plain.length, named.length, m.constructor.name);
+      plain.forEach((p, i) => assert.equal(p, named[i], `${m.constructor.name}: parameter ${i}`));
+    }
+    assert.equal(new mt.MoE({ inputSize: 4, outputSize: 4, hiddenSize: 6, numExperts: 5, k: 2 }).parameters().length, 2 + 5 * 4);
+  });
+
   test('loadStateDict copies values, converts dtypes, and names missing, unexpected and mis-shaped keys', () => {
     const a = new mt.Linear(3, 2), b = new mt.Linear(3, 2, { dtype: 'float64' });
     b.loadStateDict(a.stateDict());
