@@ -245,6 +245,32 @@ test('the emitter: LEB128 encodings of the binary format, and a module that vali
   for (const shared of [false, true]) {
     assert.ok(wasmApi!.validate(gemmModuleBytes({ shared, initialPages: 1, maximumPages: 16 }, shared)), `shared=${shared}`);
   }
+  // The name section names every function, imported (chunk) and internal ($ names: the
+  // micro-kernels, not exported) included, by its index, so that profiles show the names.
+  const bytes = gemmModuleBytes({ shared: true, initialPages: 1, maximumPages: 16 }, true);
+  const module = new wasmApi!.Module(bytes);
+  // The reflection members the project's wasm-api.ts leaves out (no DOM lib here).
+  const reflect = (globalThis as unknown as { WebAssembly: { Module: { exports(m: unknown): { name: string }[]; customSections(m: unknown, name: string): ArrayBuffer[] } } }).WebAssembly.Module;
+  const exported = reflect.exports(module).map((e) => e.name);
+  assert.ok(exported.includes('gemm_f32') && !exported.includes('tile4x8_f32') && !exported.some((n) => n.startsWith('$')), exported.join());
+  const [section] = reflect.customSections(module, 'name');
+  assert.ok(section, 'a name section');
+  const b = new Uint8Array(section!);
+  let p = 0;
+  const u = () => { let r = 0, s = 0, x = 0; do { x = b[p++]!; r |= (x & 127) << s; s += 7; } while (x & 128); return r; };
+  assert.equal(b[p++], 1, 'function names');
+  u();
+  const names: string[] = [];
+  for (let i = 0, n = u(); i < n; i++) { assert.equal(u(), i); const len = u(); names.push(new TextDecoder().decode(b.subarray(p, p + len))); p += len; }
+  assert.equal(names[0], 'chunk');
+  for (const name of ['tile4x8_f32', 'tile1x8_f64', 'packPanel_f32', 'gemm_f32', 'gemm_f64', 'worker']) assert.ok(names.includes(name), name);
+  // An exported function's index is its name's: an instance's export is the function of that name.
+  const memory = new wasmApi!.Memory({ initial: 1, maximum: 16, shared: true });
+  const instance = new wasmApi!.Instance(module, { env: { memory, chunk: () => {} } });
+  for (const name of exported) {
+    const f = (instance.exports as Record<string, unknown>)[name];
+    if (typeof f === 'function') assert.equal(names[Number((f as { name: string }).name)], name, `${name} is function ${(f as { name: string }).name}`);
+  }
 });
 
 test('the gemm kernel reads no byte past B: B at the very end of the memory, transposed (contiguous and strided rows) and row-major, whole and partial panels, float32 and float64', () => {

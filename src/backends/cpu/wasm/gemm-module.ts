@@ -148,7 +148,7 @@ function splat(c: Code, s: Spec): void {
 
 /** tile(a, aRs, aKs, b, c, ldc, k): the rows-× 8 micro-kernel, C tile = Σ_p A(·, p) B(p, ·). */
 function emitTile(mod: ModuleBuilder, s: Spec, rows: number): number {
-  return mod.func(null, ['i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32'], [], (c, a, aRs, aKs, b, cPtr, ldc, k) => {
+  return mod.func(`$tile${rows}x8_${s.t}`, ['i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32'], [], (c, a, aRs, aKs, b, cPtr, ldc, k) => {
     const ar = Array.from({ length: rows }, () => c.local('i32'));
     const acc = Array.from({ length: rows }, () => Array.from({ length: s.vn }, () => c.local('v128')));
     const bv = Array.from({ length: s.vn }, () => c.local('v128'));
@@ -184,7 +184,7 @@ function emitTile(mod: ModuleBuilder, s: Spec, rows: number): number {
  */
 function emitPackPanel(mod: ModuleBuilder, s: Spec): number {
   const { t, bytes, lanes, vn } = s;
-  return mod.func(null, ['i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32'], [], (c, bPtr, sBp, sBj, j0, cols, k, dst) => {
+  return mod.func(`$packPanel_${s.t}`, ['i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32'], [], (c, bPtr, sBp, sBj, j0, cols, k, dst) => {
     const p = c.local('i32'), src = c.local('i32'), jj = c.local('i32'), eight = c.local('i32');
     c.i32(NR).set(eight);
     const whole = () => c.get(cols).i32(NR).i32Eq();

@@ -322,7 +322,9 @@ export class ModuleBuilder {
 
   /**
    * Declares a function; `body` emits its code given its parameters as locals. Returns its
-   * index for `call`. A named function is exported under its name.
+   * index for `call`. A named function is exported under its name, but for a name starting
+   * with '$' (an internal one): every name goes into the module's name section, so that a
+   * profile (node --cpu-prof, a browser's profiler) shows it instead of wasm-function[i].
    */
   func(name: string | null, params: ValType[], results: ValType[], body: (c: Code, ...args: Local[]) => void): number {
     const { index, define } = this.declare(name, params, results);
@@ -359,15 +361,19 @@ export class ModuleBuilder {
     ]);
     const offset = this.imported.length;
     const funcIndex = vec(this.funcs.map((_, i) => uleb(offset + i)));
-    const exports = vec(this.funcs.flatMap((f, i) => (f.name === null ? [] : [[...utf8(f.name), 0x00, ...uleb(offset + i)]])));
+    const exports = vec(this.funcs.flatMap((f, i) => (f.name === null || f.name.startsWith('$') ? [] : [[...utf8(f.name), 0x00, ...uleb(offset + i)]])));
     const codes = vec(this.funcs.map((f) => {
       const body = [...f.code.localDecls(), ...f.code.bytes, 0x0b];
       return [...uleb(body.length), ...body];
     }));
+    // The name section (a custom section, §7.4.1): subsection 1, the functions' names by index.
+    const named = [...this.imported.map((f) => f.name), ...this.funcs.map((f, i) => f.name ?? `$f${offset + i}`)];
+    const functionNames = vec(named.map((name, i) => [...uleb(i), ...utf8(name.startsWith('$') ? name.slice(1) : name)]));
+    const names = [...utf8('name'), 0x01, ...uleb(functionNames.length), ...functionNames];
     return new Uint8Array([
       0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, // "\0asm", version 1
       ...section(1, types), ...section(2, imports), ...section(3, funcIndex),
-      ...section(7, exports), ...section(10, codes),
+      ...section(7, exports), ...section(10, codes), ...section(0, names),
     ]);
   }
 }
