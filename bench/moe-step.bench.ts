@@ -10,12 +10,15 @@
 // times the least memory traffic a step must make over the experts' weights, in the same rounds:
 // the floor of E = 256 / E = 4, and of each MoE/dense, that no kernel can go under on this machine;
 // each MoE/dense floor is also given with the gate's products added at a perfect split over the threads.
+// "Routed" times the step with the routing fixed (dispatch, experts, combine; no gate), in the
+// same rounds, which splits each MoE/dense into its routed experts and its gate.
 // On more than one thread, "where the time goes" splits each step into its jobs split over the
 // threads (products, elementwise kernels' pieces) and the rest, which runs on the calling
 // thread alone (backendInfo's threadedJobMs).
 
 import { loadavg } from 'node:os';
 import * as mt from '../src/index.js';
+import { groupedExperts } from '../src/moe/grouped-experts.js';
 
 const T = 1024, d = 256, h = 512, k = 2;
 const EXPERTS = [4, 16, 64, 256];
@@ -53,6 +56,21 @@ export async function runMoeStepBench(filter?: string): Promise<string[]> {
     const dLogits = mt.randn([T, E]);
     owned.push(...moe.parameters(), dLogits);
     cases.push([`MoE E=${E}`, () => mt.tidy(() => { const o = moe.forward(x); o.output.sum().add(o.auxLoss).backward(); moe.zeroGrad(); })]);
+    // The same step with the routing fixed (one forward's indices; its gates a leaf that takes
+    // their gradient): dispatch, the experts' grouped products and the combine, forward and
+    // backward, without the gate (its products, noise, top-k, P(x, i)), the balancing losses
+    // and the stats. MoE − this is what the gate, its losses and its stats cost.
+    if (E <= 64) {
+      const routing = mt.noGrad(() => mt.tidy(() => { const o = moe.forward(x); return { indices: o.stats.indices.clone(), gates: o.stats.gates.clone() }; }));
+      const fixedGates = mt.parameter(routing.gates);
+      owned.push(routing.indices, fixedGates);
+      cases.push([`routed E=${E}`, () => mt.tidy(() => {
+        const dispatcher = new mt.SparseDispatcher(E, fixedGates, routing.indices);
+        const y = dispatcher.combineRows(groupedExperts(moe.experts, dispatcher.dispatchRows(x), dispatcher.partSizes()));
+        dispatcher.dispose();
+        y.sum().backward(); moe.zeroGrad(); fixedGates.zeroGrad();
+      })]);
+    }
     cases.push([`weight traffic E=${E}`, traffic(moe.experts.flatMap((ex) => [ex.fc1.weight, ex.fc2.weight]))]);
     cases.push([`gating products E=${E}`, () => mt.noGrad(() => mt.tidy(() => {
       mt.matmul(x, gate.w_gate); mt.matmul(x, gate.w_noise);
@@ -88,6 +106,12 @@ export async function runMoeStepBench(filter?: string): Promise<string[]> {
     const floors = `floor from the weights' memory traffic: ${floor.toFixed(3)}; with the gate's products spread over ${threadCount} thread(s): ${withGate.toFixed(3)}`;
     lines.push(`- MoE E=${E} / dense ≤ 1.10: ${q.toFixed(3)} — ${q <= 1.10 ? 'met' : floor > 1.10 ? `NOT met; out of reach: the weights' memory traffic alone puts the floor at ${floor.toFixed(3)}` : withGate > 1.10 ? `NOT met; out of reach (${floors})` : `NOT met (${floors})`}`);
   }
+  // Where each MoE/dense comes from: the routed experts (dispatch, grouped products, combine)
+  // and the rest (the gate, its balancing losses and stats), both over the dense step.
+  lines.push(`  of which: ${EXPERTS.filter((e) => e <= 64).map((E) => {
+    const routed = med.get(`routed E=${E}`)!, all = med.get(`MoE E=${E}`)!;
+    return `E=${E} routed experts (fixed routing: dispatch, experts, combine) ${(routed / dn).toFixed(3)}, the gate with its losses and stats +${((all - routed) / dn).toFixed(3)} (its four products +${(med.get(`gating products E=${E}`)! / dn).toFixed(3)} on one thread)`;
+  }).join('; ')}`);
   if (threadCount > 1) {
     // Medians per round of the time in threaded jobs and of the time outside them.
     const split = (name: string) => {
