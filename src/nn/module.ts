@@ -71,15 +71,21 @@ export abstract class Module {
    * optimizers ask every step, and an MoE of 64 experts has 258 of them.
    */
   parameters(): Tensor[] {
-    if (this.namedParameters !== Module.prototype.namedParameters) return this.namedParameters().map(([, p]) => p);
     const out: Tensor[] = [];
     this.collectParameters(out);
     return out;
   }
 
+  /**
+   * Appends this module's parameters in namedParameters()' order. A module that lists its own
+   * parameters or children (an override, such as Sequential's namedChildren) is asked, at any depth.
+   */
   private collectParameters(out: Tensor[]): void {
+    if (this.namedParameters !== Module.prototype.namedParameters) {
+      for (const [, p] of this.namedParameters()) out.push(p);
+      return;
+    }
     for (const value of Object.values(this)) if (isParameter(value)) out.push(value);
-    // A module that lists its children itself (Sequential) is asked; the others are walked as namedChildren() walks them.
     if (this.namedChildren !== Module.prototype.namedChildren) {
       for (const [, child] of this.namedChildren()) child.collectParameters(out);
       return;

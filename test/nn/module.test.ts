@@ -38,6 +38,8 @@ describe('Module', () => {
       new mt.MoE({ inputSize: 4, outputSize: 4, hiddenSize: 6, numExperts: 5, k: 2 }),
       new mt.MoE({ inputSize: 4, outputSize: 4, hiddenSize: 6, numExperts: 4, k: 2, gating: 'deepseek', sharedExperts: 1, expert: 'swiglu' }),
       new Listed(),
+      // An override below the top is asked too, as namedParameters() asks it.
+      new (class Holder extends mt.Module { fc = new mt.Linear(2, 2); listed = [new Listed()]; })(),
     ];
     for (const m of models) {
       const named = m.namedParameters().map(([, p]) => p), plain = m.parameters();
