@@ -143,7 +143,7 @@ export function expF64(x: number): number {
 }
 
 
-// σ and tanh for float32 tensors, in float32 arithmetic: Cephes' expf and tanhf (S. L.
+// σ, tanh and softplus for float32 tensors, in float32 arithmetic: Cephes' expf, tanhf and logf (S. L.
 // Moshier, the algorithms PyTorch's and Eigen's vectorized float32 kernels descend from),
 // each step rounded to float32 as WebAssembly's f32x4 lanes round it. The CPU backend's SIMD
 // kernels (src/backends/cpu/wasm/math-module.ts) run the same steps four lanes at a time, so
@@ -193,6 +193,48 @@ export function expF32(x: number): number {
 export function sigmoidF32(x: number): number {
   const e = expF32(-Math.abs(x));
   return f32((x >= 0 ? 1 : e) / f32(1 + e));
+}
+
+/**
+ * Cephes logf's constants, as float32: √2, above which the mantissa is halved; its polynomial
+ * on [√½ − 1, √2 − 1], highest power first; ln 2 in two parts (q1 + q2).
+ */
+export const LOGF = {
+  sqrt2: f32(Math.SQRT2), q1: f32(-2.12194440e-4), q2: 0.693359375,
+  p: [7.0376836292e-2, -1.1514610310e-1, 1.1676998740e-1, -1.2420140846e-1, 1.4249322787e-1, -1.6668057665e-1, 2.0000714765e-1,
+    -2.4999993993e-1, 3.3333331174e-1].map(f32),
+} as const;
+const [L0, L1, L2, L3, L4, L5, L6, L7, L8] = LOGF.p as unknown as [number, number, number, number, number, number, number, number, number];
+const SQRT2F = LOGF.sqrt2, LQ1 = LOGF.q1, LQ2 = LOGF.q2;
+
+/**
+ * softplus x = max(x, 0) + log1p(u), u = e^−|x| ∈ (0, 1], in float32 steps without branches:
+ * w = 1 + u ∈ [1, 2] written 2^k·m with k = 1 and m = w/2 above √2, else k = 0 and m = w;
+ * ln w by Cephes logf on f = m − 1, plus log1p's correction (u − (w − 1)) / w for the rounding
+ * of 1 + u (so tiny u gives u, not 0). Every step runs for every x (k·q1 adds a zero where
+ * k = 0), as the SIMD kernel's lanes run them. Within 2 float32 ulps of the float64 softplus.
+ */
+export function softplusF32(x: number): number {
+  const u = expF32(-Math.abs(x));
+  const w = f32(1 + u);
+  const k = w > SQRT2F ? 1 : 0;
+  const f = k === 1 ? f32(f32(w * 0.5) - 1) : f32(w - 1);
+  const z = f32(f * f);
+  let y = f32(f32(L0 * f) + L1);
+  y = f32(f32(y * f) + L2);
+  y = f32(f32(y * f) + L3);
+  y = f32(f32(y * f) + L4);
+  y = f32(f32(y * f) + L5);
+  y = f32(f32(y * f) + L6);
+  y = f32(f32(y * f) + L7);
+  y = f32(f32(y * f) + L8);
+  y = f32(f32(y * f) * z);
+  y = f32(y + f32(LQ1 * k));
+  y = f32(y + f32(-0.5 * z));
+  let l = f32(f + y);
+  l = f32(l + f32(LQ2 * k));
+  l = f32(l + f32(f32(u - f32(w - 1)) / w));
+  return f32(Math.max(x, 0) + l);
 }
 
 const [T0, T1, T2, T3, T4] = TANHF.p as unknown as [number, number, number, number, number];

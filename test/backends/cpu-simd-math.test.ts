@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
-import { expF32, expF64, normalCdf, normalCdfFloat32, sigmoidF32, tanhF32 } from '../../src/core/special.js';
+import { expF32, expF64, normalCdf, normalCdfFloat32, sigmoidF32, softplusF32, tanhF32 } from '../../src/core/special.js';
 import { probInTopK, probInTopKBackward, type ProbInTopKPlanes } from '../../src/backends/cpu/gating.js';
 import { probInTopKAt } from '../../src/tensor/ops/fused.js';
 import { WasmMath, MIN_ELEMENTS } from '../../src/backends/cpu/wasm/wasm-math.js';
@@ -42,11 +42,14 @@ const SPECIALS = [0, -0, NaN, Infinity, -Infinity, 1e-45, -1e-45, 1e-30, -1e-30,
 
 const bitsEqual = (a: number, b: number) => Object.is(a, b) || (Number.isNaN(a) && Number.isNaN(b));
 
-test('float32 e^x, σ and tanh are within 1, 2.5 and 1.5 float32 ulps of float64 Math (measured: 0.97, 2.34, 1.31)', () => {
+const softplus64 = (x: number) => (x > 0 ? x + Math.log1p(Math.exp(-x)) : Math.log1p(Math.exp(x)));
+
+test('float32 e^x, σ, tanh and softplus are within 1, 2.5, 1.5 and 2 float32 ulps of float64 Math (measured: 0.97, 2.34, 1.31, 1.95)', () => {
   const cases = [
     { name: 'exp', f: expF32, ref: Math.exp, tol: 1, range: 88 },
     { name: 'sigmoid', f: sigmoidF32, ref: sigmoid64, tol: 2.5, range: 40 },
     { name: 'tanh', f: tanhF32, ref: Math.tanh, tol: 1.5, range: 12 },
+    { name: 'softplus', f: softplusF32, ref: softplus64, tol: 2, range: 100 },
   ];
   for (const { name, f, ref, tol, range } of cases) {
     let worst = 0, at = 0;
@@ -83,13 +86,26 @@ test('float32 σ, tanh and e^x at their edges: NaN, ±∞, ±0, saturation, subn
   assert.ok(Object.is(tanhF32(-0), -0) && Object.is(tanhF32(0), 0));
   assert.equal(tanhF32(1e-30), f32(1e-30));
   for (const x of [0.3, 0.7, 2, 5]) assert.equal(tanhF32(f32(-x)), -tanhF32(f32(x)), 'tanh is odd');
+  assert.ok(Number.isNaN(softplusF32(NaN)));
+  assert.equal(softplusF32(Infinity), Infinity);
+  assert.equal(softplusF32(-Infinity), 0);
+  assert.equal(softplusF32(0), f32(Math.LN2));
+  assert.equal(softplusF32(-0), f32(Math.LN2));
+  assert.equal(softplusF32(1000), 1000);
+  // log1p's correction keeps e^x for very negative x (1 + e^x rounds to 1 there), subnormals included.
+  assert.equal(softplusF32(-40), expF32(-40));
+  assert.equal(softplusF32(-100), expF32(-100));
+  assert.ok(softplusF32(-100) > 0);
+  assert.equal(softplusF32(-110), 0);
+  // softplus(x) − softplus(−x) = x.
+  for (const x of [0.3, 1.7, 5, 20]) assert.ok(Math.abs(softplusF32(f32(x)) - softplusF32(f32(-x)) - f32(x)) <= 2 * ulp(x), `softplus(${x}) − softplus(−${x})`);
 });
 
-test(`SIMD σ and tanh give the scalar float32 kernels' bits, any length (padding lanes), specials included`, () => {
+test(`SIMD σ, tanh and softplus give the scalar float32 kernels' bits, any length (padding lanes), specials included`, () => {
   fc.assert(fc.property(fc.integer({ min: MIN_ELEMENTS, max: 300 }), fc.integer(), (n, seed) => {
     const x = values(n, seed);
     x.set(SPECIALS.slice(0, Math.min(SPECIALS.length, n)), 0);
-    for (const [op, ref] of [['sigmoid', sigmoidF32], ['tanh', tanhF32]] as const) {
+    for (const [op, ref] of [['sigmoid', sigmoidF32], ['tanh', tanhF32], ['softplus', softplusF32]] as const) {
       const y = new Float32Array(n);
       assert.ok(simd.unary(op, x, y));
       for (let i = 0; i < n; i++) if (!bitsEqual(y[i]!, f32(ref(x[i]!)))) assert.fail(`${op}(${x[i]}): SIMD ${y[i]}, scalar ${f32(ref(x[i]!))}`);
@@ -97,7 +113,7 @@ test(`SIMD σ and tanh give the scalar float32 kernels' bits, any length (paddin
   }), numRuns(60));
   // Many magnitudes at once.
   const x = values(100_003, 5), y = new Float32Array(x.length);
-  for (const [op, ref] of [['sigmoid', sigmoidF32], ['tanh', tanhF32]] as const) {
+  for (const [op, ref] of [['sigmoid', sigmoidF32], ['tanh', tanhF32], ['softplus', softplusF32]] as const) {
     simd.unary(op, x, y);
     let differ = 0;
     for (let i = 0; i < x.length; i++) if (!bitsEqual(y[i]!, f32(ref(x[i]!)))) differ++;
@@ -117,15 +133,15 @@ test(`the SIMD LSTM cell gives the scalar fused kernel's bits (B·H not a multip
   }
 });
 
-test('the backend runs float32 σ, tanh and the LSTM cell on SIMD (backendInfo counts the calls) with the scalar kernels\' results', () => {
+test('the backend runs float32 σ, tanh, softplus and the LSTM cell on SIMD (backendInfo counts the calls) with the scalar kernels\' results', () => {
   const x = mt.tensor(Array.from(values(257, 3)), [257]);
   const z = mt.tensor(Array.from(values(6 * 4 * 9, 4)).map((v) => v / 16), [6, 36]), c = mt.tensor(Array.from(values(54, 6)).map((v) => v / 16), [6, 9]);
-  const run = () => [mt.sigmoid(x), mt.tanh(x), lstmCell(z, c).h, lstmCell(z, c).c].map((t) => Array.from(t.dataSync()));
+  const run = () => [mt.sigmoid(x), mt.tanh(x), mt.softplus(x), lstmCell(z, c).h, lstmCell(z, c).c].map((t) => Array.from(t.dataSync()));
   try {
     mt.setBackend('cpu', { simd: true });
     const before = mt.backendInfo().simdMathCalls as number;
     const onSimd = run();
-    assert.equal(mt.backendInfo().simdMathCalls, before + 4, 'σ, tanh and both cells ran on the SIMD kernels');
+    assert.equal(mt.backendInfo().simdMathCalls, before + 5, 'σ, tanh, softplus and both cells ran on the SIMD kernels');
     mt.setBackend('cpu', { simd: false });
     const scalar = run();
     onSimd.forEach((v, i) => assert.deepEqual(v, scalar[i]));
@@ -516,6 +532,7 @@ test('split over the SIMD matmul\'s threads (pieces of a pool job), every split 
   };
   check('sigmoid', (m) => { const o = new Float32Array(n); m.unary('sigmoid', x, o); return [o]; });
   check('tanh', (m) => { const o = new Float32Array(n); m.unary('tanh', x, o); return [o]; });
+  check('softplus', (m) => { const o = new Float32Array(n); m.unary('softplus', x, o); return [o]; });
   check('exp f32', (m) => { const o = new Float32Array(n); m.f64Unary('exp', x, o); return [o]; });
   check('exp f64', (m) => { const x64 = Float64Array.from(x, (v) => v * 3), o = new Float64Array(n); m.f64Unary('exp', x64, o); return [o]; });
   check('Φ f32', (m) => { const o = new Float32Array(n); m.f64Unary('normalCdf', x, o); return [o]; });

@@ -2,7 +2,7 @@
 
 import type { TypedArray } from '../../core/dtype.js';
 import { broadcastStrides, sizeOf, type Shape } from '../../core/shape.js';
-import { erf, normalCdf, normalCdfFloat32, sigmoidF32, tanhF32 } from '../../core/special.js';
+import { erf, normalCdf, normalCdfFloat32, sigmoidF32, softplusF32, tanhF32 } from '../../core/special.js';
 import type { BinaryKernel, CompareKernel, UnaryKernel } from '../../core/backend.js';
 
 export const unaryFns: Record<UnaryKernel, (x: number) => number> = {
@@ -85,7 +85,10 @@ export function mapUnary(op: UnaryKernel, x: TypedArray, out: TypedArray, float3
       const g = f.sigmoid; for (let i = 0; i < n; i++) out[i] = g(x[i]!); return;
     }
     case 'relu': reluPick[0] = 0; for (let i = 0; i < n; i++) { const v = x[i]!; reluPick[1] = v; out[i] = reluPick[+(v > 0) | +(v !== v)]!; } return;
-    case 'softplus': { const g = f.softplus; for (let i = 0; i < n; i++) out[i] = g(x[i]!); return; }
+    case 'softplus': {
+      if (float32) { for (let i = 0; i < n; i++) out[i] = softplusF32(x[i]!); return; }
+      const g = f.softplus; for (let i = 0; i < n; i++) out[i] = g(x[i]!); return;
+    }
     case 'log1p': for (let i = 0; i < n; i++) out[i] = Math.log1p(x[i]!); return;
     case 'expm1': for (let i = 0; i < n; i++) out[i] = Math.expm1(x[i]!); return;
     case 'sin': for (let i = 0; i < n; i++) out[i] = Math.sin(x[i]!); return;

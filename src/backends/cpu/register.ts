@@ -138,8 +138,8 @@ class SimdState {
     return null;
   }
 
-  /** float32 σ or tanh on SIMD (the scalar kernel's bits); other dtypes and small arrays go scalar. */
-  unary<K extends 'sigmoid' | 'tanh'>(op: K): CpuKernel<K> {
+  /** float32 σ, tanh or softplus on SIMD (the scalar kernel's bits); other dtypes and small arrays go scalar. */
+  unary<K extends 'sigmoid' | 'tanh' | 'softplus'>(op: K): CpuKernel<K> {
     return (inputs, attrs, out, be) => {
       const ys = sizeOf(out.shape) >= MIN_ELEMENTS ? this.onMath([out], (math, [y]) => math.unary(op, data(inputs[0]!) as Float32Array, y!)) : null;
       return ys ? be.wrap(ys[0]!) : (cpuKernels[op] as CpuKernel<K>)(inputs, attrs, out, be);
@@ -382,7 +382,7 @@ export function createCpuBackend(options: CpuOptions = {}): CpuBackend & { reado
   // Large float tensors live in the SIMD engine's memory from now on (pool.ts, wasm/wasm-heap.ts).
   cpuPool.heapSource = () => state.tensorHeap();
   const backend = new CpuBackend({
-    kernels: { matmul: state.matmul(), groupedMatmul: state.groupedMatmul(), sigmoid: state.unary('sigmoid'), tanh: state.unary('tanh'), lstmCell: state.lstmCell(), lstmSequence: state.lstmSequence(), random: state.random(), weightedIndexAdd: state.weightedIndexAdd(),
+    kernels: { matmul: state.matmul(), groupedMatmul: state.groupedMatmul(), sigmoid: state.unary('sigmoid'), tanh: state.unary('tanh'), softplus: state.unary('softplus'), lstmCell: state.lstmCell(), lstmSequence: state.lstmSequence(), random: state.random(), weightedIndexAdd: state.weightedIndexAdd(),
       add: state.arithmetic('add'), sub: state.arithmetic('sub'), mul: state.arithmetic('mul'), div: state.arithmetic('div'), reluGrad: state.reluGrad(), probInTopK: state.probInTopK(), exp: state.f64Unary('exp'), normalCdf: state.f64Unary('normalCdf'), indexSelect: state.indexSelect() },
     multiKernels: { groupedWeightGrads: state.groupedWeightGrads(), lstmSequenceBackward: state.lstmSequenceBackward(), adamStep: state.adamStep(), weightedIndexAddBackward: state.weightedIndexAddBackward(), probInTopKBackward: state.probInTopKBackward() }, details: () => state.details() });
   return Object.assign(backend, { simd: state });

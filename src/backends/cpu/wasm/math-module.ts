@@ -1,27 +1,29 @@
 // The SIMD128 kernels of float32 tensors other than products, emitted at load time (see
-// wasm-emitter.ts), four lanes at a time: σ and tanh over an array and the LSTM cell's
+// wasm-emitter.ts), four lanes at a time: σ, tanh and softplus over an array and the LSTM cell's
 // forward, Adam's update, the MoE combine and its backward, arithmetic (add, sub, mul, div
 // over whole, scalar, row and column operands) and relu's gradient; e^x and Φ in float64
 // lanes, two at a time (fdlibm's exp, which is V8's Math.exp: core/special.ts expF64), for
 // the exp and normalCdf kernels and the MoE load estimator's P(x, i); and random draws: the
 // Philox rounds (integer arithmetic), and normal draws whole, the rounds four blocks at a
 // time in i32 lanes and the Box–Muller pairs in float64 lanes (core/philox.ts boxMuller,
-// with fdlibm's log for the radius). σ and tanh run exactly
-// the float32 steps of expF32 / sigmoidF32 / tanhF32 in src/core/special.ts (Cephes' expf
-// and tanhf); every kernel is tested bit for bit against its scalar kernel
+// with fdlibm's log for the radius). σ, tanh and softplus run exactly
+// the float32 steps of expF32 / sigmoidF32 / tanhF32 / softplusF32 in src/core/special.ts
+// (Cephes' expf, tanhf and logf); every kernel is tested bit for bit against its scalar kernel
 // (test/backends/cpu-simd-math.test.ts, test/tensor/weighted-index-add.test.ts): f32x4
 // arithmetic rounds each lane as IEEE float32 does, subnormals included, as a double
 // operation stored to float32 rounds, and nothing here fuses a multiply and an add. Through
 // the backend's float32 ops an element costs, in the loops against here: e^x 10.5 against
 // 6.6 ns, σ 34 against 2.9, Φ 29 against 13 (2026-12-04, one process). fdlibm's branchy
 // algorithms gain little in lanes against V8's own Math.log and Math.log1p (8.5 against
-// 9.8 ns for float64 ln; softplus 20 against 19–28), so ln serves the normal draws only.
+// 9.8 ns for float64 ln; softplus 20 against 19–28), so ln serves the normal draws only;
+// float32 softplus runs Cephes' logf in float32 lanes instead (6.4 against 16 ns through the
+// op, [1024, 16], 2026-12-06).
 //
 // Memory: the SIMD matmul's shared memory where tensors live, when there is one (mathModuleBytes
 // (true)), else a private one; WasmMath (wasm-math.ts) passes tensors there in place and
 // stages the rest. Arrays are whole v128s: lengths are padded to a multiple of 4.
 
-import { ERFC_NR, EXPF, FDLIBM_EXP, FDLIBM_LOG, TANHF } from '../../../core/special.js';
+import { ERFC_NR, EXPF, FDLIBM_EXP, FDLIBM_LOG, LOGF, TANHF } from '../../../core/special.js';
 import { PHILOX, SINCOS } from '../../../core/philox.js';
 import { ModuleBuilder, type Code, type Local } from './wasm-emitter.js';
 
@@ -43,6 +45,7 @@ export interface MathExports extends ArithmeticExports {
   /** dst[i] = σ(src[i]) for `vectors` v128s of float32. */
   sigmoid_f32(src: number, dst: number, vectors: number): void;
   tanh_f32(src: number, dst: number, vectors: number): void;
+  softplus_f32(src: number, dst: number, vectors: number): void;
   /**
    * The LSTM cell on planes of n = 4·vectors floats: gate pre-activations i, f, g, o at
    * z, z + n, z + 2n, z + 3n (in floats), the cell c, and out's 7 planes h', c', σ(i), σ(f),
@@ -152,6 +155,36 @@ function emitTanh(c: Code, x: Local, s: Scratch): void {
   // select by |x| < 0.625, then x's sign bit (the result is ≥ +0 before it)
   c.get(s.e).get(s.a).f32x4Const(TANHF.small).f32x4Lt().v128Bitselect();
   c.get(x).i32x4Const(-0x80000000).v128And().v128Or();
+}
+
+interface SoftplusScratch extends Scratch { u: Local; w: Local; f: Local; z: Local; y: Local; k: Local }
+
+function softplusScratch(c: Code): SoftplusScratch {
+  return { ...scratch(c), u: c.local('v128'), w: c.local('v128'), f: c.local('v128'), z: c.local('v128'), y: c.local('v128'), k: c.local('v128') };
+}
+
+/** softplus of the v128 in x, left on the stack (x kept): core/special.ts softplusF32, step for step. */
+function emitSoftplus(c: Code, x: Local, s: SoftplusScratch): void {
+  const { sqrt2, q1, q2, p } = LOGF;
+  // u = e^−|x|, w = 1 + u; k = 1 (else 0) and f = w/2 − 1 (else w − 1) where w > √2
+  c.get(x).f32x4Abs().f32x4Neg().set(s.u);
+  emitExp(c, s.u, s);
+  c.set(s.u);
+  c.f32x4Const(1).get(s.u).f32x4Add().set(s.w);
+  c.get(s.w).f32x4Const(sqrt2).f32x4Gt().set(s.a);
+  c.f32x4Const(1).f32x4Const(0).get(s.a).v128Bitselect().set(s.k);
+  c.get(s.w).f32x4Const(0.5).f32x4Mul().f32x4Const(1).f32x4Sub().get(s.w).f32x4Const(1).f32x4Sub().get(s.a).v128Bitselect().set(s.f);
+  // z = f², y = Horner over p, then ((y·f)·z + k·q1) + (−½·z)
+  c.get(s.f).get(s.f).f32x4Mul().set(s.z);
+  c.f32x4Const(p[0]!).set(s.y);
+  for (let k = 1; k < p.length; k++) c.get(s.y).get(s.f).f32x4Mul().f32x4Const(p[k]!).f32x4Add().set(s.y);
+  c.get(s.y).get(s.f).f32x4Mul().get(s.z).f32x4Mul().f32x4Const(q1).get(s.k).f32x4Mul().f32x4Add()
+    .f32x4Const(-0.5).get(s.z).f32x4Mul().f32x4Add().set(s.y);
+  // ln w = (f + y) + k·q2; log1p u = ln w + (u − (w − 1)) / w; + max(x, 0)
+  c.get(x).f32x4Const(0).f32x4Max();
+  c.get(s.f).get(s.y).f32x4Add().f32x4Const(q2).get(s.k).f32x4Mul().f32x4Add();
+  c.get(s.u).get(s.w).f32x4Const(1).f32x4Sub().f32x4Sub().get(s.w).f32x4Div().f32x4Add();
+  c.f32x4Add();
 }
 
 /** for (v = 0; v < vectors; v++) body(byte offset of vector v) */
@@ -678,7 +711,7 @@ function emitProbInTopK(mod: ModuleBuilder): void {
  * computes every element exactly as one call does. A piece's id is its index here.
  */
 export const CHUNKED = [
-  'sigmoid_f32', 'tanh_f32', 'exp_f32', 'exp_f64', 'normalCdf_f32', 'reluGrad_f32',
+  'sigmoid_f32', 'tanh_f32', 'softplus_f32', 'exp_f32', 'exp_f64', 'normalCdf_f32', 'reluGrad_f32',
   'probInTopK_f32', 'probInTopKBackward_f32', 'combineBackward_f32', 'normal_f32', 'normal_f64',
   ...(['add', 'sub', 'mul', 'div'] as const).flatMap((op) => (['vv', 'sv', 'vs'] as const).map((mode) => `${op}_${mode}_f32` as const)),
 ] as const;
@@ -712,6 +745,7 @@ export function mathModuleBytes(shared = false): Uint8Array {
   const mod = new ModuleBuilder({ shared, initialPages: 1, maximumPages: 32768 });
   emitUnary(mod, 'sigmoid_f32', scratch, emitSigmoid);
   emitUnary(mod, 'tanh_f32', scratch, emitTanh);
+  emitUnary(mod, 'softplus_f32', softplusScratch, emitSoftplus);
   emitLstm(mod);
   emitAdam(mod);
   emitPhilox(mod);

@@ -221,12 +221,12 @@ export class WasmMath {
   };
 
   /** out = op(x) elementwise, float32. False (nothing written) when too small to pay. */
-  unary(op: 'sigmoid' | 'tanh', x: Float32Array, out: Float32Array): boolean {
+  unary(op: 'sigmoid' | 'tanh' | 'softplus', x: Float32Array, out: Float32Array): boolean {
     const n = out.length;
     if (n < MIN_ELEMENTS) return false;
     const b = f32Bytes(n);
     this.call([{ values: x, count: n, bytes: b }, { values: out, count: n, bytes: b, write: true }], ([src, dst]) =>
-      (op === 'sigmoid' ? this.kernels.sigmoid_f32 : this.kernels.tanh_f32)(src!, dst!, b / 16), vectorSplit(`${op}_f32`, b / 16, 12));
+      this.kernels[`${op}_f32`](src!, dst!, b / 16), vectorSplit(`${op}_f32`, b / 16, op === 'softplus' ? 20 : 12));
     return true;
   }
 
