@@ -8,7 +8,8 @@ import fc from 'fast-check';
 import { expF32, expF64, normalCdf, normalCdfFloat32, sigmoidF32, softplusF32, tanhF32 } from '../../src/core/special.js';
 import { probInTopK, probInTopKBackward, type ProbInTopKPlanes } from '../../src/backends/cpu/gating.js';
 import { probInTopKAt } from '../../src/tensor/ops/fused.js';
-import { WasmMath, MIN_ELEMENTS } from '../../src/backends/cpu/wasm/wasm-math.js';
+import { WasmMath, MIN_ELEMENTS, MIN_TOPK } from '../../src/backends/cpu/wasm/wasm-math.js';
+import { topkIndices } from '../../src/backends/cpu/indexing.js';
 import { adamStep, lstmCellForward } from '../../src/backends/cpu/fused.js';
 import { lstmCell } from '../../src/tensor/ops/fused.js';
 import { mt, numRuns } from '../helpers.js';
@@ -142,6 +143,50 @@ test('the backend runs float32 σ, tanh, softplus and the LSTM cell on SIMD (bac
     const before = mt.backendInfo().simdMathCalls as number;
     const onSimd = run();
     assert.equal(mt.backendInfo().simdMathCalls, before + 5, 'σ, tanh, softplus and both cells ran on the SIMD kernels');
+    mt.setBackend('cpu', { simd: false });
+    const scalar = run();
+    onSimd.forEach((v, i) => assert.deepEqual(v, scalar[i]));
+  } finally {
+    mt.setBackend('cpu', { simd: true });
+  }
+});
+
+test('SIMD top-k (one row per lane) gives topkIndices\' indices, largest first, ties to the lower index; rows with a NaN or too few values above −∞ are flagged for the loop, and only those', () => {
+  fc.assert(fc.property(fc.integer({ min: 1, max: 40 }), fc.integer({ min: 1, max: 16 }), fc.integer({ min: 1, max: 23 }), fc.integer(), (n, kWanted, extraRows, seed) => {
+    const k = Math.min(kWanted, n), rows = Math.ceil(MIN_TOPK / n) + extraRows;
+    let s = seed >>> 0;
+    const next = () => { s = (Math.imul(s, 1664525) + 1013904223) >>> 0; return s / 2 ** 32; };
+    // Many ties (small integers, ±0) and the specials, among uniform values.
+    const specials = [0, -0, 1, -1, 2.5, Infinity, -Infinity, NaN, 1e-30, -1e-45];
+    const x = Float32Array.from({ length: rows * n }, () => { const u = next(); return u < 0.08 ? specials[Math.floor(next() * specials.length)]! : u < 0.4 ? Math.floor(next() * 4) : next() * 2 - 1; });
+    const want = new Int32Array(rows * k), got = new Int32Array(rows * k), flags = new Int32Array(rows);
+    topkIndices(x, [rows, n], k, want, true);
+    assert.ok(simd.topk(x, rows, n, k, got, flags));
+    for (let r = 0; r < rows; r++) {
+      const row = x.subarray(r * n, (r + 1) * n);
+      const needsLoop = row.some((v) => Number.isNaN(v)) || row.filter((v) => v > -Infinity).length < k;
+      assert.equal(flags[r], needsLoop ? 1 : 0, `row ${r} flag: ${Array.from(row)}`);
+      if (!needsLoop) assert.deepEqual(Array.from(got.subarray(r * k, (r + 1) * k)), Array.from(want.subarray(r * k, (r + 1) * k)), `row ${r} (n ${n}, k ${k}): ${Array.from(row)}`);
+    }
+  }), numRuns(200));
+  assert.equal(simd.topk(new Float32Array(MIN_TOPK - 1), 1, MIN_TOPK - 1, 2, new Int32Array(2), new Int32Array(1)), false, 'below MIN_TOPK it declines');
+  assert.equal(simd.topk(new Float32Array(1024), 32, 32, 17, new Int32Array(32 * 17), new Int32Array(32)), false, 'k above 16 stays in the loop');
+});
+
+test('the backend\'s float32 top-k runs on SIMD with the scalar kernel\'s indices and values (NaN and −∞ rows included); smallest-first and float64 stay in the loop', () => {
+  const rows = 300, n = 16;
+  const raw = Array.from(values(rows * n, 21)).map((v, i) => (i % 97 === 0 ? NaN : i % 89 === 0 ? -Infinity : i % 7 === 0 ? 1 : v));
+  const x = mt.tensor(raw, [rows, n]);
+  const run = () => [3, 16].flatMap((k) => { const t = mt.topk(x, k); return [Array.from(t.indices.dataSync()), Array.from(t.values.dataSync())]; });
+  try {
+    mt.setBackend('cpu', { simd: true });
+    const before = mt.backendInfo().simdMathCalls as number;
+    const onSimd = run();
+    assert.equal(mt.backendInfo().simdMathCalls, before + 2, 'both top-k calls ran on the SIMD kernel');
+    const beforeOthers = mt.backendInfo().simdMathCalls as number;
+    mt.topk(x, 3, { largest: false });
+    mt.topk(mt.tensor(raw, [rows, n], { dtype: 'float64' }), 3);
+    assert.equal(mt.backendInfo().simdMathCalls, beforeOthers, 'smallest-first and float64 top-k stay in the loop');
     mt.setBackend('cpu', { simd: false });
     const scalar = run();
     onSimd.forEach((v, i) => assert.deepEqual(v, scalar[i]));

@@ -10,7 +10,7 @@ import type { BackendRegistration } from '../../core/registry.js';
 import { sizeOf, type Shape } from '../../core/shape.js';
 import { adamStepKernel, CpuBackend, cpuKernels, cpuMultiKernels, data, lstmCellKernel, lstmSequenceBackwardKernel, lstmSequenceKernel, probInTopKBackwardKernel, probInTopKKernel, type CpuKernel, type CpuMultiKernel } from './cpu-backend.js';
 import { adamStep, lstmCellForward, type LstmSequenceOps } from './fused.js';
-import { checkIndex } from './indexing.js';
+import { checkIndex, topkIndices } from './indexing.js';
 import type { ProbInTopKPlanes } from './gating.js';
 import { matmul as scalarMatmul } from './matmul/matmul.js';
 import { cpuPool } from './pool.js';
@@ -209,6 +209,29 @@ class SimdState {
   }
 
   /** The MoE combine on the SIMD math module (float32, rows a multiple of 4 wide), else the scalar kernel. */
+  /**
+   * float32 top-k indices, largest first, on SIMD (WasmMath.topk); rows it flags (a NaN, or
+   * −∞ among the k best) and everything else go to the loop: the scalar kernel's indices.
+   */
+  topkIndices(): CpuKernel<'topkIndices'> {
+    return (inputs, attrs, out, be) => {
+      const x = inputs[0]!, math = x.dtype === 'float32' && attrs.largest && x.shape.length > 0 ? this.math() : null;
+      if (math !== null) {
+        const n = x.shape[x.shape.length - 1]!, k = attrs.k, rows = n === 0 ? 0 : sizeOf(x.shape) / n;
+        const y = cpuPool.take('int32', rows * k, false) as Int32Array, flags = cpuPool.take('int32', rows, false) as Int32Array;
+        const xs = data(x) as Float32Array;
+        if (math.topk(xs, rows, n, k, y, flags)) {
+          for (let r = 0; r < rows; r++) if (flags[r] !== 0) topkIndices(xs.subarray(r * n, (r + 1) * n), [n], k, y.subarray(r * k, (r + 1) * k), true);
+          cpuPool.give(flags);
+          return be.wrap(y);
+        }
+        cpuPool.give(flags);
+        cpuPool.give(y);
+      }
+      return cpuKernels.topkIndices(inputs, attrs, out, be);
+    };
+  }
+
   weightedIndexAdd(): CpuKernel<'weightedIndexAdd'> {
     return (inputs, attrs, out, be) => {
       const [y, w, index] = inputs as [typeof inputs[0], typeof inputs[0], typeof inputs[0]];
@@ -382,7 +405,7 @@ export function createCpuBackend(options: CpuOptions = {}): CpuBackend & { reado
   // Large float tensors live in the SIMD engine's memory from now on (pool.ts, wasm/wasm-heap.ts).
   cpuPool.heapSource = () => state.tensorHeap();
   const backend = new CpuBackend({
-    kernels: { matmul: state.matmul(), groupedMatmul: state.groupedMatmul(), sigmoid: state.unary('sigmoid'), tanh: state.unary('tanh'), softplus: state.unary('softplus'), lstmCell: state.lstmCell(), lstmSequence: state.lstmSequence(), random: state.random(), weightedIndexAdd: state.weightedIndexAdd(),
+    kernels: { matmul: state.matmul(), groupedMatmul: state.groupedMatmul(), sigmoid: state.unary('sigmoid'), tanh: state.unary('tanh'), softplus: state.unary('softplus'), topkIndices: state.topkIndices(), lstmCell: state.lstmCell(), lstmSequence: state.lstmSequence(), random: state.random(), weightedIndexAdd: state.weightedIndexAdd(),
       add: state.arithmetic('add'), sub: state.arithmetic('sub'), mul: state.arithmetic('mul'), div: state.arithmetic('div'), reluGrad: state.reluGrad(), probInTopK: state.probInTopK(), exp: state.f64Unary('exp'), normalCdf: state.f64Unary('normalCdf'), indexSelect: state.indexSelect() },
     multiKernels: { groupedWeightGrads: state.groupedWeightGrads(), lstmSequenceBackward: state.lstmSequenceBackward(), adamStep: state.adamStep(), weightedIndexAddBackward: state.weightedIndexAddBackward(), probInTopKBackward: state.probInTopKBackward() }, details: () => state.details() });
   return Object.assign(backend, { simd: state });

@@ -1,6 +1,6 @@
 // The SIMD128 kernels of float32 tensors other than products, emitted at load time (see
 // wasm-emitter.ts), four lanes at a time: σ, tanh and softplus over an array and the LSTM cell's
-// forward, Adam's update, the MoE combine and its backward, arithmetic (add, sub, mul, div
+// forward, Adam's update, the MoE combine and its backward, top-k indices (a row per lane), arithmetic (add, sub, mul, div
 // over whole, scalar, row and column operands) and relu's gradient; e^x and Φ in float64
 // lanes, two at a time (fdlibm's exp, which is V8's Math.exp: core/special.ts expF64), for
 // the exp and normalCdf kernels and the MoE load estimator's P(x, i); and random draws: the
@@ -46,6 +46,8 @@ export interface MathExports extends ArithmeticExports {
   sigmoid_f32(src: number, dst: number, vectors: number): void;
   tanh_f32(src: number, dst: number, vectors: number): void;
   softplus_f32(src: number, dst: number, vectors: number): void;
+  /** The m largest of each of `rows` rows of n float32 at x: indices into out (rows × m i32), flags[r] = 1 where JavaScript must redo row r; slots: 2m v128s of scratch. */
+  topk_f32(x: number, rows: number, n: number, m: number, out: number, flags: number, slots: number): void;
   /**
    * The LSTM cell on planes of n = 4·vectors floats: gate pre-activations i, f, g, o at
    * z, z + n, z + 2n, z + 3n (in floats), the cell c, and out's 7 planes h', c', σ(i), σ(f),
@@ -706,6 +708,79 @@ function emitProbInTopK(mod: ModuleBuilder): void {
 }
 
 /**
+ * The m largest of each row of x (rows × n float32), largest first, ties to the lower index
+ * (indexing.ts topkIndices' fast path): four rows at a time, one per lane, each lane keeping
+ * its m best values and their indices in `slots` (2m v128s) by a branch-free insertion
+ * network — column j goes in at the first slot it beats (f32x4.gt: strictly, so an equal
+ * later value never moves ahead), the slots below shifting down. Indices into out (rows × m
+ * i32); flags[r] = 1 where row r holds a NaN or fewer than m values above −∞, which the
+ * caller redoes in JavaScript (NaN ranks first there), else 0.
+ */
+function emitTopk(mod: ModuleBuilder): void {
+  mod.func('topk_f32', ['i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32'], [], (c, x, rows, n, m, out, flags, slots) => {
+    const r0 = c.local('i32'), j = c.local('i32'), sl = c.local('i32'), at = c.local('i32'), rowBytes = c.local('i32');
+    const a = [c.local('i32'), c.local('i32'), c.local('i32'), c.local('i32')];
+    const v = c.local('v128'), jv = c.local('v128'), bad = c.local('v128'), cs = c.local('v128'), cp = c.local('v128');
+    const idx = (s: Local | number) => { if (typeof s === 'number') c.i32(s); else c.get(s); c.i32(5).i32Shl().get(slots!).i32Add(); };
+    c.get(n!).i32(2).i32Shl().set(rowBytes);
+    c.forRange(r0, 0, rows!, 4, () => {
+      // Lane i reads row min(r0 + i, rows − 1); lanes past the end repeat the last row and are not written.
+      a.forEach((ai, i) => {
+        c.get(r0).i32(i).i32Add().tee(ai).get(rows!).i32(1).i32Sub().tee(at).get(ai).get(at).i32LtS().select();
+        c.get(rowBytes).i32Mul().get(x!).i32Add().set(ai);
+      });
+      c.i32x4Const(0).set(bad);
+      c.forRange(sl, 0, m!, 1, () => {
+        idx(sl); c.f32x4Const(-Infinity).v128Store();
+        idx(sl); c.i32x4Const(-1).v128Store(16);
+      });
+      c.forRange(j, 0, n!, 1, () => {
+        c.get(j).i32(2).i32Shl().set(at);
+        c.get(a[0]!).get(at).i32Add().load('f32').f32x4Splat();
+        for (let i = 1; i < 4; i++) c.get(a[i]!).get(at).i32Add().load('f32').f32x4ReplaceLane(i);
+        c.set(v);
+        c.get(bad).get(v).get(v).f32x4Ne().v128Or().set(bad);
+        c.get(j).i32x4Splat().set(jv);
+        // From the last slot up: slot s takes slot s − 1's where v beats that, else v where v beats slot s.
+        c.get(m!).i32(1).i32Sub().set(sl);
+        c.get(v); idx(sl); c.v128Load().f32x4Gt().set(cs);
+        c.block(() => c.loop(() => {
+          c.get(sl).i32Eqz().brIf(1);
+          c.get(v); idx(sl); c.i32(-32).i32Add(); c.v128Load().f32x4Gt().set(cp);
+          idx(sl);
+          idx(sl); c.i32(-32).i32Add(); c.v128Load();
+          c.get(v); idx(sl); c.v128Load(); c.get(cs).v128Bitselect();
+          c.get(cp).v128Bitselect().v128Store();
+          idx(sl);
+          idx(sl); c.i32(-32).i32Add(); c.v128Load(16);
+          c.get(jv); idx(sl); c.v128Load(16); c.get(cs).v128Bitselect();
+          c.get(cp).v128Bitselect().v128Store(16);
+          c.get(cp).set(cs);
+          c.get(sl).i32(1).i32Sub().set(sl);
+          c.br(0);
+        }));
+        idx(0); c.get(v); idx(0); c.v128Load(); c.get(cs).v128Bitselect().v128Store();
+        idx(0); c.get(jv); idx(0); c.v128Load(16); c.get(cs).v128Bitselect().v128Store(16);
+      });
+      // A slot still at index −1 (values of −∞ only) sends the row to JavaScript too.
+      c.forRange(sl, 0, m!, 1, () => {
+        c.get(bad); idx(sl); c.v128Load(16).i32x4Const(-1).i32x4Eq().v128Or().set(bad);
+      });
+      for (let i = 0; i < 4; i++) {
+        c.get(r0).i32(i).i32Add().get(rows!).i32LtS().if(() => {
+          c.forRange(sl, 0, m!, 1, () => {
+            c.get(r0).i32(i).i32Add().get(m!).i32Mul().get(sl).i32Add().i32(2).i32Shl().get(out!).i32Add();
+            idx(sl); c.v128Load(16).i32x4ExtractLane(i).store('i32');
+          });
+          c.get(r0).i32(i).i32Add().i32(2).i32Shl().get(flags!).i32Add();
+          c.get(bad).i32x4ExtractLane(i).i32(0).i32Ne().store('i32');
+        });
+      }
+    });
+  });
+}
+
+/**
  * The kernels a thread pool job may run in pieces (`chunk`): each piece writes its own
  * elements or rows and reads nothing another piece writes, so a job split over threads
  * computes every element exactly as one call does. A piece's id is its index here.
@@ -752,6 +827,7 @@ export function mathModuleBytes(shared = false): Uint8Array {
   emitCombine(mod);
   emitArithmetic(mod);
   emitProbInTopK(mod);
+  emitTopk(mod);
   emitF64Unary(mod);
   emitNormal(mod, true);
   emitNormal(mod, false);

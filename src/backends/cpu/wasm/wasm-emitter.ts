@@ -209,6 +209,12 @@ export class Code {
   f32x4Splat(): this { return this.simd(0x13); }
   /** Lane `lane` of an f32x4, as an f32. */
   f32x4ExtractLane(lane: number): this { return this.simd(0x1f, lane); }
+  /** (v, f32) → v with lane `lane` replaced. */
+  f32x4ReplaceLane(lane: number): this { return this.simd(0x20, lane); }
+  /** Lane `lane` of an i32x4, as an i32. */
+  i32x4ExtractLane(lane: number): this { return this.simd(0x1b, lane); }
+  /** All ones in each i32 lane where the two are equal. */
+  i32x4Eq(): this { return this.simd(0x37); }
   f32x4Sqrt(): this { return this.simd(0xe3); }
   f32x4Abs(): this { return this.simd(0xe0); }
   f32x4Neg(): this { return this.simd(0xe1); }
