@@ -162,7 +162,12 @@ export const TANHF = { small: 0.625, p: [-5.70498872745e-3, 2.06390887954e-2, -5
 
 /** 2^m for m in [−75, 64] (the halves of e^x's scaling), indexed m + 75. */
 const POW2 = Float64Array.from({ length: 140 }, (_, i) => 2 ** (i - 75));
-const [P0, P1, P2, P3, P4, P5] = EXPF.p as unknown as [number, number, number, number, number, number];
+/** p[0]·xⁿ + … + p[n] by Horner's rule, each product and sum rounded to float32 (as the SIMD lanes do). */
+function hornerF32(p: readonly number[], x: number): number {
+  let q = p[0]!;
+  for (let i = 1; i < p.length; i++) q = f32(f32(q * x) + p[i]!);
+  return q;
+}
 const LOG2E = EXPF.log2e, C1 = EXPF.c1, C2 = EXPF.c2;
 
 /**
@@ -179,11 +184,7 @@ export function expF32(x: number): number {
   if (n - t === 0.5 && (n & 1) !== 0) n -= 1;
   const r = f32(f32(v - f32(n * C1)) - f32(n * C2));
   const z = f32(r * r);
-  let q = f32(f32(P0 * r) + P1);
-  q = f32(f32(q * r) + P2);
-  q = f32(f32(q * r) + P3);
-  q = f32(f32(q * r) + P4);
-  q = f32(f32(q * r) + P5);
+  const q = hornerF32(EXPF.p, r);
   const y = f32(f32(f32(q * z) + r) + 1);
   const n1 = n >> 1;
   return f32(f32(y * POW2[n1 + 75]!) * POW2[n - n1 + 75]!);
@@ -204,7 +205,6 @@ export const LOGF = {
   p: [7.0376836292e-2, -1.1514610310e-1, 1.1676998740e-1, -1.2420140846e-1, 1.4249322787e-1, -1.6668057665e-1, 2.0000714765e-1,
     -2.4999993993e-1, 3.3333331174e-1].map(f32),
 } as const;
-const [L0, L1, L2, L3, L4, L5, L6, L7, L8] = LOGF.p as unknown as [number, number, number, number, number, number, number, number, number];
 const SQRT2F = LOGF.sqrt2, LQ1 = LOGF.q1, LQ2 = LOGF.q2;
 
 /**
@@ -220,15 +220,7 @@ export function softplusF32(x: number): number {
   const k = w > SQRT2F ? 1 : 0;
   const f = k === 1 ? f32(f32(w * 0.5) - 1) : f32(w - 1);
   const z = f32(f * f);
-  let y = f32(f32(L0 * f) + L1);
-  y = f32(f32(y * f) + L2);
-  y = f32(f32(y * f) + L3);
-  y = f32(f32(y * f) + L4);
-  y = f32(f32(y * f) + L5);
-  y = f32(f32(y * f) + L6);
-  y = f32(f32(y * f) + L7);
-  y = f32(f32(y * f) + L8);
-  y = f32(f32(y * f) * z);
+  let y = f32(f32(hornerF32(LOGF.p, f) * f) * z);
   y = f32(y + f32(LQ1 * k));
   y = f32(y + f32(-0.5 * z));
   let l = f32(f + y);
@@ -237,7 +229,6 @@ export function softplusF32(x: number): number {
   return f32(Math.max(x, 0) + l);
 }
 
-const [T0, T1, T2, T3, T4] = TANHF.p as unknown as [number, number, number, number, number];
 
 /** tanh x: Cephes' odd polynomial for |x| < 0.625, else 1 − 2 / (e^2|x| + 1); x's sign last. */
 export function tanhF32(x: number): number {
@@ -245,11 +236,7 @@ export function tanhF32(x: number): number {
   let t: number;
   if (a < 0.625) {
     const z = f32(a * a);
-    let q = f32(f32(T0 * z) + T1);
-    q = f32(f32(q * z) + T2);
-    q = f32(f32(q * z) + T3);
-    q = f32(f32(q * z) + T4);
-    t = f32(f32(f32(q * z) * a) + a);
+    t = f32(f32(f32(hornerF32(TANHF.p, z) * z) * a) + a);
   } else {
     t = f32(1 - f32(2 / f32(expF32(2 * a) + 1)));
   }
