@@ -208,7 +208,6 @@ class SimdState {
     };
   }
 
-  /** The MoE combine on the SIMD math module (float32, rows a multiple of 4 wide), else the scalar kernel. */
   /**
    * float32 top-k indices, largest first, on SIMD (WasmMath.topk); rows it flags (a NaN, or
    * −∞ among the k best) and everything else go to the loop: the scalar kernel's indices.
@@ -232,6 +231,7 @@ class SimdState {
     };
   }
 
+  /** The MoE combine on the SIMD math module (float32, rows a multiple of 4 wide), else the scalar kernel. */
   weightedIndexAdd(): CpuKernel<'weightedIndexAdd'> {
     return (inputs, attrs, out, be) => {
       const [y, w, index] = inputs as [typeof inputs[0], typeof inputs[0], typeof inputs[0]];

@@ -107,6 +107,12 @@ export interface MathExports extends ArithmeticExports {
     wd: number, shrink: number, coupled: number, decoupled: number): void;
 }
 
+/** into = p[0]·xⁿ + … + p[n] over the float32 lanes of x by Horner's rule (core/special.ts hornerF32, step for step). */
+function emitHorner(c: Code, into: Local, x: Local, p: readonly number[]): void {
+  c.f32x4Const(p[0]!).set(into);
+  for (let k = 1; k < p.length; k++) c.get(into).get(x).f32x4Mul().f32x4Const(p[k]!).f32x4Add().set(into);
+}
+
 /** Emits e^x of the v128 in `x` (clobbering the scratch locals); leaves the result on the stack. */
 function emitExp(c: Code, x: Local, t: { r: Local; q: Local; n: Local; i: Local }): void {
   const { log2e, c1, c2, hi, lo, p } = EXPF;
@@ -116,8 +122,7 @@ function emitExp(c: Code, x: Local, t: { r: Local; q: Local; n: Local; i: Local 
   // r = (v − n·c1) − n·c2
   c.get(x).get(t.n).f32x4Const(c1).f32x4Mul().f32x4Sub().get(t.n).f32x4Const(c2).f32x4Mul().f32x4Sub().set(t.r);
   // q = Horner over p; y = ((q · r²) + r) + 1
-  c.f32x4Const(p[0]!).set(t.q);
-  for (let k = 1; k < p.length; k++) c.get(t.q).get(t.r).f32x4Mul().f32x4Const(p[k]!).f32x4Add().set(t.q);
+  emitHorner(c, t.q, t.r, p);
   c.get(t.q).get(t.r).get(t.r).f32x4Mul().f32x4Mul().get(t.r).f32x4Add().f32x4Const(1).f32x4Add();
   // · 2^n1 · 2^n2, n1 = n >> 1, n2 = n − n1, each 2^m built as the bits (m + 127) << 23.
   c.get(t.n).i32x4TruncSatF32x4S().set(t.i);
@@ -151,8 +156,7 @@ function emitTanh(c: Code, x: Local, s: Scratch): void {
   c.f32x4Const(1).f32x4Const(2).get(s.e).f32x4Const(1).f32x4Add().f32x4Div().f32x4Sub().set(s.e);
   // Small |x|: ((q · z) · |x|) + |x|, z = x², q by Horner
   c.get(s.a).get(s.a).f32x4Mul().set(s.r);
-  c.f32x4Const(p[0]!).set(s.q);
-  for (let k = 1; k < p.length; k++) c.get(s.q).get(s.r).f32x4Mul().f32x4Const(p[k]!).f32x4Add().set(s.q);
+  emitHorner(c, s.q, s.r, p);
   c.get(s.q).get(s.r).f32x4Mul().get(s.a).f32x4Mul().get(s.a).f32x4Add();
   // select by |x| < 0.625, then x's sign bit (the result is ≥ +0 before it)
   c.get(s.e).get(s.a).f32x4Const(TANHF.small).f32x4Lt().v128Bitselect();
@@ -178,8 +182,7 @@ function emitSoftplus(c: Code, x: Local, s: SoftplusScratch): void {
   c.get(s.w).f32x4Const(0.5).f32x4Mul().f32x4Const(1).f32x4Sub().get(s.w).f32x4Const(1).f32x4Sub().get(s.a).v128Bitselect().set(s.f);
   // z = f², y = Horner over p, then ((y·f)·z + k·q1) + (−½·z)
   c.get(s.f).get(s.f).f32x4Mul().set(s.z);
-  c.f32x4Const(p[0]!).set(s.y);
-  for (let k = 1; k < p.length; k++) c.get(s.y).get(s.f).f32x4Mul().f32x4Const(p[k]!).f32x4Add().set(s.y);
+  emitHorner(c, s.y, s.f, p);
   c.get(s.y).get(s.f).f32x4Mul().get(s.z).f32x4Mul().f32x4Const(q1).get(s.k).f32x4Mul().f32x4Add()
     .f32x4Const(-0.5).get(s.z).f32x4Mul().f32x4Add().set(s.y);
   // ln w = (f + y) + k·q2; log1p u = ln w + (u − (w − 1)) / w; + max(x, 0)
