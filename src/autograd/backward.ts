@@ -4,7 +4,7 @@
 // as soon as they have been used unless retainGraph is set.
 
 import * as ops from '../tensor/ops/index.js';
-import { keep, tidy, withGradMode } from '../tensor/engine.js';
+import { getBackend, keep, tidy, withGradMode } from '../tensor/engine.js';
 import { shapesEqual, shapeToString, type Shape } from '../core/shape.js';
 import { Tensor, type BackwardOptions } from '../tensor/tensor.js';
 import { freeSaved, Node, targetOf, type GradTarget } from './node.js';
@@ -65,7 +65,10 @@ export function runBackward(request: GradRequest): Map<GradTarget, Tensor> {
   // A new tensor object over g's data: each stored gradient is its own object, so disposing
   // one never frees another. Recorded (a reshape) only when building a graph of gradients.
   const alias = (g: Tensor): Tensor => (createGraph ? ops.reshape(g, g.shape) : g.detach());
-  return tidy(() => withGradMode(createGraph, () => {
+  // The backend may leave a job running while the pass goes on (overlapJobs): the experts'
+  // weight gradients while the gate's backward runs. Every such job is done when it returns.
+  const backend = getBackend();
+  const pass = () => tidy(() => withGradMode(createGraph, () => {
     const grads = new Map<GradTarget, Tensor>();
     // Each stored gradient is its own tensor object, so disposing one never frees another.
     const accumulate = (target: GradTarget, g: Tensor) => {
@@ -157,18 +160,33 @@ export function runBackward(request: GradRequest): Map<GradTarget, Tensor> {
         grads.delete(node);
       }
       if (!retainGraph) freeSaved(node);
+      // Of the nodes this one makes ready, those that may leave a job running go on the
+      // stack last, to be taken first: the rest of the graph then runs beside their jobs.
+      let first: Node[] | null = null;
       for (const t of node.targets) {
         if (!(t instanceof Node)) continue;
         const left = pending.get(t)! - 1;
         pending.set(t, left);
-        if (left === 0) ready.push(t);
+        if (left === 0) {
+          if (LEAVES_JOBS_RUNNING.has(t.op)) (first ??= []).push(t);
+          else ready.push(t);
+        }
       }
+      if (first !== null) ready.push(...first);
     }
     for (const target of [...assembling.keys()]) flushPieces(target);
     for (const [target, g] of grads) if (!(target instanceof Node) || stopAt.has(target)) leaves.set(target, g);
     return leaves;
   }));
+  return backend.overlapJobs ? backend.overlapJobs(pass) : pass();
 }
+
+/**
+ * Ops whose backward may end in a job the backend leaves running (overlapJobs): the grouped
+ * experts' weight gradients. Taken before the other nodes made ready with them, so that the
+ * MoE's gate backward runs beside the experts' last job instead of before it.
+ */
+const LEAVES_JOBS_RUNNING: ReadonlySet<string> = new Set(['groupedMatmul']);
 
 /** Tensor.backward: accumulate into the .grad of every leaf that requires it. */
 export function backward(root: Tensor, grad: Tensor | undefined, options: BackwardOptions): void {

@@ -252,4 +252,11 @@ export interface Backend {
   ready?(): Promise<void>;
   /** Frees the device; the backend's tensors become unusable. */
   shutdown?(): void;
+  /**
+   * Runs `f`, during which the backend may leave a job running on other threads while the
+   * calling thread goes on (the CPU backend: a backward's expert weight gradients, while the
+   * gate's backward runs); each such job is finished before any read of its results and
+   * before this returns. Absent: `f` runs as it is.
+   */
+  overlapJobs?<T>(f: () => T): T;
 }

@@ -124,3 +124,39 @@ test('a dense Expert runs the grouped kernels on one segment: the bits of Linear
   assert.deepEqual([...expert.forward(mt.randn([2, 3, 4])).shape], [2, 3, 4]);
   assert.throws(() => expert.forward(mt.randn([2, 5])), /Linear: expected input with last dimension 4/);
 });
+
+test('on 2 threads an MoE backward leaves the experts\' weight gradients running beside the gate\'s backward: the bits of 1 thread and of no overlap', { timeout: 120_000 }, async () => {
+  mt.setBackend('cpu', { threads: 2 });
+  const info = () => mt.backendInfo() as { threads?: number; threadsReason?: string; jobsLeftRunning?: number; chunksByThread?: number[] };
+  if (info().threads !== 2) { console.log(`# skipped: no second thread here (${String(info().threadsReason)})`); return; }
+  const state = (getBackend() as unknown as { simd: { overlap: boolean } }).simd;
+  // Jobs big enough to be split (512 rows × 2 routes × 256 × 512); x requires grad, so the
+  // dispatch's and the gate's gradients meet in x.grad.
+  const run = () => mt.tidy(() => {
+    mt.manualSeed(5);
+    const moe = new mt.MoE({ inputSize: 256, outputSize: 256, hiddenSize: 512, numExperts: 8, k: 2 });
+    const x = mt.randn([512, 256]).requiresGrad_();
+    const o = moe.forward(x);
+    o.output.square().sum().add(o.auxLoss).backward();
+    return [bits(x.grad!), ...moe.parameters().map((t) => bits(t.grad!))];
+  });
+  const start = Date.now();
+  let two: number[][];
+  for (;;) {
+    const [left, took] = [info().jobsLeftRunning ?? 0, info().chunksByThread?.[1] ?? 0];
+    two = run();
+    assert.equal(info().jobsLeftRunning, left + 2, 'the two layers\' weight gradients were left running');
+    if ((info().chunksByThread?.[1] ?? 0) > took) break;
+    if (Date.now() - start > 60_000) assert.fail('the worker took no chunk within 60 s');
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  state.overlap = false;
+  const left = info().jobsLeftRunning;
+  const joined = run();
+  assert.equal(info().jobsLeftRunning, left, 'overlap off: nothing left running');
+  state.overlap = true;
+  mt.setBackend('cpu', { threads: 1 });
+  const one = run();
+  assert.deepEqual(two, joined);
+  assert.deepEqual(two, one);
+});

@@ -275,3 +275,45 @@ test('groupedMatmul keeps weights resident in the wasm memory: the backward find
     cpuPool.heapMinBytes = saved;
   }
 });
+
+test('grouped weight gradients left running (overlapJobs, 2 threads): reads wait for them, and their operands\' blocks are not reused before they are done', { timeout: 120_000 }, async () => {
+  mt.setBackend('cpu', { threads: 2 });
+  const info = () => mt.backendInfo() as { threads?: number; threadsReason?: string; jobsLeftRunning?: number; chunksByThread?: number[] };
+  if (info().threads !== 2) { console.log(`# skipped: no second thread here (${String(info().threadsReason)})`); return; }
+  const be = getBackend();
+  const sizes = [300, 0, 260, 200, 264], M = 1024, p = 512, q = 256;
+  mt.manualSeed(11);
+  const make = () => [mt.randn([M, p]), mt.randn([M, q])] as const;
+  const [a0, b0] = make();
+  const want = groupedWeightGrads(a0, b0, sizes, { sums: 'a' }).map(bits);
+  const start = Date.now();
+  for (;;) {
+    const worker = () => info().chunksByThread?.[1] ?? 0;
+    const [left, took] = [info().jobsLeftRunning ?? 0, worker()];
+    // Both ways to read a result wait for the job: a kernel's operand (cpu-backend.ts data) and readSync.
+    for (const read of [(t: mt.Tensor) => bits(t.mul(1)), bits]) {
+      // Operands of their own storage (x·1 is x exactly), freed while the job runs.
+      const [a, b] = [a0.mul(1), b0.mul(1)];
+      const got = be.overlapJobs!(() => {
+        const grads = groupedWeightGrads(a, b, sizes, { sums: 'a' });
+        // The operands freed and blocks of their size taken and overwritten at once: were the
+        // blocks handed out again while the job runs, the job would read these values.
+        a.dispose(); b.dispose();
+        const [c, d] = [mt.full([M, p], 7), mt.full([M, q], -3)];
+        const values = grads.map(read);
+        c.dispose(); d.dispose();
+        return values;
+      });
+      assert.deepEqual(got, want);
+    }
+    assert.equal(info().jobsLeftRunning, left + 2, 'the jobs were left running');
+    if (worker() > took) break;
+    if (Date.now() - start > 60_000) assert.fail('the worker took no chunk of a job left running within 60 s');
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  // Outside overlapJobs nothing is left running.
+  const left = info().jobsLeftRunning;
+  groupedWeightGrads(a0, b0, sizes);
+  assert.equal(info().jobsLeftRunning, left);
+  mt.setBackend('cpu', { threads: 1 });
+});

@@ -28,6 +28,8 @@ type In = CpuInputs;
 export function data(info: TensorInfo & { handle: CpuHandle }): TypedArray {
   const values = info.handle.values;
   if (values === null) throw new Error(`cpu backend: handle ${info.handle.id} was used after it was freed`);
+  // A result of a job still running on other threads: wait for it.
+  if (cpuPool.pending !== null && cpuPool.pending.outputs.has(values)) cpuPool.settle();
   return values;
 }
 
@@ -403,6 +405,8 @@ export interface CpuBackendOptions {
   kernelClass?: string;
   /** Backend-specific details info() adds (the SIMD matmul's state and thread count). */
   details?: () => Record<string, unknown>;
+  /** Backend.overlapJobs (the SIMD engine's jobs left running); absent: f runs as it is. */
+  overlap?: <T>(f: () => T) => T;
 }
 
 export class CpuBackend implements Backend {
@@ -417,12 +421,14 @@ export class CpuBackend implements Backend {
   private readonly multiKernels: CpuMultiKernelTable;
   private readonly kernelClass: string;
   private readonly details: (() => Record<string, unknown>) | undefined;
+  private readonly overlap: (<T>(f: () => T) => T) | undefined;
   private readonly table: KernelTable<CpuHandle>;
 
   constructor(options: CpuBackendOptions = {}) {
     this.name = options.name ?? 'cpu';
     this.kernelClass = options.kernelClass ?? 'typed-array';
     this.details = options.details;
+    this.overlap = options.overlap;
     this.kernels = { ...cpuKernels, ...options.kernels };
     this.multiKernels = { ...cpuMultiKernels, ...options.multiKernels };
     this.table = this.bind();
@@ -477,9 +483,14 @@ export class CpuBackend implements Backend {
     return handle;
   }
 
+  overlapJobs<T>(f: () => T): T {
+    return this.overlap ? this.overlap(f) : f();
+  }
+
   readSync(handle: Handle, dtype: DType): TypedArray {
     const values = (handle as CpuHandle).values;
     if (values === null) throw new Error(`cpu backend: read of freed handle ${handle.id}`);
+    if (cpuPool.pending !== null && cpuPool.pending.outputs.has(values)) cpuPool.settle();
     if (dtypeOfArray(values) !== dtype) throw new Error(`cpu backend: handle ${handle.id} holds ${dtypeOfArray(values)}, not ${dtype}`);
     this.readbacks++;
     return values.slice();

@@ -87,6 +87,23 @@ export class BufferPool {
   /** Arrays placed in / given back to the shared memory. */
   heapTakes = 0;
   heapGives = 0;
+  /**
+   * A job left running on the SIMD engine's threads (a weight gradient of an overlapped
+   * backward, register.ts): its results, which a read must wait for (settle), and its
+   * operands, held here so that no collection frees their blocks. Until it is joined, blocks
+   * of the shared memory given back wait in `deferred`: the job may still be reading one.
+   */
+  pending: { outputs: ReadonlySet<TypedArray>; operands: readonly TypedArray[]; join: () => void } | null = null;
+  private deferred: TypedArray[] = [];
+
+  /** Waits for the job left running, if any (it then calls finished()). */
+  settle(): void { this.pending?.join(); }
+
+  /** The job left running is done: its results may be read and the blocks given back meanwhile are free. */
+  finished(): void {
+    this.pending = null;
+    for (const values of this.deferred.splice(0)) this.give(values);
+  }
 
   /**
    * An array of `size` elements, on a cached buffer when one of its class is free. Zeroed
@@ -126,6 +143,7 @@ export class BufferPool {
     if (values.byteLength >= this.heapMinBytes && this.heaps.size > 0) {
       for (const heap of this.heaps) {
         if (heap.isBlock(values)) {
+          if (this.pending !== null) { this.deferred.push(values); return; }
           heap.free(values);
           this.heapGives++;
           return;

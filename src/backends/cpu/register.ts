@@ -71,6 +71,7 @@ class SimdState {
       const engine = this.engine();
       if (typeof engine === 'string') throw new Error(`setBackend('cpu', { simd: true }): ${engine}; use simd: false for the scalar kernels`);
     }
+    cpuPool.settle();
     if (simd !== undefined) this.enabled = simd;
     if (threads !== undefined) {
       this.requested = threads;
@@ -106,6 +107,8 @@ class SimdState {
       // Jobs split over the threads (products, kernel pieces), and the milliseconds they took: the rest of a step
       // runs on the calling thread alone while the workers wait.
       threadedJobs: engine.pool?.jobs ?? 0, threadedJobMs: engine.pool?.jobMs ?? 0,
+      // Of those, jobs left running while the calling thread went on (a backward's expert weight gradients beside the gate's backward).
+      jobsLeftRunning: engine.pool?.jobsLeftRunning ?? 0,
     };
   }
 
@@ -329,12 +332,47 @@ class SimdState {
     };
   }
 
+  /** Inside overlapJobs: grouped weight gradients may be left running (nothing in a backward reads them but the sums into the leaves). */
+  private overlapping = false;
+  /** Whether overlapJobs leaves jobs running at all (off: every job is joined where it is posted; for A/B measurements and tests). */
+  overlap = true;
+
+  /**
+   * Runs f with grouped weight gradients left running on the workers (WasmMatmul.grouped's
+   * `async`) while the calling thread goes on with the rest of the backward; pieces of other
+   * kernels meanwhile run on the calling thread, and the next job joins it first. A read of
+   * its results (cpu-backend.ts `data`, readSync) waits for it, and blocks given back wait
+   * until it is done (pool.ts). Every job left running is finished when f returns.
+   */
+  overlapJobs<T>(f: () => T): T {
+    if (this.overlapping || !this.overlap) return f();
+    this.overlapping = true;
+    try {
+      return f();
+    } finally {
+      this.overlapping = false;
+      cpuPool.settle();
+    }
+  }
+
   groupedWeightGrads(): CpuMultiKernel<'groupedWeightGrads'> {
     return (inputs, attrs, outs, be) => {
       const [a, b] = inputs as [typeof inputs[0], typeof inputs[0]];
       const E = attrs.sizes.length, of = attrs.sums;
-      const ys = this.onSimd(outs, (engine, arrays) => engine.grouped('weights', data(a), [data(b)], attrs.sizes, a.shape[1]!, b.shape[1]!, false,
-        arrays.slice(0, E), of === undefined ? {} : { sums: { of, outs: arrays.slice(E) } }));
+      const [av, bv] = [data(a), data(b)];
+      // One job left running at a time: the one before is finished first, so that `busy` below is this one's.
+      if (this.overlapping) cpuPool.settle();
+      let leftRunning = false;
+      const ys = this.onSimd(outs, (engine, arrays) => {
+        const ran = engine.grouped('weights', av, [bv], attrs.sizes, a.shape[1]!, b.shape[1]!, false,
+          arrays.slice(0, E), { sums: of === undefined ? null : { of, outs: arrays.slice(E) }, async: this.overlapping ? { done: () => cpuPool.finished() } : null });
+        leftRunning = ran && engine.busy;
+        return ran;
+      });
+      if (ys && leftRunning) {
+        const engine = this.engine() as WasmMatmul;
+        cpuPool.pending = { outputs: new Set(ys.slice(0, E)), operands: [av, bv], join: () => engine.pool!.join() };
+      }
       return ys ? ys.map((y) => be.wrap(y)) : cpuMultiKernels.groupedWeightGrads(inputs, attrs, outs, be);
     };
   }
@@ -407,7 +445,8 @@ export function createCpuBackend(options: CpuOptions = {}): CpuBackend & { reado
   const backend = new CpuBackend({
     kernels: { matmul: state.matmul(), groupedMatmul: state.groupedMatmul(), sigmoid: state.unary('sigmoid'), tanh: state.unary('tanh'), softplus: state.unary('softplus'), topkIndices: state.topkIndices(), lstmCell: state.lstmCell(), lstmSequence: state.lstmSequence(), random: state.random(), weightedIndexAdd: state.weightedIndexAdd(),
       add: state.arithmetic('add'), sub: state.arithmetic('sub'), mul: state.arithmetic('mul'), div: state.arithmetic('div'), reluGrad: state.reluGrad(), probInTopK: state.probInTopK(), exp: state.f64Unary('exp'), normalCdf: state.f64Unary('normalCdf'), indexSelect: state.indexSelect() },
-    multiKernels: { groupedWeightGrads: state.groupedWeightGrads(), lstmSequenceBackward: state.lstmSequenceBackward(), adamStep: state.adamStep(), weightedIndexAddBackward: state.weightedIndexAddBackward(), probInTopKBackward: state.probInTopKBackward() }, details: () => state.details() });
+    multiKernels: { groupedWeightGrads: state.groupedWeightGrads(), lstmSequenceBackward: state.lstmSequenceBackward(), adamStep: state.adamStep(), weightedIndexAddBackward: state.weightedIndexAddBackward(), probInTopKBackward: state.probInTopKBackward() },
+    details: () => state.details(), overlap: (f) => state.overlapJobs(f) });
   return Object.assign(backend, { simd: state });
 }
 

@@ -108,6 +108,8 @@ export class ThreadPool {
   /** Jobs run through run() (products, and pieces of math-module kernels), and the milliseconds the calling thread spent in them (its own chunks and the wait for the workers' last ones). */
   jobs = 0;
   jobMs = 0;
+  /** Jobs posted by runAsync: left running while the calling thread went on. */
+  jobsLeftRunning = 0;
 
   constructor(
     private readonly module: WasmModule,
@@ -155,6 +157,7 @@ export class ThreadPool {
    * work. Later jobs run on the calling thread alone.
    */
   stop(): void {
+    this.join();
     this.stopped = true;
     Atomics.store(this.ctrl(), CTRL.alive, 1);
     this.post(0);
@@ -179,12 +182,56 @@ export class ThreadPool {
    * block (`write`, called while the claim word is closed). Returns when all are finished.
    */
   run(total: number, write: (ctrl: Int32Array) => void): void {
+    this.join();
     if (total >= CLOSED) throw new Error(`thread pool: a job of ${total} chunks is more than the claim word holds`);
     const start = performance.now();
     this.ensureWorkers();
     const ctrl = this.ctrl();
     write(ctrl);
     const generation = this.post(total);
+    this.finish(generation, total);
+    this.jobs++;
+    this.jobMs += performance.now() - start;
+  }
+
+  /** Whether a job posted by runAsync is still to be joined. */
+  get busy(): boolean { return this.pending !== null; }
+
+  /**
+   * Posts a job as run() does but returns at once: the workers take its chunks while the
+   * calling thread goes on with other work, and join() (which run() and runAsync() call
+   * first) takes the chunks left and waits for the rest; then `done` runs. Until then the
+   * caller must not read the job's results nor free or overwrite its operands. The same
+   * chunks as run(), whichever thread takes them: the same bits.
+   */
+  runAsync(total: number, write: (ctrl: Int32Array) => void, done: () => void): void {
+    this.join();
+    if (total >= CLOSED) throw new Error(`thread pool: a job of ${total} chunks is more than the claim word holds`);
+    const start = performance.now();
+    this.ensureWorkers();
+    write(this.ctrl());
+    this.pending = { generation: this.post(total), total, done };
+    this.jobsLeftRunning++;
+    this.jobMs += performance.now() - start;
+  }
+
+  /** Finishes the job runAsync posted, if any: this thread takes the chunks left, waits for the workers' last ones, then runs its `done`. */
+  join(): void {
+    const job = this.pending;
+    if (job === null) return;
+    this.pending = null;
+    const start = performance.now();
+    this.finish(job.generation, job.total);
+    this.jobs++;
+    this.jobMs += performance.now() - start;
+    job.done();
+  }
+
+  private pending: { generation: number; total: number; done: () => void } | null = null;
+
+  /** Takes chunks of the posted job until none is left, waits for every one to be finished, and closes the claim word. */
+  private finish(generation: number, total: number): void {
+    const ctrl = this.ctrl();
     this.work(generation, 0);
     // The workers' last chunks: poll, then sleep until the last one notifies (a worker that
     // was descheduled holding a chunk then gets this core instead of a spinning main thread).
@@ -192,8 +239,6 @@ export class ThreadPool {
       if (++spins > MAIN_SPIN && this.canBlock) Atomics.wait(ctrl, CTRL.finished, done, 1);
     }
     Atomics.store(ctrl, CTRL.claim, (generation << 16) | CLOSED);
-    this.jobs++;
-    this.jobMs += performance.now() - start;
   }
 
   /** Publishes a job (arguments already written) and wakes the workers; returns its generation. */

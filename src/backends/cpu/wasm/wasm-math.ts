@@ -40,6 +40,8 @@ export const MIN_TOPK = 256;
 export interface PieceRunner {
   /** Threads a job runs on now (1: no split). */
   readonly threads: number;
+  /** Whether a job left running on the pool is still to be joined: then pieces would wait for it, so a call runs whole on the calling thread instead, beside it. */
+  readonly busy: boolean;
   /** The math module's kernels instantiated beside the pool's, over the same memory. */
   readonly mathKernels: MathExports | null;
   runPieces(tablePtr: number, count: number): void;
@@ -178,7 +180,7 @@ export class WasmMath {
 
   /** How many pieces a call of `split` runs as: 0 (whole, on this thread) when it would not pay. */
   private pieceCount(split: Split): number {
-    const threads = this.pieces?.threads ?? 1;
+    const threads = this.pieces?.busy ? 1 : this.pieces?.threads ?? 1;
     return threads > 1 && split.units * split.unitNs >= this.splitNs ? Math.min(split.units, 4 * threads) : 0;
   }
 

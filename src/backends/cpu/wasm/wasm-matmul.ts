@@ -103,6 +103,13 @@ export interface GroupedOptions {
   biases?: readonly TypedArray[] | null;
   relu?: boolean;
   sums?: { of: 'a' | 'b'; outs: readonly TypedArray[] } | null;
+  /**
+   * 'weights' only: when the job is split over the threads, post it and return at once
+   * (ThreadPool.runAsync), calling `done` once it is joined; `busy` is then true. The caller
+   * must not read the results nor free the operands until then (the CPU backend defers both:
+   * register.ts). The scratch is this engine's second block, which no other product uses.
+   */
+  async?: { done: () => void } | null;
 }
 
 /** What the SIMD path is and why it is (or is not) what runs. */
@@ -121,6 +128,8 @@ export class WasmMatmul {
   readonly heap: WasmHeap;
   /** The block products lay out their scratch in. */
   private readonly scratchBlock: ScratchBlock;
+  /** The scratch of a job left running (GroupedOptions.async), apart from every other product's. */
+  private readonly asyncScratch: ScratchBlock;
   /** The arena of resident weights: a block at base of capacity bytes, the next write at top. */
   private arena = { base: -1, capacity: 0, top: 0 };
   private readonly residents = new WeakMap<TypedArray, Resident>();
@@ -157,6 +166,7 @@ export class WasmMatmul {
   ) {
     this.heap = new WasmHeap(memory, CTRL_BYTES, MAX_PAGES, (ptr, bytes) => kernels.zero(ptr, bytes));
     this.scratchBlock = new ScratchBlock(this.heap);
+    this.asyncScratch = new ScratchBlock(this.heap);
     this.touchAhead = true;
   }
 
@@ -217,6 +227,9 @@ export class WasmMatmul {
 
   /** Threads a large product runs on. */
   get threads(): number { return this.pool?.threads ?? 1; }
+
+  /** Whether a job left running (GroupedOptions.async) is still to be joined: kernel pieces meanwhile run on the calling thread (WasmMath). */
+  get busy(): boolean { return this.pool?.busy ?? false; }
 
   private view(dtype: SimdDType): Float32Array | Float64Array {
     return dtype === 'float32' ? this.heap.f32() : this.heap.f64();
@@ -420,7 +433,7 @@ export class WasmMatmul {
     k: number, n: number, transposeB: boolean, out: TypedArray | readonly TypedArray[], options: GroupedOptions = {}, residentOk = true,
   ): boolean {
     this.lastA.a = null;
-    const { biases = null, sums = null, relu = false } = options;
+    const { biases = null, sums = null, relu = false, async = null } = options;
     const first = Array.isArray(out) ? out[0] : out;
     const dtype: SimdDType | null = first instanceof Float32Array ? 'float32' : first instanceof Float64Array ? 'float64' : null;
     if (dtype === null || a.constructor !== first.constructor || bs.some((b) => b.constructor !== first.constructor)) return false;
@@ -472,6 +485,7 @@ export class WasmMatmul {
     // Split over the threads when large enough; the claim word counts chunks in 16 bits, so a
     // job of more chunks runs on this thread.
     const threaded = this.pool !== null && this.threads > 1 && M * k * n >= THREAD_MACS && chunks < CLOSED;
+    const leaveRunning = threaded && async !== null && mode === 'weights';
     const tableOff = align16(cOff + (cInPlace ? 0 : cRows * nPad * bytes));
     // 'rows' with biases or relu: each bias (zeros without biases), padded to nPad columns,
     // added to its rows by addRows, which applies the relu.
@@ -490,7 +504,9 @@ export class WasmMatmul {
       bPtrs = sizes.map((m) => (m > 0 ? placed[i++]! : 0));
     }
     // After the arena: a new arena block must not be taken while the scratch's pointers are in use.
-    const base = this.scratch(sumsOff + sumVecs * (16 / bytes) * 8);
+    // A job left running has its own scratch; the one before it is joined first, as it holds that block.
+    if (leaveRunning) this.pool!.join();
+    const base = leaveRunning ? this.asyncScratch.at(sumsOff + sumVecs * (16 / bytes) * 8) : this.scratch(sumsOff + sumVecs * (16 / bytes) * 8);
     if (base < 0) return false;
     this.products += E;
     this.inPlace += (aAt >= 0 ? 1 : 0) + (bInPlace ? 1 : 0) + (cInPlace ? 1 : 0);
@@ -529,6 +545,28 @@ export class WasmMatmul {
       }
       row0 += m;
     }
+    // 'weights': empty segments' gradients are zeros, and the column sums read only the
+    // operands: both before the products, so that a job left running has only its copy out left.
+    if (Array.isArray(out)) {
+      (out as readonly TypedArray[]).forEach((o, e) => { if (sizes[e] === 0) o.fill(0); });
+      if (sums !== null) {
+        const colSums = dtype === 'float32' ? this.kernels.colSums_f32 : this.kernels.colSums_f64;
+        const [src, ld] = sums.of === 'a' ? [aPtr, k * bytes] : [bPtr, n * bytes];
+        const acc = new Float64Array(this.heap.buffer(), sumsPtr, sumVecs * (16 / bytes));
+        let row0 = 0;
+        sums.outs.forEach((o, e) => {
+          colSums(src + row0 * ld, ld, sizes[e]!, sumsPtr, sumVecs);
+          o.set(acc.subarray(0, sumCols)); // rounded once to the output's dtype
+          row0 += sizes[e]!;
+        });
+      }
+    }
+    // Copy out (unless written in place), dropping the column padding.
+    const copyWeights = () => {
+      if (cInPlace) return;
+      const view = this.view(dtype), c0 = cPtr / bytes;
+      (out as readonly TypedArray[]).forEach((o, e) => { if (sizes[e] !== 0) copyOut(view, c0 + e * k * nPad, nPad, k, n, o, 0); });
+    };
     if (threaded) {
       const table = new Int32Array(this.heap.buffer(), tablePtr, chunks * TABLE_WORDS);
       const f64 = dtype === 'float64' ? 1 : 0;
@@ -542,33 +580,20 @@ export class WasmMatmul {
           }
         }
       }
-      this.pool!.run(chunks, (ctrl) => {
-        ctrl[CTRL.table] = tablePtr; ctrl[CTRL.scratch] = base; ctrl[CTRL.scratchStride] = scratchStride;
-      });
+      const write = (ctrl: Int32Array) => { ctrl[CTRL.table] = tablePtr; ctrl[CTRL.scratch] = base; ctrl[CTRL.scratchStride] = scratchStride; };
+      if (leaveRunning) {
+        this.pool!.runAsync(chunks, write, () => { copyWeights(); async!.done(); });
+        return true;
+      }
+      this.pool!.run(chunks, write);
     } else {
       // One thread: each product in one call, every panel packed once.
       const gemm = dtype === 'float32' ? this.kernels.gemm_f32 : this.kernels.gemm_f64;
       for (const { args: [aP, aRs, aKs, bP, sBp, sBj, cP, ld, nn, kk], rows } of products) gemm(aP!, aRs!, aKs!, bP!, sBp!, sBj!, cP!, ld!, nn!, kk!, 0, panels, 0, rows, base);
     }
-    // Copy out (unless written in place), dropping the column padding; empty segments' weight gradients are zeros.
     const view = this.view(dtype), c0 = cPtr / bytes;
-    if (Array.isArray(out)) {
-      (out as readonly TypedArray[]).forEach((o, e) => {
-        if (sizes[e] === 0) o.fill(0);
-        else if (!cInPlace) copyOut(view, c0 + e * k * nPad, nPad, k, n, o, 0);
-      });
-      if (sums !== null) {
-        const colSums = dtype === 'float32' ? this.kernels.colSums_f32 : this.kernels.colSums_f64;
-        const [src, ld] = sums.of === 'a' ? [aPtr, k * bytes] : [bPtr, n * bytes];
-        const acc = new Float64Array(this.heap.buffer(), sumsPtr, sumVecs * (16 / bytes));
-        let row0 = 0;
-        sums.outs.forEach((o, e) => {
-          colSums(src + row0 * ld, ld, sizes[e]!, sumsPtr, sumVecs);
-          o.set(acc.subarray(0, sumCols)); // rounded once to the output's dtype
-          row0 += sizes[e]!;
-        });
-      }
-    } else {
+    if (Array.isArray(out)) copyWeights();
+    else {
       const at = cInPlace ? cAts[0]! : cPtr;
       if (epilogue) {
         // Segment e's rows get bias e, four (two) lanes at a time: a JavaScript loop over the
