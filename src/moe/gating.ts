@@ -102,6 +102,19 @@ export class NoisyTopKGating extends Module {
   get addsNoise(): boolean { return this.noisy && this.training; }
 
   forward(x: Tensor, options: GateForwardOptions = {}): GatingOutput {
+    return tidy(() => {
+      const { balance, ...routed } = this.route(x, options);
+      return { ...routed, ...balance() };
+    });
+  }
+
+  /**
+   * forward() in two halves, for the MoE layer, which runs its experts between them: the
+   * routing (eqs. 3–5: the logits, the noise, the top k and their gates), and `balance`, which
+   * gives importance and load (eqs. 6 and 10, from the same tensors). Call it inside a tidy,
+   * and balance() inside the same one.
+   */
+  route(x: Tensor, options: GateForwardOptions = {}): Omit<GatingOutput, 'importance' | 'load'> & { balance: () => Pick<GatingOutput, 'importance' | 'load'> } {
     checkGateInput('NoisyTopKGating', x, this.inputSize, this.w_gate.dtype);
     const [N, E, k] = [x.shape[0]!, this.numExperts, this.k];
     if (options.noise !== undefined && this.addsNoise) {
@@ -114,30 +127,28 @@ export class NoisyTopKGating extends Module {
     if (mask !== undefined && (!(mask instanceof Tensor) || mask.rank !== 1 || mask.shape[0] !== N || mask.dtype === 'int32')) {
       throw new Error(`NoisyTopKGating: mask must be a float [${N}] tensor, got ${mask instanceof Tensor ? `${mask.dtype} ${shapeToString(mask.shape)}` : typeof mask}`);
     }
-    return tidy(() => {
-      const clean = matmul(x, this.w_gate); // eq. 3, first term
-      let noisy = clean, stddev: Tensor | null = null;
-      if (this.addsNoise) {
-        stddev = softplus(matmul(x, this.w_noise)).add(this.noiseEpsilon);
-        const eps = options.noise ?? randn([N, E], { dtype: x.dtype, ...(this.generator ? { generator: this.generator } : {}) });
-        noisy = clean.add(eps.mul(stddev)); // eq. 4
-      }
-      // One more than k for the load estimator's thresholds (tensor2tensor's min(k+1, n)).
-      const m = Math.min(k + 1, E);
-      const top = topkIndices(noisy, m);
-      const indices = m === k ? top : slice(top, [0, 0], [N, k]);
-      // eq. 5: the softmax over the kept noisy logits, scattered into zeros (one kernel on the CPU).
-      const gates = topkGates(noisy, top, k);
+    const clean = matmul(x, this.w_gate); // eq. 3, first term
+    let noisy = clean, stddev: Tensor | null = null;
+    if (this.addsNoise) {
+      stddev = softplus(matmul(x, this.w_noise)).add(this.noiseEpsilon);
+      const eps = options.noise ?? randn([N, E], { dtype: x.dtype, ...(this.generator ? { generator: this.generator } : {}) });
+      noisy = clean.add(eps.mul(stddev)); // eq. 4
+    }
+    // One more than k for the load estimator's thresholds (tensor2tensor's min(k+1, n)).
+    const m = Math.min(k + 1, E);
+    const top = topkIndices(noisy, m);
+    const indices = m === k ? top : slice(top, [0, 0], [N, k]);
+    // eq. 5: the softmax over the kept noisy logits, scattered into zeros (one kernel on the CPU).
+    const gates = topkGates(noisy, top, k);
+    const balance = () => {
       const rowMask = mask ? mask.reshape([N, 1]) : null;
       const counted = rowMask ? gates.mul(rowMask) : gates;
       // eq. 10: P(x, i) from the same top indices (balancing.ts's probInTopK, one kernel on the CPU).
       const p = stddev !== null && k < E ? probInTopKAt(clean, noisy, stddev, top, k) : null;
       const load = p !== null ? (rowMask ? p.mul(rowMask) : p).sum(0) : gatesToLoad(counted);
-      return {
-        gates, indices, importance: importance(counted), load,
-        cleanLogits: clean, noisyLogits: noisy, noiseStddev: stddev,
-      };
-    });
+      return { importance: importance(counted), load };
+    };
+    return { gates, indices, cleanLogits: clean, noisyLogits: noisy, noiseStddev: stddev, balance };
   }
 }
 

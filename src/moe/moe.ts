@@ -291,11 +291,16 @@ export class MoE<K extends ExpertKind = 'mlp'> extends Module {
       const info = backendInfo();
       throw new Error(`MoE: ${onHost} (a synchronous readback in the middle of the forward pass), which the ${info.name} backend in ${info.mode} mode does not offer (it reads back asynchronously only); run it on a backend with synchronous readback`);
     }
-    return tidy(() => {
+    // The backend may leave the experts' last product running while the balancing half of the
+    // gate, the losses and the statistics are computed (Backend.overlapJobs).
+    const backend = getBackend();
+    const body = () => tidy(() => {
       const rows = reshape(x, [x.size / this.inputSize, this.inputSize]);
       const biases = this.gate instanceof DeepSeekGating ? this.gate.e_score_correction_bias.detach().clone() : undefined;
-      const g: GatingOutput & { batchwiseLoss?: Tensor } & Partial<RouterOutput> = this.gate instanceof NoisyTopKGating
-        ? this.gate.forward(rows, options.noise ? { noise: options.noise } : {})
+      // Noisy top-k: its routing now, its importance and load (balance) after the experts.
+      const routed = this.gate instanceof NoisyTopKGating ? this.gate.route(rows, options.noise ? { noise: options.noise } : {}) : null;
+      const early: (Omit<GatingOutput, 'importance' | 'load'> & Partial<GatingOutput> & { batchwiseLoss?: Tensor } & Partial<RouterOutput>) = routed !== null
+        ? routed
         : this.gate instanceof SwitchGating ? this.gate.forward(rows, options.jitter ? { jitter: options.jitter } : {})
           : this.gate instanceof GShardGating ? this.gate.forward(rows, options.uniform ? { uniform: options.uniform } : {})
           : this.gate instanceof HashGating ? this.gate.forward(rows, options.tokenIds)
@@ -303,34 +308,34 @@ export class MoE<K extends ExpertKind = 'mlp'> extends Module {
           : this.gate instanceof ExpertChoiceGating ? this.gate.forward(rows, x.rank >= 3 ? x.shape[x.rank - 2]! : 1)
           // [..., T, d]: sequences of T consecutive rows (its sequence-wise loss); [N, d]: one sequence.
           : this.gate instanceof DeepSeekGating ? this.gate.forward(rows, x.rank >= 3 ? x.shape[x.rank - 2]! : rows.shape[0]!)
-            : this.gate.forward(rows);
+            : (this.gate as SoftmaxGating | BatchwiseGating).forward(rows);
       // Batchwise gating routes by its mask (a variable number of experts per example).
-      let routes = ROUTES_BY_GATES.includes(this.gating) ? undefined : g.indices;
-      let gates = g.gates, capacity = this.capacity, dropped = { fraction: 0, perExpert: new Array<number>(this.numExperts).fill(0) };
+      let routes = ROUTES_BY_GATES.includes(this.gating) ? undefined : early.indices;
+      let gates = early.gates, capacity = this.capacity, dropped = { fraction: 0, perExpert: new Array<number>(this.numExperts).fill(0) };
       if (this.capacityFactor !== undefined && this.gating !== 'expert-choice') {
         capacity = expertCapacity(this.capacityFactor, this.k, rows.shape[0]!, this.numExperts);
-        const drop = dropOverCapacity(g.indices, this.numExperts, capacity, rows.dtype === 'float64' ? 'float64' : 'float32', g.gates);
+        const drop = dropOverCapacity(early.indices, this.numExperts, capacity, rows.dtype === 'float64' ? 'float64' : 'float32', early.gates);
         // A dropped route's gate becomes 0 (no output, no gradient through it); the dispatcher
         // then routes the nonzero gates, so an expert never holds more than `capacity` rows.
-        gates = g.gates.mul(drop.keep);
+        gates = early.gates.mul(drop.keep);
         routes = undefined;
         dropped = { fraction: drop.droppedFraction, perExpert: drop.droppedPerExpert };
       }
       const dispatcher = makeDispatcher(this.numExperts, gates, { indices: routes, dispatch: this.dispatch, capacity });
-      let combined: Tensor;
+      let combine: () => Tensor;
       if (dispatcher instanceof SparseDispatcher && groupsExperts()) {
-        // All experts in one grouped product per layer (grouped-experts.ts), over the threads.
-        combined = dispatcher.combineRows(groupedExperts(this.experts, dispatcher.dispatchRows(rows), dispatcher.partSizes()));
+        // All experts in one grouped product per layer (grouped-experts.ts), over the threads;
+        // the combine after the balancing half, so that it runs beside the last product.
+        const expertRows = groupedExperts(this.experts, dispatcher.dispatchRows(rows), dispatcher.partSizes());
+        combine = () => dispatcher.combineRows(expertRows);
       } else {
         const inputs = dispatcher.dispatch(rows);
         // An expert with no examples sees a [0, d] input: no arithmetic, exact zero gradients.
         const outputs = inputs.map((input, e) => this.experts[e]!.forward(input));
-        combined = dispatcher.combine(outputs);
+        combine = () => dispatcher.combine(outputs);
       }
-      // DeepSeek's shared experts see every example, ungated (DeepSeekMoE eq. 9).
-      for (const expert of this.shared_experts) combined = combined.add(expert.forward(rows));
-      const counts = dispatcher.partSizesOnHost ? dispatcher.partSizes() : null, bufferRows = dispatcher.capacity;
-      dispatcher.dispose();
+      const g: GatingOutput & { batchwiseLoss?: Tensor } & Partial<RouterOutput> = routed !== null
+        ? { ...early, ...routed.balance() } : early as GatingOutput;
       const cvImp = cvSquared(g.importance), cvLoad = cvSquared(g.load);
       // Hash routing learns nothing and balances nothing: no auxiliary loss.
       let auxLoss = NO_AUX_LOSS.includes(this.gating) ? zeros([], { dtype: rows.dtype })
@@ -350,6 +355,11 @@ export class MoE<K extends ExpertKind = 'mlp'> extends Module {
         ...(g.batchwiseLoss ? { batchwiseLoss: g.batchwiseLoss.detach() } : {}),
         droppedFraction: dropped.fraction, droppedPerExpert: dropped.perExpert, ...(zLoss ? { routerZLoss: zLoss.detach() } : {}), ...(biases ? { biases } : {}),
       };
+      let combined = combine();
+      // DeepSeek's shared experts see every example, ungated (DeepSeekMoE eq. 9).
+      for (const expert of this.shared_experts) combined = combined.add(expert.forward(rows));
+      const counts = dispatcher.partSizesOnHost ? dispatcher.partSizes() : null, bufferRows = dispatcher.capacity;
+      dispatcher.dispose();
       // With the routing on the device, the counts come from tensors the caller owns, when
       // first read (a readback), capped at the capacity as the dispatcher's buffers are.
       const E = this.numExperts;
@@ -357,6 +367,7 @@ export class MoE<K extends ExpertKind = 'mlp'> extends Module {
       const stats: MoEStats = counts ? { ...fields, expertCounts: counts } : Object.assign(new ExpertCountsOnRead(countOnRead), fields);
       return { output: reshape(combined, [...x.shape.slice(0, -1), this.outputSize]), auxLoss, stats };
     });
+    return backend.overlapJobs ? backend.overlapJobs(body) : body();
   }
 
   /** Why this layer reads its routing on the host during forward, or null when it routes on the device. */

@@ -125,35 +125,39 @@ test('a dense Expert runs the grouped kernels on one segment: the bits of Linear
   assert.throws(() => expert.forward(mt.randn([2, 5])), /Linear: expected input with last dimension 4/);
 });
 
-test('on 2 threads an MoE backward leaves the experts\' weight gradients running beside the gate\'s backward: the bits of 1 thread and of no overlap', { timeout: 120_000 }, async () => {
+test('on 2 threads an MoE leaves the experts\' products running, forward beside the gate\'s balancing half and backward beside the gate\'s backward: the bits of 1 thread and of no overlap', { timeout: 120_000 }, async () => {
   mt.setBackend('cpu', { threads: 2 });
   const info = () => mt.backendInfo() as { threads?: number; threadsReason?: string; jobsLeftRunning?: number; chunksByThread?: number[] };
   if (info().threads !== 2) { console.log(`# skipped: no second thread here (${String(info().threadsReason)})`); return; }
   const state = (getBackend() as unknown as { simd: { overlap: boolean } }).simd;
   // Jobs big enough to be split (512 rows × 2 routes × 256 × 512); x requires grad, so the
   // dispatch's and the gate's gradients meet in x.grad.
+  const left = { forward: 0, backward: 0 };
   const run = () => mt.tidy(() => {
     mt.manualSeed(5);
     const moe = new mt.MoE({ inputSize: 256, outputSize: 256, hiddenSize: 512, numExperts: 8, k: 2 });
     const x = mt.randn([512, 256]).requiresGrad_();
+    const before = info().jobsLeftRunning ?? 0;
     const o = moe.forward(x);
+    const between = info().jobsLeftRunning ?? 0;
     o.output.square().sum().add(o.auxLoss).backward();
-    return [bits(x.grad!), ...moe.parameters().map((t) => bits(t.grad!))];
+    Object.assign(left, { forward: between - before, backward: (info().jobsLeftRunning ?? 0) - between });
+    return [bits(o.output), bits(o.auxLoss), bits(x.grad!), ...moe.parameters().map((t) => bits(t.grad!))];
   });
   const start = Date.now();
   let two: number[][];
   for (;;) {
-    const [left, took] = [info().jobsLeftRunning ?? 0, info().chunksByThread?.[1] ?? 0];
+    const took = info().chunksByThread?.[1] ?? 0;
     two = run();
-    assert.equal(info().jobsLeftRunning, left + 2, 'the two layers\' weight gradients were left running');
+    // Forward: each layer's grouped product (fc1, fc2); backward: each layer's input gradient and weight gradients.
+    assert.deepEqual(left, { forward: 2, backward: 4 }, 'the experts\' products were left running');
     if ((info().chunksByThread?.[1] ?? 0) > took) break;
     if (Date.now() - start > 60_000) assert.fail('the worker took no chunk within 60 s');
     await new Promise((r) => setTimeout(r, 20));
   }
   state.overlap = false;
-  const left = info().jobsLeftRunning;
   const joined = run();
-  assert.equal(info().jobsLeftRunning, left, 'overlap off: nothing left running');
+  assert.deepEqual(left, { forward: 0, backward: 0 }, 'overlap off: nothing left running');
   state.overlap = true;
   mt.setBackend('cpu', { threads: 1 });
   const one = run();

@@ -324,10 +324,32 @@ class SimdState {
     return null;
   }
 
+  /**
+   * onSimd for a grouped product that, inside overlapJobs, may be left running: then its
+   * results are registered as pending (cpuPool.pending, with its operands) until it is joined.
+   */
+  private leavingRunning(outs: readonly OutInfo[], operands: readonly TypedArray[], product: (engine: WasmMatmul, ys: TypedArray[], async: { done: () => void } | null) => boolean): TypedArray[] | null {
+    // One job left running at a time: the one before is finished first, so that `busy` below is this one's.
+    if (this.overlapping) cpuPool.settle();
+    let leftRunning = false;
+    const ys = this.onSimd(outs, (engine, arrays) => {
+      const ran = product(engine, arrays, this.overlapping ? { done: () => cpuPool.finished() } : null);
+      leftRunning = ran && engine.busy;
+      return ran;
+    });
+    if (ys !== null && leftRunning) {
+      const engine = this.engine() as WasmMatmul;
+      cpuPool.pending = { outputs: new Set(ys), operands, join: () => engine.pool!.join() };
+    }
+    return ys;
+  }
+
   groupedMatmul(): CpuKernel<'groupedMatmul'> {
     return (inputs, attrs, out, be) => {
       const E = attrs.sizes.length, biases = attrs.bias ? inputs.slice(1 + E).map(data) : null;
-      const ys = this.onSimd([out], (engine, [y]) => engine.grouped('rows', data(inputs[0]!), inputs.slice(1, 1 + E).map(data), attrs.sizes, inputs[0]!.shape[1]!, out.shape[1]!, attrs.transposeB, y!, { biases, relu: attrs.relu === true }));
+      const x = data(inputs[0]!), weights = inputs.slice(1, 1 + E).map(data);
+      const ys = this.leavingRunning([out], [x, ...weights, ...(biases ?? [])], (engine, [y], async) =>
+        engine.grouped('rows', x, weights, attrs.sizes, inputs[0]!.shape[1]!, out.shape[1]!, attrs.transposeB, y!, { biases, relu: attrs.relu === true, async }));
       return ys ? be.wrap(ys[0]!) : cpuKernels.groupedMatmul!(inputs, attrs, out, be);
     };
   }
@@ -360,19 +382,8 @@ class SimdState {
       const [a, b] = inputs as [typeof inputs[0], typeof inputs[0]];
       const E = attrs.sizes.length, of = attrs.sums;
       const [av, bv] = [data(a), data(b)];
-      // One job left running at a time: the one before is finished first, so that `busy` below is this one's.
-      if (this.overlapping) cpuPool.settle();
-      let leftRunning = false;
-      const ys = this.onSimd(outs, (engine, arrays) => {
-        const ran = engine.grouped('weights', av, [bv], attrs.sizes, a.shape[1]!, b.shape[1]!, false,
-          arrays.slice(0, E), { sums: of === undefined ? null : { of, outs: arrays.slice(E) }, async: this.overlapping ? { done: () => cpuPool.finished() } : null });
-        leftRunning = ran && engine.busy;
-        return ran;
-      });
-      if (ys && leftRunning) {
-        const engine = this.engine() as WasmMatmul;
-        cpuPool.pending = { outputs: new Set(ys.slice(0, E)), operands: [av, bv], join: () => engine.pool!.join() };
-      }
+      const ys = this.leavingRunning(outs, [av, bv], (engine, arrays, async) => engine.grouped('weights', av, [bv], attrs.sizes, a.shape[1]!, b.shape[1]!, false,
+        arrays.slice(0, E), { sums: of === undefined ? null : { of, outs: arrays.slice(E) }, async }));
       return ys ? ys.map((y) => be.wrap(y)) : cpuMultiKernels.groupedWeightGrads(inputs, attrs, outs, be);
     };
   }

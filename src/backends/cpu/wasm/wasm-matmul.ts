@@ -104,7 +104,7 @@ export interface GroupedOptions {
   relu?: boolean;
   sums?: { of: 'a' | 'b'; outs: readonly TypedArray[] } | null;
   /**
-   * 'weights' only: when the job is split over the threads, post it and return at once
+   * When the job is split over the threads, post it and return at once
    * (ThreadPool.runAsync), calling `done` once it is joined; `busy` is then true. The caller
    * must not read the results nor free the operands until then (the CPU backend defers both:
    * register.ts). The scratch is this engine's second block, which no other product uses.
@@ -432,6 +432,8 @@ export class WasmMatmul {
     mode: 'rows' | 'weights', a: TypedArray, bs: readonly TypedArray[], sizes: readonly number[],
     k: number, n: number, transposeB: boolean, out: TypedArray | readonly TypedArray[], options: GroupedOptions = {}, residentOk = true,
   ): boolean {
+    // A job left running may read the resident arena and its scratch: finished first.
+    this.pool?.join();
     this.lastA.a = null;
     const { biases = null, sums = null, relu = false, async = null } = options;
     const first = Array.isArray(out) ? out[0] : out;
@@ -485,7 +487,7 @@ export class WasmMatmul {
     // Split over the threads when large enough; the claim word counts chunks in 16 bits, so a
     // job of more chunks runs on this thread.
     const threaded = this.pool !== null && this.threads > 1 && M * k * n >= THREAD_MACS && chunks < CLOSED;
-    const leaveRunning = threaded && async !== null && mode === 'weights';
+    const leaveRunning = threaded && async !== null;
     const tableOff = align16(cOff + (cInPlace ? 0 : cRows * nPad * bytes));
     // 'rows' with biases or relu: each bias (zeros without biases), padded to nPad columns,
     // added to its rows by addRows, which applies the relu.
@@ -504,8 +506,7 @@ export class WasmMatmul {
       bPtrs = sizes.map((m) => (m > 0 ? placed[i++]! : 0));
     }
     // After the arena: a new arena block must not be taken while the scratch's pointers are in use.
-    // A job left running has its own scratch; the one before it is joined first, as it holds that block.
-    if (leaveRunning) this.pool!.join();
+    // A job left running has its own scratch (the one before it was joined above).
     const base = leaveRunning ? this.asyncScratch.at(sumsOff + sumVecs * (16 / bytes) * 8) : this.scratch(sumsOff + sumVecs * (16 / bytes) * 8);
     if (base < 0) return false;
     this.products += E;
@@ -561,39 +562,14 @@ export class WasmMatmul {
         });
       }
     }
-    // Copy out (unless written in place), dropping the column padding.
-    const copyWeights = () => {
-      if (cInPlace) return;
+    // After the products: 'rows' adds the biases (and applies the relu); both copy out (unless
+    // written in place), dropping the column padding.
+    const finish = () => {
       const view = this.view(dtype), c0 = cPtr / bytes;
-      (out as readonly TypedArray[]).forEach((o, e) => { if (sizes[e] !== 0) copyOut(view, c0 + e * k * nPad, nPad, k, n, o, 0); });
-    };
-    if (threaded) {
-      const table = new Int32Array(this.heap.buffer(), tablePtr, chunks * TABLE_WORDS);
-      const f64 = dtype === 'float64' ? 1 : 0;
-      let o = 0;
-      for (const { args, rows } of products) {
-        for (let r0 = 0; r0 < rows; r0 += rowBlock) {
-          for (let g = 0; g < groups; g++, o += TABLE_WORDS) {
-            table.set(args, o);
-            table[o + 10] = g * groupPanels; table[o + 11] = Math.min(panels, (g + 1) * groupPanels);
-            table[o + 12] = r0; table[o + 13] = Math.min(rows, r0 + rowBlock); table[o + 14] = f64;
-          }
-        }
+      if (Array.isArray(out)) {
+        if (!cInPlace) (out as readonly TypedArray[]).forEach((o, e) => { if (sizes[e] !== 0) copyOut(view, c0 + e * k * nPad, nPad, k, n, o, 0); });
+        return;
       }
-      const write = (ctrl: Int32Array) => { ctrl[CTRL.table] = tablePtr; ctrl[CTRL.scratch] = base; ctrl[CTRL.scratchStride] = scratchStride; };
-      if (leaveRunning) {
-        this.pool!.runAsync(chunks, write, () => { copyWeights(); async!.done(); });
-        return true;
-      }
-      this.pool!.run(chunks, write);
-    } else {
-      // One thread: each product in one call, every panel packed once.
-      const gemm = dtype === 'float32' ? this.kernels.gemm_f32 : this.kernels.gemm_f64;
-      for (const { args: [aP, aRs, aKs, bP, sBp, sBj, cP, ld, nn, kk], rows } of products) gemm(aP!, aRs!, aKs!, bP!, sBp!, sBj!, cP!, ld!, nn!, kk!, 0, panels, 0, rows, base);
-    }
-    const view = this.view(dtype), c0 = cPtr / bytes;
-    if (Array.isArray(out)) copyWeights();
-    else {
       const at = cInPlace ? cAts[0]! : cPtr;
       if (epilogue) {
         // Segment e's rows get bias e, four (two) lanes at a time: a JavaScript loop over the
@@ -610,7 +586,32 @@ export class WasmMatmul {
         });
       }
       if (!cInPlace) copyOut(view, c0, nPad, M, n, out as TypedArray, 0);
+    };
+    if (threaded) {
+      const table = new Int32Array(this.heap.buffer(), tablePtr, chunks * TABLE_WORDS);
+      const f64 = dtype === 'float64' ? 1 : 0;
+      let o = 0;
+      for (const { args, rows } of products) {
+        for (let r0 = 0; r0 < rows; r0 += rowBlock) {
+          for (let g = 0; g < groups; g++, o += TABLE_WORDS) {
+            table.set(args, o);
+            table[o + 10] = g * groupPanels; table[o + 11] = Math.min(panels, (g + 1) * groupPanels);
+            table[o + 12] = r0; table[o + 13] = Math.min(rows, r0 + rowBlock); table[o + 14] = f64;
+          }
+        }
+      }
+      const write = (ctrl: Int32Array) => { ctrl[CTRL.table] = tablePtr; ctrl[CTRL.scratch] = base; ctrl[CTRL.scratchStride] = scratchStride; };
+      if (leaveRunning) {
+        this.pool!.runAsync(chunks, write, () => { finish(); async!.done(); });
+        return true;
+      }
+      this.pool!.run(chunks, write);
+    } else {
+      // One thread: each product in one call, every panel packed once.
+      const gemm = dtype === 'float32' ? this.kernels.gemm_f32 : this.kernels.gemm_f64;
+      for (const { args: [aP, aRs, aKs, bP, sBp, sBj, cP, ld, nn, kk], rows } of products) gemm(aP!, aRs!, aKs!, bP!, sBp!, sBj!, cP!, ld!, nn!, kk!, 0, panels, 0, rows, base);
     }
+    finish();
     return true;
   }
 
