@@ -57,6 +57,27 @@ function countConsumers(starts: readonly GradTarget[], stopAt: ReadonlySet<GradT
   return pending;
 }
 
+/**
+ * The nodes on a path to one that may leave a job running (LEAVES_JOBS_RUNNING), themselves
+ * included: taken before the others, so that the rest of the graph (the MoE's auxiliary
+ * losses and its gate) runs beside the experts' jobs rather than before the first of them.
+ * Empty, at the cost of one scan, when the graph has no such node.
+ */
+function leadingToJobs(pending: ReadonlyMap<Node, number>): Set<Node> {
+  const leading = new Set<Node>();
+  const stack: Node[] = [];
+  for (const n of pending.keys()) if (LEAVES_JOBS_RUNNING.has(n.op)) { leading.add(n); stack.push(n); }
+  if (stack.length === 0) return leading;
+  const consumers = new Map<Node, Node[]>();
+  for (const n of pending.keys()) {
+    for (const t of n.targets) if (t instanceof Node) (consumers.get(t) ?? consumers.set(t, []).get(t)!).push(n);
+  }
+  while (stack.length > 0) {
+    for (const c of consumers.get(stack.pop()!) ?? []) if (!leading.has(c)) { leading.add(c); stack.push(c); }
+  }
+  return leading;
+}
+
 /** Runs backward; returns the gradient of every leaf reached (or of each wanted target). */
 export function runBackward(request: GradRequest): Map<GradTarget, Tensor> {
   const { roots, retainGraph, createGraph } = request;
@@ -109,10 +130,14 @@ export function runBackward(request: GradRequest): Map<GradTarget, Tensor> {
     });
 
     const pending = countConsumers(starts, stopAt);
-    const ready = [...pending.keys()].filter((n) => pending.get(n) === 0);
+    // Two stacks: the nodes on a path to a job left running are taken first.
+    const leading = leadingToJobs(pending);
+    const ready: Node[] = [], readyFirst: Node[] = [];
+    const makeReady = (n: Node) => (leading.has(n) ? readyFirst : ready).push(n);
+    for (const [n, count] of pending) if (count === 0) makeReady(n);
     const leaves = new Map<GradTarget, Tensor>();
-    while (ready.length > 0) {
-      const node = ready.pop()!;
+    while (ready.length + readyFirst.length > 0) {
+      const node = readyFirst.pop() ?? ready.pop()!;
       flushPieces(node);
       if (stopAt.has(node)) continue;
       const dy = grads.get(node);
@@ -169,10 +194,10 @@ export function runBackward(request: GradRequest): Map<GradTarget, Tensor> {
         pending.set(t, left);
         if (left === 0) {
           if (LEAVES_JOBS_RUNNING.has(t.op)) (first ??= []).push(t);
-          else ready.push(t);
+          else makeReady(t);
         }
       }
-      if (first !== null) ready.push(...first);
+      if (first !== null) for (const t of first) makeReady(t);
     }
     for (const target of [...assembling.keys()]) flushPieces(target);
     for (const [target, g] of grads) if (!(target instanceof Node) || stopAt.has(target)) leaves.set(target, g);

@@ -164,3 +164,25 @@ test('on 2 threads an MoE leaves the experts\' products running, forward beside 
   assert.deepEqual(two, joined);
   assert.deepEqual(two, one);
 });
+
+test('backward takes the nodes on a path to the experts\' grouped products first: the balancing losses\' backward (probInTopKBackward) comes after the first expert job, to run beside it', () => {
+  mt.setBackend('cpu');
+  type Run = (kernel: string, ...rest: unknown[]) => unknown;
+  const backend = getBackend() as unknown as { run: Run; runMany: Run };
+  mt.manualSeed(3);
+  const moe = new mt.MoE({ inputSize: 8, outputSize: 8, hiddenSize: 16, numExperts: 4, k: 2 });
+  const x = mt.randn([32, 8]);
+  const kernels: string[] = [];
+  const { run, runMany } = backend;
+  mt.tidy(() => {
+    const o = moe.forward(x);
+    const loss = o.output.sum().add(o.auxLoss);
+    backend.run = (kernel, ...rest) => { kernels.push(kernel); return run.call(backend, kernel, ...rest); };
+    backend.runMany = (kernel, ...rest) => { kernels.push(kernel); return runMany.call(backend, kernel, ...rest); };
+    try { loss.backward(); } finally { Object.assign(backend, { run, runMany }); }
+  });
+  const firstExperts = kernels.indexOf('groupedMatmul'), balancing = kernels.indexOf('probInTopKBackward');
+  assert.ok(firstExperts >= 0 && balancing >= 0, `both ran in backward: ${kernels.join(', ')}`);
+  assert.ok(firstExperts < balancing, `the experts' product (at ${firstExperts}) before the balancing losses' backward (at ${balancing}): ${kernels.join(', ')}`);
+  moe.zeroGrad();
+});
