@@ -125,23 +125,23 @@ test('a dense Expert runs the grouped kernels on one segment: the bits of Linear
   assert.throws(() => expert.forward(mt.randn([2, 5])), /Linear: expected input with last dimension 4/);
 });
 
-test('on 2 threads an MoE leaves the experts\' products running, forward beside the gate\'s balancing half and backward beside the gate\'s backward: the bits of 1 thread and of no overlap', { timeout: 120_000 }, async () => {
+test('on 2 threads an MoE leaves the experts\' products running, forward beside the gate\'s balancing half and backward beside the gate\'s backward, and the gate\'s x·W_gate beside its x·W_noise: the bits of 1 thread and of no overlap', { timeout: 120_000 }, async () => {
   mt.setBackend('cpu', { threads: 2 });
-  const info = () => mt.backendInfo() as { threads?: number; threadsReason?: string; jobsLeftRunning?: number; chunksByThread?: number[] };
+  const info = () => mt.backendInfo() as { threads?: number; threadsReason?: string; jobsLeftRunning?: number; productsLeftRunning?: number; chunksByThread?: number[] };
   if (info().threads !== 2) { console.log(`# skipped: no second thread here (${String(info().threadsReason)})`); return; }
   const state = (getBackend() as unknown as { simd: { overlap: boolean } }).simd;
   // Jobs big enough to be split (512 rows × 2 routes × 256 × 512); x requires grad, so the
   // dispatch's and the gate's gradients meet in x.grad.
-  const left = { forward: 0, backward: 0 };
+  const left = { forward: 0, backward: 0, gateProducts: 0 };
   const run = () => mt.tidy(() => {
     mt.manualSeed(5);
     const moe = new mt.MoE({ inputSize: 256, outputSize: 256, hiddenSize: 512, numExperts: 8, k: 2 });
     const x = mt.randn([512, 256]).requiresGrad_();
-    const before = info().jobsLeftRunning ?? 0;
+    const [before, productsBefore] = [info().jobsLeftRunning ?? 0, info().productsLeftRunning ?? 0];
     const o = moe.forward(x);
     const between = info().jobsLeftRunning ?? 0;
     o.output.square().sum().add(o.auxLoss).backward();
-    Object.assign(left, { forward: between - before, backward: (info().jobsLeftRunning ?? 0) - between });
+    Object.assign(left, { forward: between - before, backward: (info().jobsLeftRunning ?? 0) - between, gateProducts: (info().productsLeftRunning ?? 0) - productsBefore });
     return [bits(o.output), bits(o.auxLoss), bits(x.grad!), ...moe.parameters().map((t) => bits(t.grad!))];
   });
   const start = Date.now();
@@ -149,15 +149,17 @@ test('on 2 threads an MoE leaves the experts\' products running, forward beside 
   for (;;) {
     const took = info().chunksByThread?.[1] ?? 0;
     two = run();
-    // Forward: each layer's grouped product (fc1, fc2); backward: each layer's input gradient and weight gradients.
-    assert.deepEqual(left, { forward: 2, backward: 4 }, 'the experts\' products were left running');
+    // Forward: the gate's x·W_gate ([512, 256] · [256, 8]: 1M multiply-adds, too few to split)
+    // and each layer's grouped product (fc1, fc2); backward: each layer's input gradient and
+    // weight gradients (the gate's products there run beside those).
+    assert.deepEqual(left, { forward: 3, backward: 4, gateProducts: 1 }, 'the gate\'s first product and the experts\' products were left running');
     if ((info().chunksByThread?.[1] ?? 0) > took) break;
     if (Date.now() - start > 60_000) assert.fail('the worker took no chunk within 60 s');
     await new Promise((r) => setTimeout(r, 20));
   }
   state.overlap = false;
   const joined = run();
-  assert.deepEqual(left, { forward: 0, backward: 0 }, 'overlap off: nothing left running');
+  assert.deepEqual(left, { forward: 0, backward: 0, gateProducts: 0 }, 'overlap off: nothing left running');
   state.overlap = true;
   mt.setBackend('cpu', { threads: 1 });
   const one = run();

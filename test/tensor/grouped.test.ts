@@ -317,3 +317,49 @@ test('grouped weight gradients left running (overlapJobs, 2 threads): reads wait
   assert.equal(info().jobsLeftRunning, left);
   mt.setBackend('cpu', { threads: 1 });
 });
+
+test('a product too small to split, left running inside overlapJobs (2 threads, nothing else running): reads wait for it, its operands\' blocks are not reused before it is done, every layout gives the bits of the product run at once, and one job at a time', { timeout: 120_000 }, async () => {
+  mt.setBackend('cpu', { threads: 2 });
+  const info = () => mt.backendInfo() as { threads?: number; threadsReason?: string; productsLeftRunning?: number; chunksByThread?: number[] };
+  if (info().threads !== 2) { console.log(`# skipped: no second thread here (${String(info().threadsReason)})`); return; }
+  const be = getBackend();
+  mt.manualSeed(12);
+  // 1.7M–2.6M multiply-adds: at least ASYNC_MACS, below THREAD_MACS. 10 and 13 columns are not
+  // whole 8-column panels, so the result is copied out when the job is joined.
+  const cases = [
+    { a: mt.randn([700, 256]), b: mt.randn([256, 10]), options: {} },
+    { a: mt.randn([256, 700]), b: mt.randn([256, 13]), options: { transposeA: true } },
+    { a: mt.randn([700, 256]), b: mt.randn([16, 256]), options: { transposeB: true } },
+  ];
+  const want = cases.map(({ a, b, options }) => bits(mt.matmul(a, b, options)));
+  const start = Date.now();
+  for (;;) {
+    const worker = () => info().chunksByThread?.[1] ?? 0;
+    const [left, took] = [info().productsLeftRunning ?? 0, worker()];
+    for (const read of [(t: mt.Tensor) => bits(t.mul(1)), bits]) {
+      const got = cases.map(({ a: a0, b: b0, options }) => {
+        const [a, b] = [a0.mul(1), b0.mul(1)];
+        return be.overlapJobs!(() => {
+          const y = mt.matmul(a, b, options);
+          // A second product while the first runs is computed here at once, not left running.
+          const z = mt.matmul(a0, b0, options);
+          a.dispose(); b.dispose();
+          const filler = [mt.full(a0.shape, 7), mt.full(b0.shape, -3)];
+          const values = [read(y), bits(z)];
+          mt.dispose([y, z, ...filler]);
+          return values;
+        });
+      });
+      assert.deepEqual(got, want.map((w) => [w, w]));
+    }
+    assert.equal(info().productsLeftRunning, left + 2 * cases.length, 'the first product of each was left running, the second not');
+    if (worker() > took) break;
+    if (Date.now() - start > 60_000) assert.fail('the worker took no chunk of a product left running within 60 s');
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  const left = info().productsLeftRunning;
+  mt.matmul(cases[0]!.a, cases[0]!.b);
+  assert.equal(info().productsLeftRunning, left, 'outside overlapJobs nothing is left running');
+  mt.dispose(cases.flatMap(({ a, b }) => [a, b]));
+  mt.setBackend('cpu', { threads: 1 });
+});

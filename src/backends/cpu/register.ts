@@ -107,8 +107,10 @@ class SimdState {
       // Jobs split over the threads (products, kernel pieces), and the milliseconds they took: the rest of a step
       // runs on the calling thread alone while the workers wait.
       threadedJobs: engine.pool?.jobs ?? 0, threadedJobMs: engine.pool?.jobMs ?? 0,
-      // Of those, jobs left running while the calling thread went on (a backward's expert weight gradients beside the gate's backward).
-      jobsLeftRunning: engine.pool?.jobsLeftRunning ?? 0,
+      // Of those, jobs left running while the calling thread went on (the experts' products beside the gate's
+      // balancing half and its backward), and of these, single products too small to split (the gate's x·W_gate
+      // beside its x·W_noise and noise draws).
+      jobsLeftRunning: engine.pool?.jobsLeftRunning ?? 0, productsLeftRunning: engine.productsLeftRunning,
     };
   }
 
@@ -325,7 +327,7 @@ class SimdState {
   }
 
   /**
-   * onSimd for a grouped product that, inside overlapJobs, may be left running: then its
+   * onSimd for a product that, inside overlapJobs, may be left running: then its
    * results are registered as pending (cpuPool.pending, with its operands) until it is joined.
    */
   private leavingRunning(outs: readonly OutInfo[], operands: readonly TypedArray[], product: (engine: WasmMatmul, ys: TypedArray[], async: { done: () => void } | null) => boolean): TypedArray[] | null {
@@ -414,6 +416,14 @@ class SimdState {
       const engine = this.simd();
       if (engine !== null) {
         const [a, b] = inputs as [typeof inputs[0], typeof inputs[0]];
+        // Inside overlapJobs with no job running, a product too small to split may be left
+        // running on the workers (WasmMatmul.matmul's `async`) while this thread goes on.
+        if (this.overlapping && cpuPool.pending === null) {
+          const [av, bv] = [data(a), data(b)];
+          const ys = this.leavingRunning([out], [av, bv], (e, [y], async) => e.matmul(av, a.shape, bv, b.shape, y!, out.shape, attrs.transposeA, attrs.transposeB, true, async));
+          if (ys !== null) return be.wrap(ys[0]!);
+          return cpuKernels.matmul(inputs, attrs, out, be);
+        }
         const y = cpuPool.take(out.dtype, sizeOf(out.shape), false);
         if (engine.matmul(data(a), a.shape, data(b), b.shape, y, out.shape, attrs.transposeA, attrs.transposeB, true)) return be.wrap(y);
         cpuPool.give(y);

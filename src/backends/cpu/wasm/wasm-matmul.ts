@@ -60,6 +60,12 @@ export const MIN_MACS = 4096;
  */
 export const THREAD_MACS = 1 << 24;
 /**
+ * From this many multiply-adds a product below THREAD_MACS may be left running on the workers
+ * (matmul's `async`) where its caller has other work meanwhile: the noisy gate's [1024, 256] ·
+ * [256, 16] products (4.2M) are the case in point; much smaller ones are not worth a job.
+ */
+export const ASYNC_MACS = 1 << 20;
+/**
  * A weight gradient's segment of at most this many rows reads Aᵀ in place (each tile's MR
  * columns of A, row after row) instead of packing it into MR-row panels first, on the calling
  * thread before the job. A tile's sweep then touches one cache line per row: up to 512 rows,
@@ -155,6 +161,10 @@ export class WasmMatmul {
   private readonly lastA: { a: TypedArray | null; aPtr: number; m: number; k: number; transposeA: boolean; dtype: SimdDType } = { a: null, aPtr: 0, m: 0, k: 0, transposeA: false, dtype: 'float32' };
   /** Products that found their A operand in the scratch. */
   aReused = 0;
+  /** The least multiply-adds of a product left running (ASYNC_MACS; Infinity: none, for A/B measurements and tests). */
+  asyncMacs = ASYNC_MACS;
+  /** Products left running (matmul's `async`). */
+  productsLeftRunning = 0;
 
   private constructor(
     private readonly memory: WasmMemory,
@@ -324,6 +334,7 @@ export class WasmMatmul {
   matmul(
     a: TypedArray, aShape: Shape, b: TypedArray, bShape: Shape,
     out: TypedArray, outShape: Shape, transposeA: boolean, transposeB: boolean, aStable = false,
+    async: { done: () => void } | null = null,
   ): boolean {
     const dtype: SimdDType | null = out instanceof Float32Array ? 'float32' : out instanceof Float64Array ? 'float64' : null;
     if (dtype === null || a.constructor !== out.constructor || b.constructor !== out.constructor) return false;
@@ -333,7 +344,13 @@ export class WasmMatmul {
     if (m * n * k < MIN_MACS) return false;
     const { bytes, mr } = GEMM[dtype];
     const panels = Math.ceil(n / NR), nPad = panels * NR;
-    const threads = m * n * k >= THREAD_MACS ? this.threads : 1;
+    const matrices = batchMatrices(aShape, bShape, outShape);
+    // Left running (`async`): a product of one matrix, too small to be split here (it would run
+    // on this thread alone), with no other job running: the workers take it while this thread
+    // goes on (the noisy gate's x·W_gate beside its x·W_noise and noise draws).
+    const leave = async !== null && this.pool !== null && this.threads > 1 && !this.pool.busy
+      && matrices.a.length === 1 && m * n * k >= this.asyncMacs && m * n * k < THREAD_MACS;
+    const threads = leave || m * n * k >= THREAD_MACS ? this.threads : 1;
     const scratchStride = align16(k * NR * bytes);
     // Operands of this memory are read in place; the result is written in place when it has
     // whole panels and shares no byte with an operand.
@@ -346,13 +363,13 @@ export class WasmMatmul {
     // Packed Aᵀ fills whole MR-row panels, the last one included.
     const bOff = align16(apOff + (transposeA ? Math.ceil(m / mr) * mr * k * bytes : 0));
     const cOff = align16(bOff + (bAt < 0 ? k * n * bytes : 0));
-    const base = this.scratch(cOff + (cAt < 0 ? m * nPad * bytes : 0));
+    // A job left running has its own scratch, apart from the products this thread runs meanwhile.
+    const base = leave ? this.asyncScratch.at(cOff + (cAt < 0 ? m * nPad * bytes : 0)) : this.scratch(cOff + (cAt < 0 ? m * nPad * bytes : 0));
     if (base < 0) return false;
     this.products++;
     this.inPlace += (aAt >= 0 ? 1 : 0) + (bAt >= 0 ? 1 : 0) + (cAt >= 0 ? 1 : 0);
 
-    const matrices = batchMatrices(aShape, bShape, outShape);
-    const last = this.lastA, single = matrices.a.length === 1;
+    const last = this.lastA, single = matrices.a.length === 1 && !leave;
     // What the product prepares from A in the scratch (its copy, or Aᵀ packed): none when it
     // reads A in place untransposed.
     const prepared = copyA || transposeA;
@@ -387,6 +404,14 @@ export class WasmMatmul {
         bCopied = bIdx;
       }
       const cPtr = cAt >= 0 ? cAt + cOffElems * bytes : base + cOff;
+      if (leave) {
+        this.productsLeftRunning++;
+        this.runThreaded(dtype, { aSrc, aRs, aKs, bPtr, sBp, sBj, cPtr, ldc, n, k, m, panels, scratch: panelScratch, scratchStride }, threads, () => {
+          if (cAt < 0) copyOut(this.view(dtype), cPtr / bytes, nPad, m, n, out, 0);
+          async!.done();
+        });
+        return true;
+      }
       if (threads > 1) {
         this.runThreaded(dtype, { aSrc, aRs, aKs, bPtr, sBp, sBj, cPtr, ldc, n, k, m, panels, scratch: panelScratch, scratchStride }, threads);
       } else {
@@ -632,6 +657,8 @@ export class WasmMatmul {
     dtype: SimdDType,
     p: { aSrc: number; aRs: number; aKs: number; bPtr: number; sBp: number; sBj: number; cPtr: number; ldc: number; n: number; k: number; m: number; panels: number; scratch: number; scratchStride: number },
     threads: number,
+    /** When given, the job is left running (ThreadPool.runAsync) and this runs once it is joined. */
+    done?: () => void,
   ): void {
     const mr = GEMM[dtype].mr;
     const groupPanels = Math.min(4, Math.max(1, Math.ceil(p.panels / (4 * threads))));
@@ -639,7 +666,7 @@ export class WasmMatmul {
     const wantBlocks = groups >= 2 * threads ? 1 : Math.ceil((2 * threads) / groups);
     const blockRows = Math.ceil(Math.ceil(p.m / wantBlocks) / mr) * mr;
     const blocks = Math.ceil(p.m / blockRows);
-    this.pool!.run(groups * blocks, (ctrl) => {
+    const write = (ctrl: Int32Array) => {
       ctrl[CTRL.dtype] = dtype === 'float64' ? 1 : 0;
       ctrl[CTRL.table] = 0;
       ctrl[CTRL.aPtr] = p.aSrc; ctrl[CTRL.aRs] = p.aRs; ctrl[CTRL.aKs] = p.aKs;
@@ -647,6 +674,8 @@ export class WasmMatmul {
       ctrl[CTRL.cPtr] = p.cPtr; ctrl[CTRL.ldc] = p.ldc; ctrl[CTRL.n] = p.n; ctrl[CTRL.k] = p.k; ctrl[CTRL.m] = p.m;
       ctrl[CTRL.groups] = groups; ctrl[CTRL.groupPanels] = groupPanels; ctrl[CTRL.blockRows] = blockRows;
       ctrl[CTRL.panels] = p.panels; ctrl[CTRL.scratch] = p.scratch; ctrl[CTRL.scratchStride] = p.scratchStride;
-    });
+    };
+    if (done) this.pool!.runAsync(groups * blocks, write, done);
+    else this.pool!.run(groups * blocks, write);
   }
 }
