@@ -130,13 +130,13 @@ test('on 2 threads an MoE leaves the experts\' products running, forward beside 
   const info = () => mt.backendInfo() as { threads?: number; threadsReason?: string; jobsLeftRunning?: number; productsLeftRunning?: number; chunksByThread?: number[] };
   if (info().threads !== 2) { console.log(`# skipped: no second thread here (${String(info().threadsReason)})`); return; }
   const state = (getBackend() as unknown as { simd: { overlap: boolean } }).simd;
-  // Jobs big enough to be split (512 rows × 2 routes × 256 × 512); x requires grad, so the
+  // Jobs big enough to be split (1024 rows × 2 routes × 256 × 512); x requires grad, so the
   // dispatch's and the gate's gradients meet in x.grad.
   const left = { forward: 0, backward: 0, gateProducts: 0 };
   const run = () => mt.tidy(() => {
     mt.manualSeed(5);
     const moe = new mt.MoE({ inputSize: 256, outputSize: 256, hiddenSize: 512, numExperts: 8, k: 2 });
-    const x = mt.randn([512, 256]).requiresGrad_();
+    const x = mt.randn([1024, 256]).requiresGrad_();
     const [before, productsBefore] = [info().jobsLeftRunning ?? 0, info().productsLeftRunning ?? 0];
     const o = moe.forward(x);
     const between = info().jobsLeftRunning ?? 0;
@@ -149,7 +149,7 @@ test('on 2 threads an MoE leaves the experts\' products running, forward beside 
   for (;;) {
     const took = info().chunksByThread?.[1] ?? 0;
     two = run();
-    // Forward: the gate's x·W_gate ([512, 256] · [256, 8]: 1M multiply-adds, too few to split)
+    // Forward: the gate's x·W_gate ([1024, 256] · [256, 8]: 2M multiply-adds, too few to split)
     // and each layer's grouped product (fc1, fc2); backward: each layer's input gradient and
     // weight gradients (the gate's products there run beside those).
     assert.deepEqual(left, { forward: 3, backward: 4, gateProducts: 1 }, 'the gate\'s first product and the experts\' products were left running');

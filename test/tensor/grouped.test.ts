@@ -324,12 +324,12 @@ test('a product too small to split, left running inside overlapJobs (2 threads, 
   if (info().threads !== 2) { console.log(`# skipped: no second thread here (${String(info().threadsReason)})`); return; }
   const be = getBackend();
   mt.manualSeed(12);
-  // 1.7M–2.6M multiply-adds: at least ASYNC_MACS, below THREAD_MACS. 10 and 13 columns are not
+  // 2.3M–3.7M multiply-adds: at least ASYNC_MACS, below THREAD_MACS. 10 and 13 columns are not
   // whole 8-column panels, so the result is copied out when the job is joined.
   const cases = [
-    { a: mt.randn([700, 256]), b: mt.randn([256, 10]), options: {} },
-    { a: mt.randn([256, 700]), b: mt.randn([256, 13]), options: { transposeA: true } },
-    { a: mt.randn([700, 256]), b: mt.randn([16, 256]), options: { transposeB: true } },
+    { a: mt.randn([900, 256]), b: mt.randn([256, 10]), options: {} },
+    { a: mt.randn([256, 900]), b: mt.randn([256, 13]), options: { transposeA: true } },
+    { a: mt.randn([900, 256]), b: mt.randn([16, 256]), options: { transposeB: true } },
   ];
   const want = cases.map(({ a, b, options }) => bits(mt.matmul(a, b, options)));
   const start = Date.now();
