@@ -363,3 +363,26 @@ test('a product too small to split, left running inside overlapJobs (2 threads, 
   mt.dispose(cases.flatMap(({ a, b }) => [a, b]));
   mt.setBackend('cpu', { threads: 1 });
 });
+
+test('a product left running whose result is disposed before it is joined: its array is not handed out again (and written by the join) while the job runs', { timeout: 120_000 }, async () => {
+  mt.setBackend('cpu', { threads: 2 });
+  const info = () => mt.backendInfo() as { threads?: number; threadsReason?: string; productsLeftRunning?: number };
+  if (info().threads !== 2) { console.log(`# skipped: no second thread here (${String(info().threadsReason)})`); return; }
+  const be = getBackend();
+  mt.manualSeed(13);
+  // xᵀ·∂ as the gate's weight gradient: [256, 8], 8 KB, an ordinary array (not the wasm
+  // memory), which the job writes when it is joined (2.1M multiply-adds: left running).
+  const a = mt.randn([1024, 256]), b = mt.randn([1024, 8]);
+  for (let round = 0; round < 20; round++) {
+    const left = info().productsLeftRunning ?? 0;
+    const kept = be.overlapJobs!(() => {
+      mt.matmul(a, b, { transposeA: true }).dispose();
+      return mt.full([256, 8], 5);
+    });
+    assert.equal(info().productsLeftRunning, left + 1, 'the product was left running');
+    assert.ok((kept.dataSync() as Float32Array).every((v) => v === 5), `round ${round}: a tensor made after the dispose kept its values`);
+    kept.dispose();
+  }
+  mt.dispose([a, b]);
+  mt.setBackend('cpu', { threads: 1 });
+});

@@ -89,7 +89,7 @@ export class BufferPool {
   heapGives = 0;
   /**
    * A job left running on the SIMD engine's threads (a weight gradient of an overlapped
-   * backward, register.ts): its results, which a read must wait for (settle), and its
+   * backward, register.ts): its results, which a read or a free must wait for (settle), and its
    * operands, held here so that no collection frees their blocks. Until it is joined, blocks
    * of the shared memory given back wait in `deferred`: the job may still be reading one.
    */
@@ -137,6 +137,10 @@ export class BufferPool {
    * buffer (the CPU backend owns every handle's array: uploads and readbacks copy).
    */
   give(values: TypedArray): void {
+    // A result of the job left running, freed before it was read: the job may still write it
+    // (a copy out when it is joined), so it is finished first. An ordinary array would
+    // otherwise go back to the cache and be handed out again before that write.
+    if (this.pending !== null && this.pending.outputs.has(values)) this.settle();
     // Checked before touching .buffer: V8 keeps small typed arrays on its heap and would
     // create an ArrayBuffer for them on that access.
     if (values.byteLength < this.minBytes || values.byteLength < 16) return;
