@@ -327,7 +327,7 @@ class SimdState {
   }
 
   /**
-   * onSimd for a product that, inside overlapJobs, may be left running: then its
+   * onSimd for a grouped product that, inside overlapJobs, may be left running: then its
    * results are registered as pending (cpuPool.pending, with its operands) until it is joined.
    */
   private leavingRunning(outs: readonly OutInfo[], operands: readonly TypedArray[], product: (engine: WasmMatmul, ys: TypedArray[], async: { done: () => void } | null) => boolean): TypedArray[] | null {
@@ -335,16 +335,22 @@ class SimdState {
     if (this.overlapping) cpuPool.settle();
     let leftRunning = false;
     const ys = this.onSimd(outs, (engine, arrays) => {
-      const ran = product(engine, arrays, this.overlapping ? { done: () => cpuPool.finished() } : null);
+      const ran = product(engine, arrays, this.overlapping ? this.joined : null);
       leftRunning = ran && engine.busy;
       return ran;
     });
-    if (ys !== null && leftRunning) {
-      const engine = this.engine() as WasmMatmul;
-      cpuPool.pending = { outputs: new Set(ys), operands, join: () => engine.pool!.join() };
-    }
+    if (ys !== null && leftRunning) this.pending(ys, operands);
     return ys;
   }
+
+  /** Registers the job just left running on the engine: its results wait for it when read or freed (cpuPool.pending). */
+  private pending(outputs: readonly TypedArray[], operands: readonly TypedArray[]): void {
+    const engine = this.engine() as WasmMatmul;
+    cpuPool.pending = { outputs: new Set(outputs), operands, join: () => engine.pool!.join() };
+  }
+
+  /** The `async` of a job that may be left running (its results freed for reading when joined): one object for every call. */
+  private readonly joined = { done: () => cpuPool.finished() };
 
   groupedMatmul(): CpuKernel<'groupedMatmul'> {
     return (inputs, attrs, out, be) => {
@@ -416,16 +422,15 @@ class SimdState {
       const engine = this.simd();
       if (engine !== null) {
         const [a, b] = inputs as [typeof inputs[0], typeof inputs[0]];
+        const [av, bv] = [data(a), data(b)];
         // Inside overlapJobs with no job running, a product too small to split may be left
         // running on the workers (WasmMatmul.matmul's `async`) while this thread goes on.
-        if (this.overlapping && cpuPool.pending === null) {
-          const [av, bv] = [data(a), data(b)];
-          const ys = this.leavingRunning([out], [av, bv], (e, [y], async) => e.matmul(av, a.shape, bv, b.shape, y!, out.shape, attrs.transposeA, attrs.transposeB, true, async));
-          if (ys !== null) return be.wrap(ys[0]!);
-          return cpuKernels.matmul(inputs, attrs, out, be);
-        }
+        const async = this.overlapping && cpuPool.pending === null ? this.joined : null;
         const y = cpuPool.take(out.dtype, sizeOf(out.shape), false);
-        if (engine.matmul(data(a), a.shape, data(b), b.shape, y, out.shape, attrs.transposeA, attrs.transposeB, true)) return be.wrap(y);
+        if (engine.matmul(av, a.shape, bv, b.shape, y, out.shape, attrs.transposeA, attrs.transposeB, true, async)) {
+          if (async !== null && engine.busy) this.pending([y], [av, bv]);
+          return be.wrap(y);
+        }
         cpuPool.give(y);
       }
       // Not a product for SIMD (int32, too small to pay for the copies) or SIMD is off.

@@ -366,7 +366,8 @@ export class WasmMatmul {
     const bOff = align16(apOff + (transposeA ? Math.ceil(m / mr) * mr * k * bytes : 0));
     const cOff = align16(bOff + (bAt < 0 ? k * n * bytes : 0));
     // A job left running has its own scratch, apart from the products this thread runs meanwhile.
-    const base = leave ? this.asyncScratch.at(cOff + (cAt < 0 ? m * nPad * bytes : 0)) : this.scratch(cOff + (cAt < 0 ? m * nPad * bytes : 0));
+    const scratchBytes = cOff + (cAt < 0 ? m * nPad * bytes : 0);
+    const base = leave ? this.asyncScratch.at(scratchBytes) : this.scratch(scratchBytes);
     if (base < 0) return false;
     this.products++;
     this.inPlace += (aAt >= 0 ? 1 : 0) + (bAt >= 0 ? 1 : 0) + (cAt >= 0 ? 1 : 0);
@@ -406,16 +407,11 @@ export class WasmMatmul {
         bCopied = bIdx;
       }
       const cPtr = cAt >= 0 ? cAt + cOffElems * bytes : base + cOff;
-      if (leave) {
-        this.productsLeftRunning++;
-        this.runThreaded(dtype, { aSrc, aRs, aKs, bPtr, sBp, sBj, cPtr, ldc, n, k, m, panels, scratch: panelScratch, scratchStride }, threads, () => {
-          if (cAt < 0) copyOut(this.view(dtype), cPtr / bytes, nPad, m, n, out, 0);
-          async!.done();
-        });
-        return true;
-      }
       if (threads > 1) {
-        this.runThreaded(dtype, { aSrc, aRs, aKs, bPtr, sBp, sBj, cPtr, ldc, n, k, m, panels, scratch: panelScratch, scratchStride }, threads);
+        // Left running: the copy out (when not written in place) waits for the join.
+        const done = leave ? () => { if (cAt < 0) copyOut(this.view(dtype), cPtr / bytes, nPad, m, n, out, 0); async!.done(); } : undefined;
+        this.runThreaded(dtype, { aSrc, aRs, aKs, bPtr, sBp, sBj, cPtr, ldc, n, k, m, panels, scratch: panelScratch, scratchStride }, threads, done);
+        if (leave) { this.productsLeftRunning++; return true; }
       } else {
         gemm(aSrc, aRs, aKs, bPtr, sBp, sBj, cPtr, ldc, n, k, 0, panels, 0, m, panelScratch);
       }
