@@ -109,6 +109,16 @@ export function cancellationAtol(K: number, c = 64): number {
 }
 const MAX_UPSTREAM = 5 / 4;
 
+/**
+ * An absolute tolerance for logsumexp's forward, m + log Σ e^(x − m): its float32 rounding
+ * error is relative to the inputs (m, and log Σ, up to log K above it), not to the result,
+ * which cancels near zero (logsumexp of [−0.75, −0.625] is 0.0076, and the float32 steps
+ * round at the scale of 0.625: 9.9e-8 off, 1.7 ulps of it).
+ */
+export function inputScaleAtol(K: number, maxAbsInput: number, c = 64): number {
+  return c * EPS32 * Math.sqrt(Math.max(K, 1)) * (maxAbsInput + Math.log(Math.max(K, 1)));
+}
+
 export interface Result { y: number[]; grads: (number[] | null)[] }
 
 /** Runs build on the active backend; float inputs in `dtype`, backward with the fixed upstream. */
