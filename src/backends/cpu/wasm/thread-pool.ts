@@ -180,8 +180,10 @@ export class ThreadPool {
   /**
    * Runs a job of `total` chunks whose arguments the caller has written into the control
    * block (`write`, called while the claim word is closed). Returns when all are finished.
+   * `beside`, when given, runs on this thread once the job is posted, before it takes chunks:
+   * work that must not wait for the job nor touch what it writes (the workers take chunks meanwhile).
    */
-  run(total: number, write: (ctrl: Int32Array) => void): void {
+  run(total: number, write: (ctrl: Int32Array) => void, beside?: () => void): void {
     this.join();
     if (total >= CLOSED) throw new Error(`thread pool: a job of ${total} chunks is more than the claim word holds`);
     const start = performance.now();
@@ -189,6 +191,7 @@ export class ThreadPool {
     const ctrl = this.ctrl();
     write(ctrl);
     const generation = this.post(total);
+    beside?.();
     this.finish(generation, total);
     this.jobs++;
     this.jobMs += performance.now() - start;

@@ -569,22 +569,23 @@ export class WasmMatmul {
       }
       row0 += m;
     }
-    // 'weights': empty segments' gradients are zeros, and the column sums read only the
-    // operands: both before the products, so that a job left running has only its copy out left.
-    if (Array.isArray(out)) {
-      (out as readonly TypedArray[]).forEach((o, e) => { if (sizes[e] === 0) o.fill(0); });
-      if (sums !== null) {
-        const colSums = dtype === 'float32' ? this.kernels.colSums_f32 : this.kernels.colSums_f64;
-        const [src, ld] = sums.of === 'a' ? [aPtr, k * bytes] : [bPtr, n * bytes];
-        const acc = new Float64Array(this.heap.buffer(), sumsPtr, sumVecs * (16 / bytes));
-        let row0 = 0;
-        sums.outs.forEach((o, e) => {
-          colSums(src + row0 * ld, ld, sizes[e]!, sumsPtr, sumVecs);
-          o.set(acc.subarray(0, sumCols)); // rounded once to the output's dtype
-          row0 += sizes[e]!;
-        });
-      }
-    }
+    // 'weights': empty segments' gradients are zeros. The column sums read only the operands
+    // (and their own scratch): computed by this thread while the job's chunks run, when
+    // threaded (the workers take the chunks meanwhile), so that a job left running has only
+    // its copy out left when joined.
+    if (Array.isArray(out)) (out as readonly TypedArray[]).forEach((o, e) => { if (sizes[e] === 0) o.fill(0); });
+    const columnSums = () => {
+      if (sums === null) return;
+      const colSums = dtype === 'float32' ? this.kernels.colSums_f32 : this.kernels.colSums_f64;
+      const [src, ld] = sums.of === 'a' ? [aPtr, k * bytes] : [bPtr, n * bytes];
+      const acc = new Float64Array(this.heap.buffer(), sumsPtr, sumVecs * (16 / bytes));
+      let row0 = 0;
+      sums.outs.forEach((o, e) => {
+        colSums(src + row0 * ld, ld, sizes[e]!, sumsPtr, sumVecs);
+        o.set(acc.subarray(0, sumCols)); // rounded once to the output's dtype
+        row0 += sizes[e]!;
+      });
+    };
     // After the products: 'rows' adds the biases (and applies the relu); both copy out (unless
     // written in place), dropping the column padding.
     const finish = () => {
@@ -611,25 +612,30 @@ export class WasmMatmul {
       if (!cInPlace) copyOut(view, c0, nPad, M, n, out as TypedArray, 0);
     };
     if (threaded) {
+      // Word by word: an E = 16 step writes about a thousand entries, and a set() from an
+      // array per entry took 0.1 ms of it while the workers waited.
       const table = new Int32Array(this.heap.buffer(), tablePtr, chunks * TABLE_WORDS);
       const f64 = dtype === 'float64' ? 1 : 0;
       let o = 0;
       for (const { args, rows } of products) {
         for (let r0 = 0; r0 < rows; r0 += rowBlock) {
+          const r1 = Math.min(rows, r0 + rowBlock);
           for (let g = 0; g < groups; g++, o += TABLE_WORDS) {
-            table.set(args, o);
+            for (let w = 0; w < 10; w++) table[o + w] = args[w]!;
             table[o + 10] = g * groupPanels; table[o + 11] = Math.min(panels, (g + 1) * groupPanels);
-            table[o + 12] = r0; table[o + 13] = Math.min(rows, r0 + rowBlock); table[o + 14] = f64;
+            table[o + 12] = r0; table[o + 13] = r1; table[o + 14] = f64;
           }
         }
       }
       const write = (ctrl: Int32Array) => { ctrl[CTRL.table] = tablePtr; ctrl[CTRL.scratch] = base; ctrl[CTRL.scratchStride] = scratchStride; };
       if (leaveRunning) {
         this.pool!.runAsync(chunks, write, () => { finish(); async!.done(); });
+        columnSums();
         return true;
       }
-      this.pool!.run(chunks, write);
+      this.pool!.run(chunks, write, columnSums);
     } else {
+      columnSums();
       // One thread: each product in one call, every panel packed once.
       const gemm = dtype === 'float32' ? this.kernels.gemm_f32 : this.kernels.gemm_f64;
       for (const { args: [aP, aRs, aKs, bP, sBp, sBj, cP, ld, nn, kk], rows } of products) gemm(aP!, aRs!, aKs!, bP!, sBp!, sBj!, cP!, ld!, nn!, kk!, 0, panels, 0, rows, base);
