@@ -1,0 +1,81 @@
+// Where the worker waits in one MoE step (T = 1024, d = 256, hidden 512, k = 2, two threads):
+// the calling thread's kernels and the gaps between them, in order, each marked by whether a
+// job was running on the worker meanwhile (a job left running, or the kernel's own threaded
+// job). What runs with no job beside it is time the worker waits: the MoE/dense ratio moves
+// only when that time, or the work beside a job, shrinks. "Beside a job" means posted and not
+// yet joined: a job left running may have ended before the work beside it (the gate's x·W_gate
+// ends about 0.2 ms after its post, well before x·W_noise, the softplus and the draws do). Medians over 31 steps of each event
+// (a step runs the same kernels in the same order every time). With `dense` it times the
+// compute-matched dense block instead. On Linux it also reads each thread's CPU time
+// (/proc/self/task) over 60 steps: the worker's busy time against the wall time.
+// Run from a bundle under plain node:
+//   npx esbuild bench/moe-timeline.ts --bundle --platform=node --format=esm --packages=external \
+//     --outfile=dist/bench/moe-timeline.mjs && node dist/bench/moe-timeline.mjs 16
+
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import * as mt from '../src/index.js';
+import { CpuBackend } from '../src/backends/cpu/cpu-backend.js';
+import { cpuPool } from '../src/backends/cpu/pool.js';
+
+const arg = process.argv[2] ?? '16';
+const T = 1024, d = 256, h = 512, k = 2, E = arg === 'dense' ? 0 : Number(arg);
+if (!(E === 0 || (Number.isInteger(E) && E >= k))) throw new Error(`moe-timeline: the argument must be 'dense' or a number of experts ≥ ${k}, got ${arg}`);
+mt.setBackend('cpu', { threads: 2 });
+mt.manualSeed(0);
+const x = mt.randn([T, d]);
+const dense = new mt.Expert(d, k * h, d);
+const moe = E === 0 ? null : new mt.MoE({ inputSize: d, outputSize: d, hiddenSize: h, numExperts: E, k });
+const step = moe === null
+  ? () => mt.tidy(() => { dense.forward(x).sum().backward(); dense.zeroGrad(); })
+  : () => mt.tidy(() => { const o = moe.forward(x); o.output.sum().add(o.auxLoss).backward(); moe.zeroGrad(); });
+
+// Kernels that post a job of their own (split over the threads, or left running).
+const THREADED = /^(groupedMatmul|groupedWeightGrads|weightedIndexAddBackward)$/;
+type Event = { ms: number; label: string; beside: boolean };
+let log: Event[] | null = null, depth = 0, lastEnd = 0, lastPending = false;
+for (const name of ['run', 'runMany'] as const) {
+  const proto = CpuBackend.prototype as unknown as Record<string, (this: unknown, kernel: string, ...rest: unknown[]) => unknown>;
+  const original = proto[name]!;
+  proto[name] = function (this: unknown, kernel: string, ...rest: unknown[]) {
+    if (depth > 0 || log === null) return original.call(this, kernel, ...rest);
+    const start = performance.now(), pending = cpuPool.pending !== null;
+    if (lastEnd > 0) log.push({ ms: start - lastEnd, label: `(JavaScript before ${kernel})`, beside: lastPending });
+    depth++;
+    try {
+      return original.call(this, kernel, ...rest);
+    } finally {
+      depth--;
+      lastEnd = performance.now();
+      lastPending = cpuPool.pending !== null;
+      log.push({ ms: lastEnd - start, label: kernel, beside: pending || THREADED.test(kernel) });
+    }
+  };
+}
+
+for (let i = 0; i < 10; i++) step();
+const steps: Event[][] = [];
+for (let i = 0; i < 31; i++) {
+  log = []; lastEnd = 0;
+  step();
+  steps.push(log);
+}
+log = null;
+const median = (xs: number[]) => xs.slice().sort((a, b) => a - b)[xs.length >> 1]!;
+const events = steps[0]!.map((e, i) => ({ ...e, ms: median(steps.map((s) => s[i]?.ms ?? 0)) }));
+console.log(`${moe === null ? 'dense block' : `MoE E = ${E}`}, 2 threads: the calling thread's kernels and gaps of at least 15 µs, medians of 31 steps (ms); "waits": no job beside it`);
+for (const e of events) if (e.ms >= 0.015) console.log(`${e.ms.toFixed(3).padStart(8)} ${e.beside ? '     ' : 'waits'} ${e.label}`);
+const waits = events.filter((e) => !e.beside).reduce((s, e) => s + e.ms, 0);
+console.log(`the worker waits ${waits.toFixed(2)} ms of the step on this thread's work (every event, however short)`);
+
+// Each thread's CPU time (utime + stime, clock ticks of 10 ms) over 60 steps, on Linux.
+if (existsSync('/proc/self/task')) {
+  const ticks = () => new Map(readdirSync('/proc/self/task').map((t) => {
+    const s = readFileSync(`/proc/self/task/${t}/stat`, 'utf8'), f = s.slice(s.lastIndexOf(')') + 2).split(' ');
+    return [t, Number(f[11]) + Number(f[12])] as const;
+  }));
+  const before = ticks(), start = performance.now();
+  for (let i = 0; i < 60; i++) step();
+  const wall = (performance.now() - start) / 60, after = ticks();
+  const busy = [...after].map(([t, v]) => [t, ((v - (before.get(t) ?? 0)) * 10) / 60] as const).filter(([, v]) => v >= 0.5).sort((a, b) => b[1] - a[1]);
+  console.log(`60 steps: ${wall.toFixed(1)} ms a step; CPU ms a step by thread (the calling thread and the worker first): ${busy.map(([t, v]) => `${t} ${v.toFixed(1)}`).join(', ')}`);
+}
