@@ -118,8 +118,13 @@ async function traceMainThread(fn: () => Promise<void>): Promise<{ wall: number;
   const main = new Set(events.filter((e) => e.ph === 'M' && e.name === 'thread_name' && e.args?.name === 'CrRendererMain').map((e) => `${e.pid}:${e.tid}`));
   const tasks = events.filter((e) => e.ph === 'X' && /RunTask/.test(e.name) && main.has(`${e.pid}:${e.tid}`));
   assert.ok(tasks.length > 0, 'the trace holds the page\'s main-thread tasks');
-  assert.ok(tasks.every((e) => typeof e.tdur === 'number'), 'the trace has thread (CPU) times');
-  return { wall: Math.max(...tasks.map((e) => e.dur / 1000)), cpu: Math.max(...tasks.map((e) => e.tdur / 1000)), tasks: tasks.length };
+  // Chromium 156 leaves the thread time out of a few tasks of a microsecond or so (the
+  // compositor's DidPresentCompositorFrame: 4 of 5601 in one run). A task's CPU time is at most
+  // its wall time, which stands in for it there; nearly every task must still carry its own.
+  const untimed = tasks.filter((e) => typeof e.tdur !== 'number');
+  assert.ok(untimed.length <= tasks.length / 100, `the trace has thread (CPU) times: ${untimed.length} of ${tasks.length} tasks have none`);
+  const cpu = (e: { dur: number; tdur?: number }) => (typeof e.tdur === 'number' ? e.tdur : e.dur) / 1000;
+  return { wall: Math.max(...tasks.map((e) => e.dur / 1000)), cpu: Math.max(...tasks.map(cpu)), tasks: tasks.length };
 }
 
 /** Longest main-thread task since the last call (ms). */
