@@ -85,6 +85,36 @@ test('SIMD matmul: float64 equals the sequential float64 dot product bit for bit
   }
 });
 
+/** C for one unbatched float32 case as the kernels sum it: p = 0 … k-1 in order, each product and each sum rounded to float32. */
+function sequential32(c: Case, a: ArrayLike<number>, b: ArrayLike<number>): Float32Array {
+  const { m, n, k, transposeA, transposeB } = c;
+  const out = new Float32Array(m * n);
+  for (let i = 0; i < m; i++) {
+    for (let j = 0; j < n; j++) {
+      let s = 0;
+      for (let p = 0; p < k; p++) s = Math.fround(s + Math.fround(a[transposeA ? p * m + i : i * k + p]! * b[transposeB ? j * k + p : p * n + j]!));
+      out[i * n + j] = s;
+    }
+  }
+  return out;
+}
+
+test('SIMD matmul: float32 equals the float32 sum in order (a multiply, then an add) bit for bit, whole panels and panels of 1–4 columns (the half-width tiles), every row remainder and layout', () => {
+  // n = 1 … 4 and 8q + 1 … 8q + 4 end in a narrow panel; 5 … 8 and 13 in a whole one; m covers the 1-, 2- and 3-row tiles.
+  for (const n of [1, 2, 3, 4, 5, 8, 9, 12, 13, 20]) {
+    for (const m of [1, 2, 3, 4, 7, 34]) {
+      for (const transposeA of [false, true]) {
+        for (const transposeB of [false, true]) {
+          const c: Case = { m, n, k: 4096 / 16, transposeA, transposeB, dtype: 'float32' };
+          if (m * n * c.k < 4096) c.k = Math.ceil(4096 / (m * n));
+          const r = runSimd(c, 31 * m + n);
+          assert.deepEqual(Array.from(r.out), Array.from(sequential32(c, r.a, r.b)), `float32 ${m}×${c.k}·${c.k}×${n} tA=${transposeA} tB=${transposeB}`);
+        }
+      }
+    }
+  }
+});
+
 test('SIMD matmul: float32 within the rounding bound of a k-term float32 sum, every layout', () => {
   for (const [m, n, k] of shapes) {
     for (const transposeA of [false, true]) {

@@ -146,12 +146,16 @@ function splat(c: Code, s: Spec): void {
   if (s.t === 'f32') c.v128Load32Splat(); else c.v128Load64Splat();
 }
 
-/** tile(a, aRs, aKs, b, c, ldc, k): the rows-× 8 micro-kernel, C tile = Σ_p A(·, p) B(p, ·). */
-function emitTile(mod: ModuleBuilder, s: Spec, rows: number): number {
-  return mod.func(`$tile${rows}x8_${s.t}`, ['i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32'], [], (c, a, aRs, aKs, b, cPtr, ldc, k) => {
+/**
+ * tile(a, aRs, aKs, b, c, ldc, k): the rows-× 8 micro-kernel, C tile = Σ_p A(·, p) B(p, ·);
+ * with `vecs` below the panel's vectors, only its first vecs·lanes columns (a panel of at
+ * most 4 real columns: the rest are the packing's zeros, and land in C's padding).
+ */
+function emitTile(mod: ModuleBuilder, s: Spec, rows: number, vecs = s.vn): number {
+  return mod.func(`$tile${rows}x${vecs * s.lanes}_${s.t}`, ['i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32'], [], (c, a, aRs, aKs, b, cPtr, ldc, k) => {
     const ar = Array.from({ length: rows }, () => c.local('i32'));
-    const acc = Array.from({ length: rows }, () => Array.from({ length: s.vn }, () => c.local('v128')));
-    const bv = Array.from({ length: s.vn }, () => c.local('v128'));
+    const acc = Array.from({ length: rows }, () => Array.from({ length: vecs }, () => c.local('v128')));
+    const bv = Array.from({ length: vecs }, () => c.local('v128'));
     const x = c.local('v128'), p = c.local('i32');
     c.get(a).set(ar[0]!);
     for (let r = 1; r < rows; r++) c.get(ar[r - 1]!).get(aRs).i32Add().set(ar[r]!);
@@ -159,10 +163,10 @@ function emitTile(mod: ModuleBuilder, s: Spec, rows: number): number {
     c.block(() => {
       c.get(p).i32Eqz().brIf(0);
       c.loop(() => {
-        for (let v = 0; v < s.vn; v++) c.get(b).v128Load(16 * v).set(bv[v]!);
+        for (let v = 0; v < vecs; v++) c.get(b).v128Load(16 * v).set(bv[v]!);
         for (let r = 0; r < rows; r++) {
           c.get(ar[r]!); splat(c, s); c.set(x);
-          for (let v = 0; v < s.vn; v++) madd(c, s, acc[r]![v]!, x, bv[v]!);
+          for (let v = 0; v < vecs; v++) madd(c, s, acc[r]![v]!, x, bv[v]!);
           c.get(ar[r]!).get(aKs).i32Add().set(ar[r]!);
         }
         c.get(b).i32(NR * s.bytes).i32Add().set(b);
@@ -170,7 +174,7 @@ function emitTile(mod: ModuleBuilder, s: Spec, rows: number): number {
       });
     });
     for (let r = 0; r < rows; r++) {
-      for (let v = 0; v < s.vn; v++) c.get(cPtr).get(acc[r]![v]!).v128Store(16 * v);
+      for (let v = 0; v < vecs; v++) c.get(cPtr).get(acc[r]![v]!).v128Store(16 * v);
       if (r + 1 < rows) c.get(cPtr).get(ldc).i32Add().set(cPtr);
     }
   });
@@ -378,18 +382,25 @@ function emitColSums(mod: ModuleBuilder, s: Spec, name: string): number {
 
 /** The macro-kernel: for each panel, pack it, then sweep the rows with the tiles. */
 function emitGemm(mod: ModuleBuilder, s: Spec, name: string): number {
-  const tile = emitTile(mod, s, s.mr);
-  const tile1 = emitTile(mod, s, 1);
+  // Each tile in two widths: the whole panel, and its first half for a panel of at most 4 real
+  // columns (a gate's [·, 4] logits, the last panel of n = 8q + 1 … 8q + 4), which then does
+  // half the multiply-adds; the same sums in the same order for the columns it computes.
+  const half = s.vn / 2;
+  const tile = emitTile(mod, s, s.mr), tileH = emitTile(mod, s, s.mr, half);
+  const tile1 = emitTile(mod, s, 1), tile1H = emitTile(mod, s, 1, half);
   // Tiles of 2 … MR−1 rows for a segment's last rows (an expert's row count is rarely a
   // multiple of MR): one 3 × 8 call instead of three 1 × 8 ones, which each reload B.
   const tiles = Array.from({ length: s.mr - 2 }, (_, r) => emitTile(mod, s, r + 2));
+  const tilesH = Array.from({ length: s.mr - 2 }, (_, r) => emitTile(mod, s, r + 2, half));
   const pack = emitPackPanel(mod, s);
   const P = Array(15).fill('i32') as 'i32'[];
   return mod.func(name, P, [], (c, aPtr, aRs, aKs, bPtr, sBp, sBj, cPtr, ldc, n, k, p0, p1, r0, r1, scratch) => {
     const jp = c.local('i32'), j0 = c.local('i32'), cols = c.local('i32'), cCol = c.local('i32');
     const i = c.local('i32'), rowBytes = c.local('i32'), lastTile = c.local('i32'), rem = c.local('i32');
     const tp = c.local('i32'), tStep = c.local('i32'), tLeft = c.local('i32'), per = c.local('i32'), q = c.local('i32'), sink = c.local('i32');
-    const nextCols = c.local('i32');
+    const nextCols = c.local('i32'), narrow = c.local('i32');
+    // Calls the half-width tile on a narrow panel, else the whole one (each branch pushes the arguments).
+    const callTile = (whole: number, halfWidth: number, args: () => void) => c.get(narrow).if(() => { args(); c.call(halfWidth); }, () => { args(); c.call(whole); });
     // Bytes from row i of A to row i + 1, for the tiles' starts: k elements in MR-row panels
     // (aRs one element, aKs MR of them: Aᵀ packed), else aRs (A row-major, or Aᵀ read in place).
     c.get(k).i32(s.bytes).i32Mul().get(aRs);
@@ -400,6 +411,7 @@ function emitGemm(mod: ModuleBuilder, s: Spec, name: string): number {
       // cols = min(8, n - j0)
       c.get(n).get(j0).i32Sub().i32(NR).get(n).get(j0).i32Sub().i32(NR).i32LtS().select().set(cols);
       c.get(bPtr).get(sBp).get(sBj).get(j0).get(cols).get(k).get(scratch).call(pack);
+      c.get(cols).i32(NR / 2).i32LeS().set(narrow);
       c.get(cPtr).get(j0).i32(s.bytes).i32Mul().i32Add().set(cCol);
       c.get(r0).set(i);
       // The next panel's B, touched a few cache lines after each tile so that its lines are
@@ -423,8 +435,10 @@ function emitGemm(mod: ModuleBuilder, s: Spec, name: string): number {
       });
       c.block(() => c.loop(() => {
         c.get(i).get(lastTile).i32GtS().brIf(1);
-        c.get(aPtr).get(i).get(rowBytes).i32Mul().i32Add().get(aRs).get(aKs).get(scratch);
-        c.get(cCol).get(i).get(ldc).i32Mul().i32Add().get(ldc).get(k).call(tile);
+        callTile(tile, tileH, () => {
+          c.get(aPtr).get(i).get(rowBytes).i32Mul().i32Add().get(aRs).get(aKs).get(scratch);
+          c.get(cCol).get(i).get(ldc).i32Mul().i32Add().get(ldc).get(k);
+        });
         c.i32(0).set(q);
         c.block(() => c.loop(() => {
           c.get(q).get(per).i32GeS().get(tLeft).i32Eqz().i32Or().brIf(1);
@@ -438,17 +452,21 @@ function emitGemm(mod: ModuleBuilder, s: Spec, name: string): number {
       // The last rows from a panel start: the widest tile that fits (2 … MR−1 rows).
       for (let rows = s.mr - 1; rows >= 2; rows--) {
         c.get(r1).get(i).i32Sub().i32(rows).i32GeS().get(i).i32(s.mr - 1).i32And().i32Eqz().i32And().if(() => {
-          c.get(aPtr).get(i).get(rowBytes).i32Mul().i32Add().get(aRs).get(aKs).get(scratch);
-          c.get(cCol).get(i).get(ldc).i32Mul().i32Add().get(ldc).get(k).call(tiles[rows - 2]!);
+          callTile(tiles[rows - 2]!, tilesH[rows - 2]!, () => {
+            c.get(aPtr).get(i).get(rowBytes).i32Mul().i32Add().get(aRs).get(aKs).get(scratch);
+            c.get(cCol).get(i).get(ldc).i32Mul().i32Add().get(ldc).get(k);
+          });
           c.get(i).i32(rows).i32Add().set(i);
         });
       }
       c.block(() => c.loop(() => {
         c.get(i).get(r1).i32GeS().brIf(1);
         // Row i of A: its panel's start (i rounded down to MR) plus (i mod MR) rows in it.
-        c.get(aPtr).get(i).get(i).i32(s.mr - 1).i32And().tee(rem).i32Sub().get(rowBytes).i32Mul().i32Add();
-        c.get(rem).get(aRs).i32Mul().i32Add();
-        c.get(aRs).get(aKs).get(scratch).get(cCol).get(i).get(ldc).i32Mul().i32Add().get(ldc).get(k).call(tile1);
+        callTile(tile1, tile1H, () => {
+          c.get(aPtr).get(i).get(i).i32(s.mr - 1).i32And().tee(rem).i32Sub().get(rowBytes).i32Mul().i32Add();
+          c.get(rem).get(aRs).i32Mul().i32Add();
+          c.get(aRs).get(aKs).get(scratch).get(cCol).get(i).get(ldc).i32Mul().i32Add().get(ldc).get(k);
+        });
         c.get(i).i32(1).i32Add().set(i).br(0);
       }));
     });
