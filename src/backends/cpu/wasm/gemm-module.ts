@@ -22,7 +22,8 @@
 // - Rows past the last whole tile use a tile of just those rows (2 or 3 × 8 for float32,
 //   then 1 × 8), not a padded tile (decode-sized products would waste 3/4 of the work).
 //   Columns past the last whole panel are packed as zeros and land in C's padding, which
-//   the caller drops.
+//   the caller drops; a panel of at most 4 real columns runs half-width tiles (one f32x4 or
+//   two f64x2 per row), which skip the padding's half ([1024, 256]·[256, 4]: 0.102 → 0.086 ms).
 // - While a panel's row tiles compute, the driver loads a few cache lines of the next panel's
 //   B after each whole tile (wasm has no prefetch instruction): an MoE layer's expert weights
 //   are read cold, and their lines then arrive during the arithmetic instead of stalling the
