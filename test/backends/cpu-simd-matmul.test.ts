@@ -45,14 +45,19 @@ function operands(c: Case, seed: number) {
   return { a: values(size(aShape), seed, dtype), b: values(size(bShape), seed ^ 0x9e3779b9, dtype), aShape, bShape, outShape: [...batch, m, n] };
 }
 
-/** C by the definition for one unbatched case: Σ_p A(i,p)·B(p,j), summed p = 0 … k-1 in float64. */
-function sequential(c: Case, a: ArrayLike<number>, b: ArrayLike<number>): Float64Array {
+/**
+ * C by the definition for one unbatched case: Σ_p A(i,p)·B(p,j), summed p = 0 … k-1 in order in
+ * float64, or with `float32` as the kernels sum a float32 result: each product and each sum
+ * rounded to float32.
+ */
+function sequential(c: Case, a: ArrayLike<number>, b: ArrayLike<number>, float32 = false): Float64Array | Float32Array {
   const { m, n, k, transposeA, transposeB } = c;
-  const out = new Float64Array(m * n);
+  const round = float32 ? Math.fround : (x: number) => x;
+  const out = float32 ? new Float32Array(m * n) : new Float64Array(m * n);
   for (let i = 0; i < m; i++) {
     for (let j = 0; j < n; j++) {
       let s = 0;
-      for (let p = 0; p < k; p++) s += a[transposeA ? p * m + i : i * k + p]! * b[transposeB ? j * k + p : p * n + j]!;
+      for (let p = 0; p < k; p++) s = round(s + round(a[transposeA ? p * m + i : i * k + p]! * b[transposeB ? j * k + p : p * n + j]!));
       out[i * n + j] = s;
     }
   }
@@ -85,20 +90,6 @@ test('SIMD matmul: float64 equals the sequential float64 dot product bit for bit
   }
 });
 
-/** C for one unbatched float32 case as the kernels sum it: p = 0 … k-1 in order, each product and each sum rounded to float32. */
-function sequential32(c: Case, a: ArrayLike<number>, b: ArrayLike<number>): Float32Array {
-  const { m, n, k, transposeA, transposeB } = c;
-  const out = new Float32Array(m * n);
-  for (let i = 0; i < m; i++) {
-    for (let j = 0; j < n; j++) {
-      let s = 0;
-      for (let p = 0; p < k; p++) s = Math.fround(s + Math.fround(a[transposeA ? p * m + i : i * k + p]! * b[transposeB ? j * k + p : p * n + j]!));
-      out[i * n + j] = s;
-    }
-  }
-  return out;
-}
-
 test('SIMD matmul: float32 equals the float32 sum in order (a multiply, then an add) bit for bit, whole panels and panels of 1–4 columns (the half-width tiles), every row remainder and layout', () => {
   // n = 1 … 4 and 8q + 1 … 8q + 4 end in a narrow panel; 5 … 8 and 13 in a whole one; m covers the 1-, 2- and 3-row tiles.
   for (const n of [1, 2, 3, 4, 5, 8, 9, 12, 13, 20]) {
@@ -108,7 +99,7 @@ test('SIMD matmul: float32 equals the float32 sum in order (a multiply, then an 
           const c: Case = { m, n, k: 4096 / 16, transposeA, transposeB, dtype: 'float32' };
           if (m * n * c.k < 4096) c.k = Math.ceil(4096 / (m * n));
           const r = runSimd(c, 31 * m + n);
-          assert.deepEqual(Array.from(r.out), Array.from(sequential32(c, r.a, r.b)), `float32 ${m}×${c.k}·${c.k}×${n} tA=${transposeA} tB=${transposeB}`);
+          assert.deepEqual(Array.from(r.out), Array.from(sequential(c, r.a, r.b, true)), `float32 ${m}×${c.k}·${c.k}×${n} tA=${transposeA} tB=${transposeB}`);
         }
       }
     }
