@@ -389,7 +389,7 @@ class SimdState {
     return (inputs, attrs, outs, be) => {
       const [a, b] = inputs as [typeof inputs[0], typeof inputs[0]];
       const E = attrs.sizes.length, of = attrs.sums;
-      const [av, bv] = [data(a), data(b)];
+      const av = data(a), bv = data(b);
       const ys = this.leavingRunning(outs, [av, bv], (engine, arrays, async) => engine.grouped('weights', av, [bv], attrs.sizes, a.shape[1]!, b.shape[1]!, false,
         arrays.slice(0, E), { sums: of === undefined ? null : { of, outs: arrays.slice(E) }, async }));
       return ys ? ys.map((y) => be.wrap(y)) : cpuMultiKernels.groupedWeightGrads(inputs, attrs, outs, be);
@@ -422,7 +422,7 @@ class SimdState {
       const engine = this.simd();
       if (engine !== null) {
         const [a, b] = inputs as [typeof inputs[0], typeof inputs[0]];
-        const [av, bv] = [data(a), data(b)];
+        const av = data(a), bv = data(b);
         // Inside overlapJobs with no job running, a product too small to split may be left
         // running on the workers (WasmMatmul.matmul's `async`) while this thread goes on.
         const async = this.overlapping && cpuPool.pending === null ? this.joined : null;
