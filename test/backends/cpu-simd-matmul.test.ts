@@ -331,6 +331,35 @@ test('the gemm kernel reads no byte past B: B at the very end of the memory, tra
   }
 });
 
+test('the touch word is on only while a one-thread grouped product of several experts\' weights runs, and 0 after every product', () => {
+  // The measured policy (BENCHMARKS.md, touches on two threads): cold expert weights on one
+  // thread gain from the touches; warm weights (one segment, plain products, gradients) and
+  // threaded jobs lose.
+  const word = () => new Int32Array(simd.heap.buffer(), 0, CTRL.touch + 1)[CTRL.touch];
+  const proto = Object.getPrototypeOf(simd) as { setTouch(on: boolean): void };
+  const original = proto.setTouch, calls: boolean[] = [];
+  (simd as unknown as { setTouch(on: boolean): void }).setTouch = function (on: boolean) { calls.push(on); original.call(simd, on); };
+  try {
+    const k = 64, n = 48, sizes = [40, 0, 24, 33], M = 97;
+    const a = values(M * k, 3, 'float32'), bs = sizes.map((_, e) => values(k * n, 20 + e, 'float32'));
+    const run = (label: string, want: boolean[], f: () => boolean) => {
+      calls.length = 0;
+      assert.ok(f(), `${label}: the SIMD path took it`);
+      assert.deepEqual(calls, want, `${label}: the touch word's settings`);
+      assert.equal(word(), 0, `${label}: the word after it`);
+    };
+    run('rows, three experts with rows', [true, false], () => simd.grouped('rows', a, bs, sizes, k, n, true, new Float32Array(M * n)));
+    run('rows, one segment', [], () => simd.grouped('rows', a, [bs[0]!], [M], k, n, true, new Float32Array(M * n)));
+    run('weights', [], () => simd.grouped('weights', a, [values(M * n, 9, 'float32')], sizes, k, n, false, sizes.map(() => new Float32Array(k * n))));
+    run('matmul', [], () => simd.matmul(a, [M, k], bs[0]!, [k, n], new Float32Array(M * n), [M, n], false, false));
+    simd.touchAhead = false;
+    run('rows, three experts, touchAhead off', [], () => simd.grouped('rows', a, bs, sizes, k, n, true, new Float32Array(M * n)));
+  } finally {
+    simd.touchAhead = true;
+    delete (simd as unknown as { setTouch?: unknown }).setTouch;
+  }
+});
+
 test('operands and results that live in the wasm memory are read and written in place, with the bits of the copying path (aliasing results are copied)', { skip: simd.heap.shared ? false : `the memory is not shared here (${simd.status.threadsReason})` }, () => {
   const heap = simd.heap;
   /** A copy of x on a block of the engine's memory, or x itself. */

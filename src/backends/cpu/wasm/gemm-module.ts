@@ -28,7 +28,10 @@
 //   B after each whole tile (wasm has no prefetch instruction): an MoE layer's expert weights
 //   are read cold, and their lines then arrive during the arithmetic instead of stalling the
 //   next pack (an E = 16 step, 1 thread, in one process: MoE −0.75 ms, 1.118 → 1.101 of the
-//   dense block; BENCHMARKS.md, 2026-12-05). The control block's touch word turns it off.
+//   dense block; BENCHMARKS.md, 2026-12-05). The control block's touch word turns it on, and
+//   WasmMatmul sets it only around a one-thread grouped product of several experts: with warm
+//   weights (a dense layer, an LSTM's products) or two threads, the touches cost more than
+//   they hide (2 threads: the LSTM pass 1.3–1.6 ms faster without; BENCHMARKS.md, 2026-12-06).
 // - Every element of C is summed by one kernel call, p = 0, 1, …, k-1 in order, starting
 //   from +0, one multiply and one add per step (no FMA): its value does not depend on which
 //   kernel (MR × 8 or 1 × 8) or which thread computed it. That is why results are

@@ -200,15 +200,19 @@ export class WasmMatmul {
     this.heap = new WasmHeap(memory, CTRL_BYTES, MAX_PAGES, (ptr, bytes) => kernels.zero(ptr, bytes));
     this.scratchBlock = new ScratchBlock(this.heap);
     this.asyncScratch = new ScratchBlock(this.heap);
-    this.touchAhead = true;
   }
 
   /**
-   * Whether gemm touches the next panel's B while it computes a panel (the control block's
-   * touch word): the lines arrive during the arithmetic instead of stalling the next pack.
+   * Whether a grouped product of several experts' weights run on one thread touches the next
+   * panel's B while it computes a panel (the control block's touch word, set for that loop
+   * only): the cold weights' lines arrive during the arithmetic instead of stalling the next
+   * pack. Everywhere else the word is 0: with the weights warm (a dense layer, an LSTM) or two
+   * threads reading at once, the touches cost more than they hide (BENCHMARKS.md). Off: never
+   * (for A/B measurements).
    */
-  get touchAhead(): boolean { return new Int32Array(this.heap.buffer(), 0, CTRL_BYTES / 4)[CTRL.touch] !== 0; }
-  set touchAhead(on: boolean) { new Int32Array(this.heap.buffer(), 0, CTRL_BYTES / 4)[CTRL.touch] = on ? 1 : 0; }
+  touchAhead = true;
+
+  private setTouch(on: boolean): void { new Int32Array(this.heap.buffer(), 0, CTRL_BYTES / 4)[CTRL.touch] = on ? 1 : 0; }
 
   /**
    * Builds the module and its memory, shared when threads can run here. Returns the reason
@@ -645,7 +649,13 @@ export class WasmMatmul {
       columnSums();
       // One thread: each product in one call, every panel packed once.
       const gemm = dtype === 'float32' ? this.kernels.gemm_f32 : this.kernels.gemm_f64;
-      for (const { args: [aP, aRs, aKs, bP, sBp, sBj, cP, ld, nn, kk], rows } of products) gemm(aP!, aRs!, aKs!, bP!, sBp!, sBj!, cP!, ld!, nn!, kk!, 0, panels, 0, rows, base);
+      const touch = this.touchAhead && mode === 'rows' && products.length > 1;
+      if (touch) this.setTouch(true);
+      try {
+        for (const { args: [aP, aRs, aKs, bP, sBp, sBj, cP, ld, nn, kk], rows } of products) gemm(aP!, aRs!, aKs!, bP!, sBp!, sBj!, cP!, ld!, nn!, kk!, 0, panels, 0, rows, base);
+      } finally {
+        if (touch) this.setTouch(false);
+      }
     }
     finish();
     return true;
