@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
-import { WasmMatmul, MIN_MACS } from '../../src/backends/cpu/wasm/wasm-matmul.js';
+import { WasmMatmul, MIN_MACS, THREAD_MACS } from '../../src/backends/cpu/wasm/wasm-matmul.js';
 import { CTRL, gemmModuleBytes } from '../../src/backends/cpu/wasm/gemm-module.js';
 import { sleb, uleb } from '../../src/backends/cpu/wasm/wasm-emitter.js';
 import { wasmApi, type WasmApi } from '../../src/backends/cpu/wasm/wasm-api.js';
@@ -332,9 +332,9 @@ test('the gemm kernel reads no byte past B: B at the very end of the memory, tra
 });
 
 test('the touch word is on only while a one-thread grouped product of several experts\' weights runs, and 0 after every product', () => {
-  // The measured policy (BENCHMARKS.md, touches on two threads): cold expert weights on one
-  // thread gain from the touches; warm weights (one segment, plain products, gradients) and
-  // threaded jobs lose.
+  // The measured policy (BENCHMARKS.md, "Touches of the next panel only for cold expert
+  // weights on one thread"): cold expert weights on one thread gain from the touches; warm
+  // weights (one segment, plain products, gradients) and threaded jobs lose.
   const word = () => new Int32Array(simd.heap.buffer(), 0, CTRL.touch + 1)[CTRL.touch];
   const proto = Object.getPrototypeOf(simd) as { setTouch(on: boolean): void };
   const original = proto.setTouch, calls: boolean[] = [];
@@ -354,7 +354,17 @@ test('the touch word is on only while a one-thread grouped product of several ex
     run('matmul', [], () => simd.matmul(a, [M, k], bs[0]!, [k, n], new Float32Array(M * n), [M, n], false, false));
     simd.touchAhead = false;
     run('rows, three experts, touchAhead off', [], () => simd.grouped('rows', a, bs, sizes, k, n, true, new Float32Array(M * n)));
+    simd.touchAhead = true;
+    if (simd.pool !== null) {
+      // Split over two threads (at least THREAD_MACS multiply-adds): no touches.
+      simd.pool.resize(2);
+      const big = [300, 212], K = 256, N = 256, rows = 512;
+      const x = values(rows * K, 5, 'float32'), ws = big.map((_, e) => values(K * N, 30 + e, 'float32'));
+      assert.ok(rows * K * N >= THREAD_MACS);
+      run('rows, two experts, two threads', [], () => simd.grouped('rows', x, ws, big, K, N, true, new Float32Array(rows * N)));
+    }
   } finally {
+    simd.pool?.resize(1);
     simd.touchAhead = true;
     delete (simd as unknown as { setTouch?: unknown }).setTouch;
   }
