@@ -176,6 +176,15 @@ export interface MultiOutputKernelAttrs {
   probInTopKBackward: { k: number };
   /** (c 0-d, x_0 … x_{n−1}) → n outputs x_i · c, each x_i's dtype as c's (gradient clipping's scaling). */
   scaleAll: NoAttrs;
+  /**
+   * The noisy top-k gate's logits (NoisyTopKGating, eq. 3–4): (x [N, d], W_gate [d, E],
+   * W_noise [d, E]) → clean = x·W_gate, raw = x·W_noise, softplus(raw), stddev = softplus(raw)
+   * + epsilon, noise (randn's draws number counter … of the stream `key`), noise · stddev,
+   * noisy = clean + noise · stddev (all [N, E]), and each noisy row's top m indices (int32
+   * [N, m]), each the bits of its op (matmul, softplus, add, random, mul, add, topkIndices).
+   * Not recorded: the caller records those ops' nodes (tensor/ops/fused.ts noisyTopKLogits).
+   */
+  noisyTopKLogits: { epsilon: number; key: readonly [number, number]; counter: number; m: number };
 }
 export type MultiOutputKernelName = keyof MultiOutputKernelAttrs;
 

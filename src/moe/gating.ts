@@ -7,7 +7,7 @@ import { tidy } from '../tensor/engine.js';
 import { randn, zeros, type Generator } from '../tensor/ops/creation.js';
 import { softmax } from '../tensor/ops/functional.js';
 import { topk } from '../tensor/ops/indexing.js';
-import { probInTopKAt, topkGates, topkIndices } from '../tensor/ops/fused.js';
+import { noisyTopKLogits, probInTopKAt, topkGates, topkIndices } from '../tensor/ops/fused.js';
 import { matmul } from '../tensor/ops/linalg.js';
 import { slice } from '../tensor/ops/movement.js';
 import { softplus } from '../tensor/ops/elementwise.js';
@@ -127,16 +127,23 @@ export class NoisyTopKGating extends Module {
     if (mask !== undefined && (!(mask instanceof Tensor) || mask.rank !== 1 || mask.shape[0] !== N || mask.dtype === 'int32')) {
       throw new Error(`NoisyTopKGating: mask must be a float [${N}] tensor, got ${mask instanceof Tensor ? `${mask.dtype} ${shapeToString(mask.shape)}` : typeof mask}`);
     }
-    const clean = matmul(x, this.w_gate); // eq. 3, first term
-    let noisy = clean, stddev: Tensor | null = null;
-    if (this.addsNoise) {
-      stddev = softplus(matmul(x, this.w_noise)).add(this.noiseEpsilon);
-      const eps = options.noise ?? randn([N, E], { dtype: x.dtype, ...(this.generator ? { generator: this.generator } : {}) });
-      noisy = clean.add(eps.mul(stddev)); // eq. 4
-    }
     // One more than k for the load estimator's thresholds (tensor2tensor's min(k+1, n)).
     const m = Math.min(k + 1, E);
-    const top = topkIndices(noisy, m);
+    // With drawn noise, one kernel where the backend has it (the same graph and bits).
+    const fused = this.addsNoise && options.noise === undefined ? noisyTopKLogits(x, this.w_gate, this.w_noise, this.noiseEpsilon, m, this.generator) : null;
+    let clean: Tensor, noisy: Tensor, stddev: Tensor | null = null, top: Tensor;
+    if (fused !== null) {
+      ({ clean, noisy, stddev, top } = fused);
+    } else {
+      clean = matmul(x, this.w_gate); // eq. 3, first term
+      noisy = clean;
+      if (this.addsNoise) {
+        stddev = softplus(matmul(x, this.w_noise)).add(this.noiseEpsilon);
+        const eps = options.noise ?? randn([N, E], { dtype: x.dtype, ...(this.generator ? { generator: this.generator } : {}) });
+        noisy = clean.add(eps.mul(stddev)); // eq. 4
+      }
+      top = topkIndices(noisy, m);
+    }
     const indices = m === k ? top : slice(top, [0, 0], [N, k]);
     // eq. 5: the softmax over the kept noisy logits, scattered into zeros (one kernel on the CPU).
     const gates = topkGates(noisy, top, k);

@@ -14,13 +14,19 @@ import { assertClose, mt, numRuns } from '../helpers.js';
 
 const bits = (t: mt.Tensor) => Array.from(t.dataSync());
 
-/** Runs `fn` with the backend's groupedMatmul switched on or off (off: one product per expert). */
-function withGrouping<T>(on: boolean, fn: () => T): T {
+/** Runs `fn` with the backend's `kernels` switched on or off (supports() answers `on` for them). */
+function withKernel<T>(kernels: string | readonly string[], on: boolean, fn: () => T): T {
+  const names = typeof kernels === 'string' ? [kernels] : kernels;
   const be = getBackend() as { supports: (k: string) => boolean };
   const own = Object.getOwnPropertyDescriptor(be, 'supports');
   const original = be.supports.bind(be);
-  be.supports = (k: string) => (k === 'groupedMatmul' || k === 'groupedWeightGrads' ? on : original(k));
+  be.supports = (k: string) => (names.includes(k) ? on : original(k));
   try { return fn(); } finally { if (own) Object.defineProperty(be, 'supports', own); else delete (be as { supports?: unknown }).supports; }
+}
+
+/** Runs `fn` with the backend's groupedMatmul switched on or off (off: one product per expert). */
+function withGrouping<T>(on: boolean, fn: () => T): T {
+  return withKernel(['groupedMatmul', 'groupedWeightGrads'], on, fn);
 }
 
 function step(expert: 'mlp' | 'swiglu', E: number, k: number, N: number, seed: number, grouped: boolean, dtype: 'float32' | 'float64') {
@@ -125,46 +131,58 @@ test('a dense Expert runs the grouped kernels on one segment: the bits of Linear
   assert.throws(() => expert.forward(mt.randn([2, 5])), /Linear: expected input with last dimension 4/);
 });
 
-test('on 2 threads an MoE leaves the experts\' products running, forward beside the gate\'s balancing half and backward beside the gate\'s backward, and the gate\'s x·W_gate beside its x·W_noise: the bits of 1 thread and of no overlap', { timeout: 120_000 }, async () => {
+test('on 2 threads an MoE leaves the experts\' products running, forward beside the gate\'s balancing half and backward beside the gate\'s backward, and the gate\'s logits run as one job (or, composed, its x·W_gate beside its x·W_noise): the bits of 1 thread and of no overlap', { timeout: 120_000 }, async () => {
   mt.setBackend('cpu', { threads: 2 });
-  const info = () => mt.backendInfo() as { threads?: number; threadsReason?: string; jobsLeftRunning?: number; productsLeftRunning?: number; chunksByThread?: number[] };
+  const info = () => mt.backendInfo() as { threads?: number; threadsReason?: string; jobsLeftRunning?: number; productsLeftRunning?: number; noisyGateJobs?: number; chunksByThread?: number[] };
   if (info().threads !== 2) { console.log(`# skipped: no second thread here (${String(info().threadsReason)})`); return; }
   const state = (getBackend() as unknown as { simd: { overlap: boolean } }).simd;
   // Jobs big enough to be split (1024 rows × 2 routes × 256 × 512); x requires grad, so the
   // dispatch's and the gate's gradients meet in x.grad.
-  const left = { forward: 0, backward: 0, gateProducts: 0 };
-  const run = () => mt.tidy(() => {
+  const left = { forward: 0, backward: 0, gateProducts: 0, gateJobs: 0 };
+  // fusedGate off: the gate composes its ops (the backend's noisyTopKLogits switched off).
+  const run = (fusedGate = true) => withKernel('noisyTopKLogits', fusedGate, () => mt.tidy(() => {
     mt.manualSeed(5);
     const moe = new mt.MoE({ inputSize: 256, outputSize: 256, hiddenSize: 512, numExperts: 8, k: 2 });
     const x = mt.randn([1024, 256]).requiresGrad_();
-    const [before, productsBefore] = [info().jobsLeftRunning ?? 0, info().productsLeftRunning ?? 0];
+    const [before, productsBefore, gateBefore] = [info().jobsLeftRunning ?? 0, info().productsLeftRunning ?? 0, info().noisyGateJobs ?? 0];
     const o = moe.forward(x);
     const between = info().jobsLeftRunning ?? 0;
     o.output.square().sum().add(o.auxLoss).backward();
-    Object.assign(left, { forward: between - before, backward: (info().jobsLeftRunning ?? 0) - between, gateProducts: (info().productsLeftRunning ?? 0) - productsBefore });
+    Object.assign(left, {
+      forward: between - before, backward: (info().jobsLeftRunning ?? 0) - between,
+      gateProducts: (info().productsLeftRunning ?? 0) - productsBefore, gateJobs: (info().noisyGateJobs ?? 0) - gateBefore,
+    });
     return [bits(o.output), bits(o.auxLoss), bits(x.grad!), ...moe.parameters().map((t) => bits(t.grad!))];
-  });
+  }));
   const start = Date.now();
   let two: number[][];
   for (;;) {
     const took = info().chunksByThread?.[1] ?? 0;
     two = run();
-    // Forward: the gate's x·W_gate ([1024, 256] · [256, 8]: 2M multiply-adds, too few to split)
-    // and each layer's grouped product (fc1, fc2); backward: each layer's input gradient and
-    // weight gradients (the gate's products there run beside those).
-    assert.deepEqual(left, { forward: 3, backward: 4, gateProducts: 1 }, 'the gate\'s first product and the experts\' products were left running');
+    // Forward: each layer's grouped product (fc1, fc2), after the gate's job (its logits,
+    // noise and top k over both threads); backward: each layer's input gradient and weight
+    // gradients (the gate's products there run beside those).
+    assert.deepEqual(left, { forward: 2, backward: 4, gateProducts: 0, gateJobs: 1 }, 'the experts\' products were left running, after the gate\'s job');
     if ((info().chunksByThread?.[1] ?? 0) > took) break;
     if (Date.now() - start > 60_000) assert.fail('the worker took no chunk within 60 s');
     await new Promise((r) => setTimeout(r, 20));
   }
+  // Composed, the gate's x·W_gate ([1024, 256] · [256, 8]: 2M multiply-adds, too few to split)
+  // is left running too, beside its x·W_noise.
+  const composed = run(false);
+  assert.deepEqual(left, { forward: 3, backward: 4, gateProducts: 1, gateJobs: 0 }, 'composed: the gate\'s first product and the experts\' products were left running');
   state.overlap = false;
   const joined = run();
-  assert.deepEqual(left, { forward: 0, backward: 0, gateProducts: 0 }, 'overlap off: nothing left running');
+  assert.deepEqual(left, { forward: 0, backward: 0, gateProducts: 0, gateJobs: 1 }, 'overlap off: nothing left running');
+  const joinedComposed = run(false);
+  assert.deepEqual(left, { forward: 0, backward: 0, gateProducts: 0, gateJobs: 0 }, 'overlap off, composed: nothing left running');
   state.overlap = true;
   mt.setBackend('cpu', { threads: 1 });
   const one = run();
   assert.deepEqual(two, joined);
   assert.deepEqual(two, one);
+  assert.deepEqual(two, composed);
+  assert.deepEqual(two, joinedComposed);
 });
 
 test('backward takes the nodes on a path to the experts\' grouped products first: the balancing losses\' backward (probInTopKBackward) comes after the first expert job, to run beside it', () => {

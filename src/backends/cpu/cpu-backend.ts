@@ -392,7 +392,30 @@ export const cpuMultiKernels: CpuMultiKernelTable = Object.freeze({
       return be.wrap(y);
     });
   },
+  noisyTopKLogits: (inputs, attrs, outs, be) => composedNoisyTopK(inputs, attrs, outs, be),
 });
+
+/**
+ * noisyTopKLogits as the ops compose it: each step through the backend's own kernel (be.run),
+ * the very kernels those ops would run, so the same bits (the SIMD kernel's fallback too).
+ */
+export function composedNoisyTopK(inputs: CpuInputs, { epsilon, key, counter, m }: MultiOutputKernelAttrs['noisyTopKLogits'], outs: readonly OutInfo[], be: CpuBackend): CpuHandle[] {
+  const [x, wGate, wNoise] = inputs as [In[0], In[0], In[0]];
+  const { shape, dtype } = outs[0]!;
+  const t = (handle: CpuHandle, s = shape) => ({ handle, shape: s, dtype });
+  const product = { transposeA: false, transposeB: false };
+  const clean = be.run('matmul', [x, wGate], product, outs[0]!) as CpuHandle;
+  const raw = be.run('matmul', [x, wNoise], product, outs[1]!) as CpuHandle;
+  const sp = be.run('softplus', [t(raw)], {}, outs[2]!) as CpuHandle;
+  const eps = be.run('fill', [], { value: epsilon }, { shape: [], dtype }) as CpuHandle;
+  const std = be.run('add', [t(sp), t(eps, [])], {}, outs[3]!) as CpuHandle;
+  be.decRef(eps);
+  const noise = be.run('random', [], { distribution: 'normal', key, counter }, outs[4]!) as CpuHandle;
+  const scaled = be.run('mul', [t(noise), t(std)], {}, outs[5]!) as CpuHandle;
+  const noisy = be.run('add', [t(clean), t(scaled)], {}, outs[6]!) as CpuHandle;
+  const top = be.run('topkIndices', [t(noisy)], { k: m, largest: true }, outs[7]!) as CpuHandle;
+  return [clean, raw, sp, std, noise, scaled, noisy, top];
+}
 
 export interface CpuBackendOptions {
   /** The backend's name (default 'cpu'); a backend built on these kernels names itself. */

@@ -111,6 +111,8 @@ class SimdState {
       // balancing half and its backward), and of these, single products too small to split (the gate's x·W_gate
       // beside its x·W_noise and noise draws).
       jobsLeftRunning: engine.pool?.jobsLeftRunning ?? 0, productsLeftRunning: engine.productsLeftRunning,
+      // Noisy top-k gates whose logits, noise and top indices ran as one job of row blocks over the threads.
+      noisyGateJobs: engine.noisyGateJobs,
     };
   }
 
@@ -397,6 +399,30 @@ class SimdState {
   }
 
   /**
+   * The noisy gate's logits and top indices as one job of row blocks over the threads
+   * (WasmMatmul.noisyTopK: float32, E a multiple of 8, tensors of the SIMD memory), rows its
+   * topk flags redone as the topkIndices kernel redoes them; else the ops' own kernels in turn.
+   */
+  noisyTopKLogits(): CpuMultiKernel<'noisyTopKLogits'> {
+    return (inputs, attrs, outs, be) => {
+      const engine = this.simd();
+      const [x, wGate, wNoise] = inputs as [typeof inputs[0], typeof inputs[0], typeof inputs[0]];
+      if (engine !== null && x.dtype === 'float32') {
+        const [N, k] = x.shape as [number, number], E = outs[0]!.shape[1]!, m = attrs.m;
+        const ys = outs.map((o) => cpuPool.take(o.dtype, sizeOf(o.shape), false));
+        const redo = engine.noisyTopK(data(x), data(wGate), data(wNoise), N, k, E, m, attrs.epsilon, attrs.key, attrs.counter, ys);
+        if (redo !== null) {
+          const noisy = ys[6] as Float32Array, top = ys[7] as Int32Array;
+          for (const r of redo) topkIndices(noisy.subarray(r * E, (r + 1) * E), [E], m, top.subarray(r * m, (r + 1) * m), true);
+          return ys.map((y) => be.wrap(y));
+        }
+        for (const y of ys) cpuPool.give(y);
+      }
+      return cpuMultiKernels.noisyTopKLogits(inputs, attrs, outs, be);
+    };
+  }
+
+  /**
    * indexSelect of whole rows (axis 0, rows of at least 64 bytes) between tensors of the SIMD
    * engine's memory: one memory.copy per row (the MoE's dispatch of its routed rows); else the
    * scalar kernel. The same values either way.
@@ -471,7 +497,7 @@ export function createCpuBackend(options: CpuOptions = {}): CpuBackend & { reado
   const backend = new CpuBackend({
     kernels: { matmul: state.matmul(), groupedMatmul: state.groupedMatmul(), sigmoid: state.unary('sigmoid'), tanh: state.unary('tanh'), softplus: state.unary('softplus'), topkIndices: state.topkIndices(), lstmCell: state.lstmCell(), lstmSequence: state.lstmSequence(), random: state.random(), weightedIndexAdd: state.weightedIndexAdd(),
       add: state.arithmetic('add'), sub: state.arithmetic('sub'), mul: state.arithmetic('mul'), div: state.arithmetic('div'), reluGrad: state.reluGrad(), probInTopK: state.probInTopK(), exp: state.f64Unary('exp'), normalCdf: state.f64Unary('normalCdf'), indexSelect: state.indexSelect() },
-    multiKernels: { groupedWeightGrads: state.groupedWeightGrads(), lstmSequenceBackward: state.lstmSequenceBackward(), adamStep: state.adamStep(), weightedIndexAddBackward: state.weightedIndexAddBackward(), probInTopKBackward: state.probInTopKBackward() },
+    multiKernels: { groupedWeightGrads: state.groupedWeightGrads(), lstmSequenceBackward: state.lstmSequenceBackward(), adamStep: state.adamStep(), weightedIndexAddBackward: state.weightedIndexAddBackward(), probInTopKBackward: state.probInTopKBackward(), noisyTopKLogits: state.noisyTopKLogits() },
     details: () => state.details(), overlap: (f) => state.overlapJobs(f) });
   return Object.assign(backend, { simd: state });
 }

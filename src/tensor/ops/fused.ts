@@ -2,7 +2,7 @@
 // offers one, and compose the same math from core ops where it does not. Both paths give
 // the same numbers; the fused one runs one kernel instead of a dozen and records one node.
 
-import { getBackend, runOp, runOpMany } from '../engine.js';
+import { getBackend, recordIfNeeded, runOp, runOpMany } from '../engine.js';
 import { shapeToString } from '../../core/shape.js';
 import type { Tensor } from '../tensor.js';
 import { add, cast, div, exp, greater, mul, neg, normalCdf, relu, sigmoid, sub, tanh, where } from './elementwise.js';
@@ -10,9 +10,9 @@ import { max, sum } from './reduction.js';
 import { softmax } from './functional.js';
 import { chunk, concat, reshape, slice, split, stack } from './movement.js';
 import { gather, indexAdd, indexSelect, scatterAdd } from './indexing.js';
-import { zeros } from './creation.js';
+import { defaultGenerator, zeros, type Generator } from './creation.js';
 import { matmul } from './linalg.js';
-import { checkFloat, checkTensor } from './util.js';
+import { checkFloat, checkTensor, scalar } from './util.js';
 
 export interface LSTMCellState { h: Tensor; c: Tensor }
 
@@ -396,6 +396,44 @@ function checkGating(op: string, named: readonly [string, Tensor][], indices: Te
   if (indices.dtype !== 'int32' || indices.rank !== 2 || indices.shape[0] !== x.shape[0] || indices.shape[1]! < minColumns || indices.shape[1]! > x.shape[1]!) {
     throw new Error(`${op}: indices must be int32 [${x.shape[0]}, m] with ${minColumns} ≤ m ≤ ${x.shape[1]} (each row's top indices, best first), got ${indices.dtype} ${shapeToString(indices.shape)}`);
   }
+}
+
+/**
+ * The noisy top-k gate's logits (eq. 3–4) with drawn noise, and each row's top m indices, in
+ * one kernel where the backend has it (the CPU: on SIMD, one job of row blocks spread over the
+ * threads), else null (the caller composes the ops). The graph and every value are those of
+ *   clean = matmul(x, wGate); stddev = softplus(matmul(x, wNoise)).add(epsilon);
+ *   noise = randn([N, E], { generator }); noisy = clean.add(noise.mul(stddev));
+ *   top = topkIndices(noisy, m)
+ * bit for bit, the generator advanced alike: the kernel computes all of it, and the same nodes
+ * are recorded here with its results.
+ */
+export function noisyTopKLogits(x: Tensor, wGate: Tensor, wNoise: Tensor, epsilon: number, m: number, generator: Generator = defaultGenerator): { clean: Tensor; stddev: Tensor; noise: Tensor; noisy: Tensor; top: Tensor } | null {
+  if (!getBackend().supports?.('noisyTopKLogits')) return null;
+  checkTensor('noisyTopKLogits', x, 'x');
+  checkFloat('noisyTopKLogits', x, 'x');
+  checkTensor('noisyTopKLogits', wGate, 'wGate');
+  checkTensor('noisyTopKLogits', wNoise, 'wNoise');
+  const [N, d] = x.shape as [number, number], E = wGate.shape[1]!;
+  if (x.rank !== 2 || wGate.rank !== 2 || wGate.shape[0] !== d || wNoise.rank !== 2 || wNoise.shape[0] !== d || wNoise.shape[1] !== E || wGate.dtype !== x.dtype || wNoise.dtype !== x.dtype) {
+    throw new Error(`noisyTopKLogits: expected x [N, d] and wGate, wNoise [d, E] of x's dtype, got x ${x.dtype} ${shapeToString(x.shape)}, wGate ${wGate.dtype} ${shapeToString(wGate.shape)}, wNoise ${wNoise.dtype} ${shapeToString(wNoise.shape)}`);
+  }
+  if (!Number.isInteger(m) || m < 1 || m > E) throw new Error(`noisyTopKLogits: m must be an integer from 1 to ${E}, got ${m}`);
+  const { key, counter } = generator.take(N * E);
+  const plane = { shape: [N, E], dtype: x.dtype };
+  const [clean, raw, sp, stddev, noise, scaled, noisy, top] = runOpMany('noisyTopKLogits', [x, wGate, wNoise], { epsilon, key, counter, m },
+    [plane, plane, plane, plane, plane, plane, plane, { shape: [N, m], dtype: 'int32' }]) as [Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor];
+  const product = { transposeA: false, transposeB: false };
+  recordIfNeeded('matmul', [x, wGate], clean, product);
+  recordIfNeeded('matmul', [x, wNoise], raw, product);
+  recordIfNeeded('softplus', [raw], sp, {});
+  // The add's second operand, as sp.add(epsilon) makes it.
+  const eps = scalar(epsilon, x.dtype);
+  recordIfNeeded('add', [sp, eps], stddev, {});
+  eps.dispose();
+  recordIfNeeded('mul', [noise, stddev], scaled, {});
+  recordIfNeeded('add', [clean, scaled], noisy, {});
+  return { clean, stddev, noise, noisy, top };
 }
 
 /** topk's indices alone (x [N, E], 1 ≤ m ≤ E): int32 [N, m], best first (ties to the lower index), no gradient. */

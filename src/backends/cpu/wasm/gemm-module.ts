@@ -40,7 +40,8 @@
 //
 // With threads, the same module runs in every worker over one shared memory; `work` claims
 // chunks (a group of panels × a block of rows, or a chunk table's entries: grouped products,
-// and pieces of math-module kernels, which it runs through the imported `chunk`) from a
+// pieces of math-module kernels, which it runs through the imported `chunk`, and sequences of
+// both run in order by one thread, such as a row block of the noisy gate's chain) from a
 // counter in a control block at address 0, and `worker` is the loop a worker thread runs
 // forever (see thread-pool.ts).
 
@@ -85,6 +86,12 @@ export const CTRL_BYTES = (CTRL.chunksBy + MAX_THREADS) * 4;
 export const TABLE_WORDS = 15;
 /** A chunk table entry's word 14 for a piece of a math-module kernel: words 0 … 13 are its chunk entry (math-module.ts CHUNK_WORDS). */
 export const TABLE_MATH = 2;
+/**
+ * A chunk table entry's word 14 for a sequence: words 0 and 1 are the address and count of
+ * entries (products or pieces, TABLE_WORDS words each) that the thread claiming it runs in
+ * order (a row block of a chain of kernels, each reading what the one before wrote).
+ */
+export const TABLE_SEQ = 3;
 /** The claim index that closes a job: above any chunk count. */
 export const CLOSED = 0xffff;
 
@@ -480,12 +487,33 @@ function emitGemm(mod: ModuleBuilder, s: Spec, name: string): number {
   });
 }
 
+/**
+ * Runs one chunk table entry that is not a sequence (word 14: 0 a float32 product, 1 a
+ * float64 one, TABLE_MATH a piece of a math-module kernel) on `thread`'s B-panel scratch.
+ */
+function emitEntry(mod: ModuleBuilder, gemm32: number, gemm64: number, chunk: number): number {
+  return mod.func(null, ['i32', 'i32'], [], (c, entry, thread) => {
+    const ctrl = (word: number) => c.i32(0).load('i32', word * 4);
+    const args = () => {
+      for (let word = 0; word < 14; word++) c.get(entry).load('i32', word * 4);
+      ctrl(CTRL.scratch); c.get(thread); ctrl(CTRL.scratchStride); c.i32Mul().i32Add();
+    };
+    c.get(entry).load('i32', 14 * 4).i32(TABLE_MATH).i32Eq();
+    c.if(() => { c.get(entry).call(chunk); }, () => {
+      c.get(entry).load('i32', 14 * 4);
+      c.if(() => { args(); c.call(gemm64); }, () => { args(); c.call(gemm32); });
+    });
+  });
+}
+
 /** The chunk loop threads share (see thread-pool.ts for the protocol's reasoning). */
 function emitWork(mod: ModuleBuilder, gemm32: number, gemm64: number, chunk: number): number {
   const w = (word: number) => word * 4;
+  const runEntry = emitEntry(mod, gemm32, gemm64, chunk);
   return mod.func('work', ['i32', 'i32'], [], (c, gen, thread) => {
     const v = c.local('i32'), idx = c.local('i32'), group = c.local('i32'), block = c.local('i32');
     const p0 = c.local('i32'), p1 = c.local('i32'), r0 = c.local('i32'), r1 = c.local('i32'), entry = c.local('i32');
+    const step = c.local('i32'), steps = c.local('i32');
     const ctrl = (word: number) => c.i32(0).load('i32', w(word));
     c.block(() => c.loop(() => {
       c.i32(0).i32AtomicLoad(w(CTRL.claim)).tee(v).i32(16).i32ShrU().get(gen).i32Ne().brIf(1);
@@ -497,16 +525,15 @@ function emitWork(mod: ModuleBuilder, gemm32: number, gemm64: number, chunk: num
       ctrl(CTRL.table);
       c.if(() => {
         c.get(idx).i32(TABLE_WORDS * 4).i32Mul(); ctrl(CTRL.table); c.i32Add().set(entry);
-        const args = () => {
-          for (let word = 0; word < 14; word++) c.get(entry).load('i32', word * 4);
-          ctrl(CTRL.scratch); c.get(thread); ctrl(CTRL.scratchStride); c.i32Mul().i32Add();
-        };
-        // Word 14: 0 a float32 product, 1 a float64 one, 2 a piece of a math-module kernel.
-        c.get(entry).load('i32', 14 * 4).i32(TABLE_MATH).i32Eq();
-        c.if(() => { c.get(entry).call(chunk); }, () => {
-          c.get(entry).load('i32', 14 * 4);
-          c.if(() => { args(); c.call(gemm64); }, () => { args(); c.call(gemm32); });
-        });
+        // A sequence: words 0 and 1 the address and count of entries this thread runs in order.
+        c.get(entry).load('i32', 14 * 4).i32(TABLE_SEQ).i32Eq();
+        c.if(() => {
+          c.get(entry).load('i32', 4).set(steps);
+          c.get(entry).load('i32', 0).set(entry);
+          c.forRange(step, 0, steps, 1, () => {
+            c.get(entry).get(step).i32(TABLE_WORDS * 4).i32Mul().i32Add().get(thread).call(runEntry);
+          });
+        }, () => { c.get(entry).get(thread).call(runEntry); });
       }, () => {
       c.get(idx); ctrl(CTRL.groups); c.i32RemU().set(group);
       c.get(idx); ctrl(CTRL.groups); c.i32DivU().set(block);

@@ -790,7 +790,7 @@ function emitTopk(mod: ModuleBuilder): void {
  */
 export const CHUNKED = [
   'sigmoid_f32', 'tanh_f32', 'softplus_f32', 'exp_f32', 'exp_f64', 'normalCdf_f32', 'reluGrad_f32',
-  'probInTopK_f32', 'probInTopKBackward_f32', 'combineBackward_f32', 'normal_f32', 'normal_f64',
+  'probInTopK_f32', 'probInTopKBackward_f32', 'combineBackward_f32', 'normal_f32', 'normal_f64', 'topk_f32',
   ...(['add', 'sub', 'mul', 'div'] as const).flatMap((op) => (['vv', 'sv', 'vs'] as const).map((mode) => `${op}_${mode}_f32` as const)),
 ] as const;
 export type ChunkedKernel = typeof CHUNKED[number];

@@ -38,9 +38,9 @@
 import type { Shape } from '../../../core/shape.js';
 import { batchMatrices } from '../matmul/batch.js';
 import type { TypedArray } from '../../../core/dtype.js';
-import { CLOSED, CTRL, CTRL_BYTES, GEMM, NR, TABLE_WORDS, gemmModuleBytes, type GemmExports, type SimdDType } from './gemm-module.js';
+import { CLOSED, CTRL, CTRL_BYTES, GEMM, NR, TABLE_MATH, TABLE_SEQ, TABLE_WORDS, gemmModuleBytes, type GemmExports, type SimdDType } from './gemm-module.js';
 import { ThreadPool, coreCount, workerSupport } from './thread-pool.js';
-import { mathModuleBytes, type MathExports } from './math-module.js';
+import { CHUNKED, mathModuleBytes, type ChunkedKernel, type MathExports } from './math-module.js';
 import { ScratchBlock, WasmHeap } from './wasm-heap.js';
 import { wasmApi, type WasmApi, type WasmMemory, type WasmModule } from './wasm-api.js';
 
@@ -188,6 +188,8 @@ export class WasmMatmul {
   asyncMacs = ASYNC_MACS;
   /** Products left running (matmul's `async`). */
   productsLeftRunning = 0;
+  /** Noisy top-k gates computed as one job of row blocks (noisyTopK). */
+  noisyGateJobs = 0;
 
   private constructor(
     private readonly memory: WasmMemory,
@@ -659,6 +661,91 @@ export class WasmMatmul {
     }
     finish();
     return true;
+  }
+
+  /**
+   * The noisy top-k gate's logits and top indices (NoisyTopKGating.route, eq. 3–4), float32,
+   * as one job of row blocks spread over the threads. Each block runs, in order on the thread
+   * that claims it: x·W_gate → clean and x·W_noise → raw (the gemm with matmul's arguments, so
+   * matmul's bits), softplus(raw) → sp, sp + ε → std, the normal draws → noise (Philox blocks
+   * by counter: the random kernel's bits), noise · std → scaled, clean + scaled → noisy, and
+   * each noisy row's m largest → top, with the SIMD topk's flags. Blocks share nothing, so the
+   * results do not depend on the thread count. Before, these were eight kernels on the calling
+   * thread with the worker mostly asleep between them (one product was left running on it).
+   * Returns the rows JavaScript must redo (topk's flags: a NaN, or fewer than m values above
+   * −∞), or null (nothing written) where this path does not take it: float64, E not a whole
+   * number of panels, a product below MIN_MACS, m above 16, an operand or result outside this
+   * memory, or no pool (whose `work` runs the table; one thread runs it alone).
+   */
+  noisyTopK(
+    x: TypedArray, wGate: TypedArray, wNoise: TypedArray, N: number, k: number, E: number, m: number,
+    epsilon: number, key: readonly [number, number], counter: number, outs: readonly TypedArray[],
+  ): number[] | null {
+    const pool = this.pool, math = this.mathKernels;
+    if (pool === null || math === null || !(x instanceof Float32Array) || !(wGate instanceof Float32Array) || !(wNoise instanceof Float32Array)) return null;
+    if (E % NR !== 0 || N * k * E < MIN_MACS || m < 1 || m > 16 || m > E || counter % 2 !== 0) return null;
+    // About four blocks a thread, whole tiles of rows (the gemm's and topk's four).
+    const threads = this.threads, blocks = Math.min(Math.ceil(N / 4), 4 * threads);
+    const R = Math.ceil(N / blocks / 4) * 4, count = Math.ceil(N / R);
+    const STEPS = 8, entryBytes = TABLE_WORDS * 4;
+    const scratchStride = align16(k * NR * 4);
+    // Operands outside this memory (small ones: tensors live here from 16 KB) are copied in
+    // after the table, results written there and copied out.
+    const inAts = [x, wGate, wNoise].map((a) => this.heap.addressOf(a)), inBytes = [N * k * 4, k * E * 4, k * E * 4];
+    const epsOff = align16(scratchStride * threads);
+    const flagsOff = epsOff + 16;
+    const slotsOff = align16(flagsOff + N * 4);
+    const seqOff = slotsOff + count * 32 * m;
+    const subOff = seqOff + count * entryBytes;
+    const wOff = align16(subOff + count * STEPS * entryBytes);
+    const outAts = outs.map((o) => this.heap.addressOf(o));
+    const outBytes = outs.map((o) => o.length * 4);
+    const staged = (ats: number[], bytes: number[]) => ats.reduce((c, at, i) => c + (at < 0 ? align16(bytes[i]!) : 0), 0);
+    const base = this.scratch(wOff + staged(inAts, inBytes) + staged(outAts, outBytes));
+    if (base < 0) return null;
+    let next = base + wOff;
+    const place = (at: number, bytes: number) => { if (at >= 0) return at; const placed = next; next += align16(bytes); return placed; };
+    const [xAt, gAt, nAt] = inAts.map((at, i) => place(at, inBytes[i]!)) as [number, number, number];
+    const ats = outAts.map((at, i) => place(at, outBytes[i]!));
+    const [cleanAt, rawAt, spAt, stdAt, noiseAt, scaledAt, noisyAt, topAt] = ats as [number, number, number, number, number, number, number, number];
+    this.lastA.a = null;
+    this.products += 2;
+    const f32 = this.heap.f32();
+    [x, wGate, wNoise].forEach((a, i) => { if (inAts[i]! < 0) f32.set(a.subarray(0, inBytes[i]! / 4), [xAt, gAt, nAt][i]! / 4); });
+    f32[(base + epsOff) / 4] = epsilon;
+    const words = new Int32Array(this.heap.buffer(), base + seqOff, (count + count * STEPS) * TABLE_WORDS);
+    const id = (name: ChunkedKernel) => CHUNKED.indexOf(name);
+    const b0 = counter / 2;
+    for (let b = 0; b < count; b++) {
+      const r0 = b * R, rows = Math.min(R, N - r0), off = r0 * E * 4, vecs = (rows * E) / 4;
+      const seq = b * TABLE_WORDS, subAt = base + subOff + b * STEPS * entryBytes;
+      words[seq] = subAt; words[seq + 1] = STEPS; words[seq + 14] = TABLE_SEQ;
+      const blocksAt = b0 + (r0 * E) / 2;
+      const steps: [number, number[]][] = [
+        [0, [xAt + r0 * k * 4, k * 4, 4, gAt, E * 4, 4, cleanAt + off, E * 4, E, k, 0, E / NR, 0, rows]],
+        [0, [xAt + r0 * k * 4, k * 4, 4, nAt, E * 4, 4, rawAt + off, E * 4, E, k, 0, E / NR, 0, rows]],
+        [TABLE_MATH, [id('softplus_f32'), rawAt + off, spAt + off, vecs]],
+        [TABLE_MATH, [id('add_vs_f32'), spAt + off, base + epsOff, stdAt + off, 1, 0, 0, vecs]],
+        [TABLE_MATH, [id('normal_f32'), blocksAt % 4294967296, Math.floor(blocksAt / 4294967296), (rows * E) / 2, key[0] | 0, key[1] | 0, noiseAt + off]],
+        [TABLE_MATH, [id('mul_vv_f32'), noiseAt + off, stdAt + off, scaledAt + off, 1, 0, 0, vecs]],
+        [TABLE_MATH, [id('add_vv_f32'), cleanAt + off, scaledAt + off, noisyAt + off, 1, 0, 0, vecs]],
+        [TABLE_MATH, [id('topk_f32'), noisyAt + off, rows, E, m, topAt + r0 * m * 4, base + flagsOff + r0 * 4, base + slotsOff + b * 32 * m]],
+      ];
+      steps.forEach(([kind, args], s) => {
+        const o = (count + b * STEPS + s) * TABLE_WORDS;
+        words.fill(0, o, o + TABLE_WORDS);
+        words.set(args, o);
+        words[o + 14] = kind;
+      });
+    }
+    pool.run(count, (ctrl) => { ctrl[CTRL.table] = base + seqOff; ctrl[CTRL.scratch] = base; ctrl[CTRL.scratchStride] = scratchStride; });
+    this.noisyGateJobs++;
+    outs.forEach((o, i) => {
+      if (outAts[i]! < 0) o.set(new (o.constructor as Int32ArrayConstructor)(this.heap.buffer(), ats[i]!, o.length));
+    });
+    const flags = new Int32Array(this.heap.buffer(), base + flagsOff, N), redo: number[] = [];
+    for (let r = 0; r < N; r++) if (flags[r] !== 0) redo.push(r);
+    return redo;
   }
 
   /**
