@@ -149,8 +149,15 @@ test('groupedWeightGrads with sums: the weight gradients unchanged, and the sums
   assert.throws(() => groupedWeightGrads(mt.zeros([4, 2]), mt.zeros([4, 3]), [4], { sums: 'c' as 'a' }), /groupedWeightGrads: sums must be 'a' or 'b', got c/);
 });
 
-test('groupedMatmul: bit-identical results on 1 and 2 threads (a job big enough to be split), and the worker took chunks of it', { timeout: 120_000 }, async () => {
-  const c: Case = { sizes: [300, 0, 260, 200, 264], k: 256, n: 512, transposeB: true, seed: 7, bias: true };
+test('groupedMatmul: bit-identical results on 1 and 2 threads (a job big enough to be split; with biases and relu, written in place or copied out of padded panels), and the worker took chunks of it', { timeout: 120_000 }, async () => {
+  for (const c of [
+    { sizes: [300, 0, 260, 200, 264], k: 256, n: 512, transposeB: true, seed: 7, bias: true },
+    { sizes: [300, 0, 260, 200, 264], k: 256, n: 512, transposeB: true, seed: 9, bias: true, relu: true },
+    { sizes: [301, 0, 259, 203, 264], k: 256, n: 500, transposeB: false, seed: 8, relu: true },
+  ] satisfies Case[]) await oneAndTwoThreads(c);
+});
+
+async function oneAndTwoThreads(c: Case): Promise<void> {
   mt.setBackend('cpu', { threads: 1 });
   const one = run(c, 'float32', true);
   mt.setBackend('cpu', { threads: 2 });
@@ -178,7 +185,7 @@ test('groupedMatmul: bit-identical results on 1 and 2 threads (a job big enough 
   const scalar = run(c, 'float32', true);
   mt.setBackend('cpu', { simd: true });
   assertClose(scalar.y, one.y, { rtol: 1e-4, atol: 1e-4, what: 'scalar vs SIMD' });
-});
+}
 
 test('groupedMatmul records one node on the CPU, composes split → matmul → concat where the backend has no kernel; float64 gradcheck and gradgradcheck', () => {
   const sizes = [2, 0, 3, 1];
