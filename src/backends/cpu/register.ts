@@ -408,9 +408,9 @@ class SimdState {
       const engine = this.simd();
       const [x, wGate, wNoise] = inputs as [typeof inputs[0], typeof inputs[0], typeof inputs[0]];
       if (engine !== null && x.dtype === 'float32') {
-        const [N, k] = x.shape as [number, number], E = outs[0]!.shape[1]!, m = attrs.m;
+        const [N, d] = x.shape as [number, number], E = outs[0]!.shape[1]!, m = attrs.m;
         const ys = outs.map((o) => cpuPool.take(o.dtype, sizeOf(o.shape), false));
-        const redo = engine.noisyTopK(data(x), data(wGate), data(wNoise), N, k, E, m, attrs.epsilon, attrs.key, attrs.counter, ys);
+        const redo = engine.noisyTopK(data(x), data(wGate), data(wNoise), N, d, E, m, attrs.epsilon, attrs.key, attrs.counter, ys);
         if (redo !== null) {
           const noisy = ys[6] as Float32Array, top = ys[7] as Int32Array;
           for (const r of redo) topkIndices(noisy.subarray(r * E, (r + 1) * E), [E], m, top.subarray(r * m, (r + 1) * m), true);

@@ -670,28 +670,31 @@ export class WasmMatmul {
    * matmul's bits), softplus(raw) → sp, sp + ε → std, the normal draws → noise (Philox blocks
    * by counter: the random kernel's bits), noise · std → scaled, clean + scaled → noisy, and
    * each noisy row's m largest → top, with the SIMD topk's flags. Blocks share nothing, so the
-   * results do not depend on the thread count. Before, these were eight kernels on the calling
-   * thread with the worker mostly asleep between them (one product was left running on it).
+   * results do not depend on the thread count. x is [N, d], the weights [d, E]. Before, these
+   * were eight kernels on the calling thread with the worker mostly asleep between them (one
+   * product was left running on it): about 0.57 ms of an E = 16 step (N = 1024, d = 256)
+   * against 0.43–0.53 as this job, which takes 0.73 ms on one thread (BENCHMARKS.md).
+   * Operands and results outside this memory (tensors below 16 KiB) are copied in and out.
    * Returns the rows JavaScript must redo (topk's flags: a NaN, or fewer than m values above
    * −∞), or null (nothing written) where this path does not take it: float64, E not a whole
-   * number of panels, a product below MIN_MACS, m above 16, an operand or result outside this
-   * memory, or no pool (whose `work` runs the table; one thread runs it alone).
+   * number of panels, a product below MIN_MACS, m above 16, or no pool (whose `work` runs
+   * the table; one thread runs it alone).
    */
   noisyTopK(
-    x: TypedArray, wGate: TypedArray, wNoise: TypedArray, N: number, k: number, E: number, m: number,
+    x: TypedArray, wGate: TypedArray, wNoise: TypedArray, N: number, d: number, E: number, m: number,
     epsilon: number, key: readonly [number, number], counter: number, outs: readonly TypedArray[],
   ): number[] | null {
     const pool = this.pool, math = this.mathKernels;
     if (pool === null || math === null || !(x instanceof Float32Array) || !(wGate instanceof Float32Array) || !(wNoise instanceof Float32Array)) return null;
-    if (E % NR !== 0 || N * k * E < MIN_MACS || m < 1 || m > 16 || m > E || counter % 2 !== 0) return null;
+    if (E % NR !== 0 || N * d * E < MIN_MACS || m < 1 || m > 16 || m > E || counter % 2 !== 0) return null;
     // About four blocks a thread, whole tiles of rows (the gemm's and topk's four).
     const threads = this.threads, blocks = Math.min(Math.ceil(N / 4), 4 * threads);
     const R = Math.ceil(N / blocks / 4) * 4, count = Math.ceil(N / R);
     const STEPS = 8, entryBytes = TABLE_WORDS * 4;
-    const scratchStride = align16(k * NR * 4);
+    const scratchStride = align16(d * NR * 4);
     // Operands outside this memory (small ones: tensors live here from 16 KB) are copied in
     // after the table, results written there and copied out.
-    const inAts = [x, wGate, wNoise].map((a) => this.heap.addressOf(a)), inBytes = [N * k * 4, k * E * 4, k * E * 4];
+    const inAts = [x, wGate, wNoise].map((a) => this.heap.addressOf(a)), inBytes = [N * d * 4, d * E * 4, d * E * 4];
     const epsOff = align16(scratchStride * threads);
     const flagsOff = epsOff + 16;
     const slotsOff = align16(flagsOff + N * 4);
@@ -722,8 +725,8 @@ export class WasmMatmul {
       words[seq] = subAt; words[seq + 1] = STEPS; words[seq + 14] = TABLE_SEQ;
       const blocksAt = b0 + (r0 * E) / 2;
       const steps: [number, number[]][] = [
-        [0, [xAt + r0 * k * 4, k * 4, 4, gAt, E * 4, 4, cleanAt + off, E * 4, E, k, 0, E / NR, 0, rows]],
-        [0, [xAt + r0 * k * 4, k * 4, 4, nAt, E * 4, 4, rawAt + off, E * 4, E, k, 0, E / NR, 0, rows]],
+        [0, [xAt + r0 * d * 4, d * 4, 4, gAt, E * 4, 4, cleanAt + off, E * 4, E, d, 0, E / NR, 0, rows]],
+        [0, [xAt + r0 * d * 4, d * 4, 4, nAt, E * 4, 4, rawAt + off, E * 4, E, d, 0, E / NR, 0, rows]],
         [TABLE_MATH, [id('softplus_f32'), rawAt + off, spAt + off, vecs]],
         [TABLE_MATH, [id('add_vs_f32'), spAt + off, base + epsOff, stdAt + off, 1, 0, 0, vecs]],
         [TABLE_MATH, [id('normal_f32'), blocksAt % 4294967296, Math.floor(blocksAt / 4294967296), (rows * E) / 2, key[0] | 0, key[1] | 0, noiseAt + off]],
