@@ -3,9 +3,13 @@
 // job was running on the worker meanwhile (a job left running, or the kernel's own threaded
 // job). What runs with no job beside it is time the worker waits: the MoE/dense ratio moves
 // only when that time, or the work beside a job, shrinks. "Beside a job" means posted and not
-// yet joined: a job left running may have ended before the work beside it (the gate's x·W_gate
-// ends about 0.2 ms after its post, well before x·W_noise, the softplus and the draws do). Medians over 31 steps of each event
-// (a step runs the same kernels in the same order every time). With `dense` it times the
+// yet joined: a job left running may have ended before the work beside it (where the gate
+// composes its ops, its x·W_gate ends about 0.2 ms after its post, well before x·W_noise, the
+// softplus and the draws do). Medians over 31 steps of each event
+// (a step runs the same kernels in the same order every time), and beside each the chunks the
+// worker took during it (its chunk counter): that, not "beside a job", says whether it was
+// busy (during the gate's balancing half it takes 3–4 of the experts' chunks, each tens of µs
+// long, while the gather runs it takes none). With `dense` it times the
 // compute-matched dense block instead. On Linux it also reads each thread's CPU time
 // (/proc/self/task) over 60 steps: the worker's busy time against the wall time.
 // Run from a bundle under plain node:
@@ -16,6 +20,8 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import * as mt from '../src/index.js';
 import { CpuBackend } from '../src/backends/cpu/cpu-backend.js';
 import { cpuPool } from '../src/backends/cpu/pool.js';
+import { CTRL } from '../src/backends/cpu/wasm/gemm-module.js';
+import { getBackend } from '../src/tensor/engine.js';
 
 const arg = process.argv[2] ?? '16';
 const T = 1024, d = 256, h = 512, k = 2, E = arg === 'dense' ? 0 : Number(arg);
@@ -30,16 +36,22 @@ const step = moe === null
   : () => mt.tidy(() => { const o = moe.forward(x); o.output.sum().add(o.auxLoss).backward(); moe.zeroGrad(); });
 
 // Kernels that post a job of their own (split over the threads, or left running).
-const THREADED = /^(groupedMatmul|groupedWeightGrads|weightedIndexAddBackward)$/;
-type Event = { ms: number; label: string; beside: boolean };
-let log: Event[] | null = null, depth = 0, lastEnd = 0, lastPending = false;
+const THREADED = /^(groupedMatmul|groupedWeightGrads|weightedIndexAddBackward|noisyTopKLogits)$/;
+// The worker's chunk count (the control block's per-thread counters): how many chunks it took
+// during an event. A job left running may have ended before the event, so "beside a job" does
+// not mean the worker was busy; an event during which it took no chunk, longer than a chunk
+// (tens of µs), is time it waited.
+const engine = (getBackend() as unknown as { simd: { engine(): { heap: { buffer(): ArrayBufferLike } } | string } }).simd.engine();
+const workerChunks = typeof engine === 'string' ? () => 0 : () => Atomics.load(new Int32Array(engine.heap.buffer(), 0, CTRL.chunksBy + 2), CTRL.chunksBy + 1);
+type Event = { ms: number; label: string; beside: boolean; chunks: number };
+let log: Event[] | null = null, depth = 0, lastEnd = 0, lastPending = false, lastChunks = 0;
 for (const name of ['run', 'runMany'] as const) {
   const proto = CpuBackend.prototype as unknown as Record<string, (this: unknown, kernel: string, ...rest: unknown[]) => unknown>;
   const original = proto[name]!;
   proto[name] = function (this: unknown, kernel: string, ...rest: unknown[]) {
     if (depth > 0 || log === null) return original.call(this, kernel, ...rest);
-    const start = performance.now(), pending = cpuPool.pending !== null;
-    if (lastEnd > 0) log.push({ ms: start - lastEnd, label: `(JavaScript before ${kernel})`, beside: lastPending });
+    const start = performance.now(), pending = cpuPool.pending !== null, chunks = workerChunks();
+    if (lastEnd > 0) log.push({ ms: start - lastEnd, label: `(JavaScript before ${kernel})`, beside: lastPending, chunks: chunks - lastChunks });
     depth++;
     try {
       return original.call(this, kernel, ...rest);
@@ -47,7 +59,8 @@ for (const name of ['run', 'runMany'] as const) {
       depth--;
       lastEnd = performance.now();
       lastPending = cpuPool.pending !== null;
-      log.push({ ms: lastEnd - start, label: kernel, beside: pending || THREADED.test(kernel) });
+      lastChunks = workerChunks();
+      log.push({ ms: lastEnd - start, label: kernel, beside: pending || THREADED.test(kernel), chunks: lastChunks - chunks });
     }
   };
 }
@@ -61,11 +74,13 @@ for (let i = 0; i < 31; i++) {
 }
 log = null;
 const median = (xs: number[]) => xs.slice().sort((a, b) => a - b)[xs.length >> 1]!;
-const events = steps[0]!.map((e, i) => ({ ...e, ms: median(steps.map((s) => s[i]?.ms ?? 0)) }));
-console.log(`${moe === null ? 'dense block' : `MoE E = ${E}`}, 2 threads: the calling thread's kernels and gaps of at least 15 µs, medians of 31 steps (ms); "waits": no job beside it`);
-for (const e of events) if (e.ms >= 0.015) console.log(`${e.ms.toFixed(3).padStart(8)} ${e.beside ? '     ' : 'waits'} ${e.label}`);
+const events = steps[0]!.map((e, i) => ({ ...e, ms: median(steps.map((s) => s[i]?.ms ?? 0)), chunks: median(steps.map((s) => s[i]?.chunks ?? 0)) }));
+console.log(`${moe === null ? 'dense block' : `MoE E = ${E}`}, 2 threads: the calling thread's kernels and gaps of at least 15 µs, medians of 31 steps (ms); "waits": no job beside it; then the chunks the worker took meanwhile`);
+for (const e of events) if (e.ms >= 0.015) console.log(`${e.ms.toFixed(3).padStart(8)} ${e.beside ? '     ' : 'waits'} ${String(e.chunks).padStart(4)} ${e.label}`);
 const waits = events.filter((e) => !e.beside).reduce((s, e) => s + e.ms, 0);
 console.log(`the worker waits ${waits.toFixed(2)} ms of the step on this thread's work (every event, however short)`);
+const idle = events.filter((e) => e.chunks === 0 && e.ms >= 0.1).reduce((s, e) => s + e.ms, 0);
+console.log(`events of at least 0.1 ms during which the worker took no chunk: ${idle.toFixed(2)} ms`);
 
 // Each thread's CPU time (utime + stime, clock ticks of 10 ms) over 60 steps, on Linux.
 if (existsSync('/proc/self/task')) {
