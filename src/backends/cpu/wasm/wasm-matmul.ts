@@ -40,7 +40,7 @@ import { batchMatrices } from '../matmul/batch.js';
 import type { TypedArray } from '../../../core/dtype.js';
 import { CLOSED, CTRL, CTRL_BYTES, GEMM, NR, TABLE_MATH, TABLE_SEQ, TABLE_WORDS, gemmModuleBytes, type GemmExports, type SimdDType } from './gemm-module.js';
 import { ThreadPool, coreCount, workerSupport } from './thread-pool.js';
-import { CHUNKED, mathModuleBytes, type ChunkedKernel, type MathExports } from './math-module.js';
+import { CHUNKED, mathModuleBytes, type MathExports } from './math-module.js';
 import { ScratchBlock, WasmHeap } from './wasm-heap.js';
 import { wasmApi, type WasmApi, type WasmMemory, type WasmModule } from './wasm-api.js';
 
@@ -120,6 +120,25 @@ function writeChunkTable(table: Int32Array, products: readonly { args: readonly 
       }
     }
   }
+}
+
+/** The math-module pieces the noisy gate's job runs (their CHUNKED ids). */
+const PIECE = {
+  softplus: CHUNKED.indexOf('softplus_f32'), addVs: CHUNKED.indexOf('add_vs_f32'), normal: CHUNKED.indexOf('normal_f32'),
+  mulVv: CHUNKED.indexOf('mul_vv_f32'), addVv: CHUNKED.indexOf('add_vv_f32'), topk: CHUNKED.indexOf('topk_f32'),
+} as const;
+
+/** A float32 gemm chunk table entry at word o: rows 0 … rows−1, every panel, of A (row-major, k = d) · B (d × n) into C (n a whole number of panels). */
+function gemmEntry(words: Int32Array, o: number, aPtr: number, d: number, bPtr: number, cPtr: number, n: number, rows: number): void {
+  words[o] = aPtr; words[o + 1] = d * 4; words[o + 2] = 4; words[o + 3] = bPtr; words[o + 4] = n * 4; words[o + 5] = 4;
+  words[o + 6] = cPtr; words[o + 7] = n * 4; words[o + 8] = n; words[o + 9] = d; words[o + 10] = 0; words[o + 11] = n / NR;
+  words[o + 12] = 0; words[o + 13] = rows; words[o + 14] = 0;
+}
+
+/** A math-module piece's chunk table entry at word o: its CHUNKED id, then up to eight arguments. */
+function pieceEntry(words: Int32Array, o: number, id: number, a: number, b: number, c: number, d: number, e: number, f: number, g: number, h: number): void {
+  words[o] = id; words[o + 1] = a; words[o + 2] = b; words[o + 3] = c; words[o + 4] = d;
+  words[o + 5] = e; words[o + 6] = f; words[o + 7] = g; words[o + 8] = h; words[o + 14] = TABLE_MATH;
 }
 
 /** Whether the byte ranges [a, a + aBytes) and [b, b + bBytes) share a byte (an address -1 is no range). */
@@ -692,61 +711,71 @@ export class WasmMatmul {
     const R = Math.ceil(N / blocks / 4) * 4, count = Math.ceil(N / R);
     const STEPS = 8, entryBytes = TABLE_WORDS * 4;
     const scratchStride = align16(d * NR * 4);
-    // Operands outside this memory (small ones: tensors live here from 16 KB) are copied in
-    // after the table, results written there and copied out.
-    const inAts = [x, wGate, wNoise].map((a) => this.heap.addressOf(a)), inBytes = [N * d * 4, d * E * 4, d * E * 4];
     const epsOff = align16(scratchStride * threads);
     const flagsOff = epsOff + 16;
     const slotsOff = align16(flagsOff + N * 4);
     const seqOff = slotsOff + count * 32 * m;
     const subOff = seqOff + count * entryBytes;
-    const wOff = align16(subOff + count * STEPS * entryBytes);
-    const outAts = outs.map((o) => this.heap.addressOf(o));
-    const outBytes = outs.map((o) => o.length * 4);
-    const staged = (ats: number[], bytes: number[]) => ats.reduce((c, at, i) => c + (at < 0 ? align16(bytes[i]!) : 0), 0);
-    const base = this.scratch(wOff + staged(inAts, inBytes) + staged(outAts, outBytes));
+    const stageOff = align16(subOff + count * STEPS * entryBytes);
+    // Operands and results outside this memory (tensors below 16 KiB) are staged after the
+    // table, copied in before the job and out after it. Addresses stay in locals and an
+    // Int32Array (not arrays of numbers, whose element kinds change under V8 and deopt this).
+    const heap = this.heap, outCount = outs.length;
+    const xIn = heap.addressOf(x), gIn = heap.addressOf(wGate), nIn = heap.addressOf(wNoise);
+    const outIn = new Int32Array(outCount);
+    let stagedBytes = (xIn < 0 ? align16(N * d * 4) : 0) + (gIn < 0 ? align16(d * E * 4) : 0) + (nIn < 0 ? align16(d * E * 4) : 0);
+    for (let i = 0; i < outCount; i++) {
+      outIn[i] = heap.addressOf(outs[i]!);
+      if (outIn[i]! < 0) stagedBytes += align16(outs[i]!.length * 4);
+    }
+    const base = this.scratch(stageOff + stagedBytes);
     if (base < 0) return null;
-    let next = base + wOff;
-    const place = (at: number, bytes: number) => { if (at >= 0) return at; const placed = next; next += align16(bytes); return placed; };
-    const [xAt, gAt, nAt] = inAts.map((at, i) => place(at, inBytes[i]!)) as [number, number, number];
-    const ats = outAts.map((at, i) => place(at, outBytes[i]!));
-    const [cleanAt, rawAt, spAt, stdAt, noiseAt, scaledAt, noisyAt, topAt] = ats as [number, number, number, number, number, number, number, number];
+    let next = base + stageOff;
+    const xAt = xIn >= 0 ? xIn : next;
+    if (xIn < 0) next += align16(N * d * 4);
+    const gAt = gIn >= 0 ? gIn : next;
+    if (gIn < 0) next += align16(d * E * 4);
+    const nAt = nIn >= 0 ? nIn : next;
+    if (nIn < 0) next += align16(d * E * 4);
+    const at = new Int32Array(outCount);
+    for (let i = 0; i < outCount; i++) {
+      if (outIn[i]! >= 0) at[i] = outIn[i]!;
+      else { at[i] = next; next += align16(outs[i]!.length * 4); }
+    }
+    const cleanAt = at[0]!, rawAt = at[1]!, spAt = at[2]!, stdAt = at[3]!, noiseAt = at[4]!, scaledAt = at[5]!, noisyAt = at[6]!, topAt = at[7]!;
     this.lastA.a = null;
     this.products += 2;
-    const f32 = this.heap.f32();
-    [x, wGate, wNoise].forEach((a, i) => { if (inAts[i]! < 0) f32.set(a.subarray(0, inBytes[i]! / 4), [xAt, gAt, nAt][i]! / 4); });
+    const f32 = heap.f32();
+    if (xIn < 0) f32.set(x.subarray(0, N * d), xAt / 4);
+    if (gIn < 0) f32.set(wGate.subarray(0, d * E), gAt / 4);
+    if (nIn < 0) f32.set(wNoise.subarray(0, d * E), nAt / 4);
     f32[(base + epsOff) / 4] = epsilon;
-    const words = new Int32Array(this.heap.buffer(), base + seqOff, (count + count * STEPS) * TABLE_WORDS);
-    const id = (name: ChunkedKernel) => CHUNKED.indexOf(name);
+    const words = new Int32Array(heap.buffer(), base + seqOff, (count + count * STEPS) * TABLE_WORDS);
+    words.fill(0);
     const b0 = counter / 2;
     for (let b = 0; b < count; b++) {
       const r0 = b * R, rows = Math.min(R, N - r0), off = r0 * E * 4, vecs = (rows * E) / 4;
-      const seq = b * TABLE_WORDS, subAt = base + subOff + b * STEPS * entryBytes;
-      words[seq] = subAt; words[seq + 1] = STEPS; words[seq + 14] = TABLE_SEQ;
+      const seq = b * TABLE_WORDS, sub = (count + b * STEPS) * TABLE_WORDS;
+      words[seq] = base + seqOff + sub * 4; words[seq + 1] = STEPS; words[seq + 14] = TABLE_SEQ;
       const blocksAt = b0 + (r0 * E) / 2;
-      const steps: [number, number[]][] = [
-        [0, [xAt + r0 * d * 4, d * 4, 4, gAt, E * 4, 4, cleanAt + off, E * 4, E, d, 0, E / NR, 0, rows]],
-        [0, [xAt + r0 * d * 4, d * 4, 4, nAt, E * 4, 4, rawAt + off, E * 4, E, d, 0, E / NR, 0, rows]],
-        [TABLE_MATH, [id('softplus_f32'), rawAt + off, spAt + off, vecs]],
-        [TABLE_MATH, [id('add_vs_f32'), spAt + off, base + epsOff, stdAt + off, 1, 0, 0, vecs]],
-        [TABLE_MATH, [id('normal_f32'), blocksAt % 4294967296, Math.floor(blocksAt / 4294967296), (rows * E) / 2, key[0] | 0, key[1] | 0, noiseAt + off]],
-        [TABLE_MATH, [id('mul_vv_f32'), noiseAt + off, stdAt + off, scaledAt + off, 1, 0, 0, vecs]],
-        [TABLE_MATH, [id('add_vv_f32'), cleanAt + off, scaledAt + off, noisyAt + off, 1, 0, 0, vecs]],
-        [TABLE_MATH, [id('topk_f32'), noisyAt + off, rows, E, m, topAt + r0 * m * 4, base + flagsOff + r0 * 4, base + slotsOff + b * 32 * m]],
-      ];
-      steps.forEach(([kind, args], s) => {
-        const o = (count + b * STEPS + s) * TABLE_WORDS;
-        words.fill(0, o, o + TABLE_WORDS);
-        words.set(args, o);
-        words[o + 14] = kind;
-      });
+      // Written word by word (no array per entry): this runs once per gate forward.
+      gemmEntry(words, sub, xAt + r0 * d * 4, d, gAt, cleanAt + off, E, rows);
+      gemmEntry(words, sub + TABLE_WORDS, xAt + r0 * d * 4, d, nAt, rawAt + off, E, rows);
+      pieceEntry(words, sub + 2 * TABLE_WORDS, PIECE.softplus, rawAt + off, spAt + off, vecs, 0, 0, 0, 0, 0);
+      pieceEntry(words, sub + 3 * TABLE_WORDS, PIECE.addVs, spAt + off, base + epsOff, stdAt + off, 1, 0, 0, vecs, 0);
+      pieceEntry(words, sub + 4 * TABLE_WORDS, PIECE.normal, blocksAt % 4294967296, Math.floor(blocksAt / 4294967296), (rows * E) / 2, key[0] | 0, key[1] | 0, noiseAt + off, 0, 0);
+      pieceEntry(words, sub + 5 * TABLE_WORDS, PIECE.mulVv, noiseAt + off, stdAt + off, scaledAt + off, 1, 0, 0, vecs, 0);
+      pieceEntry(words, sub + 6 * TABLE_WORDS, PIECE.addVv, cleanAt + off, scaledAt + off, noisyAt + off, 1, 0, 0, vecs, 0);
+      pieceEntry(words, sub + 7 * TABLE_WORDS, PIECE.topk, noisyAt + off, rows, E, m, topAt + r0 * m * 4, base + flagsOff + r0 * 4, base + slotsOff + b * 32 * m, 0);
     }
     pool.run(count, (ctrl) => { ctrl[CTRL.table] = base + seqOff; ctrl[CTRL.scratch] = base; ctrl[CTRL.scratchStride] = scratchStride; });
     this.noisyGateJobs++;
-    outs.forEach((o, i) => {
-      if (outAts[i]! < 0) o.set(new (o.constructor as Int32ArrayConstructor)(this.heap.buffer(), ats[i]!, o.length));
-    });
-    const flags = new Int32Array(this.heap.buffer(), base + flagsOff, N), redo: number[] = [];
+    for (let i = 0; i < outCount; i++) {
+      if (outIn[i]! >= 0) continue;
+      const o = outs[i]!;
+      o.set(o instanceof Int32Array ? new Int32Array(heap.buffer(), at[i]!, o.length) : new Float32Array(heap.buffer(), at[i]!, o.length));
+    }
+    const flags = new Int32Array(heap.buffer(), base + flagsOff, N), redo: number[] = [];
     for (let r = 0; r < N; r++) if (flags[r] !== 0) redo.push(r);
     return redo;
   }
