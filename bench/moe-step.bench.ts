@@ -12,6 +12,8 @@
 // each MoE/dense floor is also given with the gate's products added at a perfect split over the threads.
 // "Routed" times the step with the routing fixed (dispatch, experts, combine; no gate), in the
 // same rounds, which splits each MoE/dense into its routed experts and its gate.
+// Every case first runs MIXTAPE_BENCH_WARMUP rounds (default 40) that are not timed: the rounds
+// measure the steady state, not V8's tier-up (BENCHMARKS.md, 2026-12-07).
 // On more than one thread, "where the time goes" splits each step into its jobs split over the
 // threads (products, elementwise kernels' pieces) and the rest, which runs on the calling
 // thread alone (backendInfo's threadedJobMs).
@@ -77,7 +79,12 @@ export async function runMoeStepBench(filter?: string): Promise<string[]> {
       mt.matmul(x, dLogits, { transposeA: true }); mt.matmul(x, dLogits, { transposeA: true });
     }))]);
   }
-  for (const [, f] of cases) { f(); f(); }
+  // Steady state, as a training run sees it after its first few hundred steps: V8 optimizes a
+  // function once it has been called often enough, and a step calls most of its functions a
+  // few times only. After 30 steps an E = 16 step still spent 1.8–2.2 ms of CPU a step on
+  // V8's compiler threads (the dense block 0.2), beside the two threads that do the work.
+  const warmup = Number(process.env.MIXTAPE_BENCH_WARMUP ?? 40);
+  for (let r = 0; r < warmup; r++) for (const [, f] of cases) f();
   const times = cases.map(() => [] as number[]);
   // The time of each step spent in jobs split over the threads (backendInfo's threadedJobMs:
   // products and pieces of elementwise kernels); the rest runs on the calling thread alone.
