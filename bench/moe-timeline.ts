@@ -11,7 +11,8 @@
 // busy (during the gate's balancing half it takes 3–4 of the experts' chunks, each tens of µs
 // long, while the gather runs it takes none). With `dense` it times the
 // compute-matched dense block instead. On Linux it also reads each thread's CPU time
-// (/proc/self/task) over 60 steps: the worker's busy time against the wall time.
+// (/proc/self/task) over 60 steps: the worker's busy time against the wall time. It first
+// runs MIXTAPE_BENCH_WARMUP steps (default 300) untimed, for V8's steady state.
 // Run from a bundle under plain node:
 //   npx esbuild bench/moe-timeline.ts --bundle --platform=node --format=esm --packages=external \
 //     --outfile=dist/bench/moe-timeline.mjs && node dist/bench/moe-timeline.mjs 16
@@ -65,7 +66,8 @@ for (const name of ['run', 'runMany'] as const) {
   };
 }
 
-for (let i = 0; i < 10; i++) step();
+// Steady state (V8 optimizes most of a step over its first hundreds: see moe-step.bench.ts).
+for (let i = 0; i < Number(process.env.MIXTAPE_BENCH_WARMUP ?? 300); i++) step();
 const steps: Event[][] = [];
 for (let i = 0; i < 31; i++) {
   log = []; lastEnd = 0;
