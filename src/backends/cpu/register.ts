@@ -37,6 +37,14 @@ export interface CpuOptions {
 }
 
 /** The SIMD matmul's state for one CPU backend instance. */
+/**
+ * The rows the SIMD topk flags (a NaN, or fewer than k values above −∞) redone by the scalar
+ * loop: xs holds rows of n, y rows of k indices; the topkIndices kernel's indices for them.
+ */
+function redoFlaggedRows(xs: Float32Array, n: number, k: number, y: Int32Array, flags: Int32Array): void {
+  for (let r = 0; r < flags.length; r++) if (flags[r] !== 0) topkIndices(xs.subarray(r * n, (r + 1) * n), [n], k, y.subarray(r * k, (r + 1) * k), true);
+}
+
 class SimdState {
   /** The SIMD module, or why it cannot run here; built on first use of the backend. */
   private wasm: WasmMatmul | string | null = null;
@@ -227,7 +235,7 @@ class SimdState {
         const y = cpuPool.take('int32', rows * k, false) as Int32Array, flags = cpuPool.take('int32', rows, false) as Int32Array;
         const xs = data(x) as Float32Array;
         if (math.topk(xs, rows, n, k, y, flags)) {
-          for (let r = 0; r < rows; r++) if (flags[r] !== 0) topkIndices(xs.subarray(r * n, (r + 1) * n), [n], k, y.subarray(r * k, (r + 1) * k), true);
+          redoFlaggedRows(xs, n, k, y, flags);
           cpuPool.give(flags);
           return be.wrap(y);
         }
@@ -400,8 +408,8 @@ class SimdState {
 
   /**
    * The noisy gate's logits and top indices as one job of row blocks over the threads
-   * (WasmMatmul.noisyTopK: float32, E a multiple of 8, tensors of the SIMD memory), rows its
-   * topk flags redone as the topkIndices kernel redoes them; else the ops' own kernels in turn.
+   * (WasmMatmul.noisyTopK: float32, E a multiple of 8), the rows its topk flags redone as the
+   * topkIndices kernel redoes them; else the ops' own kernels in turn.
    */
   noisyTopKLogits(): CpuMultiKernel<'noisyTopKLogits'> {
     return (inputs, attrs, outs, be) => {
@@ -410,10 +418,9 @@ class SimdState {
       if (engine !== null && x.dtype === 'float32') {
         const [N, d] = x.shape as [number, number], E = outs[0]!.shape[1]!, m = attrs.m;
         const ys = outs.map((o) => cpuPool.take(o.dtype, sizeOf(o.shape), false));
-        const redo = engine.noisyTopK(data(x), data(wGate), data(wNoise), N, d, E, m, attrs.epsilon, attrs.key, attrs.counter, ys);
-        if (redo !== null) {
-          const noisy = ys[6] as Float32Array, top = ys[7] as Int32Array;
-          for (const r of redo) topkIndices(noisy.subarray(r * E, (r + 1) * E), [E], m, top.subarray(r * m, (r + 1) * m), true);
+        const flags = engine.noisyTopK(data(x), data(wGate), data(wNoise), N, d, E, m, attrs.epsilon, attrs.key, attrs.counter, ys);
+        if (flags !== null) {
+          redoFlaggedRows(ys[6] as Float32Array, E, m, ys[7] as Int32Array, flags);
           return ys.map((y) => be.wrap(y));
         }
         for (const y of ys) cpuPool.give(y);

@@ -694,17 +694,18 @@ export class WasmMatmul {
    * product was left running on it): about 0.57 ms of an E = 16 step (N = 1024, d = 256)
    * against 0.43–0.53 as this job, which takes 0.73 ms on one thread (BENCHMARKS.md).
    * Operands and results outside this memory (tensors below 16 KiB) are copied in and out.
-   * Returns the rows JavaScript must redo (topk's flags: a NaN, or fewer than m values above
-   * −∞), or null (nothing written) where this path does not take it: float64, E not a whole
+   * Returns topk's flags, one per row (1 where JavaScript must redo the row: a NaN, or fewer
+   * than m values above −∞; a view of the scratch, valid until the next product), or null
+   * (nothing written) where this path does not take it: float64, E not a whole
    * number of panels, a product below MIN_MACS, m above 16, or no pool (whose `work` runs
    * the table; one thread runs it alone).
    */
   noisyTopK(
     x: TypedArray, wGate: TypedArray, wNoise: TypedArray, N: number, d: number, E: number, m: number,
     epsilon: number, key: readonly [number, number], counter: number, outs: readonly TypedArray[],
-  ): number[] | null {
-    const pool = this.pool, math = this.mathKernels;
-    if (pool === null || math === null || !(x instanceof Float32Array) || !(wGate instanceof Float32Array) || !(wNoise instanceof Float32Array)) return null;
+  ): Int32Array | null {
+    const pool = this.pool;
+    if (pool === null || this.mathKernels === null || !(x instanceof Float32Array) || !(wGate instanceof Float32Array) || !(wNoise instanceof Float32Array)) return null;
     if (E % NR !== 0 || N * d * E < MIN_MACS || m < 1 || m > 16 || m > E || counter % 2 !== 0) return null;
     // About four blocks a thread, whole tiles of rows (the gemm's and topk's four).
     const threads = this.threads, blocks = Math.min(Math.ceil(N / 4), 4 * threads);
@@ -775,9 +776,7 @@ export class WasmMatmul {
       const o = outs[i]!;
       o.set(o instanceof Int32Array ? new Int32Array(heap.buffer(), at[i]!, o.length) : new Float32Array(heap.buffer(), at[i]!, o.length));
     }
-    const flags = new Int32Array(heap.buffer(), base + flagsOff, N), redo: number[] = [];
-    for (let r = 0; r < N; r++) if (flags[r] !== 0) redo.push(r);
-    return redo;
+    return new Int32Array(heap.buffer(), base + flagsOff, N);
   }
 
   /**
