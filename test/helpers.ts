@@ -5,6 +5,7 @@
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import * as mt from '../src/index.js';
+import { getBackend } from '../src/tensor/engine.js';
 
 export { mt };
 
@@ -85,3 +86,13 @@ export function broadcastIndex(index: readonly number[], shape: readonly number[
 }
 
 export const numRuns = (n: number) => ({ numRuns: Number(process.env.MIXTAPE_NUM_RUNS ?? n) });
+
+/** Runs `fn` with the active backend's `kernels` switched on or off (supports() answers `on` for them), then puts supports() back. */
+export function withKernel<T>(kernels: string | readonly string[], on: boolean, fn: () => T): T {
+  const names = typeof kernels === 'string' ? [kernels] : kernels;
+  const be = getBackend() as unknown as { supports: (k: string) => boolean };
+  const own = Object.getOwnPropertyDescriptor(be, 'supports');
+  const original = be.supports.bind(be);
+  be.supports = (k: string) => (names.includes(k) ? on : original(k));
+  try { return fn(); } finally { if (own) Object.defineProperty(be, 'supports', own); else delete (be as { supports?: unknown }).supports; }
+}

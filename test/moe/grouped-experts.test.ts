@@ -10,19 +10,9 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
 import { getBackend } from '../../src/tensor/engine.js';
-import { assertClose, mt, numRuns } from '../helpers.js';
+import { assertClose, mt, numRuns, withKernel } from '../helpers.js';
 
 const bits = (t: mt.Tensor) => Array.from(t.dataSync());
-
-/** Runs `fn` with the backend's `kernels` switched on or off (supports() answers `on` for them). */
-function withKernel<T>(kernels: string | readonly string[], on: boolean, fn: () => T): T {
-  const names = typeof kernels === 'string' ? [kernels] : kernels;
-  const be = getBackend() as { supports: (k: string) => boolean };
-  const own = Object.getOwnPropertyDescriptor(be, 'supports');
-  const original = be.supports.bind(be);
-  be.supports = (k: string) => (names.includes(k) ? on : original(k));
-  try { return fn(); } finally { if (own) Object.defineProperty(be, 'supports', own); else delete (be as { supports?: unknown }).supports; }
-}
 
 /** Runs `fn` with the backend's groupedMatmul switched on or off (off: one product per expert). */
 function withGrouping<T>(on: boolean, fn: () => T): T {

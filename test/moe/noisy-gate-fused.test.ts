@@ -9,19 +9,12 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
 import { noisyTopKLogits } from '../../src/tensor/ops/fused.js';
-import { getBackend } from '../../src/tensor/engine.js';
-import { mt, numRuns } from '../helpers.js';
+import { mt, numRuns, withKernel } from '../helpers.js';
 
 const bits = (t: mt.Tensor | null | undefined) => (t ? Array.from(t.dataSync()) : null);
 
 /** Runs `fn` with the backend's noisyTopKLogits kernel switched on or off (off: the gate composes the ops). */
-function withFusedGate<T>(on: boolean, fn: () => T): T {
-  const be = getBackend() as { supports: (k: string) => boolean };
-  const own = Object.getOwnPropertyDescriptor(be, 'supports');
-  const original = be.supports.bind(be);
-  be.supports = (k: string) => (k === 'noisyTopKLogits' ? on : original(k));
-  try { return fn(); } finally { if (own) Object.defineProperty(be, 'supports', own); else delete (be as { supports?: unknown }).supports; }
-}
+const withFusedGate = <T>(on: boolean, fn: () => T): T => withKernel('noisyTopKLogits', on, fn);
 
 const gateJobs = () => Number(mt.backendInfo().noisyGateJobs ?? 0);
 
