@@ -22,7 +22,7 @@
 
 import type { KernelAttrs } from '../core/backend.js';
 import * as ops from '../tensor/ops/index.js';
-import { groupedMatmulGrads, lstmCellBackward, lstmSequenceGrads, probInTopKAtGrads, reluGrad, topkGatesGrad, weightedIndexAddGrads } from '../tensor/ops/fused.js';
+import { cvSquaredGrad, groupedMatmulGrads, lstmCellBackward, lstmSequenceGrads, probInTopKAtGrads, reluGrad, topkGatesGrad, weightedIndexAddGrads } from '../tensor/ops/fused.js';
 import { isGradEnabled } from '../tensor/engine.js';
 import type { CompositeAttrs, RecordedOp } from '../tensor/recorded-ops.js';
 import type { Tensor } from '../tensor/tensor.js';
@@ -287,6 +287,8 @@ const rules: GradRules = {
     const [clean, noisy, stddev, indices] = c.inputs as [Tensor, Tensor, Tensor, Tensor];
     return probInTopKAtGrads(dy, clean, noisy, stddev, indices, c.attrs.k, c.needs, isGradEnabled());
   },
+  // The balancing losses' cv²: one backward kernel; with createGraph, its composition's rules.
+  cvSquared: (dy, c) => [cvSquaredGrad(dy, x0(c), isGradEnabled())],
 
   // Recomputes the checkpointed function with the same random numbers and differentiates it.
   checkpoint: (dy, c) => c.attrs.backward(dy, c),

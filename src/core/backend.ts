@@ -131,6 +131,15 @@ export interface FusedKernelAttrs {
    * rounded as gateEntropy's composition rounds them.
    */
   gateEntropyRows: NoAttrs;
+  /**
+   * The balancing losses' cv²(v) = Var(v) / (Mean(v)² + 1e-10), population variance (÷n), of
+   * all of v's elements: (v, any shape, n ≥ 1 elements) → 0-d, rounded as balancing.ts's
+   * composition (mean → sub → square → mean → square → add → div) rounds it: each step stored in
+   * the dtype, the sums in float64 from 0.
+   */
+  cvSquared: NoAttrs;
+  /** cvSquared's gradient: (dy 0-d, v) → ∂v of v's shape, the bits of the composition's rules. */
+  cvSquaredBackward: NoAttrs;
 }
 export type FusedKernelName = keyof FusedKernelAttrs;
 

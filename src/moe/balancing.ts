@@ -8,6 +8,7 @@ import { sum, mean } from '../tensor/ops/reduction.js';
 import { slice } from '../tensor/ops/movement.js';
 import { cast, greater, normalCdf, sub, div, where } from '../tensor/ops/elementwise.js';
 import { tidy } from '../tensor/engine.js';
+import { cvSquaredFused } from '../tensor/ops/fused.js';
 import { shapeToString } from '../core/shape.js';
 
 /** Each function checks its own arguments and names itself (an internal op's error would not). */
@@ -20,11 +21,14 @@ function checkTensor(op: string, name: string, v: unknown, rank?: number): Tenso
 
 /**
  * cv_squared(v) = Var(v) / (Mean(v)² + 1e-10), with the population variance (÷n), as in
- * tensor2tensor. 0 for a single expert or a constant vector. A 0-d tensor.
+ * tensor2tensor. 0 for a single expert or a constant vector. A 0-d tensor. One kernel each way
+ * where the backend has it (the CPU), with this composition's bits.
  */
 export function cvSquared(v: Tensor): Tensor {
   checkTensor('cvSquared', 'v', v);
   if (v.size === 0) throw new Error(`cvSquared: v is empty (shape ${shapeToString(v.shape)})`);
+  const fused = cvSquaredFused(v);
+  if (fused !== null) return fused;
   return tidy(() => {
     const flat = v.reshape([v.size]);
     const m = mean(flat);

@@ -7,7 +7,7 @@
 // `norm` and `std` have no kernel either: their forward is composed of other ops, run
 // without recording, and recorded as one node whose rule holds PyTorch's convention at the
 // points where the composition's gradient would be 0·∞ (a zero norm, a zero deviation).
-// `lstmCell`, `lstmSequence`, `groupedMatmul`, `weightedIndexAdd`, `topkGates` and `probInTopK` are fused kernels' nodes (src/tensor/ops/fused.ts), recorded
+// `lstmCell`, `lstmSequence`, `groupedMatmul`, `weightedIndexAdd`, `topkGates`, `probInTopK` and `cvSquared` are fused kernels' nodes (src/tensor/ops/fused.ts), recorded
 // only where the backend runs that kernel.
 // `checkpoint` is no kernel either: autograd's checkpoint() records it for a whole function
 // whose activations it recomputes in backward (src/autograd/checkpoint.ts).
@@ -19,7 +19,7 @@ export type RecordedOp =
   | 'sum' | 'max' | 'min' | 'prod' | 'cumsum' | 'norm' | 'std' | 'matmul'
   | 'reshape' | 'permute' | 'broadcastTo' | 'slice' | 'flip' | 'pad' | 'assembleSlices' | 'concat'
   | 'gather' | 'scatterAdd' | 'indexSelect' | 'indexAdd' | 'cast'
-  | 'lstmCell' | 'lstmSequence' | 'groupedMatmul' | 'weightedIndexAdd' | 'topkGates' | 'probInTopK'
+  | 'lstmCell' | 'lstmSequence' | 'groupedMatmul' | 'weightedIndexAdd' | 'topkGates' | 'probInTopK' | 'cvSquared'
   | 'checkpoint';
 
 /** The attributes of the recorded ops that have no kernel of their own (axes normalized, sorted). */

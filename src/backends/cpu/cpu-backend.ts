@@ -8,7 +8,7 @@ import { sizeOf } from '../../core/shape.js';
 import type { Backend, BackendInfo, CoreKernelName, FusedKernelName, Handle, KernelAttrs, KernelName, KernelTable, MemoryInfo, MultiOutputKernelAttrs, MultiOutputKernelName, OutInfo, TensorInfo } from '../../core/backend.js';
 import { adamStep, lstmCellBackward, lstmCellForward, lstmSequenceBackward, lstmSequenceForward, sumOfSquares, type AdamAttrs, type LstmSequenceOps } from './fused.js';
 import { binaryBroadcast, binaryFast, binaryFns, broadcastLoop, mapUnary, unaryFns, whereFast } from './elementwise.js';
-import { probInTopK, probInTopKBackward, topkGates, topkGatesBackward, type ProbInTopKPlanes } from './gating.js';
+import { cvSquared, cvSquaredBackward, probInTopK, probInTopKBackward, topkGates, topkGatesBackward, type ProbInTopKPlanes } from './gating.js';
 import { gather, indexAdd, indexSelect, oneHot, scatterAdd, topkIndices, weightedIndexAdd, weightedIndexAddBackward } from './indexing.js';
 import { groupedMatmulScalar, groupedWeightGradsScalar, matmul } from './matmul/matmul.js';
 import { broadcastTo, concat, flip, pad, permute, slice } from './movement.js';
@@ -251,6 +251,16 @@ function makeKernels(): CpuKernelTable {
       const g = inputs[0]!, y = alloc(out);
       gateEntropyRows(data(g), g.shape[g.shape.length - 1]!, out.dtype === 'float32', y);
       return be.wrap(y);
+    },
+    cvSquared: (inputs, _a, out, be) => {
+      const y = full(out);
+      y[0] = cvSquared(data(inputs[0]!), out.dtype === 'float32');
+      return be.wrap(y);
+    },
+    cvSquaredBackward: (inputs, _a, out, be) => {
+      const dv = full(out);
+      cvSquaredBackward(data(inputs[0]!)[0]!, data(inputs[1]!), out.dtype === 'float32', dv);
+      return be.wrap(dv);
     },
   };
 }

@@ -1,7 +1,8 @@
-// Noisy top-k gating's per-row math in one pass each way (the topkGates and probInTopK fused
-// kernels, src/core/backend.ts): the softmax over each row's k best logits scattered into
-// the gates, and the load estimator's P(x, i) (Shazeer et al. 2017, eqs. 5 and 9). Composed
-// from core ops they are about forty small kernels per step, forward and backward.
+// Noisy top-k gating's per-row math in one pass each way (the topkGates, probInTopK and
+// cvSquared fused kernels, src/core/backend.ts): the softmax over each row's k best logits
+// scattered into the gates, the load estimator's P(x, i), and the balancing losses' cv²
+// (Shazeer et al. 2017, eqs. 5, 9, 7 and 11). Composed from core ops they are about a hundred
+// small kernels per step, forward and backward.
 //
 // Every intermediate is rounded to the dtype where the composition stores it (`round`:
 // Math.fround for float32, nothing for float64), sums run in float64 from 0 in the order the
@@ -172,4 +173,53 @@ export function probInTopKBackward(
     dNoisy[base + indices[ib + k]!] = 0 + round(sumIn);
     dNoisy[base + indices[ib + k - 1]!] = 0 + round(sumOut);
   }
+}
+
+/** cv²'s intermediates, as the composition stores them. */
+interface CvParts { n: number; m: number; d: Float64Array; den: number; out: number }
+
+function cvParts(v: TypedArray, round: (x: number) => number): CvParts {
+  const n = v.length;
+  // mean: the sum (float64 from 0, then stored), divided by the count.
+  let s = 0;
+  for (let i = 0; i < n; i++) s += v[i]!;
+  const m = round(round(s) / n);
+  // v − m, squared, and their mean.
+  const d = new Float64Array(n);
+  let s2 = 0;
+  for (let i = 0; i < n; i++) {
+    d[i] = round(v[i]! - m);
+    s2 += round(d[i]! * d[i]!);
+  }
+  const variance = round(round(s2) / n);
+  // m² + 1e-10 (the constant stored in the dtype), then the quotient.
+  const den = round(round(m * m) + round(1e-10));
+  return { n, m, d, den, out: round(variance / den) };
+}
+
+/** cvSquared: Var(v) / (Mean(v)² + 1e-10) over all of v, the composition's bits. */
+export function cvSquared(v: TypedArray, float32: boolean): number {
+  return cvParts(v, float32 ? Math.fround : identity).out;
+}
+
+/**
+ * cvSquared's gradient for dy, as the composition's rules give it: div's (∂var = dy / den,
+ * ∂den = −(dy · (out / den))), add's, mul(m, m)'s two products summed, mean's division and
+ * broadcast, mul(d, d)'s two products summed, sub's (∂m = Σ −∂d), then ∂v = ∂d + ∂m / n.
+ */
+export function cvSquaredBackward(dy: number, v: TypedArray, float32: boolean, dv: TypedArray): void {
+  const round = float32 ? Math.fround : identity;
+  const { n, m, d, den, out } = cvParts(v, round);
+  const dVar = round(dy / den), dDen = -round(dy * round(out / den));
+  const dmSquare = round(dDen * m);
+  const dmFromSquare = round(dmSquare + dmSquare);
+  const dq = round(dVar / n);
+  let sum = 0;
+  for (let i = 0; i < n; i++) {
+    const e = round(dq * d[i]!);
+    d[i] = round(e + e); // ∂d, in place of d
+    sum += -d[i]!;
+  }
+  const ds = round(round(dmFromSquare + round(sum)) / n);
+  for (let i = 0; i < n; i++) dv[i] = round(d[i]! + ds);
 }

@@ -8,7 +8,7 @@ import type { Tensor } from '../tensor.js';
 import { add, cast, div, exp, greater, mul, neg, normalCdf, relu, sigmoid, sub, tanh, where } from './elementwise.js';
 import { max, sum } from './reduction.js';
 import { softmax } from './functional.js';
-import { chunk, concat, reshape, slice, split, stack } from './movement.js';
+import { broadcastTo, chunk, concat, reshape, slice, split, stack } from './movement.js';
 import { gather, indexAdd, indexSelect, scatterAdd } from './indexing.js';
 import { defaultGenerator, zeros, type Generator } from './creation.js';
 import { matmul } from './linalg.js';
@@ -527,4 +527,35 @@ export function probInTopKAtGrads(dP: Tensor, clean: Tensor, noisy: Tensor, stdd
   const dIn = sum(where(inside, dThreshold, 0), 1, true), dOut = sum(where(inside, 0, dThreshold), 1, true);
   const dNoisy = add(scatterAdd(zeros(noisy.shape, { dtype: noisy.dtype }), 1, atIn, dIn), scatterAdd(zeros(noisy.shape, { dtype: noisy.dtype }), 1, atOut, dOut));
   return [...keepWanted([dClean, dNoisy, dStddev], needs.slice(0, 3)), null];
+}
+
+/**
+ * cv²(v) = Var(v) / (Mean(v)² + 1e-10) over all of v's elements (moe/balancing.ts cvSquared,
+ * which checks v) as one kernel and one recorded node where the backend has it; null where it
+ * does not, for the caller to compose. The composition's bits.
+ */
+export function cvSquaredFused(v: Tensor): Tensor | null {
+  if (!getBackend().supports?.('cvSquared')) return null;
+  return runOp('cvSquared', [v], {}, { shape: [], dtype: v.dtype }, 'cvSquared');
+}
+
+/**
+ * cvSquared's gradient for dy: one kernel where the backend has it; `differentiable` composes
+ * the rules of the composition step by step (gradients of gradients), the same bits.
+ */
+export function cvSquaredGrad(dy: Tensor, v: Tensor, differentiable: boolean): Tensor {
+  if (!differentiable && getBackend().supports?.('cvSquaredBackward')) {
+    return runOp('cvSquaredBackward', [dy, v], {}, { shape: v.shape, dtype: v.dtype }, null);
+  }
+  const n = v.size, flat = reshape(v, [n]);
+  const m = div(sum(flat), n), d = sub(flat, m);
+  const variance = div(sum(mul(d, d)), n), den = add(mul(m, m), 1e-10), out = div(variance, den);
+  // div's rule, add's, then mul(m, m)'s two products, summed as backward sums them.
+  const dVar = div(dy, den), dDen = neg(mul(dy, div(out, den)));
+  const dmFromSquare = add(mul(dDen, m), mul(dDen, m));
+  // mean's division and broadcast, mul(d, d)'s two products summed, then sub's: ∂m = Σ −∂d.
+  const dq = broadcastTo(reshape(div(dVar, n), [1]), [n]);
+  const dd = add(mul(dq, d), mul(dq, d));
+  const dm = add(dmFromSquare, reshape(sum(neg(dd), [0], true), []));
+  return reshape(add(dd, broadcastTo(reshape(div(dm, n), [1]), [n])), v.shape);
 }
