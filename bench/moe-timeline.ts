@@ -13,6 +13,8 @@
 // compute-matched dense block instead. On Linux it also reads each thread's CPU time
 // (/proc/self/task) over 60 steps: the worker's busy time against the wall time. It first
 // runs MIXTAPE_BENCH_WARMUP steps (default 300) untimed, for V8's steady state.
+// MIXTAPE_TIMELINE_MIN sets the shortest event listed (ms; 0: all), MIXTAPE_TIMELINE_BY_KERNEL=1
+// adds each kernel's count and total time.
 // Run from a bundle under plain node:
 //   npx esbuild bench/moe-timeline.ts --bundle --platform=node --format=esm --packages=external \
 //     --outfile=dist/bench/moe-timeline.mjs && node dist/bench/moe-timeline.mjs 16
@@ -78,7 +80,18 @@ log = null;
 const median = (xs: number[]) => xs.slice().sort((a, b) => a - b)[xs.length >> 1]!;
 const events = steps[0]!.map((e, i) => ({ ...e, ms: median(steps.map((s) => s[i]?.ms ?? 0)), chunks: median(steps.map((s) => s[i]?.chunks ?? 0)) }));
 console.log(`${moe === null ? 'dense block' : `MoE E = ${E}`}, 2 threads: the calling thread's kernels and gaps of at least 15 µs, medians of 31 steps (ms); "waits": no job beside it; then the chunks the worker took meanwhile`);
-for (const e of events) if (e.ms >= 0.015) console.log(`${e.ms.toFixed(3).padStart(8)} ${e.beside ? '     ' : 'waits'} ${String(e.chunks).padStart(4)} ${e.label}`);
+// MIXTAPE_TIMELINE_MIN (ms, default 0.015): the shortest event listed; 0 lists every one.
+const shortest = Number(process.env.MIXTAPE_TIMELINE_MIN ?? 0.015);
+for (const e of events) if (e.ms >= shortest) console.log(`${e.ms.toFixed(3).padStart(8)} ${e.beside ? '     ' : 'waits'} ${String(e.chunks).padStart(4)} ${e.label}`);
+// The events not listed: many short kernels and gaps (small ops, each with its JavaScript).
+const unlisted = events.filter((e) => e.ms < shortest);
+console.log(`${events.length} events in all; the ${unlisted.length} not listed sum to ${unlisted.reduce((s, e) => s + e.ms, 0).toFixed(2)} ms (${unlisted.filter((e) => e.label.startsWith('(')).length} of them gaps)`);
+// MIXTAPE_TIMELINE_BY_KERNEL=1: every kernel's count and total, largest first.
+if (process.env.MIXTAPE_TIMELINE_BY_KERNEL) {
+  const byLabel = new Map<string, { count: number; ms: number }>();
+  for (const e of events) { const t = byLabel.get(e.label) ?? { count: 0, ms: 0 }; t.count++; t.ms += e.ms; byLabel.set(e.label, t); }
+  for (const [label, { count, ms }] of [...byLabel].sort((a, b) => b[1].ms - a[1].ms)) console.log(`${ms.toFixed(3).padStart(8)} ${String(count).padStart(4)}× ${label}`);
+}
 const waits = events.filter((e) => !e.beside).reduce((s, e) => s + e.ms, 0);
 console.log(`the worker waits ${waits.toFixed(2)} ms of the step on this thread's work (every event, however short)`);
 const idle = events.filter((e) => e.chunks === 0 && e.ms >= 0.1).reduce((s, e) => s + e.ms, 0);
