@@ -36,7 +36,6 @@ export interface CpuOptions {
   simd?: boolean;
 }
 
-/** The SIMD matmul's state for one CPU backend instance. */
 /**
  * The rows the SIMD topk flags (a NaN, or fewer than k values above −∞) redone by the scalar
  * loop: xs holds rows of n, y rows of k indices; the topkIndices kernel's indices for them.
@@ -45,6 +44,7 @@ function redoFlaggedRows(xs: Float32Array, n: number, k: number, y: Int32Array, 
   for (let r = 0; r < flags.length; r++) if (flags[r] !== 0) topkIndices(xs.subarray(r * n, (r + 1) * n), [n], k, y.subarray(r * k, (r + 1) * k), true);
 }
 
+/** The SIMD matmul's state for one CPU backend instance. */
 class SimdState {
   /** The SIMD module, or why it cannot run here; built on first use of the backend. */
   private wasm: WasmMatmul | string | null = null;
