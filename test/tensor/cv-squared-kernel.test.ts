@@ -13,7 +13,6 @@ import { mt, numRuns, withKernel } from '../helpers.js';
 
 const KERNELS = ['cvSquared', 'cvSquaredBackward'];
 const bits = (t: mt.Tensor | null | undefined) => (t ? Array.from(t.dataSync()) : null);
-const same = (a: unknown, b: unknown, what: string) => assert.ok(Object.is(a, b) || (Array.isArray(a) && Array.isArray(b) && a.length === b.length && a.every((x, i) => Object.is(x, b[i]))), `${what}: ${String(a)} vs ${String(b)}`);
 
 interface Case { shape: number[]; kind: 'normal' | 'ties' | 'special'; scale: number; seed: number }
 
@@ -56,8 +55,8 @@ test('cvSquared: one kernel each way with the bits of the composition (float32 a
       const got = run(c, dtype, true), want = run(c, dtype, false);
       assert.equal(got.fn, 'cvSquared');
       assert.equal(want.fn, 'div');
-      same(got.cv, want.cv, `cv² ${dtype} ${JSON.stringify(c)}`);
-      same(got.grad, want.grad, `∂v ${dtype} ${JSON.stringify(c)}`);
+      assert.deepEqual(got.cv, want.cv, `cv² ${dtype} ${JSON.stringify(c)}`);
+      assert.deepEqual(got.grad, want.grad, `∂v ${dtype} ${JSON.stringify(c)}`);
     }
   }), numRuns(80));
   // The edge cases by name: one element and a constant vector give 0, all zeros 0 (1e-10 keeps
@@ -75,7 +74,7 @@ test('cvSquared: its createGraph rule gives the composition\'s bits, and float64
     for (const dtype of ['float32', 'float64'] as const) {
       const got = run(c, dtype, true, true), want = run(c, dtype, false, true);
       assert.equal(got.fn, 'cvSquared');
-      same(got.grad, want.grad, `createGraph ${dtype} ${JSON.stringify(c)}`);
+      assert.deepEqual(got.grad, want.grad, `createGraph ${dtype} ${JSON.stringify(c)}`);
     }
   }
   mt.manualSeed(5);
@@ -94,7 +93,7 @@ test('cvSquared: a whole MoE step gives the same output, auxLoss and gradients w
     return [bits(o.output), bits(o.auxLoss), bits(o.stats.cvImportance), bits(o.stats.cvLoad), ...moe.parameters().map((p) => bits(p.grad))];
   });
   const fused = once(true), composed = once(false);
-  fused.forEach((f, i) => same(f, composed[i], `MoE output ${i}`));
+  fused.forEach((f, i) => assert.deepEqual(f, composed[i], `MoE output ${i}`));
 });
 
 test('cvSquared: bad input names the op and the argument', () => {
