@@ -2,7 +2,7 @@
 // reference every other backend is tested against, and the only one with float64.
 
 import { dtypeOfArray, type DType, type TypedArray } from '../../core/dtype.js';
-import { cpuPool } from './pool.js';
+import { cpuPool, type DeferredRows } from './pool.js';
 import { fillRandom } from '../../core/philox.js';
 import { sizeOf } from '../../core/shape.js';
 import type { Backend, BackendInfo, CoreKernelName, FusedKernelName, Handle, KernelAttrs, KernelName, KernelTable, MemoryInfo, MultiOutputKernelAttrs, MultiOutputKernelName, OutInfo, TensorInfo } from '../../core/backend.js';
@@ -30,7 +30,15 @@ export function data(info: TensorInfo & { handle: CpuHandle }): TypedArray {
   if (values === null) throw new Error(`cpu backend: handle ${info.handle.id} was used after it was freed`);
   // A result of a job still running on other threads: wait for it.
   if (cpuPool.pending !== null && cpuPool.pending.outputs.has(values)) cpuPool.settle();
+  // Rows of a deferred gather: copied now.
+  if (cpuPool.gathers.size > 0) cpuPool.fillRows(values);
   return values;
+}
+
+/** The deferred gather behind a tensor's array (pool.ts gathers), or null: its rows not yet copied, without copying them. */
+export function deferredRows(info: TensorInfo & { handle: CpuHandle }): DeferredRows | null {
+  const values = info.handle.values;
+  return values === null ? null : cpuPool.gathers.get(values) ?? null;
 }
 
 /** The result array of a kernel that writes every element: a reused buffer is not zeroed first. */
@@ -524,6 +532,7 @@ export class CpuBackend implements Backend {
     const values = (handle as CpuHandle).values;
     if (values === null) throw new Error(`cpu backend: read of freed handle ${handle.id}`);
     if (cpuPool.pending !== null && cpuPool.pending.outputs.has(values)) cpuPool.settle();
+    if (cpuPool.gathers.size > 0) cpuPool.fillRows(values);
     if (dtypeOfArray(values) !== dtype) throw new Error(`cpu backend: handle ${handle.id} holds ${dtypeOfArray(values)}, not ${dtype}`);
     this.readbacks++;
     return values.slice();

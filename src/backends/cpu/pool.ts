@@ -58,6 +58,9 @@ function view(dtype: DType, buffer: ArrayBuffer, size: number): TypedArray {
   }
 }
 
+/** A deferred gather (BufferPool.gathers): its rows are src's rows index[i]; fill copies them. */
+export interface DeferredRows { readonly src: TypedArray; readonly index: Int32Array; readonly fill: () => void }
+
 export class BufferPool {
   private readonly free = new Map<number, ArrayBuffer[]>();
   /** Bytes held for reuse (not in any tensor). */
@@ -99,6 +102,45 @@ export class BufferPool {
   /** Waits for the job left running, if any (it then calls finished()). */
   settle(): void { this.pending?.join(); }
 
+  /**
+   * Results of indexSelect whose rows are not copied yet (register.ts): the MoE's dispatched
+   * rows, which its experts' grouped products read where they lie in src (WasmMatmul.grouped's
+   * `indexed`), forward and backward, so that the copy is never made. Anything else that reads
+   * such an array (the backend's `data`, readSync) makes the copy first, with `fill`; so does
+   * freeing src. The values are the same either way.
+   */
+  readonly gathers = new Map<TypedArray, DeferredRows>();
+  /** Each src of a deferred gather, with the results that read it. */
+  private readonly gatherSources = new Map<TypedArray, Set<TypedArray>>();
+  /** Gathers deferred, and those then copied after all (observability and tests). */
+  gathersDeferred = 0;
+  gathersFilled = 0;
+
+  /** Registers out as src's rows `index`, to be copied by `fill` when first read. */
+  deferRows(out: TypedArray, rows: DeferredRows): void {
+    this.gathers.set(out, rows);
+    let outs = this.gatherSources.get(rows.src);
+    if (outs === undefined) this.gatherSources.set(rows.src, (outs = new Set()));
+    outs.add(out);
+    this.gathersDeferred++;
+  }
+
+  /** Copies a deferred gather's rows into out now (nothing when out is not one). */
+  fillRows(out: TypedArray): void {
+    const rows = this.gathers.get(out);
+    if (rows === undefined) return;
+    rows.fill();
+    this.forgetRows(out, rows);
+    this.gathersFilled++;
+  }
+
+  private forgetRows(out: TypedArray, rows: DeferredRows): void {
+    this.gathers.delete(out);
+    const outs = this.gatherSources.get(rows.src)!;
+    outs.delete(out);
+    if (outs.size === 0) this.gatherSources.delete(rows.src);
+  }
+
   /** The job left running is done: its results may be read and the blocks given back meanwhile are free. */
   finished(): void {
     this.pending = null;
@@ -137,6 +179,13 @@ export class BufferPool {
    * buffer (the CPU backend owns every handle's array: uploads and readbacks copy).
    */
   give(values: TypedArray): void {
+    if (this.gathers.size > 0) {
+      // A deferred gather never read needs no copy; one whose src goes needs it now.
+      const rows = this.gathers.get(values);
+      if (rows !== undefined) this.forgetRows(values, rows);
+      const outs = this.gatherSources.get(values);
+      if (outs !== undefined) for (const out of [...outs]) this.fillRows(out);
+    }
     // A result of the job left running, freed before it was read: the job may still write it
     // (a copy out when it is joined), so it is finished first. An ordinary array would
     // otherwise go back to the cache and be handed out again before that write.

@@ -8,12 +8,12 @@ import type { OutInfo } from '../../core/backend.js';
 import type { TypedArray } from '../../core/dtype.js';
 import type { BackendRegistration } from '../../core/registry.js';
 import { sizeOf, type Shape } from '../../core/shape.js';
-import { adamStepKernel, CpuBackend, cpuKernels, cpuMultiKernels, data, lstmCellKernel, lstmSequenceBackwardKernel, lstmSequenceKernel, probInTopKBackwardKernel, probInTopKKernel, type CpuKernel, type CpuMultiKernel } from './cpu-backend.js';
+import { adamStepKernel, CpuBackend, cpuKernels, cpuMultiKernels, data, deferredRows, lstmCellKernel, lstmSequenceBackwardKernel, lstmSequenceKernel, probInTopKBackwardKernel, probInTopKKernel, type CpuKernel, type CpuMultiKernel } from './cpu-backend.js';
 import { adamStep, lstmCellForward, type LstmSequenceOps } from './fused.js';
 import { checkIndex, topkIndices } from './indexing.js';
 import type { ProbInTopKPlanes } from './gating.js';
 import { matmul as scalarMatmul } from './matmul/matmul.js';
-import { cpuPool } from './pool.js';
+import { cpuPool, type DeferredRows } from './pool.js';
 import { fillRandom } from '../../core/philox.js';
 import { WasmMatmul } from './wasm/wasm-matmul.js';
 import type { WasmHeap } from './wasm/wasm-heap.js';
@@ -106,6 +106,9 @@ class SimdState {
       tensorsInWasmMemory: engine.heap.shared,
       wasmMemoryBytes: engine.heap.memoryBytes, wasmMemoryLiveBytes: engine.heap.liveBytes, wasmMemoryFreeBytes: engine.heap.freeBytes,
       inPlaceOperands: engine.inPlace,
+      // indexSelects of whole rows whose copy was deferred (pool.ts gathers), and of those, copied after all
+      // because something other than a grouped product read them (an MoE step: 1 and 0).
+      gathersDeferred: cpuPool.gathersDeferred, gathersFilled: cpuPool.gathersFilled,
       // float32 σ, tanh and LSTM cells computed by the SIMD transcendental kernels.
       simdMath: this.math() !== null ? 'WebAssembly SIMD128 σ, tanh, LSTM cell, Adam and the MoE combine (float32); e^x and Φ in float64 lanes (the bits of Math.exp); random draws: Philox rounds, and normal draws\' Box–Muller in SIMD lanes' : `scalar: ${String(this.mathModule)}`,
       simdMathCalls: this.math()?.calls ?? 0,
@@ -365,15 +368,20 @@ class SimdState {
   groupedMatmul(): CpuKernel<'groupedMatmul'> {
     return (inputs, attrs, out, be) => {
       const E = attrs.sizes.length, biases = attrs.bias ? inputs.slice(1 + E).map(data) : null;
-      const x = data(inputs[0]!), weights = inputs.slice(1, 1 + E).map(data);
-      const ys = this.leavingRunning([out], [x, ...weights, ...(biases ?? [])], (engine, [y], async) =>
-        engine.grouped('rows', x, weights, attrs.sizes, inputs[0]!.shape[1]!, out.shape[1]!, attrs.transposeB, y!, { biases, relu: attrs.relu === true, async }));
+      const weights = inputs.slice(1, 1 + E).map(data);
+      const run = (x: TypedArray, indexed: DeferredRows | null) => this.leavingRunning([out], [indexed?.src ?? x, ...weights, ...(biases ?? [])], (engine, [y], async) =>
+        engine.grouped('rows', x, weights, attrs.sizes, inputs[0]!.shape[1]!, out.shape[1]!, attrs.transposeB, y!, { biases, relu: attrs.relu === true, async, indexed }));
+      // x the MoE's dispatched rows, not copied yet: read where they lie (else copied by data).
+      const rows = deferredRows(inputs[0]!);
+      const ys = (rows !== null ? run(inputs[0]!.handle.values!, rows) : null) ?? run(data(inputs[0]!), null);
       return ys ? be.wrap(ys[0]!) : cpuKernels.groupedMatmul!(inputs, attrs, out, be);
     };
   }
 
   /** Inside overlapJobs: grouped weight gradients may be left running (nothing in a backward reads them but the sums into the leaves). */
   private overlapping = false;
+  /** Whether indexSelect of whole rows defers its copy (pool.ts gathers; off: copied at once, for A/B measurements and tests). */
+  deferGathers = true;
   /** Whether overlapJobs leaves jobs running at all (off: every job is joined where it is posted; for A/B measurements and tests). */
   overlap = true;
 
@@ -399,9 +407,12 @@ class SimdState {
     return (inputs, attrs, outs, be) => {
       const [a, b] = inputs as [typeof inputs[0], typeof inputs[0]];
       const E = attrs.sizes.length, of = attrs.sums;
-      const av = data(a), bv = data(b);
-      const ys = this.leavingRunning(outs, [av, bv], (engine, arrays, async) => engine.grouped('weights', av, [bv], attrs.sizes, a.shape[1]!, b.shape[1]!, false,
-        arrays.slice(0, E), { sums: of === undefined ? null : { of, outs: arrays.slice(E) }, async }));
+      const av = data(a);
+      const run = (bv: TypedArray, indexed: DeferredRows | null) => this.leavingRunning(outs, [av, indexed?.src ?? bv], (engine, arrays, async) => engine.grouped('weights', av, [bv], attrs.sizes,
+        a.shape[1]!, b.shape[1]!, false, arrays.slice(0, E), { sums: of === undefined ? null : { of, outs: arrays.slice(E) }, async, indexed }));
+      // b the MoE's dispatched rows (∂W₁ = ∂hᵀ·x), not copied yet: read where they lie.
+      const rows = deferredRows(b);
+      const ys = (rows !== null ? run(b.handle.values!, rows) : null) ?? run(data(b), null);
       return ys ? ys.map((y) => be.wrap(y)) : cpuMultiKernels.groupedWeightGrads(inputs, attrs, outs, be);
     };
   }
@@ -441,8 +452,16 @@ class SimdState {
       if (engine !== null && attrs.axis === 0 && x.dtype !== 'int32' && rowElems * (x.dtype === 'float64' ? 8 : 4) >= 64 && engine.heap.addressOf(data(x)) >= 0) {
         const idx = data(index) as Int32Array, rows = x.shape[0]!;
         for (let j = 0; j < idx.length; j++) checkIndex('indexSelect', idx[j]!, rows, 0);
-        const y = cpuPool.take(out.dtype, sizeOf(out.shape), false);
-        if (engine.gatherRows(data(x), idx, rowElems, y)) return be.wrap(y);
+        const y = cpuPool.take(out.dtype, sizeOf(out.shape), false), xv = data(x);
+        // Deferred (pool.ts gathers): a grouped product reads the rows where they lie, and
+        // anything else that reads y has them copied first. Its own copy of the indices: the
+        // index tensor may be freed before.
+        if (this.deferGathers && engine.heap.addressOf(y) >= 0 && y.constructor === xv.constructor) {
+          const kept = idx.slice();
+          cpuPool.deferRows(y, { src: xv, index: kept, fill: () => { engine.gatherRows(xv, kept, rowElems, y); } });
+          return be.wrap(y);
+        }
+        if (engine.gatherRows(xv, idx, rowElems, y)) return be.wrap(y);
         cpuPool.give(y);
       }
       return cpuKernels.indexSelect(inputs, attrs, out, be);

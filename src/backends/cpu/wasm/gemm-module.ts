@@ -32,6 +32,10 @@
 //   WasmMatmul sets it only around a one-thread grouped product of several experts: with warm
 //   weights (a dense layer, an LSTM's products) or two threads, the touches cost more than
 //   they hide (2 threads: the LSTM pass 1.3–1.6 ms faster without; BENCHMARKS.md, 2026-12-06).
+// - An operand's rows may be read through a table of their addresses instead (a zero row
+//   stride: aRs for A, sBp for B; see gemm_f32 below): the MoE's dispatched rows, which then
+//   need no gathered copy (wasm-matmul.ts `indexed`). Only a tile's set-up and the pack's row
+//   step change; the sums and their order do not.
 // - Every element of C is summed by one kernel call, p = 0, 1, …, k-1 in order, starting
 //   from +0, one multiply and one add per step (no FMA): its value does not depend on which
 //   kernel (MR × 8 or 1 × 8) or which thread computed it. That is why results are
@@ -103,6 +107,9 @@ export interface GemmExports {
    * C rows r0..r1-1, panels p0..p1-1 (columns 8·p0 … 8·p1-1) of A·B. A(i, p) for i in a
    * row tile of MR starting at a multiple of MR lies at aPtr + i·k·bytes + (i mod MR)·aRs
    * + p·aKs; B(p, j) at bPtr + p·sBp + j·sBj; C(i, j) at cPtr + i·ldc + j·bytes. Byte units.
+   * Gathered rows (no valid layout has a zero row stride): with aRs 0, A(i, p) lies at
+   * word(aPtr + 4i) + p·aKs, and with sBp 0, B(p, j) at word(bPtr + 4p) + j·sBj, where word(x)
+   * is the i32 at x: tables of row addresses (WasmMatmul.grouped's `indexed`).
    */
   gemm_f32(aPtr: number, aRs: number, aKs: number, bPtr: number, sBp: number, sBj: number, cPtr: number, ldc: number,
     n: number, k: number, p0: number, p1: number, r0: number, r1: number, scratch: number): void;
@@ -168,8 +175,14 @@ function emitTile(mod: ModuleBuilder, s: Spec, rows: number, vecs = s.vn): numbe
     const acc = Array.from({ length: rows }, () => Array.from({ length: vecs }, () => c.local('v128')));
     const bv = Array.from({ length: vecs }, () => c.local('v128'));
     const x = c.local('v128'), p = c.local('i32');
-    c.get(a).set(ar[0]!);
-    for (let r = 1; r < rows; r++) c.get(ar[r - 1]!).get(aRs).i32Add().set(ar[r]!);
+    // aRs 0: A's rows are gathered (wasm-matmul.ts's `indexed`): row r of the tile starts at the
+    // address in the i32 word a + 4r. Else row r starts aRs bytes after row r − 1.
+    c.get(aRs).i32Eqz().if(() => {
+      for (let r = 0; r < rows; r++) c.get(a).load('i32', 4 * r).set(ar[r]!);
+    }, () => {
+      c.get(a).set(ar[0]!);
+      for (let r = 1; r < rows; r++) c.get(ar[r - 1]!).get(aRs).i32Add().set(ar[r]!);
+    });
     c.get(k).set(p);
     c.block(() => {
       c.get(p).i32Eqz().brIf(0);
@@ -207,73 +220,96 @@ function emitPackPanel(mod: ModuleBuilder, s: Spec): number {
     const transposed = () => c.get(sBp).i32(bytes).i32Eq();
     // B(p, j) starts at bPtr + j0·sBj.
     c.get(bPtr).get(j0).get(sBj).i32Mul().i32Add().set(src);
-    whole(); rowMajor(); c.i32And();
-    c.if(() => {
+    // sBp 0: B's rows are gathered (wasm-matmul.ts's `indexed`): row p starts at the address in
+    // the i32 word bPtr + 4p, its elements sBj apart (one element: the caller's rule).
+    c.get(sBp).i32Eqz().if(() => {
       c.forRange(p, 0, k, 1, () => {
-        for (let v = 0; v < vn; v++) c.get(dst).get(src).v128Load(16 * v).v128Store(16 * v);
-        c.get(src).get(sBp).i32Add().set(src);
-        c.get(dst).i32(NR * bytes).i32Add().set(dst);
-      });
-    }, () => {
-      whole(); transposed(); c.i32And();
-      c.if(() => {
-        // Column jj of the panel is a contiguous run of k elements at col[jj].
-        const col = Array.from({ length: NR }, () => c.local('i32'));
-        const r = Array.from({ length: lanes }, () => c.local('v128'));
-        const tmp = Array.from({ length: lanes }, () => c.local('v128'));
-        const kWhole = c.local('i32'), off = c.local('i32');
-        for (let q = 0; q < NR; q++) c.get(src).i32(q).get(sBj).i32Mul().i32Add().set(col[q]!);
-        c.get(k).get(k).i32(lanes).i32RemU().i32Sub().set(kWhole);
-        c.forRange(p, 0, kWhole, lanes, () => {
-          c.get(p).i32(bytes).i32Mul().set(off);
-          for (let g = 0; g < NR / lanes; g++) {
-            for (let q = 0; q < lanes; q++) c.get(col[g * lanes + q]!).get(off).i32Add().v128Load().set(r[q]!);
-            // out[q] = (r0[q], r1[q], …): row p + q of the panel, columns g·lanes …
-            const out: Array<() => void> = [];
-            if (lanes === 4) {
-              const lo = elementLanes([0, 4, 1, 5], 4), hi = elementLanes([2, 6, 3, 7], 4);
-              c.get(r[0]!).get(r[1]!).i8x16Shuffle(lo).set(tmp[0]!);
-              c.get(r[0]!).get(r[1]!).i8x16Shuffle(hi).set(tmp[1]!);
-              c.get(r[2]!).get(r[3]!).i8x16Shuffle(lo).set(tmp[2]!);
-              c.get(r[2]!).get(r[3]!).i8x16Shuffle(hi).set(tmp[3]!);
-              const first = elementLanes([0, 1, 4, 5], 4), second = elementLanes([2, 3, 6, 7], 4);
-              out.push(() => c.get(tmp[0]!).get(tmp[2]!).i8x16Shuffle(first));
-              out.push(() => c.get(tmp[0]!).get(tmp[2]!).i8x16Shuffle(second));
-              out.push(() => c.get(tmp[1]!).get(tmp[3]!).i8x16Shuffle(first));
-              out.push(() => c.get(tmp[1]!).get(tmp[3]!).i8x16Shuffle(second));
-            } else {
-              out.push(() => c.get(r[0]!).get(r[1]!).i8x16Shuffle(elementLanes([0, 2], 8)));
-              out.push(() => c.get(r[0]!).get(r[1]!).i8x16Shuffle(elementLanes([1, 3], 8)));
-            }
-            for (let q = 0; q < lanes; q++) {
-              // dst + ((p + q)·8 + g·lanes)·bytes
-              c.get(dst).get(p).i32(q).i32Add().i32(NR * bytes).i32Mul().i32Add();
-              out[q]!();
-              c.v128Store(g * lanes * bytes);
-            }
-          }
-        });
-        c.forRange(p, kWhole, k, 1, () => {
-          for (let q = 0; q < NR; q++) {
-            c.get(dst).get(p).i32(NR * bytes).i32Mul().i32Add();
-            c.get(col[q]!).get(p).i32(bytes).i32Mul().i32Add().load(t);
-            c.store(t, q * bytes);
-          }
-        });
-      }, () => {
-        // Partial panel or a general layout: element by element, zeros past `cols`.
-        c.forRange(p, 0, k, 1, () => {
+        c.get(bPtr).get(p).i32(4).i32Mul().i32Add().load('i32').get(j0).get(sBj).i32Mul().i32Add().set(src);
+        whole();
+        c.if(() => {
+          for (let v = 0; v < vn; v++) c.get(dst).get(src).v128Load(16 * v).v128Store(16 * v);
+        }, () => {
           c.forRange(jj, 0, eight, 1, () => {
-            const at = () => c.get(dst).get(p).i32(NR).i32Mul().get(jj).i32Add().i32(bytes).i32Mul().i32Add();
+            const at = () => c.get(dst).get(jj).i32(bytes).i32Mul().i32Add();
             c.get(jj).get(cols).i32LtS();
-            c.if(() => {
-              at();
-              c.get(src).get(p).get(sBp).i32Mul().i32Add().get(jj).get(sBj).i32Mul().i32Add().load(t);
-              c.store(t);
-            }, () => {
+            c.if(() => { at(); c.get(src).get(jj).get(sBj).i32Mul().i32Add().load(t); c.store(t); }, () => {
               at();
               if (t === 'f32') c.f32Zero(); else c.f64Zero();
               c.store(t);
+            });
+          });
+        });
+        c.get(dst).i32(NR * bytes).i32Add().set(dst);
+      });
+    }, () => {
+      whole(); rowMajor(); c.i32And();
+      c.if(() => {
+        c.forRange(p, 0, k, 1, () => {
+          for (let v = 0; v < vn; v++) c.get(dst).get(src).v128Load(16 * v).v128Store(16 * v);
+          c.get(src).get(sBp).i32Add().set(src);
+          c.get(dst).i32(NR * bytes).i32Add().set(dst);
+        });
+      }, () => {
+        whole(); transposed(); c.i32And();
+        c.if(() => {
+          // Column jj of the panel is a contiguous run of k elements at col[jj].
+          const col = Array.from({ length: NR }, () => c.local('i32'));
+          const r = Array.from({ length: lanes }, () => c.local('v128'));
+          const tmp = Array.from({ length: lanes }, () => c.local('v128'));
+          const kWhole = c.local('i32'), off = c.local('i32');
+          for (let q = 0; q < NR; q++) c.get(src).i32(q).get(sBj).i32Mul().i32Add().set(col[q]!);
+          c.get(k).get(k).i32(lanes).i32RemU().i32Sub().set(kWhole);
+          c.forRange(p, 0, kWhole, lanes, () => {
+            c.get(p).i32(bytes).i32Mul().set(off);
+            for (let g = 0; g < NR / lanes; g++) {
+              for (let q = 0; q < lanes; q++) c.get(col[g * lanes + q]!).get(off).i32Add().v128Load().set(r[q]!);
+              // out[q] = (r0[q], r1[q], …): row p + q of the panel, columns g·lanes …
+              const out: Array<() => void> = [];
+              if (lanes === 4) {
+                const lo = elementLanes([0, 4, 1, 5], 4), hi = elementLanes([2, 6, 3, 7], 4);
+                c.get(r[0]!).get(r[1]!).i8x16Shuffle(lo).set(tmp[0]!);
+                c.get(r[0]!).get(r[1]!).i8x16Shuffle(hi).set(tmp[1]!);
+                c.get(r[2]!).get(r[3]!).i8x16Shuffle(lo).set(tmp[2]!);
+                c.get(r[2]!).get(r[3]!).i8x16Shuffle(hi).set(tmp[3]!);
+                const first = elementLanes([0, 1, 4, 5], 4), second = elementLanes([2, 3, 6, 7], 4);
+                out.push(() => c.get(tmp[0]!).get(tmp[2]!).i8x16Shuffle(first));
+                out.push(() => c.get(tmp[0]!).get(tmp[2]!).i8x16Shuffle(second));
+                out.push(() => c.get(tmp[1]!).get(tmp[3]!).i8x16Shuffle(first));
+                out.push(() => c.get(tmp[1]!).get(tmp[3]!).i8x16Shuffle(second));
+              } else {
+                out.push(() => c.get(r[0]!).get(r[1]!).i8x16Shuffle(elementLanes([0, 2], 8)));
+                out.push(() => c.get(r[0]!).get(r[1]!).i8x16Shuffle(elementLanes([1, 3], 8)));
+              }
+              for (let q = 0; q < lanes; q++) {
+                // dst + ((p + q)·8 + g·lanes)·bytes
+                c.get(dst).get(p).i32(q).i32Add().i32(NR * bytes).i32Mul().i32Add();
+                out[q]!();
+                c.v128Store(g * lanes * bytes);
+              }
+            }
+          });
+          c.forRange(p, kWhole, k, 1, () => {
+            for (let q = 0; q < NR; q++) {
+              c.get(dst).get(p).i32(NR * bytes).i32Mul().i32Add();
+              c.get(col[q]!).get(p).i32(bytes).i32Mul().i32Add().load(t);
+              c.store(t, q * bytes);
+            }
+          });
+        }, () => {
+          // Partial panel or a general layout: element by element, zeros past `cols`.
+          c.forRange(p, 0, k, 1, () => {
+            c.forRange(jj, 0, eight, 1, () => {
+              const at = () => c.get(dst).get(p).i32(NR).i32Mul().get(jj).i32Add().i32(bytes).i32Mul().i32Add();
+              c.get(jj).get(cols).i32LtS();
+              c.if(() => {
+                at();
+                c.get(src).get(p).get(sBp).i32Mul().i32Add().get(jj).get(sBj).i32Mul().i32Add().load(t);
+                c.store(t);
+              }, () => {
+                at();
+                if (t === 'f32') c.f32Zero(); else c.f64Zero();
+                c.store(t);
+              });
             });
           });
         });
@@ -409,13 +445,16 @@ function emitGemm(mod: ModuleBuilder, s: Spec, name: string): number {
     const jp = c.local('i32'), j0 = c.local('i32'), cols = c.local('i32'), cCol = c.local('i32');
     const i = c.local('i32'), rowBytes = c.local('i32'), lastTile = c.local('i32'), rem = c.local('i32');
     const tp = c.local('i32'), tStep = c.local('i32'), tLeft = c.local('i32'), per = c.local('i32'), q = c.local('i32'), sink = c.local('i32');
-    const nextCols = c.local('i32'), narrow = c.local('i32');
+    const nextCols = c.local('i32'), narrow = c.local('i32'), aStep = c.local('i32');
     // Calls the half-width tile on a narrow panel, else the whole one (each branch pushes the arguments).
     const callTile = (whole: number, halfWidth: number, args: () => void) => c.get(narrow).if(() => { args(); c.call(halfWidth); }, () => { args(); c.call(whole); });
     // Bytes from row i of A to row i + 1, for the tiles' starts: k elements in MR-row panels
     // (aRs one element, aKs MR of them: Aᵀ packed), else aRs (A row-major, or Aᵀ read in place).
     c.get(k).i32(s.bytes).i32Mul().get(aRs);
     c.get(aRs).i32(s.bytes).i32Eq().get(aKs).i32(s.mr * s.bytes).i32Eq().i32And().select().set(rowBytes);
+    // Gathered rows (aRs 0): a tile starts at its first row's word of the address table.
+    c.i32(4).get(rowBytes).get(aRs).i32Eqz().select().set(rowBytes);
+    c.i32(4).get(aRs).get(aRs).i32Eqz().select().set(aStep);
     c.get(r1).i32(s.mr).i32Sub().set(lastTile);
     c.forRange(jp, p0, p1, 1, () => {
       c.get(jp).i32(NR).i32Mul().set(j0);
@@ -428,14 +467,15 @@ function emitGemm(mod: ModuleBuilder, s: Spec, name: string): number {
       // The next panel's B, touched a few cache lines after each tile so that its lines are
       // on their way while this panel computes (no prefetch instruction in wasm).
       c.i32(0).set(tLeft);
-      c.get(jp).i32(1).i32Add().get(p1).i32LtS().get(k).i32(0).i32GtS().i32And().i32(0).load('i32', CTRL.touch * 4).i32Eqz().i32Eqz().i32And().if(() => {
+      c.get(jp).i32(1).i32Add().get(p1).i32LtS().get(k).i32(0).i32GtS().i32And().i32(0).load('i32', CTRL.touch * 4).i32Eqz().i32Eqz().i32And()
+        .get(sBp).i32Eqz().i32Eqz().i32And().if(() => {
         c.get(bPtr).get(j0).i32(NR).i32Add().get(sBj).i32Mul().i32Add().set(tp);
         c.get(n).get(j0).i32Sub().i32(NR).i32Sub().set(nextCols);
         c.get(nextCols).i32(NR).get(nextCols).i32(NR).i32LtS().select().set(nextCols);
         c.get(sBp).i32(s.bytes).i32Eq().if(() => {
           c.i32(64).set(tStep);
           // Rows j0 + 8 … of a transposed B: (cols − 1) row strides plus one row of k, in lines.
-          c.get(nextCols).i32(1).i32Sub().get(sBj).i32Mul().get(rowBytes).i32Add().i32(63).i32Add().i32(6).i32ShrU().set(tLeft);
+          c.get(nextCols).i32(1).i32Sub().get(sBj).i32Mul().get(k).i32(s.bytes).i32Mul().i32Add().i32(63).i32Add().i32(6).i32ShrU().set(tLeft);
         }, () => {
           c.get(sBj).i32(s.bytes).i32Eq().if(() => { c.get(sBp).set(tStep); c.get(k).set(tLeft); });
         });
@@ -475,7 +515,7 @@ function emitGemm(mod: ModuleBuilder, s: Spec, name: string): number {
         // Row i of A: its panel's start (i rounded down to MR) plus (i mod MR) rows in it.
         callTile(tile1, tile1H, () => {
           c.get(aPtr).get(i).get(i).i32(s.mr - 1).i32And().tee(rem).i32Sub().get(rowBytes).i32Mul().i32Add();
-          c.get(rem).get(aRs).i32Mul().i32Add();
+          c.get(rem).get(aStep).i32Mul().i32Add();
           c.get(aRs).get(aKs).get(scratch).get(cCol).get(i).get(ldc).i32Mul().i32Add().get(ldc).get(k);
         });
         c.get(i).i32(1).i32Add().set(i).br(0);

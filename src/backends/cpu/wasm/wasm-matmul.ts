@@ -16,6 +16,13 @@
 // panels; the padding is dropped on the copy out, so a result is written in place only when
 // its width is a whole number of panels.
 //
+// An MoE layer's dispatched rows are never copied where the grouped products can read them in
+// place: the CPU backend defers indexSelect's copy (pool.ts gathers), and grouped() reads A
+// ('rows': the experts' first layer) or B ('weights': its weight gradient) through a table of
+// the rows' addresses in the source (`indexed`). The copy was 2 MiB at T = 1024, k = 2, d 256,
+// made on the calling thread while the worker waited: 0.1–0.3 ms of an E = 16 step (paired
+// A/B in one process, BENCHMARKS.md, 2026-12-07).
+//
 // Expert weights stay resident. A grouped product copied all E experts' weights in on every
 // call (8 MB per call at E = 16, d 256, hidden 512: the forward's, and again the backward's).
 // Weights that are not tensors of this memory are kept in an arena block,
@@ -158,6 +165,15 @@ export interface GroupedOptions {
    * register.ts). The scratch is this engine's second block, which no other product uses.
    */
   async?: { done: () => void } | null;
+  /**
+   * The rows of one operand, read where they lie instead of from a gathered copy ('rows': A,
+   * 'weights': B; the CPU backend's deferred indexSelect, register.ts): row i of the operand is
+   * row index[i] of src, a tensor of this memory whose rows are as wide as the operand's. The
+   * operand's own array is then neither read nor written. The job reads the rows through a
+   * table of their addresses (the gemm's aRs or sBp 0), so the values and their order, and
+   * hence the bits, are those of the gathered copy. Not with 'weights' column sums of B.
+   */
+  indexed?: { src: TypedArray; index: Int32Array } | null;
 }
 
 /** What the SIMD path is and why it is (or is not) what runs. */
@@ -504,7 +520,7 @@ export class WasmMatmul {
     // A job left running may read the resident arena and its scratch: finished first.
     this.pool?.join();
     this.lastA.a = null;
-    const { biases = null, sums = null, relu = false, async = null } = options;
+    const { biases = null, sums = null, relu = false, async = null, indexed = null } = options;
     const first = Array.isArray(out) ? out[0] : out;
     const dtype: SimdDType | null = first instanceof Float32Array ? 'float32' : first instanceof Float64Array ? 'float64' : null;
     if (dtype === null || a.constructor !== first.constructor || bs.some((b) => b.constructor !== first.constructor)) return false;
@@ -513,18 +529,24 @@ export class WasmMatmul {
     // As matmul: a job this small runs on the scalar kernels (so a one-segment job, a dense
     // Expert's layer, always gives matmul's bits).
     if (M * k * n < MIN_MACS) return false;
+    // A gathered operand: A of 'rows', B of 'weights' (whose column sums read B's own array).
+    const gatherA = indexed !== null && mode === 'rows', gatherB = indexed !== null && mode === 'weights';
+    const srcAt = indexed === null ? -1 : this.heap.addressOf(indexed.src);
+    if (indexed !== null && (srcAt < 0 || indexed.src.constructor !== first.constructor || indexed.index.length !== M || (gatherB && sums?.of === 'b'))) return false;
     const panels = Math.ceil(n / NR), nPad = panels * NR;
     // The sum length of every product: k ('rows'), a segment's rows ('weights').
     const maxK = mode === 'rows' ? k : Math.max(0, ...sizes);
     const scratchStride = align16(Math.max(1, maxK) * NR * bytes);
     // In place: A; B ('weights'; 'rows' when every expert with rows has its weight here);
     // the result(s) when they have whole panels and share no byte with an operand.
-    const aAt = this.heap.addressOf(a);
-    const bAts = bs.map((b) => this.heap.addressOf(b));
+    const aAt = gatherA ? srcAt : this.heap.addressOf(a);
+    const bAts = gatherB ? [srcAt] : bs.map((b) => this.heap.addressOf(b));
+    const aSpan = gatherA ? indexed!.src.byteLength : a.byteLength;
+    const bSpan = (b: TypedArray) => (gatherB ? indexed!.src.byteLength : b.byteLength);
     const bInPlace = mode === 'weights' ? bAts[0]! >= 0 : sizes.every((m, e) => m === 0 || bAts[e]! >= 0);
     const outs = Array.isArray(out) ? out as readonly TypedArray[] : [out as TypedArray];
     const cAts = outs.map((o) => (nPad === n ? this.heap.addressOf(o) : -1));
-    const clash = (o: TypedArray, at: number) => overlaps(at, o.byteLength, aAt, a.byteLength) || bs.some((b, e) => overlaps(at, o.byteLength, bAts[e]!, b.byteLength));
+    const clash = (o: TypedArray, at: number) => overlaps(at, o.byteLength, aAt, aSpan) || bs.some((b, e) => overlaps(at, o.byteLength, bAts[e]!, bSpan(b)));
     const cInPlace = cAts.every((at, i) => at >= 0 && !clash(outs[i]!, at));
     const aOff = align16(scratchStride * this.threads);
     const apOff = align16(aOff + (aAt < 0 ? M * k * bytes : 0));
@@ -566,6 +588,8 @@ export class WasmMatmul {
     const sumCols = sums === null ? 0 : sums.of === 'a' ? k : n;
     const sumVecs = Math.ceil((sumCols * bytes) / 16);
     const sumsOff = align16(biasOff + (epilogue ? E * nPad * bytes : 0));
+    // A gathered operand's row addresses, one i32 per row.
+    const rowsOff = align16(sumsOff + sumVecs * (16 / bytes) * 8);
     let bPtrs: number[] | null = null;
     if (resident) {
       const placed = this.residentWeights(bs.filter((_, e) => sizes[e]! > 0), k * n, bytes, dtype);
@@ -576,12 +600,18 @@ export class WasmMatmul {
     }
     // After the arena: a new arena block must not be taken while the scratch's pointers are in use.
     // A job left running has its own scratch (the one before it was joined above).
-    const base = leaveRunning ? this.asyncScratch.at(sumsOff + sumVecs * (16 / bytes) * 8) : this.scratch(sumsOff + sumVecs * (16 / bytes) * 8);
+    const scratchBytes = rowsOff + (indexed !== null ? M * 4 : 0);
+    const base = leaveRunning ? this.asyncScratch.at(scratchBytes) : this.scratch(scratchBytes);
     if (base < 0) return false;
     this.products += E;
     this.inPlace += (aAt >= 0 ? 1 : 0) + (bInPlace ? 1 : 0) + (cInPlace ? 1 : 0);
-    const aPtr = aAt >= 0 ? aAt : base + aOff, apPtr = base + apOff;
-    const bPtr = mode === 'weights' && bInPlace ? bAts[0]! : base + bOff;
+    const rowsPtr = base + rowsOff;
+    const aPtr = gatherA ? rowsPtr : aAt >= 0 ? aAt : base + aOff, apPtr = base + apOff;
+    const bPtr = gatherB ? rowsPtr : mode === 'weights' && bInPlace ? bAts[0]! : base + bOff;
+    if (indexed !== null) {
+      const table = new Int32Array(this.heap.buffer(), rowsPtr, M), rowBytes = (gatherA ? k : n) * bytes, index = indexed.index;
+      for (let i = 0; i < M; i++) table[i] = srcAt + index[i]! * rowBytes;
+    }
     const cPtr = base + cOff, tablePtr = base + tableOff, biasPtr = base + biasOff, sumsPtr = base + sumsOff;
     if (bInPlace && mode === 'rows') bPtrs = bAts;
 
@@ -599,7 +629,7 @@ export class WasmMatmul {
       if (m === 0) continue;
       if (mode === 'rows') {
         products.push({
-          args: [aPtr + row0 * k * bytes, k * bytes, bytes, bPtrs ? bPtrs[e]! : bPtr + e * k * n * bytes, transposeB ? bytes : n * bytes, transposeB ? k * bytes : bytes, (cInPlace ? cAts[0]! : cPtr) + row0 * ldc, ldc, n, k],
+          args: [gatherA ? aPtr + row0 * 4 : aPtr + row0 * k * bytes, gatherA ? 0 : k * bytes, bytes, bPtrs ? bPtrs[e]! : bPtr + e * k * n * bytes, transposeB ? bytes : n * bytes, transposeB ? k * bytes : bytes, (cInPlace ? cAts[0]! : cPtr) + row0 * ldc, ldc, n, k],
           rows: m,
         });
       } else {
@@ -611,7 +641,7 @@ export class WasmMatmul {
           aT = [packed, bytes, mr * bytes];
           packed += Math.ceil(k / mr) * mr * m * bytes;
         }
-        products.push({ args: [...aT, bPtr + row0 * n * bytes, n * bytes, bytes, cInPlace ? cAts[e]! : cPtr + e * k * ldc, ldc, n, m], rows: k });
+        products.push({ args: [...aT, gatherB ? bPtr + row0 * 4 : bPtr + row0 * n * bytes, gatherB ? 0 : n * bytes, bytes, cInPlace ? cAts[e]! : cPtr + e * k * ldc, ldc, n, m], rows: k });
       }
       row0 += m;
     }

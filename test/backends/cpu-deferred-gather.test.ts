@@ -1,0 +1,197 @@
+// The deferred gather: indexSelect of whole rows between tensors of the wasm memory leaves its
+// copy undone (pool.ts gathers), the experts' grouped products read the rows where they lie
+// (WasmMatmul.grouped's `indexed`: the gemm's row-address tables), and anything else that
+// reads the result, or frees its source, has the copy made first. The bits must be those of
+// the gathered copy everywhere.
+
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import fc from 'fast-check';
+import { WasmMatmul, THREAD_MACS } from '../../src/backends/cpu/wasm/wasm-matmul.js';
+import { cpuPool } from '../../src/backends/cpu/pool.js';
+import { getBackend } from '../../src/tensor/engine.js';
+import { mt, numRuns } from '../helpers.js';
+
+type Float = 'float32' | 'float64';
+type Arr = Float32Array | Float64Array;
+
+const engine = WasmMatmul.create();
+if (typeof engine === 'string') throw new Error(`these tests need WebAssembly SIMD (Node 20 has it): ${engine}`);
+const simd = engine;
+const shared = simd.heap.shared;
+
+/** Deterministic values in [-2, 2) (a 32-bit LCG), rounded to the dtype. */
+function values(n: number, seed: number, dtype: Float): Arr {
+  let s = seed >>> 0;
+  const out = dtype === 'float32' ? new Float32Array(n) : new Float64Array(n);
+  for (let i = 0; i < n; i++) {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    out[i] = (s / 2 ** 32) * 4 - 2;
+  }
+  return out;
+}
+
+const alloc = (dtype: Float, n: number): Arr => (dtype === 'float32' ? new Float32Array(n) : new Float64Array(n));
+const bitsEqual = (a: ArrayLike<number>, b: ArrayLike<number>, what: string) => assert.deepEqual(Array.from(a), Array.from(b), what);
+
+/** src [S, w] on a block of the engine's memory, the rows `index` gathered into a plain array, and the index. */
+function gathered(dtype: Float, S: number, w: number, M: number, seed: number) {
+  const src = simd.heap.place(dtype, S * w, 2 ** 30) as Arr;
+  src.set(values(S * w, seed, dtype));
+  let s = (seed * 2654435761) >>> 0;
+  const index = Int32Array.from({ length: M }, () => { s = (Math.imul(s, 1664525) + 1013904223) >>> 0; return s % S; });
+  const copy = alloc(dtype, M * w);
+  for (let i = 0; i < M; i++) copy.set(src.subarray(index[i]! * w, index[i]! * w + w), i * w);
+  return { src, index, copy };
+}
+
+/** Row segments of M rows: E sizes, some of them 0, from a seed. */
+function segments(M: number, E: number, seed: number): number[] {
+  let s = seed >>> 0;
+  const cuts = Array.from({ length: E - 1 }, () => { s = (Math.imul(s, 1664525) + 1013904223) >>> 0; return s % (M + 1); }).sort((a, b) => a - b);
+  return [...cuts, M].map((c, i) => c - (i > 0 ? cuts[i - 1]! : 0));
+}
+
+test('grouped products read gathered rows where they lie (indexed): the bits of the gathered copy, for A of \'rows\' and B of \'weights\', every layout, remainder rows and partial panels, both dtypes', { skip: shared ? false : 'the memory is not shared here' }, () => {
+  const arb = fc.record({
+    dtype: fc.constantFrom<Float>('float32', 'float64'), S: fc.integer({ min: 1, max: 90 }), w: fc.integer({ min: 1, max: 70 }),
+    n: fc.integer({ min: 1, max: 45 }), M: fc.integer({ min: 1, max: 200 }), E: fc.integer({ min: 1, max: 7 }),
+    transposeB: fc.boolean(), bias: fc.boolean(), relu: fc.boolean(), seed: fc.integer(),
+  }).filter((c) => c.M * c.w * c.n >= 4096);
+  fc.assert(fc.property(arb, ({ dtype, S, w, n, M, E, transposeB, bias, relu, seed }) => {
+    const { src, index, copy } = gathered(dtype, S, w, M, seed);
+    const sizes = segments(M, E, seed ^ 0x5bd1e995);
+    const what = JSON.stringify({ dtype, S, w, n, M, sizes, transposeB, bias, relu });
+    // 'rows': out[seg e] = A[seg e] · op(W_e), A = src[index].
+    const ws = sizes.map((_, e) => values(w * n, seed + e, dtype));
+    const biases = bias ? sizes.map((_, e) => values(n, seed - e, dtype)) : undefined;
+    const reference = alloc(dtype, M * n), got = alloc(dtype, M * n).fill(NaN);
+    assert.ok(simd.grouped('rows', copy, ws, sizes, w, n, transposeB, reference, { biases, relu }), what);
+    assert.ok(simd.grouped('rows', alloc(dtype, M * w).fill(NaN), ws, sizes, w, n, transposeB, got, { biases, relu, indexed: { src, index } }), what);
+    bitsEqual(got, reference, `rows ${what}`);
+    // 'weights': outs[e] = dy[seg e]ᵀ · B[seg e], B = src[index], with dy's column sums.
+    const dy = values(M * n, ~seed, dtype);
+    const refs = sizes.map(() => alloc(dtype, n * w)), gots = sizes.map(() => alloc(dtype, n * w).fill(NaN));
+    const refSums = sizes.map(() => alloc(dtype, n)), gotSums = sizes.map(() => alloc(dtype, n).fill(NaN));
+    assert.ok(simd.grouped('weights', dy, [copy], sizes, n, w, false, refs, { sums: { of: 'a', outs: refSums } }), what);
+    assert.ok(simd.grouped('weights', dy, [alloc(dtype, M * w).fill(NaN)], sizes, n, w, false, gots, { sums: { of: 'a', outs: gotSums }, indexed: { src, index } }), what);
+    refs.forEach((r, e) => bitsEqual(gots[e]!, r, `weights ${e} ${what}`));
+    refSums.forEach((r, e) => bitsEqual(gotSums[e]!, r, `sums ${e} ${what}`));
+    simd.heap.free(src);
+  }), numRuns(120));
+});
+
+test('indexed grouped products split over two threads, forward and weight gradients, give the bits of the gathered copy on one thread; what the path cannot take is refused, not guessed', { skip: shared ? false : 'the memory is not shared here' }, () => {
+  const two = WasmMatmul.create();
+  if (typeof two === 'string') throw new Error(two);
+  two.pool?.resize(2);
+  if (two.threads < 2) { console.log(`# skipped the two-thread half: ${two.status.threadsReason}`); }
+  // An MoE layer's size: 2048 rows of 256 over 16 experts into 512 (above THREAD_MACS).
+  const S = 1024, w = 256, n = 520, M = 2048;
+  assert.ok(M * w * n >= THREAD_MACS);
+  for (const dtype of ['float32', 'float64'] as const) {
+    const src = two.heap.place(dtype, S * w, 2 ** 30) as Arr;
+    src.set(values(S * w, 11, dtype));
+    const index = Int32Array.from({ length: M }, (_, i) => (i * 7919 + (i >> 3)) % S);
+    const copy = alloc(dtype, M * w);
+    for (let i = 0; i < M; i++) copy.set(src.subarray(index[i]! * w, index[i]! * w + w), i * w);
+    const sizes = segments(M, 16, 5);
+    const ws = sizes.map((_, e) => values(w * n, 100 + e, dtype));
+    const reference = alloc(dtype, M * n), got = alloc(dtype, M * n).fill(NaN);
+    simd.pool?.resize(1);
+    assert.ok(simd.grouped('rows', copy, ws, sizes, w, n, true, reference, { relu: true }));
+    assert.ok(two.grouped('rows', alloc(dtype, 1), ws, sizes, w, n, true, got, { relu: true, indexed: { src, index } }));
+    bitsEqual(got, reference, `${dtype} rows, ${two.threads} threads`);
+    const dy = values(M * n, 17, dtype);
+    const refs = sizes.map(() => alloc(dtype, n * w)), gots = sizes.map(() => alloc(dtype, n * w).fill(NaN));
+    assert.ok(simd.grouped('weights', dy, [copy], sizes, n, w, false, refs));
+    assert.ok(two.grouped('weights', dy, [alloc(dtype, 1)], sizes, n, w, false, gots, { indexed: { src, index } }));
+    refs.forEach((r, e) => bitsEqual(gots[e]!, r, `${dtype} weights ${e}, ${two.threads} threads`));
+    // Refused (false, nothing written): column sums of the gathered B, a source outside the
+    // memory, a source of another dtype, an index of the wrong length.
+    const untouched = sizes.map(() => alloc(dtype, n * w).fill(7));
+    const sums = sizes.map(() => alloc(dtype, w));
+    assert.equal(two.grouped('weights', dy, [alloc(dtype, 1)], sizes, n, w, false, untouched, { sums: { of: 'b', outs: sums }, indexed: { src, index } }), false);
+    assert.equal(two.grouped('rows', alloc(dtype, 1), ws, sizes, w, n, true, got, { indexed: { src: src.slice(), index } }), false);
+    assert.equal(two.grouped('rows', alloc(dtype, 1), ws, sizes, w, n, true, got, { indexed: { src: index, index } as never }), false);
+    assert.equal(two.grouped('rows', alloc(dtype, 1), ws, sizes, w, n, true, got, { indexed: { src, index: index.subarray(1) } }), false);
+    assert.ok(untouched.every((u) => u.every((v) => v === 7)));
+    two.heap.free(src);
+  }
+  two.pool?.stop();
+});
+
+test('a deferred gather is copied before anything else reads it or its source is freed, and never when it is freed unread; with poisoned buffers, so that a missed copy shows', () => {
+  mt.setBackend('cpu', { simd: true });
+  if (mt.backendInfo().tensorsInWasmMemory !== true) { console.log('# skipped: tensors are not placed in the wasm memory here'); return; }
+  const poison = cpuPool.poison;
+  cpuPool.poison = true;
+  try {
+    const x = mt.randn([200, 64]), xs = x.toArray() as number[][];
+    const index = mt.tensor(Int32Array.from({ length: 300 }, (_, j) => (j * 37) % 200), { dtype: 'int32' });
+    const want = Array.from(index.dataSync(), (i) => xs[i]!);
+    const info = () => mt.backendInfo() as { gathersDeferred?: number; gathersFilled?: number };
+    const deferred = () => info().gathersDeferred ?? NaN, filled = () => info().gathersFilled ?? NaN;
+    // Read: dataSync, and a kernel's input (through the backend's data()).
+    let [d, f] = [deferred(), filled()];
+    const a = mt.indexSelect(x, 0, index);
+    assert.equal(deferred() - d, 1, 'deferred');
+    assert.equal(filled() - f, 0, 'not copied yet');
+    assert.deepEqual(a.toArray(), want);
+    assert.equal(filled() - f, 1, 'copied when read');
+    const b = mt.indexSelect(x, 0, index);
+    assert.deepEqual(b.mul(1).toArray(), want, 'an elementwise kernel reads the copy');
+    // Freed unread: no copy.
+    [d, f] = [deferred(), filled()];
+    mt.indexSelect(x, 0, index).dispose();
+    assert.deepEqual([deferred() - d, filled() - f], [1, 0]);
+    // Its source freed first (and its buffer handed out again and overwritten): copied before.
+    const y = x.mul(1), c = mt.indexSelect(y, 0, index);
+    [d, f] = [deferred(), filled()];
+    y.dispose();
+    assert.equal(filled() - f, 1, 'copied when its source was freed');
+    mt.randn([200, 64]).mul(0).dispose();
+    assert.deepEqual(c.toArray(), want);
+    // The index freed first: the gather kept its own copy of it.
+    const i2 = index.clone(), e = mt.indexSelect(x, 0, i2);
+    i2.dispose();
+    mt.tensor(new Int32Array(300).fill(5), { dtype: 'int32' }).dispose();
+    assert.deepEqual(e.toArray(), want);
+    // A bad index is an error at once, not at the copy.
+    assert.throws(() => mt.indexSelect(x, 0, mt.tensor([3, 200], { dtype: 'int32' })), /indexSelect: index 200 is out of range for axis 0 of size 200/);
+    mt.dispose([x, index, a, b, c, e]);
+  } finally {
+    cpuPool.poison = poison;
+  }
+});
+
+test('an MoE step never copies its dispatched rows (its experts read them where they lie, forward and ∂W₁), and gives the bits of the step that copies them, on one and two threads', () => {
+  for (const threads of [1, 2]) {
+    mt.setBackend('cpu', { threads });
+    if (mt.backendInfo().tensorsInWasmMemory !== true) { console.log('# skipped: tensors are not placed in the wasm memory here'); return; }
+    const state = (getBackend() as unknown as { simd: { deferGathers: boolean } }).simd;
+    const run = (defer: boolean) => {
+      state.deferGathers = defer;
+      mt.manualSeed(4);
+      const moe = new mt.MoE({ inputSize: 64, outputSize: 48, hiddenSize: 96, numExperts: 8, k: 2 });
+      const x = mt.randn([512, 64], { requiresGrad: true });
+      const [d, f] = [cpuPool.gathersDeferred, cpuPool.gathersFilled];
+      const out = mt.tidy(() => {
+        const o = moe.forward(x);
+        o.output.square().sum().add(o.auxLoss).backward();
+        return [o.output, o.auxLoss, x.grad!, ...moe.parameters().map((t) => t.grad!)].map((t) => Array.from(t.dataSync()));
+      });
+      const counts = [cpuPool.gathersDeferred - d, cpuPool.gathersFilled - f];
+      mt.dispose([x, ...moe.parameters()]);
+      return { out, counts };
+    };
+    try {
+      const on = run(true), off = run(false);
+      assert.deepEqual(on.counts, [1, 0], `${threads} thread(s): the dispatch deferred and never copied`);
+      assert.deepEqual(off.counts, [0, 0]);
+      assert.deepEqual(on.out, off.out, `${threads} thread(s): the same bits`);
+    } finally {
+      state.deferGathers = true;
+    }
+  }
+});
