@@ -36,6 +36,11 @@
 //   stride: aRs for A, sBp for B; see gemm_f32 below): the MoE's dispatched rows, which then
 //   need no gathered copy (wasm-matmul.ts `indexed`). Only a tile's set-up and the pack's row
 //   step change; the sums and their order do not.
+// - gemmT stores each tile transposed (a lanes × lanes transpose of its accumulators, then
+//   one vector per column of the tile, only for the panel's real columns). An MoE layer's
+//   x·Wᵀ over short segments runs as W·x[seg]ᵀ on it (wasm-matmul.ts grouped): the weight is
+//   then A, read in place, and what is packed is the segment (128 × 256 instead of 512 × 256
+//   at E = 16), with the same sums in the same order.
 // - Every element of C is summed by one kernel call, p = 0, 1, …, k-1 in order, starting
 //   from +0, one multiply and one add per step (no FMA): its value does not depend on which
 //   kernel (MR × 8 or 1 × 8) or which thread computed it. That is why results are
@@ -84,7 +89,7 @@ export const CTRL_BYTES = (CTRL.chunksBy + MAX_THREADS) * 4;
 /**
  * A chunk table entry (grouped products: one job of many products, e.g. an MoE layer's
  * experts): the gemm arguments aPtr aRs aKs bPtr sBp sBj cPtr ldc n k p0 p1 r0 r1, then
- * the dtype (0 float32, 1 float64); i32 words. The thread's B-panel scratch comes from the
+ * its kind (0 gemm_f32, 1 gemm_f64, TABLE_T32 / TABLE_T64 gemmT); i32 words. The thread's B-panel scratch comes from the
  * control block, sized for the largest k of the job.
  */
 export const TABLE_WORDS = 15;
@@ -96,6 +101,9 @@ export const TABLE_MATH = 2;
  * order (a row block of a chain of kernels, each reading what the one before wrote).
  */
 export const TABLE_SEQ = 3;
+/** A chunk table entry's word 14 for a float32 (float64) product storing C transposed (gemmT_f32, gemmT_f64). */
+export const TABLE_T32 = 4;
+export const TABLE_T64 = 5;
 /** The claim index that closes a job: above any chunk count. */
 export const CLOSED = 0xffff;
 
@@ -114,6 +122,14 @@ export interface GemmExports {
   gemm_f32(aPtr: number, aRs: number, aKs: number, bPtr: number, sBp: number, sBj: number, cPtr: number, ldc: number,
     n: number, k: number, p0: number, p1: number, r0: number, r1: number, scratch: number): void;
   gemm_f64(aPtr: number, aRs: number, aKs: number, bPtr: number, sBp: number, sBj: number, cPtr: number, ldc: number,
+    n: number, k: number, p0: number, p1: number, r0: number, r1: number, scratch: number): void;
+  /**
+   * gemm_f32 (gemm_f64) with C stored transposed: C(i, j) at cPtr + j·ldc + i·bytes. Only the
+   * n columns of C are stored (a partial panel's padding would be the rows after them).
+   */
+  gemmT_f32(aPtr: number, aRs: number, aKs: number, bPtr: number, sBp: number, sBj: number, cPtr: number, ldc: number,
+    n: number, k: number, p0: number, p1: number, r0: number, r1: number, scratch: number): void;
+  gemmT_f64(aPtr: number, aRs: number, aKs: number, bPtr: number, sBp: number, sBj: number, cPtr: number, ldc: number,
     n: number, k: number, p0: number, p1: number, r0: number, r1: number, scratch: number): void;
   /**
    * Adds the vector at biasPtr (vecs v128 lanes-groups) to each of `rows` rows of C starting at
@@ -169,8 +185,9 @@ function splat(c: Code, s: Spec): void {
  * with `vecs` below the panel's vectors, only its first vecs·lanes columns (a panel of at
  * most 4 real columns: the rest are the packing's zeros, and land in C's padding).
  */
-function emitTile(mod: ModuleBuilder, s: Spec, rows: number, vecs = s.vn): number {
-  return mod.func(`$tile${rows}x${vecs * s.lanes}_${s.t}`, ['i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32'], [], (c, a, aRs, aKs, b, cPtr, ldc, k) => {
+function emitTile(mod: ModuleBuilder, s: Spec, rows: number, vecs = s.vn, transposedC = false): number {
+  const params = Array<'i32'>(transposedC ? 8 : 7).fill('i32');
+  return mod.func(`$tile${rows}x${vecs * s.lanes}${transposedC ? 'T' : ''}_${s.t}`, params, [], (c, a, aRs, aKs, b, cPtr, ldc, k, cols) => {
     const ar = Array.from({ length: rows }, () => c.local('i32'));
     const acc = Array.from({ length: rows }, () => Array.from({ length: vecs }, () => c.local('v128')));
     const bv = Array.from({ length: vecs }, () => c.local('v128'));
@@ -197,11 +214,60 @@ function emitTile(mod: ModuleBuilder, s: Spec, rows: number, vecs = s.vn): numbe
         c.get(p).i32(1).i32Sub().tee(p).brIf(0);
       });
     });
-    for (let r = 0; r < rows; r++) {
-      for (let v = 0; v < vecs; v++) c.get(cPtr).get(acc[r]![v]!).v128Store(16 * v);
-      if (r + 1 < rows) c.get(cPtr).get(ldc).i32Add().set(cPtr);
+    if (transposedC) storeTransposed(c, s, acc, cPtr, ldc, cols!);
+    else {
+      for (let r = 0; r < rows; r++) {
+        for (let v = 0; v < vecs; v++) c.get(cPtr).get(acc[r]![v]!).v128Store(16 * v);
+        if (r + 1 < rows) c.get(cPtr).get(ldc).i32Add().set(cPtr);
+      }
     }
   });
+}
+
+/**
+ * A tile's sums stored transposed: tile column j (lane q of vector v, j = v·lanes + q) is row j
+ * of the caller's C, at cPtr + j·ldc, and tile row r its element r. Only the first `cols`
+ * columns are stored (those past a partial panel would be another segment's rows). A tile of
+ * MR rows (lanes of them) stores a vector per column after a lanes × lanes transpose; fewer
+ * rows store element by element.
+ */
+function storeTransposed(c: Code, s: Spec, acc: Local[][], cPtr: Local, ldc: Local, cols: Local): void {
+  const rows = acc.length, vecs = acc[0]!.length, { lanes, bytes } = s;
+  const out = Array.from({ length: lanes }, () => c.local('v128'));
+  const tmp = Array.from({ length: lanes }, () => c.local('v128'));
+  for (let v = 0; v < vecs; v++) {
+    const a = acc.map((row) => row[v]!);
+    if (rows === lanes) {
+      if (lanes === 4) {
+        const lo = elementLanes([0, 4, 1, 5], 4), hi = elementLanes([2, 6, 3, 7], 4);
+        c.get(a[0]!).get(a[1]!).i8x16Shuffle(lo).set(tmp[0]!);
+        c.get(a[0]!).get(a[1]!).i8x16Shuffle(hi).set(tmp[1]!);
+        c.get(a[2]!).get(a[3]!).i8x16Shuffle(lo).set(tmp[2]!);
+        c.get(a[2]!).get(a[3]!).i8x16Shuffle(hi).set(tmp[3]!);
+        const first = elementLanes([0, 1, 4, 5], 4), second = elementLanes([2, 3, 6, 7], 4);
+        c.get(tmp[0]!).get(tmp[2]!).i8x16Shuffle(first).set(out[0]!);
+        c.get(tmp[0]!).get(tmp[2]!).i8x16Shuffle(second).set(out[1]!);
+        c.get(tmp[1]!).get(tmp[3]!).i8x16Shuffle(first).set(out[2]!);
+        c.get(tmp[1]!).get(tmp[3]!).i8x16Shuffle(second).set(out[3]!);
+      } else {
+        c.get(a[0]!).get(a[1]!).i8x16Shuffle(elementLanes([0, 2], 8)).set(out[0]!);
+        c.get(a[0]!).get(a[1]!).i8x16Shuffle(elementLanes([1, 3], 8)).set(out[1]!);
+      }
+    }
+    for (let q = 0; q < lanes; q++) {
+      const j = v * lanes + q;
+      c.i32(j).get(cols).i32LtS().if(() => {
+        if (rows === lanes) {
+          c.get(cPtr).get(ldc).i32(j).i32Mul().i32Add().get(out[q]!).v128Store();
+        } else {
+          for (let r = 0; r < rows; r++) {
+            c.get(cPtr).get(ldc).i32(j).i32Mul().i32Add().get(a[r]!);
+            if (s.t === 'f32') c.f32x4ExtractLane(q).store('f32', r * bytes); else c.f64x2ExtractLane(q).store('f64', r * bytes);
+          }
+        }
+      });
+    }
+  }
 }
 
 /**
@@ -257,7 +323,13 @@ function emitPackPanel(mod: ModuleBuilder, s: Spec): number {
           const r = Array.from({ length: lanes }, () => c.local('v128'));
           const tmp = Array.from({ length: lanes }, () => c.local('v128'));
           const kWhole = c.local('i32'), off = c.local('i32');
-          for (let q = 0; q < NR; q++) c.get(src).i32(q).get(sBj).i32Mul().i32Add().set(col[q]!);
+          // sBj 0: B's columns are gathered (a segment's rows, read as Bᵀ by gemmT): column
+          // j0 + q starts at the address in the i32 word bPtr + 4·(j0 + q).
+          c.get(sBj).i32Eqz().if(() => {
+            for (let q = 0; q < NR; q++) c.get(bPtr).get(j0).i32(q).i32Add().i32(4).i32Mul().i32Add().load('i32').set(col[q]!);
+          }, () => {
+            for (let q = 0; q < NR; q++) c.get(src).i32(q).get(sBj).i32Mul().i32Add().set(col[q]!);
+          });
           c.get(k).get(k).i32(lanes).i32RemU().i32Sub().set(kWhole);
           c.forRange(p, 0, kWhole, lanes, () => {
             c.get(p).i32(bytes).i32Mul().set(off);
@@ -302,9 +374,15 @@ function emitPackPanel(mod: ModuleBuilder, s: Spec): number {
               const at = () => c.get(dst).get(p).i32(NR).i32Mul().get(jj).i32Add().i32(bytes).i32Mul().i32Add();
               c.get(jj).get(cols).i32LtS();
               c.if(() => {
-                at();
-                c.get(src).get(p).get(sBp).i32Mul().i32Add().get(jj).get(sBj).i32Mul().i32Add().load(t);
-                c.store(t);
+                c.get(sBj).i32Eqz().if(() => {
+                  at();
+                  c.get(bPtr).get(j0).get(jj).i32Add().i32(4).i32Mul().i32Add().load('i32').get(p).get(sBp).i32Mul().i32Add().load(t);
+                  c.store(t);
+                }, () => {
+                  at();
+                  c.get(src).get(p).get(sBp).i32Mul().i32Add().get(jj).get(sBj).i32Mul().i32Add().load(t);
+                  c.store(t);
+                });
               }, () => {
                 at();
                 if (t === 'f32') c.f32Zero(); else c.f64Zero();
@@ -427,19 +505,35 @@ function emitColSums(mod: ModuleBuilder, s: Spec, name: string): number {
   });
 }
 
-/** The macro-kernel: for each panel, pack it, then sweep the rows with the tiles. */
-function emitGemm(mod: ModuleBuilder, s: Spec, name: string): number {
+/** packPanel, emitted once per module and dtype (both gemm variants call it). */
+const packPanels = new WeakMap<ModuleBuilder, Map<string, number>>();
+function packPanelOf(mod: ModuleBuilder, s: Spec): number {
+  let byType = packPanels.get(mod);
+  if (byType === undefined) packPanels.set(mod, (byType = new Map()));
+  let f = byType.get(s.t);
+  if (f === undefined) byType.set(s.t, (f = emitPackPanel(mod, s)));
+  return f;
+}
+
+/**
+ * The macro-kernel: for each panel, pack it, then sweep the rows with the tiles. With
+ * `transposedC`, C(i, j) is stored at cPtr + j·ldc + i·bytes (the product computes Cᵀ of the
+ * caller's C: an MoE layer's x·Wᵀ as W·xᵀ, which packs the segment's rows instead of the
+ * weight; wasm-matmul.ts grouped).
+ */
+function emitGemm(mod: ModuleBuilder, s: Spec, name: string, transposedC = false): number {
   // Each tile in two widths: the whole panel, and its first half for a panel of at most 4 real
   // columns (a gate's [·, 4] logits, the last panel of n = 8q + 1 … 8q + 4), which then does
   // half the multiply-adds; the same sums in the same order for the columns it computes.
   const half = s.vn / 2;
-  const tile = emitTile(mod, s, s.mr), tileH = emitTile(mod, s, s.mr, half);
-  const tile1 = emitTile(mod, s, 1), tile1H = emitTile(mod, s, 1, half);
+  const tc = transposedC;
+  const tile = emitTile(mod, s, s.mr, s.vn, tc), tileH = emitTile(mod, s, s.mr, half, tc);
+  const tile1 = emitTile(mod, s, 1, s.vn, tc), tile1H = emitTile(mod, s, 1, half, tc);
   // Tiles of 2 … MR−1 rows for a segment's last rows (an expert's row count is rarely a
   // multiple of MR): one 3 × 8 call instead of three 1 × 8 ones, which each reload B.
-  const tiles = Array.from({ length: s.mr - 2 }, (_, r) => emitTile(mod, s, r + 2));
-  const tilesH = Array.from({ length: s.mr - 2 }, (_, r) => emitTile(mod, s, r + 2, half));
-  const pack = emitPackPanel(mod, s);
+  const tiles = Array.from({ length: s.mr - 2 }, (_, r) => emitTile(mod, s, r + 2, s.vn, tc));
+  const tilesH = Array.from({ length: s.mr - 2 }, (_, r) => emitTile(mod, s, r + 2, half, tc));
+  const pack = packPanelOf(mod, s);
   const P = Array(15).fill('i32') as 'i32'[];
   return mod.func(name, P, [], (c, aPtr, aRs, aKs, bPtr, sBp, sBj, cPtr, ldc, n, k, p0, p1, r0, r1, scratch) => {
     const jp = c.local('i32'), j0 = c.local('i32'), cols = c.local('i32'), cCol = c.local('i32');
@@ -447,6 +541,11 @@ function emitGemm(mod: ModuleBuilder, s: Spec, name: string): number {
     const tp = c.local('i32'), tStep = c.local('i32'), tLeft = c.local('i32'), per = c.local('i32'), q = c.local('i32'), sink = c.local('i32');
     const nextCols = c.local('i32'), narrow = c.local('i32'), aStep = c.local('i32');
     // Calls the half-width tile on a narrow panel, else the whole one (each branch pushes the arguments).
+    // A tile's last arguments: its C (row i), ldc and k; transposed, the panel's columns too.
+    const tileC = () => {
+      if (tc) c.get(cCol).get(i).i32(s.bytes).i32Mul().i32Add().get(ldc).get(k).get(cols);
+      else c.get(cCol).get(i).get(ldc).i32Mul().i32Add().get(ldc).get(k);
+    };
     const callTile = (whole: number, halfWidth: number, args: () => void) => c.get(narrow).if(() => { args(); c.call(halfWidth); }, () => { args(); c.call(whole); });
     // Bytes from row i of A to row i + 1, for the tiles' starts: k elements in MR-row panels
     // (aRs one element, aKs MR of them: Aᵀ packed), else aRs (A row-major, or Aᵀ read in place).
@@ -462,7 +561,9 @@ function emitGemm(mod: ModuleBuilder, s: Spec, name: string): number {
       c.get(n).get(j0).i32Sub().i32(NR).get(n).get(j0).i32Sub().i32(NR).i32LtS().select().set(cols);
       c.get(bPtr).get(sBp).get(sBj).get(j0).get(cols).get(k).get(scratch).call(pack);
       c.get(cols).i32(NR / 2).i32LeS().set(narrow);
-      c.get(cPtr).get(j0).i32(s.bytes).i32Mul().i32Add().set(cCol);
+      // C(i, j) at cPtr + i·ldc + j·bytes; transposed, at cPtr + j·ldc + i·bytes.
+      if (tc) c.get(cPtr).get(j0).get(ldc).i32Mul().i32Add().set(cCol);
+      else c.get(cPtr).get(j0).i32(s.bytes).i32Mul().i32Add().set(cCol);
       c.get(r0).set(i);
       // The next panel's B, touched a few cache lines after each tile so that its lines are
       // on their way while this panel computes (no prefetch instruction in wasm).
@@ -488,7 +589,7 @@ function emitGemm(mod: ModuleBuilder, s: Spec, name: string): number {
         c.get(i).get(lastTile).i32GtS().brIf(1);
         callTile(tile, tileH, () => {
           c.get(aPtr).get(i).get(rowBytes).i32Mul().i32Add().get(aRs).get(aKs).get(scratch);
-          c.get(cCol).get(i).get(ldc).i32Mul().i32Add().get(ldc).get(k);
+          tileC();
         });
         c.i32(0).set(q);
         c.block(() => c.loop(() => {
@@ -505,7 +606,7 @@ function emitGemm(mod: ModuleBuilder, s: Spec, name: string): number {
         c.get(r1).get(i).i32Sub().i32(rows).i32GeS().get(i).i32(s.mr - 1).i32And().i32Eqz().i32And().if(() => {
           callTile(tiles[rows - 2]!, tilesH[rows - 2]!, () => {
             c.get(aPtr).get(i).get(rowBytes).i32Mul().i32Add().get(aRs).get(aKs).get(scratch);
-            c.get(cCol).get(i).get(ldc).i32Mul().i32Add().get(ldc).get(k);
+            tileC();
           });
           c.get(i).i32(rows).i32Add().set(i);
         });
@@ -516,7 +617,8 @@ function emitGemm(mod: ModuleBuilder, s: Spec, name: string): number {
         callTile(tile1, tile1H, () => {
           c.get(aPtr).get(i).get(i).i32(s.mr - 1).i32And().tee(rem).i32Sub().get(rowBytes).i32Mul().i32Add();
           c.get(rem).get(aStep).i32Mul().i32Add();
-          c.get(aRs).get(aKs).get(scratch).get(cCol).get(i).get(ldc).i32Mul().i32Add().get(ldc).get(k);
+          c.get(aRs).get(aKs).get(scratch);
+          tileC();
         });
         c.get(i).i32(1).i32Add().set(i).br(0);
       }));
@@ -531,25 +633,38 @@ function emitGemm(mod: ModuleBuilder, s: Spec, name: string): number {
  * Runs one chunk table entry that is not a sequence (word 14: 0 a float32 product, 1 a
  * float64 one, TABLE_MATH a piece of a math-module kernel) on `thread`'s B-panel scratch.
  */
-function emitEntry(mod: ModuleBuilder, gemm32: number, gemm64: number, chunk: number): number {
+function emitEntry(mod: ModuleBuilder, gemms: Gemms, chunk: number): number {
   return mod.func(null, ['i32', 'i32'], [], (c, entry, thread) => {
     const ctrl = (word: number) => c.i32(0).load('i32', word * 4);
+    const kind = c.local('i32');
     const args = () => {
       for (let word = 0; word < 14; word++) c.get(entry).load('i32', word * 4);
       ctrl(CTRL.scratch); c.get(thread); ctrl(CTRL.scratchStride); c.i32Mul().i32Add();
     };
-    c.get(entry).load('i32', 14 * 4).i32(TABLE_MATH).i32Eq();
+    const call = (f: number) => { args(); c.call(f); };
+    c.get(entry).load('i32', 14 * 4).set(kind);
+    c.get(kind).i32(TABLE_MATH).i32Eq();
     c.if(() => { c.get(entry).call(chunk); }, () => {
-      c.get(entry).load('i32', 14 * 4);
-      c.if(() => { args(); c.call(gemm64); }, () => { args(); c.call(gemm32); });
+      c.get(kind).i32(TABLE_T32).i32Eq();
+      c.if(() => call(gemms.t32), () => {
+        c.get(kind).i32(TABLE_T64).i32Eq();
+        c.if(() => call(gemms.t64), () => {
+          c.get(kind);
+          c.if(() => call(gemms.g64), () => call(gemms.g32));
+        });
+      });
     });
   });
 }
 
+/** The gemm variants a chunk table entry may name (word 14). */
+interface Gemms { g32: number; g64: number; t32: number; t64: number }
+
 /** The chunk loop threads share (see thread-pool.ts for the protocol's reasoning). */
-function emitWork(mod: ModuleBuilder, gemm32: number, gemm64: number, chunk: number): number {
+function emitWork(mod: ModuleBuilder, gemms: Gemms, chunk: number): number {
   const w = (word: number) => word * 4;
-  const runEntry = emitEntry(mod, gemm32, gemm64, chunk);
+  const { g32: gemm32, g64: gemm64 } = gemms;
+  const runEntry = emitEntry(mod, gemms, chunk);
   return mod.func('work', ['i32', 'i32'], [], (c, gen, thread) => {
     const v = c.local('i32'), idx = c.local('i32'), group = c.local('i32'), block = c.local('i32');
     const p0 = c.local('i32'), p1 = c.local('i32'), r0 = c.local('i32'), r1 = c.local('i32'), entry = c.local('i32');
@@ -650,8 +765,10 @@ export function gemmModuleBytes(memory: { shared: boolean; initialPages: number;
   emitColSums(mod, f64, 'colSums_f64');
   mod.func('zero', ['i32', 'i32'], [], (c, ptr, bytes) => { c.get(ptr).i32(0).get(bytes).memoryFill(); });
   mod.func('copy', ['i32', 'i32', 'i32'], [], (c, dst, src, bytes) => { c.get(dst).get(src).get(bytes).memoryCopy(); });
-  const g32 = emitGemm(mod, f32, 'gemm_f32');
-  const g64 = emitGemm(mod, f64, 'gemm_f64');
-  if (threads) emitWorker(mod, emitWork(mod, g32, g64, chunk));
+  const gemms: Gemms = {
+    g32: emitGemm(mod, f32, 'gemm_f32'), g64: emitGemm(mod, f64, 'gemm_f64'),
+    t32: emitGemm(mod, f32, 'gemmT_f32', true), t64: emitGemm(mod, f64, 'gemmT_f64', true),
+  };
+  if (threads) emitWorker(mod, emitWork(mod, gemms, chunk));
   return mod.bytes();
 }

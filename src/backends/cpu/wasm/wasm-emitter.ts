@@ -209,6 +209,7 @@ export class Code {
   f32x4Splat(): this { return this.simd(0x13); }
   /** Lane `lane` of an f32x4, as an f32. */
   f32x4ExtractLane(lane: number): this { return this.simd(0x1f, lane); }
+  f64x2ExtractLane(lane: number): this { return this.simd(0x21, lane); }
   /** (v, f32) → v with lane `lane` replaced. */
   f32x4ReplaceLane(lane: number): this { return this.simd(0x20, lane); }
   /** Lane `lane` of an i32x4, as an i32. */

@@ -45,7 +45,7 @@
 import type { Shape } from '../../../core/shape.js';
 import { batchMatrices } from '../matmul/batch.js';
 import type { TypedArray } from '../../../core/dtype.js';
-import { CLOSED, CTRL, CTRL_BYTES, GEMM, NR, TABLE_MATH, TABLE_SEQ, TABLE_WORDS, gemmModuleBytes, type GemmExports, type SimdDType } from './gemm-module.js';
+import { CLOSED, CTRL, CTRL_BYTES, GEMM, NR, TABLE_MATH, TABLE_SEQ, TABLE_T32, TABLE_T64, TABLE_WORDS, gemmModuleBytes, type GemmExports, type SimdDType } from './gemm-module.js';
 import { ThreadPool, coreCount, workerSupport } from './thread-pool.js';
 import { CHUNKED, mathModuleBytes, type MathExports } from './math-module.js';
 import { ScratchBlock, WasmHeap } from './wasm-heap.js';
@@ -115,19 +115,26 @@ function copyOut(mem: Float32Array | Float64Array, c0: number, nPad: number, row
  * this loop took 0.02–0.06 ms per call of an E = 16 step (about a thousand entries a step)
  * while the workers waited; here it takes a few µs.
  */
-function writeChunkTable(table: Int32Array, products: readonly { args: readonly number[]; rows: number }[], rowBlock: number, groups: number, groupPanels: number, panels: number, f64: number): void {
+function writeChunkTable(table: Int32Array, products: readonly GroupedProduct[], rowBlock: number, groupPanels: number): void {
   let o = 0;
-  for (const { args, rows } of products) {
+  for (const { args, rows, panels, kind } of products) {
+    const groups = Math.ceil(panels / groupPanels);
     for (let r0 = 0; r0 < rows; r0 += rowBlock) {
       const r1 = Math.min(rows, r0 + rowBlock);
       for (let g = 0; g < groups; g++, o += TABLE_WORDS) {
         for (let w = 0; w < 10; w++) table[o + w] = args[w]!;
         table[o + 10] = g * groupPanels; table[o + 11] = Math.min(panels, (g + 1) * groupPanels);
-        table[o + 12] = r0; table[o + 13] = r1; table[o + 14] = f64;
+        table[o + 12] = r0; table[o + 13] = r1; table[o + 14] = kind;
       }
     }
   }
 }
+
+/**
+ * One product of a grouped job: the gemm arguments but the panel and row ranges, its rows and
+ * panels, and its chunk table kind (0 float32, 1 float64, TABLE_T32 / TABLE_T64 for gemmT).
+ */
+interface GroupedProduct { args: number[]; rows: number; panels: number; kind: number }
 
 /** The math-module pieces the noisy gate's job runs (their CHUNKED ids). */
 const PIECE = {
@@ -248,6 +255,10 @@ export class WasmMatmul {
    * (for A/B measurements).
    */
   touchAhead = true;
+  /** Whether a grouped 'rows' product of short segments runs swapped on gemmT (grouped(); off for A/B measurements and tests). */
+  swapRows = true;
+  /** Grouped 'rows' products that ran swapped (observability and tests). */
+  swappedProducts = 0;
 
   private setTouch(on: boolean): void { new Int32Array(this.heap.buffer(), 0, CTRL_BYTES / 4)[CTRL.touch] = on ? 1 : 0; }
 
@@ -568,11 +579,18 @@ export class WasmMatmul {
     // rows per expert, blocks of 64 packed every panel 8 times, and 2 threads ran the grouped
     // products 1.45× faster than 1 against the dense block's 1.8×). Only a job of fewer than 4
     // chunks per thread is split into blocks of 64 rows as well, for balance.
+    // 'rows' with transposeB and segments shorter than the weight (an MoE layer's experts: 128
+    // rows against 512 at E = 16) runs each product swapped: out[seg]ᵀ = W_e · A[seg]ᵀ on
+    // gemmT, which packs the segment's rows instead of the weight (m × k elements, not n × k)
+    // and stores its tiles transposed. The same sums in the same order (each product A·W is
+    // W·A exactly), so the same bits. Measured on 16 experts of 128 rows, one thread, weights
+    // cold: 256 → 512 11.4 → 11.0 ms, 512 → 256 10.9 → 10.7 (BENCHMARKS.md, 2026-12-07).
+    const swapped = mode === 'rows' && transposeB && this.swapRows && M < n * used;
+    const panelsOf = (m: number) => (swapped ? Math.ceil(m / NR) : panels);
     const groupPanels = Math.min(4, panels);
-    const groups = Math.ceil(panels / groupPanels);
-    const rowsOf = (e: number) => (mode === 'rows' ? sizes[e]! : k);
-    const maxRows = Math.max(k, ...sizes);
-    const countChunks = (block: number) => sizes.reduce((c, m, e) => c + (m > 0 ? groups * Math.ceil(rowsOf(e) / block) : 0), 0);
+    const rowsOf = (e: number) => (mode === 'rows' ? (swapped ? n : sizes[e]!) : k);
+    const maxRows = Math.max(k, n, ...sizes);
+    const countChunks = (block: number) => sizes.reduce((c, m, e) => c + (m > 0 ? Math.ceil(panelsOf(m) / groupPanels) * Math.ceil(rowsOf(e) / block) : 0), 0);
     const rowBlock = countChunks(maxRows) >= 4 * this.threads ? maxRows : 64;
     const chunks = countChunks(rowBlock);
     // Split over the threads when large enough; the claim word counts chunks in 16 bits, so a
@@ -604,6 +622,7 @@ export class WasmMatmul {
     const base = leaveRunning ? this.asyncScratch.at(scratchBytes) : this.scratch(scratchBytes);
     if (base < 0) return false;
     this.products += E;
+    if (swapped) this.swappedProducts += used;
     this.inPlace += (aAt >= 0 ? 1 : 0) + (bInPlace ? 1 : 0) + (cInPlace ? 1 : 0);
     const rowsPtr = base + rowsOff;
     const aPtr = gatherA ? rowsPtr : aAt >= 0 ? aAt : base + aOff, apPtr = base + apOff;
@@ -622,15 +641,24 @@ export class WasmMatmul {
     const packAT = dtype === 'float32' ? this.kernels.packAT_f32 : this.kernels.packAT_f64;
     const ldc = nPad * bytes;
     // One product per non-empty segment: the gemm arguments but the panel and row ranges, and its rows.
-    const products: { args: number[]; rows: number }[] = [];
+    const products: GroupedProduct[] = [];
+    const kind = dtype === 'float64' ? 1 : 0, kindT = dtype === 'float64' ? TABLE_T64 : TABLE_T32;
     let row0 = 0, packed = apPtr;
     for (let e = 0; e < E; e++) {
       const m = sizes[e]!;
       if (m === 0) continue;
-      if (mode === 'rows') {
+      const weight = mode === 'rows' ? (bPtrs ? bPtrs[e]! : bPtr + e * k * n * bytes) : 0, cSeg = (cInPlace ? cAts[0]! : cPtr) + row0 * ldc;
+      if (swapped) {
+        // A' = W_e (n × k, row-major), B' = A[seg]ᵀ (its column j row j of the segment, or of
+        // src through the address table), C' = out[seg]ᵀ (gemmT: stored transposed).
         products.push({
-          args: [gatherA ? aPtr + row0 * 4 : aPtr + row0 * k * bytes, gatherA ? 0 : k * bytes, bytes, bPtrs ? bPtrs[e]! : bPtr + e * k * n * bytes, transposeB ? bytes : n * bytes, transposeB ? k * bytes : bytes, (cInPlace ? cAts[0]! : cPtr) + row0 * ldc, ldc, n, k],
-          rows: m,
+          args: [weight, k * bytes, bytes, gatherA ? aPtr + row0 * 4 : aPtr + row0 * k * bytes, bytes, gatherA ? 0 : k * bytes, cSeg, ldc, m, k],
+          rows: n, panels: Math.ceil(m / NR), kind: kindT,
+        });
+      } else if (mode === 'rows') {
+        products.push({
+          args: [gatherA ? aPtr + row0 * 4 : aPtr + row0 * k * bytes, gatherA ? 0 : k * bytes, bytes, weight, transposeB ? bytes : n * bytes, transposeB ? k * bytes : bytes, cSeg, ldc, n, k],
+          rows: m, panels, kind,
         });
       } else {
         // A[seg]ᵀ (k × m) is stored m × k: element (r, p) at row p, column r, read in place;
@@ -641,7 +669,7 @@ export class WasmMatmul {
           aT = [packed, bytes, mr * bytes];
           packed += Math.ceil(k / mr) * mr * m * bytes;
         }
-        products.push({ args: [...aT, gatherB ? bPtr + row0 * 4 : bPtr + row0 * n * bytes, gatherB ? 0 : n * bytes, bytes, cInPlace ? cAts[e]! : cPtr + e * k * ldc, ldc, n, m], rows: k });
+        products.push({ args: [...aT, gatherB ? bPtr + row0 * 4 : bPtr + row0 * n * bytes, gatherB ? 0 : n * bytes, bytes, cInPlace ? cAts[e]! : cPtr + e * k * ldc, ldc, n, m], rows: k, panels, kind });
       }
       row0 += m;
     }
@@ -688,7 +716,7 @@ export class WasmMatmul {
       if (!cInPlace) copyOut(view, c0, nPad, M, n, out as TypedArray, 0);
     };
     if (threaded) {
-      writeChunkTable(new Int32Array(this.heap.buffer(), tablePtr, chunks * TABLE_WORDS), products, rowBlock, groups, groupPanels, panels, dtype === 'float64' ? 1 : 0);
+      writeChunkTable(new Int32Array(this.heap.buffer(), tablePtr, chunks * TABLE_WORDS), products, rowBlock, groupPanels);
       const write = (ctrl: Int32Array) => { ctrl[CTRL.table] = tablePtr; ctrl[CTRL.scratch] = base; ctrl[CTRL.scratchStride] = scratchStride; };
       if (leaveRunning) {
         this.pool!.runAsync(chunks, write, () => { finish(); async!.done(); });
@@ -700,10 +728,13 @@ export class WasmMatmul {
       columnSums();
       // One thread: each product in one call, every panel packed once.
       const gemm = dtype === 'float32' ? this.kernels.gemm_f32 : this.kernels.gemm_f64;
+      const gemmT = dtype === 'float32' ? this.kernels.gemmT_f32 : this.kernels.gemmT_f64;
       const touch = this.touchAhead && mode === 'rows' && products.length > 1;
       if (touch) this.setTouch(true);
       try {
-        for (const { args: [aP, aRs, aKs, bP, sBp, sBj, cP, ld, nn, kk], rows } of products) gemm(aP!, aRs!, aKs!, bP!, sBp!, sBj!, cP!, ld!, nn!, kk!, 0, panels, 0, rows, base);
+        for (const { args: [aP, aRs, aKs, bP, sBp, sBj, cP, ld, nn, kk], rows, panels: p1, kind: kd } of products) {
+          (kd === kindT ? gemmT : gemm)(aP!, aRs!, aKs!, bP!, sBp!, sBj!, cP!, ld!, nn!, kk!, 0, p1, 0, rows, base);
+        }
       } finally {
         if (touch) this.setTouch(false);
       }

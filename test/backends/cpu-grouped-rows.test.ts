@@ -1,8 +1,11 @@
-// The deferred gather: indexSelect of whole rows between tensors of the wasm memory leaves its
-// copy undone (pool.ts gathers), the experts' grouped products read the rows where they lie
-// (WasmMatmul.grouped's `indexed`: the gemm's row-address tables), and anything else that
-// reads the result, or frees its source, has the copy made first. The bits must be those of
-// the gathered copy everywhere.
+// How the grouped products read an MoE layer's rows (src/backends/cpu/wasm/wasm-matmul.ts
+// grouped), each checked bit for bit against the plain path:
+// - the deferred gather: indexSelect of whole rows between tensors of the wasm memory leaves
+//   its copy undone (pool.ts gathers), the experts' grouped products read the rows where they
+//   lie (`indexed`: the gemm's row-address tables), and anything else that reads the result,
+//   or frees its source, has the copy made first;
+// - swapped products: a 'rows' product of segments shorter than its weight runs as W·A[seg]ᵀ
+//   on gemmT (tiles stored transposed), packing the segment instead of the weight.
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
@@ -195,3 +198,59 @@ test('an MoE step never copies its dispatched rows (its experts read them where 
     }
   }
 });
+
+test('grouped \'rows\' products of short segments run swapped (W·A[seg]ᵀ on gemmT) with the bits of the plain path: remainder rows of W, partial panels of the segments, biases and relu, gathered rows, both dtypes, one and two threads', { skip: shared ? false : 'the memory is not shared here' }, () => {
+  const eng = WasmMatmul.create();
+  if (typeof eng === 'string') throw new Error(eng);
+  const arb = fc.record({
+    dtype: fc.constantFrom<Float>('float32', 'float64'), threads: fc.constantFrom(1, 2), w: fc.integer({ min: 1, max: 70 }),
+    n: fc.integer({ min: 1, max: 60 }), sizes: fc.array(fc.integer({ min: 0, max: 40 }), { minLength: 1, maxLength: 8 }),
+    bias: fc.boolean(), relu: fc.boolean(), gather: fc.boolean(), seed: fc.integer(),
+  }).map((c) => ({ ...c, M: c.sizes.reduce((a, b) => a + b, 0) })).filter((c) => c.M * c.w * c.n >= 4096);
+  let swappedCases = 0;
+  fc.assert(fc.property(arb, ({ dtype, threads, w, n, sizes, M, bias, relu, gather, seed }) => {
+    eng.pool?.resize(threads);
+    const { src, index, copy } = gathered(dtype, 50, w, M, seed);
+    const ws = sizes.map((_, e) => values(w * n, seed + 7 * e, dtype));
+    const biases = bias ? sizes.map((_, e) => values(n, seed - e, dtype)) : undefined;
+    const what = JSON.stringify({ dtype, threads, w, n, sizes, bias, relu, gather });
+    const plain = alloc(dtype, M * n), swapped = alloc(dtype, M * n).fill(NaN);
+    eng.swapRows = false;
+    const before: number = eng.swappedProducts;
+    assert.ok(eng.grouped('rows', copy, ws, sizes, w, n, true, plain, { biases, relu }), what);
+    assert.equal(eng.swappedProducts, before, 'swapRows off: none swapped');
+    eng.swapRows = true;
+    const here = gather ? moveTo(eng, src) : null;
+    assert.ok(eng.grouped('rows', here ? alloc(dtype, 1) : copy, ws, sizes, w, n, true, swapped, { biases, relu, indexed: here ? { src: here, index } : null }), what);
+    if (here) eng.heap.free(here);
+    // Swapped exactly when the segments are shorter than the weight on average (M < n · used).
+    const used = sizes.filter((m) => m > 0).length;
+    assert.equal(eng.swappedProducts - before, M < n * used ? used : 0, `swapped products ${what}`);
+    if (M < n * used) swappedCases++;
+    bitsEqual(swapped, plain, what);
+    simd.heap.free(src);
+  }), numRuns(200));
+  assert.ok(swappedCases > 50, `the property swapped in ${swappedCases} cases`);
+  // An MoE layer's size on two threads: 2048 rows in 16 segments, 256 → 512 and 512 → 256.
+  eng.pool?.resize(2);
+  for (const [w, n] of [[256, 512], [512, 256]] as const) {
+    const sizes = segments(2048, 16, w), M = 2048, a = values(M * w, 3, 'float32');
+    const ws = sizes.map((_, e) => values(w * n, 40 + e, 'float32'));
+    const plain = new Float32Array(M * n), swapped = new Float32Array(M * n).fill(NaN);
+    eng.swapRows = false;
+    assert.ok(eng.grouped('rows', a, ws, sizes, w, n, true, plain, { relu: true }));
+    eng.swapRows = true;
+    const before: number = eng.swappedProducts;
+    assert.ok(eng.grouped('rows', a, ws, sizes, w, n, true, swapped, { relu: true }));
+    assert.equal(eng.swappedProducts - before, sizes.filter((m) => m > 0).length, `${w} → ${n} swapped`);
+    bitsEqual(swapped, plain, `${w} → ${n}, 2 threads`);
+  }
+  eng.pool?.stop();
+});
+
+/** A copy of src on a block of eng's memory (indexed sources must be tensors of the engine's own memory). */
+function moveTo(eng: WasmMatmul, src: Arr): Arr {
+  const v = eng.heap.place(src instanceof Float32Array ? 'float32' : 'float64', src.length, 2 ** 30) as Arr;
+  v.set(src);
+  return v;
+}
