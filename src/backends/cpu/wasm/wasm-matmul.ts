@@ -115,17 +115,34 @@ function copyOut(mem: Float32Array | Float64Array, c0: number, nPad: number, row
  * this loop took 0.02–0.06 ms per call of an E = 16 step (about a thousand entries a step)
  * while the workers waited; here it takes a few µs.
  */
-function writeChunkTable(table: Int32Array, products: readonly GroupedProduct[], rowBlock: number, groupPanels: number): void {
+function writeChunkTable(table: Int32Array, products: readonly GroupedProduct[], rowBlock: number, groupPanels: number, lanes = 1): void {
+  // With lanes > 1, the products are split into `lanes` runs of consecutive products, and the
+  // table takes one chunk from each run in turn: threads claiming in turn then tend to stay
+  // on one product each.
+  const runs: number[][] = Array.from({ length: lanes }, () => []);
   let o = 0;
-  for (const { args, rows, panels, kind } of products) {
+  products.forEach(({ args, rows, panels, kind }, i) => {
+    const run = runs[Math.floor((i * lanes) / products.length)]!;
     const groups = Math.ceil(panels / groupPanels);
     for (let r0 = 0; r0 < rows; r0 += rowBlock) {
       const r1 = Math.min(rows, r0 + rowBlock);
       for (let g = 0; g < groups; g++, o += TABLE_WORDS) {
+        run.push(o);
         for (let w = 0; w < 10; w++) table[o + w] = args[w]!;
         table[o + 10] = g * groupPanels; table[o + 11] = Math.min(panels, (g + 1) * groupPanels);
         table[o + 12] = r0; table[o + 13] = r1; table[o + 14] = kind;
       }
+    }
+  });
+  if (lanes <= 1) return;
+  const natural = table.slice(0, o);
+  let to = 0;
+  for (let step = 0; to < o; step++) {
+    for (const run of runs) {
+      const from = run[step];
+      if (from === undefined) continue;
+      table.set(natural.subarray(from, from + TABLE_WORDS), to);
+      to += TABLE_WORDS;
     }
   }
 }
@@ -259,6 +276,15 @@ export class WasmMatmul {
   swapRows = true;
   /** Grouped 'rows' products that ran swapped (observability and tests). */
   swappedProducts = 0;
+  /**
+   * Whether a swapped job's chunk table interleaves runs of experts, one run per thread
+   * (writeChunkTable's `lanes`). A swapped chunk streams its expert's whole weight (512 KiB at
+   * E = 16): a thread that stays on one expert finds it in its own L2 after the first chunk,
+   * where chunks claimed in expert order put both threads on each expert's weight. Paired
+   * medians in the step, plain − interleaved: E = 16 +0.025 … +0.288 ms (five runs), E = 64
+   * +0.205 (BENCHMARKS.md, 2026-12-07). Off for A/B measurements.
+   */
+  interleave = true;
 
   private setTouch(on: boolean): void { new Int32Array(this.heap.buffer(), 0, CTRL_BYTES / 4)[CTRL.touch] = on ? 1 : 0; }
 
@@ -716,7 +742,7 @@ export class WasmMatmul {
       if (!cInPlace) copyOut(view, c0, nPad, M, n, out as TypedArray, 0);
     };
     if (threaded) {
-      writeChunkTable(new Int32Array(this.heap.buffer(), tablePtr, chunks * TABLE_WORDS), products, rowBlock, groupPanels);
+      writeChunkTable(new Int32Array(this.heap.buffer(), tablePtr, chunks * TABLE_WORDS), products, rowBlock, groupPanels, swapped && this.interleave ? this.threads : 1);
       const write = (ctrl: Int32Array) => { ctrl[CTRL.table] = tablePtr; ctrl[CTRL.scratch] = base; ctrl[CTRL.scratchStride] = scratchStride; };
       if (leaveRunning) {
         this.pool!.runAsync(chunks, write, () => { finish(); async!.done(); });
