@@ -96,3 +96,14 @@ export function withKernel<T>(kernels: string | readonly string[], on: boolean, 
   be.supports = (k: string) => (names.includes(k) ? on : original(k));
   try { return fn(); } finally { if (own) Object.defineProperty(be, 'supports', own); else delete (be as { supports?: unknown }).supports; }
 }
+
+/** n deterministic values in [-2, 2) (a 32-bit LCG from seed), in a float32 or float64 array. */
+export function lcgValues(n: number, seed: number, dtype: 'float32' | 'float64'): Float32Array | Float64Array {
+  let s = seed >>> 0;
+  const out = dtype === 'float32' ? new Float32Array(n) : new Float64Array(n);
+  for (let i = 0; i < n; i++) {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    out[i] = (s / 2 ** 32) * 4 - 2;
+  }
+  return out;
+}

@@ -13,7 +13,7 @@ import fc from 'fast-check';
 import { WasmMatmul, THREAD_MACS } from '../../src/backends/cpu/wasm/wasm-matmul.js';
 import { cpuPool } from '../../src/backends/cpu/pool.js';
 import { getBackend } from '../../src/tensor/engine.js';
-import { mt, numRuns } from '../helpers.js';
+import { lcgValues, mt, numRuns } from '../helpers.js';
 
 type Float = 'float32' | 'float64';
 type Arr = Float32Array | Float64Array;
@@ -24,15 +24,7 @@ const simd = engine;
 const shared = simd.heap.shared;
 
 /** Deterministic values in [-2, 2) (a 32-bit LCG), rounded to the dtype. */
-function values(n: number, seed: number, dtype: Float): Arr {
-  let s = seed >>> 0;
-  const out = dtype === 'float32' ? new Float32Array(n) : new Float64Array(n);
-  for (let i = 0; i < n; i++) {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    out[i] = (s / 2 ** 32) * 4 - 2;
-  }
-  return out;
-}
+const values = lcgValues;
 
 const alloc = (dtype: Float, n: number): Arr => (dtype === 'float32' ? new Float32Array(n) : new Float64Array(n));
 const bitsEqual = (a: ArrayLike<number>, b: ArrayLike<number>, what: string) => assert.deepEqual(Array.from(a), Array.from(b), what);

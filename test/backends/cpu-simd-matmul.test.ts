@@ -12,7 +12,7 @@ import { sleb, uleb } from '../../src/backends/cpu/wasm/wasm-emitter.js';
 import { wasmApi, type WasmApi } from '../../src/backends/cpu/wasm/wasm-api.js';
 import { cpuKernels } from '../../src/backends/cpu/cpu-backend.js';
 import { createCpuBackend } from '../../src/backends/cpu/register.js';
-import { assertClose, mt, numRuns } from '../helpers.js';
+import { assertClose, lcgValues, mt, numRuns } from '../helpers.js';
 
 type Float = 'float32' | 'float64';
 
@@ -22,15 +22,7 @@ const simd = engine;
 simd.pool?.resize(1);
 
 /** Deterministic values in [-2, 2) (a 32-bit LCG), rounded to the dtype. */
-function values(n: number, seed: number, dtype: Float): Float32Array | Float64Array {
-  let s = seed >>> 0;
-  const out = dtype === 'float32' ? new Float32Array(n) : new Float64Array(n);
-  for (let i = 0; i < n; i++) {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    out[i] = (s / 2 ** 32) * 4 - 2;
-  }
-  return out;
-}
+const values = lcgValues;
 
 interface Case { m: number; n: number; k: number; transposeA: boolean; transposeB: boolean; dtype: Float; batchA?: number[]; batchB?: number[] }
 

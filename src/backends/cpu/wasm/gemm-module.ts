@@ -169,6 +169,26 @@ function elementLanes(elements: number[], bytes: number): number[] {
   return elements.flatMap((e) => Array.from({ length: bytes }, (_, i) => e * bytes + i));
 }
 
+/**
+ * A lanes × lanes transpose of the vectors r (r[q] lane i → out[i] lane q) through tmp: the
+ * first stage stored in tmp now, and per output lane a function that pushes that vector.
+ */
+function transposeLanes(c: Code, lanes: number, r: readonly Local[], tmp: readonly Local[]): Array<() => void> {
+  if (lanes === 4) {
+    const lo = elementLanes([0, 4, 1, 5], 4), hi = elementLanes([2, 6, 3, 7], 4);
+    c.get(r[0]!).get(r[1]!).i8x16Shuffle(lo).set(tmp[0]!);
+    c.get(r[0]!).get(r[1]!).i8x16Shuffle(hi).set(tmp[1]!);
+    c.get(r[2]!).get(r[3]!).i8x16Shuffle(lo).set(tmp[2]!);
+    c.get(r[2]!).get(r[3]!).i8x16Shuffle(hi).set(tmp[3]!);
+    const first = elementLanes([0, 1, 4, 5], 4), second = elementLanes([2, 3, 6, 7], 4);
+    return [
+      () => c.get(tmp[0]!).get(tmp[2]!).i8x16Shuffle(first), () => c.get(tmp[0]!).get(tmp[2]!).i8x16Shuffle(second),
+      () => c.get(tmp[1]!).get(tmp[3]!).i8x16Shuffle(first), () => c.get(tmp[1]!).get(tmp[3]!).i8x16Shuffle(second),
+    ];
+  }
+  return [() => c.get(r[0]!).get(r[1]!).i8x16Shuffle(elementLanes([0, 2], 8)), () => c.get(r[0]!).get(r[1]!).i8x16Shuffle(elementLanes([1, 3], 8))];
+}
+
 /** c += x · b over vectors, as separate multiply and add (no FMA: the same bits as scalar a·b + c). */
 function madd(c: Code, s: Spec, acc: Local, x: Local, b: Local): void {
   c.get(acc).get(x).get(b);
@@ -237,23 +257,7 @@ function storeTransposed(c: Code, s: Spec, acc: Local[][], cPtr: Local, ldc: Loc
   const tmp = Array.from({ length: lanes }, () => c.local('v128'));
   for (let v = 0; v < vecs; v++) {
     const a = acc.map((row) => row[v]!);
-    if (rows === lanes) {
-      if (lanes === 4) {
-        const lo = elementLanes([0, 4, 1, 5], 4), hi = elementLanes([2, 6, 3, 7], 4);
-        c.get(a[0]!).get(a[1]!).i8x16Shuffle(lo).set(tmp[0]!);
-        c.get(a[0]!).get(a[1]!).i8x16Shuffle(hi).set(tmp[1]!);
-        c.get(a[2]!).get(a[3]!).i8x16Shuffle(lo).set(tmp[2]!);
-        c.get(a[2]!).get(a[3]!).i8x16Shuffle(hi).set(tmp[3]!);
-        const first = elementLanes([0, 1, 4, 5], 4), second = elementLanes([2, 3, 6, 7], 4);
-        c.get(tmp[0]!).get(tmp[2]!).i8x16Shuffle(first).set(out[0]!);
-        c.get(tmp[0]!).get(tmp[2]!).i8x16Shuffle(second).set(out[1]!);
-        c.get(tmp[1]!).get(tmp[3]!).i8x16Shuffle(first).set(out[2]!);
-        c.get(tmp[1]!).get(tmp[3]!).i8x16Shuffle(second).set(out[3]!);
-      } else {
-        c.get(a[0]!).get(a[1]!).i8x16Shuffle(elementLanes([0, 2], 8)).set(out[0]!);
-        c.get(a[0]!).get(a[1]!).i8x16Shuffle(elementLanes([1, 3], 8)).set(out[1]!);
-      }
-    }
+    if (rows === lanes) transposeLanes(c, lanes, a, tmp).forEach((push, q) => { push(); c.set(out[q]!); });
     for (let q = 0; q < lanes; q++) {
       const j = v * lanes + q;
       c.i32(j).get(cols).i32LtS().if(() => {
@@ -336,22 +340,7 @@ function emitPackPanel(mod: ModuleBuilder, s: Spec): number {
             for (let g = 0; g < NR / lanes; g++) {
               for (let q = 0; q < lanes; q++) c.get(col[g * lanes + q]!).get(off).i32Add().v128Load().set(r[q]!);
               // out[q] = (r0[q], r1[q], …): row p + q of the panel, columns g·lanes …
-              const out: Array<() => void> = [];
-              if (lanes === 4) {
-                const lo = elementLanes([0, 4, 1, 5], 4), hi = elementLanes([2, 6, 3, 7], 4);
-                c.get(r[0]!).get(r[1]!).i8x16Shuffle(lo).set(tmp[0]!);
-                c.get(r[0]!).get(r[1]!).i8x16Shuffle(hi).set(tmp[1]!);
-                c.get(r[2]!).get(r[3]!).i8x16Shuffle(lo).set(tmp[2]!);
-                c.get(r[2]!).get(r[3]!).i8x16Shuffle(hi).set(tmp[3]!);
-                const first = elementLanes([0, 1, 4, 5], 4), second = elementLanes([2, 3, 6, 7], 4);
-                out.push(() => c.get(tmp[0]!).get(tmp[2]!).i8x16Shuffle(first));
-                out.push(() => c.get(tmp[0]!).get(tmp[2]!).i8x16Shuffle(second));
-                out.push(() => c.get(tmp[1]!).get(tmp[3]!).i8x16Shuffle(first));
-                out.push(() => c.get(tmp[1]!).get(tmp[3]!).i8x16Shuffle(second));
-              } else {
-                out.push(() => c.get(r[0]!).get(r[1]!).i8x16Shuffle(elementLanes([0, 2], 8)));
-                out.push(() => c.get(r[0]!).get(r[1]!).i8x16Shuffle(elementLanes([1, 3], 8)));
-              }
+              const out = transposeLanes(c, lanes, r, tmp);
               for (let q = 0; q < lanes; q++) {
                 // dst + ((p + q)·8 + g·lanes)·bytes
                 c.get(dst).get(p).i32(q).i32Add().i32(NR * bytes).i32Mul().i32Add();
