@@ -246,3 +246,26 @@ function moveTo(eng: WasmMatmul, src: Arr): Arr {
   v.set(src);
   return v;
 }
+
+test('a deferred gather dropped without dispose still returns its block when collected (the pool holds it weakly)', async () => {
+  mt.setBackend('cpu', { simd: true });
+  if (mt.backendInfo().tensorsInWasmMemory !== true) { console.log('# skipped: tensors are not placed in the wasm memory here'); return; }
+  const { setFlagsFromString } = await import('node:v8');
+  const { runInNewContext } = await import('node:vm');
+  setFlagsFromString('--expose-gc');
+  const gc = runInNewContext('gc') as () => void;
+  const heap = (getBackend() as unknown as { simd: { engine(): WasmMatmul } }).simd.engine().heap;
+  const x = mt.randn([512, 256]);
+  const index = mt.tensor(Int32Array.from({ length: 1024 }, (_, j) => (j * 5) % 512), { dtype: 'int32' });
+  mt.indexSelect(x, 0, index).dispose(); // the block class taken once, so that only the dropped result counts
+  const live = heap.liveBytes, deferred = cpuPool.gathersDeferred;
+  (() => { mt.indexSelect(x, 0, index); })(); // 1 MiB, deferred, dropped without dispose
+  assert.equal(cpuPool.gathersDeferred - deferred, 1);
+  assert.ok(heap.liveBytes >= live + 1024 * 1024, 'the dropped result holds a block');
+  for (let i = 0; i < 10 && heap.liveBytes > live; i++) { gc(); await new Promise((r) => setTimeout(r, 10)); }
+  assert.equal(heap.liveBytes, live, 'its block came back when it was collected');
+  // Its source still frees (and the pool copies nothing for the collected result).
+  const filled = cpuPool.gathersFilled;
+  mt.dispose([x, index]);
+  assert.equal(cpuPool.gathersFilled, filled);
+});

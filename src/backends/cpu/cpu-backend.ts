@@ -31,7 +31,7 @@ export function data(info: TensorInfo & { handle: CpuHandle }): TypedArray {
   // A result of a job still running on other threads: wait for it.
   if (cpuPool.pending !== null && cpuPool.pending.outputs.has(values)) cpuPool.settle();
   // Rows of a deferred gather: copied now.
-  if (cpuPool.gathers.size > 0) cpuPool.fillRows(values);
+  if (cpuPool.deferredLive > 0) cpuPool.fillRows(values);
   return values;
 }
 
@@ -532,7 +532,7 @@ export class CpuBackend implements Backend {
     const values = (handle as CpuHandle).values;
     if (values === null) throw new Error(`cpu backend: read of freed handle ${handle.id}`);
     if (cpuPool.pending !== null && cpuPool.pending.outputs.has(values)) cpuPool.settle();
-    if (cpuPool.gathers.size > 0) cpuPool.fillRows(values);
+    if (cpuPool.deferredLive > 0) cpuPool.fillRows(values);
     if (dtypeOfArray(values) !== dtype) throw new Error(`cpu backend: handle ${handle.id} holds ${dtypeOfArray(values)}, not ${dtype}`);
     this.readbacks++;
     return values.slice();

@@ -107,11 +107,15 @@ export class BufferPool {
    * rows, which its experts' grouped products read where they lie in src (WasmMatmul.grouped's
    * `indexed`), forward and backward, so that the copy is never made. Anything else that reads
    * such an array (the backend's `data`, readSync) makes the copy first, with `fill`; so does
-   * freeing src. The values are the same either way.
+   * freeing src. The values are the same either way. Weak both ways: a result left to the
+   * garbage collector undisposed takes its entry (and its hold on src) with it, so its block
+   * still goes back through the heap's FinalizationRegistry.
    */
-  readonly gathers = new Map<TypedArray, DeferredRows>();
+  readonly gathers = new WeakMap<TypedArray, DeferredRows>();
+  /** Deferred gathers registered and not yet copied or freed (0: data() skips the lookup; ones collected undisposed stay counted). */
+  deferredLive = 0;
   /** Each src of a deferred gather, with the results that read it. */
-  private readonly gatherSources = new Map<TypedArray, Set<TypedArray>>();
+  private readonly gatherSources = new WeakMap<TypedArray, Set<WeakRef<TypedArray>>>();
   /** Gathers deferred, and those then copied after all (observability and tests). */
   gathersDeferred = 0;
   gathersFilled = 0;
@@ -121,8 +125,9 @@ export class BufferPool {
     this.gathers.set(out, rows);
     let outs = this.gatherSources.get(rows.src);
     if (outs === undefined) this.gatherSources.set(rows.src, (outs = new Set()));
-    outs.add(out);
+    outs.add(new WeakRef(out));
     this.gathersDeferred++;
+    this.deferredLive++;
   }
 
   /** Copies a deferred gather's rows into out now (nothing when out is not one). */
@@ -136,8 +141,10 @@ export class BufferPool {
 
   private forgetRows(out: TypedArray, rows: DeferredRows): void {
     this.gathers.delete(out);
-    const outs = this.gatherSources.get(rows.src)!;
-    outs.delete(out);
+    this.deferredLive--;
+    const outs = this.gatherSources.get(rows.src);
+    if (outs === undefined) return;
+    for (const ref of outs) if (ref.deref() === out || ref.deref() === undefined) outs.delete(ref);
     if (outs.size === 0) this.gatherSources.delete(rows.src);
   }
 
@@ -179,12 +186,18 @@ export class BufferPool {
    * buffer (the CPU backend owns every handle's array: uploads and readbacks copy).
    */
   give(values: TypedArray): void {
-    if (this.gathers.size > 0) {
+    if (this.deferredLive > 0) {
       // A deferred gather never read needs no copy; one whose src goes needs it now.
       const rows = this.gathers.get(values);
       if (rows !== undefined) this.forgetRows(values, rows);
       const outs = this.gatherSources.get(values);
-      if (outs !== undefined) for (const out of [...outs]) this.fillRows(out);
+      if (outs !== undefined) {
+        for (const ref of [...outs]) {
+          const out = ref.deref();
+          if (out !== undefined) this.fillRows(out);
+        }
+        this.gatherSources.delete(values);
+      }
     }
     // A result of the job left running, freed before it was read: the job may still write it
     // (a copy out when it is joined), so it is finished first. An ordinary array would
