@@ -449,14 +449,15 @@ class SimdState {
     return (inputs, attrs, out, be) => {
       const [x, index] = inputs as [typeof inputs[0], typeof inputs[0]];
       const engine = this.simd(), rowElems = sizeOf(x.shape.slice(1));
-      if (engine !== null && attrs.axis === 0 && x.dtype !== 'int32' && rowElems * (x.dtype === 'float64' ? 8 : 4) >= 64 && engine.heap.addressOf(data(x)) >= 0) {
+      const xv = engine !== null && attrs.axis === 0 && x.dtype !== 'int32' && rowElems * (x.dtype === 'float64' ? 8 : 4) >= 64 ? data(x) : null;
+      if (engine !== null && xv !== null && engine.heap.addressOf(xv) >= 0) {
         const idx = data(index) as Int32Array, rows = x.shape[0]!;
         for (let j = 0; j < idx.length; j++) checkIndex('indexSelect', idx[j]!, rows, 0);
-        const y = cpuPool.take(out.dtype, sizeOf(out.shape), false), xv = data(x);
+        const y = cpuPool.take(out.dtype, sizeOf(out.shape), false);
         // Deferred (pool.ts gathers): a grouped product reads the rows where they lie, and
         // anything else that reads y has them copied first. Its own copy of the indices: the
         // index tensor may be freed before.
-        if (this.deferGathers && engine.heap.addressOf(y) >= 0 && y.constructor === xv.constructor) {
+        if (this.deferGathers && engine.heap.addressOf(y) >= 0) {
           const kept = idx.slice();
           cpuPool.deferRows(y, { src: xv, index: kept, fill: () => { engine.gatherRows(xv, kept, rowElems, y); } });
           return be.wrap(y);

@@ -283,32 +283,23 @@ function storeTransposed(c: Code, s: Spec, acc: Local[][], cPtr: Local, ldc: Loc
 function emitPackPanel(mod: ModuleBuilder, s: Spec): number {
   const { t, bytes, lanes, vn } = s;
   return mod.func(`$packPanel_${s.t}`, ['i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32'], [], (c, bPtr, sBp, sBj, j0, cols, k, dst) => {
-    const p = c.local('i32'), src = c.local('i32'), jj = c.local('i32'), eight = c.local('i32');
+    const p = c.local('i32'), src = c.local('i32'), jj = c.local('i32'), eight = c.local('i32'), addr = c.local('i32');
     c.i32(NR).set(eight);
     const whole = () => c.get(cols).i32(NR).i32Eq();
     const rowMajor = () => c.get(sBj).i32(bytes).i32Eq();
     const transposed = () => c.get(sBp).i32(bytes).i32Eq();
     // B(p, j) starts at bPtr + j0·sBj.
     c.get(bPtr).get(j0).get(sBj).i32Mul().i32Add().set(src);
-    // sBp 0: B's rows are gathered (wasm-matmul.ts's `indexed`): row p starts at the address in
-    // the i32 word bPtr + 4p, its elements sBj apart (one element: the caller's rule).
-    c.get(sBp).i32Eqz().if(() => {
+    // Gathered operands (wasm-matmul.ts's `indexed`): with sBp 0, row p of B starts at the
+    // address in the i32 word bPtr + 4p (its elements sBj apart); with sBj 0, column j starts at
+    // the word bPtr + 4j (its elements sBp apart).
+    const gatheredRow = () => c.get(bPtr).get(p).i32(4).i32Mul().i32Add().load('i32');
+    const gatheredCol = (j: () => void) => { c.get(bPtr); j(); c.i32(4).i32Mul().i32Add().load('i32'); };
+    whole(); c.get(sBp).i32Eqz().i32And();
+    c.if(() => {
       c.forRange(p, 0, k, 1, () => {
-        c.get(bPtr).get(p).i32(4).i32Mul().i32Add().load('i32').get(j0).get(sBj).i32Mul().i32Add().set(src);
-        whole();
-        c.if(() => {
-          for (let v = 0; v < vn; v++) c.get(dst).get(src).v128Load(16 * v).v128Store(16 * v);
-        }, () => {
-          c.forRange(jj, 0, eight, 1, () => {
-            const at = () => c.get(dst).get(jj).i32(bytes).i32Mul().i32Add();
-            c.get(jj).get(cols).i32LtS();
-            c.if(() => { at(); c.get(src).get(jj).get(sBj).i32Mul().i32Add().load(t); c.store(t); }, () => {
-              at();
-              if (t === 'f32') c.f32Zero(); else c.f64Zero();
-              c.store(t);
-            });
-          });
-        });
+        gatheredRow(); c.get(j0).get(sBj).i32Mul().i32Add().set(src);
+        for (let v = 0; v < vn; v++) c.get(dst).get(src).v128Load(16 * v).v128Store(16 * v);
         c.get(dst).i32(NR * bytes).i32Add().set(dst);
       });
     }, () => {
@@ -327,10 +318,9 @@ function emitPackPanel(mod: ModuleBuilder, s: Spec): number {
           const r = Array.from({ length: lanes }, () => c.local('v128'));
           const tmp = Array.from({ length: lanes }, () => c.local('v128'));
           const kWhole = c.local('i32'), off = c.local('i32');
-          // sBj 0: B's columns are gathered (a segment's rows, read as Bᵀ by gemmT): column
-          // j0 + q starts at the address in the i32 word bPtr + 4·(j0 + q).
+          // Gathered columns: a segment's rows, read as Bᵀ by gemmT.
           c.get(sBj).i32Eqz().if(() => {
-            for (let q = 0; q < NR; q++) c.get(bPtr).get(j0).i32(q).i32Add().i32(4).i32Mul().i32Add().load('i32').set(col[q]!);
+            for (let q = 0; q < NR; q++) { gatheredCol(() => c.get(j0).i32(q).i32Add()); c.set(col[q]!); }
           }, () => {
             for (let q = 0; q < NR; q++) c.get(src).i32(q).get(sBj).i32Mul().i32Add().set(col[q]!);
           });
@@ -357,21 +347,28 @@ function emitPackPanel(mod: ModuleBuilder, s: Spec): number {
             }
           });
         }, () => {
-          // Partial panel or a general layout: element by element, zeros past `cols`.
+          // Partial panel or a general layout: element by element, zeros past `cols`. B(p, j0 + jj)
+          // at src + p·sBp + jj·sBj, or through its gathered row or column.
+          const element = () => {
+            c.get(sBp).i32Eqz().if(() => {
+              gatheredRow(); c.get(j0).get(jj).i32Add().get(sBj).i32Mul().i32Add().set(addr);
+            }, () => {
+              c.get(sBj).i32Eqz().if(() => {
+                gatheredCol(() => c.get(j0).get(jj).i32Add()); c.get(p).get(sBp).i32Mul().i32Add().set(addr);
+              }, () => {
+                c.get(src).get(p).get(sBp).i32Mul().i32Add().get(jj).get(sBj).i32Mul().i32Add().set(addr);
+              });
+            });
+          };
           c.forRange(p, 0, k, 1, () => {
             c.forRange(jj, 0, eight, 1, () => {
               const at = () => c.get(dst).get(p).i32(NR).i32Mul().get(jj).i32Add().i32(bytes).i32Mul().i32Add();
               c.get(jj).get(cols).i32LtS();
               c.if(() => {
-                c.get(sBj).i32Eqz().if(() => {
-                  at();
-                  c.get(bPtr).get(j0).get(jj).i32Add().i32(4).i32Mul().i32Add().load('i32').get(p).get(sBp).i32Mul().i32Add().load(t);
-                  c.store(t);
-                }, () => {
-                  at();
-                  c.get(src).get(p).get(sBp).i32Mul().i32Add().get(jj).get(sBj).i32Mul().i32Add().load(t);
-                  c.store(t);
-                });
+                element();
+                at();
+                c.get(addr).load(t);
+                c.store(t);
               }, () => {
                 at();
                 if (t === 'f32') c.f32Zero(); else c.f64Zero();
@@ -494,23 +491,14 @@ function emitColSums(mod: ModuleBuilder, s: Spec, name: string): number {
   });
 }
 
-/** packPanel, emitted once per module and dtype (both gemm variants call it). */
-const packPanels = new WeakMap<ModuleBuilder, Map<string, number>>();
-function packPanelOf(mod: ModuleBuilder, s: Spec): number {
-  let byType = packPanels.get(mod);
-  if (byType === undefined) packPanels.set(mod, (byType = new Map()));
-  let f = byType.get(s.t);
-  if (f === undefined) byType.set(s.t, (f = emitPackPanel(mod, s)));
-  return f;
-}
-
 /**
- * The macro-kernel: for each panel, pack it, then sweep the rows with the tiles. With
+ * The macro-kernel: for each panel, pack it (with `pack`, the dtype's emitPackPanel), then
+ * sweep the rows with the tiles. With
  * `transposedC`, C(i, j) is stored at cPtr + j·ldc + i·bytes (the product computes Cᵀ of the
  * caller's C: an MoE layer's x·Wᵀ as W·xᵀ, which packs the segment's rows instead of the
  * weight; wasm-matmul.ts grouped).
  */
-function emitGemm(mod: ModuleBuilder, s: Spec, name: string, transposedC = false): number {
+function emitGemm(mod: ModuleBuilder, s: Spec, name: string, pack: number, transposedC = false): number {
   // Each tile in two widths: the whole panel, and its first half for a panel of at most 4 real
   // columns (a gate's [·, 4] logits, the last panel of n = 8q + 1 … 8q + 4), which then does
   // half the multiply-adds; the same sums in the same order for the columns it computes.
@@ -522,7 +510,6 @@ function emitGemm(mod: ModuleBuilder, s: Spec, name: string, transposedC = false
   // multiple of MR): one 3 × 8 call instead of three 1 × 8 ones, which each reload B.
   const tiles = Array.from({ length: s.mr - 2 }, (_, r) => emitTile(mod, s, r + 2, s.vn, tc));
   const tilesH = Array.from({ length: s.mr - 2 }, (_, r) => emitTile(mod, s, r + 2, half, tc));
-  const pack = packPanelOf(mod, s);
   const P = Array(15).fill('i32') as 'i32'[];
   return mod.func(name, P, [], (c, aPtr, aRs, aKs, bPtr, sBp, sBj, cPtr, ldc, n, k, p0, p1, r0, r1, scratch) => {
     const jp = c.local('i32'), j0 = c.local('i32'), cols = c.local('i32'), cCol = c.local('i32');
@@ -620,7 +607,8 @@ function emitGemm(mod: ModuleBuilder, s: Spec, name: string, transposedC = false
 
 /**
  * Runs one chunk table entry that is not a sequence (word 14: 0 a float32 product, 1 a
- * float64 one, TABLE_MATH a piece of a math-module kernel) on `thread`'s B-panel scratch.
+ * float64 one, TABLE_T32 / TABLE_T64 one on gemmT, TABLE_MATH a piece of a math-module
+ * kernel) on `thread`'s B-panel scratch.
  */
 function emitEntry(mod: ModuleBuilder, gemms: Gemms, chunk: number): number {
   return mod.func(null, ['i32', 'i32'], [], (c, entry, thread) => {
@@ -754,9 +742,10 @@ export function gemmModuleBytes(memory: { shared: boolean; initialPages: number;
   emitColSums(mod, f64, 'colSums_f64');
   mod.func('zero', ['i32', 'i32'], [], (c, ptr, bytes) => { c.get(ptr).i32(0).get(bytes).memoryFill(); });
   mod.func('copy', ['i32', 'i32', 'i32'], [], (c, dst, src, bytes) => { c.get(dst).get(src).get(bytes).memoryCopy(); });
+  const pack32 = emitPackPanel(mod, f32), pack64 = emitPackPanel(mod, f64);
   const gemms: Gemms = {
-    g32: emitGemm(mod, f32, 'gemm_f32'), g64: emitGemm(mod, f64, 'gemm_f64'),
-    t32: emitGemm(mod, f32, 'gemmT_f32', true), t64: emitGemm(mod, f64, 'gemmT_f64', true),
+    g32: emitGemm(mod, f32, 'gemm_f32', pack32), g64: emitGemm(mod, f64, 'gemm_f64', pack64),
+    t32: emitGemm(mod, f32, 'gemmT_f32', pack32, true), t64: emitGemm(mod, f64, 'gemmT_f64', pack64, true),
   };
   if (threads) emitWorker(mod, emitWork(mod, gemms, chunk));
   return mod.bytes();

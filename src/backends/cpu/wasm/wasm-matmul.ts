@@ -110,39 +110,35 @@ function copyOut(mem: Float32Array | Float64Array, c0: number, nPad: number, row
 
 /**
  * A grouped job's chunk table (TABLE_WORDS words per chunk): per product, per block of rows,
- * per group of panels, the product's gemm arguments, then p0 p1 r0 r1 and the dtype word.
+ * per group of panels, the product's gemm arguments, then p0 p1 r0 r1 and its kind word. With
+ * lanes > 1 the products are split into `lanes` runs of consecutive products, and the table
+ * takes one chunk from each run in turn: threads claiming in turn then tend to stay on one
+ * product each (WasmMatmul.interleave). The order enters no sum.
  * A function of its own: inside grouped(), whose body TurboFan does not optimize as a whole,
  * this loop took 0.02–0.06 ms per call of an E = 16 step (about a thousand entries a step)
  * while the workers waited; here it takes a few µs.
  */
 function writeChunkTable(table: Int32Array, products: readonly GroupedProduct[], rowBlock: number, groupPanels: number, lanes = 1): void {
-  // With lanes > 1, the products are split into `lanes` runs of consecutive products, and the
-  // table takes one chunk from each run in turn: threads claiming in turn then tend to stay
-  // on one product each.
-  const runs: number[][] = Array.from({ length: lanes }, () => []);
-  let o = 0;
-  products.forEach(({ args, rows, panels, kind }, i) => {
-    const run = runs[Math.floor((i * lanes) / products.length)]!;
-    const groups = Math.ceil(panels / groupPanels);
-    for (let r0 = 0; r0 < rows; r0 += rowBlock) {
-      const r1 = Math.min(rows, r0 + rowBlock);
-      for (let g = 0; g < groups; g++, o += TABLE_WORDS) {
-        run.push(o);
-        for (let w = 0; w < 10; w++) table[o + w] = args[w]!;
-        table[o + 10] = g * groupPanels; table[o + 11] = Math.min(panels, (g + 1) * groupPanels);
-        table[o + 12] = r0; table[o + 13] = r1; table[o + 14] = kind;
-      }
-    }
-  });
-  if (lanes <= 1) return;
-  const natural = table.slice(0, o);
-  let to = 0;
-  for (let step = 0; to < o; step++) {
+  // Each run's cursor: its next product, row block and panel group, and the product it ends at.
+  const runs = Array.from({ length: lanes }, (_, l) => ({
+    i: Math.ceil((l * products.length) / lanes), end: Math.ceil(((l + 1) * products.length) / lanes), r0: 0, g: 0,
+  }));
+  let o = 0, left = lanes;
+  while (left > 0) {
+    left = 0;
     for (const run of runs) {
-      const from = run[step];
-      if (from === undefined) continue;
-      table.set(natural.subarray(from, from + TABLE_WORDS), to);
-      to += TABLE_WORDS;
+      if (run.i >= run.end) continue;
+      const { args, rows, panels, kind } = products[run.i]!;
+      for (let w = 0; w < 10; w++) table[o + w] = args[w]!;
+      table[o + 10] = run.g * groupPanels; table[o + 11] = Math.min(panels, (run.g + 1) * groupPanels);
+      table[o + 12] = run.r0; table[o + 13] = Math.min(rows, run.r0 + rowBlock); table[o + 14] = kind;
+      o += TABLE_WORDS;
+      // The next chunk of this run: the next group, row block, product.
+      if (++run.g < Math.ceil(panels / groupPanels)) { left++; continue; }
+      run.g = 0;
+      run.r0 += rowBlock;
+      if (run.r0 >= rows) { run.r0 = 0; run.i++; }
+      if (run.i < run.end) left++;
     }
   }
 }
