@@ -9,7 +9,7 @@
 // (a step runs the same kernels in the same order every time), and beside each the chunks the
 // worker took during it (its chunk counter): that, not "beside a job", says whether it was
 // busy (during the gate's balancing half it takes 3–4 of the experts' chunks, each tens of µs
-// long, while the gather runs it takes none). With `dense` it times the
+// long, while topkGates and the dispatch run it takes none). With `dense` it times the
 // compute-matched dense block instead. On Linux it also reads each thread's CPU time
 // (/proc/self/task) over 60 steps: the worker's busy time against the wall time. It first
 // runs MIXTAPE_BENCH_WARMUP steps (default 300) untimed, for V8's steady state.
