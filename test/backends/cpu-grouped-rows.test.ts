@@ -5,12 +5,13 @@
 //   lie (`indexed`: the gemm's row-address tables), and anything else that reads the result,
 //   or frees its source, has the copy made first;
 // - swapped products: a 'rows' product of segments shorter than its weight runs as W·A[seg]ᵀ
-//   on gemmT (tiles stored transposed), packing the segment instead of the weight.
+//   on gemmT (tiles stored transposed), packing the segment instead of the weight; without
+//   transposeB (the backward's dy·W_e) as W_eᵀ·A[seg]ᵀ, up to a sum length of SWAP_PLAIN_K.
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
-import { WasmMatmul, THREAD_MACS } from '../../src/backends/cpu/wasm/wasm-matmul.js';
+import { WasmMatmul, SWAP_PLAIN_K, THREAD_MACS } from '../../src/backends/cpu/wasm/wasm-matmul.js';
 import { cpuPool } from '../../src/backends/cpu/pool.js';
 import { getBackend } from '../../src/tensor/engine.js';
 import { lcgValues, mt, numRuns } from '../helpers.js';
@@ -191,51 +192,55 @@ test('an MoE step never copies its dispatched rows (its experts read them where 
   }
 });
 
-test('grouped \'rows\' products of short segments run swapped (W·A[seg]ᵀ on gemmT) with the bits of the plain path: remainder rows of W, partial panels of the segments, biases and relu, gathered rows, both dtypes, one and two threads', { skip: shared ? false : 'the memory is not shared here' }, () => {
+test('grouped \'rows\' products of short segments run swapped (W·A[seg]ᵀ on gemmT, W read transposed without transposeB) with the bits of the plain path: remainder rows of W, partial panels of the segments, biases and relu, gathered rows, both dtypes, one and two threads', { skip: shared ? false : 'the memory is not shared here' }, () => {
   const eng = WasmMatmul.create();
   if (typeof eng === 'string') throw new Error(eng);
   const arb = fc.record({
     dtype: fc.constantFrom<Float>('float32', 'float64'), threads: fc.constantFrom(1, 2), w: fc.integer({ min: 1, max: 70 }),
     n: fc.integer({ min: 1, max: 60 }), sizes: fc.array(fc.integer({ min: 0, max: 40 }), { minLength: 1, maxLength: 8 }),
-    bias: fc.boolean(), relu: fc.boolean(), gather: fc.boolean(), seed: fc.integer(),
+    bias: fc.boolean(), relu: fc.boolean(), gather: fc.boolean(), transposeB: fc.boolean(), seed: fc.integer(),
   }).map((c) => ({ ...c, M: c.sizes.reduce((a, b) => a + b, 0) })).filter((c) => c.M * c.w * c.n >= 4096);
-  let swappedCases = 0;
-  fc.assert(fc.property(arb, ({ dtype, threads, w, n, sizes, M, bias, relu, gather, seed }) => {
+  let swappedCases = 0, plainBCases = 0;
+  fc.assert(fc.property(arb, ({ dtype, threads, w, n, sizes, M, bias, relu, gather, transposeB, seed }) => {
     eng.pool?.resize(threads);
     const { src, index, copy } = gathered(dtype, 50, w, M, seed);
     const ws = sizes.map((_, e) => values(w * n, seed + 7 * e, dtype));
     const biases = bias ? sizes.map((_, e) => values(n, seed - e, dtype)) : undefined;
-    const what = JSON.stringify({ dtype, threads, w, n, sizes, bias, relu, gather });
+    const what = JSON.stringify({ dtype, threads, w, n, sizes, bias, relu, gather, transposeB });
     const plain = alloc(dtype, M * n), swapped = alloc(dtype, M * n).fill(NaN);
     eng.swapRows = false;
     const before: number = eng.swappedProducts;
-    assert.ok(eng.grouped('rows', copy, ws, sizes, w, n, true, plain, { biases, relu }), what);
+    assert.ok(eng.grouped('rows', copy, ws, sizes, w, n, transposeB, plain, { biases, relu }), what);
     assert.equal(eng.swappedProducts, before, 'swapRows off: none swapped');
     eng.swapRows = true;
     const here = gather ? moveTo(eng, src) : null;
-    assert.ok(eng.grouped('rows', here ? alloc(dtype, 1) : copy, ws, sizes, w, n, true, swapped, { biases, relu, indexed: here ? { src: here, index } : null }), what);
+    assert.ok(eng.grouped('rows', here ? alloc(dtype, 1) : copy, ws, sizes, w, n, transposeB, swapped, { biases, relu, indexed: here ? { src: here, index } : null }), what);
     if (here) eng.heap.free(here);
-    // Swapped exactly when the segments are shorter than the weight on average (M < n · used).
+    // Swapped exactly when the segments are shorter than the weight on average (M < n · used)
+    // and, without transposeB, the sum is at most SWAP_PLAIN_K long (here always: w ≤ 70).
     const used = sizes.filter((m) => m > 0).length;
     assert.equal(eng.swappedProducts - before, M < n * used ? used : 0, `swapped products ${what}`);
     if (M < n * used) swappedCases++;
+    if (M < n * used && !transposeB) plainBCases++;
     bitsEqual(swapped, plain, what);
     simd.heap.free(src);
   }), numRuns(200));
-  assert.ok(swappedCases > 50, `the property swapped in ${swappedCases} cases`);
-  // An MoE layer's size on two threads: 2048 rows in 16 segments, 256 → 512 and 512 → 256.
+  assert.ok(swappedCases > 50 && plainBCases > 20, `the property swapped in ${swappedCases} cases, ${plainBCases} of them without transposeB`);
+  // An MoE layer's size on two threads: 2048 rows in 16 segments, 256 → 512 and 512 → 256;
+  // without transposeB (the backward's dy·W_e), swapped only for a sum of SWAP_PLAIN_K or less.
   eng.pool?.resize(2);
-  for (const [w, n] of [[256, 512], [512, 256]] as const) {
+  for (const [w, n, transposeB] of [[256, 512, true], [512, 256, true], [256, 512, false], [512, 256, false]] as const) {
     const sizes = segments(2048, 16, w), M = 2048, a = values(M * w, 3, 'float32');
     const ws = sizes.map((_, e) => values(w * n, 40 + e, 'float32'));
     const plain = new Float32Array(M * n), swapped = new Float32Array(M * n).fill(NaN);
     eng.swapRows = false;
-    assert.ok(eng.grouped('rows', a, ws, sizes, w, n, true, plain, { relu: true }));
+    assert.ok(eng.grouped('rows', a, ws, sizes, w, n, transposeB, plain, { relu: true }));
     eng.swapRows = true;
     const before: number = eng.swappedProducts;
-    assert.ok(eng.grouped('rows', a, ws, sizes, w, n, true, swapped, { relu: true }));
-    assert.equal(eng.swappedProducts - before, sizes.filter((m) => m > 0).length, `${w} → ${n} swapped`);
-    bitsEqual(swapped, plain, `${w} → ${n}, 2 threads`);
+    assert.ok(eng.grouped('rows', a, ws, sizes, w, n, transposeB, swapped, { relu: true }));
+    const swaps: boolean = transposeB || w <= SWAP_PLAIN_K;
+    assert.equal(eng.swappedProducts - before, swaps ? sizes.filter((m) => m > 0).length : 0, `${w} → ${n}, transposeB ${transposeB}: swapped ${swaps}`);
+    bitsEqual(swapped, plain, `${w} → ${n}, transposeB ${transposeB}, 2 threads`);
   }
   eng.pool?.stop();
 });

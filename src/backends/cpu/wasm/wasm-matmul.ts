@@ -83,6 +83,14 @@ export const ASYNC_MACS = 1 << 21;
  * 0.65 ms slower with 256 columns and 4.5 ms slower with 1024.
  */
 export const PACK_ROWS = 512;
+/**
+ * A grouped 'rows' product without transposeB (the backward's x·W_e, W_e k × n) runs swapped
+ * only up to this sum length: its A is then W_eᵀ, read in place a column of W_e at a time, so
+ * a tile's sweep touches one cache line per step of the sum (256 steps, 16 KB). Measured (16
+ * experts of 128 rows, one thread, weights cold, 41 alternations, three runs): 256 → 512 ran
+ * 0.12–0.21 ms faster swapped (of 10.5–11.1), 512 → 256 0.18–0.41 ms slower.
+ */
+export const SWAP_PLAIN_K = 256;
 
 const align16 = (x: number) => Math.ceil(x / 16) * 16;
 /** The most the resident-weights arena may take; a grouped call with more weights copies them in. */
@@ -607,7 +615,9 @@ export class WasmMatmul {
     // and stores its tiles transposed. The same sums in the same order (each product A·W is
     // W·A exactly), so the same bits. Measured on 16 experts of 128 rows, one thread, weights
     // cold: 256 → 512 11.4 → 11.0 ms, 512 → 256 10.9 → 10.7 (BENCHMARKS.md, 2026-12-07).
-    const swapped = mode === 'rows' && transposeB && this.swapRows && M < n * used;
+    // Without transposeB (the backward's dy[seg]·W_e), A' = W_eᵀ read in place (aRs one
+    // element, aKs a row of W_e), for sums of at most SWAP_PLAIN_K.
+    const swapped = mode === 'rows' && (transposeB || k <= SWAP_PLAIN_K) && this.swapRows && M < n * used;
     const panelsOf = (m: number) => (swapped ? Math.ceil(m / NR) : panels);
     const groupPanels = Math.min(4, panels);
     const rowsOf = (e: number) => (mode === 'rows' ? (swapped ? n : sizes[e]!) : k);
@@ -671,10 +681,11 @@ export class WasmMatmul {
       if (m === 0) continue;
       const weight = mode === 'rows' ? (bPtrs ? bPtrs[e]! : bPtr + e * k * n * bytes) : 0, cSeg = (cInPlace ? cAts[0]! : cPtr) + row0 * ldc;
       if (swapped) {
-        // A' = W_e (n × k, row-major), B' = A[seg]ᵀ (its column j row j of the segment, or of
-        // src through the address table), C' = out[seg]ᵀ (gemmT: stored transposed).
+        // A' = W_e (n × k, row-major; without transposeB W_eᵀ, W_e being k × n), B' = A[seg]ᵀ
+        // (its column j row j of the segment, or of src through the address table), C' =
+        // out[seg]ᵀ (gemmT: stored transposed).
         products.push({
-          args: [weight, k * bytes, bytes, gatherA ? aPtr + row0 * 4 : aPtr + row0 * k * bytes, bytes, gatherA ? 0 : k * bytes, cSeg, ldc, m, k],
+          args: [weight, transposeB ? k * bytes : bytes, transposeB ? bytes : n * bytes, gatherA ? aPtr + row0 * 4 : aPtr + row0 * k * bytes, bytes, gatherA ? 0 : k * bytes, cSeg, ldc, m, k],
           rows: n, panels: Math.ceil(m / NR), kind: kindT,
         });
       } else if (mode === 'rows') {
