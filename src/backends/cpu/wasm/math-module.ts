@@ -439,10 +439,11 @@ function emitExpF64(c: Code, x: Local, s: F64Scratch): void {
   c.get(s.t).f64x2Const(p[4]!).f64x2Mul().set(s.q);
   for (let i = 3; i >= 0; i--) c.f64x2Const(p[i]!).get(s.q).f64x2Add().get(s.t).f64x2Mul().set(s.q);
   c.get(s.r).get(s.q).f64x2Sub().set(s.c);
-  // k = 0: 1 − ((r·c)/(c − 2) − r); else 1 − ((lo − (r·c)/(2 − c)) − hi)
-  c.f64x2Const(1).get(s.lo).get(s.r).get(s.c).f64x2Mul().f64x2Const(2).get(s.c).f64x2Sub().f64x2Div().f64x2Sub().get(s.hi).f64x2Sub().f64x2Sub();
-  c.f64x2Const(1).get(s.r).get(s.c).f64x2Mul().get(s.c).f64x2Const(2).f64x2Sub().f64x2Div().get(s.r).f64x2Sub().f64x2Sub();
-  c.get(s.b).v128Bitselect().set(s.y);
+  // 1 − ((lo − (r·c)/(2 − c)) − hi). fdlibm takes 1 − ((r·c)/(c − 2) − r) where k = 0; there
+  // hi = r and lo = +0, and the two agree bit for bit: c − 2 = −(2 − c) and a/(−b) = −(a/b)
+  // exactly, so (r·c)/(c − 2) = −q for q = (r·c)/(2 − c), and 0 − q = −q but for q = ±0, where
+  // the sign of a zero inside 1 − (…) does not reach the result. One division, not two.
+  c.f64x2Const(1).get(s.lo).get(s.r).get(s.c).f64x2Mul().f64x2Const(2).get(s.c).f64x2Sub().f64x2Div().f64x2Sub().get(s.hi).f64x2Sub().f64x2Sub().set(s.y);
   // · 2^k: y·2·2^1023 for k = 1024, y·2^(k+1000)·2^−1000 below −1021 (each factor 1 where unused)
   c.get(s.k).f64x2Const(1024).f64x2Eq().set(s.b);
   c.get(s.y).f64x2Const(2).f64x2Const(1).get(s.b).v128Bitselect().f64x2Mul().set(s.y);
