@@ -479,10 +479,10 @@ function emitNormalCdf(c: Code, v: Local, s: F64Scratch): void {
   c.f64x2Const(0.5).get(p).f64x2Const(2).get(p).f64x2Sub().get(z).f64x2Const(0).f64x2Ge().v128Bitselect().f64x2Mul();
 }
 
-interface LogScratch { sub: Local; xs: Local; hx: Local; k: Local; i: Local; f: Local; dk: Local; kz: Local; r: Local; sv: Local; z: Local; w: Local; hfsq: Local; y: Local }
+interface LogScratch { sub: Local; xs: Local; hx: Local; k: Local; i: Local; f: Local; dk: Local; r: Local; sv: Local; z: Local; w: Local; hfsq: Local; y: Local }
 
 function logScratch(c: Code): LogScratch {
-  return Object.fromEntries(['sub', 'xs', 'hx', 'k', 'i', 'f', 'dk', 'kz', 'r', 'sv', 'z', 'w', 'hfsq', 'y'].map((n) => [n, c.local('v128')])) as unknown as LogScratch;
+  return Object.fromEntries(['sub', 'xs', 'hx', 'k', 'i', 'f', 'dk', 'r', 'sv', 'z', 'w', 'hfsq', 'y'].map((n) => [n, c.local('v128')])) as unknown as LogScratch;
 }
 
 /**
@@ -510,16 +510,15 @@ function emitLogF64(c: Code, x: Local, s: LogScratch): void {
   c.f64x2Const(1).f64x2Sub().set(s.f);
   c.get(s.k).get(s.i).i32(20).i64x2ShrU().i64x2Add().set(s.k);
   c.get(s.k).get(s.k).i8x16Shuffle([0, 1, 2, 3, 8, 9, 10, 11, 0, 1, 2, 3, 8, 9, 10, 11]).f64x2ConvertLowI32x4S().set(s.dk);
-  c.get(s.k); i64(0); c.i64x2Eq().set(s.kz);
-  // dk·ln2Hi − ((a − dk·ln2Lo) − f), or f − b where k = 0, from a and b on the stack
-  const join = (a: () => void, k0: () => void) => {
-    k0();
+  // dk·ln2Hi − ((a − dk·ln2Lo) − f), a on the stack. fdlibm takes f − a where k = 0; there dk
+  // is +0, and the two agree bit for bit: a − (+0) = a, and +0 − (a − f) = f − a, both sides
+  // +0 where a = f (f = x − 1 is never −0). So the lanes compute only this form.
+  const join = (a: () => void) => {
     c.get(s.dk).f64x2Const(ln2Hi).f64x2Mul(); a(); c.get(s.dk).f64x2Const(ln2Lo).f64x2Mul().f64x2Sub().get(s.f).f64x2Sub().f64x2Sub();
-    c.get(s.kz).v128Bitselect();
   };
-  // |f| < 2⁻²⁰: R = f·f·(½ − f/3); f − R, or dk·ln2Hi − ((R − dk·ln2Lo) − f)
+  // |f| < 2⁻²⁰: R = f·f·(½ − f/3); dk·ln2Hi − ((R − dk·ln2Lo) − f)
   c.get(s.f).get(s.f).f64x2Mul().f64x2Const(0.5).f64x2Const(0.33333333333333333).get(s.f).f64x2Mul().f64x2Sub().f64x2Mul().set(s.r);
-  join(() => c.get(s.r), () => c.get(s.f).get(s.r).f64x2Sub());
+  join(() => c.get(s.r));
   c.set(s.y);
   // s = f / (2 + f), z = s², w = z², R = z·(Lg1 + w·(Lg3 + w·(Lg5 + w·Lg7))) + w·(Lg2 + w·(Lg4 + w·Lg6))
   c.get(s.f).f64x2Const(2).get(s.f).f64x2Add().f64x2Div().set(s.sv);
@@ -530,15 +529,12 @@ function emitLogF64(c: Code, x: Local, s: LogScratch): void {
   c.get(s.w).f64x2Const(Lg2).get(s.w).f64x2Const(Lg4).get(s.w).f64x2Const(Lg6).f64x2Mul().f64x2Add().f64x2Mul().f64x2Add().f64x2Mul();
   c.f64x2Add().set(s.r);
   c.f64x2Const(0.5).get(s.f).f64x2Mul().get(s.f).f64x2Mul().set(s.hfsq);
-  // 0x6147a ≤ hx ≤ 0x6b851: hfsq = ½f²; f − (hfsq − s·(hfsq + R)), or dk·ln2Hi − ((hfsq − (s·(hfsq + R) + dk·ln2Lo)) − f)
-  const sHfsqR = () => c.get(s.sv).get(s.hfsq).get(s.r).f64x2Add().f64x2Mul();
-  c.get(s.f).get(s.hfsq); sHfsqR(); c.f64x2Sub().f64x2Sub();
+  // 0x6147a ≤ hx ≤ 0x6b851: hfsq = ½f²; dk·ln2Hi − ((hfsq − (s·(hfsq + R) + dk·ln2Lo)) − f)
+  // (fdlibm's f − (hfsq − s·(hfsq + R)) where k = 0, the same bits as above: s·(hfsq + R) > 0 here)
   c.get(s.dk).f64x2Const(ln2Hi).f64x2Mul().get(s.hfsq);
-  sHfsqR(); c.get(s.dk).f64x2Const(ln2Lo).f64x2Mul().f64x2Add().f64x2Sub().get(s.f).f64x2Sub().f64x2Sub();
-  c.get(s.kz).v128Bitselect();
-  // otherwise: f − s·(f − R), or dk·ln2Hi − ((s·(f − R) − dk·ln2Lo) − f)
-  const sFR = () => c.get(s.sv).get(s.f).get(s.r).f64x2Sub().f64x2Mul();
-  join(sFR, () => { c.get(s.f); sFR(); c.f64x2Sub(); });
+  c.get(s.sv).get(s.hfsq).get(s.r).f64x2Add().f64x2Mul().get(s.dk).f64x2Const(ln2Lo).f64x2Mul().f64x2Add().f64x2Sub().get(s.f).f64x2Sub().f64x2Sub();
+  // otherwise: dk·ln2Hi − ((s·(f − R) − dk·ln2Lo) − f) (fdlibm's f − s·(f − R) where k = 0)
+  join(() => c.get(s.sv).get(s.f).get(s.r).f64x2Sub().f64x2Mul());
   // which: ((hx − 0x6147a) | (0x6b851 − hx)) > 0
   c.get(s.hx); i64(0x6147a); c.i64x2Sub(); i64(0x6b851); c.get(s.hx).i64x2Sub().v128Or(); i64(0); c.i64x2GtS();
   c.v128Bitselect();
