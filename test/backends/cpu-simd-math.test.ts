@@ -486,6 +486,26 @@ test('e^x in float64 lanes on the module is Math.exp bit for bit (float64: any b
   }
 });
 
+test('logsumexp over rows takes its e^x from the module in one call, with the loops\' bits: both dtypes, rows with NaN, ±∞, all −∞ and one element, wide and narrow rows', () => {
+  for (const dtype of ['float32', 'float64'] as const) {
+    for (const [rows, n] of [[64, 300], [1024, 16], [7, 1], [3, 40]] as const) {
+      const v = Array.from(doubles(rows * n, rows + n), (z, i) => (Number.isFinite(z) ? z : 0) * (i % 5 === 0 ? 1e-3 : 1));
+      v[0] = NaN; v[n + 1] = Infinity; v[2 * n + 2] = -Infinity; // a NaN row, a +∞ row, a −∞ among finite values
+      if (rows > 4) for (let j = 0; j < n; j++) v[4 * n + j] = -Infinity; // a row of −∞ only
+      const run = (on: boolean) => {
+        mt.setBackend('cpu', { simd: on });
+        const before = (mt.backendInfo().simdMathCalls as number | undefined) ?? 0;
+        const lse = mt.noGrad(() => mt.logsumexp(mt.tensor(v, [rows, n], { dtype }), -1));
+        return { out: Array.from(lse.dataSync()), calls: ((mt.backendInfo().simdMathCalls as number | undefined) ?? 0) - before };
+      };
+      const on = run(true), off = run(false);
+      mt.setBackend('cpu', { simd: true });
+      assert.equal(on.calls, rows * n >= MIN_ELEMENTS ? 1 : 0, `${dtype} [${rows}, ${n}]: e^x on the module`);
+      assert.ok(on.out.every((a, i) => bitsEqual(a, off.out[i]!)), `${dtype} [${rows}, ${n}]: the loops' bits`);
+    }
+  }
+});
+
 test('on the SIMD matmul\'s shared memory, the math kernels read tensors there and write results there in place (staging the rest, and results whose padded span would leave their block), with the bits of the module on its own memory', async (t) => {
   const { WasmMatmul } = await import('../../src/backends/cpu/wasm/wasm-matmul.js');
   const engine = WasmMatmul.create();

@@ -6,18 +6,41 @@ import { cpuPool } from './pool.js';
 import { sizeOf, stridesOf, type Shape } from '../../core/shape.js';
 
 /**
+ * e^t elementwise into e, each rounded to the arrays' dtype (Math.exp's bits: the SIMD math
+ * module's float64 lanes); false where it declines, having written nothing.
+ */
+export type VectorExp = (t: Float32Array | Float64Array, e: Float32Array | Float64Array) => boolean;
+
+/**
  * logsumexp over rows of n (the logsumexpRows kernel): each step rounded to float32 where
  * `float32`, as the composition max → where(isFinite) → sub → exp → sum → log → add stores it.
+ * With `exp`, the shifted values go through it in one call (at 4.8 against about 10 ns for a
+ * Math.exp from JavaScript); the sums still run row by row in order: the same bits.
  */
-export function logsumexpRows(x: TypedArray, n: number, float32: boolean, out: TypedArray): void {
-  for (let r = 0, base = 0; r < out.length; r++, base += n) {
-    let m = -Infinity;
-    for (let j = 0; j < n; j++) {
-      const v = x[base + j]!;
-      if (v !== v) { m = NaN; break; }
-      if (v > m) m = v;
+export function logsumexpRows(x: TypedArray, n: number, float32: boolean, out: TypedArray, exp: VectorExp | null = null): void {
+  if (exp !== null && (x instanceof Float32Array || x instanceof Float64Array) && out.length * n > 0) {
+    const dtype = x instanceof Float32Array ? 'float32' : 'float64', total = out.length * n;
+    const t = cpuPool.take(dtype, total, false) as Float32Array | Float64Array, e = cpuPool.take(dtype, total, false) as Float32Array | Float64Array;
+    const shifts = new Float64Array(out.length);
+    for (let r = 0, base = 0; r < out.length; r++, base += n) {
+      const shift = rowShift(x, base, n);
+      shifts[r] = shift;
+      for (let j = 0; j < n; j++) t[base + j] = x[base + j]! - shift; // stored: rounded to the dtype
     }
-    const shift = Number.isFinite(m) ? m : 0;
+    const done = exp(t, e);
+    if (done) {
+      for (let r = 0, base = 0; r < out.length; r++, base += n) {
+        let s = 0;
+        for (let j = 0; j < n; j++) s += e[base + j]!;
+        out[r] = float32 ? Math.fround(Math.log(Math.fround(s))) + shifts[r]! : Math.log(s) + shifts[r]!;
+      }
+    }
+    cpuPool.give(t);
+    cpuPool.give(e);
+    if (done) return;
+  }
+  for (let r = 0, base = 0; r < out.length; r++, base += n) {
+    const shift = rowShift(x, base, n);
     let s = 0;
     if (float32) {
       for (let j = 0; j < n; j++) s += Math.fround(Math.exp(Math.fround(x[base + j]! - shift)));
@@ -27,6 +50,17 @@ export function logsumexpRows(x: TypedArray, n: number, float32: boolean, out: T
       out[r] = Math.log(s) + shift;
     }
   }
+}
+
+/** A row's max (NaN if it holds one), or 0 where that is not finite: what logsumexp subtracts. */
+function rowShift(x: TypedArray, base: number, n: number): number {
+  let m = -Infinity;
+  for (let j = 0; j < n; j++) {
+    const v = x[base + j]!;
+    if (v !== v) { m = NaN; break; }
+    if (v > m) m = v;
+  }
+  return Number.isFinite(m) ? m : 0;
 }
 
 /** Σᵢ gᵢ log gᵢ over rows of n, 0 for gᵢ ≤ 0 or NaN (the gateEntropyRows kernel), rounded as the composition rounds it. */

@@ -11,6 +11,7 @@ import { sizeOf, type Shape } from '../../core/shape.js';
 import { adamStepKernel, CpuBackend, cpuKernels, cpuMultiKernels, data, deferredRows, lstmCellKernel, lstmSequenceBackwardKernel, lstmSequenceKernel, probInTopKBackwardKernel, probInTopKKernel, type CpuKernel, type CpuMultiKernel } from './cpu-backend.js';
 import { adamStep, lstmCellForward, type LstmSequenceOps } from './fused.js';
 import { checkIndex, topkIndices } from './indexing.js';
+import { logsumexpRows } from './reduce.js';
 import type { ProbInTopKPlanes } from './gating.js';
 import { matmul as scalarMatmul } from './matmul/matmul.js';
 import { cpuPool, type DeferredRows } from './pool.js';
@@ -174,6 +175,15 @@ class SimdState {
         cpuPool.give(y);
       }
       return (cpuKernels[op] as CpuKernel<K>)(inputs, attrs, out, be);
+    };
+  }
+
+  /** logsumexp over rows with its e^x on the SIMD math module in one call (reduce.ts; the loops' bits), else the loops. */
+  logsumexpRows(): CpuKernel<'logsumexpRows'> {
+    return (inputs, _attrs, out, be) => {
+      const x = inputs[0]!, y = cpuPool.take(out.dtype, sizeOf(out.shape)), math = sizeOf(x.shape) >= MIN_ELEMENTS ? this.math() : null;
+      logsumexpRows(data(x), x.shape[x.shape.length - 1]!, out.dtype === 'float32', y, math === null ? null : (t, e) => math.f64Unary('exp', t, e));
+      return be.wrap(y);
     };
   }
 
@@ -523,7 +533,7 @@ export function createCpuBackend(options: CpuOptions = {}): CpuBackend & { reado
   cpuPool.heapSource = () => state.tensorHeap();
   const backend = new CpuBackend({
     kernels: { matmul: state.matmul(), groupedMatmul: state.groupedMatmul(), sigmoid: state.unary('sigmoid'), tanh: state.unary('tanh'), softplus: state.unary('softplus'), topkIndices: state.topkIndices(), lstmCell: state.lstmCell(), lstmSequence: state.lstmSequence(), random: state.random(), weightedIndexAdd: state.weightedIndexAdd(),
-      add: state.arithmetic('add'), sub: state.arithmetic('sub'), mul: state.arithmetic('mul'), div: state.arithmetic('div'), reluGrad: state.reluGrad(), probInTopK: state.probInTopK(), exp: state.f64Unary('exp'), normalCdf: state.f64Unary('normalCdf'), indexSelect: state.indexSelect() },
+      add: state.arithmetic('add'), sub: state.arithmetic('sub'), mul: state.arithmetic('mul'), div: state.arithmetic('div'), reluGrad: state.reluGrad(), probInTopK: state.probInTopK(), exp: state.f64Unary('exp'), normalCdf: state.f64Unary('normalCdf'), indexSelect: state.indexSelect(), logsumexpRows: state.logsumexpRows() },
     multiKernels: { groupedWeightGrads: state.groupedWeightGrads(), lstmSequenceBackward: state.lstmSequenceBackward(), adamStep: state.adamStep(), weightedIndexAddBackward: state.weightedIndexAddBackward(), probInTopKBackward: state.probInTopKBackward(), noisyTopKLogits: state.noisyTopKLogits() },
     details: () => state.details(), overlap: (f) => state.overlapJobs(f) });
   return Object.assign(backend, { simd: state });
