@@ -6,12 +6,13 @@
 //   or frees its source, has the copy made first;
 // - swapped products: a 'rows' product of segments shorter than its weight runs as W·A[seg]ᵀ
 //   on gemmT (tiles stored transposed), packing the segment instead of the weight; without
-//   transposeB (the backward's dy·W_e) as W_eᵀ·A[seg]ᵀ, up to a sum length of SWAP_PLAIN_K.
+//   transposeB (the backward's dy·W_e) as W_eᵀ·A[seg]ᵀ, up to a sum length of SWAP_PLAIN_K;
+//   a swapped float32 forward's partial panel of few columns runs on gemmT's tail tiles.
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
-import { WasmMatmul, SWAP_PLAIN_K, THREAD_MACS } from '../../src/backends/cpu/wasm/wasm-matmul.js';
+import { WasmMatmul, SWAP_PLAIN_K, TAIL_TILES, THREAD_MACS } from '../../src/backends/cpu/wasm/wasm-matmul.js';
 import { cpuPool } from '../../src/backends/cpu/pool.js';
 import { getBackend } from '../../src/tensor/engine.js';
 import { lcgValues, mt, numRuns } from '../helpers.js';
@@ -242,6 +243,59 @@ test('grouped \'rows\' products of short segments run swapped (W·A[seg]ᵀ on g
     assert.equal(eng.swappedProducts - before, swaps ? sizes.filter((m) => m > 0).length : 0, `${w} → ${n}, transposeB ${transposeB}: swapped ${swaps}`);
     bitsEqual(swapped, plain, `${w} → ${n}, transposeB ${transposeB}, 2 threads`);
   }
+  eng.pool?.stop();
+});
+
+test('a swapped float32 forward\'s partial panels of 1 … 7 columns on gemmT\'s tail tiles (lanes along W\'s rows) give the bits of the padded tiles: sums of any length (k mod 4 steps gathered), biases and relu, gathered rows, one and two threads; the default takes 1 and 2 columns only', { skip: shared ? false : 'the memory is not shared here' }, () => {
+  const eng = WasmMatmul.create();
+  if (typeof eng === 'string') throw new Error(eng);
+  assert.equal(eng.tailTiles, TAIL_TILES, 'the default mask');
+  assert.equal(TAIL_TILES, 0b110, 'partial panels of 1 and 2 columns');
+  const arb = fc.record({
+    threads: fc.constantFrom(1, 2), w: fc.integer({ min: 1, max: 70 }), n: fc.integer({ min: 4, max: 60 }),
+    sizes: fc.array(fc.integer({ min: 0, max: 40 }), { minLength: 1, maxLength: 8 }),
+    bias: fc.boolean(), relu: fc.boolean(), gather: fc.boolean(), seed: fc.integer(),
+  }).map((c) => ({ ...c, M: c.sizes.reduce((a, b) => a + b, 0) }))
+    .filter((c) => c.M * c.w * c.n >= 4096 && c.M < c.n * c.sizes.filter((m) => m > 0).length && c.sizes.some((m) => m % 8 !== 0));
+  let ran = 0;
+  fc.assert(fc.property(arb, ({ threads, w, n, sizes, M, bias, relu, gather, seed }) => {
+    eng.pool?.resize(threads);
+    const { src, index, copy } = gathered('float32', 50, w, M, seed);
+    const ws = sizes.map((_, e) => values(w * n, seed + 7 * e, 'float32') as Float32Array);
+    const biases = bias ? sizes.map((_, e) => values(n, seed - e, 'float32') as Float32Array) : undefined;
+    const what = JSON.stringify({ threads, w, n, sizes, bias, relu, gather });
+    const padded = new Float32Array(M * n), tails = new Float32Array(M * n).fill(NaN);
+    eng.tailTiles = 0;
+    const before = eng.tailPanels;
+    assert.ok(eng.grouped('rows', copy, ws, sizes, w, n, true, padded, { biases, relu }), what);
+    assert.equal(eng.tailPanels, before, 'mask 0: no tail tile');
+    eng.tailTiles = 0b11111110;
+    const here = gather ? moveTo(eng, src) : null;
+    assert.ok(eng.grouped('rows', here ? new Float32Array(1) : copy, ws, sizes, w, n, true, tails, { biases, relu, indexed: here ? { src: here, index } : null }), what);
+    if (here) eng.heap.free(here);
+    // A partial panel of every segment not a multiple of 8 rows, over the whole tiles of W's rows.
+    const partial = sizes.filter((m) => m % 8 !== 0).length;
+    assert.equal(eng.tailPanels - before, partial, `tail panels ${what}`);
+    ran += partial;
+    bitsEqual(tails, padded, what);
+    simd.heap.free(src);
+  }), numRuns(200));
+  assert.ok(ran > 100, `${ran} partial panels ran on the tail tiles`);
+  // The default mask at an MoE layer's size, 64 segments of 22 … 45 rows, two threads: the
+  // segments of 8q + 1 and 8q + 2 rows take the tail tiles, the rest do not.
+  eng.pool?.resize(2);
+  eng.tailTiles = TAIL_TILES;
+  const sizes = Array.from({ length: 64 }, (_, e) => 22 + ((e * 7) % 24)), M = sizes.reduce((a, b) => a + b, 0);
+  const a = values(M * 256, 5, 'float32');
+  const ws = sizes.map((_, e) => values(512 * 256, 60 + e, 'float32'));
+  const padded = new Float32Array(M * 512), tails = new Float32Array(M * 512).fill(NaN);
+  eng.tailTiles = 0;
+  assert.ok(eng.grouped('rows', a, ws, sizes, 256, 512, true, padded, { relu: true }));
+  eng.tailTiles = TAIL_TILES;
+  const before = eng.tailPanels;
+  assert.ok(eng.grouped('rows', a, ws, sizes, 256, 512, true, tails, { relu: true }));
+  assert.equal(eng.tailPanels - before, sizes.filter((m) => m % 8 === 1 || m % 8 === 2).length, 'segments of 8q + 1 and 8q + 2 rows');
+  bitsEqual(tails, padded, '64 experts, 256 → 512, 2 threads');
   eng.pool?.stop();
 });
 

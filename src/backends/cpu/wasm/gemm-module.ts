@@ -80,6 +80,8 @@ export const CTRL = {
   alive: 24,     // workers numbered at or above this leave their loop (the pool stopping)
   table: 25,     // 0: one product, chunked by the words above; else the address of a chunk table
   touch: 26,     // nonzero: gemm touches the next panel's B while it computes a panel
+  tail: 27,      // bit c (1 … 7): gemmT_f32 runs a partial panel of c columns of a row-major A on its tail tile
+  tailPanels: 28, // partial panels (one count per row block of one) that ran on the tail tiles (observability and tests)
   chunksBy: 64,  // words 64 … 127: chunks computed by each thread (observability)
 } as const;
 /** Most threads (main + workers) the control block has a chunk counter for. */
@@ -241,6 +243,54 @@ function emitTile(mod: ModuleBuilder, s: Spec, rows: number, vecs = s.vn, transp
         if (r + 1 < rows) c.get(cPtr).get(ldc).i32Add().set(cPtr);
       }
     }
+  });
+}
+
+/**
+ * tileTail{cols}T_f32(a, aRs, b, cPtr, ldc, k): gemmT's last panel when it has cols < 8 real
+ * columns (an expert's last m mod 8 rows, swapped), for a tile of MR rows of a row-major A (the
+ * forward's W_e), with the lanes along the tile's rows instead of the panel's columns: one
+ * accumulator per real column, none spent on the panel's padding (a padded 4 × 4 tile with one
+ * real column does four multiply-adds for each real one). Four steps of each row are loaded at
+ * once and transposed, the last k mod 4 steps gathered a lane at a time. Each sum is still one
+ * multiply and one add per step, p = 0, 1, … in order, from +0: the bits of the padded tile.
+ * Column j of the tile is row j of the caller's C, the tile's rows contiguous in it: one store
+ * a column. Measured (one thread, 64 experts' x·W_eᵀ, 256 → 512, weights cold): segments of 33
+ * rows 17.6 → 16.0 ms, 34 rows 17.9 → 16.5 (32 rows: 15.5); 35 rows no faster, 37 and more
+ * slower, hence the control block's tail word (WasmMatmul.tailTiles). A's rows contiguous (the
+ * backward's W_eᵀ read in place), one load a step, ran no faster for any count: not kept.
+ */
+function emitTailTile(mod: ModuleBuilder, s: Spec, cols: number): number {
+  const { lanes, bytes } = s;
+  return mod.func(`$tileTail${cols}T_${s.t}`, Array<'i32'>(6).fill('i32'), [], (c, a, aRs, b, cPtr, ldc, k) => {
+    const acc = Array.from({ length: cols }, () => c.local('v128'));
+    const ar = Array.from({ length: lanes }, () => c.local('i32'));
+    const r = Array.from({ length: lanes }, () => c.local('v128')), tmp = Array.from({ length: lanes }, () => c.local('v128'));
+    const va = c.local('v128'), x = c.local('v128'), p = c.local('i32'), k4 = c.local('i32');
+    // acc[j] += va · B(p, j), B's panel row p at b + bOffset.
+    const step = (bOffset: number) => {
+      for (let j = 0; j < cols; j++) {
+        c.get(b).v128Load32Splat(bOffset + j * bytes).set(x);
+        madd(c, s, acc[j]!, va, x);
+      }
+    };
+    c.get(a).set(ar[0]!);
+    for (let q = 1; q < lanes; q++) c.get(ar[q - 1]!).get(aRs).i32Add().set(ar[q]!);
+    c.get(k).get(k).i32(lanes).i32RemU().i32Sub().set(k4);
+    c.forRange(p, 0, k4, lanes, () => {
+      for (let q = 0; q < lanes; q++) c.get(ar[q]!).v128Load().set(r[q]!);
+      transposeLanes(c, lanes, r, tmp).forEach((push, u) => { push(); c.set(va); step(u * NR * bytes); });
+      for (let q = 0; q < lanes; q++) c.get(ar[q]!).i32(16).i32Add().set(ar[q]!);
+      c.get(b).i32(lanes * NR * bytes).i32Add().set(b);
+    });
+    c.forRange(p, k4, k, 1, () => {
+      c.get(ar[0]!).v128Load32Splat().set(va);
+      for (let q = 1; q < lanes; q++) c.get(va).get(ar[q]!).load('f32').f32x4ReplaceLane(q).set(va);
+      step(0);
+      for (let q = 0; q < lanes; q++) c.get(ar[q]!).i32(bytes).i32Add().set(ar[q]!);
+      c.get(b).i32(NR * bytes).i32Add().set(b);
+    });
+    for (let j = 0; j < cols; j++) c.get(cPtr).get(ldc).i32(j).i32Mul().i32Add().get(acc[j]!).v128Store();
   });
 }
 
@@ -498,7 +548,7 @@ function emitColSums(mod: ModuleBuilder, s: Spec, name: string): number {
  * caller's C: an MoE layer's x·Wᵀ as W·xᵀ, which packs the segment's rows instead of the
  * weight; wasm-matmul.ts grouped).
  */
-function emitGemm(mod: ModuleBuilder, s: Spec, name: string, pack: number, transposedC = false): number {
+function emitGemm(mod: ModuleBuilder, s: Spec, name: string, pack: number, transposedC = false, shared = false): number {
   // Each tile in two widths: the whole panel, and its first half for a panel of at most 4 real
   // columns (a gate's [·, 4] logits, the last panel of n = 8q + 1 … 8q + 4), which then does
   // half the multiply-adds; the same sums in the same order for the columns it computes.
@@ -510,12 +560,14 @@ function emitGemm(mod: ModuleBuilder, s: Spec, name: string, pack: number, trans
   // multiple of MR): one 3 × 8 call instead of three 1 × 8 ones, which each reload B.
   const tiles = Array.from({ length: s.mr - 2 }, (_, r) => emitTile(mod, s, r + 2, s.vn, tc));
   const tilesH = Array.from({ length: s.mr - 2 }, (_, r) => emitTile(mod, s, r + 2, half, tc));
+  // gemmT_f32's tail tiles, one per real column count 1 … 7 (emitTailTile).
+  const tails = tc && s.t === 'f32' ? Array.from({ length: NR - 1 }, (_, j) => emitTailTile(mod, s, j + 1)) : [];
   const P = Array(15).fill('i32') as 'i32'[];
   return mod.func(name, P, [], (c, aPtr, aRs, aKs, bPtr, sBp, sBj, cPtr, ldc, n, k, p0, p1, r0, r1, scratch) => {
     const jp = c.local('i32'), j0 = c.local('i32'), cols = c.local('i32'), cCol = c.local('i32');
     const i = c.local('i32'), rowBytes = c.local('i32'), lastTile = c.local('i32'), rem = c.local('i32');
     const tp = c.local('i32'), tStep = c.local('i32'), tLeft = c.local('i32'), per = c.local('i32'), q = c.local('i32'), sink = c.local('i32');
-    const nextCols = c.local('i32'), narrow = c.local('i32'), aStep = c.local('i32');
+    const nextCols = c.local('i32'), narrow = c.local('i32'), aStep = c.local('i32'), tailOn = c.local('i32');
     // Calls the half-width tile on a narrow panel, else the whole one (each branch pushes the arguments).
     // A tile's last arguments: its C (row i), ldc and k; transposed, the panel's columns too.
     const tileC = () => {
@@ -537,6 +589,17 @@ function emitGemm(mod: ModuleBuilder, s: Spec, name: string, pack: number, trans
       c.get(n).get(j0).i32Sub().i32(NR).get(n).get(j0).i32Sub().i32(NR).i32LtS().select().set(cols);
       c.get(bPtr).get(sBp).get(sBj).get(j0).get(cols).get(k).get(scratch).call(pack);
       c.get(cols).i32(NR / 2).i32LeS().set(narrow);
+      // A partial panel of gemmT_f32 with A row-major (aKs one element) runs its whole row
+      // tiles on a tail tile where the control block's tail word has the bit of its column count.
+      c.i32(0).set(tailOn);
+      if (tails.length > 0) {
+        c.get(cols).i32(NR).i32LtS().get(aKs).i32(s.bytes).i32Eq().i32And().get(aRs).i32Eqz().i32Eqz().i32And()
+          .i32(0).load('i32', CTRL.tail * 4).get(cols).i32ShrU().i32(1).i32And().i32And().set(tailOn);
+        c.get(tailOn).if(() => {
+          if (shared) c.i32(0).i32(1).i32AtomicAdd(CTRL.tailPanels * 4).drop();
+          else c.i32(0).i32(0).load('i32', CTRL.tailPanels * 4).i32(1).i32Add().store('i32', CTRL.tailPanels * 4);
+        });
+      }
       // C(i, j) at cPtr + i·ldc + j·bytes; transposed, at cPtr + j·ldc + i·bytes.
       if (tc) c.get(cPtr).get(j0).get(ldc).i32Mul().i32Add().set(cCol);
       else c.get(cPtr).get(j0).i32(s.bytes).i32Mul().i32Add().set(cCol);
@@ -563,10 +626,18 @@ function emitGemm(mod: ModuleBuilder, s: Spec, name: string, pack: number, trans
       });
       c.block(() => c.loop(() => {
         c.get(i).get(lastTile).i32GtS().brIf(1);
-        callTile(tile, tileH, () => {
+        const wholeTile = () => callTile(tile, tileH, () => {
           c.get(aPtr).get(i).get(rowBytes).i32Mul().i32Add().get(aRs).get(aKs).get(scratch);
           tileC();
         });
+        if (tails.length > 0) {
+          c.get(tailOn).if(() => {
+            tails.forEach((fn, j) => c.get(cols).i32(j + 1).i32Eq().if(() => {
+              c.get(aPtr).get(i).get(rowBytes).i32Mul().i32Add().get(aRs).get(scratch);
+              c.get(cCol).get(i).i32(s.bytes).i32Mul().i32Add().get(ldc).get(k).call(fn);
+            }));
+          }, wholeTile);
+        } else wholeTile();
         c.i32(0).set(q);
         c.block(() => c.loop(() => {
           c.get(q).get(per).i32GeS().get(tLeft).i32Eqz().i32Or().brIf(1);
@@ -745,7 +816,7 @@ export function gemmModuleBytes(memory: { shared: boolean; initialPages: number;
   const pack32 = emitPackPanel(mod, f32), pack64 = emitPackPanel(mod, f64);
   const gemms: Gemms = {
     g32: emitGemm(mod, f32, 'gemm_f32', pack32), g64: emitGemm(mod, f64, 'gemm_f64', pack64),
-    t32: emitGemm(mod, f32, 'gemmT_f32', pack32, true), t64: emitGemm(mod, f64, 'gemmT_f64', pack64, true),
+    t32: emitGemm(mod, f32, 'gemmT_f32', pack32, true, memory.shared), t64: emitGemm(mod, f64, 'gemmT_f64', pack64, true, memory.shared),
   };
   if (threads) emitWorker(mod, emitWork(mod, gemms, chunk));
   return mod.bytes();

@@ -91,6 +91,11 @@ export const PACK_ROWS = 512;
  * 0.12–0.21 ms faster swapped (of 10.5–11.1), 512 → 256 0.18–0.41 ms slower.
  */
 export const SWAP_PLAIN_K = 256;
+/**
+ * The partial panels of a swapped forward (W_e row-major) that run on gemmT_f32's tail tiles:
+ * 1 or 2 real columns (bits 1 and 2; WasmMatmul.tailTiles, gemm-module.ts emitTailTile).
+ */
+export const TAIL_TILES = (1 << 1) | (1 << 2);
 
 const align16 = (x: number) => Math.ceil(x / 16) * 16;
 /** The most the resident-weights arena may take; a grouped call with more weights copies them in. */
@@ -265,6 +270,7 @@ export class WasmMatmul {
     this.heap = new WasmHeap(memory, CTRL_BYTES, MAX_PAGES, (ptr, bytes) => kernels.zero(ptr, bytes));
     this.scratchBlock = new ScratchBlock(this.heap);
     this.asyncScratch = new ScratchBlock(this.heap);
+    this.tailTiles = TAIL_TILES;
   }
 
   /**
@@ -291,6 +297,16 @@ export class WasmMatmul {
   interleave = true;
 
   private setTouch(on: boolean): void { new Int32Array(this.heap.buffer(), 0, CTRL_BYTES / 4)[CTRL.touch] = on ? 1 : 0; }
+
+  /**
+   * Which partial panels of a float32 gemmT with A row-major (a swapped forward's W_e) run on
+   * its tail tiles (gemm-module.ts emitTailTile), as the control block's tail word: bit c for a
+   * panel of c real columns. 0: all on the padded tiles (for A/B measurements and tests).
+   */
+  get tailTiles(): number { return new Int32Array(this.heap.buffer(), 0, CTRL_BYTES / 4)[CTRL.tail]!; }
+  set tailTiles(mask: number) { new Int32Array(this.heap.buffer(), 0, CTRL_BYTES / 4)[CTRL.tail] = mask; }
+  /** Partial panels that ran on the tail tiles so far, one count per row block of a panel (observability and tests). */
+  get tailPanels(): number { return Atomics.load(new Int32Array(this.heap.buffer(), 0, CTRL_BYTES / 4), CTRL.tailPanels); }
 
   /**
    * Builds the module and its memory, shared when threads can run here. Returns the reason
