@@ -7,7 +7,8 @@
 // - swapped products: a 'rows' product of segments shorter than its weight runs as W·A[seg]ᵀ
 //   on gemmT (tiles stored transposed), packing the segment instead of the weight; without
 //   transposeB (the backward's dy·W_e) as W_eᵀ·A[seg]ᵀ, up to a sum length of SWAP_PLAIN_K;
-//   a swapped float32 forward's partial panel of few columns runs on gemmT's tail tiles.
+//   a swapped float32 forward's partial panel of few columns runs on gemmT's tail tiles, and
+//   a swapped forward's whole tiles run quartered (rows Q apart, so W streams in long runs).
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
@@ -299,6 +300,45 @@ test('a swapped float32 forward\'s partial panels of 1 … 7 columns on gemmT\'s
   eng.pool?.stop();
 });
 
+test('a swapped forward\'s whole tiles run quartered (rows r0 + t + q·Q, stored a lane at a time) with the bits of consecutive rows: both dtypes, with and without tail tiles, remainder rows of W, biases and relu, gathered rows, one and two threads; the backward\'s W_eᵀ (read a column at a time) is never quartered', { skip: shared ? false : 'the memory is not shared here' }, () => {
+  const eng = WasmMatmul.create();
+  if (typeof eng === 'string') throw new Error(eng);
+  assert.equal(eng.quarterRows, true, 'on by default');
+  const arb = fc.record({
+    dtype: fc.constantFrom<Float>('float32', 'float64'), threads: fc.constantFrom(1, 2), w: fc.integer({ min: 1, max: 70 }),
+    n: fc.integer({ min: 8, max: 60 }), sizes: fc.array(fc.integer({ min: 0, max: 40 }), { minLength: 1, maxLength: 8 }),
+    tails: fc.boolean(), bias: fc.boolean(), relu: fc.boolean(), gather: fc.boolean(), transposeB: fc.boolean(), seed: fc.integer(),
+  }).map((c) => ({ ...c, M: c.sizes.reduce((a, b) => a + b, 0) }))
+    .filter((c) => c.M * c.w * c.n >= 4096 && c.M < c.n * c.sizes.filter((m) => m > 0).length);
+  let quartered = 0;
+  fc.assert(fc.property(arb, ({ dtype, threads, w, n, sizes, M, tails, bias, relu, gather, transposeB, seed }) => {
+    eng.pool?.resize(threads);
+    eng.tailTiles = tails ? TAIL_TILES : 0;
+    const { src, index, copy } = gathered(dtype, 50, w, M, seed);
+    const ws = sizes.map((_, e) => values(w * n, seed + 7 * e, dtype));
+    const biases = bias ? sizes.map((_, e) => values(n, seed - e, dtype)) : undefined;
+    const what = JSON.stringify({ dtype, threads, w, n, sizes, tails, bias, relu, gather, transposeB });
+    const consecutive = alloc(dtype, M * n), spread = alloc(dtype, M * n).fill(NaN);
+    eng.quarterRows = false;
+    const before = eng.quarteredCalls;
+    assert.ok(eng.grouped('rows', copy, ws, sizes, w, n, transposeB, consecutive, { biases, relu }), what);
+    assert.equal(eng.quarteredCalls, before, 'off: none quartered');
+    eng.quarterRows = true;
+    const here = gather ? moveTo(eng, src) : null;
+    assert.ok(eng.grouped('rows', here ? alloc(dtype, 1) : copy, ws, sizes, w, n, transposeB, spread, { biases, relu, indexed: here ? { src: here, index } : null }), what);
+    if (here) eng.heap.free(here);
+    const calls = eng.quarteredCalls - before;
+    // Swapped, a product's W has n rows: quartered with at least two tiles' rows (n ≥ 2·MR), W_e row-major only.
+    if (transposeB) assert.ok(calls >= sizes.filter((m) => m > 0).length, `quartered calls ${calls} ${what}`);
+    else assert.equal(calls, 0, `the backward's layout is not quartered ${what}`);
+    quartered += calls;
+    bitsEqual(spread, consecutive, what);
+    simd.heap.free(src);
+  }), numRuns(200));
+  assert.ok(quartered > 100, `${quartered} quartered calls`);
+  eng.pool?.stop();
+});
+
 /** A copy of src on a block of eng's memory (indexed sources must be tensors of the engine's own memory). */
 function moveTo(eng: WasmMatmul, src: Arr): Arr {
   const v = eng.heap.place(src instanceof Float32Array ? 'float32' : 'float64', src.length, 2 ** 30) as Arr;
@@ -317,6 +357,8 @@ test('a deferred gather dropped without dispose still returns its block when col
   const x = mt.randn([512, 256]);
   const index = mt.tensor(Int32Array.from({ length: 1024 }, (_, j) => (j * 5) % 512), { dtype: 'int32' });
   mt.indexSelect(x, 0, index).dispose(); // the block class taken once, so that only the dropped result counts
+  // Earlier tests' dropped tensors collected first, so that only this one's block moves the count.
+  for (let i = 0, last = -1; i < 50 && heap.liveBytes !== last; i++) { last = heap.liveBytes; gc(); await new Promise((r) => setTimeout(r, 20)); }
   const live = heap.liveBytes, deferred = cpuPool.gathersDeferred;
   (() => { mt.indexSelect(x, 0, index); })(); // 1 MiB, deferred, dropped without dispose
   assert.equal(cpuPool.gathersDeferred - deferred, 1);

@@ -82,6 +82,8 @@ export const CTRL = {
   touch: 26,     // nonzero: gemm touches the next panel's B while it computes a panel
   tail: 27,      // bit c (1 … 7): gemmT_f32 runs a partial panel of c columns of a row-major A on its tail tile
   tailPanels: 28, // partial panels (one count per row block of one) that ran on the tail tiles (observability and tests)
+  quarter: 29,   // nonzero: gemmT runs a row-major A's whole tiles quartered (emitGemm)
+  quartered: 30, // gemmT calls (chunks) that ran quartered (observability and tests)
   chunksBy: 64,  // words 64 … 127: chunks computed by each thread (observability)
 } as const;
 /** Most threads (main + workers) the control block has a chunk counter for. */
@@ -208,8 +210,8 @@ function splat(c: Code, s: Spec): void {
  * most 4 real columns: the rest are the packing's zeros, and land in C's padding).
  */
 function emitTile(mod: ModuleBuilder, s: Spec, rows: number, vecs = s.vn, transposedC = false): number {
-  const params = Array<'i32'>(transposedC ? 8 : 7).fill('i32');
-  return mod.func(`$tile${rows}x${vecs * s.lanes}${transposedC ? 'T' : ''}_${s.t}`, params, [], (c, a, aRs, aKs, b, cPtr, ldc, k, cols) => {
+  const params = Array<'i32'>(transposedC ? 9 : 7).fill('i32');
+  return mod.func(`$tile${rows}x${vecs * s.lanes}${transposedC ? 'T' : ''}_${s.t}`, params, [], (c, a, aRs, aKs, b, cPtr, ldc, k, cols, cRs) => {
     const ar = Array.from({ length: rows }, () => c.local('i32'));
     const acc = Array.from({ length: rows }, () => Array.from({ length: vecs }, () => c.local('v128')));
     const bv = Array.from({ length: vecs }, () => c.local('v128'));
@@ -236,7 +238,7 @@ function emitTile(mod: ModuleBuilder, s: Spec, rows: number, vecs = s.vn, transp
         c.get(p).i32(1).i32Sub().tee(p).brIf(0);
       });
     });
-    if (transposedC) storeTransposed(c, s, acc, cPtr, ldc, cols!);
+    if (transposedC) storeTransposed(c, s, acc, cPtr, ldc, cols!, cRs!);
     else {
       for (let r = 0; r < rows; r++) {
         for (let v = 0; v < vecs; v++) c.get(cPtr).get(acc[r]![v]!).v128Store(16 * v);
@@ -262,7 +264,7 @@ function emitTile(mod: ModuleBuilder, s: Spec, rows: number, vecs = s.vn, transp
  */
 function emitTailTile(mod: ModuleBuilder, s: Spec, cols: number): number {
   const { lanes, bytes } = s;
-  return mod.func(`$tileTail${cols}T_${s.t}`, Array<'i32'>(6).fill('i32'), [], (c, a, aRs, b, cPtr, ldc, k) => {
+  return mod.func(`$tileTail${cols}T_${s.t}`, Array<'i32'>(7).fill('i32'), [], (c, a, aRs, b, cPtr, ldc, k, cRs) => {
     const acc = Array.from({ length: cols }, () => c.local('v128'));
     const ar = Array.from({ length: lanes }, () => c.local('i32'));
     const r = Array.from({ length: lanes }, () => c.local('v128')), tmp = Array.from({ length: lanes }, () => c.local('v128'));
@@ -290,38 +292,75 @@ function emitTailTile(mod: ModuleBuilder, s: Spec, cols: number): number {
       for (let q = 0; q < lanes; q++) c.get(ar[q]!).i32(bytes).i32Add().set(ar[q]!);
       c.get(b).i32(NR * bytes).i32Add().set(b);
     });
-    for (let j = 0; j < cols; j++) c.get(cPtr).get(ldc).i32(j).i32Mul().i32Add().get(acc[j]!).v128Store();
+    // Rows contiguous in C: a vector a column; spread apart (quartered tiles): an element each.
+    c.get(cRs).i32(bytes).i32Eq().if(() => {
+      for (let j = 0; j < cols; j++) c.get(cPtr).get(ldc).i32(j).i32Mul().i32Add().get(acc[j]!).v128Store();
+    }, () => {
+      for (let j = 0; j < cols; j++) {
+        for (let q = 0; q < lanes; q++) {
+          c.get(cPtr).get(ldc).i32(j).i32Mul().i32Add().get(cRs).i32(q).i32Mul().i32Add().get(acc[j]!).v128Store32Lane(q);
+        }
+      }
+    });
   });
 }
 
 /**
  * A tile's sums stored transposed: tile column j (lane q of vector v, j = v·lanes + q) is row j
- * of the caller's C, at cPtr + j·ldc, and tile row r its element r. Only the first `cols`
- * columns are stored (those past a partial panel would be another segment's rows). A tile of
- * MR rows (lanes of them) stores a vector per column after a lanes × lanes transpose; fewer
- * rows store element by element.
+ * of the caller's C, at cPtr + j·ldc, and tile row r its element at r·cRs bytes from there.
+ * Only the first `cols` columns are stored (those past a partial panel would be another
+ * segment's rows). A tile of MR rows (lanes of them) with its rows contiguous in C (cRs one
+ * element) stores a vector per column after a lanes × lanes transpose; rows spread apart (a
+ * swapped forward's quartered tiles, see emitGemm) and tiles of fewer rows (whose rows are
+ * always contiguous) store element by element.
  */
-function storeTransposed(c: Code, s: Spec, acc: Local[][], cPtr: Local, ldc: Local, cols: Local): void {
+function storeTransposed(c: Code, s: Spec, acc: Local[][], cPtr: Local, ldc: Local, cols: Local, cRs: Local): void {
   const rows = acc.length, vecs = acc[0]!.length, { lanes, bytes } = s;
   const out = Array.from({ length: lanes }, () => c.local('v128'));
   const tmp = Array.from({ length: lanes }, () => c.local('v128'));
-  for (let v = 0; v < vecs; v++) {
-    const a = acc.map((row) => row[v]!);
-    if (rows === lanes) transposeLanes(c, lanes, a, tmp).forEach((push, q) => { push(); c.set(out[q]!); });
-    for (let q = 0; q < lanes; q++) {
-      const j = v * lanes + q;
-      c.i32(j).get(cols).i32LtS().if(() => {
-        if (rows === lanes) {
-          c.get(cPtr).get(ldc).i32(j).i32Mul().i32Add().get(out[q]!).v128Store();
-        } else {
+  const cr = Array.from({ length: rows }, () => c.local('i32'));
+  const elements = (rowAt: (r: number) => void) => {
+    for (let v = 0; v < vecs; v++) {
+      for (let q = 0; q < lanes; q++) {
+        const j = v * lanes + q;
+        c.i32(j).get(cols).i32LtS().if(() => {
           for (let r = 0; r < rows; r++) {
-            c.get(cPtr).get(ldc).i32(j).i32Mul().i32Add().get(a[r]!);
-            if (s.t === 'f32') c.f32x4ExtractLane(q).store('f32', r * bytes); else c.f64x2ExtractLane(q).store('f64', r * bytes);
+            rowAt(r); c.get(ldc).i32(j).i32Mul().i32Add().get(acc[r]![v]!);
+            if (s.t === 'f32') c.f32x4ExtractLane(q).store('f32'); else c.f64x2ExtractLane(q).store('f64');
           }
-        }
-      });
+        });
+      }
     }
-  }
+  };
+  if (rows < lanes) { elements((r) => c.get(cPtr).i32(r * bytes).i32Add()); return; }
+  c.get(cRs).i32(bytes).i32Eq().if(() => {
+    for (let v = 0; v < vecs; v++) {
+      transposeLanes(c, lanes, acc.map((row) => row[v]!), tmp).forEach((push, q) => { push(); c.set(out[q]!); });
+      for (let q = 0; q < lanes; q++) {
+        const j = v * lanes + q;
+        c.i32(j).get(cols).i32LtS().if(() => { c.get(cPtr).get(ldc).i32(j).i32Mul().i32Add().get(out[q]!).v128Store(); });
+      }
+    }
+  }, () => {
+    // Rows spread apart: the same transpose, then each column's lanes stored one by one at
+    // the column's start plus r·cRs.
+    c.get(cRs).set(cr[1]!);
+    for (let r = 2; r < rows; r++) c.get(cr[r - 1]!).get(cRs).i32Add().set(cr[r]!);
+    for (let v = 0; v < vecs; v++) {
+      transposeLanes(c, lanes, acc.map((row) => row[v]!), tmp).forEach((push, q) => { push(); c.set(out[q]!); });
+      for (let q = 0; q < lanes; q++) {
+        const j = v * lanes + q;
+        c.i32(j).get(cols).i32LtS().if(() => {
+          c.get(cPtr).get(ldc).i32(j).i32Mul().i32Add().set(cr[0]!);
+          for (let r = 0; r < rows; r++) {
+            c.get(cr[0]!); if (r > 0) c.get(cr[r]!).i32Add();
+            c.get(out[q]!);
+            if (s.t === 'f32') c.v128Store32Lane(r); else c.v128Store64Lane(r);
+          }
+        });
+      }
+    }
+  });
 }
 
 /**
@@ -568,10 +607,13 @@ function emitGemm(mod: ModuleBuilder, s: Spec, name: string, pack: number, trans
     const i = c.local('i32'), rowBytes = c.local('i32'), lastTile = c.local('i32'), rem = c.local('i32');
     const tp = c.local('i32'), tStep = c.local('i32'), tLeft = c.local('i32'), per = c.local('i32'), q = c.local('i32'), sink = c.local('i32');
     const nextCols = c.local('i32'), narrow = c.local('i32'), aStep = c.local('i32'), tailOn = c.local('i32');
+    const quartered = c.local('i32'), quarter = c.local('i32'), t = c.local('i32'), tEnd = c.local('i32');
     // Calls the half-width tile on a narrow panel, else the whole one (each branch pushes the arguments).
     // A tile's last arguments: its C (row i), ldc and k; transposed, the panel's columns too.
-    const tileC = () => {
-      if (tc) c.get(cCol).get(i).i32(s.bytes).i32Mul().i32Add().get(ldc).get(k).get(cols);
+    // Transposed, the tile's rows lie cRs bytes apart in C: one element, or a quarter of the
+    // rows for the quartered tiles below.
+    const tileC = (cRs: (() => void) | null = null) => {
+      if (tc) { c.get(cCol).get(i).i32(s.bytes).i32Mul().i32Add().get(ldc).get(k).get(cols); if (cRs) cRs(); else c.i32(s.bytes); }
       else c.get(cCol).get(i).get(ldc).i32Mul().i32Add().get(ldc).get(k);
     };
     const callTile = (whole: number, halfWidth: number, args: () => void) => c.get(narrow).if(() => { args(); c.call(halfWidth); }, () => { args(); c.call(whole); });
@@ -583,6 +625,22 @@ function emitGemm(mod: ModuleBuilder, s: Spec, name: string, pack: number, trans
     c.i32(4).get(rowBytes).get(aRs).i32Eqz().select().set(rowBytes);
     c.i32(4).get(aRs).get(aRs).i32Eqz().select().set(aStep);
     c.get(r1).i32(s.mr).i32Sub().set(lastTile);
+    // gemmT with A row-major (a swapped forward's W_e, aRs a row, aKs one element) runs its
+    // whole tiles quartered where the control block's quarter word is set: tile t takes rows
+    // r0 + t, r0 + t + Q, … (Q = (r1 − r0) / MR) instead of MR consecutive rows, so that each
+    // of its MR row pointers walks a long run of consecutive rows, which the hardware
+    // prefetcher follows; MR consecutive rows (one 4 KiB page a tile at k = 256) restart it
+    // every tile. Each row is still one tile's row, its sums the same: the same bits.
+    c.i32(0).set(quartered);
+    if (tc) {
+      c.i32(0).load('i32', CTRL.quarter * 4).get(aRs).get(k).i32(s.bytes).i32Mul().i32Eq().i32And().get(aKs).i32(s.bytes).i32Eq().i32And()
+        .get(r1).get(r0).i32Sub().i32(2 * s.mr).i32GeS().i32And().set(quartered);
+      c.get(r1).get(r0).i32Sub().i32(s.mr).i32DivU().set(quarter);
+      c.get(quartered).if(() => {
+        if (shared) c.i32(0).i32(1).i32AtomicAdd(CTRL.quartered * 4).drop();
+        else c.i32(0).i32(0).load('i32', CTRL.quartered * 4).i32(1).i32Add().store('i32', CTRL.quartered * 4);
+      });
+    }
     c.forRange(jp, p0, p1, 1, () => {
       c.get(jp).i32(NR).i32Mul().set(j0);
       // cols = min(8, n - j0)
@@ -624,20 +682,35 @@ function emitGemm(mod: ModuleBuilder, s: Spec, name: string, pack: number, trans
         c.get(r1).get(r0).i32Sub().i32(s.mr).i32DivU().tee(per).get(per).i32Eqz().i32Add().set(per);
         c.get(tLeft).get(per).i32Add().i32(1).i32Sub().get(per).i32DivU().set(per);
       });
+      // A whole tile from row i, its rows aRs apart in A and cRs apart in C (transposed).
+      const wholeTile = (aRsOf: () => void, cRsOf: (() => void) | null) => {
+        const padded = () => callTile(tile, tileH, () => {
+          c.get(aPtr).get(i).get(rowBytes).i32Mul().i32Add(); aRsOf(); c.get(aKs).get(scratch);
+          tileC(cRsOf);
+        });
+        if (tails.length === 0) { padded(); return; }
+        c.get(tailOn).if(() => {
+          tails.forEach((fn, j) => c.get(cols).i32(j + 1).i32Eq().if(() => {
+            c.get(aPtr).get(i).get(rowBytes).i32Mul().i32Add(); aRsOf(); c.get(scratch);
+            c.get(cCol).get(i).i32(s.bytes).i32Mul().i32Add().get(ldc).get(k);
+            if (cRsOf) cRsOf(); else c.i32(s.bytes);
+            c.call(fn);
+          }));
+        }, padded);
+      };
+      if (tc) {
+        c.get(quartered).if(() => {
+          c.get(r0).get(quarter).i32Add().set(tEnd);
+          c.forRange(t, r0, tEnd, 1, () => {
+            c.get(t).set(i);
+            wholeTile(() => c.get(quarter).get(rowBytes).i32Mul(), () => c.get(quarter).i32(s.bytes).i32Mul());
+          });
+          c.get(r0).get(quarter).i32(s.mr).i32Mul().i32Add().set(i);
+        });
+      }
       c.block(() => c.loop(() => {
         c.get(i).get(lastTile).i32GtS().brIf(1);
-        const wholeTile = () => callTile(tile, tileH, () => {
-          c.get(aPtr).get(i).get(rowBytes).i32Mul().i32Add().get(aRs).get(aKs).get(scratch);
-          tileC();
-        });
-        if (tails.length > 0) {
-          c.get(tailOn).if(() => {
-            tails.forEach((fn, j) => c.get(cols).i32(j + 1).i32Eq().if(() => {
-              c.get(aPtr).get(i).get(rowBytes).i32Mul().i32Add().get(aRs).get(scratch);
-              c.get(cCol).get(i).i32(s.bytes).i32Mul().i32Add().get(ldc).get(k).call(fn);
-            }));
-          }, wholeTile);
-        } else wholeTile();
+        wholeTile(() => c.get(aRs), null);
         c.i32(0).set(q);
         c.block(() => c.loop(() => {
           c.get(q).get(per).i32GeS().get(tLeft).i32Eqz().i32Or().brIf(1);

@@ -155,6 +155,9 @@ export class Code {
   /** One 64-bit value, broadcast to the two lanes. */
   v128Load64Splat(offset = 0): this { return this.simd(0x0a, ...this.memarg(3, offset)); }
   v128Store(offset = 0): this { return this.simd(0x0b, ...this.memarg(4, offset)); }
+  /** Stores lane `lane` of a v128 as 32 (64) bits: (address, vector) → (). */
+  v128Store32Lane(lane: number, offset = 0): this { return this.simd(0x5a, ...this.memarg(2, offset), lane); }
+  v128Store64Lane(lane: number, offset = 0): this { return this.simd(0x5b, ...this.memarg(3, offset), lane); }
   /** Bytes of the result chosen from the 32 bytes of the two operands (0–15 first, 16–31 second). */
   i8x16Shuffle(lanes: readonly number[]): this {
     if (lanes.length !== 16 || lanes.some((l) => l < 0 || l > 31)) throw new Error(`i8x16Shuffle: 16 lanes in 0..31, got ${lanes}`);

@@ -271,6 +271,7 @@ export class WasmMatmul {
     this.scratchBlock = new ScratchBlock(this.heap);
     this.asyncScratch = new ScratchBlock(this.heap);
     this.tailTiles = TAIL_TILES;
+    this.quarterRows = true;
   }
 
   /**
@@ -305,6 +306,15 @@ export class WasmMatmul {
    */
   get tailTiles(): number { return new Int32Array(this.heap.buffer(), 0, CTRL_BYTES / 4)[CTRL.tail]!; }
   set tailTiles(mask: number) { new Int32Array(this.heap.buffer(), 0, CTRL_BYTES / 4)[CTRL.tail] = mask; }
+  /**
+   * Whether gemmT runs a row-major A's whole tiles quartered (the control block's quarter word;
+   * gemm-module.ts emitGemm): a swapped forward's W_e then streams as MR long runs of rows.
+   * Off: MR consecutive rows a tile (for A/B measurements and tests).
+   */
+  get quarterRows(): boolean { return new Int32Array(this.heap.buffer(), 0, CTRL_BYTES / 4)[CTRL.quarter] !== 0; }
+  set quarterRows(on: boolean) { new Int32Array(this.heap.buffer(), 0, CTRL_BYTES / 4)[CTRL.quarter] = on ? 1 : 0; }
+  /** gemmT calls (a chunk each, threaded) that ran quartered so far (observability and tests). */
+  get quarteredCalls(): number { return Atomics.load(new Int32Array(this.heap.buffer(), 0, CTRL_BYTES / 4), CTRL.quartered); }
   /** Partial panels that ran on the tail tiles so far, one count per row block of a panel (observability and tests). */
   get tailPanels(): number { return Atomics.load(new Int32Array(this.heap.buffer(), 0, CTRL_BYTES / 4), CTRL.tailPanels); }
 
