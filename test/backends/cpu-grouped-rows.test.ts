@@ -8,12 +8,13 @@
 //   on gemmT (tiles stored transposed), packing the segment instead of the weight; without
 //   transposeB (the backward's dy·W_e) as W_eᵀ·A[seg]ᵀ, up to a sum length of SWAP_PLAIN_K;
 //   a swapped float32 forward's partial panel of few columns runs on gemmT's tail tiles, and
-//   a swapped forward's whole tiles run quartered (rows Q apart, so W streams in long runs).
+//   a swapped forward's whole tiles run quartered (rows Q apart, so W streams in long runs);
+// - weight gradients over short segments run on gemmW (B read in place, row tiles outermost).
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
-import { WasmMatmul, SWAP_PLAIN_K, TAIL_TILES, THREAD_MACS } from '../../src/backends/cpu/wasm/wasm-matmul.js';
+import { WasmMatmul, SHORT_SUMS, SWAP_PLAIN_K, TAIL_TILES, THREAD_MACS } from '../../src/backends/cpu/wasm/wasm-matmul.js';
 import { cpuPool } from '../../src/backends/cpu/pool.js';
 import { getBackend } from '../../src/tensor/engine.js';
 import { lcgValues, mt, numRuns } from '../helpers.js';
@@ -336,6 +337,41 @@ test('a swapped forward\'s whole tiles run quartered (rows r0 + t + q·Q, stored
     simd.heap.free(src);
   }), numRuns(200));
   assert.ok(quartered > 100, `${quartered} quartered calls`);
+  eng.pool?.stop();
+});
+
+test('weight gradients over segments of at most SHORT_SUMS rows run on gemmW (B read in place, each row tile over every panel) with the bits of the general gemm: both dtypes, gathered B, empty segments, sums of 1 … 90 rows mixed with longer ones, one and two threads; widths not a whole number of panels keep the gemm', { skip: shared ? false : 'the memory is not shared here' }, () => {
+  const eng = WasmMatmul.create();
+  if (typeof eng === 'string') throw new Error(eng);
+  assert.equal(eng.shortSums, SHORT_SUMS);
+  assert.equal(SHORT_SUMS, 64);
+  const arb = fc.record({
+    dtype: fc.constantFrom<Float>('float32', 'float64'), threads: fc.constantFrom(1, 2), k: fc.integer({ min: 1, max: 80 }),
+    n: fc.oneof(fc.integer({ min: 1, max: 80 }), fc.integer({ min: 1, max: 10 }).map((p) => 8 * p)), sizes: fc.array(fc.integer({ min: 0, max: 90 }), { minLength: 1, maxLength: 8 }),
+    gather: fc.boolean(), seed: fc.integer(),
+  }).map((c) => ({ ...c, M: c.sizes.reduce((a, b) => a + b, 0) })).filter((c) => c.M * c.k * c.n >= 4096);
+  let short = 0;
+  fc.assert(fc.property(arb, ({ dtype, threads, k, n, sizes, M, gather, seed }) => {
+    eng.pool?.resize(threads);
+    const a = values(M * k, seed, dtype);
+    const { src, index, copy } = gathered(dtype, 50, n, M, seed + 1);
+    const what = JSON.stringify({ dtype, threads, k, n, sizes, gather });
+    const general = sizes.map(() => alloc(dtype, k * n).fill(NaN)), shortOnes = sizes.map(() => alloc(dtype, k * n).fill(NaN));
+    eng.shortSums = 0;
+    const before = eng.shortSumProducts;
+    assert.ok(eng.grouped('weights', a, [copy], sizes, k, n, false, general), what);
+    assert.equal(eng.shortSumProducts, before, 'off: none');
+    eng.shortSums = SHORT_SUMS;
+    const here = gather ? moveTo(eng, src) : null;
+    assert.ok(eng.grouped('weights', a, [here ? alloc(dtype, 1) : copy], sizes, k, n, false, shortOnes, here ? { indexed: { src: here, index } } : {}), what);
+    if (here) eng.heap.free(here);
+    const expected = n % 8 === 0 ? sizes.filter((m) => m > 0 && m <= SHORT_SUMS).length : 0;
+    assert.equal(eng.shortSumProducts - before, expected, `gemmW products ${what}`);
+    short += expected;
+    sizes.forEach((_, e) => bitsEqual(shortOnes[e]!, general[e]!, `${what}, segment ${e}`));
+    simd.heap.free(src);
+  }), numRuns(200));
+  assert.ok(short > 100, `${short} weight gradients on gemmW`);
   eng.pool?.stop();
 });
 

@@ -108,6 +108,13 @@ export const TABLE_SEQ = 3;
 /** A chunk table entry's word 14 for a float32 (float64) product storing C transposed (gemmT_f32, gemmT_f64). */
 export const TABLE_T32 = 4;
 export const TABLE_T64 = 5;
+/**
+ * A chunk table entry's word 14 for a float32 (float64) weight gradient over a short segment
+ * (gemmW_f32, gemmW_f64): words 0 … 7 its arguments aPtr aKs bPtr sBp cPtr ldc n k, words 12
+ * and 13 its rows r0 r1.
+ */
+export const TABLE_W32 = 6;
+export const TABLE_W64 = 7;
 /** The claim index that closes a job: above any chunk count. */
 export const CLOSED = 0xffff;
 
@@ -135,6 +142,15 @@ export interface GemmExports {
     n: number, k: number, p0: number, p1: number, r0: number, r1: number, scratch: number): void;
   gemmT_f64(aPtr: number, aRs: number, aKs: number, bPtr: number, sBp: number, sBj: number, cPtr: number, ldc: number,
     n: number, k: number, p0: number, p1: number, r0: number, r1: number, scratch: number): void;
+  /**
+   * C rows r0..r1-1 (all n columns, n a whole number of panels) of Aᵀ·B for a short sum (a
+   * weight gradient over an expert's few rows): A(i, p) at aPtr + i·bytes + p·aKs (Aᵀ read in
+   * place), B(p, j) at bPtr + p·sBp + j·bytes (with sBp 0, row p at word(bPtr + 4p): gathered
+   * rows), C(i, j) at cPtr + i·ldc + j·bytes. B is read in place, not packed, and each tile of
+   * MR rows sweeps every panel before the next tile (emitGemmW).
+   */
+  gemmW_f32(aPtr: number, aKs: number, bPtr: number, sBp: number, cPtr: number, ldc: number, n: number, k: number, r0: number, r1: number): void;
+  gemmW_f64(aPtr: number, aKs: number, bPtr: number, sBp: number, cPtr: number, ldc: number, n: number, k: number, r0: number, r1: number): void;
   /**
    * Adds the vector at biasPtr (vecs v128 lanes-groups) to each of `rows` rows of C starting at
    * cPtr, ldc bytes apart: the grouped products' biases (f32x4.add rounds as the add kernel does).
@@ -750,6 +766,67 @@ function emitGemm(mod: ModuleBuilder, s: Spec, name: string, pack: number, trans
 }
 
 /**
+ * gemmW(aPtr, aKs, bPtr, sBp, cPtr, ldc, n, k, r0, r1): the weight gradient Aᵀ·B of a short
+ * segment (k of its rows: an MoE expert's 8–32 at E = 64–256), C rows r0 … r1 − 1 and all its
+ * n columns (whole panels). With so short a sum the general gemm's costs around each tile
+ * (packing B's panel, the driver's loop and the call, 20–30% of a tile of 8 steps) outweigh
+ * the tile. Here B is read in place (a segment's k rows, an L1's worth at k = 8, 2 KiB a row),
+ * the tile's body is inlined, and each tile of MR rows sweeps every panel before the next, so
+ * that C is written a whole row block at a time. Each element is still summed p = 0, 1, … in
+ * order from +0, one multiply and one add a step: the bits of gemm.
+ */
+function emitGemmW(mod: ModuleBuilder, s: Spec, name: string): number {
+  const { bytes, vn, mr } = s;
+  return mod.func(name, Array<'i32'>(10).fill('i32'), [], (c, aPtr, aKs, bPtr, sBp, cPtr, ldc, n, k, r0, r1) => {
+    const i = c.local('i32'), j = c.local('i32'), p = c.local('i32'), a = c.local('i32'), bRow = c.local('i32'), tp = c.local('i32');
+    const cRow = c.local('i32'), rowEnd = c.local('i32'), colBytes = c.local('i32');
+    const acc = Array.from({ length: mr }, () => Array.from({ length: vn }, () => c.local('v128')));
+    const bv = Array.from({ length: vn }, () => c.local('v128'));
+    const x = c.local('v128'), zero = c.local('v128');
+    c.get(n).i32(bytes).i32Mul().set(colBytes);
+    // Tiles of `rows` rows from row i, every panel (j the panel's byte offset in a row).
+    const tiles = (rows: number, gathered: boolean) => {
+      c.forRange(j, 0, colBytes, NR * bytes, () => {
+        for (let r = 0; r < rows; r++) for (let v = 0; v < vn; v++) c.get(zero).set(acc[r]![v]!);
+        c.get(aPtr).get(i).i32(bytes).i32Mul().i32Add().set(a);
+        if (gathered) c.get(bPtr).set(tp); else c.get(bPtr).get(j).i32Add().set(bRow);
+        c.forRange(p, 0, k, 1, () => {
+          if (gathered) { c.get(tp).load('i32').get(j).i32Add().set(bRow); c.get(tp).i32(4).i32Add().set(tp); }
+          for (let v = 0; v < vn; v++) c.get(bRow).v128Load(16 * v).set(bv[v]!);
+          for (let r = 0; r < rows; r++) {
+            c.get(a); if (s.t === 'f32') c.v128Load32Splat(r * bytes); else c.v128Load64Splat(r * bytes);
+            c.set(x);
+            for (let v = 0; v < vn; v++) madd(c, s, acc[r]![v]!, x, bv[v]!);
+          }
+          c.get(a).get(aKs).i32Add().set(a);
+          if (!gathered) c.get(bRow).get(sBp).i32Add().set(bRow);
+        });
+        c.get(cPtr).get(i).get(ldc).i32Mul().i32Add().get(j).i32Add().set(cRow);
+        for (let r = 0; r < rows; r++) {
+          for (let v = 0; v < vn; v++) c.get(cRow).get(acc[r]![v]!).v128Store(16 * v);
+          if (r + 1 < rows) c.get(cRow).get(ldc).i32Add().set(cRow);
+        }
+      });
+    };
+    const all = (gathered: boolean) => {
+      c.get(r0).set(i);
+      c.get(r1).i32(mr - 1).i32Sub().set(rowEnd);
+      c.block(() => c.loop(() => {
+        c.get(i).get(rowEnd).i32GeS().brIf(1);
+        tiles(mr, gathered);
+        c.get(i).i32(mr).i32Add().set(i).br(0);
+      }));
+      c.block(() => c.loop(() => {
+        c.get(i).get(r1).i32GeS().brIf(1);
+        tiles(1, gathered);
+        c.get(i).i32(1).i32Add().set(i).br(0);
+      }));
+    };
+    c.get(sBp).i32Eqz().if(() => all(true), () => all(false));
+  });
+}
+
+/**
  * Runs one chunk table entry that is not a sequence (word 14: 0 a float32 product, 1 a
  * float64 one, TABLE_T32 / TABLE_T64 one on gemmT, TABLE_MATH a piece of a math-module
  * kernel) on `thread`'s B-panel scratch.
@@ -764,6 +841,14 @@ function emitEntry(mod: ModuleBuilder, gemms: Gemms, chunk: number): number {
     };
     const call = (f: number) => { args(); c.call(f); };
     c.get(entry).load('i32', 14 * 4).set(kind);
+    // A weight gradient over a short segment: words 0 … 7, then its rows (words 12, 13).
+    c.get(kind).i32(TABLE_W32).i32Eq().get(kind).i32(TABLE_W64).i32Eq().i32Or();
+    c.if(() => {
+      const w = (f: number) => { for (let word = 0; word < 8; word++) c.get(entry).load('i32', word * 4); c.get(entry).load('i32', 12 * 4).get(entry).load('i32', 13 * 4).call(f); };
+      c.get(kind).i32(TABLE_W64).i32Eq();
+      c.if(() => w(gemms.w64), () => w(gemms.w32));
+      c.return();
+    });
     c.get(kind).i32(TABLE_MATH).i32Eq();
     c.if(() => { c.get(entry).call(chunk); }, () => {
       c.get(kind).i32(TABLE_T32).i32Eq();
@@ -779,7 +864,7 @@ function emitEntry(mod: ModuleBuilder, gemms: Gemms, chunk: number): number {
 }
 
 /** The gemm variants a chunk table entry may name (word 14). */
-interface Gemms { g32: number; g64: number; t32: number; t64: number }
+interface Gemms { g32: number; g64: number; t32: number; t64: number; w32: number; w64: number }
 
 /** The chunk loop threads share (see thread-pool.ts for the protocol's reasoning). */
 function emitWork(mod: ModuleBuilder, gemms: Gemms, chunk: number): number {
@@ -890,6 +975,7 @@ export function gemmModuleBytes(memory: { shared: boolean; initialPages: number;
   const gemms: Gemms = {
     g32: emitGemm(mod, f32, 'gemm_f32', pack32), g64: emitGemm(mod, f64, 'gemm_f64', pack64),
     t32: emitGemm(mod, f32, 'gemmT_f32', pack32, true, memory.shared), t64: emitGemm(mod, f64, 'gemmT_f64', pack64, true, memory.shared),
+    w32: emitGemmW(mod, f32, 'gemmW_f32'), w64: emitGemmW(mod, f64, 'gemmW_f64'),
   };
   if (threads) emitWorker(mod, emitWork(mod, gemms, chunk));
   return mod.bytes();

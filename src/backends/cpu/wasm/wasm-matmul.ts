@@ -45,7 +45,7 @@
 import type { Shape } from '../../../core/shape.js';
 import { batchMatrices } from '../matmul/batch.js';
 import type { TypedArray } from '../../../core/dtype.js';
-import { CLOSED, CTRL, CTRL_BYTES, GEMM, NR, TABLE_MATH, TABLE_SEQ, TABLE_T32, TABLE_T64, TABLE_WORDS, gemmModuleBytes, type GemmExports, type SimdDType } from './gemm-module.js';
+import { CLOSED, CTRL, CTRL_BYTES, GEMM, NR, TABLE_MATH, TABLE_SEQ, TABLE_T32, TABLE_T64, TABLE_W32, TABLE_W64, TABLE_WORDS, gemmModuleBytes, type GemmExports, type SimdDType } from './gemm-module.js';
 import { ThreadPool, coreCount, workerSupport } from './thread-pool.js';
 import { CHUNKED, mathModuleBytes, type MathExports } from './math-module.js';
 import { ScratchBlock, WasmHeap } from './wasm-heap.js';
@@ -91,6 +91,8 @@ export const PACK_ROWS = 512;
  * 0.12–0.21 ms faster swapped (of 10.5–11.1), 512 → 256 0.18–0.41 ms slower.
  */
 export const SWAP_PLAIN_K = 256;
+/** The longest segment whose weight gradient runs on gemmW (WasmMatmul.shortSums). */
+export const SHORT_SUMS = 64;
 /**
  * The partial panels of a swapped forward (W_e row-major) that run on gemmT_f32's tail tiles:
  * 1 or 2 real columns (bits 1 and 2; WasmMatmul.tailTiles, gemm-module.ts emitTailTile).
@@ -296,6 +298,14 @@ export class WasmMatmul {
    * +0.205 (BENCHMARKS.md, 2026-12-07). Off for A/B measurements.
    */
   interleave = true;
+  /**
+   * A grouped weight gradient over a segment of at most this many rows runs on gemmW (B read
+   * in place, each row tile sweeping every panel; gemm-module.ts emitGemmW) where its width is
+   * a whole number of panels. 0: never (for A/B measurements and tests).
+   */
+  shortSums = SHORT_SUMS;
+  /** Weight gradients that ran on gemmW (observability and tests). */
+  shortSumProducts = 0;
 
   private setTouch(on: boolean): void { new Int32Array(this.heap.buffer(), 0, CTRL_BYTES / 4)[CTRL.touch] = on ? 1 : 0; }
 
@@ -622,6 +632,8 @@ export class WasmMatmul {
     // a row of A). Where a row of A is MR elements, those are the packed layout's strides, and
     // its one panel is A itself: the gemm takes either for the other, rightly.
     const packs = (m: number) => m > PACK_ROWS;
+    // 'weights' over a segment of at most shortSums rows, n whole panels: gemmW (emitGemmW).
+    const shortSum = (m: number) => mode === 'weights' && m <= this.shortSums && n % NR === 0;
     const apBytes = mode === 'weights' ? sizes.reduce((c, m) => c + (packs(m) ? Math.ceil(k / mr) * mr * m * bytes : 0), 0) : 0;
     const bOff = align16(apOff + apBytes);
     // 'rows': weights not in place come from the resident arena, else are copied into B.
@@ -644,7 +656,7 @@ export class WasmMatmul {
     // Without transposeB (the backward's dy[seg]·W_e), A' = W_eᵀ read in place (aRs one
     // element, aKs a row of W_e), for sums of at most SWAP_PLAIN_K.
     const swapped = mode === 'rows' && (transposeB || k <= SWAP_PLAIN_K) && this.swapRows && M < n * used;
-    const panelsOf = (m: number) => (swapped ? Math.ceil(m / NR) : panels);
+    const panelsOf = (m: number) => (swapped ? Math.ceil(m / NR) : shortSum(m) ? 1 : panels);
     const groupPanels = Math.min(4, panels);
     const rowsOf = (e: number) => (mode === 'rows' ? (swapped ? n : sizes[e]!) : k);
     const maxRows = Math.max(k, n, ...sizes);
@@ -700,7 +712,7 @@ export class WasmMatmul {
     const ldc = nPad * bytes;
     // One product per non-empty segment: the gemm arguments but the panel and row ranges, and its rows.
     const products: GroupedProduct[] = [];
-    const kind = dtype === 'float64' ? 1 : 0, kindT = dtype === 'float64' ? TABLE_T64 : TABLE_T32;
+    const kind = dtype === 'float64' ? 1 : 0, kindT = dtype === 'float64' ? TABLE_T64 : TABLE_T32, kindW = dtype === 'float64' ? TABLE_W64 : TABLE_W32;
     let row0 = 0, packed = apPtr;
     for (let e = 0; e < E; e++) {
       const m = sizes[e]!;
@@ -723,6 +735,13 @@ export class WasmMatmul {
         // A[seg]ᵀ (k × m) is stored m × k: element (r, p) at row p, column r, read in place;
         // or packed, as matmul() does for transposeA.
         let aT = [aPtr + row0 * k * bytes, bytes, k * bytes];
+        if (shortSum(m)) {
+          // A sum of few rows: gemmW (B read in place, every panel a row tile at a time).
+          products.push({ args: [aT[0]!, k * bytes, gatherB ? bPtr + row0 * 4 : bPtr + row0 * n * bytes, gatherB ? 0 : n * bytes, cInPlace ? cAts[e]! : cPtr + e * k * ldc, ldc, n, m, 0, 0], rows: k, panels: 1, kind: kindW });
+          this.shortSumProducts++;
+          row0 += m;
+          continue;
+        }
         if (packs(m)) {
           packAT(aT[0]!, k, m, packed);
           aT = [packed, bytes, mr * bytes];
@@ -791,8 +810,10 @@ export class WasmMatmul {
       const touch = this.touchAhead && mode === 'rows' && products.length > 1;
       if (touch) this.setTouch(true);
       try {
+        const gemmW = dtype === 'float32' ? this.kernels.gemmW_f32 : this.kernels.gemmW_f64;
         for (const { args: [aP, aRs, aKs, bP, sBp, sBj, cP, ld, nn, kk], rows, panels: p1, kind: kd } of products) {
-          (kd === kindT ? gemmT : gemm)(aP!, aRs!, aKs!, bP!, sBp!, sBj!, cP!, ld!, nn!, kk!, 0, p1, 0, rows, base);
+          if (kd === kindW) gemmW(aP!, aRs!, aKs!, bP!, sBp!, sBj!, cP!, ld!, 0, rows);
+          else (kd === kindT ? gemmT : gemm)(aP!, aRs!, aKs!, bP!, sBp!, sBj!, cP!, ld!, nn!, kk!, 0, p1, 0, rows, base);
         }
       } finally {
         if (touch) this.setTouch(false);
