@@ -98,7 +98,7 @@ function reduceTargets(shape: Shape, axes: readonly number[]): Int32Array {
 }
 
 /** [outer, reduced, inner] when the reduced axes are contiguous, else null. */
-function contiguousSplit(shape: Shape, axes: readonly number[]): [number, number, number] | null {
+export function contiguousSplit(shape: Shape, axes: readonly number[]): [number, number, number] | null {
   if (axes.length === 0) return [sizeOf(shape), 1, 1];
   for (let i = 1; i < axes.length; i++) if (axes[i] !== axes[i - 1]! + 1) return null;
   const first = axes[0]!, last = axes[axes.length - 1]!;

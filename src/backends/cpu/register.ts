@@ -11,7 +11,7 @@ import { sizeOf, type Shape } from '../../core/shape.js';
 import { adamStepKernel, CpuBackend, cpuKernels, cpuMultiKernels, data, deferredRows, lstmCellKernel, lstmSequenceBackwardKernel, lstmSequenceKernel, probInTopKBackwardKernel, probInTopKKernel, type CpuKernel, type CpuMultiKernel } from './cpu-backend.js';
 import { adamStep, lstmCellForward, type LstmSequenceOps } from './fused.js';
 import { checkIndex, topkIndices } from './indexing.js';
-import { logsumexpRows } from './reduce.js';
+import { contiguousSplit, logsumexpRows } from './reduce.js';
 import type { ProbInTopKPlanes } from './gating.js';
 import { matmul as scalarMatmul } from './matmul/matmul.js';
 import { cpuPool, type DeferredRows } from './pool.js';
@@ -175,6 +175,24 @@ class SimdState {
         cpuPool.give(y);
       }
       return (cpuKernels[op] as CpuKernel<K>)(inputs, attrs, out, be);
+    };
+  }
+
+  /**
+   * A float sum over the leading axes of a tensor of the engine's memory (sum(x, 0) of [N, E]:
+   * the gate's importance and load) on the emitted colSums, float64 sums in row order rounded
+   * once: reduce.ts's bits. Anything else: reduce.ts.
+   */
+  sum(): CpuKernel<'sum'> {
+    return (inputs, attrs, out, be) => {
+      const x = inputs[0]!, engine = x.dtype !== 'int32' && sizeOf(x.shape) >= MIN_ELEMENTS ? this.simd() : null;
+      const split = engine !== null ? contiguousSplit(x.shape, attrs.axes) : null;
+      if (engine !== null && split !== null && split[0] === 1 && split[2] > 1) {
+        const y = cpuPool.take(out.dtype, split[2], false) as Float32Array | Float64Array;
+        if (engine.columnSums(data(x) as Float32Array | Float64Array, split[1], split[2], y)) return be.wrap(y);
+        cpuPool.give(y);
+      }
+      return cpuKernels.sum(inputs, attrs, out, be);
     };
   }
 
@@ -533,7 +551,7 @@ export function createCpuBackend(options: CpuOptions = {}): CpuBackend & { reado
   cpuPool.heapSource = () => state.tensorHeap();
   const backend = new CpuBackend({
     kernels: { matmul: state.matmul(), groupedMatmul: state.groupedMatmul(), sigmoid: state.unary('sigmoid'), tanh: state.unary('tanh'), softplus: state.unary('softplus'), topkIndices: state.topkIndices(), lstmCell: state.lstmCell(), lstmSequence: state.lstmSequence(), random: state.random(), weightedIndexAdd: state.weightedIndexAdd(),
-      add: state.arithmetic('add'), sub: state.arithmetic('sub'), mul: state.arithmetic('mul'), div: state.arithmetic('div'), reluGrad: state.reluGrad(), probInTopK: state.probInTopK(), exp: state.f64Unary('exp'), normalCdf: state.f64Unary('normalCdf'), indexSelect: state.indexSelect(), logsumexpRows: state.logsumexpRows() },
+      add: state.arithmetic('add'), sub: state.arithmetic('sub'), mul: state.arithmetic('mul'), div: state.arithmetic('div'), reluGrad: state.reluGrad(), probInTopK: state.probInTopK(), exp: state.f64Unary('exp'), normalCdf: state.f64Unary('normalCdf'), indexSelect: state.indexSelect(), logsumexpRows: state.logsumexpRows(), sum: state.sum() },
     multiKernels: { groupedWeightGrads: state.groupedWeightGrads(), lstmSequenceBackward: state.lstmSequenceBackward(), adamStep: state.adamStep(), weightedIndexAddBackward: state.weightedIndexAddBackward(), probInTopKBackward: state.probInTopKBackward(), noisyTopKLogits: state.noisyTopKLogits() },
     details: () => state.details(), overlap: (f) => state.overlapJobs(f) });
   return Object.assign(backend, { simd: state });

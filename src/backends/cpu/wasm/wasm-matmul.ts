@@ -560,6 +560,26 @@ export class WasmMatmul {
   }
 
   /**
+   * out[j] = Σ_i x[i, j] for x [rows, cols] (sum over the first axis: importance, load, a bias
+   * gradient), each column summed in float64 from 0 in row order and rounded once into out, as
+   * reduce.ts's loop sums it (the emitted colSums), when x is a tensor of this memory whose rows
+   * are whole vectors (so no row is read past its end); false (nothing written) otherwise.
+   */
+  columnSums(x: Float32Array | Float64Array, rows: number, cols: number, out: Float32Array | Float64Array): boolean {
+    const at = this.heap.addressOf(x), bytes = x.BYTES_PER_ELEMENT;
+    if (at < 0 || (cols * bytes) % 16 !== 0 || rows * cols > x.length) return false;
+    const vecs = (cols * bytes) / 16, acc = this.heap.alloc(cols * 8);
+    if (acc < 0) return false;
+    (bytes === 4 ? this.kernels.colSums_f32 : this.kernels.colSums_f64)(at, cols * bytes, rows, acc, vecs);
+    out.set(new Float64Array(this.heap.buffer(), acc, cols));
+    this.heap.release(acc);
+    this.columnSumCalls++;
+    return true;
+  }
+  /** Sums columnSums() took (observability and tests). */
+  columnSumCalls = 0;
+
+  /**
    * out[j] = x[index[j]] for rows of `rowElems` elements (indexSelect along the first axis), row
    * by row with memory.copy, when x and out are both tensors of this memory; false (nothing
    * written) otherwise. The caller checks the indices. A row copied from JavaScript costs a
