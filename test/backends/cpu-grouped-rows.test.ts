@@ -210,19 +210,13 @@ test('grouped \'rows\' products of short segments run swapped (W·A[seg]ᵀ on g
     const ws = sizes.map((_, e) => values(w * n, seed + 7 * e, dtype));
     const biases = bias ? sizes.map((_, e) => values(n, seed - e, dtype)) : undefined;
     const what = JSON.stringify({ dtype, threads, w, n, sizes, bias, relu, gather, transposeB });
-    const plain = alloc(dtype, M * n), swapped = alloc(dtype, M * n).fill(NaN);
-    eng.swapRows = false;
-    const before: number = eng.swappedProducts;
-    assert.ok(eng.grouped('rows', copy, ws, sizes, w, n, transposeB, plain, { biases, relu }), what);
-    assert.equal(eng.swappedProducts, before, 'swapRows off: none swapped');
-    eng.swapRows = true;
-    const here = gather ? moveTo(eng, src) : null;
-    assert.ok(eng.grouped('rows', here ? alloc(dtype, 1) : copy, ws, sizes, w, n, transposeB, swapped, { biases, relu, indexed: here ? { src: here, index } : null }), what);
-    if (here) eng.heap.free(here);
+    const { off: plain, on: swapped, offCount, onCount } = offThenOn(eng, (on) => { eng.swapRows = on; }, () => eng.swappedProducts,
+      { dtype, copy, src, index, gather, ws, sizes, w, n, transposeB, biases, relu });
+    assert.equal(offCount, 0, 'swapRows off: none swapped');
     // Swapped exactly when the segments are shorter than the weight on average (M < n · used)
     // and, without transposeB, the sum is at most SWAP_PLAIN_K long (here always: w ≤ 70).
     const used = sizes.filter((m) => m > 0).length;
-    assert.equal(eng.swappedProducts - before, M < n * used ? used : 0, `swapped products ${what}`);
+    assert.equal(onCount, M < n * used ? used : 0, `swapped products ${what}`);
     if (M < n * used) swappedCases++;
     if (M < n * used && !transposeB) plainBCases++;
     bitsEqual(swapped, plain, what);
@@ -266,18 +260,12 @@ test('a swapped float32 forward\'s partial panels of 1 … 7 columns on gemmT\'s
     const ws = sizes.map((_, e) => values(w * n, seed + 7 * e, 'float32') as Float32Array);
     const biases = bias ? sizes.map((_, e) => values(n, seed - e, 'float32') as Float32Array) : undefined;
     const what = JSON.stringify({ threads, w, n, sizes, bias, relu, gather });
-    const padded = new Float32Array(M * n), tails = new Float32Array(M * n).fill(NaN);
-    eng.tailTiles = 0;
-    const before = eng.tailPanels;
-    assert.ok(eng.grouped('rows', copy, ws, sizes, w, n, true, padded, { biases, relu }), what);
-    assert.equal(eng.tailPanels, before, 'mask 0: no tail tile');
-    eng.tailTiles = 0b11111110;
-    const here = gather ? moveTo(eng, src) : null;
-    assert.ok(eng.grouped('rows', here ? new Float32Array(1) : copy, ws, sizes, w, n, true, tails, { biases, relu, indexed: here ? { src: here, index } : null }), what);
-    if (here) eng.heap.free(here);
+    const { off: padded, on: tails, offCount, onCount } = offThenOn(eng, (on) => { eng.tailTiles = on ? 0b11111110 : 0; }, () => eng.tailPanels,
+      { dtype: 'float32', copy, src, index, gather, ws, sizes, w, n, transposeB: true, biases, relu });
+    assert.equal(offCount, 0, 'mask 0: no tail tile');
     // A partial panel of every segment not a multiple of 8 rows, over the whole tiles of W's rows.
     const partial = sizes.filter((m) => m % 8 !== 0).length;
-    assert.equal(eng.tailPanels - before, partial, `tail panels ${what}`);
+    assert.equal(onCount, partial, `tail panels ${what}`);
     ran += partial;
     bitsEqual(tails, padded, what);
     simd.heap.free(src);
@@ -319,16 +307,9 @@ test('a swapped forward\'s whole tiles run quartered (rows r0 + t + q·Q, stored
     const ws = sizes.map((_, e) => values(w * n, seed + 7 * e, dtype));
     const biases = bias ? sizes.map((_, e) => values(n, seed - e, dtype)) : undefined;
     const what = JSON.stringify({ dtype, threads, w, n, sizes, tails, bias, relu, gather, transposeB });
-    const consecutive = alloc(dtype, M * n), spread = alloc(dtype, M * n).fill(NaN);
-    eng.quarterRows = false;
-    const before = eng.quarteredCalls;
-    assert.ok(eng.grouped('rows', copy, ws, sizes, w, n, transposeB, consecutive, { biases, relu }), what);
-    assert.equal(eng.quarteredCalls, before, 'off: none quartered');
-    eng.quarterRows = true;
-    const here = gather ? moveTo(eng, src) : null;
-    assert.ok(eng.grouped('rows', here ? alloc(dtype, 1) : copy, ws, sizes, w, n, transposeB, spread, { biases, relu, indexed: here ? { src: here, index } : null }), what);
-    if (here) eng.heap.free(here);
-    const calls = eng.quarteredCalls - before;
+    const { off: consecutive, on: spread, offCount, onCount: calls } = offThenOn(eng, (on) => { eng.quarterRows = on; }, () => eng.quarteredCalls,
+      { dtype, copy, src, index, gather, ws, sizes, w, n, transposeB, biases, relu });
+    assert.equal(offCount, 0, 'off: none quartered');
     // Swapped, a product's W has n rows: quartered with at least two tiles' rows (n ≥ 2·MR), W_e row-major only.
     if (transposeB) assert.ok(calls >= sizes.filter((m) => m > 0).length, `quartered calls ${calls} ${what}`);
     else assert.equal(calls, 0, `the backward's layout is not quartered ${what}`);
@@ -380,6 +361,28 @@ function moveTo(eng: WasmMatmul, src: Arr): Arr {
   const v = eng.heap.place(src instanceof Float32Array ? 'float32' : 'float64', src.length, 2 ** 30) as Arr;
   v.set(src);
   return v;
+}
+
+/**
+ * A grouped 'rows' product with a switch off, then on (reading its rows where they lie, through
+ * `indexed`, when `gather`): both results, and how far `count` moved during each.
+ */
+function offThenOn(
+  eng: WasmMatmul, set: (on: boolean) => void, count: () => number,
+  run: { dtype: Float; copy: Arr; src: Arr; index: Int32Array; gather: boolean; ws: Arr[]; sizes: number[]; w: number; n: number; transposeB: boolean; biases?: Arr[]; relu: boolean },
+): { off: Arr; on: Arr; offCount: number; onCount: number } {
+  const { dtype, copy, src, index, gather, ws, sizes, w, n, transposeB, biases, relu } = run;
+  const M = sizes.reduce((a, b) => a + b, 0), what = JSON.stringify({ dtype, w, n, sizes, transposeB, gather, relu, bias: biases !== undefined });
+  const off = alloc(dtype, M * n), on = alloc(dtype, M * n).fill(NaN);
+  set(false);
+  const c0 = count();
+  assert.ok(eng.grouped('rows', copy, ws, sizes, w, n, transposeB, off, { biases, relu }), what);
+  const c1 = count();
+  set(true);
+  const here = gather ? moveTo(eng, src) : null;
+  assert.ok(eng.grouped('rows', here ? alloc(dtype, 1) : copy, ws, sizes, w, n, transposeB, on, { biases, relu, indexed: here ? { src: here, index } : null }), what);
+  if (here) eng.heap.free(here);
+  return { off, on, offCount: c1 - c0, onCount: count() - c1 };
 }
 
 test('a deferred gather dropped without dispose still returns its block when collected (the pool holds it weakly)', async () => {
