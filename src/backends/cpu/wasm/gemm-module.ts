@@ -40,7 +40,12 @@
 //   one vector per column of the tile, only for the panel's real columns). An MoE layer's
 //   x·Wᵀ over short segments runs as W·x[seg]ᵀ on it (wasm-matmul.ts grouped): the weight is
 //   then A, read in place, and what is packed is the segment (128 × 256 instead of 512 × 256
-//   at E = 16), with the same sums in the same order.
+//   at E = 16), with the same sums in the same order. There a row-major A's whole tiles run
+//   quartered (rows t, t + Q, t + 2Q, t + 3Q, so that W streams in four long runs the
+//   prefetcher follows; each column's lanes then stored one by one), and a last panel of one
+//   or two real columns runs on a tail tile with its lanes along A's rows (emitTailTile).
+// - gemmW computes a weight gradient over a short segment (wasm-matmul.ts SHORT_SUMS rows or
+//   fewer): B read in place, the tile inlined, each row tile over every panel (emitGemmW).
 // - Every element of C is summed by one kernel call, p = 0, 1, …, k-1 in order, starting
 //   from +0, one multiply and one add per step (no FMA): its value does not depend on which
 //   kernel (MR × 8 or 1 × 8) or which thread computed it. That is why results are
@@ -265,15 +270,16 @@ function emitTile(mod: ModuleBuilder, s: Spec, rows: number, vecs = s.vn, transp
 }
 
 /**
- * tileTail{cols}T_f32(a, aRs, b, cPtr, ldc, k): gemmT's last panel when it has cols < 8 real
+ * tileTail{cols}T_f32(a, aRs, b, cPtr, ldc, k, cRs): gemmT's last panel when it has cols < 8 real
  * columns (an expert's last m mod 8 rows, swapped), for a tile of MR rows of a row-major A (the
  * forward's W_e), with the lanes along the tile's rows instead of the panel's columns: one
  * accumulator per real column, none spent on the panel's padding (a padded 4 × 4 tile with one
  * real column does four multiply-adds for each real one). Four steps of each row are loaded at
  * once and transposed, the last k mod 4 steps gathered a lane at a time. Each sum is still one
  * multiply and one add per step, p = 0, 1, … in order, from +0: the bits of the padded tile.
- * Column j of the tile is row j of the caller's C, the tile's rows contiguous in it: one store
- * a column. Measured (one thread, 64 experts' x·W_eᵀ, 256 → 512, weights cold): segments of 33
+ * Column j of the tile is row j of the caller's C, its rows cRs bytes apart there: one store a
+ * column where they are contiguous, a lane at a time where the tiles are quartered (emitGemm).
+ * Measured (one thread, 64 experts' x·W_eᵀ, 256 → 512, weights cold): segments of 33
  * rows 17.6 → 16.0 ms, 34 rows 17.9 → 16.5 (32 rows: 15.5); 35 rows no faster, 37 and more
  * slower, hence the control block's tail word (WasmMatmul.tailTiles). A's rows contiguous (the
  * backward's W_eᵀ read in place), one load a step, ran no faster for any count: not kept.
@@ -308,7 +314,7 @@ function emitTailTile(mod: ModuleBuilder, s: Spec, cols: number): number {
       for (let q = 0; q < lanes; q++) c.get(ar[q]!).i32(bytes).i32Add().set(ar[q]!);
       c.get(b).i32(NR * bytes).i32Add().set(b);
     });
-    // Rows contiguous in C: a vector a column; spread apart (quartered tiles): an element each.
+    // Rows contiguous in C: a vector a column; spread apart (quartered tiles): a lane at a time.
     c.get(cRs).i32(bytes).i32Eq().if(() => {
       for (let j = 0; j < cols; j++) c.get(cPtr).get(ldc).i32(j).i32Mul().i32Add().get(acc[j]!).v128Store();
     }, () => {
@@ -325,10 +331,11 @@ function emitTailTile(mod: ModuleBuilder, s: Spec, cols: number): number {
  * A tile's sums stored transposed: tile column j (lane q of vector v, j = v·lanes + q) is row j
  * of the caller's C, at cPtr + j·ldc, and tile row r its element at r·cRs bytes from there.
  * Only the first `cols` columns are stored (those past a partial panel would be another
- * segment's rows). A tile of MR rows (lanes of them) with its rows contiguous in C (cRs one
- * element) stores a vector per column after a lanes × lanes transpose; rows spread apart (a
- * swapped forward's quartered tiles, see emitGemm) and tiles of fewer rows (whose rows are
- * always contiguous) store element by element.
+ * segment's rows). A tile of MR rows (lanes of them) transposes lanes × lanes first, then
+ * stores a vector per column where its rows are contiguous in C (cRs one element), or each
+ * column's lanes one by one (v128.store32_lane, store64_lane) where they are spread apart (a
+ * swapped forward's quartered tiles, see emitGemm). Tiles of fewer rows (whose rows are always
+ * contiguous) store element by element.
  */
 function storeTransposed(c: Code, s: Spec, acc: Local[][], cPtr: Local, ldc: Local, cols: Local, cRs: Local): void {
   const rows = acc.length, vecs = acc[0]!.length, { lanes, bytes } = s;
@@ -767,7 +774,8 @@ function emitGemm(mod: ModuleBuilder, s: Spec, name: string, pack: number, trans
 
 /**
  * gemmW(aPtr, aKs, bPtr, sBp, cPtr, ldc, n, k, r0, r1): the weight gradient Aᵀ·B of a short
- * segment (k of its rows: an MoE expert's 8–32 at E = 64–256), C rows r0 … r1 − 1 and all its
+ * segment (k of its rows, at most wasm-matmul.ts SHORT_SUMS: an MoE expert's 8–32 at
+ * E = 64–256), C rows r0 … r1 − 1 and all its
  * n columns (whole panels). With so short a sum the general gemm's costs around each tile
  * (packing B's panel, the driver's loop and the call, 20–30% of a tile of 8 steps) outweigh
  * the tile. Here B is read in place (a segment's k rows, an L1's worth at k = 8, 2 KiB a row),
@@ -828,8 +836,8 @@ function emitGemmW(mod: ModuleBuilder, s: Spec, name: string): number {
 
 /**
  * Runs one chunk table entry that is not a sequence (word 14: 0 a float32 product, 1 a
- * float64 one, TABLE_T32 / TABLE_T64 one on gemmT, TABLE_MATH a piece of a math-module
- * kernel) on `thread`'s B-panel scratch.
+ * float64 one, TABLE_T32 / TABLE_T64 one on gemmT, TABLE_W32 / TABLE_W64 one on gemmW,
+ * TABLE_MATH a piece of a math-module kernel) on `thread`'s B-panel scratch.
  */
 function emitEntry(mod: ModuleBuilder, gemms: Gemms, chunk: number): number {
   return mod.func(null, ['i32', 'i32'], [], (c, entry, thread) => {

@@ -831,9 +831,11 @@ export class WasmMatmul {
       if (touch) this.setTouch(true);
       try {
         const gemmW = dtype === 'float32' ? this.kernels.gemmW_f32 : this.kernels.gemmW_f64;
-        for (const { args: [aP, aRs, aKs, bP, sBp, sBj, cP, ld, nn, kk], rows, panels: p1, kind: kd } of products) {
-          if (kd === kindW) gemmW(aP!, aRs!, aKs!, bP!, sBp!, sBj!, cP!, ld!, 0, rows);
-          else (kd === kindT ? gemmT : gemm)(aP!, aRs!, aKs!, bP!, sBp!, sBj!, cP!, ld!, nn!, kk!, 0, p1, 0, rows, base);
+        for (const { args, rows, panels: p1, kind: kd } of products) {
+          const [aP, aRs, aKs, bP, sBp, sBj, cP, ld, nn, kk] = args as [number, number, number, number, number, number, number, number, number, number];
+          // gemmW's first eight words are its own: aPtr aKs bPtr sBp cPtr ldc n k.
+          if (kd === kindW) gemmW(aP, aRs, aKs, bP, sBp, sBj, cP, ld, 0, rows);
+          else (kd === kindT ? gemmT : gemm)(aP, aRs, aKs, bP, sBp, sBj, cP, ld, nn, kk, 0, p1, 0, rows, base);
         }
       } finally {
         if (touch) this.setTouch(false);
