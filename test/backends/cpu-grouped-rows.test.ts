@@ -398,13 +398,15 @@ test('a deferred gather dropped without dispose still returns its block when col
   mt.indexSelect(x, 0, index).dispose(); // the block class taken once, so that only the dropped result counts
   // Earlier tests' dropped tensors collected first, so that only this one's block moves the count.
   for (let i = 0, last = -1; i < 50 && heap.liveBytes !== last; i++) { last = heap.liveBytes; gc(); await new Promise((r) => setTimeout(r, 20)); }
-  const live = heap.liveBytes, deferred = cpuPool.gathersDeferred;
+  const live = heap.liveBytes, deferred = cpuPool.gathersDeferred, pending = cpuPool.deferredLive;
   (() => { mt.indexSelect(x, 0, index); })(); // 1 MiB, deferred, dropped without dispose
   assert.equal(cpuPool.gathersDeferred - deferred, 1);
+  assert.equal(cpuPool.deferredLive, pending + 1, 'counted as a deferred gather');
   assert.ok(heap.liveBytes >= live + 1024 * 1024, 'the dropped result holds a block');
-  // Collection and the finalizer run when V8 gets to them: up to 2 s on a loaded machine (other test files run beside this one).
-  for (let i = 0; i < 100 && heap.liveBytes > live; i++) { gc(); await new Promise((r) => setTimeout(r, 20)); }
+  // Collection and the finalizers run when V8 gets to them: up to 2 s on a loaded machine (other test files run beside this one).
+  for (let i = 0; i < 100 && (heap.liveBytes > live || cpuPool.deferredLive > pending); i++) { gc(); await new Promise((r) => setTimeout(r, 20)); }
   assert.equal(heap.liveBytes, live, 'its block came back when it was collected');
+  assert.equal(cpuPool.deferredLive, pending, 'and it no longer counts as a deferred gather (data() and give() skip the lookup again)');
   // Its source still frees (and the pool copies nothing for the collected result).
   const filled = cpuPool.gathersFilled;
   mt.dispose([x, index]);

@@ -112,8 +112,10 @@ export class BufferPool {
    * still goes back through the heap's FinalizationRegistry.
    */
   readonly gathers = new WeakMap<TypedArray, DeferredRows>();
-  /** Deferred gathers registered and not yet copied or freed (0: data() skips the lookup; ones collected undisposed stay counted). */
+  /** Deferred gathers registered and not yet copied, freed or collected (0: data() and give() skip the lookup). */
   deferredLive = 0;
+  /** A deferred gather's result collected undisposed leaves the count here. */
+  private readonly collected = new FinalizationRegistry<null>(() => { this.deferredLive--; });
   /** Each src of a deferred gather, with the results that read it. */
   private readonly gatherSources = new WeakMap<TypedArray, Set<WeakRef<TypedArray>>>();
   /** Gathers deferred, and those then copied after all (observability and tests). */
@@ -126,6 +128,7 @@ export class BufferPool {
     let outs = this.gatherSources.get(rows.src);
     if (outs === undefined) this.gatherSources.set(rows.src, (outs = new Set()));
     outs.add(new WeakRef(out));
+    this.collected.register(out, null, out);
     this.gathersDeferred++;
     this.deferredLive++;
   }
@@ -141,6 +144,7 @@ export class BufferPool {
 
   private forgetRows(out: TypedArray, rows: DeferredRows): void {
     this.gathers.delete(out);
+    this.collected.unregister(out);
     this.deferredLive--;
     const outs = this.gatherSources.get(rows.src);
     if (outs === undefined) return;

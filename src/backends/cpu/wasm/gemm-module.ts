@@ -671,10 +671,12 @@ function emitGemm(mod: ModuleBuilder, s: Spec, name: string, pack: number, trans
       c.get(bPtr).get(sBp).get(sBj).get(j0).get(cols).get(k).get(scratch).call(pack);
       c.get(cols).i32(NR / 2).i32LeS().set(narrow);
       // A partial panel of gemmT_f32 with A row-major (aKs one element) runs its whole row
-      // tiles on a tail tile where the control block's tail word has the bit of its column count.
+      // tiles (if it has any) on a tail tile where the control block's tail word has the bit of
+      // its column count; only then is it counted.
       c.i32(0).set(tailOn);
       if (tails.length > 0) {
         c.get(cols).i32(NR).i32LtS().get(aKs).i32(s.bytes).i32Eq().i32And().get(aRs).i32Eqz().i32Eqz().i32And()
+          .get(r1).get(r0).i32Sub().i32(s.mr).i32GeS().i32And()
           .i32(0).load('i32', CTRL.tail * 4).get(cols).i32ShrU().i32(1).i32And().i32And().set(tailOn);
         c.get(tailOn).if(() => {
           if (shared) c.i32(0).i32(1).i32AtomicAdd(CTRL.tailPanels * 4).drop();

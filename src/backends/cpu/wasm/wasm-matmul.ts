@@ -160,7 +160,8 @@ function writeChunkTable(table: Int32Array, products: readonly GroupedProduct[],
 
 /**
  * One product of a grouped job: the gemm arguments but the panel and row ranges, its rows and
- * panels, and its chunk table kind (0 float32, 1 float64, TABLE_T32 / TABLE_T64 for gemmT).
+ * panels, and its chunk table kind (0 float32, 1 float64, TABLE_T32 / TABLE_T64 for gemmT,
+ * TABLE_W32 / TABLE_W64 for gemmW).
  */
 interface GroupedProduct { args: number[]; rows: number; panels: number; kind: number }
 
