@@ -9,6 +9,7 @@
 //   transposeB (the backward's dy·W_e) as W_eᵀ·A[seg]ᵀ, up to a sum length of SWAP_PLAIN_K;
 //   a swapped float32 forward's partial panel of few columns runs on gemmT's tail tiles, and
 //   a swapped forward's whole tiles run quartered (rows Q apart, so W streams in long runs);
+//   a swapped float32 product's narrow panels (at most 4 real columns) run on tiles of 2·MR rows;
 // - weight gradients over short segments run on gemmW (B read in place, row tiles outermost).
 
 import assert from 'node:assert/strict';
@@ -318,6 +319,42 @@ test('a swapped forward\'s whole tiles run quartered (rows r0 + t + q·Q, stored
     simd.heap.free(src);
   }), numRuns(200));
   assert.ok(quartered > 100, `${quartered} quartered calls`);
+  eng.pool?.stop();
+});
+
+test('a swapped float32 product\'s narrow panels (1 … 4 real columns, not on a tail tile) run on tiles of 2·MR rows with the bits of the half-width tiles: both layouts of W, quartered or not, with and without tail tiles, remainder rows of W, biases and relu, gathered rows, one and two threads; never for float64', { skip: shared ? false : 'the memory is not shared here' }, () => {
+  const eng = WasmMatmul.create();
+  if (typeof eng === 'string') throw new Error(eng);
+  assert.equal(eng.narrowTiles, true, 'on by default');
+  const arb = fc.record({
+    dtype: fc.constantFrom<Float>('float32', 'float32', 'float64'), threads: fc.constantFrom(1, 2), w: fc.integer({ min: 1, max: 70 }),
+    n: fc.integer({ min: 4, max: 60 }), sizes: fc.array(fc.integer({ min: 0, max: 40 }), { minLength: 1, maxLength: 8 }),
+    tails: fc.boolean(), quarter: fc.boolean(), bias: fc.boolean(), relu: fc.boolean(), gather: fc.boolean(), transposeB: fc.boolean(), seed: fc.integer(),
+  }).map((c) => ({ ...c, M: c.sizes.reduce((a, b) => a + b, 0) }))
+    .filter((c) => c.M * c.w * c.n >= 4096 && c.M < c.n * c.sizes.filter((m) => m > 0).length);
+  let narrow = 0;
+  fc.assert(fc.property(arb, ({ dtype, threads, w, n, sizes, M, tails, quarter, bias, relu, gather, transposeB, seed }) => {
+    eng.pool?.resize(threads);
+    eng.tailTiles = tails ? TAIL_TILES : 0;
+    eng.quarterRows = quarter;
+    const { src, index, copy } = gathered(dtype, 50, w, M, seed);
+    const ws = sizes.map((_, e) => values(w * n, seed + 7 * e, dtype));
+    const biases = bias ? sizes.map((_, e) => values(n, seed - e, dtype)) : undefined;
+    const what = JSON.stringify({ dtype, threads, w, n, sizes, tails, quarter, bias, relu, gather, transposeB });
+    const { off: half, on: eight, offCount, onCount } = offThenOn(eng, (on) => { eng.narrowTiles = on; }, () => eng.narrowPanels,
+      { dtype, copy, src, index, gather, ws, sizes, w, n, transposeB, biases, relu });
+    assert.equal(offCount, 0, 'off: none');
+    // Swapped, a segment of m rows is a product of m columns over W's n rows: its last panel is
+    // narrow for m mod 8 in 1 … 4, on the tiles of 2·MR rows where W has at least 8 rows, unless
+    // a tail tile takes it (W_e row-major only).
+    const onTail = (m: number) => tails && transposeB && ((TAIL_TILES >> (m % 8)) & 1) === 1;
+    const expected = dtype === 'float32' && n >= 8 ? sizes.filter((m) => m % 8 >= 1 && m % 8 <= 4 && !onTail(m)).length : 0;
+    assert.equal(onCount, expected, `narrow panels ${what}`);
+    narrow += onCount;
+    bitsEqual(eight, half, what);
+    simd.heap.free(src);
+  }), numRuns(200));
+  assert.ok(narrow > 100, `${narrow} narrow panels on the tiles of 2·MR rows`);
   eng.pool?.stop();
 });
 

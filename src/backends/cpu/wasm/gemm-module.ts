@@ -44,6 +44,9 @@
 //   quartered (rows t, t + Q, t + 2Q, t + 3Q, so that W streams in four long runs the
 //   prefetcher follows; each column's lanes then stored one by one), and a last panel of one
 //   or two real columns runs on a tail tile with its lanes along A's rows (emitTailTile).
+//   gemmT_f32's other narrow panels (at most 4 real columns) run on half-width tiles of 2·MR
+//   rows: 8 sums going at once instead of 4, each of which waits a step for its add (one
+//   thread, 64 experts' x·W_eᵀ of 35 or 36 rows: 13.3 → 12.7 ms; of 11 or 12 rows: 5.2 → 4.6).
 // - gemmW computes a weight gradient over a short segment (wasm-matmul.ts SHORT_SUMS rows or
 //   fewer): B read in place, the tile inlined, each row tile over every panel (emitGemmW).
 // - Every element of C is summed by one kernel call, p = 0, 1, …, k-1 in order, starting
@@ -89,6 +92,8 @@ export const CTRL = {
   tailPanels: 28, // partial panels (one count per row block of one) that ran on the tail tiles (observability and tests)
   quarter: 29,   // nonzero: gemmT runs a row-major A's whole tiles quartered (emitGemm)
   quartered: 30, // gemmT calls (chunks) that ran quartered (observability and tests)
+  narrow8: 31,   // nonzero: gemmT_f32 runs a narrow panel's rows on tiles of 2·MR rows (emitGemm)
+  narrowPanels: 32, // narrow panels (one count per row block of one) that ran on those tiles (observability and tests)
   chunksBy: 64,  // words 64 … 127: chunks computed by each thread (observability)
 } as const;
 /** Most threads (main + workers) the control block has a chunk counter for. */
@@ -331,7 +336,7 @@ function emitTailTile(mod: ModuleBuilder, s: Spec, cols: number): number {
  * A tile's sums stored transposed: tile column j (lane q of vector v, j = v·lanes + q) is row j
  * of the caller's C, at cPtr + j·ldc, and tile row r its element at r·cRs bytes from there.
  * Only the first `cols` columns are stored (those past a partial panel would be another
- * segment's rows). A tile of MR rows (lanes of them) transposes lanes × lanes first, then
+ * segment's rows). A tile of MR rows (lanes of them; 2·MR: two groups of lanes) transposes lanes × lanes first, then
  * stores a vector per column where its rows are contiguous in C (cRs one element), or each
  * column's lanes one by one (v128.store32_lane, store64_lane) where they are spread apart (a
  * swapped forward's quartered tiles, see emitGemm). Tiles of fewer rows (whose rows are always
@@ -356,33 +361,38 @@ function storeTransposed(c: Code, s: Spec, acc: Local[][], cPtr: Local, ldc: Loc
     }
   };
   if (rows < lanes) { elements((r) => c.get(cPtr).i32(r * bytes).i32Add()); return; }
-  c.get(cRs).i32(bytes).i32Eq().if(() => {
-    for (let v = 0; v < vecs; v++) {
-      transposeLanes(c, lanes, acc.map((row) => row[v]!), tmp).forEach((push, q) => { push(); c.set(out[q]!); });
-      for (let q = 0; q < lanes; q++) {
-        const j = v * lanes + q;
-        c.i32(j).get(cols).i32LtS().if(() => { c.get(cPtr).get(ldc).i32(j).i32Mul().i32Add().get(out[q]!).v128Store(); });
+  if (rows % lanes !== 0) throw new Error(`storeTransposed: a tile of ${rows} rows (whole groups of ${lanes}, or fewer)`);
+  // Rows in groups of `lanes` (one group for MR rows; two for the narrow panels' 8-row tiles):
+  // each group's lanes × lanes block transposed, so that vector q holds column v·lanes + q of
+  // the group's rows.
+  const groups = rows / lanes;
+  const eachColumn = (store: (g: number, j: number) => void) => {
+    for (let g = 0; g < groups; g++) {
+      for (let v = 0; v < vecs; v++) {
+        transposeLanes(c, lanes, acc.slice(g * lanes, (g + 1) * lanes).map((row) => row[v]!), tmp).forEach((push, q) => { push(); c.set(out[q]!); });
+        for (let q = 0; q < lanes; q++) {
+          const j = v * lanes + q;
+          c.i32(j).get(cols).i32LtS().if(() => store(g, j));
+        }
       }
     }
+  };
+  c.get(cRs).i32(bytes).i32Eq().if(() => {
+    eachColumn((g, j) => { c.get(cPtr).get(ldc).i32(j).i32Mul().i32Add().get(out[j % lanes]!).v128Store(g * lanes * bytes); });
   }, () => {
-    // Rows spread apart: the same transpose, then each column's lanes stored one by one at
+    // Rows spread apart: the same transposes, then each column's lanes stored one by one at
     // the column's start plus r·cRs.
     c.get(cRs).set(cr[1]!);
     for (let r = 2; r < rows; r++) c.get(cr[r - 1]!).get(cRs).i32Add().set(cr[r]!);
-    for (let v = 0; v < vecs; v++) {
-      transposeLanes(c, lanes, acc.map((row) => row[v]!), tmp).forEach((push, q) => { push(); c.set(out[q]!); });
+    eachColumn((g, j) => {
+      c.get(cPtr).get(ldc).i32(j).i32Mul().i32Add().set(cr[0]!);
       for (let q = 0; q < lanes; q++) {
-        const j = v * lanes + q;
-        c.i32(j).get(cols).i32LtS().if(() => {
-          c.get(cPtr).get(ldc).i32(j).i32Mul().i32Add().set(cr[0]!);
-          for (let r = 0; r < rows; r++) {
-            c.get(cr[0]!); if (r > 0) c.get(cr[r]!).i32Add();
-            c.get(out[q]!);
-            if (s.t === 'f32') c.v128Store32Lane(r); else c.v128Store64Lane(r);
-          }
-        });
+        const r = g * lanes + q;
+        c.get(cr[0]!); if (r > 0) c.get(cr[r]!).i32Add();
+        c.get(out[j % lanes]!);
+        if (s.t === 'f32') c.v128Store32Lane(q); else c.v128Store64Lane(q);
       }
-    }
+    });
   });
 }
 
@@ -624,6 +634,10 @@ function emitGemm(mod: ModuleBuilder, s: Spec, name: string, pack: number, trans
   const tilesH = Array.from({ length: s.mr - 2 }, (_, r) => emitTile(mod, s, r + 2, half, tc));
   // gemmT_f32's tail tiles, one per real column count 1 … 7 (emitTailTile).
   const tails = tc && s.t === 'f32' ? Array.from({ length: NR - 1 }, (_, j) => emitTailTile(mod, s, j + 1)) : [];
+  // gemmT_f32's narrow panels (at most 4 real columns) on tiles of 2·MR rows: a half-width
+  // tile of MR rows keeps only MR sums going, each waiting a step for its add, and took 82%
+  // of a whole tile's time for half its work.
+  const tile8H = tc && s.t === 'f32' ? emitTile(mod, s, 2 * s.mr, half, tc) : -1;
   const P = Array(15).fill('i32') as 'i32'[];
   return mod.func(name, P, [], (c, aPtr, aRs, aKs, bPtr, sBp, sBj, cPtr, ldc, n, k, p0, p1, r0, r1, scratch) => {
     const jp = c.local('i32'), j0 = c.local('i32'), cols = c.local('i32'), cCol = c.local('i32');
@@ -631,6 +645,7 @@ function emitGemm(mod: ModuleBuilder, s: Spec, name: string, pack: number, trans
     const tp = c.local('i32'), tStep = c.local('i32'), tLeft = c.local('i32'), per = c.local('i32'), q = c.local('i32'), sink = c.local('i32');
     const nextCols = c.local('i32'), narrow = c.local('i32'), aStep = c.local('i32'), tailOn = c.local('i32');
     const quartered = c.local('i32'), quarter = c.local('i32'), t = c.local('i32'), tEnd = c.local('i32');
+    const uniformRows = c.local('i32'), narrow8 = c.local('i32'), q8 = c.local('i32');
     // Calls the half-width tile on a narrow panel, else the whole one (each branch pushes the arguments).
     // A tile's last arguments: its C (row i), ldc and k; transposed, the panel's columns too.
     // Transposed, the tile's rows lie cRs bytes apart in C: one element, or a quarter of the
@@ -648,6 +663,9 @@ function emitGemm(mod: ModuleBuilder, s: Spec, name: string, pack: number, trans
     c.i32(4).get(rowBytes).get(aRs).i32Eqz().select().set(rowBytes);
     c.i32(4).get(aRs).get(aRs).i32Eqz().select().set(aStep);
     c.get(r1).i32(s.mr).i32Sub().set(lastTile);
+    // Row r of A at aPtr + r·aRs for every r (A row-major, or Aᵀ read in place; not packed Aᵀ,
+    // whose MR-row panels a tile of 2·MR rows would straddle, nor gathered rows).
+    c.get(aRs).i32Eqz().i32Eqz().get(aRs).i32(s.bytes).i32Eq().get(aKs).i32(s.mr * s.bytes).i32Eq().i32And().i32Eqz().i32And().set(uniformRows);
     // gemmT with A row-major (a swapped forward's W_e, aRs a row, aKs one element) runs its
     // whole tiles quartered where the control block's quarter word is set: tile t takes rows
     // r0 + t, r0 + t + Q, … (Q = (r1 − r0) / MR) instead of MR consecutive rows, so that each
@@ -681,6 +699,15 @@ function emitGemm(mod: ModuleBuilder, s: Spec, name: string, pack: number, trans
         c.get(tailOn).if(() => {
           if (shared) c.i32(0).i32(1).i32AtomicAdd(CTRL.tailPanels * 4).drop();
           else c.i32(0).i32(0).load('i32', CTRL.tailPanels * 4).i32(1).i32Add().store('i32', CTRL.tailPanels * 4);
+        });
+      }
+      c.i32(0).set(narrow8);
+      if (tile8H >= 0) {
+        c.get(narrow).get(tailOn).i32Eqz().i32And().get(uniformRows).i32And().get(r1).get(r0).i32Sub().i32(2 * s.mr).i32GeS().i32And()
+          .i32(0).load('i32', CTRL.narrow8 * 4).i32Eqz().i32Eqz().i32And().set(narrow8);
+        c.get(narrow8).if(() => {
+          if (shared) c.i32(0).i32(1).i32AtomicAdd(CTRL.narrowPanels * 4).drop();
+          else c.i32(0).i32(0).load('i32', CTRL.narrowPanels * 4).i32(1).i32Add().store('i32', CTRL.narrowPanels * 4);
         });
       }
       // C(i, j) at cPtr + i·ldc + j·bytes; transposed, at cPtr + j·ldc + i·bytes.
@@ -723,8 +750,33 @@ function emitGemm(mod: ModuleBuilder, s: Spec, name: string, pack: number, trans
           }));
         }, padded);
       };
-      if (tc) {
+      // A narrow panel's rows on 2·MR-row tiles first: quartered, tile t takes rows t + u·Q8
+      // (u = 0 … 2·MR − 1, Q8 = (r1 − r0) / (2·MR)); else 2·MR consecutive rows a tile.
+      const narrowTiles = () => {
+        const tile8 = (rowStride: () => void, cRsOf: () => void) => {
+          c.get(aPtr).get(i).get(rowBytes).i32Mul().i32Add(); rowStride(); c.get(aKs).get(scratch);
+          c.get(cCol).get(i).i32(s.bytes).i32Mul().i32Add().get(ldc).get(k).get(cols); cRsOf();
+          c.call(tile8H);
+        };
         c.get(quartered).if(() => {
+          c.get(r1).get(r0).i32Sub().i32(2 * s.mr).i32DivU().set(q8);
+          c.get(r0).get(q8).i32Add().set(tEnd);
+          c.forRange(t, r0, tEnd, 1, () => {
+            c.get(t).set(i);
+            tile8(() => c.get(q8).get(rowBytes).i32Mul(), () => c.get(q8).i32(s.bytes).i32Mul());
+          });
+          c.get(r0).get(q8).i32(2 * s.mr).i32Mul().i32Add().set(i);
+        }, () => {
+          c.block(() => c.loop(() => {
+            c.get(r1).get(i).i32Sub().i32(2 * s.mr).i32LtS().brIf(1);
+            tile8(() => c.get(aRs), () => c.i32(s.bytes));
+            c.get(i).i32(2 * s.mr).i32Add().set(i).br(0);
+          }));
+        });
+      };
+      if (tile8H >= 0) c.get(narrow8).if(narrowTiles);
+      if (tc) {
+        c.get(quartered).get(narrow8).i32Eqz().i32And().if(() => {
           c.get(r0).get(quarter).i32Add().set(tEnd);
           c.forRange(t, r0, tEnd, 1, () => {
             c.get(t).set(i);

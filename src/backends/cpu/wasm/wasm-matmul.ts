@@ -275,6 +275,7 @@ export class WasmMatmul {
     this.asyncScratch = new ScratchBlock(this.heap);
     this.tailTiles = TAIL_TILES;
     this.quarterRows = true;
+    this.narrowTiles = true;
   }
 
   /**
@@ -324,6 +325,15 @@ export class WasmMatmul {
    */
   get quarterRows(): boolean { return new Int32Array(this.heap.buffer(), 0, CTRL_BYTES / 4)[CTRL.quarter] !== 0; }
   set quarterRows(on: boolean) { new Int32Array(this.heap.buffer(), 0, CTRL_BYTES / 4)[CTRL.quarter] = on ? 1 : 0; }
+  /**
+   * Whether a float32 gemmT runs a narrow panel (at most 4 real columns, not on a tail tile)
+   * on tiles of 2·MR rows (the control block's narrow8 word; gemm-module.ts emitGemm). Off:
+   * on the half-width tiles of MR rows (for A/B measurements and tests).
+   */
+  get narrowTiles(): boolean { return new Int32Array(this.heap.buffer(), 0, CTRL_BYTES / 4)[CTRL.narrow8] !== 0; }
+  set narrowTiles(on: boolean) { new Int32Array(this.heap.buffer(), 0, CTRL_BYTES / 4)[CTRL.narrow8] = on ? 1 : 0; }
+  /** Narrow panels that ran on the tiles of 2·MR rows so far, one count per row block of a panel (observability and tests). */
+  get narrowPanels(): number { return Atomics.load(new Int32Array(this.heap.buffer(), 0, CTRL_BYTES / 4), CTRL.narrowPanels); }
   /** gemmT calls (a chunk each, threaded) that ran quartered so far (observability and tests). */
   get quarteredCalls(): number { return Atomics.load(new Int32Array(this.heap.buffer(), 0, CTRL_BYTES / 4), CTRL.quartered); }
   /** Partial panels that ran on the tail tiles so far, one count per row block of a panel (observability and tests). */
