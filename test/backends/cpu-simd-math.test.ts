@@ -14,6 +14,7 @@ import { adamStep, lstmCellForward } from '../../src/backends/cpu/fused.js';
 import { lstmCell } from '../../src/tensor/ops/fused.js';
 import { mt, numRuns } from '../helpers.js';
 import { boxMuller, fillRandom, philoxBlocks as jsPhiloxBlocks } from '../../src/core/philox.js';
+import { getBackend } from '../../src/tensor/engine.js';
 
 const math = WasmMath.create();
 if (typeof math === 'string') throw new Error(`these tests need WebAssembly SIMD (Node 20 has it): ${math}`);
@@ -502,6 +503,37 @@ test('logsumexp over rows takes its e^x from the module in one call, with the lo
       mt.setBackend('cpu', { simd: true });
       assert.equal(on.calls, rows * n >= MIN_ELEMENTS ? 1 : 0, `${dtype} [${rows}, ${n}]: e^x on the module`);
       assert.ok(on.out.every((a, i) => bitsEqual(a, off.out[i]!)), `${dtype} [${rows}, ${n}]: the loops' bits`);
+    }
+  }
+});
+
+test('float32 logsumexp over rows of a multiple of 4 runs its row passes in the module (logsumexpRows_f32) with the bits of the JavaScript rows around e^x and of the scalar loops: rows with NaN, ±∞, all −∞, ±0 only, subnormals, one and two threads', () => {
+  for (const threads of [1, 2]) {
+    for (const [rows, n, seed] of [[64, 300, 1], [1024, 16, 2], [257, 12, 3], [33, 1000, 4], [1024, 256, 5]] as const) {
+      const v = Array.from(values(rows * n, seed), (z, i) => z * (i % 7 === 0 ? 1e-3 : 1));
+      v[0] = NaN; v[n + 1] = Infinity; v[2 * n + 2] = -Infinity; v[3 * n + n - 1] = NaN;
+      for (let j = 0; j < n; j++) { v[4 * n + j] = -Infinity; v[5 * n + j] = j % 2 === 0 ? -0 : 0; v[6 * n + j] = j % 3 === 0 ? -0 : -Infinity; v[7 * n + j] = (j % 5) * 1e-45; }
+      v[8 * n + n - 1] = 88.7; v[9 * n + 3] = -103.5;
+      const run = (simd: boolean, rowsOn: boolean) => {
+        mt.setBackend('cpu', { simd, threads });
+        const st = (getBackend() as unknown as { simd: { rowsLogsumexp: boolean; math(): WasmMath | null } }).simd;
+        st.rowsLogsumexp = rowsOn;
+        const engineMath = simd ? st.math() : null;
+        let rowCalls = 0;
+        if (engineMath !== null) {
+          const original = engineMath.logsumexpRows;
+          engineMath.logsumexpRows = function (...args) { const done = original.apply(this, args); if (done) rowCalls++; return done; };
+          try { return { out: Array.from(mt.noGrad(() => mt.logsumexp(mt.tensor(v, [rows, n]), -1)).dataSync()), rowCalls }; } finally { engineMath.logsumexpRows = original; st.rowsLogsumexp = true; }
+        }
+        return { out: Array.from(mt.noGrad(() => mt.logsumexp(mt.tensor(v, [rows, n]), -1)).dataSync()), rowCalls };
+      };
+      const on = run(true, true), js = run(true, false), scalar = run(false, true);
+      mt.setBackend('cpu', { simd: true });
+      assert.equal(on.rowCalls, 1, `[${rows}, ${n}]: the row passes ran in the module`);
+      assert.equal(js.rowCalls, 0);
+      assert.ok(on.out.every((a, i) => bitsEqual(a, js.out[i]!)), `[${rows}, ${n}] ${threads} thread(s): the bits of the JavaScript rows`);
+      assert.ok(on.out.every((a, i) => bitsEqual(a, scalar.out[i]!)), `[${rows}, ${n}] ${threads} thread(s): the bits of the scalar loops`);
+      assert.ok(Number.isNaN(on.out[0]!) && Number.isNaN(on.out[3]!) && on.out[1] === Infinity && on.out[4] === -Infinity && Math.abs(on.out[5]! - Math.log(n)) < 1e-6);
     }
   }
 });

@@ -12,12 +12,27 @@ import { sizeOf, stridesOf, type Shape } from '../../core/shape.js';
 export type VectorExp = (t: Float32Array | Float64Array, e: Float32Array | Float64Array) => boolean;
 
 /**
+ * Each row's shift and float64 sum of e^(x − shift) rounded to float32, computed elsewhere
+ * (the SIMD math module's logsumexpRows_f32) with the loops' bits; false where it declines.
+ */
+export type RowParts = (x: Float32Array, n: number, sums: Float64Array, shifts: Float32Array) => boolean;
+
+/**
  * logsumexp over rows of n (the logsumexpRows kernel): each step rounded to float32 where
  * `float32`, as the composition max → where(isFinite) → sub → exp → sum → log → add stores it.
  * With `exp`, the shifted values go through it in one call (at 4.8 against about 10 ns for a
- * Math.exp from JavaScript); the sums still run row by row in order: the same bits.
+ * Math.exp from JavaScript); the sums still run row by row in order: the same bits. With
+ * `rowParts` (float32), the module's logsumexpRows_f32 takes each row's shift and sum in one pass
+ * over x (no shifted or exponentiated copy) and this finishes the rows: the same bits again.
  */
-export function logsumexpRows(x: TypedArray, n: number, float32: boolean, out: TypedArray, exp: VectorExp | null = null): void {
+export function logsumexpRows(x: TypedArray, n: number, float32: boolean, out: TypedArray, exp: VectorExp | null = null, rowParts: RowParts | null = null): void {
+  if (rowParts !== null && x instanceof Float32Array && float32) {
+    const sums = new Float64Array(out.length), shifts = new Float32Array(out.length);
+    if (rowParts(x, n, sums, shifts)) {
+      for (let r = 0; r < out.length; r++) out[r] = Math.fround(Math.log(Math.fround(sums[r]!))) + shifts[r]!;
+      return;
+    }
+  }
   if (exp !== null && (x instanceof Float32Array || x instanceof Float64Array) && out.length * n > 0) {
     const dtype = x instanceof Float32Array ? 'float32' : 'float64', total = out.length * n;
     const t = cpuPool.take(dtype, total, false) as Float32Array | Float64Array, e = cpuPool.take(dtype, total, false) as Float32Array | Float64Array;

@@ -200,7 +200,8 @@ class SimdState {
   logsumexpRows(): CpuKernel<'logsumexpRows'> {
     return (inputs, _attrs, out, be) => {
       const x = inputs[0]!, y = cpuPool.take(out.dtype, sizeOf(out.shape)), math = sizeOf(x.shape) >= MIN_ELEMENTS ? this.math() : null;
-      logsumexpRows(data(x), x.shape[x.shape.length - 1]!, out.dtype === 'float32', y, math === null ? null : (t, e) => math.f64Unary('exp', t, e));
+      logsumexpRows(data(x), x.shape[x.shape.length - 1]!, out.dtype === 'float32', y, math === null ? null : (t, e) => math.f64Unary('exp', t, e),
+        math === null || !this.rowsLogsumexp ? null : (v, n, sums, shifts) => math.logsumexpRows(v, n, sums, shifts));
       return be.wrap(y);
     };
   }
@@ -410,6 +411,8 @@ class SimdState {
   private overlapping = false;
   /** Whether indexSelect of whole rows defers its copy (pool.ts gathers; off: copied at once, for A/B measurements and tests). */
   deferGathers = true;
+  /** Whether float32 logsumexp over rows of a multiple of 4 runs its row passes in the math module (logsumexpRows_f32; off: the JavaScript rows around one e^x call, for A/B measurements and tests). */
+  rowsLogsumexp = true;
   /** Whether overlapJobs leaves jobs running at all (off: every job is joined where it is posted; for A/B measurements and tests). */
   overlap = true;
 

@@ -81,6 +81,13 @@ export interface MathExports extends ArithmeticExports {
   probInTopK_f32(clean: number, thr: number, sd: number, out: number, vecs: number): void;
   /** Its gradients' elementwise part: dClean = dz / sd and dSd = −dz · (z / sd) (gating.ts probInTopKBackward, float32). */
   probInTopKBackward_f32(dP: number, clean: number, thr: number, sd: number, dClean: number, dSd: number, vecs: number): void;
+  /**
+   * logsumexp's parts over `rows` rows of 4·vecs float32 at x (reduce.ts logsumexpRows, bit for
+   * bit): each row's shift (its max, NaN if it holds one, +0 where that is not finite) into
+   * shifts (float32), and the float64 sum, in column order from 0, of e^(x − shift) rounded to
+   * float32 (e^x in float64 lanes) into sums.
+   */
+  logsumexpRows_f32(x: number, rows: number, vecs: number, sums: number, shifts: number): void;
   /** Runs a piece of a split kernel call: CHUNKED[id] on the CHUNK_WORDS − 1 argument words after the id at entry. */
   chunk(entry: number): void;
   /**
@@ -676,6 +683,44 @@ function emitF64Unary(mod: ModuleBuilder): void {
 }
 
 /**
+ * logsumexpRows_f32 (see MathExports): per row a pass for the max (f32x4.max propagates NaN,
+ * as the loop's check does; which of ±0 it keeps cannot reach the result), then e^(x − shift)
+ * a vector at a time, its four lanes added to the row's float64 sum in column order. No
+ * shifted or exponentiated copy of x is written.
+ */
+function emitLogsumexpRows(mod: ModuleBuilder): void {
+  mod.func('logsumexpRows_f32', ['i32', 'i32', 'i32', 'i32', 'i32'], [], (c, x, rows, vecs, sums, shifts) => {
+    const r = c.local('i32'), v = c.local('i32'), row = c.local('i32'), at = c.local('i32');
+    const m = c.local('v128'), e = c.local('v128'), t = c.local('v128'), acc = c.local('f64'), s = f64Scratch(c);
+    c.get(x).set(row);
+    c.forRange(r, 0, rows!, 1, () => {
+      c.f32x4Const(-Infinity).set(m);
+      c.get(row).set(at);
+      c.forRange(v, 0, vecs!, 1, () => {
+        c.get(m).get(at).v128Load().f32x4Max().set(m);
+        c.get(at).i32(16).i32Add().set(at);
+      });
+      c.get(m).get(m).get(m).i8x16Shuffle([8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3, 4, 5, 6, 7]).f32x4Max().set(m);
+      c.get(m).get(m).get(m).i8x16Shuffle([4, 5, 6, 7, 0, 1, 2, 3, 12, 13, 14, 15, 8, 9, 10, 11]).f32x4Max().set(m);
+      // shift = m where m − m = 0 (finite), else +0
+      c.get(m).get(m).get(m).f32x4Sub().f32x4Const(0).f32x4Eq().v128And().set(m);
+      c.get(shifts!).get(r).i32(2).i32Shl().i32Add().get(m).v128Store32Lane(0);
+      c.f64Zero().set(acc);
+      c.get(row).set(at);
+      c.forRange(v, 0, vecs!, 1, () => {
+        c.get(at).v128Load().get(m).f32x4Sub().set(t);
+        emitViaF64(c, t, s.lanes, (w) => emitExpF64(c, w, s));
+        c.set(e);
+        for (let lane = 0; lane < 4; lane++) c.get(acc).get(e).f32x4ExtractLane(lane).f64PromoteF32().f64Add().set(acc);
+        c.get(at).i32(16).i32Add().set(at);
+      });
+      c.get(sums!).get(r).i32(3).i32Shl().i32Add().get(acc).store('f64');
+      c.get(at).set(row);
+    });
+  });
+}
+
+/**
  * The load estimator's P(x, i) = Φ((clean − threshold) / stddev) and its gradients, float32
  * (src/backends/cpu/gating.ts probInTopK, probInTopKBackward, bit for bit), over planes of
  * 4·vecs floats; the caller picks each element's threshold and sums the thresholds' gradients.
@@ -787,7 +832,7 @@ function emitTopk(mod: ModuleBuilder): void {
  */
 export const CHUNKED = [
   'sigmoid_f32', 'tanh_f32', 'softplus_f32', 'exp_f32', 'exp_f64', 'normalCdf_f32', 'reluGrad_f32',
-  'probInTopK_f32', 'probInTopKBackward_f32', 'combineBackward_f32', 'normal_f32', 'normal_f64', 'topk_f32',
+  'probInTopK_f32', 'probInTopKBackward_f32', 'combineBackward_f32', 'normal_f32', 'normal_f64', 'topk_f32', 'logsumexpRows_f32',
   ...(['add', 'sub', 'mul', 'div'] as const).flatMap((op) => (['vv', 'sv', 'vs'] as const).map((mode) => `${op}_${mode}_f32` as const)),
 ] as const;
 export type ChunkedKernel = typeof CHUNKED[number];
@@ -827,6 +872,7 @@ export function mathModuleBytes(shared = false): Uint8Array {
   emitCombine(mod);
   emitArithmetic(mod);
   emitProbInTopK(mod);
+  emitLogsumexpRows(mod);
   emitTopk(mod);
   emitF64Unary(mod);
   emitNormal(mod, true);

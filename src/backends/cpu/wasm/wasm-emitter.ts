@@ -191,6 +191,7 @@ export class Code {
   v128Or(): this { return this.simd(0x50); }
   /** (a, b, mask) → bits of a where mask is 1, of b where 0. */
   v128Bitselect(): this { return this.simd(0x52); }
+  f32x4Eq(): this { return this.simd(0x41); }
   f32x4Lt(): this { return this.simd(0x43); }
   f32x4Ge(): this { return this.simd(0x46); }
   f32x4Ne(): this { return this.simd(0x42); }

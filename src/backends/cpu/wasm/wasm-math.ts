@@ -369,6 +369,25 @@ export class WasmMath {
     return true;
   }
 
+  /**
+   * logsumexp's row shifts and float64 sums of e^(x − shift) over rows of n float32 (n a
+   * multiple of 4; reduce.ts logsumexpRows finishes each row), one pass per row in the module,
+   * split over threads by rows. False (nothing written) otherwise.
+   */
+  logsumexpRows(x: Float32Array, n: number, sums: Float64Array, shifts: Float32Array): boolean {
+    const rows = sums.length;
+    if (n % 4 !== 0 || rows * n < MIN_ELEMENTS || shifts.length !== rows) return false;
+    const vecs = n / 4;
+    this.call([
+      { values: x, count: rows * n, bytes: rows * n * 4 }, { values: sums, count: rows, bytes: Math.ceil(rows / 2) * 16, write: true },
+      { values: shifts, count: rows, bytes: f32Bytes(rows), write: true },
+    ], ([xAt, sAt, hAt]) => this.kernels.logsumexpRows_f32(xAt!, rows, vecs, sAt!, hAt!), {
+      id: 'logsumexpRows_f32', units: rows, unitNs: 6 * n,
+      args: ([xAt, sAt, hAt], r0, r1) => [xAt! + r0 * n * 4, r1 - r0, vecs, sAt! + 8 * r0, hAt! + 4 * r0],
+    });
+    return true;
+  }
+
   /** topk's per-lane slots (2k v128s), grown as needed. */
   private topkSlots = new Float32Array(32);
 
