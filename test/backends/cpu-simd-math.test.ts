@@ -406,6 +406,11 @@ function gatingCase(N: number, E: number, m: number, seed: number, scale: number
   const stddev = Float32Array.from({ length: N * E }, () => (tinyStddev ? next() * 1e-30 : next() * scale + 1e-6));
   const dP = Float32Array.from({ length: N * E }, () => next() * 2 - 1);
   if (N * E > 64) { clean[3] = NaN; stddev[7] = 0; clean[11] = Infinity; stddev[19] = Infinity; dP[23] = -0; }
+  if (N >= 8) {
+    // A row of ties (every noisy logit equal to its thresholds), a NaN logit, an infinite dP (∞ and NaN threshold sums), a row of zeros (−0 among them).
+    noisy.fill(0.25, 2 * E, 3 * E); noisy[3 * E + 1] = NaN; dP[4 * E] = Infinity; dP[5 * E + E - 1] = -Infinity; dP[5 * E] = Infinity;
+    for (let j = 0; j < E; j++) { noisy[6 * E + j] = j % 2 === 0 ? -0 : 0; clean[6 * E + j] = 0; }
+  }
   const indices = new Int32Array(N * m);
   for (let n = 0; n < N; n++) {
     const order = Array.from({ length: E }, (_, i) => i).sort((a, b) => noisy[n * E + b]! - noisy[n * E + a]! || a - b);
@@ -414,11 +419,18 @@ function gatingCase(N: number, E: number, m: number, seed: number, scale: number
   return { clean, noisy, stddev, dP, indices };
 }
 
-test('the load estimator P(x, i) with Φ and e^x on SIMD (float64 lanes) gives the loops\' float32 bits, forward and backward', () => {
-  const planes: ProbInTopKPlanes = {
+test('the load estimator P(x, i) with Φ and e^x on SIMD (float64 lanes) gives the loops\' float32 bits, forward and backward, with its thresholds and their gradients\' row sums in JavaScript or on the module', () => {
+  let rowCalls = 0;
+  const plain: ProbInTopKPlanes = {
     forward: (c, t, sd, o) => simd.probInTopK(c, t, sd, o),
     backward: (dP, c, t, sd, dc, dsd) => simd.probInTopKBackward(dP, c, t, sd, dc, dsd),
   };
+  const rows: ProbInTopKPlanes = {
+    ...plain,
+    thresholds: (noisy, tRows, thr, E) => { const done = simd.thresholds(noisy, tRows, thr, E); if (done) rowCalls++; return done; },
+    thresholdSums: (noisy, dc, tRows, sums, E) => { const done = simd.thresholdSums(noisy, dc, tRows, sums, E); if (done) rowCalls++; return done; },
+  };
+  for (const planes of [plain, rows]) {
   const same = (a: Float32Array, b: Float32Array, what: string) => {
     for (let i = 0; i < a.length; i++) if (!bitsEqual(a[i]!, b[i]!)) assert.fail(`${what}[${i}]: SIMD ${b[i]}, loop ${a[i]}`);
   };
@@ -439,6 +451,8 @@ test('the load estimator P(x, i) with Φ and e^x on SIMD (float64 lanes) gives t
       same(s1, s2, `${what}: ∂stddev`);
     }
   }
+  }
+  assert.equal(rowCalls, 3 * 5 * 3, 'E = 16, 4 and 64 at five scales took the module\'s thresholds (forward and backward) and sums; E = 7 and 6 declined');
   // Through the backend: the fused op runs P and its gradient on the module, with the loops' bits.
   const { clean, noisy, stddev, dP, indices } = gatingCase(200, 16, 3, 99, 2, false);
   const run = (on: boolean) => {
@@ -452,7 +466,7 @@ test('the load estimator P(x, i) with Φ and e^x on SIMD (float64 lanes) gives t
   };
   const on = run(true), off = run(false);
   mt.setBackend('cpu', { simd: true });
-  assert.equal(on.calls, 2, 'P and its gradient ran on the module');
+  assert.equal(on.calls, 5, 'P and its gradient ran on the module, their thresholds (twice) and sums too');
   on.values.forEach((v, j) => assert.ok(v.every((x, i) => bitsEqual(x, off.values[j]![i]!)), `output ${j}: the same bits with SIMD off`));
 });
 

@@ -20,6 +20,25 @@ import { cpuPool } from './pool.js';
 export interface ProbInTopKPlanes {
   forward(clean: Float32Array, thr: Float32Array, sd: Float32Array, out: Float32Array): boolean;
   backward(dP: Float32Array, clean: Float32Array, thr: Float32Array, sd: Float32Array, dClean: Float32Array, dSd: Float32Array): boolean;
+  /** thr from noisy and each row's (tIn, tOut) in tRows, as `thresholds` picks them; false where it declines. */
+  thresholds?(noisy: Float32Array, tRows: Float32Array, thr: Float32Array, E: number): boolean;
+  /** Each row's float64 sums of −dClean where noisy > tIn and elsewhere into sums (two a row), as the loops add them; false where it declines. */
+  thresholdSums?(noisy: Float32Array, dClean: Float32Array, tRows: Float32Array, sums: Float64Array, E: number): boolean;
+}
+
+/** Each row's thresholds (tIn, tOut): its (k+1)-th largest noisy logit, for experts inside the top k, and its k-th. */
+function rowThresholds(noisy: TypedArray, indices: Int32Array, E: number, m: number, k: number, rows: number): Float32Array {
+  const tRows = new Float32Array(2 * rows);
+  for (let n = 0, base = 0, ib = 0; n < rows; n++, base += E, ib += m) {
+    tRows[2 * n] = noisy[base + indices[ib + k]!]!;
+    tRows[2 * n + 1] = noisy[base + indices[ib + k - 1]!]!;
+  }
+  return tRows;
+}
+
+/** Each element's threshold into thr: on the planes where they take it (E a multiple of 4), else `thresholds`. */
+function planeThresholds(planes: ProbInTopKPlanes, noisy: Float32Array, indices: Int32Array, E: number, m: number, k: number, thr: Float32Array, tRows: Float32Array): void {
+  if (planes.thresholds?.(noisy, tRows, thr, E) !== true) thresholds(noisy, indices, E, m, k, thr);
 }
 
 /** Each element's threshold into thr: the row's (k+1)-th largest noisy logit for experts inside the top k, else the k-th. */
@@ -107,7 +126,7 @@ export function probInTopK(
   checkIndices('probInTopK', indices, E);
   if (onPlanes(planes, clean, noisy, stddev, out)) {
     const thr = cpuPool.take('float32', out.length, false) as Float32Array;
-    thresholds(noisy, indices, E, m, k, thr);
+    planeThresholds(planes!, noisy as Float32Array, indices, E, m, k, thr, rowThresholds(noisy, indices, E, m, k, out.length / E));
     const done = planes!.forward(clean as Float32Array, thr, stddev as Float32Array, out as Float32Array);
     cpuPool.give(thr);
     if (done) return;
@@ -135,13 +154,21 @@ export function probInTopKBackward(
   checkIndices('probInTopKBackward', indices, E);
   const round = float32 ? Math.fround : identity, N = dP.length / E;
   if (onPlanes(planes, dP, clean, noisy, stddev, dClean, dStddev)) {
-    const thr = cpuPool.take('float32', dP.length, false) as Float32Array;
-    thresholds(noisy, indices, E, m, k, thr);
+    const thr = cpuPool.take('float32', dP.length, false) as Float32Array, tRows = rowThresholds(noisy, indices, E, m, k, N);
+    planeThresholds(planes!, noisy as Float32Array, indices, E, m, k, thr, tRows);
     const done = planes!.backward(dP as Float32Array, clean as Float32Array, thr, stddev as Float32Array, dClean as Float32Array, dStddev as Float32Array);
     cpuPool.give(thr);
     if (done) {
       // The thresholds' gradients: each row's float64 sums of −∂clean, as the loop below.
       dNoisy.fill(0);
+      const sums = new Float64Array(2 * N);
+      if (planes!.thresholdSums?.(noisy as Float32Array, dClean as Float32Array, tRows, sums, E) === true) {
+        for (let n = 0, base = 0, ib = 0; n < N; n++, base += E, ib += m) {
+          dNoisy[base + indices[ib + k]!] = 0 + round(sums[2 * n]!);
+          dNoisy[base + indices[ib + k - 1]!] = 0 + round(sums[2 * n + 1]!);
+        }
+        return;
+      }
       for (let n = 0; n < N; n++) {
         const base = n * E, ib = n * m, tIn = noisy[base + indices[ib + k]!]!;
         let sumIn = 0, sumOut = 0;

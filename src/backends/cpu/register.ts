@@ -242,6 +242,8 @@ class SimdState {
     return this.probPlanes ??= {
       forward: (clean, thr, sd, out) => math.probInTopK(clean, thr, sd, out),
       backward: (dP, clean, thr, sd, dClean, dSd) => math.probInTopKBackward(dP, clean, thr, sd, dClean, dSd),
+      thresholds: (noisy, tRows, thr, E) => this.rowsThresholds && math.thresholds(noisy, tRows, thr, E),
+      thresholdSums: (noisy, dClean, tRows, sums, E) => this.rowsThresholds && math.thresholdSums(noisy, dClean, tRows, sums, E),
     };
   }
 
@@ -413,6 +415,8 @@ class SimdState {
   deferGathers = true;
   /** Whether float32 logsumexp over rows of a multiple of 4 runs its row passes in the math module (logsumexpRows_f32; off: the JavaScript rows around one e^x call, for A/B measurements and tests). */
   rowsLogsumexp = true;
+  /** Whether probInTopK's thresholds and their gradients' row sums run in the math module (E a multiple of 4; off: JavaScript loops, for A/B measurements and tests). */
+  rowsThresholds = true;
   /** Whether overlapJobs leaves jobs running at all (off: every job is joined where it is posted; for A/B measurements and tests). */
   overlap = true;
 

@@ -82,6 +82,17 @@ export interface MathExports extends ArithmeticExports {
   /** Its gradients' elementwise part: dClean = dz / sd and dSd = −dz · (z / sd) (gating.ts probInTopKBackward, float32). */
   probInTopKBackward_f32(dP: number, clean: number, thr: number, sd: number, dClean: number, dSd: number, vecs: number): void;
   /**
+   * Their per-element thresholds over `rows` rows of 4·vecs float32 (gating.ts thresholds): thr =
+   * noisy > tIn ? tIn : tOut, the row's tIn and tOut the float32 pair at tRows + 8·row.
+   */
+  thresholds_f32(noisy: number, tRows: number, thr: number, rows: number, vecs: number): void;
+  /**
+   * The thresholds' gradients' sums (gating.ts probInTopKBackward): per row, the float64 sums
+   * from 0, in column order, of −dClean over the experts with noisy > tIn and over the others,
+   * into the float64 pair at sums + 16·row.
+   */
+  thresholdSums_f32(noisy: number, dClean: number, tRows: number, sums: number, rows: number, vecs: number): void;
+  /**
    * logsumexp's parts over `rows` rows of 4·vecs float32 at x (reduce.ts logsumexpRows, bit for
    * bit): each row's shift (its max, NaN if it holds one, +0 where that is not finite) into
    * shifts (float32), and the float64 sum, in column order from 0, of e^(x − shift) rounded to
@@ -753,6 +764,51 @@ function emitProbInTopK(mod: ModuleBuilder): void {
 }
 
 /**
+ * thresholds_f32 and thresholdSums_f32 (see MathExports): a row's tIn and tOut splat, and each
+ * vector's lanes picked by noisy > tIn (false for NaN, as the loops' comparison). The sums add
+ * each lane's −dClean to one sum and +0 to the other, as gating.ts's own loop does: a sum from
+ * +0 is never −0, so adding +0 leaves its bits.
+ */
+function emitThresholds(mod: ModuleBuilder): void {
+  const rowPair = (c: Code, tRows: Local, r: Local, tIn: Local, tOut: Local | null) => {
+    c.get(tRows).get(r).i32(3).i32Shl().i32Add().load('f32').f32x4Splat().set(tIn);
+    if (tOut !== null) c.get(tRows).get(r).i32(3).i32Shl().i32Add().load('f32', 4).f32x4Splat().set(tOut);
+  };
+  mod.func('thresholds_f32', ['i32', 'i32', 'i32', 'i32', 'i32'], [], (c, noisy, tRows, thr, rows, vecs) => {
+    const r = c.local('i32'), v = c.local('i32'), at = c.local('i32'), tIn = c.local('v128'), tOut = c.local('v128');
+    c.i32(0).set(at);
+    c.forRange(r, 0, rows!, 1, () => {
+      rowPair(c, tRows!, r, tIn, tOut);
+      c.forRange(v, 0, vecs!, 1, () => {
+        c.get(thr!).get(at).i32Add().get(tIn).get(tOut).get(noisy!).get(at).i32Add().v128Load().get(tIn).f32x4Gt().v128Bitselect().v128Store();
+        c.get(at).i32(16).i32Add().set(at);
+      });
+    });
+  });
+  mod.func('thresholdSums_f32', ['i32', 'i32', 'i32', 'i32', 'i32', 'i32'], [], (c, noisy, dClean, tRows, sums, rows, vecs) => {
+    const r = c.local('i32'), v = c.local('i32'), at = c.local('i32'), tIn = c.local('v128'), inside = c.local('v128'), d = c.local('v128');
+    const sumIn = c.local('f64'), sumOut = c.local('f64'), x = c.local('f64');
+    c.i32(0).set(at);
+    c.forRange(r, 0, rows!, 1, () => {
+      rowPair(c, tRows!, r, tIn, null);
+      c.f64Zero().set(sumIn).f64Zero().set(sumOut);
+      c.forRange(v, 0, vecs!, 1, () => {
+        c.get(noisy!).get(at).i32Add().v128Load().get(tIn).f32x4Gt().set(inside);
+        c.get(dClean!).get(at).i32Add().v128Load().f32x4Neg().set(d);
+        for (let lane = 0; lane < 4; lane++) {
+          c.get(d).f32x4ExtractLane(lane).f64PromoteF32().set(x);
+          c.get(sumIn).get(x).f64Zero().get(inside).i32x4ExtractLane(lane).select().f64Add().set(sumIn);
+          c.get(sumOut).f64Zero().get(x).get(inside).i32x4ExtractLane(lane).select().f64Add().set(sumOut);
+        }
+        c.get(at).i32(16).i32Add().set(at);
+      });
+      c.get(sums!).get(r).i32(4).i32Shl().i32Add().get(sumIn).store('f64');
+      c.get(sums!).get(r).i32(4).i32Shl().i32Add().get(sumOut).store('f64', 8);
+    });
+  });
+}
+
+/**
  * The m largest of each row of x (rows × n float32), largest first, ties to the lower index
  * (indexing.ts topkIndices' fast path): four rows at a time, one per lane, each lane keeping
  * its m best values and their indices in `slots` (2m v128s) by a branch-free insertion
@@ -832,7 +888,7 @@ function emitTopk(mod: ModuleBuilder): void {
  */
 export const CHUNKED = [
   'sigmoid_f32', 'tanh_f32', 'softplus_f32', 'exp_f32', 'exp_f64', 'normalCdf_f32', 'reluGrad_f32',
-  'probInTopK_f32', 'probInTopKBackward_f32', 'combineBackward_f32', 'normal_f32', 'normal_f64', 'topk_f32', 'logsumexpRows_f32',
+  'probInTopK_f32', 'probInTopKBackward_f32', 'combineBackward_f32', 'normal_f32', 'normal_f64', 'topk_f32', 'logsumexpRows_f32', 'thresholds_f32', 'thresholdSums_f32',
   ...(['add', 'sub', 'mul', 'div'] as const).flatMap((op) => (['vv', 'sv', 'vs'] as const).map((mode) => `${op}_${mode}_f32` as const)),
 ] as const;
 export type ChunkedKernel = typeof CHUNKED[number];
@@ -873,6 +929,7 @@ export function mathModuleBytes(shared = false): Uint8Array {
   emitArithmetic(mod);
   emitProbInTopK(mod);
   emitLogsumexpRows(mod);
+  emitThresholds(mod);
   emitTopk(mod);
   emitF64Unary(mod);
   emitNormal(mod, true);

@@ -420,6 +420,42 @@ export class WasmMath {
     return true;
   }
 
+  /**
+   * probInTopK's per-element thresholds into thr over rows of E float32 (E a multiple of 4),
+   * each row's (tIn, tOut) pair in tRows (gating.ts thresholds' bits). False (nothing written)
+   * otherwise.
+   */
+  thresholds(noisy: Float32Array, tRows: Float32Array, thr: Float32Array, E: number): boolean {
+    const n = thr.length, rows = tRows.length / 2;
+    if (E % 4 !== 0 || n < MIN_ELEMENTS || rows * E !== n) return false;
+    const vecs = E / 4;
+    this.call([{ values: noisy, count: n, bytes: n * 4 }, { values: tRows, count: 2 * rows, bytes: f32Bytes(2 * rows) }, { values: thr, count: n, bytes: n * 4, write: true }],
+      ([nAt, tAt, oAt]) => this.kernels.thresholds_f32(nAt!, tAt!, oAt!, rows, vecs), {
+        id: 'thresholds_f32', units: rows, unitNs: E / 2,
+        args: ([nAt, tAt, oAt], r0, r1) => [nAt! + r0 * E * 4, tAt! + 8 * r0, oAt! + r0 * E * 4, r1 - r0, vecs],
+      });
+    return true;
+  }
+
+  /**
+   * The thresholds' gradients' row sums (gating.ts probInTopKBackward's bits): per row of E
+   * float32 (E a multiple of 4), the float64 sums of −dClean where noisy > tIn and elsewhere,
+   * into sums (two a row). False (nothing written) otherwise.
+   */
+  thresholdSums(noisy: Float32Array, dClean: Float32Array, tRows: Float32Array, sums: Float64Array, E: number): boolean {
+    const n = noisy.length, rows = tRows.length / 2;
+    if (E % 4 !== 0 || n < MIN_ELEMENTS || rows * E !== n || dClean.length !== n || sums.length !== 2 * rows) return false;
+    const vecs = E / 4;
+    this.call([
+      { values: noisy, count: n, bytes: n * 4 }, { values: dClean, count: n, bytes: n * 4 }, { values: tRows, count: 2 * rows, bytes: f32Bytes(2 * rows) },
+      { values: sums, count: 2 * rows, bytes: 16 * rows, write: true },
+    ], ([nAt, dAt, tAt, sAt]) => this.kernels.thresholdSums_f32(nAt!, dAt!, tAt!, sAt!, rows, vecs), {
+      id: 'thresholdSums_f32', units: rows, unitNs: 2 * E,
+      args: ([nAt, dAt, tAt, sAt], r0, r1) => [nAt! + r0 * E * 4, dAt! + r0 * E * 4, tAt! + 8 * r0, sAt! + 16 * r0, r1 - r0, vecs],
+    });
+    return true;
+  }
+
   /** relu's gradient dy · (x > 0 ? 1 : 0), float32 (the reluGrad kernel's bits). False when too small to pay. */
   reluGrad(dy: Float32Array, x: Float32Array, out: Float32Array): boolean {
     const n = out.length;
