@@ -36,16 +36,27 @@ function rowThresholds(noisy: TypedArray, indices: Int32Array, E: number, m: num
   return tRows;
 }
 
-/** Each element's threshold into thr: on the planes where they take it (E a multiple of 4), else `thresholds`. */
-function planeThresholds(planes: ProbInTopKPlanes, noisy: Float32Array, indices: Int32Array, E: number, m: number, k: number, thr: Float32Array, tRows: Float32Array): void {
-  if (planes.thresholds?.(noisy, tRows, thr, E) !== true) thresholds(noisy, indices, E, m, k, thr);
+/** Each element's threshold into thr, from its row's (tIn, tOut): tIn for experts inside the top k (noisy > tIn), else tOut. On the planes where they take it (E a multiple of 4). */
+function thresholds(planes: ProbInTopKPlanes, noisy: Float32Array, tRows: Float32Array, E: number, thr: Float32Array): void {
+  if (planes.thresholds?.(noisy, tRows, thr, E) === true) return;
+  for (let base = 0, r = 0; base < thr.length; base += E, r += 2) {
+    const tIn = tRows[r]!, tOut = tRows[r + 1]!;
+    for (let i = base; i < base + E; i++) thr[i] = noisy[i]! > tIn ? tIn : tOut;
+  }
 }
 
-/** Each element's threshold into thr: the row's (k+1)-th largest noisy logit for experts inside the top k, else the k-th. */
-function thresholds(noisy: TypedArray, indices: Int32Array, E: number, m: number, k: number, thr: Float32Array): void {
-  for (let base = 0, ib = 0; base < thr.length; base += E, ib += m) {
-    const tIn = noisy[base + indices[ib + k]!]!, tOut = noisy[base + indices[ib + k - 1]!]!;
-    for (let i = base; i < base + E; i++) thr[i] = noisy[i]! > tIn ? tIn : tOut;
+/** Each row's float64 sums of −dClean over the experts inside the top k (noisy > tIn) and over the others into sums (two a row), on the planes where they take it. */
+function thresholdSums(planes: ProbInTopKPlanes, noisy: Float32Array, dClean: Float32Array, tRows: Float32Array, E: number, sums: Float64Array): void {
+  if (planes.thresholdSums?.(noisy, dClean, tRows, sums, E) === true) return;
+  for (let base = 0, r = 0; base < noisy.length; base += E, r += 2) {
+    const tIn = tRows[r]!;
+    let sumIn = 0, sumOut = 0;
+    for (let i = base; i < base + E; i++) {
+      if (noisy[i]! > tIn) sumIn += -dClean[i]!;
+      else sumOut += -dClean[i]!;
+    }
+    sums[r] = sumIn;
+    sums[r + 1] = sumOut;
   }
 }
 
@@ -126,7 +137,7 @@ export function probInTopK(
   checkIndices('probInTopK', indices, E);
   if (onPlanes(planes, clean, noisy, stddev, out)) {
     const thr = cpuPool.take('float32', out.length, false) as Float32Array;
-    planeThresholds(planes!, noisy as Float32Array, indices, E, m, k, thr, rowThresholds(noisy, indices, E, m, k, out.length / E));
+    thresholds(planes!, noisy as Float32Array, rowThresholds(noisy, indices, E, m, k, out.length / E), E, thr);
     const done = planes!.forward(clean as Float32Array, thr, stddev as Float32Array, out as Float32Array);
     cpuPool.give(thr);
     if (done) return;
@@ -155,29 +166,17 @@ export function probInTopKBackward(
   const round = float32 ? Math.fround : identity, N = dP.length / E;
   if (onPlanes(planes, dP, clean, noisy, stddev, dClean, dStddev)) {
     const thr = cpuPool.take('float32', dP.length, false) as Float32Array, tRows = rowThresholds(noisy, indices, E, m, k, N);
-    planeThresholds(planes!, noisy as Float32Array, indices, E, m, k, thr, tRows);
+    thresholds(planes!, noisy as Float32Array, tRows, E, thr);
     const done = planes!.backward(dP as Float32Array, clean as Float32Array, thr, stddev as Float32Array, dClean as Float32Array, dStddev as Float32Array);
     cpuPool.give(thr);
     if (done) {
       // The thresholds' gradients: each row's float64 sums of −∂clean, as the loop below.
-      dNoisy.fill(0);
       const sums = new Float64Array(2 * N);
-      if (planes!.thresholdSums?.(noisy as Float32Array, dClean as Float32Array, tRows, sums, E) === true) {
-        for (let n = 0, base = 0, ib = 0; n < N; n++, base += E, ib += m) {
-          dNoisy[base + indices[ib + k]!] = 0 + round(sums[2 * n]!);
-          dNoisy[base + indices[ib + k - 1]!] = 0 + round(sums[2 * n + 1]!);
-        }
-        return;
-      }
-      for (let n = 0; n < N; n++) {
-        const base = n * E, ib = n * m, tIn = noisy[base + indices[ib + k]!]!;
-        let sumIn = 0, sumOut = 0;
-        for (let i = base; i < base + E; i++) {
-          if (noisy[i]! > tIn) sumIn += -dClean[i]!;
-          else sumOut += -dClean[i]!;
-        }
-        dNoisy[base + indices[ib + k]!] = 0 + round(sumIn);
-        dNoisy[base + indices[ib + k - 1]!] = 0 + round(sumOut);
+      thresholdSums(planes!, noisy as Float32Array, dClean as Float32Array, tRows, E, sums);
+      dNoisy.fill(0);
+      for (let n = 0, base = 0, ib = 0; n < N; n++, base += E, ib += m) {
+        dNoisy[base + indices[ib + k]!] = 0 + round(sums[2 * n]!);
+        dNoisy[base + indices[ib + k - 1]!] = 0 + round(sums[2 * n + 1]!);
       }
       return;
     }
