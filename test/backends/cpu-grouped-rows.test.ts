@@ -442,7 +442,9 @@ test('a deferred gather dropped without dispose still returns its block when col
   assert.ok(heap.liveBytes >= live + 1024 * 1024, 'the dropped result holds a block');
   // Collection and the finalizers run when V8 gets to them: up to 2 s on a loaded machine (other test files run beside this one).
   for (let i = 0; i < 100 && (heap.liveBytes > live || cpuPool.deferredLive > pending); i++) { gc(); await new Promise((r) => setTimeout(r, 20)); }
-  assert.equal(heap.liveBytes, live, 'its block came back when it was collected');
+  // At most `live`, not equal to it: a block an earlier test dropped may be collected only now
+  // (seen once in six runs: 136 KiB under `live`); this one's 1 MiB still would keep it above.
+  assert.ok(heap.liveBytes <= live, `its block came back when it was collected: ${heap.liveBytes} bytes live against ${live} before`);
   assert.equal(cpuPool.deferredLive, pending, 'and it no longer counts as a deferred gather (data() and give() skip the lookup again)');
   // Its source still frees (and the pool copies nothing for the collected result).
   const filled = cpuPool.gathersFilled;
