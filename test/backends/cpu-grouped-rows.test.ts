@@ -10,12 +10,13 @@
 //   a swapped float32 forward's partial panel of few columns runs on gemmT's tail tiles, and
 //   a swapped forward's whole tiles run quartered (rows Q apart, so W streams in long runs);
 //   a swapped float32 product's narrow panels (at most 4 real columns) run on tiles of 2·MR rows;
+//   the backward's swapped partial panels run on column tail tiles (lanes along W_eᵀ's rows);
 // - weight gradients over short segments run on gemmW (B read in place, row tiles outermost).
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
-import { WasmMatmul, SHORT_SUMS, SWAP_PLAIN_K, TAIL_TILES, THREAD_MACS } from '../../src/backends/cpu/wasm/wasm-matmul.js';
+import { WasmMatmul, COL_TAILS, SHORT_SUMS, SWAP_PLAIN_K, TAIL_TILES, THREAD_MACS } from '../../src/backends/cpu/wasm/wasm-matmul.js';
 import { cpuPool } from '../../src/backends/cpu/pool.js';
 import { getBackend } from '../../src/tensor/engine.js';
 import { lcgValues, mt, numRuns } from '../helpers.js';
@@ -326,6 +327,9 @@ test('a swapped float32 product\'s narrow panels (1 … 4 real columns, not on a
   const eng = WasmMatmul.create();
   if (typeof eng === 'string') throw new Error(eng);
   assert.equal(eng.narrowTiles, true, 'on by default');
+  // The backward's partial panels have their own tiles (the next test): off here, so that its
+  // narrow panels take the tiles of 2·MR rows.
+  eng.colTails = 0;
   const arb = fc.record({
     dtype: fc.constantFrom<Float>('float32', 'float32', 'float64'), threads: fc.constantFrom(1, 2), w: fc.integer({ min: 1, max: 70 }),
     n: fc.integer({ min: 4, max: 60 }), sizes: fc.array(fc.integer({ min: 0, max: 40 }), { minLength: 1, maxLength: 8 }),
@@ -355,6 +359,56 @@ test('a swapped float32 product\'s narrow panels (1 … 4 real columns, not on a
     simd.heap.free(src);
   }), numRuns(200));
   assert.ok(narrow > 100, `${narrow} narrow panels on the tiles of 2·MR rows`);
+  eng.pool?.stop();
+});
+
+test('the backward\'s swapped partial panels (W_eᵀ read a column at a time, 1 … 7 real columns) run on column tail tiles with the bits of the padded and half-width tiles: float32, with and without narrow tiles, remainder rows of W, gathered rows, one and two threads; never the forward\'s layout, never float64', { skip: shared ? false : 'the memory is not shared here' }, () => {
+  const eng = WasmMatmul.create();
+  if (typeof eng === 'string') throw new Error(eng);
+  assert.equal(eng.colTails, COL_TAILS, 'on by default');
+  assert.equal(COL_TAILS, 0b11111110, 'every partial panel');
+  const arb = fc.record({
+    dtype: fc.constantFrom<Float>('float32', 'float32', 'float64'), threads: fc.constantFrom(1, 2), w: fc.integer({ min: 1, max: 70 }),
+    n: fc.integer({ min: 1, max: 60 }), sizes: fc.array(fc.integer({ min: 0, max: 40 }), { minLength: 1, maxLength: 8 }),
+    narrowTiles: fc.boolean(), bias: fc.boolean(), relu: fc.boolean(), gather: fc.boolean(), transposeB: fc.boolean(), seed: fc.integer(),
+  }).map((c) => ({ ...c, M: c.sizes.reduce((a, b) => a + b, 0) }))
+    .filter((c) => c.M * c.w * c.n >= 4096 && c.M < c.n * c.sizes.filter((m) => m > 0).length);
+  let ran = 0;
+  fc.assert(fc.property(arb, ({ dtype, threads, w, n, sizes, M, narrowTiles, bias, relu, gather, transposeB, seed }) => {
+    eng.pool?.resize(threads);
+    eng.narrowTiles = narrowTiles;
+    const { src, index, copy } = gathered(dtype, 50, w, M, seed);
+    const ws = sizes.map((_, e) => values(w * n, seed + 7 * e, dtype));
+    const biases = bias ? sizes.map((_, e) => values(n, seed - e, dtype)) : undefined;
+    const what = JSON.stringify({ dtype, threads, w, n, sizes, narrowTiles, bias, relu, gather, transposeB });
+    const { off: padded, on: tails, offCount, onCount } = offThenOn(eng, (on) => { eng.colTails = on ? COL_TAILS : 0; }, () => eng.colTailPanels,
+      { dtype, copy, src, index, gather, ws, sizes, w, n, transposeB, biases, relu });
+    assert.equal(offCount, 0, 'off: none');
+    // Swapped, a segment of m rows is a product of m columns over W's n rows: its last panel
+    // has m mod 8 real columns, on the column tail tiles where W has at least a tile's rows
+    // (8 for 1 … 4 columns, 4 for 5 … 7) and W_eᵀ is read in place (no transposeB).
+    const rows = (c: number) => (c <= 4 ? 8 : 4);
+    const expected = dtype === 'float32' && !transposeB ? sizes.filter((m) => m % 8 !== 0 && n >= rows(m % 8)).length : 0;
+    assert.equal(onCount, expected, `column tail panels ${what}`);
+    ran += onCount;
+    bitsEqual(tails, padded, what);
+    simd.heap.free(src);
+  }), numRuns(200));
+  assert.ok(ran > 100, `${ran} partial panels on the column tail tiles`);
+  // At an MoE layer's size, 256 experts of 2 … 14 rows, dy[seg]·W_e (256 → 512), two threads.
+  eng.pool?.resize(2);
+  eng.narrowTiles = true;
+  const sizes = Array.from({ length: 256 }, (_, e) => 2 + ((e * 5) % 13)), M = sizes.reduce((a, b) => a + b, 0);
+  const a = values(M * 256, 9, 'float32');
+  const ws = sizes.map((_, e) => values(256 * 512, 90 + e, 'float32'));
+  const off = new Float32Array(M * 512), on = new Float32Array(M * 512).fill(NaN);
+  eng.colTails = 0;
+  assert.ok(eng.grouped('rows', a, ws, sizes, 256, 512, false, off));
+  eng.colTails = COL_TAILS;
+  const before = eng.colTailPanels;
+  assert.ok(eng.grouped('rows', a, ws, sizes, 256, 512, false, on));
+  assert.equal(eng.colTailPanels - before, sizes.filter((m) => m % 8 !== 0).length, 'every segment of 8q + c rows, c > 0');
+  bitsEqual(on, off, '256 experts, dy·W_e, 2 threads');
   eng.pool?.stop();
 });
 

@@ -47,6 +47,9 @@
 //   gemmT_f32's other narrow panels (at most 4 real columns) run on half-width tiles of 2·MR
 //   rows: 8 sums going at once instead of 4, each of which waits a step for its add (one
 //   thread, 64 experts' x·W_eᵀ of 35 or 36 rows: 13.3 → 12.7 ms; of 11 or 12 rows: 5.2 → 4.6).
+//   Where A's rows lie one element apart (the backward's W_eᵀ read in place), a partial panel
+//   runs on a column tail tile instead (emitColTailTile: A's rows loaded as vectors a step, lanes
+//   along them, one accumulator per real column, no padding and no transpose).
 // - gemmW computes a weight gradient over a short segment (wasm-matmul.ts SHORT_SUMS rows or
 //   fewer): B read in place, the tile inlined, each row tile over every panel (emitGemmW).
 // - Every element of C is summed by one kernel call, p = 0, 1, …, k-1 in order, starting
@@ -94,6 +97,8 @@ export const CTRL = {
   quartered: 30, // gemmT calls (chunks) that ran quartered (observability and tests)
   narrow8: 31,   // nonzero: gemmT_f32 runs a narrow panel's rows on tiles of 2·MR rows (emitGemm)
   narrowPanels: 32, // narrow panels (one count per row block of one) that ran on those tiles (observability and tests)
+  colTail: 33,   // bit c (1 … 7): gemmT_f32 runs a partial panel of c columns of an A read a column at a time (Aᵀ in place) on its column tail tiles
+  colTailPanels: 34, // partial panels (one count per row block of one) that ran on the column tail tiles (observability and tests)
   chunksBy: 64,  // words 64 … 127: chunks computed by each thread (observability)
 } as const;
 /** Most threads (main + workers) the control block has a chunk counter for. */
@@ -273,6 +278,48 @@ function emitTile(mod: ModuleBuilder, s: Spec, rows: number, vecs = s.vn, transp
     }
   });
 }
+
+/**
+ * tileColTail{cols}T_f32(a, aKs, b, cPtr, ldc, k): gemmT_f32's partial panel of cols < 8 real
+ * columns where A's rows lie one element apart (aRs one element, aKs a row: the backward's
+ * dy[seg]·W_e swapped, A = W_eᵀ read in place, its step p one row of W_e), with the lanes
+ * along A's rows: step p loads the tile's rows as vectors (8 rows, two vectors, for 1 … 4
+ * columns; 4 rows, one vector, for 5 … 7: at most 8 accumulators) and adds them times each
+ * real column's B(p, j). No accumulator is spent on the panel's padding, and no transpose is
+ * needed (the forward's tail tiles, whose rows are k apart, transpose four steps at a time).
+ * Each sum is one multiply and one add a step, p = 0, 1, … in order, from +0: the bits of the
+ * padded and half-width tiles. Column j of the tile is row j of C, its rows contiguous there.
+ * Measured (one thread, 256 experts' dy[seg]·W_e of 2 … 16 rows, 256 → 512): 13.5–13.7 →
+ * 12.2–12.5 ms with the weights warm, 15.8–16.0 → 15.3–15.6 cold; 64 experts of 20 … 45 rows
+ * 11.2–11.7 → 10.8–11.4 warm, 11.7–12.3 → 11.4–12.0 cold (BENCHMARKS.md, 2026-12-07 afternoon).
+ */
+function emitColTailTile(mod: ModuleBuilder, s: Spec, cols: number): number {
+  const { bytes } = s, vecs = colTailVecs(cols);
+  return mod.func(`$tileColTail${cols}T_${s.t}`, Array<'i32'>(6).fill('i32'), [], (c, a, aKs, b, cPtr, ldc, k) => {
+    const acc = Array.from({ length: vecs }, () => Array.from({ length: cols }, () => c.local('v128')));
+    const va = Array.from({ length: vecs }, () => c.local('v128')), x = c.local('v128'), p = c.local('i32');
+    c.get(k).set(p);
+    c.block(() => {
+      c.get(p).i32Eqz().brIf(0);
+      c.loop(() => {
+        for (let v = 0; v < vecs; v++) c.get(a).v128Load(16 * v).set(va[v]!);
+        for (let j = 0; j < cols; j++) {
+          c.get(b).v128Load32Splat(j * bytes).set(x);
+          for (let v = 0; v < vecs; v++) madd(c, s, acc[v]![j]!, va[v]!, x);
+        }
+        c.get(a).get(aKs).i32Add().set(a);
+        c.get(b).i32(NR * bytes).i32Add().set(b);
+        c.get(p).i32(1).i32Sub().tee(p).brIf(0);
+      });
+    });
+    for (let j = 0; j < cols; j++) {
+      for (let v = 0; v < vecs; v++) c.get(cPtr).get(ldc).i32(j).i32Mul().i32Add().get(acc[v]![j]!).v128Store(16 * v);
+    }
+  });
+}
+
+/** Vectors of A's rows a column tail tile of `cols` columns takes a step: two (8 rows) up to 4 columns, else one. */
+const colTailVecs = (cols: number): number => (cols <= 4 ? 2 : 1);
 
 /**
  * tileTail{cols}T_f32(a, aRs, b, cPtr, ldc, k, cRs): gemmT's last panel when it has cols < 8 real
@@ -638,6 +685,7 @@ function emitGemm(mod: ModuleBuilder, s: Spec, name: string, pack: number, trans
   // tile of MR rows keeps only MR sums going, each waiting a step for its add, and took 82%
   // of a whole tile's time for half its work.
   const tile8H = tc && s.t === 'f32' ? emitTile(mod, s, 2 * s.mr, half, tc) : -1;
+  const colTails = tc && s.t === 'f32' ? Array.from({ length: NR - 1 }, (_, j) => emitColTailTile(mod, s, j + 1)) : [];
   const P = Array(15).fill('i32') as 'i32'[];
   return mod.func(name, P, [], (c, aPtr, aRs, aKs, bPtr, sBp, sBj, cPtr, ldc, n, k, p0, p1, r0, r1, scratch) => {
     const jp = c.local('i32'), j0 = c.local('i32'), cols = c.local('i32'), cCol = c.local('i32');
@@ -645,7 +693,7 @@ function emitGemm(mod: ModuleBuilder, s: Spec, name: string, pack: number, trans
     const tp = c.local('i32'), tStep = c.local('i32'), tLeft = c.local('i32'), per = c.local('i32'), q = c.local('i32'), sink = c.local('i32');
     const nextCols = c.local('i32'), narrow = c.local('i32'), aStep = c.local('i32'), tailOn = c.local('i32');
     const quartered = c.local('i32'), quarter = c.local('i32'), t = c.local('i32'), tEnd = c.local('i32');
-    const uniformRows = c.local('i32'), narrow8 = c.local('i32'), q8 = c.local('i32');
+    const uniformRows = c.local('i32'), narrow8 = c.local('i32'), q8 = c.local('i32'), colTail = c.local('i32');
     // Calls the half-width tile on a narrow panel, else the whole one (each branch pushes the arguments).
     // A tile's last arguments: its C (row i), ldc and k; transposed, the panel's columns too.
     // Transposed, the tile's rows lie cRs bytes apart in C: one element, or a quarter of the
@@ -701,9 +749,19 @@ function emitGemm(mod: ModuleBuilder, s: Spec, name: string, pack: number, trans
           else c.i32(0).i32(0).load('i32', CTRL.tailPanels * 4).i32(1).i32Add().store('i32', CTRL.tailPanels * 4);
         });
       }
+      c.i32(0).set(colTail);
+      if (colTails.length > 0) {
+        c.get(cols).i32(NR).i32LtS().get(uniformRows).i32And().get(aRs).i32(s.bytes).i32Eq().i32And().get(aKs).i32(s.bytes).i32Ne().i32And()
+          .get(r1).get(r0).i32Sub().i32(s.mr).get(narrow).i32Shl().i32GeS().i32And()
+          .i32(0).load('i32', CTRL.colTail * 4).get(cols).i32ShrU().i32(1).i32And().i32And().set(colTail);
+        c.get(colTail).if(() => {
+          if (shared) c.i32(0).i32(1).i32AtomicAdd(CTRL.colTailPanels * 4).drop();
+          else c.i32(0).i32(0).load('i32', CTRL.colTailPanels * 4).i32(1).i32Add().store('i32', CTRL.colTailPanels * 4);
+        });
+      }
       c.i32(0).set(narrow8);
       if (tile8H >= 0) {
-        c.get(narrow).get(tailOn).i32Eqz().i32And().get(uniformRows).i32And().get(r1).get(r0).i32Sub().i32(2 * s.mr).i32GeS().i32And()
+        c.get(narrow).get(tailOn).i32Eqz().i32And().get(colTail).i32Eqz().i32And().get(uniformRows).i32And().get(r1).get(r0).i32Sub().i32(2 * s.mr).i32GeS().i32And()
           .i32(0).load('i32', CTRL.narrow8 * 4).i32Eqz().i32Eqz().i32And().set(narrow8);
         c.get(narrow8).if(() => {
           if (shared) c.i32(0).i32(1).i32AtomicAdd(CTRL.narrowPanels * 4).drop();
@@ -775,6 +833,20 @@ function emitGemm(mod: ModuleBuilder, s: Spec, name: string, pack: number, trans
         });
       };
       if (tile8H >= 0) c.get(narrow8).if(narrowTiles);
+      if (colTails.length > 0) {
+        c.get(colTail).if(() => {
+          colTails.forEach((fn, j) => c.get(cols).i32(j + 1).i32Eq().if(() => {
+            const rows = colTailVecs(j + 1) * s.lanes;
+            c.block(() => c.loop(() => {
+              c.get(r1).get(i).i32Sub().i32(rows).i32LtS().brIf(1);
+              c.get(aPtr).get(i).i32(s.bytes).i32Mul().i32Add().get(aKs).get(scratch);
+              c.get(cCol).get(i).i32(s.bytes).i32Mul().i32Add().get(ldc).get(k);
+              c.call(fn);
+              c.get(i).i32(rows).i32Add().set(i).br(0);
+            }));
+          }));
+        });
+      }
       if (tc) {
         c.get(quartered).get(narrow8).i32Eqz().i32And().if(() => {
           c.get(r0).get(quarter).i32Add().set(tEnd);

@@ -98,6 +98,13 @@ export const SHORT_SUMS = 64;
  * 1 or 2 real columns (bits 1 and 2; WasmMatmul.tailTiles, gemm-module.ts emitTailTile).
  */
 export const TAIL_TILES = (1 << 1) | (1 << 2);
+/**
+ * The partial panels (bit c: c real columns) of the backward's swapped dy[seg]·W_e that run on
+ * the column tail tiles by default (WasmMatmul.colTails): all of them. One thread, 256 experts
+ * of 2 … 16 rows: 13.5–13.7 → 12.2–12.5 ms warm, 15.8–16.0 → 15.3–15.6 cold; each count alone
+ * gained 0.1 … 0.5 ms (BENCHMARKS.md, 2026-12-07 afternoon).
+ */
+export const COL_TAILS = 0b11111110;
 
 const align16 = (x: number) => Math.ceil(x / 16) * 16;
 /** The most the resident-weights arena may take; a grouped call with more weights copies them in. */
@@ -276,6 +283,7 @@ export class WasmMatmul {
     this.tailTiles = TAIL_TILES;
     this.quarterRows = true;
     this.narrowTiles = true;
+    this.colTails = COL_TAILS;
   }
 
   /**
@@ -332,6 +340,16 @@ export class WasmMatmul {
    */
   get narrowTiles(): boolean { return new Int32Array(this.heap.buffer(), 0, CTRL_BYTES / 4)[CTRL.narrow8] !== 0; }
   set narrowTiles(on: boolean) { new Int32Array(this.heap.buffer(), 0, CTRL_BYTES / 4)[CTRL.narrow8] = on ? 1 : 0; }
+  /**
+   * Which partial panels of a float32 gemmT whose A is read a column at a time (the backward's
+   * dy[seg]·W_e swapped: A = W_eᵀ in place) run on its column tail tiles (gemm-module.ts
+   * emitColTailTile), as the control block's colTail word: bit c for a panel of c real columns.
+   * 0: on the padded and half-width tiles (for A/B measurements and tests).
+   */
+  get colTails(): number { return new Int32Array(this.heap.buffer(), 0, CTRL_BYTES / 4)[CTRL.colTail]!; }
+  set colTails(mask: number) { new Int32Array(this.heap.buffer(), 0, CTRL_BYTES / 4)[CTRL.colTail] = mask; }
+  /** Partial panels that ran on the column tail tiles so far, one count per row block of one (observability and tests). */
+  get colTailPanels(): number { return Atomics.load(new Int32Array(this.heap.buffer(), 0, CTRL_BYTES / 4), CTRL.colTailPanels); }
   /** Narrow panels that ran on the tiles of 2·MR rows so far, one count per row block of a panel (observability and tests). */
   get narrowPanels(): number { return Atomics.load(new Int32Array(this.heap.buffer(), 0, CTRL_BYTES / 4), CTRL.narrowPanels); }
   /** gemmT calls (a chunk each, threaded) that ran quartered so far (observability and tests). */
