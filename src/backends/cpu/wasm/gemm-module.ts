@@ -231,6 +231,18 @@ function madd(c: Code, s: Spec, acc: Local, x: Local, b: Local): void {
   c.set(acc);
 }
 
+/** The tiles' loop over the sum: body() k times (none for k = 0), p counting down from k. */
+function eachStep(c: Code, p: Local, k: Local, body: () => void): void {
+  c.get(k).set(p);
+  c.block(() => {
+    c.get(p).i32Eqz().brIf(0);
+    c.loop(() => {
+      body();
+      c.get(p).i32(1).i32Sub().tee(p).brIf(0);
+    });
+  });
+}
+
 function splat(c: Code, s: Spec): void {
   if (s.t === 'f32') c.v128Load32Splat(); else c.v128Load64Splat();
 }
@@ -255,19 +267,14 @@ function emitTile(mod: ModuleBuilder, s: Spec, rows: number, vecs = s.vn, transp
       c.get(a).set(ar[0]!);
       for (let r = 1; r < rows; r++) c.get(ar[r - 1]!).get(aRs).i32Add().set(ar[r]!);
     });
-    c.get(k).set(p);
-    c.block(() => {
-      c.get(p).i32Eqz().brIf(0);
-      c.loop(() => {
-        for (let v = 0; v < vecs; v++) c.get(b).v128Load(16 * v).set(bv[v]!);
-        for (let r = 0; r < rows; r++) {
-          c.get(ar[r]!); splat(c, s); c.set(x);
-          for (let v = 0; v < vecs; v++) madd(c, s, acc[r]![v]!, x, bv[v]!);
-          c.get(ar[r]!).get(aKs).i32Add().set(ar[r]!);
-        }
-        c.get(b).i32(NR * s.bytes).i32Add().set(b);
-        c.get(p).i32(1).i32Sub().tee(p).brIf(0);
-      });
+    eachStep(c, p, k, () => {
+      for (let v = 0; v < vecs; v++) c.get(b).v128Load(16 * v).set(bv[v]!);
+      for (let r = 0; r < rows; r++) {
+        c.get(ar[r]!); splat(c, s); c.set(x);
+        for (let v = 0; v < vecs; v++) madd(c, s, acc[r]![v]!, x, bv[v]!);
+        c.get(ar[r]!).get(aKs).i32Add().set(ar[r]!);
+      }
+      c.get(b).i32(NR * s.bytes).i32Add().set(b);
     });
     if (transposedC) storeTransposed(c, s, acc, cPtr, ldc, cols!, cRs!);
     else {
@@ -298,19 +305,14 @@ function emitColTailTile(mod: ModuleBuilder, s: Spec, cols: number): number {
   return mod.func(`$tileColTail${cols}T_${s.t}`, Array<'i32'>(6).fill('i32'), [], (c, a, aKs, b, cPtr, ldc, k) => {
     const acc = Array.from({ length: vecs }, () => Array.from({ length: cols }, () => c.local('v128')));
     const va = Array.from({ length: vecs }, () => c.local('v128')), x = c.local('v128'), p = c.local('i32');
-    c.get(k).set(p);
-    c.block(() => {
-      c.get(p).i32Eqz().brIf(0);
-      c.loop(() => {
-        for (let v = 0; v < vecs; v++) c.get(a).v128Load(16 * v).set(va[v]!);
-        for (let j = 0; j < cols; j++) {
-          c.get(b).v128Load32Splat(j * bytes).set(x);
-          for (let v = 0; v < vecs; v++) madd(c, s, acc[v]![j]!, va[v]!, x);
-        }
-        c.get(a).get(aKs).i32Add().set(a);
-        c.get(b).i32(NR * bytes).i32Add().set(b);
-        c.get(p).i32(1).i32Sub().tee(p).brIf(0);
-      });
+    eachStep(c, p, k, () => {
+      for (let v = 0; v < vecs; v++) c.get(a).v128Load(16 * v).set(va[v]!);
+      for (let j = 0; j < cols; j++) {
+        c.get(b).v128Load32Splat(j * bytes).set(x);
+        for (let v = 0; v < vecs; v++) madd(c, s, acc[v]![j]!, va[v]!, x);
+      }
+      c.get(a).get(aKs).i32Add().set(a);
+      c.get(b).i32(NR * bytes).i32Add().set(b);
     });
     for (let j = 0; j < cols; j++) {
       for (let v = 0; v < vecs; v++) c.get(cPtr).get(ldc).i32(j).i32Mul().i32Add().get(acc[v]![j]!).v128Store(16 * v);
