@@ -26,9 +26,9 @@ export interface ProbInTopKPlanes {
   thresholdSums?(noisy: Float32Array, dClean: Float32Array, tRows: Float32Array, sums: Float64Array, E: number): boolean;
 }
 
-/** Each row's thresholds (tIn, tOut): its (k+1)-th largest noisy logit, for experts inside the top k, and its k-th. */
+/** Each row's thresholds (tIn, tOut): its (k+1)-th largest noisy logit, for experts inside the top k, and its k-th (from the pool: give it back). */
 function rowThresholds(noisy: TypedArray, indices: Int32Array, E: number, m: number, k: number, rows: number): Float32Array {
-  const tRows = new Float32Array(2 * rows);
+  const tRows = cpuPool.take('float32', 2 * rows, false) as Float32Array;
   for (let n = 0, base = 0, ib = 0; n < rows; n++, base += E, ib += m) {
     tRows[2 * n] = noisy[base + indices[ib + k]!]!;
     tRows[2 * n + 1] = noisy[base + indices[ib + k - 1]!]!;
@@ -136,10 +136,11 @@ export function probInTopK(
 ): void {
   checkIndices('probInTopK', indices, E);
   if (onPlanes(planes, clean, noisy, stddev, out)) {
-    const thr = cpuPool.take('float32', out.length, false) as Float32Array;
-    thresholds(planes!, noisy as Float32Array, rowThresholds(noisy, indices, E, m, k, out.length / E), E, thr);
+    const thr = cpuPool.take('float32', out.length, false) as Float32Array, tRows = rowThresholds(noisy, indices, E, m, k, out.length / E);
+    thresholds(planes!, noisy as Float32Array, tRows, E, thr);
     const done = planes!.forward(clean as Float32Array, thr, stddev as Float32Array, out as Float32Array);
     cpuPool.give(thr);
+    cpuPool.give(tRows);
     if (done) return;
   }
   const round = float32 ? Math.fround : identity, cdf = float32 ? normalCdfFloat32 : normalCdf, N = out.length / E;
@@ -171,15 +172,17 @@ export function probInTopKBackward(
     cpuPool.give(thr);
     if (done) {
       // The thresholds' gradients: each row's float64 sums of −∂clean, as the loop below.
-      const sums = new Float64Array(2 * N);
+      const sums = cpuPool.take('float64', 2 * N, false) as Float64Array;
       thresholdSums(planes!, noisy as Float32Array, dClean as Float32Array, tRows, E, sums);
       dNoisy.fill(0);
       for (let n = 0, base = 0, ib = 0; n < N; n++, base += E, ib += m) {
         dNoisy[base + indices[ib + k]!] = 0 + round(sums[2 * n]!);
         dNoisy[base + indices[ib + k - 1]!] = 0 + round(sums[2 * n + 1]!);
       }
-      return;
+      cpuPool.give(sums);
     }
+    cpuPool.give(tRows);
+    if (done) return;
   }
   const density = round(1 / Math.sqrt(2 * Math.PI)), half = round(-0.5);
   dNoisy.fill(0);

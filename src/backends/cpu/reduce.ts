@@ -27,11 +27,12 @@ export type RowParts = (x: Float32Array, n: number, sums: Float64Array, shifts: 
  */
 export function logsumexpRows(x: TypedArray, n: number, float32: boolean, out: TypedArray, exp: VectorExp | null = null, rowParts: RowParts | null = null): void {
   if (rowParts !== null && x instanceof Float32Array && float32) {
-    const sums = new Float64Array(out.length), shifts = new Float32Array(out.length);
-    if (rowParts(x, n, sums, shifts)) {
-      for (let r = 0; r < out.length; r++) out[r] = Math.fround(Math.log(Math.fround(sums[r]!))) + shifts[r]!;
-      return;
-    }
+    const sums = cpuPool.take('float64', out.length, false) as Float64Array, shifts = cpuPool.take('float32', out.length, false) as Float32Array;
+    const done = rowParts(x, n, sums, shifts);
+    if (done) for (let r = 0; r < out.length; r++) out[r] = Math.fround(Math.log(Math.fround(sums[r]!))) + shifts[r]!;
+    cpuPool.give(sums);
+    cpuPool.give(shifts);
+    if (done) return;
   }
   if (exp !== null && (x instanceof Float32Array || x instanceof Float64Array) && out.length * n > 0) {
     const dtype = x instanceof Float32Array ? 'float32' : 'float64', total = out.length * n;
