@@ -231,6 +231,12 @@ function madd(c: Code, s: Spec, acc: Local, x: Local, b: Local): void {
   c.set(acc);
 }
 
+/** Adds 1 to a control block word (an observability count): atomically where the memory is shared. */
+function countIn(c: Code, word: number, shared: boolean): void {
+  if (shared) c.i32(0).i32(1).i32AtomicAdd(word * 4).drop();
+  else c.i32(0).i32(0).load('i32', word * 4).i32(1).i32Add().store('i32', word * 4);
+}
+
 /** The tiles' loop over the sum: body() k times (none for k = 0), p counting down from k. */
 function eachStep(c: Code, p: Local, k: Local, body: () => void): void {
   c.get(k).set(p);
@@ -727,10 +733,7 @@ function emitGemm(mod: ModuleBuilder, s: Spec, name: string, pack: number, trans
       c.i32(0).load('i32', CTRL.quarter * 4).get(aRs).get(k).i32(s.bytes).i32Mul().i32Eq().i32And().get(aKs).i32(s.bytes).i32Eq().i32And()
         .get(r1).get(r0).i32Sub().i32(2 * s.mr).i32GeS().i32And().set(quartered);
       c.get(r1).get(r0).i32Sub().i32(s.mr).i32DivU().set(quarter);
-      c.get(quartered).if(() => {
-        if (shared) c.i32(0).i32(1).i32AtomicAdd(CTRL.quartered * 4).drop();
-        else c.i32(0).i32(0).load('i32', CTRL.quartered * 4).i32(1).i32Add().store('i32', CTRL.quartered * 4);
-      });
+      c.get(quartered).if(() => countIn(c, CTRL.quartered, shared));
     }
     c.forRange(jp, p0, p1, 1, () => {
       c.get(jp).i32(NR).i32Mul().set(j0);
@@ -746,29 +749,22 @@ function emitGemm(mod: ModuleBuilder, s: Spec, name: string, pack: number, trans
         c.get(cols).i32(NR).i32LtS().get(aKs).i32(s.bytes).i32Eq().i32And().get(aRs).i32Eqz().i32Eqz().i32And()
           .get(r1).get(r0).i32Sub().i32(s.mr).i32GeS().i32And()
           .i32(0).load('i32', CTRL.tail * 4).get(cols).i32ShrU().i32(1).i32And().i32And().set(tailOn);
-        c.get(tailOn).if(() => {
-          if (shared) c.i32(0).i32(1).i32AtomicAdd(CTRL.tailPanels * 4).drop();
-          else c.i32(0).i32(0).load('i32', CTRL.tailPanels * 4).i32(1).i32Add().store('i32', CTRL.tailPanels * 4);
-        });
+        c.get(tailOn).if(() => countIn(c, CTRL.tailPanels, shared));
       }
+      // The backward's layout (A's rows one element apart, not packed), with at least one column
+      // tail tile's rows: MR << narrow, i.e. colTailVecs(cols) vectors of lanes.
       c.i32(0).set(colTail);
       if (colTails.length > 0) {
         c.get(cols).i32(NR).i32LtS().get(uniformRows).i32And().get(aRs).i32(s.bytes).i32Eq().i32And().get(aKs).i32(s.bytes).i32Ne().i32And()
           .get(r1).get(r0).i32Sub().i32(s.mr).get(narrow).i32Shl().i32GeS().i32And()
           .i32(0).load('i32', CTRL.colTail * 4).get(cols).i32ShrU().i32(1).i32And().i32And().set(colTail);
-        c.get(colTail).if(() => {
-          if (shared) c.i32(0).i32(1).i32AtomicAdd(CTRL.colTailPanels * 4).drop();
-          else c.i32(0).i32(0).load('i32', CTRL.colTailPanels * 4).i32(1).i32Add().store('i32', CTRL.colTailPanels * 4);
-        });
+        c.get(colTail).if(() => countIn(c, CTRL.colTailPanels, shared));
       }
       c.i32(0).set(narrow8);
       if (tile8H >= 0) {
         c.get(narrow).get(tailOn).i32Eqz().i32And().get(colTail).i32Eqz().i32And().get(uniformRows).i32And().get(r1).get(r0).i32Sub().i32(2 * s.mr).i32GeS().i32And()
           .i32(0).load('i32', CTRL.narrow8 * 4).i32Eqz().i32Eqz().i32And().set(narrow8);
-        c.get(narrow8).if(() => {
-          if (shared) c.i32(0).i32(1).i32AtomicAdd(CTRL.narrowPanels * 4).drop();
-          else c.i32(0).i32(0).load('i32', CTRL.narrowPanels * 4).i32(1).i32Add().store('i32', CTRL.narrowPanels * 4);
-        });
+        c.get(narrow8).if(() => countIn(c, CTRL.narrowPanels, shared));
       }
       // C(i, j) at cPtr + i·ldc + j·bytes; transposed, at cPtr + j·ldc + i·bytes.
       if (tc) c.get(cPtr).get(j0).get(ldc).i32Mul().i32Add().set(cCol);
