@@ -317,45 +317,47 @@ export class WasmMatmul {
   /** Weight gradients that ran on gemmW (observability and tests). */
   shortSumProducts = 0;
 
-  private setTouch(on: boolean): void { new Int32Array(this.heap.buffer(), 0, CTRL_BYTES / 4)[CTRL.touch] = on ? 1 : 0; }
+  /** The control block's words (CTRL), as a view over the memory as it is now (it may have grown). */
+  private ctrl(): Int32Array { return new Int32Array(this.heap.buffer(), 0, CTRL_BYTES / 4); }
+  private setTouch(on: boolean): void { this.ctrl()[CTRL.touch] = on ? 1 : 0; }
 
   /**
    * Which partial panels of a float32 gemmT with A row-major (a swapped forward's W_e) run on
    * its tail tiles (gemm-module.ts emitTailTile), as the control block's tail word: bit c for a
    * panel of c real columns. 0: all on the padded tiles (for A/B measurements and tests).
    */
-  get tailTiles(): number { return new Int32Array(this.heap.buffer(), 0, CTRL_BYTES / 4)[CTRL.tail]!; }
-  set tailTiles(mask: number) { new Int32Array(this.heap.buffer(), 0, CTRL_BYTES / 4)[CTRL.tail] = mask; }
+  get tailTiles(): number { return this.ctrl()[CTRL.tail]!; }
+  set tailTiles(mask: number) { this.ctrl()[CTRL.tail] = mask; }
   /**
    * Whether gemmT runs a row-major A's whole tiles quartered (the control block's quarter word;
    * gemm-module.ts emitGemm): a swapped forward's W_e then streams as MR long runs of rows.
    * Off: MR consecutive rows a tile (for A/B measurements and tests).
    */
-  get quarterRows(): boolean { return new Int32Array(this.heap.buffer(), 0, CTRL_BYTES / 4)[CTRL.quarter] !== 0; }
-  set quarterRows(on: boolean) { new Int32Array(this.heap.buffer(), 0, CTRL_BYTES / 4)[CTRL.quarter] = on ? 1 : 0; }
+  get quarterRows(): boolean { return this.ctrl()[CTRL.quarter] !== 0; }
+  set quarterRows(on: boolean) { this.ctrl()[CTRL.quarter] = on ? 1 : 0; }
   /**
    * Whether a float32 gemmT runs a narrow panel (at most 4 real columns, not on a tail tile)
    * on tiles of 2·MR rows (the control block's narrow8 word; gemm-module.ts emitGemm). Off:
    * on the half-width tiles of MR rows (for A/B measurements and tests).
    */
-  get narrowTiles(): boolean { return new Int32Array(this.heap.buffer(), 0, CTRL_BYTES / 4)[CTRL.narrow8] !== 0; }
-  set narrowTiles(on: boolean) { new Int32Array(this.heap.buffer(), 0, CTRL_BYTES / 4)[CTRL.narrow8] = on ? 1 : 0; }
+  get narrowTiles(): boolean { return this.ctrl()[CTRL.narrow8] !== 0; }
+  set narrowTiles(on: boolean) { this.ctrl()[CTRL.narrow8] = on ? 1 : 0; }
   /**
    * Which partial panels of a float32 gemmT whose A is read a column at a time (the backward's
    * dy[seg]·W_e swapped: A = W_eᵀ in place) run on its column tail tiles (gemm-module.ts
    * emitColTailTile), as the control block's colTail word: bit c for a panel of c real columns.
    * 0: on the padded and half-width tiles (for A/B measurements and tests).
    */
-  get colTails(): number { return new Int32Array(this.heap.buffer(), 0, CTRL_BYTES / 4)[CTRL.colTail]!; }
-  set colTails(mask: number) { new Int32Array(this.heap.buffer(), 0, CTRL_BYTES / 4)[CTRL.colTail] = mask; }
+  get colTails(): number { return this.ctrl()[CTRL.colTail]!; }
+  set colTails(mask: number) { this.ctrl()[CTRL.colTail] = mask; }
   /** Partial panels that ran on the column tail tiles so far, one count per row block of one (observability and tests). */
-  get colTailPanels(): number { return Atomics.load(new Int32Array(this.heap.buffer(), 0, CTRL_BYTES / 4), CTRL.colTailPanels); }
+  get colTailPanels(): number { return Atomics.load(this.ctrl(), CTRL.colTailPanels); }
   /** Narrow panels that ran on the tiles of 2·MR rows so far, one count per row block of a panel (observability and tests). */
-  get narrowPanels(): number { return Atomics.load(new Int32Array(this.heap.buffer(), 0, CTRL_BYTES / 4), CTRL.narrowPanels); }
+  get narrowPanels(): number { return Atomics.load(this.ctrl(), CTRL.narrowPanels); }
   /** gemmT calls (a chunk each, threaded) that ran quartered so far (observability and tests). */
-  get quarteredCalls(): number { return Atomics.load(new Int32Array(this.heap.buffer(), 0, CTRL_BYTES / 4), CTRL.quartered); }
+  get quarteredCalls(): number { return Atomics.load(this.ctrl(), CTRL.quartered); }
   /** Partial panels that ran on the tail tiles so far, one count per row block of a panel (observability and tests). */
-  get tailPanels(): number { return Atomics.load(new Int32Array(this.heap.buffer(), 0, CTRL_BYTES / 4), CTRL.tailPanels); }
+  get tailPanels(): number { return Atomics.load(this.ctrl(), CTRL.tailPanels); }
 
   /**
    * Builds the module and its memory, shared when threads can run here. Returns the reason
