@@ -24,6 +24,7 @@ import * as mt from '../src/index.js';
 import { ModuleBuilder } from '../src/backends/cpu/wasm/wasm-emitter.js';
 import { wasmApi, type WasmMemory } from '../src/backends/cpu/wasm/wasm-api.js';
 import { groupedMatmul } from '../src/tensor/ops/fused.js';
+import { median } from './stats.js';
 
 const KIB = 1024, MIB = 1024 * KIB;
 const REGION = 512 * KIB, GAP = MIB, REGIONS = 256, WARM_MASK = 256 * KIB - 1, COLD_MASK = 0x7fffffff;
@@ -35,8 +36,8 @@ type Loop = (base: number, regions: number, mask: number, work: number) => void;
 if (wasmApi === undefined) throw new Error('memory-overlap: this JavaScript engine has no WebAssembly');
 const api = wasmApi;
 
-/** mix1 / mix4(base, regions, mask, work): the loop above over one or four streams. */
-function loops(memory: WasmMemory): { one: Loop; four: Loop } {
+/** mix1 / mix4(base, regions, mask, work): the loop above over one or four streams, by stream count. */
+function loops(memory: WasmMemory): (streams: number) => Loop {
   const mb = new ModuleBuilder({ shared: true, initialPages: PAGES, maximumPages: PAGES });
   for (const streams of [1, 4]) {
     mb.func(`mix${streams}`, ['i32', 'i32', 'i32', 'i32'], [], (c, base, regions, mask, work) => {
@@ -61,7 +62,7 @@ function loops(memory: WasmMemory): { one: Loop; four: Loop } {
     });
   }
   const x = new api.Instance(new api.Module(mb.bytes()), { env: { memory } }).exports as Record<string, Loop>;
-  return { one: x.mix1!, four: x.mix4! };
+  return (streams) => (streams === 1 ? x.mix1! : x.mix4!);
 }
 
 if (!isMainThread) {
@@ -72,13 +73,11 @@ if (!isMainThread) {
     Atomics.wait(ctrl, 0, seen);
     seen = Atomics.load(ctrl, 0);
     const half = REGIONS / 2;
-    (ctrl[1] === 1 ? f.one : f.four)(BASE + half * GAP, half, ctrl[2]!, ctrl[3]!);
+    f(ctrl[1]!)(BASE + half * GAP, half, ctrl[2]!, ctrl[3]!);
     Atomics.add(ctrl, 4, 1);
     Atomics.notify(ctrl, 4);
   }
 }
-
-const median = (xs: number[]) => xs.slice().sort((p, q) => p - q)[xs.length >> 1]!;
 
 async function main(): Promise<void> {
   const rounds = Number(process.env.MIXTAPE_BENCH_ROUNDS ?? 41);
@@ -90,10 +89,10 @@ async function main(): Promise<void> {
   /** The loop on `threads` threads; the milliseconds until both halves are done. */
   const loop = (threads: number, streams: number, mask: number, work: number): number => {
     const t0 = performance.now();
-    if (threads === 1) { (streams === 1 ? f.one : f.four)(BASE, REGIONS, mask, work); return performance.now() - t0; }
+    if (threads === 1) { f(streams)(BASE, REGIONS, mask, work); return performance.now() - t0; }
     ctrl[1] = streams; ctrl[2] = mask; ctrl[3] = work; Atomics.store(ctrl, 4, 0);
     Atomics.add(ctrl, 0, 1); Atomics.notify(ctrl, 0);
-    (streams === 1 ? f.one : f.four)(BASE, REGIONS / 2, mask, work);
+    f(streams)(BASE, REGIONS / 2, mask, work);
     while (Atomics.load(ctrl, 4) < 1) Atomics.wait(ctrl, 4, 0, 1);
     return performance.now() - t0;
   };

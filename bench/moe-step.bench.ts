@@ -14,8 +14,7 @@
 // of their arithmetic density hiding 80–96% on this machine: not a physical floor);
 // each MoE/dense floor is also given with the gate's four products added as they were timed
 // alone in the same rounds (split over the threads from 2^24 multiply-adds, E ≥ 64 here, as
-// the step runs them; until 2026-12-07 15:00 UTC the floor divided that time by the thread
-// count once more, which at E = 64 on two threads put it 0.03 too low).
+// the step runs them).
 // "Routed" times the step with the routing fixed (dispatch, experts, combine; no gate), in the
 // same rounds, which splits each MoE/dense into its routed experts and its gate.
 // Every case first runs MIXTAPE_BENCH_WARMUP rounds (default 40) that are not timed: the rounds
@@ -27,10 +26,10 @@
 import { loadavg } from 'node:os';
 import * as mt from '../src/index.js';
 import { groupedExperts } from '../src/moe/grouped-experts.js';
+import { median } from './stats.js';
 
 const T = 1024, d = 256, h = 512, k = 2;
 const EXPERTS = [4, 16, 64, 256];
-const median = (xs: number[]) => { const s = xs.slice().sort((p, q) => p - q); return s[s.length >> 1]!; };
 
 export async function runMoeStepBench(filter?: string): Promise<string[]> {
   const rounds = Number(process.env.MIXTAPE_BENCH_ROUNDS ?? 7);

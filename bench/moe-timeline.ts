@@ -25,6 +25,7 @@ import { CpuBackend } from '../src/backends/cpu/cpu-backend.js';
 import { cpuPool } from '../src/backends/cpu/pool.js';
 import { CTRL } from '../src/backends/cpu/wasm/gemm-module.js';
 import { getBackend } from '../src/tensor/engine.js';
+import { median } from './stats.js';
 
 const arg = process.argv[2] ?? '16';
 const T = 1024, d = 256, h = 512, k = 2, E = arg === 'dense' ? 0 : Number(arg);
@@ -77,7 +78,6 @@ for (let i = 0; i < 31; i++) {
   steps.push(log);
 }
 log = null;
-const median = (xs: number[]) => xs.slice().sort((a, b) => a - b)[xs.length >> 1]!;
 const events = steps[0]!.map((e, i) => ({ ...e, ms: median(steps.map((s) => s[i]?.ms ?? 0)), chunks: median(steps.map((s) => s[i]?.chunks ?? 0)) }));
 console.log(`${moe === null ? 'dense block' : `MoE E = ${E}`}, 2 threads: the calling thread's kernels and gaps of at least 15 µs, medians of 31 steps (ms); "waits": no job beside it; then the chunks the worker took meanwhile`);
 // MIXTAPE_TIMELINE_MIN (ms, default 0.015): the shortest event listed; 0 lists every one.

@@ -18,8 +18,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-wasm';
 import * as mt from '../src/index.js';
 import { registerTfjsGradients } from './tfjs-gradients.js';
-
-const median = (xs: number[]) => { const s = xs.slice().sort((p, q) => p - q); return s[s.length >> 1]!; };
+import { median } from './stats.js';
 
 /** The PyTorch child: send a workload name, get its milliseconds. */
 class TorchPeer {

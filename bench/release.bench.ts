@@ -13,9 +13,9 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, symlinkSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { median } from './stats.js';
 
 const BASELINE = process.env.MIXTAPE_BASELINE ?? '8998483';
-const median = (xs: number[]) => { const s = xs.slice().sort((p, q) => p - q); return s[s.length >> 1]!; };
 
 interface Contender { name: string; dir: string; args: string[] }
 

@@ -14,11 +14,10 @@ import { loadavg } from 'node:os';
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-wasm';
 import * as mt from '../src/index.js';
+import { median } from './stats.js';
 
 interface Contender { name: string; run: () => void }
 interface Row { name: string; flops: number; medians: Map<string, number>; ratios: (a: string, b: string) => number }
-
-const median = (xs: number[]) => { const s = xs.slice().sort((p, q) => p - q); return s[s.length >> 1]!; };
 
 /** Times each contender `rounds` times, alternating; ms per call per round. */
 function alternate(contenders: Contender[], rounds: number, reps: number): Map<string, number[]> {
