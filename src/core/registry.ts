@@ -31,6 +31,11 @@ export interface BackendRegistration<O> {
    * cpu's thread count). Without it, options matter only when the instance starts.
    */
   configure?(backend: Backend, options: O): void;
+  /**
+   * The option names this backend takes. When given, setBackend rejects any other name (a
+   * misspelt `{ thread: 2 }` would otherwise start the backend with its defaults, silently).
+   */
+  options?: readonly string[];
 }
 
 const registrations = new Map<string, BackendRegistration<never>>();
@@ -49,6 +54,23 @@ export function unregisterBackend(name: string): boolean {
 /** The registered backend names, in registration order. */
 export function registeredBackends(): string[] {
   return [...registrations.keys()];
+}
+
+/**
+ * Internal (the engine): rejects options that are not an object, or that name something the
+ * registration does not take (when it lists its options).
+ */
+export function checkBackendOptions(name: string, registration: { readonly options?: readonly string[] }, options: unknown, op: string): void {
+  if (options === null || typeof options !== 'object' || Array.isArray(options)) {
+    throw new Error(`${op}('${name}', options): options must be an object, got ${Array.isArray(options) ? 'an array' : String(options)}`);
+  }
+  const known = registration.options;
+  if (known === undefined) return;
+  for (const key of Object.keys(options)) {
+    if (!known.includes(key)) {
+      throw new Error(`${op}('${name}', { ${key} }): unknown option '${key}' (the ${name} backend takes ${known.length ? known.map((k) => `'${k}'`).join(', ') : 'no options'})`);
+    }
+  }
 }
 
 /** Internal (the engine): the registration of a name, or an error listing the registered ones. */

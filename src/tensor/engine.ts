@@ -3,7 +3,7 @@
 
 import type { Backend, BackendInfo, Handle, KernelAttrs, KernelName, MemoryInfo, MultiOutputKernelAttrs, MultiOutputKernelName, OutInfo } from '../core/backend.js';
 import { bytesPerElement, type DType } from '../core/dtype.js';
-import { registrationOf, type BackendName, type BackendOptionsOf } from '../core/registry.js';
+import { checkBackendOptions, registrationOf, type BackendName, type BackendOptionsOf } from '../core/registry.js';
 import { shapeToString, sizeOf, type Shape } from '../core/shape.js';
 import { autogradHooks } from './autograd-hooks.js';
 import type { RecordedOp } from './recorded-ops.js';
@@ -19,6 +19,7 @@ let current: Backend | null = null;
 
 function start(name: string, options: Record<string, unknown>, op: string): Backend {
   const registration = registrationOf(name, op);
+  checkBackendOptions(name, registration, options, op);
   const key = `${name}:${registration.instanceKey?.(options) ?? ''}`;
   let backend = started.get(key);
   if (!backend) {
@@ -43,7 +44,7 @@ function active(): Backend {
  * adapter before the first op does.
  */
 export function setBackend<N extends string>(name: N, options?: BackendOptionsOf<N>): void {
-  current = start(name, (options ?? {}) as Record<string, unknown>, 'setBackend');
+  current = start(name, (options === undefined ? {} : options) as Record<string, unknown>, 'setBackend');
 }
 
 /** Resolves when the active backend can run (webgpu: once an adapter answered); rejects saying why not. */

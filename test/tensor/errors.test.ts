@@ -252,4 +252,19 @@ describe('lifetime, gradients and backends', () => {
     mt.setBackend('cpu');
     assert.equal(mt.backendInfo().name, 'cpu');
   });
+
+  test('setBackend names a misspelt or foreign option instead of starting with the defaults', () => {
+    mt.setBackend('cpu', { threads: 1 });
+    assert.throws(() => mt.setBackend('cpu', { thread: 2 } as never), /^Error: setBackend\('cpu', \{ thread \}\): unknown option 'thread' \(the cpu backend takes 'threads', 'simd'\)$/);
+    assert.throws(() => mt.setBackend('cpu', { mode: 'webgpu' } as never), /unknown option 'mode' \(the cpu backend takes 'threads', 'simd'\)/);
+    assert.throws(() => mt.setBackend('gpu', { threads: 2 } as never), /^Error: setBackend\('gpu', \{ threads \}\): unknown option 'threads' \(the gpu backend takes 'mode'\)$/);
+    assert.throws(() => mt.setBackend('cpu', 2 as never), /^Error: setBackend\('cpu', options\): options must be an object, got 2$/);
+    assert.throws(() => mt.setBackend('cpu', [] as never), /options must be an object, got an array/);
+    // Refused before anything changed: still the cpu backend, still one thread.
+    assert.equal(mt.backendInfo().name, 'cpu');
+    assert.equal(mt.backendInfo().threads, 1);
+    mt.setBackend('cpu', {});
+    mt.setBackend('cpu', undefined);
+    assert.equal(mt.backendInfo().name, 'cpu');
+  });
 });

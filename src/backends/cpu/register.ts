@@ -567,4 +567,5 @@ export function createCpuBackend(options: CpuOptions = {}): CpuBackend & { reado
 export const cpuRegistration: BackendRegistration<CpuOptions> = {
   create: (options) => createCpuBackend(options),
   configure: (backend, options) => (backend as ReturnType<typeof createCpuBackend>).simd.configure(options),
+  options: ['threads', 'simd'],
 };

@@ -18,4 +18,5 @@ function defaultGpuMode(): GpuMode {
 export const gpuRegistration: BackendRegistration<GpuBackendOptions> = {
   create: (options) => new GpuBackend(options.mode ?? defaultGpuMode()),
   instanceKey: (options) => String(options.mode ?? defaultGpuMode()),
+  options: ['mode'],
 };
