@@ -470,6 +470,21 @@ test('the load estimator P(x, i) with Φ and e^x on SIMD (float64 lanes) gives t
   on.values.forEach((v, j) => assert.ok(v.every((x, i) => bitsEqual(x, off.values[j]![i]!)), `output ${j}: the same bits with SIMD off`));
 });
 
+test('e^x\'s shortcut (both lanes 2⁻²⁸ ≤ |x| < 708, neither 1: one multiply by 2^k, no selects) keeps Math.exp\'s bits at its bounds and beside lanes that take the full steps', () => {
+  const up = (v: number) => { const b = new Float64Array([v]), w = new BigInt64Array(b.buffer); w[0]! += v >= 0 ? 1n : -1n; return b[0]!; };
+  const down = (v: number) => { const b = new Float64Array([v]), w = new BigInt64Array(b.buffer); w[0]! -= v > 0 ? 1n : -1n; return b[0]!; };
+  const bounds = [2 ** -28, -(2 ** -28), down(2 ** -28), -down(2 ** -28), 708, -708, down(708), -down(708), 1, down(1), up(1), -1,
+    707.5, -707.5, 708.4, -708.4, 709.5, -708.9, -745, 709.78, 0.5 * Math.LN2, 1.5 * Math.LN2, -0.5 * Math.LN2, 3, -3, 0.125, NaN, Infinity, -Infinity, 0, -0];
+  // Every ordered pair of them in one vector, both dtypes' paths (float32 through float64 lanes).
+  const pairs = bounds.flatMap((a) => bounds.flatMap((b) => [a, b]));
+  const y = new Float64Array(pairs.length);
+  assert.ok(simd.f64Unary('exp', Float64Array.from(pairs), y));
+  pairs.forEach((v, i) => assert.ok(bitsEqual(y[i]!, Math.exp(v)), `float64 e^${v} beside e^${pairs[i ^ 1]}: SIMD ${y[i]}, Math.exp ${Math.exp(v)}`));
+  const x32 = Float32Array.from(pairs), y32 = new Float32Array(pairs.length);
+  assert.ok(simd.f64Unary('exp', x32, y32));
+  x32.forEach((v, i) => assert.ok(bitsEqual(y32[i]!, f32(Math.exp(v))), `float32 e^${v}: SIMD ${y32[i]}, Math.exp rounded ${f32(Math.exp(v))}`));
+});
+
 test('e^x in float64 lanes on the module is Math.exp bit for bit (float64: any bit pattern; float32: rounded once), and float32 Φ the scalar\'s; the backend\'s exp and normalCdf run there', () => {
   for (const n of [16, 17, 1001, 200_003]) {
     const x = doubles(n, n), y = new Float64Array(n);

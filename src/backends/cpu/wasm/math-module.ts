@@ -433,9 +433,10 @@ function f64Scratch(c: Code): F64Scratch {
 
 /**
  * e^x of the two float64 lanes of x, left on the stack (x kept): core/special.ts expF64 —
- * fdlibm's exp, V8's Math.exp — step for step, its branches as lane selects.
+ * fdlibm's exp, V8's Math.exp — step for step, its branches as lane selects; with `fast`, a
+ * vector whose lanes need none of those selects skips them (below).
  */
-function emitExpF64(c: Code, x: Local, s: F64Scratch): void {
+function emitExpF64(c: Code, x: Local, s: F64Scratch, fast = true): void {
   const E = FDLIBM_EXP;
   const copysign = (value: number) => c.get(x).i64x2Const(SIGN64).v128And().f64x2Const(value).v128Or();
   c.get(x).f64x2Abs().set(s.a);
@@ -462,21 +463,37 @@ function emitExpF64(c: Code, x: Local, s: F64Scratch): void {
   // exactly, so (r·c)/(c − 2) = −q for q = (r·c)/(2 − c), and 0 − q = −q but for q = ±0, where
   // the sign of a zero inside 1 − (…) does not reach the result. One division, not two.
   c.f64x2Const(1).get(s.lo).get(s.r).get(s.c).f64x2Mul().f64x2Const(2).get(s.c).f64x2Sub().f64x2Div().f64x2Sub().get(s.hi).f64x2Sub().f64x2Sub().set(s.y);
-  // · 2^k: y·2·2^1023 for k = 1024, y·2^(k+1000)·2^−1000 below −1021 (each factor 1 where unused)
-  c.get(s.k).f64x2Const(1024).f64x2Eq().set(s.b);
-  c.get(s.y).f64x2Const(2).f64x2Const(1).get(s.b).v128Bitselect().f64x2Mul().set(s.y);
-  c.f64x2Const(1023).get(s.k).get(s.b).v128Bitselect().set(s.kk);
-  c.get(s.k).f64x2Const(-1021).f64x2Lt().set(s.b);
-  c.get(s.kk).f64x2Const(1000).f64x2Add().get(s.kk).get(s.b).v128Bitselect().set(s.kk);
-  c.get(s.y).get(s.kk).i32x4TruncSatF64x2SZero().i64x2ExtendLowI32x4S().i64x2Const(1023n).i64x2Add().i32(52).i64x2Shl().f64x2Mul();
-  c.f64x2Const(E.twoM1000).f64x2Const(1).get(s.b).v128Bitselect().f64x2Mul().set(s.y);
-  // The early returns, as lane selects: |x| < 2⁻²⁸ → 1 + x; x = 1 → e; overflow → ∞ (+∞ too);
-  // underflow → 0 (−∞ too); NaN → x + x.
-  c.f64x2Const(1).get(x).f64x2Add().get(s.y).get(s.a).f64x2Const(highWord(E.hiTiny)).f64x2Lt().v128Bitselect().set(s.y);
-  c.f64x2Const(Math.E).get(s.y).get(x).f64x2Const(1).f64x2Eq().v128Bitselect().set(s.y);
-  c.f64x2Const(Infinity).get(s.y).get(x).f64x2Const(E.overflow).f64x2Gt().v128Bitselect().set(s.y);
-  c.f64x2Const(0).get(s.y).get(x).f64x2Const(E.underflow).f64x2Lt().v128Bitselect().set(s.y);
-  c.get(x).get(x).f64x2Add().get(s.y).get(x).get(x).f64x2Ne().v128Bitselect();
+  const scaled = (): void => {
+    // · 2^k: y·2·2^1023 for k = 1024, y·2^(k+1000)·2^−1000 below −1021 (each factor 1 where unused)
+    c.get(s.k).f64x2Const(1024).f64x2Eq().set(s.b);
+    c.get(s.y).f64x2Const(2).f64x2Const(1).get(s.b).v128Bitselect().f64x2Mul().set(s.y);
+    c.f64x2Const(1023).get(s.k).get(s.b).v128Bitselect().set(s.kk);
+    c.get(s.k).f64x2Const(-1021).f64x2Lt().set(s.b);
+    c.get(s.kk).f64x2Const(1000).f64x2Add().get(s.kk).get(s.b).v128Bitselect().set(s.kk);
+    c.get(s.y).get(s.kk).i32x4TruncSatF64x2SZero().i64x2ExtendLowI32x4S().i64x2Const(1023n).i64x2Add().i32(52).i64x2Shl().f64x2Mul();
+    c.f64x2Const(E.twoM1000).f64x2Const(1).get(s.b).v128Bitselect().f64x2Mul().set(s.y);
+    // The early returns, as lane selects: |x| < 2⁻²⁸ → 1 + x; x = 1 → e; overflow → ∞ (+∞ too);
+    // underflow → 0 (−∞ too); NaN → x + x.
+    c.f64x2Const(1).get(x).f64x2Add().get(s.y).get(s.a).f64x2Const(highWord(E.hiTiny)).f64x2Lt().v128Bitselect().set(s.y);
+    c.f64x2Const(Math.E).get(s.y).get(x).f64x2Const(1).f64x2Eq().v128Bitselect().set(s.y);
+    c.f64x2Const(Infinity).get(s.y).get(x).f64x2Const(E.overflow).f64x2Gt().v128Bitselect().set(s.y);
+    c.f64x2Const(0).get(s.y).get(x).f64x2Const(E.underflow).f64x2Lt().v128Bitselect().set(s.y);
+    c.get(x).get(x).f64x2Add().get(s.y).get(x).get(x).f64x2Ne().v128Bitselect().set(s.y);
+  };
+  if (!fast) { scaled(); c.get(s.y); return; }
+  // Both lanes inside 2⁻²⁸ ≤ |x| < 708 and x ≠ 1 (NaN fails the comparisons): −1021 ≤ k ≤ 1021,
+  // so y·2^k is one multiply by a normal power of two, and none of the selects below would
+  // change a lane; the steps the rest of e^x's lanes take are skipped (the same bits: each
+  // skipped select keeps y, each skipped factor is 1). Measured (one thread, 262144 float32
+  // values, one process alternating): e^x 1.23 → 0.89 ms, logsumexp rows 1.60 → 1.32, P(x, i)'s
+  // gradient 2.04 → 1.67. Φ (emitNormalCdf) takes the full steps: with the shortcut its P(x, i)
+  // ran 10% slower (2.86 → 3.15 ms), whatever the lanes.
+  c.get(s.a).f64x2Const(2 ** -28).f64x2Ge().get(s.a).f64x2Const(708).f64x2Lt().v128And()
+    .get(x).f64x2Const(1).f64x2Ne().v128And().i64x2AllTrue();
+  c.if(() => {
+    c.get(s.y).get(s.k).i32x4TruncSatF64x2SZero().i64x2ExtendLowI32x4S().i64x2Const(1023n).i64x2Add().i32(52).i64x2Shl().f64x2Mul().set(s.y);
+  }, scaled);
+  c.get(s.y);
 }
 
 /** Φ of the two float64 lanes of v (core/special.ts normalCdfFloat32, step for step), left on the stack; v is clobbered. */
@@ -491,7 +508,7 @@ function emitNormalCdf(c: Code, v: Local, s: F64Scratch): void {
   // r = t·exp((−a·a − offset) + q)
   c.get(z).f64x2Abs().f64x2Neg().get(z).f64x2Abs().f64x2Mul().f64x2Const(ERFC_NR.offset).f64x2Sub().get(p).f64x2Add().set(v);
   c.get(tt);
-  emitExpF64(c, v, s);
+  emitExpF64(c, v, s, false);
   c.f64x2Mul().set(p);
   // ½·(z ≥ 0 ? r : 2 − r)
   c.f64x2Const(0.5).get(p).f64x2Const(2).get(p).f64x2Sub().get(z).f64x2Const(0).f64x2Ge().v128Bitselect().f64x2Mul();

@@ -248,6 +248,8 @@ export class Code {
   i32x4TruncSatF64x2SZero(): this { return this.simd(0xfc); }
   /** The two low i32 lanes → two i64 lanes, sign-extended. */
   i64x2ExtendLowI32x4S(): this { return this.simd(0xc7); }
+  /** 1 where every lane is nonzero (a comparison's lanes all true), else 0. */
+  i64x2AllTrue(): this { return this.simd(0xc3); }
   /** (v, shift i32) → v << shift in each i64 lane. */
   i64x2Shl(): this { return this.simd(0xcb); }
   i64x2Add(): this { return this.simd(0xce); }
