@@ -16,7 +16,11 @@
 // alone in the same rounds (split over the threads from 2^24 multiply-adds, E ≥ 64 here, as
 // the step runs them).
 // "Routed" times the step with the routing fixed (dispatch, experts, combine; no gate), in the
-// same rounds, which splits each MoE/dense into its routed experts and its gate.
+// same rounds, which splits each MoE/dense into its routed experts and its gate. "Gate
+// kernels" times the gate's kernels over [T, E] alone (noise draws, softplus and σ, top k + 1,
+// P(x, i) and its gradients, the z statistic's logsumexp), in the same rounds: with the four
+// products, what the gate must compute beyond the experts; and E256/E4 is also given without
+// them, which leaves what the experts, the dispatch and the combine add.
 // Every case first runs MIXTAPE_BENCH_WARMUP rounds (default 40) that are not timed: the rounds
 // measure the steady state, not V8's tier-up (BENCHMARKS.md, 2026-12-07).
 // On more than one thread, "where the time goes" splits each step into its jobs split over the
@@ -26,6 +30,7 @@
 import { loadavg } from 'node:os';
 import * as mt from '../src/index.js';
 import { groupedExperts } from '../src/moe/grouped-experts.js';
+import { probInTopKAt, probInTopKAtGrads, topkIndices } from '../src/tensor/ops/fused.js';
 import { median } from './stats.js';
 
 const T = 1024, d = 256, h = 512, k = 2;
@@ -88,6 +93,18 @@ export async function runMoeStepBench(filter?: string): Promise<string[]> {
       mt.matmul(x, gate.w_gate); mt.matmul(x, gate.w_noise);
       mt.matmul(x, dLogits, { transposeA: true }); mt.matmul(x, dLogits, { transposeA: true });
     }))]);
+    // The gate's kernels over [T, E] beside its products, each alone as the step runs it on
+    // these threads: the noise draws, softplus (and σ, its gradient), the top k + 1, P(x, i)
+    // and its gradients, and the z statistic's logsumexp. They grow with E by design too, and
+    // their float32 results are the scalar kernels' bits (float64 lanes for e^x, ln and Φ).
+    const clean = mt.randn([T, E]), raw = mt.randn([T, E]), std = mt.rand([T, E]).add(0.1);
+    const noisy = clean.add(mt.randn([T, E]).mul(std)), top = topkIndices(noisy, k + 1), noise = new mt.Generator(1);
+    owned.push(clean, raw, std, noisy, top);
+    cases.push([`gate kernels E=${E}`, () => mt.noGrad(() => mt.tidy(() => {
+      mt.randn([T, E], { generator: noise }); mt.softplus(raw); mt.sigmoid(raw); topkIndices(noisy, k + 1);
+      probInTopKAt(clean, noisy, std, top, k); probInTopKAtGrads(dLogits, clean, noisy, std, top, k, [true, true, true], false);
+      mt.logsumexp(clean, -1);
+    }))]);
   }
   // Steady state, as a training run sees it after its first few hundred steps: V8 optimizes a
   // function once it has been called often enough, and a step calls most of its functions a
@@ -131,7 +148,7 @@ export async function runMoeStepBench(filter?: string): Promise<string[]> {
   // and the rest (the gate, its balancing losses and stats), both over the dense step.
   lines.push(`  of which: ${EXPERTS.filter((e) => e <= 64).map((E) => {
     const routed = med.get(`routed E=${E}`)!, all = med.get(`MoE E=${E}`)!;
-    return `E=${E} routed experts (fixed routing: dispatch, experts, combine) ${(routed / dn).toFixed(3)}, the gate with its losses and stats +${((all - routed) / dn).toFixed(3)} (its four products +${(med.get(`gating products E=${E}`)! / dn).toFixed(3)}, timed alone)`;
+    return `E=${E} routed experts (fixed routing: dispatch, experts, combine) ${(routed / dn).toFixed(3)}, the gate with its losses and stats +${((all - routed) / dn).toFixed(3)} (its four products +${(med.get(`gating products E=${E}`)! / dn).toFixed(3)} and its kernels over [T, E] +${(med.get(`gate kernels E=${E}`)! / dn).toFixed(3)}, each timed alone)`;
   }).join('; ')}`);
   if (threadCount > 1) {
     // Medians per round of the time in threaded jobs and of the time outside them.
@@ -148,6 +165,10 @@ export async function runMoeStepBench(filter?: string): Promise<string[]> {
   // not overlapped with the products (as for the MoE/dense floors above).
   const growth = med.get('weight traffic E=256')! - med.get('weight traffic E=4')!;
   lines.push(`  E=4's step plus the weights' memory traffic, not overlapped with the products (read once or twice, gradient written once: +${growth.toFixed(1)} ms from E=4 to E=256): ${((without(4) + growth) / without(4)).toFixed(3)}`);
+  // The same ratio without the gate's [T, E] kernels either (as timed alone): what the experts,
+  // the dispatch and the combine add from E = 4 to E = 256.
+  const withoutGate = (E: number) => without(E) - med.get(`gate kernels E=${E}`)!;
+  lines.push(`  without the gate's kernels over [T, E] either (${med.get('gate kernels E=4')!.toFixed(1)} ms at E=4, ${med.get('gate kernels E=256')!.toFixed(1)} at E=256, timed alone): ${(withoutGate(256) / withoutGate(4)).toFixed(3)}`);
   console.log(`\nTargets (moestep, ${info.threads ?? 1} threads):\n${lines.join('\n')}\n(load after: ${loadavg()[0]!.toFixed(2)})`);
   mt.dispose(owned);
   return lines;
