@@ -482,9 +482,9 @@ function emitExpF64(c: Code, x: Local, s: F64Scratch, fast = true): void {
   };
   if (!fast) { scaled(); c.get(s.y); return; }
   // Both lanes inside 2⁻²⁸ ≤ |x| < 708 and x ≠ 1 (NaN fails the comparisons): −1021 ≤ k ≤ 1021,
-  // so y·2^k is one multiply by a normal power of two, and none of the selects below would
-  // change a lane; the steps the rest of e^x's lanes take are skipped (the same bits: each
-  // skipped select keeps y, each skipped factor is 1). Measured (one thread, 262144 float32
+  // so y·2^k is one multiply by a normal power of two, and none of `scaled`'s selects would
+  // change a lane: the pair skips them (the same bits: each skipped select keeps y, each
+  // skipped factor is 1). Measured (one thread, 262144 float32
   // values, one process alternating): e^x 1.23 → 0.89 ms, logsumexp rows 1.60 → 1.32, P(x, i)'s
   // gradient 2.04 → 1.67. Φ (emitNormalCdf) takes the full steps: with the shortcut its P(x, i)
   // ran 10% slower (2.86 → 3.15 ms), whatever the lanes.
