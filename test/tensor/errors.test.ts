@@ -254,6 +254,7 @@ describe('lifetime, gradients and backends', () => {
   });
 
   test('setBackend names a misspelt or foreign option instead of starting with the defaults', () => {
+    const threads = mt.backendInfo().threads as number;
     mt.setBackend('cpu', { threads: 1 });
     assert.throws(() => mt.setBackend('cpu', { thread: 2 } as never), /^Error: setBackend\('cpu', \{ thread \}\): unknown option 'thread' \(the cpu backend takes 'threads', 'simd'\)$/);
     assert.throws(() => mt.setBackend('cpu', { mode: 'webgpu' } as never), /unknown option 'mode' \(the cpu backend takes 'threads', 'simd'\)/);
@@ -266,5 +267,6 @@ describe('lifetime, gradients and backends', () => {
     mt.setBackend('cpu', {});
     mt.setBackend('cpu', undefined);
     assert.equal(mt.backendInfo().name, 'cpu');
+    mt.setBackend('cpu', { threads });
   });
 });
