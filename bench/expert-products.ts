@@ -3,9 +3,9 @@
 //
 // Panels: 256 experts sharing one weight (warm, in L2), every segment c rows, for the forward's
 // x[seg]·W_eᵀ (d 256 → 512, run swapped: W_e · x[seg]ᵀ on gemmT's tiles) and the backward's
-// dy[seg]·W_e (256 → 512, W_e the second layer's [256, 512] weight, W_eᵀ read in place). Each c is given in units of one column of a
-// whole panel (c = 8's time / 8): a panel of c < 8 real columns costs what those units say,
-// against c if the tiles wasted nothing. An MoE layer's segments end in such panels (at E = 256
+// dy[seg]·W_e (256 → 512, W_e the second layer's [256, 512] weight, W_eᵀ read in place). Each c
+// is given in units of one column of a whole panel (c = 8's time / 8): a panel of c < 8 real
+// columns costs what those units say, against c if the tiles wasted nothing. An MoE layer's segments end in such panels (at E = 256
 // an expert sees about 8 rows).
 //
 // Switches: 64 experts of 32 rows, each its own weight (cold, 32 MiB in all), against one

@@ -97,8 +97,11 @@ export async function runMoeStepBench(filter?: string): Promise<string[]> {
     // these threads: the noise draws, softplus (and σ, its gradient), the top k + 1, P(x, i)
     // and its gradients, and the z statistic's logsumexp. They grow with E by design too, and
     // their float32 results are the scalar kernels' bits (float64 lanes for e^x, ln and Φ).
-    const clean = mt.randn([T, E]), raw = mt.randn([T, E]), std = mt.rand([T, E]).add(0.1);
-    const noisy = clean.add(mt.randn([T, E]).mul(std)), top = topkIndices(noisy, k + 1), noise = new mt.Generator(1);
+    const [clean, raw, std, noisy, top] = mt.tidy(() => {
+      const c = mt.randn([T, E]), sd = mt.rand([T, E]).add(0.1), n = c.add(mt.randn([T, E]).mul(sd));
+      return [c, mt.randn([T, E]), sd, n, topkIndices(n, k + 1)] as const;
+    });
+    const noise = new mt.Generator(1);
     owned.push(clean, raw, std, noisy, top);
     cases.push([`gate kernels E=${E}`, () => mt.noGrad(() => mt.tidy(() => {
       mt.randn([T, E], { generator: noise }); mt.softplus(raw); mt.sigmoid(raw); topkIndices(noisy, k + 1);
