@@ -8,8 +8,9 @@
 //   runs one workload per line it is sent, so its runs alternate with the others')
 //
 // LSTM: batch 32, 35 steps, 256 → 256, forward + backward, every weight gradient read
-// (tfjs: the same cell in tfjs ops, gradients by tf.grads, as bench/lstm.bench.ts). Overhead:
-// 1000 chained adds of [4] tensors from a leaf that requires grad, then backward.
+// (tfjs: the same cell in tfjs ops, gradients by tf.grads, bench/tfjs-lstm.ts as in
+// bench/lstm.bench.ts). Overhead: 1000 chained adds of [4] tensors from a leaf that requires
+// grad, then backward.
 
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { loadavg } from 'node:os';
@@ -17,7 +18,7 @@ import { createInterface } from 'node:readline';
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-wasm';
 import * as mt from '../src/index.js';
-import { registerTfjsGradients } from './tfjs-gradients.js';
+import { tfjsLstm } from './tfjs-lstm.js';
 import { median } from './stats.js';
 
 /** The PyTorch child: send a workload name, get its milliseconds. */
@@ -82,31 +83,14 @@ function lstmContenders(threads: number, torch: TorchPeer | null): { contenders:
       lstm.zeroGrad();
     });
   };
-  registerTfjsGradients();
-  const [wih, whh, bih, bhh] = weights.map((w) => tf.tensor(w.dataSync() as Float32Array, [...w.shape] as [number, number])) as [tf.Tensor2D, tf.Tensor2D, tf.Tensor1D, tf.Tensor1D];
-  const tx = tf.tensor3d(x.dataSync() as Float32Array, [T, B, I]);
-  const tfLoss = (Wih: tf.Tensor, Whh: tf.Tensor, bi: tf.Tensor, bh: tf.Tensor): tf.Scalar => {
-    const xw = tf.reshape(tf.add(tf.matMul(tf.reshape(tx, [T * B, I]) as tf.Tensor2D, Wih as tf.Tensor2D, false, true), tf.add(bi, bh)), [T, B, 4 * H]);
-    const steps = tf.unstack(xw);
-    let h: tf.Tensor2D = tf.zeros([B, H]), c: tf.Tensor2D = tf.zeros([B, H]);
-    const outs: tf.Tensor2D[] = [];
-    for (let t = 0; t < T; t++) {
-      const gates = tf.add(steps[t]!, tf.matMul(h, Whh as tf.Tensor2D, false, true)) as tf.Tensor2D;
-      const [i, f, g, o] = tf.split(gates, 4, 1) as [tf.Tensor2D, tf.Tensor2D, tf.Tensor2D, tf.Tensor2D];
-      c = tf.add(tf.mul(tf.sigmoid(f), c), tf.mul(tf.sigmoid(i), tf.tanh(g)));
-      h = tf.mul(tf.sigmoid(o), tf.tanh(c));
-      outs.push(h);
-    }
-    return tf.sum(tf.stack(outs));
-  };
-  const tfGrads = tf.grads(tfLoss as (...a: tf.Tensor[]) => tf.Scalar);
+  const peer = tfjsLstm(weights, x);
   const contenders: Contender[] = [
     { name: 'mixtape 1T', run: mixtape(1) },
     { name: `mixtape ${threads}T`, run: mixtape(threads) },
-    { name: 'tfjs-wasm', run: () => tf.tidy(() => { for (const g of tfGrads([wih, whh, bih, bhh])) g.dataSync(); }) },
+    { name: 'tfjs-wasm', run: peer.run },
   ];
   if (torch) contenders.push({ name: 'PyTorch 1T', run: () => torch.run('lstm') });
-  return { contenders, dispose: () => { mt.dispose([x, ...weights]); for (const t of [wih, whh, bih, bhh, tx]) t.dispose(); } };
+  return { contenders, dispose: () => { mt.dispose([x, ...weights]); peer.dispose(); } };
 }
 
 function overheadContenders(torch: TorchPeer | null): { contenders: Contender[]; dispose: () => void } {
