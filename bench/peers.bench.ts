@@ -55,9 +55,12 @@ class TorchPeer {
 
 interface Contender { name: string; run: () => void | Promise<number> }
 
-/** ms per run, per contender, over `rounds` alternating rounds (a contender may time itself). */
-async function alternate(contenders: Contender[], rounds: number): Promise<Map<string, number[]>> {
-  for (const c of contenders) await c.run(); // warm-up: JIT, wasm tier-up, caches
+/**
+ * ms per run, per contender, over `rounds` alternating rounds (a contender may time itself),
+ * after `warmup` untimed rounds (JIT, wasm tier-up, caches).
+ */
+async function alternate(contenders: Contender[], rounds: number, warmup = 1): Promise<Map<string, number[]>> {
+  for (let r = 0; r < warmup; r++) for (const c of contenders) await c.run();
   const times = new Map(contenders.map((c) => [c.name, [] as number[]]));
   for (let r = 0; r < rounds; r++) {
     for (const c of contenders) {
@@ -137,7 +140,10 @@ export async function runPeersBench(): Promise<string[]> {
   lines.push(`  LSTM: ${threads} threads / 1 thread speed ${ratio(lt, `mixtape ${threads}T`, 'mixtape 1T').toFixed(2)}×`);
 
   const over = overheadContenders(torch);
-  const ot = await alternate(over.contenders, rounds * 3);
+  // 40 rounds of warm-up: mixtape's chain of 1000 adds takes 20–30 rounds (of 1–10 ms) to reach
+  // V8's optimized tiers (per add 2–11 µs in the first ten, 0.8–1.1 from the thirtieth on, in
+  // three runs of 120 rounds); one warm-up round left the median of 21 to those rounds.
+  const ot = await alternate(over.contenders, rounds * 3, 40);
   over.dispose();
   console.log(`overhead, 1000 adds + backward: ${[...ot].map(([k, v]) => `${k} ${median(v).toFixed(2)} µs per add`).join('; ')}`);
   if (torch) {
