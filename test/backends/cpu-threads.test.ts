@@ -6,7 +6,8 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { THREAD_MACS, WasmMatmul } from '../../src/backends/cpu/wasm/wasm-matmul.js';
+import { SEQUENCE_MACS, THREAD_MACS, WasmMatmul } from '../../src/backends/cpu/wasm/wasm-matmul.js';
+import { getBackend } from '../../src/tensor/engine.js';
 import { mt } from '../helpers.js';
 
 const engine = WasmMatmul.create();
@@ -113,6 +114,42 @@ test('through the engine: setBackend(cpu, { threads }) keeps tensors usable and 
   assert.equal(jobs().threadedJobs, after.threadedJobs, 'a small product runs on the calling thread');
   mt.setBackend('cpu'); // options absent: the thread count stays
   assert.equal(mt.backendInfo().threads, pool === null ? 1 : 2);
+});
+
+test('an LSTM layer\'s per-step products split over the threads from SEQUENCE_MACS, with the bits of one thread', () => {
+  // B = 32, H = 128: h·W_hhᵀ and ∂z·W_hh are 4·B·H² = 2.1M multiply-adds a step, and W_hh's
+  // gradient over the L·B rows 10.5M, all below THREAD_MACS and from SEQUENCE_MACS. The same
+  // pass with sequenceMacs = Infinity (those on the calling thread) runs 2·L + 1 threaded jobs
+  // fewer, with the same bits.
+  const L = 5, B = 32, H = 128;
+  assert.ok(4 * B * H * H >= SEQUENCE_MACS && L * B * 4 * H * H < THREAD_MACS);
+  const jobs = () => (mt.backendInfo() as unknown as { threadedJobs: number }).threadedJobs;
+  const backendEngine = () => (getBackend() as unknown as { simd: { engine(): WasmMatmul | string } }).simd.engine() as WasmMatmul;
+  for (const dtype of ['float32', 'float64'] as const) {
+    mt.manualSeed(3);
+    const lstm = new mt.LSTM({ inputSize: 64, hiddenSize: H, dtype });
+    const x = mt.randn([L, B, 64], { dtype });
+    const run = (threads: number, sequenceMacs: number) => {
+      mt.setBackend('cpu', { threads });
+      backendEngine().sequenceMacs = sequenceMacs;
+      const before = jobs();
+      const y = lstm.forward(x).output;
+      y.mul(y).sum().backward();
+      const bits = [y, ...lstm.parameters().map((p) => p.grad!)].map((t) => Buffer.from(t.dataSync().slice().buffer));
+      lstm.zeroGrad();
+      y.dispose();
+      return { bits, jobs: jobs() - before };
+    };
+    const one = run(1, SEQUENCE_MACS), unsplit = run(2, Infinity), split = run(2, SEQUENCE_MACS);
+    for (const [name, r] of [['2 threads', split], ['2 threads, step products unsplit', unsplit]] as const) {
+      one.bits.forEach((b, i) => assert.ok(b.equals(r.bits[i]!), `${dtype}, ${name}: tensor ${i} (output, then each parameter's gradient) differs from 1 thread`));
+    }
+    assert.equal(one.jobs, 0, `${dtype}: one thread runs no threaded job`);
+    if (pool !== null) assert.equal(split.jobs - unsplit.jobs, 2 * L + 1, `${dtype}: the ${L} forward and ${L} backward step products and W_hh's gradient, split`);
+    mt.dispose([x, ...lstm.parameters()]);
+  }
+  backendEngine().sequenceMacs = SEQUENCE_MACS;
+  mt.setBackend('cpu', { threads: 1 });
 });
 
 test('a Node process that ran threaded products exits by itself (the workers are unref\'d)', { timeout: 120_000 }, () => {

@@ -324,7 +324,7 @@ class SimdState {
   private readonly sequenceOps: LstmSequenceOps = {
     matmul: (a, aShape, b, bShape, out, outShape, transposeA, transposeB) => {
       const engine = this.simd();
-      if (engine === null || !engine.matmul(a, aShape, b, bShape, out, outShape, transposeA, transposeB)) scalarMatmul(a, aShape, b, bShape, out, outShape, transposeA, transposeB);
+      if (engine === null || !engine.matmul(a, aShape, b, bShape, out, outShape, transposeA, transposeB, false, null, engine.sequenceMacs)) scalarMatmul(a, aShape, b, bShape, out, outShape, transposeA, transposeB);
     },
     cell: (z, c, B, H, acts) => {
       const math = z instanceof Float32Array ? this.math() : null;

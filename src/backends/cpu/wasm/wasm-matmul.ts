@@ -65,7 +65,7 @@ export const MIN_MACS = 4096;
  * 16.7M for not losing 8× on a busy one. Experts gain from threads by running side by
  * side, not by splitting one small product.
  */
-export const THREAD_MACS = 1 << 24;
+export const THREAD_MACS = 1 << 24; // (an LSTM layer's products split from SEQUENCE_MACS)
 /**
  * From this many multiply-adds a product below THREAD_MACS may be left running on the workers
  * (matmul's `async`) where its caller has other work meanwhile: the noisy gate's [1024, 256] ·
@@ -74,6 +74,17 @@ export const THREAD_MACS = 1 << 24;
  * ~0.05 to join), so a 1M one (E = 4) gains nothing; from 2M up it pays.
  */
 export const ASYNC_MACS = 1 << 21;
+/**
+ * From this many multiply-adds an LSTM layer's products (h_{t−1}·W_hhᵀ forward and ∂z_t·W_hh
+ * backward, 4·B·H² a step, and W_hh's gradient over all steps) split over the threads below
+ * THREAD_MACS too: the recurrence is a chain of them with nothing to run beside. Measured
+ * (2 threads against the same products on one, alternating in one process, fwd + bwd, 35
+ * steps): quiet, 4.2–8.4M step products 1.20–1.32× faster (B 32, H 256: 57.0 → 46.0 ms),
+ * 2.1M 1.10×, 1.0M 1.00–1.07 and 0.5M 0.97 (hence 2²¹); at load 10 (ten busy processes on the
+ * two cores) 0.97–1.13×, still 1.10–1.26× one thread's speed: the pool's caller now sleeps
+ * while it waits (the core goes to a descheduled worker), which THREAD_MACS's 0.12× predates.
+ */
+export const SEQUENCE_MACS = 1 << 21;
 /**
  * A weight gradient's segment of at most this many rows reads Aᵀ in place (each tile's MR
  * columns of A, row after row) instead of packing it into MR-row panels first, on the calling
@@ -266,6 +277,8 @@ export class WasmMatmul {
   asyncMacs = ASYNC_MACS;
   /** Products left running (matmul's `async`). */
   productsLeftRunning = 0;
+  /** The least multiply-adds from which an LSTM layer's per-step products split (SEQUENCE_MACS; Infinity: from THREAD_MACS, for A/B measurements). */
+  sequenceMacs = SEQUENCE_MACS;
   /** Noisy top-k gates computed as one job of row blocks (noisyTopK). */
   noisyGateJobs = 0;
 
@@ -506,7 +519,7 @@ export class WasmMatmul {
   matmul(
     a: TypedArray, aShape: Shape, b: TypedArray, bShape: Shape,
     out: TypedArray, outShape: Shape, transposeA: boolean, transposeB: boolean, aStable = false,
-    async: { done: () => void } | null = null,
+    async: { done: () => void } | null = null, splitFrom = THREAD_MACS,
   ): boolean {
     const dtype: SimdDType | null = out instanceof Float32Array ? 'float32' : out instanceof Float64Array ? 'float64' : null;
     if (dtype === null || a.constructor !== out.constructor || b.constructor !== out.constructor) return false;
@@ -522,7 +535,7 @@ export class WasmMatmul {
     // goes on (the noisy gate's x·W_gate beside its x·W_noise and noise draws).
     const leave = async !== null && this.pool !== null && this.threads > 1 && !this.pool.busy
       && matrices.a.length === 1 && m * n * k >= this.asyncMacs && m * n * k < THREAD_MACS;
-    const threads = leave || m * n * k >= THREAD_MACS ? this.threads : 1;
+    const threads = leave || m * n * k >= Math.min(splitFrom, THREAD_MACS) ? this.threads : 1;
     const scratchStride = align16(k * NR * bytes);
     // Operands of this memory are read in place; the result is written in place when it has
     // whole panels and shares no byte with an operand.
